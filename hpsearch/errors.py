@@ -1,0 +1,19 @@
+"""The exceptions hpsearch raises for problems a user can fix."""
+
+from __future__ import annotations
+
+import difflib
+
+
+class UsageError(ValueError):
+    """Bad input from the user: the CLI prints the message alone and exits with code 2."""
+
+
+class DivergedError(RuntimeError):
+    """Training produced a non-finite loss; the config scores NaN and ranks last."""
+
+
+def did_you_mean(word: str, allowed) -> str:
+    """``"; did you mean 'lr'?"`` when ``word`` is close to one of ``allowed``, else ``""``."""
+    close = difflib.get_close_matches(word, list(allowed), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""

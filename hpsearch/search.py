@@ -1,0 +1,204 @@
+"""The search loop: draw config i, cross-validate it, store it, export the ranking; repeat.
+
+Configs come from ``ParamGenerator(space, seed)``, so a resumed search evaluates exactly the
+configs an uninterrupted one would have, skipping those already stored.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import warnings
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+from joblib import Parallel
+from tqdm.auto import tqdm
+
+from .data import Dataset, load_dataset
+from .errors import UsageError
+from .estimator import DEFAULT_BATCH_SIZE, DEFAULT_MAX_EPOCHS, DEFAULT_PATIENCE, make_net
+from .evaluate import SCORINGS, effective_jobs, evaluate_config, make_folds
+from .space import ParamGenerator, SearchSpace, load_space
+from .store import RunLock, TrialStore, atomic_write_text, results_frame, write_exports
+
+__all__ = ["SearchSettings", "run_search", "SearchInterrupted", "default_run_dir"]
+
+
+class SearchInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a search: every finished trial is stored; rerun to resume."""
+
+
+@dataclass
+class SearchSettings:
+    """Everything that defines a search. The CLI flags map one to one onto these fields."""
+
+    n: int = 150
+    dataset: str = "digits"
+    data_dir: str | None = None
+    space: str = "mlp_mnist"
+    cv: int = 4
+    n_jobs: int = -1
+    max_epochs: int = DEFAULT_MAX_EPOCHS
+    patience: int = DEFAULT_PATIENCE
+    batch_size: int = DEFAULT_BATCH_SIZE
+    scoring: str = "neg_log_loss"
+    seed: int = 0
+    out: str | None = None
+    device: str = "cpu"
+    progress: bool = True
+    extra: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        def whole(name, value, low):
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                flag = "--" + name.replace("_", "-")
+                raise UsageError(f"{flag} must be a whole number >= {low}, got {value!r}")
+
+        whole("n", self.n, 1)
+        whole("cv", self.cv, 2)
+        whole("max_epochs", self.max_epochs, 1)
+        whole("patience", self.patience, 0)
+        whole("batch_size", self.batch_size, 1)
+        whole("seed", self.seed, 0)
+        effective_jobs(self.n_jobs, 1)
+        if self.scoring not in SCORINGS:
+            raise UsageError(f"--scoring must be one of {', '.join(SCORINGS)}, got {self.scoring!r}")
+
+
+def default_run_dir(settings: SearchSettings, space: SearchSpace) -> Path:
+    """``results/<dataset>_<space>_seed<seed>``: the same command finds (and resumes) its run."""
+    return Path("results") / f"{settings.dataset}_{space.name}_seed{settings.seed}"
+
+
+def _prepare_run_dir(path: Path) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"--out {path} is not writable ({exc.strerror}); choose a folder you can "
+                         "write to") from None
+    return path
+
+
+def _fingerprint(settings: SearchSettings, space: SearchSpace, dataset: Dataset) -> dict:
+    return {
+        "dataset": dataset.name,
+        "n_train": int(len(dataset.y_train)),
+        "space": space.source or json.dumps({k: repr(v) for k, v in space.params.items()}),
+        "cv": settings.cv,
+        "seed": settings.seed,
+        "max_epochs": settings.max_epochs,
+        "patience": settings.patience,
+        "batch_size": settings.batch_size,
+        "scoring": settings.scoring,
+    }
+
+
+def trial_seed(seed: int, index: int) -> int:
+    """The torch seed of trial ``index``: independent of how many trials run or in what order."""
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+
+
+class _InterruptFlag:
+    """Turns SIGINT into a flag plus KeyboardInterrupt. skorch's ``fit`` swallows
+    KeyboardInterrupt and returns a half-trained net; the flag tells us to discard that result."""
+
+    def __init__(self):
+        self.raised = False
+        self._previous = None
+
+    def _handler(self, signum, frame):
+        self.raised = True
+        raise KeyboardInterrupt
+
+    def __enter__(self):
+        self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        signal.signal(signal.SIGINT, self._previous)
+
+
+def run_search(settings: SearchSettings, dataset: Dataset | None = None) -> Path:
+    """Run (or resume) a search and return its run folder.
+
+    Every finished trial is committed to ``<run>/trials.db`` and the ranking files are rewritten
+    after each one. Raises ``SearchInterrupted`` on Ctrl-C with all finished trials kept.
+    """
+    settings.validate()
+    space = load_space(settings.space)
+    dataset = dataset or load_dataset(settings.dataset, settings.data_dir)
+    run_dir = _prepare_run_dir(Path(settings.out) if settings.out else default_run_dir(settings, space))
+    folds = make_folds(dataset.y_train, settings.cv, settings.seed)
+    with RunLock(run_dir):
+        store = TrialStore(run_dir, _fingerprint(settings, space, dataset))
+        atomic_write_text(run_dir / "space.toml", space.source)
+        atomic_write_text(run_dir / "settings.json", json.dumps(
+            {**asdict(settings), "argv": sys.argv, "dataset_name": dataset.name}, indent=2) + "\n")
+        configs = ParamGenerator(space, settings.seed).gen_values(settings.n)
+        done = store.finished_indices()
+        todo = [i for i in range(settings.n) if i not in done]
+        _search_loop(settings, dataset, space, store, configs, todo, folds, run_dir)
+        frame = results_frame(store.records())
+        write_exports(run_dir, frame)
+        _warn_failures(frame)
+    return run_dir
+
+
+def _search_loop(settings, dataset, space, store, configs, todo, folds, run_dir):
+    jobs = effective_jobs(settings.n_jobs, len(folds))
+    frame = results_frame(store.records())
+    best = frame["mean_test_score"].max() if not frame.empty else float("nan")
+    bar = tqdm(total=settings.n, initial=settings.n - len(todo), desc="configs", unit="cfg",
+               disable=not settings.progress, dynamic_ncols=True)
+    if not np.isnan(best):
+        bar.set_postfix(best=f"{best:.4f}")
+    X, y = dataset.X_train, dataset.y_train
+    try:
+        with _InterruptFlag() as flag, Parallel(n_jobs=jobs) as parallel:
+            for index in todo:
+                config = configs[index]
+                make = partial(
+                    make_net, config, dataset.n_features, dataset.n_classes,
+                    device=settings.device, max_epochs=settings.max_epochs,
+                    batch_size=settings.batch_size, patience=settings.patience,
+                    random_state=trial_seed(settings.seed, index),
+                )
+                result = evaluate_config(make, X, y, folds, n_jobs=jobs, scoring=settings.scoring,
+                                         parallel=parallel)
+                if flag.raised:  # the fit was cut short: its scores are not real
+                    raise KeyboardInterrupt
+                store.add(index, config, space, result)
+                write_exports(run_dir, results_frame(store.records()))
+                if result.error is None and not (result.mean_test_score <= best):
+                    best = result.mean_test_score
+                    bar.set_postfix(best=f"{best:.4f}")
+                bar.update()
+    except KeyboardInterrupt:
+        bar.close()
+        raise SearchInterrupted(
+            f"interrupted: {len(store.finished_indices())} of {settings.n} trials are stored in "
+            f"{run_dir}; run the same command again (or add --resume {run_dir}) to continue"
+        ) from None
+    bar.close()
+
+
+def _warn_failures(frame) -> None:
+    if frame.empty:
+        return
+    errors = frame.loc[frame["error"] != "", "error"]
+    if len(errors):
+        kinds = Counter(e.split(":")[0] for e in errors)
+        summary = ", ".join(f"{n} {kind}" for kind, n in kinds.most_common())
+        warnings.warn(
+            f"{len(errors)} of {len(frame)} configs failed ({summary}); they score NaN and rank "
+            "last; their reasons are in trials.csv, column 'error'",
+            RuntimeWarning, stacklevel=2,
+        )
