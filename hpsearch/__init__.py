@@ -5,6 +5,7 @@ from .errors import DivergedError, UsageError
 from .estimator import make_net
 from .evaluate import evaluate_config, make_folds
 from .models import MLP
+from .retrain import load_winner, retrain_top
 from .search import SearchSettings, run_search
 from .space import ParamGenerator, SearchSpace, load_space
 from .store import load_results
@@ -14,5 +15,5 @@ __version__ = "0.1.0"
 __all__ = [
     "Dataset", "load_dataset", "DivergedError", "UsageError", "make_net", "evaluate_config",
     "make_folds", "MLP", "SearchSettings", "run_search", "ParamGenerator", "SearchSpace",
-    "load_space", "load_results",
+    "load_space", "load_results", "load_winner", "retrain_top",
 ]

@@ -27,6 +27,9 @@ examples:
 outputs (in --out): trials.db (every finished trial), trials.csv (cv_results_-shaped),
 sorted_scores.dat and sorted_params.dat (best first, line i matches line i), space.toml,
 settings.json. Running the same command again resumes the run where it stopped.
+Then (unless --no-retrain) the best --top configs are retrained on the whole training set for
+--retrain-epochs and scored on the test set: retrain.csv, winner.pt (load it with
+hpsearch.load_winner(run_dir)), summary.json, and the winner's pictures (hpsearch plot all).
 """
 
 
@@ -60,6 +63,25 @@ def _add_search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _add_retrain_args(p: argparse.ArgumentParser, top: int, epochs: int) -> None:
+    p.add_argument("--top", type=int, default=top, help=f"retrain the best TOP configs (default {top})")
+    p.add_argument("--retrain-epochs", type=int, default=epochs, help="epochs of each retraining on the "
+                   f"whole training set, no early stopping (default {epochs})")
+
+
+def _add_plot_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--images", type=int, default=25, help="images to show, for per-image pictures "
+                   "such as misclassified (default 25)")
+    p.add_argument("--units", type=int, default=25, help="units per hidden layer in neuron pictures "
+                   "(default 25; the output layer shows every class)")
+
+
+def _plot_methods() -> list[str]:
+    from .viz.plots import REGISTRY
+
+    return [*REGISTRY, "all"]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="hpsearch",
@@ -72,7 +94,34 @@ def build_parser() -> argparse.ArgumentParser:
                     "each by k-fold cross-validation, save the ranking.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_search_args(search)
+    _add_retrain_args(search, top=15, epochs=300)
+    search.add_argument("--no-retrain", action="store_true", help="stop after the ranking: no "
+                        "retraining, no winner, no pictures")
+    _add_plot_args(search)
     search.set_defaults(func=_cmd_search)
+
+    retrain = sub.add_parser(
+        "retrain", help="retrain a run's best configs on the whole training set, crown a winner",
+        description="Retrain the top configs of a finished (or partial) search on the whole training "
+                    "set, score each on the test set, save the most accurate as the winner "
+                    "(winner.pt, retrain.csv, summary.json in RUN_DIR).")
+    retrain.add_argument("run_dir", metavar="RUN_DIR", help="a run folder made by hpsearch search")
+    _add_retrain_args(retrain, top=15, epochs=300)
+    retrain.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    retrain.add_argument("--no-progress", action="store_true", help="no progress bar")
+    retrain.set_defaults(func=_cmd_retrain)
+
+    methods = _plot_methods()
+    plot = sub.add_parser(
+        "plot", help="draw pictures of a run's winner into its folder",
+        description="Draw METHOD for the winner saved in RUN_DIR and write <RUN_DIR>/<name>.png "
+                    f"(and .txt/.csv for reports). METHOD: {', '.join(methods)}; 'all' draws every "
+                    "method that applies to the winner and says which it skipped and why.")
+    plot.add_argument("method", metavar="METHOD", help=", ".join(methods))
+    plot.add_argument("run_dir", metavar="RUN_DIR", help="a run folder holding winner.pt")
+    _add_plot_args(plot)
+    plot.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    plot.set_defaults(func=_cmd_plot)
     return parser
 
 
@@ -115,7 +164,81 @@ def _cmd_search(args) -> int:
     print(f"best: trial {best['trial']}  {settings.scoring} {best['mean_test_score']:.4f} "
           f"± {best['std_test_score']:.4f}  accuracy {best['mean_test_accuracy']:.4f}")
     print("      " + "  ".join(f"{k}={v}" for k, v in params.items()))
+    if args.no_retrain:
+        return 0
+    _retrain(run_dir, args.top, args.retrain_epochs, settings.device, settings.progress)
+    return _plot(run_dir, "all", args, settings.device)
+
+
+def _retrain(run_dir, top: int, epochs: int, device: str, progress: bool) -> None:
+    from .retrain import RETRAIN_FILE, SUMMARY_FILE, WINNER_FILE, retrain_top
+
+    start = time.perf_counter()
+    result = retrain_top(run_dir, top, epochs, device=device, progress=progress)
+    elapsed = time.perf_counter() - start
+    w = result.winner
+    print(f"\nretrained {len(result.table)} configs for {epochs} epochs on the whole training set "
+          f"({elapsed:.1f} s)")
+    print(f"winner: trial {w['trial']} (search rank {w['search_rank']})  test accuracy "
+          f"{w['test_accuracy']:.4f}  test loss {w['test_loss']:.4f}  {w['epochs']} epochs")
+    print("        " + "  ".join(f"{k}={v}" for k, v in w["config"].items()))
+    print(f"wrote {Path(run_dir) / RETRAIN_FILE}, {WINNER_FILE}, {SUMMARY_FILE}")
+
+
+def _cmd_retrain(args) -> int:
+    from .estimator import resolve_device
+
+    _retrain(args.run_dir, args.top, args.retrain_epochs, resolve_device(args.device), not args.no_progress)
     return 0
+
+
+def _plot(run_dir, method: str, args, device: str) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from .data import load_dataset
+    from .errors import did_you_mean
+    from .retrain import load_winner
+    from .viz.plots import REGISTRY, PlotOptions
+
+    run_dir = Path(run_dir)
+    if method != "all" and method not in REGISTRY:
+        raise UsageError(f"METHOD must be one of {', '.join([*REGISTRY, 'all'])}, got {method!r}"
+                         f"{did_you_mean(method, [*REGISTRY, 'all'])}")
+    for name, value in (("--images", args.images), ("--units", args.units)):
+        if value < 1:
+            raise UsageError(f"{name} must be a whole number >= 1, got {value}")
+    net = load_winner(run_dir, device=device)
+    settings_path = run_dir / "settings.json"
+    data_dir = json.loads(settings_path.read_text()).get("data_dir") if settings_path.is_file() else None
+    dataset = load_dataset(net.winner_["dataset"], data_dir)
+    options = PlotOptions(n_images=args.images, units=args.units)
+    chosen = list(REGISTRY) if method == "all" else [method]
+    for name in chosen:
+        entry = REGISTRY[name]
+        reason = entry.applies(net.module_)
+        if reason is not None:
+            if method != "all":
+                raise UsageError(f"{name} does not apply to this winner: {reason}")
+            print(f"skipped {name}: {reason}")
+            continue
+        written = []
+        for stem, item in entry.draw(net, dataset, options).items():
+            if isinstance(item, str):
+                path = run_dir / stem
+                path.write_text(item)
+            else:
+                path = run_dir / f"{stem}.png"
+                item.savefig(path, dpi=120)
+            written.append(path.name)
+        print(f"{name}: wrote {', '.join(written)}")
+    return 0
+
+
+def _cmd_plot(args) -> int:
+    from .estimator import resolve_device
+
+    return _plot(args.run_dir, args.method, args, resolve_device(args.device))
 
 
 def main(argv: list[str] | None = None) -> int:

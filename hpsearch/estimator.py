@@ -16,7 +16,7 @@ from skorch.callbacks import Callback, EarlyStopping
 from skorch.dataset import ValidSplit
 
 from .errors import DivergedError, UsageError
-from .models import MLP
+from .models import CNN, GAPCNN, MLP
 
 __all__ = ["SeededNet", "make_net", "OPTIMIZERS", "MODELS", "resolve_device"]
 
@@ -26,9 +26,13 @@ OPTIMIZERS = {
     "sgd": torch.optim.SGD,
     "adamw": torch.optim.AdamW,
 }
-MODELS = {"mlp": MLP}
+MODELS = {"mlp": MLP, "cnn": CNN, "gapcnn": GAPCNN}
 # Config keys that go to the module, per model kind (everything else is the net's or optimizer's).
-MODULE_KEYS = {"mlp": ("hidden", "dropout", "negative_slope")}
+MODULE_KEYS = {
+    "mlp": ("hidden", "dropout", "negative_slope"),
+    "cnn": ("filters", "block_size", "dense", "dropout", "conv_dropout", "batch_norm", "kernel_size"),
+    "gapcnn": ("filters", "pool_after", "batch_norm", "dropout", "kernel_size"),
+}
 DEFAULT_BATCH_SIZE = 128
 DEFAULT_MAX_EPOCHS = 100
 DEFAULT_PATIENCE = 15
@@ -39,14 +43,80 @@ class SeededNet(NeuralNetClassifier):
     ``random_state`` each time it is initialized, so ``fit`` is reproducible on the CPU and a
     clone inside ``cross_val_score`` trains exactly as the original would."""
 
-    def __init__(self, module, *args, random_state: int | None = None, **kwargs):
+    def __init__(self, module, *args, random_state: int | None = None, lean: bool = False, **kwargs):
         super().__init__(module, *args, **kwargs)
         self.random_state = random_state
+        self.lean = lean
 
     def initialize(self):
         if self.random_state is not None:
             torch.manual_seed(self.random_state)
         return super().initialize()
+
+    # The lean path (``lean=True``): the same DataLoader, sampler and RNG draws as skorch's, so
+    # batches, dropout masks and scores are identical, but the data are tensors prepared once
+    # (on the net's device) and each batch is one indexing op, not per-sample ``__getitem__`` +
+    # collation; and PrintLog, which tabulates the history every epoch even at verbose=0, is off.
+    def get_default_callbacks(self):
+        callbacks = super().get_default_callbacks()
+        if self.lean and not self.verbose:
+            callbacks = [(name, cb) for name, cb in callbacks if name != "print_log"]
+        return callbacks
+
+    def get_dataset(self, X, y=None):
+        if self.lean and isinstance(X, (np.ndarray, torch.Tensor)) and (
+                y is None or isinstance(y, (np.ndarray, torch.Tensor))):
+            return TensorBatches(X, y, device=self.device)
+        return super().get_dataset(X, y)
+
+    def get_split_datasets(self, X, y=None, **fit_params):
+        train, valid = super().get_split_datasets(X, y, **fit_params)
+        return TensorBatches.materialize(train), TensorBatches.materialize(valid)
+
+    def get_iterator(self, dataset, training=False):
+        if not isinstance(dataset, TensorBatches):
+            return super().get_iterator(dataset, training)
+        kwargs = self.get_params_for("iterator_train" if training else "iterator_valid")
+        kwargs.setdefault("batch_size", self.batch_size)
+        if kwargs["batch_size"] == -1:
+            kwargs["batch_size"] = len(dataset)
+        kwargs["collate_fn"] = _batch_as_is
+        return (self.iterator_train if training else self.iterator_valid)(dataset, **kwargs)
+
+
+class TensorBatches(torch.utils.data.Dataset):
+    """``X`` (and ``y``) as tensors, converted once and kept on ``device``. A ``DataLoader``
+    fetches a whole batch through ``__getitems__`` (one indexing op); with
+    ``collate_fn=_batch_as_is`` it yields ``(X[idx], y[idx])`` exactly as the default collation
+    of per-sample items would, values and dtypes alike."""
+
+    def __init__(self, X, y=None, device=None):
+        self.X = torch.as_tensor(X, device=device)
+        self.y = None if y is None else torch.as_tensor(y, device=self.X.device)
+
+    def __len__(self):
+        return len(self.X)
+
+    def __getitem__(self, i):
+        return self.X[i], (torch.zeros((), dtype=torch.int64) if self.y is None else self.y[i])
+
+    def __getitems__(self, indices):
+        idx = torch.as_tensor(indices, dtype=torch.int64, device=self.X.device)
+        return self.X[idx], (None if self.y is None else self.y[idx])
+
+    @classmethod
+    def materialize(cls, dataset):
+        """A ``Subset`` of ``TensorBatches`` (as ``ValidSplit`` returns) gathered into one."""
+        if isinstance(dataset, torch.utils.data.Subset) and isinstance(dataset.dataset, cls):
+            idx = torch.as_tensor(dataset.indices, dtype=torch.int64, device=dataset.dataset.X.device)
+            parent = dataset.dataset
+            return cls(parent.X[idx], None if parent.y is None else parent.y[idx])
+        return dataset
+
+
+def _batch_as_is(batch):
+    """The collate function of the lean path: ``__getitems__`` already returns the batch."""
+    return batch
 
 
 class StopOnNonFiniteLoss(Callback):
@@ -70,10 +140,22 @@ def resolve_device(device: str) -> str:
     return device
 
 
+def _image_shape(image_shape, n_features: int, kind: str) -> tuple[int, int, int]:
+    if image_shape is None:
+        side = math.isqrt(n_features)
+        if side * side != n_features:
+            raise UsageError(f"model {kind!r} needs image_shape=(channels, height, width); "
+                             f"{n_features} features are not a square grey image")
+        return 1, side, side
+    if len(image_shape) != 3:
+        raise UsageError(f"model {kind!r} needs image_shape=(channels, height, width), got {image_shape!r}")
+    return tuple(int(v) for v in image_shape)
+
+
 def make_net(config: dict, n_features: int, n_classes: int, *, device: str = "cpu",
              max_epochs: int = DEFAULT_MAX_EPOCHS, batch_size: int = DEFAULT_BATCH_SIZE,
              patience: int = DEFAULT_PATIENCE, random_state: int | None = 0,
-             **net_kwargs) -> SeededNet:
+             image_shape: tuple[int, ...] | None = None, lean: bool = True, **net_kwargs) -> SeededNet:
     """Build an unfitted skorch net for ``config``.
 
     Parameters
@@ -89,6 +171,13 @@ def make_net(config: dict, n_features: int, n_classes: int, *, device: str = "cp
         of it for ``max_epochs``.
     random_state : int or None
         Seeds initial weights, batch order and dropout.
+    lean : bool
+        Train from tensors prepared once (on ``device``), a batch per indexing op, without the
+        per-epoch PrintLog (see ``SeededNet``). The scores are identical to ``lean=False``, the
+        plain skorch path (per-sample ``__getitem__`` + DataLoader collation), kept to compare.
+    image_shape : (channels, height, width), optional
+        Shape of one image, needed by the convolutional kinds (``cnn``, ``gapcnn``); when not
+        given, a square single-channel image of ``n_features`` pixels is assumed.
     """
     kind = config.get("model", "mlp")
     if kind not in MODELS:
@@ -100,6 +189,9 @@ def make_net(config: dict, n_features: int, n_classes: int, *, device: str = "cp
     if kind == "mlp":
         params["module__n_inputs"] = n_features
         params["module__hidden"] = tuple(config.get("hidden", (100,)))
+    else:
+        channels, *size = _image_shape(image_shape, n_features, kind)
+        params["module__in_channels"], params["module__image_size"] = channels, tuple(size)
     params["module__n_classes"] = n_classes
     params["optimizer__weight_decay"] = float(config.get("weight_decay", 0.0))
     if "momentum" in config and optimizer in ("sgd", "rmsprop"):
@@ -124,6 +216,7 @@ def make_net(config: dict, n_features: int, n_classes: int, *, device: str = "cp
         device=device,
         verbose=0,
         random_state=random_state,
+        lean=lean,
         classes=np.arange(n_classes),
     )
     kwargs.update(params)

@@ -166,7 +166,7 @@ def _search_loop(settings, dataset, space, store, configs, todo, folds, run_dir)
             for index in todo:
                 config = configs[index]
                 make = partial(
-                    make_net, config, dataset.n_features, dataset.n_classes,
+                    make_net, config, dataset.n_features, dataset.n_classes, image_shape=dataset.image_shape,
                     device=settings.device, max_epochs=settings.max_epochs,
                     batch_size=settings.batch_size, patience=settings.patience,
                     random_state=trial_seed(settings.seed, index),

@@ -45,7 +45,7 @@ SEARCHES_DIR = Path(__file__).resolve().parent.parent / "searches"
 # Every hyperparameter a space may name, and what it means. Model-specific names are accepted
 # for any model; the estimator passes on only those its model takes.
 PARAMETERS: dict[str, str] = {
-    "model": "model kind: 'mlp'",
+    "model": "model kind: 'mlp', 'cnn' or 'gapcnn' (categorical to mix kinds in one search)",
     "hidden": "hidden-layer widths of an MLP (decreasing)",
     "dropout": "dropout probability after each hidden layer",
     "lr": "learning rate",
@@ -55,6 +55,13 @@ PARAMETERS: dict[str, str] = {
     "max_epochs": "maximum number of training epochs",
     "negative_slope": "LeakyReLU slope for negative inputs",
     "momentum": "momentum of SGD or RMSprop",
+    "filters": "output channels of each convolution of a CNN or GAP-CNN, e.g. [32, 32, 64, 64]",
+    "block_size": "convolutions per pooling block of a CNN (conv-conv-pool: 2)",
+    "dense": "widths of the dense layers after a CNN's convolutions, e.g. [256]",
+    "conv_dropout": "dropout after each pooling step of a CNN",
+    "batch_norm": "batch normalization after each convolution (true/false)",
+    "kernel_size": "odd kernel size of every convolution",
+    "pool_after": "2x2 max-pool after these convolutions of a GAP-CNN (from 1), e.g. [2]",
 }
 
 

@@ -1,0 +1,26 @@
+"""Pictures of what a trained classifier learned and how it does; each plot returns a Figure."""
+
+from .evaluation import (
+    class_report,
+    learning_curves,
+    misclassified,
+    plot_class_report,
+    plot_confusion_matrix,
+    plot_learning_curves,
+    plot_misclassified,
+)
+from .neurons import (
+    box_maximizer,
+    maximize_activation,
+    plot_maximizers,
+    plot_receptive_fields,
+    receptive_fields,
+    unit_activations,
+)
+
+__all__ = [
+    "receptive_fields", "box_maximizer", "maximize_activation", "unit_activations",
+    "plot_receptive_fields", "plot_maximizers",
+    "class_report", "misclassified", "learning_curves", "plot_confusion_matrix", "plot_class_report",
+    "plot_misclassified", "plot_learning_curves",
+]

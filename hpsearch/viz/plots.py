@@ -2,7 +2,8 @@
 
 Each entry names a method, says when it applies to a winner (``applies(module) -> None`` when it
 does, else the reason it is skipped) and draws it (``draw(net, dataset, options) -> {stem: Figure}``;
-the CLI saves each Figure as ``<run>/<stem>.png``). Library functions stay in their own modules
+the CLI saves each Figure as ``<run>/<stem>.png``; a ``str`` value is text saved as ``<run>/<stem>``,
+e.g. ``{"class_report.csv": "..."}``). Library functions stay in their own modules
 (neurons, evaluation, attribution ...); this file only wires them to the command line.
 """
 
@@ -46,4 +47,180 @@ def register(name: str, draw: Callable, applies: Callable = always, help: str = 
 
 # --- neuron pictures and how-the-winner-does (the retrain/winner work registers here) ---
 
+
+def _mlp_only(module):
+    from .neurons import mlp_only
+
+    return mlp_only(module)
+
+
+def _layer_stems(net, prefix: str) -> list[tuple[int, str]]:
+    from .neurons import mlp_linears
+
+    n = len(mlp_linears(net))
+    return [(i, f"{prefix}_layer{i + 1}" if i < n - 1 else f"{prefix}_output") for i in range(n)]
+
+
+def _draw_receptive_fields(net, dataset, options):
+    from .neurons import plot_receptive_fields
+
+    return {stem: plot_receptive_fields(net, i, options.units, class_names=dataset.class_names,
+                                        image_shape=dataset.image_shape)
+            for i, stem in _layer_stems(net, "receptive_fields")}
+
+
+def _draw_maximizers(net, dataset, options):
+    from .neurons import plot_maximizers
+
+    kw = dict(class_names=dataset.class_names, image_shape=dataset.image_shape,
+              steps=options.extra.get("steps", 200), lr=options.extra.get("lr", 0.05))
+    figures = {}
+    for i, stem in _layer_stems(net, "maximizers"):
+        figures[stem] = plot_maximizers(net, i, options.units, **kw)
+        if i == 0:  # the seed's exact maximizer of a first-layer unit
+            figures[stem + "_box"] = plot_maximizers(net, i, options.units, method="box", **kw)
+    return figures
+
+
+def _test_predictions(net, dataset, options):
+    """predict_proba on the test set, computed once per CLI call (cached in ``options.extra``)."""
+    key = ("_test_proba", id(net))
+    if key not in options.extra:
+        options.extra[key] = net.predict_proba(dataset.X_test)
+    proba = options.extra[key]
+    return proba, proba.argmax(1)
+
+
+def _draw_confusion_matrix(net, dataset, options):
+    from .evaluation import plot_confusion_matrix
+
+    _, pred = _test_predictions(net, dataset, options)
+    return {"confusion_matrix": plot_confusion_matrix(dataset.y_test, pred, dataset.class_names)}
+
+
+def _draw_class_report(net, dataset, options):
+    from .evaluation import class_report, plot_class_report
+
+    _, pred = _test_predictions(net, dataset, options)
+    text, table = class_report(dataset.y_test, pred, dataset.class_names)
+    return {"class_report": plot_class_report(table), "class_report.txt": text,
+            "class_report.csv": table.to_csv(float_format="%.6f")}
+
+
+def _draw_misclassified(net, dataset, options):
+    from .evaluation import plot_misclassified
+
+    proba, pred = _test_predictions(net, dataset, options)
+    return {"misclassified": plot_misclassified(dataset.X_test, dataset.y_test, pred, dataset.class_names,
+                                                proba=proba, n=options.n_images)}
+
+
+def _draw_learning_curves(net, dataset, options):
+    from .evaluation import plot_learning_curves
+
+    label = getattr(net, "winner_", {}).get("valid_label")
+    return {"learning_curves": plot_learning_curves(net.history, valid_label=label)}
+
+
+register("receptive-fields", _draw_receptive_fields, _mlp_only,
+         "MLP: first 25 units of each hidden layer and every class, weights (products for deeper layers)")
+register("maximizers", _draw_maximizers, _mlp_only,
+         "MLP: images in [0, 1] maximizing each unit (gradient ascent; exact box for layer 1)")
+register("confusion-matrix", _draw_confusion_matrix, always, "test-set confusion matrix")
+register("class-report", _draw_class_report, always,
+         "per-class precision, recall, F1 on the test set (PNG + .txt + .csv)")
+register("misclassified", _draw_misclassified, always,
+         "misclassified test images, most confident first (--images of them)")
+register("learning-curves", _draw_learning_curves, always, "loss per epoch from the winner's history")
+
 # --- CNN explanations (the CNN/attribution work registers here) ---
+
+
+def _gap_only(module):
+    from .attribution import gap_only
+
+    return gap_only(module)
+
+
+def _conv_only(module):
+    from .attribution import conv_only
+
+    return conv_only(module)
+
+
+def _relu_only(module):
+    from .attribution import relu_only
+
+    return relu_only(module)
+
+
+def _draw_attribution(method: str, stem: str) -> Callable:
+    def draw(net, dataset, options):
+        from .attribution import plot_attribution
+
+        return {stem: plot_attribution(net, dataset.X_test[:options.n_images], method, options.target,
+                                       class_names=dataset.class_names, **options.extra.get(method, {}))}
+    return draw
+
+
+def _draw_explanations(net, dataset, options):
+    from .attribution import gap_only, plot_explanations
+
+    methods = ["gradcam", "saliency", "guided_backprop", "occlusion"]
+    if gap_only(net) is None:
+        methods.insert(0, "cam")
+    return {"explanations": plot_explanations(net, dataset.X_test[:options.n_images], methods, options.target,
+                                              class_names=dataset.class_names)}
+
+
+def _draw_feature_maps(net, dataset, options):
+    from .conv import feature_maps, plot_feature_maps
+
+    image = dataset.X_test[0]
+    return {"feature_maps": plot_feature_maps(feature_maps(net, image), image)}
+
+
+def _draw_filters(net, dataset, options):
+    from .conv import first_layer_filters, plot_filters
+
+    return {"filters": plot_filters(first_layer_filters(net))}
+
+
+def _draw_conv_maximizers(net, dataset, options):
+    from .conv import conv_layers, conv_maximizers, plot_images
+
+    figures = {}
+    for i, (name, _) in enumerate(conv_layers(net)):
+        images = conv_maximizers(net, dataset.image_shape, layer=i, channels=options.units, seed=options.seed,
+                                 steps=options.extra.get("steps", 100))
+        figures[f"conv_maximizers_layer{i + 1}"] = plot_images(
+            images, titles=[str(c) for c in range(len(images))], suptitle=f"channels of {name}")
+    return figures
+
+
+def _draw_deepdream(net, dataset, options):
+    from .conv import deep_dream, plot_deep_dream
+
+    images = dataset.X_test[:options.n_images]
+    dreamed = deep_dream(net, images, steps=options.extra.get("steps", 20), seed=options.seed)
+    return {"deepdream": plot_deep_dream(images, dreamed)}
+
+
+register("cam", _draw_attribution("cam", "cam"), _gap_only,
+         "GAP-CNN: class activation maps sum_k w_ck A_k over --images test images")
+register("grad-cam", _draw_attribution("gradcam", "grad_cam"), _conv_only,
+         "CNN: Grad-CAM at the last conv layer (Captum) over --images test images")
+register("saliency", _draw_attribution("saliency", "saliency"), always,
+         "|gradient| of the explained class's logit per pixel (Captum)")
+register("guided-backprop", _draw_attribution("guided_backprop", "guided_backprop"), _relu_only,
+         "guided backpropagation (Captum); needs ReLU modules")
+register("occlusion", _draw_attribution("occlusion", "occlusion"), always,
+         "drop of the class logit when a 3x3 patch is zeroed (Captum)")
+register("explanations", _draw_explanations, _conv_only,
+         "CNN: input, CAM (GAP nets), Grad-CAM, saliency, guided backprop, occlusion side by side")
+register("feature-maps", _draw_feature_maps, _conv_only, "CNN: each conv layer's maps for the first test image")
+register("filters", _draw_filters, _conv_only, "CNN: the first conv layer's filters")
+register("conv-maximizers", _draw_conv_maximizers, _conv_only,
+         "CNN: images in [0, 1] maximizing each conv channel (gradient ascent, jitter, blur)")
+register("deepdream", _draw_deepdream, _conv_only,
+         "CNN: --images test images DeepDreamed at the last conv layer")

@@ -1,0 +1,422 @@
+"""Where a classifier looks: CAM, Grad-CAM, saliency, guided backprop and occlusion.
+
+CAM is ours (Zhou et al.: ``M_c(x, y) = sum_k w_ck A_k(x, y)`` for a net that ends in global
+average pooling and one Linear layer); the others are Captum's. Each method works on a batch
+``(n, C, H, W)`` with any target class (default: the predicted one), returns a numpy array from
+one function, and leaves the model as it found it: its train/eval mode is restored and every hook
+is removed, even after an exception. ``plot_heatmaps`` and ``plot_explanations`` draw the arrays
+over the grey or RGB input.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from captum.attr import GuidedBackprop, LayerGradCam, Occlusion, Saliency
+from torch import nn
+
+from ..errors import UsageError, did_you_mean
+
+__all__ = [
+    "METHODS", "attribute", "cam", "grad_cam", "saliency", "guided_backprop", "occlusion",
+    "resolve_targets", "heatmap", "plot_heatmaps", "plot_explanations", "model_session",
+    "as_module", "as_batch", "gradcam_layer", "plot_attribution", "gap_only", "conv_only", "relu_only",
+]
+
+_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
+               "_forward_hooks_with_kwargs", "_forward_hooks_always_called",
+               "_forward_pre_hooks_with_kwargs")
+
+
+# ----------------------------------------------------------------------------- plumbing
+
+def as_module(model) -> nn.Module:
+    """The torch module of a fitted skorch net (``net.module_``), or ``model`` itself."""
+    module = getattr(model, "module_", model)
+    if not isinstance(module, nn.Module):
+        raise UsageError(f"expected a torch module or a fitted skorch net, got {type(model).__name__}")
+    return module
+
+
+def _device(module: nn.Module) -> torch.device:
+    for p in module.parameters():
+        return p.device
+    return torch.device("cpu")
+
+
+def as_batch(module: nn.Module, X) -> torch.Tensor:
+    """``X`` (n, C, H, W) or one image (C, H, W) as a float32 tensor on the module's device."""
+    X = torch.as_tensor(np.asarray(X) if not torch.is_tensor(X) else X, dtype=torch.float32)
+    if X.ndim == 3:
+        X = X[None]
+    if X.ndim != 4:
+        raise UsageError(f"images must have shape (n, channels, height, width), got {tuple(X.shape)}")
+    return X.detach().clone().to(_device(module))
+
+
+@contextmanager
+def model_session(module: nn.Module):
+    """Put ``module`` in eval mode; afterwards restore every submodule's mode and remove every
+    hook added meanwhile (by Captum or anyone), also when the body raises."""
+    modes = {m: m.training for m in module.modules()}
+    hooks = {m: {name: set(getattr(m, name, {})) for name in _HOOK_DICTS} for m in module.modules()}
+    module.eval()
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
+            yield module
+    finally:
+        for m, before in hooks.items():
+            for name, keys in before.items():
+                table = getattr(m, name, None)
+                for key in [k for k in (table or {}) if k not in keys]:
+                    del table[key]
+        for m, mode in modes.items():
+            m.training = mode
+
+
+def resolve_targets(module: nn.Module, X: torch.Tensor, target=None) -> torch.Tensor:
+    """Class index per image: the predicted class when ``target`` is None, else ``target`` (one
+    int for all images, or one per image), checked against the number of classes."""
+    with torch.no_grad():
+        logits = module(X)
+    n, n_classes = logits.shape
+    if target is None:
+        return logits.argmax(dim=1)
+    t = torch.as_tensor(np.asarray(target), dtype=torch.long, device=X.device).reshape(-1)
+    if t.numel() == 1:
+        t = t.expand(n)
+    if t.numel() != n:
+        raise UsageError(f"target must be one class or one per image ({n}), got {t.numel()} values")
+    if (t < 0).any() or (t >= n_classes).any():
+        raise UsageError(f"target classes must be in 0..{n_classes - 1}, got {t.tolist()}")
+    return t.clone()
+
+
+def gradcam_layer(module: nn.Module) -> nn.Module:
+    """The layer Grad-CAM explains by default: ``module.last_conv_activation`` where the model
+    names it (CNN, GAPCNN), else the last ``Conv2d``."""
+    layer = getattr(module, "last_conv_activation", None)
+    if layer is not None:
+        return layer
+    convs = [m for m in module.modules() if isinstance(m, nn.Conv2d)]
+    if not convs:
+        raise UsageError(f"{type(module).__name__} has no Conv2d layer; Grad-CAM needs a CNN")
+    return convs[-1]
+
+
+def _upsample(maps: torch.Tensor, size) -> torch.Tensor:
+    return F.interpolate(maps[:, None], size=tuple(size), mode="bilinear", align_corners=False)[:, 0]
+
+
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy().astype(np.float32, copy=False)
+
+
+# ----------------------------------------------------------------------------- the methods
+
+def _gap_parts(module: nn.Module):
+    layer, linear = getattr(module, "last_conv_activation", None), getattr(module, "classifier", None)
+    if layer is None or not isinstance(linear, nn.Linear):
+        raise UsageError(f"CAM needs a GAP net (convolutions, global average pooling, one Linear "
+                         f"layer, e.g. model 'gapcnn'); got {type(module).__name__}; use grad_cam")
+    return layer, linear
+
+
+def cam(model, X, target=None, *, upsample: bool = True) -> np.ndarray:
+    """Class activation maps ``M_c = sum_k w_ck A_k`` of a GAP net.
+
+    Parameters
+    ----------
+    model : GAPCNN or fitted skorch net around one
+        Needs ``last_conv_activation`` (the layer whose output ``A`` is averaged) and
+        ``classifier`` (the Linear layer with weights ``w``).
+    X : array (n, C, H, W)
+    target : None, int or sequence of int
+        Class to explain per image; None explains the predicted class.
+    upsample : bool
+        Bilinearly resize the maps from the feature grid (h, w) to the image (H, W).
+
+    Returns
+    -------
+    ndarray (n, H, W), or (n, h, w) when ``upsample`` is False. No ReLU, no rescaling.
+    """
+    module = as_module(model)
+    layer, linear = _gap_parts(module)
+    with model_session(module):
+        X = as_batch(module, X)
+        t = resolve_targets(module, X, target)
+        store = {}
+        handle = layer.register_forward_hook(lambda m, i, out: store.__setitem__("A", out))
+        try:
+            with torch.no_grad():
+                module(X)
+        finally:
+            handle.remove()
+        maps = torch.einsum("nk,nkhw->nhw", linear.weight[t], store["A"])
+        if upsample:
+            maps = _upsample(maps, X.shape[2:])
+    return _numpy(maps)
+
+
+def grad_cam(model, X, target=None, *, layer: nn.Module | None = None, relu: bool = True,
+             upsample: bool = True) -> np.ndarray:
+    """Grad-CAM (Captum's ``LayerGradCam``): channel weights are the spatial means of the
+    target logit's gradients at ``layer``; the map is their weighted sum of ``layer``'s output.
+
+    On a GAP net with the default layer and ``relu=False, upsample=False`` this equals
+    ``cam(...) / (h * w)`` exactly.
+
+    Parameters
+    ----------
+    layer : nn.Module, optional
+        Default: ``gradcam_layer(model)`` (the activation after the last convolution).
+    relu : bool
+        Keep only the positive evidence, as in the paper.
+    upsample : bool
+        Resize to the image size.
+
+    Returns
+    -------
+    ndarray (n, H, W) or (n, h, w)
+    """
+    module = as_module(model)
+    layer = layer or gradcam_layer(module)
+    with model_session(module):
+        X = as_batch(module, X)
+        t = resolve_targets(module, X, target)
+        maps = LayerGradCam(module, layer).attribute(X, target=t, relu_attributions=relu)[:, 0]
+        if upsample:
+            maps = _upsample(maps, X.shape[2:])
+    return _numpy(maps)
+
+
+def saliency(model, X, target=None, *, absolute: bool = True) -> np.ndarray:
+    """Gradient of the target logit with respect to each input pixel (Captum's ``Saliency``);
+    for a linear model ``x @ W.T + b`` this is the weight row ``W[c]``.
+
+    Returns
+    -------
+    ndarray (n, C, H, W); absolute values when ``absolute`` (Simonyan et al.).
+    """
+    module = as_module(model)
+    with model_session(module):
+        X = as_batch(module, X)
+        t = resolve_targets(module, X, target)
+        attr = Saliency(module).attribute(X.requires_grad_(), target=t, abs=absolute)
+    return _numpy(attr)
+
+
+def guided_backprop(model, X, target=None) -> np.ndarray:
+    """Guided backpropagation (Captum's ``GuidedBackprop``): gradients where every ``nn.ReLU``
+    passes back only positive gradients. Needs ReLU modules (not ``F.relu``); elsewhere it is
+    the plain gradient.
+
+    Returns
+    -------
+    ndarray (n, C, H, W)
+    """
+    module = as_module(model)
+    with model_session(module):
+        X = as_batch(module, X)
+        t = resolve_targets(module, X, target)
+        attr = GuidedBackprop(module).attribute(X.requires_grad_(), target=t)
+    return _numpy(attr)
+
+
+def occlusion(model, X, target=None, *, window: int = 3, stride: int = 1,
+              baseline: float = 0.0) -> np.ndarray:
+    """Occlusion (Captum's ``Occlusion``): how much the target logit drops when a
+    ``window x window`` patch (all channels) is replaced by ``baseline``, averaged over the
+    windows covering each pixel. A one-pixel window with a zero baseline on a linear model gives
+    ``x * W[c]``.
+
+    Returns
+    -------
+    ndarray (n, C, H, W)
+    """
+    for name, value in (("window", window), ("stride", stride)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise UsageError(f"occlusion {name} must be a whole number >= 1, got {value!r}")
+    module = as_module(model)
+    with model_session(module):
+        X = as_batch(module, X)
+        if window > min(X.shape[2:]):
+            raise UsageError(f"occlusion window {window} is larger than the {X.shape[2]}x{X.shape[3]} "
+                             "images; use a smaller window")
+        t = resolve_targets(module, X, target)
+        c = X.shape[1]
+        attr = Occlusion(module).attribute(
+            X, sliding_window_shapes=(c, window, window), strides=(c, stride, stride),
+            baselines=float(baseline), target=t, perturbations_per_eval=16)
+    return _numpy(attr)
+
+
+METHODS = {
+    "cam": cam,
+    "gradcam": grad_cam,
+    "saliency": saliency,
+    "guided_backprop": guided_backprop,
+    "occlusion": occlusion,
+}
+
+
+def attribute(model, X, method: str, target=None, **options) -> np.ndarray:
+    """Run one of ``METHODS`` by name; ``options`` go to that method."""
+    if method not in METHODS:
+        raise UsageError(f"method must be one of {', '.join(METHODS)}, got {method!r}"
+                         + did_you_mean(method, METHODS))
+    return METHODS[method](model, X, target, **options)
+
+
+def gap_only(model) -> str | None:
+    """None when CAM applies to ``model`` (a GAP net), else the reason it does not."""
+    module = as_module(model)
+    ok = getattr(module, "last_conv_activation", None) is not None and isinstance(
+        getattr(module, "classifier", None), nn.Linear)
+    return None if ok else f"CAM needs a GAP net (model 'gapcnn'), not {type(module).__name__}"
+
+
+def conv_only(model) -> str | None:
+    """None when ``model`` has a Conv2d layer, else the reason a CNN picture does not apply."""
+    module = as_module(model)
+    if any(isinstance(m, nn.Conv2d) for m in module.modules()):
+        return None
+    return f"needs a CNN (a Conv2d layer); {type(module).__name__} has none"
+
+
+def relu_only(model) -> str | None:
+    """None when ``model`` has ``nn.ReLU`` modules (what guided backprop modifies)."""
+    module = as_module(model)
+    if any(isinstance(m, nn.ReLU) for m in module.modules()):
+        return None
+    return f"guided backprop needs nn.ReLU modules; {type(module).__name__} has none (it would be the saliency)"
+
+
+# ----------------------------------------------------------------------------- pictures
+
+def heatmap(attr: np.ndarray) -> np.ndarray:
+    """One map per image: (n, H, W) stays; (n, C, H, W) is summed over channels."""
+    attr = np.asarray(attr)
+    return attr.sum(axis=1) if attr.ndim == 4 else attr
+
+
+def _show_image(ax, image: np.ndarray) -> None:
+    if image.shape[0] == 3:
+        ax.imshow(np.clip(image.transpose(1, 2, 0), 0, 1))
+    else:
+        ax.imshow(image[0], cmap="gray", vmin=0, vmax=1)
+
+
+def _overlay(ax, image: np.ndarray, hmap: np.ndarray, alpha: float) -> None:
+    _show_image(ax, image)
+    h, w = image.shape[1:]
+    lo, hi = float(hmap.min()), float(hmap.max())
+    if lo < 0:  # signed evidence: red for, blue against, white = 0
+        v = max(-lo, hi) or 1.0
+        ax.imshow(hmap, cmap="bwr", vmin=-v, vmax=v, alpha=alpha, extent=(-0.5, w - 0.5, h - 0.5, -0.5),
+                  interpolation="bilinear")
+    else:
+        ax.imshow(hmap, cmap="jet", vmin=0, vmax=hi or 1.0, alpha=alpha,
+                  extent=(-0.5, w - 0.5, h - 0.5, -0.5), interpolation="bilinear")
+
+
+def plot_heatmaps(images, maps, *, titles: Sequence[str] | None = None, alpha: float = 0.5,
+                  ncols: int = 8, suptitle: str | None = None):
+    """Each heat map over its image (grey or RGB); signed maps in blue-white-red.
+
+    Parameters
+    ----------
+    images : array (n, C, H, W) in [0, 1]
+    maps : array (n, H, W) or (n, C, H, W) (summed over channels)
+    titles : sequence of str, optional
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from matplotlib.figure import Figure
+
+    images, hmaps = np.asarray(images), heatmap(maps)
+    n = len(images)
+    ncols = max(1, min(ncols, n))
+    nrows = -(-n // ncols)
+    fig = Figure(figsize=(1.6 * ncols, 1.7 * nrows), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+    for i, ax in enumerate(axes):
+        ax.set_axis_off()
+        if i < n:
+            _overlay(ax, images[i], hmaps[i], alpha)
+            if titles is not None:
+                ax.set_title(titles[i], fontsize=8)
+    if suptitle:
+        fig.suptitle(suptitle)
+    return fig
+
+
+def plot_explanations(model, X, methods: Sequence[str] = ("gradcam", "saliency", "occlusion"),
+                      target=None, *, class_names: Sequence[str] | None = None, alpha: float = 0.5,
+                      options: dict | None = None):
+    """One row per image: the input, then each method's map over it, for the same targets.
+
+    Parameters
+    ----------
+    methods : sequence of str
+        Names from ``METHODS``.
+    options : dict, optional
+        ``{method: {option: value}}`` passed on, e.g. ``{"occlusion": {"window": 4}}``.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from matplotlib.figure import Figure
+
+    module = as_module(model)
+    with model_session(module):
+        Xt = as_batch(module, X)
+        t = resolve_targets(module, Xt, target)
+        predicted = resolve_targets(module, Xt, None)
+    images = _numpy(Xt)
+    results = [heatmap(attribute(module, images, m, t.cpu().numpy(), **(options or {}).get(m, {})))
+               for m in methods]
+    n = len(images)
+    fig = Figure(figsize=(1.7 * (len(methods) + 1), 1.8 * n), layout="constrained")
+    axes = fig.subplots(n, len(methods) + 1, squeeze=False)
+    name = (lambda c: class_names[c]) if class_names is not None else str
+    for i in range(n):
+        _show_image(axes[i, 0], images[i])
+        p, c = int(predicted[i]), int(t[i])
+        axes[i, 0].set_title(f"pred {name(p)}" + (f"\nexplains {name(c)}" if c != p else ""), fontsize=8)
+        for j, m in enumerate(methods, start=1):
+            _overlay(axes[i, j], images[i], results[j - 1][i], alpha)
+            if i == 0:
+                axes[i, j].set_title(m, fontsize=8)
+        for ax in axes[i]:
+            ax.set_axis_off()
+    return fig
+
+
+def plot_attribution(model, X, method: str, target=None, *, class_names: Sequence[str] | None = None,
+                     alpha: float = 0.5, **options):
+    """Compute ``method`` for the images ``X`` and draw each map over its image, titled with the
+    class it explains (and the prediction when that differs).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    module = as_module(model)
+    with model_session(module):
+        Xt = as_batch(module, X)
+        t = resolve_targets(module, Xt, target).cpu().numpy()
+        predicted = resolve_targets(module, Xt, None).cpu().numpy()
+    maps = attribute(module, _numpy(Xt), method, t, **options)
+    name = (lambda c: class_names[c]) if class_names is not None else str
+    titles = [name(c) if c == p else f"{name(c)} (pred {name(p)})" for c, p in zip(t, predicted, strict=True)]
+    return plot_heatmaps(_numpy(Xt), maps, titles=titles, alpha=alpha, suptitle=method)

@@ -1,0 +1,323 @@
+"""What the convolutions of a CNN respond to: feature maps of each conv layer for one image, the
+first layer's filters, activation maximization for conv channels, and DeepDream.
+
+Numbers come from one function and a matplotlib Figure from another. Activation maximization and
+DeepDream are ours: gradient ascent on the input, kept inside [0, 1], with random jitter (a roll
+of a pixel or two) and an occasional Gaussian blur as the regularizers that keep the pictures
+from turning into high-frequency noise. Layer activations come from Captum's ``LayerActivation``.
+The model's mode and hooks are restored as in ``hpsearch.viz.attribution``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from captum.attr import LayerActivation
+from torch import nn
+
+from ..errors import UsageError
+from .attribution import as_batch, as_module, model_session
+
+__all__ = [
+    "conv_layers", "feature_maps", "first_layer_filters", "conv_maximizers", "deep_dream",
+    "plot_feature_maps", "plot_filters", "plot_images", "plot_deep_dream",
+]
+
+
+def conv_layers(model, *, after_activation: bool = True) -> list[tuple[str, nn.Module]]:
+    """``(name, layer)`` for each ``Conv2d`` in forward order; with ``after_activation`` the
+    layer is the first ``ReLU`` that follows that convolution (before the next one), if any."""
+    module = as_module(model)
+    named = list(module.named_modules())
+    layers = []
+    for i, (name, m) in enumerate(named):
+        if not isinstance(m, nn.Conv2d):
+            continue
+        chosen = (name, m)
+        if after_activation:
+            for later_name, later in named[i + 1:]:
+                if isinstance(later, nn.Conv2d):
+                    break
+                if isinstance(later, nn.ReLU):
+                    chosen = (later_name, later)
+                    break
+        layers.append(chosen)
+    if not layers:
+        raise UsageError(f"{type(module).__name__} has no Conv2d layer; this picture needs a CNN")
+    return layers
+
+
+def _layer(model, layer) -> nn.Module:
+    layers = conv_layers(model)
+    if layer is None:
+        return layers[-1][1]
+    if isinstance(layer, nn.Module):
+        return layer
+    if isinstance(layer, bool) or not isinstance(layer, int) or not -len(layers) <= layer < len(layers):
+        raise UsageError(f"layer must be a conv layer index in 0..{len(layers) - 1} (or a module), "
+                         f"got {layer!r}")
+    return layers[layer][1]
+
+
+def feature_maps(model, image, *, after_activation: bool = True) -> list[tuple[str, np.ndarray]]:
+    """The output of each conv layer for one image.
+
+    Parameters
+    ----------
+    model : torch module or fitted skorch net
+    image : array (C, H, W) or (1, C, H, W)
+    after_activation : bool
+        Maps after each convolution's ReLU (True) or the raw convolution outputs.
+
+    Returns
+    -------
+    list of (layer name, ndarray (channels, h, w))
+    """
+    module = as_module(model)
+    layers = conv_layers(module, after_activation=after_activation)
+    with model_session(module):
+        x = as_batch(module, image)
+        if len(x) != 1:
+            raise UsageError(f"feature_maps explains one image, got a batch of {len(x)}")
+        acts = LayerActivation(module, [m for _, m in layers]).attribute(x)
+    return [(name, a[0].detach().cpu().numpy()) for (name, _), a in zip(layers, acts, strict=True)]
+
+
+def first_layer_filters(model) -> np.ndarray:
+    """Weights of the first ``Conv2d``: ndarray (filters, in_channels, kh, kw)."""
+    module = as_module(model)
+    conv_layers(module)  # a UsageError when there is none
+    first = next(m for m in module.modules() if isinstance(m, nn.Conv2d))
+    return first.weight.detach().cpu().numpy().copy()
+
+
+def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    radius = max(1, int(round(2 * sigma)))
+    r = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    k = torch.exp(-(r ** 2) / (2 * sigma ** 2))
+    k = k / k.sum()
+    c = x.shape[1]
+    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="replicate"), k.view(1, 1, 1, -1).repeat(c, 1, 1, 1),
+                 groups=c)
+    return F.conv2d(F.pad(x, (0, 0, radius, radius), mode="replicate"), k.view(1, 1, -1, 1).repeat(c, 1, 1, 1),
+                    groups=c)
+
+
+def _ascend(module, layer, x, objective, *, steps, lr, jitter, blur_every, blur_sigma, generator,
+            pre_activation=False):
+    """Normalized gradient ascent on ``x`` in [0, 1]: each step rolls by a random jitter,
+    moves along grad / mean|grad| and clips; every ``blur_every`` steps a Gaussian blur."""
+    store = {}
+    handle = layer.register_forward_hook(
+        lambda m, i, out: store.__setitem__("a", i[0] if pre_activation else out))
+    try:
+        for step in range(steps):
+            dy, dx = (torch.randint(-jitter, jitter + 1, (2,), generator=generator).tolist()
+                      if jitter else (0, 0))
+            x.requires_grad_(True)
+            module(torch.roll(x, shifts=(dy, dx), dims=(2, 3)))
+            grad, = torch.autograd.grad(objective(store.pop("a")), x)
+            with torch.no_grad():
+                scale = grad.abs().mean(dim=(1, 2, 3), keepdim=True).clamp_min(1e-12)
+                x = (x + lr * grad / scale).clamp(0, 1)
+                if blur_every and (step + 1) % blur_every == 0 and step + 1 < steps:
+                    x = _blur(x, blur_sigma).clamp(0, 1)
+    finally:
+        handle.remove()
+    return x.detach()
+
+
+def _check_steps(steps, lr, jitter, blur_every, blur_sigma):
+    for name, value in (("steps", steps), ("jitter", jitter), ("blur_every", blur_every)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise UsageError(f"{name} must be a whole number >= 0, got {value!r}")
+    if not lr > 0 or not blur_sigma > 0:
+        raise UsageError(f"lr and blur_sigma must be > 0, got lr={lr!r}, blur_sigma={blur_sigma!r}")
+
+
+def conv_maximizers(model, image_shape: Sequence[int], *, layer=None, channels: Sequence[int] | int | None = None,
+                    steps: int = 100, lr: float = 0.05, jitter: int = 1, blur_every: int = 4,
+                    blur_sigma: float = 0.5, seed: int = 0) -> np.ndarray:
+    """Images in [0, 1] that maximize the mean activation of conv channels (one image each).
+
+    When the layer is a ReLU, its input (the pre-activation) is maximized: the same images where
+    the channel can be made positive, and a gradient to climb even where the ReLU is 0 everywhere.
+
+    Parameters
+    ----------
+    image_shape : (C, H, W)
+        Shape of the model's input images.
+    layer : int, nn.Module or None
+        Conv layer index (see ``conv_layers``) or module; default the last conv layer.
+    channels : sequence of int or int, optional
+        Channels of that layer; an int ``k`` means the first ``k`` (or all, if fewer); default all.
+    steps, lr : int, float
+        Gradient-ascent steps and step size (in units of the mean absolute gradient).
+    jitter : int
+        Random roll of up to ``jitter`` pixels before each step (0 = off).
+    blur_every, blur_sigma : int, float
+        Gaussian blur of the images every ``blur_every`` steps (0 = off).
+    seed : int
+        Seeds the grey-plus-noise start and the jitter.
+
+    Returns
+    -------
+    ndarray (len(channels), C, H, W)
+    """
+    _check_steps(steps, lr, jitter, blur_every, blur_sigma)
+    module = as_module(model)
+    target = _layer(module, layer)
+    generator = torch.Generator().manual_seed(seed)
+    with model_session(module):
+        shape = tuple(int(v) for v in image_shape)
+        with torch.no_grad():
+            store = {}
+            handle = target.register_forward_hook(lambda m, i, out: store.__setitem__("a", out))
+            try:
+                module(as_batch(module, np.zeros((1, *shape), np.float32)))
+            finally:
+                handle.remove()
+        n_channels = store["a"].shape[1]
+        if channels is None or isinstance(channels, int):
+            chosen = list(range(n_channels if channels is None else min(channels, n_channels)))
+        else:
+            chosen = [int(c) for c in channels]
+        bad = [c for c in chosen if not 0 <= c < n_channels]
+        if bad:
+            raise UsageError(f"channels must be in 0..{n_channels - 1} for this layer, got {bad}")
+        start = 0.5 + 0.01 * torch.randn((len(chosen), *shape), generator=generator)
+        x = as_batch(module, start.clamp(0, 1).numpy())
+        index = torch.tensor(chosen, device=x.device)
+
+        def objective(a):
+            return a[torch.arange(len(chosen), device=a.device), index].mean(dim=(1, 2)).sum()
+
+        x = _ascend(module, target, x, objective, steps=steps, lr=lr, jitter=jitter,
+                    blur_every=blur_every, blur_sigma=blur_sigma, generator=generator,
+                    pre_activation=isinstance(target, nn.ReLU))
+    return x.cpu().numpy()
+
+
+def deep_dream(model, images, *, layer=None, steps: int = 20, lr: float = 0.02, jitter: int = 1,
+               blur_every: int = 0, blur_sigma: float = 0.5, seed: int = 0) -> np.ndarray:
+    """DeepDream: starting from real images, ascend the mean squared activation of ``layer``,
+    so whatever that layer sees in the image is drawn more strongly. Stays in [0, 1].
+
+    Parameters
+    ----------
+    images : array (n, C, H, W) or one image (C, H, W)
+    layer : int, nn.Module or None
+        Default: the last conv layer.
+    steps, lr, jitter, blur_every, blur_sigma, seed
+        As in ``conv_maximizers``; ``steps=0`` returns the images unchanged.
+
+    Returns
+    -------
+    ndarray (n, C, H, W)
+    """
+    _check_steps(steps, lr, jitter, blur_every, blur_sigma)
+    module = as_module(model)
+    target = _layer(module, layer)
+    generator = torch.Generator().manual_seed(seed)
+    with model_session(module):
+        x = as_batch(module, images)
+        x = _ascend(module, target, x, lambda a: a.pow(2).mean(dim=(1, 2, 3)).sum(), steps=steps, lr=lr,
+                    jitter=jitter, blur_every=blur_every, blur_sigma=blur_sigma, generator=generator)
+    return x.cpu().numpy()
+
+
+# ----------------------------------------------------------------------------- pictures
+
+def _show(ax, image: np.ndarray, scale: bool = False) -> None:
+    image = np.asarray(image, dtype=np.float32)
+    if scale:
+        lo, hi = float(image.min()), float(image.max())
+        image = (image - lo) / (hi - lo or 1.0)
+    if image.shape[0] == 3:
+        ax.imshow(np.clip(image.transpose(1, 2, 0), 0, 1))
+    else:
+        ax.imshow(image.mean(axis=0), cmap="gray", vmin=0, vmax=1)
+    ax.set_axis_off()
+
+
+def plot_images(images, *, titles: Sequence[str] | None = None, ncols: int = 8, scale: bool = False,
+                suptitle: str | None = None):
+    """A grid of images (n, C, H, W): maximizers, DeepDream results, filters.
+
+    ``scale`` min-max stretches each image; otherwise values are shown in [0, 1].
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from matplotlib.figure import Figure
+
+    images = np.asarray(images)
+    n = len(images)
+    ncols = max(1, min(ncols, n))
+    nrows = -(-n // ncols)
+    fig = Figure(figsize=(1.3 * ncols, 1.4 * nrows), layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
+    for i, ax in enumerate(axes):
+        ax.set_axis_off()
+        if i < n:
+            _show(ax, images[i], scale)
+            if titles is not None:
+                ax.set_title(titles[i], fontsize=7)
+    if suptitle:
+        fig.suptitle(suptitle)
+    return fig
+
+
+def plot_filters(weights: np.ndarray, *, ncols: int = 8):
+    """First-layer filters (K, C, kh, kw), each min-max stretched (grey, or RGB when C == 3)."""
+    return plot_images(weights, titles=[str(k) for k in range(len(weights))], ncols=ncols, scale=True,
+                       suptitle="first conv layer filters")
+
+
+def plot_feature_maps(maps: list[tuple[str, np.ndarray]], image=None, *, max_channels: int = 16):
+    """One row per conv layer, its first ``max_channels`` maps (each stretched to its own range);
+    the input image first when given.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from matplotlib.figure import Figure
+
+    ncols = min(max_channels, max(len(a) for _, a in maps))
+    rows = len(maps) + (image is not None)
+    fig = Figure(figsize=(1.1 * ncols + 1.2, 1.2 * rows), layout="constrained")
+    axes = fig.subplots(rows, ncols, squeeze=False)
+    for ax in axes.ravel():
+        ax.set_axis_off()
+    r0 = 0
+    if image is not None:
+        _show(axes[0, 0], np.asarray(image).reshape(-1, *np.asarray(image).shape[-2:]))
+        axes[0, 0].set_title("input", fontsize=8)
+        r0 = 1
+    for r, (name, acts) in enumerate(maps, start=r0):
+        for c in range(min(ncols, len(acts))):
+            axes[r, c].imshow(acts[c], cmap="viridis")
+        axes[r, 0].set_title(name, fontsize=8, loc="left")
+    return fig
+
+
+def plot_deep_dream(images, dreamed, *, titles: Sequence[str] | None = None):
+    """Originals (top row) and their DeepDream versions (bottom row)."""
+    from matplotlib.figure import Figure
+
+    images, dreamed = np.asarray(images), np.asarray(dreamed)
+    n = len(images)
+    fig = Figure(figsize=(1.4 * n, 3.0), layout="constrained")
+    axes = fig.subplots(2, n, squeeze=False)
+    for i in range(n):
+        _show(axes[0, i], images[i])
+        _show(axes[1, i], dreamed[i])
+        if titles is not None:
+            axes[0, i].set_title(titles[i], fontsize=7)
+    axes[1, 0].set_title("DeepDream", fontsize=8, loc="left")
+    return fig

@@ -1,0 +1,239 @@
+"""Exact identities of CAM, Grad-CAM, saliency, guided backprop and occlusion on small fixed-weight
+models; hooks and train/eval mode left as found, also after an exception."""
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+
+from hpsearch.errors import UsageError
+from hpsearch.models import CNN, GAPCNN
+from hpsearch.viz import attribution as A
+from hpsearch.viz.attribution import (
+    cam,
+    grad_cam,
+    guided_backprop,
+    occlusion,
+    plot_attribution,
+    plot_explanations,
+    plot_heatmaps,
+    saliency,
+)
+
+HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _hooks(module):
+    return sum(len(getattr(m, name)) for m in module.modules() for name in HOOK_DICTS)
+
+
+def _gap(pool_after=(1,), batch_norm=True):
+    net = GAPCNN(1, 8, 10, filters=(4, 6), pool_after=pool_after, batch_norm=batch_norm)
+    if batch_norm:  # non-trivial running statistics, so eval mode matters
+        with torch.no_grad():
+            for m in net.modules():
+                if isinstance(m, nn.BatchNorm2d):
+                    m.running_mean.uniform_(-0.2, 0.2)
+                    m.running_var.uniform_(0.5, 2.0)
+    return net
+
+
+def _linear():
+    torch.manual_seed(1)
+    return nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+
+
+@pytest.mark.parametrize("pool_after", [(1,), ()])
+def test_cam_is_weighted_sum_of_last_activations(pool_after):
+    net = _gap(pool_after).eval()
+    X = torch.rand(6, 1, 8, 8)
+    with torch.no_grad():
+        acts = net.features(X)
+        predicted = net(X).argmax(1)
+    w = net.classifier.weight.detach()
+    expected = np.einsum("nk,nkhw->nhw", w[predicted].numpy(), acts.numpy())
+    np.testing.assert_allclose(cam(net, X, upsample=False), expected, rtol=1e-5, atol=1e-6)
+    # any target, one per image
+    targets = [3, 0, 9, 1, 1, 5]
+    expected = np.einsum("nk,nkhw->nhw", w[targets].numpy(), acts.numpy())
+    np.testing.assert_allclose(cam(net, X, targets, upsample=False), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_cam_upsampling():
+    net = _gap(()).eval()
+    X = torch.rand(3, 1, 8, 8)
+    # no pooling: maps already have the image's size, so upsampling changes nothing
+    np.testing.assert_array_equal(cam(net, X), cam(net, X, upsample=False))
+    net = _gap((1,))
+    assert cam(net, X, upsample=False).shape == (3, 4, 4) and cam(net, X).shape == (3, 8, 8)
+
+
+@pytest.mark.parametrize("pool_after", [(1,), ()])
+def test_gradcam_on_gap_net_is_cam_over_hw(pool_after):
+    net = _gap(pool_after)
+    X = torch.rand(5, 1, 8, 8)
+    h, w = net.feature_size
+    for target in (None, 4):
+        np.testing.assert_allclose(grad_cam(net, X, target, relu=False, upsample=False),
+                                   cam(net, X, target, upsample=False) / (h * w), rtol=1e-4, atol=1e-7)
+    relu = grad_cam(net, X, 4, upsample=False)
+    np.testing.assert_allclose(relu, np.maximum(cam(net, X, 4, upsample=False) / (h * w), 0), rtol=1e-4,
+                               atol=1e-7)
+
+
+def test_saliency_of_linear_model_is_weight_row():
+    model = _linear()
+    X = torch.rand(4, 1, 8, 8)
+    W = model[1].weight.detach().numpy()
+    for c in (0, 7):
+        s = saliency(model, X, c, absolute=False)
+        assert s.shape == (4, 1, 8, 8)
+        np.testing.assert_array_equal(s.reshape(4, 64), np.tile(W[c], (4, 1)))
+        np.testing.assert_array_equal(saliency(model, X, c).reshape(4, 64), np.tile(np.abs(W[c]), (4, 1)))
+    # default target: the predicted class of each image
+    pred = model(X).argmax(1).numpy()
+    np.testing.assert_array_equal(saliency(model, X, absolute=False).reshape(4, 64), W[pred])
+
+
+def test_occlusion_single_pixel_zero_baseline_is_x_times_w():
+    model = _linear()
+    X = torch.rand(3, 1, 8, 8)
+    W = model[1].weight.detach().numpy()
+    attr = occlusion(model, X, 2, window=1)
+    np.testing.assert_allclose(attr.reshape(3, 64), X.reshape(3, 64).numpy() * W[2], rtol=1e-4, atol=1e-6)
+
+
+class PatchReader(nn.Module):
+    """Reads only pixels [2:4, 4:6] of the image."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(10, 4))
+
+    def forward(self, x):
+        return x[:, 0, 2:4, 4:6].reshape(len(x), 4) @ self.w.T
+
+
+@pytest.mark.parametrize("window,stride", [(1, 1), (2, 2)])
+def test_occlusion_only_on_the_patch_the_model_reads(window, stride):
+    X = torch.rand(3, 1, 8, 8) + 0.1
+    attr = occlusion(PatchReader(), X, 1, window=window, stride=stride)[:, 0]
+    inside = np.zeros((8, 8), bool)
+    inside[2:4, 4:6] = True
+    assert np.all(attr[:, ~inside] == 0)
+    assert np.all(attr[:, inside] != 0)
+
+
+def test_guided_backprop_passes_only_positive_gradients_through_relus():
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(64, 16), nn.ReLU(), nn.Linear(16, 3))
+    with torch.no_grad():
+        model[3].weight[0].abs_()      # class 0: every path positive -> plain gradient
+        model[3].weight[1] = -model[3].weight[1].abs()  # class 1: every path negative -> zero
+    X = torch.rand(4, 1, 8, 8)
+    np.testing.assert_allclose(guided_backprop(model, X, 0), saliency(model, X, 0, absolute=False), atol=1e-7)
+    assert np.all(guided_backprop(model, X, 1) == 0)
+    assert np.any(saliency(model, X, 1, absolute=False) != 0)
+
+
+METHOD_CALLS = {
+    "cam": lambda m, X, t=None: cam(m, X, t),
+    "gradcam": lambda m, X, t=None: grad_cam(m, X, t),
+    "saliency": lambda m, X, t=None: saliency(m, X, t),
+    "guided_backprop": lambda m, X, t=None: guided_backprop(m, X, t),
+    "occlusion": lambda m, X, t=None: occlusion(m, X, t, window=2, stride=2),
+}
+
+
+@pytest.mark.parametrize("method", list(METHOD_CALLS))
+@pytest.mark.parametrize("training", [True, False])
+def test_mode_restored_and_no_hooks_left(method, training):
+    net = _gap()
+    net.train(training)
+    net.features[1].train(not training)  # a mixed state must come back exactly
+    modes = [m.training for m in net.modules()]
+    X = torch.rand(3, 1, 8, 8)
+    out = METHOD_CALLS[method](net, X)
+    assert out.shape[0] == 3 and np.isfinite(out).all()
+    assert [m.training for m in net.modules()] == modes
+    assert _hooks(net) == 0
+
+
+class Exploding(GAPCNN):
+    """Raises on the second forward pass: after the targets are resolved, inside the method."""
+
+    calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        if self.calls >= 2:
+            raise RuntimeError("boom")
+        return super().forward(x)
+
+
+@pytest.mark.parametrize("method", list(METHOD_CALLS))
+def test_no_hooks_left_and_mode_restored_after_an_exception(method):
+    net = Exploding(1, 8, 10, filters=(4, 6), pool_after=(1,)).train()
+    with pytest.raises(RuntimeError, match="boom"):
+        METHOD_CALLS[method](net, torch.rand(2, 1, 8, 8))
+    assert net.calls >= 2
+    assert _hooks(net) == 0
+    assert all(m.training for m in net.modules())
+
+
+def test_works_on_a_fitted_skorch_net_and_rgb(digits):
+    from hpsearch.estimator import make_net
+
+    net = make_net({"model": "gapcnn", "filters": [4, 4], "pool_after": []}, 64, 10, image_shape=(1, 8, 8),
+                   max_epochs=1, patience=0).fit(digits.X_train[:200], digits.y_train[:200])
+    assert cam(net, digits.X_test[:3]).shape == (3, 8, 8)
+    rgb = CNN(3, 8, 5, filters=(4, 4), dense=())
+    assert grad_cam(rgb, torch.rand(2, 3, 8, 8)).shape == (2, 8, 8)
+    assert occlusion(rgb, torch.rand(2, 3, 8, 8), window=2).shape == (2, 3, 8, 8)
+
+
+def test_usage_errors():
+    net = _gap()
+    X = torch.rand(2, 1, 8, 8)
+    with pytest.raises(UsageError, match="CAM needs a GAP net"):
+        cam(CNN(1, 8, 10, filters=(4,), dense=()), X)
+    with pytest.raises(UsageError, match=r"target classes must be in 0..9, got \[10, 10\]"):
+        cam(net, X, 10)
+    with pytest.raises(UsageError, match=r"one per image \(2\), got 3"):
+        saliency(net, X, [1, 2, 3])
+    with pytest.raises(UsageError, match="did you mean 'saliency'"):
+        A.attribute(net, X, "salency")
+    with pytest.raises(UsageError, match="Grad-CAM needs a CNN"):
+        grad_cam(_linear(), X)
+    with pytest.raises(UsageError, match="window 9 is larger"):
+        occlusion(net, X, window=9)
+    assert A.gap_only(net) is None and "GAP net" in A.gap_only(_linear())
+    assert A.conv_only(net) is None and "Conv2d" in A.conv_only(_linear())
+
+
+def test_figures_overlay_the_maps():
+    net = _gap(())
+    X = torch.rand(3, 1, 8, 8)
+    maps = cam(net, X, 2)
+    fig = plot_heatmaps(X.numpy(), maps, titles=["a", "b", "c"])
+    assert isinstance(fig, Figure)
+    ax = fig.axes[1]
+    grey, heat = ax.get_images()
+    np.testing.assert_array_equal(grey.get_array(), X[1, 0].numpy())
+    np.testing.assert_array_equal(heat.get_array(), maps[1])
+    assert ax.get_title() == "b"
+    fig = plot_explanations(net, X, ["cam", "gradcam", "occlusion"], class_names=list("ABCDEFGHIJ"))
+    assert len(fig.axes) == 3 * 4
+    fig = plot_attribution(net, X, "saliency", target=2, class_names=list("ABCDEFGHIJ"))
+    assert fig.axes[0].get_title().startswith("C")
+    rgb = plot_heatmaps(np.random.rand(2, 3, 8, 8), np.random.randn(2, 8, 8))
+    assert rgb.axes[0].get_images()[0].get_array().shape == (8, 8, 3)

@@ -1,0 +1,175 @@
+"""The command line as a user meets it: exit codes, messages, Ctrl-C, kill -9 and resume."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hpsearch.cli import main
+from hpsearch.store import RunLock, load_results
+
+ROOT = Path(__file__).resolve().parent.parent
+BASE = ["--dataset", "digits", "--cv", "2", "--max-epochs", "4", "--no-progress", "--no-retrain"]
+FAST = [*BASE, "--patience", "0"]
+
+
+def _cli(*args, **kw):
+    return subprocess.run([sys.executable, str(ROOT / "run_search.py"), *args], capture_output=True,
+                          text=True, cwd=kw.pop("cwd", ROOT), timeout=kw.pop("timeout", 300), **kw)
+
+
+def test_end_to_end_tiny_budget(tmp_path):
+    out = tmp_path / "run"
+    proc = _cli("--n", "3", "--out", str(out), "--n-jobs", "2", *FAST)
+    assert proc.returncode == 0, proc.stderr
+    assert "3 configs in" in proc.stdout and "best: trial" in proc.stdout
+    scores = np.loadtxt(out / "sorted_scores.dat", skiprows=1)
+    assert scores.shape == (3, 5) and np.all(np.diff(scores[:, 2]) <= 0)
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["n"] == 3 and settings["cv"] == 2 and settings["dataset"] == "digits"
+
+
+def _bad_idx_dir(tmp_path):
+    folder = tmp_path / "corrupt"
+    folder.mkdir()
+    for stem in ["train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte",
+                 "t10k-labels-idx1-ubyte"]:
+        (folder / stem).write_bytes(b"not an idx file at all")
+    return folder
+
+
+def _a_file(tmp_path):
+    path = tmp_path / "a-file"
+    path.write_text("a file, not a folder")
+    return path
+
+
+def _space(tmp_path, text):
+    path = tmp_path / "space.toml"
+    path.write_text(text)
+    return str(path)
+
+
+BAD_INPUTS = [
+    (lambda t: ["--n", "0"], "--n must be a whole number >= 1, got 0"),
+    (lambda t: ["--cv", "1"], "--cv must be a whole number >= 2, got 1"),
+    (lambda t: ["--n-jobs", "0"], "--n-jobs must be a whole number >= 1, or -1 for one per core; got 0"),
+    (lambda t: ["--dataset", "cifar"], "--dataset must be one of digits, mnist, fashion-mnist, got 'cifar'"),
+    (lambda t: ["--dataset", "mnist", "--data-dir", str(t)], "lacks the mnist idx files"),
+    (lambda t: ["--dataset", "mnist", "--data-dir", str(t / "nope")], "does not exist"),
+    (lambda t: ["--dataset", "mnist", "--data-dir", str(_bad_idx_dir(t))], "is not an idx file: magic number"),
+    (lambda t: ["--space", _space(t, "[lr]\ndistribution='log_uniform'\nlow=0.1\nhigh=0.001\n")],
+     "must satisfy low < high, got (0.1, 0.001); did you swap them?"),
+    (lambda t: ["--space", _space(t, "[lr]\ndistribution='log_uniform'\nlow=-1\nhigh=0.1\n")],
+     "a log range needs 0 < low < high, got low = -1"),
+    (lambda t: ["--space", _space(t, "[optimizer]\ndistribution='categorical'\nchoices=['adam','sgd']\n"
+                                     "p=[0.5,0.6]\n")], "probabilities p must be >= 0 and sum to 1"),
+    (lambda t: ["--space", _space(t, "dropuot = 0.1\n")], "unknown hyperparameter 'dropuot'"),
+    (lambda t: ["--space", "nope"], "--space nope: no such file"),
+    (lambda t: ["--out", str(_a_file(t) / "run")], "is not writable"),
+    (lambda t: ["--device", "tpu"], "--device must be cpu, cuda, cuda:N or auto, got 'tpu'"),
+    (lambda t: ["--resume", str(t)], "no settings.json there"),
+]
+
+
+@pytest.mark.parametrize("make_args, message", BAD_INPUTS)
+def test_bad_input_exits_2_with_message(tmp_path, capsys, make_args, message):
+    code = main(["search", "--out", str(tmp_path / "run"), *make_args(tmp_path)])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert message in err
+    assert err.startswith("hpsearch: error: ") and "Traceback" not in err
+    assert len(err.strip().splitlines()) <= 2
+
+
+def test_unknown_flag_exits_2_without_traceback():
+    proc = _cli("--nn", "5")
+    assert proc.returncode == 2
+    assert "unrecognized arguments: --nn" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_resume_with_other_settings_is_refused(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert main(["search", "--n", "1", "--out", out, "--n-jobs", "2", *FAST]) == 0
+    code = main(["search", "--n", "2", "--out", out, "--space", "mlp_deep", "--n-jobs", "2", *FAST])
+    err = capsys.readouterr().err
+    assert code == 2 and "holds a search with other settings (space: stored" in err
+    code = main(["search", "--n", "2", "--out", out, "--n-jobs", "2", *BASE, "--patience", "9"])
+    err = capsys.readouterr().err
+    assert code == 2 and "patience: stored 0, now 9" in err
+    assert len(load_results(out)) == 1
+
+
+def test_second_writer_is_refused(tmp_path, capsys):
+    out = tmp_path / "run"
+    out.mkdir()
+    with RunLock(out):
+        code = main(["search", "--n", "1", "--out", str(out), *FAST])
+    err = capsys.readouterr().err
+    assert code == 2 and "is in use by a running search (pid" in err
+    assert not (out / "trials.db").exists()
+
+
+def _wait_for_trials(out: Path, count: int, proc, timeout=240):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        path = out / "sorted_scores.dat"
+        if path.exists() and len(path.read_text().splitlines()) - 1 >= count:
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"search ended early: {proc.communicate()}")
+        time.sleep(0.2)
+    raise AssertionError("no trials finished in time")
+
+
+def _start(out, n):
+    args = [sys.executable, str(ROOT / "run_search.py"), "--n", str(n), "--out", str(out), "--n-jobs", "1",
+            "--dataset", "digits", "--cv", "2", "--max-epochs", "40", "--patience", "0", "--no-progress",
+            "--no-retrain"]
+    return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=dict(os.environ, OMP_NUM_THREADS="1"))
+
+
+def _stored(out):
+    return load_results(out).set_index("trial").sort_index()
+
+
+def test_kill_9_then_resume_loses_nothing_finished(tmp_path):
+    out, n = tmp_path / "run", 6
+    proc = _start(out, n)
+    _wait_for_trials(out, 2, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    before = _stored(out)
+    assert 2 <= len(before) < n
+    resumed = _start(out, n)
+    stdout, stderr = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, stderr
+    after = _stored(out)
+    assert list(after.index) == list(range(n))
+    cols = ["mean_test_score", "split0_test_score", "split1_test_score", "mean_fit_time", "param_hidden"]
+    pd.testing.assert_frame_equal(before[cols], after.loc[before.index, cols])
+
+
+def test_ctrl_c_exits_130_keeps_trials_and_resumes(tmp_path):
+    out, n = tmp_path / "run", 5
+    proc = _start(out, n)
+    _wait_for_trials(out, 1, proc)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    assert "interrupted:" in stderr and "run the same command again" in stderr and "Traceback" not in stderr
+    kept = _stored(out)
+    assert 1 <= len(kept) < n
+    assert kept["error"].eq("").all()  # the cut-short fit was discarded, not stored as a result
+    resumed = _start(out, n)
+    resumed.communicate(timeout=600)
+    assert resumed.returncode == 0
+    assert list(_stored(out).index) == list(range(n))

@@ -1,0 +1,84 @@
+from functools import partial
+
+import numpy as np
+import pytest
+from sklearn.model_selection import cross_val_score
+
+from hpsearch.errors import UsageError
+from hpsearch.estimator import make_net
+from hpsearch.evaluate import effective_jobs, evaluate_config, make_folds, threads_per_job
+
+CONFIG = {"model": "mlp", "hidden": [64, 32], "dropout": 0.1, "lr": 3e-3, "weight_decay": 1e-5,
+          "optimizer": "adam"}
+
+
+def _maker(ds, **kw):
+    return partial(make_net, CONFIG, ds.n_features, ds.n_classes, max_epochs=kw.pop("max_epochs", 15),
+                   patience=kw.pop("patience", 5), random_state=3, **kw)
+
+
+def test_cv_scores_equal_sklearn_cross_val_score(digits):
+    folds = make_folds(digits.y_train, 4, seed=0)
+    ours = evaluate_config(_maker(digits), digits.X_train, digits.y_train, folds, n_jobs=1)
+    theirs = cross_val_score(_maker(digits)(), digits.X_train, digits.y_train, cv=folds,
+                             scoring="neg_log_loss")
+    assert ours.error is None
+    # Same folds, same seeded net: the same numbers (float32 nets, so compare to float32 precision).
+    np.testing.assert_allclose(ours.test_scores, theirs, rtol=1e-5)
+    acc = cross_val_score(_maker(digits)(), digits.X_train, digits.y_train, cv=folds, scoring="accuracy")
+    np.testing.assert_allclose(ours.test_accuracies, acc, rtol=1e-6)
+
+
+def test_parallel_jobs_give_the_same_scores(digits):
+    folds = make_folds(digits.y_train, 2, seed=1)
+    one = evaluate_config(_maker(digits, max_epochs=5), digits.X_train, digits.y_train, folds, n_jobs=1)
+    two = evaluate_config(_maker(digits, max_epochs=5), digits.X_train, digits.y_train, folds, n_jobs=2)
+    np.testing.assert_allclose(one.test_scores, two.test_scores, rtol=1e-5)
+
+
+def test_a_net_learns_digits(digits):
+    folds = make_folds(digits.y_train, 3, seed=0)
+    result = evaluate_config(_maker(digits, max_epochs=40, patience=0), digits.X_train, digits.y_train,
+                             folds, n_jobs=1, scoring="accuracy")
+    assert min(result.test_accuracies) > 0.93  # chance is 0.10
+    assert result.test_scores == result.test_accuracies
+    assert result.epochs == [40, 40, 40]
+
+
+def test_folds_are_seeded_and_stratified(digits):
+    a = make_folds(digits.y_train, 4, seed=5)
+    b = make_folds(digits.y_train, 4, seed=5)
+    c = make_folds(digits.y_train, 4, seed=6)
+    for (_tr1, te1), (_tr2, te2) in zip(a, b, strict=True):
+        np.testing.assert_array_equal(te1, te2)
+    assert any(not np.array_equal(x[1], y[1]) for x, y in zip(a, c, strict=True))
+    covered = np.sort(np.concatenate([te for _, te in a]))
+    np.testing.assert_array_equal(covered, np.arange(len(digits.y_train)))
+    for _, te in a:
+        assert np.bincount(digits.y_train[te], minlength=10).min() >= 30
+
+
+def test_diverging_config_scores_nan_with_reason(digits):
+    folds = make_folds(digits.y_train, 2, seed=0)
+    make = partial(make_net, dict(CONFIG, lr=50.0, optimizer="sgd"), digits.n_features, digits.n_classes,
+                   max_epochs=5, patience=0)
+    result = evaluate_config(make, digits.X_train, digits.y_train, folds, n_jobs=1)
+    assert result.error.startswith("diverged:")
+    assert np.isnan(result.mean_test_score)
+
+
+def test_jobs_never_oversubscribe(monkeypatch):
+    monkeypatch.setattr("hpsearch.evaluate.cpu_count", lambda: 8)
+    assert effective_jobs(-1, 4) == 4 and threads_per_job(4) == 2
+    assert effective_jobs(16, 100) == 8 and threads_per_job(8) == 1
+    assert threads_per_job(1) == 8
+    with pytest.raises(UsageError, match="--n-jobs must be a whole number >= 1, or -1 for one per core; got 0"):
+        effective_jobs(0, 4)
+
+
+def test_bad_cv():
+    y = np.repeat(np.arange(3), 4)
+    with pytest.raises(UsageError, match="--cv must be a whole number >= 2"):
+        make_folds(y, 1, 0)
+    with pytest.raises(UsageError, match="more folds than the rarest class has images"):
+        make_folds(y, 5, 0)

@@ -1,0 +1,92 @@
+"""Retraining the top configs of a real (tiny) search on digits, crowning and reloading the winner."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hpsearch import load_winner
+from hpsearch.cli import main
+from hpsearch.errors import UsageError
+from hpsearch.estimator import make_net
+from hpsearch.retrain import retrain_top, top_configs
+from hpsearch.search import SearchSettings, run_search, trial_seed
+
+FAST = ["--dataset", "digits", "--cv", "2", "--max-epochs", "4", "--patience", "0", "--n-jobs", "1",
+        "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def retrained(tmp_path_factory, digits):
+    run = run_search(SearchSettings(n=4, dataset="digits", cv=2, max_epochs=4, patience=0, n_jobs=1,
+                                    out=str(tmp_path_factory.mktemp("run")), progress=False), digits)
+    return retrain_top(run, top=3, retrain_epochs=8, dataset=digits, progress=False)
+
+
+def test_retraining_ranks_by_test_accuracy_and_keeps_the_best(retrained, digits):
+    table, run = retrained.table, retrained.run_dir
+    # the search's three best configs, each retrained, best test accuracy first
+    assert sorted(table["trial"]) == sorted(c["trial"] for c in top_configs(run, 3))
+    assert sorted(table["search_rank"]) == [1, 2, 3]
+    assert np.all(np.diff(table["test_accuracy"]) <= 0) and list(table["retrain_rank"]) == [1, 2, 3]
+    assert list(table["winner"]) == [True, False, False] and table["error"].fillna("").eq("").all()
+    assert (table["epochs"] == 8).all()  # no early stopping: every epoch is trained
+    best = table.iloc[0]
+    assert retrained.winner["trial"] == best["trial"] and best["test_accuracy"] > 0.9
+    on_disk = pd.read_csv(run / "retrain.csv")
+    np.testing.assert_array_equal(on_disk["trial"], table["trial"])
+    np.testing.assert_allclose(on_disk["test_accuracy"], table["test_accuracy"])
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["winner"]["trial"] == best["trial"]
+    assert summary["winner"]["test_accuracy"] == pytest.approx(best["test_accuracy"])
+    # The recorded accuracy is real: the same config, seed and epochs trained on its own (without
+    # the per-epoch test monitor, which never touches the weights) gives exactly the same score.
+    again = make_net({**retrained.winner["config"], "max_epochs": 8}, digits.n_features, digits.n_classes,
+                     patience=0, random_state=trial_seed(0, int(best["trial"])))
+    again.fit(digits.X_train, digits.y_train)
+    assert again.score(digits.X_test, digits.y_test) == best["test_accuracy"]
+
+
+def test_save_then_load_gives_identical_predictions(retrained, digits):
+    net = load_winner(retrained.run_dir)
+    np.testing.assert_array_equal(net.predict_proba(digits.X_test), retrained.net.predict_proba(digits.X_test))
+    np.testing.assert_array_equal(net.predict(digits.X_test), retrained.net.predict(digits.X_test))
+    info = net.winner_
+    assert info["dataset"] == "digits" and tuple(info["image_shape"]) == (1, 8, 8)
+    assert info["class_names"] == list(digits.class_names)
+    assert info["config"] == retrained.winner["config"]
+    assert info["test_accuracy"] == net.score(digits.X_test, digits.y_test) == retrained.winner["test_accuracy"]
+    assert len(net.history) == info["epochs"] == 8
+    np.testing.assert_allclose(net.history[:, "train_loss"], retrained.net.history[:, "train_loss"])
+
+
+def test_retrain_errors_name_the_fix(retrained, tmp_path, digits):
+    with pytest.raises(UsageError, match="holds no winner.pt; retrain the search's best configs first"):
+        load_winner(tmp_path)
+    with pytest.raises(UsageError, match="--retrain-epochs must be a whole number >= 1, got 0"):
+        retrain_top(retrained.run_dir, top=1, retrain_epochs=0, dataset=digits)
+
+
+def test_cli_runs_search_retrain_and_pictures_by_default(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["search", "--n", "2", "--out", str(out), *FAST, "--top", "1", "--retrain-epochs", "3"]) == 0
+    printed = capsys.readouterr().out
+    assert "winner: trial" in printed and "skipped" not in printed.split("receptive-fields")[0]
+    assert len(pd.read_csv(out / "retrain.csv")) == 1
+    for name in ("winner.pt", "summary.json", "receptive_fields_layer1.png", "receptive_fields_output.png",
+                 "maximizers_layer1_box.png", "confusion_matrix.png", "class_report.csv", "misclassified.png",
+                 "learning_curves.png"):
+        assert (out / name).is_file(), name
+    # the subcommands on the same run
+    assert main(["retrain", str(out), "--top", "2", "--retrain-epochs", "2", "--no-progress"]) == 0
+    assert len(pd.read_csv(out / "retrain.csv")) == 2
+    (out / "confusion_matrix.png").unlink()
+    assert main(["plot", "confusion-matrix", str(out)]) == 0
+    assert (out / "confusion_matrix.png").is_file()
+    assert main(["plot", "receptive-feilds", str(out)]) == 2
+    assert "did you mean 'receptive-fields'?" in capsys.readouterr().err
+    # --no-retrain stops after the ranking
+    bare = tmp_path / "bare"
+    assert main(["search", "--n", "1", "--out", str(bare), *FAST, "--no-retrain"]) == 0
+    assert (bare / "sorted_scores.dat").is_file() and not (bare / "winner.pt").exists()
