@@ -59,8 +59,11 @@ def cpu_count() -> int:
 
 
 def threads_per_job(n_jobs: int) -> int:
-    """Torch threads per job so that jobs x threads <= cores."""
-    return max(1, cpu_count() // max(1, n_jobs))
+    """Torch threads per job so that jobs x threads <= cores; ``$OMP_NUM_THREADS``, when set,
+    caps it (on a machine shared with other work, 1 thread per job avoids OpenMP's spin-waits)."""
+    threads = max(1, cpu_count() // max(1, n_jobs))
+    cap = os.environ.get("OMP_NUM_THREADS", "")
+    return min(threads, int(cap)) if cap.isdigit() and int(cap) > 0 else threads
 
 
 def _score_fold(make, X, y, train, test, scoring, threads):

@@ -21,20 +21,6 @@ from hpsearch.viz.attribution import (
     saliency,
 )
 
-HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _hooks(module):
-    return sum(len(getattr(m, name)) for m in module.modules() for name in HOOK_DICTS)
-
 
 def _gap(pool_after=(1,), batch_norm=True):
     net = GAPCNN(1, 8, 10, filters=(4, 6), pool_after=pool_after, batch_norm=batch_norm)
@@ -156,7 +142,7 @@ METHOD_CALLS = {
 
 @pytest.mark.parametrize("method", list(METHOD_CALLS))
 @pytest.mark.parametrize("training", [True, False])
-def test_mode_restored_and_no_hooks_left(method, training):
+def test_mode_restored_and_no_hooks_left(method, training, count_hooks):
     net = _gap()
     net.train(training)
     net.features[1].train(not training)  # a mixed state must come back exactly
@@ -165,7 +151,7 @@ def test_mode_restored_and_no_hooks_left(method, training):
     out = METHOD_CALLS[method](net, X)
     assert out.shape[0] == 3 and np.isfinite(out).all()
     assert [m.training for m in net.modules()] == modes
-    assert _hooks(net) == 0
+    assert count_hooks(net) == 0
 
 
 class Exploding(GAPCNN):
@@ -181,12 +167,12 @@ class Exploding(GAPCNN):
 
 
 @pytest.mark.parametrize("method", list(METHOD_CALLS))
-def test_no_hooks_left_and_mode_restored_after_an_exception(method):
+def test_no_hooks_left_and_mode_restored_after_an_exception(method, count_hooks):
     net = Exploding(1, 8, 10, filters=(4, 6), pool_after=(1,)).train()
     with pytest.raises(RuntimeError, match="boom"):
         METHOD_CALLS[method](net, torch.rand(2, 1, 8, 8))
     assert net.calls >= 2
-    assert _hooks(net) == 0
+    assert count_hooks(net) == 0
     assert all(m.training for m in net.modules())
 
 

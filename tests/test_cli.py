@@ -131,7 +131,7 @@ def _wait_for_trials(out: Path, count: int, proc, timeout=240):
 
 def _start(out, n):
     args = [sys.executable, str(ROOT / "run_search.py"), "--n", str(n), "--out", str(out), "--n-jobs", "1",
-            "--dataset", "digits", "--cv", "2", "--max-epochs", "40", "--patience", "0", "--no-progress",
+            "--dataset", "digits", "--cv", "2", "--max-epochs", "20", "--patience", "0", "--no-progress",
             "--no-retrain"]
     return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=dict(os.environ, OMP_NUM_THREADS="1"))

@@ -68,12 +68,15 @@ def test_diverging_config_scores_nan_with_reason(digits):
 
 
 def test_jobs_never_oversubscribe(monkeypatch):
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     monkeypatch.setattr("hpsearch.evaluate.cpu_count", lambda: 8)
     assert effective_jobs(-1, 4) == 4 and threads_per_job(4) == 2
     assert effective_jobs(16, 100) == 8 and threads_per_job(8) == 1
     assert threads_per_job(1) == 8
     with pytest.raises(UsageError, match="--n-jobs must be a whole number >= 1, or -1 for one per core; got 0"):
         effective_jobs(0, 4)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    assert threads_per_job(1) == 1 and threads_per_job(4) == 1
 
 
 def test_bad_cv():

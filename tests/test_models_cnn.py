@@ -18,14 +18,6 @@ from hpsearch.space import ParamGenerator, SearchSpace, load_space
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_gapcnn_seed_layout():
     net = GAPCNN(1, 28, 10, filters=(8, 8, 64, 64, 64), pool_after=(2,))
     kinds = [type(m).__name__ for m in net.features]

@@ -11,20 +11,6 @@ from hpsearch.models import CNN, GAPCNN
 from hpsearch.viz import conv as C
 from hpsearch.viz.plots import REGISTRY, PlotOptions
 
-HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
-def _hooks(module):
-    return sum(len(getattr(m, name)) for m in module.modules() for name in HOOK_DICTS)
-
 
 def test_conv_layers_and_feature_maps_match_the_forward_pass():
     net = CNN(1, 8, 10, filters=(4, 6), batch_norm=True, dense=()).eval()
@@ -68,11 +54,11 @@ def _mean_act(net, layer, x, channels):
     return store["a"][np.arange(len(channels)), channels].mean(dim=(1, 2)).numpy()
 
 
-def test_maximizers_with_jitter_and_blur_stay_in_range_and_raise_activation():
+def test_maximizers_with_jitter_and_blur_stay_in_range_and_raise_activation(count_hooks):
     net = GAPCNN(1, 8, 10, filters=(4, 6), pool_after=(1,), batch_norm=True).train()
     images = C.conv_maximizers(net, (1, 8, 8), layer=1, channels=[0, 2, 5], steps=40, jitter=1, blur_every=4)
     assert images.shape == (3, 1, 8, 8) and images.min() >= 0 and images.max() <= 1
-    assert all(m.training for m in net.modules()) and _hooks(net) == 0
+    assert all(m.training for m in net.modules()) and count_hooks(net) == 0
     net.eval()
     layer = C.conv_layers(net)[1][1]
     grey = np.full((3, 1, 8, 8), 0.5, np.float32)
@@ -85,7 +71,7 @@ def test_maximizers_with_jitter_and_blur_stay_in_range_and_raise_activation():
         C.conv_maximizers(net, (1, 8, 8), layer=2, steps=1)
 
 
-def test_deep_dream_amplifies_the_layer_and_stays_in_range():
+def test_deep_dream_amplifies_the_layer_and_stays_in_range(count_hooks):
     net = CNN(1, 8, 10, filters=(4, 6), dense=())
     x = np.random.default_rng(0).random((2, 1, 8, 8)).astype(np.float32)
     np.testing.assert_array_equal(C.deep_dream(net, x, steps=0), x)
@@ -102,7 +88,7 @@ def test_deep_dream_amplifies_the_layer_and_stays_in_range():
         return store["a"].pow(2).mean(dim=(1, 2, 3)).numpy()
 
     assert np.all(energy(dreamed) > energy(x))
-    assert _hooks(net) == 0 and all(m.training for m in net.modules())
+    assert count_hooks(net) == 0 and all(m.training for m in net.modules())
 
 
 def test_figures():
