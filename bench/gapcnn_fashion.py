@@ -12,7 +12,6 @@ Prints one line per config and epoch; writes a JSON summary to ``--out``.
 from __future__ import annotations
 
 import argparse
-import gzip
 import importlib
 import json
 import sys
@@ -36,15 +35,9 @@ def _import_hpsearch(name: str):
     return importlib.import_module(f"hpsearch.{name}")
 
 
-def read_idx(path: Path) -> np.ndarray:
-    with gzip.open(path, "rb") as fh:
-        data = fh.read()
-    ndim = data[3]
-    shape = tuple(int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim))
-    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(shape)
-
-
 def load(data_dir: Path, device):
+    read_idx = _import_hpsearch("data").read_idx  # checks magic, shape and size
+
     def images(stem):
         return torch.tensor(read_idx(data_dir / f"{stem}-images-idx3-ubyte.gz"), dtype=torch.float32,
                             device=device)[:, None] / 255.0
@@ -77,8 +70,12 @@ def accuracy(model, X, y, batch=2048):
     return correct / len(X)
 
 
-def train(config, Xtr, ytr, epochs, device, seed, batch_size=128, Xev=None, yev=None, log="", deadline=None):
+def train(config, Xtr, ytr, epochs, device, seed, batch_size=128, Xev=None, yev=None, log="", deadline=None,
+          cosine=False):
     model, opt = build(config, device, seed)
+    # Cosine annealing to 0 over the epochs: the usual cure for the epoch-to-epoch swings of a
+    # constant learning rate with batch norm.
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs) if cosine else None
     loss_fn = nn.CrossEntropyLoss()
     g = torch.Generator(device=device).manual_seed(seed)
     curve = []
@@ -93,6 +90,8 @@ def train(config, Xtr, ytr, epochs, device, seed, batch_size=128, Xev=None, yev=
             opt.zero_grad(set_to_none=True)
             loss_fn(model(Xtr[idx]), ytr[idx]).backward()
             opt.step()
+        if sched is not None:
+            sched.step()
         if Xev is not None:
             acc = accuracy(model, Xev, yev)
             curve.append(acc)
@@ -111,6 +110,7 @@ def main(argv=None):
     p.add_argument("--budget-s", type=float, default=400,
                    help="search configs during the first half of this; stop the winner's epochs at it")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cosine", action="store_true", help="cosine-anneal the learning rate to 0 over the epochs")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     device = torch.device(args.device)
@@ -129,7 +129,7 @@ def main(argv=None):
             break
         t = time.perf_counter()
         _, curve = train(config, Xtr[:-n_val], ytr[:-n_val], args.search_epochs, device, args.seed,
-                         Xev=Xtr[-n_val:], yev=ytr[-n_val:], log=f"config {i}")
+                         Xev=Xtr[-n_val:], yev=ytr[-n_val:], log=f"config {i}", cosine=args.cosine)
         trials.append({"index": i, "config": config, "val_acc": max(curve), "val_curve": curve,
                        "seconds": time.perf_counter() - t})
         print(f"config {i}: best val {max(curve):.4f} in {trials[-1]['seconds']:.1f}s  {config}", flush=True)
@@ -137,14 +137,14 @@ def main(argv=None):
     print(f"winner: config {best['index']} {best['config']}", flush=True)
     t = time.perf_counter()
     model, curve = train(best["config"], Xtr, ytr, args.epochs, device, args.seed, Xev=Xte, yev=yte,
-                         log="winner (test)", deadline=t0 + args.budget_s)
+                         log="winner (test)", deadline=t0 + args.budget_s, cosine=args.cosine)
     if device.type == "cuda":
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t
     epochs = len(curve)
     summary = {
         "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
-        "torch": torch.__version__, "n_train": len(Xtr), "n_test": len(Xte),
+        "torch": torch.__version__, "cosine": args.cosine, "n_train": len(Xtr), "n_test": len(Xte),
         "search": trials, "winner": best["config"], "epochs": epochs,
         "test_acc_final": curve[-1], "test_curve": curve, "train_seconds": seconds,
         "seconds_per_epoch": seconds / epochs, "total_seconds": time.perf_counter() - t0,

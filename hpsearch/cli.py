@@ -61,6 +61,11 @@ def _add_search_args(p: argparse.ArgumentParser) -> None:
                    "with its stored settings (--n may raise its target)")
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto (default cpu)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--engine", choices=("skorch", "batched"), help="skorch (default): one skorch net "
+                   "per config x fold, the reference; batched: many MLP configs x folds trained at "
+                   "once as one stack (fast on a GPU; other model kinds fall back to skorch)")
+    p.add_argument("--max-models-per-chunk", type=int, help="batched engine: models (configs x "
+                   "folds) trained together; default: automatic (GPU memory; on the CPU one config's folds)")
 
 
 def _add_retrain_args(p: argparse.ArgumentParser, top: int, epochs: int) -> None:
@@ -126,7 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 SEARCH_FLAGS = ("n", "dataset", "data_dir", "space", "cv", "n_jobs", "max_epochs", "patience",
-                "batch_size", "scoring", "seed", "out", "device")
+                "batch_size", "scoring", "seed", "out", "device", "engine", "max_models_per_chunk")
 
 
 def _search_settings(args):

@@ -26,7 +26,11 @@ from .evaluate import SCORINGS, effective_jobs, evaluate_config, make_folds
 from .space import ParamGenerator, SearchSpace, load_space
 from .store import RunLock, TrialStore, atomic_write_text, results_frame, write_exports
 
-__all__ = ["SearchSettings", "run_search", "SearchInterrupted", "default_run_dir"]
+__all__ = ["SearchSettings", "run_search", "SearchInterrupted", "default_run_dir", "ENGINES"]
+
+# "skorch": one skorch net per config x fold, the faithful reference; "batched": many MLP configs x
+# folds at once (hpsearch.engines.batched), other model kinds falling back to skorch.
+ENGINES = ("skorch", "batched")
 
 
 class SearchInterrupted(KeyboardInterrupt):
@@ -51,6 +55,8 @@ class SearchSettings:
     out: str | None = None
     device: str = "cpu"
     progress: bool = True
+    engine: str = "skorch"
+    max_models_per_chunk: int | None = None
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -68,6 +74,10 @@ class SearchSettings:
         effective_jobs(self.n_jobs, 1)
         if self.scoring not in SCORINGS:
             raise UsageError(f"--scoring must be one of {', '.join(SCORINGS)}, got {self.scoring!r}")
+        if self.engine not in ENGINES:
+            raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        if self.max_models_per_chunk is not None:
+            whole("max_models_per_chunk", self.max_models_per_chunk, 1)
 
 
 def default_run_dir(settings: SearchSettings, space: SearchSpace) -> Path:
@@ -161,8 +171,20 @@ def _search_loop(settings, dataset, space, store, configs, todo, folds, run_dir)
     if not np.isnan(best):
         bar.set_postfix(best=f"{best:.4f}")
     X, y = dataset.X_train, dataset.y_train
+
+    def record(index, result):
+        nonlocal best
+        store.add(index, configs[index], space, result)
+        write_exports(run_dir, results_frame(store.records()))
+        if result.error is None and not (result.mean_test_score <= best):
+            best = result.mean_test_score
+            bar.set_postfix(best=f"{best:.4f}")
+        bar.update()
+
     try:
         with _InterruptFlag() as flag, Parallel(n_jobs=jobs) as parallel:
+            if settings.engine == "batched":
+                todo = _batched_loop(settings, dataset, configs, todo, folds, parallel, jobs, flag, record)
             for index in todo:
                 config = configs[index]
                 make = partial(
@@ -175,12 +197,7 @@ def _search_loop(settings, dataset, space, store, configs, todo, folds, run_dir)
                                          parallel=parallel)
                 if flag.raised:  # the fit was cut short: its scores are not real
                     raise KeyboardInterrupt
-                store.add(index, config, space, result)
-                write_exports(run_dir, results_frame(store.records()))
-                if result.error is None and not (result.mean_test_score <= best):
-                    best = result.mean_test_score
-                    bar.set_postfix(best=f"{best:.4f}")
-                bar.update()
+                record(index, result)
     except KeyboardInterrupt:
         bar.close()
         raise SearchInterrupted(
@@ -188,6 +205,25 @@ def _search_loop(settings, dataset, space, store, configs, todo, folds, run_dir)
             f"{run_dir}; run the same command again (or add --resume {run_dir}) to continue"
         ) from None
     bar.close()
+
+
+def _batched_loop(settings, dataset, configs, todo, folds, parallel, jobs, flag, record) -> list[int]:
+    """Train the batchable configs of ``todo`` chunk by chunk, storing each chunk's trials as soon
+    as it finishes; returns the rest (non-MLP configs) for the skorch engine."""
+    from .engines.batched import batchable, evaluate_batched
+
+    batched = {i: configs[i] for i in todo if batchable(configs[i])}
+    chunks = evaluate_batched(
+        batched, {i: trial_seed(settings.seed, i) for i in batched}, dataset.X_train, dataset.y_train,
+        folds, dataset.n_classes, device=settings.device, max_epochs=settings.max_epochs,
+        batch_size=settings.batch_size, patience=settings.patience, scoring=settings.scoring,
+        max_models_per_chunk=settings.max_models_per_chunk, parallel=parallel, n_jobs=jobs)
+    for results in chunks:
+        if flag.raised:
+            raise KeyboardInterrupt
+        for index, result in results:
+            record(index, result)
+    return [i for i in todo if i not in batched]
 
 
 def _warn_failures(frame) -> None:

@@ -210,14 +210,14 @@ def train_stack(specs: list[FitSpec], X, y, n_classes: int, *, device="cpu", max
 def _finish(stack, X, y, specs, outcomes, positions, eval_batch, keep_states):
     """Score the stopped models on their test indices and keep their weights if asked."""
     if keep_states:
-        for out, pos in zip(outcomes, positions):
+        for out, pos in zip(outcomes, positions, strict=False):
             out.state_dict = stack.state_dict(pos)
-    with_test = [(s, o, p) for s, o, p in zip(specs, outcomes, positions) if s.test is not None]
+    with_test = [(s, o, p) for s, o, p in zip(specs, outcomes, positions, strict=False) if s.test is not None]
     if not with_test:
         return
     sub = _substack(stack, [p for _, _, p in with_test])
     _, probas = _evaluate(sub, X, y, [s.test for s, _, _ in with_test], eval_batch, want_proba=True)
-    for (_, out, _), proba in zip(with_test, probas):
+    for (_, out, _), proba in zip(with_test, probas, strict=False):
         out.proba = proba
 
 
@@ -264,15 +264,16 @@ def plan_chunks(configs: dict[int, dict], n_folds: int, batch_size: int, max_mod
 def auto_models_per_chunk(configs: dict[int, dict], n_features: int, n_classes: int, batch_size: int,
                           device: str, n_folds: int, eval_batch: int) -> int:
     """Models per chunk: on the CPU one config's folds (equal shapes, no padding, cache-sized);
-    on a GPU as many as half its free memory holds, at most 512."""
+    on a GPU as many as half its free memory holds, at most 256 (more pads more: widths differ)."""
     if not str(device).startswith("cuda"):
         return n_folds
-    widest = [n_features, *np.max([list(c.get("hidden", (100,))) for c in configs.values()], axis=0), n_classes]
-    params = sum(a * b + b for a, b in zip(widest[:-1], widest[1:]))
+    hidden = [tuple(c.get("hidden", (100,))) for c in configs.values()]
+    widest = [n_features, *[max(max(h) for h in hidden)] * max(len(h) for h in hidden), n_classes]
+    params = sum(a * b + b for a, b in zip(widest[:-1], widest[1:], strict=False))
     activations = (batch_size * 4 + eval_batch) * sum(widest)
     per_model = 4 * (6 * params + 2 * activations)
     free, _ = torch.cuda.mem_get_info(torch.device(device))
-    return int(max(n_folds, min(512, free // 2 // per_model)))
+    return int(max(n_folds, min(256, free // 2 // per_model)))
 
 
 def _run_chunk(configs, seeds, X, y, folds, n_classes, settings, threads=None):
@@ -288,7 +289,7 @@ def _run_chunk(configs, seeds, X, y, folds, n_classes, settings, threads=None):
         n_features = int(np.prod(X.shape[1:]))
         for index, config in configs.items():
             module = initial_module(config, seeds[index], n_features, n_classes)
-            for k, ((inner, valid), (_, test)) in enumerate(zip(splits, folds)):
+            for k, ((inner, valid), (_, test)) in enumerate(zip(splits, folds, strict=False)):
                 specs.append(FitSpec(config, seeds[index], (seeds[index], k), inner, valid, test, module))
                 owners.append(index)
         outcomes = train_stack(specs, X, y, n_classes, device=settings["device"],
@@ -296,8 +297,8 @@ def _run_chunk(configs, seeds, X, y, folds, n_classes, settings, threads=None):
                                patience=settings["patience"], eval_batch=settings["eval_batch"],
                                dropout_seed=seeds[owners[0]])
         per_model = (time.perf_counter() - start) / len(specs)
-        return [(index, _cv_result([o for o, w in zip(outcomes, owners) if w == index],
-                                   [s.test for s, w in zip(specs, owners) if w == index],
+        return [(index, _cv_result([o for o, w in zip(outcomes, owners, strict=False) if w == index],
+                                   [s.test for s, w in zip(specs, owners, strict=False) if w == index],
                                    y, n_classes, settings["scoring"], per_model))
                 for index in configs]
     finally:
@@ -306,7 +307,7 @@ def _run_chunk(configs, seeds, X, y, folds, n_classes, settings, threads=None):
 
 def _cv_result(outcomes, tests, y, n_classes, scoring, fit_time) -> CVResult:
     result = CVResult()
-    for out, test in zip(outcomes, tests):
+    for out, test in zip(outcomes, tests, strict=False):
         if out.error is None and not np.all(np.isfinite(out.proba)):
             out.error = "diverged: the net predicts non-finite probabilities"
         if out.error is not None:
@@ -367,6 +368,5 @@ def evaluate_batched(configs: dict[int, dict], seeds: dict[int, int], X, y, fold
     threads = threads_per_job(n_jobs)
     for start in range(0, len(chunks), n_jobs):
         wave = chunks[start:start + n_jobs]
-        for results in parallel(delayed(_run_chunk)({i: configs[i] for i in chunk}, seeds, X, y, folds,
-                                                    n_classes, settings, threads) for chunk in wave):
-            yield results
+        yield from parallel(delayed(_run_chunk)({i: configs[i] for i in chunk}, seeds, X, y, folds,
+                                                    n_classes, settings, threads) for chunk in wave)

@@ -61,7 +61,7 @@ class MLPStack:
                  self.n_classes]
         M = len(modules)
         self.params: list[torch.Tensor] = []
-        for layer, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        for layer, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=False)):
             W = torch.zeros(M, n_in, n_out)
             b = torch.zeros(M, 1, n_out)
             for m, module in enumerate(modules):
@@ -105,28 +105,29 @@ class MLPStack:
     @torch.no_grad()
     def step(self, active: torch.Tensor | None = None) -> None:
         """One fused Adam/RMSprop update of every model (of those with ``active[m]`` true)."""
-        if active is None:
-            self.step_count += 1
-        else:
+        if active is not None:
             active = active.view(-1, 1, 1)
-            self.step_count += active
+            saved = [(m.clone(), v.clone()) for m, v in zip(self.exp_avg, self.exp_avg_sq, strict=False)]
+        self.step_count += 1 if active is None else active
         t = self.step_count.clamp(min=1)
         step_size = self.lr / (1 - self.c1 ** t)
+        if active is not None:
+            step_size = step_size * active  # an inactive model's parameters do not move
         correction2 = (1 - self.c2 ** t).sqrt()
-        for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq):
-            g = p.grad + self.weight_decay * p
-            new_m = m * self.beta1 + g * (1 - self.beta1)
-            new_v = v * self.beta2 + g * g * (1 - self.beta2)
-            update = step_size * new_m / (new_v.sqrt() / correction2 + EPS)
-            if active is None:
-                m.copy_(new_m)
-                v.copy_(new_v)
-                p.sub_(update)
-            else:
-                m.copy_(torch.where(active, new_m, m))
-                v.copy_(torch.where(active, new_v, v))
-                p.sub_(torch.where(active, update, torch.zeros((), device=p.device)))
+        update = _compiled_update() if self.device.type == "cuda" else _update
+        for p, m, v in zip(self.params, self.exp_avg, self.exp_avg_sq, strict=False):
+            args = (p, p.grad, m, v, step_size, self.weight_decay, 1 - self.beta1, 1 - self.beta2, correction2)
+            try:
+                update(*args)
+            except Exception:  # noqa: BLE001 - the compiler failed before running: same math, eager
+                _COMPILED[:] = [_update]
+                update = _update
+                update(*args)
             p.grad = None
+        if active is not None:  # nor do its moments
+            for (m_old, v_old), m, v in zip(saved, self.exp_avg, self.exp_avg_sq, strict=False):
+                m.copy_(torch.where(active, m, m_old))
+                v.copy_(torch.where(active, v, v_old))
 
     def select(self, keep: torch.Tensor | list[int]) -> None:
         """Keep only the models ``keep`` (indices, in order): stopped models leave the stack."""
@@ -144,9 +145,34 @@ class MLPStack:
         """Model ``m`` as the ``state_dict`` of an ``MLP`` of its own widths (on the CPU)."""
         sizes = [self.n_inputs, *self.widths[m], self.n_classes]
         state = {}
-        for layer, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        for layer, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=False)):
             W, b = self.params[2 * layer], self.params[2 * layer + 1]
             pos = 1 + 3 * layer  # MLP.layers: Flatten, then (Linear, LeakyReLU, Dropout) per layer
             state[f"layers.{pos}.weight"] = W[m, :n_in, :n_out].detach().T.contiguous().cpu()
             state[f"layers.{pos}.bias"] = b[m, 0, :n_out].detach().clone().cpu()
         return state
+
+
+def _update(p, g, m, v, step_size, weight_decay, one_minus_beta1, one_minus_beta2, correction2):
+    """In place: ``g += wd p``; ``m``, ``v`` moving averages (``lerp``, as torch's Adam);
+    ``p -= step_size * m / (sqrt(v) / correction2 + eps)``."""
+    g = g.addcmul_(p, weight_decay)
+    m.lerp_(g, one_minus_beta1)
+    v.lerp_(g * g, one_minus_beta2)
+    denom = v.sqrt().div_(correction2).add_(EPS)
+    p.sub_(torch.div(m, denom, out=denom).mul_(step_size))
+
+
+_COMPILED = []
+
+
+def _compiled_update():
+    """``_update`` fused into one kernel by ``torch.compile`` (GPU only), or ``_update`` itself
+    where compilation is unavailable."""
+    if not _COMPILED:
+        try:
+            fn = torch.compile(_update, dynamic=True, fullgraph=True)
+        except Exception:  # noqa: BLE001 - no compiler: the eager update is the same math
+            fn = _update
+        _COMPILED.append(fn)
+    return _COMPILED[0]
