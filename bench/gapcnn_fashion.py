@@ -111,6 +111,7 @@ def main(argv=None):
                    help="search configs during the first half of this; stop the winner's epochs at it")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--cosine", action="store_true", help="cosine-anneal the learning rate to 0 over the epochs")
+    p.add_argument("--winner", default=None, help="a config as JSON: skip the search and train this one")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     device = torch.device(args.device)
@@ -122,8 +123,8 @@ def main(argv=None):
     n_val = len(Xtr) // 6
     configs = space.ParamGenerator(space.load_space(ROOT / "searches/gapcnn_mnist.toml"), args.seed).gen_values(
         args.n_configs)
-    trials = []
-    for i, config in enumerate(configs):
+    trials = [{"index": "given", "config": json.loads(args.winner), "val_acc": float("nan")}] if args.winner else []
+    for i, config in enumerate([] if args.winner else configs):
         if time.perf_counter() - t0 > args.budget_s * 0.5:
             print(f"budget: stopping the search after {i} configs", flush=True)
             break
