@@ -44,8 +44,8 @@ from tqdm.auto import tqdm
 from .data import Dataset, load_dataset
 from .errors import DivergedError, UsageError
 from .estimator import DEFAULT_BATCH_SIZE, make_net
-from .search import SearchInterrupted, _InterruptFlag, trial_seed
-from .store import STUDY, _param_text, atomic_write_text, load_results
+from .search import InterruptFlag, SearchInterrupted, trial_seed
+from .store import STUDY, atomic_write_text, load_results, param_text
 
 __all__ = ["retrain_top", "RetrainResult", "save_winner", "load_winner", "read_winner_info",
            "top_configs", "WINNER_FILE", "RETRAIN_FILE", "SUMMARY_FILE"]
@@ -175,7 +175,7 @@ def retrain_top(run_dir, top: int = 15, retrain_epochs: int = 300, *, device: st
         start = time.perf_counter()
         error, acc, loss = "", float("nan"), float("nan")
         try:
-            with _InterruptFlag() as flag:
+            with InterruptFlag() as flag:
                 net.fit(dataset.X_train, dataset.y_train)
             if flag.raised:  # skorch's fit swallows Ctrl-C and returns a half-trained net
                 bar.close()
@@ -191,7 +191,7 @@ def retrain_top(run_dir, top: int = 15, retrain_epochs: int = 300, *, device: st
                "cv_accuracy": cand["cv_accuracy"], "test_accuracy": acc, "test_loss": loss,
                "epochs": len(net.history) if error == "" else 0,
                "fit_time": time.perf_counter() - start, "error": error,
-               **{f"param_{k}": _param_text(v) for k, v in sorted(config.items())}}
+               **{f"param_{k}": param_text(v) for k, v in sorted(config.items())}}
         rows.append(row)
         if not error and acc > best_acc:  # strictly better: ties keep the better-ranked config
             best_acc, best_net = acc, net

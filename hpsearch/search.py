@@ -26,7 +26,8 @@ from .evaluate import SCORINGS, effective_jobs, evaluate_config, make_folds
 from .space import ParamGenerator, SearchSpace, load_space
 from .store import RunLock, TrialStore, atomic_write_text, results_frame, write_exports
 
-__all__ = ["SearchSettings", "run_search", "SearchInterrupted", "default_run_dir", "ENGINES"]
+__all__ = ["SearchSettings", "run_search", "SearchInterrupted", "default_run_dir", "ENGINES", "InterruptFlag",
+           "trial_seed"]
 
 # "skorch": one skorch net per config x fold, the faithful reference; "batched": many MLP configs x
 # folds at once (hpsearch.engines.batched), other model kinds falling back to skorch.
@@ -108,6 +109,8 @@ def _fingerprint(settings: SearchSettings, space: SearchSpace, dataset: Dataset)
         "patience": settings.patience,
         "batch_size": settings.batch_size,
         "scoring": settings.scoring,
+        # the engines agree statistically, not bit for bit: one run's trials come from one engine
+        "engine": settings.engine,
     }
 
 
@@ -116,7 +119,7 @@ def trial_seed(seed: int, index: int) -> int:
     return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
 
 
-class _InterruptFlag:
+class InterruptFlag:
     """Turns SIGINT into a flag plus KeyboardInterrupt. skorch's ``fit`` swallows
     KeyboardInterrupt and returns a half-trained net; the flag tells us to discard that result."""
 
@@ -182,7 +185,7 @@ def _search_loop(settings, dataset, space, store, configs, todo, folds, run_dir)
         bar.update()
 
     try:
-        with _InterruptFlag() as flag, Parallel(n_jobs=jobs) as parallel:
+        with InterruptFlag() as flag, Parallel(n_jobs=jobs) as parallel:
             if settings.engine == "batched":
                 todo = _batched_loop(settings, dataset, configs, todo, folds, parallel, jobs, flag, record)
             for index in todo:

@@ -22,7 +22,7 @@ import pandas as pd
 from .errors import UsageError
 from .space import Categorical, DecreasingInts, IntUniform, LogUniform, SearchSpace, Uniform
 
-__all__ = ["TrialStore", "RunLock", "results_frame", "load_results", "write_exports",
+__all__ = ["TrialStore", "RunLock", "results_frame", "load_results", "write_exports", "param_text",
            "atomic_write_text"]
 
 STUDY = "search"
@@ -172,7 +172,7 @@ def _short(value, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
-def _param_text(value) -> str:
+def param_text(value) -> str:
     if isinstance(value, list | tuple):
         return "-".join(str(v) for v in value)
     if isinstance(value, float):
@@ -192,7 +192,7 @@ def results_frame(records: list[dict]) -> pd.DataFrame:
     for rec in records:
         row = {"trial": rec["index"]}
         for key, value in sorted(rec["config"].items()):
-            row[f"param_{key}"] = _param_text(value)
+            row[f"param_{key}"] = param_text(value)
         scores = rec["split_test_scores"] or []
         accs = rec["split_test_accuracies"] or []
         times = rec["split_fit_times"] or []

@@ -104,6 +104,9 @@ def test_resume_with_other_settings_is_refused(tmp_path, capsys):
     code = main(["search", "--n", "2", "--out", out, "--n-jobs", "2", *BASE, "--patience", "9"])
     err = capsys.readouterr().err
     assert code == 2 and "patience: stored 0, now 9" in err
+    code = main(["search", "--n", "2", "--out", out, "--n-jobs", "2", *FAST, "--engine", "batched"])
+    err = capsys.readouterr().err
+    assert code == 2 and "engine: stored skorch, now batched" in err
     assert len(load_results(out)) == 1
 
 
