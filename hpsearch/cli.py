@@ -202,7 +202,7 @@ def _plot(run_dir, method: str, args, device: str) -> int:
 
     matplotlib.use("Agg")
     from .data import load_dataset
-    from .errors import did_you_mean
+    from .errors import check_whole, did_you_mean
     from .retrain import load_winner
     from .viz.plots import REGISTRY, PlotOptions
 
@@ -210,9 +210,8 @@ def _plot(run_dir, method: str, args, device: str) -> int:
     if method != "all" and method not in REGISTRY:
         raise UsageError(f"METHOD must be one of {', '.join([*REGISTRY, 'all'])}, got {method!r}"
                          f"{did_you_mean(method, [*REGISTRY, 'all'])}")
-    for name, value in (("--images", args.images), ("--units", args.units)):
-        if value < 1:
-            raise UsageError(f"{name} must be a whole number >= 1, got {value}")
+    check_whole("--images", args.images, 1)
+    check_whole("--units", args.units, 1)
     net = load_winner(run_dir, device=device)
     settings_path = run_dir / "settings.json"
     data_dir = json.loads(settings_path.read_text()).get("data_dir") if settings_path.is_file() else None

@@ -20,7 +20,8 @@ from sklearn.model_selection import StratifiedKFold
 
 from .errors import DivergedError, UsageError
 
-__all__ = ["make_folds", "evaluate_config", "CVResult", "SCORINGS", "threads_per_job", "cpu_count"]
+__all__ = ["make_folds", "evaluate_config", "score_probabilities", "CVResult", "SCORINGS", "threads_per_job",
+           "cpu_count"]
 
 SCORINGS = ("neg_log_loss", "accuracy")
 
@@ -66,6 +67,18 @@ def threads_per_job(n_jobs: int) -> int:
     return min(threads, int(cap)) if cap.isdigit() and int(cap) > 0 else threads
 
 
+def score_probabilities(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray,
+                        scoring: str) -> tuple[float, float]:
+    """``(score, accuracy)`` of predicted probabilities on a held-out fold, as sklearn's scorers
+    compute them; non-finite probabilities raise ``DivergedError``. Both engines score with this."""
+    if not np.all(np.isfinite(proba)):
+        raise DivergedError("the net predicts non-finite probabilities")
+    accuracy = float(accuracy_score(y_true, classes[proba.argmax(axis=1)]))
+    if scoring == "neg_log_loss":
+        return float(-log_loss(y_true, proba, labels=classes)), accuracy
+    return accuracy, accuracy
+
+
 def _score_fold(make, X, y, train, test, scoring, threads):
     """Fit a fresh net on ``train`` and score ``test``; errors come back as a string."""
     previous = torch.get_num_threads()
@@ -75,15 +88,8 @@ def _score_fold(make, X, y, train, test, scoring, threads):
         start = time.perf_counter()
         net.fit(X[train], y[train])
         fit_time = time.perf_counter() - start
-        proba = net.predict_proba(X[test])
-        if not np.all(np.isfinite(proba)):
-            raise DivergedError("the net predicts non-finite probabilities")
-        accuracy = accuracy_score(y[test], net.classes_[proba.argmax(axis=1)])
-        if scoring == "neg_log_loss":
-            score = -log_loss(y[test], proba, labels=net.classes_)
-        else:
-            score = accuracy
-        return dict(score=float(score), accuracy=float(accuracy), fit_time=fit_time,
+        score, accuracy = score_probabilities(y[test], net.predict_proba(X[test]), net.classes_, scoring)
+        return dict(score=score, accuracy=accuracy, fit_time=fit_time,
                     epochs=len(net.history), error=None)
     except DivergedError as exc:
         return dict(error=f"diverged: {exc}")

@@ -42,7 +42,7 @@ from skorch.history import History
 from tqdm.auto import tqdm
 
 from .data import Dataset, load_dataset
-from .errors import DivergedError, UsageError
+from .errors import DivergedError, UsageError, check_whole
 from .estimator import DEFAULT_BATCH_SIZE, make_net
 from .search import InterruptFlag, SearchInterrupted, trial_seed
 from .store import STUDY, atomic_write_text, load_results, param_text
@@ -105,11 +105,6 @@ def top_configs(run_dir, top: int) -> list[dict]:
             for row in frame.head(top).itertuples()]
 
 
-def _check_whole(name: str, value, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise UsageError(f"--{name} must be a whole number >= {low}, got {value!r}")
-
-
 def _build(config: dict, dataset: Dataset, *, device: str, epochs: int, batch_size: int,
            random_state: int | None, monitor_test: bool):
     config = {**config, "max_epochs": epochs}  # the retraining's epochs beat the space's
@@ -153,8 +148,8 @@ def retrain_top(run_dir, top: int = 15, retrain_epochs: int = 300, *, device: st
         saved to ``winner.pt`` and named in ``summary.json``.
     """
     run_dir = Path(run_dir)
-    _check_whole("top", top, 1)
-    _check_whole("retrain-epochs", retrain_epochs, 1)
+    check_whole("--top", top, 1)
+    check_whole("--retrain-epochs", retrain_epochs, 1)
     settings = _read_settings(run_dir)
     name = settings.get("dataset_name", settings.get("dataset"))
     if dataset is None:

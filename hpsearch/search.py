@@ -20,7 +20,7 @@ from joblib import Parallel
 from tqdm.auto import tqdm
 
 from .data import Dataset, load_dataset
-from .errors import UsageError
+from .errors import UsageError, check_whole
 from .estimator import DEFAULT_BATCH_SIZE, DEFAULT_MAX_EPOCHS, DEFAULT_PATIENCE, make_net
 from .evaluate import SCORINGS, effective_jobs, evaluate_config, make_folds
 from .space import ParamGenerator, SearchSpace, load_space
@@ -61,24 +61,19 @@ class SearchSettings:
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> None:
-        def whole(name, value, low):
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                flag = "--" + name.replace("_", "-")
-                raise UsageError(f"{flag} must be a whole number >= {low}, got {value!r}")
-
-        whole("n", self.n, 1)
-        whole("cv", self.cv, 2)
-        whole("max_epochs", self.max_epochs, 1)
-        whole("patience", self.patience, 0)
-        whole("batch_size", self.batch_size, 1)
-        whole("seed", self.seed, 0)
+        check_whole("--n", self.n, 1)
+        check_whole("--cv", self.cv, 2)
+        check_whole("--max-epochs", self.max_epochs, 1)
+        check_whole("--patience", self.patience, 0)
+        check_whole("--batch-size", self.batch_size, 1)
+        check_whole("--seed", self.seed, 0)
         effective_jobs(self.n_jobs, 1)
         if self.scoring not in SCORINGS:
             raise UsageError(f"--scoring must be one of {', '.join(SCORINGS)}, got {self.scoring!r}")
         if self.engine not in ENGINES:
             raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
         if self.max_models_per_chunk is not None:
-            whole("max_models_per_chunk", self.max_models_per_chunk, 1)
+            check_whole("--max-models-per-chunk", self.max_models_per_chunk, 1)
 
 
 def default_run_dir(settings: SearchSettings, space: SearchSpace) -> Path:

@@ -29,11 +29,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from joblib import delayed
-from sklearn.metrics import accuracy_score, log_loss
 from skorch.dataset import ValidSplit
 
-from ..errors import UsageError
-from ..evaluate import CVResult, threads_per_job
+from ..errors import DivergedError, UsageError
+from ..evaluate import CVResult, score_probabilities, threads_per_job
 from ..models import MLP
 from .stack import OPTIMIZER_BETAS, MLPStack
 
@@ -308,14 +307,14 @@ def _run_chunk(configs, seeds, X, y, folds, n_classes, settings, threads=None):
 def _cv_result(outcomes, tests, y, n_classes, scoring, fit_time) -> CVResult:
     result = CVResult()
     for out, test in zip(outcomes, tests, strict=False):
-        if out.error is None and not np.all(np.isfinite(out.proba)):
-            out.error = "diverged: the net predicts non-finite probabilities"
         if out.error is not None:
             return CVResult(error=out.error)
-        accuracy = accuracy_score(y[test], out.proba.argmax(axis=1))
-        result.test_accuracies.append(float(accuracy))
-        result.test_scores.append(float(-log_loss(y[test], out.proba, labels=np.arange(n_classes))
-                                        if scoring == "neg_log_loss" else accuracy))
+        try:
+            score, accuracy = score_probabilities(y[test], out.proba, np.arange(n_classes), scoring)
+        except DivergedError as exc:
+            return CVResult(error=f"diverged: {exc}")
+        result.test_accuracies.append(accuracy)
+        result.test_scores.append(score)
         result.fit_times.append(fit_time)
         result.epochs.append(out.epochs)
     return result

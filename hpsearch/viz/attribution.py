@@ -359,6 +359,17 @@ def plot_heatmaps(images, maps, *, titles: Sequence[str] | None = None, alpha: f
     return fig
 
 
+def _explained_batch(model, X, target):
+    """``(module, images, targets, predicted)`` for plotting: the batch as numpy, the classes to
+    explain (default: predicted) and the predicted classes, as integer arrays."""
+    module = as_module(model)
+    with model_session(module):
+        Xt = as_batch(module, X)
+        t = resolve_targets(module, Xt, target).cpu().numpy()
+        predicted = resolve_targets(module, Xt, None).cpu().numpy()
+    return module, _numpy(Xt), t, predicted
+
+
 def plot_explanations(model, X, methods: Sequence[str] = ("gradcam", "saliency", "occlusion"),
                       target=None, *, class_names: Sequence[str] | None = None, alpha: float = 0.5,
                       options: dict | None = None):
@@ -377,14 +388,8 @@ def plot_explanations(model, X, methods: Sequence[str] = ("gradcam", "saliency",
     """
     from matplotlib.figure import Figure
 
-    module = as_module(model)
-    with model_session(module):
-        Xt = as_batch(module, X)
-        t = resolve_targets(module, Xt, target)
-        predicted = resolve_targets(module, Xt, None)
-    images = _numpy(Xt)
-    results = [heatmap(attribute(module, images, m, t.cpu().numpy(), **(options or {}).get(m, {})))
-               for m in methods]
+    module, images, t, predicted = _explained_batch(model, X, target)
+    results = [heatmap(attribute(module, images, m, t, **(options or {}).get(m, {}))) for m in methods]
     n = len(images)
     fig = Figure(figsize=(1.7 * (len(methods) + 1), 1.8 * n), layout="constrained")
     axes = fig.subplots(n, len(methods) + 1, squeeze=False)
@@ -411,12 +416,8 @@ def plot_attribution(model, X, method: str, target=None, *, class_names: Sequenc
     -------
     matplotlib.figure.Figure
     """
-    module = as_module(model)
-    with model_session(module):
-        Xt = as_batch(module, X)
-        t = resolve_targets(module, Xt, target).cpu().numpy()
-        predicted = resolve_targets(module, Xt, None).cpu().numpy()
-    maps = attribute(module, _numpy(Xt), method, t, **options)
+    module, images, t, predicted = _explained_batch(model, X, target)
+    maps = attribute(module, images, method, t, **options)
     name = (lambda c: class_names[c]) if class_names is not None else str
     titles = [name(c) if c == p else f"{name(c)} (pred {name(p)})" for c, p in zip(t, predicted, strict=True)]
-    return plot_heatmaps(_numpy(Xt), maps, titles=titles, alpha=alpha, suptitle=method)
+    return plot_heatmaps(images, maps, titles=titles, alpha=alpha, suptitle=method)
