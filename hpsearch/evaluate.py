@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
+import weakref
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,7 +23,7 @@ from sklearn.model_selection import StratifiedKFold
 from .errors import DivergedError, UsageError
 
 __all__ = ["make_folds", "evaluate_config", "score_probabilities", "CVResult", "SCORINGS", "threads_per_job",
-           "cpu_count"]
+           "cpu_count", "resident", "data_moves"]
 
 SCORINGS = ("neg_log_loss", "accuracy")
 
@@ -79,16 +81,52 @@ def score_probabilities(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarr
     return accuracy, accuracy
 
 
+# This process's copy of the training data as a tensor on the device: {"key", "ref", "X", "moves"}.
+_RESIDENT: dict = {"key": None, "ref": None, "X": None, "moves": 0}
+
+
+def _data_key(X, device):
+    """What identifies ``X``'s data across the tasks of one job: a joblib memmap by its file
+    (joblib names one file per array it ships, and a worker gets a new memmap object per task),
+    anything else by identity (checked through a weak reference, as ids are reused)."""
+    if isinstance(X, np.memmap) and getattr(X, "filename", None):
+        return ("file", X.filename, X.offset, X.shape, X.dtype.str, str(device)), None
+    return ("object", id(X), X.shape, X.dtype.str, str(device)), weakref.ref(X)
+
+
+def resident(X: np.ndarray, device) -> torch.Tensor:
+    """``X`` as a tensor on ``device``, moved there once per job (this process) and reused by
+    every fold and config the job runs, instead of once per fit. On the CPU it is a view of
+    ``X``'s memory, not a copy (read only: the folds gather their rows out of it). Like joblib's
+    own memmaps, it assumes ``X`` is not changed in place between calls."""
+    key, ref = _data_key(X, device)
+    cached = _RESIDENT
+    if cached["key"] == key and (cached["ref"] is None or cached["ref"]() is X):
+        return cached["X"]
+    with warnings.catch_warnings():  # a joblib memmap is read-only; torch warns, we never write
+        warnings.simplefilter("ignore", UserWarning)
+        tensor = torch.from_numpy(np.asarray(X)).to(device)
+    cached.update(key=key, ref=ref, X=tensor, moves=cached["moves"] + 1)
+    return tensor
+
+
+def data_moves() -> int:
+    """How many times this process has put training data on a device (once per job and dataset)."""
+    return _RESIDENT["moves"]
+
+
 def _score_fold(make, X, y, train, test, scoring, threads):
     """Fit a fresh net on ``train`` and score ``test``; errors come back as a string."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         net = make()
+        data = resident(X, net.device)
+        train_rows, test_rows = (torch.as_tensor(rows, device=data.device) for rows in (train, test))
         start = time.perf_counter()
-        net.fit(X[train], y[train])
+        net.fit(data[train_rows], y[train])
         fit_time = time.perf_counter() - start
-        score, accuracy = score_probabilities(y[test], net.predict_proba(X[test]), net.classes_, scoring)
+        score, accuracy = score_probabilities(y[test], net.predict_proba(data[test_rows]), net.classes_, scoring)
         return dict(score=score, accuracy=accuracy, fit_time=fit_time,
                     epochs=len(net.history), error=None)
     except DivergedError as exc:

@@ -1,12 +1,14 @@
+import gc
 from functools import partial
 
 import numpy as np
 import pytest
+import torch
 from sklearn.model_selection import cross_val_score
 
 from hpsearch.errors import UsageError
 from hpsearch.estimator import make_net
-from hpsearch.evaluate import effective_jobs, evaluate_config, make_folds, threads_per_job
+from hpsearch.evaluate import data_moves, effective_jobs, evaluate_config, make_folds, resident, threads_per_job
 
 CONFIG = {"model": "mlp", "hidden": [64, 32], "dropout": 0.1, "lr": 3e-3, "weight_decay": 1e-5,
           "optimizer": "adam"}
@@ -85,3 +87,46 @@ def test_bad_cv():
         make_folds(y, 1, 0)
     with pytest.raises(UsageError, match="more folds than the rarest class has images"):
         make_folds(y, 5, 0)
+
+
+def test_the_data_are_put_on_the_device_once_per_job_not_per_fit(digits):
+    X = digits.X_train.copy()  # an array no other test has made resident
+    folds = make_folds(digits.y_train, 4, seed=0)
+    before = data_moves()
+    first = evaluate_config(_maker(digits, max_epochs=3), X, digits.y_train, folds, n_jobs=1)
+    second = evaluate_config(_maker(digits, max_epochs=3), X, digits.y_train, folds, n_jobs=1)
+    assert data_moves() - before == 1  # 8 fits, 1 move
+    assert first.test_scores == second.test_scores
+    on_cpu = resident(X, "cpu")
+    assert on_cpu.data_ptr() == X.ctypes.data  # on the CPU a view, not a copy
+
+
+def test_resident_data_are_keyed_by_joblib_file_or_by_identity(tmp_path):
+    path = tmp_path / "X.npy"
+    np.save(path, np.arange(12, dtype=np.float32).reshape(4, 3))
+    # joblib gives each task of a worker a new memmap of the same file: one tensor serves all
+    a, b = np.load(path, mmap_mode="r"), np.load(path, mmap_mode="r")
+    assert resident(a, "cpu") is resident(b, "cpu")
+    # an ordinary array is known by identity; a new array that reuses a dead one's id is not it
+    first = np.zeros((4, 3), dtype=np.float32)
+    assert resident(first, "cpu") is resident(first, "cpu")
+    stale = id(first)
+    del first
+    gc.collect()
+    other = [np.ones((4, 3), dtype=np.float32) for _ in range(50)]
+    reused = [x for x in other if id(x) == stale]
+    assert reused, "CPython reuses a freed array's id for the next one of its size"
+    assert torch.equal(resident(reused[0], "cpu"), torch.ones(4, 3))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_on_a_gpu_each_job_moves_the_data_once(digits):
+    X = digits.X_train.copy()
+    folds = make_folds(digits.y_train, 4, seed=0)
+    before = data_moves()
+    for _ in range(2):
+        result = evaluate_config(_maker(digits, max_epochs=3, device="cuda"), X, digits.y_train, folds, n_jobs=1)
+        assert result.error is None and np.all(np.isfinite(result.test_scores))
+    assert data_moves() - before == 1
+    assert resident(X, "cuda").device.type == "cuda"
