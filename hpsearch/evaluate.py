@@ -124,9 +124,10 @@ def _score_fold(make, X, y, train, test, scoring, threads):
         data = resident(X, net.device)
         train_rows, test_rows = (torch.as_tensor(rows, device=data.device) for rows in (train, test))
         start = time.perf_counter()
-        net.fit(data[train_rows], y[train])
+        net.fit(data.index_select(0, train_rows), y[train])
         fit_time = time.perf_counter() - start
-        score, accuracy = score_probabilities(y[test], net.predict_proba(data[test_rows]), net.classes_, scoring)
+        proba = net.predict_proba(data.index_select(0, test_rows))
+        score, accuracy = score_probabilities(y[test], proba, net.classes_, scoring)
         return dict(score=score, accuracy=accuracy, fit_time=fit_time,
                     epochs=len(net.history), error=None)
     except DivergedError as exc:

@@ -107,16 +107,11 @@ def test_resident_data_are_keyed_by_joblib_file_or_by_identity(tmp_path):
     # joblib gives each task of a worker a new memmap of the same file: one tensor serves all
     a, b = np.load(path, mmap_mode="r"), np.load(path, mmap_mode="r")
     assert resident(a, "cpu") is resident(b, "cpu")
-    # an ordinary array is known by identity; a new array that reuses a dead one's id is not it
-    first = np.zeros((4, 3), dtype=np.float32)
+    # an ordinary array is known by identity (on the CPU the tensor is a view that keeps it alive)
+    first, twin = np.zeros((4, 3), dtype=np.float32), np.ones((4, 3), dtype=np.float32)
     assert resident(first, "cpu") is resident(first, "cpu")
-    stale = id(first)
-    del first
-    gc.collect()
-    other = [np.ones((4, 3), dtype=np.float32) for _ in range(50)]
-    reused = [x for x in other if id(x) == stale]
-    assert reused, "CPython reuses a freed array's id for the next one of its size"
-    assert torch.equal(resident(reused[0], "cpu"), torch.ones(4, 3))
+    assert torch.equal(resident(twin, "cpu"), torch.ones(4, 3))
+    assert torch.equal(resident(first, "cpu"), torch.zeros(4, 3))
 
 
 @pytest.mark.gpu
@@ -130,3 +125,12 @@ def test_on_a_gpu_each_job_moves_the_data_once(digits):
         assert result.error is None and np.all(np.isfinite(result.test_scores))
     assert data_moves() - before == 1
     assert resident(X, "cuda").device.type == "cuda"
+    # the GPU copy does not keep X alive: a new array that reuses a dead one's id is not it
+    first = np.zeros((4, 3), dtype=np.float32)
+    resident(first, "cuda")
+    stale = id(first)
+    del first
+    gc.collect()
+    reused = [x for x in [np.ones((4, 3), dtype=np.float32) for _ in range(50)] if id(x) == stale]
+    assert reused, "CPython reuses a freed array's id for the next one of its size"
+    assert torch.equal(resident(reused[0], "cuda").cpu(), torch.ones(4, 3))

@@ -100,6 +100,12 @@ def _padded_table(index_lists, device, width=None):
     return torch.from_numpy(table).to(device), torch.from_numpy(weight).to(device)
 
 
+def _rows(X: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """``X[table]`` (``(M, B, features)`` for an ``(M, B)`` index table) through one
+    ``index_select``: the same values, several times faster on the CPU than advanced indexing."""
+    return X.index_select(0, table.flatten()).view(*table.shape, *X.shape[1:])
+
+
 @torch.no_grad()
 def _evaluate(stack, X, y, index_lists, eval_batch, want_proba=False):
     """Mean cross-entropy per model over its ``index_lists`` (and, optionally, probabilities)."""
@@ -108,8 +114,8 @@ def _evaluate(stack, X, y, index_lists, eval_batch, want_proba=False):
     probas = []
     for start in range(0, table.shape[1], eval_batch):
         idx, w = table[:, start:start + eval_batch], weight[:, start:start + eval_batch]
-        logits = stack.forward(X[idx])
-        ce = F.cross_entropy(logits.flatten(0, 1), y[idx].flatten(), reduction="none").view_as(w)
+        logits = stack.forward(_rows(X, idx))
+        ce = F.cross_entropy(logits.flatten(0, 1), y.index_select(0, idx.flatten()), reduction="none").view_as(w)
         total += (ce * w).sum(1)
         if want_proba:
             probas.append(torch.softmax(logits, dim=-1).cpu())
@@ -167,8 +173,8 @@ def train_stack(specs: list[FitSpec], X, y, n_classes: int, *, device="cpu", max
         for s in range(int(steps.max())):
             idx = table[:, s * batch_size:(s + 1) * batch_size]
             w = weight[:, s * batch_size:(s + 1) * batch_size]
-            logits = stack.forward(X[idx], train=True, generator=generator)
-            ce = F.cross_entropy(logits.flatten(0, 1), y[idx].flatten(), reduction="none").view_as(w)
+            logits = stack.forward(_rows(X, idx), train=True, generator=generator)
+            ce = F.cross_entropy(logits.flatten(0, 1), y.index_select(0, idx.flatten()), reduction="none").view_as(w)
             count = counts[:, s]
             per_model = (ce * w).sum(1) / count.clamp(min=1)
             per_model.sum().backward()
