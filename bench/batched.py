@@ -29,6 +29,7 @@ from _common import env_note, machine_line, sync  # noqa: E402,I001
 import torch  # noqa: E402
 
 from hpsearch.data import load_dataset  # noqa: E402
+from hpsearch.engines.stack import update_path  # noqa: E402
 from hpsearch.estimator import resolve_device  # noqa: E402
 from hpsearch.search import SearchSettings, run_search  # noqa: E402
 from hpsearch.store import load_results  # noqa: E402
@@ -116,7 +117,7 @@ def main(argv=None):
                 b_seconds, frame = _search(dataset, "batched", n, args, device, Path(tmp) / f"b{size}{tf32}", size)
                 print(f"batched (max_models_per_chunk={size or 'auto'}, tf32={tf32}): {b_seconds:.1f} s for {n} "
                       f"configs = {n / b_seconds * 3600:,.0f} configs/hour; failed "
-                      f"{int((frame['error'] != '').sum())}", flush=True)
+                      f"{int((frame['error'] != '').sum())}; optimizer update {update_path(device)}", flush=True)
                 if skorch is not None:
                     _agreement(frame, skorch, scaled / b_seconds)
         torch.backends.cuda.matmul.allow_tf32 = False

@@ -42,7 +42,8 @@ def raw_epoch(X, y, hidden, n_features, n_classes, device, seed=0):
     for start in range(0, len(X), BATCH):
         idx = perm[start:start + BATCH]
         optimizer.zero_grad()
-        loss = criterion(module(X[idx]), y[idx])
+        # index_select, not X[idx]: on the CPU several times faster, and what the lean path does
+        loss = criterion(module(X.index_select(0, idx)), y.index_select(0, idx))
         loss.backward()
         optimizer.step()
 

@@ -32,7 +32,7 @@ from joblib import delayed
 from skorch.dataset import ValidSplit
 
 from ..errors import DivergedError, UsageError
-from ..evaluate import CVResult, score_probabilities, threads_per_job
+from ..evaluate import CVResult, resident, score_probabilities, threads_per_job
 from ..models import MLP
 from .stack import OPTIMIZER_BETAS, MLPStack
 
@@ -146,9 +146,9 @@ def train_stack(specs: list[FitSpec], X, y, n_classes: int, *, device="cpu", max
         Return each model's final weights as an ``MLP`` state_dict (see ``to_net``).
     """
     device = torch.device(device)
-    if isinstance(X, np.ndarray) and not X.flags.writeable:  # a joblib memmap
-        X = np.array(X)
-    X = torch.as_tensor(X).reshape(len(X), -1).to(device=device, dtype=torch.float32)
+    if isinstance(X, np.ndarray):  # on the device once per job (a view of X on the CPU), not per chunk
+        X = resident(X, device)
+    X = X.reshape(len(X), -1).to(device=device, dtype=torch.float32)
     y = torch.as_tensor(y).to(device=device, dtype=torch.int64)
     n_features = X.shape[1]
     modules = [s.module or initial_module(s.config, s.seed, n_features, n_classes) for s in specs]
@@ -365,8 +365,6 @@ def evaluate_batched(configs: dict[int, dict], seeds: dict[int, int], X, y, fold
         return _run_chunk({i: configs[i] for i in chunk}, seeds, X, y, folds, n_classes, settings, threads)
 
     if on_gpu or parallel is None or n_jobs <= 1:
-        if on_gpu:
-            X = torch.as_tensor(X).to(device)  # once, for every chunk
         for chunk in chunks:
             yield task(chunk)
         return

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 
 from ..models import MLP
 
-__all__ = ["MLPStack", "OPTIMIZER_BETAS"]
+__all__ = ["MLPStack", "OPTIMIZER_BETAS", "update_path"]
 
 # optimizer -> (beta1, beta2, correction c1, correction c2), torch's defaults
 OPTIMIZER_BETAS = {"adam": (0.9, 0.999, 0.9, 0.999), "rmsprop": (0.0, 0.99, 0.0, 0.0)}
@@ -164,6 +164,16 @@ def _update(p, g, m, v, step_size, weight_decay, one_minus_beta1, one_minus_beta
 
 
 _COMPILED = []
+
+
+def update_path(device) -> str:
+    """Which optimizer update a stack on ``device`` runs: "compiled" (one fused kernel, GPU),
+    "eager" (the same math op by op: the CPU, or a GPU where compiling failed) or "not yet"."""
+    if torch.device(device).type != "cuda":
+        return "eager"
+    if not _COMPILED:
+        return "not yet"
+    return "eager (compiling failed)" if _COMPILED[0] is _update else "compiled"
 
 
 def _compiled_update():
