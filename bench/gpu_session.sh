@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The GPU figures BENCHMARKS.md still lacks, in two calls of the device tool (each under 10 min).
+# The device machine has torch but not skorch/optuna/captum and no network: carry their wheels
+# (.whl/, `pip download --no-deps skorch optuna captum alembic colorlog mako sqlalchemy
+# --python-version 3.12 --only-binary=:all: -d .whl`) and Fashion-MNIST (bench/data/, the four
+# idx .gz files), e.g. run(command="bash bench/gpu_session.sh 1", carry=[".whl", "bench/data"]).
+#
+#   part 1: install; the GPU tests; training throughput; a small skorch-engine search (issue 5)
+#   part 2: the 150-config batched search against the skorch engine (issue 6)
+set -euo pipefail
+part=${1:?usage: bash bench/gpu_session.sh 1|2}
+python -m pip install -q --no-deps --no-index .whl/*.whl
+python -m pip install -q --no-deps --no-build-isolation -e .
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+if [ "$part" = 1 ]; then
+    python -m pytest -q -m gpu tests
+    python bench/training_throughput.py --device cuda --n 45000 --repeats 3 --data-dir bench/data
+    timeout 300 python bench/search.py --device cuda --data-dir bench/data --n 8 --images 12000 --max-epochs 10
+else
+    python bench/batched.py --device cuda --data-dir bench/data --tf32 on
+fi
