@@ -45,8 +45,9 @@ def _add_search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--space", help="search space: a TOML file or a name in searches/ "
                    "(default mlp_mnist, the Lab 3 space)")
     p.add_argument("--cv", type=int, help="cross-validation folds, stratified and seeded (default 4)")
-    p.add_argument("--n-jobs", type=int, help="parallel jobs over folds; -1 = one per core "
-                   "(default); torch threads per job = cores // jobs")
+    p.add_argument("--n-jobs", type=int, help="parallel jobs, taking fold tasks of any config; "
+                   "-1 = one per core (default; on a GPU at most one per fold); torch threads per job "
+                   "= cores // jobs")
     p.add_argument("--max-epochs", type=int, help="epochs per fit unless the space sets "
                    "max_epochs (default 100)")
     p.add_argument("--patience", type=int, help="early stopping: epochs without improvement of "

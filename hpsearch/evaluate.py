@@ -1,9 +1,11 @@
-"""Score one config by k-fold cross-validation, with ``cross_val_score`` semantics.
+"""Score configs by k-fold cross-validation, with ``cross_val_score`` semantics.
 
 Each fold clones the same seeded net, fits it on the other folds and scores the held-out one, so
 the split scores equal ``sklearn.model_selection.cross_val_score(net, X, y, cv=folds)``. Folds run
-in parallel joblib jobs, each limited to ``cores // jobs`` torch threads (never oversubscribed).
-A fold that diverges or raises does not raise here: the config gets NaN scores and a reason.
+in parallel joblib jobs, each limited to ``cores // jobs`` torch threads (never oversubscribed);
+``evaluate_configs`` feeds the folds of many configs to the jobs as one stream. The training data
+are put on the device once per job (``resident``). A fold that diverges or raises does not raise
+here: the config gets NaN scores and a reason.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ from sklearn.model_selection import StratifiedKFold
 
 from .errors import DivergedError, UsageError
 
-__all__ = ["make_folds", "evaluate_config", "score_probabilities", "CVResult", "SCORINGS", "threads_per_job",
-           "cpu_count", "resident", "data_moves"]
+__all__ = ["make_folds", "evaluate_config", "evaluate_configs", "score_probabilities", "CVResult", "SCORINGS",
+           "threads_per_job", "cpu_count", "resident", "data_moves"]
 
 SCORINGS = ("neg_log_loss", "accuracy")
 
@@ -156,14 +158,52 @@ def evaluate_config(make_net, X: np.ndarray, y: np.ndarray, folds, *, n_jobs: in
     parallel : joblib.Parallel, optional
         A running ``Parallel`` to reuse (keeps workers warm across configs).
     """
+    jobs = effective_jobs(n_jobs, len(folds))
+    parallel = parallel or Parallel(n_jobs=jobs)
+    [(_, result)] = evaluate_configs({0: make_net}, X, y, folds, parallel=parallel, scoring=scoring,
+                                     threads=threads_per_job(jobs))
+    return result
+
+
+def evaluate_configs(makers: dict, X: np.ndarray, y: np.ndarray, folds, *, parallel: Parallel,
+                     scoring: str = "neg_log_loss", threads: int = 1, stop=None):
+    """Cross-validate many configs through one stream of fold tasks; yields ``(key, CVResult)``.
+
+    With a ``Parallel(return_as="generator_unordered")`` a worker that finishes a fold takes the
+    next task, of this config or the next, so no worker idles while a config's slowest fold
+    (early stopping makes folds uneven) runs on; each config is yielded as soon as its last
+    fold is back, so not necessarily in the order of ``makers``. Every fold is the same seeded fit
+    as in ``evaluate_config``, so the scores do not depend on the order.
+
+    Parameters
+    ----------
+    makers : dict
+        ``{key: make_net}``, each returning a fresh unfitted net.
+    threads : int
+        Torch threads in each fold's job (``threads_per_job`` of the jobs ``parallel`` runs).
+    stop : callable, optional
+        Checked after every fold: when it returns true, raises ``KeyboardInterrupt`` (the configs
+        not yet yielded are dropped, never half scored).
+    """
     if scoring not in SCORINGS:
         raise UsageError(f"--scoring must be one of {', '.join(SCORINGS)}, got {scoring!r}")
-    jobs = effective_jobs(n_jobs, len(folds))
-    threads = threads_per_job(jobs)
-    parallel = parallel or Parallel(n_jobs=jobs)
-    outcomes = parallel(
-        delayed(_score_fold)(make_net, X, y, train, test, scoring, threads) for train, test in folds
-    )
+    tasks = ((key, k, make) for key, make in makers.items() for k in range(len(folds)))
+    pending: dict = {}
+    for key, k, outcome in parallel(delayed(_keyed_fold)(key, k, make, X, y, *folds[k], scoring, threads)
+                                    for key, k, make in tasks):
+        if stop is not None and stop():
+            raise KeyboardInterrupt
+        pending.setdefault(key, {})[k] = outcome
+        if len(pending[key]) == len(folds):
+            outcomes = pending.pop(key)
+            yield key, _cv_result([outcomes[k] for k in range(len(folds))])
+
+
+def _keyed_fold(key, k, make, X, y, train, test, scoring, threads):
+    return key, k, _score_fold(make, X, y, train, test, scoring, threads)
+
+
+def _cv_result(outcomes: list[dict]) -> CVResult:
     errors = [o["error"] for o in outcomes if o["error"]]
     if errors:
         return CVResult(error=errors[0])

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from .data import Dataset, load_dataset
 from .errors import UsageError, check_whole
 from .estimator import DEFAULT_BATCH_SIZE, DEFAULT_MAX_EPOCHS, DEFAULT_PATIENCE, make_net
-from .evaluate import SCORINGS, effective_jobs, evaluate_config, make_folds
+from .evaluate import SCORINGS, effective_jobs, evaluate_configs, make_folds, threads_per_job
 from .space import ParamGenerator, SearchSpace, load_space
 from .store import RunLock, TrialStore, atomic_write_text, results_frame, write_exports
 
@@ -161,7 +161,10 @@ def run_search(settings: SearchSettings, dataset: Dataset | None = None) -> Path
 
 
 def _search_loop(settings, dataset, space, store, configs, todo, folds, run_dir):
-    jobs = effective_jobs(settings.n_jobs, len(folds))
+    # On the CPU the jobs take fold tasks of any config (one stream), so up to one job per core
+    # even when there are fewer folds than cores; on a GPU, at most one job per fold shares it.
+    on_gpu = str(settings.device).startswith("cuda")
+    jobs = effective_jobs(settings.n_jobs, len(folds) if on_gpu else len(todo) * len(folds))
     frame = results_frame(store.records())
     best = frame["mean_test_score"].max() if not frame.empty else float("nan")
     bar = tqdm(total=settings.n, initial=settings.n - len(todo), desc="configs", unit="cfg",
@@ -180,21 +183,17 @@ def _search_loop(settings, dataset, space, store, configs, todo, folds, run_dir)
         bar.update()
 
     try:
-        with InterruptFlag() as flag, Parallel(n_jobs=jobs) as parallel:
+        with InterruptFlag() as flag, Parallel(n_jobs=jobs, return_as="generator_unordered") as parallel:
             if settings.engine == "batched":
                 todo = _batched_loop(settings, dataset, configs, todo, folds, parallel, jobs, flag, record)
-            for index in todo:
-                config = configs[index]
-                make = partial(
-                    make_net, config, dataset.n_features, dataset.n_classes, image_shape=dataset.image_shape,
-                    device=settings.device, max_epochs=settings.max_epochs,
-                    batch_size=settings.batch_size, patience=settings.patience,
-                    random_state=trial_seed(settings.seed, index),
-                )
-                result = evaluate_config(make, X, y, folds, n_jobs=jobs, scoring=settings.scoring,
-                                         parallel=parallel)
-                if flag.raised:  # the fit was cut short: its scores are not real
-                    raise KeyboardInterrupt
+            makers = {index: partial(
+                make_net, configs[index], dataset.n_features, dataset.n_classes, image_shape=dataset.image_shape,
+                device=settings.device, max_epochs=settings.max_epochs, batch_size=settings.batch_size,
+                patience=settings.patience, random_state=trial_seed(settings.seed, index),
+            ) for index in todo}
+            # a fit cut short by Ctrl-C (skorch swallows it) must not be scored: stop() drops it
+            for index, result in evaluate_configs(makers, X, y, folds, parallel=parallel, scoring=settings.scoring,
+                                                  threads=threads_per_job(jobs), stop=lambda: flag.raised):
                 record(index, result)
     except KeyboardInterrupt:
         bar.close()

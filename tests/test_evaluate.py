@@ -134,3 +134,43 @@ def test_on_a_gpu_each_job_moves_the_data_once(digits):
     reused = [x for x in [np.ones((4, 3), dtype=np.float32) for _ in range(50)] if id(x) == stale]
     assert reused, "CPython reuses a freed array's id for the next one of its size"
     assert torch.equal(resident(reused[0], "cuda").cpu(), torch.ones(4, 3))
+
+
+def test_a_stream_of_configs_scores_each_as_evaluate_config_does(digits):
+    from joblib import Parallel
+
+    from hpsearch.evaluate import evaluate_configs
+
+    folds = make_folds(digits.y_train, 3, seed=2)
+    configs = {7: {**CONFIG, "hidden": [48]}, 3: {**CONFIG, "hidden": [32, 16], "optimizer": "rmsprop"},
+               5: {**CONFIG, "lr": 0.5}}
+    makers = {k: partial(make_net, c, digits.n_features, digits.n_classes, max_epochs=6, patience=2,
+                         random_state=k) for k, c in configs.items()}
+    with Parallel(n_jobs=2, return_as="generator_unordered") as parallel:
+        streamed = dict(evaluate_configs(makers, digits.X_train, digits.y_train, folds, parallel=parallel))
+    assert sorted(streamed) == [3, 5, 7]  # each config exactly once, whatever order they finish in
+    for key, make in makers.items():
+        alone = evaluate_config(make, digits.X_train, digits.y_train, folds, n_jobs=1)
+        assert streamed[key].test_scores == alone.test_scores  # bit for bit
+        assert streamed[key].epochs == alone.epochs
+
+
+def test_a_stream_stops_between_folds_and_drops_unfinished_configs(digits):
+    from joblib import Parallel
+
+    from hpsearch.evaluate import evaluate_configs
+
+    folds = make_folds(digits.y_train, 2, seed=0)
+    makers = {k: _maker(digits, max_epochs=2) for k in range(3)}
+    seen, folds_back = [], []
+
+    def stop():
+        folds_back.append(1)
+        return len(folds_back) == 3  # after config 0's two folds and config 1's first
+
+    with Parallel(n_jobs=1, return_as="generator_unordered") as parallel:
+        with pytest.raises(KeyboardInterrupt):
+            for key, _result in evaluate_configs(makers, digits.X_train, digits.y_train, folds,
+                                                parallel=parallel, stop=stop):
+                seen.append(key)
+    assert seen == [0]

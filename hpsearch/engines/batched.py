@@ -343,8 +343,10 @@ def evaluate_batched(configs: dict[int, dict], seeds: dict[int, int], X, y, fold
     max_models_per_chunk : int, optional
         Models (configs x folds) trained together; default: ``auto_models_per_chunk``.
     parallel : joblib.Parallel, optional
-        On the CPU, chunks run ``n_jobs`` at a time in it, each with cores // jobs threads; on a
-        GPU they run one after another in this process.
+        On the CPU, chunks run in it on ``n_jobs`` jobs, each with cores // jobs threads; with
+        ``return_as="generator_unordered"`` (as the search uses) each chunk is yielded as soon as
+        it is done, with a list-returning ``Parallel`` all at the end. On a GPU chunks run one
+        after another in this process.
     """
     bad = [i for i, c in configs.items() if not batchable(c)]
     if bad:
@@ -368,8 +370,8 @@ def evaluate_batched(configs: dict[int, dict], seeds: dict[int, int], X, y, fold
         for chunk in chunks:
             yield task(chunk)
         return
+    # with a Parallel(return_as="generator_unordered") each chunk comes back as soon as it is done
+    # and its job takes the next one (no wave waits for its slowest chunk)
     threads = threads_per_job(n_jobs)
-    for start in range(0, len(chunks), n_jobs):
-        wave = chunks[start:start + n_jobs]
-        yield from parallel(delayed(_run_chunk)({i: configs[i] for i in chunk}, seeds, X, y, folds,
-                                                    n_classes, settings, threads) for chunk in wave)
+    yield from parallel(delayed(_run_chunk)({i: configs[i] for i in chunk}, seeds, X, y, folds,
+                                            n_classes, settings, threads) for chunk in chunks)
