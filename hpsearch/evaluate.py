@@ -10,6 +10,7 @@ here: the config gets NaN scores and a reason.
 
 from __future__ import annotations
 
+import mmap
 import os
 import time
 import warnings
@@ -25,7 +26,7 @@ from sklearn.model_selection import StratifiedKFold
 from .errors import DivergedError, UsageError
 
 __all__ = ["make_folds", "evaluate_config", "evaluate_configs", "score_probabilities", "CVResult", "SCORINGS",
-           "threads_per_job", "cpu_count", "resident", "data_moves"]
+           "threads_per_job", "cpu_count", "resident", "release_resident", "data_moves"]
 
 SCORINGS = ("neg_log_loss", "accuracy")
 
@@ -87,29 +88,41 @@ def score_probabilities(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarr
 _RESIDENT: dict = {"key": None, "ref": None, "X": None, "moves": 0}
 
 
-def _data_key(X, device):
-    """What identifies ``X``'s data across the tasks of one job: a joblib memmap by its file
-    (joblib names one file per array it ships, and a worker gets a new memmap object per task),
-    anything else by identity (checked through a weak reference, as ids are reused)."""
-    if isinstance(X, np.memmap) and getattr(X, "filename", None):
-        return ("file", X.filename, X.offset, X.shape, X.dtype.str, str(device)), None
-    return ("object", id(X), X.shape, X.dtype.str, str(device)), weakref.ref(X)
+def _data_key(X: np.ndarray, device):
+    """What identifies ``X``'s data across the tasks of one job: a whole memory-mapped file (as
+    joblib ships an array: one file per array, a new memmap object per task) by its file; anything
+    else, slices of a memmap included, by identity (checked through a weak reference: ids are
+    reused)."""
+    layout = (X.shape, X.strides, X.dtype.str, str(device))
+    if isinstance(X, np.memmap) and isinstance(X.base, mmap.mmap) and getattr(X, "filename", None):
+        return ("file", X.filename, X.offset, *layout), None
+    return ("object", id(X), *layout), weakref.ref(X)
 
 
-def resident(X: np.ndarray, device) -> torch.Tensor:
+def resident(X, device) -> torch.Tensor:
     """``X`` as a tensor on ``device``, moved there once per job (this process) and reused by
     every fold and config the job runs, instead of once per fit. On the CPU it is a view of
     ``X``'s memory, not a copy (read only: the folds gather their rows out of it). Like joblib's
-    own memmaps, it assumes ``X`` is not changed in place between calls."""
+    own memmaps, it assumes ``X`` is not changed in place between calls. (Arrays under joblib's
+    1 MB memmapping threshold, such as digits, reach each task as a new pickled copy; converting
+    those costs next to nothing.)"""
+    if isinstance(X, torch.Tensor):
+        return X.to(device)
     key, ref = _data_key(X, device)
     cached = _RESIDENT
     if cached["key"] == key and (cached["ref"] is None or cached["ref"]() is X):
         return cached["X"]
+    array = X if all(s >= 0 for s in X.strides) else np.ascontiguousarray(X)  # torch needs strides >= 0
     with warnings.catch_warnings():  # a joblib memmap is read-only; torch warns, we never write
         warnings.simplefilter("ignore", UserWarning)
-        tensor = torch.from_numpy(np.asarray(X)).to(device)
+        tensor = torch.from_numpy(np.asarray(array)).to(device)
     cached.update(key=key, ref=ref, X=tensor, moves=cached["moves"] + 1)
     return tensor
+
+
+def release_resident() -> None:
+    """Forget this process's resident data (frees its device memory once nothing else holds it)."""
+    _RESIDENT.update(key=None, ref=None, X=None)
 
 
 def data_moves() -> int:
@@ -118,26 +131,34 @@ def data_moves() -> int:
 
 
 def _score_fold(make, X, y, train, test, scoring, threads):
-    """Fit a fresh net on ``train`` and score ``test``; errors come back as a string."""
+    """Fit a fresh net on ``train`` and score ``test``; the config's errors come back as a string,
+    a problem with the data itself raises."""
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        net = make()
+        try:
+            net = make()
+        except Exception as exc:  # noqa: BLE001 - a failing config is data, not a crash
+            return _failure(exc)
         data = resident(X, net.device)
         train_rows, test_rows = (torch.as_tensor(rows, device=data.device) for rows in (train, test))
-        start = time.perf_counter()
-        net.fit(data.index_select(0, train_rows), y[train])
-        fit_time = time.perf_counter() - start
-        proba = net.predict_proba(data.index_select(0, test_rows))
-        score, accuracy = score_probabilities(y[test], proba, net.classes_, scoring)
-        return dict(score=score, accuracy=accuracy, fit_time=fit_time,
-                    epochs=len(net.history), error=None)
-    except DivergedError as exc:
-        return dict(error=f"diverged: {exc}")
-    except Exception as exc:  # noqa: BLE001 - a failing config is data, not a crash
-        return dict(error=f"{type(exc).__name__}: {exc}")
+        try:
+            start = time.perf_counter()
+            net.fit(data.index_select(0, train_rows), y[train])
+            fit_time = time.perf_counter() - start
+            proba = net.predict_proba(data.index_select(0, test_rows))
+            score, accuracy = score_probabilities(y[test], proba, net.classes_, scoring)
+        except Exception as exc:  # noqa: BLE001
+            return _failure(exc)
+        return dict(score=score, accuracy=accuracy, fit_time=fit_time, epochs=len(net.history), error=None)
     finally:
         torch.set_num_threads(previous)
+
+
+def _failure(exc: Exception) -> dict:
+    if isinstance(exc, DivergedError):
+        return dict(error=f"diverged: {exc}")
+    return dict(error=f"{type(exc).__name__}: {exc}")
 
 
 def evaluate_config(make_net, X: np.ndarray, y: np.ndarray, folds, *, n_jobs: int = 1,

@@ -1,7 +1,10 @@
-"""The search loop: draw config i, cross-validate it, store it, export the ranking; repeat.
+"""The search loop: draw the configs, cross-validate them, store each one and export the ranking
+as soon as its last fold is back.
 
 Configs come from ``ParamGenerator(space, seed)``, so a resumed search evaluates exactly the
-configs an uninterrupted one would have, skipping those already stored.
+configs an uninterrupted one would have, skipping those already stored. Their folds run as one
+stream of tasks on the jobs (``evaluate_configs``), so configs finish, and are stored, in any order;
+the store and the exports are ordered by trial index and rank, not by finishing time.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from tqdm.auto import tqdm
 from .data import Dataset, load_dataset
 from .errors import UsageError, check_whole
 from .estimator import DEFAULT_BATCH_SIZE, DEFAULT_MAX_EPOCHS, DEFAULT_PATIENCE, make_net
-from .evaluate import SCORINGS, effective_jobs, evaluate_configs, make_folds, threads_per_job
+from .evaluate import SCORINGS, effective_jobs, evaluate_configs, make_folds, release_resident, threads_per_job
 from .space import ParamGenerator, SearchSpace, load_space
 from .store import RunLock, TrialStore, atomic_write_text, results_frame, write_exports
 
@@ -192,16 +195,19 @@ def _search_loop(settings, dataset, space, store, configs, todo, folds, run_dir)
                 patience=settings.patience, random_state=trial_seed(settings.seed, index),
             ) for index in todo}
             # a fit cut short by Ctrl-C (skorch swallows it) must not be scored: stop() drops it
+            threads = threads_per_job(min(jobs, len(makers) * len(folds)))  # jobs that will be busy
             for index, result in evaluate_configs(makers, X, y, folds, parallel=parallel, scoring=settings.scoring,
-                                                  threads=threads_per_job(jobs), stop=lambda: flag.raised):
+                                                  threads=threads, stop=lambda: flag.raised):
                 record(index, result)
     except KeyboardInterrupt:
         bar.close()
+        release_resident()
         raise SearchInterrupted(
             f"interrupted: {len(store.finished_indices())} of {settings.n} trials are stored in "
             f"{run_dir}; run the same command again (or add --resume {run_dir}) to continue"
         ) from None
     bar.close()
+    release_resident()  # this process's copy of the data (on a GPU: device memory)
 
 
 def _batched_loop(settings, dataset, configs, todo, folds, parallel, jobs, flag, record) -> list[int]:

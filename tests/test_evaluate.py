@@ -174,3 +174,22 @@ def test_a_stream_stops_between_folds_and_drops_unfinished_configs(digits):
                                                 parallel=parallel, stop=stop):
                 seen.append(key)
     assert seen == [0]
+
+
+def test_resident_tells_slices_of_one_memmap_apart_and_takes_any_array(tmp_path):
+    path = tmp_path / "X.npy"
+    np.save(path, np.arange(20, dtype=np.float32).reshape(10, 2))
+    whole = np.load(path, mmap_mode="r")
+    # numpy gives a memmap's slices the parent's filename and offset: they must not share a key
+    assert torch.equal(resident(whole[:5], "cpu"), torch.arange(10.0).view(5, 2))
+    assert torch.equal(resident(whole[5:], "cpu"), torch.arange(10.0, 20.0).view(5, 2))
+    flipped = np.arange(6, dtype=np.float32).reshape(3, 2)[::-1]  # negative strides
+    assert torch.equal(resident(flipped, "cpu"), torch.tensor([[4.0, 5.0], [2.0, 3.0], [0.0, 1.0]]))
+    tensor = torch.ones(3, 2)
+    assert resident(tensor, "cpu") is tensor
+
+
+def test_a_problem_with_the_data_raises_instead_of_failing_the_config(digits):
+    folds = make_folds(digits.y_train, 2, seed=0)
+    with pytest.raises(TypeError):
+        evaluate_config(_maker(digits, max_epochs=1), digits.X_train.astype(object), digits.y_train, folds)

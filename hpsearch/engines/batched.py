@@ -372,6 +372,6 @@ def evaluate_batched(configs: dict[int, dict], seeds: dict[int, int], X, y, fold
         return
     # with a Parallel(return_as="generator_unordered") each chunk comes back as soon as it is done
     # and its job takes the next one (no wave waits for its slowest chunk)
-    threads = threads_per_job(n_jobs)
+    threads = threads_per_job(min(n_jobs, len(chunks)))  # the jobs that will be busy
     yield from parallel(delayed(_run_chunk)({i: configs[i] for i in chunk}, seeds, X, y, folds,
                                             n_classes, settings, threads) for chunk in chunks)
