@@ -146,11 +146,13 @@ def test_a_stream_of_configs_scores_each_as_evaluate_config_does(digits):
                5: {**CONFIG, "lr": 0.5}}
     makers = {k: partial(make_net, c, digits.n_features, digits.n_classes, max_epochs=6, patience=2,
                          random_state=k) for k, c in configs.items()}
+    # the same jobs and threads on both sides (float sums depend on the thread count)
     with Parallel(n_jobs=2, return_as="generator_unordered") as parallel:
-        streamed = dict(evaluate_configs(makers, digits.X_train, digits.y_train, folds, parallel=parallel))
+        streamed = dict(evaluate_configs(makers, digits.X_train, digits.y_train, folds, parallel=parallel,
+                                         threads=threads_per_job(2)))
     assert sorted(streamed) == [3, 5, 7]  # each config exactly once, whatever order they finish in
     for key, make in makers.items():
-        alone = evaluate_config(make, digits.X_train, digits.y_train, folds, n_jobs=1)
+        alone = evaluate_config(make, digits.X_train, digits.y_train, folds, n_jobs=2)
         assert streamed[key].test_scores == alone.test_scores  # bit for bit
         assert streamed[key].epochs == alone.epochs
 
