@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import mmap
 import os
+import tempfile
 import time
 import warnings
 import weakref
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -26,7 +28,7 @@ from sklearn.model_selection import StratifiedKFold
 from .errors import DivergedError, UsageError
 
 __all__ = ["make_folds", "evaluate_config", "evaluate_configs", "score_probabilities", "CVResult", "SCORINGS",
-           "threads_per_job", "cpu_count", "resident", "release_resident", "data_moves"]
+           "threads_per_job", "cpu_count", "resident", "release_resident", "shared_array", "data_moves"]
 
 SCORINGS = ("neg_log_loss", "accuracy")
 
@@ -118,6 +120,23 @@ def resident(X, device) -> torch.Tensor:
         tensor = torch.from_numpy(np.asarray(array)).to(device)
     cached.update(key=key, ref=ref, X=tensor, moves=cached["moves"] + 1)
     return tensor
+
+
+@contextmanager
+def shared_array(X: np.ndarray):
+    """``X`` as a read-only memmap of a temporary file (in /dev/shm when it can), for the duration
+    of a search. joblib's workers map that file as it is; left to itself, joblib dumps ``X`` to a
+    folder of its own and, at the end, waits up to 1 s for that folder to empty, which it cannot
+    while the workers keep ``resident`` views of it. Arrays under joblib's 1 MB memmapping
+    threshold are returned as they are (joblib pickles those)."""
+    if X.nbytes < 1_000_000 or isinstance(X, np.memmap):
+        yield X
+        return
+    shm = "/dev/shm"
+    with tempfile.TemporaryDirectory(prefix="hpsearch-", dir=shm if os.access(shm, os.W_OK) else None) as tmp:
+        path = os.path.join(tmp, "X.npy")
+        np.save(path, X)
+        yield np.load(path, mmap_mode="r")
 
 
 def release_resident() -> None:

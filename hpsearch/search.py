@@ -25,7 +25,15 @@ from tqdm.auto import tqdm
 from .data import Dataset, load_dataset
 from .errors import UsageError, check_whole
 from .estimator import DEFAULT_BATCH_SIZE, DEFAULT_MAX_EPOCHS, DEFAULT_PATIENCE, make_net
-from .evaluate import SCORINGS, effective_jobs, evaluate_configs, make_folds, release_resident, threads_per_job
+from .evaluate import (
+    SCORINGS,
+    effective_jobs,
+    evaluate_configs,
+    make_folds,
+    release_resident,
+    shared_array,
+    threads_per_job,
+)
 from .space import ParamGenerator, SearchSpace, load_space
 from .store import RunLock, TrialStore, atomic_write_text, results_frame, write_exports
 
@@ -174,7 +182,7 @@ def _search_loop(settings, dataset, space, store, configs, todo, folds, run_dir)
                disable=not settings.progress, dynamic_ncols=True)
     if not np.isnan(best):
         bar.set_postfix(best=f"{best:.4f}")
-    X, y = dataset.X_train, dataset.y_train
+    y = dataset.y_train
 
     def record(index, result):
         nonlocal best
@@ -186,9 +194,10 @@ def _search_loop(settings, dataset, space, store, configs, todo, folds, run_dir)
         bar.update()
 
     try:
-        with InterruptFlag() as flag, Parallel(n_jobs=jobs, return_as="generator_unordered") as parallel:
+        with InterruptFlag() as flag, shared_array(dataset.X_train) as X, \
+                Parallel(n_jobs=jobs, return_as="generator_unordered") as parallel:
             if settings.engine == "batched":
-                todo = _batched_loop(settings, dataset, configs, todo, folds, parallel, jobs, flag, record)
+                todo = _batched_loop(settings, dataset, X, configs, todo, folds, parallel, jobs, flag, record)
             makers = {index: partial(
                 make_net, configs[index], dataset.n_features, dataset.n_classes, image_shape=dataset.image_shape,
                 device=settings.device, max_epochs=settings.max_epochs, batch_size=settings.batch_size,
@@ -200,24 +209,23 @@ def _search_loop(settings, dataset, space, store, configs, todo, folds, run_dir)
                                                   threads=threads, stop=lambda: flag.raised):
                 record(index, result)
     except KeyboardInterrupt:
-        bar.close()
-        release_resident()
         raise SearchInterrupted(
             f"interrupted: {len(store.finished_indices())} of {settings.n} trials are stored in "
             f"{run_dir}; run the same command again (or add --resume {run_dir}) to continue"
         ) from None
-    bar.close()
-    release_resident()  # this process's copy of the data (on a GPU: device memory)
+    finally:
+        bar.close()
+        release_resident()  # this process's copy of the data (on a GPU: device memory)
 
 
-def _batched_loop(settings, dataset, configs, todo, folds, parallel, jobs, flag, record) -> list[int]:
+def _batched_loop(settings, dataset, X, configs, todo, folds, parallel, jobs, flag, record) -> list[int]:
     """Train the batchable configs of ``todo`` chunk by chunk, storing each chunk's trials as soon
     as it finishes; returns the rest (non-MLP configs) for the skorch engine."""
     from .engines.batched import batchable, evaluate_batched
 
     batched = {i: configs[i] for i in todo if batchable(configs[i])}
     chunks = evaluate_batched(
-        batched, {i: trial_seed(settings.seed, i) for i in batched}, dataset.X_train, dataset.y_train,
+        batched, {i: trial_seed(settings.seed, i) for i in batched}, X, dataset.y_train,
         folds, dataset.n_classes, device=settings.device, max_epochs=settings.max_epochs,
         batch_size=settings.batch_size, patience=settings.patience, scoring=settings.scoring,
         max_models_per_chunk=settings.max_models_per_chunk, parallel=parallel, n_jobs=jobs)

@@ -195,3 +195,19 @@ def test_a_problem_with_the_data_raises_instead_of_failing_the_config(digits):
     folds = make_folds(digits.y_train, 2, seed=0)
     with pytest.raises(TypeError):
         evaluate_config(_maker(digits, max_epochs=1), digits.X_train.astype(object), digits.y_train, folds)
+
+
+def test_shared_array_is_a_temporary_memmap_of_the_same_data():
+    import os
+
+    from hpsearch.evaluate import shared_array
+
+    X = np.arange(300_000, dtype=np.float32).reshape(1000, 300)  # 1.2 MB: joblib would memmap it
+    with shared_array(X) as shared:
+        assert isinstance(shared, np.memmap) and np.array_equal(shared, X)
+        path = shared.filename
+        assert os.path.exists(path)
+    assert not os.path.exists(path)  # removed with the search
+    small = X[:10]  # under joblib's threshold: pickled, so left as it is
+    with shared_array(small) as same:
+        assert same is small
