@@ -1,14 +1,25 @@
 import gc
+import os
 from functools import partial
 
 import numpy as np
 import pytest
 import torch
+from joblib import Parallel
 from sklearn.model_selection import cross_val_score
 
 from hpsearch.errors import UsageError
 from hpsearch.estimator import make_net
-from hpsearch.evaluate import data_moves, effective_jobs, evaluate_config, make_folds, resident, threads_per_job
+from hpsearch.evaluate import (
+    data_moves,
+    effective_jobs,
+    evaluate_config,
+    evaluate_configs,
+    make_folds,
+    resident,
+    shared_array,
+    threads_per_job,
+)
 
 CONFIG = {"model": "mlp", "hidden": [64, 32], "dropout": 0.1, "lr": 3e-3, "weight_decay": 1e-5,
           "optimizer": "adam"}
@@ -137,10 +148,6 @@ def test_on_a_gpu_each_job_moves_the_data_once(digits):
 
 
 def test_a_stream_of_configs_scores_each_as_evaluate_config_does(digits):
-    from joblib import Parallel
-
-    from hpsearch.evaluate import evaluate_configs
-
     folds = make_folds(digits.y_train, 3, seed=2)
     configs = {7: {**CONFIG, "hidden": [48]}, 3: {**CONFIG, "hidden": [32, 16], "optimizer": "rmsprop"},
                5: {**CONFIG, "lr": 0.5}}
@@ -158,10 +165,6 @@ def test_a_stream_of_configs_scores_each_as_evaluate_config_does(digits):
 
 
 def test_a_stream_stops_between_folds_and_drops_unfinished_configs(digits):
-    from joblib import Parallel
-
-    from hpsearch.evaluate import evaluate_configs
-
     folds = make_folds(digits.y_train, 2, seed=0)
     makers = {k: _maker(digits, max_epochs=2) for k in range(3)}
     seen, folds_back = [], []
@@ -198,10 +201,6 @@ def test_a_problem_with_the_data_raises_instead_of_failing_the_config(digits):
 
 
 def test_shared_array_is_a_temporary_memmap_of_the_same_data():
-    import os
-
-    from hpsearch.evaluate import shared_array
-
     X = np.arange(300_000, dtype=np.float32).reshape(1000, 300)  # 1.2 MB: joblib would memmap it
     with shared_array(X) as shared:
         assert isinstance(shared, np.memmap) and np.array_equal(shared, X)

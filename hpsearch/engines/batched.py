@@ -101,7 +101,7 @@ def _padded_table(index_lists, device, width=None):
 
 
 def _rows(X: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
-    """``X[table]`` (``(M, B, features)`` for an ``(M, B)`` index table) through one
+    """``X[table]`` (``(M, B, ...)`` for an ``(M, B)`` index table: images or labels) through one
     ``index_select``: the same values, several times faster on the CPU than advanced indexing."""
     return X.index_select(0, table.flatten()).view(*table.shape, *X.shape[1:])
 
@@ -115,7 +115,7 @@ def _evaluate(stack, X, y, index_lists, eval_batch, want_proba=False):
     for start in range(0, table.shape[1], eval_batch):
         idx, w = table[:, start:start + eval_batch], weight[:, start:start + eval_batch]
         logits = stack.forward(_rows(X, idx))
-        ce = F.cross_entropy(logits.flatten(0, 1), y.index_select(0, idx.flatten()), reduction="none").view_as(w)
+        ce = F.cross_entropy(logits.flatten(0, 1), _rows(y, idx).flatten(), reduction="none").view_as(w)
         total += (ce * w).sum(1)
         if want_proba:
             probas.append(torch.softmax(logits, dim=-1).cpu())
@@ -174,7 +174,7 @@ def train_stack(specs: list[FitSpec], X, y, n_classes: int, *, device="cpu", max
             idx = table[:, s * batch_size:(s + 1) * batch_size]
             w = weight[:, s * batch_size:(s + 1) * batch_size]
             logits = stack.forward(_rows(X, idx), train=True, generator=generator)
-            ce = F.cross_entropy(logits.flatten(0, 1), y.index_select(0, idx.flatten()), reduction="none").view_as(w)
+            ce = F.cross_entropy(logits.flatten(0, 1), _rows(y, idx).flatten(), reduction="none").view_as(w)
             count = counts[:, s]
             per_model = (ce * w).sum(1) / count.clamp(min=1)
             per_model.sum().backward()
