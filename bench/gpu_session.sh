@@ -7,8 +7,9 @@
 #
 #   part 1: install; the GPU tests; training throughput; a small skorch-engine search (issue 5)
 #   part 2: the 150-config batched search against the skorch engine (issue 6)
+#   part 3: the strategies on the batched engine, 150 configs on all 60,000 images (issue 11)
 set -euo pipefail
-part=${1:?usage: bash bench/gpu_session.sh 1|2}
+part=${1:?usage: bash bench/gpu_session.sh 1|2|3}
 python -m pip install -q --no-deps --no-index .whl/*.whl
 python -m pip install -q --no-deps --no-build-isolation -e .
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
@@ -16,6 +17,9 @@ if [ "$part" = 1 ]; then
     python -m pytest -q -m gpu tests
     python bench/training_throughput.py --device cuda --n 45000 --repeats 3 --data-dir bench/data
     timeout 300 python bench/search.py --device cuda --data-dir bench/data --n 8 --images 12000 --max-epochs 10
-else
+elif [ "$part" = 2 ]; then
     python bench/batched.py --device cuda --data-dir bench/data --tf32 on
+else
+    python bench/strategies.py --device cuda --engine batched --data-dir bench/data --images 60000 --n 150 \
+        --max-epochs 27 --min-epochs 3 --only random,halving,hyperband
 fi

@@ -1,7 +1,7 @@
 """hpsearch: hyperparameter search and visual explanation of small PyTorch image classifiers."""
 
 from .data import Dataset, load_dataset
-from .engines.batched import evaluate_batched
+from .engines.batched_engine import evaluate_batched
 from .errors import DivergedError, UsageError
 from .estimator import make_net
 from .evaluate import evaluate_config, make_folds

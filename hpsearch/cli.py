@@ -23,6 +23,9 @@ examples:
   run_search.py --n 150 --dataset mnist --data-dir ~/data/mnist
   run_search.py --n 150 --dataset fashion-mnist           # Debian's dataset-fashion-mnist
   run_search.py --resume results/digits_mlp_mnist_seed0   # continue an interrupted search
+  run_search.py --n 150 --strategy halving                # successive halving, factor 3
+  run_search.py --n 150 --strategy hyperband --min-epochs 2 --max-epochs 54
+  run_search.py --n 60 --strategy tpe                     # Optuna's TPE sampler
 
 outputs (in --out): trials.db (every finished trial), trials.csv (cv_results_-shaped),
 sorted_scores.dat and sorted_params.dat (best first, line i matches line i), space.toml,
@@ -58,7 +61,8 @@ def _add_search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--scoring", choices=SCORINGS, help="what ranks configs (default "
                    "neg_log_loss, the held-out fold's log-loss; accuracy is recorded either way)")
     p.add_argument("--seed", type=int, help="seeds the configs, folds and weights (default 0)")
-    p.add_argument("--out", help="run folder (default results/<dataset>_<space>_seed<seed>)")
+    p.add_argument("--out", help="run folder (default results/<dataset>_<space>_seed<seed>, with "
+                   "_<strategy> before _seed unless random)")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the search stored in RUN_DIR "
                    "with its stored settings (--n may raise its target)")
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto (default cpu)")
@@ -66,6 +70,16 @@ def _add_search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--engine", choices=("skorch", "batched"), help="skorch (default): one skorch net "
                    "per config x fold, the reference; batched: many MLP configs x folds trained at "
                    "once as one stack (fast on a GPU; other model kinds fall back to skorch)")
+    p.add_argument("--strategy", help="which configs get how many epochs: random (default; every config "
+                   "the full --max-epochs), halving (successive halving: all configs train --min-epochs on "
+                   "every fold, the best 1/--factor continue from where they stopped, up to --max-epochs), "
+                   "hyperband (several halving brackets starting at different epochs) or tpe (Optuna's "
+                   "TPE sampler proposes each config from the scores so far)")
+    p.add_argument("--factor", type=int, help="halving/hyperband: 1/FACTOR of a rung's configs continue, "
+                   "and each rung trains FACTOR times longer (default 3)")
+    p.add_argument("--min-epochs", type=int, help="halving/hyperband: epochs of the first rung (default: "
+                   "automatic, so the rungs end at --max-epochs with at most FACTOR configs)")
+    p.add_argument("--n-startup", type=int, help="tpe: configs drawn at random before TPE proposes (default 10)")
     p.add_argument("--max-models-per-chunk", type=int, help="batched engine: models (configs x "
                    "folds) trained together; default: automatic (GPU memory; on the CPU one config's folds)")
 
@@ -133,7 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 SEARCH_FLAGS = ("n", "dataset", "data_dir", "space", "cv", "n_jobs", "max_epochs", "patience",
-                "batch_size", "scoring", "seed", "out", "device", "engine", "max_models_per_chunk")
+                "batch_size", "scoring", "seed", "out", "device", "engine", "max_models_per_chunk", "strategy",
+                "factor", "min_epochs", "n_startup")
 
 
 def _search_settings(args):
@@ -161,6 +176,7 @@ def _cmd_search(args) -> int:
 
     settings = _search_settings(args)
     settings.device = resolve_device(settings.device)
+    _print_plan(settings)
     start = time.perf_counter()
     run_dir = run_search(settings)
     elapsed = time.perf_counter() - start
@@ -175,6 +191,17 @@ def _cmd_search(args) -> int:
         return 0
     _retrain(run_dir, args.top, args.retrain_epochs, settings.device, settings.progress)
     return _plot(run_dir, "all", args, settings.device)
+
+
+def _print_plan(settings) -> None:
+    """One line saying what the strategy will train, before the (long) work starts."""
+    from .strategies import make_strategy
+
+    settings.validate()
+    plan = make_strategy(settings).plan()
+    if len(plan) > 1:
+        rungs = ", ".join(f"{n} x {e}" for n, e in plan)
+        print(f"{settings.strategy}: configs x epochs per rung: {rungs} (x {settings.cv} folds)")
 
 
 def _retrain(run_dir, top: int, epochs: int, device: str, progress: bool) -> None:

@@ -12,10 +12,10 @@ import math
 import numpy as np
 import torch
 from skorch import NeuralNetClassifier
-from skorch.callbacks import Callback, EarlyStopping
 from skorch.dataset import ValidSplit
 
-from .errors import DivergedError, UsageError
+from .callbacks import ContinuableEarlyStopping, StopOnNonFiniteLoss
+from .errors import UsageError
 from .models import CNN, GAPCNN, MLP
 
 __all__ = ["SeededNet", "make_net", "OPTIMIZERS", "MODELS", "resolve_device"]
@@ -120,15 +120,6 @@ def _batch_as_is(batch):
     return batch
 
 
-class StopOnNonFiniteLoss(Callback):
-    """Ends a fit whose training loss became NaN or infinite: the config has diverged."""
-
-    def on_epoch_end(self, net, **kwargs):
-        loss = net.history[-1].get("train_loss", 0.0)
-        if not math.isfinite(loss):
-            raise DivergedError(f"training loss became {loss} at epoch {len(net.history)}")
-
-
 def resolve_device(device: str) -> str:
     """``"auto"`` -> ``"cuda"`` when CUDA is present, else ``"cpu"``; checks ``"cuda"`` exists."""
     if device == "auto":
@@ -200,7 +191,7 @@ def make_net(config: dict, n_features: int, n_classes: int, *, device: str = "cp
 
     callbacks = [("non_finite", StopOnNonFiniteLoss())]
     if patience > 0:
-        callbacks.append(("early_stopping", EarlyStopping(patience=patience)))
+        callbacks.append(("early_stopping", ContinuableEarlyStopping(patience=patience)))
         train_split = ValidSplit(5, stratified=True)
     else:
         train_split = None

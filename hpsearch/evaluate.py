@@ -26,6 +26,7 @@ from sklearn.metrics import accuracy_score, log_loss
 from sklearn.model_selection import StratifiedKFold
 
 from .errors import DivergedError, UsageError
+from .states import capture, early_stopping_of, load_state, restore, save_state
 
 __all__ = ["make_folds", "evaluate_config", "evaluate_configs", "score_probabilities", "CVResult", "SCORINGS",
            "threads_per_job", "cpu_count", "resident", "release_resident", "shared_array", "data_moves"]
@@ -149,9 +150,14 @@ def data_moves() -> int:
     return _RESIDENT["moves"]
 
 
-def _score_fold(make, X, y, train, test, scoring, threads):
-    """Fit a fresh net on ``train`` and score ``test``; the config's errors come back as a string,
-    a problem with the data itself raises."""
+def _score_fold(make, X, y, train, test, scoring, threads, state=None):
+    """Fit a net on ``train`` and score ``test``; the config's errors come back as a string, a
+    problem with the data itself raises.
+
+    ``state`` is ``(path, keep)`` for a fit that may continue (a halving rung): the fit goes on
+    from the state at ``path`` when there is one (a fold that early stopping ended stays as it is)
+    up to the net's ``max_epochs``, and, with ``keep``, leaves its own state there for the next rung.
+    """
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -163,8 +169,10 @@ def _score_fold(make, X, y, train, test, scoring, threads):
         train_rows, test_rows = (torch.as_tensor(rows, device=data.device) for rows in (train, test))
         try:
             start = time.perf_counter()
-            net.fit(data.index_select(0, train_rows), y[train])
+            _fit_or_continue(net, data.index_select(0, train_rows), y[train], state)
             fit_time = time.perf_counter() - start
+            if state is not None and state[1]:
+                save_state(state[0], capture(net))
             proba = net.predict_proba(data.index_select(0, test_rows))
             score, accuracy = score_probabilities(y[test], proba, net.classes_, scoring)
         except Exception as exc:  # noqa: BLE001
@@ -172,6 +180,25 @@ def _score_fold(make, X, y, train, test, scoring, threads):
         return dict(score=score, accuracy=accuracy, fit_time=fit_time, epochs=len(net.history), error=None)
     finally:
         torch.set_num_threads(previous)
+
+
+def _fit_or_continue(net, X_train, y_train, state) -> None:
+    """``net.fit``, or, from a stored continuation state, ``partial_fit`` for the epochs left."""
+    stored = load_state(state[0]) if state is not None else None
+    if stored is None:
+        net.fit(X_train, y_train)
+    else:
+        restore(net, stored)
+        if len(net.history) < net.max_epochs and not stored["stopped"]:
+            net.partial_fit(X_train, y_train, epochs=net.max_epochs - len(net.history))
+    stopping = early_stopping_of(net)
+    if len(net.history) < net.max_epochs and not (stopping is not None and stopping.stopped):
+        # skorch swallows KeyboardInterrupt: a fit cut short by Ctrl-C must not be scored or kept
+        raise FitInterrupted(f"the fit stopped at epoch {len(net.history)} of {net.max_epochs}")
+
+
+class FitInterrupted(RuntimeError):
+    """A fit ended before its epochs and not by early stopping: Ctrl-C reached it."""
 
 
 def _failure(exc: Exception) -> dict:
@@ -206,7 +233,8 @@ def evaluate_config(make_net, X: np.ndarray, y: np.ndarray, folds, *, n_jobs: in
 
 
 def evaluate_configs(makers: dict, X: np.ndarray, y: np.ndarray, folds, *, parallel: Parallel,
-                     scoring: str = "neg_log_loss", threads: int = 1, stop=None):
+                     scoring: str = "neg_log_loss", threads: int = 1, stop=None, states=None,
+                     on_start=None):
     """Cross-validate many configs through one stream of fold tasks; yields ``(key, CVResult)``.
 
     With a ``Parallel(return_as="generator_unordered")`` a worker that finishes a fold takes the
@@ -224,13 +252,27 @@ def evaluate_configs(makers: dict, X: np.ndarray, y: np.ndarray, folds, *, paral
     stop : callable, optional
         Checked after every fold: when it returns true, raises ``KeyboardInterrupt`` (the configs
         not yet yielded are dropped, never half scored).
+    states : dict, optional
+        ``{key: [(path, keep) per fold]}``: folds that continue from (and keep) a state file
+        (``_score_fold``); keys not in it train from scratch and keep nothing.
+    on_start : callable, optional
+        ``on_start(key)`` as a config's first fold is handed to the jobs (maybe from joblib's
+        dispatch thread: keep it to recording a time).
     """
     if scoring not in SCORINGS:
         raise UsageError(f"--scoring must be one of {', '.join(SCORINGS)}, got {scoring!r}")
-    tasks = ((key, k, make) for key, make in makers.items() for k in range(len(folds)))
+    def tasks():
+        for key, make in makers.items():
+            if on_start is not None:
+                on_start(key)
+            for k in range(len(folds)):
+                yield key, k, make
+
     pending: dict = {}
-    for key, k, outcome in parallel(delayed(_keyed_fold)(key, k, make, X, y, *folds[k], scoring, threads)
-                                    for key, k, make in tasks):
+    states = states or {}
+    for key, k, outcome in parallel(delayed(_keyed_fold)(key, k, make, X, y, *folds[k], scoring, threads,
+                                                         states[key][k] if key in states else None)
+                                    for key, k, make in tasks()):
         if stop is not None and stop():
             raise KeyboardInterrupt
         pending.setdefault(key, {})[k] = outcome
@@ -239,8 +281,8 @@ def evaluate_configs(makers: dict, X: np.ndarray, y: np.ndarray, folds, *, paral
             yield key, _cv_result([outcomes[k] for k in range(len(folds))])
 
 
-def _keyed_fold(key, k, make, X, y, train, test, scoring, threads):
-    return key, k, _score_fold(make, X, y, train, test, scoring, threads)
+def _keyed_fold(key, k, make, X, y, train, test, scoring, threads, state):
+    return key, k, _score_fold(make, X, y, train, test, scoring, threads, state)
 
 
 def _cv_result(outcomes: list[dict]) -> CVResult:

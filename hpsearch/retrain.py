@@ -44,8 +44,9 @@ from tqdm.auto import tqdm
 from .data import Dataset, load_dataset
 from .errors import DivergedError, UsageError, check_whole
 from .estimator import DEFAULT_BATCH_SIZE, make_net
+from .results import param_text
 from .search import InterruptFlag, SearchInterrupted, trial_seed
-from .store import STUDY, atomic_write_text, load_results, param_text
+from .store import STUDY, atomic_write_text, load_results
 
 __all__ = ["retrain_top", "RetrainResult", "save_winner", "load_winner", "read_winner_info",
            "top_configs", "WINNER_FILE", "RETRAIN_FILE", "SUMMARY_FILE"]

@@ -1,21 +1,23 @@
-"""The search loop: draw the configs, cross-validate them, store each one and export the ranking
-as soon as its last fold is back.
+"""The run: its folder and lock, the trial store, the ``evaluate`` seam a strategy works through,
+the progress bar, Ctrl-C and the exports.
 
-Configs come from ``ParamGenerator(space, seed)``, so a resumed search evaluates exactly the
-configs an uninterrupted one would have, skipping those already stored. Their folds run as one
-stream of tasks on the jobs (``evaluate_configs``), so configs finish, and are stored, in any order;
-the store and the exports are ordered by trial index and rank, not by finishing time.
+The loop names no strategy and no engine: ``make_strategy(settings).run(evaluate)`` decides which
+configs get how many epochs; ``Evaluator`` brings them there with the run's engine, skips what is
+already stored (so a resumed run continues the rung in progress without re-training a finished
+(config, rung)), streams each result to the store and keeps the ranking files current.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import signal
 import sys
+import time
 import warnings
 from collections import Counter
-from dataclasses import asdict, dataclass, field
-from functools import partial
+from dataclasses import asdict
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -23,73 +25,33 @@ from joblib import Parallel
 from tqdm.auto import tqdm
 
 from .data import Dataset, load_dataset
-from .errors import UsageError, check_whole
-from .estimator import DEFAULT_BATCH_SIZE, DEFAULT_MAX_EPOCHS, DEFAULT_PATIENCE, make_net
-from .evaluate import (
-    SCORINGS,
-    effective_jobs,
-    evaluate_configs,
-    make_folds,
-    release_resident,
-    shared_array,
-    threads_per_job,
-)
+from .engines import RunContext, make_engine
+from .errors import UsageError
+from .evaluate import effective_jobs, make_folds, release_resident, shared_array
+from .optuna_space import stored_params, suggest_config
+from .results import results_frame, write_exports
+from .seeds import trial_seed
+from .settings import ENGINES, SearchSettings, fingerprint
 from .space import ParamGenerator, SearchSpace, load_space
-from .store import RunLock, TrialStore, atomic_write_text, results_frame, write_exports
+from .states import remove_states
+from .store import RunLock, TrialStore, atomic_write_text
+from .strategies import make_strategy
 
 __all__ = ["SearchSettings", "run_search", "SearchInterrupted", "default_run_dir", "ENGINES", "InterruptFlag",
-           "trial_seed"]
+           "trial_seed", "Evaluator"]
 
-# "skorch": one skorch net per config x fold, the faithful reference; "batched": many MLP configs x
-# folds at once (hpsearch.engines.batched), other model kinds falling back to skorch.
-ENGINES = ("skorch", "batched")
+EXPORT_EVERY_S = 2.0  # the ranking files follow the store at most this stale (and exactly at each rung's end)
 
 
 class SearchInterrupted(KeyboardInterrupt):
     """Ctrl-C during a search: every finished trial is stored; rerun to resume."""
 
 
-@dataclass
-class SearchSettings:
-    """Everything that defines a search. The CLI flags map one to one onto these fields."""
-
-    n: int = 150
-    dataset: str = "digits"
-    data_dir: str | None = None
-    space: str = "mlp_mnist"
-    cv: int = 4
-    n_jobs: int = -1
-    max_epochs: int = DEFAULT_MAX_EPOCHS
-    patience: int = DEFAULT_PATIENCE
-    batch_size: int = DEFAULT_BATCH_SIZE
-    scoring: str = "neg_log_loss"
-    seed: int = 0
-    out: str | None = None
-    device: str = "cpu"
-    progress: bool = True
-    engine: str = "skorch"
-    max_models_per_chunk: int | None = None
-    extra: dict = field(default_factory=dict)
-
-    def validate(self) -> None:
-        check_whole("--n", self.n, 1)
-        check_whole("--cv", self.cv, 2)
-        check_whole("--max-epochs", self.max_epochs, 1)
-        check_whole("--patience", self.patience, 0)
-        check_whole("--batch-size", self.batch_size, 1)
-        check_whole("--seed", self.seed, 0)
-        effective_jobs(self.n_jobs, 1)
-        if self.scoring not in SCORINGS:
-            raise UsageError(f"--scoring must be one of {', '.join(SCORINGS)}, got {self.scoring!r}")
-        if self.engine not in ENGINES:
-            raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
-        if self.max_models_per_chunk is not None:
-            check_whole("--max-models-per-chunk", self.max_models_per_chunk, 1)
-
-
 def default_run_dir(settings: SearchSettings, space: SearchSpace) -> Path:
-    """``results/<dataset>_<space>_seed<seed>``: the same command finds (and resumes) its run."""
-    return Path("results") / f"{settings.dataset}_{space.name}_seed{settings.seed}"
+    """``results/<dataset>_<space>_seed<seed>`` (plus the strategy unless random): the same
+    command finds (and resumes) its run."""
+    strategy = "" if settings.strategy == "random" else f"_{settings.strategy}"
+    return Path("results") / f"{settings.dataset}_{space.name}{strategy}_seed{settings.seed}"
 
 
 def _prepare_run_dir(path: Path) -> Path:
@@ -102,27 +64,6 @@ def _prepare_run_dir(path: Path) -> Path:
         raise UsageError(f"--out {path} is not writable ({exc.strerror}); choose a folder you can "
                          "write to") from None
     return path
-
-
-def _fingerprint(settings: SearchSettings, space: SearchSpace, dataset: Dataset) -> dict:
-    return {
-        "dataset": dataset.name,
-        "n_train": int(len(dataset.y_train)),
-        "space": space.source or json.dumps({k: repr(v) for k, v in space.params.items()}),
-        "cv": settings.cv,
-        "seed": settings.seed,
-        "max_epochs": settings.max_epochs,
-        "patience": settings.patience,
-        "batch_size": settings.batch_size,
-        "scoring": settings.scoring,
-        # the engines agree statistically, not bit for bit: one run's trials come from one engine
-        "engine": settings.engine,
-    }
-
-
-def trial_seed(seed: int, index: int) -> int:
-    """The torch seed of trial ``index``: independent of how many trials run or in what order."""
-    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
 
 
 class InterruptFlag:
@@ -145,96 +86,172 @@ class InterruptFlag:
         signal.signal(signal.SIGINT, self._previous)
 
 
+class Evaluator:
+    """The seam between a strategy and the run (see ``hpsearch.strategies._base``): ``draw``,
+    ``__call__(candidates, epochs)``, ``prune`` and ``concurrency``."""
+
+    def __init__(self, context: RunContext, space: SearchSpace, store: TrialStore, bar):
+        self.context, self.space, self.store, self.bar = context, space, store, bar
+        self.engine = make_engine(context.settings.engine, context)
+        self.generator = ParamGenerator(space, context.settings.seed)
+        # a sequential sampler asks for one config per job: fewer leave jobs idle at each batch's end
+        self.concurrency = max(1, context.jobs)
+        self._next = 0  # the next trial index draw() hands out
+        self._started: dict[int, datetime] = {}
+        self._exported = 0.0
+        self.best = math.nan
+
+    # -- the seam ------------------------------------------------------------------------------
+    def draw(self, k: int, sampler=None) -> dict[int, dict]:
+        drawn = {}
+        for index in range(self._next, self._next + k):
+            if index in self.store:
+                drawn[index] = self.store.config(index)
+            elif sampler is None:
+                drawn[index] = self.generator.sample(index)
+            else:
+                drawn[index] = self._ask(index, sampler)
+        self._next += k
+        return drawn
+
+    def __call__(self, candidates: dict[int, dict], epochs: int) -> dict[int, float]:
+        final = epochs >= self.context.settings.max_epochs
+        scores, todo = {}, {}
+        for index, config in candidates.items():
+            stored = self.store.rung_result(index, epochs)
+            if stored is not None:  # a resumed run: this (config, rung) is done
+                scores[index] = _mean_score(stored)
+                if final:
+                    self._finish(index)
+                self.bar.update()
+            elif index in self.store and self.store.state(index) == "FAIL":
+                scores[index] = math.nan  # failed at an earlier rung
+            else:
+                todo[index] = config
+        for index, result in self.engine.train(todo, epochs, keep_states=not final, on_start=self._on_start):
+            self._create_up_to(index, candidates)
+            self.store.add_rung(index, epochs, result, final)
+            if final or result.error is not None:
+                remove_states(self.context.run_dir, index)
+            scores[index] = result.mean_test_score
+            self._progress(result.mean_test_score, epochs)
+        self.export(force=True)
+        return scores
+
+    def prune(self, indices) -> None:
+        for index in indices:
+            if index in self.store:
+                self.store.prune(index)
+            remove_states(self.context.run_dir, index)
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+    def _ask(self, index: int, sampler) -> dict:
+        if len(self.store) != index:
+            raise RuntimeError(f"a sampler's trial {len(self.store)} would not be trial {index}")
+        self.store.study.sampler = sampler
+        trial = self.store.study.ask()
+        config = suggest_config(self.space, trial)
+        self.store.adopt(trial, config)
+        return config
+
+    def _on_start(self, index: int) -> None:  # maybe joblib's dispatch thread: only note the time
+        self._started.setdefault(index, datetime.now())
+
+    def _create_up_to(self, index: int, candidates: dict) -> None:
+        """Create the trials of ``index`` and of every lower candidate not stored yet, in index order
+        (their folds were handed out first), so Optuna's trial numbers are hpsearch's indices."""
+        if index in self.store:
+            return
+        for lower in sorted(i for i in candidates if i <= index and i not in self.store):
+            params, dists = stored_params(self.space, candidates[lower])
+            self.store.create(lower, candidates[lower], params, dists, self._started.get(lower, datetime.now()))
+
+    def _finish(self, index: int) -> None:
+        if self.store.state(index) == "RUNNING":
+            self.store.complete(index)
+        remove_states(self.context.run_dir, index)
+
+    def _progress(self, score: float, epochs: int) -> None:
+        if not math.isnan(score) and not score <= self.best:
+            self.best = score
+        self.bar.set_postfix(best=f"{self.best:.4f}", epochs=epochs)
+        self.bar.update()
+        self.export()
+
+    def export(self, force: bool = False) -> None:
+        """Rewrite the ranking files (at most every ``EXPORT_EVERY_S``, unless ``force``)."""
+        if force or time.monotonic() - self._exported >= EXPORT_EVERY_S:
+            write_exports(self.context.run_dir, results_frame(self.store.records()))
+            self._exported = time.monotonic()
+
+    def close(self) -> None:
+        """The strategy is done: a trial it left open (none, for the built-in ones) is complete."""
+        for record in self.store.records():
+            if record["state"] == "RUNNING":
+                self._finish(record["index"])
+        self.export(force=True)
+
+
+def _mean_score(rung: dict) -> float:
+    scores = rung["split_test_scores"]
+    return float(np.mean(scores)) if rung["error"] is None and scores else math.nan
+
+
+def _check_space_for(strategy, space: SearchSpace) -> None:
+    if strategy.continues and "max_epochs" in space.params:
+        raise UsageError(f"--strategy {strategy.name} gives each rung its epochs, but the space {space.name!r} "
+                         "sets max_epochs; remove it from the space and pass --max-epochs")
+
+
 def run_search(settings: SearchSettings, dataset: Dataset | None = None) -> Path:
     """Run (or resume) a search and return its run folder.
 
-    Every finished trial is committed to ``<run>/trials.db`` and the ranking files are rewritten
-    after each one. Raises ``SearchInterrupted`` on Ctrl-C with all finished trials kept.
+    Every finished (config, rung) is committed to ``<run>/trials.db`` and the ranking files are
+    kept current. Raises ``SearchInterrupted`` on Ctrl-C with all finished work kept.
     """
     settings.validate()
+    strategy = make_strategy(settings)
     space = load_space(settings.space)
+    _check_space_for(strategy, space)
     dataset = dataset or load_dataset(settings.dataset, settings.data_dir)
     run_dir = _prepare_run_dir(Path(settings.out) if settings.out else default_run_dir(settings, space))
     folds = make_folds(dataset.y_train, settings.cv, settings.seed)
     with RunLock(run_dir):
-        store = TrialStore(run_dir, _fingerprint(settings, space, dataset))
+        store = TrialStore(run_dir, fingerprint(settings, space, dataset), metric=settings.scoring)
         atomic_write_text(run_dir / "space.toml", space.source)
         atomic_write_text(run_dir / "settings.json", json.dumps(
             {**asdict(settings), "argv": sys.argv, "dataset_name": dataset.name}, indent=2) + "\n")
-        configs = ParamGenerator(space, settings.seed).gen_values(settings.n)
-        done = store.finished_indices()
-        todo = [i for i in range(settings.n) if i not in done]
-        _search_loop(settings, dataset, space, store, configs, todo, folds, run_dir)
-        frame = results_frame(store.records())
-        write_exports(run_dir, frame)
-        _warn_failures(frame)
+        _run_strategy(settings, dataset, space, store, strategy, folds, run_dir)
+        _warn_failures(results_frame(store.records()))
     return run_dir
 
 
-def _search_loop(settings, dataset, space, store, configs, todo, folds, run_dir):
+def _run_strategy(settings, dataset, space, store, strategy, folds, run_dir):
     # On the CPU the jobs take fold tasks of any config (one stream), so up to one job per core
     # even when there are fewer folds than cores; on a GPU, at most one job per fold shares it.
     on_gpu = str(settings.device).startswith("cuda")
-    jobs = effective_jobs(settings.n_jobs, len(folds) if on_gpu else len(todo) * len(folds))
-    frame = results_frame(store.records())
-    best = frame["mean_test_score"].max() if not frame.empty else float("nan")
-    bar = tqdm(total=settings.n, initial=settings.n - len(todo), desc="configs", unit="cfg",
+    jobs = effective_jobs(settings.n_jobs, len(folds) if on_gpu else settings.n * len(folds))
+    plan = strategy.plan()
+    single = len(plan) == 1
+    bar = tqdm(total=sum(n for n, _ in plan), desc="configs" if single else "rungs", unit="cfg",
                disable=not settings.progress, dynamic_ncols=True)
-    if not np.isnan(best):
-        bar.set_postfix(best=f"{best:.4f}")
-    y = dataset.y_train
-
-    def record(index, result):
-        nonlocal best
-        store.add(index, configs[index], space, result)
-        write_exports(run_dir, results_frame(store.records()))
-        if result.error is None and not (result.mean_test_score <= best):
-            best = result.mean_test_score
-            bar.set_postfix(best=f"{best:.4f}")
-        bar.update()
-
     try:
         with InterruptFlag() as flag, shared_array(dataset.X_train) as X, \
                 Parallel(n_jobs=jobs, return_as="generator_unordered") as parallel:
-            if settings.engine == "batched":
-                todo = _batched_loop(settings, dataset, X, configs, todo, folds, parallel, jobs, flag, record)
-            makers = {index: partial(
-                make_net, configs[index], dataset.n_features, dataset.n_classes, image_shape=dataset.image_shape,
-                device=settings.device, max_epochs=settings.max_epochs, batch_size=settings.batch_size,
-                patience=settings.patience, random_state=trial_seed(settings.seed, index),
-            ) for index in todo}
-            # a fit cut short by Ctrl-C (skorch swallows it) must not be scored: stop() drops it
-            threads = threads_per_job(min(jobs, len(makers) * len(folds)))  # jobs that will be busy
-            for index, result in evaluate_configs(makers, X, y, folds, parallel=parallel, scoring=settings.scoring,
-                                                  threads=threads, stop=lambda: flag.raised):
-                record(index, result)
+            context = RunContext(settings, dataset, X, folds, parallel, jobs, run_dir, strategy.continues,
+                                 stop=lambda: flag.raised)
+            evaluate = Evaluator(context, space, store, bar)
+            strategy.run(evaluate)
+            evaluate.close()
     except KeyboardInterrupt:
+        done = sum(1 for r in store.records() if r["state"] != "RUNNING")
         raise SearchInterrupted(
-            f"interrupted: {len(store.finished_indices())} of {settings.n} trials are stored in "
-            f"{run_dir}; run the same command again (or add --resume {run_dir}) to continue"
+            f"interrupted: {done} finished trials (and every finished rung) are stored in {run_dir}; "
+            f"run the same command again (or add --resume {run_dir}) to continue"
         ) from None
     finally:
         bar.close()
         release_resident()  # this process's copy of the data (on a GPU: device memory)
-
-
-def _batched_loop(settings, dataset, X, configs, todo, folds, parallel, jobs, flag, record) -> list[int]:
-    """Train the batchable configs of ``todo`` chunk by chunk, storing each chunk's trials as soon
-    as it finishes; returns the rest (non-MLP configs) for the skorch engine."""
-    from .engines.batched import batchable, evaluate_batched
-
-    batched = {i: configs[i] for i in todo if batchable(configs[i])}
-    chunks = evaluate_batched(
-        batched, {i: trial_seed(settings.seed, i) for i in batched}, X, dataset.y_train,
-        folds, dataset.n_classes, device=settings.device, max_epochs=settings.max_epochs,
-        batch_size=settings.batch_size, patience=settings.patience, scoring=settings.scoring,
-        max_models_per_chunk=settings.max_models_per_chunk, parallel=parallel, n_jobs=jobs)
-    for results in chunks:
-        if flag.raised:
-            raise KeyboardInterrupt
-        for index, result in results:
-            record(index, result)
-    return [i for i in todo if i not in batched]
 
 
 def _warn_failures(frame) -> None:

@@ -13,7 +13,8 @@ from scipy.stats import spearmanr
 
 from hpsearch.cli import main
 from hpsearch.data import load_dataset
-from hpsearch.engines.batched import FitSpec, evaluate_batched, initial_module, to_net, train_stack, valid_split
+from hpsearch.engines.batched import FitSpec, initial_module, to_net, train_stack, valid_split
+from hpsearch.engines.batched_engine import evaluate_batched
 from hpsearch.engines.stack import MLPStack
 from hpsearch.estimator import make_net
 from hpsearch.evaluate import evaluate_config, make_folds
@@ -174,3 +175,30 @@ def test_bad_chunk_size_is_a_usage_error(tmp_path, capsys):
                  "--out", str(tmp_path / "run")])
     assert code == 2
     assert "--max-models-per-chunk must be a whole number >= 1, got 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("patience", [0, 2])
+def test_stack_continues_exactly_from_its_states(digits, patience):
+    """Models trained 3 epochs, then continued from their ``continuation`` states to 8, end with the
+    weights and probabilities of the same models trained straight for 8 (no dropout: its masks are
+    the one thing a continued stack draws anew)."""
+    X, y = digits.X_train, digits.y_train
+    configs = [{"hidden": [40, 20], "dropout": 0.0, "lr": 3e-3, "optimizer": "adam", "weight_decay": 1e-4},
+               {"hidden": [30, 10], "dropout": 0.0, "lr": 1e-3, "optimizer": "rmsprop", "weight_decay": 0.0}]
+    idx = np.arange(len(y))
+    inner, valid = valid_split(idx[:1000], y)
+
+    def specs(resumes=(None, None)):
+        return [FitSpec(c, 7 + i, (7 + i, 0), inner, valid, idx[1000:], resume=r)
+                for i, (c, r) in enumerate(zip(configs, resumes, strict=True))]
+
+    kw = dict(patience=patience, continuation=True)
+    straight = train_stack(specs(), X, y, 10, max_epochs=8, **kw)
+    first = train_stack(specs(), X, y, 10, max_epochs=3, **kw)
+    assert [o.continuation["epochs"] for o in first] == [3, 3]
+    continued = train_stack(specs([o.continuation for o in first]), X, y, 10, max_epochs=8, **kw)
+    for a, b in zip(straight, continued, strict=True):
+        assert a.epochs == b.epochs and a.train_loss == b.train_loss
+        np.testing.assert_array_equal(a.proba, b.proba)
+        for key, value in a.continuation["module"].items():
+            assert torch.equal(value, b.continuation["module"][key])

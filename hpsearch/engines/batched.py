@@ -22,22 +22,18 @@ the stack. Models are grouped by depth and batch size and sorted by width, so a 
 from __future__ import annotations
 
 import math
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from joblib import delayed
 from skorch.dataset import ValidSplit
 
-from ..errors import DivergedError, UsageError
-from ..evaluate import CVResult, resident, score_probabilities, threads_per_job
+from ..evaluate import resident
 from ..models import MLP
 from .stack import OPTIMIZER_BETAS, MLPStack
 
-__all__ = ["FitSpec", "FitOutcome", "train_stack", "batchable", "plan_chunks", "evaluate_batched",
-           "to_net", "valid_split", "initial_module"]
+__all__ = ["FitSpec", "FitOutcome", "train_stack", "batchable", "to_net", "valid_split", "initial_module"]
 
 THRESHOLD = 1e-4  # skorch EarlyStopping's default, threshold_mode="rel"
 
@@ -53,6 +49,7 @@ class FitSpec:
     valid: np.ndarray | None = None
     test: np.ndarray | None = None
     module: MLP | None = None  # the initial weights; built from ``seed`` when None
+    resume: dict | None = None  # a continuation state (``FitOutcome.continuation``) to go on from
 
 
 @dataclass
@@ -65,6 +62,7 @@ class FitOutcome:
     proba: np.ndarray | None = None
     state_dict: dict | None = None
     error: str | None = None
+    continuation: dict | None = None  # where it stopped, to go on from (``train_stack(continuation=True)``)
 
 
 def batchable(config: dict) -> bool:
@@ -129,7 +127,7 @@ def _evaluate(stack, X, y, index_lists, eval_batch, want_proba=False):
 
 def train_stack(specs: list[FitSpec], X, y, n_classes: int, *, device="cpu", max_epochs: int = 100,
                 batch_size: int = 128, patience: int = 15, keep_states: bool = False,
-                eval_batch: int = 2048, dropout_seed: int = 0) -> list[FitOutcome]:
+                eval_batch: int = 2048, dropout_seed: int = 0, continuation: bool = False) -> list[FitOutcome]:
     """Train the models ``specs`` together; returns one ``FitOutcome`` per spec, in order.
 
     Parameters
@@ -144,6 +142,14 @@ def train_stack(specs: list[FitSpec], X, y, n_classes: int, *, device="cpu", max
         (relative) for ``patience`` epochs, like skorch's ``EarlyStopping``.
     keep_states : bool
         Return each model's final weights as an ``MLP`` state_dict (see ``to_net``).
+    continuation : bool
+        Return in each outcome's ``continuation`` where the model stopped (weights, Adam/RMSprop
+        moments, its batch-order generator, early stopping's counters, epochs): a ``FitSpec`` with
+        that ``resume`` goes on from there. The models that resume must all have stopped at the
+        same epoch (a rung's survivors), or have ended (early stopping: they are only scored).
+        The weights and moments continue exactly; dropout masks come from a generator seeded
+        from ``dropout_seed`` and the epoch, so they differ from a straight run's (the same
+        distribution, as the batched engine's masks always are).
     """
     device = torch.device(device)
     if isinstance(X, np.ndarray):  # on the device once per job (a view of X on the CPU), not per chunk
@@ -151,18 +157,52 @@ def train_stack(specs: list[FitSpec], X, y, n_classes: int, *, device="cpu", max
     X = X.reshape(len(X), -1).to(device=device, dtype=torch.float32)
     y = torch.as_tensor(y).to(device=device, dtype=torch.int64)
     n_features = X.shape[1]
-    modules = [s.module or initial_module(s.config, s.seed, n_features, n_classes) for s in specs]
+    modules = [_start_module(s, n_features, n_classes) for s in specs]
     stack = MLPStack(modules, [s.config for s in specs], device=device)
-    generator = torch.Generator(device=device)
-    generator.manual_seed(int(dropout_seed))
     rngs = [np.random.default_rng(s.order_seed) for s in specs]
     epochs_of = [int(s.config.get("max_epochs", max_epochs)) for s in specs]
     outcomes = [FitOutcome() for _ in specs]
     best = [math.inf] * len(specs)
     misses = [0] * len(specs)
+    for i, spec in enumerate(specs):
+        if spec.resume is not None:
+            r = spec.resume
+            stack.load_optimizer_state(i, r["optimizer"])
+            rngs[i].bit_generator.state = r["order_rng"]
+            best[i], misses[i] = r["best"], r["misses"]
+            out = outcomes[i]
+            out.epochs, out.train_loss, out.valid_loss = r["epochs"], list(r["train_loss"]), list(r["valid_loss"])
+    ended = [i for i, s in enumerate(specs) if s.resume is not None
+             and (s.resume["stopped"] or s.resume["epochs"] >= epochs_of[i])]
+    going = {s.resume["epochs"] if s.resume is not None else 0 for i, s in enumerate(specs) if i not in ended}
+    if len(going) > 1:
+        raise ValueError(f"the models of a stack must go on from one epoch, got {sorted(going)}")
+    start = going.pop() if going else 0
+    generator = torch.Generator(device=device)
+    generator.manual_seed(int(dropout_seed) + start)
     live = list(range(len(specs)))  # the specs still in the stack, in stack order
     use_valid = patience > 0
-    for epoch in range(1, max(epochs_of) + 1):
+
+    def finish(positions):
+        if continuation:
+            for p in positions:
+                i = live[p]
+                out = outcomes[i]
+                out.continuation = {
+                    "module": stack.state_dict(p), "optimizer": stack.optimizer_state(p),
+                    "order_rng": rngs[i].bit_generator.state, "best": best[i], "misses": misses[i],
+                    "epochs": out.epochs, "stopped": bool(use_valid and misses[i] >= patience),
+                    "train_loss": out.train_loss, "valid_loss": out.valid_loss}
+        _finish(stack, X, y, [specs[live[p]] for p in positions], [outcomes[live[p]] for p in positions],
+                positions, eval_batch, keep_states)
+
+    if ended:  # ended at an earlier rung: scored as they are, never trained again
+        finish(ended)
+        stay = [p for p in range(len(live)) if p not in ended]
+        live = [live[p] for p in stay]
+        if live:
+            stack.select(stay)
+    for epoch in range(start + 1, max(epochs_of) + 1 if live else start + 1):
         lengths = np.array([len(specs[i].train) for i in live])
         steps = -(-lengths // batch_size)
         table, weight = _padded_table(
@@ -202,14 +242,22 @@ def train_stack(specs: list[FitSpec], X, y, n_classes: int, *, device="cpu", max
                 stop = stop or misses[i] == patience
             (done if stop else stay).append(pos)
         if done:
-            _finish(stack, X, y, [specs[live[p]] for p in done], [outcomes[live[p]] for p in done],
-                    done, eval_batch, keep_states)
+            finish(done)
         if len(stay) < len(live):
             live = [live[p] for p in stay]
             if not live:
                 break
             stack.select(stay)
     return outcomes
+
+
+def _start_module(spec: FitSpec, n_features: int, n_classes: int) -> MLP:
+    """The weights a model starts from: its initial module, or those of the state it resumes."""
+    if spec.resume is None:
+        return spec.module or initial_module(spec.config, spec.seed, n_features, n_classes)
+    module = initial_module(spec.config, spec.seed, n_features, n_classes)
+    module.load_state_dict(spec.resume["module"])
+    return module
 
 
 def _finish(stack, X, y, specs, outcomes, positions, eval_batch, keep_states):
@@ -246,132 +294,3 @@ def to_net(outcome: FitOutcome, config: dict, n_features: int, n_classes: int, *
     net.initialize()
     net.module_.load_state_dict(outcome.state_dict)
     return net
-
-
-def plan_chunks(configs: dict[int, dict], n_folds: int, batch_size: int, max_models: int) -> list[list[int]]:
-    """Group config indices into chunks of at most ``max_models`` models (configs x folds).
-
-    A chunk holds one depth and one batch size; configs are sorted by widths so that neighbours
-    (and so a chunk's padding) are alike; every config's folds stay in one chunk.
-    """
-    per_chunk = max(1, max_models // n_folds)
-    groups: dict[tuple, list[int]] = {}
-    for index, config in configs.items():
-        hidden = tuple(config.get("hidden", (100,)))
-        groups.setdefault((len(hidden), int(config.get("batch_size", batch_size))), []).append(index)
-    chunks = []
-    for key in sorted(groups):
-        members = sorted(groups[key], key=lambda i: (tuple(configs[i].get("hidden", (100,))), i))
-        chunks += [members[k:k + per_chunk] for k in range(0, len(members), per_chunk)]
-    return chunks
-
-
-def auto_models_per_chunk(configs: dict[int, dict], n_features: int, n_classes: int, batch_size: int,
-                          device: str, n_folds: int, eval_batch: int) -> int:
-    """Models per chunk: on the CPU one config's folds (equal shapes, no padding, cache-sized);
-    on a GPU as many as half its free memory holds, at most 256 (more pads more: widths differ)."""
-    if not str(device).startswith("cuda"):
-        return n_folds
-    hidden = [tuple(c.get("hidden", (100,))) for c in configs.values()]
-    widest = [n_features, *[max(max(h) for h in hidden)] * max(len(h) for h in hidden), n_classes]
-    params = sum(a * b + b for a, b in zip(widest[:-1], widest[1:], strict=False))
-    activations = (batch_size * 4 + eval_batch) * sum(widest)
-    per_model = 4 * (6 * params + 2 * activations)
-    free, _ = torch.cuda.mem_get_info(torch.device(device))
-    return int(max(n_folds, min(256, free // 2 // per_model)))
-
-
-def _run_chunk(configs, seeds, X, y, folds, n_classes, settings, threads=None):
-    """Train one chunk (configs x folds) and score each fold; returns ``[(index, CVResult)]``."""
-    previous = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        start = time.perf_counter()
-        splits = [valid_split(train, y) if settings["patience"] > 0 else (train, None)
-                  for train, _ in folds]
-        specs, owners = [], []
-        n_features = int(np.prod(X.shape[1:]))
-        for index, config in configs.items():
-            module = initial_module(config, seeds[index], n_features, n_classes)
-            for k, ((inner, valid), (_, test)) in enumerate(zip(splits, folds, strict=False)):
-                specs.append(FitSpec(config, seeds[index], (seeds[index], k), inner, valid, test, module))
-                owners.append(index)
-        outcomes = train_stack(specs, X, y, n_classes, device=settings["device"],
-                               max_epochs=settings["max_epochs"], batch_size=settings["batch_size"],
-                               patience=settings["patience"], eval_batch=settings["eval_batch"],
-                               dropout_seed=seeds[owners[0]])
-        per_model = (time.perf_counter() - start) / len(specs)
-        return [(index, _cv_result([o for o, w in zip(outcomes, owners, strict=False) if w == index],
-                                   [s.test for s, w in zip(specs, owners, strict=False) if w == index],
-                                   y, n_classes, settings["scoring"], per_model))
-                for index in configs]
-    finally:
-        torch.set_num_threads(previous)
-
-
-def _cv_result(outcomes, tests, y, n_classes, scoring, fit_time) -> CVResult:
-    result = CVResult()
-    for out, test in zip(outcomes, tests, strict=False):
-        if out.error is not None:
-            return CVResult(error=out.error)
-        try:
-            score, accuracy = score_probabilities(y[test], out.proba, np.arange(n_classes), scoring)
-        except DivergedError as exc:
-            return CVResult(error=f"diverged: {exc}")
-        result.test_accuracies.append(accuracy)
-        result.test_scores.append(score)
-        result.fit_times.append(fit_time)
-        result.epochs.append(out.epochs)
-    return result
-
-
-def evaluate_batched(configs: dict[int, dict], seeds: dict[int, int], X, y, folds, n_classes: int, *,
-                     device="cpu", max_epochs=100, batch_size=128, patience=15, scoring="neg_log_loss",
-                     max_models_per_chunk: int | None = None, parallel=None, n_jobs: int = 1,
-                     eval_batch: int | None = None):
-    """Cross-validate many MLP configs at once; yields ``[(index, CVResult), ...]`` per chunk.
-
-    Parameters
-    ----------
-    configs : dict
-        ``{trial index: config}``, every one ``batchable``.
-    seeds : dict
-        ``{trial index: torch seed}`` (the skorch engine's ``random_state``).
-    folds : list of (train_idx, test_idx)
-        As ``make_folds`` gives them.
-    max_models_per_chunk : int, optional
-        Models (configs x folds) trained together; default: ``auto_models_per_chunk``.
-    parallel : joblib.Parallel, optional
-        On the CPU, chunks run in it on ``n_jobs`` jobs, each with cores // jobs threads; with
-        ``return_as="generator_unordered"`` (as the search uses) each chunk is yielded as soon as
-        it is done, with a list-returning ``Parallel`` all at the end. On a GPU chunks run one
-        after another in this process.
-    """
-    bad = [i for i, c in configs.items() if not batchable(c)]
-    if bad:
-        raise UsageError(f"the batched engine trains MLPs with adam or rmsprop (no momentum); "
-                         f"trials {bad[:5]} are not; run them with --engine skorch")
-    if not configs:
-        return
-    on_gpu = str(device).startswith("cuda")
-    eval_batch = eval_batch or (4096 if on_gpu else 1024)
-    if max_models_per_chunk is None:
-        max_models_per_chunk = auto_models_per_chunk(configs, int(np.prod(X.shape[1:])), n_classes,
-                                                     batch_size, device, len(folds), eval_batch)
-    settings = dict(device=device, max_epochs=max_epochs, batch_size=batch_size, patience=patience,
-                    scoring=scoring, eval_batch=eval_batch)
-    chunks = plan_chunks(configs, len(folds), batch_size, max_models_per_chunk)
-
-    def task(chunk, threads=None):
-        return _run_chunk({i: configs[i] for i in chunk}, seeds, X, y, folds, n_classes, settings, threads)
-
-    if on_gpu or parallel is None or n_jobs <= 1:
-        for chunk in chunks:
-            yield task(chunk)
-        return
-    # with a Parallel(return_as="generator_unordered") each chunk comes back as soon as it is done
-    # and its job takes the next one (no wave waits for its slowest chunk)
-    threads = threads_per_job(min(n_jobs, len(chunks)))  # the jobs that will be busy
-    yield from parallel(delayed(_run_chunk)({i: configs[i] for i in chunk}, seeds, X, y, folds,
-                                            n_classes, settings, threads) for chunk in chunks)

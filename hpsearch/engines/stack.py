@@ -141,6 +141,27 @@ class MLPStack:
         self.widths = [self.widths[i] for i in idx.tolist()]
         self.has_dropout = bool((self.keep < 1).any())
 
+    def _slices(self, m: int):
+        """Model ``m``'s own (unpadded) part of each stacked parameter, in ``self.params`` order."""
+        sizes = [self.n_inputs, *self.widths[m], self.n_classes]
+        for layer, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=False)):
+            yield 2 * layer, (m, slice(0, n_in), slice(0, n_out))
+            yield 2 * layer + 1, (m, slice(None), slice(0, n_out))
+
+    def optimizer_state(self, m: int) -> dict:
+        """Model ``m``'s Adam/RMSprop state (step count, moments without padding), on the CPU."""
+        return {"step": float(self.step_count[m].item()),
+                "exp_avg": [self.exp_avg[j][s].detach().clone().cpu() for j, s in self._slices(m)],
+                "exp_avg_sq": [self.exp_avg_sq[j][s].detach().clone().cpu() for j, s in self._slices(m)]}
+
+    @torch.no_grad()
+    def load_optimizer_state(self, m: int, state: dict) -> None:
+        """Put ``optimizer_state(m)``'s values back into model ``m`` (the padding stays zero)."""
+        self.step_count[m] = state["step"]
+        for (j, s), avg, avg_sq in zip(self._slices(m), state["exp_avg"], state["exp_avg_sq"], strict=False):
+            self.exp_avg[j][s] = avg.to(self.device)
+            self.exp_avg_sq[j][s] = avg_sq.to(self.device)
+
     def state_dict(self, m: int) -> dict[str, torch.Tensor]:
         """Model ``m`` as the ``state_dict`` of an ``MLP`` of its own widths (on the CPU)."""
         sizes = [self.n_inputs, *self.widths[m], self.n_classes]

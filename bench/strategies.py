@@ -1,0 +1,573 @@
+"""Search strategies head to head: hpsearch's random / halving / hyperband / tpe against two peers,
+scikit-learn's ``HalvingRandomSearchCV`` and an Optuna study (TPE + successive-halving pruner).
+
+Every contender runs in this one process, one after the other, on the same data, space, seed and
+folds:
+
+- data: a stratified slice of ``--images`` Fashion-MNIST training images (default 12,000), tested
+  on the whole 10,000-image test set; ``--quick``: scikit-learn's bundled digits (1,437 / 360);
+- space: ``searches/mlp_mnist.toml`` (Lab 3), the configs ``ParamGenerator(space, seed).gen_values(n)``;
+- folds: ``make_folds(y, 4, seed)``; every net is ``make_net(config, patience=0, ...)`` seeded with
+  ``trial_seed(seed, i)`` for config ``i``, trained in 2 jobs of 1 torch thread each.
+
+Contenders (``--only`` takes a comma list of these names):
+
+``random``, ``halving``, ``hyperband``, ``tpe``
+    ``run_search`` with ``strategy=<name>``, ``n_jobs=2``, in a fresh temporary run folder.
+    Fold-epochs trained = sum over the trials of ``mean_epochs * cv`` (survivors continue).
+``sklearn-halving``
+    ``HalvingRandomSearchCV`` over the same n configs, ``resource="max_epochs"``, rungs
+    ``min_epochs * factor**k`` up to ``max_epochs``; every rung trains from scratch (a
+    ``fit`` with the rung's ``max_epochs``), so a survivor's earlier epochs are trained again.
+``optuna-tpe-sha``
+    ``TPESampler(seed, n_startup_trials=n_startup)`` + ``SuccessiveHalvingPruner(min_epochs,
+    factor)``; the first ``n_startup`` trials are our configs 0.. (enqueued: the space's weighted
+    optimizer draw, as hpsearch's tpe starts), then TPE proposes; each trial trains its 4 folds in
+    lockstep, one ``partial_fit`` epoch at a time in 2 worker processes, reports the mean held-out
+    neg-log-loss after every epoch and stops when the pruner says so (checked below max_epochs).
+
+All rank by the held-out neg-log-loss (hpsearch's default) and record accuracy. Each contender's
+best config is then retrained once on the whole (sliced) training set for ``--max-epochs`` epochs
+(``make_net(patience=0)``, ``random_state=seed`` for all) and scored on the test set. The wall time
+is the search's alone (workers warmed first; retraining excluded). One run per contender, not
+alternated: the machine is shared, so read small time differences as noise.
+
+    python bench/strategies.py --quick                                   # digits, n=18: ~6.5 min on 2 cores
+    python bench/strategies.py --quick --only sklearn-halving,optuna-tpe-sha   # the peers: ~1.7 min
+    python bench/strategies.py                                           # Fashion-MNIST 12,000, n=27
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import multiprocessing
+import os
+import sys
+import tempfile
+import time
+import traceback
+import uuid
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import env_note, machine_line  # noqa: E402,I001
+
+import optuna  # noqa: E402
+import pandas as pd  # noqa: E402
+import torch  # noqa: E402
+from joblib import Parallel, delayed  # noqa: E402
+from sklearn.base import BaseEstimator, ClassifierMixin  # noqa: E402
+from sklearn.experimental import enable_halving_search_cv  # noqa: E402,F401
+from sklearn.model_selection import HalvingRandomSearchCV, StratifiedKFold, train_test_split  # noqa: E402
+
+from hpsearch.data import Dataset, load_dataset  # noqa: E402
+from hpsearch.estimator import make_net  # noqa: E402
+from hpsearch.evaluate import make_folds, score_probabilities, threads_per_job  # noqa: E402
+from hpsearch.search import SearchSettings, run_search, trial_seed  # noqa: E402
+from hpsearch.optuna_space import stored_params, suggest_config  # noqa: E402
+from hpsearch.space import ParamGenerator, load_space  # noqa: E402
+from hpsearch.store import load_results  # noqa: E402
+
+OURS = ("random", "halving", "hyperband", "tpe")
+PEERS = ("sklearn-halving", "optuna-tpe-sha")
+CONTENDERS = OURS + PEERS
+N_JOBS = 2
+CV = 4
+SPACE = "mlp_mnist"
+
+
+@dataclasses.dataclass
+class Bench:
+    """What every contender shares."""
+
+    dataset: Dataset
+    configs: list[dict]
+    n: int
+    seed: int
+    max_epochs: int
+    min_epochs: int
+    factor: int
+    n_startup: int
+    tmp: Path
+    engine: str = "skorch"  # hpsearch's contenders only; the peers are skorch
+    device: str = "cpu"
+
+
+@dataclasses.dataclass
+class Outcome:
+    name: str
+    wall_s: float = math.nan
+    fold_epochs: float = math.nan
+    cv_score: float = math.nan          # the chosen config's mean held-out neg-log-loss
+    cv_accuracy: float = math.nan       # ... and its mean held-out accuracy
+    budget: float = math.nan            # epochs the chosen config reached
+    full_budget: int = 0                # configs trained to max_epochs
+    config: dict | None = None
+    test_accuracy: float = math.nan
+    retrain_s: float = math.nan
+    error: str = ""
+    note: str = ""
+    # {config as JSON: mean held-out score} of the configs trained to max_epochs, for agreement checks
+    full_scores: dict = dataclasses.field(default_factory=dict)
+
+
+def _key(config: dict) -> str:
+    return json.dumps(config, sort_keys=True)
+
+
+# ----------------------------------------------------------------------------- hpsearch
+
+
+def _settings(bench: Bench, strategy: str, out: Path) -> SearchSettings:
+    kwargs = dict(n=bench.n, dataset=bench.dataset.name, data_dir=None, space=SPACE, cv=CV, n_jobs=N_JOBS,
+                  max_epochs=bench.max_epochs, patience=0, seed=bench.seed, out=str(out), progress=False,
+                  strategy=strategy, factor=bench.factor, min_epochs=bench.min_epochs, n_startup=bench.n_startup,
+                  engine=bench.engine, device=bench.device)
+    return SearchSettings(**kwargs)
+
+
+def hpsearch_strategy(bench: Bench, strategy: str) -> Outcome:
+    """``run_search(strategy=...)`` in a fresh run folder; its best row is the chosen config."""
+    from hpsearch.retrain import top_configs
+
+    outcome = Outcome(strategy)
+    settings = _settings(bench, strategy, bench.tmp / strategy)
+    start = time.perf_counter()
+    run_dir = run_search(settings, dataset=bench.dataset)
+    outcome.wall_s = time.perf_counter() - start
+    frame = load_results(run_dir)
+    outcome.fold_epochs = float((frame["mean_epochs"] * CV).sum())
+    best = frame.iloc[0]
+    outcome.cv_score, outcome.cv_accuracy = float(best["mean_test_score"]), float(best["mean_test_accuracy"])
+    reached = frame["n_epochs"] if "n_epochs" in frame else pd.Series(float(bench.max_epochs), index=frame.index)
+    outcome.budget = float(reached.iloc[0])
+    configs = {c["trial"]: c["config"] for c in top_configs(run_dir, len(frame))}
+    outcome.config = configs[int(best["trial"])]
+    full = frame[(reached == bench.max_epochs) & frame["mean_test_score"].notna()]
+    outcome.full_budget = len(full)
+    outcome.full_scores = {_key(configs[int(t)]): float(s) for t, s in zip(full["trial"], full["mean_test_score"],
+                                                                            strict=True) if int(t) in configs}
+    if "rung" in frame:
+        outcome.note = f"rungs {sorted(frame['rung'].unique().tolist())}"
+    return outcome
+
+
+# ----------------------------------------------------------------------------- scikit-learn
+
+
+class ConfigNet(ClassifierMixin, BaseEstimator):
+    """Config ``config_index`` of a fixed list as an sklearn estimator, with ``max_epochs`` as a param.
+
+    Why a wrapper and not the skorch net's own dunder params: HalvingRandomSearchCV must draw
+    *exactly* our n configs. Given ``{"config_index": list(range(n))}`` and ``n_candidates=n``, its
+    ParameterSampler (all values lists) samples the grid without replacement, so it gets each config
+    once; a list of n single-point dicts would be sampled with replacement (duplicates, misses). The
+    wrapper also seeds each config as hpsearch does (``trial_seed(seed, i)``; a dunder grid would
+    need ``random_state`` per dict) and keeps the resource ``max_epochs`` a plain param. ``fit``
+    builds the very net hpsearch builds, so the 27-epoch rung reproduces hpsearch's random scores.
+
+    The search scores one metric only (``_top_k`` reads ``mean_test_score``), so the scorer ranks
+    by neg-log-loss and writes each fold's accuracy (and ``fit`` its epochs) to ``log_dir``, one
+    small file per call: the workers are other processes.
+    """
+
+    def __init__(self, config_index=0, max_epochs=27, configs=(), seed=0, n_features=1, n_classes=2,
+                 threads=1, log_dir=None):
+        self.config_index = config_index
+        self.max_epochs = max_epochs
+        self.configs = configs
+        self.seed = seed
+        self.n_features = n_features
+        self.n_classes = n_classes
+        self.threads = threads
+        self.log_dir = log_dir
+
+    def fit(self, X, y):
+        previous = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        self.net_ = make_net(self.configs[self.config_index], self.n_features, self.n_classes,
+                             max_epochs=self.max_epochs, patience=0,
+                             random_state=trial_seed(self.seed, self.config_index))
+        try:
+            self.net_.fit(X, y)
+        finally:
+            torch.set_num_threads(previous)
+            _log(self.log_dir, "fit", config=self.config_index, budget=self.max_epochs,
+                 epochs=len(self.net_.history))
+        self.classes_ = self.net_.classes_
+        return self
+
+    def predict_proba(self, X):
+        return self.net_.predict_proba(X)
+
+    def predict(self, X):
+        return self.classes_[self.predict_proba(X).argmax(axis=1)]
+
+
+def _log(log_dir, kind, **record):
+    if log_dir:
+        Path(log_dir, f"{kind}-{uuid.uuid4().hex}.json").write_text(json.dumps(record))
+
+
+def _read_logs(log_dir, kind) -> list[dict]:
+    return [json.loads(p.read_text()) for p in Path(log_dir).glob(f"{kind}-*.json")]
+
+
+def neg_log_loss_scorer(estimator, X, y):
+    """sklearn's neg_log_loss, as hpsearch scores a fold; the fold's accuracy goes to the log."""
+    proba = estimator.predict_proba(X)
+    score, accuracy = score_probabilities(y, proba, estimator.classes_, "neg_log_loss")
+    _log(estimator.log_dir, "score", config=estimator.config_index, budget=estimator.max_epochs, accuracy=accuracy)
+    return score
+
+
+def sklearn_halving(bench: Bench) -> Outcome:
+    outcome = Outcome("sklearn-halving")
+    data = bench.dataset
+    log_dir = bench.tmp / "sklearn-logs"
+    log_dir.mkdir()
+    folds = StratifiedKFold(CV, shuffle=True, random_state=bench.seed)  # what make_folds builds
+    for (a, b), (c, d) in zip(folds.split(np.zeros(len(data.y_train)), data.y_train),
+                              make_folds(data.y_train, CV, bench.seed), strict=True):
+        assert np.array_equal(a, c) and np.array_equal(b, d)
+    estimator = ConfigNet(configs=bench.configs, seed=bench.seed, n_features=data.n_features,
+                          n_classes=data.n_classes, threads=threads_per_job(N_JOBS), log_dir=str(log_dir))
+    search = HalvingRandomSearchCV(
+        estimator, {"config_index": list(range(bench.n))}, n_candidates=bench.n, factor=bench.factor,
+        resource="max_epochs", min_resources=bench.min_epochs, max_resources=bench.max_epochs, cv=folds,
+        scoring=neg_log_loss_scorer, refit=False, error_score=np.nan, n_jobs=N_JOBS, random_state=bench.seed,
+        return_train_score=False)  # the Halving*SearchCV default (True) scores every training fold too
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # FitFailedWarning of diverged configs: counted below
+        search.fit(data.X_train, data.y_train)
+    outcome.wall_s = time.perf_counter() - start
+    results = search.cv_results_
+    first = [p["config_index"] for p, it in zip(results["params"], results["iter"], strict=True) if it == 0]
+    assert sorted(first) == list(range(bench.n)), "HalvingRandomSearchCV did not draw exactly our configs"
+    fits = _read_logs(log_dir, "fit")
+    outcome.fold_epochs = float(sum(r["epochs"] for r in fits))
+    assert len(fits) == CV * len(results["params"]), (len(fits), len(results["params"]))
+    accuracy: dict = {}
+    for r in _read_logs(log_dir, "score"):
+        accuracy.setdefault((r["config"], r["budget"]), []).append(r["accuracy"])
+    best = search.best_index_
+    index, budget = results["params"][best]["config_index"], int(results["n_resources"][best])
+    outcome.config = bench.configs[index]
+    outcome.cv_score = float(results["mean_test_score"][best])
+    accs = accuracy.get((index, budget), [])
+    outcome.cv_accuracy = float(np.mean(accs)) if len(accs) == CV else math.nan
+    outcome.budget = budget
+    full = [(p["config_index"], s) for p, r, s in zip(results["params"], results["n_resources"],
+                                                     results["mean_test_score"], strict=True)
+            if r == bench.max_epochs and np.isfinite(s)]
+    outcome.full_budget = len(full)
+    outcome.full_scores = {_key(bench.configs[i]): float(s) for i, s in full}
+    failed = int(np.sum(~np.isfinite(results["mean_test_score"])))
+    outcome.note = (f"rungs {search.n_candidates_} configs x {search.n_resources_} epochs"
+                    + (f"; {failed} failed fits" if failed else ""))
+    return outcome
+
+
+# ----------------------------------------------------------------------------- Optuna
+
+
+def _fold_worker(conn, folds: dict, n_features: int, n_classes: int, threads: int) -> None:
+    """One process owning some folds' nets; trains them one epoch per ``"epoch"`` command.
+
+    Each fold keeps its own torch RNG state across epochs (restored before, saved after its
+    ``partial_fit``, before scoring, whose DataLoader draws a seed), so e epochs here are exactly
+    ``fit`` with ``max_epochs=e``: the same weights as hpsearch's nets of that config.
+    """
+    torch.set_num_threads(threads)
+    data = {k: (torch.as_tensor(Xtr), torch.as_tensor(ytr), torch.as_tensor(Xte), yte)
+            for k, (Xtr, ytr, Xte, yte) in folds.items()}
+    nets: dict = {}
+    while True:
+        command, payload = conn.recv()
+        if command == "close":
+            conn.close()
+            return
+        if command == "start":
+            config, random_state = payload
+            nets = {k: {"net": make_net(config, n_features, n_classes, patience=0, random_state=random_state),
+                        "rng": None, "error": None} for k in data}
+            conn.send(True)
+        elif command == "epoch":
+            out = []
+            for k, fold in nets.items():
+                score = accuracy = math.nan
+                if fold["error"] is None:
+                    Xtr, ytr, Xte, yte = data[k]
+                    try:
+                        if fold["rng"] is not None:
+                            torch.set_rng_state(fold["rng"])
+                        fold["net"].partial_fit(Xtr, ytr, epochs=1)
+                        fold["rng"] = torch.get_rng_state()
+                        proba = fold["net"].predict_proba(Xte)
+                        score, accuracy = score_probabilities(yte, proba, fold["net"].classes_, "neg_log_loss")
+                    except Exception as exc:  # noqa: BLE001 - a diverged config is a result
+                        fold["error"] = f"{type(exc).__name__}: {exc}"
+                out.append((k, score, accuracy, len(fold["net"].history), fold["error"]))
+            conn.send(out)
+
+
+class FoldPool:
+    """``jobs`` worker processes (spawned: torch and fork do not mix), fold k in worker k % jobs."""
+
+    def __init__(self, X, y, folds, n_features, n_classes, jobs: int, threads: int):
+        context = multiprocessing.get_context("spawn")
+        self.conns, self.procs = [], []
+        for j in range(jobs):
+            owned = {k: (X[tr], y[tr], X[te], y[te]) for k, (tr, te) in enumerate(folds) if k % jobs == j}
+            parent, child = context.Pipe()
+            proc = context.Process(target=_fold_worker, args=(child, owned, n_features, n_classes, threads),
+                                   daemon=True)
+            proc.start()
+            child.close()
+            self.conns.append(parent)
+            self.procs.append(proc)
+
+    def start(self, config: dict, random_state: int) -> None:
+        for conn in self.conns:
+            conn.send(("start", (config, random_state)))
+        for conn in self.conns:
+            conn.recv()
+
+    def epoch(self) -> list[tuple]:
+        for conn in self.conns:
+            conn.send(("epoch", None))
+        return sorted(r for conn in self.conns for r in conn.recv())
+
+    def close(self) -> None:
+        for conn, proc in zip(self.conns, self.procs, strict=True):
+            try:
+                conn.send(("close", None))
+            except (BrokenPipeError, OSError):
+                pass
+            proc.join(10)
+
+
+def optuna_tpe_sha(bench: Bench) -> Outcome:
+    outcome = Outcome("optuna-tpe-sha")
+    data = bench.dataset
+    space = load_space(SPACE)
+    pool = FoldPool(data.X_train, data.y_train, make_folds(data.y_train, CV, bench.seed), data.n_features,
+                    data.n_classes, N_JOBS, threads_per_job(N_JOBS))
+    try:
+        pool.start({"hidden": [32]}, 0)  # warm the workers: imports and a first epoch, not timed
+        pool.epoch()
+        optuna.logging.set_verbosity(optuna.logging.WARNING)
+        study = optuna.create_study(
+            direction="maximize",
+            sampler=optuna.samplers.TPESampler(seed=bench.seed, n_startup_trials=bench.n_startup),
+            pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=bench.min_epochs,
+                                                          reduction_factor=bench.factor))
+        for config in bench.configs[:min(bench.n_startup, bench.n)]:
+            study.enqueue_trial(stored_params(space, config)[0])
+        fold_epochs = 0
+
+        def objective(trial: optuna.Trial) -> float:
+            nonlocal fold_epochs
+            config = suggest_config(space, trial)  # hpsearch's own define-by-run encoding
+            trial.set_user_attr("config", config)
+            pool.start(config, trial_seed(bench.seed, trial.number))
+            results = []
+            try:
+                for epoch in range(1, bench.max_epochs + 1):
+                    results = pool.epoch()
+                    errors = [r[4] for r in results if r[4]]
+                    if errors:
+                        trial.set_user_attr("error", errors[0])
+                        return math.nan  # a FAIL trial, as hpsearch stores a diverged config
+                    score, accuracy = float(np.mean([r[1] for r in results])), float(np.mean([r[2] for r in results]))
+                    trial.set_user_attr("accuracy", accuracy)
+                    trial.report(score, epoch)
+                    if epoch < bench.max_epochs and trial.should_prune():
+                        raise optuna.TrialPruned()
+                return score
+            finally:
+                fold_epochs += sum(r[3] for r in results)
+
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            study.optimize(objective, n_trials=bench.n)
+        outcome.wall_s = time.perf_counter() - start
+    finally:
+        pool.close()
+    outcome.fold_epochs = float(fold_epochs)
+    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    best = study.best_trial
+    outcome.config = best.user_attrs["config"]
+    outcome.cv_score, outcome.cv_accuracy = float(best.value), float(best.user_attrs["accuracy"])
+    outcome.budget = float(bench.max_epochs)
+    outcome.full_budget = len(complete)
+    outcome.full_scores = {_key(t.user_attrs["config"]): float(t.value) for t in complete}
+    states = [t.state.name for t in study.trials]
+    outcome.note = ", ".join(f"{states.count(s)} {s.lower()}" for s in ("COMPLETE", "PRUNED", "FAIL")
+                             if states.count(s))
+    return outcome
+
+
+# ----------------------------------------------------------------------------- retrain, report
+
+
+def retrain(config: dict, dataset: Dataset, epochs: int, seed: int, device: str = "cpu") -> tuple[float, float]:
+    """The config trained on the whole training set (no early stopping); its test accuracy and time."""
+    start = time.perf_counter()
+    net = make_net(config, dataset.n_features, dataset.n_classes, image_shape=dataset.image_shape,
+                   max_epochs=epochs, patience=0, random_state=seed, device=device)
+    net.fit(dataset.X_train, dataset.y_train)
+    accuracy = float(np.mean(net.predict(dataset.X_test) == dataset.y_test))
+    return accuracy, time.perf_counter() - start
+
+
+def stratified_slice(dataset: Dataset, images: int | None, seed: int) -> Dataset:
+    """``images`` training images drawn stratified at random (all of them if None or more); the whole
+    test set."""
+    if images is None or images >= len(dataset.y_train):
+        return dataset
+    idx, _ = train_test_split(np.arange(len(dataset.y_train)), train_size=images, stratify=dataset.y_train,
+                              random_state=seed)
+    idx = np.sort(idx)
+    return Dataset(dataset.name, np.ascontiguousarray(dataset.X_train[idx]), dataset.y_train[idx].copy(),
+                   dataset.X_test, dataset.y_test, dataset.class_names)
+
+
+def _warm_worker(X, y, n_features, n_classes):
+    """A loky worker's one-off costs (imports, torch's first fit) paid before any timing."""
+    torch.set_num_threads(1)
+    make_net({"hidden": [32]}, n_features, n_classes, max_epochs=1, patience=0).fit(X, y)
+    return os.getpid()
+
+
+def _fmt(value, spec: str, missing: str = "–", unit: str = "") -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return missing
+    return format(value, spec) + unit
+
+
+def _pct(fraction: float) -> str:
+    return _fmt(100 * fraction, ".2f", "–", "%")
+
+
+def _config_text(config: dict | None) -> str:
+    if not config:
+        return "–"
+    hidden = "-".join(str(h) for h in config.get("hidden", []))
+    return (f"{hidden}, {config.get('optimizer')}, lr {config.get('lr', math.nan):.3g}, "
+            f"L2 {config.get('weight_decay', math.nan):.2g}, dropout {config.get('dropout', math.nan):.2f}")
+
+
+def report(outcomes: list[Outcome], bench: Bench, args, images: int) -> None:
+    ref = next((o for o in outcomes if o.name == "random" and not o.error), None)
+    print(machine_line("cpu"))
+    print(f"command: python {' '.join(sys.argv)}  ({env_note()}; dataset={bench.dataset.name}, train images={images}, "
+          f"test images={len(bench.dataset.y_test)}, n={bench.n}, cv={CV}, n_jobs={N_JOBS} x 1 thread, "
+          f"max_epochs={bench.max_epochs}, min_epochs={bench.min_epochs}, factor={bench.factor}, "
+          f"n_startup={bench.n_startup}, patience=0, seed={bench.seed}, space={SPACE}; retraining: "
+          f"{bench.max_epochs} epochs on all train images, torch threads {torch.get_num_threads()})")
+    print()
+    print("| contender | wall (s) | fold-epochs | configs at full budget | best CV acc | CV neg-log-loss "
+          "| test acc (retrained) | speed-up vs random | fold-epochs vs random | Δ CV acc (pts) | Δ test acc (pts) |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    for o in outcomes:
+        if o.error:
+            print(f"| {o.name} | failed: {o.error} | | | | | | | | | |")
+            continue
+        speed = ref.wall_s / o.wall_s if ref else math.nan
+        work = ref.fold_epochs / o.fold_epochs if ref else math.nan
+        dcv = 100 * (o.cv_accuracy - ref.cv_accuracy) if ref else math.nan
+        dtest = 100 * (o.test_accuracy - ref.test_accuracy) if ref else math.nan
+        print(f"| {o.name} | {_fmt(o.wall_s, '.1f')} | {_fmt(o.fold_epochs, ',.0f')} | {o.full_budget} "
+              f"| {_pct(o.cv_accuracy)} | {_fmt(o.cv_score, '.4f')} | {_pct(o.test_accuracy)} "
+              f"| {_fmt(speed, '.2f', '–', '×')} | {_fmt(work, '.2f', '–', '×')} | {_fmt(dcv, '+.2f')} "
+              f"| {_fmt(dtest, '+.2f')} |")
+    print()
+    print("| contender | chosen config (hidden, optimizer, lr, L2, dropout) | its budget (epochs) | retrain (s) "
+          "| notes |")
+    print("| --- | --- | ---: | ---: | --- |")
+    for o in outcomes:
+        if not o.error:
+            print(f"| {o.name} | {_config_text(o.config)} | {_fmt(o.budget, '.0f')} | {_fmt(o.retrain_s, '.1f')} "
+                  f"| {o.note} |")
+    print()
+    if ref:  # configs that both a contender and random trained to the full budget: same nets, same scores?
+        for o in outcomes:
+            if o is ref or o.error:
+                continue
+            shared = [k for k in o.full_scores if k in ref.full_scores]
+            if shared:
+                diff = max(abs(o.full_scores[k] - ref.full_scores[k]) for k in shared)
+                print(f"agreement {o.name} vs random at {bench.max_epochs} epochs: {len(shared)} shared configs, "
+                      f"max |Δ mean neg-log-loss| = {diff:.2g}")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--quick", action="store_true", help="digits (bundled), n=18")
+    parser.add_argument("--n", type=int, default=None, help="configs / trials per contender (18 quick, 27 full)")
+    parser.add_argument("--images", type=int, default=None,
+                        help="stratified training images (default 12,000; --quick: all of digits)")
+    parser.add_argument("--dataset", default=None, help="fashion-mnist (default), digits (--quick) or mnist")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--max-epochs", type=int, default=27)
+    parser.add_argument("--min-epochs", type=int, default=3)
+    parser.add_argument("--factor", type=int, default=3)
+    parser.add_argument("--n-startup", type=int, default=10, help="random (enqueued) trials before TPE")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--engine", default="skorch", help="hpsearch's engine for its contenders: skorch or batched")
+    parser.add_argument("--device", default="cpu", help="hpsearch's device for its contenders (cpu, cuda)")
+    parser.add_argument("--only", default=",".join(CONTENDERS), help=f"comma list of {', '.join(CONTENDERS)}")
+    args = parser.parse_args(argv)
+    only = [name.strip() for name in args.only.split(",") if name.strip()]
+    unknown = [name for name in only if name not in CONTENDERS]
+    if unknown:
+        parser.error(f"--only: unknown {', '.join(unknown)}; choose from {', '.join(CONTENDERS)}")
+    n = args.n or (18 if args.quick else 27)
+    name = args.dataset or ("digits" if args.quick else "fashion-mnist")
+    images = args.images if args.images is not None else (None if args.quick else 12_000)
+
+    dataset = stratified_slice(load_dataset(name, args.data_dir), images, args.seed)
+    configs = ParamGenerator(load_space(SPACE), args.seed).gen_values(n)
+    torch.set_num_threads(1)  # retraining: 1 thread (2 OpenMP threads crawl when other work shares the cores)
+    # start and warm loky's workers (reused by run_search and HalvingRandomSearchCV) before any timing
+    warm = (dataset.X_train[:256], dataset.y_train[:256], dataset.n_features, dataset.n_classes)
+    Parallel(n_jobs=N_JOBS)(delayed(_warm_worker)(*warm) for _ in range(2 * N_JOBS))
+    make_net({"hidden": [32]}, *warm[2:], max_epochs=1, patience=0).fit(*warm[:2])  # and this process (retraining)
+
+    runners = {"sklearn-halving": sklearn_halving, "optuna-tpe-sha": optuna_tpe_sha}
+    outcomes = []
+    with tempfile.TemporaryDirectory(prefix="bench-strategies-") as tmp:
+        if any(c in OURS for c in only):  # the first run_search's one-off costs (imports, SQLite), not timed
+            tiny = Bench(stratified_slice(dataset, 400, args.seed), configs[:1], 1, args.seed, 1, 1, args.factor,
+                         1, Path(tmp))
+            run_search(_settings(tiny, "random", Path(tmp) / "warm-up"), dataset=tiny.dataset)
+        bench = Bench(dataset, configs, n, args.seed, args.max_epochs, args.min_epochs, args.factor,
+                      args.n_startup, Path(tmp), args.engine, args.device)
+        for contender in [c for c in CONTENDERS if c in only]:
+            try:
+                run = runners.get(contender)
+                outcome = run(bench) if run else hpsearch_strategy(bench, contender)
+                outcome.test_accuracy, outcome.retrain_s = retrain(outcome.config, dataset, args.max_epochs,
+                                                                   args.seed, args.device)
+            except Exception as exc:  # noqa: BLE001 - one contender failing must not sink the others
+                traceback.print_exc(file=sys.stderr)
+                outcome = Outcome(contender, error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:100]}")
+            print(f"[{contender}] wall {outcome.wall_s:.1f} s, fold-epochs {outcome.fold_epochs:,.0f}, CV acc "
+                  f"{outcome.cv_accuracy:.4f}, test acc {outcome.test_accuracy:.4f} {outcome.error}",
+                  file=sys.stderr, flush=True)
+            outcomes.append(outcome)
+    report(outcomes, bench, args, len(dataset.y_train))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,182 @@
+"""The batched engine as a run sees it: MLP configs x folds planned into chunks, each chunk
+trained as one stack (``batched.train_stack``) in a job, and every config it cannot train handed
+to the skorch engine. With a halving strategy each (config, fold) continues from its state file."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from joblib import delayed
+
+from ..errors import DivergedError, UsageError
+from ..evaluate import CVResult, score_probabilities, threads_per_job
+from ..seeds import trial_seed
+from ..states import load_state, save_state, state_path
+from .batched import FitSpec, batchable, initial_module, train_stack, valid_split
+from .skorch import SkorchEngine
+
+__all__ = ["BatchedEngine", "evaluate_batched", "plan_chunks", "auto_models_per_chunk"]
+
+
+class BatchedEngine:
+    def __init__(self, context):
+        self.context = context
+        self.fallback = SkorchEngine(context)
+
+    def train(self, configs: dict[int, dict], epochs: int, keep_states: bool, on_start=None):
+        c = self.context
+        s = c.settings
+        batched = {i: config for i, config in configs.items() if batchable(config)}
+        if batched:
+            chunks = evaluate_batched(
+                batched, {i: trial_seed(s.seed, i) for i in batched}, c.X, c.dataset.y_train, c.folds,
+                c.dataset.n_classes, device=s.device, max_epochs=epochs, batch_size=s.batch_size,
+                patience=s.patience, scoring=s.scoring, max_models_per_chunk=s.max_models_per_chunk,
+                parallel=c.parallel, n_jobs=c.jobs, on_start=on_start,
+                states_dir=c.run_dir if c.continues else None, keep_states=keep_states)
+            for results in chunks:
+                if c.stop():
+                    raise KeyboardInterrupt
+                yield from results
+        rest = {i: config for i, config in configs.items() if i not in batched}
+        if rest:
+            yield from self.fallback.train(rest, epochs, keep_states, on_start)
+
+
+def plan_chunks(configs: dict[int, dict], n_folds: int, batch_size: int, max_models: int) -> list[list[int]]:
+    """Group config indices into chunks of at most ``max_models`` models (configs x folds).
+
+    A chunk holds one depth and one batch size; configs are sorted by widths so that neighbours
+    (and so a chunk's padding) are alike; every config's folds stay in one chunk.
+    """
+    per_chunk = max(1, max_models // n_folds)
+    groups: dict[tuple, list[int]] = {}
+    for index, config in configs.items():
+        hidden = tuple(config.get("hidden", (100,)))
+        groups.setdefault((len(hidden), int(config.get("batch_size", batch_size))), []).append(index)
+    chunks = []
+    for key in sorted(groups):
+        members = sorted(groups[key], key=lambda i: (tuple(configs[i].get("hidden", (100,))), i))
+        chunks += [members[k:k + per_chunk] for k in range(0, len(members), per_chunk)]
+    return chunks
+
+
+def auto_models_per_chunk(configs: dict[int, dict], n_features: int, n_classes: int, batch_size: int,
+                          device: str, n_folds: int, eval_batch: int) -> int:
+    """Models per chunk: on the CPU one config's folds (equal shapes, no padding, cache-sized);
+    on a GPU as many as half its free memory holds, at most 256 (more pads more: widths differ)."""
+    if not str(device).startswith("cuda"):
+        return n_folds
+    hidden = [tuple(c.get("hidden", (100,))) for c in configs.values()]
+    widest = [n_features, *[max(max(h) for h in hidden)] * max(len(h) for h in hidden), n_classes]
+    params = sum(a * b + b for a, b in zip(widest[:-1], widest[1:], strict=False))
+    activations = (batch_size * 4 + eval_batch) * sum(widest)
+    per_model = 4 * (6 * params + 2 * activations)
+    free, _ = torch.cuda.mem_get_info(torch.device(device))
+    return int(max(n_folds, min(256, free // 2 // per_model)))
+
+
+def _run_chunk(configs, seeds, X, y, folds, n_classes, settings, threads=None):
+    """Train one chunk (configs x folds) and score each fold; returns ``[(index, CVResult)]``."""
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        start = time.perf_counter()
+        splits = [valid_split(train, y) if settings["patience"] > 0 else (train, None)
+                  for train, _ in folds]
+        specs, owners = [], []
+        n_features = int(np.prod(X.shape[1:]))
+        states_dir = settings["states_dir"]
+        for index, config in configs.items():
+            module = initial_module(config, seeds[index], n_features, n_classes)
+            for k, ((inner, valid), (_, test)) in enumerate(zip(splits, folds, strict=False)):
+                resume = load_state(state_path(states_dir, index, k)) if states_dir is not None else None
+                specs.append(FitSpec(config, seeds[index], (seeds[index], k), inner, valid, test, module, resume))
+                owners.append(index)
+        outcomes = train_stack(specs, X, y, n_classes, device=settings["device"],
+                               max_epochs=settings["max_epochs"], batch_size=settings["batch_size"],
+                               patience=settings["patience"], eval_batch=settings["eval_batch"],
+                               dropout_seed=seeds[owners[0]], continuation=states_dir is not None)
+        if states_dir is not None and settings["keep_states"]:
+            for spec, out, index in zip(specs, outcomes, owners, strict=False):
+                if out.error is None:
+                    save_state(state_path(states_dir, index, spec.order_seed[1]), out.continuation)
+        per_model = (time.perf_counter() - start) / len(specs)
+        return [(index, _cv_result([o for o, w in zip(outcomes, owners, strict=False) if w == index],
+                                   [s.test for s, w in zip(specs, owners, strict=False) if w == index],
+                                   y, n_classes, settings["scoring"], per_model))
+                for index in configs]
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _cv_result(outcomes, tests, y, n_classes, scoring, fit_time) -> CVResult:
+    result = CVResult()
+    for out, test in zip(outcomes, tests, strict=False):
+        if out.error is not None:
+            return CVResult(error=out.error)
+        try:
+            score, accuracy = score_probabilities(y[test], out.proba, np.arange(n_classes), scoring)
+        except DivergedError as exc:
+            return CVResult(error=f"diverged: {exc}")
+        result.test_accuracies.append(accuracy)
+        result.test_scores.append(score)
+        result.fit_times.append(fit_time)
+        result.epochs.append(out.epochs)
+    return result
+
+
+def evaluate_batched(configs: dict[int, dict], seeds: dict[int, int], X, y, folds, n_classes: int, *,
+                     device="cpu", max_epochs=100, batch_size=128, patience=15, scoring="neg_log_loss",
+                     max_models_per_chunk: int | None = None, parallel=None, n_jobs: int = 1,
+                     eval_batch: int | None = None, on_start=None, states_dir=None, keep_states: bool = False):
+    """Cross-validate many MLP configs at once; yields ``[(index, CVResult), ...]`` per chunk.
+
+    Parameters
+    ----------
+    configs : dict
+        ``{trial index: config}``, every one ``batchable``.
+    seeds : dict
+        ``{trial index: torch seed}`` (the skorch engine's ``random_state``).
+    folds : list of (train_idx, test_idx)
+        As ``make_folds`` gives them.
+    max_models_per_chunk : int, optional
+        Models (configs x folds) trained together; default: ``auto_models_per_chunk``.
+    parallel : joblib.Parallel, optional
+        On the CPU, chunks run in it on ``n_jobs`` jobs, each with cores // jobs threads; with
+        ``return_as="generator_unordered"`` (as the search uses) each chunk is yielded as soon as
+        it is done, with a list-returning ``Parallel`` all at the end. On a GPU chunks run one
+        after another in this process.
+    """
+    bad = [i for i, c in configs.items() if not batchable(c)]
+    if bad:
+        raise UsageError(f"the batched engine trains MLPs with adam or rmsprop (no momentum); "
+                         f"trials {bad[:5]} are not; run them with --engine skorch")
+    if not configs:
+        return
+    on_gpu = str(device).startswith("cuda")
+    eval_batch = eval_batch or (4096 if on_gpu else 1024)
+    if max_models_per_chunk is None:
+        max_models_per_chunk = auto_models_per_chunk(configs, int(np.prod(X.shape[1:])), n_classes,
+                                                     batch_size, device, len(folds), eval_batch)
+    settings = dict(device=device, max_epochs=max_epochs, batch_size=batch_size, patience=patience,
+                    scoring=scoring, eval_batch=eval_batch, states_dir=states_dir, keep_states=keep_states)
+    chunks = plan_chunks(configs, len(folds), batch_size, max_models_per_chunk)
+
+    def started(chunk):  # the chunk's configs are handed out now
+        for index in chunk if on_start is not None else ():
+            on_start(index)
+        return {i: configs[i] for i in chunk}
+
+    if on_gpu or parallel is None or n_jobs <= 1:
+        for chunk in chunks:
+            yield _run_chunk(started(chunk), seeds, X, y, folds, n_classes, settings)
+        return
+    # with a Parallel(return_as="generator_unordered") each chunk comes back as soon as it is done
+    # and its job takes the next one (no wave waits for its slowest chunk)
+    threads = threads_per_job(min(n_jobs, len(chunks)))  # the jobs that will be busy
+    yield from parallel(delayed(_run_chunk)(started(chunk), seeds, X, y, folds, n_classes, settings, threads)
+                        for chunk in chunks)

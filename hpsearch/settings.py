@@ -1,0 +1,82 @@
+"""The settings of a search, their validation, and the fingerprint that a resume must match."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from .errors import UsageError, check_whole
+from .estimator import DEFAULT_BATCH_SIZE, DEFAULT_MAX_EPOCHS, DEFAULT_PATIENCE
+
+__all__ = ["SearchSettings", "ENGINES", "fingerprint"]
+
+# "skorch": one skorch net per config x fold, the faithful reference; "batched": many MLP configs x
+# folds at once (hpsearch.engines.batched), other model kinds falling back to skorch.
+ENGINES = ("skorch", "batched")
+
+
+@dataclass
+class SearchSettings:
+    """Everything that defines a search. The CLI flags map one to one onto these fields."""
+
+    n: int = 150
+    dataset: str = "digits"
+    data_dir: str | None = None
+    space: str = "mlp_mnist"
+    cv: int = 4
+    n_jobs: int = -1
+    max_epochs: int = DEFAULT_MAX_EPOCHS
+    patience: int = DEFAULT_PATIENCE
+    batch_size: int = DEFAULT_BATCH_SIZE
+    scoring: str = "neg_log_loss"
+    seed: int = 0
+    out: str | None = None
+    device: str = "cpu"
+    progress: bool = True
+    engine: str = "skorch"
+    max_models_per_chunk: int | None = None
+    strategy: str = "random"
+    factor: int = 3
+    min_epochs: int | None = None
+    n_startup: int = 10
+    extra: dict = field(default_factory=dict)
+
+    def validate(self) -> None:
+        from .evaluate import SCORINGS, effective_jobs
+        from .strategies import make_strategy
+
+        check_whole("--n", self.n, 1)
+        check_whole("--cv", self.cv, 2)
+        check_whole("--max-epochs", self.max_epochs, 1)
+        check_whole("--patience", self.patience, 0)
+        check_whole("--batch-size", self.batch_size, 1)
+        check_whole("--seed", self.seed, 0)
+        effective_jobs(self.n_jobs, 1)
+        if self.scoring not in SCORINGS:
+            raise UsageError(f"--scoring must be one of {', '.join(SCORINGS)}, got {self.scoring!r}")
+        if self.engine not in ENGINES:
+            raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
+        if self.max_models_per_chunk is not None:
+            check_whole("--max-models-per-chunk", self.max_models_per_chunk, 1)
+        make_strategy(self)  # checks --strategy and its own flags
+
+
+def fingerprint(settings: SearchSettings, space, dataset) -> dict:
+    """What makes a run's trials comparable; a resume with another fingerprint is refused."""
+    from .strategies import make_strategy
+
+    return {
+        "dataset": dataset.name,
+        "n_train": int(len(dataset.y_train)),
+        "space": space.source or json.dumps({k: repr(v) for k, v in space.params.items()}),
+        "cv": settings.cv,
+        "seed": settings.seed,
+        "max_epochs": settings.max_epochs,
+        "patience": settings.patience,
+        "batch_size": settings.batch_size,
+        "scoring": settings.scoring,
+        # the engines agree statistically, not bit for bit: one run's trials come from one engine
+        "engine": settings.engine,
+        # which configs get how many epochs (--n may change: it extends a random or TPE search)
+        "strategy": make_strategy(settings).fingerprint(),
+    }

@@ -1,0 +1,23 @@
+"""Search strategies: which configs get how many epochs. See ``_base`` for the seam they share."""
+
+from __future__ import annotations
+
+from ..errors import UsageError, did_you_mean
+from ._base import Strategy
+from .halving import SuccessiveHalving, rung_budgets
+from .hyperband import Hyperband, bracket_sizes
+from .random import RandomSearch
+from .tpe import TPE
+
+__all__ = ["Strategy", "STRATEGIES", "make_strategy", "RandomSearch", "SuccessiveHalving", "Hyperband", "TPE",
+           "rung_budgets", "bracket_sizes"]
+
+STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (RandomSearch, SuccessiveHalving, Hyperband, TPE)}
+
+
+def make_strategy(settings) -> Strategy:
+    """The strategy ``settings.strategy`` names, built from (and checking) its settings."""
+    if settings.strategy not in STRATEGIES:
+        raise UsageError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {settings.strategy!r}"
+                         + (did_you_mean(settings.strategy, STRATEGIES) if isinstance(settings.strategy, str) else ""))
+    return STRATEGIES[settings.strategy].from_settings(settings)

@@ -1,0 +1,79 @@
+"""Successive halving over epochs, with k-fold CV, whose survivors continue training.
+
+Rung ``k`` trains every candidate on every fold up to ``budgets[k]`` epochs; the best
+``ceil(candidates / factor)`` by mean CV score go on to the next rung *from where they stopped*
+(weights, optimizer state, batch-order RNG and early stopping's counters: ``hpsearch.states``);
+the others are pruned. The last rung is always ``max_epochs``, so the winner's score is a
+full-budget one.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ._base import Strategy, check_halving, top_fraction
+
+__all__ = ["SuccessiveHalving", "rung_budgets", "halve"]
+
+
+def rung_budgets(n: int, max_epochs: int, factor: int, min_epochs: int | None = None) -> list[int]:
+    """The epochs of each rung, ending at ``max_epochs``.
+
+    With ``min_epochs``: ``min, min*factor, min*factor**2, ...`` below ``max_epochs``, then
+    ``max_epochs`` (Hyperband's grid). Without: as many rungs as ``n`` configs can be halved
+    (``1 + floor(log_factor n)``, so the last rung has at most ``factor`` configs), each ``factor``
+    times shorter than the next: ``round(max / factor**j)`` (scikit-learn's ``min_resources="exhaust"``);
+    rungs that would round to the same epochs merge.
+    """
+    if min_epochs is not None:
+        budgets, epochs = [], min_epochs
+        while epochs < max_epochs:
+            budgets.append(epochs)
+            epochs *= factor
+        return budgets + [max_epochs]
+    rungs = 1 + int(math.floor(math.log(n, factor) + 1e-9))
+    budgets = [max(1, round(max_epochs / factor**j)) for j in range(rungs - 1, -1, -1)]
+    return sorted(set(budgets))
+
+
+def halve(evaluate, candidates: dict[int, dict], budgets: list[int], factor: int) -> None:
+    """One successive-halving bracket over ``budgets`` (shared by halving and Hyperband)."""
+    for k, epochs in enumerate(budgets):
+        scores = evaluate(candidates, epochs)
+        if k == len(budgets) - 1:
+            return
+        survivors = top_fraction(scores, factor)
+        evaluate.prune([i for i in candidates if i not in survivors])
+        candidates = {i: candidates[i] for i in survivors}
+        if not candidates:
+            return
+
+
+class SuccessiveHalving(Strategy):
+    """``--strategy halving``: ``n`` configs, rungs from ``rung_budgets``, the top 1/factor continue."""
+
+    name = "halving"
+    continues = True
+
+    def check(self) -> None:
+        check_halving(self.n, self.max_epochs, self.factor, self.min_epochs)
+
+    def budgets(self) -> list[int]:
+        return rung_budgets(self.n, self.max_epochs, self.factor, self.min_epochs)
+
+    def fingerprint(self) -> dict:
+        return {"name": self.name, "n": self.n, "factor": self.factor, "budgets": self.budgets()}
+
+    def plan(self) -> list[tuple[int, int]]:
+        return _bracket_plan(self.n, self.budgets(), self.factor)
+
+    def run(self, evaluate) -> None:
+        halve(evaluate, evaluate.draw(self.n), self.budgets(), self.factor)
+
+
+def _bracket_plan(n: int, budgets: list[int], factor: int) -> list[tuple[int, int]]:
+    plan = []
+    for epochs in budgets:
+        plan.append((n, epochs))
+        n = math.ceil(n / factor)
+    return plan

@@ -1,0 +1,68 @@
+"""Hyperband (Li et al., 2018): several successive-halving brackets that start at different
+budgets, so a config that learns slowly but well is not judged only after the shortest rung.
+
+With the epochs grid ``g_0 < g_1 < ... < g_S = max_epochs`` (``rung_budgets``), bracket ``s``
+(``s = S .. 0``) starts at ``g_{S-s}`` and halves over the last ``s + 1`` budgets; its share of the
+``n`` configs is Li et al.'s ``ceil((S + 1) / (s + 1) * factor**s)``, scaled to ``n`` (each bracket
+at least one config). Brackets run one after another on contiguous trial indices, in one trial store.
+"""
+
+from __future__ import annotations
+
+import math
+
+from ._base import Strategy, check_halving
+from .halving import _bracket_plan, halve, rung_budgets
+
+__all__ = ["Hyperband", "bracket_sizes"]
+
+
+def bracket_sizes(n: int, brackets: int, factor: int) -> list[int]:
+    """Configs per bracket, most-explorative first, summing to ``n`` (largest remainders)."""
+    top = brackets - 1
+    weights = [math.ceil((top + 1) / (s + 1) * factor**s) for s in range(top, -1, -1)]
+    if n < brackets:
+        raise ValueError("fewer configs than brackets")
+    exact = [n * w / sum(weights) for w in weights]
+    sizes = [max(1, math.floor(x)) for x in exact]
+    order = sorted(range(brackets), key=lambda b: exact[b] - math.floor(exact[b]), reverse=True)
+    for b in (order * n)[: max(0, n - sum(sizes))]:
+        sizes[b] += 1
+    while sum(sizes) > n:  # the floor of 1 overshot: take from the largest
+        sizes[sizes.index(max(sizes))] -= 1
+    return sizes
+
+
+class Hyperband(Strategy):
+    """``--strategy hyperband``: brackets of successive halving over one epochs grid."""
+
+    name = "hyperband"
+    continues = True
+
+    def check(self) -> None:
+        check_halving(self.n, self.max_epochs, self.factor, self.min_epochs)
+        brackets = len(self.grid())
+        if self.n < brackets:
+            from ..errors import UsageError
+
+            raise UsageError(f"--n ({self.n}) must be >= the number of Hyperband brackets ({brackets}, one per "
+                             f"rung of {self.grid()} epochs); raise --n or --min-epochs")
+
+    def grid(self) -> list[int]:
+        return rung_budgets(self.n, self.max_epochs, self.factor, self.min_epochs)
+
+    def brackets(self) -> list[tuple[int, list[int]]]:
+        """``[(configs, budgets), ...]``, the bracket starting lowest first."""
+        grid = self.grid()
+        sizes = bracket_sizes(self.n, len(grid), self.factor)
+        return [(size, grid[start:]) for start, size in enumerate(sizes)]
+
+    def fingerprint(self) -> dict:
+        return {"name": self.name, "n": self.n, "factor": self.factor, "brackets": self.brackets()}
+
+    def plan(self) -> list[tuple[int, int]]:
+        return [step for size, budgets in self.brackets() for step in _bracket_plan(size, budgets, self.factor)]
+
+    def run(self, evaluate) -> None:
+        for size, budgets in self.brackets():
+            halve(evaluate, evaluate.draw(size), budgets, self.factor)

@@ -1,0 +1,48 @@
+"""TPE: configs proposed by Optuna's ``TPESampler`` from the scores so far, each given the whole budget.
+
+The first ``n_startup`` configs are the random strategy's (drawn from the space with its weights,
+e.g. the seed's 0.8/0.2 optimizer choice); after that TPE proposes from the same space compiled to
+Optuna distributions (``hpsearch.optuna_space``: widths stay strictly decreasing). It asks for
+``evaluate.concurrency`` configs at a time (one per job, with Optuna's constant liar when more than
+one), so the jobs stay busy. The asks happen one after another in the search's process, each batch
+after the previous one's scores are stored, so on the CPU the proposals are reproducible for a seed.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import optuna
+
+from ..errors import check_whole
+from ._base import Strategy
+
+__all__ = ["TPE"]
+
+
+class TPE(Strategy):
+    """``--strategy tpe``: Optuna's TPE sampler after ``n_startup`` random configs."""
+
+    name = "tpe"
+
+    def check(self) -> None:
+        check_whole("--n-startup", self.n_startup, 1)
+
+    def fingerprint(self) -> dict:
+        return {"name": self.name, "n_startup": self.n_startup}
+
+    def sampler(self, batch: int) -> optuna.samplers.BaseSampler:
+        with warnings.catch_warnings():  # constant_liar is marked experimental
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            return optuna.samplers.TPESampler(seed=self.seed, n_startup_trials=0, constant_liar=batch > 1)
+
+    def run(self, evaluate) -> None:
+        startup = min(self.n, self.n_startup)
+        evaluate(evaluate.draw(startup), self.max_epochs)
+        batch = max(1, evaluate.concurrency)
+        sampler = self.sampler(batch)
+        left = self.n - startup
+        while left > 0:
+            step = min(batch, left)
+            evaluate(evaluate.draw(step, sampler=sampler), self.max_epochs)
+            left -= step

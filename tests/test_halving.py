@@ -1,0 +1,169 @@
+"""Successive halving, Hyperband and TPE for real, on digits with tiny budgets: rung bookkeeping,
+exact continuation, the Optuna study, resume mid-rung, and random search unchanged."""
+
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+import torch
+from joblib import Parallel
+
+from hpsearch.estimator import make_net
+from hpsearch.evaluate import evaluate_configs, make_folds
+from hpsearch.search import SearchSettings, run_search, trial_seed
+from hpsearch.states import load_state, state_path
+from hpsearch.store import TrialStore, load_results
+
+DATA = Path(__file__).resolve().parent / "data"
+TINY = dict(dataset="digits", cv=2, n_jobs=2, progress=False, seed=1)
+HALVING = dict(TINY, strategy="halving", n=9, min_epochs=1, max_epochs=9, patience=0)
+
+
+@pytest.fixture(scope="module")
+def halving_run(tmp_path_factory):
+    return run_search(SearchSettings(out=str(tmp_path_factory.mktemp("halving") / "run"), **HALVING))
+
+
+def _fold_scores(config, index, X, y, folds, epochs, patience, states=None):
+    make = partial(make_net, config, X.shape[1] if X.ndim == 2 else int(np.prod(X.shape[1:])), 10,
+                   max_epochs=epochs, patience=patience, random_state=trial_seed(1, index))
+    with Parallel(n_jobs=2, return_as="generator_unordered") as parallel:
+        [(_, result)] = evaluate_configs({index: make}, X, y, folds, parallel=parallel, threads=1,
+                                         states={index: states} if states else None)
+    return result
+
+
+@pytest.mark.parametrize("patience", [0, 2])
+def test_continued_fit_equals_a_straight_one(digits, tmp_path, patience):
+    """A fold brought to 3 epochs, saved, and continued to 8 has the weights and scores of a fold
+    trained straight for 8 (early stopping's counters carried over too)."""
+    config = {"model": "mlp", "hidden": [48, 20], "dropout": 0.2, "lr": 3e-3, "optimizer": "adam",
+              "weight_decay": 1e-4}
+    X, y = digits.X_train, digits.y_train
+    folds = make_folds(y, 2, 1)
+    states = [(state_path(tmp_path, 4, k), True) for k in range(2)]
+    _fold_scores(config, 4, X, y, folds, 3, patience, states)
+    assert load_state(states[0][0])["history"][-1]["epoch"] == 3
+    continued = _fold_scores(config, 4, X, y, folds, 8, patience, states)
+    straight = _fold_scores(config, 4, X, y, folds, 8, patience)
+    assert continued.error is None and continued.test_scores == straight.test_scores
+    assert continued.epochs == straight.epochs
+    # the state after the continued fit holds exactly the straight fit's weights
+    net = make_net(config, 64, 10, max_epochs=8, patience=patience, random_state=trial_seed(1, 4))
+    net.fit(X[folds[0][0]], y[folds[0][0]])
+    saved = load_state(states[0][0])["module"]
+    assert all(torch.equal(saved[k], v) for k, v in net.module_.state_dict().items())
+
+
+def test_halving_rungs_ranking_and_files(halving_run):
+    frame = load_results(halving_run)
+    assert len(frame) == 9
+    counts = frame["n_epochs"].value_counts().to_dict()
+    assert counts == {1: 6, 3: 2, 9: 1}  # 9 configs, 3 go on to 3 epochs, 1 to 9
+    assert list(frame["rung"]) == [2, 1, 1, 0, 0, 0, 0, 0, 0]
+    # a config that reached a higher rung ranks first, then by score
+    assert list(frame["rank_test_score"]) == list(range(1, 10))
+    assert frame["n_epochs"].is_monotonic_decreasing
+    # the survivors of rung 0 are its top third by mean CV score
+    rung0 = frame.set_index("trial")["score_1ep"]
+    assert set(frame.loc[frame["n_epochs"] > 1, "trial"]) == set(rung0.nlargest(3).index)
+    assert frame["state"].tolist() == ["COMPLETE"] + ["PRUNED"] * 8
+    assert not any((halving_run / "states").iterdir())  # states are gone once pruned or final
+    scores = np.loadtxt(halving_run / "sorted_scores.dat", skiprows=1)
+    np.testing.assert_array_equal(scores[:, 1].astype(int), frame["trial"])
+
+
+def test_halving_winner_scores_as_if_trained_straight(halving_run, digits):
+    frame = load_results(halving_run)
+    best = frame.iloc[0]
+    config = _config(halving_run, best["trial"])
+    straight = _fold_scores(config, int(best["trial"]), digits.X_train, digits.y_train,
+                            make_folds(digits.y_train, 2, 1), 9, 0)
+    assert [best["split0_test_score"], best["split1_test_score"]] == straight.test_scores
+
+
+def _config(run, trial):
+    study = optuna.load_study(study_name="search", storage=f"sqlite:///{run}/trials.db")
+    return study.trials[int(trial)].user_attrs["config"]
+
+
+def test_the_study_numbers_times_and_values(halving_run):
+    study = optuna.load_study(study_name="search", storage=f"sqlite:///{halving_run}/trials.db")
+    assert study.metric_names == ["neg_log_loss"]
+    frame = load_results(halving_run).set_index("trial")
+    for trial in study.trials:
+        assert trial.number == trial.user_attrs["index"]  # the dashboard names hpsearch's trial
+        assert trial.duration.total_seconds() > 0
+        row = frame.loc[trial.number]
+        assert trial.value == pytest.approx(row["mean_test_score"], abs=1e-12)
+        assert sorted(trial.intermediate_values) == [e for e in (1, 3, 9) if e <= row["n_epochs"]]
+        h1, h2 = trial.params["hidden_1"], trial.params["hidden_2"]
+        assert trial.distributions["hidden_2"].high == h1 - 1 and h2 < h1
+    assert {t.state for t in study.trials} == {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED}
+
+
+def test_resume_mid_rung_stores_what_an_uninterrupted_run_stores(halving_run, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    calls = {"n": 0}
+    original = TrialStore.add_rung
+
+    def add_then_die(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 10:  # all 9 of rung 0 and 1 of rung 1's 3 are stored: Ctrl-C mid-rung
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(TrialStore, "add_rung", add_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run_search(SearchSettings(out=str(out), **{**HALVING, "strategy": "halving"}))
+    monkeypatch.setattr(TrialStore, "add_rung", original)
+    partial_frame = load_results(out)
+    assert len(partial_frame) == 9 and (partial_frame["n_epochs"] == 3).sum() == 1
+    assert (out / "states").is_dir()  # the rung in progress left its continuation states
+    run_search(SearchSettings(out=str(out), **HALVING))
+    cols = [c for c in load_results(halving_run) if "fit_time" not in c]
+    pd.testing.assert_frame_equal(load_results(out)[cols], load_results(halving_run)[cols])
+
+
+def test_random_strategy_is_unchanged(tmp_path):
+    """The same trials.csv as the search wrote before strategies existed (tests/data, made by
+    commit 3375cb2 with these settings), every column but the fit times, bit for bit."""
+    run = run_search(SearchSettings(n=5, dataset="digits", cv=3, max_epochs=14, patience=2, n_jobs=2,
+                                    progress=False, out=str(tmp_path / "run"), seed=1))
+    before = pd.read_csv(DATA / "random_digits_trials.csv")
+    now = pd.read_csv(run / "trials.csv")
+    cols = [c for c in before if "fit_time" not in c]
+    pd.testing.assert_frame_equal(before[cols], now[cols])
+    assert (now["n_epochs"] == 14).all() and (now["rung"] == 0).all() and (now["state"] == "COMPLETE").all()
+    assert not (run / "states").exists()
+
+
+def test_hyperband_and_tpe_runs(tmp_path):
+    hb = load_results(run_search(SearchSettings(out=str(tmp_path / "hb"), strategy="hyperband", n=8, min_epochs=1,
+                                                max_epochs=3, patience=0, **{k: v for k, v in TINY.items()})))
+    assert len(hb) == 8 and hb.iloc[0]["n_epochs"] == 3
+    assert set(hb["n_epochs"]) == {1, 3}
+    tpe_run = run_search(SearchSettings(out=str(tmp_path / "tpe"), strategy="tpe", n=5, n_startup=3, max_epochs=2,
+                                        patience=0, **TINY))
+    study = optuna.load_study(study_name="search", storage=f"sqlite:///{tpe_run}/trials.db")
+    assert [t.number for t in study.trials] == [t.user_attrs["index"] for t in study.trials] == list(range(5))
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    for t in study.trials:
+        h = t.user_attrs["config"]["hidden"]
+        assert h[0] > h[1] >= 50
+    # the same seed proposes the same configs and scores them the same
+    again = run_search(SearchSettings(out=str(tmp_path / "tpe2"), strategy="tpe", n=5, n_startup=3, max_epochs=2,
+                                      patience=0, **TINY))
+    cols = [c for c in load_results(tpe_run) if "fit_time" not in c]
+    pd.testing.assert_frame_equal(load_results(tpe_run)[cols], load_results(again)[cols])
+
+
+def test_halving_on_the_batched_engine(tmp_path, halving_run):
+    frame = load_results(run_search(SearchSettings(out=str(tmp_path / "run"), **{**HALVING, "engine": "batched"})))
+    assert frame["n_epochs"].value_counts().to_dict() == {1: 6, 3: 2, 9: 1}
+    assert frame["state"].tolist() == ["COMPLETE"] + ["PRUNED"] * 8
+    assert frame.iloc[0]["mean_test_accuracy"] > 0.9
+    assert not any((tmp_path / "run" / "states").iterdir())
