@@ -36,7 +36,16 @@ class ContinuableEarlyStopping(EarlyStopping):
                 "best_epoch": int(self.best_epoch_)}
 
     def resume_from(self, counters: dict | None) -> None:
+        """Take the counters now (``stopped`` must be right even if no epoch follows) and again
+        at the next ``on_train_begin``, which would reset them."""
         self._resume = counters
+        if counters is not None:
+            self._apply(counters)
+
+    def _apply(self, counters: dict) -> None:
+        self.misses_ = counters["misses"]
+        self.dynamic_threshold_ = counters["threshold"]
+        self.best_epoch_ = counters["best_epoch"]
 
     @property
     def stopped(self) -> bool:
@@ -46,7 +55,5 @@ class ContinuableEarlyStopping(EarlyStopping):
     def on_train_begin(self, net, **kwargs):
         super().on_train_begin(net, **kwargs)
         if self._resume is not None:
-            self.misses_ = self._resume["misses"]
-            self.dynamic_threshold_ = self._resume["threshold"]
-            self.best_epoch_ = self._resume["best_epoch"]
+            self._apply(self._resume)
             self._resume = None

@@ -192,7 +192,9 @@ def _fit_or_continue(net, X_train, y_train, state) -> None:
         if len(net.history) < net.max_epochs and not stored["stopped"]:
             net.partial_fit(X_train, y_train, epochs=net.max_epochs - len(net.history))
     stopping = early_stopping_of(net)
-    if len(net.history) < net.max_epochs and not (stopping is not None and stopping.stopped):
+    last = net.history[-1] if len(net.history) else {}
+    # skorch adds an epoch's row when the epoch starts: a row without its timing was cut short
+    if "dur" not in last or (len(net.history) < net.max_epochs and not (stopping is not None and stopping.stopped)):
         # skorch swallows KeyboardInterrupt: a fit cut short by Ctrl-C must not be scored or kept
         raise FitInterrupted(f"the fit stopped at epoch {len(net.history)} of {net.max_epochs}")
 

@@ -126,6 +126,7 @@ class Evaluator:
                 self.bar.update()
             elif index in self.store and self.store.state(index) == "FAIL":
                 scores[index] = math.nan  # failed at an earlier rung
+                remove_states(self.context.run_dir, index)
             else:
                 todo[index] = config
         for index, result in self.engine.train(todo, epochs, keep_states=not final, on_start=self._on_start):
@@ -244,6 +245,7 @@ def _run_strategy(settings, dataset, space, store, strategy, folds, run_dir):
             strategy.run(evaluate)
             evaluate.close()
     except KeyboardInterrupt:
+        write_exports(run_dir, results_frame(store.records()))  # the throttled exports catch up with the store
         done = sum(1 for r in store.records() if r["state"] != "RUNNING")
         raise SearchInterrupted(
             f"interrupted: {done} finished trials (and every finished rung) are stored in {run_dir}; "

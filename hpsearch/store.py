@@ -124,7 +124,7 @@ class TrialStore:
         return index in self._trials
 
     def __len__(self) -> int:
-        return len(self.study.get_trials(deepcopy=False))
+        return self._storage.get_n_trials(self.study._study_id)
 
     def config(self, index: int) -> dict:
         return self._trials[index][1]["config"]
@@ -159,8 +159,8 @@ class TrialStore:
     def adopt(self, trial: optuna.Trial, config: dict) -> int:
         """Take a trial a sampler created (``study.ask``) as config ``trial.number``; returns the index."""
         index = trial.number
-        trial.set_user_attr("config", _plain(config))
         trial.set_user_attr("index", index)
+        trial.set_user_attr("config", _plain(config))
         self._trials[index] = (trial._trial_id, {"index": index, "config": _plain(config), "rungs": [],
                                                  "state": "RUNNING"})
         return index

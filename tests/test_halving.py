@@ -142,10 +142,14 @@ def test_random_strategy_is_unchanged(tmp_path):
 
 
 def test_hyperband_and_tpe_runs(tmp_path):
-    hb = load_results(run_search(SearchSettings(out=str(tmp_path / "hb"), strategy="hyperband", n=8, min_epochs=1,
-                                                max_epochs=3, patience=0, **{k: v for k, v in TINY.items()})))
+    hb_settings = SearchSettings(out=str(tmp_path / "hb"), strategy="hyperband", n=8, min_epochs=1, max_epochs=3,
+                                 patience=0, **TINY)
+    hb = load_results(run_search(hb_settings))
     assert len(hb) == 8 and hb.iloc[0]["n_epochs"] == 3
     assert set(hb["n_epochs"]) == {1, 3}
+    # the same command again opens the same run (its stored fingerprint matches) and trains nothing
+    cols = [c for c in hb if "fit_time" not in c]
+    pd.testing.assert_frame_equal(load_results(run_search(hb_settings))[cols], hb[cols])
     tpe_run = run_search(SearchSettings(out=str(tmp_path / "tpe"), strategy="tpe", n=5, n_startup=3, max_epochs=2,
                                         patience=0, **TINY))
     study = optuna.load_study(study_name="search", storage=f"sqlite:///{tpe_run}/trials.db")
@@ -167,3 +171,23 @@ def test_halving_on_the_batched_engine(tmp_path, halving_run):
     assert frame["state"].tolist() == ["COMPLETE"] + ["PRUNED"] * 8
     assert frame.iloc[0]["mean_test_accuracy"] > 0.9
     assert not any((tmp_path / "run" / "states").iterdir())
+
+
+def test_a_fold_early_stopping_ended_is_scored_as_it_is_when_promoted(digits, tmp_path):
+    """Early stopping ends a fold inside rung 1; continuing its config to a longer rung leaves that
+    fold as it was and gives what a straight fit gives (no failure, no retraining)."""
+    config = {"model": "mlp", "hidden": [48, 20], "dropout": 0.0, "lr": 0.05, "optimizer": "adam",
+              "weight_decay": 0.0}
+    X, y = digits.X_train, digits.y_train
+    folds = make_folds(y, 2, 1)
+    states = [(state_path(tmp_path, 2, k), True) for k in range(2)]
+    first = _fold_scores(config, 2, X, y, folds, 12, 1, states)
+    stopped = [load_state(path)["stopped"] for path, _ in states]
+    assert any(stopped) and min(first.epochs) < 12, first.epochs
+    continued = _fold_scores(config, 2, X, y, folds, 30, 1, states)
+    straight = _fold_scores(config, 2, X, y, folds, 30, 1)
+    assert continued.error is None, continued.error
+    assert continued.test_scores == straight.test_scores and continued.epochs == straight.epochs
+    for k, was_stopped in enumerate(stopped):
+        if was_stopped:
+            assert continued.epochs[k] == first.epochs[k] and continued.test_scores[k] == first.test_scores[k]

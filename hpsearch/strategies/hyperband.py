@@ -25,7 +25,7 @@ def bracket_sizes(n: int, brackets: int, factor: int) -> list[int]:
         raise ValueError("fewer configs than brackets")
     exact = [n * w / sum(weights) for w in weights]
     sizes = [max(1, math.floor(x)) for x in exact]
-    order = sorted(range(brackets), key=lambda b: exact[b] - math.floor(exact[b]), reverse=True)
+    order = sorted(range(brackets), key=lambda b: exact[b] - sizes[b], reverse=True)  # the most short-changed first
     for b in (order * n)[: max(0, n - sum(sizes))]:
         sizes[b] += 1
     while sum(sizes) > n:  # the floor of 1 overshot: take from the largest
@@ -51,11 +51,11 @@ class Hyperband(Strategy):
     def grid(self) -> list[int]:
         return rung_budgets(self.n, self.max_epochs, self.factor, self.min_epochs)
 
-    def brackets(self) -> list[tuple[int, list[int]]]:
-        """``[(configs, budgets), ...]``, the bracket starting lowest first."""
+    def brackets(self) -> list[list]:
+        """``[[configs, budgets], ...]``, the bracket starting lowest first (lists: they are stored as JSON)."""
         grid = self.grid()
         sizes = bracket_sizes(self.n, len(grid), self.factor)
-        return [(size, grid[start:]) for start, size in enumerate(sizes)]
+        return [[size, grid[start:]] for start, size in enumerate(sizes)]
 
     def fingerprint(self) -> dict:
         return {"name": self.name, "n": self.n, "factor": self.factor, "brackets": self.brackets()}
