@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+from ..errors import UsageError
 from ._base import Strategy, check_halving
 from .halving import _bracket_plan, halve, rung_budgets
 
@@ -43,8 +44,6 @@ class Hyperband(Strategy):
         check_halving(self.n, self.max_epochs, self.factor, self.min_epochs)
         brackets = len(self.grid())
         if self.n < brackets:
-            from ..errors import UsageError
-
             raise UsageError(f"--n ({self.n}) must be >= the number of Hyperband brackets ({brackets}, one per "
                              f"rung of {self.grid()} epochs); raise --n or --min-epochs")
 
