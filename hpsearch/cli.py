@@ -13,7 +13,7 @@ import time
 import warnings
 from pathlib import Path
 
-from .errors import UsageError
+from .errors import UsageError, check_whole
 
 __all__ = ["main", "build_parser"]
 
@@ -80,14 +80,19 @@ def _add_search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-epochs", type=int, help="halving/hyperband: epochs of the first rung (default: "
                    "automatic, so the rungs end at --max-epochs with at most FACTOR configs)")
     p.add_argument("--n-startup", type=int, help="tpe: configs drawn at random before TPE proposes (default 10)")
+    p.add_argument("--max-train", type=int, metavar="N", help="search (and retrain) on a stratified, "
+                   "seeded slice of N training images, for a quick try on a large dataset (default: all; "
+                   "the test set is always whole)")
     p.add_argument("--max-models-per-chunk", type=int, help="batched engine: models (configs x "
                    "folds) trained together; default: automatic (GPU memory; on the CPU one config's folds)")
 
 
-def _add_retrain_args(p: argparse.ArgumentParser, top: int, epochs: int) -> None:
-    p.add_argument("--top", type=int, default=top, help=f"retrain the best TOP configs (default {top})")
-    p.add_argument("--retrain-epochs", type=int, default=epochs, help="epochs of each retraining on the "
-                   f"whole training set, no early stopping (default {epochs})")
+def _add_retrain_args(p: argparse.ArgumentParser) -> None:
+    # None: the run's stored choice (settings.json), else 15 and 300, the Lab 3 seed's
+    p.add_argument("--top", type=int, help="retrain the best TOP configs (default: the run's stored "
+                   "--top, else 15)")
+    p.add_argument("--retrain-epochs", type=int, help="epochs of each retraining on the whole training "
+                   "set, no early stopping (default: the run's stored --retrain-epochs, else 300)")
 
 
 def _add_plot_args(p: argparse.ArgumentParser) -> None:
@@ -115,7 +120,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "each by k-fold cross-validation, save the ranking.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_search_args(search)
-    _add_retrain_args(search, top=15, epochs=300)
+    _add_retrain_args(search)
     search.add_argument("--no-retrain", action="store_true", help="stop after the ranking: no "
                         "retraining, no winner, no pictures")
     _add_plot_args(search)
@@ -127,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "set, score each on the test set, save the most accurate as the winner "
                     "(winner.pt, retrain.csv, summary.json in RUN_DIR).")
     retrain.add_argument("run_dir", metavar="RUN_DIR", help="a run folder made by hpsearch search")
-    _add_retrain_args(retrain, top=15, epochs=300)
+    _add_retrain_args(retrain)
     retrain.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     retrain.add_argument("--no-progress", action="store_true", help="no progress bar")
     retrain.set_defaults(func=_cmd_retrain)
@@ -148,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 SEARCH_FLAGS = ("n", "dataset", "data_dir", "space", "cv", "n_jobs", "max_epochs", "patience",
                 "batch_size", "scoring", "seed", "out", "device", "engine", "max_models_per_chunk", "strategy",
-                "factor", "min_epochs", "n_startup")
+                "factor", "min_epochs", "n_startup", "max_train", "top", "retrain_epochs")
 
 
 def _search_settings(args):
@@ -176,21 +181,34 @@ def _cmd_search(args) -> int:
 
     settings = _search_settings(args)
     settings.device = resolve_device(settings.device)
+    if not args.no_retrain:  # checked now, not after the search: a typo must not cost the night
+        check_whole("--images", args.images, 1)
+        check_whole("--units", args.units, 1)
     _print_plan(settings)
     start = time.perf_counter()
     run_dir = run_search(settings)
     elapsed = time.perf_counter() - start
     frame = load_results(run_dir)
-    best = frame.iloc[0]
-    params = {c[len("param_"):]: best[c] for c in frame if c.startswith("param_")}
     print(f"\n{len(frame)} configs in {run_dir} ({elapsed:.1f} s this session)")
+    finished = frame[frame["mean_test_score"].notna()]
+    if finished.empty:
+        print(f"hpsearch: every one of the {len(frame)} configs failed; their reasons are in "
+              f"{run_dir / 'trials.csv'}, column 'error' (first: {frame['error'].iloc[0]})", file=sys.stderr)
+        return 1
+    best = finished.iloc[0]
+    params = {c[len("param_"):]: best[c] for c in frame if c.startswith("param_")}
     print(f"best: trial {best['trial']}  {settings.scoring} {best['mean_test_score']:.4f} "
           f"± {best['std_test_score']:.4f}  accuracy {best['mean_test_accuracy']:.4f}")
     print("      " + "  ".join(f"{k}={v}" for k, v in params.items()))
     if args.no_retrain:
+        print(f"\nopen first: {run_dir / 'sorted_scores.dat'} (the ranking, best first); "
+              f"retrain later with: hpsearch retrain {run_dir}")
         return 0
-    _retrain(run_dir, args.top, args.retrain_epochs, settings.device, settings.progress)
-    return _plot(run_dir, "all", args, settings.device)
+    result = _retrain(run_dir, settings.top, settings.retrain_epochs, settings.device, settings.progress)
+    code = _plot(run_dir, "all", args, settings.device, redraw=result.trained > 0)
+    print(f"\nresults in {run_dir}/; open first: summary.json (the winner), sorted_scores.dat (the "
+          "ranking), confusion_matrix.png and receptive_fields_layer1.png (or cam.png for a GAP net)")
+    return code
 
 
 def _print_plan(settings) -> None:
@@ -204,67 +222,49 @@ def _print_plan(settings) -> None:
         print(f"{settings.strategy}: configs x epochs per rung: {rungs} (x {settings.cv} folds)")
 
 
-def _retrain(run_dir, top: int, epochs: int, device: str, progress: bool) -> None:
+def _retrain(run_dir, top: int, epochs: int, device: str, progress: bool):
     from .retrain import RETRAIN_FILE, SUMMARY_FILE, WINNER_FILE, retrain_top
 
+    if epochs < 300:
+        print(f"retraining the best {top} for {epochs} epochs (the Lab 3 seed's full budget is --top 15 "
+              "--retrain-epochs 300)")
     start = time.perf_counter()
     result = retrain_top(run_dir, top, epochs, device=device, progress=progress)
     elapsed = time.perf_counter() - start
     w = result.winner
-    print(f"\nretrained {len(result.table)} configs for {epochs} epochs on the whole training set "
-          f"({elapsed:.1f} s)")
+    if result.trained == 0:
+        print(f"\nretraining already done ({RETRAIN_FILE}: {len(result.table)} configs, {epochs} epochs); "
+              "nothing to train")
+    else:
+        print(f"\nretrained {result.trained} configs for {epochs} epochs on the whole training set "
+              f"({elapsed:.1f} s)")
     print(f"winner: trial {w['trial']} (search rank {w['search_rank']})  test accuracy "
           f"{w['test_accuracy']:.4f}  test loss {w['test_loss']:.4f}  {w['epochs']} epochs")
     print("        " + "  ".join(f"{k}={v}" for k, v in w["config"].items()))
     print(f"wrote {Path(run_dir) / RETRAIN_FILE}, {WINNER_FILE}, {SUMMARY_FILE}")
+    return result
+
+
+def _stored_retrain_settings(run_dir, top, epochs) -> tuple[int, int]:
+    """The flags given, else the run's stored choice, else the seed's 15 and 300."""
+    path = Path(run_dir) / "settings.json"
+    stored = json.loads(path.read_text()) if path.is_file() else {}
+    return (top if top is not None else stored.get("top", 15),
+            epochs if epochs is not None else stored.get("retrain_epochs", 300))
 
 
 def _cmd_retrain(args) -> int:
     from .estimator import resolve_device
 
-    _retrain(args.run_dir, args.top, args.retrain_epochs, resolve_device(args.device), not args.no_progress)
+    top, epochs = _stored_retrain_settings(args.run_dir, args.top, args.retrain_epochs)
+    _retrain(args.run_dir, top, epochs, resolve_device(args.device), not args.no_progress)
     return 0
 
 
-def _plot(run_dir, method: str, args, device: str) -> int:
-    import matplotlib
+def _plot(run_dir, method: str, args, device: str, redraw: bool = True) -> int:
+    from .pictures import draw_pictures
 
-    matplotlib.use("Agg")
-    from .data import load_dataset
-    from .errors import check_whole, did_you_mean
-    from .retrain import load_winner
-    from .viz.plots import REGISTRY, PlotOptions
-
-    run_dir = Path(run_dir)
-    if method != "all" and method not in REGISTRY:
-        raise UsageError(f"METHOD must be one of {', '.join([*REGISTRY, 'all'])}, got {method!r}"
-                         f"{did_you_mean(method, [*REGISTRY, 'all'])}")
-    check_whole("--images", args.images, 1)
-    check_whole("--units", args.units, 1)
-    net = load_winner(run_dir, device=device)
-    settings_path = run_dir / "settings.json"
-    data_dir = json.loads(settings_path.read_text()).get("data_dir") if settings_path.is_file() else None
-    dataset = load_dataset(net.winner_["dataset"], data_dir)
-    options = PlotOptions(n_images=args.images, units=args.units)
-    chosen = list(REGISTRY) if method == "all" else [method]
-    for name in chosen:
-        entry = REGISTRY[name]
-        reason = entry.applies(net.module_)
-        if reason is not None:
-            if method != "all":
-                raise UsageError(f"{name} does not apply to this winner: {reason}")
-            print(f"skipped {name}: {reason}")
-            continue
-        written = []
-        for stem, item in entry.draw(net, dataset, options).items():
-            if isinstance(item, str):
-                path = run_dir / stem
-                path.write_text(item)
-            else:
-                path = run_dir / f"{stem}.png"
-                item.savefig(path, dpi=120)
-            written.append(path.name)
-        print(f"{name}: wrote {', '.join(written)}")
+    draw_pictures(run_dir, method, images=args.images, units=args.units, device=device, redraw=redraw)
     return 0
 
 

@@ -109,6 +109,23 @@ class Dataset:
             self.X_test[:n_test], self.y_test[:n_test], self.class_names,
         )
 
+    def training_slice(self, max_train: int | None, seed: int = 0) -> Dataset:
+        """At most ``max_train`` training images, a stratified sample seeded by ``seed`` (kept in
+        their original order); the test set is untouched. ``None`` keeps every image."""
+        if max_train is None or max_train >= len(self.y_train):
+            return self
+        from sklearn.model_selection import train_test_split
+
+        rows = np.arange(len(self.y_train))
+        try:
+            kept, _ = train_test_split(rows, train_size=max_train, stratify=self.y_train, random_state=seed)
+        except ValueError as exc:  # fewer images than classes
+            raise UsageError(f"--max-train {max_train} is too small a slice of {self.name}'s "
+                             f"{self.n_classes} classes ({exc}); use at least a few images per class") from None
+        kept = np.sort(kept)
+        return Dataset(self.name, self.X_train[kept], self.y_train[kept], self.X_test, self.y_test,
+                       self.class_names)
+
 
 # ----------------------------------------------------------------------------- idx format
 

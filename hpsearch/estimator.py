@@ -8,6 +8,7 @@ Config keys map onto skorch's dunder names: ``hidden`` -> ``module__hidden``, ``
 from __future__ import annotations
 
 import math
+from numbers import Integral
 
 import numpy as np
 import torch
@@ -15,6 +16,7 @@ from skorch import NeuralNetClassifier
 from skorch.dataset import ValidSplit
 
 from .callbacks import ContinuableEarlyStopping, StopOnNonFiniteLoss
+from .data import Dataset
 from .errors import UsageError
 from .models import CNN, GAPCNN, MLP
 
@@ -144,10 +146,41 @@ def _image_shape(image_shape, n_features: int, kind: str) -> tuple[int, int, int
     return tuple(int(v) for v in image_shape)
 
 
-def make_net(config: dict, n_features: int, n_classes: int, *, device: str = "cpu",
+def _shape_of(data, n_classes, image_shape):
+    """``(n_features, n_classes, image_shape)`` from a Dataset (or anything with ``image_shape``
+    and ``class_names``), or the integers given."""
+    if isinstance(data, Integral):
+        if n_classes is None:
+            raise UsageError("make_net needs n_classes with n_features: make_net(config, n_features, "
+                             "n_classes), or make_net(config, dataset)")
+        return int(data), int(n_classes), image_shape
+    if not (hasattr(data, "image_shape") and hasattr(data, "class_names")):
+        raise UsageError(f"make_net's second argument must be a Dataset (hpsearch.load_dataset) or the "
+                         f"number of input features, got {type(data).__name__}")
+    if n_classes is not None:
+        raise UsageError("make_net(config, dataset) takes the classes from dataset.class_names; "
+                         f"drop n_classes={n_classes!r}")
+    shape = tuple(int(v) for v in (image_shape or data.image_shape))
+    return math.prod(shape), len(data.class_names), shape
+
+
+def _with_callbacks(own: list, extra) -> list | str:
+    """hpsearch's callbacks plus the caller's: an extra one adds to them, except that a
+    ``(name, callback)`` pair named like one of hpsearch's replaces it; skorch's ``"disable"``
+    (no callbacks at all, skorch's defaults included) is passed on as it is."""
+    if extra is None:
+        return own
+    if isinstance(extra, str):
+        return extra
+    names = {item[0] for item in extra if isinstance(item, tuple)}
+    return [item for item in own if item[0] not in names] + list(extra)
+
+
+def make_net(config: dict, n_features: int | Dataset, n_classes: int | None = None, *, device: str = "cpu",
              max_epochs: int = DEFAULT_MAX_EPOCHS, batch_size: int = DEFAULT_BATCH_SIZE,
              patience: int = DEFAULT_PATIENCE, random_state: int | None = 0,
-             image_shape: tuple[int, ...] | None = None, lean: bool = True, **net_kwargs) -> SeededNet:
+             image_shape: tuple[int, ...] | None = None, lean: bool = True, callbacks=None,
+             **net_kwargs) -> SeededNet:
     """Build an unfitted skorch net for ``config``.
 
     Parameters
@@ -155,8 +188,18 @@ def make_net(config: dict, n_features: int, n_classes: int, *, device: str = "cp
     config : dict
         Hyperparameters as sampled by ``ParamGenerator``; ``max_epochs`` and ``batch_size`` in
         it override the keyword defaults.
-    n_features, n_classes : int
-        Input size (pixels of one image) and number of classes.
+    n_features : Dataset or int
+        A ``Dataset`` (``make_net(config, dataset)``): the input size, the image shape and the
+        number of classes are taken from it (``image_shape``, ``class_names``). Or the input
+        size (pixels of one image), with ``n_classes``.
+    n_classes : int, optional
+        Number of classes, with an integer ``n_features``; not with a Dataset.
+    callbacks : list, optional
+        skorch callbacks (instances or ``(name, callback)`` pairs, e.g. an ``LRScheduler`` or a
+        ``Checkpoint``), *added* to hpsearch's own: ``("non_finite", StopOnNonFiniteLoss())``
+        and, with ``patience > 0``, ``("early_stopping", ContinuableEarlyStopping(patience))``.
+        A pair named ``"non_finite"`` or ``"early_stopping"`` replaces that one;
+        ``callbacks="disable"`` turns every callback off, as in skorch.
     patience : int
         ``EarlyStopping(patience)`` on the validation loss of an internal stratified 20% split
         of the training data, as skorch (and the Lab 3 seed) do by default; ``0`` trains on all
@@ -169,8 +212,12 @@ def make_net(config: dict, n_features: int, n_classes: int, *, device: str = "cp
         plain skorch path (per-sample ``__getitem__`` + DataLoader collation), kept to compare.
     image_shape : (channels, height, width), optional
         Shape of one image, needed by the convolutional kinds (``cnn``, ``gapcnn``); when not
-        given, a square single-channel image of ``n_features`` pixels is assumed.
+        given, a square single-channel image of ``n_features`` pixels is assumed (with a
+        Dataset, its own image shape).
+    **net_kwargs
+        Any other ``NeuralNetClassifier`` argument (``train_split``, ``iterator_train__*``, ...).
     """
+    n_features, n_classes, image_shape = _shape_of(n_features, n_classes, image_shape)
     kind = config.get("model", "mlp")
     if kind not in MODELS:
         raise UsageError(f"model must be one of {', '.join(MODELS)}, got {kind!r}")
@@ -189,9 +236,9 @@ def make_net(config: dict, n_features: int, n_classes: int, *, device: str = "cp
     if "momentum" in config and optimizer in ("sgd", "rmsprop"):
         params["optimizer__momentum"] = float(config["momentum"])
 
-    callbacks = [("non_finite", StopOnNonFiniteLoss())]
+    own = [("non_finite", StopOnNonFiniteLoss())]
     if patience > 0:
-        callbacks.append(("early_stopping", ContinuableEarlyStopping(patience=patience)))
+        own.append(("early_stopping", ContinuableEarlyStopping(patience=patience)))
         train_split = ValidSplit(5, stratified=True)
     else:
         train_split = None
@@ -204,7 +251,7 @@ def make_net(config: dict, n_features: int, n_classes: int, *, device: str = "cp
         batch_size=int(config.get("batch_size", batch_size)),
         iterator_train__shuffle=True,
         train_split=train_split,
-        callbacks=callbacks,
+        callbacks=_with_callbacks(own, callbacks),
         device=device,
         verbose=0,
         random_state=random_state,

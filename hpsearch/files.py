@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from collections.abc import Callable
 from pathlib import Path
 
 __all__ = ["atomic_write", "atomic_write_text"]
 
 
+def _create_temp(path: Path) -> tuple[int, Path]:
+    """A new, empty temporary file beside ``path``, created with mode 0666 less the umask, as
+    ``open(path, "w")`` would (``tempfile.mkstemp`` makes it 0600 whatever the umask)."""
+    while True:
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue
+
+
 def atomic_write(path: Path, write: Callable, binary: bool = False) -> None:
     """Call ``write(file)`` on a temporary file beside ``path``, then rename it over ``path``:
-    readers see the old file or the new one, never half."""
+    readers see the old file or the new one, never half. The file's mode follows the umask, like
+    any other file's."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _create_temp(path)
     try:
         with os.fdopen(fd, "wb" if binary else "w") as fh:
             write(fh)

@@ -3,6 +3,7 @@ from it (``trials.csv``, ``sorted_scores.dat``, ``sorted_params.dat``)."""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -10,12 +11,14 @@ import pandas as pd
 
 from .files import atomic_write_text
 
-__all__ = ["results_frame", "write_exports", "param_text"]
+__all__ = ["results_frame", "write_exports", "param_text", "read_sorted"]
 
 
 def param_text(value) -> str:
+    """A config value as one cell: a list as ``532-195`` (an empty one as ``[]``), a float to
+    6 significant digits, anything else as ``str``."""
     if isinstance(value, list | tuple):
-        return "-".join(str(v) for v in value)
+        return "-".join(param_text(v) for v in value) if value else "[]"
     if isinstance(value, float):
         return f"{value:.6g}"
     return str(value)
@@ -84,20 +87,28 @@ def _ranks(budgets: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return ranks
 
 
+def _token(value) -> str:
+    """One whitespace-free cell of a ``.dat`` file (a missing value is ``nan``)."""
+    text = f"{value:.6g}" if isinstance(value, float) else str(value)
+    return re.sub(r"\s+", "_", text) or '""'
+
+
 def _table(frame: pd.DataFrame, columns: list[str]) -> str:
-    cells = [[str(c) for c in columns]]
-    for _, row in frame[columns].iterrows():
-        cells.append([f"{v:.6g}" if isinstance(v, float) else str(v) for v in row])
+    """A ``# name ...`` comment line, then the rows, every cell one token, in aligned columns."""
+    cells = [["# " + columns[0], *columns[1:]]]
+    cells += [[_token(v) for v in row] for row in frame[columns].itertuples(index=False)]
     widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
-    return "".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=False)).rstrip() + "\n" for r in cells)
+    return "".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n" for r in cells)
 
 
 def write_exports(run_dir: Path, frame: pd.DataFrame) -> None:
     """Write ``trials.csv``, ``sorted_scores.dat`` and ``sorted_params.dat`` atomically.
 
-    Both ``.dat`` files have one header line, then one line per config, best first; line i of one
-    is line i of the other. Read them with ``numpy.loadtxt(path, skiprows=1)`` (scores) or
-    ``pandas.read_csv(path, sep=r"\\s+")`` (either).
+    Both ``.dat`` files start with a ``# rank trial ...`` comment line naming the columns, then
+    one line per config, best first; line i of one is line i of the other. Every cell is one
+    whitespace-free token (hidden widths ``532-195``, an empty list ``[]``, a missing value
+    ``nan``). ``numpy.loadtxt(path)`` reads the scores; ``read_sorted(path)`` either file, with
+    its column names.
     """
     run_dir = Path(run_dir)
     if frame.empty:
@@ -109,3 +120,11 @@ def write_exports(run_dir: Path, frame: pd.DataFrame) -> None:
     params = ranked.rename(columns=lambda c: c[len("param_"):] if c.startswith("param_") else c)
     param_cols = ["rank", "trial"] + [c[len("param_"):] for c in frame if c.startswith("param_")]
     atomic_write_text(run_dir / "sorted_params.dat", _table(params, param_cols))
+
+
+def read_sorted(path) -> pd.DataFrame:
+    """``sorted_scores.dat`` or ``sorted_params.dat`` as a DataFrame, the column names taken from
+    its ``#`` header line: what the README's two lines of pandas do."""
+    with open(path) as fh:
+        names = fh.readline().split()[1:]
+    return pd.read_csv(path, sep=r"\s+", skiprows=1, names=names)

@@ -23,6 +23,15 @@ Files written into the run folder:
     epochs and training history. ``load_winner(run_dir)`` rebuilds the fitted skorch net.
 ``summary.json``
     The run's summary: search settings, the retraining and the winner.
+
+Threads and jobs: on the CPU the configs retrain in parallel joblib jobs (at most one per core),
+each with ``cores // jobs`` torch threads, as the search places them (on a machine shared with other
+work, more OpenMP threads than cores make every fit many times slower); on a GPU one at a time.
+One progress bar counts the epochs of every config in flight.
+
+Resume: each finished config's row is in ``retrain.csv`` (with its ``retrain_epochs``) the moment it
+finishes; running the same retraining again trains only the configs that have no row yet, so a
+finished retraining is never redone and an interrupted one goes on where it stopped.
 """
 
 from __future__ import annotations
@@ -36,25 +45,25 @@ import numpy as np
 import optuna
 import pandas as pd
 import torch
+from joblib import Parallel, delayed
 from skorch.dataset import Dataset as SkorchDataset
 from skorch.helper import predefined_split
-from skorch.history import History
-from tqdm.auto import tqdm
 
 from .data import Dataset, load_dataset
 from .errors import DivergedError, UsageError, check_whole
 from .estimator import DEFAULT_BATCH_SIZE, make_net
+from .evaluate import effective_jobs, threads_per_job
+from .progress import EpochBar, EpochReport, epoch_sink
 from .results import param_text
 from .search import InterruptFlag, SearchInterrupted, trial_seed
 from .store import STUDY, atomic_write_text, load_results
+from .winner import WINNER_FILE, load_winner, read_winner_info, save_winner, winner_payload
 
-__all__ = ["retrain_top", "RetrainResult", "save_winner", "load_winner", "read_winner_info",
+__all__ = ["retrain_top", "RetrainResult", "save_winner", "load_winner", "read_winner_info", "run_dataset",
            "top_configs", "WINNER_FILE", "RETRAIN_FILE", "SUMMARY_FILE"]
 
-WINNER_FILE = "winner.pt"
 RETRAIN_FILE = "retrain.csv"
 SUMMARY_FILE = "summary.json"
-BUNDLE_FORMAT = 1
 TEST_MONITOR_LABEL = "test loss (recorded each epoch; never used to train, stop or choose)"
 
 
@@ -69,14 +78,17 @@ class RetrainResult:
     winner : dict
         The winner's row of ``table`` as a dict (``trial``, ``config``, ``test_accuracy`` ...).
     net : skorch net
-        The fitted winning net.
+        The fitted winning net (as saved in ``winner.pt``).
     run_dir : Path
+    trained : int
+        How many configs this call trained (the others were retrained before: resume).
     """
 
     table: pd.DataFrame
     winner: dict
     net: object
     run_dir: Path
+    trained: int = 0
 
 
 def _read_settings(run_dir: Path) -> dict:
@@ -84,6 +96,14 @@ def _read_settings(run_dir: Path) -> dict:
     if not path.is_file():
         raise UsageError(f"{run_dir} holds no settings.json; is it a run folder made by hpsearch search?")
     return json.loads(path.read_text())
+
+
+def run_dataset(run_dir) -> Dataset:
+    """The dataset a run searched on, loaded again: the same files and the same ``--max-train``
+    slice (the test set is always whole)."""
+    settings = _read_settings(Path(run_dir))
+    dataset = load_dataset(settings["dataset"], settings.get("data_dir"))
+    return dataset.training_slice(settings.get("max_train"), int(settings.get("seed", 0)))
 
 
 def top_configs(run_dir, top: int) -> list[dict]:
@@ -107,7 +127,7 @@ def top_configs(run_dir, top: int) -> list[dict]:
 
 
 def _build(config: dict, dataset: Dataset, *, device: str, epochs: int, batch_size: int,
-           random_state: int | None, monitor_test: bool):
+           random_state: int | None, monitor_test: bool, callbacks=None):
     config = {**config, "max_epochs": epochs}  # the retraining's epochs beat the space's
     extra = {}
     if monitor_test:
@@ -117,12 +137,87 @@ def _build(config: dict, dataset: Dataset, *, device: str, epochs: int, batch_si
         extra["iterator_valid__generator"] = torch.Generator()
     return make_net(config, dataset.n_features, dataset.n_classes, image_shape=dataset.image_shape,
                     device=device, max_epochs=epochs, batch_size=batch_size, patience=0,
-                    random_state=random_state, **extra)
+                    random_state=random_state, callbacks=callbacks, **extra)
+
+
+def _retrain_one(cand: dict, dataset: Dataset, *, device, epochs, batch_size, seed, monitor_test, threads,
+                 sink) -> tuple[dict, bytes | None]:
+    """Retrain one candidate; its table row and the fitted net as ``winner_payload`` bytes (``None``
+    when it failed; bytes, because torch would share a returned tensor through a file descriptor that
+    the busy worker hands over only when idle, holding every result back until the last fit). A fit that
+    Ctrl-C cut short comes back with ``row["error"] == "interrupted"`` and is never kept."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        net = _build(cand["config"], dataset, device=device, epochs=epochs, batch_size=batch_size,
+                     random_state=trial_seed(seed, cand["trial"]), monitor_test=monitor_test,
+                     callbacks=[("progress", EpochReport(cand["trial"], sink))])
+        start = time.perf_counter()
+        error, acc, loss = "", float("nan"), float("nan")
+        try:
+            net.fit(dataset.X_train, dataset.y_train)
+            if len(net.history) < epochs or "dur" not in net.history[-1]:  # skorch swallowed Ctrl-C
+                error = "interrupted"
+            else:
+                proba = net.predict_proba(dataset.X_test)
+                acc = float(np.mean(proba.argmax(1) == dataset.y_test))
+                picked = proba[np.arange(len(proba)), dataset.y_test]
+                loss = float(-np.mean(np.log(np.clip(picked, 1e-12, 1))))
+        except (DivergedError, ValueError, RuntimeError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        row = {"trial": cand["trial"], "search_rank": cand["search_rank"], "cv_score": cand["cv_score"],
+               "cv_accuracy": cand["cv_accuracy"], "test_accuracy": acc, "test_loss": loss,
+               "epochs": len(net.history) if error == "" else 0, "retrain_epochs": epochs,
+               "fit_time": time.perf_counter() - start, "error": error,
+               **{f"param_{k}": param_text(v) for k, v in sorted(cand["config"].items())}}
+        return row, (winner_payload(net) if error == "" else None)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _better(row: dict, best: dict | None) -> bool:
+    """The final ranking's order: higher test accuracy, then the better search rank (ties keep the
+    better-ranked config), so the winner does not depend on which job finished first."""
+    if row["error"] or np.isnan(row["test_accuracy"]):
+        return False
+    if best is None:
+        return True
+    return (row["test_accuracy"], -row["search_rank"]) > (best["test_accuracy"], -best["search_rank"])
+
+
+def _finished_rows(run_dir: Path, candidates: list[dict], epochs: int) -> list[dict]:
+    """Rows of ``retrain.csv`` a former call finished with the same epochs for these candidates,
+    kept only while ``winner.pt`` is the best of them (else they are retrained: nothing is guessed)."""
+    path = run_dir / RETRAIN_FILE
+    if not path.is_file():
+        return []
+    columns = pd.read_csv(path, nrows=0).columns
+    table = pd.read_csv(path, keep_default_na=False, na_values=[""],
+                        dtype={c: str for c in columns if c.startswith("param_")})  # written back as read
+    if "retrain_epochs" not in table:
+        return []
+    wanted = {c["trial"] for c in candidates}
+    table = table[(table["retrain_epochs"] == epochs) & table["trial"].isin(wanted)]
+    rows = [{k: v for k, v in row.items() if k not in ("retrain_rank", "winner")}
+            for row in table.to_dict("records")]
+    for row in rows:
+        row["error"] = "" if pd.isna(row["error"]) else str(row["error"])
+    best = None
+    for row in rows:
+        best = row if _better(row, best) else best
+    if best is None:
+        return rows
+    try:
+        info = read_winner_info(run_dir)
+    except UsageError:
+        return []
+    same = info.get("trial") == best["trial"] and info.get("retrain_epochs") == epochs
+    return rows if same else []
 
 
 def retrain_top(run_dir, top: int = 15, retrain_epochs: int = 300, *, device: str = "cpu",
                 dataset: Dataset | None = None, monitor_test: bool = True,
-                progress: bool = True) -> RetrainResult:
+                progress: bool = True, n_jobs: int = -1) -> RetrainResult:
     """Retrain the ``top`` best configs of a search on the whole training set and crown a winner.
 
     Parameters
@@ -140,7 +235,10 @@ def retrain_top(run_dir, top: int = 15, retrain_epochs: int = 300, *, device: st
     monitor_test : bool
         Record the test loss after each epoch for the learning curves (see the module notes).
     progress : bool
-        Show a progress bar over the configs.
+        Show a progress bar over the epochs of every config.
+    n_jobs : int
+        Configs retrained at once on the CPU (``-1``: one per core); each job gets
+        ``cores // jobs`` torch threads. On a GPU one at a time.
 
     Returns
     -------
@@ -154,59 +252,63 @@ def retrain_top(run_dir, top: int = 15, retrain_epochs: int = 300, *, device: st
     settings = _read_settings(run_dir)
     name = settings.get("dataset_name", settings.get("dataset"))
     if dataset is None:
-        dataset = load_dataset(settings["dataset"], settings.get("data_dir"))
+        dataset = run_dataset(run_dir)
     elif dataset.name != name:
         raise UsageError(f"dataset {dataset.name!r} is not the run's dataset {name!r}; pass the "
                          "dataset the search used (or none, to load it)")
     batch_size = int(settings.get("batch_size", DEFAULT_BATCH_SIZE))
     seed = int(settings.get("seed", 0))
     candidates = top_configs(run_dir, top)
+    rows = _finished_rows(run_dir, candidates, retrain_epochs)
+    done = {row["trial"] for row in rows}
+    todo = [c for c in candidates if c["trial"] not in done]
+    best = None
+    for row in rows:
+        best = row if _better(row, best) else best
 
-    rows, best_acc, best_net = [], -np.inf, None
-    bar = tqdm(candidates, desc="retrain", unit="cfg", disable=not progress, dynamic_ncols=True)
-    for cand in bar:
-        config = cand["config"]
-        net = _build(config, dataset, device=device, epochs=retrain_epochs, batch_size=batch_size,
-                     random_state=trial_seed(seed, cand["trial"]), monitor_test=monitor_test)
-        start = time.perf_counter()
-        error, acc, loss = "", float("nan"), float("nan")
-        try:
-            with InterruptFlag() as flag:
-                net.fit(dataset.X_train, dataset.y_train)
-            if flag.raised:  # skorch's fit swallows Ctrl-C and returns a half-trained net
-                bar.close()
-                raise SearchInterrupted(
-                    f"retraining interrupted after {len(rows)} of {len(candidates)} configs; the best "
-                    f"so far is in {run_dir / WINNER_FILE}, the rest are not retrained") from None
-            proba = net.predict_proba(dataset.X_test)
-            acc = float(np.mean(proba.argmax(1) == dataset.y_test))
-            loss = float(-np.mean(np.log(np.clip(proba[np.arange(len(proba)), dataset.y_test], 1e-12, 1))))
-        except (DivergedError, ValueError, RuntimeError) as exc:
-            error = f"{type(exc).__name__}: {exc}"
-        row = {"trial": cand["trial"], "search_rank": cand["search_rank"], "cv_score": cand["cv_score"],
-               "cv_accuracy": cand["cv_accuracy"], "test_accuracy": acc, "test_loss": loss,
-               "epochs": len(net.history) if error == "" else 0,
-               "fit_time": time.perf_counter() - start, "error": error,
-               **{f"param_{k}": param_text(v) for k, v in sorted(config.items())}}
-        rows.append(row)
-        if not error and acc > best_acc:  # strictly better: ties keep the better-ranked config
-            best_acc, best_net = acc, net
-            save_winner(net, run_dir, dataset, config=config, test_accuracy=acc,
-                        extra={"trial": cand["trial"], "search_rank": cand["search_rank"],
-                               "cv_score": cand["cv_score"], "retrain_epochs": retrain_epochs,
-                               "valid_label": TEST_MONITOR_LABEL if monitor_test else None})
-            bar.set_postfix(best=f"{acc:.4f}")
-        table = _ranked(rows)
-        atomic_write_text(run_dir / RETRAIN_FILE, table.to_csv(index=False))
-    bar.close()
-    if best_net is None:
+    on_gpu = str(device).startswith("cuda")
+    jobs = 1 if on_gpu else effective_jobs(n_jobs, max(1, len(todo)))
+    threads = threads_per_job(jobs)
+    bar = EpochBar(len(todo) * retrain_epochs, len(todo), desc="retrain", enabled=progress and bool(todo))
+    try:
+        with InterruptFlag() as flag, epoch_sink(bar, cross_process=jobs > 1) as sink, \
+                Parallel(n_jobs=jobs, return_as="generator_unordered") as parallel:
+            results = parallel(delayed(_retrain_one)(
+                cand, dataset, device=device, epochs=retrain_epochs, batch_size=batch_size, seed=seed,
+                monitor_test=monitor_test, threads=threads, sink=sink) for cand in todo)
+            for row, payload in results:
+                if flag.raised or row["error"] == "interrupted":
+                    raise KeyboardInterrupt
+                rows.append(row)
+                if _better(row, best):  # each new best is saved the moment it appears
+                    best = row
+                    save_winner(payload, run_dir, dataset, config=_config_of(candidates, row["trial"]),
+                                test_accuracy=row["test_accuracy"],
+                                extra={"trial": row["trial"], "search_rank": row["search_rank"],
+                                       "cv_score": row["cv_score"], "retrain_epochs": retrain_epochs,
+                                       "valid_label": TEST_MONITOR_LABEL if monitor_test else None})
+                bar.finished(best["test_accuracy"] if best else None)
+                atomic_write_text(run_dir / RETRAIN_FILE, _ranked(rows).to_csv(index=False))
+    except KeyboardInterrupt:
+        raise SearchInterrupted(
+            f"retraining interrupted: {len(rows)} of {len(candidates)} configs are retrained (retrain.csv) "
+            f"and the best so far is in {run_dir / WINNER_FILE}; run the same command again (or hpsearch "
+            f"retrain {run_dir} --top {top} --retrain-epochs {retrain_epochs}) to retrain the rest") from None
+    finally:
+        bar.close()
+    if best is None:
         raise UsageError(f"every one of the {len(rows)} retrained configs failed (see "
                          f"{run_dir / RETRAIN_FILE}, column 'error'); try fewer --retrain-epochs")
     table = _ranked(rows)
+    atomic_write_text(run_dir / RETRAIN_FILE, table.to_csv(index=False))
     winner = table.iloc[0].to_dict()
-    winner["config"] = next(c["config"] for c in candidates if c["trial"] == winner["trial"])
+    winner["config"] = _config_of(candidates, winner["trial"])
     _write_summary(run_dir, settings, table, winner, retrain_epochs, device, monitor_test)
-    return RetrainResult(table, winner, best_net, run_dir)
+    return RetrainResult(table, winner, load_winner(run_dir, device=device), run_dir, trained=len(todo))
+
+
+def _config_of(candidates: list[dict], trial: int) -> dict:
+    return next(c["config"] for c in candidates if c["trial"] == trial)
 
 
 def _ranked(rows: list[dict]) -> pd.DataFrame:
@@ -225,7 +327,7 @@ def _write_summary(run_dir, settings, table, winner, retrain_epochs, device, mon
     summary.update({
         "dataset": settings.get("dataset_name", settings.get("dataset")),
         "search": {k: settings.get(k) for k in ("n", "space", "cv", "scoring", "max_epochs", "patience",
-                                               "batch_size", "seed")},
+                                               "batch_size", "seed", "strategy", "max_train")},
         "retrain": {"top": int(len(table)), "retrain_epochs": retrain_epochs, "device": device,
                     "train_set": "whole training set, no early stopping",
                     "test_monitored_each_epoch": monitor_test, "table": RETRAIN_FILE},
@@ -235,105 +337,3 @@ def _write_summary(run_dir, settings, table, winner, retrain_epochs, device, mon
                    "fit_time": float(winner["fit_time"]), "file": WINNER_FILE},
     })
     atomic_write_text(path, json.dumps(summary, indent=2) + "\n")
-
-
-def _history_list(net) -> list[dict]:
-    """The skorch history without per-batch records, JSON-clean (for the bundle)."""
-    def plain(v):  # numpy scalars would not load with torch.load(weights_only=True)
-        return v.item() if isinstance(v, np.generic) else v
-
-    return [{k: plain(v) for k, v in epoch.items()
-             if k != "batches" and isinstance(v, bool | int | float | str | np.generic)}
-            for epoch in net.history]
-
-
-def save_winner(net, run_dir, dataset: Dataset, *, config: dict, test_accuracy: float,
-                extra: dict | None = None) -> Path:
-    """Save a fitted net as the run's winner in ``<run_dir>/winner.pt``.
-
-    The bundle holds the weights (on the CPU), the config, the dataset's name, image shape and
-    class names, the test accuracy, the epochs trained and the per-epoch history, plus ``extra``.
-    It is written atomically and read back by ``load_winner``.
-
-    Returns
-    -------
-    Path
-        The bundle's path.
-    """
-    run_dir = Path(run_dir)
-    state = {k: v.detach().cpu().clone() for k, v in net.module_.state_dict().items()}
-    bundle = {
-        "format": BUNDLE_FORMAT,
-        "state_dict": state,
-        "config": json.loads(json.dumps(config)),
-        "dataset": dataset.name,
-        "image_shape": [int(v) for v in dataset.image_shape],
-        "class_names": list(dataset.class_names),
-        "n_features": int(dataset.n_features),
-        "n_classes": int(dataset.n_classes),
-        "test_accuracy": float(test_accuracy),
-        "epochs": len(net.history),
-        "batch_size": int(net.batch_size),
-        "history": _history_list(net),
-        **(extra or {}),
-    }
-    path = run_dir / WINNER_FILE
-    tmp = run_dir / f".{WINNER_FILE}.tmp"
-    torch.save(bundle, tmp)
-    tmp.replace(path)
-    return path
-
-
-def _read_bundle(run_dir) -> dict:
-    path = Path(run_dir) / WINNER_FILE
-    if not path.is_file():
-        raise UsageError(f"{run_dir} holds no {WINNER_FILE}; retrain the search's best configs first: "
-                         f"hpsearch retrain {run_dir}")
-    bundle = torch.load(path, map_location="cpu", weights_only=True)
-    if bundle.get("format") != BUNDLE_FORMAT:
-        raise UsageError(f"{path} has bundle format {bundle.get('format')!r}; this hpsearch reads "
-                         f"format {BUNDLE_FORMAT}; retrain the run again to rewrite it")
-    return bundle
-
-
-def read_winner_info(run_dir) -> dict:
-    """The winner's bundle without its weights: config, dataset, image_shape, class_names,
-    test_accuracy, epochs, history, trial ..."""
-    bundle = _read_bundle(run_dir)
-    bundle.pop("state_dict")
-    return bundle
-
-
-def load_winner(run_dir, device: str = "cpu"):
-    """Load the winner saved in ``run_dir`` as a fitted skorch net.
-
-    Parameters
-    ----------
-    run_dir : path
-        A run folder holding ``winner.pt`` (written by ``retrain_top`` / ``hpsearch retrain``).
-    device : str
-        Where the net lives: ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
-
-    Returns
-    -------
-    SeededNet
-        The fitted net: ``predict``/``predict_proba`` give exactly what the net gave before it was
-        saved, and ``net.history`` holds its training history. ``net.winner_`` is the bundle's
-        metadata (config, dataset, image_shape, class_names, test_accuracy, ...).
-
-    Examples
-    --------
-    >>> net = hpsearch.load_winner("results/digits_mlp_mnist_seed0")  # doctest: +SKIP
-    >>> net.predict(load_dataset("digits").X_test[:5])                  # doctest: +SKIP
-    """
-    bundle = _read_bundle(run_dir)
-    state = bundle.pop("state_dict")
-    net = make_net(bundle["config"], bundle["n_features"], bundle["n_classes"],
-                   image_shape=tuple(bundle["image_shape"]), device=device,
-                   max_epochs=bundle["epochs"] or 1, batch_size=bundle["batch_size"], patience=0)
-    net.initialize()
-    net.module_.load_state_dict(state)
-    net.module_.eval()
-    net.history = History(bundle["history"])
-    net.winner_ = bundle
-    return net

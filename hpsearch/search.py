@@ -214,7 +214,8 @@ def run_search(settings: SearchSettings, dataset: Dataset | None = None) -> Path
     strategy = make_strategy(settings)
     space = load_space(settings.space)
     _check_space_for(strategy, space)
-    dataset = dataset or load_dataset(settings.dataset, settings.data_dir)
+    dataset = (dataset or load_dataset(settings.dataset, settings.data_dir)).training_slice(
+        settings.max_train, settings.seed)
     run_dir = _prepare_run_dir(Path(settings.out) if settings.out else default_run_dir(settings, space))
     folds = make_folds(dataset.y_train, settings.cv, settings.seed)
     with RunLock(run_dir):

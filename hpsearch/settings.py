@@ -39,6 +39,10 @@ class SearchSettings:
     factor: int = 3
     min_epochs: int | None = None
     n_startup: int = 10
+    max_train: int | None = None  # a stratified, seeded slice of the training set (None: all of it)
+    # What follows the search on the command line; stored so that a resume retrains as asked.
+    top: int = 15
+    retrain_epochs: int = 300
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -51,6 +55,10 @@ class SearchSettings:
         check_whole("--patience", self.patience, 0)
         check_whole("--batch-size", self.batch_size, 1)
         check_whole("--seed", self.seed, 0)
+        check_whole("--top", self.top, 1)
+        check_whole("--retrain-epochs", self.retrain_epochs, 1)
+        if self.max_train is not None:
+            check_whole("--max-train", self.max_train, 1)
         effective_jobs(self.n_jobs, 1)
         if self.scoring not in SCORINGS:
             raise UsageError(f"--scoring must be one of {', '.join(SCORINGS)}, got {self.scoring!r}")
@@ -79,4 +87,5 @@ def fingerprint(settings: SearchSettings, space, dataset) -> dict:
         "engine": settings.engine,
         # which configs get how many epochs (--n may change: it extends a random or TPE search)
         "strategy": make_strategy(settings).fingerprint(),
+        **({"max_train": settings.max_train} if settings.max_train is not None else {}),
     }

@@ -42,3 +42,51 @@ def count_hooks():
 @pytest.fixture(scope="session")
 def digits():
     return load_dataset("digits")
+
+
+README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+
+
+@pytest.fixture(scope="session")
+def readme_snippets():
+    """The README's ```python blocks in order, as ``(heading, code, skip)``: ``heading`` is the
+    section's title, ``skip`` the reason of a ``<!-- readme-test: skip REASON -->`` line standing
+    just before the block (None without one)."""
+    blocks, heading, skip, fence, code = [], "", None, None, []
+    with open(README) as fh:
+        for line in fh.read().splitlines():
+            if fence is not None:
+                if line.startswith("```"):
+                    if fence == "python":
+                        blocks.append((heading, "\n".join(code) + "\n", skip))
+                    fence, code, skip = None, [], None
+                else:
+                    code.append(line)
+            elif line.startswith("```"):
+                fence = line[3:].strip()
+            elif line.startswith("<!-- readme-test: skip"):
+                skip = line.removeprefix("<!-- readme-test: skip").removesuffix("-->").strip() or "marked"
+            elif line.startswith("#"):
+                heading = line.lstrip("#").strip()
+            elif line.strip():
+                skip = None
+    return blocks
+
+
+@pytest.fixture(scope="session")
+def retrained_run(tmp_path_factory, digits):
+    """A finished digits search (2 MLP configs of the Lab 3 space, 2 folds, 2 epochs) whose best
+    config is retrained (2 epochs): a run folder with every file, ``winner.pt`` included."""
+    from hpsearch.retrain import retrain_top
+    from hpsearch.search import SearchSettings, run_search
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run = run_search(SearchSettings(n=2, dataset="digits", cv=2, max_epochs=2, patience=0, n_jobs=1,
+                                        out=str(tmp_path_factory.mktemp("retrained") / "run"), progress=False),
+                         digits)
+        retrain_top(run, top=1, retrain_epochs=2, dataset=digits, progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    return run

@@ -20,6 +20,11 @@ from hpsearch.viz.attribution import (
     plot_heatmaps,
     saliency,
 )
+from hpsearch.viz.heatmaps import (
+    POSITIVE_CMAP,
+    SIGNED_CMAP,
+    heat_scale,
+)
 
 
 def _gap(pool_after=(1,), batch_norm=True):
@@ -218,8 +223,84 @@ def test_figures_overlay_the_maps():
     np.testing.assert_array_equal(heat.get_array(), maps[1])
     assert ax.get_title() == "b"
     fig = plot_explanations(net, X, ["cam", "gradcam", "occlusion"], class_names=list("ABCDEFGHIJ"))
-    assert len(fig.axes) == 3 * 4
+    assert len(fig.axes) == 3 * 4 + 3  # the panels, then one colour bar per method
     fig = plot_attribution(net, X, "saliency", target=2, class_names=list("ABCDEFGHIJ"))
     assert fig.axes[0].get_title().startswith("C")
     rgb = plot_heatmaps(np.random.rand(2, 3, 8, 8), np.random.randn(2, 8, 8))
     assert rgb.axes[0].get_images()[0].get_array().shape == (8, 8, 3)
+
+
+def test_relu_cam_over_hw_is_gradcam_also_upsampled():
+    net = _gap((1,), batch_norm=False)  # untrained with batch norm, its maps can be all < 0
+    X = torch.rand(4, 1, 8, 8)
+    h, w = net.feature_size
+    assert (h, w) == (4, 4)
+    for target in (None, 3):
+        positive = cam(net, X, target, relu=True)
+        assert positive.shape == (4, 8, 8) and positive.min() >= 0
+        np.testing.assert_allclose(grad_cam(net, X, target), positive / (h * w), rtol=1e-4, atol=1e-7)
+
+
+def _heat_images(fig):
+    """The heat map drawn over each panel's input (its second image)."""
+    return [ax.get_images()[1] for ax in fig.axes if len(ax.get_images()) == 2]
+
+
+def _colorbars(fig):
+    return [ax for ax in fig.axes if ax.get_label() == "<colorbar>"]
+
+
+def test_heat_scale_is_symmetric_when_signed_and_from_zero_otherwise():
+    assert heat_scale(np.array([[-0.5, 2.0]])) == (SIGNED_CMAP, -2.0, 2.0)
+    assert heat_scale(np.array([[0.0, 3.0]])) == (POSITIVE_CMAP, 0.0, 3.0)
+    assert heat_scale(np.array([[0.5, 3.0]]), signed=True) == (SIGNED_CMAP, -3.0, 3.0)
+    assert heat_scale(np.zeros((2, 3))) == (POSITIVE_CMAP, 0.0, 1.0)
+
+
+@pytest.mark.parametrize("method", ["cam", "gradcam", "saliency", "guided_backprop", "occlusion"])
+def test_one_method_figure_has_one_cmap_one_scale_and_a_colorbar(method):
+    net = _gap((1,), batch_norm=False)  # untrained with batch norm, its maps can be all < 0
+    X = torch.rand(5, 1, 8, 8)
+    fig = plot_attribution(net, X, method, window=2) if method == "occlusion" else plot_attribution(net, X, method)
+    heat = _heat_images(fig)
+    assert len(heat) == 5
+    assert len({im.get_cmap().name for im in heat}) == 1 and len({im.get_clim() for im in heat}) == 1
+    name, (vmin, vmax) = heat[0].get_cmap().name, heat[0].get_clim()
+    values = np.stack([im.get_array() for im in heat])
+    if method in ("guided_backprop", "occlusion"):  # signed: diverging, centred on 0
+        assert name == SIGNED_CMAP and vmin == -vmax == -np.abs(values).max()
+    else:  # non-negative: sequential from 0 to the shared max
+        assert name == POSITIVE_CMAP and vmin == 0 and vmax == pytest.approx(values.max())
+    bars = _colorbars(fig)
+    assert len(bars) == 1
+    assert bars[0]._colorbar.cmap.name == name and bars[0]._colorbar.norm.vmax == vmax
+
+
+def test_cam_and_gradcam_pictures_agree_up_to_hw():
+    net = _gap((1,), batch_norm=False)  # untrained with batch norm, its maps can be all < 0
+    X = torch.rand(4, 1, 8, 8)
+    cam_fig, grad_fig = plot_attribution(net, X, "cam"), plot_attribution(net, X, "gradcam")
+    cams, grads = _heat_images(cam_fig), _heat_images(grad_fig)
+    assert {im.get_cmap().name for im in cams + grads} == {POSITIVE_CMAP}
+    h, w = net.feature_size
+    for c, g in zip(cams, grads, strict=True):
+        np.testing.assert_allclose(g.get_array(), c.get_array() / (h * w), rtol=1e-4, atol=1e-7)
+    assert grads[0].get_clim()[1] == pytest.approx(cams[0].get_clim()[1] / (h * w), rel=1e-4)
+
+
+def test_explanations_share_a_scale_per_method_and_stay_a_sane_size():
+    net = _gap((1,), batch_norm=False)  # untrained with batch norm, its maps can be all < 0
+    X = torch.rand(25, 1, 8, 8)  # the CLI's default --images
+    methods = ["cam", "gradcam", "saliency", "guided_backprop", "occlusion"]
+    fig = plot_explanations(net, X, methods, options={"occlusion": {"window": 2, "stride": 2}})
+    width, height = fig.get_size_inches() * 120  # the dpi `hpsearch plot` saves at
+    assert width <= 2000 and height <= 2000
+    rows = [ax for ax in fig.axes if ax.get_images() and ax.get_label() != "<colorbar>"]
+    assert len(rows) == 8 * (len(methods) + 1)  # capped at 8 images
+    assert "first 8 of 25" in fig._suptitle.get_text()
+    panels = np.array(rows).reshape(8, len(methods) + 1)
+    for j, method in enumerate(methods, start=1):
+        heat = [ax.get_images()[1] for ax in panels[:, j]]
+        assert len({(im.get_cmap().name, im.get_clim()) for im in heat}) == 1, method
+    assert len(_colorbars(fig)) == len(methods)
+    assert panels[0, 1].get_images()[1].get_cmap().name == panels[0, 2].get_images()[1].get_cmap().name

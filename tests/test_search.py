@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 import torch
 
-from hpsearch import estimator
+from hpsearch import estimator, read_sorted
 from hpsearch.search import SearchSettings, run_search
 from hpsearch.store import load_results
 
@@ -14,8 +14,8 @@ FAST = dict(dataset="digits", cv=2, max_epochs=4, patience=0, n_jobs=1, progress
 
 def test_files_sorted_aligned_and_parse(tmp_path):
     run = run_search(SearchSettings(n=4, out=str(tmp_path / "run"), **FAST))
-    scores = np.loadtxt(run / "sorted_scores.dat", skiprows=1)
-    params = pd.read_csv(run / "sorted_params.dat", sep=r"\s+")
+    scores = np.loadtxt(run / "sorted_scores.dat")  # the header is a '#' comment line
+    params = read_sorted(run / "sorted_params.dat")
     trials = pd.read_csv(run / "trials.csv")
     assert scores.shape == (4, 5) and len(params) == 4 and len(trials) == 4
     # best first: the score column (neg log-loss) never increases down the file

@@ -27,6 +27,19 @@ def test_conv_layers_and_feature_maps_match_the_forward_pass():
         C.feature_maps(net, torch.rand(2, 1, 8, 8))
 
 
+@pytest.mark.parametrize("make, expected", [
+    (lambda: CNN(1, 8, 10, filters=(4, 6), dense=()), ["conv 1 (4 ch, 8\u00d78)", "conv 2 (6 ch, 8\u00d78)"]),
+    (lambda: GAPCNN(1, 8, 10, filters=(4, 6, 5), pool_after=(1,)),
+     ["conv 1 (4 ch, 8\u00d78)", "conv 2 (6 ch, 4\u00d74)", "conv 3 (5 ch, 4\u00d74)"]),
+])
+def test_feature_maps_are_labelled_by_layer_not_module_name(make, expected):
+    net, x = make(), torch.rand(1, 8, 8)
+    fig = C.plot_feature_maps(C.feature_maps(net, x), x.numpy())
+    labels = [ax.get_title(loc="left") for ax in fig.axes if ax.get_title(loc="left")]
+    assert labels == expected
+    assert not any("features" in ax.get_title(loc=loc) for ax in fig.axes for loc in ("left", "center"))
+
+
 def test_first_layer_filters_are_the_weights():
     net = GAPCNN(1, 8, 10, filters=(5, 7))
     np.testing.assert_array_equal(C.first_layer_filters(net), net.features[0].weight.detach().numpy())
@@ -121,6 +134,8 @@ def test_registry_entries_apply_and_draw(digits):
         assert entry.applies(gap.module_) is None
         figures = entry.draw(gap, small, options)
         assert sorted(figures) == stems and all(isinstance(f, Figure) for f in figures.values())
+        if name == "conv-maximizers":  # titled by layer, not by module name (features.3)
+            assert figures["conv_maximizers_layer2"]._suptitle.get_text().startswith("conv 2 (4 channels)")
     assert "GAP net" in REGISTRY["cam"].applies(mlp)
     for name in ("grad-cam", "feature-maps", "filters", "conv-maximizers", "deepdream", "explanations"):
         assert "Conv2d" in REGISTRY[name].applies(mlp)

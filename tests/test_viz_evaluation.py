@@ -5,6 +5,7 @@ import io
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
 from hpsearch.estimator import make_net
@@ -91,3 +92,35 @@ def test_learning_curves_plot_the_history_and_say_what_they_show(fitted, digits)
     fig = plot_learning_curves(plain.history)
     assert len(fig.axes) == 1 and len(fig.axes[0].get_lines()) == 1
     assert "no held-out data" in fig.axes[0].get_title()
+
+
+def _drawn(fig):
+    """Draw ``fig`` on an Agg canvas (as savefig does) and return its renderer."""
+    FigureCanvasAgg(fig).draw()
+    return fig.canvas.get_renderer()
+
+
+@pytest.mark.parametrize("n", [1, 4, 9])
+def test_misclassified_title_fits_inside_the_figure(n):
+    y_true = np.arange(20) % 10
+    images = np.random.default_rng(0).random((20, 1, 8, 8))
+    fig = plot_misclassified(images, y_true, (y_true + 1) % 10, [str(c) for c in range(10)], n=n)
+    title = fig._suptitle.get_window_extent(_drawn(fig))
+    box = fig.bbox
+    assert box.x0 <= title.x0 < title.x1 <= box.x1 and box.y0 <= title.y0 < title.y1 <= box.y1
+
+
+def test_learning_curves_have_whole_epoch_ticks_and_a_legend_off_the_curves():
+    history = [{"epoch": e, "train_loss": 1.0 / e, "valid_loss": 1.2 / e, "valid_acc": 0.5 + 0.1 * e}
+               for e in (1, 2, 3)]
+    fig = plot_learning_curves(history, valid_label="test loss (recorded each epoch; never used to train)")
+    renderer = _drawn(fig)
+    for ax in fig.axes:
+        ticks = ax.get_xticks()
+        np.testing.assert_array_equal(ticks, np.round(ticks))
+        assert {1, 2, 3} <= set(ticks)
+    legend = fig.legends[0].get_window_extent(renderer)
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == [
+        "train loss (mean over mini-batches, dropout on)", "test loss (recorded each epoch; never used to train)"]
+    assert not any(legend.overlaps(ax.bbox) for ax in fig.axes)
+    assert fig.bbox.x0 <= legend.x0 and legend.x1 <= fig.bbox.x1 and fig.bbox.y0 <= legend.y0

@@ -1,4 +1,10 @@
-"""Pictures of what a trained classifier learned and how it does; each plot returns a Figure."""
+"""Pictures of what a trained classifier learned and how it does; each plot returns a Figure.
+
+The CNN methods live in submodules loaded on first use (``hpsearch.viz.attribution.cam``,
+``hpsearch.viz.conv.feature_maps``, ...), so ``import hpsearch.viz`` stays light.
+"""
+
+import importlib
 
 from .evaluation import (
     class_report,
@@ -24,3 +30,11 @@ __all__ = [
     "class_report", "misclassified", "learning_curves", "plot_confusion_matrix", "plot_class_report",
     "plot_misclassified", "plot_learning_curves",
 ]
+
+_SUBMODULES = ("attribution", "conv", "heatmaps", "plots", "evaluation", "neurons")
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

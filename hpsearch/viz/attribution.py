@@ -4,14 +4,14 @@ CAM is ours (Zhou et al.: ``M_c(x, y) = sum_k w_ck A_k(x, y)`` for a net that en
 average pooling and one Linear layer); the others are Captum's. Each method works on a batch
 ``(n, C, H, W)`` with any target class (default: the predicted one), returns a numpy array from
 one function, and leaves the model as it found it: its train/eval mode is restored and every hook
-is removed, even after an exception. ``plot_heatmaps`` and ``plot_explanations`` draw the arrays
-over the grey or RGB input.
+is removed, even after an exception. ``plot_heatmaps``, ``plot_explanations`` and
+``plot_attribution`` (in ``hpsearch.viz.heatmaps``, importable from here too) draw the arrays over
+the grey or RGB input.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
 from contextlib import contextmanager
 
 import numpy as np
@@ -24,8 +24,8 @@ from ..errors import UsageError, did_you_mean
 
 __all__ = [
     "METHODS", "attribute", "cam", "grad_cam", "saliency", "guided_backprop", "occlusion",
-    "resolve_targets", "heatmap", "plot_heatmaps", "plot_explanations", "model_session",
-    "as_module", "as_batch", "gradcam_layer", "plot_attribution", "gap_only", "conv_only", "relu_only",
+    "resolve_targets", "model_session", "as_module", "as_batch", "gradcam_layer", "gap_only",
+    "conv_only", "relu_only",
 ]
 
 _HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
@@ -128,7 +128,7 @@ def _gap_parts(module: nn.Module):
     return layer, linear
 
 
-def cam(model, X, target=None, *, upsample: bool = True) -> np.ndarray:
+def cam(model, X, target=None, *, relu: bool = False, upsample: bool = True) -> np.ndarray:
     """Class activation maps ``M_c = sum_k w_ck A_k`` of a GAP net.
 
     Parameters
@@ -139,12 +139,15 @@ def cam(model, X, target=None, *, upsample: bool = True) -> np.ndarray:
     X : array (n, C, H, W)
     target : None, int or sequence of int
         Class to explain per image; None explains the predicted class.
+    relu : bool
+        Keep only the positive evidence (before upsampling), as Grad-CAM does: on a GAP net
+        ``grad_cam(...) == cam(..., relu=True) / (h * w)``.
     upsample : bool
         Bilinearly resize the maps from the feature grid (h, w) to the image (H, W).
 
     Returns
     -------
-    ndarray (n, H, W), or (n, h, w) when ``upsample`` is False. No ReLU, no rescaling.
+    ndarray (n, H, W), or (n, h, w) when ``upsample`` is False. No rescaling.
     """
     module = as_module(model)
     layer, linear = _gap_parts(module)
@@ -159,6 +162,8 @@ def cam(model, X, target=None, *, upsample: bool = True) -> np.ndarray:
         finally:
             handle.remove()
         maps = torch.einsum("nk,nkhw->nhw", linear.weight[t], store["A"])
+        if relu:
+            maps = maps.clamp_min(0)
         if upsample:
             maps = _upsample(maps, X.shape[2:])
     return _numpy(maps)
@@ -300,124 +305,13 @@ def relu_only(model) -> str | None:
 
 # ----------------------------------------------------------------------------- pictures
 
-def heatmap(attr: np.ndarray) -> np.ndarray:
-    """One map per image: (n, H, W) stays; (n, C, H, W) is summed over channels."""
-    attr = np.asarray(attr)
-    return attr.sum(axis=1) if attr.ndim == 4 else attr
+_PICTURES = ("heatmap", "plot_heatmaps", "plot_explanations", "plot_attribution")
 
 
-def _show_image(ax, image: np.ndarray) -> None:
-    if image.shape[0] == 3:
-        ax.imshow(np.clip(image.transpose(1, 2, 0), 0, 1))
-    else:
-        ax.imshow(image[0], cmap="gray", vmin=0, vmax=1)
+def __getattr__(name: str):
+    """The pictures live in ``hpsearch.viz.heatmaps``; imported from here on first use."""
+    if name in _PICTURES:
+        from . import heatmaps
 
-
-def _overlay(ax, image: np.ndarray, hmap: np.ndarray, alpha: float) -> None:
-    _show_image(ax, image)
-    h, w = image.shape[1:]
-    lo, hi = float(hmap.min()), float(hmap.max())
-    if lo < 0:  # signed evidence: red for, blue against, white = 0
-        v = max(-lo, hi) or 1.0
-        ax.imshow(hmap, cmap="bwr", vmin=-v, vmax=v, alpha=alpha, extent=(-0.5, w - 0.5, h - 0.5, -0.5),
-                  interpolation="bilinear")
-    else:
-        ax.imshow(hmap, cmap="jet", vmin=0, vmax=hi or 1.0, alpha=alpha,
-                  extent=(-0.5, w - 0.5, h - 0.5, -0.5), interpolation="bilinear")
-
-
-def plot_heatmaps(images, maps, *, titles: Sequence[str] | None = None, alpha: float = 0.5,
-                  ncols: int = 8, suptitle: str | None = None):
-    """Each heat map over its image (grey or RGB); signed maps in blue-white-red.
-
-    Parameters
-    ----------
-    images : array (n, C, H, W) in [0, 1]
-    maps : array (n, H, W) or (n, C, H, W) (summed over channels)
-    titles : sequence of str, optional
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-    """
-    from matplotlib.figure import Figure
-
-    images, hmaps = np.asarray(images), heatmap(maps)
-    n = len(images)
-    ncols = max(1, min(ncols, n))
-    nrows = -(-n // ncols)
-    fig = Figure(figsize=(1.6 * ncols, 1.7 * nrows), layout="constrained")
-    axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
-    for i, ax in enumerate(axes):
-        ax.set_axis_off()
-        if i < n:
-            _overlay(ax, images[i], hmaps[i], alpha)
-            if titles is not None:
-                ax.set_title(titles[i], fontsize=8)
-    if suptitle:
-        fig.suptitle(suptitle)
-    return fig
-
-
-def _explained_batch(model, X, target):
-    """``(module, images, targets, predicted)`` for plotting: the batch as numpy, the classes to
-    explain (default: predicted) and the predicted classes, as integer arrays."""
-    module = as_module(model)
-    with model_session(module):
-        Xt = as_batch(module, X)
-        t = resolve_targets(module, Xt, target).cpu().numpy()
-        predicted = resolve_targets(module, Xt, None).cpu().numpy()
-    return module, _numpy(Xt), t, predicted
-
-
-def plot_explanations(model, X, methods: Sequence[str] = ("gradcam", "saliency", "occlusion"),
-                      target=None, *, class_names: Sequence[str] | None = None, alpha: float = 0.5,
-                      options: dict | None = None):
-    """One row per image: the input, then each method's map over it, for the same targets.
-
-    Parameters
-    ----------
-    methods : sequence of str
-        Names from ``METHODS``.
-    options : dict, optional
-        ``{method: {option: value}}`` passed on, e.g. ``{"occlusion": {"window": 4}}``.
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-    """
-    from matplotlib.figure import Figure
-
-    module, images, t, predicted = _explained_batch(model, X, target)
-    results = [heatmap(attribute(module, images, m, t, **(options or {}).get(m, {}))) for m in methods]
-    n = len(images)
-    fig = Figure(figsize=(1.7 * (len(methods) + 1), 1.8 * n), layout="constrained")
-    axes = fig.subplots(n, len(methods) + 1, squeeze=False)
-    name = (lambda c: class_names[c]) if class_names is not None else str
-    for i in range(n):
-        _show_image(axes[i, 0], images[i])
-        p, c = int(predicted[i]), int(t[i])
-        axes[i, 0].set_title(f"pred {name(p)}" + (f"\nexplains {name(c)}" if c != p else ""), fontsize=8)
-        for j, m in enumerate(methods, start=1):
-            _overlay(axes[i, j], images[i], results[j - 1][i], alpha)
-            if i == 0:
-                axes[i, j].set_title(m, fontsize=8)
-        for ax in axes[i]:
-            ax.set_axis_off()
-    return fig
-
-
-def plot_attribution(model, X, method: str, target=None, *, class_names: Sequence[str] | None = None,
-                     alpha: float = 0.5, **options):
-    """Compute ``method`` for the images ``X`` and draw each map over its image, titled with the
-    class it explains (and the prediction when that differs).
-
-    Returns
-    -------
-    matplotlib.figure.Figure
-    """
-    module, images, t, predicted = _explained_batch(model, X, target)
-    maps = attribute(module, images, method, t, **options)
-    name = (lambda c: class_names[c]) if class_names is not None else str
-    titles = [name(c) if c == p else f"{name(c)} (pred {name(p)})" for c, p in zip(t, predicted, strict=True)]
-    return plot_heatmaps(images, maps, titles=titles, alpha=alpha, suptitle=method)
+        return getattr(heatmaps, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -23,7 +23,7 @@ from .attribution import as_batch, as_module, model_session
 
 __all__ = [
     "conv_layers", "feature_maps", "first_layer_filters", "conv_maximizers", "deep_dream",
-    "plot_feature_maps", "plot_filters", "plot_images", "plot_deep_dream",
+    "feature_map_label", "plot_feature_maps", "plot_filters", "plot_images", "plot_deep_dream",
 ]
 
 
@@ -268,7 +268,7 @@ def plot_images(images, *, titles: Sequence[str] | None = None, ncols: int = 8, 
             if titles is not None:
                 ax.set_title(titles[i], fontsize=7)
     if suptitle:
-        fig.suptitle(suptitle)
+        fig.suptitle(suptitle, fontsize=10, wrap=True)
     return fig
 
 
@@ -278,9 +278,16 @@ def plot_filters(weights: np.ndarray, *, ncols: int = 8):
                        suptitle="first conv layer filters")
 
 
+def feature_map_label(index: int, acts: np.ndarray) -> str:
+    """How a feature-map row is labelled: ``"conv 3 (64 ch, 14\u00d714)"`` for the third conv
+    layer (``index`` counts from 1) whose output ``acts`` has shape (channels, h, w)."""
+    c, h, w = np.shape(acts)
+    return f"conv {index} ({c} ch, {h}\u00d7{w})"
+
+
 def plot_feature_maps(maps: list[tuple[str, np.ndarray]], image=None, *, max_channels: int = 16):
-    """One row per conv layer, its first ``max_channels`` maps (each stretched to its own range);
-    the input image first when given.
+    """One row per conv layer (``feature_maps``' order), labelled ``feature_map_label``, with its
+    first ``max_channels`` maps (each stretched to its own range); the input image first when given.
 
     Returns
     -------
@@ -288,6 +295,8 @@ def plot_feature_maps(maps: list[tuple[str, np.ndarray]], image=None, *, max_cha
     """
     from matplotlib.figure import Figure
 
+    if not maps:
+        raise UsageError("nothing to plot: no feature maps were given")
     ncols = min(max_channels, max(len(a) for _, a in maps))
     rows = len(maps) + (image is not None)
     fig = Figure(figsize=(1.1 * ncols + 1.2, 1.2 * rows), layout="constrained")
@@ -299,10 +308,11 @@ def plot_feature_maps(maps: list[tuple[str, np.ndarray]], image=None, *, max_cha
         _show(axes[0, 0], np.asarray(image).reshape(-1, *np.asarray(image).shape[-2:]))
         axes[0, 0].set_title("input", fontsize=8)
         r0 = 1
-    for r, (name, acts) in enumerate(maps, start=r0):
+    for k, (_, acts) in enumerate(maps, start=1):
+        r = r0 + k - 1
         for c in range(min(ncols, len(acts))):
             axes[r, c].imshow(acts[c], cmap="viridis")
-        axes[r, 0].set_title(name, fontsize=8, loc="left")
+        axes[r, 0].set_title(feature_map_label(k, acts), fontsize=8, loc="left")
     return fig
 
 

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import ConfusionMatrixDisplay, classification_report
 
 from ..errors import UsageError
@@ -137,7 +138,8 @@ def plot_misclassified(images: np.ndarray, y_true, y_pred, class_names: Sequence
         return fig
     ncols = min(len(shown), max(1, math.ceil(math.sqrt(len(shown)))))
     nrows = math.ceil(len(shown) / ncols)
-    fig = Figure(figsize=(1.6 * ncols, 1.7 * nrows + 0.5), layout="constrained")
+    # at least 4 inches wide, and the title wraps to the width: never clipped, whatever the count
+    fig = Figure(figsize=(max(4.0, 1.6 * ncols), 1.7 * nrows + 0.7), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     for ax, i in zip(axes, list(shown) + [None] * (len(axes) - len(shown)), strict=True):
         if i is None:
@@ -156,7 +158,7 @@ def plot_misclassified(images: np.ndarray, y_true, y_pred, class_names: Sequence
         ax.set_yticks([])
     order = "most confident first" if proba is not None else "in test-set order"
     fig.suptitle(f"{len(wrong)} of {len(y_true)} test images misclassified; {len(shown)} shown ({order}), "
-                 "true \u2192 predicted", fontsize=9)
+                 "true \u2192 predicted", fontsize=9, wrap=True)
     return fig
 
 
@@ -181,16 +183,19 @@ def plot_learning_curves(history, *, valid_label: str | None = None,
     held_out = valid_label or "validation loss"
     if has_valid:
         ax.plot(frame["epoch"], frame["valid_loss"], label=held_out)
-    ax.set_xlabel("epoch")
     ax.set_ylabel("cross-entropy loss")
     ax.set_yscale("log")
-    ax.legend(fontsize=8)
+    # below the panels, never over the curves (constrained layout makes room for it)
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", fontsize=8,
+               ncols=2 if has_acc else 1, frameon=False)
     ax.set_title("Learning curves" if has_valid else
                  "Training loss (no held-out data was evaluated during training)", fontsize=10)
+    for panel in axes:
+        panel.set_xlabel("epoch")
+        panel.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole: no tick at 2.5
     if has_acc:
         ax2 = axes[1]
         ax2.plot(frame["epoch"], frame["valid_acc"], color="C1")
-        ax2.set_xlabel("epoch")
         ax2.set_ylabel("accuracy")
         ax2.set_title(f"Accuracy on the same held-out data ({held_out.split(' ')[0]})", fontsize=10)
     return fig

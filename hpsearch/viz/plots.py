@@ -156,7 +156,7 @@ def _relu_only(module):
 
 def _draw_attribution(method: str, stem: str) -> Callable:
     def draw(net, dataset, options):
-        from .attribution import plot_attribution
+        from .heatmaps import plot_attribution
 
         return {stem: plot_attribution(net, dataset.X_test[:options.n_images], method, options.target,
                                        class_names=dataset.class_names, **options.extra.get(method, {}))}
@@ -164,7 +164,8 @@ def _draw_attribution(method: str, stem: str) -> Callable:
 
 
 def _draw_explanations(net, dataset, options):
-    from .attribution import gap_only, plot_explanations
+    from .attribution import gap_only
+    from .heatmaps import plot_explanations
 
     methods = ["gradcam", "saliency", "guided_backprop", "occlusion"]
     if gap_only(net) is None:
@@ -190,11 +191,12 @@ def _draw_conv_maximizers(net, dataset, options):
     from .conv import conv_layers, conv_maximizers, plot_images
 
     figures = {}
-    for i, (name, _) in enumerate(conv_layers(net)):
+    for i, (_, conv) in enumerate(conv_layers(net, after_activation=False)):
         images = conv_maximizers(net, dataset.image_shape, layer=i, channels=options.units, seed=options.seed,
                                  steps=options.extra.get("steps", 100))
         figures[f"conv_maximizers_layer{i + 1}"] = plot_images(
-            images, titles=[str(c) for c in range(len(images))], suptitle=f"channels of {name}")
+            images, titles=[str(c) for c in range(len(images))],
+            suptitle=f"conv {i + 1} ({conv.out_channels} channels): images that maximize the first {len(images)}")
     return figures
 
 

@@ -1,0 +1,86 @@
+"""The winner's pictures, drawn into the run folder (``hpsearch plot``), and the record in
+``summary.json`` that keeps a finished run from drawing them again."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+import torch
+
+from .errors import UsageError, check_whole, did_you_mean
+from .evaluate import threads_per_job
+from .files import atomic_write_text
+from .retrain import load_winner, run_dataset
+
+__all__ = ["draw_pictures"]
+
+
+def _pictures_done(run_dir: Path, options: dict) -> bool:
+    """Whether ``plot all`` already drew these pictures of this winner (summary.json says so and
+    every file it wrote is there)."""
+    path = run_dir / "summary.json"
+    done = json.loads(path.read_text()).get("pictures") if path.is_file() else None
+    return bool(done) and {k: done.get(k) for k in options} == options and all(
+        (run_dir / name).is_file() for name in done.get("files", []))
+
+
+def _record_pictures(run_dir: Path, options: dict, files: list[str]) -> None:
+    path = run_dir / "summary.json"
+    summary = json.loads(path.read_text()) if path.is_file() else {}
+    summary["pictures"] = {**options, "files": files}
+    atomic_write_text(path, json.dumps(summary, indent=2) + "\n")
+
+
+def draw_pictures(run_dir, method: str = "all", *, images: int = 25, units: int = 25, device: str = "cpu",
+                  redraw: bool = True) -> list[str]:
+    """Draw ``method`` (or ``"all"`` that apply) for the run's winner into the run folder; the
+    files written. With ``redraw=False``, ``all`` is skipped when this winner's pictures with
+    these options are already there."""
+    matplotlib.use("Agg")
+    from .viz.plots import REGISTRY, PlotOptions
+
+    run_dir = Path(run_dir)
+    if method != "all" and method not in REGISTRY:
+        raise UsageError(f"METHOD must be one of {', '.join([*REGISTRY, 'all'])}, got {method!r}"
+                         f"{did_you_mean(method, [*REGISTRY, 'all'])}")
+    check_whole("--images", images, 1)
+    check_whole("--units", units, 1)
+    net = load_winner(run_dir, device=device)
+    record = {"trial": int(net.winner_.get("trial", -1)), "epochs": int(net.winner_["epochs"]),
+              "images": images, "units": units}
+    if method == "all" and not redraw and _pictures_done(run_dir, record):
+        print(f"pictures of this winner already drawn (summary.json); redraw with: hpsearch plot all {run_dir}")
+        return []
+    torch.set_num_threads(threads_per_job(1))  # as the search places them: never more than the cores
+    dataset = run_dataset(run_dir) if (run_dir / "settings.json").is_file() else None
+    if dataset is None:
+        from .data import load_dataset
+
+        dataset = load_dataset(net.winner_["dataset"])
+    options = PlotOptions(n_images=images, units=units)
+    chosen = list(REGISTRY) if method == "all" else [method]
+    files = []
+    for name in chosen:
+        entry = REGISTRY[name]
+        reason = entry.applies(net.module_)
+        if reason is not None:
+            if method != "all":
+                raise UsageError(f"{name} does not apply to this winner: {reason}")
+            print(f"skipped {name}: {reason}")
+            continue
+        written = []
+        for stem, item in entry.draw(net, dataset, options).items():
+            if isinstance(item, str):
+                path = run_dir / stem
+                path.write_text(item)
+            else:
+                path = run_dir / f"{stem}.png"
+                item.savefig(path, dpi=120)
+            written.append(path.name)
+        files += written
+        print(f"{name}: wrote {', '.join(written)}")
+    if method == "all":
+        _record_pictures(run_dir, record, files)
+    return files
