@@ -290,6 +290,9 @@ def main(argv: list[str] | None = None) -> int:
     except SearchInterrupted as exc:
         print(f"\n{exc}", file=sys.stderr)
         return 130
+    except KeyboardInterrupt:  # outside the search's and retraining's own handlers (loading, plotting)
+        print("\ninterrupted; everything finished is kept: run the same command again to continue", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

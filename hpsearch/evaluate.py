@@ -27,6 +27,7 @@ from sklearn.model_selection import StratifiedKFold
 
 from .errors import DivergedError, UsageError
 from .states import capture, early_stopping_of, load_state, restore, save_state
+from .workers import die_with_parent
 
 __all__ = ["make_folds", "evaluate_config", "evaluate_configs", "score_probabilities", "CVResult", "SCORINGS",
            "threads_per_job", "cpu_count", "resident", "release_resident", "shared_array", "data_moves"]
@@ -53,7 +54,7 @@ def make_folds(y: np.ndarray, cv: int, seed: int) -> list[tuple[np.ndarray, np.n
     """Stratified, shuffled, seeded folds: the same ``seed`` gives the same folds."""
     if isinstance(cv, bool) or not isinstance(cv, int) or cv < 2:
         raise UsageError(f"--cv must be a whole number >= 2, got {cv!r}; 4 is the seed's choice")
-    smallest = int(np.bincount(y).min())
+    smallest = int(np.unique(y, return_counts=True)[1].min())  # of the classes present
     if cv > smallest:
         raise UsageError(f"--cv {cv} is more folds than the rarest class has images ({smallest});"
                          " use fewer folds or more data")
@@ -158,6 +159,7 @@ def _score_fold(make, X, y, train, test, scoring, threads, state=None):
     from the state at ``path`` when there is one (a fold that early stopping ended stays as it is)
     up to the net's ``max_epochs``, and, with ``keep``, leaves its own state there for the next rung.
     """
+    die_with_parent()  # a kill -9 of the search must not leave this job training
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

@@ -28,7 +28,7 @@ def atomic_write(path: Path, write: Callable, binary: bool = False) -> None:
     path = Path(path)
     fd, tmp = _create_temp(path)
     try:
-        with os.fdopen(fd, "wb" if binary else "w") as fh:
+        with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8")) as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())

@@ -3,14 +3,121 @@ device from their inputs."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Iterable, Sequence
+from numbers import Integral, Real
 
 import torch
 from torch import nn
 
 from .errors import UsageError
 
-__all__ = ["MLP", "CNN", "GAPCNN"]
+__all__ = ["MLP", "CNN", "GAPCNN", "PARAMETER_CHECKS", "cnn_pools", "gapcnn_pools", "check_pool_after",
+           "max_pools"]
+
+
+# What the modules accept, one check per constructor argument a config may set. The constructors
+# call them and so does the search-space validation (hpsearch.space_checks): one source of truth.
+# Each takes (value, name), returns the value as the module keeps it, or raises a UsageError.
+
+def _quoted(value) -> str:
+    """``"; write it without quotes"`` for a string that reads as a number, else ``""``."""
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return ""
+        return "; write it without quotes"
+    return ""
+
+
+def _whole(value) -> bool:
+    return isinstance(value, Integral) and not isinstance(value, bool)
+
+
+def check_number(value, name: str) -> float:
+    """Any finite number (not a bool, not a string)."""
+    if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+        raise UsageError(f"{name} must be a finite number, got {value!r}{_quoted(value)}")
+    return value
+
+
+def check_fraction(value, name: str) -> float:
+    """A dropout probability in [0, 1): 1 would drop every unit and nothing could train."""
+    check_number(value, name)
+    if not 0 <= value < 1:
+        fix = "1 drops every unit; use e.g. 0.5" if value >= 1 else "use 0 for no dropout"
+        raise UsageError(f"{name} must be a probability in [0, 1), got {value!r}; {fix}")
+    return value
+
+
+def check_bool(value, name: str) -> bool:
+    if not isinstance(value, bool):
+        raise UsageError(f"{name} must be true or false, got {value!r}; write true or false, without quotes")
+    return value
+
+
+def check_widths(values, name: str, empty: bool = True) -> tuple[int, ...]:
+    """Layer widths (or, for ``pool_after``, 1-based indices): a list of whole numbers >= 1,
+    non-empty unless ``empty``."""
+    if not isinstance(values, list | tuple) or any(not _whole(v) or v < 1 for v in values):
+        shown = list(values) if isinstance(values, tuple) else values
+        raise UsageError(f"{name} must be a list of whole numbers >= 1, e.g. [64, 32], got {shown!r}")
+    if not values and not empty:
+        raise UsageError(f"{name} needs at least one entry, got []; e.g. [32, 64]")
+    return tuple(int(v) for v in values)
+
+
+def check_kernel_size(value, name: str = "kernel_size") -> int:
+    """An odd whole number >= 1: 'same' padding (kernel_size // 2) keeps the image size only then."""
+    if not _whole(value) or value < 1 or value % 2 == 0:
+        raise UsageError(f"{name} must be an odd whole number >= 1 (1, 3, 5, ...), got {value!r}"
+                         f"{_quoted(value)}")
+    return value
+
+
+def _check_block_size(value, name: str = "block_size") -> int:
+    if not _whole(value) or value < 1:
+        raise UsageError(f"{name} must be a whole number >= 1 (convolutions per pooling block), got {value!r}; "
+                         "use e.g. 2")
+    return value
+
+
+PARAMETER_CHECKS = {
+    "hidden": check_widths,
+    "dropout": check_fraction,
+    "negative_slope": check_number,
+    "filters": lambda value, name: check_widths(value, name, empty=False),
+    "block_size": _check_block_size,
+    "dense": check_widths,
+    "conv_dropout": check_fraction,
+    "batch_norm": check_bool,
+    "kernel_size": check_kernel_size,
+    "pool_after": check_widths,
+}
+
+
+def cnn_pools(n_filters: int, block_size: int) -> int:
+    """2x2 pooling steps of a CNN: one after each block of ``block_size`` convolutions, and one
+    after a last, shorter block."""
+    return -(-n_filters // block_size)
+
+
+def gapcnn_pools(n_filters: int, pool_after: Sequence[int]) -> int:
+    """2x2 pooling steps of a GAP-CNN: after each listed convolution but the last (GAP follows it)."""
+    return len({p for p in pool_after if p < n_filters})
+
+
+def check_pool_after(pool_after: Sequence[int], n_filters: int) -> None:
+    bad = [p for p in pool_after if p > n_filters]
+    if bad:
+        raise UsageError(f"pool_after counts convolutions 1..{n_filters}, got {bad[0]}; "
+                         "drop it or add filters")
+
+
+def max_pools(image_size: tuple[int, int]) -> int:
+    """How many 2x2 poolings (floor division) leave at least one pixel: 8x8 -> 3, 28x28 -> 4."""
+    return min(image_size).bit_length() - 1
 
 
 class MLP(nn.Module):
@@ -33,7 +140,9 @@ class MLP(nn.Module):
     def __init__(self, n_inputs: int = 784, hidden: Sequence[int] = (100,), n_classes: int = 10,
                  dropout: float = 0.0, negative_slope: float = 0.01):
         super().__init__()
-        self.hidden = tuple(int(h) for h in hidden)
+        self.hidden = _ints(hidden, "hidden")
+        check_fraction(dropout, "dropout")
+        check_number(negative_slope, "negative_slope")
         layers: list[nn.Module] = [nn.Flatten()]
         width = n_inputs
         for h in self.hidden:
@@ -58,18 +167,18 @@ def _image_size(image_size) -> tuple[int, int]:
     return size
 
 
-def _ints(values, name: str) -> tuple[int, ...]:
-    values = (values,) if isinstance(values, int) else tuple(values)
-    if any(isinstance(v, bool) or not isinstance(v, int) or v < 1 for v in values):
-        raise UsageError(f"{name} must be positive whole numbers, got {values!r}")
-    return values
+def _ints(values, name: str, empty: bool = True) -> tuple[int, ...]:
+    """``check_widths``, also taking one whole number for a list of one."""
+    if _whole(values):
+        values = (values,)
+    elif isinstance(values, Iterable) and not isinstance(values, str):
+        values = tuple(values)
+    return check_widths(values, name, empty)
 
 
 def _conv_unit(c_in: int, c_out: int, kernel_size: int, batch_norm: bool) -> list[nn.Module]:
     """Conv2d ('same' padding), optional BatchNorm2d, and a ReLU module of its own (never
     reused, never in-place, so guided backprop and layer hooks see each activation)."""
-    if kernel_size < 1 or kernel_size % 2 == 0:
-        raise UsageError(f"kernel_size must be an odd whole number >= 1, got {kernel_size!r}")
     layers: list[nn.Module] = [nn.Conv2d(c_in, c_out, kernel_size, padding=kernel_size // 2,
                                          bias=not batch_norm)]
     if batch_norm:
@@ -118,10 +227,13 @@ class CNN(nn.Module):
                  batch_norm: bool = False, kernel_size: int = 3):
         super().__init__()
         size = _image_size(image_size)
-        self.filters = _ints(filters, "filters")
+        self.filters = _ints(filters, "filters", empty=False)
         self.dense = _ints(dense, "dense") if dense else ()
-        if isinstance(block_size, bool) or not isinstance(block_size, int) or block_size < 1:
-            raise UsageError(f"block_size must be a whole number >= 1, got {block_size!r}")
+        _check_block_size(block_size)
+        check_kernel_size(kernel_size)
+        check_bool(batch_norm, "batch_norm")
+        check_fraction(dropout, "dropout")
+        check_fraction(conv_dropout, "conv_dropout")
         layers: list[nn.Module] = []
         c_in = in_channels
         for i, c_out in enumerate(self.filters, start=1):
@@ -179,12 +291,12 @@ class GAPCNN(nn.Module):
                  batch_norm: bool = False, dropout: float = 0.0, kernel_size: int = 3):
         super().__init__()
         size = _image_size(image_size)
-        self.filters = _ints(filters, "filters")
+        self.filters = _ints(filters, "filters", empty=False)
         self.pool_after = _ints(pool_after, "pool_after") if pool_after else ()
-        bad = [p for p in self.pool_after if p > len(self.filters)]
-        if bad:
-            raise UsageError(f"pool_after counts convolutions 1..{len(self.filters)}, got {bad[0]}; "
-                             "drop it or add filters")
+        check_pool_after(self.pool_after, len(self.filters))
+        check_kernel_size(kernel_size)
+        check_bool(batch_norm, "batch_norm")
+        check_fraction(dropout, "dropout")
         layers: list[nn.Module] = []
         c_in = in_channels
         for i, c_out in enumerate(self.filters, start=1):

@@ -42,7 +42,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import optuna
 import pandas as pd
 import torch
 from joblib import Parallel, delayed
@@ -56,8 +55,9 @@ from .evaluate import effective_jobs, threads_per_job
 from .progress import EpochBar, EpochReport, epoch_sink
 from .results import param_text
 from .search import InterruptFlag, SearchInterrupted, trial_seed
-from .store import STUDY, atomic_write_text, load_results
+from .store import atomic_write_text, load_results, open_study
 from .winner import WINNER_FILE, load_winner, read_winner_info, save_winner, winner_payload
+from .workers import die_with_parent
 
 __all__ = ["retrain_top", "RetrainResult", "save_winner", "load_winner", "read_winner_info", "run_dataset",
            "top_configs", "WINNER_FILE", "RETRAIN_FILE", "SUMMARY_FILE"]
@@ -117,7 +117,7 @@ def top_configs(run_dir, top: int) -> list[dict]:
     frame = frame[frame["mean_test_score"].notna()]
     if frame.empty:
         raise UsageError(f"{run_dir} has no finished trial to retrain; run (or resume) the search first")
-    study = optuna.load_study(study_name=STUDY, storage=f"sqlite:///{run_dir / 'trials.db'}")
+    study = open_study(run_dir / "trials.db")
     configs = {t.user_attrs["index"]: t.user_attrs["config"]
                for t in study.get_trials(deepcopy=False) if "index" in t.user_attrs}
     return [{"trial": int(row.trial), "search_rank": int(row.rank_test_score),
@@ -146,6 +146,7 @@ def _retrain_one(cand: dict, dataset: Dataset, *, device, epochs, batch_size, se
     when it failed; bytes, because torch would share a returned tensor through a file descriptor that
     the busy worker hands over only when idle, holding every result back until the last fit). A fit that
     Ctrl-C cut short comes back with ``row["error"] == "interrupted"`` and is never kept."""
+    die_with_parent()  # a kill -9 of the search must not leave this job training
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:

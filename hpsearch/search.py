@@ -32,7 +32,7 @@ from .optuna_space import stored_params, suggest_config
 from .results import results_frame, write_exports
 from .seeds import trial_seed
 from .settings import ENGINES, SearchSettings, fingerprint
-from .space import ParamGenerator, SearchSpace, load_space
+from .space import ParamGenerator, SearchSpace, check_space_for_data, load_space
 from .states import remove_states
 from .store import RunLock, TrialStore, atomic_write_text
 from .strategies import make_strategy
@@ -216,8 +216,10 @@ def run_search(settings: SearchSettings, dataset: Dataset | None = None) -> Path
     _check_space_for(strategy, space)
     dataset = (dataset or load_dataset(settings.dataset, settings.data_dir)).training_slice(
         settings.max_train, settings.seed)
-    run_dir = _prepare_run_dir(Path(settings.out) if settings.out else default_run_dir(settings, space))
+    check_space_for_data(space, dataset)  # a net too deep for the images: refused before the first fit
     folds = make_folds(dataset.y_train, settings.cv, settings.seed)
+    # only now, with every setting, the space and the data checked, does the run folder appear
+    run_dir = _prepare_run_dir(Path(settings.out) if settings.out else default_run_dir(settings, space))
     with RunLock(run_dir):
         store = TrialStore(run_dir, fingerprint(settings, space, dataset), metric=settings.scoring)
         atomic_write_text(run_dir / "space.toml", space.source)

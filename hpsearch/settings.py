@@ -13,6 +13,7 @@ __all__ = ["SearchSettings", "ENGINES", "fingerprint"]
 # "skorch": one skorch net per config x fold, the faithful reference; "batched": many MLP configs x
 # folds at once (hpsearch.engines.batched), other model kinds falling back to skorch.
 ENGINES = ("skorch", "batched")
+MAX_SEED = 2**32 - 1
 
 
 @dataclass
@@ -55,6 +56,8 @@ class SearchSettings:
         check_whole("--patience", self.patience, 0)
         check_whole("--batch-size", self.batch_size, 1)
         check_whole("--seed", self.seed, 0)
+        if self.seed > MAX_SEED:  # scikit-learn's folds take a 32-bit seed
+            raise UsageError(f"--seed must be at most {MAX_SEED} (2**32 - 1), got {self.seed}")
         check_whole("--top", self.top, 1)
         check_whole("--retrain-epochs", self.retrain_epochs, 1)
         if self.max_train is not None:

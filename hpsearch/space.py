@@ -17,6 +17,9 @@ A space file maps each hyperparameter to either a constant or a table naming a d
     low = 50
     high = 600
 
+Every value a space can draw is checked when it is read (``hpsearch.space_checks``), so a space
+that cannot train is refused at once rather than scoring NaN config after config.
+
 Config ``i`` of a seed is drawn from its own random stream, so ``gen_values(n)[:k]`` equals
 ``gen_values(k)``: a resumed or extended search draws the configs an uninterrupted one would.
 """
@@ -34,16 +37,18 @@ from typing import Any
 import numpy as np
 
 from .errors import UsageError, did_you_mean
+from .space_checks import check_space, check_space_for_data
 
 __all__ = [
     "SearchSpace", "ParamGenerator", "load_space", "Uniform", "LogUniform", "IntUniform",
-    "Categorical", "DecreasingInts", "Constant", "PARAMETERS", "SEARCHES_DIR",
+    "Categorical", "DecreasingInts", "Constant", "PARAMETERS", "SEARCHES_DIR", "check_space_for_data",
 ]
 
 SEARCHES_DIR = Path(__file__).resolve().parent.parent / "searches"
 
-# Every hyperparameter a space may name, and what it means. Model-specific names are accepted
-# for any model; the estimator passes on only those its model takes.
+# Every hyperparameter a space may name, and what it means. A model-specific name needs a model
+# kind in the space that takes it, and every value the space can draw must be one the model (or
+# the optimizer) accepts (hpsearch.space_checks; the image size is checked once the data are loaded).
 PARAMETERS: dict[str, str] = {
     "model": "model kind: 'mlp', 'cnn' or 'gapcnn' (categorical to mix kinds in one search)",
     "hidden": "hidden-layer widths of an MLP (decreasing)",
@@ -93,21 +98,33 @@ def _int(value, what: str) -> int:
     return value
 
 
+# Each distribution's ``support()`` lists the values a check must pass so that every draw does:
+# its constant, its choices, or the extremes of its range (the allowed sets are intervals, or the
+# odd numbers of one for kernel_size, so a range's ends and the value after its low decide).
+
 @dataclass(frozen=True)
 class Constant:
     value: Any
+    distribution = "constant"
 
     def sample(self, rng: np.random.Generator):
         return self.value
+
+    def support(self) -> tuple:
+        return (self.value,)
 
 
 @dataclass(frozen=True)
 class Uniform:
     low: float
     high: float
+    distribution = "uniform"
 
     def sample(self, rng: np.random.Generator) -> float:
         return float(rng.uniform(self.low, self.high))
+
+    def support(self) -> tuple:
+        return float(self.low), float(self.high)
 
 
 @dataclass(frozen=True)
@@ -116,6 +133,8 @@ class LogUniform:
 
     low: float
     high: float
+    distribution = "log_uniform"
+    support = Uniform.support
 
     def sample(self, rng: np.random.Generator) -> float:
         return float(10 ** rng.uniform(math.log10(self.low), math.log10(self.high)))
@@ -127,18 +146,26 @@ class IntUniform:
 
     low: int
     high: int
+    distribution = "int_uniform"
 
     def sample(self, rng: np.random.Generator) -> int:
         return int(rng.integers(self.low, self.high + 1))
+
+    def support(self) -> tuple:
+        return tuple(sorted({self.low, min(self.low + 1, self.high), self.high}))
 
 
 @dataclass(frozen=True)
 class Categorical:
     choices: tuple
     p: tuple[float, ...] | None = None
+    distribution = "categorical"
 
     def sample(self, rng: np.random.Generator):
         return self.choices[int(rng.choice(len(self.choices), p=self.p))]
+
+    def support(self) -> tuple:
+        return self.choices
 
 
 @dataclass(frozen=True)
@@ -150,6 +177,12 @@ class DecreasingInts:
     high: int
     min_layers: int
     max_layers: int
+    distribution = "decreasing_int"
+
+    def support(self) -> tuple:
+        """The shortest list of the smallest widths and the longest of the largest."""
+        return (list(range(self.low + self.min_layers - 1, self.low - 1, -1)),
+                list(range(self.high, self.high - self.max_layers, -1)))
 
     def sample(self, rng: np.random.Generator) -> list[int]:
         layers = int(rng.integers(self.min_layers, self.max_layers + 1))
@@ -221,6 +254,9 @@ class SearchSpace:
     source: str = ""
     name: str = "space"
 
+    def __post_init__(self):
+        check_space(self.params)
+
     @classmethod
     def from_dict(cls, spec: Mapping, name: str = "space", source: str = "") -> SearchSpace:
         unknown = [k for k in spec if k not in PARAMETERS]
@@ -250,7 +286,13 @@ def load_space(path_or_name: str | os.PathLike) -> SearchSpace:
         known = sorted(p.stem for p in SEARCHES_DIR.glob("*.toml"))
         raise UsageError(f"--space {path_or_name}: no such file; give a TOML path or one of "
                          f"{', '.join(known)}")
-    text = path.read_text()
+    try:
+        text = path.read_bytes().decode("utf-8-sig")  # a byte-order mark (Notepad's "UTF-8 with BOM") is fine
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"--space {path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+                         f"{exc.start}: {exc.reason}); save it as UTF-8") from None
+    except OSError as exc:
+        raise UsageError(f"--space {path}: cannot be read ({exc.strerror}); check its permissions") from None
     try:
         spec = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -258,7 +300,7 @@ def load_space(path_or_name: str | os.PathLike) -> SearchSpace:
     try:
         return SearchSpace.from_dict(spec, name=path.stem, source=text)
     except UsageError as exc:
-        raise UsageError(f"{path}: {exc}") from None
+        raise UsageError(f"--space {path}: {exc}") from None
 
 
 class ParamGenerator:

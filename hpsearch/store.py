@@ -22,12 +22,13 @@ from pathlib import Path
 import numpy as np
 import optuna
 import pandas as pd
+import sqlalchemy.exc
 
 from .errors import UsageError
 from .files import atomic_write_text
 from .results import results_frame
 
-__all__ = ["TrialStore", "RunLock", "load_results", "atomic_write_text", "STUDY"]
+__all__ = ["TrialStore", "RunLock", "load_results", "open_study", "atomic_write_text", "STUDY"]
 
 STUDY = "search"
 State = optuna.trial.TrialState
@@ -99,10 +100,8 @@ class TrialStore:
     def __init__(self, run_dir: Path, fingerprint: dict, metric: str = "score", direction: str = "maximize"):
         self.run_dir = Path(run_dir)
         self.url = f"sqlite:///{self.run_dir / 'trials.db'}"
-        storage = optuna.storages.RDBStorage(self.url, engine_kwargs={"connect_args": {"timeout": 60}})
-        self.study = optuna.create_study(study_name=STUDY, storage=storage, direction=direction,
-                                         load_if_exists=True)
-        self._storage = storage
+        self.study = open_study(self.run_dir / "trials.db", create=True, direction=direction)
+        self._storage = self.study._storage
         stored = self.study.user_attrs.get("fingerprint")
         if stored is None:
             self.study.set_user_attr("fingerprint", fingerprint)
@@ -204,6 +203,30 @@ def _plain(config: dict) -> dict:
     return json.loads(json.dumps(config))
 
 
+def _damaged(path: Path, reason: str) -> UsageError:
+    return UsageError(
+        f"{path} is damaged ({reason}); the finished trials are listed in {path.parent / 'trials.csv'}; "
+        f"move the file away (mv {path} {path}.damaged) and run the search again to start it over, "
+        "or put back a copy of it")
+
+
+def open_study(path: Path, create: bool = False, **create_kwargs) -> optuna.Study:
+    """The run's study, or a ``UsageError`` naming ``path`` when the file is damaged (truncated,
+    overwritten, not an hpsearch store) instead of SQLAlchemy's traceback."""
+    path = Path(path)
+    if create and path.is_file() and path.stat().st_size == 0 and (path.parent / "trials.csv").is_file():
+        raise _damaged(path, "empty, while trials.csv lists finished trials")  # SQLite would start afresh
+    try:
+        if create:
+            storage = optuna.storages.RDBStorage(f"sqlite:///{path}", engine_kwargs={"connect_args": {"timeout": 60}})
+            return optuna.create_study(study_name=STUDY, storage=storage, load_if_exists=True, **create_kwargs)
+        return optuna.load_study(study_name=STUDY, storage=f"sqlite:///{path}")
+    except sqlalchemy.exc.DatabaseError as exc:
+        raise _damaged(path, str(exc.orig) if exc.orig is not None else type(exc).__name__) from None
+    except KeyError:  # optuna: no study of that name in the file
+        raise _damaged(path, f"it holds no study named {STUDY!r}") from None
+
+
 def _short(value, width: int = 60) -> str:
     text = json.dumps(value) if not isinstance(value, str) else value.replace("\n", " ")
     return text if len(text) <= width else text[: width - 3] + "..."
@@ -214,6 +237,6 @@ def load_results(run_dir) -> pd.DataFrame:
     path = Path(run_dir) / "trials.db"
     if not path.is_file():
         raise UsageError(f"{run_dir} holds no trials.db; is it a run folder made by hpsearch search?")
-    study = optuna.load_study(study_name=STUDY, storage=f"sqlite:///{path}")
+    study = open_study(path)
     records = [rec for _, (_, rec) in sorted(_read_records(study).items()) if rec["rungs"]]
     return results_frame(records)

@@ -102,9 +102,15 @@ def _read_bundle(run_dir) -> dict:
     if not path.is_file():
         raise UsageError(f"{run_dir} holds no {WINNER_FILE}; retrain the search's best configs first: "
                          f"hpsearch retrain {run_dir}")
-    bundle = torch.load(path, map_location="cpu", weights_only=True)
-    if bundle.get("format") != BUNDLE_FORMAT:
-        raise UsageError(f"{path} has bundle format {bundle.get('format')!r}; this hpsearch reads "
+    try:
+        bundle = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - truncated zip, overwritten file, foreign pickle: all say the same
+        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise UsageError(f"{path} is damaged ({reason}); retrain to write it again: "
+                         f"hpsearch retrain {run_dir}") from None
+    if not isinstance(bundle, dict) or bundle.get("format") != BUNDLE_FORMAT:
+        found = bundle.get("format") if isinstance(bundle, dict) else type(bundle).__name__
+        raise UsageError(f"{path} has bundle format {found!r}; this hpsearch reads "
                          f"format {BUNDLE_FORMAT}; retrain the run again to rewrite it")
     return bundle
 

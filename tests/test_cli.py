@@ -64,7 +64,7 @@ BAD_INPUTS = [
     (lambda t: ["--dataset", "cifar"], "--dataset must be one of digits, mnist, fashion-mnist, got 'cifar'"),
     (lambda t: ["--dataset", "mnist", "--data-dir", str(t)], "lacks the mnist idx files"),
     (lambda t: ["--dataset", "mnist", "--data-dir", str(t / "nope")], "does not exist"),
-    (lambda t: ["--dataset", "mnist", "--data-dir", str(_bad_idx_dir(t))], "is not an idx file: magic number"),
+    (lambda t: ["--dataset", "mnist", "--data-dir", str(_bad_idx_dir(t))], "is not an idx file: it starts with"),
     (lambda t: ["--space", _space(t, "[lr]\ndistribution='log_uniform'\nlow=0.1\nhigh=0.001\n")],
      "must satisfy low < high, got (0.1, 0.001); did you swap them?"),
     (lambda t: ["--space", _space(t, "[lr]\ndistribution='log_uniform'\nlow=-1\nhigh=0.1\n")],
@@ -139,8 +139,8 @@ def _wait_for_trials(out: Path, count: int, proc, timeout=240):
     raise AssertionError("no trials finished in time")
 
 
-def _start(out, n):
-    args = [sys.executable, str(ROOT / "run_search.py"), "--n", str(n), "--out", str(out), "--n-jobs", "1",
+def _start(out, n, jobs=1):
+    args = [sys.executable, str(ROOT / "run_search.py"), "--n", str(n), "--out", str(out), "--n-jobs", str(jobs),
             "--dataset", "digits", "--cv", "2", "--max-epochs", "20", "--patience", "0", "--no-progress",
             "--no-retrain"]
     return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -166,6 +166,40 @@ def test_kill_9_then_resume_loses_nothing_finished(tmp_path):
     assert list(after.index) == list(range(n))
     cols = ["mean_test_score", "split0_test_score", "split1_test_score", "mean_fit_time", "param_hidden"]
     pd.testing.assert_frame_equal(before[cols], after.loc[before.index, cols])
+
+
+def _children(pid: int) -> list[int]:
+    kids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            kids.append(int(stat.parent.name))
+    return kids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc")
+def test_kill_9_of_a_search_leaves_no_worker_behind(tmp_path):
+    out = tmp_path / "run"
+    proc = _start(out, 40, jobs=2)
+    _wait_for_trials(out, 1, proc)
+    workers = _children(proc.pid)
+    assert workers, "the search runs its folds in job processes"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    deadline = time.time() + 10
+    while time.time() < deadline and any(_alive(pid) for pid in workers):
+        time.sleep(0.2)
+    assert not [pid for pid in workers if _alive(pid)], "job processes outlived their search"
 
 
 def test_ctrl_c_exits_130_keeps_trials_and_resumes(tmp_path):

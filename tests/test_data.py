@@ -29,21 +29,32 @@ def test_idx_round_trip_raw_and_gzip(tmp_path, name):
 def test_idx_corrupt_magic(tmp_path):
     path = tmp_path / "bad-idx"
     path.write_bytes(b"\x12\x34\x08\x01" + b"\x00" * 20)
-    with pytest.raises(IdxError, match="is not an idx file: magic number 12340801"):
+    with pytest.raises(IdxError, match="is not an idx file: it starts with 12340801"):
         read_idx(path)
+
+
+def test_idx_damaged_axis_count_is_one_short_line(tmp_path):
+    """A damaged ndim byte once gave a 900-character 'truncated or padded' message listing 255 axes."""
+    path = write_idx(tmp_path / "images", np.zeros((5, 4, 4), dtype=np.uint8))
+    path.write_bytes(path.read_bytes()[:3] + b"\xff" + path.read_bytes()[4:])
+    with pytest.raises(IdxError, match=r"idx magic 000008ff says 255 axes \(1 to 16 expected\)") as info:
+        read_idx(path)
+    assert len(str(info.value)) < 100 + len(str(path))
+    with pytest.raises(IdxError, match="says 255 axes, images have 3"):
+        read_idx(path, ndim=3)
 
 
 def test_idx_truncated(tmp_path):
     path = write_idx(tmp_path / "labels", np.arange(10, dtype=np.uint8))
     path.write_bytes(path.read_bytes()[:-3])
-    with pytest.raises(IdxError, match=r"truncated or padded: header says shape \(10,\) \(10 bytes of data\), file holds 7"):
+    with pytest.raises(IdxError, match=r"is truncated: header says shape \(10,\) \(10 bytes of data\), file holds 7"):
         read_idx(path)
 
 
 def test_idx_truncated_gzip(tmp_path):
     path = write_idx(tmp_path / "labels.gz", np.arange(1000, dtype=np.int64).astype(np.uint8))
     path.write_bytes(path.read_bytes()[:-30])
-    with pytest.raises(IdxError, match="damaged"):
+    with pytest.raises(IdxError, match="damaged or cut short"):
         read_idx(path)
 
 
@@ -80,7 +91,7 @@ def test_data_dir_without_idx_files(tmp_path):
 def test_mismatched_counts(tmp_path):
     _write_mnist_like(tmp_path)
     write_idx(tmp_path / "train-labels-idx1-ubyte.gz", np.zeros(39, dtype=np.uint8))
-    with pytest.raises(IdxError, match="do not match"):
+    with pytest.raises(IdxError, match="holds 40 images but train-labels-idx1-ubyte.gz holds 39 labels"):
         load_dataset("mnist", data_dir=tmp_path)
 
 

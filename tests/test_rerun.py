@@ -146,9 +146,9 @@ def test_ctrl_c_in_retraining_keeps_finished_rows_and_says_how_to_continue(searc
     proc = subprocess.Popen([sys.executable, "-m", "hpsearch.cli", "retrain", str(run), "--top", "3",
                              "--retrain-epochs", "40"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, cwd=ROOT)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and "epoch" not in _read_some(proc.stderr):
-        pass  # the per-epoch bar shows that the fits are under way
+    deadline, seen = time.monotonic() + 120, ""
+    while time.monotonic() < deadline and " epoch " not in seen:  # "trial 3 epoch 1/40": a fit is under way
+        seen = seen[-100:] + _read_some(proc.stderr)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr

@@ -69,6 +69,23 @@ def test_random_asks_once_with_the_full_budget():
     assert fake.configs[3] == ParamGenerator(SPACE, 0).sample(3)
 
 
+class _Stop(Exception):
+    pass
+
+
+class _FirstChunkOnly(FakeEvaluate):
+    def __call__(self, candidates, epochs):
+        self.calls.append((len(candidates), epochs))
+        raise _Stop  # the user's Ctrl-C, once the first chunk is training
+
+
+def test_random_draws_a_huge_n_as_it_trains():
+    fake = _FirstChunkOnly()
+    with pytest.raises(_Stop):
+        RandomSearch(n=10**12, max_epochs=5).run(fake)
+    assert fake.calls == [(256, 5)] and fake.next == 256  # not 10**12 configs drawn before the first fit
+
+
 def test_halving_rungs_keep_the_top_third_by_score():
     by_index = lambda i, config, epochs: float(i % 10)  # noqa: E731 - a score that ranks by index mod 10
     fake = FakeEvaluate(score=by_index)

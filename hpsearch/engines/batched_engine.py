@@ -14,6 +14,7 @@ from ..errors import DivergedError, UsageError
 from ..evaluate import CVResult, score_probabilities, threads_per_job
 from ..seeds import trial_seed
 from ..states import load_state, save_state, state_path
+from ..workers import die_with_parent
 from .batched import FitSpec, batchable, initial_module, train_stack, valid_split
 from .skorch import SkorchEngine
 
@@ -80,6 +81,7 @@ def auto_models_per_chunk(configs: dict[int, dict], n_features: int, n_classes: 
 
 def _run_chunk(configs, seeds, X, y, folds, n_classes, settings, threads=None):
     """Train one chunk (configs x folds) and score each fold; returns ``[(index, CVResult)]``."""
+    die_with_parent()  # a kill -9 of the search must not leave this job training
     previous = torch.get_num_threads()
     if threads:
         torch.set_num_threads(threads)

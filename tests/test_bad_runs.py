@@ -1,0 +1,70 @@
+"""Bad flags are refused before any work (no run folder appears), and a damaged run folder or
+winner is named with what to do, never a SQLAlchemy or torch traceback."""
+
+import shutil
+
+import pytest
+
+from hpsearch import load_results, load_winner
+from hpsearch.cli import main
+from hpsearch.errors import UsageError
+
+QUICK = ["--dataset", "digits", "--n", "2", "--cv", "2", "--max-epochs", "1", "--no-progress"]
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--seed", str(2**40)], "--seed must be at most 4294967295"),
+    (["--seed", "-1"], "--seed must be a whole number >= 0"),
+    (["--cv", "2000"], "--cv 2000 is more folds than the rarest class has images"),
+    (["--top", "0"], "--top must be"),
+    (["--retrain-epochs", "0"], "--retrain-epochs must be"),
+    (["--images", "0"], "--images must be"),
+    (["--units", "-1"], "--units must be"),
+    (["--max-train", "0"], "--max-train must be"),
+    (["--max-train", "5"], "--max-train 5 is too small"),
+])
+def test_bad_flags_are_refused_before_the_run_folder_exists(flags, message, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["search", *QUICK, "--out", str(out), *flags]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not out.exists()  # nothing created, nothing trained
+
+
+@pytest.fixture
+def run_copy(retrained_run, tmp_path):
+    target = tmp_path / "run"
+    shutil.copytree(retrained_run, target)
+    return target
+
+
+def _truncate(path):
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 3])
+
+
+def _overwrite(path):
+    path.write_bytes(b"not what it should be\n" * 50)
+
+
+@pytest.mark.parametrize("damage", [_truncate, _overwrite, lambda p: p.write_bytes(b"")])
+def test_a_damaged_trials_db_is_named_with_what_to_do(damage, run_copy, capsys):
+    damage(run_copy / "trials.db")
+    assert main(["search", "--resume", str(run_copy), "--no-progress", "--no-retrain"]) == 2
+    err = capsys.readouterr().err
+    assert f"{run_copy / 'trials.db'} is damaged" in err and "trials.csv" in err and "mv " in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    if (run_copy / "trials.db").stat().st_size:  # an empty file is only suspicious when a search opens it
+        with pytest.raises(UsageError, match="trials.db is damaged"):
+            load_results(run_copy)
+        assert main(["retrain", str(run_copy), "--no-progress"]) == 2
+
+
+@pytest.mark.parametrize("damage", [_truncate, _overwrite])
+def test_a_damaged_winner_is_named_with_what_to_do(damage, run_copy, capsys):
+    damage(run_copy / "winner.pt")
+    with pytest.raises(UsageError, match=r"winner.pt is damaged .*hpsearch retrain"):
+        load_winner(run_copy)
+    assert main(["plot", "all", str(run_copy)]) == 2
+    err = capsys.readouterr().err
+    assert "winner.pt is damaged" in err and "Traceback" not in err
