@@ -108,8 +108,15 @@ def _plot_methods() -> list[str]:
     return [*REGISTRY, "all"]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad flag in one line (not the whole usage block), exit code 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="hpsearch",
         description="Hyperparameter search and visual explanation of small PyTorch image "
                     "classifiers.")

@@ -14,6 +14,7 @@ __all__ = ["SearchSettings", "ENGINES", "fingerprint"]
 # folds at once (hpsearch.engines.batched), other model kinds falling back to skorch.
 ENGINES = ("skorch", "batched")
 MAX_SEED = 2**32 - 1
+MAX_N = 1_000_000
 
 
 @dataclass
@@ -51,6 +52,9 @@ class SearchSettings:
         from .strategies import make_strategy
 
         check_whole("--n", self.n, 1)
+        if self.n > MAX_N:  # every config becomes a trial in the store; halving trains them all at once
+            raise UsageError(f"--n must be at most {MAX_N:,} configs (each one is a trial in the store), "
+                             f"got {self.n:,}")
         check_whole("--cv", self.cv, 2)
         check_whole("--max-epochs", self.max_epochs, 1)
         check_whole("--patience", self.patience, 0)

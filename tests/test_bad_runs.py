@@ -22,10 +22,17 @@ QUICK = ["--dataset", "digits", "--n", "2", "--cv", "2", "--max-epochs", "1", "-
     (["--units", "-1"], "--units must be"),
     (["--max-train", "0"], "--max-train must be"),
     (["--max-train", "5"], "--max-train 5 is too small"),
+    (["--n", str(10**12), "--strategy", "halving"], "--n must be at most 1,000,000"),
+    (["--n", "abc"], "argument --n: invalid int value: 'abc' (see hpsearch search --help)"),
+    (["--strategy", "halving", "--factor", "1"], "--factor must be a whole number >= 2"),
 ])
 def test_bad_flags_are_refused_before_the_run_folder_exists(flags, message, tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["search", *QUICK, "--out", str(out), *flags]) == 2
+    try:
+        code = main(["search", *QUICK, "--out", str(out), *flags])
+    except SystemExit as exc:  # argparse's own exit, as the console script sees it
+        code = exc.code
+    assert code == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not out.exists()  # nothing created, nothing trained
