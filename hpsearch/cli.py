@@ -155,6 +155,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_plot_args(plot)
     plot.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     plot.set_defaults(func=_cmd_plot)
+
+    serve = sub.add_parser(
+        "serve", help="a local page: drop an image, see the winner's class and heat map",
+        description="Load the winner of RUN_DIR once and serve a page (and a JSON API: GET /api/info, "
+                    "POST /api/predict) on http://HOST:PORT/. Needs the web extra: pip install -e '.[web]'.")
+    serve.add_argument("run_dir", metavar="RUN_DIR", help="a run folder holding winner.pt")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, this "
+                       "machine only; 0.0.0.0 opens it to the network)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    serve.set_defaults(func=_cmd_serve)
     return parser
 
 
@@ -279,6 +290,14 @@ def _cmd_plot(args) -> int:
     from .estimator import resolve_device
 
     return _plot(args.run_dir, args.method, args, resolve_device(args.device))
+
+
+def _cmd_serve(args) -> int:
+    from .estimator import resolve_device
+    from .web import serve
+
+    serve(args.run_dir, host=args.host, port=args.port, device=resolve_device(args.device))
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -18,9 +18,10 @@ from skorch.dataset import ValidSplit
 from .callbacks import ContinuableEarlyStopping, StopOnNonFiniteLoss
 from .data import Dataset
 from .errors import UsageError
+from .losses import LOSSES, loss_setup
 from .models import CNN, GAPCNN, MLP
 
-__all__ = ["SeededNet", "make_net", "OPTIMIZERS", "MODELS", "resolve_device"]
+__all__ = ["SeededNet", "make_net", "OPTIMIZERS", "MODELS", "LOSSES", "resolve_device"]
 
 OPTIMIZERS = {
     "adam": torch.optim.Adam,
@@ -187,7 +188,10 @@ def make_net(config: dict, n_features: int | Dataset, n_classes: int | None = No
     ----------
     config : dict
         Hyperparameters as sampled by ``ParamGenerator``; ``max_epochs`` and ``batch_size`` in
-        it override the keyword defaults.
+        it override the keyword defaults. ``loss = "worst_class"`` trains with
+        ``hpsearch.losses.WorstClassLoss`` (``worst_weight``) and its ``("worst_class",
+        WorstClassRounds(round_epochs))`` callback, for ``rounds * round_epochs`` epochs unless
+        the config's ``max_epochs`` says otherwise; ``"ce"`` (the default) is cross-entropy.
     n_features : Dataset or int
         A ``Dataset`` (``make_net(config, dataset)``): the input size, the image shape and the
         number of classes are taken from it (``image_shape``, ``class_names``). Or the input
@@ -242,12 +246,18 @@ def make_net(config: dict, n_features: int | Dataset, n_classes: int | None = No
         train_split = ValidSplit(5, stratified=True)
     else:
         train_split = None
+    # a worst-class loss picks its classes on the split made here, else on the training data (a
+    # caller's train_split may be the test set: retrain's monitor)
+    criterion, loss_params, loss_callbacks, rounds_epochs = loss_setup(
+        config, n_classes, use_valid=train_split is not None and "train_split" not in net_kwargs)
+    params.update(loss_params)
+    own += loss_callbacks
     kwargs = dict(
         module=MODELS[kind],
-        criterion=torch.nn.CrossEntropyLoss,  # the modules return logits
+        criterion=criterion,  # the modules return logits
         optimizer=OPTIMIZERS[optimizer],
         lr=float(config.get("lr", 1e-3)),
-        max_epochs=int(config.get("max_epochs", max_epochs)),
+        max_epochs=int(config.get("max_epochs", rounds_epochs or max_epochs)),
         batch_size=int(config.get("batch_size", batch_size)),
         iterator_train__shuffle=True,
         train_split=train_split,

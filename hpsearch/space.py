@@ -67,6 +67,10 @@ PARAMETERS: dict[str, str] = {
     "batch_norm": "batch normalization after each convolution (true/false)",
     "kernel_size": "odd kernel size of every convolution",
     "pool_after": "2x2 max-pool after these convolutions of a GAP-CNN (from 1), e.g. [2]",
+    "loss": "'ce' (cross-entropy) or 'worst_class' (extra weight on the currently worst classes)",
+    "rounds": "rounds of a worst_class loss (epochs = rounds x round_epochs)",
+    "round_epochs": "epochs per round of a worst_class loss; the worst classes are re-picked after each",
+    "worst_weight": "weight (>= 0) of a worst_class loss's extra cross-entropy on the worst classes",
 }
 
 

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 
 from . import estimator
 from .errors import UsageError, did_you_mean
+from .losses import WORST_CLASS_KEYS
 from .models import CNN, GAPCNN, PARAMETER_CHECKS, check_number, check_pool_after, cnn_pools, gapcnn_pools, max_pools
 
 __all__ = ["NET_CHECKS", "check_space", "check_space_for_data"]
@@ -60,6 +61,10 @@ NET_CHECKS = {
     "momentum": _bounded(0, 1, "use e.g. 0.9 (0 for none)"),
     "batch_size": _count("use e.g. batch_size = 128"),
     "max_epochs": _count("0 epochs would rank untrained nets; use e.g. max_epochs = 20"),
+    "loss": _one_of(lambda: estimator.LOSSES, "the training losses"),
+    "rounds": _count("use e.g. rounds = 6 (the CAM seed's 6 x 15 epochs)"),
+    "round_epochs": _count("use e.g. round_epochs = 15"),
+    "worst_weight": _bounded(0, None, "use e.g. 1.0 (the CAM seed), 0 for plain cross-entropy"),
 }
 
 
@@ -120,6 +125,11 @@ def check_space(params: Mapping) -> None:
         check = NET_CHECKS.get(key) or PARAMETER_CHECKS.get(key)
         if check is not None and key != "model":
             _check_draws(key, dist, check)
+    worst_keys = [key for key in WORST_CLASS_KEYS if key in params]
+    if worst_keys and "worst_class" not in _support(params, "loss", "ce"):
+        raise UsageError(f"{worst_keys[0]} sets up a worst_class loss, but this space's loss is "
+                         f"{' or '.join(map(repr, _support(params, 'loss', 'ce')))}, so it would be ignored; "
+                         f"remove {worst_keys[0]} or add loss = \"worst_class\"")
     if "gapcnn" in kinds:
         filters = min(_support(params, "filters", _default(GAPCNN, "filters")), key=len)
         for pool_after in _support(params, "pool_after", _default(GAPCNN, "pool_after")):

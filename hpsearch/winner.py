@@ -2,7 +2,9 @@
 
 The bundle holds the weights and the optimizer's state (so ``partial_fit`` on a loaded winner goes
 on with Adam's moments instead of restarting them), the config, the dataset's name, image shape and
-class names, the test accuracy, the epochs and the per-epoch history. It loads with
+class names, the test accuracy, the epochs and the per-epoch history, and the preprocessing that turns a picture
+into the net's input (``"preprocess"``: image shape, scaling, inversion, centering; see
+``hpsearch.preprocess``; bundles written before it get their dataset's settings). It loads with
 ``torch.load(weights_only=True)``: plain tensors, numbers, strings, lists and dicts only.
 """
 
@@ -19,6 +21,7 @@ from skorch.history import History
 from .data import Dataset
 from .errors import UsageError
 from .estimator import make_net, resolve_device
+from .preprocess import preprocessing_for
 
 __all__ = ["save_winner", "winner_payload", "load_winner", "read_winner_info", "WINNER_FILE", "BUNDLE_FORMAT"]
 
@@ -88,6 +91,7 @@ def save_winner(net, run_dir, dataset: Dataset, *, config: dict, test_accuracy: 
         "epochs": parts["epochs"],
         "batch_size": parts["batch_size"],
         "history": parts["history"],
+        "preprocess": preprocessing_for(dataset.name, dataset.image_shape),
         **(extra or {}),
     }
     path = run_dir / WINNER_FILE
@@ -112,6 +116,13 @@ def _read_bundle(run_dir) -> dict:
         found = bundle.get("format") if isinstance(bundle, dict) else type(bundle).__name__
         raise UsageError(f"{path} has bundle format {found!r}; this hpsearch reads "
                          f"format {BUNDLE_FORMAT}; retrain the run again to rewrite it")
+    return _with_defaults(bundle)
+
+
+def _with_defaults(bundle: dict) -> dict:
+    """Keys added to the bundle since format 1 began, filled in for older bundles."""
+    bundle.setdefault("class_names", [str(i) for i in range(int(bundle.get("n_classes", 10)))])
+    bundle.setdefault("preprocess", preprocessing_for(bundle.get("dataset", ""), bundle["image_shape"]))
     return bundle
 
 

@@ -16,6 +16,7 @@ import os
 import numpy as np
 
 from ..errors import UsageError
+from ..preprocess import scale
 from .dataset import DIGIT_CLASSES, SPLITS, Dataset, check_splits
 from .idx import IdxError, read_idx, write_idx
 from .mnist import DOWNLOADS, IDX_FILES, SYSTEM_DIRS, default_cache_dir, download_idx, load_idx_dataset
@@ -37,7 +38,7 @@ def _load_digits() -> Dataset:
     from sklearn.model_selection import train_test_split
 
     bunch = load_digits()
-    X = (bunch.images / 16.0).astype(np.float32)[:, None, :, :]
+    X = scale(bunch.images, 16.0)[:, None, :, :]  # the conventions of hpsearch.preprocess
     y = bunch.target.astype(np.int64)
     # A fixed stratified 80/20 split: the test images never take part in the search.
     X_train, X_test, y_train, y_test = train_test_split(

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UsageError
+from ..preprocess import scale
 from .dataset import Dataset, check_splits
 from .idx import IdxError, read_idx
 
@@ -146,7 +147,7 @@ def load_idx_dataset(name: str, data_dir, class_names: tuple[str, ...]) -> Datas
                  where=str(directory), error=IdxError)
 
     def prepare(images):
-        return (images.astype(np.float32) / 255.0)[:, None, :, :]
+        return scale(images, 255.0)[:, None, :, :]  # the conventions of hpsearch.preprocess
 
     return Dataset(
         name, prepare(arrays["train_images"]), arrays["train_labels"].astype(np.int64),

@@ -33,7 +33,8 @@ from ..evaluate import resident
 from ..models import MLP
 from .stack import OPTIMIZER_BETAS, MLPStack
 
-__all__ = ["FitSpec", "FitOutcome", "train_stack", "batchable", "to_net", "valid_split", "initial_module"]
+__all__ = ["FitSpec", "FitOutcome", "train_stack", "batchable", "unbatchable_reason", "to_net", "valid_split",
+           "initial_module"]
 
 THRESHOLD = 1e-4  # skorch EarlyStopping's default, threshold_mode="rel"
 
@@ -67,10 +68,20 @@ class FitOutcome:
 
 def batchable(config: dict) -> bool:
     """Whether the batched engine can train ``config`` (else the skorch engine does)."""
-    return (config.get("model", "mlp") == "mlp"
-            and config.get("optimizer", "adam") in OPTIMIZER_BETAS
-            and not config.get("momentum")
-            and float(config.get("negative_slope", 0.01)) == 0.01)
+    return unbatchable_reason(config) is None
+
+
+def unbatchable_reason(config: dict) -> str | None:
+    """Why the batched engine cannot train ``config`` (the skorch engine does), or None."""
+    if config.get("model", "mlp") != "mlp":
+        return f"model {config['model']!r} (only MLPs are batched)"
+    if config.get("optimizer", "adam") not in OPTIMIZER_BETAS or config.get("momentum"):
+        return "optimizer other than adam or rmsprop without momentum"
+    if float(config.get("negative_slope", 0.01)) != 0.01:
+        return "negative_slope other than 0.01"
+    if config.get("loss", "ce") != "ce":
+        return f"loss {config['loss']!r} (the batched engine trains plain cross-entropy)"
+    return None
 
 
 def initial_module(config: dict, seed: int, n_features: int, n_classes: int) -> MLP:

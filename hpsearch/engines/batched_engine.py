@@ -15,7 +15,7 @@ from ..evaluate import CVResult, score_probabilities, threads_per_job
 from ..seeds import trial_seed
 from ..states import load_state, save_state, state_path
 from ..workers import die_with_parent
-from .batched import FitSpec, batchable, initial_module, train_stack, valid_split
+from .batched import FitSpec, batchable, initial_module, train_stack, unbatchable_reason, valid_split
 from .skorch import SkorchEngine
 
 __all__ = ["BatchedEngine", "evaluate_batched", "plan_chunks", "auto_models_per_chunk"]
@@ -155,8 +155,9 @@ def evaluate_batched(configs: dict[int, dict], seeds: dict[int, int], X, y, fold
     """
     bad = [i for i, c in configs.items() if not batchable(c)]
     if bad:
-        raise UsageError(f"the batched engine trains MLPs with adam or rmsprop (no momentum); "
-                         f"trials {bad[:5]} are not; run them with --engine skorch")
+        raise UsageError(f"the batched engine trains MLPs with adam or rmsprop (no momentum) and plain "
+                         f"cross-entropy; trials {bad[:5]} are not (trial {bad[0]}: "
+                         f"{unbatchable_reason(configs[bad[0]])}); run them with --engine skorch")
     if not configs:
         return
     on_gpu = str(device).startswith("cuda")

@@ -1,0 +1,53 @@
+"""``hpsearch serve RUN``: a page to drop an image on and see the winner's class and heat map.
+
+Needs the ``web`` extra (``pip install -e '.[web]'``: FastAPI, uvicorn, python-multipart). The page
+is plain HTML/CSS/JS in ``static/`` (no build step, no CDN: it works offline); ``app`` holds the
+API. ``serve`` loads the run's winner once and runs uvicorn, bound to 127.0.0.1 unless told.
+"""
+
+from __future__ import annotations
+
+from ..errors import UsageError
+
+__all__ = ["create_app", "serve", "load_app"]
+
+
+def _require_web():
+    from importlib.util import find_spec
+
+    missing = [name for name, module in (("fastapi", "fastapi"), ("uvicorn", "uvicorn"),
+                                         ("python-multipart", "python_multipart")) if find_spec(module) is None]
+    if missing:
+        raise UsageError(f"hpsearch serve needs the web extra ({', '.join(missing)} missing): "
+                         "pip install -e '.[web]'")
+
+
+def create_app(predictor, **options):
+    """The FastAPI app serving ``predictor`` (see ``hpsearch.web.app.create_app``)."""
+    _require_web()
+    from .app import create_app as make
+
+    return make(predictor, **options)
+
+
+def load_app(run_dir, device: str = "cpu", **options):
+    """The app serving the winner of ``run_dir``."""
+    from ..predict import Predictor
+
+    _require_web()
+    return create_app(Predictor.from_run(run_dir, device=device), **options)
+
+
+def serve(run_dir, host: str = "127.0.0.1", port: int = 8000, device: str = "cpu") -> None:
+    """Load the winner of ``run_dir`` once and serve the page on ``http://host:port/`` until Ctrl-C."""
+    _require_web()
+    import uvicorn
+
+    from ..errors import check_whole
+
+    check_whole("--port", port, 0)
+    if port > 65535:
+        raise UsageError(f"--port must be in 0..65535, got {port}")
+    app = load_app(run_dir, device=device)
+    print(f"serving the winner of {run_dir} on http://{host}:{port}/ (Ctrl-C stops)", flush=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")

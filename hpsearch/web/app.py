@@ -1,0 +1,143 @@
+"""The FastAPI app of ``hpsearch serve``: one static page and a small JSON API around a Predictor.
+
+- ``GET /`` the page; ``GET /static/<file>`` its script and style (files of this package only);
+- ``GET /api/info`` the dataset, classes, model, test accuracy, heat-map method and preprocessing;
+- ``GET /api/examples`` a few test images of the dataset as PNG data URLs (empty when the data
+  cannot be loaded here);
+- ``POST /api/predict`` (multipart, field ``file``) the class, the top-3 and all probabilities, the
+  image the net saw and the heat map over it (PNG data URLs).
+
+Safety: a body over ``max_bytes`` is 413 (before it is parsed when it says its length), bytes that
+are no image 415, an image Pillow cannot decode 400, one over ``MAX_PIXELS`` pixels (a decompression
+bomb) 413; nothing the client sends names a file; every failure is a JSON ``{"detail": ...}`` and
+the server goes on serving.
+"""
+
+from __future__ import annotations
+
+import base64
+import threading
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.datastructures import UploadFile
+
+from ..predict import Predictor
+from ..preprocess import ImageRejected
+
+__all__ = ["create_app", "MAX_UPLOAD_BYTES", "N_EXAMPLES"]
+
+MAX_UPLOAD_BYTES = 5 * 1024 * 1024
+N_EXAMPLES = 8
+STATIC = Path(str(files(__package__) / "static"))
+
+
+def _data_url(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _error(status: int, detail: str) -> JSONResponse:
+    return JSONResponse({"detail": detail}, status_code=status)
+
+
+def _info(predictor: Predictor) -> dict:
+    bundle = predictor.info
+    config = bundle.get("config", {})
+    return {
+        "dataset": bundle.get("dataset"),
+        "classes": predictor.class_names,
+        "model": config.get("model", "mlp"),
+        "config": config,
+        "test_accuracy": bundle.get("test_accuracy"),
+        "epochs": bundle.get("epochs"),
+        "trial": bundle.get("trial"),
+        "method": predictor.method,
+        "image_shape": list(predictor.image_shape),
+        "preprocess": predictor.settings,
+        "max_upload_bytes": MAX_UPLOAD_BYTES,
+    }
+
+
+def _examples(predictor: Predictor, n: int) -> list[dict]:
+    """The first test image of each of the first ``n`` classes, at the net's own size."""
+    from ..data import load_dataset
+
+    try:
+        data = load_dataset(predictor.info.get("dataset", ""))
+    except Exception:  # noqa: BLE001 - no data here (e.g. MNIST without its files): the page offers none
+        return []
+    picks = [int(np.flatnonzero(data.y_test == c)[0]) for c in np.unique(data.y_test)[:n]]
+    return [{"index": i, "label": int(data.y_test[i]), "class_name": predictor.class_names[int(data.y_test[i])],
+             "png": _data_url(Predictor.image_png(data.X_test[i], size=0))} for i in picks]
+
+
+async def _upload(request: Request, max_bytes: int) -> bytes:
+    length = request.headers.get("content-length")
+    if length is not None and length.isdigit() and int(length) > max_bytes + 64 * 1024:
+        raise ImageRejected(f"upload too large: at most {max_bytes // (1024 * 1024)} MB", 413)
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise ImageRejected("send the image as multipart/form-data, field 'file'", 415)
+    limit, body = max_bytes + 64 * 1024, bytearray()  # a body without a length is read up to the cap
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise ImageRejected(f"upload too large: at most {max_bytes // (1024 * 1024)} MB", 413)
+    request._body = bytes(body)  # what request.form() parses (Starlette reads a cached body first)
+    try:
+        form = await request.form(max_files=1, max_fields=4)
+    except Exception as exc:  # noqa: BLE001 - malformed multipart, too many parts
+        raise ImageRejected(f"malformed upload ({str(exc)[:120] or type(exc).__name__})", 400) from None
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile):
+        raise ImageRejected("no file in the upload: send it as the multipart field 'file'", 400)
+    data = await upload.read(max_bytes + 1)
+    await upload.close()
+    if len(data) > max_bytes:
+        raise ImageRejected(f"upload too large: at most {max_bytes // (1024 * 1024)} MB", 413)
+    if not data:
+        raise ImageRejected("the uploaded file is empty", 400)
+    return data
+
+
+def create_app(predictor: Predictor, *, max_bytes: int = MAX_UPLOAD_BYTES, examples: int = N_EXAMPLES) -> FastAPI:
+    """The app serving ``predictor`` (a ``hpsearch.predict.Predictor``, loaded once)."""
+    app = FastAPI(title="hpsearch serve", docs_url=None, redoc_url=None, openapi_url=None)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    lock = threading.Lock()  # one net, explained with hooks: one request at a time
+    cache: dict = {}
+
+    @app.get("/", include_in_schema=False)
+    def page():
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    @app.get("/api/info")
+    def info():
+        return _info(predictor)
+
+    @app.get("/api/examples")
+    def example_images():
+        if "examples" not in cache:
+            cache["examples"] = _examples(predictor, examples)
+        return cache["examples"]
+
+    @app.post("/api/predict")
+    async def predict(request: Request):
+        try:
+            data = await _upload(request, max_bytes)
+            with lock:
+                out = predictor.predict_image(data)
+        except ImageRejected as exc:
+            return _error(exc.status, str(exc))
+        except Exception as exc:  # noqa: BLE001 - one bad request never takes the server down
+            return _error(500, f"prediction failed: {type(exc).__name__}: {str(exc)[:200]}")
+        x, heat = out.pop("x"), out.pop("heat")
+        out["input_png"] = _data_url(Predictor.image_png(x))
+        out["heatmap_png"] = _data_url(Predictor.heatmap_png(x, heat))
+        out["input"] = np.round(x, 6).tolist()
+        return out
+
+    return app

@@ -1,0 +1,179 @@
+"""The API of ``hpsearch serve`` through FastAPI's TestClient: info, predictions that equal
+``net.predict`` on the same preprocessed image, every error path, and the server surviving them."""
+
+import io
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+pytest.importorskip("fastapi", reason="the web extra is not installed: pip install -e '.[web]'")
+pytest.importorskip("python_multipart", reason="python-multipart (the web extra) is not installed")
+pytest.importorskip("httpx", reason="httpx (FastAPI's TestClient) is not installed")
+
+with warnings.catch_warnings():  # Starlette's TestClient: "install httpx2 instead"
+    warnings.simplefilter("ignore")
+    from fastapi.testclient import TestClient  # noqa: E402
+
+from hpsearch.predict import Predictor  # noqa: E402
+from hpsearch.preprocess import preprocess, preprocessing_for  # noqa: E402
+from hpsearch.viz.attribution import cam  # noqa: E402
+from hpsearch.web import create_app  # noqa: E402
+from hpsearch.winner import WINNER_FILE, load_winner, save_winner  # noqa: E402
+
+
+def png_bytes(x, size=None, invert=False, mode="L") -> bytes:
+    """A (1, H, W) image in [0, 1] as the bytes of a PNG file."""
+    pixels = (np.asarray(x)[0] * 255).round().astype(np.uint8)
+    image = Image.fromarray(255 - pixels if invert else pixels)
+    if size:
+        image = image.resize((size, size), Image.Resampling.BICUBIC)
+    buffer = io.BytesIO()
+    image.convert(mode).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def post(client, data: bytes, name="digit.png", content_type="image/png"):
+    return client.post("/api/predict", files={"file": (name, data, content_type)})
+
+
+@pytest.fixture(scope="module")
+def mlp(retrained_run):
+    return Predictor.from_run(retrained_run)
+
+
+@pytest.fixture(scope="module")
+def client(mlp):
+    return TestClient(create_app(mlp))
+
+
+@pytest.fixture(scope="module")
+def gap_run(tmp_path_factory, digits):
+    """A tiny GAP-CNN trained 2 epochs on digits, saved as a run's winner."""
+    from hpsearch import make_net
+
+    config = {"model": "gapcnn", "filters": [8, 16], "pool_after": [], "lr": 0.01, "max_epochs": 2}
+    net = make_net(config, digits, patience=0).fit(digits.X_train, digits.y_train)
+    run = tmp_path_factory.mktemp("gap")
+    accuracy = float((net.predict(digits.X_test) == digits.y_test).mean())
+    save_winner(net, run, digits, config=config, test_accuracy=accuracy)
+    return run
+
+
+def test_info_describes_the_winner(client, mlp, retrained_run):
+    info = client.get("/api/info").json()
+    bundle = load_winner(retrained_run).winner_
+    assert info["dataset"] == "digits" and info["model"] == "mlp" and info["method"] == "saliency"
+    assert info["classes"] == [str(c) for c in bundle["class_names"]]
+    assert info["test_accuracy"] == pytest.approx(bundle["test_accuracy"])
+    assert info["image_shape"] == [1, 8, 8]
+    assert info["preprocess"] == preprocessing_for("digits", (1, 8, 8))
+    assert client.get("/").headers["content-type"].startswith("text/html")
+    assert "app.js" in client.get("/").text and client.get("/static/app.js").status_code == 200
+
+
+def test_predict_equals_net_predict_on_the_same_image(client, mlp, digits):
+    net = mlp.net
+    for i in range(5):
+        data = png_bytes(digits.X_test[i])
+        out = post(client, data).json()
+        x = preprocess(data, mlp.settings)
+        np.testing.assert_array_equal(x, digits.X_test[i])  # 8x8 PNG of a test image: exact round trip
+        assert out["class_index"] == int(net.predict(x[None])[0])
+        np.testing.assert_allclose(out["probabilities"], net.predict_proba(x[None])[0], rtol=1e-5, atol=1e-7)
+        assert out["top"][0]["class_index"] == out["class_index"] and len(out["top"]) == 3
+        assert out["method"] == "saliency" and out["heatmap_png"].startswith("data:image/png;base64,")
+    # a large RGB picture, dark ink on white: resized, inverted and centred, then the same net
+    data = png_bytes(digits.X_test[0], size=120, invert=True, mode="RGB")
+    out = post(client, data, name="../../etc/passwd").json()  # the name is never used as a path
+    x = preprocess(data, mlp.settings)
+    assert out["class_index"] == int(net.predict(x[None])[0])
+    np.testing.assert_allclose(out["input"], x, atol=1e-6)
+
+
+def test_examples_are_test_images(client, digits):
+    examples = client.get("/api/examples").json()
+    assert len(examples) == 8
+    for ex in examples[:2]:
+        assert ex["label"] == digits.y_test[ex["index"]]
+
+
+def bomb_png(side=5000) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("1", (side, side)).save(buffer, format="PNG")  # 25 M pixels in a few kB
+    return buffer.getvalue()
+
+
+def test_every_error_path_and_the_server_survives(client, digits):
+    good = png_bytes(digits.X_test[0])
+    cases = [
+        (post(client, b"\x89PNG\r\n\x1a\n" + bytes(5 * 1024 * 1024 + 1)), 413, "too large"),
+        (post(client, b"hello, I am text", name="a.png", content_type="image/png"), 415, "not an image"),
+        (post(client, b"%PDF-1.4 ...", name="a.pdf", content_type="application/pdf"), 415, "not an image"),
+        (client.post("/api/predict", content=good, headers={"content-type": "image/png"}), 415, "multipart"),
+        (post(client, good[:60]), 400, "cannot be read"),  # a truncated PNG
+        (post(client, b"\xff\xd8\xff" + bytes(100)), 400, "cannot be read"),  # a JPEG header and nothing
+        (post(client, b""), 400, "empty"),
+        (client.post("/api/predict", data={"other": "x"}, files={"x": ("a", good)}), 400, "field 'file'"),
+        (post(client, bomb_png()), 413, "pixels"),
+    ]
+    for response, status, words in cases:
+        assert response.status_code == status, response.text
+        assert words in response.json()["detail"]
+    for path in ("/static/../winner.pt", "/static/..%2f..%2fwinner.pt", "/static/%2e%2e/app.py", "/winner.pt"):
+        assert client.get(path).status_code == 404
+    assert post(client, good).status_code == 200  # still serving
+
+
+def test_pillow_decompression_bomb_is_refused(monkeypatch):
+    from hpsearch import preprocess as pre
+
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow's own guard, below our pixel cap
+    with pytest.raises(pre.ImageRejected) as info:
+        pre.open_image(bomb_png(100))
+    assert info.value.status == 413 and "decompression bomb" in str(info.value)
+
+
+def test_gap_net_explains_with_cam(gap_run, digits):
+    predictor = Predictor.from_run(gap_run)
+    client = TestClient(create_app(predictor))
+    assert client.get("/api/info").json()["method"] == "cam"
+    out = post(client, png_bytes(digits.X_test[3])).json()
+    x = digits.X_test[3]
+    assert out["class_index"] == int(predictor.net.predict(x[None])[0]) and out["method"] == "cam"
+    np.testing.assert_allclose(predictor.explain(x), cam(predictor.net, x[None], relu=True)[0])
+
+
+def test_old_bundles_get_the_preprocessing(gap_run, tmp_path):
+    bundle = torch.load(gap_run / WINNER_FILE, weights_only=True)
+    assert bundle["preprocess"]["levels"] == 17 and bundle["preprocess"]["invert"] == "auto"
+    del bundle["preprocess"]
+    torch.save(bundle, tmp_path / WINNER_FILE)
+    assert load_winner(tmp_path).winner_["preprocess"] == preprocessing_for("digits", (1, 8, 8))
+
+
+def test_preprocess_inverts_light_backgrounds_and_centres():
+    settings = preprocessing_for("mnist", (1, 28, 28))
+    page = np.ones((100, 60), dtype=np.float32)  # white paper, a dark bar off to one side
+    page[10:50, 5:15] = 0.0
+    x = preprocess(page, settings)
+    assert x.shape == (1, 28, 28) and x.min() >= 0 and x.max() == pytest.approx(1.0)
+    assert x[0, 0].max() == 0 and x[0, :, 0].max() == 0  # dark border: inverted
+    rows, cols = np.nonzero(x[0] > 0.5)
+    assert abs(rows.mean() - 13.5) < 1.5 and abs(cols.mean() - 13.5) < 1.5  # centred
+    assert rows.max() - rows.min() + 1 <= 21  # fits the 20-pixel box
+    rgba = Image.new("RGBA", (40, 40), (0, 0, 0, 0))  # transparent background, opaque black ink
+    rgba.paste((0, 0, 0, 255), (15, 5, 25, 35))
+    y = preprocess(rgba, settings)
+    assert y[0, 0, 0] == 0 and y.max() == pytest.approx(1.0)
+
+
+def test_serve_command_binds_localhost_and_names_a_missing_winner(tmp_path, capsys):
+    from hpsearch.cli import build_parser, main
+
+    args = build_parser().parse_args(["serve", str(tmp_path)])
+    assert (args.host, args.port) == ("127.0.0.1", 8000)
+    assert main(["serve", str(tmp_path)]) == 2
+    assert "holds no winner.pt" in capsys.readouterr().err
