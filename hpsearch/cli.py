@@ -105,7 +105,7 @@ def _add_plot_args(p: argparse.ArgumentParser) -> None:
 def _plot_methods() -> list[str]:
     from .viz.plots import REGISTRY
 
-    return [*REGISTRY, "all"]
+    return [*REGISTRY, "all", "search"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -166,6 +166,17 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     serve.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     serve.set_defaults(func=_cmd_serve)
+
+    predict = sub.add_parser(
+        "predict", help="the winner's class and probability for image files, heat maps with --explain",
+        description="Load the winner of RUN_DIR once; print per FILE (preprocessed as the page does) its path, "
+                    "class and probability, tab-separated, or an error line; exit code 1 if some file failed.")
+    predict.add_argument("run_dir", metavar="RUN_DIR", help="a run folder holding winner.pt")
+    predict.add_argument("files", metavar="FILE", nargs="+", help="PNG, JPEG, GIF, BMP, WebP or TIFF files")
+    predict.add_argument("--explain", action="store_true", help="write each file's heat map to <stem>.heatmap.png")
+    predict.add_argument("--out-dir", metavar="DIR", help="with --explain: write the heat maps in DIR, not beside")
+    predict.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    predict.set_defaults(func=_cmd_predict)
     return parser
 
 
@@ -298,6 +309,24 @@ def _cmd_serve(args) -> int:
 
     serve(args.run_dir, host=args.host, port=args.port, device=resolve_device(args.device))
     return 0
+
+
+def _cmd_predict(args) -> int:
+    from .estimator import resolve_device
+    from .predict import Predictor, predict_files
+
+    predictor = Predictor.from_run(args.run_dir, device=resolve_device(args.device))
+    failed = 0
+    for a in predict_files(predictor, args.files, explain=args.explain, out_dir=args.out_dir):
+        if a["probability"] is not None:
+            fields = [a["path"], a["class_name"], f"{a['probability']:.4f}"] + ([a["heatmap"]] if a["heatmap"] else [])
+            print("\t".join(fields))
+        if a["error"]:
+            failed += 1
+            print(f"hpsearch: error: {a['path']}: {a['error']}", file=sys.stderr)
+    if failed:
+        print(f"hpsearch: {failed} of {len(args.files)} files failed (see the errors above)", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def main(argv: list[str] | None = None) -> int:

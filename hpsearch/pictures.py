@@ -33,18 +33,38 @@ def _record_pictures(run_dir: Path, options: dict, files: list[str]) -> None:
     atomic_write_text(path, json.dumps(summary, indent=2) + "\n")
 
 
+def _draw_search(run_dir: Path) -> list[str]:
+    """``plot search``: the search's own pictures (no winner needed) as ``search_*.png``."""
+    from .viz.search_plots import draw_search_plots
+
+    if not (run_dir / "trials.csv").is_file() and not (run_dir / "trials.db").is_file():
+        raise UsageError(f"{run_dir} holds no trials.csv or trials.db; is it a run folder made by hpsearch search?")
+    skipped: dict[str, str] = {}
+    files = []
+    for stem, fig in draw_search_plots(run_dir, skipped).items():
+        fig.savefig(run_dir / f"{stem}.png", dpi=120)
+        files.append(f"{stem}.png")
+    for stem, reason in skipped.items():
+        print(f"skipped {stem}: {reason}")
+    print(f"search: wrote {', '.join(files)}")
+    return files
+
+
 def draw_pictures(run_dir, method: str = "all", *, images: int = 25, units: int = 25, device: str = "cpu",
                   redraw: bool = True) -> list[str]:
     """Draw ``method`` (or ``"all"`` that apply) for the run's winner into the run folder; the
     files written. With ``redraw=False``, ``all`` is skipped when this winner's pictures with
-    these options are already there."""
+    these options are already there. ``"search"`` draws the search's own plots instead (no
+    winner needed)."""
     matplotlib.use("Agg")
     from .viz.plots import REGISTRY, PlotOptions
 
     run_dir = Path(run_dir)
+    if method == "search":
+        return _draw_search(run_dir)
     if method != "all" and method not in REGISTRY:
-        raise UsageError(f"METHOD must be one of {', '.join([*REGISTRY, 'all'])}, got {method!r}"
-                         f"{did_you_mean(method, [*REGISTRY, 'all'])}")
+        methods = [*REGISTRY, "all", "search"]
+        raise UsageError(f"METHOD must be one of {', '.join(methods)}, got {method!r}{did_you_mean(method, methods)}")
     check_whole("--images", images, 1)
     check_whole("--units", units, 1)
     net = load_winner(run_dir, device=device)

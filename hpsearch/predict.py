@@ -3,7 +3,8 @@
 The heat map's method follows the net: CAM for a GAP net (its positive part, as the pictures draw
 it), Grad-CAM at the last convolution for any other CNN, saliency (``|gradient|`` per pixel) for an
 MLP. ``Predictor.explain`` returns the map as numbers; ``heatmap_png`` and ``image_png`` draw it
-and the input the net saw as PNG bytes (for the page of ``hpsearch serve``).
+and the input the net saw as PNG bytes (for the page of ``hpsearch serve``). ``predict_files`` is
+``hpsearch predict``: one answer per image file, a bad file never stops the others.
 """
 
 from __future__ import annotations
@@ -14,16 +15,18 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from .errors import UsageError
 from .preprocess import preprocess
 from .viz.attribution import cam, conv_only, gap_only, grad_cam, saliency
 
-__all__ = ["Predictor", "heat_method", "METHOD_NAMES"]
+__all__ = ["Predictor", "heat_method", "predict_files", "METHOD_NAMES", "HEATMAP_SUFFIX"]
 
 METHOD_NAMES = {
     "cam": "CAM (class activation map)",
     "gradcam": "Grad-CAM (last convolution)",
     "saliency": "saliency (|gradient| per pixel)",
 }
+HEATMAP_SUFFIX = ".heatmap.png"
 
 
 def heat_method(net) -> str:
@@ -131,3 +134,73 @@ class Predictor:
         base = _grey_rgb(x).astype(np.float64) / 255.0
         blend = (1 - alpha) * base + alpha * colours
         return _png((blend * 255).round().astype(np.uint8), size)
+
+
+def _reason(exc: Exception) -> str:
+    text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return text.splitlines()[0][:160] if text else type(exc).__name__
+
+
+def predict_files(predictor: Predictor, paths, explain: bool = False, out_dir=None, size: int = 224):
+    """``hpsearch predict``: the class of each image file, and with ``explain`` its heat map as a PNG.
+
+    Parameters
+    ----------
+    predictor : Predictor
+    paths : iterable of path
+        Image files (PNG, JPEG, GIF, BMP, WebP, TIFF), read with ``open_image`` and ``preprocess``
+        as the page reads an upload.
+    explain : bool
+        Write the heat map over the input the net saw (``Predictor.heatmap_png``) to
+        ``<stem>.heatmap.png`` beside the file, or in ``out_dir`` when given (created; a name that
+        two files would share gets ``-2``, ``-3``, ... before the suffix).
+    size : int
+        The heat map's side in pixels.
+
+    Yields
+    ------
+    dict
+        Per path, in order: ``path``, ``class_name``, ``class_index``, ``probability`` (None when
+        the file could not be read), ``heatmap`` (the written path or None) and ``error`` (one line,
+        or None). A file that cannot be read, is no image, or whose heat map cannot be written gets
+        its ``error``; the next file is answered all the same.
+    """
+    if explain and out_dir is not None:
+        out_dir = Path(out_dir)
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"--out-dir {out_dir}: cannot create the folder ({_reason(exc)}); "
+                             "give a writable folder") from None
+    used: set[Path] = set()
+    for path in map(Path, paths):
+        answer = {"path": str(path), "class_name": None, "class_index": None, "probability": None,
+                  "heatmap": None, "error": None}
+        try:
+            x = predictor.prepare(path.read_bytes())  # open_image: format check, size cap, decode
+        except (OSError, UsageError) as exc:  # UsageError: open_image's ImageRejected, a line of its own
+            answer["error"] = f"cannot read it: {_reason(exc)}" if isinstance(exc, OSError) else str(exc)
+            yield answer
+            continue
+        proba = predictor.predict_proba(x)[0]
+        best = int(np.argmax(proba))
+        answer.update(class_name=predictor.class_names[best], class_index=best, probability=float(proba[best]))
+        if explain:
+            target = _free_name(Path(out_dir) if out_dir is not None else path.parent, path.stem, used)
+            try:
+                target.write_bytes(predictor.heatmap_png(x, predictor.explain(x, best), size=size))
+                answer["heatmap"] = str(target)
+            except OSError as exc:
+                answer["error"] = (f"cannot write its heat map {target} ({_reason(exc)}); "
+                                   "give --out-dir DIR to write the heat maps elsewhere")
+        yield answer
+
+
+def _free_name(folder: Path, stem: str, used: set) -> Path:
+    """``folder/<stem>.heatmap.png``, or ``<stem>-2.heatmap.png`` ... if this call wrote that one already."""
+    target, n = folder / f"{stem}{HEATMAP_SUFFIX}", 1
+    while target in used:
+        n += 1
+        target = folder / f"{stem}-{n}{HEATMAP_SUFFIX}"
+    used.add(target)
+    return target

@@ -1,0 +1,280 @@
+"""Pictures of a search itself, not of its winner (``hpsearch plot search RUN``): the score against
+each hyperparameter, the optimization history with its running best, Optuna's parameter
+importances, the spread of the fold scores per config and, for halving and Hyperband runs, the rungs.
+
+As in Optuna's visualization, pure data functions (a frame shaped like ``trials.csv``, the run's
+space, its study -> plain numbers) stand apart from thin ``plot_*`` functions that only draw them
+and return a Figure. A picture that cannot be drawn for a run gets a ``Skipped`` with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pandas as pd
+from matplotlib.figure import Figure
+
+from ..space import Categorical, Constant, DecreasingInts, LogUniform, load_space
+
+__all__ = [
+    "Skipped", "ParamPoints", "load_trials", "score_vs_params", "history", "importances",
+    "fold_spread", "rungs", "plot_score_vs_params", "plot_history", "plot_importances",
+    "plot_fold_spread", "plot_rungs", "search_plot_data", "draw_search_plots",
+]
+
+_SPLIT = re.compile(r"split(\d+)_test_score")
+_BUDGET = re.compile(r"score_(\d+)ep")
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A picture that does not apply to this run, and why."""
+
+    reason: str
+
+
+@dataclass
+class ParamPoints:
+    """One panel of score vs a hyperparameter: ``x`` as in trials.csv (numbers, or the category
+    labels when ``kind == "categorical"``), ``score`` the mean CV score, ``epochs`` each point's
+    budget; ``log`` for a log-uniform parameter."""
+
+    name: str
+    kind: str  # "numeric" | "categorical"
+    x: list
+    score: np.ndarray
+    trial: np.ndarray
+    epochs: np.ndarray
+    log: bool = False
+    categories: list = field(default_factory=list)
+
+
+def load_trials(run_dir) -> pd.DataFrame:
+    """The run's ``trials.csv`` (or the same frame from the study when it is not exported yet)."""
+    run_dir = Path(run_dir)
+    if (run_dir / "trials.csv").is_file():
+        return pd.read_csv(run_dir / "trials.csv")
+    from ..store import load_results
+
+    return load_results(run_dir)
+
+
+def _scored(frame: pd.DataFrame) -> pd.DataFrame:
+    return frame[np.isfinite(frame["mean_test_score"].astype(float))]
+
+
+def _layer_widths(value) -> list[int]:
+    return [] if pd.isna(value) or str(value) == "[]" else [int(w) for w in str(value).split("-")]
+
+
+def score_vs_params(frame: pd.DataFrame, space=None) -> list[ParamPoints]:
+    """One panel per searched parameter (constants left out): log axes for log-uniform ones,
+    categorical ones as strips, and widths of decreasing layers one panel per layer."""
+    rows = _scored(frame)
+    score, trial = rows["mean_test_score"].to_numpy(float), rows["trial"].to_numpy(int)
+    epochs = rows["n_epochs"].to_numpy(int) if "n_epochs" in rows else np.zeros(len(rows), int)
+    params = space.params if space is not None else {c[6:]: None for c in frame if c.startswith("param_")}
+    panels = []
+    for name, dist in params.items():
+        column = f"param_{name}"
+        if column not in rows or isinstance(dist, Constant) or (dist is None and frame[column].nunique() < 2):
+            continue
+        values = rows[column]
+        if isinstance(dist, DecreasingInts):
+            widths = [_layer_widths(v) for v in values]
+            for layer in range(dist.max_layers):
+                keep = np.array([len(w) > layer for w in widths], bool)
+                panels.append(ParamPoints(f"{name}[{layer + 1}]", "numeric",
+                                          [w[layer] for w in widths if len(w) > layer],
+                                          score[keep], trial[keep], epochs[keep]))
+            if dist.max_layers > dist.min_layers:
+                panels.append(_strip(f"{name} layers", [len(w) for w in widths], score, trial, epochs,
+                                     list(range(dist.min_layers, dist.max_layers + 1))))
+        elif isinstance(dist, Categorical) or (dist is None and not pd.api.types.is_numeric_dtype(values)):
+            choices = [str(c) for c in dist.choices] if dist is not None else sorted(set(map(str, values)))
+            panels.append(_strip(name, [str(v) for v in values], score, trial, epochs, choices))
+        else:
+            panels.append(ParamPoints(name, "numeric", values.astype(float).tolist(), score, trial, epochs,
+                                      log=isinstance(dist, LogUniform)))
+    return panels
+
+
+def _strip(name, labels, score, trial, epochs, categories) -> ParamPoints:
+    return ParamPoints(name, "categorical", list(labels), score, trial, epochs, categories=list(categories))
+
+
+def history(frame: pd.DataFrame, maximize: bool = True) -> dict:
+    """Each scored trial's mean CV score in trial order, and the best so far (monotone)."""
+    rows = _scored(frame).sort_values("trial")
+    score = rows["mean_test_score"].to_numpy(float)
+    best = np.maximum.accumulate(score) if maximize else np.minimum.accumulate(score)
+    return {"trial": rows["trial"].to_numpy(int), "score": score, "best": best}
+
+
+def importances(study: optuna.Study) -> dict[str, float] | Skipped:
+    """``optuna.importance.get_param_importances`` on the run's study (normalized: they sum to
+    1), or the reason it cannot compute them."""
+    complete = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
+    if len(complete) < 2:
+        return Skipped(f"parameter importances need at least 2 complete trials, the study has {len(complete)}")
+    varied = {n for t in complete for n, d in t.distributions.items() if not d.single()}
+    if not varied:
+        return Skipped("parameter importances need a parameter that varies; every one is constant")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            result = optuna.importance.get_param_importances(study)
+    except (ValueError, RuntimeError, ZeroDivisionError) as exc:
+        return Skipped(f"Optuna could not compute parameter importances: {exc}")
+    values = np.array(list(result.values()), float)
+    if not result or not np.all(np.isfinite(values)) or values.sum() <= 0:
+        return Skipped("Optuna could not compute parameter importances (every complete trial scored the same?)")
+    return dict(result)
+
+
+def fold_spread(frame: pd.DataFrame) -> dict:
+    """Per scored config, best first: its fold scores (``split{k}_test_score``), mean and std."""
+    columns = sorted((c for c in frame if _SPLIT.fullmatch(c)), key=lambda c: int(_SPLIT.fullmatch(c)[1]))
+    rows = _scored(frame)
+    rows = rows.sort_values("rank_test_score") if "rank_test_score" in rows else rows
+    return {"trial": rows["trial"].to_numpy(int), "splits": rows[columns].to_numpy(float),
+            "mean": rows["mean_test_score"].to_numpy(float),
+            "std": rows[columns].to_numpy(float).std(axis=1) if columns else np.zeros(len(rows))}
+
+
+def rungs(frame: pd.DataFrame) -> dict | Skipped:
+    """For halving and Hyperband runs: the budgets (epochs) of the rungs, how many configs were
+    scored at each, and their scores there (``score_{E}ep``)."""
+    columns = sorted((c for c in frame if _BUDGET.fullmatch(c)), key=lambda c: int(_BUDGET.fullmatch(c)[1]))
+    if not columns:
+        return Skipped("rungs apply to halving and hyperband runs; this run gave every config one budget")
+    scores = {int(_BUDGET.fullmatch(c)[1]): frame.loc[frame[c].notna(), ["trial", c]] for c in columns}
+    return {"epochs": np.array(list(scores), int),
+            "configs": np.array([len(s) for s in scores.values()], int),
+            "trials": [s["trial"].to_numpy(int) for s in scores.values()],
+            "scores": [s.iloc[:, 1].to_numpy(float) for s in scores.values()]}
+
+
+# --- thin drawing functions ---
+
+
+def _grid(n: int, width: float = 3.2, height: float = 2.8) -> tuple[Figure, list]:
+    cols = min(n, 3)
+    rows = -(-n // cols)
+    fig = Figure(figsize=(width * cols, height * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    return fig, list(axes[:n])
+
+
+def plot_score_vs_params(panels: list[ParamPoints], metric: str = "score") -> Figure:
+    fig, axes = _grid(max(len(panels), 1))
+    budgets = sorted({int(e) for p in panels for e in p.epochs})
+    for ax, p in zip(axes, panels, strict=False):
+        color = p.epochs if len(budgets) > 1 else None
+        if p.kind == "categorical":
+            where = {c: i for i, c in enumerate(p.categories)}
+            jitter = np.random.default_rng(0).uniform(-0.15, 0.15, len(p.x))
+            ax.scatter([where.get(v, -1) + j for v, j in zip(p.x, jitter, strict=True)], p.score,
+                       c=color, s=16, alpha=0.8)
+            ax.set_xticks(range(len(p.categories)), [str(c) for c in p.categories])
+        else:
+            ax.scatter(p.x, p.score, c=color, s=16, alpha=0.8)
+            if p.log:
+                ax.set_xscale("log")
+        ax.set_xlabel(p.name)
+        ax.set_ylabel(metric)
+    if not panels:
+        axes[0].text(0.5, 0.5, "no searched parameters", ha="center", transform=axes[0].transAxes)
+    fig.suptitle(f"{metric} vs each hyperparameter" + (" (colour: epochs)" if len(budgets) > 1 else ""))
+    return fig
+
+
+def plot_history(data: dict, metric: str = "score") -> Figure:
+    fig = Figure(figsize=(6, 3.5), layout="constrained")
+    ax = fig.subplots()
+    ax.scatter(data["trial"], data["score"], s=14, alpha=0.7, label="trial")
+    ax.step(data["trial"], data["best"], where="post", color="C3", label="best so far")
+    ax.set(xlabel="trial", ylabel=metric, title="optimization history")
+    ax.legend()
+    return fig
+
+
+def plot_importances(data: dict[str, float]) -> Figure:
+    names = list(data)[::-1]
+    fig = Figure(figsize=(5.5, 0.4 * len(names) + 1.2), layout="constrained")
+    ax = fig.subplots()
+    ax.barh(names, [data[n] for n in names])
+    ax.set(xlabel="importance (Optuna, sums to 1)", title="parameter importances")
+    return fig
+
+
+def plot_fold_spread(data: dict, metric: str = "score", top: int = 40) -> Figure:
+    splits, trials = data["splits"][:top], data["trial"][:top]
+    fig = Figure(figsize=(max(5.0, 0.25 * len(trials) + 2), 3.5), layout="constrained")
+    ax = fig.subplots()
+    x = np.arange(len(trials))
+    for k in range(splits.shape[1]):
+        ax.scatter(x, splits[:, k], s=12, color="C0", alpha=0.6, label="fold" if k == 0 else None)
+    ax.scatter(x, data["mean"][:top], marker="_", s=120, color="C3", label="mean")
+    ax.set_xticks(x, [str(t) for t in trials], rotation=90, fontsize=7)
+    ax.set(xlabel="trial (best first)", ylabel=metric, title="fold scores per config")
+    ax.legend()
+    return fig
+
+
+def plot_rungs(data: dict, metric: str = "score") -> Figure:
+    fig = Figure(figsize=(9, 3.5), layout="constrained")
+    count, spread = fig.subplots(1, 2)
+    labels = [str(e) for e in data["epochs"]]
+    count.bar(labels, data["configs"])
+    count.set(xlabel="rung budget (epochs)", ylabel="configs", title="configs per rung")
+    for i, scores in enumerate(data["scores"]):
+        spread.scatter(np.full(len(scores), i), scores, s=14, alpha=0.7, color="C0")
+    spread.set_xticks(range(len(labels)), labels)
+    spread.set(xlabel="rung budget (epochs)", ylabel=metric, title="score per rung budget")
+    return fig
+
+
+def search_plot_data(run_dir) -> dict[str, object]:
+    """Every search picture's data for ``run_dir``, keyed by file stem (a ``Skipped`` where one
+    does not apply)."""
+    from ..store import open_study
+
+    run_dir = Path(run_dir)
+    frame = load_trials(run_dir)
+    space = load_space(run_dir / "space.toml") if (run_dir / "space.toml").is_file() else None
+    study = open_study(run_dir / "trials.db") if (run_dir / "trials.db").is_file() else None
+    maximize = study is None or study.direction == optuna.study.StudyDirection.MAXIMIZE
+    return {"search_params": score_vs_params(frame, space),
+            "search_history": history(frame, maximize),
+            "search_importances": importances(study) if study is not None else Skipped("no trials.db"),
+            "search_folds": fold_spread(frame),
+            "search_rungs": rungs(frame)}
+
+
+_DRAW = {"search_params": plot_score_vs_params, "search_history": plot_history,
+         "search_importances": plot_importances, "search_folds": plot_fold_spread,
+         "search_rungs": plot_rungs}
+
+
+def draw_search_plots(run_dir, skipped: dict | None = None) -> dict[str, Figure]:
+    """``{stem: Figure}`` of the search pictures that apply to ``run_dir``; the reasons for the
+    others go into ``skipped`` when given."""
+    settings = Path(run_dir) / "settings.json"
+    metric = json.loads(settings.read_text()).get("scoring", "score") if settings.is_file() else "score"
+    figures = {}
+    for stem, data in search_plot_data(run_dir).items():
+        if isinstance(data, Skipped):
+            if skipped is not None:
+                skipped[stem] = data.reason
+            continue
+        figures[stem] = _DRAW[stem](data) if stem == "search_importances" else _DRAW[stem](data, metric=metric)
+    return figures

@@ -1,0 +1,115 @@
+"""Search plots on small real digits runs (random and halving): the pure data functions give
+trials.csv's numbers and Optuna's importances; ``hpsearch plot search`` needs no winner."""
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+from matplotlib.figure import Figure
+
+from hpsearch.cli import main
+from hpsearch.search import SearchSettings, run_search
+from hpsearch.space import load_space
+from hpsearch.store import open_study
+from hpsearch.viz.search_plots import (
+    Skipped,
+    draw_search_plots,
+    fold_spread,
+    history,
+    importances,
+    rungs,
+    score_vs_params,
+)
+
+TINY = dict(dataset="digits", cv=2, n=6, patience=0, n_jobs=1, progress=False)
+
+
+@pytest.fixture(scope="module")
+def random_run(tmp_path_factory):
+    return run_search(SearchSettings(out=str(tmp_path_factory.mktemp("random") / "run"), max_epochs=2, **TINY))
+
+
+@pytest.fixture(scope="module")
+def halving_run(tmp_path_factory):
+    return run_search(SearchSettings(out=str(tmp_path_factory.mktemp("halving") / "run"), strategy="halving",
+                                     min_epochs=1, max_epochs=3, **TINY))
+
+
+def _csv(run):
+    return pd.read_csv(run / "trials.csv")
+
+
+def test_score_vs_params_points_are_trials_csv(random_run):
+    frame = _csv(random_run)
+    panels = {p.name: p for p in score_vs_params(frame, load_space(random_run / "space.toml"))}
+    assert set(panels) == {"hidden[1]", "hidden[2]", "dropout", "lr", "weight_decay", "optimizer"}  # no constants
+    assert panels["lr"].log and panels["weight_decay"].log and not panels["dropout"].log
+    assert panels["optimizer"].kind == "categorical" and panels["optimizer"].categories == ["adam", "rmsprop"]
+    by_trial = frame.set_index("trial")
+    for name in ("dropout", "lr", "weight_decay", "optimizer"):
+        p = panels[name]
+        np.testing.assert_array_equal(p.x, by_trial.loc[p.trial, f"param_{name}"].tolist())
+        np.testing.assert_array_equal(p.score, by_trial.loc[p.trial, "mean_test_score"])
+    widths = [[int(w) for w in v.split("-")] for v in by_trial.loc[panels["hidden[1]"].trial, "param_hidden"]]
+    assert panels["hidden[1]"].x == [w[0] for w in widths] and panels["hidden[2]"].x == [w[1] for w in widths]
+
+
+def test_history_running_best_is_monotone(random_run):
+    data = history(_csv(random_run))
+    assert list(data["trial"]) == sorted(data["trial"]) and len(data["trial"]) == 6
+    assert np.all(np.diff(data["best"]) >= 0) and np.all(data["best"] >= data["score"])
+    assert data["best"][-1] == _csv(random_run)["mean_test_score"].max()
+
+
+def test_importances_are_optunas_and_sum_to_one(random_run):
+    study = open_study(random_run / "trials.db")
+    result = importances(study)
+    assert not isinstance(result, Skipped)
+    assert set(result) == set(study.trials[0].params)
+    assert sum(result.values()) == pytest.approx(1.0)
+
+
+def test_importances_skip_with_a_reason():
+    study = optuna.create_study(direction="maximize")
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    assert "at least 2 complete trials" in importances(study).reason
+    constant = optuna.create_study(direction="maximize")
+    constant.optimize(lambda t: t.suggest_float("x", 1, 1), n_trials=3)
+    assert "constant" in importances(constant).reason
+
+
+def test_fold_spread_equals_split_columns(random_run):
+    frame = _csv(random_run)
+    data = fold_spread(frame)
+    by_trial = frame.set_index("trial")
+    assert list(data["trial"]) == list(frame.sort_values("rank_test_score")["trial"])
+    np.testing.assert_array_equal(data["splits"], by_trial.loc[data["trial"], ["split0_test_score", "split1_test_score"]])
+    np.testing.assert_allclose(data["mean"], data["splits"].mean(axis=1))
+
+
+def test_rungs_count_configs_per_rung(random_run, halving_run):
+    assert isinstance(rungs(_csv(random_run)), Skipped)
+    frame = _csv(halving_run)
+    data = rungs(frame)
+    assert list(data["epochs"]) == [1, 3]
+    assert list(data["configs"]) == [6, 2]
+    assert data["configs"][1] == (frame["rung"] == 1).sum()
+    top = frame.set_index("trial").loc[data["trials"][1], "score_3ep"]
+    np.testing.assert_array_equal(data["scores"][1], top)
+
+
+def test_plot_search_needs_no_winner(halving_run, capsys):
+    assert not (halving_run / "winner.pt").exists()
+    figures = draw_search_plots(halving_run)
+    assert all(isinstance(f, Figure) for f in figures.values())
+    assert main(["plot", "search", str(halving_run)]) == 0
+    out = capsys.readouterr().out
+    for stem in ("search_params", "search_history", "search_importances", "search_folds", "search_rungs"):
+        assert (halving_run / f"{stem}.png").stat().st_size > 0 and f"{stem}.png" in out
+
+
+def test_plot_search_says_what_it_skipped(random_run, capsys):
+    assert main(["plot", "search", str(random_run)]) == 0
+    out = capsys.readouterr().out
+    assert "skipped search_rungs: rungs apply to halving" in out
+    assert (random_run / "search_history.png").is_file() and not (random_run / "search_rungs.png").exists()
