@@ -186,6 +186,13 @@ def _better(row: dict, best: dict | None) -> bool:
     return (row["test_accuracy"], -row["search_rank"]) > (best["test_accuracy"], -best["search_rank"])
 
 
+def _best(rows: list[dict]) -> dict | None:
+    best = None
+    for row in rows:
+        best = row if _better(row, best) else best
+    return best
+
+
 def _finished_rows(run_dir: Path, candidates: list[dict], epochs: int) -> list[dict]:
     """Rows of ``retrain.csv`` a former call finished with the same epochs for these candidates,
     kept only while ``winner.pt`` is the best of them (else they are retrained: nothing is guessed)."""
@@ -203,9 +210,7 @@ def _finished_rows(run_dir: Path, candidates: list[dict], epochs: int) -> list[d
             for row in table.to_dict("records")]
     for row in rows:
         row["error"] = "" if pd.isna(row["error"]) else str(row["error"])
-    best = None
-    for row in rows:
-        best = row if _better(row, best) else best
+    best = _best(rows)
     if best is None:
         return rows
     try:
@@ -263,9 +268,7 @@ def retrain_top(run_dir, top: int = 15, retrain_epochs: int = 300, *, device: st
     rows = _finished_rows(run_dir, candidates, retrain_epochs)
     done = {row["trial"] for row in rows}
     todo = [c for c in candidates if c["trial"] not in done]
-    best = None
-    for row in rows:
-        best = row if _better(row, best) else best
+    best = _best(rows)
 
     on_gpu = str(device).startswith("cuda")
     jobs = 1 if on_gpu else effective_jobs(n_jobs, max(1, len(todo)))

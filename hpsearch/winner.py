@@ -21,6 +21,7 @@ from skorch.history import History
 from .data import Dataset
 from .errors import UsageError
 from .estimator import make_net, resolve_device
+from .files import atomic_write
 from .preprocess import preprocessing_for
 
 __all__ = ["save_winner", "winner_payload", "load_winner", "read_winner_info", "WINNER_FILE", "BUNDLE_FORMAT"]
@@ -95,9 +96,7 @@ def save_winner(net, run_dir, dataset: Dataset, *, config: dict, test_accuracy: 
         **(extra or {}),
     }
     path = run_dir / WINNER_FILE
-    tmp = run_dir / f".{WINNER_FILE}.tmp"
-    torch.save(bundle, tmp)
-    tmp.replace(path)
+    atomic_write(path, lambda fh: torch.save(bundle, fh), binary=True)
     return path
 
 
