@@ -33,6 +33,19 @@ def _record_pictures(run_dir: Path, options: dict, files: list[str]) -> None:
     atomic_write_text(path, json.dumps(summary, indent=2) + "\n")
 
 
+def _record_figures(run_dir: Path, winner: dict, method: str, files: list[str]) -> None:
+    """Note in summary.json which files ``method`` drew for this winner (the report's captions
+    come from it); a record of an earlier winner is dropped."""
+    path = run_dir / "summary.json"
+    summary = json.loads(path.read_text()) if path.is_file() else {}
+    record = summary.get("figures") or {}
+    if {k: record.get(k) for k in winner} != winner:
+        record = {**winner, "methods": {}}
+    record["methods"][method] = files
+    summary["figures"] = record
+    atomic_write_text(path, json.dumps(summary, indent=2) + "\n")
+
+
 def _draw_search(run_dir: Path) -> list[str]:
     """``plot search``: the search's own pictures (no winner needed) as ``search_*.png``."""
     from .viz.search_plots import draw_search_plots
@@ -100,6 +113,7 @@ def draw_pictures(run_dir, method: str = "all", *, images: int = 25, units: int 
                 item.savefig(path, dpi=120)
             written.append(path.name)
         files += written
+        _record_figures(run_dir, {k: record[k] for k in ("trial", "epochs")}, name, written)
         print(f"{name}: wrote {', '.join(written)}")
     if method == "all":
         _record_pictures(run_dir, record, files)

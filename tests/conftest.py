@@ -1,5 +1,6 @@
 import os
 import random
+import shutil
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 
@@ -90,3 +91,30 @@ def retrained_run(tmp_path_factory, digits):
     finally:
         torch.set_num_threads(threads)
     return run
+
+
+CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
+CHROMEDRIVER = shutil.which("chromedriver")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium through Selenium (1000x760), shared by the browser tests; they skip, saying
+    why, where Chromium or chromedriver is missing (``.ci/run`` installs Debian's ``chromium`` and
+    ``chromium-driver``)."""
+    if CHROMIUM is None or CHROMEDRIVER is None:
+        pytest.skip(f"headless browser test needs chromium and chromedriver on PATH (found chromium={CHROMIUM}, "
+                    f"chromedriver={CHROMEDRIVER}); on Debian: apt-get install chromium chromium-driver")
+    pytest.importorskip("selenium", reason="selenium is not installed: pip install -e '.[test]'")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
+                "--window-size=1000,760"):
+        options.add_argument(arg)
+    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    driver.set_page_load_timeout(20)
+    yield driver
+    driver.quit()

@@ -72,6 +72,8 @@ def test_bad_run_is_a_usage_error(tmp_path, pngs, capsys):
     with pytest.raises(SystemExit) as exc:
         main(["predict", str(tmp_path)])  # no FILE
     assert exc.value.code == 2
+    assert main(["predict", str(tmp_path), str(paths[0]), "--out-dir", str(tmp_path)]) == 2
+    assert "only says where --explain writes the heat maps; add --explain" in capsys.readouterr().err
 
 
 def test_explain_writes_one_png_heat_map_per_image(retrained_run, pngs, tmp_path, capsys):

@@ -14,9 +14,11 @@ from hpsearch.store import open_study
 from hpsearch.viz.search_plots import (
     Skipped,
     draw_search_plots,
+    first_rung_study,
     fold_spread,
     history,
     importances,
+    run_importances,
     rungs,
     score_vs_params,
 )
@@ -67,6 +69,22 @@ def test_importances_are_optunas_and_sum_to_one(random_run):
     assert not isinstance(result, Skipped)
     assert set(result) == set(study.trials[0].params)
     assert sum(result.values()) == pytest.approx(1.0)
+
+
+def test_halving_importances_see_every_config_at_the_first_rung(halving_run):
+    study, frame = open_study(halving_run / "trials.db"), _csv(halving_run)
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 2  # Optuna's own importances would see only the survivors
+    copy, epochs = first_rung_study(study, frame)
+    assert epochs == 1 and len(copy.trials) == 6
+    by_trial = frame.set_index("trial")["score_1ep"]
+    originals = {t.params["lr"]: t.user_attrs["index"] for t in study.trials}
+    for t in copy.trials:
+        assert t.value == by_trial[originals[t.params["lr"]]]
+    data = run_importances(study, frame)
+    assert data["basis"] == "score at 1 epochs, the first rung, 6 configs"
+    assert sum(data["values"].values()) == pytest.approx(1.0)
+    assert first_rung_study(open_study(halving_run / "trials.db"), frame.drop(columns=["score_3ep"])) is None
 
 
 def test_importances_skip_with_a_reason():

@@ -2,11 +2,10 @@
 Chromium through Selenium; pick (and drop) a real test image, see the class ``net.predict`` gives and
 the heat map. Skipped, saying why, where Chromium or chromedriver is missing (``.ci/run`` installs
 Debian's ``chromium`` and ``chromium-driver``). With ``HPSEARCH_SCREENSHOT=path.png`` it also saves a
-screenshot of the page (how ``docs/serve.png`` was made)."""
+screenshot of the page (how ``docs/serve.png`` was made). The ``browser`` fixture is conftest's."""
 
 import io
 import os
-import shutil
 import socket
 import threading
 import time
@@ -18,13 +17,6 @@ from PIL import Image
 pytest.importorskip("fastapi", reason="the web extra is not installed: pip install -e '.[web]'")
 pytest.importorskip("uvicorn", reason="uvicorn (the web extra) is not installed")
 pytest.importorskip("selenium", reason="selenium is not installed: pip install -e '.[test]'")
-
-CHROMIUM = next(filter(None, map(shutil.which, ("chromium", "chromium-browser", "google-chrome"))), None)
-DRIVER = shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(
-    CHROMIUM is None or DRIVER is None,
-    reason=f"headless browser test needs chromium and chromedriver on PATH (found chromium={CHROMIUM}, "
-           f"chromedriver={DRIVER}); on Debian: apt-get install chromium chromium-driver")
 
 
 def free_port() -> int:
@@ -54,22 +46,6 @@ def server(retrained_run):
     yield f"http://127.0.0.1:{port}", predictor
     srv.should_exit = True
     thread.join(timeout=5)
-
-
-@pytest.fixture(scope="module")
-def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu",
-                "--window-size=1000,760"):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(executable_path=DRIVER), options=options)
-    driver.set_page_load_timeout(20)
-    yield driver
-    driver.quit()
 
 
 def wait_for(driver, condition, timeout=15):

@@ -24,6 +24,7 @@ from ..space import Categorical, Constant, DecreasingInts, LogUniform, load_spac
 
 __all__ = [
     "Skipped", "ParamPoints", "load_trials", "score_vs_params", "history", "importances",
+    "first_rung_study", "run_importances",
     "fold_spread", "rungs", "plot_score_vs_params", "plot_history", "plot_importances",
     "plot_fold_spread", "plot_rungs", "search_plot_data", "draw_search_plots",
 ]
@@ -138,6 +139,40 @@ def importances(study: optuna.Study) -> dict[str, float] | Skipped:
     return dict(result)
 
 
+def first_rung_study(study: optuna.Study, frame: pd.DataFrame) -> tuple[optuna.Study, int] | None:
+    """For a halving or Hyperband run, an in-memory copy of ``study`` in which every config that
+    was scored at the lowest budget is a complete trial valued at its score there, and that budget
+    (epochs); ``None`` for a run with one budget.
+
+    Optuna's importances read only complete trials, which in a halving run are the few survivors of
+    the last rung; at the first rung every config has a score, so the importances see them all.
+    """
+    budgets = sorted(int(_BUDGET.fullmatch(c)[1]) for c in frame if _BUDGET.fullmatch(c))
+    if len(budgets) < 2:
+        return None
+    first = budgets[0]
+    scores = frame.set_index("trial")[f"score_{first}ep"].dropna().to_dict()
+    copy = optuna.create_study(direction=study.direction)
+    for t in study.get_trials(deepcopy=False):
+        score = scores.get(t.user_attrs.get("index"))
+        if score is not None and np.isfinite(score) and t.params:
+            copy.add_trial(optuna.trial.create_trial(params=t.params, distributions=t.distributions, value=score))
+    return copy, first
+
+
+def run_importances(study: optuna.Study, frame: pd.DataFrame) -> dict | Skipped:
+    """The importances a run's picture shows: ``{"values": {param: importance}, "basis": text}``.
+    Over the complete trials of a one-budget run; at the first rung for halving and Hyperband,
+    where every config has a score (see :func:`first_rung_study`)."""
+    rung = first_rung_study(study, frame)
+    if rung is None:
+        values, basis = importances(study), "complete trials"
+    else:
+        values, basis = importances(rung[0]), f"score at {rung[1]} epochs, the first rung"
+        basis += f", {len(rung[0].trials)} configs"
+    return values if isinstance(values, Skipped) else {"values": values, "basis": basis}
+
+
 def fold_spread(frame: pd.DataFrame) -> dict:
     """Per scored config, best first: its fold scores (``split{k}_test_score``), mean and std."""
     columns = sorted((c for c in frame if _SPLIT.fullmatch(c)), key=lambda c: int(_SPLIT.fullmatch(c)[1]))
@@ -207,12 +242,15 @@ def plot_history(data: dict, metric: str = "score") -> Figure:
     return fig
 
 
-def plot_importances(data: dict[str, float]) -> Figure:
+def plot_importances(data: dict) -> Figure:
+    """``data`` as :func:`run_importances` gives it (or a bare ``{param: importance}``)."""
+    wrapped = set(data) == {"values", "basis"}
+    basis, data = (data["basis"], data["values"]) if wrapped else ("", data)
     names = list(data)[::-1]
     fig = Figure(figsize=(5.5, 0.4 * len(names) + 1.2), layout="constrained")
     ax = fig.subplots()
     ax.barh(names, [data[n] for n in names])
-    ax.set(xlabel="importance (Optuna, sums to 1)", title="parameter importances")
+    ax.set(xlabel="importance (Optuna, sums to 1)", title="parameter importances" + (f"\n({basis})" if basis else ""))
     return fig
 
 
@@ -255,7 +293,7 @@ def search_plot_data(run_dir) -> dict[str, object]:
     maximize = study is None or study.direction == optuna.study.StudyDirection.MAXIMIZE
     return {"search_params": score_vs_params(frame, space),
             "search_history": history(frame, maximize),
-            "search_importances": importances(study) if study is not None else Skipped("no trials.db"),
+            "search_importances": run_importances(study, frame) if study is not None else Skipped("no trials.db"),
             "search_folds": fold_spread(frame),
             "search_rungs": rungs(frame)}
 

@@ -1,0 +1,191 @@
+"""What each ``hpsearch`` command does once its flags are parsed (``hpsearch.cli`` builds the
+parser): search, retrain, plot, report, serve, predict. Each ``cmd_*`` takes the parsed arguments
+and returns the exit code."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+from .errors import UsageError, check_whole
+
+__all__ = ["cmd_search", "cmd_retrain", "cmd_plot", "cmd_report", "cmd_serve", "cmd_predict"]
+
+
+SEARCH_FLAGS = ("n", "dataset", "data_dir", "space", "cv", "n_jobs", "max_epochs", "patience",
+                "batch_size", "scoring", "seed", "out", "device", "engine", "max_models_per_chunk", "strategy",
+                "factor", "min_epochs", "n_startup", "max_train", "top", "retrain_epochs")
+
+
+def _search_settings(args):
+    from .search import SearchSettings
+
+    given = {k: getattr(args, k) for k in SEARCH_FLAGS if getattr(args, k) is not None}
+    if args.resume:
+        stored_path = Path(args.resume) / "settings.json"
+        if not stored_path.is_file():
+            raise UsageError(f"--resume {args.resume}: no settings.json there; is it a run folder "
+                             "made by hpsearch search?")
+        stored = json.loads(stored_path.read_text())
+        base = {k: stored[k] for k in SEARCH_FLAGS if k in stored}
+        base["out"] = str(args.resume)
+        base["space"] = str(Path(args.resume) / "space.toml")  # the space exactly as stored
+        base.update(given)
+        given = base
+    return SearchSettings(**given, progress=not args.no_progress)
+
+
+def cmd_search(args) -> int:
+    from .estimator import resolve_device
+    from .search import run_search
+    from .store import load_results
+
+    settings = _search_settings(args)
+    settings.device = resolve_device(settings.device)
+    if not args.no_retrain:  # checked now, not after the search: a typo must not cost the night
+        check_whole("--images", args.images, 1)
+        check_whole("--units", args.units, 1)
+    _print_plan(settings)
+    start = time.perf_counter()
+    run_dir = run_search(settings)
+    elapsed = time.perf_counter() - start
+    frame = load_results(run_dir)
+    print(f"\n{len(frame)} configs in {run_dir} ({elapsed:.1f} s this session)")
+    finished = frame[frame["mean_test_score"].notna()]
+    if finished.empty:
+        print(f"hpsearch: every one of the {len(frame)} configs failed; their reasons are in "
+              f"{run_dir / 'trials.csv'}, column 'error' (first: {frame['error'].iloc[0]})", file=sys.stderr)
+        return 1
+    best = finished.iloc[0]
+    params = {c[len("param_"):]: best[c] for c in frame if c.startswith("param_")}
+    print(f"best: trial {best['trial']}  {settings.scoring} {best['mean_test_score']:.4f} "
+          f"± {best['std_test_score']:.4f}  accuracy {best['mean_test_accuracy']:.4f}")
+    print("      " + "  ".join(f"{k}={v}" for k, v in params.items()))
+    if args.no_retrain:
+        report = _report(run_dir)
+        first = f"{report} (the run on one page)" if report else f"{run_dir / 'sorted_scores.dat'} (the ranking)"
+        print(f"\nopen first: {first}; retrain later with: hpsearch retrain {run_dir}")
+        return 0
+    result = _retrain(run_dir, settings.top, settings.retrain_epochs, settings.device, settings.progress)
+    code = _plot(run_dir, "all", args, settings.device, redraw=result.trained > 0)
+    report = _report(run_dir)
+    print(f"\nresults in {run_dir}/; open first: {report.name + ' (the whole run on one page), ' if report else ''}"
+          "summary.json (the winner), sorted_scores.dat (the ranking), confusion_matrix.png")
+    return code
+
+
+def _report(run_dir) -> Path | None:
+    """Write the run's report.html at the end of a search; a failure to write it costs the search
+    nothing (every result is saved), so it is said, not raised."""
+    from .report import write_report
+
+    try:
+        path = write_report(run_dir)
+    except Exception as exc:  # noqa: BLE001 - the search's results are safe; say why and how to retry
+        print(f"hpsearch: warning: report.html not written ({type(exc).__name__}: {exc}); "
+              f"write it with: hpsearch report {run_dir}", file=sys.stderr)
+        return None
+    print(f"wrote {path}")
+    return path
+
+
+def cmd_report(args) -> int:
+    from .report import write_report
+
+    path = write_report(args.run_dir)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, every image inlined); open it in a browser")
+    return 0
+
+
+def _print_plan(settings) -> None:
+    """One line saying what the strategy will train, before the (long) work starts."""
+    from .strategies import make_strategy
+
+    settings.validate()
+    plan = make_strategy(settings).plan()
+    if len(plan) > 1:
+        rungs = ", ".join(f"{n} x {e}" for n, e in plan)
+        print(f"{settings.strategy}: configs x epochs per rung: {rungs} (x {settings.cv} folds)")
+
+
+def _retrain(run_dir, top: int, epochs: int, device: str, progress: bool):
+    from .retrain import RETRAIN_FILE, SUMMARY_FILE, WINNER_FILE, retrain_top
+
+    if epochs < 300:
+        print(f"retraining the best {top} for {epochs} epochs (the Lab 3 seed's full budget is --top 15 "
+              "--retrain-epochs 300)")
+    start = time.perf_counter()
+    result = retrain_top(run_dir, top, epochs, device=device, progress=progress)
+    elapsed = time.perf_counter() - start
+    w = result.winner
+    if result.trained == 0:
+        print(f"\nretraining already done ({RETRAIN_FILE}: {len(result.table)} configs, {epochs} epochs); "
+              "nothing to train")
+    else:
+        print(f"\nretrained {result.trained} configs for {epochs} epochs on the whole training set "
+              f"({elapsed:.1f} s)")
+    print(f"winner: trial {w['trial']} (search rank {w['search_rank']})  test accuracy "
+          f"{w['test_accuracy']:.4f}  test loss {w['test_loss']:.4f}  {w['epochs']} epochs")
+    print("        " + "  ".join(f"{k}={v}" for k, v in w["config"].items()))
+    print(f"wrote {Path(run_dir) / RETRAIN_FILE}, {WINNER_FILE}, {SUMMARY_FILE}")
+    return result
+
+
+def _stored_retrain_settings(run_dir, top, epochs) -> tuple[int, int]:
+    """The flags given, else the run's stored choice, else the seed's 15 and 300."""
+    path = Path(run_dir) / "settings.json"
+    stored = json.loads(path.read_text()) if path.is_file() else {}
+    return (top if top is not None else stored.get("top", 15),
+            epochs if epochs is not None else stored.get("retrain_epochs", 300))
+
+
+def cmd_retrain(args) -> int:
+    from .estimator import resolve_device
+
+    top, epochs = _stored_retrain_settings(args.run_dir, args.top, args.retrain_epochs)
+    _retrain(args.run_dir, top, epochs, resolve_device(args.device), not args.no_progress)
+    return 0
+
+
+def _plot(run_dir, method: str, args, device: str, redraw: bool = True) -> int:
+    from .pictures import draw_pictures
+
+    draw_pictures(run_dir, method, images=args.images, units=args.units, device=device, redraw=redraw)
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from .estimator import resolve_device
+
+    return _plot(args.run_dir, args.method, args, resolve_device(args.device))
+
+
+def cmd_serve(args) -> int:
+    from .estimator import resolve_device
+    from .web import serve
+
+    serve(args.run_dir, host=args.host, port=args.port, device=resolve_device(args.device))
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from .estimator import resolve_device
+    from .predict import Predictor, predict_files
+
+    if args.out_dir is not None and not args.explain:
+        raise UsageError(f"--out-dir {args.out_dir} only says where --explain writes the heat maps; add --explain, "
+                         "or leave --out-dir out")
+    predictor = Predictor.from_run(args.run_dir, device=resolve_device(args.device))
+    failed = 0
+    for a in predict_files(predictor, args.files, explain=args.explain, out_dir=args.out_dir):
+        if a["probability"] is not None:
+            fields = [a["path"], a["class_name"], f"{a['probability']:.4f}"] + ([a["heatmap"]] if a["heatmap"] else [])
+            print("\t".join(fields))
+        if a["error"]:
+            failed += 1
+            print(f"hpsearch: error: {a['path']}: {a['error']}", file=sys.stderr)
+    if failed:
+        print(f"hpsearch: {failed} of {len(args.files)} files failed (see the errors above)", file=sys.stderr)
+    return 1 if failed else 0

@@ -1,0 +1,64 @@
+"""One self-contained HTML page per run (``hpsearch report RUN_DIR`` -> ``RUN_DIR/report.html``):
+the settings and data, the ranking and failures, the search plots, the retraining and the winner
+with its pictures, every image inlined, so it opens offline and can be sent as one file.
+
+A run that stopped early renders too: each missing part says what is missing and which command
+makes it.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import matplotlib
+
+from ..errors import UsageError
+from ..files import atomic_write_text
+from . import html as H
+from .content import failures_section, ranking_section, retrain_section, run_section, search_section, winner_section
+
+__all__ = ["REPORT_FILE", "build_report", "write_report"]
+
+REPORT_FILE = "report.html"
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def build_report(run_dir) -> str:
+    """The report of ``run_dir`` as one HTML document (a string)."""
+    from ..viz.search_plots import load_trials
+
+    matplotlib.use("Agg")
+    run_dir = Path(run_dir)
+    if not (run_dir / "trials.db").is_file() and not (run_dir / "trials.csv").is_file():
+        raise UsageError(f"{run_dir} holds no trials.db or trials.csv; is it a run folder made by hpsearch search?")
+    settings = _read_json(run_dir / "settings.json")
+    summary = _read_json(run_dir / "summary.json")
+    frame = load_trials(run_dir)
+    has_trials = frame is not None and not frame.empty
+    sections = [
+        ("run", "Settings and data", run_section(run_dir, settings)),
+        ("ranking", "Ranking", ranking_section(run_dir, frame, settings)),
+        ("failures", "Failures", failures_section(frame if has_trials else None)),
+        ("search", "Search plots", search_section(run_dir) if has_trials else H.note(
+            "no trial stored yet: nothing to plot.", missing=True)),
+        ("retraining", "Retraining", retrain_section(run_dir, settings)),
+        ("winner", "Winner", winner_section(run_dir, summary)),
+    ]
+    strategy = settings.get("strategy", "random")
+    title = f"hpsearch run {run_dir.name}"
+    subtitle = (f"{settings.get('dataset', '?')} · {settings.get('space', '?')} space · {strategy} search · "
+                f"written {time.strftime('%Y-%m-%d %H:%M %Z')} from {run_dir.resolve()}")
+    return H.page(title, subtitle, sections)
+
+
+def write_report(run_dir) -> Path:
+    """Write ``RUN_DIR/report.html`` (atomically) and return its path."""
+    run_dir = Path(run_dir)
+    path = run_dir / REPORT_FILE
+    atomic_write_text(path, build_report(run_dir))
+    return path

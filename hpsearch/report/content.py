@@ -1,0 +1,203 @@
+"""What the report says, section by section, read from a run folder: the settings and data, the
+ranking and the failures, the search plots, the retraining and the winner with its pictures.
+
+Each ``*_section(run_dir, ...)`` returns the section's HTML body; a part of the run that does not
+exist yet (a search stopped early, no retraining, no pictures) is said to be missing, with the
+command that makes it, instead of failing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import UsageError
+from ..results import param_text
+from . import html as H
+
+__all__ = ["SEARCH_CAPTIONS", "run_section", "ranking_section", "failures_section", "search_section",
+           "retrain_section", "winner_section", "ranking_table", "winner_figures"]
+
+RANKED_SHOWN = 15  # the Lab 3 seed retrains its best 15
+FIRST = ("confusion-matrix", "learning-curves", "class-report", "misclassified")  # how it does, then what it learned
+
+SEARCH_CAPTIONS = {
+    "search_params": "Each config's mean CV score against each hyperparameter (log axis for log-uniform "
+                     "ones, strips for categorical ones, colour = epochs reached when budgets differ).",
+    "search_history": "Each config's mean CV score in the order it was tried, and the best score so far.",
+    "search_importances": "Optuna's parameter importances (optuna.importance.get_param_importances; over the "
+                          "complete trials, or for halving and Hyperband at the first rung, where every config "
+                          "has a score; they sum to 1).",
+    "search_folds": "The held-out score of each fold per config, best config first, with the mean.",
+    "search_rungs": "Successive halving: how many configs each rung scored, and their scores at that "
+                    "rung's budget in epochs.",
+}
+
+_SPLIT = re.compile(r"split\d+_test_score")
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _command(settings: dict) -> str:
+    argv = settings.get("argv")
+    return " ".join(argv) if argv else "(not recorded)"
+
+
+def run_section(run_dir: Path, settings: dict) -> str:
+    """The settings the search ran with and the data it ran on."""
+    from ..retrain import run_dataset
+
+    if not settings:
+        return H.note(f"{run_dir} holds no settings.json: the settings are unknown.", missing=True)
+    keys = ["dataset", "space", "strategy", "engine", "cv", "scoring", "n", "max_epochs", "patience",
+            "batch_size", "seed", "device", "factor", "min_epochs", "n_startup", "max_train", "top",
+            "retrain_epochs"]
+    if settings.get("strategy") in (None, "random", "tpe"):
+        keys = [k for k in keys if k not in ("factor", "min_epochs")]
+    if settings.get("strategy") not in ("tpe", "tpe-halving"):
+        keys = [k for k in keys if k != "n_startup"]
+    unset = {"min_epochs": "automatic", "max_train": "all", "max_models_per_chunk": "automatic"}
+    pairs = [(k, unset.get(k, "default") if settings[k] is None else settings[k]) for k in keys if k in settings]
+    body = f"<h3>Settings</h3><p><code>{H.escape(_command(settings))}</code></p>" + H.facts(pairs, wide=True)
+    try:
+        data = run_dataset(run_dir)
+    except (UsageError, OSError, ValueError) as exc:
+        return body + "<h3>Data</h3>" + H.note(f"the data could not be loaded here: {exc}", missing=True)
+    counts = np.bincount(data.y_train, minlength=data.n_classes)
+    shape = "×".join(str(v) for v in data.image_shape)
+    data_pairs = [("dataset", data.name), ("training images", f"{len(data.y_train):,}" + (
+        f" (a stratified slice: --max-train {settings['max_train']})" if settings.get("max_train") else "")),
+        ("test images", f"{len(data.y_test):,} (never seen by the search)"),
+        ("image shape", f"{shape} (channels × height × width)"),
+        ("classes", ", ".join(data.class_names)),
+        ("training images per class", f"{counts.min():,} to {counts.max():,}")]
+    return body + "<h3>Data</h3>" + H.facts(data_pairs)
+
+
+def _trials(run_dir: Path) -> pd.DataFrame:
+    from ..viz.search_plots import load_trials
+
+    return load_trials(run_dir)
+
+
+def ranking_table(frame: pd.DataFrame, top: int = RANKED_SHOWN) -> pd.DataFrame:
+    """The best ``top`` configs: rank, trial, parameters, mean ± std CV score, fold range,
+    accuracy, epochs reached and fit time."""
+    scored = frame[np.isfinite(frame["mean_test_score"].astype(float))].head(top)
+    splits = [c for c in frame if _SPLIT.fullmatch(c)]
+    out = pd.DataFrame({"rank": scored["rank_test_score"], "trial": scored["trial"]})
+    for column in (c for c in frame if c.startswith("param_")):
+        out[column[len("param_"):]] = scored[column]
+    out["CV score"] = scored["mean_test_score"]
+    out["± std"] = scored["std_test_score"]
+    if splits:
+        out["worst fold"] = scored[splits].min(axis=1)
+        out["best fold"] = scored[splits].max(axis=1)
+    out["CV accuracy"] = scored["mean_test_accuracy"]
+    if "n_epochs" in scored:
+        out["epochs"] = scored["n_epochs"]
+    out["fit time (s)"] = scored["mean_fit_time"]
+    return out
+
+
+def ranking_section(run_dir: Path, frame: pd.DataFrame | None, settings: dict) -> str:
+    if frame is None or frame.empty:
+        return H.note("no trial is stored yet: the search has not finished a config. Run or resume it: "
+                      f"run_search.py --resume {run_dir}", missing=True)
+    states = frame["state"].value_counts().to_dict() if "state" in frame else {}
+    failed = int(frame["mean_test_score"].isna().sum())
+    parts = [f"{len(frame)} configs" + (f" of the {settings['n']} asked" if settings.get("n") else "")]
+    parts += [f"{n} {s.lower()}" for s, n in sorted(states.items())]
+    parts.append(f"{failed} failed" if failed else "none failed")
+    metric = settings.get("scoring", "score")
+    text = (f"<p>{H.escape(', '.join(parts))}. Ranked by {H.escape(metric)}, the mean over "
+            f"{H.escape(settings.get('cv', 'k'))} folds of the held-out fold's score (higher is better); a config "
+            "that reached a higher rung ranks before every config that stopped lower. The best "
+            f"{min(RANKED_SHOWN, len(frame))}:</p>")
+    return text + H.table(ranking_table(frame))
+
+
+def failures_section(frame: pd.DataFrame | None) -> str:
+    if frame is None or "error" not in frame:
+        return H.note("no trial stored yet.")
+    failed = frame[frame["error"].notna() & (frame["error"].astype(str) != "")]
+    if failed.empty:
+        return H.note("no config failed or diverged.")
+    table = pd.DataFrame({"trial": failed["trial"], "reason": failed["error"].astype(str)})
+    return (f"<p>{len(failed)} configs scored NaN and rank last (a diverged fit or an error):</p>"
+            + H.table(table))
+
+
+def search_section(run_dir: Path) -> str:
+    from ..viz.search_plots import draw_search_plots
+
+    skipped: dict[str, str] = {}
+    parts = []
+    for stem, fig in draw_search_plots(run_dir, skipped).items():
+        parts.append(H.png_figure(fig, SEARCH_CAPTIONS.get(stem, stem), alt=stem))
+    parts += [H.note(f"{stem.removeprefix('search_')}: not drawn: {reason}") for stem, reason in skipped.items()]
+    return "\n".join(parts)
+
+
+def retrain_section(run_dir: Path, settings: dict) -> str:
+    path = run_dir / "retrain.csv"
+    if not path.is_file():
+        return H.note(f"not retrained yet: the best configs get their full training with "
+                      f"hpsearch retrain {run_dir}", missing=True)
+    frame = pd.read_csv(path)
+    keep = [c for c in ("retrain_rank", "winner", "trial", "search_rank", "cv_score", "test_accuracy", "test_loss",
+                        "epochs", "fit_time", "error") if c in frame]
+    shown = frame[keep + [c for c in frame if c.startswith("param_")]].rename(
+        columns=lambda c: c.removeprefix("param_").replace("_", " "))
+    epochs = frame["retrain_epochs"].iloc[0] if "retrain_epochs" in frame and len(frame) else "?"
+    return (f"<p>The best {len(frame)} configs of the search, each retrained for {H.escape(epochs)} epochs on the "
+            "whole training set (no early stopping) and scored once on the test set; the most accurate is the "
+            "winner.</p>" + H.table(shown))
+
+
+def winner_figures(run_dir: Path, summary: dict) -> list[tuple[str, str, Path]]:
+    """``(method, caption, path)`` of every picture (``.png``) and text report (``.txt``) drawn for
+    the winner that is still there, in the order of ``hpsearch plot``'s registry; the caption is the
+    method's one-line help."""
+    from ..viz.plots import REGISTRY
+
+    record, winner = summary.get("figures") or {}, summary.get("winner") or {}
+    current = {k: record.get(k) for k in ("trial", "epochs")} == {k: winner.get(k) for k in ("trial", "epochs")}
+    drawn = record.get("methods", {}) if current else {}  # pictures of an earlier winner are not this one's
+    order = [*FIRST, *(m for m in REGISTRY if m not in FIRST)]
+    out = []
+    for method, files in sorted(drawn.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)):
+        caption = REGISTRY[method].help if method in REGISTRY else ""
+        for name in files:
+            path = run_dir / name
+            if path.suffix in (".png", ".txt") and path.is_file():
+                out.append((method, caption or name, path))
+    return out
+
+
+def winner_section(run_dir: Path, summary: dict) -> str:
+    winner = summary.get("winner")
+    if not winner:
+        return H.note(f"no winner yet: it is crowned by the retraining (hpsearch retrain {run_dir}).", missing=True)
+    config = "  ".join(f"{k}={param_text(v)}" for k, v in winner.get("config", {}).items())
+    body = (f'<p><span class="big">{winner["test_accuracy"]:.2%}</span> test accuracy '
+            f"(test log-loss {winner['test_loss']:.4f}) after {winner['epochs']} epochs: trial "
+            f"{winner['trial']}, rank {winner['search_rank']} in the search.</p><p><code>{H.escape(config)}</code></p>")
+    figures = winner_figures(run_dir, summary)
+    if not figures:
+        return body + H.note(f"the winner's pictures are not drawn yet: hpsearch plot all {run_dir}", missing=True)
+    parts, seen = [], set()
+    for method, caption, path in figures:
+        heading = f"<h3>{H.escape(method)}</h3>" if method not in seen else ""
+        seen.add(method)
+        if path.suffix == ".txt":
+            parts.append(f'{heading}<div class="scroll"><pre>{H.escape(path.read_text())}</pre></div>')
+        else:
+            parts.append(heading + H.figure(path.read_bytes(), f"{caption} ({path.name})", alt=path.stem))
+    return body + "\n".join(parts)

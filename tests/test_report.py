@@ -1,0 +1,137 @@
+"""report.html: one self-contained file per run (only ``data:`` images, no script, stylesheet or
+link to fetch), every section there, numbers equal to the run's files, a run stopped early rendered
+with what is missing said; and in headless Chromium no broken image and no sideways scrolling on a
+phone-width screen (``HPSEARCH_SCREENSHOT_REPORT=path.png`` saves the screenshot the README shows)."""
+
+import base64
+import html
+import io
+import json
+import os
+import re
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from hpsearch.cli import main
+from hpsearch.pictures import draw_pictures
+from hpsearch.report import REPORT_FILE, build_report, write_report
+from hpsearch.report.content import SEARCH_CAPTIONS, ranking_table
+from hpsearch.viz.plots import REGISTRY
+
+SECTIONS = ("run", "ranking", "failures", "search", "retraining", "winner")
+IMG = re.compile(r'<img src="([^"]*)"')
+
+
+@pytest.fixture(scope="module")
+def run(retrained_run, tmp_path_factory):
+    """A copy of the retrained digits run with the winner's pictures drawn, and its report."""
+    run = tmp_path_factory.mktemp("report") / "run"
+    shutil.copytree(retrained_run, run)
+    draw_pictures(run, "all", images=4, units=4)
+    assert main(["report", str(run)]) == 0
+    return run
+
+
+def _images(text: str) -> list[bytes]:
+    sources = IMG.findall(text)
+    assert sources and all(s.startswith("data:image/png;base64,") for s in sources), sources[:3]
+    return [base64.b64decode(s.split(",", 1)[1]) for s in sources]
+
+
+def test_report_is_one_file_with_every_section_and_only_inlined_images(run):
+    text = (run / REPORT_FILE).read_text()
+    for anchor in SECTIONS:
+        assert f'<section id="{anchor}">' in text
+    assert "<script" not in text and "<link" not in text and "@import" not in text
+    assert not re.search(r'(src|href)="(https?:)?//', text)  # nothing to fetch
+    assert all(href.startswith("#") for href in re.findall(r'href="([^"]*)"', text))
+    images = _images(text)
+    for png in images:
+        Image.open(io.BytesIO(png)).verify()  # each one a whole PNG
+    summary = json.loads((run / "summary.json").read_text())
+    drawn = [f for files in summary["figures"]["methods"].values() for f in files if f.endswith(".png")]
+    plain = html.unescape(text)
+    search = [stem for stem in SEARCH_CAPTIONS if SEARCH_CAPTIONS[stem] in plain]
+    assert len(images) == len(drawn) + len(search)
+    assert {"search_params", "search_history", "search_folds"} <= set(search)
+    for method in summary["figures"]["methods"]:  # every picture says what it computes
+        assert REGISTRY[method].help in plain
+
+
+def test_report_numbers_equal_the_run_files(run):
+    text = (run / REPORT_FILE).read_text()
+    trials = pd.read_csv(run / "trials.csv")
+    table = ranking_table(trials)
+    assert table["trial"].tolist() == trials["trial"].tolist()
+    np.testing.assert_array_equal(table["CV score"], trials["mean_test_score"])
+    splits = trials.filter(regex=r"split\d+_test_score")
+    np.testing.assert_array_equal(table["worst fold"], splits.min(axis=1))
+    winner = json.loads((run / "summary.json").read_text())["winner"]
+    assert f"{winner['test_accuracy']:.2%}" in text
+    retrain = pd.read_csv(run / "retrain.csv")
+    assert f"{retrain['test_accuracy'].iloc[0]:.4g}" in text
+    assert f"{len(trials)} configs of the 2 asked" in text
+
+
+def test_report_of_a_run_stopped_before_the_retraining(tmp_path):
+    run = tmp_path / "early"
+    code = main(["search", "--n", "2", "--dataset", "digits", "--cv", "2", "--max-epochs", "1", "--patience", "0",
+                 "--n-jobs", "1", "--no-progress", "--no-retrain", "--out", str(run)])
+    assert code == 0 and (run / REPORT_FILE).is_file()  # written at the end of the search
+    text = (run / REPORT_FILE).read_text()
+    assert f"not retrained yet: the best configs get their full training with hpsearch retrain {run}" in text
+    assert "no winner yet" in text and 'id="winner"' in text
+    assert len(_images(text)) >= 3  # the search plots are there already
+
+
+def test_report_of_a_search_that_finished_no_config(tmp_path):
+    import optuna
+
+    from hpsearch.store import STUDY
+
+    run = tmp_path / "empty"
+    run.mkdir()
+    optuna.create_study(storage=f"sqlite:///{run / 'trials.db'}", study_name=STUDY)
+    text = build_report(run)
+    assert f"no trial is stored yet: the search has not finished a config. Run or resume it: " \
+           f"run_search.py --resume {run}" in text
+    assert "settings are unknown" in text and "<img" not in text
+
+
+def test_report_of_a_folder_that_is_no_run_exits_2(tmp_path, capsys):
+    assert main(["report", str(tmp_path)]) == 2
+    assert "holds no trials.db or trials.csv; is it a run folder made by hpsearch search?" in capsys.readouterr().err
+
+
+def test_pictures_of_an_earlier_winner_are_left_out(run, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    summary = json.loads((copy / "summary.json").read_text())
+    summary["winner"]["epochs"] += 1  # as if retrained since the pictures were drawn
+    (copy / "summary.json").write_text(json.dumps(summary))
+    path = write_report(copy)
+    assert "the winner's pictures are not drawn yet" in html.unescape(path.read_text())
+
+
+def test_report_in_headless_chromium_has_no_broken_image(run, browser):
+    from selenium.webdriver.common.by import By
+
+    browser.get((run / REPORT_FILE).as_uri())
+    images = browser.find_elements(By.TAG_NAME, "img")
+    assert len(images) == len(_images((run / REPORT_FILE).read_text()))
+    broken = browser.execute_script(
+        "return [...document.images].filter(i => !(i.complete && i.naturalWidth > 0)).map(i => i.alt)")
+    assert broken == []
+    try:
+        browser.set_window_size(390, 844)  # a phone: the page must not scroll sideways
+        overflow = browser.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0
+        if os.environ.get("HPSEARCH_SCREENSHOT_REPORT"):
+            browser.set_window_size(1100, 2400)
+            browser.save_screenshot(os.environ["HPSEARCH_SCREENSHOT_REPORT"])
+    finally:
+        browser.set_window_size(1000, 760)
