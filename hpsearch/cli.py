@@ -24,6 +24,7 @@ examples:
   run_search.py --n 150 --strategy halving                # successive halving, factor 3
   run_search.py --n 150 --strategy hyperband --min-epochs 2 --max-epochs 54
   run_search.py --n 60 --strategy tpe                     # Optuna's TPE sampler
+  run_search.py --n 150 --backend dask --scheduler tcp://HOST:8786   # on a Dask cluster
 
 outputs (in --out): trials.db (every finished trial), trials.csv (cv_results_-shaped),
 sorted_scores.dat and sorted_params.dat (best first, line i matches line i), space.toml,
@@ -41,8 +42,9 @@ def _add_search_args(p: argparse.ArgumentParser) -> None:
     # Defaults are None so that --resume can tell the flags given from the stored settings.
     p.add_argument("--n", type=int, help="number of configs to evaluate (default 150)")
     p.add_argument("--dataset", help=f"one of {', '.join(DATASETS)} (default digits)")
-    p.add_argument("--data-dir", help="folder with the dataset's idx files (raw or .gz); default: "
-                   "the cache, Debian's /usr/share/datasets, or a checksummed download")
+    p.add_argument("--data-dir", help="folder with the dataset's files: the idx files (raw or .gz) of mnist and "
+                   "fashion-mnist, or CIFAR-10's batches (cifar-10-batches-py or -bin, or the folder holding it); "
+                   "default: the cache, Debian's /usr/share/datasets, or a checksummed download")
     p.add_argument("--space", help="search space: a TOML file or a name in searches/ "
                    "(default mlp_mnist, the Lab 3 space)")
     p.add_argument("--cv", type=int, help="cross-validation folds, stratified and seeded (default 4)")
@@ -81,8 +83,18 @@ def _add_search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-train", type=int, metavar="N", help="search (and retrain) on a stratified, "
                    "seeded slice of N training images, for a quick try on a large dataset (default: all; "
                    "the test set is always whole)")
+    _add_backend_args(p)
     p.add_argument("--max-models-per-chunk", type=int, help="batched engine: models (configs x "
                    "folds) trained together; default: automatic (GPU memory; on the CPU one config's folds)")
+
+
+def _add_backend_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--backend", choices=("loky", "dask"), help="where the jobs run: loky (default), processes on "
+                   "this machine; dask, the workers of a Dask cluster (pip install -e '.[dask]'); the trial store "
+                   "stays here either way")
+    p.add_argument("--scheduler", metavar="ADDRESS", help="with --backend dask: a running scheduler's address "
+                   "(tcp://HOST:8786), or local:N for a cluster of N worker processes on this machine "
+                   "(default local: one per core)")
 
 
 def _add_retrain_args(p: argparse.ArgumentParser) -> None:
@@ -138,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "(winner.pt, retrain.csv, summary.json in RUN_DIR).")
     retrain.add_argument("run_dir", metavar="RUN_DIR", help="a run folder made by hpsearch search")
     _add_retrain_args(retrain)
+    _add_backend_args(retrain)
     retrain.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     retrain.add_argument("--no-progress", action="store_true", help="no progress bar")
     retrain.set_defaults(func=commands.cmd_retrain)
@@ -188,7 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .search import SearchInterrupted
+    from .search import ClusterLost, SearchInterrupted
 
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -200,6 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"hpsearch: error: {exc}", file=sys.stderr)
         return 2
+    except ClusterLost as exc:  # not a Ctrl-C: the cluster went away; everything finished is kept
+        print(f"\nhpsearch: error: {exc}", file=sys.stderr)
+        return 1
     except SearchInterrupted as exc:
         print(f"\n{exc}", file=sys.stderr)
         return 130

@@ -4,6 +4,7 @@ and returns the exit code."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -16,7 +17,7 @@ __all__ = ["cmd_search", "cmd_retrain", "cmd_plot", "cmd_report", "cmd_serve", "
 
 SEARCH_FLAGS = ("n", "dataset", "data_dir", "space", "cv", "n_jobs", "max_epochs", "patience",
                 "batch_size", "scoring", "seed", "out", "device", "engine", "max_models_per_chunk", "strategy",
-                "factor", "min_epochs", "n_startup", "max_train", "top", "retrain_epochs")
+                "factor", "min_epochs", "n_startup", "max_train", "top", "retrain_epochs", "backend", "scheduler")
 
 
 def _search_settings(args):
@@ -39,17 +40,40 @@ def _search_settings(args):
 
 def cmd_search(args) -> int:
     from .estimator import resolve_device
-    from .search import run_search
-    from .store import load_results
 
     settings = _search_settings(args)
-    settings.device = resolve_device(settings.device)
+    if not (settings.backend == "dask" and settings.device == "auto"):  # on Dask each worker resolves auto
+        settings.device = resolve_device(settings.device)
     if not args.no_retrain:  # checked now, not after the search: a typo must not cost the night
         check_whole("--images", args.images, 1)
         check_whole("--units", args.units, 1)
     _print_plan(settings)
+    with _backend(settings.backend, settings.scheduler) as backend:
+        return _search_then_retrain(args, settings, backend)
+
+
+@contextlib.contextmanager
+def _backend(name: str, scheduler: str | None):
+    """The backend the search and its retraining share (one Dask cluster for both), closed after."""
+    from .backends import open_backend
+
+    backend = open_backend(name, scheduler)
+    if name == "dask":
+        slots = backend.slots()
+        print(f"dask: {len(slots)} workers, {sum(slots.values())} task slots at {backend.scheduler}")
+    try:
+        yield backend
+    finally:
+        backend.close()
+
+
+def _search_then_retrain(args, settings, backend) -> int:
+    from .estimator import resolve_device
+    from .search import run_search
+    from .store import load_results
+
     start = time.perf_counter()
-    run_dir = run_search(settings)
+    run_dir = run_search(settings, backend=backend)
     elapsed = time.perf_counter() - start
     frame = load_results(run_dir)
     print(f"\n{len(frame)} configs in {run_dir} ({elapsed:.1f} s this session)")
@@ -68,8 +92,8 @@ def cmd_search(args) -> int:
         first = f"{report} (the run on one page)" if report else f"{run_dir / 'sorted_scores.dat'} (the ranking)"
         print(f"\nopen first: {first}; retrain later with: hpsearch retrain {run_dir}")
         return 0
-    result = _retrain(run_dir, settings.top, settings.retrain_epochs, settings.device, settings.progress)
-    code = _plot(run_dir, "all", args, settings.device, redraw=result.trained > 0)
+    result = _retrain(run_dir, settings.top, settings.retrain_epochs, settings.device, settings.progress, backend)
+    code = _plot(run_dir, "all", args, resolve_device(settings.device), redraw=result.trained > 0)
     report = _report(run_dir)
     print(f"\nresults in {run_dir}/; open first: {report.name + ' (the whole run on one page), ' if report else ''}"
           "summary.json (the winner), sorted_scores.dat (the ranking), confusion_matrix.png")
@@ -110,14 +134,14 @@ def _print_plan(settings) -> None:
         print(f"{settings.strategy}: configs x epochs per rung: {rungs} (x {settings.cv} folds)")
 
 
-def _retrain(run_dir, top: int, epochs: int, device: str, progress: bool):
+def _retrain(run_dir, top: int, epochs: int, device: str, progress: bool, backend=None):
     from .retrain import RETRAIN_FILE, SUMMARY_FILE, WINNER_FILE, retrain_top
 
     if epochs < 300:
         print(f"retraining the best {top} for {epochs} epochs (the Lab 3 seed's full budget is --top 15 "
               "--retrain-epochs 300)")
     start = time.perf_counter()
-    result = retrain_top(run_dir, top, epochs, device=device, progress=progress)
+    result = retrain_top(run_dir, top, epochs, device=device, progress=progress, backend=backend)
     elapsed = time.perf_counter() - start
     w = result.winner
     if result.trained == 0:
@@ -142,10 +166,15 @@ def _stored_retrain_settings(run_dir, top, epochs) -> tuple[int, int]:
 
 
 def cmd_retrain(args) -> int:
+    from .backends import check_backend_flags
     from .estimator import resolve_device
 
     top, epochs = _stored_retrain_settings(args.run_dir, args.top, args.retrain_epochs)
-    _retrain(args.run_dir, top, epochs, resolve_device(args.device), not args.no_progress)
+    backend_name = args.backend or "loky"
+    check_backend_flags(backend_name, args.scheduler)
+    device = args.device if backend_name == "dask" and args.device == "auto" else resolve_device(args.device)
+    with _backend(backend_name, args.scheduler) as backend:
+        _retrain(args.run_dir, top, epochs, device, not args.no_progress, backend)
     return 0
 
 

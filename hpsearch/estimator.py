@@ -16,7 +16,7 @@ from skorch import NeuralNetClassifier
 from skorch.dataset import ValidSplit
 
 from .callbacks import ContinuableEarlyStopping, StopOnNonFiniteLoss
-from .data import Dataset
+from .data import Dataset, square_image_shape
 from .errors import UsageError
 from .losses import LOSSES, loss_setup
 from .models import CNN, GAPCNN, MLP
@@ -137,11 +137,11 @@ def resolve_device(device: str) -> str:
 
 def _image_shape(image_shape, n_features: int, kind: str) -> tuple[int, int, int]:
     if image_shape is None:
-        side = math.isqrt(n_features)
-        if side * side != n_features:
+        shape = square_image_shape(n_features)
+        if shape is None:
             raise UsageError(f"model {kind!r} needs image_shape=(channels, height, width); "
-                             f"{n_features} features are not a square grey image")
-        return 1, side, side
+                             f"{n_features} features are neither a square grey image nor a square RGB one")
+        return shape
     if len(image_shape) != 3:
         raise UsageError(f"model {kind!r} needs image_shape=(channels, height, width), got {image_shape!r}")
     return tuple(int(v) for v in image_shape)
@@ -216,8 +216,9 @@ def make_net(config: dict, n_features: int | Dataset, n_classes: int | None = No
         plain skorch path (per-sample ``__getitem__`` + DataLoader collation), kept to compare.
     image_shape : (channels, height, width), optional
         Shape of one image, needed by the convolutional kinds (``cnn``, ``gapcnn``); when not
-        given, a square single-channel image of ``n_features`` pixels is assumed (with a
-        Dataset, its own image shape).
+        given, a square image of ``n_features`` pixels is assumed: one channel when
+        ``n_features`` is a square (784: 1x28x28), else three when a third of it is (3,072:
+        3x32x32 RGB); with a Dataset, its own image shape.
     **net_kwargs
         Any other ``NeuralNetClassifier`` argument (``train_split``, ``iterator_train__*``, ...).
     """
@@ -262,7 +263,7 @@ def make_net(config: dict, n_features: int | Dataset, n_classes: int | None = No
         iterator_train__shuffle=True,
         train_split=train_split,
         callbacks=_with_callbacks(own, callbacks),
-        device=device,
+        device=resolve_device(device) if device == "auto" else device,  # auto: where the net is built (a worker)
         verbose=0,
         random_state=random_state,
         lean=lean,

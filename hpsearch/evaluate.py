@@ -30,7 +30,7 @@ from .states import capture, early_stopping_of, load_state, restore, save_state
 from .workers import die_with_parent
 
 __all__ = ["make_folds", "evaluate_config", "evaluate_configs", "score_probabilities", "CVResult", "SCORINGS",
-           "threads_per_job", "cpu_count", "resident", "release_resident", "shared_array", "data_moves"]
+           "threads_per_job", "task_threads", "cpu_count", "resident", "release_resident", "shared_array", "data_moves"]
 
 SCORINGS = ("neg_log_loss", "accuracy")
 
@@ -74,6 +74,19 @@ def threads_per_job(n_jobs: int) -> int:
     threads = max(1, cpu_count() // max(1, n_jobs))
     cap = os.environ.get("OMP_NUM_THREADS", "")
     return min(threads, int(cap)) if cap.isdigit() and int(cap) > 0 else threads
+
+
+def task_threads(threads) -> int:
+    """The torch threads a task takes: ``threads`` itself, or from a ``{worker address: threads}``
+    plan (``DaskBackend.threads``) this worker's entry (a worker that joined since: its own cores)."""
+    if isinstance(threads, dict):
+        try:
+            from distributed import get_worker
+
+            return threads.get(get_worker().address) or max(1, cpu_count() // max(1, get_worker().state.nthreads))
+        except (ImportError, ValueError):  # not on a Dask worker
+            return threads_per_job(1)
+    return threads
 
 
 def score_probabilities(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray,
@@ -161,7 +174,7 @@ def _score_fold(make, X, y, train, test, scoring, threads, state=None):
     """
     die_with_parent()  # a kill -9 of the search must not leave this job training
     previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
+    torch.set_num_threads(task_threads(threads))
     try:
         try:
             net = make()

@@ -127,7 +127,8 @@ class MLP(nn.Module):
     Parameters
     ----------
     n_inputs : int
-        Number of input features (pixels of one image).
+        Number of input features: pixels times channels of one image (784 for 28x28 grey,
+        3,072 for 32x32 RGB; the image is flattened channel by channel).
     hidden : sequence of int
         Hidden-layer widths, e.g. ``(532, 195)``; the search samples them decreasing.
     n_classes : int
@@ -203,7 +204,7 @@ class CNN(nn.Module):
     in_channels : int
         1 for grey images, 3 for RGB.
     image_size : int or (int, int)
-        Height and width of the input images (8 for digits, 28 for MNIST).
+        Height and width of the input images (8 for digits, 28 for MNIST, 32 for CIFAR-10).
     n_classes : int
     filters : sequence of int
         Output channels of each 3x3 ('same'-padded) convolution, in order.
@@ -264,7 +265,7 @@ class CNN(nn.Module):
 
 class GAPCNN(nn.Module):
     """Convolutions, global average pooling, one Linear layer to the classes (Lin et al.'s GAP,
-    the layout class activation maps need).
+    the layout class activation maps need). Grey or RGB input (``in_channels`` 1 or 3).
 
     ``filters=(8, 8, 64, 64, 64), pool_after=(2,)`` is the CNN-GAP seed's net (two 8-filter
     convolutions, pool, three 64-filter convolutions, GAP, dense); ``pool_after=()`` is the CAM
@@ -273,6 +274,7 @@ class GAPCNN(nn.Module):
     Parameters
     ----------
     in_channels : int
+        1 for grey images, 3 for RGB.
     image_size : int or (int, int)
     n_classes : int
     filters : sequence of int

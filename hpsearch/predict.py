@@ -36,8 +36,8 @@ def heat_method(net) -> str:
     return "gradcam" if conv_only(net) is None else "saliency"
 
 
-def _grey_rgb(x: np.ndarray) -> np.ndarray:
-    """(C, H, W) in [0, 1] as uint8 RGB (H, W, 3)."""
+def _as_rgb8(x: np.ndarray) -> np.ndarray:
+    """(C, H, W) in [0, 1] as uint8 RGB (H, W, 3): a grey image's one channel thrice, a colour one as it is."""
     rgb = np.repeat(x, 3, axis=0) if x.shape[0] == 1 else x[:3]
     return (rgb.transpose(1, 2, 0).clip(0, 1) * 255).round().astype(np.uint8)
 
@@ -120,18 +120,18 @@ class Predictor:
     @staticmethod
     def image_png(x: np.ndarray, size: int = 224) -> bytes:
         """The prepared image ``(C, H, W)`` as a PNG, enlarged to ``size`` pixels (nearest)."""
-        return _png(_grey_rgb(x), size)
+        return _png(_as_rgb8(x), size)
 
     @staticmethod
     def heatmap_png(x: np.ndarray, heat: np.ndarray, size: int = 224, alpha: float = 0.55) -> bytes:
-        """The heat map over the grey image as a PNG: inferno colours from 0 to its largest value."""
+        """The heat map over the image (grey or colour) as a PNG: inferno colours from 0 to its largest value."""
         from matplotlib import colormaps
 
         h = np.asarray(heat, dtype=np.float64)
         top = h.max()
         h = h / top if top > 0 else np.zeros_like(h)
         colours = colormaps["inferno"](h)[..., :3]
-        base = _grey_rgb(x).astype(np.float64) / 255.0
+        base = _as_rgb8(x).astype(np.float64) / 255.0
         blend = (1 - alpha) * base + alpha * colours
         return _png((blend * 255).round().astype(np.uint8), size)
 

@@ -1,22 +1,27 @@
 """One preprocessing for training, ``predict`` and the page: from pixels to what the net reads.
 
-The datasets store images as float32 ``(n, channels, height, width)`` in [0, 1] with a *dark
-background and bright ink* (MNIST, Fashion-MNIST and scikit-learn's digits all draw that way).
-``scale`` is how a loader gets there from raw pixel values (``/ 255`` for the idx files, ``/ 16``
-for digits). ``preprocess`` takes any other picture there, by the same conventions, so a photo of a
-digit on white paper meets the net the way its training images did:
+The datasets store images as float32 ``(n, channels, height, width)`` in [0, 1]. The grey ones are
+drawn with a *dark background and bright ink* (MNIST, Fashion-MNIST and scikit-learn's digits);
+CIFAR-10's are colour photos, 3 channels (R, G, B) of 32x32. ``scale`` is how a loader gets there
+from raw pixel values (``/ 255`` for the idx files and CIFAR-10, ``/ 16`` for digits).
+``preprocess`` takes any other picture there, by the same conventions, so a photo of a digit on
+white paper meets the net the way its training images did, and a photo of a cat the way CIFAR-10's:
 
 1. **decode** (Pillow): EXIF orientation applied, the first frame of an animation, transparency
-   composited over white, then grayscale (``"L"``) for 1-channel data or ``"RGB"`` for 3;
+   composited over white, then grayscale (``"L"``) for 1-channel data or ``"RGB"`` for 3 (colour
+   kept; a grey picture given to a colour net becomes three equal channels);
 2. **scale** to [0, 1] (``/ 255``);
 3. **invert** when the background is light (``invert="auto"``: the mean of the border pixels is
-   above 0.5), so ink is bright on dark as in training; ``True``/``False`` force it;
-4. **resize** to the net's ``height x width`` with Pillow's antialiasing filter. An image already of
-   that size is taken as framed like the training images and left as it is. Otherwise, with
-   ``center`` (MNIST-like data), the ink's bounding box (pixels above 20% of the brightest) is cut
-   out, padded to a square, scaled to ``fit`` of the frame (MNIST: 20 of 28 pixels) and pasted in
-   the middle; without ``center`` the whole picture is resized. A resized image is then stretched
-   so its brightest pixel is 1 (resizing averages thin strokes away);
+   above 0.5), so ink is bright on dark as in training; ``True``/``False`` force it. Colour data
+   are never inverted (``invert=False``): a photo's light sky is not a page;
+4. **resize** to the net's ``height x width`` with Pillow's antialiasing filter, one channel at a
+   time. An image already of that size is taken as framed like the training images and left as it
+   is. Otherwise, with ``center`` (MNIST-like data), the ink's bounding box (pixels above 20% of
+   the brightest) is cut out, padded to a square, scaled to ``fit`` of the frame (MNIST: 20 of 28
+   pixels) and pasted in the middle; without ``center`` (Fashion-MNIST, CIFAR-10) the whole picture
+   is resized (a photo that is not square is squeezed: crop it first to keep its proportions). With
+   ``stretch`` (grey data) a resized image is then scaled so its brightest pixel is 1 (resizing
+   averages thin strokes away); colour photos keep their brightness;
 5. **quantize** to ``levels`` grey levels when the training data had them (digits: 17, 0..16).
 
 The settings travel with the winner (``winner.pt``, key ``"preprocess"``), see ``preprocessing_for``.
@@ -44,6 +49,7 @@ _CONVENTIONS = {
     "digits": (16.0, True, 1.0, 17),
     "mnist": (255.0, True, 20 / 28, None),
     "fashion-mnist": (255.0, False, 1.0, None),
+    "cifar10": (255.0, False, 1.0, None),
 }
 
 
@@ -63,12 +69,14 @@ def scale(images, max_value: float) -> np.ndarray:
 
 def preprocessing_for(name: str, image_shape) -> dict:
     """The preprocessing settings of a dataset (saved in the winner bundle): ``image_shape``,
-    ``max_value`` (the training scaling), ``invert`` ("auto"), ``center``, ``fit``, ``levels``.
-    Unknown datasets get plain settings: no centering, no quantization."""
+    ``max_value`` (the training scaling), ``invert`` ("auto" for grey data, False for colour),
+    ``center``, ``fit``, ``stretch`` (grey data only), ``levels``. Unknown datasets get plain
+    settings: no centering, no quantization."""
     max_value, center, fit, levels = _CONVENTIONS.get(name, (255.0, False, 1.0, None))
     shape = [int(v) for v in image_shape]
-    return {"image_shape": shape, "max_value": max_value, "invert": "auto" if shape[0] == 1 else False,
-            "center": center if shape[0] == 1 else False, "fit": fit, "levels": levels}
+    grey = shape[0] == 1
+    return {"image_shape": shape, "max_value": max_value, "invert": "auto" if grey else False,
+            "center": center if grey else False, "fit": fit, "stretch": grey, "levels": levels}
 
 
 def open_image(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
@@ -172,7 +180,7 @@ def preprocess(image, settings: dict) -> np.ndarray:
             x = _centered(x, (height, width), float(settings.get("fit", 1.0)))
         else:
             x = _resize(x, (height, width))
-        if x.max() > 0:
+        if settings.get("stretch", channels == 1) and x.max() > 0:  # a bundle without the key: grey data stretch
             x = x / x.max()
     levels = settings.get("levels")
     if levels:

@@ -38,20 +38,22 @@ from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
-from joblib import Parallel, delayed
+from joblib import delayed
 from skorch.dataset import Dataset as SkorchDataset
 from skorch.helper import predefined_split
 
+from .backends import LokyBackend
 from .data import Dataset, load_dataset
 from .errors import DivergedError, UsageError, check_whole
-from .estimator import DEFAULT_BATCH_SIZE, make_net
-from .evaluate import effective_jobs, threads_per_job
+from .estimator import DEFAULT_BATCH_SIZE, make_net, resolve_device
+from .evaluate import task_threads
 from .progress import EpochBar, EpochReport, epoch_sink
 from .results import param_text
 from .search import InterruptFlag, SearchInterrupted, trial_seed
@@ -148,7 +150,7 @@ def _retrain_one(cand: dict, dataset: Dataset, *, device, epochs, batch_size, se
     Ctrl-C cut short comes back with ``row["error"] == "interrupted"`` and is never kept."""
     die_with_parent()  # a kill -9 of the search must not leave this job training
     previous = torch.get_num_threads()
-    torch.set_num_threads(threads)
+    torch.set_num_threads(task_threads(threads))
     try:
         net = _build(cand["config"], dataset, device=device, epochs=epochs, batch_size=batch_size,
                      random_state=trial_seed(seed, cand["trial"]), monitor_test=monitor_test,
@@ -223,7 +225,7 @@ def _finished_rows(run_dir: Path, candidates: list[dict], epochs: int) -> list[d
 
 def retrain_top(run_dir, top: int = 15, retrain_epochs: int = 300, *, device: str = "cpu",
                 dataset: Dataset | None = None, monitor_test: bool = True,
-                progress: bool = True, n_jobs: int = -1) -> RetrainResult:
+                progress: bool = True, n_jobs: int = -1, backend=None) -> RetrainResult:
     """Retrain the ``top`` best configs of a search on the whole training set and crown a winner.
 
     Parameters
@@ -245,6 +247,9 @@ def retrain_top(run_dir, top: int = 15, retrain_epochs: int = 300, *, device: st
     n_jobs : int
         Configs retrained at once on the CPU (``-1``: one per core); each job gets
         ``cores // jobs`` torch threads. On a GPU one at a time.
+    backend : hpsearch.backends backend, optional
+        Where the configs retrain: loky processes here (default), or an open ``DaskBackend``
+        (one config per worker task slot, the data scattered once; progress per config, not per epoch).
 
     Returns
     -------
@@ -270,13 +275,16 @@ def retrain_top(run_dir, top: int = 15, retrain_epochs: int = 300, *, device: st
     todo = [c for c in candidates if c["trial"] not in done]
     best = _best(rows)
 
-    on_gpu = str(device).startswith("cuda")
-    jobs = 1 if on_gpu else effective_jobs(n_jobs, max(1, len(todo)))
-    threads = threads_per_job(jobs)
+    backend = backend or LokyBackend()
+    remote = backend.name != "loky"
+    on_gpu = str(device).startswith("cuda") and not remote
+    jobs = 1 if on_gpu else backend.jobs(n_jobs, max(1, len(todo)))
+    threads = backend.threads(jobs)
     bar = EpochBar(len(todo) * retrain_epochs, len(todo), desc="retrain", enabled=progress and bool(todo))
     try:
-        with InterruptFlag() as flag, epoch_sink(bar, cross_process=jobs > 1) as sink, \
-                Parallel(n_jobs=jobs, return_as="generator_unordered") as parallel:
+        # on a cluster the dataset is scattered once to every worker, not sent with each config
+        with InterruptFlag() as flag, _sink(bar, jobs, remote) as sink, \
+                backend.parallel(jobs, dataset) as (parallel, dataset):
             results = parallel(delayed(_retrain_one)(
                 cand, dataset, device=device, epochs=retrain_epochs, batch_size=batch_size, seed=seed,
                 monitor_test=monitor_test, threads=threads, sink=sink) for cand in todo)
@@ -308,7 +316,20 @@ def retrain_top(run_dir, top: int = 15, retrain_epochs: int = 300, *, device: st
     winner = table.iloc[0].to_dict()
     winner["config"] = _config_of(candidates, winner["trial"])
     _write_summary(run_dir, settings, table, winner, retrain_epochs, device, monitor_test)
-    return RetrainResult(table, winner, load_winner(run_dir, device=device), run_dir, trained=len(todo))
+    return RetrainResult(table, winner, load_winner(run_dir, device=resolve_device(device)), run_dir,
+                         trained=len(todo))
+
+
+@contextmanager
+def _sink(bar, jobs: int, remote: bool):
+    """Where the fits report their epochs: nowhere on a cluster (a worker elsewhere cannot reach this
+    process's queue; the bar moves per finished config), else ``epoch_sink``."""
+    if remote:
+        yield None
+        return
+    with epoch_sink(bar, cross_process=jobs > 1) as sink:
+        yield sink
+
 
 
 def _config_of(candidates: list[dict], trial: int) -> dict:

@@ -21,13 +21,13 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-from joblib import Parallel
 from tqdm.auto import tqdm
 
+from .backends import open_backend
 from .data import Dataset, load_dataset
 from .engines import RunContext, make_engine
 from .errors import UsageError
-from .evaluate import effective_jobs, make_folds, release_resident, shared_array
+from .evaluate import make_folds, release_resident
 from .optuna_space import stored_params, suggest_config
 from .results import results_frame, write_exports
 from .seeds import trial_seed
@@ -37,14 +37,18 @@ from .states import remove_states
 from .store import RunLock, TrialStore, atomic_write_text
 from .strategies import make_strategy
 
-__all__ = ["SearchSettings", "run_search", "SearchInterrupted", "default_run_dir", "ENGINES", "InterruptFlag",
-           "trial_seed", "Evaluator"]
+__all__ = ["SearchSettings", "run_search", "SearchInterrupted", "ClusterLost", "default_run_dir", "ENGINES",
+           "InterruptFlag", "trial_seed", "Evaluator"]
 
 EXPORT_EVERY_S = 2.0  # the ranking files follow the store at most this stale (and exactly at each rung's end)
 
 
 class SearchInterrupted(KeyboardInterrupt):
     """Ctrl-C during a search: every finished trial is stored; rerun to resume."""
+
+
+class ClusterLost(SearchInterrupted):
+    """The Dask cluster had no worker left for ``NO_WORKER_S``: every finished trial is stored."""
 
 
 def default_run_dir(settings: SearchSettings, space: SearchSpace) -> Path:
@@ -204,11 +208,13 @@ def _check_space_for(strategy, space: SearchSpace) -> None:
                          "sets max_epochs; remove it from the space and pass --max-epochs")
 
 
-def run_search(settings: SearchSettings, dataset: Dataset | None = None) -> Path:
+def run_search(settings: SearchSettings, dataset: Dataset | None = None, backend=None) -> Path:
     """Run (or resume) a search and return its run folder.
 
     Every finished (config, rung) is committed to ``<run>/trials.db`` and the ranking files are
-    kept current. Raises ``SearchInterrupted`` on Ctrl-C with all finished work kept.
+    kept current. Raises ``SearchInterrupted`` on Ctrl-C with all finished work kept (``ClusterLost``
+    when a Dask cluster was left without workers). ``backend``: an open ``hpsearch.backends``
+    backend to run the jobs on (default: the one ``settings.backend`` names, opened and closed here).
     """
     settings.validate()
     strategy = make_strategy(settings)
@@ -225,31 +231,47 @@ def run_search(settings: SearchSettings, dataset: Dataset | None = None) -> Path
         atomic_write_text(run_dir / "space.toml", space.source)
         atomic_write_text(run_dir / "settings.json", json.dumps(
             {**asdict(settings), "argv": sys.argv, "dataset_name": dataset.name}, indent=2) + "\n")
-        _run_strategy(settings, dataset, space, store, strategy, folds, run_dir)
+        own = backend is None
+        backend = open_backend(settings.backend, settings.scheduler) if own else backend
+        try:
+            if strategy.continues and not backend.sees(run_dir):
+                raise UsageError(f"--strategy {settings.strategy} keeps each (config, fold)'s state in "
+                                 f"{run_dir}/states between rungs, and some Dask workers do not see that folder; "
+                                 "put the run folder (--out) on a filesystem every worker mounts at the same path, "
+                                 "or use --strategy random or tpe")
+            _run_strategy(settings, dataset, space, store, strategy, folds, run_dir, backend)
+        finally:
+            if own:
+                backend.close()
         _warn_failures(results_frame(store.records()))
     return run_dir
 
 
-def _run_strategy(settings, dataset, space, store, strategy, folds, run_dir):
+def _run_strategy(settings, dataset, space, store, strategy, folds, run_dir, backend):
     # On the CPU the jobs take fold tasks of any config (one stream), so up to one job per core
     # even when there are fewer folds than cores; on a GPU, at most one job per fold shares it.
-    on_gpu = str(settings.device).startswith("cuda")
-    jobs = effective_jobs(settings.n_jobs, len(folds) if on_gpu else settings.n * len(folds))
+    on_gpu = str(settings.device).startswith("cuda") and backend.name == "loky"
+    jobs = backend.jobs(settings.n_jobs, len(folds) if on_gpu else settings.n * len(folds))
     plan = strategy.plan()
     single = len(plan) == 1
     bar = tqdm(total=sum(n for n, _ in plan), desc="configs" if single else "rungs", unit="cfg",
                disable=not settings.progress, dynamic_ncols=True)
     try:
-        with InterruptFlag() as flag, shared_array(dataset.X_train) as X, \
-                Parallel(n_jobs=jobs, return_as="generator_unordered") as parallel:
+        shared = [dataset.y_train, *(rows for fold in folds for rows in fold)]
+        with InterruptFlag() as flag, backend.parallel(jobs, dataset.X_train, shared) as (parallel, X):
             context = RunContext(settings, dataset, X, folds, parallel, jobs, run_dir, strategy.continues,
-                                 stop=lambda: flag.raised)
+                                 stop=lambda: flag.raised, backend=backend)
             evaluate = Evaluator(context, space, store, bar)
             strategy.run(evaluate)
             evaluate.close()
     except KeyboardInterrupt:
         write_exports(run_dir, results_frame(store.records()))  # the throttled exports catch up with the store
         done = sum(1 for r in store.records() if r["state"] != "RUNNING")
+        if backend.lost:
+            raise ClusterLost(
+                f"the Dask cluster at {backend.scheduler} has had no worker for {backend.no_worker_s:g} s: the search "
+                f"stopped; {done} finished trials (and every finished rung) are stored in {run_dir}; start "
+                f"workers (dask worker {backend.scheduler}) and run the same command again to continue") from None
         raise SearchInterrupted(
             f"interrupted: {done} finished trials (and every finished rung) are stored in {run_dir}; "
             f"run the same command again (or add --resume {run_dir}) to continue"

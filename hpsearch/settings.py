@@ -42,12 +42,15 @@ class SearchSettings:
     min_epochs: int | None = None
     n_startup: int = 10
     max_train: int | None = None  # a stratified, seeded slice of the training set (None: all of it)
+    backend: str = "loky"  # where the jobs run (hpsearch.backends): loky processes here, or a Dask cluster
+    scheduler: str | None = None  # --backend dask: tcp://HOST:PORT, local or local:N (default local)
     # What follows the search on the command line; stored so that a resume retrains as asked.
     top: int = 15
     retrain_epochs: int = 300
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> None:
+        from .backends import check_backend_flags
         from .evaluate import SCORINGS, effective_jobs
         from .strategies import make_strategy
 
@@ -74,6 +77,7 @@ class SearchSettings:
         if self.max_models_per_chunk is not None:
             check_whole("--max-models-per-chunk", self.max_models_per_chunk, 1)
         make_strategy(self)  # checks --strategy and its own flags
+        check_backend_flags(self.backend, self.scheduler)
 
 
 def fingerprint(settings: SearchSettings, space, dataset) -> dict:

@@ -1,12 +1,14 @@
 """Datasets: a small frozen container and the loaders that fill it.
 
 Every loader returns images as float32 arrays of shape ``(n, channels, height, width)`` scaled to
-[0, 1] and labels as int64, so MLPs (which flatten) and CNNs read the same arrays. Every dataset
-is checked when it is made (``Dataset.validate``): labels in range, at least 2 training classes,
-one image size, matching counts; an idx dataset's messages name the file at fault.
+[0, 1] (1 channel for grey images, 3 for CIFAR-10's RGB) and labels as int64, so MLPs (which
+flatten) and CNNs read the same arrays. Every dataset is checked when it is made
+(``Dataset.validate``): labels in range, at least 2 training classes, one image size, matching
+counts; a file-backed dataset's messages name the file at fault.
 
 ``dataset`` holds the container and its checks, ``idx`` the file format, ``mnist`` where the idx
-files of MNIST and Fashion-MNIST are found or downloaded.
+files of MNIST and Fashion-MNIST are found or downloaded, ``cifar10`` the CIFAR-10 batches (read
+with a restricted unpickler: a pickle that names anything but numpy arrays is refused).
 """
 
 from __future__ import annotations
@@ -15,22 +17,24 @@ import os
 
 import numpy as np
 
-from ..errors import UsageError
+from ..errors import UsageError, did_you_mean
 from ..preprocess import scale
-from .dataset import DIGIT_CLASSES, SPLITS, Dataset, check_splits
+from .cifar10 import CIFAR10_CLASSES, CifarError, download_cifar10, load_cifar10, read_batch
+from .dataset import DIGIT_CLASSES, SPLITS, Dataset, check_splits, square_image_shape
 from .idx import IdxError, read_idx, write_idx
 from .mnist import DOWNLOADS, IDX_FILES, SYSTEM_DIRS, default_cache_dir, download_idx, load_idx_dataset
 
-__all__ = ["Dataset", "load_dataset", "read_idx", "write_idx", "DATASETS", "IdxError"]
-__all__ += ["DIGIT_CLASSES", "FASHION_CLASSES", "IDX_FILES", "DOWNLOADS", "SYSTEM_DIRS", "SPLITS",
-            "check_splits", "default_cache_dir", "download_idx"]
+__all__ = ["Dataset", "load_dataset", "read_idx", "write_idx", "DATASETS", "IdxError", "CifarError"]
+__all__ += ["DIGIT_CLASSES", "FASHION_CLASSES", "CIFAR10_CLASSES", "IDX_FILES", "DOWNLOADS", "SYSTEM_DIRS",
+            "SPLITS", "check_splits", "default_cache_dir", "download_idx", "download_cifar10", "load_cifar10",
+            "read_batch", "square_image_shape"]
 
 FASHION_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 )
 
-DATASETS = ("digits", "mnist", "fashion-mnist")
+DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10")
 
 
 def _load_digits() -> Dataset:
@@ -52,19 +56,25 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None) -> Datase
 
     Parameters
     ----------
-    name : {"digits", "mnist", "fashion-mnist"}
+    name : {"digits", "mnist", "fashion-mnist", "cifar10"}
         ``digits`` is scikit-learn's bundled 8x8 set (1,797 images, a fixed stratified 80/20
         split). ``mnist`` and ``fashion-mnist`` are read from the four standard idx files.
+        ``cifar10`` (also ``cifar-10``) from its six batch files, the python pickles
+        (``data_batch_1`` .. ``data_batch_5``, ``test_batch``, ``batches.meta``) or the binary
+        version (``data_batch_1.bin`` .. ``test_batch.bin``, ``batches.meta.txt``): 50,000 / 10,000
+        RGB images ``(n, 3, 32, 32)``, the class names from the meta file.
     data_dir : path, optional
-        A folder holding the idx files (raw or gzipped). Without it they are looked for in the
-        cache (``$HPSEARCH_DATA`` or ``~/.cache/hpsearch/<name>``), then in Debian's
-        ``/usr/share/datasets/fashion-mnist``, then downloaded into the cache with checksums.
+        A folder holding the idx files (raw or gzipped), or the CIFAR-10 batches (the extracted
+        ``cifar-10-batches-py`` folder or the folder holding it). Without it they are looked for in
+        the cache (``$HPSEARCH_DATA`` or ``~/.cache/hpsearch/<name>``), then (Fashion-MNIST) in
+        Debian's ``/usr/share/datasets/fashion-mnist``, then downloaded into the cache with checksums.
 
     Raises
     ------
     UsageError
         For an unknown name; ``IdxError`` (a ``UsageError``) when an idx file is missing or
-        damaged or the four files do not fit together, in one line naming the file.
+        damaged or the four files do not fit together, ``CifarError`` (a ``UsageError``) when a
+        CIFAR-10 batch is missing, damaged, unsafe or wrong, each in one line naming the file.
     """
     key = name.lower().replace("_", "-")
     if key == "digits":
@@ -73,4 +83,6 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None) -> Datase
         return load_idx_dataset("mnist", data_dir, DIGIT_CLASSES)
     if key in ("fashion-mnist", "fashionmnist"):
         return load_idx_dataset("fashion-mnist", data_dir, FASHION_CLASSES)
-    raise UsageError(f"--dataset must be one of {', '.join(DATASETS)}, got {name!r}")
+    if key in ("cifar10", "cifar-10"):
+        return load_cifar10(data_dir)
+    raise UsageError(f"--dataset must be one of {', '.join(DATASETS)}, got {name!r}" + did_you_mean(key, DATASETS))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -12,6 +13,19 @@ from ..errors import UsageError
 DIGIT_CLASSES = tuple(str(i) for i in range(10))
 
 SPLITS = ("train_images", "train_labels", "test_images", "test_labels")
+
+
+def square_image_shape(n_features: int) -> tuple[int, int, int] | None:
+    """The image shape ``n_features`` pixels make when nothing else says: ``(1, s, s)`` when it is
+    a square (784 -> 1x28x28), ``(3, s, s)`` when a third of it is (3,072 -> 3x32x32 RGB), else None.
+
+    Never ambiguous: no whole number is both a square and three times a square (sqrt 3 is irrational).
+    """
+    for channels in (1, 3):
+        side = math.isqrt(int(n_features) // channels)
+        if side > 0 and channels * side * side == n_features:
+            return channels, side, side
+    return None
 
 
 def _size(shape) -> str:
@@ -71,9 +85,9 @@ class Dataset:
     Attributes
     ----------
     name : str
-        The dataset's name (``"digits"``, ``"mnist"``, ``"fashion-mnist"``).
+        The dataset's name (``"digits"``, ``"mnist"``, ``"fashion-mnist"``, ``"cifar10"``).
     X_train, X_test : ndarray of float32, shape (n, channels, height, width)
-        Pixel values in [0, 1].
+        Pixel values in [0, 1]; 1 channel for grey images, 3 (R, G, B) for colour ones.
     y_train, y_test : ndarray of int64, shape (n,)
         Class indices in ``[0, n_classes)``.
     class_names : tuple of str

@@ -66,7 +66,7 @@ def _idx_dir_complete(directory: Path) -> bool:
     return all(_find_idx(directory, stem) for stem in IDX_FILES.values())
 
 
-def _md5(path: Path) -> str:
+def file_md5(path: Path) -> str:
     digest = hashlib.md5()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
@@ -86,14 +86,14 @@ def download_idx(name: str, target: Path, base_url: str | None = None,
     target.mkdir(parents=True, exist_ok=True)
     for filename, md5 in checksums.items():
         final = target / filename
-        if final.is_file() and _md5(final) == md5:
+        if final.is_file() and file_md5(final) == md5:
             continue
         fd, tmp = tempfile.mkstemp(dir=target, suffix=".part")
         os.close(fd)
         try:
             with urllib.request.urlopen(base_url + filename, timeout=60) as resp, open(tmp, "wb") as out:
                 shutil.copyfileobj(resp, out)
-            got = _md5(Path(tmp))
+            got = file_md5(Path(tmp))
             if got != md5:
                 raise IdxError(
                     f"checksum mismatch for {base_url + filename}: md5 {got}, expected {md5}; "

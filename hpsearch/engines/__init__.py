@@ -27,6 +27,7 @@ class RunContext:
     run_dir: Path
     continues: bool
     stop: object  # callable: Ctrl-C was pressed
+    backend: object = None  # where the jobs run (hpsearch.backends): jobs, threads, the data's way there
 
 
 def make_engine(name: str, context: RunContext):

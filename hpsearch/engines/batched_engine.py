@@ -11,7 +11,8 @@ import torch
 from joblib import delayed
 
 from ..errors import DivergedError, UsageError
-from ..evaluate import CVResult, score_probabilities, threads_per_job
+from ..estimator import resolve_device
+from ..evaluate import CVResult, score_probabilities, task_threads, threads_per_job
 from ..seeds import trial_seed
 from ..states import load_state, save_state, state_path
 from ..workers import die_with_parent
@@ -36,7 +37,9 @@ class BatchedEngine:
                 c.dataset.n_classes, device=s.device, max_epochs=epochs, batch_size=s.batch_size,
                 patience=s.patience, scoring=s.scoring, max_models_per_chunk=s.max_models_per_chunk,
                 parallel=c.parallel, n_jobs=c.jobs, on_start=on_start,
-                states_dir=c.run_dir if c.continues else None, keep_states=keep_states)
+                states_dir=c.run_dir if c.continues else None, keep_states=keep_states,
+                threads=c.backend.threads(c.jobs) if c.backend.name != "loky" else None,
+                remote=c.backend.name != "loky")
             for results in chunks:
                 if c.stop():
                     raise KeyboardInterrupt
@@ -84,7 +87,7 @@ def _run_chunk(configs, seeds, X, y, folds, n_classes, settings, threads=None):
     die_with_parent()  # a kill -9 of the search must not leave this job training
     previous = torch.get_num_threads()
     if threads:
-        torch.set_num_threads(threads)
+        torch.set_num_threads(task_threads(threads))
     try:
         start = time.perf_counter()
         splits = [valid_split(train, y) if settings["patience"] > 0 else (train, None)
@@ -98,7 +101,8 @@ def _run_chunk(configs, seeds, X, y, folds, n_classes, settings, threads=None):
                 resume = load_state(state_path(states_dir, index, k)) if states_dir is not None else None
                 specs.append(FitSpec(config, seeds[index], (seeds[index], k), inner, valid, test, module, resume))
                 owners.append(index)
-        outcomes = train_stack(specs, X, y, n_classes, device=settings["device"],
+        device = resolve_device(settings["device"])  # "auto" resolves here, on the job's machine
+        outcomes = train_stack(specs, X, y, n_classes, device=device,
                                max_epochs=settings["max_epochs"], batch_size=settings["batch_size"],
                                patience=settings["patience"], eval_batch=settings["eval_batch"],
                                dropout_seed=seeds[owners[0]], continuation=states_dir is not None)
@@ -134,7 +138,8 @@ def _cv_result(outcomes, tests, y, n_classes, scoring, fit_time) -> CVResult:
 def evaluate_batched(configs: dict[int, dict], seeds: dict[int, int], X, y, folds, n_classes: int, *,
                      device="cpu", max_epochs=100, batch_size=128, patience=15, scoring="neg_log_loss",
                      max_models_per_chunk: int | None = None, parallel=None, n_jobs: int = 1,
-                     eval_batch: int | None = None, on_start=None, states_dir=None, keep_states: bool = False):
+                     eval_batch: int | None = None, on_start=None, states_dir=None, keep_states: bool = False,
+                     threads=None, remote: bool = False):
     """Cross-validate many MLP configs at once; yields ``[(index, CVResult), ...]`` per chunk.
 
     Parameters
@@ -152,6 +157,11 @@ def evaluate_batched(configs: dict[int, dict], seeds: dict[int, int], X, y, fold
         ``return_as="generator_unordered"`` (as the search uses) each chunk is yielded as soon as
         it is done, with a list-returning ``Parallel`` all at the end. On a GPU chunks run one
         after another in this process.
+    threads : int or dict, optional
+        Torch threads per chunk (``Backend.threads``); default ``threads_per_job`` of the busy jobs.
+    remote : bool
+        The jobs are a cluster's workers (``--backend dask``): every chunk goes to ``parallel``,
+        also on a GPU or with one job.
     """
     bad = [i for i, c in configs.items() if not batchable(c)]
     if bad:
@@ -174,12 +184,13 @@ def evaluate_batched(configs: dict[int, dict], seeds: dict[int, int], X, y, fold
             on_start(index)
         return {i: configs[i] for i in chunk}
 
-    if on_gpu or parallel is None or n_jobs <= 1:
+    if parallel is None or (not remote and (on_gpu or n_jobs <= 1)):
         for chunk in chunks:
             yield _run_chunk(started(chunk), seeds, X, y, folds, n_classes, settings)
         return
     # with a Parallel(return_as="generator_unordered") each chunk comes back as soon as it is done
     # and its job takes the next one (no wave waits for its slowest chunk)
-    threads = threads_per_job(min(n_jobs, len(chunks)))  # the jobs that will be busy
+    if threads is None:
+        threads = threads_per_job(min(n_jobs, len(chunks)))  # the jobs that will be busy
     yield from parallel(delayed(_run_chunk)(started(chunk), seeds, X, y, folds, n_classes, settings, threads)
                         for chunk in chunks)

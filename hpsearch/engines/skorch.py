@@ -10,7 +10,7 @@ from __future__ import annotations
 from functools import partial
 
 from ..estimator import make_net
-from ..evaluate import evaluate_configs, threads_per_job
+from ..evaluate import evaluate_configs
 from ..seeds import trial_seed
 from ..states import state_path
 
@@ -33,6 +33,6 @@ class SkorchEngine:
         if c.continues:
             states = {index: [(state_path(c.run_dir, index, k), keep_states) for k in range(len(c.folds))]
                       for index in configs}
-        threads = threads_per_job(min(c.jobs, len(makers) * len(c.folds)))  # the jobs that will be busy
+        threads = c.backend.threads(min(c.jobs, len(makers) * len(c.folds)))  # the jobs that will be busy
         yield from evaluate_configs(makers, c.X, data.y_train, c.folds, parallel=c.parallel, scoring=s.scoring,
                                     threads=threads, stop=c.stop, states=states, on_start=on_start)

@@ -20,6 +20,7 @@ from torch import nn
 
 from ..errors import UsageError
 from .attribution import as_batch, as_module, model_session
+from .images import show_image, show_weights
 
 __all__ = [
     "conv_layers", "feature_maps", "first_layer_filters", "conv_maximizers", "deep_dream",
@@ -231,23 +232,22 @@ def deep_dream(model, images, *, layer=None, steps: int = 20, lr: float = 0.02, 
 
 # ----------------------------------------------------------------------------- pictures
 
-def _show(ax, image: np.ndarray, scale: bool = False) -> None:
-    image = np.asarray(image, dtype=np.float32)
-    if scale:
-        lo, hi = float(image.min()), float(image.max())
-        image = (image - lo) / (hi - lo or 1.0)
-    if image.shape[0] == 3:
-        ax.imshow(np.clip(image.transpose(1, 2, 0), 0, 1))
+def _show(ax, image: np.ndarray, scale: bool = False, signed: bool = False) -> None:
+    if signed:
+        show_weights(ax, image)
     else:
-        ax.imshow(image.mean(axis=0), cmap="gray", vmin=0, vmax=1)
+        show_image(ax, image, stretch=scale)
     ax.set_axis_off()
 
 
 def plot_images(images, *, titles: Sequence[str] | None = None, ncols: int = 8, scale: bool = False,
-                suptitle: str | None = None):
-    """A grid of images (n, C, H, W): maximizers, DeepDream results, filters.
+                signed: bool = False, suptitle: str | None = None):
+    """A grid of images (n, C, H, W): maximizers, DeepDream results, filters; grey for C = 1,
+    RGB for C = 3 (the rules of ``hpsearch.viz.images``).
 
-    ``scale`` min-max stretches each image; otherwise values are shown in [0, 1].
+    ``scale`` min-max stretches each image (all its channels together); ``signed`` draws signed
+    weights (``show_weights``: zero is white on RdBu_r, or mid grey in RGB); otherwise values are
+    shown in [0, 1].
 
     Returns
     -------
@@ -264,7 +264,7 @@ def plot_images(images, *, titles: Sequence[str] | None = None, ncols: int = 8, 
     for i, ax in enumerate(axes):
         ax.set_axis_off()
         if i < n:
-            _show(ax, images[i], scale)
+            _show(ax, images[i], scale, signed)
             if titles is not None:
                 ax.set_title(titles[i], fontsize=7)
     if suptitle:
@@ -273,9 +273,14 @@ def plot_images(images, *, titles: Sequence[str] | None = None, ncols: int = 8, 
 
 
 def plot_filters(weights: np.ndarray, *, ncols: int = 8):
-    """First-layer filters (K, C, kh, kw), each min-max stretched (grey, or RGB when C == 3)."""
-    return plot_images(weights, titles=[str(k) for k in range(len(weights))], ncols=ncols, scale=True,
-                       suptitle="first conv layer filters")
+    """First-layer filters (K, C, kh, kw): grey ones min-max stretched (black = the filter's lowest
+    weight, white its highest); RGB ones (C == 3) as ``(kh, kw, 3)`` patches ``0.5 + w / (2 max|w|)``
+    on each filter's own scale, so mid grey is 0 and a patch's colour is the colour it responds to."""
+    weights = np.asarray(weights)
+    rgb = weights.ndim == 4 and weights.shape[1] == 3
+    how = "grey = 0, colour = what raises it" if rgb else "each stretched black to white"
+    return plot_images(weights, titles=[str(k) for k in range(len(weights))], ncols=ncols, scale=not rgb,
+                       signed=rgb, suptitle=f"first conv layer filters ({how})")
 
 
 def feature_map_label(index: int, acts: np.ndarray) -> str:

@@ -17,6 +17,7 @@ from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import ConfusionMatrixDisplay, classification_report
 
 from ..errors import UsageError
+from .images import show_image
 
 __all__ = ["class_report", "misclassified", "learning_curves", "plot_confusion_matrix",
            "plot_class_report", "plot_misclassified", "plot_learning_curves"]
@@ -145,11 +146,7 @@ def plot_misclassified(images: np.ndarray, y_true, y_pred, class_names: Sequence
         if i is None:
             fig.delaxes(ax)
             continue
-        image = np.asarray(images[i])
-        if image.shape[0] == 1:
-            ax.imshow(image[0], cmap="gray", vmin=0, vmax=1)
-        else:
-            ax.imshow(np.moveaxis(image, 0, -1).clip(0, 1))
+        show_image(ax, images[i])  # grey, or RGB for colour data
         label = f"{class_names[y_true[i]]} \u2192 {class_names[y_pred[i]]}"
         if proba is not None:
             label += f" ({np.asarray(proba)[i, y_pred[i]]:.2f})"

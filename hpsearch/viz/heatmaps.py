@@ -21,6 +21,7 @@ from matplotlib.ticker import FormatStrFormatter, MaxNLocator
 
 from ..errors import UsageError
 from .attribution import _numpy, as_batch, as_module, attribute, model_session, resolve_targets
+from .images import show_image
 
 __all__ = ["SIGNED_CMAP", "POSITIVE_CMAP", "LABELS", "TITLES", "heatmap", "heat_scale", "plot_heatmaps",
            "plot_explanations", "plot_attribution"]
@@ -69,16 +70,9 @@ def heat_scale(maps: np.ndarray, *, signed: bool | None = None) -> tuple[str, fl
     return POSITIVE_CMAP, 0.0, hi or 1.0
 
 
-def _show_image(ax, image: np.ndarray) -> None:
-    if image.shape[0] == 3:
-        ax.imshow(np.clip(image.transpose(1, 2, 0), 0, 1))
-    else:
-        ax.imshow(image[0], cmap="gray", vmin=0, vmax=1)
-
-
 def _overlay(ax, image: np.ndarray, hmap: np.ndarray, alpha: float, scale) -> None:
     cmap, vmin, vmax = scale
-    _show_image(ax, image)
+    show_image(ax, image)
     h, w = image.shape[1:]
     ax.imshow(hmap, cmap=cmap, vmin=vmin, vmax=vmax, alpha=alpha, extent=(-0.5, w - 0.5, h - 0.5, -0.5),
               interpolation="bilinear")
@@ -186,7 +180,7 @@ def plot_explanations(model, X, methods: Sequence[str] = ("gradcam", "saliency",
     axes = fig.subplots(n, len(methods) + 1, squeeze=False)
     name = (lambda c: class_names[c]) if class_names is not None else str
     for i in range(n):
-        _show_image(axes[i, 0], images[i])
+        show_image(axes[i, 0], images[i])
         p, c = int(predicted[i]), int(t[i])
         axes[i, 0].set_title(f"pred {name(p)}" + (f"\nexplains {name(c)}" if c != p else ""), fontsize=8)
     for j, m in enumerate(methods, start=1):

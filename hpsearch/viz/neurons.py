@@ -16,7 +16,9 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from ..data.dataset import square_image_shape
 from ..errors import UsageError
+from .images import WEIGHT_LEGEND, is_rgb, show_image, show_weights
 
 __all__ = ["receptive_fields", "box_maximizer", "maximize_activation", "unit_activations",
            "mlp_linears", "layer_names", "plot_unit_grid", "plot_receptive_fields", "plot_maximizers",
@@ -57,11 +59,10 @@ def _image_shape(net, image_shape) -> tuple[int, ...]:
         image_shape = getattr(net, "winner_", {}).get("image_shape")
     n_inputs = mlp_linears(net)[0].in_features
     if image_shape is None:
-        side = math.isqrt(n_inputs)
-        if side * side != n_inputs:
-            raise UsageError(f"image_shape is needed: {n_inputs} inputs are not a square grey image; "
-                             "pass image_shape=(channels, height, width)")
-        image_shape = (1, side, side)
+        image_shape = square_image_shape(n_inputs)
+        if image_shape is None:
+            raise UsageError(f"image_shape is needed: {n_inputs} inputs are neither a square grey image nor a "
+                             "square RGB one; pass image_shape=(channels, height, width)")
     image_shape = tuple(int(v) for v in image_shape)
     if math.prod(image_shape) != n_inputs:
         raise UsageError(f"image_shape {image_shape} has {math.prod(image_shape)} pixels but the net "
@@ -100,7 +101,8 @@ def receptive_fields(net, image_shape: Sequence[int] | None = None) -> list[np.n
     ----------
     net : skorch net or torch module with ``.linears`` (an ``MLP``)
     image_shape : (channels, height, width), optional
-        Default: the shape saved with a loaded winner, else a square grey image.
+        Default: the shape saved with a loaded winner, else a square grey image (784 inputs:
+        1x28x28) or a square RGB one (3,072 inputs: 3x32x32), whichever the input size makes.
 
     Returns
     -------
@@ -251,11 +253,6 @@ def maximize_activation(net, layer: int, units=None, steps: int = 200, lr: float
 # ----------------------------------------------------------------------------- plotting
 
 
-def _as_2d(image: np.ndarray) -> np.ndarray:
-    """One panel's picture: the image itself when grey, the mean over channels otherwise."""
-    return image[0] if image.shape[0] == 1 else image.mean(axis=0)
-
-
 def plot_unit_grid(arrays: np.ndarray, titles: Sequence[str] | None = None, *, diverging: bool = True,
                    title: str = "", ncols: int | None = None, panel_size: float = 1.3) -> Figure:
     """A grid of one panel per unit, with no empty panels (``len(fig.axes) == len(arrays)``).
@@ -265,8 +262,10 @@ def plot_unit_grid(arrays: np.ndarray, titles: Sequence[str] | None = None, *, d
     arrays : ndarray, shape (units, channels, height, width)
     titles : one label per panel, optional
     diverging : bool
-        True: a red/blue colormap centred on zero, each panel scaled to its own largest
-        ``|value|`` (red > 0, blue < 0). False: grey levels on the fixed range [0, 1].
+        True: signed weights, each panel on its own symmetric scale ``m = max|value|``: grey
+        images on a red/blue colormap centred on zero (red > 0, blue < 0), RGB ones as
+        ``0.5 + w / (2 m)`` per channel (grey = 0; see ``hpsearch.viz.images``). False: images
+        in [0, 1], grey levels or RGB.
     """
     arrays = np.asarray(arrays)
     n = len(arrays)
@@ -281,12 +280,7 @@ def plot_unit_grid(arrays: np.ndarray, titles: Sequence[str] | None = None, *, d
         if i >= n:
             fig.delaxes(ax)
             continue
-        picture = _as_2d(arrays[i])
-        if diverging:
-            limit = float(np.abs(picture).max()) or 1.0
-            ax.imshow(picture, cmap="RdBu_r", vmin=-limit, vmax=limit)
-        else:
-            ax.imshow(picture, cmap="gray", vmin=0.0, vmax=1.0)
+        (show_weights if diverging else show_image)(ax, arrays[i])
         ax.set_xticks([])
         ax.set_yticks([])
         if titles is not None:
@@ -325,14 +319,15 @@ def plot_receptive_fields(net, layer: int = 0, n_units: int = 25, *, units=None,
     units = _units(units, len(fields[idx])) if units is not None else _default_units(net, idx, n_units)
     name = layer_names(net)[idx]
     note = "" if idx == 0 else " (product of weight matrices; nonlinearities ignored)"
+    legend = WEIGHT_LEGEND["rgb" if is_rgb(fields[idx][0]) else "grey"]
     return plot_unit_grid(fields[idx][units], _panel_titles(net, idx, units, class_names),
-                          title=f"Receptive fields, {name}{note}\nred = positive weight, blue = negative")
+                          title=f"Receptive fields, {name}{note}\n{legend}")
 
 
 def plot_maximizers(net, layer: int = 0, n_units: int = 25, *, units=None, method: str = "gradient",
                     steps: int = 200, lr: float = 0.05, class_names: Sequence[str] | None = None,
                     image_shape: Sequence[int] | None = None) -> Figure:
-    """Images in [0, 1] that maximize units of one layer (seed figures 5-7), in grey levels.
+    """Images in [0, 1] that maximize units of one layer (seed figures 5-7), in grey levels or RGB.
 
     ``method="gradient"`` runs ``maximize_activation``; ``method="box"`` draws ``box_maximizer``
     (exact for the first hidden layer).
@@ -349,5 +344,6 @@ def plot_maximizers(net, layer: int = 0, n_units: int = 25, *, units=None, metho
     else:
         raise UsageError(f"method must be 'gradient' or 'box', got {method!r}")
     name = layer_names(net)[idx]
+    scale = "each channel 0..1" if is_rgb(images[0]) else "white = 1, black = 0"
     return plot_unit_grid(images, _panel_titles(net, idx, units, class_names), diverging=False,
-                          title=f"Images that maximize each unit, {name}\n({how}; white = 1, black = 0)")
+                          title=f"Images that maximize each unit, {name}\n({how}; {scale})")

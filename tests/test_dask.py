@@ -1,0 +1,119 @@
+"""--backend dask on a real LocalCluster of worker processes: the same scores as loky (both engines
+and halving), a worker killed mid-search loses nothing, a cluster left without workers stops the
+search keeping every finished trial, and bad flags or a scheduler that does not answer exit 2."""
+
+import os
+import signal
+import threading
+import time
+
+import pandas as pd
+import pytest
+
+distributed = pytest.importorskip("distributed", reason="the dask extra is not installed: pip install -e '.[dask]'")
+
+from hpsearch import backends  # noqa: E402
+from hpsearch.cli import main  # noqa: E402
+from hpsearch.search import ClusterLost, SearchSettings, run_search  # noqa: E402
+from hpsearch.store import load_results  # noqa: E402
+
+TINY = dict(dataset="digits", cv=2, patience=0, progress=False)
+SCORES = ["trial", "split0_test_score", "split1_test_score", "mean_test_score", "mean_test_accuracy"]
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  silence_logs=50) as cluster:
+        yield cluster
+
+
+def _scores(run) -> pd.DataFrame:
+    return load_results(run)[SCORES].sort_values("trial").reset_index(drop=True)
+
+
+def _pair(tmp_path, cluster, **settings):
+    loky = run_search(SearchSettings(out=str(tmp_path / "loky"), n_jobs=2, **TINY, **settings))
+    dask = run_search(SearchSettings(out=str(tmp_path / "dask"), backend="dask", scheduler=cluster.scheduler_address,
+                                     **TINY, **settings))
+    return _scores(loky), _scores(dask)
+
+
+@pytest.mark.parametrize("settings", [dict(n=3, max_epochs=2), dict(n=3, max_epochs=2, engine="batched"),
+                                      dict(n=4, max_epochs=3, strategy="halving", min_epochs=1)],
+                         ids=["skorch", "batched", "halving"])
+def test_dask_scores_equal_loky_scores(tmp_path, cluster, settings):
+    loky, dask = _pair(tmp_path, cluster, **settings)
+    pd.testing.assert_frame_equal(loky, dask)
+
+
+def test_a_worker_killed_mid_search_loses_nothing(tmp_path, cluster):
+    settings = dict(n=6, max_epochs=8, **TINY)
+    reference = _scores(run_search(SearchSettings(out=str(tmp_path / "loky"), n_jobs=2, **settings)))
+    client = distributed.Client(cluster, set_as_default=False)
+    pids = client.run(os.getpid)
+    killed = []
+
+    def kill_one():
+        time.sleep(2.0)  # mid-search: the search takes several seconds
+        victim = sorted(pids.values())[0]
+        os.kill(victim, signal.SIGKILL)
+        killed.append(victim)
+
+    thread = threading.Thread(target=kill_one)
+    thread.start()
+    run = run_search(SearchSettings(out=str(tmp_path / "dask"), backend="dask", scheduler=cluster.scheduler_address,
+                                    **settings))
+    thread.join()
+    assert killed, "the worker was not killed"
+    frame = load_results(run)
+    assert sorted(frame["trial"]) == list(range(6)) and (frame["state"] == "COMPLETE").all()  # each once
+    pd.testing.assert_frame_equal(_scores(run), reference)  # the retried folds are the same seeded fits
+    client.wait_for_workers(2, timeout=30)  # the nanny restarts the worker for the next tests
+    client.close()
+
+
+def test_a_cluster_without_workers_stops_the_search_keeping_what_finished(tmp_path, monkeypatch):
+    monkeypatch.setattr(backends, "NO_WORKER_S", 2.0)
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+                                  silence_logs=50) as lonely:
+        def retire():  # once a config is finished and stored
+            deadline = time.monotonic() + 60
+            while not (tmp_path / "run" / "trials.csv").is_file() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            lonely.scale(0)
+
+        threading.Thread(target=retire, daemon=True).start()
+        with pytest.raises(ClusterLost, match="has had no worker for 2 s: the search stopped; .* finished trials"):
+            run_search(SearchSettings(out=str(tmp_path / "run"), n=40, max_epochs=10, backend="dask",
+                                      scheduler=lonely.scheduler_address, **TINY))
+    frame = load_results(tmp_path / "run")
+    assert len(frame) >= 1 and (tmp_path / "run" / "trials.csv").is_file()  # what finished is kept
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--scheduler", "local:2"], "--scheduler local:2 only applies with --backend dask"),
+    (["--backend", "dask", "--scheduler", "local:0"], "needs a whole number of workers N >= 1, got 'local:0'"),
+    (["--backend", "dask", "--scheduler", "nowhere"], "must be a scheduler address (tcp://HOST:8786)"),
+    (["--backend", "dask", "--scheduler", "tcp://127.0.0.1:9"], "no Dask scheduler answered within 2 s"),
+])
+def test_bad_backend_flags_exit_2(tmp_path, capsys, monkeypatch, flags, message):
+    monkeypatch.setattr(backends, "CONNECT_TIMEOUT_S", 2.0)
+    code = main(["search", "--n", "1", "--dataset", "digits", "--no-progress", "--no-retrain",
+                 "--out", str(tmp_path / "run"), *flags])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_cli_search_on_its_own_local_cluster_then_retrain_on_another(tmp_path, capsys, cluster):
+    out = tmp_path / "run"
+    code = main(["search", "--n", "2", "--dataset", "digits", "--cv", "2", "--max-epochs", "2", "--patience", "0",
+                 "--no-progress", "--no-retrain", "--backend", "dask", "--scheduler", "local:2", "--out", str(out)])
+    assert code == 0 and "dask: 2 workers, 2 task slots at local:2" in capsys.readouterr().out
+    code = main(["retrain", str(out), "--top", "2", "--retrain-epochs", "2", "--no-progress", "--backend", "dask",
+                 "--scheduler", cluster.scheduler_address])
+    assert code == 0 and "retrained 2 configs for 2 epochs" in capsys.readouterr().out
+    retrained = pd.read_csv(out / "retrain.csv")
+    assert len(retrained) == 2 and retrained["error"].isna().all() and (out / "winner.pt").is_file()
+    assert retrained["test_accuracy"].min() > 0.2  # real fits on the workers (chance: 0.1), scored here
