@@ -72,6 +72,9 @@ class LokyBackend:
     def sees(self, path) -> bool:
         return True
 
+    def failure(self, exc: BaseException) -> None:
+        return None
+
     def close(self) -> None:
         pass
 
@@ -117,6 +120,7 @@ class DaskBackend:
         if n_local is not None:
             self.cluster = distributed.LocalCluster(n_workers=n_local, threads_per_worker=1, processes=True,
                                                     dashboard_address=None, silence_logs=logging.ERROR)
+            logging.getLogger("distributed").setLevel(logging.ERROR)  # its scheduler runs here: no INFO chatter
             self.client = distributed.Client(self.cluster, set_as_default=False)
         else:
             try:
@@ -181,10 +185,23 @@ class DaskBackend:
         worker (the tasks receive the worker's copy, not a pickle each)."""
         from joblib import parallel_config
 
+        _register_remote_backend()
         scatter = [a for a in (X, *shared) if a is not None]
-        with parallel_config(backend="dask", client=self.client, scatter=scatter), \
+        with parallel_config(backend=_REMOTE, client=self.client, scatter=scatter), \
                 Parallel(n_jobs=jobs, return_as="generator_unordered") as parallel:
             yield parallel, X
+
+    def failure(self, exc: BaseException) -> str | None:
+        """What went wrong with the cluster when ``exc`` (raised by a task's future) is the cluster's
+        failure rather than the task's: its workers gone, a task lost with them; else ``None``."""
+        import distributed
+
+        if self.lost:
+            return f"has had no worker for {self.no_worker_s:g} s"
+        lost = (distributed.client.FutureCancelledError, distributed.KilledWorker, distributed.comm.CommClosedError)
+        if isinstance(exc, lost):
+            return f"lost its workers or their tasks ({type(exc).__name__}: {str(exc)[:160]})"
+        return None
 
     def sees(self, path) -> bool:
         """Whether every worker sees ``path`` as a folder (halving keeps its continuation states there)."""
@@ -198,6 +215,22 @@ class DaskBackend:
         if self.cluster is not None:
             with contextlib.suppress(Exception):
                 self.cluster.close()
+
+
+_REMOTE = "hpsearch-dask"
+
+
+def _register_remote_backend() -> None:
+    """joblib's Dask backend, except that a cluster of one worker thread still gets the tasks: joblib
+    runs a Parallel of one job in this process, which on a cluster is the wrong machine."""
+    from joblib import register_parallel_backend
+    from joblib._dask import DaskDistributedBackend
+
+    class AlwaysOnTheCluster(DaskDistributedBackend):
+        def effective_n_jobs(self, n_jobs):
+            return max(2, super().effective_n_jobs(n_jobs))
+
+    register_parallel_backend(_REMOTE, AlwaysOnTheCluster)
 
 
 def open_backend(name: str = "loky", scheduler: str | None = None):

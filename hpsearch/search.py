@@ -264,14 +264,17 @@ def _run_strategy(settings, dataset, space, store, strategy, folds, run_dir, bac
             evaluate = Evaluator(context, space, store, bar)
             strategy.run(evaluate)
             evaluate.close()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Exception) as exc:
+        lost = backend.failure(exc)  # the cluster's own failure (workers gone), or None
+        if not isinstance(exc, KeyboardInterrupt) and lost is None:
+            raise
         write_exports(run_dir, results_frame(store.records()))  # the throttled exports catch up with the store
         done = sum(1 for r in store.records() if r["state"] != "RUNNING")
-        if backend.lost:
+        if lost is not None:
             raise ClusterLost(
-                f"the Dask cluster at {backend.scheduler} has had no worker for {backend.no_worker_s:g} s: the search "
-                f"stopped; {done} finished trials (and every finished rung) are stored in {run_dir}; start "
-                f"workers (dask worker {backend.scheduler}) and run the same command again to continue") from None
+                f"the Dask cluster at {backend.scheduler} {lost}: the search stopped; {done} finished trials (and "
+                f"every finished rung) are stored in {run_dir}; start workers (dask worker {backend.scheduler}) "
+                "and run the same command again to continue") from None
         raise SearchInterrupted(
             f"interrupted: {done} finished trials (and every finished rung) are stored in {run_dir}; "
             f"run the same command again (or add --resume {run_dir}) to continue"

@@ -9,6 +9,7 @@ import time
 
 import pandas as pd
 import pytest
+from joblib import delayed
 
 distributed = pytest.importorskip("distributed", reason="the dask extra is not installed: pip install -e '.[dask]'")
 
@@ -39,17 +40,31 @@ def _pair(tmp_path, cluster, **settings):
     return _scores(loky), _scores(dask)
 
 
-@pytest.mark.parametrize("settings", [dict(n=3, max_epochs=2), dict(n=3, max_epochs=2, engine="batched"),
+KILLED = dict(n=6, max_epochs=8, **TINY)  # a search of several seconds: time to kill a worker in it
+
+
+@pytest.fixture(scope="module")
+def loky_reference(tmp_path_factory):
+    return _scores(run_search(SearchSettings(out=str(tmp_path_factory.mktemp("loky") / "run"), n_jobs=2, **KILLED)))
+
+
+def test_dask_scores_equal_loky_scores(tmp_path, cluster, loky_reference):
+    run = run_search(SearchSettings(out=str(tmp_path / "dask"), backend="dask", scheduler=cluster.scheduler_address,
+                                    **KILLED))
+    pd.testing.assert_frame_equal(_scores(run), loky_reference)
+
+
+@pytest.mark.parametrize("settings", [dict(n=3, max_epochs=2, engine="batched"),
                                       dict(n=4, max_epochs=3, strategy="halving", min_epochs=1)],
-                         ids=["skorch", "batched", "halving"])
-def test_dask_scores_equal_loky_scores(tmp_path, cluster, settings):
+                         ids=["batched", "halving"])
+def test_dask_scores_equal_loky_scores_batched_and_halving(tmp_path, cluster, settings):
     loky, dask = _pair(tmp_path, cluster, **settings)
     pd.testing.assert_frame_equal(loky, dask)
 
 
-def test_a_worker_killed_mid_search_loses_nothing(tmp_path, cluster):
-    settings = dict(n=6, max_epochs=8, **TINY)
-    reference = _scores(run_search(SearchSettings(out=str(tmp_path / "loky"), n_jobs=2, **settings)))
+def test_a_worker_killed_mid_search_loses_nothing(tmp_path, cluster, loky_reference):
+    settings = KILLED
+    reference = loky_reference
     client = distributed.Client(cluster, set_as_default=False)
     pids = client.run(os.getpid)
     killed = []
@@ -77,6 +92,12 @@ def test_a_cluster_without_workers_stops_the_search_keeping_what_finished(tmp_pa
     monkeypatch.setattr(backends, "NO_WORKER_S", 2.0)
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
                                   silence_logs=50) as lonely:
+        backend = backends.DaskBackend(lonely.scheduler_address)
+        with backend.parallel(1, None) as (parallel, _):  # joblib runs one job in-process: not on a cluster
+            pids = set(parallel(delayed(os.getpid)() for _ in range(3)))
+        backend.close()
+        assert pids and os.getpid() not in pids
+
         def retire():  # once a config is finished and stored
             deadline = time.monotonic() + 60
             while not (tmp_path / "run" / "trials.csv").is_file() and time.monotonic() < deadline:
@@ -84,11 +105,32 @@ def test_a_cluster_without_workers_stops_the_search_keeping_what_finished(tmp_pa
             lonely.scale(0)
 
         threading.Thread(target=retire, daemon=True).start()
-        with pytest.raises(ClusterLost, match="has had no worker for 2 s: the search stopped; .* finished trials"):
+        with pytest.raises(ClusterLost, match=r"the search stopped; \d+ finished trials .* run the same command again"):
             run_search(SearchSettings(out=str(tmp_path / "run"), n=40, max_epochs=10, backend="dask",
                                       scheduler=lonely.scheduler_address, **TINY))
     frame = load_results(tmp_path / "run")
     assert len(frame) >= 1 and (tmp_path / "run" / "trials.csv").is_file()  # what finished is kept
+
+
+def test_the_watchdog_stops_a_search_whose_cluster_stays_empty(monkeypatch):
+    """Dask would wait for a worker forever: after NO_WORKER_S without one the backend marks itself
+    lost and sends this process SIGINT, which the search turns into ClusterLost."""
+    monkeypatch.setattr(backends, "NO_WORKER_S", 1.0)
+    got = []
+    previous = signal.signal(signal.SIGINT, lambda *a: got.append("SIGINT"))
+    try:
+        with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
+                                      silence_logs=50) as lonely:
+            backend = backends.DaskBackend(lonely.scheduler_address)
+            lonely.scale(0)
+            deadline = time.monotonic() + 20
+            while not got and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert got == ["SIGINT"] and backend.lost
+            assert backend.failure(KeyboardInterrupt()) == "has had no worker for 1 s"
+            backend.close()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 @pytest.mark.parametrize("flags, message", [
