@@ -12,6 +12,7 @@ import warnings
 
 from . import commands
 from .errors import UsageError
+from .schedules import SCHEDULES
 
 __all__ = ["main", "build_parser"]
 
@@ -103,6 +104,13 @@ def _add_retrain_args(p: argparse.ArgumentParser) -> None:
                    "--top, else 15)")
     p.add_argument("--retrain-epochs", type=int, help="epochs of each retraining on the whole training "
                    "set, no early stopping (default: the run's stored --retrain-epochs, else 300)")
+    p.add_argument("--schedule", choices=tuple(SCHEDULES), help="the retraining's learning-rate schedule over "
+                   "--retrain-epochs: " + "; ".join(f"{k}: {v}" for k, v in SCHEDULES.items()) +
+                   " (default: the run's stored --schedule, else each config's own: none unless the space "
+                   "searched one)")
+    p.add_argument("--checkpoint-every", type=int, metavar="N", help="the retraining saves each config's whole "
+                   "state every N epochs (0: never), so the same command after Ctrl-C, kill -9 or a crash goes "
+                   "on from there (default: the run's stored value, else 1)")
 
 
 def _add_plot_args(p: argparse.ArgumentParser) -> None:

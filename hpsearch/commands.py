@@ -17,7 +17,8 @@ __all__ = ["cmd_search", "cmd_retrain", "cmd_plot", "cmd_report", "cmd_serve", "
 
 SEARCH_FLAGS = ("n", "dataset", "data_dir", "space", "cv", "n_jobs", "max_epochs", "patience",
                 "batch_size", "scoring", "seed", "out", "device", "engine", "max_models_per_chunk", "strategy",
-                "factor", "min_epochs", "n_startup", "max_train", "top", "retrain_epochs", "backend", "scheduler")
+                "factor", "min_epochs", "n_startup", "max_train", "top", "retrain_epochs", "backend", "scheduler",
+                "schedule", "checkpoint_every")
 
 
 def _search_settings(args):
@@ -92,7 +93,8 @@ def _search_then_retrain(args, settings, backend) -> int:
         first = f"{report} (the run on one page)" if report else f"{run_dir / 'sorted_scores.dat'} (the ranking)"
         print(f"\nopen first: {first}; retrain later with: hpsearch retrain {run_dir}")
         return 0
-    result = _retrain(run_dir, settings.top, settings.retrain_epochs, settings.device, settings.progress, backend)
+    options = {key: getattr(settings, key) for key in RETRAIN_OPTIONS}
+    result = _retrain(run_dir, options, settings.device, settings.progress, backend)
     code = _plot(run_dir, "all", args, resolve_device(settings.device), redraw=result.trained > 0)
     report = _report(run_dir)
     print(f"\nresults in {run_dir}/; open first: {report.name + ' (the whole run on one page), ' if report else ''}"
@@ -134,14 +136,19 @@ def _print_plan(settings) -> None:
         print(f"{settings.strategy}: configs x epochs per rung: {rungs} (x {settings.cv} folds)")
 
 
-def _retrain(run_dir, top: int, epochs: int, device: str, progress: bool, backend=None):
+RETRAIN_OPTIONS = {"top": 15, "retrain_epochs": 300, "schedule": None, "checkpoint_every": 1}  # the seed's 15 x 300
+
+
+def _retrain(run_dir, options: dict, device: str, progress: bool, backend=None):
     from .retrain import RETRAIN_FILE, SUMMARY_FILE, WINNER_FILE, retrain_top
 
+    top, epochs = options["top"], options["retrain_epochs"]
     if epochs < 300:
         print(f"retraining the best {top} for {epochs} epochs (the Lab 3 seed's full budget is --top 15 "
               "--retrain-epochs 300)")
     start = time.perf_counter()
-    result = retrain_top(run_dir, top, epochs, device=device, progress=progress, backend=backend)
+    result = retrain_top(run_dir, top, epochs, device=device, progress=progress, backend=backend,
+                         schedule=options["schedule"], checkpoint_every=options["checkpoint_every"])
     elapsed = time.perf_counter() - start
     w = result.winner
     if result.trained == 0:
@@ -157,24 +164,27 @@ def _retrain(run_dir, top: int, epochs: int, device: str, progress: bool, backen
     return result
 
 
-def _stored_retrain_settings(run_dir, top, epochs) -> tuple[int, int]:
-    """The flags given, else the run's stored choice, else the seed's 15 and 300."""
+def _stored_retrain_settings(run_dir, args) -> dict:
+    """The retraining's options: the flags given, else the run's stored choice, else the defaults."""
     path = Path(run_dir) / "settings.json"
     stored = json.loads(path.read_text()) if path.is_file() else {}
-    return (top if top is not None else stored.get("top", 15),
-            epochs if epochs is not None else stored.get("retrain_epochs", 300))
+    options = {}
+    for key, default in RETRAIN_OPTIONS.items():
+        given = getattr(args, key, None)
+        options[key] = given if given is not None else stored.get(key, default)
+    return options
 
 
 def cmd_retrain(args) -> int:
     from .backends import check_backend_flags
     from .estimator import resolve_device
 
-    top, epochs = _stored_retrain_settings(args.run_dir, args.top, args.retrain_epochs)
+    options = _stored_retrain_settings(args.run_dir, args)
     backend_name = args.backend or "loky"
     check_backend_flags(backend_name, args.scheduler)
     device = args.device if backend_name == "dask" and args.device == "auto" else resolve_device(args.device)
     with _backend(backend_name, args.scheduler) as backend:
-        _retrain(args.run_dir, top, epochs, device, not args.no_progress, backend)
+        _retrain(args.run_dir, options, device, not args.no_progress, backend)
     return 0
 
 

@@ -13,13 +13,16 @@ from numbers import Integral
 import numpy as np
 import torch
 from skorch import NeuralNetClassifier
-from skorch.dataset import ValidSplit
+from skorch.dataset import ValidSplit, unpack_data
+from skorch.utils import to_tensor
 
+from .augment import augment_batch, check_augment_name
 from .callbacks import ContinuableEarlyStopping, StopOnNonFiniteLoss
 from .data import Dataset, square_image_shape
 from .errors import UsageError
 from .losses import LOSSES, loss_setup
 from .models import CNN, GAPCNN, MLP
+from .schedules import schedule_callback
 
 __all__ = ["SeededNet", "make_net", "OPTIMIZERS", "MODELS", "LOSSES", "resolve_device"]
 
@@ -44,17 +47,32 @@ DEFAULT_PATIENCE = 15
 class SeededNet(NeuralNetClassifier):
     """A ``NeuralNetClassifier`` whose weights, shuffling and dropout are seeded by
     ``random_state`` each time it is initialized, so ``fit`` is reproducible on the CPU and a
-    clone inside ``cross_val_score`` trains exactly as the original would."""
+    clone inside ``cross_val_score`` trains exactly as the original would.
 
-    def __init__(self, module, *args, random_state: int | None = None, lean: bool = False, **kwargs):
+    ``augment`` (one of ``hpsearch.augment.AUGMENTS``, default ``"none"``) augments the images
+    of each training batch, on the net's device, in ``train_step_single``: only training steps
+    see augmented images (never the validation split, ``predict``/``predict_proba`` or a scored
+    fold), on the lean path and the plain one alike; its draws come from torch's generator, so
+    ``random_state`` seeds them too."""
+
+    def __init__(self, module, *args, random_state: int | None = None, lean: bool = False,
+                 augment: str = "none", **kwargs):
         super().__init__(module, *args, **kwargs)
         self.random_state = random_state
         self.lean = lean
+        self.augment = augment
 
     def initialize(self):
+        check_augment_name(self.augment)
         if self.random_state is not None:
             torch.manual_seed(self.random_state)
         return super().initialize()
+
+    def train_step_single(self, batch, **fit_params):
+        if self.augment != "none":
+            Xi, yi = unpack_data(batch)
+            batch = (augment_batch(to_tensor(Xi, device=self.device), self.augment), yi)
+        return super().train_step_single(batch, **fit_params)
 
     # The lean path (``lean=True``): the same DataLoader, sampler and RNG draws as skorch's, so
     # batches, dropout masks and scores are identical, but the data are tensors prepared once
@@ -253,6 +271,13 @@ def make_net(config: dict, n_features: int | Dataset, n_classes: int | None = No
         config, n_classes, use_valid=train_split is not None and "train_split" not in net_kwargs)
     params.update(loss_params)
     own += loss_callbacks
+    # a schedule spans the fit's epochs; plateau watches the validation loss only of a split made
+    # here (a caller's train_split may be the test set: retrain's monitor), else the training loss
+    fit_epochs = int(config.get("max_epochs", rounds_epochs or max_epochs))
+    schedule = schedule_callback(config.get("schedule", "none"), fit_epochs, float(config.get("lr", 1e-3)),
+                                 validates=train_split is not None and "train_split" not in net_kwargs)
+    if schedule is not None:
+        own.append(schedule)
     kwargs = dict(
         module=MODELS[kind],
         criterion=criterion,  # the modules return logits
@@ -267,6 +292,7 @@ def make_net(config: dict, n_features: int | Dataset, n_classes: int | None = No
         verbose=0,
         random_state=random_state,
         lean=lean,
+        augment=config.get("augment", "none"),
         classes=np.arange(n_classes),
     )
     kwargs.update(params)

@@ -29,37 +29,36 @@ each with ``cores // jobs`` torch threads, as the search places them (on a machi
 work, more OpenMP threads than cores make every fit many times slower); on a GPU one at a time.
 One progress bar counts the epochs of every config in flight.
 
-Resume: each finished config's row is in ``retrain.csv`` (with its ``retrain_epochs``) the moment it
-finishes; running the same retraining again trains only the configs that have no row yet, so a
-finished retraining is never redone and an interrupted one goes on where it stopped.
+Resume: each finished config's row is in ``retrain.csv`` (with its ``retrain_epochs`` and
+``schedule``) the moment it finishes; running the same retraining again trains only the configs that
+have no row yet, so a finished retraining is never redone. A config cut short goes on from its last
+checkpoint (``<run>/retrain_states/<trial>.pt``, every ``checkpoint_every`` epochs: weights,
+optimizer, schedule, history, random state; ``hpsearch.checkpoints``), not from epoch 0, and ends with
+the weights of an uninterrupted fit.
 """
 
 from __future__ import annotations
 
 import json
-import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from joblib import delayed
-from skorch.dataset import Dataset as SkorchDataset
-from skorch.helper import predefined_split
 
 from .backends import LokyBackend
+from .checkpoints import remove_checkpoint
 from .data import Dataset, load_dataset
-from .errors import DivergedError, UsageError, check_whole
-from .estimator import DEFAULT_BATCH_SIZE, make_net, resolve_device
-from .evaluate import task_threads
-from .progress import EpochBar, EpochReport, epoch_sink
-from .results import param_text
-from .search import InterruptFlag, SearchInterrupted, trial_seed
+from .errors import UsageError, check_whole
+from .estimator import DEFAULT_BATCH_SIZE, resolve_device
+from .progress import EpochBar, epoch_sink
+from .retrain_job import retrain_one
+from .schedules import check_schedule_name
+from .search import InterruptFlag, SearchInterrupted
 from .store import atomic_write_text, load_results, open_study
-from .winner import WINNER_FILE, load_winner, read_winner_info, save_winner, winner_payload
-from .workers import die_with_parent
+from .winner import WINNER_FILE, load_winner, read_winner_info, save_winner
 
 __all__ = ["retrain_top", "RetrainResult", "save_winner", "load_winner", "read_winner_info", "run_dataset",
            "top_configs", "WINNER_FILE", "RETRAIN_FILE", "SUMMARY_FILE"]
@@ -128,56 +127,6 @@ def top_configs(run_dir, top: int) -> list[dict]:
             for row in frame.head(top).itertuples()]
 
 
-def _build(config: dict, dataset: Dataset, *, device: str, epochs: int, batch_size: int,
-           random_state: int | None, monitor_test: bool, callbacks=None):
-    config = {**config, "max_epochs": epochs}  # the retraining's epochs beat the space's
-    extra = {}
-    if monitor_test:
-        extra["train_split"] = predefined_split(SkorchDataset(dataset.X_test, dataset.y_test))
-        # Each pass of a DataLoader draws a seed from its generator; a private one keeps the global
-        # RNG (shuffling, dropout) exactly where a run without the monitor has it: same weights.
-        extra["iterator_valid__generator"] = torch.Generator()
-    return make_net(config, dataset.n_features, dataset.n_classes, image_shape=dataset.image_shape,
-                    device=device, max_epochs=epochs, batch_size=batch_size, patience=0,
-                    random_state=random_state, callbacks=callbacks, **extra)
-
-
-def _retrain_one(cand: dict, dataset: Dataset, *, device, epochs, batch_size, seed, monitor_test, threads,
-                 sink) -> tuple[dict, bytes | None]:
-    """Retrain one candidate; its table row and the fitted net as ``winner_payload`` bytes (``None``
-    when it failed; bytes, because torch would share a returned tensor through a file descriptor that
-    the busy worker hands over only when idle, holding every result back until the last fit). A fit that
-    Ctrl-C cut short comes back with ``row["error"] == "interrupted"`` and is never kept."""
-    die_with_parent()  # a kill -9 of the search must not leave this job training
-    previous = torch.get_num_threads()
-    torch.set_num_threads(task_threads(threads))
-    try:
-        net = _build(cand["config"], dataset, device=device, epochs=epochs, batch_size=batch_size,
-                     random_state=trial_seed(seed, cand["trial"]), monitor_test=monitor_test,
-                     callbacks=[("progress", EpochReport(cand["trial"], sink))])
-        start = time.perf_counter()
-        error, acc, loss = "", float("nan"), float("nan")
-        try:
-            net.fit(dataset.X_train, dataset.y_train)
-            if len(net.history) < epochs or "dur" not in net.history[-1]:  # skorch swallowed Ctrl-C
-                error = "interrupted"
-            else:
-                proba = net.predict_proba(dataset.X_test)
-                acc = float(np.mean(proba.argmax(1) == dataset.y_test))
-                picked = proba[np.arange(len(proba)), dataset.y_test]
-                loss = float(-np.mean(np.log(np.clip(picked, 1e-12, 1))))
-        except (DivergedError, ValueError, RuntimeError) as exc:
-            error = f"{type(exc).__name__}: {exc}"
-        row = {"trial": cand["trial"], "search_rank": cand["search_rank"], "cv_score": cand["cv_score"],
-               "cv_accuracy": cand["cv_accuracy"], "test_accuracy": acc, "test_loss": loss,
-               "epochs": len(net.history) if error == "" else 0, "retrain_epochs": epochs,
-               "fit_time": time.perf_counter() - start, "error": error,
-               **{f"param_{k}": param_text(v) for k, v in sorted(cand["config"].items())}}
-        return row, (winner_payload(net) if error == "" else None)
-    finally:
-        torch.set_num_threads(previous)
-
-
 def _better(row: dict, best: dict | None) -> bool:
     """The final ranking's order: higher test accuracy, then the better search rank (ties keep the
     better-ranked config), so the winner does not depend on which job finished first."""
@@ -206,8 +155,10 @@ def _finished_rows(run_dir: Path, candidates: list[dict], epochs: int) -> list[d
                         dtype={c: str for c in columns if c.startswith("param_")})  # written back as read
     if "retrain_epochs" not in table:
         return []
-    wanted = {c["trial"] for c in candidates}
-    table = table[(table["retrain_epochs"] == epochs) & table["trial"].isin(wanted)]
+    wanted = {c["trial"]: c["config"].get("schedule", "none") for c in candidates}
+    schedules = table["schedule"].fillna("none") if "schedule" in table else pd.Series("none", index=table.index)
+    table = table[(table["retrain_epochs"] == epochs) & table["trial"].isin(list(wanted))
+                  & (schedules == table["trial"].map(wanted))]
     rows = [{k: v for k, v in row.items() if k not in ("retrain_rank", "winner")}
             for row in table.to_dict("records")]
     for row in rows:
@@ -219,13 +170,15 @@ def _finished_rows(run_dir: Path, candidates: list[dict], epochs: int) -> list[d
         info = read_winner_info(run_dir)
     except UsageError:
         return []
-    same = info.get("trial") == best["trial"] and info.get("retrain_epochs") == epochs
+    same = (info.get("trial") == best["trial"] and info.get("retrain_epochs") == epochs
+            and info.get("config", {}).get("schedule", "none") == wanted[best["trial"]])
     return rows if same else []
 
 
 def retrain_top(run_dir, top: int = 15, retrain_epochs: int = 300, *, device: str = "cpu",
                 dataset: Dataset | None = None, monitor_test: bool = True,
-                progress: bool = True, n_jobs: int = -1, backend=None) -> RetrainResult:
+                progress: bool = True, n_jobs: int = -1, backend=None, schedule: str | None = None,
+                checkpoint_every: int = 1) -> RetrainResult:
     """Retrain the ``top`` best configs of a search on the whole training set and crown a winner.
 
     Parameters
@@ -247,6 +200,13 @@ def retrain_top(run_dir, top: int = 15, retrain_epochs: int = 300, *, device: st
     n_jobs : int
         Configs retrained at once on the CPU (``-1``: one per core); each job gets
         ``cores // jobs`` torch threads. On a GPU one at a time.
+    schedule : str, optional
+        A learning-rate schedule for every config (``hpsearch.schedules``: none, cosine, step,
+        plateau, onecycle), over the ``retrain_epochs``; default: each config's own (none unless
+        the space searched one).
+    checkpoint_every : int
+        Save each config's whole training state every this many epochs (``0``: never), so that the
+        same call after an interruption goes on from there (``hpsearch.checkpoints``).
     backend : hpsearch.backends backend, optional
         Where the configs retrain: loky processes here (default), or an open ``DaskBackend``
         (one config per worker task slot, the data scattered once; progress per config, not per epoch).
@@ -270,6 +230,10 @@ def retrain_top(run_dir, top: int = 15, retrain_epochs: int = 300, *, device: st
     batch_size = int(settings.get("batch_size", DEFAULT_BATCH_SIZE))
     seed = int(settings.get("seed", 0))
     candidates = top_configs(run_dir, top)
+    if schedule is not None:  # --schedule beats the config's own
+        check_schedule_name(schedule, "--schedule")
+        candidates = [{**c, "config": {**c["config"], "schedule": schedule}} for c in candidates]
+    check_whole("--checkpoint-every", checkpoint_every, 0)
     rows = _finished_rows(run_dir, candidates, retrain_epochs)
     done = {row["trial"] for row in rows}
     todo = [c for c in candidates if c["trial"] not in done]
@@ -280,14 +244,16 @@ def retrain_top(run_dir, top: int = 15, retrain_epochs: int = 300, *, device: st
     on_gpu = str(device).startswith("cuda") and not remote
     jobs = 1 if on_gpu else backend.jobs(n_jobs, max(1, len(todo)))
     threads = backend.threads(jobs)
+    checkpoints = run_dir if backend.sees(run_dir) else None  # a worker elsewhere cannot write them here
     bar = EpochBar(len(todo) * retrain_epochs, len(todo), desc="retrain", enabled=progress and bool(todo))
     try:
         # on a cluster the dataset is scattered once to every worker, not sent with each config
         with InterruptFlag() as flag, _sink(bar, jobs, remote) as sink, \
                 backend.parallel(jobs, dataset) as (parallel, dataset):
-            results = parallel(delayed(_retrain_one)(
+            results = parallel(delayed(retrain_one)(
                 cand, dataset, device=device, epochs=retrain_epochs, batch_size=batch_size, seed=seed,
-                monitor_test=monitor_test, threads=threads, sink=sink) for cand in todo)
+                monitor_test=monitor_test, threads=threads, sink=sink, run_dir=checkpoints,
+                checkpoint_every=checkpoint_every) for cand in todo)
             for row, payload in results:
                 if flag.raised or row["error"] == "interrupted":
                     raise KeyboardInterrupt
@@ -301,6 +267,7 @@ def retrain_top(run_dir, top: int = 15, retrain_epochs: int = 300, *, device: st
                                        "valid_label": TEST_MONITOR_LABEL if monitor_test else None})
                 bar.finished(best["test_accuracy"] if best else None)
                 atomic_write_text(run_dir / RETRAIN_FILE, _ranked(rows).to_csv(index=False))
+                remove_checkpoint(run_dir, row["trial"])  # its row is kept: the checkpoint has served
     except KeyboardInterrupt:
         raise SearchInterrupted(
             f"retraining interrupted: {len(rows)} of {len(candidates)} configs are retrained (retrain.csv) "
@@ -354,6 +321,7 @@ def _write_summary(run_dir, settings, table, winner, retrain_epochs, device, mon
         "search": {k: settings.get(k) for k in ("n", "space", "cv", "scoring", "max_epochs", "patience",
                                                "batch_size", "seed", "strategy", "max_train")},
         "retrain": {"top": int(len(table)), "retrain_epochs": retrain_epochs, "device": device,
+                    "schedule": winner["config"].get("schedule", "none"),
                     "train_set": "whole training set, no early stopping",
                     "test_monitored_each_epoch": monitor_test, "table": RETRAIN_FILE},
         "winner": {"trial": int(winner["trial"]), "search_rank": int(winner["search_rank"]),

@@ -206,6 +206,11 @@ def _check_space_for(strategy, space: SearchSpace) -> None:
     if strategy.continues and "max_epochs" in space.params:
         raise UsageError(f"--strategy {strategy.name} gives each rung its epochs, but the space {space.name!r} "
                          "sets max_epochs; remove it from the space and pass --max-epochs")
+    schedules = set(space.params["schedule"].support()) - {"none"} if "schedule" in space.params else set()
+    if strategy.continues and schedules:
+        raise UsageError(f"--strategy {strategy.name} continues each survivor at a longer budget, which would change "
+                         f"its learning-rate schedule ({', '.join(sorted(schedules))}) midway; use --strategy random "
+                         "or tpe with a schedule, or schedule = \"none\" in the space (retrain with --schedule)")
 
 
 def run_search(settings: SearchSettings, dataset: Dataset | None = None, backend=None) -> Path:

@@ -47,11 +47,14 @@ class SearchSettings:
     # What follows the search on the command line; stored so that a resume retrains as asked.
     top: int = 15
     retrain_epochs: int = 300
+    schedule: str | None = None  # the retraining's learning-rate schedule (None: each config's own)
+    checkpoint_every: int = 1  # the retraining saves each config's state every this many epochs (0: never)
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> None:
         from .backends import check_backend_flags
         from .evaluate import SCORINGS, effective_jobs
+        from .schedules import check_schedule_name
         from .strategies import make_strategy
 
         check_whole("--n", self.n, 1)
@@ -67,6 +70,9 @@ class SearchSettings:
             raise UsageError(f"--seed must be at most {MAX_SEED} (2**32 - 1), got {self.seed}")
         check_whole("--top", self.top, 1)
         check_whole("--retrain-epochs", self.retrain_epochs, 1)
+        check_whole("--checkpoint-every", self.checkpoint_every, 0)
+        if self.schedule is not None:
+            check_schedule_name(self.schedule, "--schedule")
         if self.max_train is not None:
             check_whole("--max-train", self.max_train, 1)
         effective_jobs(self.n_jobs, 1)

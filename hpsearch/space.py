@@ -71,6 +71,8 @@ PARAMETERS: dict[str, str] = {
     "rounds": "rounds of a worst_class loss (epochs = rounds x round_epochs)",
     "round_epochs": "epochs per round of a worst_class loss; the worst classes are re-picked after each",
     "worst_weight": "weight (>= 0) of a worst_class loss's extra cross-entropy on the worst classes",
+    "schedule": "learning-rate schedule over the fit's epochs: 'none', 'cosine', 'step', 'plateau' or 'onecycle'",
+    "augment": "augmentation of training batches: 'none', 'flip', 'flip-crop' or 'flip-crop-noise'",
 }
 
 

@@ -13,7 +13,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping
 
-from . import estimator
+from . import augment, estimator, schedules
 from .errors import UsageError, did_you_mean
 from .losses import WORST_CLASS_KEYS
 from .models import CNN, GAPCNN, PARAMETER_CHECKS, check_number, check_pool_after, cnn_pools, gapcnn_pools, max_pools
@@ -62,6 +62,8 @@ NET_CHECKS = {
     "batch_size": _count("use e.g. batch_size = 128"),
     "max_epochs": _count("0 epochs would rank untrained nets; use e.g. max_epochs = 20"),
     "loss": _one_of(lambda: estimator.LOSSES, "the training losses"),
+    "schedule": _one_of(lambda: schedules.SCHEDULES, "the learning-rate schedules"),
+    "augment": _one_of(lambda: augment.AUGMENTS, "the augmentations"),
     "rounds": _count("use e.g. rounds = 6 (the CAM seed's 6 x 15 epochs)"),
     "round_epochs": _count("use e.g. round_epochs = 15"),
     "worst_weight": _bounded(0, None, "use e.g. 1.0 (the CAM seed), 0 for plain cross-entropy"),

@@ -2,8 +2,9 @@
 on from there instead of starting over.
 
 A state is ``<run>/states/<index>/fold<k>.pt``: the module's weights, the optimizer's state, the
-skorch history, early stopping's counters and torch's random state right after the last epoch
-(batch order and dropout draw from it), written atomically by whichever worker trained the fold.
+skorch history, early stopping's counters, the learning-rate schedule's state and torch's random
+state right after the last epoch (batch order and dropout draw from it), written atomically by
+whichever worker trained the fold.
 Restoring all of it makes continuation exact on the CPU: a fit brought to 3 epochs and continued to
 9 has the weights of a fit trained straight for 9. States are removed when their config is pruned
 or final.
@@ -33,10 +34,17 @@ def early_stopping_of(net):
     return dict(net.callbacks_).get("early_stopping")
 
 
+def _schedule_of(net):
+    """The net's learning-rate schedule callback (``hpsearch.schedules``), or None."""
+    return dict(net.callbacks_).get("lr_schedule")
+
+
 def capture(net) -> dict:
     """Everything a fitted skorch ``net`` needs to go on training as if it had never paused."""
     stopping = early_stopping_of(net)
+    schedule = _schedule_of(net)
     return {
+        "lr_schedule": schedule.state() if schedule is not None else None,
         "module": net.module_.state_dict(),
         "optimizer": net.optimizer_.state_dict(),
         "history": net.history.to_list(),
@@ -57,6 +65,9 @@ def restore(net, state: dict) -> None:
     stopping = early_stopping_of(net)
     if stopping is not None and state["early_stopping"] is not None:
         stopping.resume_from(state["early_stopping"])
+    schedule = _schedule_of(net)
+    if schedule is not None and state.get("lr_schedule") is not None:
+        schedule.resume_from(state["lr_schedule"])
     torch.set_rng_state(state["rng"])
     if state.get("cuda_rng") is not None:
         torch.cuda.set_rng_state_all(state["cuda_rng"])

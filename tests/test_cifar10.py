@@ -238,3 +238,18 @@ def test_a_bad_checksum_or_no_network_keeps_nothing(tmp_path):
     with pytest.raises(CifarError, match="lacks cifar-10-batches-py/batches.meta; it is not the CIFAR-10 python"):
         download_cifar10(tmp_path / "cache", url=wrong.as_uri(), md5=md5)
     assert list((tmp_path / "cache").iterdir()) == []
+
+
+def test_the_cnn_cifar_space_searches_written_cifar_batches(tmp_path):
+    """The issue's command on real-format files: run_search.py --dataset cifar10 --data-dir ... --space cnn_cifar."""
+    from hpsearch.cli import main
+    from hpsearch.store import load_results
+
+    folder = write_python(tmp_path / "data", _batches(n=12))
+    out = tmp_path / "run"
+    code = main(["search", "--dataset", "cifar10", "--data-dir", str(folder), "--space", "cnn_cifar", "--n", "2",
+                 "--cv", "2", "--max-epochs", "1", "--patience", "0", "--n-jobs", "1", "--no-progress",
+                 "--no-retrain", "--out", str(out)])
+    frame = load_results(out)
+    assert code == 0 and len(frame) == 2 and frame["mean_test_score"].notna().all()
+    assert set(frame["param_augment"]) <= {"none", "flip", "flip-crop"} and "param_schedule" in frame

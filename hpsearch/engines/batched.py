@@ -81,6 +81,10 @@ def unbatchable_reason(config: dict) -> str | None:
         return "negative_slope other than 0.01"
     if config.get("loss", "ce") != "ce":
         return f"loss {config['loss']!r} (the batched engine trains plain cross-entropy)"
+    if config.get("schedule", "none") != "none":
+        return f"schedule {config['schedule']!r} (the batched engine trains at a constant learning rate)"
+    if config.get("augment", "none") != "none":
+        return f"augment {config['augment']!r} (the batched engine does not augment)"
     return None
 
 

@@ -1,0 +1,97 @@
+"""One config's retraining, as a job runs it: build the net (the test set as a recorded monitor),
+train it for the retraining's epochs, from its checkpoint when an earlier run was cut short
+(``hpsearch.checkpoints``), score it on the test set, return its row and its weights.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+from skorch.dataset import Dataset as SkorchDataset
+from skorch.helper import predefined_split
+
+from .checkpoints import EpochCheckpoint, checkpoint_path, resume_state
+from .data import Dataset
+from .errors import DivergedError
+from .estimator import make_net
+from .evaluate import task_threads
+from .progress import EpochReport
+from .results import param_text
+from .seeds import trial_seed
+from .states import restore
+from .winner import winner_payload
+from .workers import die_with_parent
+
+__all__ = ["build_retrain_net", "retrain_one"]
+
+
+def build_retrain_net(config: dict, dataset: Dataset, *, device: str, epochs: int, batch_size: int,
+                      random_state: int | None, monitor_test: bool, callbacks=None):
+    config = {**config, "max_epochs": epochs}  # the retraining's epochs beat the space's
+    extra = {}
+    if monitor_test:
+        extra["train_split"] = predefined_split(SkorchDataset(dataset.X_test, dataset.y_test))
+        # Each pass of a DataLoader draws a seed from its generator; a private one keeps the global
+        # RNG (shuffling, dropout) exactly where a run without the monitor has it: same weights.
+        extra["iterator_valid__generator"] = torch.Generator()
+    return make_net(config, dataset.n_features, dataset.n_classes, image_shape=dataset.image_shape,
+                    device=device, max_epochs=epochs, batch_size=batch_size, patience=0,
+                    random_state=random_state, callbacks=callbacks, **extra)
+
+
+def _fit(net, dataset: Dataset, checkpoint, epochs: int) -> None:
+    """``net.fit``, or, from this fit's checkpoint, ``partial_fit`` for the epochs left."""
+    state = resume_state(checkpoint.path, checkpoint.meta) if checkpoint is not None else None
+    if state is None:
+        net.fit(dataset.X_train, dataset.y_train)
+        return
+    restore(net, state)
+    if len(net.history) < epochs:
+        net.partial_fit(dataset.X_train, dataset.y_train, epochs=epochs - len(net.history))
+
+
+def retrain_one(cand: dict, dataset: Dataset, *, device, epochs, batch_size, seed, monitor_test, threads,
+                sink, run_dir=None, checkpoint_every: int = 1) -> tuple[dict, bytes | None]:
+    """Retrain one candidate; its table row and the fitted net as ``winner_payload`` bytes (``None``
+    when it failed; bytes, because torch would share a returned tensor through a file descriptor that
+    the busy worker hands over only when idle, holding every result back until the last fit). A fit that
+    Ctrl-C cut short comes back with ``row["error"] == "interrupted"`` and is never kept; with
+    ``run_dir`` its checkpoint is, and the next call goes on from it."""
+    die_with_parent()  # a kill -9 of the search must not leave this job training
+    previous = torch.get_num_threads()
+    torch.set_num_threads(task_threads(threads))
+    try:
+        callbacks = [("progress", EpochReport(cand["trial"], sink))]
+        checkpoint = None
+        if run_dir is not None and checkpoint_every > 0:
+            meta = {"retrain_epochs": epochs, "config": cand["config"], "monitor_test": bool(monitor_test),
+                    "batch_size": batch_size, "seed": seed}
+            checkpoint = EpochCheckpoint(checkpoint_path(run_dir, cand["trial"]), meta, checkpoint_every)
+            callbacks.append(("checkpoint", checkpoint))
+        net = build_retrain_net(cand["config"], dataset, device=device, epochs=epochs, batch_size=batch_size,
+                                random_state=trial_seed(seed, cand["trial"]), monitor_test=monitor_test,
+                                callbacks=callbacks)
+        start = time.perf_counter()
+        error, acc, loss = "", float("nan"), float("nan")
+        try:
+            _fit(net, dataset, checkpoint, epochs)
+            if len(net.history) < epochs or "dur" not in net.history[-1]:  # skorch swallowed Ctrl-C
+                error = "interrupted"
+            else:
+                proba = net.predict_proba(dataset.X_test)
+                acc = float(np.mean(proba.argmax(1) == dataset.y_test))
+                picked = proba[np.arange(len(proba)), dataset.y_test]
+                loss = float(-np.mean(np.log(np.clip(picked, 1e-12, 1))))
+        except (DivergedError, ValueError, RuntimeError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        row = {"trial": cand["trial"], "search_rank": cand["search_rank"], "cv_score": cand["cv_score"],
+               "cv_accuracy": cand["cv_accuracy"], "test_accuracy": acc, "test_loss": loss,
+               "epochs": len(net.history) if error == "" else 0, "retrain_epochs": epochs,
+               "schedule": cand["config"].get("schedule", "none"),
+               "fit_time": time.perf_counter() - start, "error": error,
+               **{f"param_{k}": param_text(v) for k, v in sorted(cand["config"].items())}}
+        return row, (winner_payload(net) if error == "" else None)
+    finally:
+        torch.set_num_threads(previous)
