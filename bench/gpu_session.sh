@@ -8,8 +8,10 @@
 #   part 1: install; the GPU tests; training throughput; a small skorch-engine search (issue 5)
 #   part 2: the 150-config batched search against the skorch engine (issue 6)
 #   part 3: the strategies on the batched engine, 150 configs on all 60,000 images (issue 11)
+#   part 4: schedules x augmentation on all of Fashion-MNIST (issue 13); a GPU Dask worker resolving
+#           --device auto to its GPU (issue 16; carry the dask/distributed wheels in .whl too)
 set -euo pipefail
-part=${1:?usage: bash bench/gpu_session.sh 1|2|3}
+part=${1:?usage: bash bench/gpu_session.sh 1|2|3|4}
 python -m pip install -q --no-deps --no-index .whl/*.whl
 python -m pip install -q --no-deps --no-build-isolation -e .
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
@@ -19,7 +21,12 @@ if [ "$part" = 1 ]; then
     timeout 300 python bench/search.py --device cuda --data-dir bench/data --n 8 --images 12000 --max-epochs 10
 elif [ "$part" = 2 ]; then
     python bench/batched.py --device cuda --data-dir bench/data --tf32 on
-else
+elif [ "$part" = 3 ]; then
     python bench/strategies.py --device cuda --engine batched --data-dir bench/data --images 60000 --n 150 \
         --max-epochs 27 --min-epochs 3 --only random,halving,hyperband
+else
+    python bench/schedules_augment.py --device cuda --data-dir bench/data --images 60000 --epochs 30
+    python run_search.py --n 4 --dataset fashion-mnist --data-dir bench/data --max-train 6000 --space cnn_mnist \
+        --cv 2 --max-epochs 3 --no-retrain --no-progress --backend dask --scheduler local:1 --device auto \
+        --out /tmp/dask_gpu && python -c "import json; print(json.load(open('/tmp/dask_gpu/settings.json'))['device'])"
 fi

@@ -9,10 +9,11 @@ still leaves the best net so far.
 Learning curves: the net trains on every training image, so no validation split exists. The test
 set's loss and accuracy are *recorded* after each epoch (skorch's ``valid_loss``/``valid_acc``
 columns) so the learning curves have a held-out curve, but nothing reads them during training:
-no early stopping, no checkpoint, no epoch choice, so the weights are exactly those a run without
-the monitor would give. The test set is used once for a decision: picking the winner among the
-``k`` retrained configs (as in the seed), which makes the winner's test accuracy slightly
-optimistic. Pass ``monitor_test=False`` to keep the test set out of training entirely.
+no early stopping, no best-epoch checkpoint, no epoch choice (the checkpoints save each epoch's
+state to resume, whatever its test loss), so the weights are exactly those a run without the monitor
+would give. The test set is used once for a decision: picking the winner among the ``k`` retrained
+configs (as in the seed), which makes the winner's test accuracy slightly optimistic. Pass
+``monitor_test=False`` to keep the test set out of training entirely.
 
 Files written into the run folder:
 
