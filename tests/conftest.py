@@ -3,6 +3,13 @@ import random
 import shutil
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# The environment as the tests were started, for a subprocess that must see exactly that.
+STARTING_ENVIRON = dict(os.environ)
+# One torch thread everywhere, as _one_thread below gives each test: in the steps that place their
+# own threads (the pictures take one per core), in the job processes and Dask workers, and in the
+# subprocesses. hpsearch caps its threads by $OMP_NUM_THREADS ("on a machine shared with other work,
+# 1 thread per job avoids OpenMP's spin-waits"); a value set before the tests start is kept.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -32,6 +39,36 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def starting_environ():
+    """``os.environ`` as it was before this conftest capped ``$OMP_NUM_THREADS``."""
+    return dict(STARTING_ENVIRON)
+
+
+def _short_ascents(patch: pytest.MonkeyPatch) -> None:
+    from hpsearch.viz import plots
+
+    options = plots.PlotOptions
+    patch.setattr(plots, "PlotOptions", lambda **kw: options(**{"extra": {"steps": 20}, **kw}))
+
+
+@pytest.fixture
+def short_ascents(monkeypatch):
+    """``plot all`` (and the search's pictures) with 20 gradient-ascent steps for the maximizers and
+    conv maximizers (200 and 100 by default; DeepDream's 20 as ever), as the registry tests pass
+    ``PlotOptions(extra={"steps": 3})``: for tests of which files and lines a run gets. What the
+    ascents compute is tested on the functions themselves (test_viz_neurons, test_viz_conv)."""
+    _short_ascents(monkeypatch)
+
+
+@pytest.fixture(scope="module")
+def short_ascents_module():
+    """``short_ascents`` for a module's fixtures (undone at the module's end)."""
+    with pytest.MonkeyPatch.context() as patch:
+        _short_ascents(patch)
+        yield
 
 
 @pytest.fixture

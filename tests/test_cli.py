@@ -20,16 +20,13 @@ BASE = ["--dataset", "digits", "--cv", "2", "--max-epochs", "4", "--no-progress"
 FAST = [*BASE, "--patience", "0"]
 
 
-def _cli(*args, **kw):
-    return subprocess.run([sys.executable, str(ROOT / "run_search.py"), *args], capture_output=True,
-                          text=True, cwd=kw.pop("cwd", ROOT), timeout=kw.pop("timeout", 300), **kw)
-
-
-def test_end_to_end_tiny_budget(tmp_path):
+def test_end_to_end_tiny_budget(tmp_path, capsys):
+    # in this process: run_search.py is `sys.exit(main(["search", *argv]))`, and the tests below that
+    # signal a search run it as a real process
     out = tmp_path / "run"
-    proc = _cli("--n", "3", "--out", str(out), "--n-jobs", "2", *FAST)
-    assert proc.returncode == 0, proc.stderr
-    assert "3 configs in" in proc.stdout and "best: trial" in proc.stdout
+    assert main(["search", "--n", "3", "--out", str(out), "--n-jobs", "2", *FAST]) == 0
+    printed = capsys.readouterr().out
+    assert "3 configs in" in printed and "best: trial" in printed
     scores = np.loadtxt(out / "sorted_scores.dat", skiprows=1)
     assert scores.shape == (3, 5) and np.all(np.diff(scores[:, 2]) <= 0)
     settings = json.loads((out / "settings.json").read_text())
@@ -97,10 +94,14 @@ def test_bad_input_exits_2_with_message(tmp_path, capsys, make_args, message):
     assert len(err.strip().splitlines()) <= 2
 
 
-def test_unknown_flag_exits_2_without_traceback():
-    proc = _cli("--nn", "5")
-    assert proc.returncode == 2
-    assert "unrecognized arguments: --nn" in proc.stderr and "Traceback" not in proc.stderr
+def test_unknown_flag_exits_2_without_traceback(capsys):
+    # argparse's own exit, as run_search.py (`sys.exit(main(["search", *argv]))`) passes it on: an
+    # uncaught SystemExit(2) is exit status 2 and prints no traceback; any other exception would
+    with pytest.raises(SystemExit) as exc:
+        main(["search", "--nn", "5"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert "unrecognized arguments: --nn" in err and "Traceback" not in err
 
 
 def test_resume_with_other_settings_is_refused(tmp_path, capsys):
@@ -140,29 +141,40 @@ def _wait_for_trials(out: Path, count: int, proc, timeout=240):
     raise AssertionError("no trials finished in time")
 
 
+def _search_args(out, n, jobs=1):
+    return ["--n", str(n), "--out", str(out), "--n-jobs", str(jobs), "--dataset", "digits", "--cv", "2",
+            "--max-epochs", "20", "--patience", "0", "--no-progress", "--no-retrain"]
+
+
 def _start(out, n, jobs=1):
-    args = [sys.executable, str(ROOT / "run_search.py"), "--n", str(n), "--out", str(out), "--n-jobs", str(jobs),
-            "--dataset", "digits", "--cv", "2", "--max-epochs", "20", "--patience", "0", "--no-progress",
-            "--no-retrain"]
-    return subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    """The search as a real process (it gets the signals). 20 epochs make a config take 0.4-2 s, and
+    the signal is sent once sorted_scores.dat (rewritten at most every 2 s) shows the trials waited
+    for: the configs left must outlast that lag."""
+    return subprocess.Popen([sys.executable, str(ROOT / "run_search.py"), *_search_args(out, n, jobs)], cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=dict(os.environ, OMP_NUM_THREADS="1"))
+
+
+def _resume(out, n, capsys):
+    """The same command again, in this process (nothing of the killed process is in it either): the
+    resume is what is checked here, not its process."""
+    assert main(["search", *_search_args(out, n)]) == 0
+    assert "configs in" in capsys.readouterr().out
 
 
 def _stored(out):
     return load_results(out).set_index("trial").sort_index()
 
 
-def test_kill_9_then_resume_loses_nothing_finished(tmp_path):
-    out, n = tmp_path / "run", 6
+def test_kill_9_then_resume_loses_nothing_finished(tmp_path, capsys):
+    out, n = tmp_path / "run", 6  # sorted_scores.dat follows the store up to 2 s late: 2 rows there may be 4 trials
     proc = _start(out, n)
     _wait_for_trials(out, 2, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     before = _stored(out)
     assert 2 <= len(before) < n
-    resumed = _start(out, n)
-    stdout, stderr = resumed.communicate(timeout=600)
-    assert resumed.returncode == 0, stderr
+    _resume(out, n, capsys)
     after = _stored(out)
     assert list(after.index) == list(range(n))
     cols = ["mean_test_score", "split0_test_score", "split1_test_score", "mean_fit_time", "param_hidden"]
@@ -203,8 +215,8 @@ def test_kill_9_of_a_search_leaves_no_worker_behind(tmp_path):
     assert not [pid for pid in workers if _alive(pid)], "job processes outlived their search"
 
 
-def test_ctrl_c_exits_130_keeps_trials_and_resumes(tmp_path):
-    out, n = tmp_path / "run", 5
+def test_ctrl_c_exits_130_keeps_trials_and_resumes(tmp_path, capsys):
+    out, n = tmp_path / "run", 4
     proc = _start(out, n)
     _wait_for_trials(out, 1, proc)
     proc.send_signal(signal.SIGINT)
@@ -214,7 +226,5 @@ def test_ctrl_c_exits_130_keeps_trials_and_resumes(tmp_path):
     kept = _stored(out)
     assert 1 <= len(kept) < n
     assert kept["error"].eq("").all()  # the cut-short fit was discarded, not stored as a result
-    resumed = _start(out, n)
-    resumed.communicate(timeout=600)
-    assert resumed.returncode == 0
+    _resume(out, n, capsys)
     assert list(_stored(out).index) == list(range(n))

@@ -48,10 +48,10 @@ def loky_reference(tmp_path_factory):
     return _scores(run_search(SearchSettings(out=str(tmp_path_factory.mktemp("loky") / "run"), n_jobs=2, **KILLED)))
 
 
-def test_dask_scores_equal_loky_scores(tmp_path, cluster, loky_reference):
-    run = run_search(SearchSettings(out=str(tmp_path / "dask"), backend="dask", scheduler=cluster.scheduler_address,
-                                    **KILLED))
-    pd.testing.assert_frame_equal(_scores(run), loky_reference)
+def test_dask_scores_equal_loky_scores(tmp_path, cluster):
+    # 3 configs x 2 folds: more fold tasks than the cluster's 2 slots, taken in any order
+    loky, dask = _pair(tmp_path, cluster, n=3, max_epochs=2)
+    pd.testing.assert_frame_equal(loky, dask)
 
 
 @pytest.mark.parametrize("settings", [dict(n=3, max_epochs=2, engine="batched"),
@@ -69,18 +69,21 @@ def test_a_worker_killed_mid_search_loses_nothing(tmp_path, cluster, loky_refere
     pids = client.run(os.getpid)
     killed = []
 
-    def kill_one():
-        time.sleep(2.0)  # mid-search: the search takes several seconds
+    def kill_one():  # mid-search: once the first config is stored, 5 of 6 are still to train
+        deadline = time.monotonic() + 60
+        while not (tmp_path / "dask" / "trials.csv").is_file() and time.monotonic() < deadline:
+            time.sleep(0.05)
         victim = sorted(pids.values())[0]
         os.kill(victim, signal.SIGKILL)
-        killed.append(victim)
+        killed.append(time.monotonic())
 
     thread = threading.Thread(target=kill_one)
     thread.start()
     run = run_search(SearchSettings(out=str(tmp_path / "dask"), backend="dask", scheduler=cluster.scheduler_address,
                                     **settings))
+    ended = time.monotonic()
     thread.join()
-    assert killed, "the worker was not killed"
+    assert killed and killed[0] < ended, "the worker was not killed while the search ran"
     frame = load_results(run)
     assert sorted(frame["trial"]) == list(range(6)) and (frame["state"] == "COMPLETE").all()  # each once
     pd.testing.assert_frame_equal(_scores(run), reference)  # the retried folds are the same seeded fits
@@ -89,7 +92,7 @@ def test_a_worker_killed_mid_search_loses_nothing(tmp_path, cluster, loky_refere
 
 
 def test_a_cluster_without_workers_stops_the_search_keeping_what_finished(tmp_path, monkeypatch):
-    monkeypatch.setattr(backends, "NO_WORKER_S", 2.0)
+    monkeypatch.setattr(backends, "NO_WORKER_S", 1.0)
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
                                   silence_logs=50) as lonely:
         backend = backends.DaskBackend(lonely.scheduler_address)
@@ -137,10 +140,10 @@ def test_the_watchdog_stops_a_search_whose_cluster_stays_empty(monkeypatch):
     (["--scheduler", "local:2"], "--scheduler local:2 only applies with --backend dask"),
     (["--backend", "dask", "--scheduler", "local:0"], "needs a whole number of workers N >= 1, got 'local:0'"),
     (["--backend", "dask", "--scheduler", "nowhere"], "must be a scheduler address (tcp://HOST:8786)"),
-    (["--backend", "dask", "--scheduler", "tcp://127.0.0.1:9"], "no Dask scheduler answered within 2 s"),
+    (["--backend", "dask", "--scheduler", "tcp://127.0.0.1:9"], "no Dask scheduler answered within 1 s"),
 ])
 def test_bad_backend_flags_exit_2(tmp_path, capsys, monkeypatch, flags, message):
-    monkeypatch.setattr(backends, "CONNECT_TIMEOUT_S", 2.0)
+    monkeypatch.setattr(backends, "CONNECT_TIMEOUT_S", 1.0)
     code = main(["search", "--n", "1", "--dataset", "digits", "--no-progress", "--no-retrain",
                  "--out", str(tmp_path / "run"), *flags])
     err = capsys.readouterr().err

@@ -1,7 +1,6 @@
 """Successive halving, Hyperband and TPE for real, on digits with tiny budgets: rung bookkeeping,
 exact continuation, the Optuna study, resume mid-rung, and random search unchanged."""
 
-import os
 import subprocess
 import sys
 from functools import partial
@@ -140,7 +139,7 @@ def _has_avx2() -> bool:
 
 
 @pytest.mark.skipif(not _has_avx2(), reason="the stored trials were computed with torch's AVX2 kernels")
-def test_random_strategy_is_unchanged(tmp_path):
+def test_random_strategy_is_unchanged(tmp_path, starting_environ):
     """The same trials.csv as the search wrote before strategies existed (tests/data, made by
     commit 3375cb2 with these settings), every column but the fit times, bit for bit.
 
@@ -148,7 +147,7 @@ def test_random_strategy_is_unchanged(tmp_path):
     run (a fresh process, its jobs included) is pinned to it; on an AVX-512 machine torch's default
     kernels round differently in the last digits, and a config that trains chaotically amplifies that."""
     run = tmp_path / "run"
-    env = {**os.environ, "ATEN_CPU_CAPABILITY": "avx2"}
+    env = {**starting_environ, "ATEN_CPU_CAPABILITY": "avx2"}  # the threads as ever, not conftest's cap
     subprocess.run([sys.executable, str(ROOT / "run_search.py"), "--n", "5", "--dataset", "digits", "--cv", "3",
                     "--max-epochs", "14", "--patience", "2", "--n-jobs", "2", "--seed", "1", "--no-retrain",
                     "--no-progress", "--out", str(run)], check=True, env=env, capture_output=True)

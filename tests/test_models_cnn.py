@@ -1,21 +1,16 @@
 """CNN and GAP-CNN modules, their wiring into make_net and the spaces, and learning on digits."""
 
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
 import torch
 from torch import nn
 
+from hpsearch.cli import main
 from hpsearch.errors import UsageError
 from hpsearch.estimator import make_net
 from hpsearch.models import CNN, GAPCNN
 from hpsearch.space import ParamGenerator, SearchSpace, load_space
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_gapcnn_seed_layout():
@@ -97,19 +92,18 @@ def test_cnn_learns_on_digits(digits):
     assert accuracy > 0.9  # chance is 0.1
 
 
-def test_cnn_searches_retrains_and_plots_through_the_cli(tmp_path):
+def test_cnn_searches_retrains_and_plots_through_the_cli(tmp_path, capsys, short_ascents):
     out, space = tmp_path / "run", tmp_path / "tiny_gapcnn.toml"
     space.write_text('model = "gapcnn"\nfilters = [8, 16]\npool_after = [1]\nlr = 3e-3\n'
                      '[batch_norm]\ndistribution = "categorical"\nchoices = [true, false]\n')
-    proc = subprocess.run(
-        [sys.executable, str(ROOT / "run_search.py"), "--space", str(space), "--dataset",
-         "digits", "--n", "2", "--cv", "2", "--max-epochs", "2", "--patience", "0", "--top", "1",
-         "--retrain-epochs", "2", "--images", "3", "--units", "3", "--no-progress", "--out", str(out)],
-        capture_output=True, text=True, cwd=ROOT, timeout=600)
-    assert proc.returncode == 0, proc.stderr
+    code = main(["search", "--space", str(space), "--dataset", "digits", "--n", "2", "--cv", "2", "--max-epochs", "2",
+                 "--patience", "0", "--top", "1", "--retrain-epochs", "2", "--images", "3", "--units", "3",
+                 "--no-progress", "--out", str(out)])
+    printed = capsys.readouterr()
+    assert code == 0, printed.err
     trials = pd.read_csv(out / "trials.csv")
     assert len(trials) == 2 and set(trials["param_model"]) == {"gapcnn"}
     assert (out / "winner.pt").is_file()
     for stem in ("cam", "grad_cam", "saliency", "occlusion", "explanations", "feature_maps", "filters"):
-        assert (out / f"{stem}.png").is_file(), proc.stdout
-    assert "skipped receptive-fields" in proc.stdout
+        assert (out / f"{stem}.png").is_file(), printed.out
+    assert "skipped receptive-fields" in printed.out

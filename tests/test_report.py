@@ -27,7 +27,7 @@ IMG = re.compile(r'<img src="([^"]*)"')
 
 
 @pytest.fixture(scope="module")
-def run(retrained_run, tmp_path_factory):
+def run(retrained_run, tmp_path_factory, short_ascents_module):
     """A copy of the retrained digits run with the winner's pictures drawn, and its report."""
     run = tmp_path_factory.mktemp("report") / "run"
     shutil.copytree(retrained_run, run)

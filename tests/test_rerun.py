@@ -87,7 +87,7 @@ def test_load_winner_on_cuda_without_cuda_says_what_to_do(retrained_run):
     assert load_winner(retrained_run, device="auto").device == "cpu"
 
 
-def test_resume_reuses_stored_retraining_and_never_redoes_a_finished_run(tmp_path, capsys):
+def test_resume_reuses_stored_retraining_and_never_redoes_a_finished_run(tmp_path, capsys, short_ascents):
     run = tmp_path / "run"
     base = ["--dataset", "digits", "--n", "3", "--cv", "2", "--max-epochs", "2", "--patience", "0",
             "--no-progress", "--out", str(run), "--images", "4", "--units", "4"]

@@ -68,9 +68,10 @@ def test_retrain_errors_name_the_fix(retrained, tmp_path, digits):
         retrain_top(retrained.run_dir, top=1, retrain_epochs=0, dataset=digits)
 
 
-def test_cli_runs_search_retrain_and_pictures_by_default(tmp_path, capsys):
+def test_cli_runs_search_retrain_and_pictures_by_default(tmp_path, capsys, short_ascents):
     out = tmp_path / "run"
-    assert main(["search", "--n", "2", "--out", str(out), *FAST, "--top", "1", "--retrain-epochs", "3"]) == 0
+    assert main(["search", "--n", "2", "--out", str(out), *FAST, "--top", "1", "--retrain-epochs", "3",
+                 "--images", "4", "--units", "4"]) == 0
     printed = capsys.readouterr().out
     assert "winner: trial" in printed and "skipped" not in printed.split("receptive-fields")[0]
     assert len(pd.read_csv(out / "retrain.csv")) == 1
