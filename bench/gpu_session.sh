@@ -10,8 +10,10 @@
 #   part 3: the strategies on the batched engine, 150 configs on all 60,000 images (issue 11)
 #   part 4: schedules x augmentation on all of Fashion-MNIST (issue 13); a GPU Dask worker resolving
 #           --device auto to its GPU (issue 16; carry the dask/distributed wheels in .whl too)
+#   part 5: Triple-MNIST from all of Fashion-MNIST's training split (issue 12): the seed's space
+#           (triple_cnn, 84x84, filters 32-128) searched on the GPU, then the 2 x 2 of head and loss
 set -euo pipefail
-part=${1:?usage: bash bench/gpu_session.sh 1|2|3|4}
+part=${1:?usage: bash bench/gpu_session.sh 1|2|3|4|5}
 python -m pip install -q --no-deps --no-index .whl/*.whl
 python -m pip install -q --no-deps --no-build-isolation -e .
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
@@ -24,6 +26,11 @@ elif [ "$part" = 2 ]; then
 elif [ "$part" = 3 ]; then
     python bench/strategies.py --device cuda --engine batched --data-dir bench/data --images 60000 --n 150 \
         --max-epochs 27 --min-epochs 3 --only random,halving,hyperband
+elif [ "$part" = 5 ]; then
+    hpsearch make-triple --from fashion-mnist --data-dir bench/data --out /tmp/triple --no-progress
+    python run_search.py --dataset triple-mnist --data-dir /tmp/triple --space triple_cnn --n 20 --cv 3 \
+        --max-epochs 15 --strategy halving --device cuda --no-retrain --no-progress --out /tmp/triple_run
+    hpsearch compare /tmp/triple_run --same-config --retrain-epochs 15 --device cuda --no-progress
 else
     python bench/schedules_augment.py --device cuda --data-dir bench/data --images 60000 --epochs 30
     python run_search.py --n 4 --dataset fashion-mnist --data-dir bench/data --max-train 6000 --space cnn_mnist \

@@ -44,11 +44,13 @@ def _add_search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--n", type=int, help="number of configs to evaluate (default 150)")
     p.add_argument("--dataset", help=f"one of {', '.join(DATASETS)} (default digits)")
     p.add_argument("--data-dir", help="folder with the dataset's files: the idx files (raw or .gz) of mnist and "
-                   "fashion-mnist, or CIFAR-10's batches (cifar-10-batches-py or -bin, or the folder holding it); "
+                   "fashion-mnist, CIFAR-10's batches (cifar-10-batches-py or -bin, or the folder holding it), or "
+                   "Triple-MNIST's train/ val/ test/ folders of PNGs (hpsearch make-triple); "
                    "default: the cache, Debian's /usr/share/datasets, or a checksummed download")
     p.add_argument("--space", help="search space: a TOML file or a name in searches/ "
                    "(default mlp_mnist, the Lab 3 space)")
-    p.add_argument("--cv", type=int, help="cross-validation folds, stratified and seeded (default 4)")
+    p.add_argument("--cv", type=int, help="cross-validation folds, shuffled and seeded, stratified for one label "
+                   "per image (default 4)")
     p.add_argument("--n-jobs", type=int, help="parallel jobs, taking fold tasks of any config; "
                    "-1 = one per core (default; on a GPU at most one per fold); torch threads per job "
                    "= cores // jobs; each job holds a fold's training rows (~0.3 GB for 60k MNIST "
@@ -205,6 +207,42 @@ def build_parser() -> argparse.ArgumentParser:
                     "retrain or plot. A run stopped early renders too, saying what is missing.")
     report.add_argument("run_dir", metavar="RUN_DIR", help="a run folder made by hpsearch search")
     report.set_defaults(func=commands.cmd_report)
+
+    triple = sub.add_parser(
+        "make-triple", help="build Triple-MNIST (three digits per image) from digits, mnist or fashion-mnist",
+        description="Write OUT/train, OUT/val and OUT/test, one folder per label (the three digits, e.g. 042/) of "
+                    "8-bit grey PNG images 3s x 3s (84x84 from MNIST): three source images side by side at random "
+                    "heights. Test draws from the source's test set, train and val from disjoint parts of its "
+                    "training set. Then: run_search.py --dataset triple-mnist --data-dir OUT.")
+    triple.add_argument("--from", dest="source", required=True, metavar="SOURCE",
+                        help="digits (bundled), mnist or fashion-mnist")
+    triple.add_argument("--data-dir", metavar="DIR", help="the source's idx files (as for run_search.py --data-dir)")
+    triple.add_argument("--out", required=True, metavar="OUT", help="a new or empty folder")
+    triple.add_argument("--n-train", type=int, metavar="N", help="training images (default 64000; digits 3000)")
+    triple.add_argument("--n-val", type=int, metavar="N", help="validation images, 0: none (default 16000; digits 600)")
+    triple.add_argument("--n-test", type=int, metavar="N", help="test images (default 20000; digits 600)")
+    triple.add_argument("--seed", type=int, default=0, help="same seed, same files byte for byte (default 0)")
+    triple.add_argument("--overwrite", action="store_true", help="replace a Triple-MNIST make-triple built in OUT")
+    triple.add_argument("--no-progress", action="store_true", help="no progress bar")
+    triple.set_defaults(func=commands.cmd_make_triple)
+
+    compare = sub.add_parser(
+        "compare", help="retrain the best config of each head x loss (or other) group, test them side by side",
+        description="For each combination of the --by config keys the search drew (default head,loss: the "
+                    "Triple-MNIST seed's softmax/sigmoid x categorical/binary cross-entropy study), retrain its "
+                    "best config on the whole training set and score it on the test set; print the table "
+                    "(Markdown) and write RUN_DIR/compare.csv. The run's winner is left alone; a rerun trains "
+                    "only the groups without a row.")
+    compare.add_argument("run_dir", metavar="RUN_DIR", help="a run folder made by hpsearch search")
+    compare.add_argument("--by", default="head,loss", help="config keys to group by, comma-separated "
+                         "(default head,loss)")
+    compare.add_argument("--retrain-epochs", type=int, default=30, help="epochs of each retraining (default 30)")
+    compare.add_argument("--same-config", action="store_true", help="retrain the search's best config with "
+                         "every combination its space allows (all else equal), not each combination's own best")
+    compare.add_argument("--n-jobs", type=int, default=-1, help="groups retrained at once (default -1: one per core)")
+    compare.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
+    compare.add_argument("--no-progress", action="store_true", help="no progress bar")
+    compare.set_defaults(func=commands.cmd_compare)
     return parser
 
 

@@ -1,5 +1,5 @@
 """What each ``hpsearch`` command does once its flags are parsed (``hpsearch.cli`` builds the
-parser): search, retrain, plot, report, serve, predict. Each ``cmd_*`` takes the parsed arguments
+parser): search, retrain, plot, report, serve, predict, make-triple, compare. Each ``cmd_*`` takes the parsed arguments
 and returns the exit code."""
 
 from __future__ import annotations
@@ -12,7 +12,8 @@ from pathlib import Path
 
 from .errors import UsageError, check_whole
 
-__all__ = ["cmd_search", "cmd_retrain", "cmd_plot", "cmd_report", "cmd_serve", "cmd_predict"]
+__all__ = ["cmd_search", "cmd_retrain", "cmd_plot", "cmd_report", "cmd_serve", "cmd_predict", "cmd_make_triple",
+           "cmd_compare"]
 
 
 SEARCH_FLAGS = ("n", "dataset", "data_dir", "space", "cv", "n_jobs", "max_epochs", "patience",
@@ -86,7 +87,8 @@ def _search_then_retrain(args, settings, backend) -> int:
     best = finished.iloc[0]
     params = {c[len("param_"):]: best[c] for c in frame if c.startswith("param_")}
     print(f"best: trial {best['trial']}  {settings.scoring} {best['mean_test_score']:.4f} "
-          f"± {best['std_test_score']:.4f}  accuracy {best['mean_test_accuracy']:.4f}")
+          f"± {best['std_test_score']:.4f}  accuracy {best['mean_test_accuracy']:.4f}"
+          + _per_position(best, "mean_test_"))
     print("      " + "  ".join(f"{k}={v}" for k, v in params.items()))
     if args.no_retrain:
         report = _report(run_dir)
@@ -158,10 +160,18 @@ def _retrain(run_dir, options: dict, device: str, progress: bool, backend=None):
         print(f"\nretrained {result.trained} configs for {epochs} epochs on the whole training set "
               f"({elapsed:.1f} s)")
     print(f"winner: trial {w['trial']} (search rank {w['search_rank']})  test accuracy "
-          f"{w['test_accuracy']:.4f}  test loss {w['test_loss']:.4f}  {w['epochs']} epochs")
+          f"{w['test_accuracy']:.4f}{_per_position(w, 'test_')}  test loss {w['test_loss']:.4f}  {w['epochs']} epochs")
     print("        " + "  ".join(f"{k}={v}" for k, v in w["config"].items()))
     print(f"wrote {Path(run_dir) / RETRAIN_FILE}, {WINNER_FILE}, {SUMMARY_FILE}")
     return result
+
+
+def _per_position(row, prefix: str) -> str:
+    """`` (per digit 0.91 0.88 0.90, exact match 0.74)`` for labels per position, else ``""``."""
+    digits = [row[k] for k in sorted(k for k in row.keys() if k.startswith(f"{prefix}digit_"))]
+    if not digits or f"{prefix}exact_match" not in row.keys():
+        return ""
+    return f" (per digit {' '.join(f'{v:.4f}' for v in digits)}, exact match {row[f'{prefix}exact_match']:.4f})"
 
 
 def _stored_retrain_settings(run_dir, args) -> dict:
@@ -211,7 +221,7 @@ def cmd_serve(args) -> int:
 
 def cmd_predict(args) -> int:
     from .estimator import resolve_device
-    from .predict import Predictor, predict_files
+    from .predict import Predictor, answer_line, predict_files
 
     if args.out_dir is not None and not args.explain:
         raise UsageError(f"--out-dir {args.out_dir} only says where --explain writes the heat maps; add --explain, "
@@ -220,11 +230,33 @@ def cmd_predict(args) -> int:
     failed = 0
     for a in predict_files(predictor, args.files, explain=args.explain, out_dir=args.out_dir):
         if a["probability"] is not None:
-            fields = [a["path"], a["class_name"], f"{a['probability']:.4f}"] + ([a["heatmap"]] if a["heatmap"] else [])
-            print("\t".join(fields))
+            print(answer_line(a))
         if a["error"]:
             failed += 1
             print(f"hpsearch: error: {a['path']}: {a['error']}", file=sys.stderr)
     if failed:
         print(f"hpsearch: {failed} of {len(args.files)} files failed (see the errors above)", file=sys.stderr)
     return 1 if failed else 0
+
+
+def cmd_make_triple(args) -> int:
+    from .data.make_triple import make_triple
+
+    build = make_triple(args.source, args.out, data_dir=args.data_dir, n_train=args.n_train, n_val=args.n_val,
+                        n_test=args.n_test, seed=args.seed, overwrite=args.overwrite, progress=not args.no_progress)
+    counts = ", ".join(f"{len(files)} {split}" for split, files in build.files.items())
+    print(f"wrote {counts} images to {build.out}/ (meta.json, sources.csv); "
+          f"use it with: run_search.py --dataset triple-mnist --data-dir {build.out}")
+    return 0
+
+
+def cmd_compare(args) -> int:
+    from .compare import COMPARE_FILE, compare_groups, markdown_table
+    from .estimator import resolve_device
+
+    by = [name.strip() for name in args.by.split(",") if name.strip()]
+    table = compare_groups(args.run_dir, by, args.retrain_epochs, device=resolve_device(args.device),
+                           n_jobs=args.n_jobs, progress=not args.no_progress, same_config=args.same_config)
+    print(markdown_table(table, by))
+    print(f"\n({len(table)} groups, {args.retrain_epochs} epochs each; {Path(args.run_dir) / COMPARE_FILE})")
+    return 0

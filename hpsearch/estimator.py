@@ -13,16 +13,18 @@ from numbers import Integral
 import numpy as np
 import torch
 from skorch import NeuralNetClassifier
-from skorch.dataset import ValidSplit, unpack_data
+from skorch.dataset import unpack_data
 from skorch.utils import to_tensor
 
 from .augment import augment_batch, check_augment_name
 from .callbacks import ContinuableEarlyStopping, StopOnNonFiniteLoss
 from .data import Dataset, square_image_shape
 from .errors import UsageError
+from .heads import head_probabilities
 from .losses import LOSSES, loss_setup
 from .models import CNN, GAPCNN, MLP
 from .schedules import schedule_callback
+from .tasks import SingleLabel
 
 __all__ = ["SeededNet", "make_net", "OPTIMIZERS", "MODELS", "LOSSES", "resolve_device"]
 
@@ -67,6 +69,10 @@ class SeededNet(NeuralNetClassifier):
         if self.random_state is not None:
             torch.manual_seed(self.random_state)
         return super().initialize()
+
+    def predict(self, X):
+        """The class of each image, or of each position (``argmax`` over the last axis)."""
+        return self.predict_proba(X).argmax(axis=-1)
 
     def train_step_single(self, batch, **fit_params):
         if self.augment != "none":
@@ -165,14 +171,14 @@ def _image_shape(image_shape, n_features: int, kind: str) -> tuple[int, int, int
     return tuple(int(v) for v in image_shape)
 
 
-def _shape_of(data, n_classes, image_shape):
-    """``(n_features, n_classes, image_shape)`` from a Dataset (or anything with ``image_shape``
-    and ``class_names``), or the integers given."""
+def _shape_of(data, n_classes, image_shape, task):
+    """``(n_features, n_classes, image_shape, task)`` from a Dataset (or anything with
+    ``image_shape``, ``class_names`` and ``task``), or the integers and task given."""
     if isinstance(data, Integral):
         if n_classes is None:
             raise UsageError("make_net needs n_classes with n_features: make_net(config, n_features, "
                              "n_classes), or make_net(config, dataset)")
-        return int(data), int(n_classes), image_shape
+        return int(data), int(n_classes), image_shape, task or SingleLabel()
     if not (hasattr(data, "image_shape") and hasattr(data, "class_names")):
         raise UsageError(f"make_net's second argument must be a Dataset (hpsearch.load_dataset) or the "
                          f"number of input features, got {type(data).__name__}")
@@ -180,7 +186,7 @@ def _shape_of(data, n_classes, image_shape):
         raise UsageError("make_net(config, dataset) takes the classes from dataset.class_names; "
                          f"drop n_classes={n_classes!r}")
     shape = tuple(int(v) for v in (image_shape or data.image_shape))
-    return math.prod(shape), len(data.class_names), shape
+    return math.prod(shape), len(data.class_names), shape, task or getattr(data, "task", SingleLabel())
 
 
 def _with_callbacks(own: list, extra) -> list | str:
@@ -199,7 +205,7 @@ def make_net(config: dict, n_features: int | Dataset, n_classes: int | None = No
              max_epochs: int = DEFAULT_MAX_EPOCHS, batch_size: int = DEFAULT_BATCH_SIZE,
              patience: int = DEFAULT_PATIENCE, random_state: int | None = 0,
              image_shape: tuple[int, ...] | None = None, lean: bool = True, callbacks=None,
-             **net_kwargs) -> SeededNet:
+             task=None, **net_kwargs) -> SeededNet:
     """Build an unfitted skorch net for ``config``.
 
     Parameters
@@ -209,13 +215,19 @@ def make_net(config: dict, n_features: int | Dataset, n_classes: int | None = No
         it override the keyword defaults. ``loss = "worst_class"`` trains with
         ``hpsearch.losses.WorstClassLoss`` (``worst_weight``) and its ``("worst_class",
         WorstClassRounds(round_epochs))`` callback, for ``rounds * round_epochs`` epochs unless
-        the config's ``max_epochs`` says otherwise; ``"ce"`` (the default) is cross-entropy.
+        the config's ``max_epochs`` says otherwise; ``"ce"`` (the default) is cross-entropy;
+        ``"bce"`` binary cross-entropy, and ``head = "softmax" | "sigmoid"`` the output
+        activation (``hpsearch.heads``: the Triple-MNIST seed's 2 x 2).
     n_features : Dataset or int
         A ``Dataset`` (``make_net(config, dataset)``): the input size, the image shape and the
         number of classes are taken from it (``image_shape``, ``class_names``). Or the input
         size (pixels of one image), with ``n_classes``.
     n_classes : int, optional
         Number of classes, with an integer ``n_features``; not with a Dataset.
+    task : hpsearch.tasks.SingleLabel or Positions, optional
+        One label per image (the default with an integer ``n_features``) or one per position
+        (logits and ``predict_proba`` of shape ``(n, positions, classes)``; ``predict`` gives
+        ``(n, positions)``); with a Dataset, its own ``task``.
     callbacks : list, optional
         skorch callbacks (instances or ``(name, callback)`` pairs, e.g. an ``LRScheduler`` or a
         ``Checkpoint``), *added* to hpsearch's own: ``("non_finite", StopOnNonFiniteLoss())``
@@ -240,10 +252,13 @@ def make_net(config: dict, n_features: int | Dataset, n_classes: int | None = No
     **net_kwargs
         Any other ``NeuralNetClassifier`` argument (``train_split``, ``iterator_train__*``, ...).
     """
-    n_features, n_classes, image_shape = _shape_of(n_features, n_classes, image_shape)
+    n_features, n_classes, image_shape, task = _shape_of(n_features, n_classes, image_shape, task)
     kind = config.get("model", "mlp")
     if kind not in MODELS:
         raise UsageError(f"model must be one of {', '.join(MODELS)}, got {kind!r}")
+    if task.positions and kind == "gapcnn":
+        raise UsageError("model 'gapcnn' maps each class to one channel (for CAM), not one label per "
+                         "position; use model 'cnn' or 'mlp' for these labels")
     optimizer = config.get("optimizer", "adam")
     if optimizer not in OPTIMIZERS:
         raise UsageError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
@@ -255,6 +270,8 @@ def make_net(config: dict, n_features: int | Dataset, n_classes: int | None = No
         channels, *size = _image_shape(image_shape, n_features, kind)
         params["module__in_channels"], params["module__image_size"] = channels, tuple(size)
     params["module__n_classes"] = n_classes
+    if task.positions:
+        params["module__positions"] = task.positions
     params["optimizer__weight_decay"] = float(config.get("weight_decay", 0.0))
     if "momentum" in config and optimizer in ("sgd", "rmsprop"):
         params["optimizer__momentum"] = float(config["momentum"])
@@ -262,14 +279,17 @@ def make_net(config: dict, n_features: int | Dataset, n_classes: int | None = No
     own = [("non_finite", StopOnNonFiniteLoss())]
     if patience > 0:
         own.append(("early_stopping", ContinuableEarlyStopping(patience=patience)))
-        train_split = ValidSplit(5, stratified=True)
+        train_split = task.valid_split()
     else:
         train_split = None
     # a worst-class loss picks its classes on the split made here, else on the training data (a
     # caller's train_split may be the test set: retrain's monitor)
     criterion, loss_params, loss_callbacks, rounds_epochs = loss_setup(
-        config, n_classes, use_valid=train_split is not None and "train_split" not in net_kwargs)
+        config, n_classes, use_valid=train_split is not None and "train_split" not in net_kwargs,
+        positions=task.positions)
     params.update(loss_params)
+    if "criterion__head" in loss_params:  # probabilities that sum to 1 per label, for every head
+        params["predict_nonlinearity"] = head_probabilities(loss_params["criterion__head"])
     own += loss_callbacks
     # a schedule spans the fit's epochs; plateau watches the validation loss only of a split made
     # here (a caller's train_split may be the test set: retrain's monitor), else the training loss
@@ -296,5 +316,6 @@ def make_net(config: dict, n_features: int | Dataset, n_classes: int | None = No
         classes=np.arange(n_classes),
     )
     kwargs.update(params)
+    kwargs.update(task.net_params())
     kwargs.update(net_kwargs)
     return SeededNet(**kwargs)

@@ -22,11 +22,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 from joblib import Parallel, delayed
-from sklearn.metrics import accuracy_score, log_loss
-from sklearn.model_selection import StratifiedKFold
 
 from .errors import DivergedError, UsageError
 from .states import capture, early_stopping_of, load_state, restore, save_state
+from .tasks import task_of
 from .workers import die_with_parent
 
 __all__ = ["make_folds", "evaluate_config", "evaluate_configs", "score_probabilities", "CVResult", "SCORINGS",
@@ -44,6 +43,7 @@ class CVResult:
     fit_times: list[float] = field(default_factory=list)
     epochs: list[int] = field(default_factory=list)
     error: str | None = None
+    metrics: list[dict] = field(default_factory=list)  # per fold, the task's own (digit_0_accuracy, ...)
 
     @property
     def mean_test_score(self) -> float:
@@ -51,14 +51,17 @@ class CVResult:
 
 
 def make_folds(y: np.ndarray, cv: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Stratified, shuffled, seeded folds: the same ``seed`` gives the same folds."""
+    """Shuffled, seeded folds, stratified for one label per image (``hpsearch.tasks``): the same
+    ``seed`` gives the same folds."""
     if isinstance(cv, bool) or not isinstance(cv, int) or cv < 2:
         raise UsageError(f"--cv must be a whole number >= 2, got {cv!r}; 4 is the seed's choice")
-    smallest = int(np.unique(y, return_counts=True)[1].min())  # of the classes present
+    task = task_of(y)
+    strata = task.strata(y)
+    smallest = len(y) if strata is None else int(np.unique(strata, return_counts=True)[1].min())
     if cv > smallest:
-        raise UsageError(f"--cv {cv} is more folds than the rarest class has images ({smallest});"
-                         " use fewer folds or more data")
-    return list(StratifiedKFold(cv, shuffle=True, random_state=seed).split(np.zeros(len(y)), y))
+        what = "there are images" if strata is None else "the rarest class has images"
+        raise UsageError(f"--cv {cv} is more folds than {what} ({smallest}); use fewer folds or more data")
+    return list(task.splitter(cv, seed).split(np.zeros(len(y)), strata))
 
 
 def cpu_count() -> int:
@@ -92,13 +95,9 @@ def task_threads(threads) -> int:
 def score_probabilities(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray,
                         scoring: str) -> tuple[float, float]:
     """``(score, accuracy)`` of predicted probabilities on a held-out fold, as sklearn's scorers
-    compute them; non-finite probabilities raise ``DivergedError``. Both engines score with this."""
-    if not np.all(np.isfinite(proba)):
-        raise DivergedError("the net predicts non-finite probabilities")
-    accuracy = float(accuracy_score(y_true, classes[proba.argmax(axis=1)]))
-    if scoring == "neg_log_loss":
-        return float(-log_loss(y_true, proba, labels=classes)), accuracy
-    return accuracy, accuracy
+    compute them (averaged over positions for labels per position: ``hpsearch.tasks``);
+    non-finite probabilities raise ``DivergedError``."""
+    return task_of(y_true).score(y_true, proba, classes, scoring)[:2]
 
 
 # This process's copy of the training data as a tensor on the device: {"key", "ref", "X", "moves"}.
@@ -189,10 +188,11 @@ def _score_fold(make, X, y, train, test, scoring, threads, state=None):
             if state is not None and state[1]:
                 save_state(state[0], capture(net))
             proba = net.predict_proba(data.index_select(0, test_rows))
-            score, accuracy = score_probabilities(y[test], proba, net.classes_, scoring)
+            score, accuracy, metrics = task_of(y).score(y[test], proba, net.classes_, scoring)
         except Exception as exc:  # noqa: BLE001
             return _failure(exc)
-        return dict(score=score, accuracy=accuracy, fit_time=fit_time, epochs=len(net.history), error=None)
+        return dict(score=score, accuracy=accuracy, fit_time=fit_time, epochs=len(net.history), error=None,
+                    metrics=metrics)
     finally:
         torch.set_num_threads(previous)
 
@@ -311,6 +311,7 @@ def _cv_result(outcomes: list[dict]) -> CVResult:
         test_accuracies=[o["accuracy"] for o in outcomes],
         fit_times=[o["fit_time"] for o in outcomes],
         epochs=[o["epochs"] for o in outcomes],
+        metrics=[o["metrics"] for o in outcomes] if any(o.get("metrics") for o in outcomes) else [],
     )
 
 

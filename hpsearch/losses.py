@@ -29,6 +29,7 @@ from skorch.utils import to_tensor
 from torch import nn
 
 from .errors import UsageError
+from .heads import HEAD_LOSSES, HEADS, HeadLoss
 
 __all__ = ["LOSSES", "WorstClassLoss", "WorstClassRounds", "worst_classes", "misclassified_counts",
            "loss_setup", "DEFAULT_ROUNDS", "DEFAULT_ROUND_EPOCHS", "DEFAULT_WORST_WEIGHT"]
@@ -127,17 +128,28 @@ class WorstClassRounds(Callback):
         net.history.record("worst_counts", counts.tolist())
 
 
-LOSSES = {"ce": nn.CrossEntropyLoss, "worst_class": WorstClassLoss}
+LOSSES = {"ce": nn.CrossEntropyLoss, "bce": HeadLoss, "worst_class": WorstClassLoss}
 
 
-def loss_setup(config: dict, n_classes: int, use_valid: bool) -> tuple[type, dict, list, int | None]:
-    """What ``make_net`` needs for ``config["loss"]``: ``(criterion, net params, callbacks,
-    max_epochs)``; ``max_epochs`` is ``rounds * round_epochs`` for a worst-class loss, else None."""
-    loss = config.get("loss", "ce")
+def loss_setup(config: dict, n_classes: int, use_valid: bool,
+               positions: int = 0) -> tuple[type, dict, list, int | None]:
+    """What ``make_net`` needs for ``config["loss"]`` and ``config["head"]``: ``(criterion, net
+    params, callbacks, max_epochs)``; ``max_epochs`` is ``rounds * round_epochs`` for a
+    worst-class loss, else None. The softmax head with ``"ce"`` on one label per image is plain
+    ``CrossEntropyLoss``; any other head or loss, or labels per position, a ``heads.HeadLoss``."""
+    loss, head = config.get("loss", "ce"), config.get("head", "softmax")
     if loss not in LOSSES:
         raise UsageError(f"loss must be one of {', '.join(map(repr, LOSSES))}, got {loss!r}")
-    if loss == "ce":
+    if head not in HEADS:
+        raise UsageError(f"head must be one of {', '.join(map(repr, HEADS))}, got {head!r}")
+    if loss == "worst_class" and (positions or head != "softmax"):
+        raise UsageError("loss 'worst_class' trains one softmax label per image; "
+                         + ("these labels are one per position: use loss 'ce' or 'bce'" if positions
+                            else f"head {head!r} needs loss 'ce' or 'bce'"))
+    if loss == "ce" and head == "softmax" and not positions:
         return nn.CrossEntropyLoss, {}, [], None
+    if loss in HEAD_LOSSES:
+        return HeadLoss, {"criterion__head": head, "criterion__loss": loss}, [], None
     rounds = int(config.get("rounds", DEFAULT_ROUNDS))
     round_epochs = int(config.get("round_epochs", DEFAULT_ROUND_EPOCHS))
     params = {"criterion__n_classes": n_classes,

@@ -136,11 +136,15 @@ class MLP(nn.Module):
         Dropout probability after each hidden layer.
     negative_slope : float
         Slope of LeakyReLU for negative inputs.
+    positions : int
+        0: one label per image, logits ``(n, n_classes)``; k >= 1: one label per position,
+        logits ``(n, k, n_classes)`` (the last layer is ``k`` groups of ``n_classes``).
     """
 
     def __init__(self, n_inputs: int = 784, hidden: Sequence[int] = (100,), n_classes: int = 10,
-                 dropout: float = 0.0, negative_slope: float = 0.01):
+                 dropout: float = 0.0, negative_slope: float = 0.01, positions: int = 0):
         super().__init__()
+        self.positions = _positions(positions)
         self.hidden = _ints(hidden, "hidden")
         check_fraction(dropout, "dropout")
         check_number(negative_slope, "negative_slope")
@@ -149,11 +153,11 @@ class MLP(nn.Module):
         for h in self.hidden:
             layers += [nn.Linear(width, h), nn.LeakyReLU(negative_slope), nn.Dropout(dropout)]
             width = h
-        layers.append(nn.Linear(width, n_classes))
+        layers.append(nn.Linear(width, n_classes * max(1, self.positions)))
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.layers(x)
+        return _grouped(self.layers(x), self.positions)
 
     @property
     def linears(self) -> list[nn.Linear]:
@@ -175,6 +179,17 @@ def _ints(values, name: str, empty: bool = True) -> tuple[int, ...]:
     elif isinstance(values, Iterable) and not isinstance(values, str):
         values = tuple(values)
     return check_widths(values, name, empty)
+
+
+def _positions(value) -> int:
+    if not _whole(value) or value < 0:
+        raise UsageError(f"positions must be a whole number >= 0 (0: one label per image), got {value!r}")
+    return int(value)
+
+
+def _grouped(logits: torch.Tensor, positions: int) -> torch.Tensor:
+    """``(n, positions * classes)`` logits as ``(n, positions, classes)``; as they are for 0."""
+    return logits.unflatten(1, (positions, -1)) if positions else logits
 
 
 def _conv_unit(c_in: int, c_out: int, kernel_size: int, batch_norm: bool) -> list[nn.Module]:
@@ -220,13 +235,16 @@ class CNN(nn.Module):
         BatchNorm2d after each convolution (before its ReLU).
     kernel_size : int
         Odd kernel size of every convolution.
+    positions : int
+        0: logits ``(n, n_classes)``; k >= 1: ``(n, k, n_classes)``, one group per position.
     """
 
     def __init__(self, in_channels: int = 1, image_size=28, n_classes: int = 10,
                  filters: Sequence[int] = (32, 32, 64, 64), block_size: int = 2,
                  dense: Sequence[int] = (256,), dropout: float = 0.0, conv_dropout: float = 0.0,
-                 batch_norm: bool = False, kernel_size: int = 3):
+                 batch_norm: bool = False, kernel_size: int = 3, positions: int = 0):
         super().__init__()
+        self.positions = _positions(positions)
         size = _image_size(image_size)
         self.filters = _ints(filters, "filters", empty=False)
         self.dense = _ints(dense, "dense") if dense else ()
@@ -251,11 +269,11 @@ class CNN(nn.Module):
         for h in self.dense:
             head += [nn.Dropout(dropout), nn.Linear(width, h), nn.ReLU()]
             width = h
-        head += [nn.Dropout(dropout), nn.Linear(width, n_classes)]
+        head += [nn.Dropout(dropout), nn.Linear(width, n_classes * max(1, self.positions))]
         self.classifier = nn.Sequential(*head)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.classifier(self.features(x))
+        return _grouped(self.classifier(self.features(x)), self.positions)
 
     @property
     def last_conv_activation(self) -> nn.Module:

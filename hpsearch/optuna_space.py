@@ -11,7 +11,8 @@ Both use one encoding, so a sampler reads the random-search trials of a run as i
 - ``decreasing_int`` -> ``<name>_layers`` and one ``IntDistribution`` per width whose range depends
   on the widths before it: ``<name>_1`` in ``[low + L - 1, high]``, ``<name>_2`` in
   ``[low + L - 2, <name>_1 - 1]`` ... (``L`` layers), the ranges ``ParamGenerator`` draws from. So any
-  sample, TPE's included, is strictly decreasing and inside ``[low, high]``.
+  sample, TPE's included, is strictly decreasing and inside ``[low, high]``;
+- ``int_list`` -> ``<name>_1`` .. ``<name>_L``, each ``IntDistribution(low, high, step)``.
 
 Constants are not Optuna params: they are the same in every trial (they stay in the config).
 """
@@ -22,7 +23,7 @@ import json
 
 import optuna
 
-from .space import Categorical, Constant, DecreasingInts, IntUniform, LogUniform, SearchSpace, Uniform
+from .space import Categorical, Constant, DecreasingInts, IntLists, IntUniform, LogUniform, SearchSpace, Uniform
 
 __all__ = ["stored_params", "suggest_config"]
 
@@ -60,6 +61,10 @@ def stored_params(space: SearchSpace, config: dict) -> tuple[dict, dict]:
             for i, (width, (low, high)) in enumerate(zip(value, _width_ranges(dist, value), strict=False), 1):
                 params[f"{key}_{i}"] = int(width)
                 dists[f"{key}_{i}"] = optuna.distributions.IntDistribution(low, high)
+        elif isinstance(dist, IntLists):
+            for i, width in enumerate(value, 1):
+                params[f"{key}_{i}"] = int(width)
+                dists[f"{key}_{i}"] = optuna.distributions.IntDistribution(dist.low, dist.high, step=dist.step)
     return params, dists
 
 
@@ -83,6 +88,9 @@ def suggest_config(space: SearchSpace, trial: optuna.Trial) -> dict:
                 widths.append(trial.suggest_int(f"{key}_{i}", dist.low + left, upper - 1))
                 upper = widths[-1]
             config[key] = widths
+        elif isinstance(dist, IntLists):
+            config[key] = [trial.suggest_int(f"{key}_{i}", dist.low, dist.high, step=dist.step)
+                           for i in range(1, dist.layers + 1)]
         else:  # a new distribution kind must say how Optuna samples it
             raise TypeError(f"no Optuna encoding for {type(dist).__name__} ({key})")
     return config

@@ -63,12 +63,24 @@ def _draw_search(run_dir: Path) -> list[str]:
     return files
 
 
+def _check_labels(run_dir, positions: int, dataset) -> None:
+    """The winner and the test data give as many labels per image, else a ``UsageError``."""
+    def say(k):
+        return f"{k} labels per image (one per position)" if k else "one label per image"
+
+    if dataset.task.positions != positions:
+        raise UsageError(f"the winner of {run_dir} gives {say(positions)}, but the test data ({dataset.name}) "
+                         f"have {say(dataset.task.positions)}; draw it on the data it was trained on")
+
+
 def draw_pictures(run_dir, method: str = "all", *, images: int = 25, units: int = 25, device: str = "cpu",
-                  redraw: bool = True) -> list[str]:
+                  redraw: bool = True, dataset=None) -> list[str]:
     """Draw ``method`` (or ``"all"`` that apply) for the run's winner into the run folder; the
     files written. With ``redraw=False``, ``all`` is skipped when this winner's pictures with
     these options are already there. ``"search"`` draws the search's own plots instead (no
-    winner needed)."""
+    winner needed). ``dataset`` is the test data to draw on (default: the run's, loaded again).
+    A winner with one label per position gets the per-position pictures (``hpsearch.viz.positions``);
+    a method that does not apply to it is skipped by ``all`` and refused by name, saying why."""
     matplotlib.use("Agg")
     from .viz.plots import REGISTRY, PlotOptions
 
@@ -86,12 +98,18 @@ def draw_pictures(run_dir, method: str = "all", *, images: int = 25, units: int 
     if method == "all" and not redraw and _pictures_done(run_dir, record):
         print(f"pictures of this winner already drawn (summary.json); redraw with: hpsearch plot all {run_dir}")
         return []
+    if method != "all":  # refused before the data are loaded
+        reason = REGISTRY[method].applies(net.module_)
+        if reason is not None:
+            raise UsageError(f"{method} does not apply to this winner: {reason}")
     torch.set_num_threads(threads_per_job(1))  # as the search places them: never more than the cores
-    dataset = run_dataset(run_dir) if (run_dir / "settings.json").is_file() else None
+    if dataset is None and (run_dir / "settings.json").is_file():
+        dataset = run_dataset(run_dir)
     if dataset is None:
         from .data import load_dataset
 
         dataset = load_dataset(net.winner_["dataset"])
+    _check_labels(run_dir, int(net.winner_.get("positions", 0)), dataset)
     options = PlotOptions(n_images=images, units=units)
     chosen = list(REGISTRY) if method == "all" else [method]
     files = []

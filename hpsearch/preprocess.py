@@ -50,6 +50,7 @@ _CONVENTIONS = {
     "mnist": (255.0, True, 20 / 28, None),
     "fashion-mnist": (255.0, False, 1.0, None),
     "cifar10": (255.0, False, 1.0, None),
+    "triple-mnist": (255.0, False, 1.0, None),  # never centred: where each digit sits is its label
 }
 
 

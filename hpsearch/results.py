@@ -37,7 +37,8 @@ def results_frame(records: list[dict]) -> pd.DataFrame:
 
     Columns: ``trial``, ``param_*``, ``split{k}_test_score``, ``mean_test_score``,
     ``std_test_score``, ``rank_test_score``, ``split{k}_test_accuracy``, ``mean_test_accuracy``,
-    ``std_test_accuracy``, ``mean_fit_time``, ``std_fit_time``, ``mean_epochs``, ``error``, then
+    ``std_test_accuracy``, for labels per position ``mean_test_digit_{k}_accuracy`` and
+    ``mean_test_exact_match``, ``mean_fit_time``, ``std_fit_time``, ``mean_epochs``, ``error``, then
     ``n_epochs`` (the budget, in epochs, of the last rung the config reached), ``rung`` (that
     rung's number, from 0), ``state`` (Optuna's: COMPLETE, PRUNED, FAIL, or RUNNING while a rung is
     in progress) and, when the run has several budgets, ``score_{E}ep``: the mean score at each.
@@ -60,6 +61,8 @@ def results_frame(records: list[dict]) -> pd.DataFrame:
             row[f"split{k}_test_accuracy"] = value
         row["mean_test_accuracy"], row["std_test_accuracy"] = _mean(accs), _std(accs)
         times = np.sum([r["split_fit_times"] for r in rec["rungs"] if r["split_fit_times"]], axis=0).tolist()
+        for name in (last.get("split_metrics") or [{}])[0]:  # the task's own: digit_0_accuracy, ...
+            row[f"mean_test_{name}"] = _mean([m[name] for m in last["split_metrics"]])
         row["mean_fit_time"], row["std_fit_time"] = _mean(times), _std(times)
         row["mean_epochs"] = _mean(last["split_epochs"])
         row["error"] = last.get("error") or ""

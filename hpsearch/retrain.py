@@ -328,6 +328,7 @@ def _write_summary(run_dir, settings, table, winner, retrain_epochs, device, mon
         "winner": {"trial": int(winner["trial"]), "search_rank": int(winner["search_rank"]),
                    "config": winner["config"], "test_accuracy": float(winner["test_accuracy"]),
                    "test_loss": float(winner["test_loss"]), "epochs": int(winner["epochs"]),
+                   **{k: float(v) for k, v in winner.items() if k.startswith("test_digit_") or k == "test_exact_match"},
                    "fit_time": float(winner["fit_time"]), "file": WINNER_FILE},
     })
     atomic_write_text(path, json.dumps(summary, indent=2) + "\n")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import torch
 from skorch.dataset import Dataset as SkorchDataset
 from skorch.helper import predefined_split
@@ -38,7 +37,7 @@ def build_retrain_net(config: dict, dataset: Dataset, *, device: str, epochs: in
         extra["iterator_valid__generator"] = torch.Generator()
     return make_net(config, dataset.n_features, dataset.n_classes, image_shape=dataset.image_shape,
                     device=device, max_epochs=epochs, batch_size=batch_size, patience=0,
-                    random_state=random_state, callbacks=callbacks, **extra)
+                    random_state=random_state, callbacks=callbacks, task=dataset.task, **extra)
 
 
 def _fit(net, dataset: Dataset, checkpoint, epochs: int) -> None:
@@ -74,20 +73,19 @@ def retrain_one(cand: dict, dataset: Dataset, *, device, epochs, batch_size, see
                                 random_state=trial_seed(seed, cand["trial"]), monitor_test=monitor_test,
                                 callbacks=callbacks)
         start = time.perf_counter()
-        error, acc, loss = "", float("nan"), float("nan")
+        error = ""
+        tested = {"test_accuracy": float("nan"), "test_loss": float("nan")}
+        tested.update({f"test_{name}": float("nan") for name in dataset.task.metric_names()})
         try:
             _fit(net, dataset, checkpoint, epochs)
             if len(net.history) < epochs or "dur" not in net.history[-1]:  # skorch swallowed Ctrl-C
                 error = "interrupted"
             else:
-                proba = net.predict_proba(dataset.X_test)
-                acc = float(np.mean(proba.argmax(1) == dataset.y_test))
-                picked = proba[np.arange(len(proba)), dataset.y_test]
-                loss = float(-np.mean(np.log(np.clip(picked, 1e-12, 1))))
+                tested = dataset.task.test_metrics(dataset.y_test, net.predict_proba(dataset.X_test))
         except (DivergedError, ValueError, RuntimeError) as exc:
             error = f"{type(exc).__name__}: {exc}"
         row = {"trial": cand["trial"], "search_rank": cand["search_rank"], "cv_score": cand["cv_score"],
-               "cv_accuracy": cand["cv_accuracy"], "test_accuracy": acc, "test_loss": loss,
+               "cv_accuracy": cand["cv_accuracy"], **tested,
                "epochs": len(net.history) if error == "" else 0, "retrain_epochs": epochs,
                "schedule": cand["config"].get("schedule", "none"),
                "fit_time": time.perf_counter() - start, "error": error,

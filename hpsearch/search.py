@@ -229,6 +229,9 @@ def run_search(settings: SearchSettings, dataset: Dataset | None = None, backend
         settings.max_train, settings.seed)
     check_space_for_data(space, dataset)  # a net too deep for the images: refused before the first fit
     folds = make_folds(dataset.y_train, settings.cv, settings.seed)
+    if settings.engine == "batched" and dataset.task.batched_engine_reason:
+        print(f"--engine batched: {dataset.name} has {dataset.task.batched_engine_reason}; "
+              "every config trains on the skorch engine", file=sys.stderr)
     # only now, with every setting, the space and the data checked, does the run folder appear
     run_dir = _prepare_run_dir(Path(settings.out) if settings.out else default_run_dir(settings, space))
     with RunLock(run_dir):

@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 
 from . import augment, estimator, schedules
 from .errors import UsageError, did_you_mean
+from .heads import HEADS
 from .losses import WORST_CLASS_KEYS
 from .models import CNN, GAPCNN, PARAMETER_CHECKS, check_number, check_pool_after, cnn_pools, gapcnn_pools, max_pools
 
@@ -62,6 +63,7 @@ NET_CHECKS = {
     "batch_size": _count("use e.g. batch_size = 128"),
     "max_epochs": _count("0 epochs would rank untrained nets; use e.g. max_epochs = 20"),
     "loss": _one_of(lambda: estimator.LOSSES, "the training losses"),
+    "head": _one_of(lambda: dict.fromkeys(HEADS), "the output activations"),
     "schedule": _one_of(lambda: schedules.SCHEDULES, "the learning-rate schedules"),
     "augment": _one_of(lambda: augment.AUGMENTS, "the augmentations"),
     "rounds": _count("use e.g. rounds = 6 (the CAM seed's 6 x 15 epochs)"),
@@ -160,6 +162,13 @@ def check_space_for_data(space, dataset) -> None:
     data = f"{dataset.name} images" if hasattr(dataset, "name") else "the images"
     need = "need images of at least {side}x{side}, " + data + " are {height}x{width}"
     start = f"search space {space.name!r}: "
+    positions = getattr(getattr(dataset, "task", None), "positions", 0)
+    if positions and "gapcnn" in kinds:
+        raise UsageError(f"{start}model 'gapcnn' has one map per class (CAM), but {data} carry {positions} "
+                         "labels each; use model 'cnn' or 'mlp'")
+    if positions and "worst_class" in _support(params, "loss", "ce"):
+        raise UsageError(f"{start}loss 'worst_class' trains one label per image, but {data} carry "
+                         f"{positions} labels each; use loss 'ce' or 'bce'")
     if "cnn" in kinds:
         filters = _support(params, "filters", _default(CNN, "filters"))
         block = min(_support(params, "block_size", _default(CNN, "block_size")))

@@ -171,6 +171,8 @@ class TrialStore:
         rung = {"epochs": int(epochs), "split_test_scores": result.test_scores,
                 "split_test_accuracies": result.test_accuracies, "split_fit_times": result.fit_times,
                 "split_epochs": result.epochs, "error": result.error}
+        if result.metrics:
+            rung["split_metrics"] = result.metrics
         self._storage.set_trial_user_attr(trial_id, f"rung{len(rec['rungs'])}", rung)
         rec["rungs"].append(rung)
         if result.error is not None:

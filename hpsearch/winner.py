@@ -23,6 +23,7 @@ from .errors import UsageError
 from .estimator import make_net, resolve_device
 from .files import atomic_write
 from .preprocess import preprocessing_for
+from .tasks import task_for
 
 __all__ = ["save_winner", "winner_payload", "load_winner", "read_winner_info", "WINNER_FILE", "BUNDLE_FORMAT"]
 
@@ -88,6 +89,7 @@ def save_winner(net, run_dir, dataset: Dataset, *, config: dict, test_accuracy: 
         "class_names": list(dataset.class_names),
         "n_features": int(dataset.n_features),
         "n_classes": int(dataset.n_classes),
+        "positions": int(dataset.task.positions),  # 0: one label per image
         "test_accuracy": float(test_accuracy),
         "epochs": parts["epochs"],
         "batch_size": parts["batch_size"],
@@ -122,6 +124,7 @@ def _with_defaults(bundle: dict) -> dict:
     """Keys added to the bundle since format 1 began, filled in for older bundles."""
     bundle.setdefault("class_names", [str(i) for i in range(int(bundle.get("n_classes", 10)))])
     bundle.setdefault("preprocess", preprocessing_for(bundle.get("dataset", ""), bundle["image_shape"]))
+    bundle.setdefault("positions", 0)
     return bundle
 
 
@@ -166,7 +169,8 @@ def load_winner(run_dir, device: str = "cpu"):
     optimizer_state = bundle.pop("optimizer_state", None)  # absent in bundles written before it was saved
     net = make_net(bundle["config"], bundle["n_features"], bundle["n_classes"],
                    image_shape=tuple(bundle["image_shape"]), device=device,
-                   max_epochs=bundle["epochs"] or 1, batch_size=bundle["batch_size"], patience=0)
+                   max_epochs=bundle["epochs"] or 1, batch_size=bundle["batch_size"], patience=0,
+                   task=task_for(bundle["positions"]))
     net.initialize()
     net.module_.load_state_dict(state)
     if optimizer_state is not None:

@@ -85,6 +85,27 @@ def digits():
 README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
 
 
+def _triples(X, y, n, rng):
+    """``n`` images of three digits side by side (24x24), each at a random height: (images, labels)."""
+    picks = rng.integers(0, len(y), (n, 3))
+    images = np.zeros((n, 1, 24, 24), np.float32)
+    for k in range(3):
+        for i, top in enumerate(rng.integers(0, 17, n)):
+            images[i, 0, top:top + 8, 8 * k:8 * k + 8] = X[picks[i, k], 0]
+    return images, y[picks]
+
+
+@pytest.fixture(scope="session")
+def digit_triples(digits):
+    """A Triple-MNIST-like dataset in memory: 1,500 training and 300 test images of three digits
+    (train triples from digits' training images, test ones from its test images)."""
+    from hpsearch.data import Dataset
+
+    rng = np.random.default_rng(0)
+    return Dataset("triple-mnist", *_triples(digits.X_train, digits.y_train, 1500, rng),
+                   *_triples(digits.X_test, digits.y_test, 300, rng))
+
+
 @pytest.fixture(scope="session")
 def readme_snippets():
     """The README's ```python blocks in order, as ``(heading, code, skip)``: ``heading`` is the

@@ -95,7 +95,7 @@ def test_batched_engine_hands_worst_class_to_skorch():
 
 
 @pytest.mark.parametrize("spec, message", [
-    ({"loss": "focal"}, "loss must be one of 'ce', 'worst_class'"),
+    ({"loss": "focal"}, "loss must be one of 'ce', 'bce', 'worst_class'"),
     ({"loss": "worst_class", "worst_weight": -1.0}, "worst_weight must be >= 0, got -1.0"),
     ({"loss": "worst_class", "rounds": 0}, "rounds must be a whole number >= 1, got 0"),
     ({"loss": "worst_class", "round_epochs": 2.5}, "round_epochs must be a whole number >= 1"),

@@ -95,7 +95,7 @@ def test_step_zero_is_exactly_one_for_every_method(mlp_frame, cnn_frame):
 
 def test_mlp_saliency_drops_for_the_randomized_net(mlp, mlp_frame):
     assert set(mlp_frame["method"]) == {"saliency", "occlusion", "input"}  # LeakyReLU MLP: no CNN methods
-    assert set(mlp_frame.attrs["skipped"]) == {"cam", "gradcam", "guided_backprop"}
+    assert set(mlp_frame.attrs["skipped"]) == {"cam", "gradcam", "hirescam", "guided_backprop"}
     linears = [name for name, m in mlp.module_.named_modules() if isinstance(m, torch.nn.Linear)]
     steps = mlp_frame[mlp_frame["method"] == "saliency"].sort_values("step")
     assert steps["layer"].tolist() == ["none", *linears[::-1]]  # output first, then down to the input
@@ -181,12 +181,12 @@ def test_bad_arguments_are_usage_errors(mlp, digits):
 
 
 def test_cnn_gets_gradcam_and_guided_backprop_rows(cnn, cnn_frame):
-    assert {"gradcam", "saliency", "guided_backprop", "occlusion", "input"} == set(cnn_frame["method"])
+    assert {"gradcam", "hirescam", "saliency", "guided_backprop", "occlusion", "input"} == set(cnn_frame["method"])
     assert "cam" in cnn_frame.attrs["skipped"]
     layers = randomizable_layers(cnn)
     assert cnn_frame["step"].max() == len(layers) and {"Conv2d", "Linear"} <= set(cnn_frame["kind"])
     assert cnn_frame[cnn_frame["step"] == len(layers)]["kind"].unique().tolist() == ["Conv2d"]  # the first conv
-    for method in ("gradcam", "saliency"):
+    for method in ("gradcam", "hirescam", "saliency"):
         assert _final(cnn_frame, method) < THRESHOLD
     fig = plot_sanity(cnn_frame)
     assert isinstance(fig, Figure)

@@ -8,7 +8,8 @@ counts; a file-backed dataset's messages name the file at fault.
 
 ``dataset`` holds the container and its checks, ``idx`` the file format, ``mnist`` where the idx
 files of MNIST and Fashion-MNIST are found or downloaded, ``cifar10`` the CIFAR-10 batches (read
-with a restricted unpickler: a pickle that names anything but numpy arrays is refused).
+with a restricted unpickler: a pickle that names anything but numpy arrays is refused),
+``multidigit`` Triple-MNIST (three digits per image, labels ``(n, 3)``), its loader; ``make_triple`` its builder.
 """
 
 from __future__ import annotations
@@ -22,19 +23,21 @@ from ..preprocess import scale
 from .cifar10 import CIFAR10_CLASSES, CifarError, download_cifar10, load_cifar10, read_batch
 from .dataset import DIGIT_CLASSES, SPLITS, Dataset, check_splits, square_image_shape
 from .idx import IdxError, read_idx, write_idx
+from .make_triple import make_triple
 from .mnist import DOWNLOADS, IDX_FILES, SYSTEM_DIRS, default_cache_dir, download_idx, load_idx_dataset
+from .multidigit import TripleError, load_triple, read_triple_arrays
 
 __all__ = ["Dataset", "load_dataset", "read_idx", "write_idx", "DATASETS", "IdxError", "CifarError"]
 __all__ += ["DIGIT_CLASSES", "FASHION_CLASSES", "CIFAR10_CLASSES", "IDX_FILES", "DOWNLOADS", "SYSTEM_DIRS",
             "SPLITS", "check_splits", "default_cache_dir", "download_idx", "download_cifar10", "load_cifar10",
-            "read_batch", "square_image_shape"]
+            "read_batch", "square_image_shape", "TripleError", "make_triple", "read_triple_arrays", "load_triple"]
 
 FASHION_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
 )
 
-DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10")
+DATASETS = ("digits", "mnist", "fashion-mnist", "cifar10", "triple-mnist")
 
 
 def _load_digits() -> Dataset:
@@ -56,25 +59,32 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None) -> Datase
 
     Parameters
     ----------
-    name : {"digits", "mnist", "fashion-mnist", "cifar10"}
+    name : {"digits", "mnist", "fashion-mnist", "cifar10", "triple-mnist"}
         ``digits`` is scikit-learn's bundled 8x8 set (1,797 images, a fixed stratified 80/20
         split). ``mnist`` and ``fashion-mnist`` are read from the four standard idx files.
         ``cifar10`` (also ``cifar-10``) from its six batch files, the python pickles
         (``data_batch_1`` .. ``data_batch_5``, ``test_batch``, ``batches.meta``) or the binary
         version (``data_batch_1.bin`` .. ``test_batch.bin``, ``batches.meta.txt``): 50,000 / 10,000
-        RGB images ``(n, 3, 32, 32)``, the class names from the meta file.
+        RGB images ``(n, 3, 32, 32)``, the class names from the meta file. ``triple-mnist`` (also
+        ``triplemnist``) from a folder of ``train/``, ``val/`` (optional) and ``test/`` with one
+        folder per label (``042/``) of PNG images, as published or as ``hpsearch make-triple``
+        writes it: labels ``(n, 3)``, the digit at each position; the training set is ``train/``
+        plus ``val/`` (the search's k-fold cross-validation validates); see :func:`load_triple`.
     data_dir : path, optional
         A folder holding the idx files (raw or gzipped), or the CIFAR-10 batches (the extracted
         ``cifar-10-batches-py`` folder or the folder holding it). Without it they are looked for in
         the cache (``$HPSEARCH_DATA`` or ``~/.cache/hpsearch/<name>``), then (Fashion-MNIST) in
         Debian's ``/usr/share/datasets/fashion-mnist``, then downloaded into the cache with checksums.
+        Triple-MNIST is never downloaded: without ``data_dir`` it must be in the cache
+        (``~/.cache/hpsearch/triple-mnist``), else build it with ``hpsearch make-triple``.
 
     Raises
     ------
     UsageError
         For an unknown name; ``IdxError`` (a ``UsageError``) when an idx file is missing or
         damaged or the four files do not fit together, ``CifarError`` (a ``UsageError``) when a
-        CIFAR-10 batch is missing, damaged, unsafe or wrong, each in one line naming the file.
+        CIFAR-10 batch is missing, damaged, unsafe or wrong, ``TripleError`` (a ``UsageError``) when
+        a Triple-MNIST folder is, each in one line naming the file.
     """
     key = name.lower().replace("_", "-")
     if key == "digits":
@@ -85,4 +95,6 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None) -> Datase
         return load_idx_dataset("fashion-mnist", data_dir, FASHION_CLASSES)
     if key in ("cifar10", "cifar-10"):
         return load_cifar10(data_dir)
+    if key in ("triple-mnist", "triplemnist"):
+        return load_triple(data_dir)
     raise UsageError(f"--dataset must be one of {', '.join(DATASETS)}, got {name!r}" + did_you_mean(key, DATASETS))

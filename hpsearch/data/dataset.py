@@ -45,8 +45,9 @@ def check_splits(arrays: Mapping[str, np.ndarray], n_classes: int, names: Mappin
     for split in ("train", "test"):
         images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
         img, lab = names[f"{split}_images"], names[f"{split}_labels"]
-        if labels.ndim != 1:
-            raise error(f"{where}: {lab} has shape {labels.shape}, expected one label per image (n,)")
+        if labels.ndim not in (1, 2) or (labels.ndim == 2 and labels.shape[1] < 2):
+            raise error(f"{where}: {lab} has shape {labels.shape}, expected one label per image (n,) "
+                        "or one per position (n, positions >= 2); flatten a column of labels with y.ravel()")
         if len(images) != len(labels):
             raise error(f"{where}: {img} holds {len(images)} images but {lab} holds {len(labels)} labels; "
                         "the counts must match: re-download them, or does the folder mix two datasets?")
@@ -58,6 +59,10 @@ def check_splits(arrays: Mapping[str, np.ndarray], n_classes: int, names: Mappin
             raise error(f"{where}: {lab} holds {count} label{'s' * (count > 1)} outside 0..{n_classes - 1} "
                         f"(e.g. {int(labels[outside][0])}) for {n_classes} classes; is it another dataset's file?")
     train_img, test_img = names["train_images"], names["test_images"]
+    if arrays["train_labels"].shape[1:] != arrays["test_labels"].shape[1:]:
+        raise error(f"{where}: {names['train_labels']} has shape {arrays['train_labels'].shape} but "
+                    f"{names['test_labels']} {arrays['test_labels'].shape}; train and test need as many "
+                    "labels per image: does the folder mix two datasets?")
     train_lab, test_lab = names["train_labels"], names["test_labels"]
     train, test = arrays["train_images"], arrays["test_images"]
     if train.shape[1:] != test.shape[1:]:
@@ -88,8 +93,9 @@ class Dataset:
         The dataset's name (``"digits"``, ``"mnist"``, ``"fashion-mnist"``, ``"cifar10"``).
     X_train, X_test : ndarray of float32, shape (n, channels, height, width)
         Pixel values in [0, 1]; 1 channel for grey images, 3 (R, G, B) for colour ones.
-    y_train, y_test : ndarray of int64, shape (n,)
-        Class indices in ``[0, n_classes)``.
+    y_train, y_test : ndarray of int64, shape (n,) or (n, positions)
+        Class indices in ``[0, n_classes)``: one per image, or one per position (Triple-MNIST's
+        three digits, left to right); ``task`` says which (``hpsearch.tasks``).
     class_names : tuple of str
     """
 
@@ -105,7 +111,7 @@ class Dataset:
 
     def validate(self) -> Dataset:
         """Raise a ``UsageError`` unless images are ``(n, channels, height, width)`` of one shape in
-        both splits, each split has one integer label per image in ``[0, n_classes)``, the training
+        both splits, each split has one integer label per image (or per position) in ``[0, n_classes)``, the training
         set holds at least 2 classes and the test set none that training lacks. Returns ``self``."""
         for attr in ("X_train", "X_test"):
             shape = np.shape(getattr(self, attr))
@@ -117,6 +123,13 @@ class Dataset:
         check_splits({k: np.asarray(v) for k, v in arrays.items()}, self.n_classes, names,
                      where=f"dataset {self.name!r} ({self.n_classes} class names)")
         return self
+
+    @property
+    def task(self):
+        """``SingleLabel()`` for labels ``(n,)``, ``Positions(k)`` for ``(n, k)`` (``hpsearch.tasks``)."""
+        from ..tasks import task_of
+
+        return task_of(self.y_train)
 
     @property
     def image_shape(self) -> tuple[int, ...]:
@@ -147,7 +160,8 @@ class Dataset:
 
         rows = np.arange(len(self.y_train))
         try:
-            kept, _ = train_test_split(rows, train_size=max_train, stratify=self.y_train, random_state=seed)
+            kept, _ = train_test_split(rows, train_size=max_train, stratify=self.task.strata(self.y_train),
+                                       random_state=seed)
         except ValueError as exc:  # fewer images than classes
             raise UsageError(f"--max-train {max_train} is too small a slice of {self.name}'s "
                              f"{self.n_classes} classes ({exc}); use at least a few images per class") from None

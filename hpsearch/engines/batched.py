@@ -79,6 +79,8 @@ def unbatchable_reason(config: dict) -> str | None:
         return "optimizer other than adam or rmsprop without momentum"
     if float(config.get("negative_slope", 0.01)) != 0.01:
         return "negative_slope other than 0.01"
+    if config.get("head", "softmax") != "softmax":
+        return f"head {config['head']!r} (the batched engine trains a softmax output)"
     if config.get("loss", "ce") != "ce":
         return f"loss {config['loss']!r} (the batched engine trains plain cross-entropy)"
     if config.get("schedule", "none") != "none":

@@ -30,7 +30,9 @@ class BatchedEngine:
     def train(self, configs: dict[int, dict], epochs: int, keep_states: bool, on_start=None):
         c = self.context
         s = c.settings
-        batched = {i: config for i, config in configs.items() if batchable(config)}
+        batched = {}
+        if c.dataset.task.batched_engine_reason is None:  # else every config goes to skorch
+            batched = {i: config for i, config in configs.items() if batchable(config)}
         if batched:
             chunks = evaluate_batched(
                 batched, {i: trial_seed(s.seed, i) for i in batched}, c.X, c.dataset.y_train, c.folds,

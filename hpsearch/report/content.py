@@ -69,14 +69,16 @@ def run_section(run_dir: Path, settings: dict) -> str:
         data = run_dataset(run_dir)
     except (UsageError, OSError, ValueError) as exc:
         return body + "<h3>Data</h3>" + H.note(f"the data could not be loaded here: {exc}", missing=True)
-    counts = np.bincount(data.y_train, minlength=data.n_classes)
+    counts = np.bincount(data.y_train.ravel(), minlength=data.n_classes)  # every position's label, if several
     shape = "×".join(str(v) for v in data.image_shape)
     data_pairs = [("dataset", data.name), ("training images", f"{len(data.y_train):,}" + (
         f" (a stratified slice: --max-train {settings['max_train']})" if settings.get("max_train") else "")),
         ("test images", f"{len(data.y_test):,} (never seen by the search)"),
         ("image shape", f"{shape} (channels × height × width)"),
         ("classes", ", ".join(data.class_names)),
-        ("training images per class", f"{counts.min():,} to {counts.max():,}")]
+        ("training images per class" if not data.task.positions else
+         f"training labels per class (over the {data.task.positions} positions)",
+         f"{counts.min():,} to {counts.max():,}")]
     return body + "<h3>Data</h3>" + H.facts(data_pairs)
 
 
@@ -100,6 +102,8 @@ def ranking_table(frame: pd.DataFrame, top: int = RANKED_SHOWN) -> pd.DataFrame:
         out["worst fold"] = scored[splits].min(axis=1)
         out["best fold"] = scored[splits].max(axis=1)
     out["CV accuracy"] = scored["mean_test_accuracy"]
+    for column in (c for c in frame if c.startswith("mean_test_digit_") or c == "mean_test_exact_match"):
+        out[column[len("mean_test_"):].replace("_accuracy", "").replace("_", " ")] = scored[column]
     if "n_epochs" in scored:
         out["epochs"] = scored["n_epochs"]
     out["fit time (s)"] = scored["mean_fit_time"]
@@ -151,8 +155,9 @@ def retrain_section(run_dir: Path, settings: dict) -> str:
         return H.note(f"not retrained yet: the best configs get their full training with "
                       f"hpsearch retrain {run_dir}", missing=True)
     frame = pd.read_csv(path)
-    keep = [c for c in ("retrain_rank", "winner", "trial", "search_rank", "cv_score", "test_accuracy", "test_loss",
-                        "epochs", "fit_time", "error") if c in frame]
+    per_position = [c for c in frame if c.startswith("test_digit_") or c == "test_exact_match"]
+    keep = [c for c in ("retrain_rank", "winner", "trial", "search_rank", "cv_score", "test_accuracy", *per_position,
+                        "test_loss", "epochs", "fit_time", "error") if c in frame]
     shown = frame[keep + [c for c in frame if c.startswith("param_")]].rename(
         columns=lambda c: c.removeprefix("param_").replace("_", " "))
     epochs = frame["retrain_epochs"].iloc[0] if "retrain_epochs" in frame and len(frame) else "?"

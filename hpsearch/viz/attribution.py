@@ -7,6 +7,10 @@ one function, and leaves the model as it found it: its train/eval mode is restor
 is removed, even after an exception. ``plot_heatmaps``, ``plot_explanations`` and
 ``plot_attribution`` (in ``hpsearch.viz.heatmaps``, importable from here too) draw the arrays over
 the grey or RGB input.
+
+A net with one label per position (Triple-MNIST: logits ``(n, positions, classes)``) is explained
+for one ``(position, class)`` target per image (``resolve_targets``; Captum's tuple target picks
+``output[i, position, class]``); ``hpsearch.viz.positions`` draws one map per position.
 """
 
 from __future__ import annotations
@@ -17,15 +21,16 @@ from contextlib import contextmanager
 import numpy as np
 import torch
 import torch.nn.functional as F
-from captum.attr import GuidedBackprop, LayerGradCam, Occlusion, Saliency
+from captum.attr import GuidedBackprop, LayerGradCam, LayerGradientXActivation, Occlusion, Saliency
 from torch import nn
 
 from ..errors import UsageError, did_you_mean
+from .targets import captum_target, pair_targets
 
 __all__ = [
-    "METHODS", "attribute", "cam", "grad_cam", "saliency", "guided_backprop", "occlusion",
-    "resolve_targets", "model_session", "as_module", "as_batch", "gradcam_layer", "gap_only",
-    "conv_only", "relu_only",
+    "METHODS", "attribute", "cam", "grad_cam", "hires_cam", "saliency", "guided_backprop", "occlusion",
+    "resolve_targets", "captum_target", "positions_of", "model_session", "as_module", "as_batch",
+    "gradcam_layer", "gap_only", "conv_only", "relu_only",
 ]
 
 _HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
@@ -80,11 +85,24 @@ def model_session(module: nn.Module):
             m.training = mode
 
 
+def positions_of(model) -> int:
+    """The positions of a net with one label per position (logits ``(n, positions, classes)``),
+    0 for one label per image."""
+    return int(getattr(as_module(model), "positions", 0) or 0)
+
+
 def resolve_targets(module: nn.Module, X: torch.Tensor, target=None) -> torch.Tensor:
     """Class index per image: the predicted class when ``target`` is None, else ``target`` (one
-    int for all images, or one per image), checked against the number of classes."""
+    int for all images, or one per image), checked against the number of classes.
+
+    For a net with one label per position (logits ``(n, positions, classes)``) a target is a
+    ``(position, class)`` pair, ``class`` None meaning the class predicted at that position: one
+    pair for all images or one per image (an ``(n, 2)`` array). The result is then a LongTensor
+    ``(n, 2)`` of ``(position, class)`` (``captum_target`` makes it Captum's list of tuples)."""
     with torch.no_grad():
         logits = module(X)
+    if logits.ndim == 3:
+        return pair_targets(logits, target)
     n, n_classes = logits.shape
     if target is None:
         return logits.argmax(dim=1)
@@ -195,7 +213,29 @@ def grad_cam(model, X, target=None, *, layer: nn.Module | None = None, relu: boo
     with model_session(module):
         X = as_batch(module, X)
         t = resolve_targets(module, X, target)
-        maps = LayerGradCam(module, layer).attribute(X, target=t, relu_attributions=relu)[:, 0]
+        maps = LayerGradCam(module, layer).attribute(X, target=captum_target(t), relu_attributions=relu)[:, 0]
+        if upsample:
+            maps = _upsample(maps, X.shape[2:])
+    return _numpy(maps)
+
+
+def hires_cam(model, X, target=None, *, layer: nn.Module | None = None, relu: bool = True,
+              upsample: bool = True) -> np.ndarray:
+    """HiResCAM (Draelos & Carin, 2020; Captum's ``LayerGradientXActivation`` summed over
+    channels): ``sum_k dy/dA_k * A_k`` at each cell of ``layer``, the gradient kept per cell
+    instead of Grad-CAM's spatial mean. Grad-CAM gives every cell of a channel one weight, so
+    behind a dense head (which reads *where* a feature is) it shows where the features are, not
+    which of them the class used; HiResCAM follows the head (on Triple-MNIST, Grad-CAM of one
+    digit spreads over all three, HiResCAM sits on it). Same parameters and shapes as ``grad_cam``.
+    """
+    module = as_module(model)
+    layer = layer or gradcam_layer(module)
+    with model_session(module):
+        X = as_batch(module, X)
+        t = resolve_targets(module, X, target)
+        maps = LayerGradientXActivation(module, layer).attribute(X, target=captum_target(t)).sum(dim=1)
+        if relu:
+            maps = maps.clamp_min(0)
         if upsample:
             maps = _upsample(maps, X.shape[2:])
     return _numpy(maps)
@@ -213,7 +253,7 @@ def saliency(model, X, target=None, *, absolute: bool = True) -> np.ndarray:
     with model_session(module):
         X = as_batch(module, X)
         t = resolve_targets(module, X, target)
-        attr = Saliency(module).attribute(X.requires_grad_(), target=t, abs=absolute)
+        attr = Saliency(module).attribute(X.requires_grad_(), target=captum_target(t), abs=absolute)
     return _numpy(attr)
 
 
@@ -230,7 +270,7 @@ def guided_backprop(model, X, target=None) -> np.ndarray:
     with model_session(module):
         X = as_batch(module, X)
         t = resolve_targets(module, X, target)
-        attr = GuidedBackprop(module).attribute(X.requires_grad_(), target=t)
+        attr = GuidedBackprop(module).attribute(X.requires_grad_(), target=captum_target(t))
     return _numpy(attr)
 
 
@@ -258,13 +298,14 @@ def occlusion(model, X, target=None, *, window: int = 3, stride: int = 1,
         c = X.shape[1]
         attr = Occlusion(module).attribute(
             X, sliding_window_shapes=(c, window, window), strides=(c, stride, stride),
-            baselines=float(baseline), target=t, perturbations_per_eval=16)
+            baselines=float(baseline), target=captum_target(t), perturbations_per_eval=16)
     return _numpy(attr)
 
 
 METHODS = {
     "cam": cam,
     "gradcam": grad_cam,
+    "hirescam": hires_cam,
     "saliency": saliency,
     "guided_backprop": guided_backprop,
     "occlusion": occlusion,

@@ -33,6 +33,7 @@ PICTURE_OPTIONS = {"cam": {"relu": True}}  # CAM drawn as its positive part, lik
 LABELS = {  # colour-bar labels (short: they sit under one column of plot_explanations)
     "cam": "\u03a3 w\u00b7A, > 0",
     "gradcam": "Grad-CAM",
+    "hirescam": "HiResCAM",
     "saliency": "|gradient|",
     "guided_backprop": "guided gradient",
     "occlusion": "logit drop",
@@ -40,6 +41,7 @@ LABELS = {  # colour-bar labels (short: they sit under one column of plot_explan
 TITLES = {  # titles of the one-method figures
     "cam": "CAM (class activation map, \u03a3 w\u00b7A), positive part",
     "gradcam": "Grad-CAM at the last conv layer (its ReLU keeps the positive part)",
+    "hirescam": "HiResCAM at the last conv layer: gradient x activation per cell (positive part)",
     "saliency": "saliency: |gradient of the class logit| per pixel",
     "guided_backprop": "guided backpropagation (red: raises the class logit, blue: lowers it)",
     "occlusion": "occlusion: drop of the class logit when a patch is zeroed (red: the patch helps the class)",

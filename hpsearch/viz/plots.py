@@ -5,6 +5,11 @@ does, else the reason it is skipped) and draws it (``draw(net, dataset, options)
 the CLI saves each Figure as ``<run>/<stem>.png``; a ``str`` value is text saved as ``<run>/<stem>``,
 e.g. ``{"class_report.csv": "..."}``). Library functions stay in their own modules
 (neurons, evaluation, attribution ...); this file only wires them to the command line.
+
+A winner with one label per position (``module.positions > 0``, Triple-MNIST) gets the pictures of
+``hpsearch.viz.positions`` under the same names (one confusion matrix, class report and heat map per
+position); the methods that explain one class per image (MLP receptive fields and maximizers, CAM)
+do not apply to it and say why.
 """
 
 from __future__ import annotations
@@ -39,6 +44,25 @@ REGISTRY: dict[str, PlotMethod] = {}
 
 def always(module) -> None:
     return None
+
+
+def _positions(module) -> int:
+    """The positions of a net (a module or a skorch net) with one label per position, else 0."""
+    return int(getattr(getattr(module, "module_", module), "positions", 0) or 0)
+
+
+def single_label(applies: Callable, why: str, first: bool = False) -> Callable:
+    """``applies``, refusing also a net with one label per position, for the reason ``why``:
+    after ``applies``' own reason (an MLP picture on a CNN says it needs an MLP), or before it
+    with ``first``."""
+    def check(module):
+        reason = None if first else applies(module)
+        if reason is not None:
+            return reason
+        if _positions(module):
+            return f"the winner gives one label per position ({_positions(module)} positions), and {why}"
+        return applies(module) if first else None
+    return check
 
 
 def register(name: str, draw: Callable, applies: Callable = always, help: str = "") -> None:
@@ -88,31 +112,37 @@ def _test_predictions(net, dataset, options):
     if key not in options.extra:
         options.extra[key] = net.predict_proba(dataset.X_test)
     proba = options.extra[key]
-    return proba, proba.argmax(1)
+    return proba, proba.argmax(-1)  # (n,) classes, or (n, positions)
 
 
 def _draw_confusion_matrix(net, dataset, options):
     from .evaluation import plot_confusion_matrix
+    from .positions import plot_position_confusion
 
     _, pred = _test_predictions(net, dataset, options)
-    return {"confusion_matrix": plot_confusion_matrix(dataset.y_test, pred, dataset.class_names)}
+    draw = plot_position_confusion if pred.ndim == 2 else plot_confusion_matrix
+    return {"confusion_matrix": draw(dataset.y_test, pred, dataset.class_names)}
 
 
 def _draw_class_report(net, dataset, options):
     from .evaluation import class_report, plot_class_report
+    from .positions import plot_position_report, position_report
 
     _, pred = _test_predictions(net, dataset, options)
-    text, table = class_report(dataset.y_test, pred, dataset.class_names)
-    return {"class_report": plot_class_report(table), "class_report.txt": text,
+    report, draw = (position_report, plot_position_report) if pred.ndim == 2 else (class_report, plot_class_report)
+    text, table = report(dataset.y_test, pred, dataset.class_names)
+    return {"class_report": draw(table), "class_report.txt": text,
             "class_report.csv": table.to_csv(float_format="%.6f")}
 
 
 def _draw_misclassified(net, dataset, options):
     from .evaluation import plot_misclassified
+    from .positions import plot_position_misclassified
 
     proba, pred = _test_predictions(net, dataset, options)
-    return {"misclassified": plot_misclassified(dataset.X_test, dataset.y_test, pred, dataset.class_names,
-                                                proba=proba, n=options.n_images)}
+    draw = plot_position_misclassified if pred.ndim == 2 else plot_misclassified
+    return {"misclassified": draw(dataset.X_test, dataset.y_test, pred, dataset.class_names,
+                                  proba=proba, n=options.n_images)}
 
 
 def _draw_learning_curves(net, dataset, options):
@@ -122,9 +152,10 @@ def _draw_learning_curves(net, dataset, options):
     return {"learning_curves": plot_learning_curves(net.history, valid_label=label)}
 
 
-register("receptive-fields", _draw_receptive_fields, _mlp_only,
+_PER_CLASS = "its output units are (position, digit) pairs, not the classes these pictures label"
+register("receptive-fields", _draw_receptive_fields, single_label(_mlp_only, _PER_CLASS),
          "MLP: first 25 units of each hidden layer and every class, weights (products for deeper layers)")
-register("maximizers", _draw_maximizers, _mlp_only,
+register("maximizers", _draw_maximizers, single_label(_mlp_only, _PER_CLASS),
          "MLP: images in [0, 1] maximizing each unit (gradient ascent; exact box for layer 1)")
 register("confusion-matrix", _draw_confusion_matrix, always, "test-set confusion matrix")
 register("class-report", _draw_class_report, always,
@@ -157,21 +188,25 @@ def _relu_only(module):
 def _draw_attribution(method: str, stem: str) -> Callable:
     def draw(net, dataset, options):
         from .heatmaps import plot_attribution
+        from .positions import plot_position_attribution
 
-        return {stem: plot_attribution(net, dataset.X_test[:options.n_images], method, options.target,
-                                       class_names=dataset.class_names, **options.extra.get(method, {}))}
+        plot = plot_position_attribution if _positions(net) else plot_attribution
+        return {stem: plot(net, dataset.X_test[:options.n_images], method, options.target,
+                           class_names=dataset.class_names, **options.extra.get(method, {}))}
     return draw
 
 
 def _draw_explanations(net, dataset, options):
     from .attribution import gap_only
     from .heatmaps import plot_explanations
+    from .positions import plot_position_explanations
 
-    methods = ["gradcam", "saliency", "guided_backprop", "occlusion"]
+    methods = ["gradcam", "hirescam", "saliency", "guided_backprop", "occlusion"]
     if gap_only(net) is None:
         methods.insert(0, "cam")
-    return {"explanations": plot_explanations(net, dataset.X_test[:options.n_images], methods, options.target,
-                                              class_names=dataset.class_names)}
+    plot = plot_position_explanations if _positions(net) else plot_explanations
+    return {"explanations": plot(net, dataset.X_test[:options.n_images], methods, options.target,
+                                 class_names=dataset.class_names)}
 
 
 def _draw_feature_maps(net, dataset, options):
@@ -208,10 +243,14 @@ def _draw_deepdream(net, dataset, options):
     return {"deepdream": plot_deep_dream(images, dreamed)}
 
 
-register("cam", _draw_attribution("cam", "cam"), _gap_only,
+register("cam", _draw_attribution("cam", "cam"),
+         single_label(_gap_only, "CAM needs a GAP net, which maps each class to one channel (one label per image)",
+                      first=True),
          "GAP-CNN: class activation maps sum_k w_ck A_k over --images test images")
 register("grad-cam", _draw_attribution("gradcam", "grad_cam"), _conv_only,
          "CNN: Grad-CAM at the last conv layer (Captum) over --images test images")
+register("hires-cam", _draw_attribution("hirescam", "hires_cam"), _conv_only,
+         "CNN: HiResCAM at the last conv layer (gradient x activation per cell: where a dense head looked)")
 register("saliency", _draw_attribution("saliency", "saliency"), always,
          "|gradient| of the explained class's logit per pixel (Captum)")
 register("guided-backprop", _draw_attribution("guided_backprop", "guided_backprop"), _relu_only,
@@ -237,10 +276,20 @@ def _draw_sanity(net, dataset, options):
     from .sanity import MAX_IMAGES, plot_sanity, sanity_check, verdict_text
 
     n = min(options.n_images, MAX_IMAGES)
-    frame = sanity_check(net, dataset.X_test[:n], target=options.target, n_images=n, seed=options.seed,
+    images, target, note = dataset.X_test[:n], options.target, ""
+    if _positions(net):  # one (position, digit) per image, every position in turn: one map per image
+        from .positions import cycling_targets, position_names
+
+        target = cycling_targets(net, images)
+        if options.target is not None:
+            target[:, 1] = int(options.target)
+        names = position_names(_positions(net))
+        note = (f"One label per position: image i explains position i mod {len(names)} ({names[0]}, ...), "
+                "the digit the trained net predicts there.\n")
+    frame = sanity_check(net, images, target=target, n_images=n, seed=options.seed,
                          options={k: v for k, v in options.extra.items() if k in METHODS})
     return {"sanity": plot_sanity(frame), "sanity.csv": frame.to_csv(index=False, float_format="%.6f"),
-            "sanity.txt": verdict_text(frame)}
+            "sanity.txt": note + verdict_text(frame)}
 
 
 register("sanity", _draw_sanity, always,

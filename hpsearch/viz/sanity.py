@@ -30,7 +30,8 @@ __all__ = ["THRESHOLD", "MAX_IMAGES", "randomizable_layers", "rank_correlation",
 
 THRESHOLD = 0.5  # mean rank correlation with every layer randomized above this: the method is flagged
 MAX_IMAGES = 8  # images explained by default (and at most by ``hpsearch plot sanity``): seconds, not minutes
-_APPLIES = {"cam": attribution.gap_only, "gradcam": attribution.conv_only, "guided_backprop": attribution.relu_only}
+_APPLIES = {"cam": attribution.gap_only, "gradcam": attribution.conv_only, "hirescam": attribution.conv_only,
+            "guided_backprop": attribution.relu_only}
 COLUMNS = ["step", "layer", "label", "kind", "method", "spearman_mean", "spearman_std", "n_images"]
 
 

@@ -20,7 +20,7 @@ import optuna
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ..space import Categorical, Constant, DecreasingInts, LogUniform, load_space
+from ..space import Categorical, Constant, DecreasingInts, IntLists, LogUniform, load_space
 
 __all__ = [
     "Skipped", "ParamPoints", "load_trials", "score_vs_params", "history", "importances",
@@ -87,14 +87,14 @@ def score_vs_params(frame: pd.DataFrame, space=None) -> list[ParamPoints]:
         if column not in rows or isinstance(dist, Constant) or (dist is None and frame[column].nunique() < 2):
             continue
         values = rows[column]
-        if isinstance(dist, DecreasingInts):
+        if isinstance(dist, DecreasingInts | IntLists):
             widths = [_layer_widths(v) for v in values]
-            for layer in range(dist.max_layers):
+            for layer in range(getattr(dist, "max_layers", getattr(dist, "layers", 0))):
                 keep = np.array([len(w) > layer for w in widths], bool)
                 panels.append(ParamPoints(f"{name}[{layer + 1}]", "numeric",
                                           [w[layer] for w in widths if len(w) > layer],
                                           score[keep], trial[keep], epochs[keep]))
-            if dist.max_layers > dist.min_layers:
+            if isinstance(dist, DecreasingInts) and dist.max_layers > dist.min_layers:
                 panels.append(_strip(f"{name} layers", [len(w) for w in widths], score, trial, epochs,
                                      list(range(dist.min_layers, dist.max_layers + 1))))
         elif isinstance(dist, Categorical) or (dist is None and not pd.api.types.is_numeric_dtype(values)):

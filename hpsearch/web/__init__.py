@@ -3,6 +3,8 @@
 Needs the ``web`` extra (``pip install -e '.[web]'``: FastAPI, uvicorn, python-multipart). The page
 is plain HTML/CSS/JS in ``static/`` (no build step, no CDN: it works offline); ``app`` holds the
 API. ``serve`` loads the run's winner once and runs uvicorn, bound to 127.0.0.1 unless told.
+The page shows one class per image: a winner with one label per position (Triple-MNIST) is refused
+with a ``UsageError`` before anything is served (``hpsearch predict`` answers it).
 """
 
 from __future__ import annotations
@@ -23,7 +25,9 @@ def _require_web():
 
 
 def create_app(predictor, **options):
-    """The FastAPI app serving ``predictor`` (see ``hpsearch.web.app.create_app``)."""
+    """The FastAPI app serving ``predictor`` (see ``hpsearch.web.app.create_app``); a winner with
+    one label per position is refused (``UsageError``)."""
+    predictor.check_single_label("the page of hpsearch serve")
     _require_web()
     from .app import create_app as make
 
@@ -44,10 +48,16 @@ def serve(run_dir, host: str = "127.0.0.1", port: int = 8000, device: str = "cpu
     import uvicorn
 
     from ..errors import check_whole
+    from ..winner import read_winner_info
 
     check_whole("--port", port, 0)
     if port > 65535:
         raise UsageError(f"--port must be in 0..65535, got {port}")
+    positions = int(read_winner_info(run_dir).get("positions", 0))  # refused before the net is loaded
+    if positions:
+        raise UsageError(f"hpsearch serve: the page shows one label per image, but the winner of {run_dir} gives "
+                         f"one per position ({positions} digits); use hpsearch predict {run_dir} FILE ... "
+                         "(with --explain for a heat map per position)")
     app = load_app(run_dir, device=device)
     print(f"serving the winner of {run_dir} on http://{host}:{port}/ (Ctrl-C stops)", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")

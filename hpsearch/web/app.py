@@ -104,7 +104,9 @@ async def _upload(request: Request, max_bytes: int) -> bytes:
 
 
 def create_app(predictor: Predictor, *, max_bytes: int = MAX_UPLOAD_BYTES, examples: int = N_EXAMPLES) -> FastAPI:
-    """The app serving ``predictor`` (a ``hpsearch.predict.Predictor``, loaded once)."""
+    """The app serving ``predictor`` (a ``hpsearch.predict.Predictor``, loaded once); the page shows
+    one class per image, so a winner with one label per position is refused (``UsageError``)."""
+    predictor.check_single_label("the page of hpsearch serve")
     app = FastAPI(title="hpsearch serve", docs_url=None, redoc_url=None, openapi_url=None)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     lock = threading.Lock()  # one net, explained with hooks: one request at a time

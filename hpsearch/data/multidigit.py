@@ -1,0 +1,247 @@
+"""Triple-MNIST: images of three digits side by side, labelled by the three digits left to right.
+
+:func:`hpsearch.data.make_triple.make_triple` builds the published layout from a grey source (``digits``, ``mnist``,
+``fashion-mnist``); :func:`read_triple_arrays` and :func:`load_triple` read any folder in that
+layout, the published download included::
+
+    DIR/train/042/00017.png    one folder per label (the three digits), 8-bit grey PNG images
+    DIR/val/...                optional; the loader adds it to the training set
+    DIR/test/...
+    DIR/meta.json              written by make-triple: source, seed, counts, pool sizes
+    DIR/sources.csv            written by make-triple: the three source images of every file
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import tempfile
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UsageError
+from ..preprocess import scale
+from .dataset import DIGIT_CLASSES, Dataset
+from .mnist import default_cache_dir
+
+__all__ = ["TripleError", "read_triple_arrays", "load_triple", "TRIPLE_SPLITS", "MADE_BY"]
+
+TRIPLE_SPLITS = ("train", "val", "test")
+MADE_BY = "hpsearch make-triple"
+META_FILE, SOURCES_FILE = "meta.json", "sources.csv"
+CACHE_FILE = ".hpsearch-triple-cache.npz"  # hidden: the loader skips dot-files
+CACHE_VERSION = 1  # bump when the cached arrays change meaning
+_LABEL = re.compile(r"[0-9]{3}")
+_REFUSED_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")  # 16-bit / float: no honest 8-bit grey
+
+
+class TripleError(UsageError):
+    """A Triple-MNIST folder that cannot be built or read; the message names the file or folder and the fix."""
+
+
+def _read_meta(folder: Path) -> dict | None:
+    try:
+        return json.loads((folder / META_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def _scan(root: Path) -> dict[str, list[tuple[str, list[os.DirEntry]]]]:
+    """Per split present, its label folders and their image files, sorted by name (a stable order:
+    a seed gives the same folds); every name is checked."""
+    splits = {}
+    for split in TRIPLE_SPLITS:
+        folder = root / split
+        if not folder.is_dir():
+            if split == "val":
+                continue
+            raise TripleError(f"{folder}/ is missing: a Triple-MNIST folder holds train/ and test/ (val/ optional), "
+                              f"each with one folder per label such as 042/; build one with "
+                              f"`hpsearch make-triple --from digits --out DIR`")
+        labels = []
+        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+            if entry.name.startswith("."):  # .DS_Store and the like
+                continue
+            if not entry.is_dir():
+                raise TripleError(f"{entry.path}: a file where {split}/ holds only label folders (three digits, "
+                                  "such as 042/); move it out")
+            if not _LABEL.fullmatch(entry.name):
+                raise TripleError(f"{entry.path}/: folder name {entry.name!r} is not a label of three digits 0-9 "
+                                  "(such as 042); rename or remove it")
+            files = sorted((e for e in os.scandir(entry.path) if not e.name.startswith(".")), key=lambda e: e.name)
+            for f in files:
+                if not f.is_file():
+                    raise TripleError(f"{f.path}: a folder inside label folder {split}/{entry.name}/, which holds "
+                                      "only images; move it out")
+            labels.append((entry.name, files))
+        if not any(files for _, files in labels):
+            raise TripleError(f"{folder}/ holds no images; put the images in label folders there (e.g. "
+                              f"{split}/042/00000.png), rebuild with make-triple --overwrite"
+                              + (", or remove the empty val/" if split == "val" else ""))
+        splits[split] = labels
+    return splits
+
+
+def _listing_key(root: Path, splits) -> str:
+    """A digest of every image's name, size and mtime: the cache is used only for the same files."""
+    digest = hashlib.sha256(f"v{CACHE_VERSION}".encode())
+    for split, labels in splits.items():
+        for label, files in labels:
+            for f in files:
+                st = f.stat()
+                digest.update(f"{split}/{label}/{f.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def _cache_paths(root: Path) -> list[Path]:
+    """Beside the images, else (a read-only folder) in the hpsearch cache, named by the folder's path."""
+    tag = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
+    return [root / CACHE_FILE, default_cache_dir() / "triple-mnist-cache" / f"{tag}.npz"]
+
+
+def _read_cache(root: Path, key: str) -> dict | None:
+    for path in _cache_paths(root):
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if str(z["key"]) == key:
+                    return {name: z[name] for name in z.files if name != "key"}
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # absent or damaged: read again
+            continue
+    return None
+
+
+def _write_cache(root: Path, key: str, arrays: dict) -> None:
+    for path in _cache_paths(root):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    np.savez_compressed(fh, key=np.array(key), **arrays)
+                os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the cache from the folder's other readers
+                os.replace(tmp, path)  # whole or not at all: a reader never sees half a cache
+            finally:
+                if os.path.exists(tmp):
+                    os.remove(tmp)
+            return
+        except OSError:  # read-only: try the next place; no cache is only slower
+            continue
+
+
+def _decode(path: str, first: tuple[str, tuple[int, int]] | None) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            if first is not None and img.size != first[1]:
+                raise TripleError(f"{path}: a {img.size[0]}x{img.size[1]} image, but {first[0]} is "
+                                  f"{first[1][0]}x{first[1][1]}; every image needs one size: resize or remove it")
+            if img.mode in _REFUSED_MODES:
+                raise TripleError(f"{path}: a {img.mode} image (16-bit or float); save it as 8-bit grey (mode L)")
+            return np.asarray(img if img.mode == "L" else img.convert("L"), dtype=np.uint8)
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:  # what Pillow raises for a damaged file
+        if isinstance(exc, TripleError):
+            raise
+        raise TripleError(f"{path}: not a readable image ({type(exc).__name__}: {exc}); remove or replace it") from None
+
+
+def read_triple_arrays(data_dir=None, progress: bool | None = None) -> dict[str, np.ndarray]:
+    """Read a Triple-MNIST folder: ``train/`` and ``test/`` (required) and ``val/`` (optional).
+
+    The training set is ``train/`` followed by ``val/``: hpsearch's k-fold cross-validation does
+    the validation, so the published val split trains too. Images are read in sorted label folders
+    and sorted file names. Colour, palette, 1-bit and transparent images are converted to 8-bit
+    grey with Pillow's ``convert("L")`` (as the seed's loader did); 16-bit and float images are
+    refused. Files and folders whose names start with a dot are skipped. The decoded arrays are
+    cached (``.hpsearch-triple-cache.npz`` in the folder, else in the hpsearch cache), keyed by
+    every image's name, size and mtime, so a second load is fast and a changed folder is read again.
+
+    Parameters
+    ----------
+    data_dir : path, optional
+        Default: ``$HPSEARCH_DATA/triple-mnist`` (``~/.cache/hpsearch/triple-mnist``).
+    progress : bool, optional
+        A tqdm bar while decoding; None: on a terminal and for 5,000 images or more.
+
+    Returns
+    -------
+    dict
+        ``X_train``, ``X_test``: float32 ``(n, 1, H, W)`` in [0, 1] (pixel / 255); ``y_train``,
+        ``y_test``: int64 ``(n, 3)``, the digit at each position, left to right; ``files_train``,
+        ``files_test``: each image's path relative to the folder.
+
+    Raises
+    ------
+    TripleError
+        One line naming the folder or file at fault: a missing folder, a missing or empty split, a
+        label folder not named by three digits, a stray file, an unreadable image, an image of
+        another size than the first, or an interrupted make-triple.
+    """
+    if data_dir is None:
+        root = default_cache_dir() / "triple-mnist"
+        if not root.is_dir():
+            raise TripleError(f"no Triple-MNIST in the cache ({root}): build one with `hpsearch make-triple "
+                              "--from digits --out DIR` and pass --data-dir DIR")
+    else:
+        root = Path(data_dir).expanduser()
+        if not root.is_dir():
+            raise TripleError(f"--data-dir {root} does not exist: build it with `hpsearch make-triple --from digits "
+                              f"--out {root}` (or --from mnist --data-dir MNIST_DIR), or pass the folder that holds "
+                              "train/ and test/")
+    meta = _read_meta(root)
+    if meta and meta.get("made_by") == MADE_BY and not meta.get("complete"):
+        raise TripleError(f"{root / META_FILE}: make-triple was interrupted while building {root}; build it "
+                          "again with the same command and --overwrite")
+    splits = _scan(root)
+    key = _listing_key(root, splits)
+    cached = _read_cache(root, key)
+    if cached is None:
+        cached = _decode_all(root, splits, progress)
+        _write_cache(root, key, cached)
+    out = {}
+    for part in ("train", "test"):
+        out[f"X_{part}"] = scale(cached[f"images_{part}"], 255.0)[:, None]
+        out[f"y_{part}"] = cached[f"labels_{part}"].astype(np.int64)
+        out[f"files_{part}"] = cached[f"files_{part}"]
+    return out
+
+
+def _decode_all(root: Path, splits, progress) -> dict[str, np.ndarray]:
+    from tqdm.auto import tqdm
+
+    parts = {"train": [s for s in ("train", "val") if s in splits], "test": ["test"]}
+    total = sum(len(files) for labels in splits.values() for _, files in labels)
+    bar = tqdm(total=total, desc=f"reading {root.name}", unit="img", leave=False, dynamic_ncols=True,
+               disable=(None if total >= 5000 else True) if progress is None else not progress)
+    first, arrays = None, {}
+    for part, names in parts.items():
+        entries = [(f"{split}/{label}/{f.name}", f.path, label) for split in names
+                   for label, files in splits[split] for f in files]
+        images, labels = None, np.empty((len(entries), 3), np.int64)
+        for i, (_, path, label) in enumerate(entries):
+            image = _decode(path, first)
+            if first is None:
+                first = (path, (image.shape[1], image.shape[0]))
+            if images is None:
+                images = np.empty((len(entries), *image.shape), np.uint8)
+            images[i] = image
+            labels[i] = [int(c) for c in label]
+            bar.update(1)
+        arrays[f"images_{part}"], arrays[f"labels_{part}"] = images, labels
+        arrays[f"files_{part}"] = np.array([name for name, _, _ in entries])
+    bar.close()
+    return arrays
+
+
+def load_triple(data_dir=None) -> Dataset:
+    """Triple-MNIST as a :class:`Dataset`: labels ``(n, 3)``, class names the ten digits.
+
+    See :func:`read_triple_arrays` for the layout, what trains (``train/`` + ``val/``) and the checks.
+    """
+    arrays = read_triple_arrays(data_dir)
+    return Dataset("triple-mnist", arrays["X_train"], arrays["y_train"], arrays["X_test"], arrays["y_test"],
+                   DIGIT_CLASSES)
