@@ -98,3 +98,13 @@ def test_compare_by_a_key_no_config_has_is_refused(triple_run):
     run, *_ = triple_run
     with pytest.raises(UsageError, match="no config of .* has 'nosuch'"):
         compare_groups(run, ["nosuch"], 2, progress=False)
+
+
+def test_a_cnn_learns_every_position_of_a_built_set(tmp_path):
+    from hpsearch.estimator import make_net
+
+    data = load_dataset("triple-mnist", make_triple("digits", tmp_path / "d", n_train=1500, n_val=0, n_test=300,
+                                                    seed=0).out)
+    net = make_net({"model": "cnn", "filters": [16, 32], "dense": [64], "lr": 3e-3}, data, max_epochs=8, patience=0)
+    metrics = data.task.test_metrics(data.y_test, net.fit(data.X_train, data.y_train).predict_proba(data.X_test))
+    assert all(metrics[f"test_digit_{k}_accuracy"] > 0.5 for k in range(3)), metrics  # chance: 0.1
