@@ -121,22 +121,32 @@ def plot_class_report(table: pd.DataFrame, *, title: str = "") -> Figure:
     return fig
 
 
+def check_image_count(n) -> None:
+    """``n`` (``--images``) must be a whole number >= 1."""
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise UsageError(f"n (--images) must be a whole number >= 1, got {n!r}")
+
+
+def message_figure(text: str) -> Figure:
+    """A small figure saying ``text``: what a picture shows when there is nothing to draw."""
+    fig = Figure(figsize=(4, 1), layout="constrained")
+    ax = fig.add_subplot()
+    ax.axis("off")
+    ax.text(0.5, 0.5, text, ha="center", va="center")
+    return fig
+
+
 def plot_misclassified(images: np.ndarray, y_true, y_pred, class_names: Sequence[str], *,
                        proba: np.ndarray | None = None, n: int = 25) -> Figure:
     """A grid of the first ``n`` misclassified images (the most confident first when ``proba``
     is given), each titled ``true -> predicted``. One panel per image shown (at most ``n``);
     a figure with a single message when nothing is misclassified."""
     y_true, y_pred = _check_labels(y_true, y_pred)
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise UsageError(f"n (--images) must be a whole number >= 1, got {n!r}")
+    check_image_count(n)
     wrong = misclassified(y_true, y_pred, proba)
     shown = wrong[:n]
     if len(shown) == 0:
-        fig = Figure(figsize=(4, 1), layout="constrained")
-        ax = fig.add_subplot()
-        ax.axis("off")
-        ax.text(0.5, 0.5, "no misclassified test image", ha="center", va="center")
-        return fig
+        return message_figure("no misclassified test image")
     ncols = min(len(shown), max(1, math.ceil(math.sqrt(len(shown)))))
     nrows = math.ceil(len(shown) / ncols)
     # at least 4 inches wide, and the title wraps to the width: never clipped, whatever the count

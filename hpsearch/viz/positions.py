@@ -24,7 +24,7 @@ from sklearn.metrics import ConfusionMatrixDisplay
 
 from ..errors import UsageError
 from .attribution import _numpy, as_batch, as_module, attribute, model_session, positions_of
-from .evaluation import class_report
+from .evaluation import check_image_count, class_report, message_figure
 from .heatmaps import LABELS, SIGNED_METHODS, TITLES, _colorbar, _overlay, heat_scale, heatmap, plot_heatmaps
 from .images import show_image
 
@@ -267,16 +267,11 @@ def plot_position_misclassified(images: np.ndarray, y_true, y_pred, class_names:
     """A grid of the first ``n`` test images with a wrong position (``wrong_images``), each titled
     ``true -> predicted`` (``"042 \u2192 047"``), a red frame around each wrong position."""
     y_true, y_pred = _check(y_true, y_pred)
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise UsageError(f"n (--images) must be a whole number >= 1, got {n!r}")
+    check_image_count(n)
     wrong = wrong_images(y_true, y_pred, proba)
     shown = wrong[:n]
     if len(shown) == 0:
-        fig = Figure(figsize=(4, 1), layout="constrained")
-        ax = fig.add_subplot()
-        ax.axis("off")
-        ax.text(0.5, 0.5, "no test image with a wrong position", ha="center", va="center")
-        return fig
+        return message_figure("no test image with a wrong position")
     positions = y_true.shape[1]
     ncols = max(1, math.ceil(math.sqrt(len(shown))))
     nrows = math.ceil(len(shown) / ncols)
