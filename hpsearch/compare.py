@@ -25,8 +25,8 @@ from joblib import delayed
 from .backends import LokyBackend
 from .errors import UsageError, check_whole
 from .estimator import DEFAULT_BATCH_SIZE
-from .progress import EpochBar
-from .retrain import _read_settings, _sink, run_dataset, top_configs
+from .progress import EpochBar, fit_sink
+from .retrain import read_settings, run_dataset, top_configs
 from .retrain_job import retrain_one
 from .search import InterruptFlag, SearchInterrupted
 from .store import atomic_write_text
@@ -108,7 +108,7 @@ def compare_groups(run_dir, by: list[str], retrain_epochs: int = 30, *, device: 
     check_whole("--retrain-epochs", retrain_epochs, 1)
     if not by or any(not isinstance(name, str) or not name for name in by):
         raise UsageError(f"--by needs config keys separated by commas, e.g. --by head,loss; got {by!r}")
-    settings = _read_settings(run_dir)
+    settings = read_settings(run_dir)
     groups = _groups(run_dir, by, same_config)
     dataset = run_dataset(run_dir)
     path = run_dir / COMPARE_FILE
@@ -120,7 +120,7 @@ def compare_groups(run_dir, by: list[str], retrain_epochs: int = 30, *, device: 
     jobs = 1 if str(device).startswith("cuda") else backend.jobs(n_jobs, max(1, len(todo)))
     bar = EpochBar(len(todo) * retrain_epochs, len(todo), desc="compare", enabled=progress and bool(todo))
     try:
-        with InterruptFlag() as flag, _sink(bar, jobs, False) as sink, \
+        with InterruptFlag() as flag, fit_sink(bar, jobs, False) as sink, \
                 backend.parallel(jobs, dataset) as (parallel, data):
             results = parallel(delayed(_retrain_group)(
                 key, cand, data, device=device, epochs=retrain_epochs,

@@ -29,7 +29,8 @@ from .tasks import task_of
 from .workers import die_with_parent
 
 __all__ = ["make_folds", "evaluate_config", "evaluate_configs", "score_probabilities", "CVResult", "SCORINGS",
-           "threads_per_job", "task_threads", "cpu_count", "resident", "release_resident", "shared_array", "data_moves"]
+           "threads_per_job", "task_threads", "torch_threads", "cpu_count",
+           "resident", "release_resident", "shared_array", "data_moves"]
 
 SCORINGS = ("neg_log_loss", "accuracy")
 
@@ -90,6 +91,18 @@ def task_threads(threads) -> int:
         except (ImportError, ValueError):  # not on a Dask worker
             return threads_per_job(1)
     return threads
+
+
+@contextmanager
+def torch_threads(threads):
+    """Torch's thread count set to ``task_threads(threads)`` for the block, then restored: a task or
+    command must not leave the process (a reused worker, the caller) with its own count."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(task_threads(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def score_probabilities(y_true: np.ndarray, proba: np.ndarray, classes: np.ndarray,
@@ -172,9 +185,7 @@ def _score_fold(make, X, y, train, test, scoring, threads, state=None):
     up to the net's ``max_epochs``, and, with ``keep``, leaves its own state there for the next rung.
     """
     die_with_parent()  # a kill -9 of the search must not leave this job training
-    previous = torch.get_num_threads()
-    torch.set_num_threads(task_threads(threads))
-    try:
+    with torch_threads(threads):
         try:
             net = make()
         except Exception as exc:  # noqa: BLE001 - a failing config is data, not a crash
@@ -193,8 +204,6 @@ def _score_fold(make, X, y, train, test, scoring, threads, state=None):
             return _failure(exc)
         return dict(score=score, accuracy=accuracy, fit_time=fit_time, epochs=len(net.history), error=None,
                     metrics=metrics)
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _fit_or_continue(net, X_train, y_train, state) -> None:

@@ -7,10 +7,9 @@ import json
 from pathlib import Path
 
 import matplotlib
-import torch
 
 from .errors import UsageError, check_whole, did_you_mean
-from .evaluate import threads_per_job
+from .evaluate import threads_per_job, torch_threads
 from .files import atomic_write_text
 from .retrain import load_winner, run_dataset
 
@@ -102,37 +101,38 @@ def draw_pictures(run_dir, method: str = "all", *, images: int = 25, units: int 
         reason = REGISTRY[method].applies(net.module_)
         if reason is not None:
             raise UsageError(f"{method} does not apply to this winner: {reason}")
-    torch.set_num_threads(threads_per_job(1))  # as the search places them: never more than the cores
-    if dataset is None and (run_dir / "settings.json").is_file():
-        dataset = run_dataset(run_dir)
-    if dataset is None:
-        from .data import load_dataset
+    # as the search places them: never more than the cores; the caller's count comes back after
+    with torch_threads(threads_per_job(1)):
+        if dataset is None and (run_dir / "settings.json").is_file():
+            dataset = run_dataset(run_dir)
+        if dataset is None:
+            from .data import load_dataset
 
-        dataset = load_dataset(net.winner_["dataset"])
-    _check_labels(run_dir, int(net.winner_.get("positions", 0)), dataset)
-    options = PlotOptions(n_images=images, units=units)
-    chosen = list(REGISTRY) if method == "all" else [method]
-    files = []
-    for name in chosen:
-        entry = REGISTRY[name]
-        reason = entry.applies(net.module_)
-        if reason is not None:
-            if method != "all":
-                raise UsageError(f"{name} does not apply to this winner: {reason}")
-            print(f"skipped {name}: {reason}")
-            continue
-        written = []
-        for stem, item in entry.draw(net, dataset, options).items():
-            if isinstance(item, str):
-                path = run_dir / stem
-                path.write_text(item)
-            else:
-                path = run_dir / f"{stem}.png"
-                item.savefig(path, dpi=120)
-            written.append(path.name)
-        files += written
-        _record_figures(run_dir, {k: record[k] for k in ("trial", "epochs")}, name, written)
-        print(f"{name}: wrote {', '.join(written)}")
-    if method == "all":
-        _record_pictures(run_dir, record, files)
+            dataset = load_dataset(net.winner_["dataset"])
+        _check_labels(run_dir, int(net.winner_.get("positions", 0)), dataset)
+        options = PlotOptions(n_images=images, units=units)
+        chosen = list(REGISTRY) if method == "all" else [method]
+        files = []
+        for name in chosen:
+            entry = REGISTRY[name]
+            reason = entry.applies(net.module_)
+            if reason is not None:
+                if method != "all":
+                    raise UsageError(f"{name} does not apply to this winner: {reason}")
+                print(f"skipped {name}: {reason}")
+                continue
+            written = []
+            for stem, item in entry.draw(net, dataset, options).items():
+                if isinstance(item, str):
+                    path = run_dir / stem
+                    path.write_text(item)
+                else:
+                    path = run_dir / f"{stem}.png"
+                    item.savefig(path, dpi=120)
+                written.append(path.name)
+            files += written
+            _record_figures(run_dir, {k: record[k] for k in ("trial", "epochs")}, name, written)
+            print(f"{name}: wrote {', '.join(written)}")
+        if method == "all":
+            _record_pictures(run_dir, record, files)
     return files

@@ -16,7 +16,7 @@ from multiprocessing.managers import SyncManager
 from skorch.callbacks import Callback
 from tqdm.auto import tqdm
 
-__all__ = ["EpochReport", "EpochBar", "epoch_sink"]
+__all__ = ["EpochReport", "EpochBar", "epoch_sink", "fit_sink"]
 
 
 class EpochReport(Callback):
@@ -91,3 +91,14 @@ def epoch_sink(bar: EpochBar, cross_process: bool):
         queue.put(None)
         thread.join(timeout=5)
         manager.shutdown()
+
+
+@contextmanager
+def fit_sink(bar: EpochBar, jobs: int, remote: bool):
+    """Where the fits report their epochs: nowhere on a cluster (a worker elsewhere cannot reach this
+    process's queue; the bar moves per finished config), else ``epoch_sink``."""
+    if remote:
+        yield None
+        return
+    with epoch_sink(bar, cross_process=jobs > 1) as sink:
+        yield sink

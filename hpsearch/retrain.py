@@ -41,7 +41,6 @@ the weights of an uninterrupted fit.
 from __future__ import annotations
 
 import json
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,7 +53,7 @@ from .checkpoints import remove_checkpoint
 from .data import Dataset, load_dataset
 from .errors import UsageError, check_whole
 from .estimator import DEFAULT_BATCH_SIZE, resolve_device
-from .progress import EpochBar, epoch_sink
+from .progress import EpochBar, fit_sink
 from .retrain_job import retrain_one
 from .schedules import check_schedule_name
 from .search import InterruptFlag, SearchInterrupted
@@ -62,6 +61,7 @@ from .store import atomic_write_text, load_results, open_study
 from .winner import WINNER_FILE, load_winner, read_winner_info, save_winner
 
 __all__ = ["retrain_top", "RetrainResult", "save_winner", "load_winner", "read_winner_info", "run_dataset",
+           "read_settings",
            "top_configs", "WINNER_FILE", "RETRAIN_FILE", "SUMMARY_FILE"]
 
 RETRAIN_FILE = "retrain.csv"
@@ -93,7 +93,8 @@ class RetrainResult:
     trained: int = 0
 
 
-def _read_settings(run_dir: Path) -> dict:
+def read_settings(run_dir: Path) -> dict:
+    """A run folder's ``settings.json``, or a ``UsageError`` naming the folder."""
     path = run_dir / "settings.json"
     if not path.is_file():
         raise UsageError(f"{run_dir} holds no settings.json; is it a run folder made by hpsearch search?")
@@ -103,7 +104,7 @@ def _read_settings(run_dir: Path) -> dict:
 def run_dataset(run_dir) -> Dataset:
     """The dataset a run searched on, loaded again: the same files and the same ``--max-train``
     slice (the test set is always whole)."""
-    settings = _read_settings(Path(run_dir))
+    settings = read_settings(Path(run_dir))
     dataset = load_dataset(settings["dataset"], settings.get("data_dir"))
     return dataset.training_slice(settings.get("max_train"), int(settings.get("seed", 0)))
 
@@ -221,7 +222,7 @@ def retrain_top(run_dir, top: int = 15, retrain_epochs: int = 300, *, device: st
     run_dir = Path(run_dir)
     check_whole("--top", top, 1)
     check_whole("--retrain-epochs", retrain_epochs, 1)
-    settings = _read_settings(run_dir)
+    settings = read_settings(run_dir)
     name = settings.get("dataset_name", settings.get("dataset"))
     if dataset is None:
         dataset = run_dataset(run_dir)
@@ -249,7 +250,7 @@ def retrain_top(run_dir, top: int = 15, retrain_epochs: int = 300, *, device: st
     bar = EpochBar(len(todo) * retrain_epochs, len(todo), desc="retrain", enabled=progress and bool(todo))
     try:
         # on a cluster the dataset is scattered once to every worker, not sent with each config
-        with InterruptFlag() as flag, _sink(bar, jobs, remote) as sink, \
+        with InterruptFlag() as flag, fit_sink(bar, jobs, remote) as sink, \
                 backend.parallel(jobs, dataset) as (parallel, dataset):
             results = parallel(delayed(retrain_one)(
                 cand, dataset, device=device, epochs=retrain_epochs, batch_size=batch_size, seed=seed,
@@ -286,18 +287,6 @@ def retrain_top(run_dir, top: int = 15, retrain_epochs: int = 300, *, device: st
     _write_summary(run_dir, settings, table, winner, retrain_epochs, device, monitor_test)
     return RetrainResult(table, winner, load_winner(run_dir, device=resolve_device(device)), run_dir,
                          trained=len(todo))
-
-
-@contextmanager
-def _sink(bar, jobs: int, remote: bool):
-    """Where the fits report their epochs: nowhere on a cluster (a worker elsewhere cannot reach this
-    process's queue; the bar moves per finished config), else ``epoch_sink``."""
-    if remote:
-        yield None
-        return
-    with epoch_sink(bar, cross_process=jobs > 1) as sink:
-        yield sink
-
 
 
 def _config_of(candidates: list[dict], trial: int) -> dict:

@@ -15,7 +15,7 @@ from .checkpoints import EpochCheckpoint, checkpoint_path, resume_state
 from .data import Dataset
 from .errors import DivergedError
 from .estimator import make_net
-from .evaluate import task_threads
+from .evaluate import torch_threads
 from .progress import EpochReport
 from .results import param_text
 from .seeds import trial_seed
@@ -59,9 +59,7 @@ def retrain_one(cand: dict, dataset: Dataset, *, device, epochs, batch_size, see
     Ctrl-C cut short comes back with ``row["error"] == "interrupted"`` and is never kept; with
     ``run_dir`` its checkpoint is, and the next call goes on from it."""
     die_with_parent()  # a kill -9 of the search must not leave this job training
-    previous = torch.get_num_threads()
-    torch.set_num_threads(task_threads(threads))
-    try:
+    with torch_threads(threads):
         callbacks = [("progress", EpochReport(cand["trial"], sink))]
         checkpoint = None
         if run_dir is not None and checkpoint_every > 0:
@@ -91,5 +89,3 @@ def retrain_one(cand: dict, dataset: Dataset, *, device, epochs, batch_size, see
                "fit_time": time.perf_counter() - start, "error": error,
                **{f"param_{k}": param_text(v) for k, v in sorted(cand["config"].items())}}
         return row, (winner_payload(net) if error == "" else None)
-    finally:
-        torch.set_num_threads(previous)

@@ -124,3 +124,19 @@ def test_learning_curves_have_whole_epoch_ticks_and_a_legend_off_the_curves():
         "train loss (mean over mini-batches, dropout on)", "test loss (recorded each epoch; never used to train)"]
     assert not any(legend.overlaps(ax.bbox) for ax in fig.axes)
     assert fig.bbox.x0 <= legend.x0 and legend.x1 <= fig.bbox.x1 and fig.bbox.y0 <= legend.y0
+
+
+def test_drawing_pictures_gives_the_callers_torch_threads_back(retrained_run, digits):
+    """``draw_pictures`` draws with the search's thread count (never more than the cores) and then
+    restores the caller's: a notebook or a later command in this process keeps its own count."""
+    import torch
+
+    from hpsearch.pictures import draw_pictures
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(3)
+    try:
+        assert draw_pictures(retrained_run, "confusion-matrix", dataset=digits) == ["confusion_matrix.png"]
+        assert torch.get_num_threads() == 3
+    finally:
+        torch.set_num_threads(before)

@@ -12,7 +12,7 @@ from joblib import delayed
 
 from ..errors import DivergedError, UsageError
 from ..estimator import resolve_device
-from ..evaluate import CVResult, score_probabilities, task_threads, threads_per_job
+from ..evaluate import CVResult, score_probabilities, threads_per_job, torch_threads
 from ..seeds import trial_seed
 from ..states import load_state, save_state, state_path
 from ..workers import die_with_parent
@@ -87,10 +87,7 @@ def auto_models_per_chunk(configs: dict[int, dict], n_features: int, n_classes: 
 def _run_chunk(configs, seeds, X, y, folds, n_classes, settings, threads=None):
     """Train one chunk (configs x folds) and score each fold; returns ``[(index, CVResult)]``."""
     die_with_parent()  # a kill -9 of the search must not leave this job training
-    previous = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(task_threads(threads))
-    try:
+    with torch_threads(threads or torch.get_num_threads()):
         start = time.perf_counter()
         splits = [valid_split(train, y) if settings["patience"] > 0 else (train, None)
                   for train, _ in folds]
@@ -117,8 +114,6 @@ def _run_chunk(configs, seeds, X, y, folds, n_classes, settings, threads=None):
                                    [s.test for s, w in zip(specs, owners, strict=False) if w == index],
                                    y, n_classes, settings["scoring"], per_model))
                 for index in configs]
-    finally:
-        torch.set_num_threads(previous)
 
 
 def _cv_result(outcomes, tests, y, n_classes, scoring, fit_time) -> CVResult:

@@ -15,9 +15,6 @@ for one ``(position, class)`` target per image (``resolve_targets``; Captum's tu
 
 from __future__ import annotations
 
-import warnings
-from contextlib import contextmanager
-
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -25,7 +22,8 @@ from captum.attr import GuidedBackprop, LayerGradCam, LayerGradientXActivation, 
 from torch import nn
 
 from ..errors import UsageError, did_you_mean
-from .targets import captum_target, pair_targets
+from .modules import as_batch, as_module, conv_only, gap_only, model_session, positions_of, relu_only, to_numpy
+from .targets import captum_target, resolve_targets
 
 __all__ = [
     "METHODS", "attribute", "cam", "grad_cam", "hires_cam", "saliency", "guided_backprop", "occlusion",
@@ -33,88 +31,8 @@ __all__ = [
     "gradcam_layer", "gap_only", "conv_only", "relu_only",
 ]
 
-_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks",
-               "_forward_hooks_with_kwargs", "_forward_hooks_always_called",
-               "_forward_pre_hooks_with_kwargs")
 
-
-# ----------------------------------------------------------------------------- plumbing
-
-def as_module(model) -> nn.Module:
-    """The torch module of a fitted skorch net (``net.module_``), or ``model`` itself."""
-    module = getattr(model, "module_", model)
-    if not isinstance(module, nn.Module):
-        raise UsageError(f"expected a torch module or a fitted skorch net, got {type(model).__name__}")
-    return module
-
-
-def _device(module: nn.Module) -> torch.device:
-    for p in module.parameters():
-        return p.device
-    return torch.device("cpu")
-
-
-def as_batch(module: nn.Module, X) -> torch.Tensor:
-    """``X`` (n, C, H, W) or one image (C, H, W) as a float32 tensor on the module's device."""
-    X = torch.as_tensor(np.asarray(X) if not torch.is_tensor(X) else X, dtype=torch.float32)
-    if X.ndim == 3:
-        X = X[None]
-    if X.ndim != 4:
-        raise UsageError(f"images must have shape (n, channels, height, width), got {tuple(X.shape)}")
-    return X.detach().clone().to(_device(module))
-
-
-@contextmanager
-def model_session(module: nn.Module):
-    """Put ``module`` in eval mode; afterwards restore every submodule's mode and remove every
-    hook added meanwhile (by Captum or anyone), also when the body raises."""
-    modes = {m: m.training for m in module.modules()}
-    hooks = {m: {name: set(getattr(m, name, {})) for name in _HOOK_DICTS} for m in module.modules()}
-    module.eval()
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Setting backward hooks on ReLU")
-            yield module
-    finally:
-        for m, before in hooks.items():
-            for name, keys in before.items():
-                table = getattr(m, name, None)
-                for key in [k for k in (table or {}) if k not in keys]:
-                    del table[key]
-        for m, mode in modes.items():
-            m.training = mode
-
-
-def positions_of(model) -> int:
-    """The positions of a net with one label per position (logits ``(n, positions, classes)``),
-    0 for one label per image."""
-    return int(getattr(as_module(model), "positions", 0) or 0)
-
-
-def resolve_targets(module: nn.Module, X: torch.Tensor, target=None) -> torch.Tensor:
-    """Class index per image: the predicted class when ``target`` is None, else ``target`` (one
-    int for all images, or one per image), checked against the number of classes.
-
-    For a net with one label per position (logits ``(n, positions, classes)``) a target is a
-    ``(position, class)`` pair, ``class`` None meaning the class predicted at that position: one
-    pair for all images or one per image (an ``(n, 2)`` array). The result is then a LongTensor
-    ``(n, 2)`` of ``(position, class)`` (``captum_target`` makes it Captum's list of tuples)."""
-    with torch.no_grad():
-        logits = module(X)
-    if logits.ndim == 3:
-        return pair_targets(logits, target)
-    n, n_classes = logits.shape
-    if target is None:
-        return logits.argmax(dim=1)
-    t = torch.as_tensor(np.asarray(target), dtype=torch.long, device=X.device).reshape(-1)
-    if t.numel() == 1:
-        t = t.expand(n)
-    if t.numel() != n:
-        raise UsageError(f"target must be one class or one per image ({n}), got {t.numel()} values")
-    if (t < 0).any() or (t >= n_classes).any():
-        raise UsageError(f"target classes must be in 0..{n_classes - 1}, got {t.tolist()}")
-    return t.clone()
-
+# ----------------------------------------------------------------------------- layers
 
 def gradcam_layer(module: nn.Module) -> nn.Module:
     """The layer Grad-CAM explains by default: ``module.last_conv_activation`` where the model
@@ -131,9 +49,6 @@ def gradcam_layer(module: nn.Module) -> nn.Module:
 def _upsample(maps: torch.Tensor, size) -> torch.Tensor:
     return F.interpolate(maps[:, None], size=tuple(size), mode="bilinear", align_corners=False)[:, 0]
 
-
-def _numpy(t: torch.Tensor) -> np.ndarray:
-    return t.detach().cpu().numpy().astype(np.float32, copy=False)
 
 
 # ----------------------------------------------------------------------------- the methods
@@ -184,7 +99,7 @@ def cam(model, X, target=None, *, relu: bool = False, upsample: bool = True) -> 
             maps = maps.clamp_min(0)
         if upsample:
             maps = _upsample(maps, X.shape[2:])
-    return _numpy(maps)
+    return to_numpy(maps)
 
 
 def grad_cam(model, X, target=None, *, layer: nn.Module | None = None, relu: bool = True,
@@ -216,7 +131,7 @@ def grad_cam(model, X, target=None, *, layer: nn.Module | None = None, relu: boo
         maps = LayerGradCam(module, layer).attribute(X, target=captum_target(t), relu_attributions=relu)[:, 0]
         if upsample:
             maps = _upsample(maps, X.shape[2:])
-    return _numpy(maps)
+    return to_numpy(maps)
 
 
 def hires_cam(model, X, target=None, *, layer: nn.Module | None = None, relu: bool = True,
@@ -238,7 +153,7 @@ def hires_cam(model, X, target=None, *, layer: nn.Module | None = None, relu: bo
             maps = maps.clamp_min(0)
         if upsample:
             maps = _upsample(maps, X.shape[2:])
-    return _numpy(maps)
+    return to_numpy(maps)
 
 
 def saliency(model, X, target=None, *, absolute: bool = True) -> np.ndarray:
@@ -254,7 +169,7 @@ def saliency(model, X, target=None, *, absolute: bool = True) -> np.ndarray:
         X = as_batch(module, X)
         t = resolve_targets(module, X, target)
         attr = Saliency(module).attribute(X.requires_grad_(), target=captum_target(t), abs=absolute)
-    return _numpy(attr)
+    return to_numpy(attr)
 
 
 def guided_backprop(model, X, target=None) -> np.ndarray:
@@ -271,7 +186,7 @@ def guided_backprop(model, X, target=None) -> np.ndarray:
         X = as_batch(module, X)
         t = resolve_targets(module, X, target)
         attr = GuidedBackprop(module).attribute(X.requires_grad_(), target=captum_target(t))
-    return _numpy(attr)
+    return to_numpy(attr)
 
 
 def occlusion(model, X, target=None, *, window: int = 3, stride: int = 1,
@@ -299,7 +214,7 @@ def occlusion(model, X, target=None, *, window: int = 3, stride: int = 1,
         attr = Occlusion(module).attribute(
             X, sliding_window_shapes=(c, window, window), strides=(c, stride, stride),
             baselines=float(baseline), target=captum_target(t), perturbations_per_eval=16)
-    return _numpy(attr)
+    return to_numpy(attr)
 
 
 METHODS = {
@@ -318,30 +233,6 @@ def attribute(model, X, method: str, target=None, **options) -> np.ndarray:
         raise UsageError(f"method must be one of {', '.join(METHODS)}, got {method!r}"
                          + did_you_mean(method, METHODS))
     return METHODS[method](model, X, target, **options)
-
-
-def gap_only(model) -> str | None:
-    """None when CAM applies to ``model`` (a GAP net), else the reason it does not."""
-    module = as_module(model)
-    ok = getattr(module, "last_conv_activation", None) is not None and isinstance(
-        getattr(module, "classifier", None), nn.Linear)
-    return None if ok else f"CAM needs a GAP net (model 'gapcnn'), not {type(module).__name__}"
-
-
-def conv_only(model) -> str | None:
-    """None when ``model`` has a Conv2d layer, else the reason a CNN picture does not apply."""
-    module = as_module(model)
-    if any(isinstance(m, nn.Conv2d) for m in module.modules()):
-        return None
-    return f"needs a CNN (a Conv2d layer); {type(module).__name__} has none"
-
-
-def relu_only(model) -> str | None:
-    """None when ``model`` has ``nn.ReLU`` modules (what guided backprop modifies)."""
-    module = as_module(model)
-    if any(isinstance(m, nn.ReLU) for m in module.modules()):
-        return None
-    return f"guided backprop needs nn.ReLU modules; {type(module).__name__} has none (it would be the saliency)"
 
 
 # ----------------------------------------------------------------------------- pictures

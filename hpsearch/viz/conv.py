@@ -19,8 +19,8 @@ from captum.attr import LayerActivation
 from torch import nn
 
 from ..errors import UsageError
-from .attribution import as_batch, as_module, model_session
 from .images import show_image, show_weights
+from .modules import as_batch, as_module, model_session
 
 __all__ = [
     "conv_layers", "feature_maps", "first_layer_filters", "conv_maximizers", "deep_dream",

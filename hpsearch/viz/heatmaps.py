@@ -20,8 +20,10 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FormatStrFormatter, MaxNLocator
 
 from ..errors import UsageError
-from .attribution import _numpy, as_batch, as_module, attribute, model_session, resolve_targets
+from .attribution import attribute
 from .images import show_image
+from .modules import as_batch, as_module, model_session, to_numpy
+from .targets import resolve_targets
 
 __all__ = ["SIGNED_CMAP", "POSITIVE_CMAP", "LABELS", "TITLES", "heatmap", "heat_scale", "plot_heatmaps",
            "plot_explanations", "plot_attribution"]
@@ -140,7 +142,7 @@ def _explained_batch(model, X, target):
         Xt = as_batch(module, X)
         t = resolve_targets(module, Xt, target).cpu().numpy()
         predicted = resolve_targets(module, Xt, None).cpu().numpy()
-    return module, _numpy(Xt), t, predicted
+    return module, to_numpy(Xt), t, predicted
 
 
 def _picture(module, images, method: str, t, options: dict | None) -> tuple[np.ndarray, bool | None]:

@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from ..data.dataset import square_image_shape
 from ..errors import UsageError
 from .images import WEIGHT_LEGEND, is_rgb, show_image, show_weights
+from .modules import device_of
 
 __all__ = ["receptive_fields", "box_maximizer", "maximize_activation", "unit_activations",
            "mlp_linears", "layer_names", "plot_unit_grid", "plot_receptive_fields", "plot_maximizers",
@@ -157,10 +158,6 @@ def _run_units(module, linear, x: torch.Tensor, units: list[int]) -> torch.Tenso
     return cap.output[torch.arange(len(units)), torch.as_tensor(units)]
 
 
-def _device(module) -> torch.device:
-    return next(module.parameters()).device
-
-
 def unit_activations(net, layer: int, images: np.ndarray, units) -> np.ndarray:
     """The activation of ``units[i]`` of ``layer`` for ``images[i]``, in eval mode.
 
@@ -175,7 +172,7 @@ def unit_activations(net, layer: int, images: np.ndarray, units) -> np.ndarray:
     module.eval()
     try:
         with torch.no_grad():
-            x = torch.as_tensor(np.asarray(images, dtype=np.float32), device=_device(module))
+            x = torch.as_tensor(np.asarray(images, dtype=np.float32), device=device_of(module))
             return _run_units(module, linear, x, units).cpu().numpy()
     finally:
         module.train(was_training)
@@ -225,7 +222,7 @@ def maximize_activation(net, layer: int, units=None, steps: int = 200, lr: float
     linear = linears[_layer_index(layer, len(linears))]
     units = _units(units, linear.out_features)
     shape = _image_shape(net, image_shape)
-    x = torch.full((len(units), *shape), float(start), device=_device(module))
+    x = torch.full((len(units), *shape), float(start), device=device_of(module))
     hist = {"activation": [], "min": [], "max": []}
     was_training = module.training
     module.eval()

@@ -168,19 +168,19 @@ register("learning-curves", _draw_learning_curves, always, "loss per epoch from 
 
 
 def _gap_only(module):
-    from .attribution import gap_only
+    from .modules import gap_only
 
     return gap_only(module)
 
 
 def _conv_only(module):
-    from .attribution import conv_only
+    from .modules import conv_only
 
     return conv_only(module)
 
 
 def _relu_only(module):
-    from .attribution import relu_only
+    from .modules import relu_only
 
     return relu_only(module)
 
@@ -197,8 +197,8 @@ def _draw_attribution(method: str, stem: str) -> Callable:
 
 
 def _draw_explanations(net, dataset, options):
-    from .attribution import gap_only
     from .heatmaps import plot_explanations
+    from .modules import gap_only
     from .positions import plot_position_explanations
 
     methods = ["gradcam", "hirescam", "saliency", "guided_backprop", "occlusion"]

@@ -23,10 +23,11 @@ from matplotlib.patches import Rectangle
 from sklearn.metrics import ConfusionMatrixDisplay
 
 from ..errors import UsageError
-from .attribution import _numpy, as_batch, as_module, attribute, model_session, positions_of
+from .attribution import attribute
 from .evaluation import check_image_count, class_report, message_figure
 from .heatmaps import LABELS, SIGNED_METHODS, TITLES, _colorbar, _overlay, heat_scale, heatmap, plot_heatmaps
 from .images import show_image
+from .modules import as_batch, as_module, model_session, positions_of, to_numpy
 
 __all__ = ["MAX_IMAGES", "EXPLAINED_IMAGES", "position_names", "label_text", "position_accuracy",
            "accuracy_line", "position_report", "wrong_images", "position_targets", "cycling_targets",
@@ -149,7 +150,7 @@ def position_maps(model, X, method: str, target: int | None = None, **options) -
     """``method``'s map of each position of each image, ``(n, positions, H, W)`` (summed over
     channels): position ``k``'s map explains the digit predicted there (or ``target``)."""
     module = as_module(model)
-    X = _numpy(as_batch(module, X))
+    X = to_numpy(as_batch(module, X))
     positions = positions_of(module)
     t = position_targets(module, X, target)
     maps = heatmap(attribute(module, np.repeat(X, positions, axis=0), method, t, **options))
@@ -162,7 +163,7 @@ def plot_position_attribution(model, X, method: str, target: int | None = None, 
     """One heat map per position of each of the first ``max_images`` images, three images per row
     (one scale and colour bar for all), titled with the position and the digit it explains."""
     module = as_module(model)
-    images = _numpy(as_batch(module, X))
+    images = to_numpy(as_batch(module, X))
     total, images = len(images), images[:max_images]
     positions = positions_of(module)
     maps = position_maps(module, images, method, target, **options)
@@ -189,7 +190,7 @@ def plot_position_explanations(model, X, methods: Sequence[str] = ("gradcam", "s
     """One row per (image, position) of the first ``max_images`` images: the input, then each
     method's map of that position's digit; each method's column on one scale, its colour bar below."""
     module = as_module(model)
-    images = _numpy(as_batch(module, X))[:max_images]
+    images = to_numpy(as_batch(module, X))[:max_images]
     positions = positions_of(module)
     names = position_names(positions)
     t = position_targets(module, images, target)

@@ -23,7 +23,9 @@ from torch import nn
 
 from ..errors import UsageError
 from . import attribution
-from .attribution import METHODS, as_batch, as_module, attribute, model_session, resolve_targets
+from .attribution import METHODS, attribute
+from .modules import as_batch, as_module, model_session
+from .targets import resolve_targets
 
 __all__ = ["THRESHOLD", "MAX_IMAGES", "randomizable_layers", "rank_correlation", "occlusion_options", "sanity_check",
            "sanity_verdict", "verdict_text", "plot_sanity"]

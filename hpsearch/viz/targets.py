@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from torch import nn
 
 from ..errors import UsageError
 
-__all__ = ["pair_targets", "captum_target"]
+__all__ = ["resolve_targets", "pair_targets", "captum_target"]
 
 
 def _is_pair(value) -> bool:
@@ -58,3 +59,28 @@ def captum_target(t: torch.Tensor):
     ``(position, class)`` rows ``(n, 2)`` of a net with one label per position as a list of tuples
     (Captum picks ``output[i, position, class]``)."""
     return t if t.ndim == 1 else [tuple(row) for row in t.tolist()]
+
+
+def resolve_targets(module: nn.Module, X: torch.Tensor, target=None) -> torch.Tensor:
+    """Class index per image: the predicted class when ``target`` is None, else ``target`` (one
+    int for all images, or one per image), checked against the number of classes.
+
+    For a net with one label per position (logits ``(n, positions, classes)``) a target is a
+    ``(position, class)`` pair, ``class`` None meaning the class predicted at that position: one
+    pair for all images or one per image (an ``(n, 2)`` array). The result is then a LongTensor
+    ``(n, 2)`` of ``(position, class)`` (``captum_target`` makes it Captum's list of tuples)."""
+    with torch.no_grad():
+        logits = module(X)
+    if logits.ndim == 3:
+        return pair_targets(logits, target)
+    n, n_classes = logits.shape
+    if target is None:
+        return logits.argmax(dim=1)
+    t = torch.as_tensor(np.asarray(target), dtype=torch.long, device=X.device).reshape(-1)
+    if t.numel() == 1:
+        t = t.expand(n)
+    if t.numel() != n:
+        raise UsageError(f"target must be one class or one per image ({n}), got {t.numel()} values")
+    if (t < 0).any() or (t >= n_classes).any():
+        raise UsageError(f"target classes must be in 0..{n_classes - 1}, got {t.tolist()}")
+    return t.clone()
