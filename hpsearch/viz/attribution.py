@@ -50,7 +50,6 @@ def _upsample(maps: torch.Tensor, size) -> torch.Tensor:
     return F.interpolate(maps[:, None], size=tuple(size), mode="bilinear", align_corners=False)[:, 0]
 
 
-
 # ----------------------------------------------------------------------------- the methods
 
 def _gap_parts(module: nn.Module):
