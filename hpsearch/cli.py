@@ -87,8 +87,8 @@ def _add_search_args(p: argparse.ArgumentParser) -> None:
                    "seeded slice of N training images, for a quick try on a large dataset (default: all; "
                    "the test set is always whole)")
     _add_backend_args(p)
-    p.add_argument("--max-models-per-chunk", type=int, help="batched engine: models (configs x "
-                   "folds) trained together; default: automatic (GPU memory; on the CPU one config's folds)")
+    p.add_argument("--max-models-per-chunk", type=int, help="batched engine: (config, fold) "
+                   "models trained together; default: automatic (GPU memory; on the CPU one)")
 
 
 def _add_backend_args(p: argparse.ArgumentParser) -> None:

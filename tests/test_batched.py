@@ -202,3 +202,36 @@ def test_stack_continues_exactly_from_its_states(digits, patience):
         np.testing.assert_array_equal(a.proba, b.proba)
         for key, value in a.continuation["module"].items():
             assert torch.equal(value, b.continuation["module"][key])
+
+
+def test_the_folds_of_a_config_may_train_in_chunks_of_their_own(digits):
+    """On the CPU a chunk is one (config, fold) model, so a halving rung of few configs keeps every
+    job busy; a config's CVResult comes back once its last fold is in, the same as from one chunk."""
+    X, y = digits.X_train, digits.y_train
+    folds = make_folds(y, 4, 0)
+    config = dict(model="mlp", hidden=[48, 24], dropout=0.0, lr=1e-2, weight_decay=1e-5, optimizer="adam")
+    configs = {0: config, 1: dict(config, hidden=[40, 30], optimizer="rmsprop", lr=3e-3)}
+    seeds = {i: trial_seed(0, i) for i in configs}
+
+    def run(max_models):
+        started, yields = [], []
+        for chunk in evaluate_batched(configs, seeds, X, y, folds, 10, max_epochs=4, patience=2,
+                                      max_models_per_chunk=max_models, on_start=started.append):
+            yields.append(dict(chunk))
+        return started, yields
+
+    started, by_config = run(4)
+    assert started == [1, 0] and [list(c) for c in by_config] == [[1], [0]]  # sorted by widths
+    started, by_three = run(3)  # chunks (1,0..2) | (1,3) (0,0..1) | (0,2..3)
+    assert started == [1, 0] and [list(c) for c in by_three] == [[], [1], [0]]
+    alone = {}
+    for chunk in run(None)[1]:  # the CPU default: one model per chunk
+        alone.update(chunk)
+    assert sorted(alone) == [0, 1]
+    for i in configs:
+        three = next(c[i] for c in by_three if i in c)
+        reference = next(c[i] for c in by_config if i in c)
+        for result in (three, alone[i]):
+            assert result.error is None and result.epochs == reference.epochs
+            np.testing.assert_allclose(result.test_scores, reference.test_scores, rtol=1e-5)
+        assert reference.mean_test_score > -1.0  # they learned (10 classes: chance is -2.30)

@@ -1,10 +1,12 @@
-"""The batched engine as a run sees it: MLP configs x folds planned into chunks, each chunk
-trained as one stack (``batched.train_stack``) in a job, and every config it cannot train handed
-to the skorch engine. With a halving strategy each (config, fold) continues from its state file."""
+"""The batched engine as a run sees it: MLP (config, fold) models planned into chunks, each chunk
+trained as one stack (``batched.train_stack``) in a job, the folds of a config gathered into its
+``CVResult``, and every config it cannot train handed to the skorch engine. With a halving strategy
+each (config, fold) continues from its state file."""
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -51,13 +53,14 @@ class BatchedEngine:
             yield from self.fallback.train(rest, epochs, keep_states, on_start)
 
 
-def plan_chunks(configs: dict[int, dict], n_folds: int, batch_size: int, max_models: int) -> list[list[int]]:
-    """Group config indices into chunks of at most ``max_models`` models (configs x folds).
+def plan_chunks(configs: dict[int, dict], n_folds: int, batch_size: int,
+                max_models: int) -> list[list[tuple[int, int]]]:
+    """Group the ``(config index, fold)`` models into chunks of at most ``max_models``.
 
-    A chunk holds one depth and one batch size; configs are sorted by widths so that neighbours
-    (and so a chunk's padding) are alike; every config's folds stay in one chunk.
+    A chunk holds one depth and one batch size; models are sorted by widths (then config, then
+    fold) so that neighbours, and so a chunk's padding, are alike, and a config's folds sit side
+    by side: with ``max_models`` a multiple of ``n_folds`` every config's folds share one chunk.
     """
-    per_chunk = max(1, max_models // n_folds)
     groups: dict[tuple, list[int]] = {}
     for index, config in configs.items():
         hidden = tuple(config.get("hidden", (100,)))
@@ -65,16 +68,18 @@ def plan_chunks(configs: dict[int, dict], n_folds: int, batch_size: int, max_mod
     chunks = []
     for key in sorted(groups):
         members = sorted(groups[key], key=lambda i: (tuple(configs[i].get("hidden", (100,))), i))
-        chunks += [members[k:k + per_chunk] for k in range(0, len(members), per_chunk)]
+        models = [(i, k) for i in members for k in range(n_folds)]
+        chunks += [models[m:m + max_models] for m in range(0, len(models), max_models)]
     return chunks
 
 
 def auto_models_per_chunk(configs: dict[int, dict], n_features: int, n_classes: int, batch_size: int,
                           device: str, n_folds: int, eval_batch: int) -> int:
-    """Models per chunk: on the CPU one config's folds (equal shapes, no padding, cache-sized);
-    on a GPU as many as half its free memory holds, at most 256 (more pads more: widths differ)."""
+    """Models per chunk: on the CPU one (a stack of four folds trains no faster per model there, and
+    one-model chunks keep every job busy when a halving rung has few configs: BENCHMARKS.md); on a
+    GPU as many as half its free memory holds, at most 256 (more pads more: widths differ)."""
     if not str(device).startswith("cuda"):
-        return n_folds
+        return 1
     hidden = [tuple(c.get("hidden", (100,))) for c in configs.values()]
     widest = [n_features, *[max(max(h) for h in hidden)] * max(len(h) for h in hidden), n_classes]
     params = sum(a * b + b for a, b in zip(widest[:-1], widest[1:], strict=False))
@@ -84,52 +89,91 @@ def auto_models_per_chunk(configs: dict[int, dict], n_features: int, n_classes: 
     return int(max(n_folds, min(256, free // 2 // per_model)))
 
 
-def _run_chunk(configs, seeds, X, y, folds, n_classes, settings, threads=None):
-    """Train one chunk (configs x folds) and score each fold; returns ``[(index, CVResult)]``."""
+@dataclass
+class FoldScore:
+    """One (config, fold) model's result, as a job sends it back (no weights, no probabilities)."""
+
+    score: float = float("nan")
+    accuracy: float = float("nan")
+    epochs: int = 0
+    fit_time: float = 0.0
+    error: str | None = None
+
+
+# a chunk's dropout generator is seeded from its first model: trial seed + stride * fold, so the
+# folds of one config in chunks of their own draw other masks (fold 0 keeps the trial seed)
+DROPOUT_FOLD_STRIDE = 1_000_003
+
+
+def _run_chunk(models, configs, seeds, X, y, folds, n_classes, settings, threads=None):
+    """Train one chunk of ``(index, fold)`` models as one stack and score each on its held-out
+    fold; returns ``[(index, fold, FoldScore)]``."""
     die_with_parent()  # a kill -9 of the search must not leave this job training
     with torch_threads(threads or torch.get_num_threads()):
         start = time.perf_counter()
-        splits = [valid_split(train, y) if settings["patience"] > 0 else (train, None)
-                  for train, _ in folds]
-        specs, owners = [], []
+        specs = []
         n_features = int(np.prod(X.shape[1:]))
         states_dir = settings["states_dir"]
-        for index, config in configs.items():
-            module = initial_module(config, seeds[index], n_features, n_classes)
-            for k, ((inner, valid), (_, test)) in enumerate(zip(splits, folds, strict=False)):
-                resume = load_state(state_path(states_dir, index, k)) if states_dir is not None else None
-                specs.append(FitSpec(config, seeds[index], (seeds[index], k), inner, valid, test, module, resume))
-                owners.append(index)
+        modules = {}
+        for index, k in models:
+            train, test = folds[k]
+            inner, valid = valid_split(train, y) if settings["patience"] > 0 else (train, None)
+            if index not in modules:
+                modules[index] = initial_module(configs[index], seeds[index], n_features, n_classes)
+            resume = load_state(state_path(states_dir, index, k)) if states_dir is not None else None
+            specs.append(FitSpec(configs[index], seeds[index], (seeds[index], k), inner, valid, test,
+                                 modules[index], resume))
+        first, first_fold = models[0]
         device = resolve_device(settings["device"])  # "auto" resolves here, on the job's machine
         outcomes = train_stack(specs, X, y, n_classes, device=device,
                                max_epochs=settings["max_epochs"], batch_size=settings["batch_size"],
                                patience=settings["patience"], eval_batch=settings["eval_batch"],
-                               dropout_seed=seeds[owners[0]], continuation=states_dir is not None)
+                               dropout_seed=seeds[first] + DROPOUT_FOLD_STRIDE * first_fold,
+                               continuation=states_dir is not None)
         if states_dir is not None and settings["keep_states"]:
-            for spec, out, index in zip(specs, outcomes, owners, strict=False):
+            for (index, k), out in zip(models, outcomes, strict=True):
                 if out.error is None:
-                    save_state(state_path(states_dir, index, spec.order_seed[1]), out.continuation)
+                    save_state(state_path(states_dir, index, k), out.continuation)
         per_model = (time.perf_counter() - start) / len(specs)
-        return [(index, _cv_result([o for o, w in zip(outcomes, owners, strict=False) if w == index],
-                                   [s.test for s, w in zip(specs, owners, strict=False) if w == index],
-                                   y, n_classes, settings["scoring"], per_model))
-                for index in configs]
+        return [(index, k, _fold_score(out, y[folds[k][1]], n_classes, settings["scoring"], per_model))
+                for (index, k), out in zip(models, outcomes, strict=True)]
 
 
-def _cv_result(outcomes, tests, y, n_classes, scoring, fit_time) -> CVResult:
-    result = CVResult()
-    for out, test in zip(outcomes, tests, strict=False):
-        if out.error is not None:
-            return CVResult(error=out.error)
-        try:
-            score, accuracy = score_probabilities(y[test], out.proba, np.arange(n_classes), scoring)
-        except DivergedError as exc:
-            return CVResult(error=f"diverged: {exc}")
-        result.test_accuracies.append(accuracy)
-        result.test_scores.append(score)
-        result.fit_times.append(fit_time)
-        result.epochs.append(out.epochs)
-    return result
+def _fold_score(out, y_test, n_classes, scoring, fit_time) -> FoldScore:
+    if out.error is not None:
+        return FoldScore(error=out.error)
+    try:
+        score, accuracy = score_probabilities(y_test, out.proba, np.arange(n_classes), scoring)
+    except DivergedError as exc:
+        return FoldScore(error=f"diverged: {exc}")
+    return FoldScore(score, accuracy, out.epochs, fit_time)
+
+
+def _cv_result(folds: list[FoldScore]) -> CVResult:
+    """A config's ``CVResult`` from its folds' scores, in fold order; its first failure fails it."""
+    failed = [f.error for f in folds if f.error is not None]
+    if failed:
+        return CVResult(error=failed[0])
+    return CVResult(test_scores=[f.score for f in folds], test_accuracies=[f.accuracy for f in folds],
+                    fit_times=[f.fit_time for f in folds], epochs=[f.epochs for f in folds])
+
+
+class _Gather:
+    """Collects the folds of each config as chunks come back; a config is done when all are in."""
+
+    def __init__(self, n_folds: int):
+        self.n_folds = n_folds
+        self.parts: dict[int, dict[int, FoldScore]] = {}
+
+    def add(self, results) -> list[tuple[int, CVResult]]:
+        done = []
+        for index, k, fold in results:
+            parts = self.parts.setdefault(index, {})
+            parts[k] = fold
+            if len(parts) == self.n_folds:
+                done.append((index, _cv_result([parts[j] for j in range(self.n_folds)])))
+                del self.parts[index]
+        return done
 
 
 def evaluate_batched(configs: dict[int, dict], seeds: dict[int, int], X, y, folds, n_classes: int, *,
@@ -137,7 +181,8 @@ def evaluate_batched(configs: dict[int, dict], seeds: dict[int, int], X, y, fold
                      max_models_per_chunk: int | None = None, parallel=None, n_jobs: int = 1,
                      eval_batch: int | None = None, on_start=None, states_dir=None, keep_states: bool = False,
                      threads=None, remote: bool = False):
-    """Cross-validate many MLP configs at once; yields ``[(index, CVResult), ...]`` per chunk.
+    """Cross-validate many MLP configs at once; yields ``[(index, CVResult), ...]`` as chunks come
+    back: the configs whose last fold the chunk held (maybe none).
 
     Parameters
     ----------
@@ -148,7 +193,7 @@ def evaluate_batched(configs: dict[int, dict], seeds: dict[int, int], X, y, fold
     folds : list of (train_idx, test_idx)
         As ``make_folds`` gives them.
     max_models_per_chunk : int, optional
-        Models (configs x folds) trained together; default: ``auto_models_per_chunk``.
+        (config, fold) models trained together; default: ``auto_models_per_chunk``.
     parallel : joblib.Parallel, optional
         On the CPU, chunks run in it on ``n_jobs`` jobs, each with cores // jobs threads; with
         ``return_as="generator_unordered"`` (as the search uses) each chunk is yielded as soon as
@@ -176,18 +221,30 @@ def evaluate_batched(configs: dict[int, dict], seeds: dict[int, int], X, y, fold
                     scoring=scoring, eval_batch=eval_batch, states_dir=states_dir, keep_states=keep_states)
     chunks = plan_chunks(configs, len(folds), batch_size, max_models_per_chunk)
 
-    def started(chunk):  # the chunk's configs are handed out now
-        for index in chunk if on_start is not None else ():
-            on_start(index)
-        return {i: configs[i] for i in chunk}
+    handed_out: set[int] = set()
+    gather = _Gather(len(folds))
+
+    def started(chunk):  # the chunk's configs are handed out now (on_start once per config)
+        for index, _ in chunk:
+            if index not in handed_out:
+                handed_out.add(index)
+                if on_start is not None:
+                    on_start(index)
+        return chunk
 
     if parallel is None or (not remote and (on_gpu or n_jobs <= 1)):
         for chunk in chunks:
-            yield _run_chunk(started(chunk), seeds, X, y, folds, n_classes, settings)
+            yield gather.add(_run_chunk(started(chunk), configs, seeds, X, y, folds, n_classes, settings))
         return
     # with a Parallel(return_as="generator_unordered") each chunk comes back as soon as it is done
     # and its job takes the next one (no wave waits for its slowest chunk)
     if threads is None:
         threads = threads_per_job(min(n_jobs, len(chunks)))  # the jobs that will be busy
-    yield from parallel(delayed(_run_chunk)(started(chunk), seeds, X, y, folds, n_classes, settings, threads)
-                        for chunk in chunks)
+    for results in parallel(delayed(_run_chunk)(started(chunk), _configs_of(chunk, configs), seeds, X, y, folds,
+                                                n_classes, settings, threads) for chunk in chunks):
+        yield gather.add(results)
+
+
+def _configs_of(chunk, configs):
+    """The configs a chunk's models need (a job gets these, not all the run's)."""
+    return {i: configs[i] for i, _ in chunk}
