@@ -204,6 +204,30 @@ def test_stack_continues_exactly_from_its_states(digits, patience):
             assert torch.equal(value, b.continuation["module"][key])
 
 
+def test_a_stack_of_one_continues_exactly_dropout_included(digits):
+    """A one-model stack (the CPU's chunk) owns its dropout generator, whose state travels with the
+    model: 3 epochs, then on to 8, gives the straight 8-epoch fit's weights, with dropout 0.3."""
+    X, y = digits.X_train, digits.y_train
+    config = {"hidden": [40, 20], "dropout": 0.3, "lr": 3e-3, "optimizer": "adam", "weight_decay": 1e-4}
+    idx = np.arange(len(y))
+
+    def spec(resume=None):
+        return [FitSpec(config, 7, (7, 1), idx[:1000], None, idx[1000:], resume=resume)]
+
+    kw = dict(patience=0, continuation=True, dropout_seed=11)
+    straight = train_stack(spec(), X, y, 10, max_epochs=8, **kw)[0]
+    first = train_stack(spec(), X, y, 10, max_epochs=3, **kw)[0]
+    continued = train_stack(spec(first.continuation), X, y, 10, max_epochs=8, **kw)[0]
+    assert continued.train_loss == straight.train_loss
+    np.testing.assert_array_equal(continued.proba, straight.proba)
+    assert all(torch.equal(v, continued.continuation["module"][k]) for k, v in straight.continuation["module"].items())
+    # without the generator's state the masks are new draws: the weights differ
+    reseeded = dict(first.continuation, dropout_rng=None)
+    other = train_stack(spec(reseeded), X, y, 10, max_epochs=8, **kw)[0]
+    assert not torch.equal(other.continuation["module"]["layers.1.weight"],
+                           straight.continuation["module"]["layers.1.weight"])
+
+
 def test_the_folds_of_a_config_may_train_in_chunks_of_their_own(digits):
     """On the CPU a chunk is one (config, fold) model, so a halving rung of few configs keeps every
     job busy; a config's CVResult comes back once its last fold is in, the same as from one chunk."""

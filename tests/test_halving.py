@@ -13,6 +13,7 @@ import pytest
 import torch
 from joblib import Parallel
 
+from hpsearch.engines.batched_engine import evaluate_batched
 from hpsearch.estimator import make_net
 from hpsearch.evaluate import evaluate_configs, make_folds
 from hpsearch.search import SearchSettings, run_search, trial_seed
@@ -28,6 +29,12 @@ HALVING = dict(TINY, strategy="halving", n=9, min_epochs=1, max_epochs=9, patien
 @pytest.fixture(scope="module")
 def halving_run(tmp_path_factory):
     return run_search(SearchSettings(out=str(tmp_path_factory.mktemp("halving") / "run"), **HALVING))
+
+
+@pytest.fixture(scope="module")
+def batched_halving_run(tmp_path_factory):
+    return run_search(SearchSettings(out=str(tmp_path_factory.mktemp("batched") / "run"),
+                                     **{**HALVING, "engine": "batched"}))
 
 
 def _fold_scores(config, index, X, y, folds, epochs, patience, states=None):
@@ -108,7 +115,10 @@ def test_the_study_numbers_times_and_values(halving_run):
     assert {t.state for t in study.trials} == {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED}
 
 
-def test_resume_mid_rung_stores_what_an_uninterrupted_run_stores(halving_run, tmp_path, monkeypatch):
+@pytest.mark.parametrize("engine", ["skorch", "batched"])
+def test_resume_mid_rung_stores_what_an_uninterrupted_run_stores(engine, request, tmp_path, monkeypatch):
+    uninterrupted = request.getfixturevalue({"skorch": "halving_run", "batched": "batched_halving_run"}[engine])
+    settings = {**HALVING, "engine": engine}
     out = tmp_path / "run"
     calls = {"n": 0}
     original = TrialStore.add_rung
@@ -121,14 +131,14 @@ def test_resume_mid_rung_stores_what_an_uninterrupted_run_stores(halving_run, tm
 
     monkeypatch.setattr(TrialStore, "add_rung", add_then_die)
     with pytest.raises(KeyboardInterrupt):
-        run_search(SearchSettings(out=str(out), **{**HALVING, "strategy": "halving"}))
+        run_search(SearchSettings(out=str(out), **settings))
     monkeypatch.setattr(TrialStore, "add_rung", original)
     partial_frame = load_results(out)
     assert len(partial_frame) == 9 and (partial_frame["n_epochs"] == 3).sum() == 1
     assert (out / "states").is_dir()  # the rung in progress left its continuation states
-    run_search(SearchSettings(out=str(out), **HALVING))
-    cols = [c for c in load_results(halving_run) if "fit_time" not in c]
-    pd.testing.assert_frame_equal(load_results(out)[cols], load_results(halving_run)[cols])
+    run_search(SearchSettings(out=str(out), **settings))
+    cols = [c for c in load_results(uninterrupted) if "fit_time" not in c]
+    pd.testing.assert_frame_equal(load_results(out)[cols], load_results(uninterrupted)[cols])
 
 
 def _has_avx2() -> bool:
@@ -194,12 +204,22 @@ def test_hyperband_and_tpe_runs(tmp_path):
     pd.testing.assert_frame_equal(load_results(tpe_run)[cols], load_results(again)[cols])
 
 
-def test_halving_on_the_batched_engine(tmp_path, halving_run):
-    frame = load_results(run_search(SearchSettings(out=str(tmp_path / "run"), **{**HALVING, "engine": "batched"})))
+def test_halving_on_the_batched_engine(batched_halving_run, digits):
+    """The same rungs as on the skorch engine, and the winner, continued 1 -> 3 -> 9 epochs, scores
+    exactly what its straight 9-epoch fits score (one-model chunks carry their dropout state)."""
+    frame = load_results(batched_halving_run)
     assert frame["n_epochs"].value_counts().to_dict() == {1: 6, 3: 2, 9: 1}
     assert frame["state"].tolist() == ["COMPLETE"] + ["PRUNED"] * 8
     assert frame.iloc[0]["mean_test_accuracy"] > 0.9
-    assert not any((tmp_path / "run" / "states").iterdir())
+    assert not any((batched_halving_run / "states").iterdir())
+    best = int(frame.iloc[0]["trial"])
+    config = _config(batched_halving_run, best)
+    assert config["dropout"] > 0  # the masks are part of what continues
+    chunks = evaluate_batched({best: config}, {best: trial_seed(1, best)}, digits.X_train, digits.y_train,
+                              make_folds(digits.y_train, 2, 1), 10, max_epochs=9, patience=0, threads=1)
+    [(_, straight)] = [result for chunk in chunks for result in chunk]
+    assert straight.epochs == [9, 9]
+    assert [frame.iloc[0]["split0_test_score"], frame.iloc[0]["split1_test_score"]] == straight.test_scores
 
 
 def test_a_fold_early_stopping_ended_is_scored_as_it_is_when_promoted(digits, tmp_path):

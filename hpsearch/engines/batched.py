@@ -164,8 +164,10 @@ def train_stack(specs: list[FitSpec], X, y, n_classes: int, *, device="cpu", max
         moments, its batch-order generator, early stopping's counters, epochs): a ``FitSpec`` with
         that ``resume`` goes on from there. The models that resume must all have stopped at the
         same epoch (a rung's survivors), or have ended (early stopping: they are only scored).
-        The weights and moments continue exactly; dropout masks come from a generator seeded
-        from ``dropout_seed`` and the epoch, so they differ from a straight run's (the same
+        The weights and moments continue exactly. Dropout masks come from one generator per
+        stack: a stack of one model (the CPU's chunks) owns it, so its state travels with the
+        model and continuation is exact, dropout included; a wider stack's is seeded anew from
+        ``dropout_seed`` and the epoch, so its masks differ from a straight run's (the same
         distribution, as the batched engine's masks always are).
     """
     device = torch.device(device)
@@ -196,7 +198,11 @@ def train_stack(specs: list[FitSpec], X, y, n_classes: int, *, device="cpu", max
         raise ValueError(f"the models of a stack must go on from one epoch, got {sorted(going)}")
     start = going.pop() if going else 0
     generator = torch.Generator(device=device)
-    generator.manual_seed(int(dropout_seed) + start)
+    own_generator = len(specs) == 1  # the model's own: its state is part of its continuation
+    if own_generator and specs[0].resume is not None and specs[0].resume.get("dropout_rng") is not None:
+        generator.set_state(specs[0].resume["dropout_rng"])
+    else:
+        generator.manual_seed(int(dropout_seed) + start)
     live = list(range(len(specs)))  # the specs still in the stack, in stack order
     use_valid = patience > 0
 
@@ -208,6 +214,7 @@ def train_stack(specs: list[FitSpec], X, y, n_classes: int, *, device="cpu", max
                 out.continuation = {
                     "module": stack.state_dict(p), "optimizer": stack.optimizer_state(p),
                     "order_rng": rngs[i].bit_generator.state, "best": best[i], "misses": misses[i],
+                    "dropout_rng": generator.get_state() if own_generator else None,
                     "epochs": out.epochs, "stopped": bool(use_valid and misses[i] >= patience),
                     "train_loss": out.train_loss, "valid_loss": out.valid_loss}
         _finish(stack, X, y, [specs[live[p]] for p in positions], [outcomes[live[p]] for p in positions],
