@@ -71,8 +71,9 @@ def _add_search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", help="cpu, cuda, cuda:N or auto (default cpu)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--engine", choices=("skorch", "batched"), help="skorch (default): one skorch net "
-                   "per config x fold, the reference; batched: many MLP configs x folds trained at "
-                   "once as one stack (fast on a GPU; other model kinds fall back to skorch)")
+                   "per config x fold, the reference; batched: many MLP (config, fold) models trained at "
+                   "once as one stack on a GPU, one per chunk without skorch's overhead on the CPU "
+                   "(other model kinds fall back to skorch)")
     p.add_argument("--strategy", help="which configs get how many epochs: random (default; every config "
                    "the full --max-epochs), halving (successive halving: all configs train --min-epochs on "
                    "every fold, the best 1/--factor continue from where they stopped, up to --max-epochs), "

@@ -119,18 +119,21 @@ def test_a_diverging_config_fails_alone_in_its_stack(digits):
     configs = {0: good, 1: dict(good, lr=1e38), 2: dict(good, optimizer="rmsprop", lr=3e-3)}
     seeds = {i: trial_seed(0, i) for i in configs}
 
-    def run(subset):
+    def run(subset, max_models=12):
         out = {}
         for chunk in evaluate_batched({i: configs[i] for i in subset}, seeds, X, y, folds, 10, max_epochs=4,
-                                      patience=2, max_models_per_chunk=12):
+                                      patience=2, max_models_per_chunk=max_models):
             out.update(chunk)
         return out
 
-    together, apart = run([0, 1, 2]), run([0, 2])
-    assert together[1].error.startswith("diverged: ") and np.isnan(together[1].mean_test_score)
+    together, apart, one_per_chunk = run([0, 1, 2]), run([0, 2]), run([0, 1, 2], max_models=1)
+    for result in (together[1], one_per_chunk[1]):  # its four folds failed in one chunk, or in four
+        assert result.error.startswith("diverged: ") and np.isnan(result.mean_test_score)
+    assert sorted(one_per_chunk) == [0, 1, 2]
     for i in (0, 2):
-        assert together[i].error is None
+        assert together[i].error is None and one_per_chunk[i].error is None
         np.testing.assert_allclose(together[i].test_scores, apart[i].test_scores, rtol=1e-5)
+        np.testing.assert_allclose(one_per_chunk[i].test_scores, apart[i].test_scores, rtol=1e-5)
         assert together[i].mean_test_score > -1.0  # they learned (10 classes: chance is -2.30)
 
 

@@ -15,7 +15,7 @@ from joblib import Parallel
 
 from hpsearch.engines.batched_engine import evaluate_batched
 from hpsearch.estimator import make_net
-from hpsearch.evaluate import evaluate_configs, make_folds
+from hpsearch.evaluate import evaluate_configs, make_folds, threads_per_job
 from hpsearch.search import SearchSettings, run_search, trial_seed
 from hpsearch.states import load_state, state_path
 from hpsearch.store import TrialStore, load_results
@@ -216,7 +216,7 @@ def test_halving_on_the_batched_engine(batched_halving_run, digits):
     config = _config(batched_halving_run, best)
     assert config["dropout"] > 0  # the masks are part of what continues
     chunks = evaluate_batched({best: config}, {best: trial_seed(1, best)}, digits.X_train, digits.y_train,
-                              make_folds(digits.y_train, 2, 1), 10, max_epochs=9, patience=0, threads=1)
+                              make_folds(digits.y_train, 2, 1), 10, max_epochs=9, patience=0, threads=threads_per_job(2))
     [(_, straight)] = [result for chunk in chunks for result in chunk]
     assert straight.epochs == [9, 9]
     assert [frame.iloc[0]["split0_test_score"], frame.iloc[0]["split1_test_score"]] == straight.test_scores

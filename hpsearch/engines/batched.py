@@ -1,4 +1,5 @@
-"""The batched engine: many MLP configs x folds trained at once as one stack (``--engine batched``).
+"""The batched engine: many MLP (config, fold) models trained at once as one stack (``--engine batched``;
+on the CPU a stack is one model, trained without skorch's per-batch Python).
 
 What it keeps from the skorch engine (``make_net`` + ``evaluate_config``): the configs, the folds,
 each trial's torch seed (so the same initial weights: ``MLP`` built right after
@@ -199,8 +200,9 @@ def train_stack(specs: list[FitSpec], X, y, n_classes: int, *, device="cpu", max
     start = going.pop() if going else 0
     generator = torch.Generator(device=device)
     own_generator = len(specs) == 1  # the model's own: its state is part of its continuation
-    if own_generator and specs[0].resume is not None and specs[0].resume.get("dropout_rng") is not None:
-        generator.set_state(specs[0].resume["dropout_rng"])
+    saved = specs[0].resume.get("dropout_rng") if own_generator and specs[0].resume is not None else None
+    if saved is not None and saved["device"] == device.type:  # a CPU state does not fit a CUDA generator
+        generator.set_state(saved["state"])
     else:
         generator.manual_seed(int(dropout_seed) + start)
     live = list(range(len(specs)))  # the specs still in the stack, in stack order
@@ -214,7 +216,7 @@ def train_stack(specs: list[FitSpec], X, y, n_classes: int, *, device="cpu", max
                 out.continuation = {
                     "module": stack.state_dict(p), "optimizer": stack.optimizer_state(p),
                     "order_rng": rngs[i].bit_generator.state, "best": best[i], "misses": misses[i],
-                    "dropout_rng": generator.get_state() if own_generator else None,
+                    "dropout_rng": {"device": device.type, "state": generator.get_state()} if own_generator else None,
                     "epochs": out.epochs, "stopped": bool(use_valid and misses[i] >= patience),
                     "train_loss": out.train_loss, "valid_loss": out.valid_loss}
         _finish(stack, X, y, [specs[live[p]] for p in positions], [outcomes[live[p]] for p in positions],

@@ -76,17 +76,21 @@ def plan_chunks(configs: dict[int, dict], n_folds: int, batch_size: int,
 def auto_models_per_chunk(configs: dict[int, dict], n_features: int, n_classes: int, batch_size: int,
                           device: str, n_folds: int, eval_batch: int) -> int:
     """Models per chunk: on the CPU one (a stack of four folds trains no faster per model there, and
-    one-model chunks keep every job busy when a halving rung has few configs: BENCHMARKS.md); on a
-    GPU as many as half its free memory holds, at most 256 (more pads more: widths differ)."""
-    if not str(device).startswith("cuda"):
+    one-model chunks keep every job busy when a halving rung has few configs: ``bench/chunks.py``);
+    on a GPU as many whole configs as half its free memory holds, at most 256 models (more pads
+    more: widths differ); with ``auto`` one config's folds."""
+    if str(device) == "cpu":
         return 1
+    if not str(device).startswith("cuda"):  # "auto": each job resolves it; whole configs as before
+        return n_folds
     hidden = [tuple(c.get("hidden", (100,))) for c in configs.values()]
     widest = [n_features, *[max(max(h) for h in hidden)] * max(len(h) for h in hidden), n_classes]
     params = sum(a * b + b for a, b in zip(widest[:-1], widest[1:], strict=False))
     activations = (batch_size * 4 + eval_batch) * sum(widest)
     per_model = 4 * (6 * params + 2 * activations)
     free, _ = torch.cuda.mem_get_info(torch.device(device))
-    return int(max(n_folds, min(256, free // 2 // per_model)))
+    fits = int(min(256, free // 2 // per_model))
+    return max(n_folds, fits // n_folds * n_folds)  # whole configs: a config's folds share one chunk
 
 
 @dataclass
@@ -175,6 +179,11 @@ class _Gather:
                 del self.parts[index]
         return done
 
+    def check_empty(self) -> None:
+        """Every config's folds came back: a lost fold must fail loudly, not drop its config."""
+        if self.parts:
+            raise RuntimeError(f"the batched engine lost folds of trials {sorted(self.parts)[:5]}")
+
 
 def evaluate_batched(configs: dict[int, dict], seeds: dict[int, int], X, y, folds, n_classes: int, *,
                      device="cpu", max_epochs=100, batch_size=128, patience=15, scoring="neg_log_loss",
@@ -234,7 +243,8 @@ def evaluate_batched(configs: dict[int, dict], seeds: dict[int, int], X, y, fold
 
     if parallel is None or (not remote and (on_gpu or n_jobs <= 1)):
         for chunk in chunks:
-            yield gather.add(_run_chunk(started(chunk), configs, seeds, X, y, folds, n_classes, settings))
+            yield gather.add(_run_chunk(started(chunk), configs, seeds, X, y, folds, n_classes, settings, threads))
+        gather.check_empty()
         return
     # with a Parallel(return_as="generator_unordered") each chunk comes back as soon as it is done
     # and its job takes the next one (no wave waits for its slowest chunk)
@@ -243,6 +253,7 @@ def evaluate_batched(configs: dict[int, dict], seeds: dict[int, int], X, y, fold
     for results in parallel(delayed(_run_chunk)(started(chunk), _configs_of(chunk, configs), seeds, X, y, folds,
                                                 n_classes, settings, threads) for chunk in chunks):
         yield gather.add(results)
+    gather.check_empty()
 
 
 def _configs_of(chunk, configs):
