@@ -28,7 +28,8 @@ from .states import capture, early_stopping_of, load_state, restore, save_state
 from .tasks import task_of
 from .workers import die_with_parent
 
-__all__ = ["make_folds", "evaluate_config", "evaluate_configs", "score_probabilities", "CVResult", "SCORINGS",
+__all__ = ["make_folds", "evaluate_config", "evaluate_configs", "score_probabilities", "CVResult", "FoldGather",
+           "SCORINGS",
            "threads_per_job", "task_threads", "torch_threads", "cpu_count",
            "resident", "release_resident", "shared_array", "data_moves"]
 
@@ -294,21 +295,42 @@ def evaluate_configs(makers: dict, X: np.ndarray, y: np.ndarray, folds, *, paral
             for k in range(len(folds)):
                 yield key, k, make
 
-    pending: dict = {}
+    gather = FoldGather(len(folds))
     states = states or {}
     for key, k, outcome in parallel(delayed(_keyed_fold)(key, k, make, X, y, *folds[k], scoring, threads,
                                                          states[key][k] if key in states else None)
                                     for key, k, make in tasks()):
         if stop is not None and stop():
             raise KeyboardInterrupt
-        pending.setdefault(key, {})[k] = outcome
-        if len(pending[key]) == len(folds):
-            outcomes = pending.pop(key)
-            yield key, _cv_result([outcomes[k] for k in range(len(folds))])
+        result = gather.add(key, k, outcome)
+        if result is not None:
+            yield key, result
 
 
 def _keyed_fold(key, k, make, X, y, train, test, scoring, threads, state):
     return key, k, _score_fold(make, X, y, train, test, scoring, threads, state)
+
+
+class FoldGather:
+    """Fold outcomes (``_score_fold``'s dicts) as they come back, in any order: ``add`` returns a
+    config's ``CVResult`` once its last fold is in, else None (both engines stream folds)."""
+
+    def __init__(self, n_folds: int):
+        self.n_folds = n_folds
+        self.pending: dict = {}
+
+    def add(self, key, k: int, outcome: dict) -> CVResult | None:
+        parts = self.pending.setdefault(key, {})
+        parts[k] = outcome
+        if len(parts) < self.n_folds:
+            return None
+        del self.pending[key]
+        return _cv_result([parts[j] for j in range(self.n_folds)])
+
+    def check_empty(self) -> None:
+        """Every config's folds came back: a lost fold must fail loudly, not drop its config."""
+        if self.pending:
+            raise RuntimeError(f"folds of trials {sorted(self.pending)[:5]} never came back")
 
 
 def _cv_result(outcomes: list[dict]) -> CVResult:

@@ -6,7 +6,6 @@ each (config, fold) continues from its state file."""
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -14,7 +13,7 @@ from joblib import delayed
 
 from ..errors import DivergedError, UsageError
 from ..estimator import resolve_device
-from ..evaluate import CVResult, score_probabilities, threads_per_job, torch_threads
+from ..evaluate import FoldGather, score_probabilities, threads_per_job, torch_threads
 from ..seeds import trial_seed
 from ..states import load_state, save_state, state_path
 from ..workers import die_with_parent
@@ -93,17 +92,6 @@ def auto_models_per_chunk(configs: dict[int, dict], n_features: int, n_classes: 
     return max(n_folds, fits // n_folds * n_folds)  # whole configs: a config's folds share one chunk
 
 
-@dataclass
-class FoldScore:
-    """One (config, fold) model's result, as a job sends it back (no weights, no probabilities)."""
-
-    score: float = float("nan")
-    accuracy: float = float("nan")
-    epochs: int = 0
-    fit_time: float = 0.0
-    error: str | None = None
-
-
 # a chunk's dropout generator is seeded from its first model: trial seed + stride * fold, so the
 # folds of one config in chunks of their own draw other masks (fold 0 keeps the trial seed)
 DROPOUT_FOLD_STRIDE = 1_000_003
@@ -111,17 +99,19 @@ DROPOUT_FOLD_STRIDE = 1_000_003
 
 def _run_chunk(models, configs, seeds, X, y, folds, n_classes, settings, threads=None):
     """Train one chunk of ``(index, fold)`` models as one stack and score each on its held-out
-    fold; returns ``[(index, fold, FoldScore)]``."""
+    fold; returns ``[(index, fold, outcome)]``."""
     die_with_parent()  # a kill -9 of the search must not leave this job training
     with torch_threads(threads or torch.get_num_threads()):
         start = time.perf_counter()
         specs = []
         n_features = int(np.prod(X.shape[1:]))
         states_dir = settings["states_dir"]
-        modules = {}
+        modules, splits = {}, {}  # per config and per fold, shared by the chunk's models
         for index, k in models:
             train, test = folds[k]
-            inner, valid = valid_split(train, y) if settings["patience"] > 0 else (train, None)
+            if k not in splits:
+                splits[k] = valid_split(train, y) if settings["patience"] > 0 else (train, None)
+            inner, valid = splits[k]
             if index not in modules:
                 modules[index] = initial_module(configs[index], seeds[index], n_features, n_classes)
             resume = load_state(state_path(states_dir, index, k)) if states_dir is not None else None
@@ -143,46 +133,15 @@ def _run_chunk(models, configs, seeds, X, y, folds, n_classes, settings, threads
                 for (index, k), out in zip(models, outcomes, strict=True)]
 
 
-def _fold_score(out, y_test, n_classes, scoring, fit_time) -> FoldScore:
+def _fold_score(out, y_test, n_classes, scoring, fit_time) -> dict:
+    """One model's outcome as the skorch engine's folds give it (``FoldGather`` takes both)."""
     if out.error is not None:
-        return FoldScore(error=out.error)
+        return dict(error=out.error)
     try:
         score, accuracy = score_probabilities(y_test, out.proba, np.arange(n_classes), scoring)
     except DivergedError as exc:
-        return FoldScore(error=f"diverged: {exc}")
-    return FoldScore(score, accuracy, out.epochs, fit_time)
-
-
-def _cv_result(folds: list[FoldScore]) -> CVResult:
-    """A config's ``CVResult`` from its folds' scores, in fold order; its first failure fails it."""
-    failed = [f.error for f in folds if f.error is not None]
-    if failed:
-        return CVResult(error=failed[0])
-    return CVResult(test_scores=[f.score for f in folds], test_accuracies=[f.accuracy for f in folds],
-                    fit_times=[f.fit_time for f in folds], epochs=[f.epochs for f in folds])
-
-
-class _Gather:
-    """Collects the folds of each config as chunks come back; a config is done when all are in."""
-
-    def __init__(self, n_folds: int):
-        self.n_folds = n_folds
-        self.parts: dict[int, dict[int, FoldScore]] = {}
-
-    def add(self, results) -> list[tuple[int, CVResult]]:
-        done = []
-        for index, k, fold in results:
-            parts = self.parts.setdefault(index, {})
-            parts[k] = fold
-            if len(parts) == self.n_folds:
-                done.append((index, _cv_result([parts[j] for j in range(self.n_folds)])))
-                del self.parts[index]
-        return done
-
-    def check_empty(self) -> None:
-        """Every config's folds came back: a lost fold must fail loudly, not drop its config."""
-        if self.parts:
-            raise RuntimeError(f"the batched engine lost folds of trials {sorted(self.parts)[:5]}")
+        return dict(error=f"diverged: {exc}")
+    return dict(score=score, accuracy=accuracy, fit_time=fit_time, epochs=out.epochs, error=None)
 
 
 def evaluate_batched(configs: dict[int, dict], seeds: dict[int, int], X, y, folds, n_classes: int, *,
@@ -231,7 +190,10 @@ def evaluate_batched(configs: dict[int, dict], seeds: dict[int, int], X, y, fold
     chunks = plan_chunks(configs, len(folds), batch_size, max_models_per_chunk)
 
     handed_out: set[int] = set()
-    gather = _Gather(len(folds))
+    gather = FoldGather(len(folds))
+
+    def collect(results):  # the configs whose last fold these results held
+        return [(i, r) for i, k, outcome in results if (r := gather.add(i, k, outcome)) is not None]
 
     def started(chunk):  # the chunk's configs are handed out now (on_start once per config)
         for index, _ in chunk:
@@ -243,7 +205,8 @@ def evaluate_batched(configs: dict[int, dict], seeds: dict[int, int], X, y, fold
 
     if parallel is None or (not remote and (on_gpu or n_jobs <= 1)):
         for chunk in chunks:
-            yield gather.add(_run_chunk(started(chunk), configs, seeds, X, y, folds, n_classes, settings, threads))
+            yield collect(_run_chunk(started(chunk), _configs_of(chunk, configs), seeds, X, y, folds, n_classes,
+                                     settings, threads))
         gather.check_empty()
         return
     # with a Parallel(return_as="generator_unordered") each chunk comes back as soon as it is done
@@ -252,7 +215,7 @@ def evaluate_batched(configs: dict[int, dict], seeds: dict[int, int], X, y, fold
         threads = threads_per_job(min(n_jobs, len(chunks)))  # the jobs that will be busy
     for results in parallel(delayed(_run_chunk)(started(chunk), _configs_of(chunk, configs), seeds, X, y, folds,
                                                 n_classes, settings, threads) for chunk in chunks):
-        yield gather.add(results)
+        yield collect(results)
     gather.check_empty()
 
 
