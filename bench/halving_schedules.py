@@ -99,6 +99,10 @@ class Curve:
     per_step: float
     per_epoch: float
 
+    def at(self, epochs: int) -> tuple[float, float]:
+        """(mean score, mean accuracy) at ``epochs``; NaN where the config had failed before."""
+        return self.score.get(epochs, math.nan), self.accuracy.get(epochs, math.nan)
+
     def cost(self, budgets: list[int]) -> float:
         """Fit seconds (all folds) to train through these rungs, continuing at each."""
         return len(budgets) * self.per_step + budgets[-1] * self.per_epoch
@@ -108,16 +112,21 @@ def replay(curves: dict, budgets: list[int], factor: int) -> tuple[int, float]:
     """Successive halving over the curves: (winner, fit seconds its configs spent)."""
     reached, candidates = {}, sorted(curves)  # reached: how many rungs each config trained
     for k, epochs in enumerate(budgets[:-1]):
-        scores = {i: curves[i].score[epochs] for i in candidates}
+        scores = {i: curves[i].at(epochs)[0] for i in candidates}
         ranked = sorted((i for i in candidates if not math.isnan(scores[i])), key=lambda i: (-scores[i], i))
         survivors = ranked[:math.ceil(len(candidates) / factor)]
         reached.update({i: k + 1 for i in candidates if i not in survivors})
         candidates = survivors
     top = budgets[-1]
     reached.update({i: len(budgets) for i in candidates})
-    winner = max((i for i in candidates if not math.isnan(curves[i].score[top])),
-                 key=lambda i: (curves[i].score[top], -i))
+    winner = best_of(curves, candidates, top)
     return winner, sum(curves[i].cost(budgets[:k]) for i, k in reached.items())
+
+
+def best_of(curves: dict, indices, epochs: int) -> int:
+    """The best score at ``epochs`` (ties: lower index), failed configs never."""
+    return max((i for i in indices if not math.isnan(curves[i].at(epochs)[0])),
+               key=lambda i: (curves[i].at(epochs)[0], -i))
 
 
 def report(run_dirs: list[Path], max_epochs: int) -> None:
@@ -130,11 +139,11 @@ def report(run_dirs: list[Path], max_epochs: int) -> None:
         budgets = rung_budgets(n, max_epochs, f, m)
         cells, ratios, deltas = [], [], []
         for curves in tables.values():
-            best = max(curves, key=lambda i: (curves[i].score[max_epochs], -i))
+            best = best_of(curves, curves, max_epochs)
             everything = sum(c.cost([max_epochs]) for c in curves.values())  # random search: one step each
             winner, spent = replay(curves, budgets, f)
             ratio = everything / spent
-            delta = 100 * (curves[winner].accuracy[max_epochs] - curves[best].accuracy[max_epochs])
+            delta = 100 * (curves[winner].at(max_epochs)[1] - curves[best].at(max_epochs)[1])
             ratios.append(ratio)
             deltas.append(delta)
             cells.append(f"{ratio:.2f}x, {delta:+.2f}")
