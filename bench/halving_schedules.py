@@ -32,7 +32,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import optuna
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import strategies as head_to_head  # noqa: E402  (bench/strategies.py: the same data, space and settings)
@@ -42,7 +41,8 @@ from hpsearch import strategies as registry  # noqa: E402
 from hpsearch.data import load_dataset  # noqa: E402
 from hpsearch.search import run_search  # noqa: E402
 from hpsearch.space import ParamGenerator, load_space  # noqa: E402
-from hpsearch.strategies.halving import rung_budgets  # noqa: E402
+from hpsearch.store import load_records  # noqa: E402
+from hpsearch.strategies.halving import halve, rung_budgets  # noqa: E402
 
 SCHEDULES = [(m, f) for f in (2, 3, 4) for m in (1, 2, 3)] + [(None, 3)]
 
@@ -75,20 +75,17 @@ def checkpoint_epochs(n: int, max_epochs: int) -> list[int]:
 
 def read_curves(run_dir: Path) -> dict:
     """``{index: Curve}``: each config's mean CV score and accuracy at each checkpoint, and its cost."""
-    study = optuna.load_study(study_name=None, storage=f"sqlite:///{run_dir / 'trials.db'}")
     curves = {}
-    for trial in study.get_trials(deepcopy=False):
-        attrs = trial.user_attrs
-        rungs = [attrs[f"rung{k}"] for k in range(len(attrs)) if f"rung{k}" in attrs]
-        epochs = [r["epochs"] for r in rungs]
-        spans = np.diff([0, *epochs])
+    for record in load_records(run_dir):
+        rungs = record["rungs"]
+        spans = np.diff([0, *(r["epochs"] for r in rungs)])
         seconds = [float(np.sum(r["split_fit_times"])) for r in rungs]  # the step's fit time, all folds
         # a step costs a fixed part (build, load the state, score the held-out folds) plus one per
         # epoch; fitted per config so that a schedule pays the steps it takes, not this run's twelve
         per_step, per_epoch = np.linalg.lstsq(np.c_[np.ones(len(spans)), spans], seconds, rcond=None)[0]
-        curves[attrs["index"]] = Curve({r["epochs"]: float(np.mean(r["split_test_scores"])) for r in rungs},
-                                       {r["epochs"]: float(np.mean(r["split_test_accuracies"])) for r in rungs},
-                                       float(per_step), float(per_epoch))
+        curves[record["index"]] = Curve({r["epochs"]: float(np.mean(r["split_test_scores"])) for r in rungs},
+                                        {r["epochs"]: float(np.mean(r["split_test_accuracies"])) for r in rungs},
+                                        float(per_step), float(per_epoch))
     return curves
 
 
@@ -108,19 +105,29 @@ class Curve:
         return len(budgets) * self.per_step + budgets[-1] * self.per_epoch
 
 
+class TableEvaluate:
+    """The strategies' ``evaluate`` seam answered from the table: no training, the stored scores."""
+
+    def __init__(self, curves: dict):
+        self.curves = curves
+        self.rungs: dict[int, int] = {}  # how many rungs each config trained
+
+    def __call__(self, candidates: dict, epochs: int) -> dict[int, float]:
+        for i in candidates:
+            self.rungs[i] = self.rungs.get(i, 0) + 1
+        return {i: self.curves[i].at(epochs)[0] for i in candidates}
+
+    def prune(self, indices) -> None:
+        pass
+
+
 def replay(curves: dict, budgets: list[int], factor: int) -> tuple[int, float]:
-    """Successive halving over the curves: (winner, fit seconds its configs spent)."""
-    reached, candidates = {}, sorted(curves)  # reached: how many rungs each config trained
-    for k, epochs in enumerate(budgets[:-1]):
-        scores = {i: curves[i].at(epochs)[0] for i in candidates}
-        ranked = sorted((i for i in candidates if not math.isnan(scores[i])), key=lambda i: (-scores[i], i))
-        survivors = ranked[:math.ceil(len(candidates) / factor)]
-        reached.update({i: k + 1 for i in candidates if i not in survivors})
-        candidates = survivors
-    top = budgets[-1]
-    reached.update({i: len(budgets) for i in candidates})
-    winner = best_of(curves, candidates, top)
-    return winner, sum(curves[i].cost(budgets[:k]) for i, k in reached.items())
+    """hpsearch's own successive halving (``halve``) over the table: (winner, fit seconds spent)."""
+    evaluate = TableEvaluate(curves)
+    halve(evaluate, {i: {} for i in sorted(curves)}, budgets, factor)
+    finalists = [i for i, k in evaluate.rungs.items() if k == len(budgets)]
+    return (best_of(curves, finalists, budgets[-1]),
+            sum(curves[i].cost(budgets[:k]) for i, k in evaluate.rungs.items()))
 
 
 def best_of(curves: dict, indices, epochs: int) -> int:

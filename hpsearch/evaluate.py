@@ -29,8 +29,7 @@ from .tasks import task_of
 from .workers import die_with_parent
 
 __all__ = ["make_folds", "evaluate_config", "evaluate_configs", "score_probabilities", "CVResult", "FoldGather",
-           "SCORINGS",
-           "threads_per_job", "task_threads", "torch_threads", "cpu_count",
+           "SCORINGS", "threads_per_job", "task_threads", "torch_threads", "cpu_count",
            "resident", "release_resident", "shared_array", "data_moves"]
 
 SCORINGS = ("neg_log_loss", "accuracy")
@@ -305,6 +304,7 @@ def evaluate_configs(makers: dict, X: np.ndarray, y: np.ndarray, folds, *, paral
         result = gather.add(key, k, outcome)
         if result is not None:
             yield key, result
+    gather.check_empty()
 
 
 def _keyed_fold(key, k, make, X, y, train, test, scoring, threads, state):

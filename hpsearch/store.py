@@ -28,7 +28,7 @@ from .errors import UsageError
 from .files import atomic_write_text
 from .results import results_frame
 
-__all__ = ["TrialStore", "RunLock", "load_results", "open_study", "atomic_write_text", "STUDY"]
+__all__ = ["TrialStore", "RunLock", "load_records", "load_results", "open_study", "atomic_write_text", "STUDY"]
 
 STUDY = "search"
 State = optuna.trial.TrialState
@@ -234,11 +234,15 @@ def _short(value, width: int = 60) -> str:
     return text if len(text) <= width else text[: width - 3] + "..."
 
 
-def load_results(run_dir) -> pd.DataFrame:
-    """The ranked ``results_frame`` of the trials stored in ``run_dir`` (read-only)."""
+def load_records(run_dir) -> list[dict]:
+    """The trials stored in ``run_dir`` that finished a rung, in trial-index order, as plain data
+    (``index``, ``config``, ``rungs``, ``state``; read-only)."""
     path = Path(run_dir) / "trials.db"
     if not path.is_file():
         raise UsageError(f"{run_dir} holds no trials.db; is it a run folder made by hpsearch search?")
-    study = open_study(path)
-    records = [rec for _, (_, rec) in sorted(_read_records(study).items()) if rec["rungs"]]
-    return results_frame(records)
+    return [rec for _, (_, rec) in sorted(_read_records(open_study(path)).items()) if rec["rungs"]]
+
+
+def load_results(run_dir) -> pd.DataFrame:
+    """The ranked ``results_frame`` of the trials stored in ``run_dir`` (read-only)."""
+    return results_frame(load_records(run_dir))
