@@ -29,12 +29,16 @@ Contenders (``--only`` takes a comma list of these names):
 All rank by the held-out neg-log-loss (hpsearch's default) and record accuracy. Each contender's
 best config is then retrained once on the whole (sliced) training set for ``--max-epochs`` epochs
 (``make_net(patience=0)``, ``random_state=seed`` for all) and scored on the test set. The wall time
-is the search's alone (workers warmed first; retraining excluded). One run per contender, not
-alternated: the machine is shared, so read small time differences as noise.
+is the search's alone (workers warmed first; retraining excluded). The machine is shared and its
+speed drifts by up to ~20% over an hour, so ``--repeat R`` runs every contender R times in
+alternating order (round 1 forward, round 2 backward: A B B A cancels a steady drift) and reports
+the median wall time, with every round's in the notes; the searches are reproducible, so the
+rounds must agree on every score (checked), and the best config is retrained once.
 
     python bench/strategies.py --quick                                   # digits, n=18: ~6.5 min on 2 cores
     python bench/strategies.py --quick --only sklearn-halving,optuna-tpe-sha   # the peers: ~1.7 min
     python bench/strategies.py                                           # Fashion-MNIST 12,000, n=27
+    python bench/strategies.py --engine batched --only random,halving --min-epochs 2 --repeat 2
 """
 
 from __future__ import annotations
@@ -115,6 +119,7 @@ class Outcome:
     note: str = ""
     # {config as JSON: mean held-out score} of the configs trained to max_epochs, for agreement checks
     full_scores: dict = dataclasses.field(default_factory=dict)
+    walls: list = dataclasses.field(default_factory=list)  # every round's wall time (--repeat)
 
 
 def _key(config: dict) -> str:
@@ -231,7 +236,7 @@ def sklearn_halving(bench: Bench) -> Outcome:
     outcome = Outcome("sklearn-halving")
     data = bench.dataset
     log_dir = bench.tmp / "sklearn-logs"
-    log_dir.mkdir()
+    log_dir.mkdir(parents=True)
     folds = StratifiedKFold(CV, shuffle=True, random_state=bench.seed)  # what make_folds builds
     for (a, b), (c, d) in zip(folds.split(np.zeros(len(data.y_train)), data.y_train),
                               make_folds(data.y_train, CV, bench.seed), strict=True):
@@ -441,6 +446,22 @@ def stratified_slice(dataset: Dataset, images: int | None, seed: int) -> Dataset
                    dataset.X_test, dataset.y_test, dataset.class_names)
 
 
+def combine_rounds(rounds: list[Outcome]) -> Outcome:
+    """One contender's rounds as one outcome: the first round's results, the median wall time.
+    The searches are reproducible, so rounds that disagree on a score are a finding, not noise."""
+    first = rounds[0]
+    if first.error or len(rounds) == 1:
+        return first
+    walls = [o.wall_s for o in rounds]
+    scores = [(o.cv_score, o.fold_epochs, _key(o.config)) for o in rounds]
+    if any(s != scores[0] for s in scores):
+        first.error = f"rounds disagree: {scores}"
+        return first
+    first.wall_s, first.walls = float(np.median(walls)), walls
+    first.note = "; ".join(filter(None, [first.note, "walls " + ", ".join(f"{w:.1f}" for w in walls) + " s"]))
+    return first
+
+
 def _warm_worker(X, y, n_features, n_classes):
     """A loky worker's one-off costs (imports, torch's first fit) paid before any timing."""
     torch.set_num_threads(1)
@@ -499,6 +520,11 @@ def report(outcomes: list[Outcome], bench: Bench, args, images: int) -> None:
             print(f"| {o.name} | {_config_text(o.config)} | {_fmt(o.budget, '.0f')} | {_fmt(o.retrain_s, '.1f')} "
                   f"| {o.note} |")
     print()
+    if ref and ref.walls:  # each round's ratio, from walls measured minutes apart
+        for o in outcomes:
+            if o is not ref and len(o.walls) == len(ref.walls):
+                ratios = ", ".join(f"{a / b:.2f}×" for a, b in zip(ref.walls, o.walls, strict=True))
+                print(f"speed-up vs random round by round, {o.name}: {ratios}")
     if ref:  # configs that both a contender and random trained to the full budget: same nets, same scores?
         for o in outcomes:
             if o is ref or o.error:
@@ -526,7 +552,11 @@ def main(argv=None) -> int:
     parser.add_argument("--engine", default="skorch", help="hpsearch's engine for its contenders: skorch or batched")
     parser.add_argument("--device", default="cpu", help="hpsearch's device for its contenders (cpu, cuda)")
     parser.add_argument("--only", default=",".join(CONTENDERS), help=f"comma list of {', '.join(CONTENDERS)}")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="rounds, in alternating order (A B B A ...); the wall time is each contender's median")
     args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error(f"--repeat must be a whole number >= 1, got {args.repeat}")
     only = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = [name for name in only if name not in CONTENDERS]
     if unknown:
@@ -552,18 +582,28 @@ def main(argv=None) -> int:
             run_search(_settings(tiny, "random", Path(tmp) / "warm-up"), dataset=tiny.dataset)
         bench = Bench(dataset, configs, n, args.seed, args.max_epochs, args.min_epochs, args.factor,
                       args.n_startup, Path(tmp), args.engine, args.device)
-        for contender in [c for c in CONTENDERS if c in only]:
-            try:
-                run = runners.get(contender)
-                outcome = run(bench) if run else hpsearch_strategy(bench, contender)
+        order = [c for c in CONTENDERS if c in only]
+        rounds: dict[str, list[Outcome]] = {c: [] for c in order}
+        for r in range(args.repeat):
+            bench.tmp = Path(tmp) / f"round-{r + 1}"
+            for contender in order if r % 2 == 0 else order[::-1]:
+                if rounds[contender] and rounds[contender][0].error:
+                    continue
+                try:
+                    run = runners.get(contender)
+                    outcome = run(bench) if run else hpsearch_strategy(bench, contender)
+                except Exception as exc:  # noqa: BLE001 - one contender failing must not sink the others
+                    traceback.print_exc(file=sys.stderr)
+                    outcome = Outcome(contender, error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:100]}")
+                print(f"[{contender}, round {r + 1}] wall {outcome.wall_s:.1f} s, fold-epochs "
+                      f"{outcome.fold_epochs:,.0f}, CV acc {outcome.cv_accuracy:.4f} {outcome.error}",
+                      file=sys.stderr, flush=True)
+                rounds[contender].append(outcome)
+        for contender in order:
+            outcome = combine_rounds(rounds[contender])
+            if not outcome.error:
                 outcome.test_accuracy, outcome.retrain_s = retrain(outcome.config, dataset, args.max_epochs,
                                                                    args.seed, args.device)
-            except Exception as exc:  # noqa: BLE001 - one contender failing must not sink the others
-                traceback.print_exc(file=sys.stderr)
-                outcome = Outcome(contender, error=f"{type(exc).__name__}: {str(exc).splitlines()[0][:100]}")
-            print(f"[{contender}] wall {outcome.wall_s:.1f} s, fold-epochs {outcome.fold_epochs:,.0f}, CV acc "
-                  f"{outcome.cv_accuracy:.4f}, test acc {outcome.test_accuracy:.4f} {outcome.error}",
-                  file=sys.stderr, flush=True)
             outcomes.append(outcome)
     report(outcomes, bench, args, len(dataset.y_train))
     return 0
