@@ -12,7 +12,7 @@ folds:
 
 Contenders (``--only`` takes a comma list of these names):
 
-``random``, ``halving``, ``hyperband``, ``tpe``
+``random``, ``halving``, ``hyperband``, ``tpe``, ``tpe-halving``
     ``run_search`` with ``strategy=<name>``, ``n_jobs=2``, in a fresh temporary run folder.
     Fold-epochs trained = sum over the trials of ``mean_epochs * cv`` (survivors continue).
 ``sklearn-halving``
@@ -78,7 +78,7 @@ from hpsearch.optuna_space import stored_params, suggest_config  # noqa: E402
 from hpsearch.space import ParamGenerator, load_space  # noqa: E402
 from hpsearch.store import load_results  # noqa: E402
 
-OURS = ("random", "halving", "hyperband", "tpe")
+OURS = ("random", "halving", "hyperband", "tpe", "tpe-halving")
 PEERS = ("sklearn-halving", "optuna-tpe-sha")
 CONTENDERS = OURS + PEERS
 N_JOBS = 2

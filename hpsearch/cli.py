@@ -77,13 +77,15 @@ def _add_search_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--strategy", help="which configs get how many epochs: random (default; every config "
                    "the full --max-epochs), halving (successive halving: all configs train --min-epochs on "
                    "every fold, the best 1/--factor continue from where they stopped, up to --max-epochs), "
-                   "hyperband (several halving brackets starting at different epochs) or tpe (Optuna's "
-                   "TPE sampler proposes each config from the scores so far)")
-    p.add_argument("--factor", type=int, help="halving/hyperband: 1/FACTOR of a rung's configs continue, "
+                   "hyperband (several halving brackets starting at different epochs), tpe (Optuna's "
+                   "TPE sampler proposes each config from the scores so far) or tpe-halving (TPE proposes, "
+                   "and a config continues past a rung only while in the top 1/--factor of all scored there)")
+    p.add_argument("--factor", type=int, help="halving/hyperband/tpe-halving: 1/FACTOR of a rung's configs continue, "
                    "and each rung trains FACTOR times longer (default 3)")
-    p.add_argument("--min-epochs", type=int, help="halving/hyperband: epochs of the first rung (default: "
+    p.add_argument("--min-epochs", type=int, help="halving/hyperband/tpe-halving: epochs of the first rung (default: "
                    "automatic, so the rungs end at --max-epochs with at most FACTOR configs)")
-    p.add_argument("--n-startup", type=int, help="tpe: configs drawn at random before TPE proposes (default 10)")
+    p.add_argument("--n-startup", type=int, help="tpe/tpe-halving: configs drawn at random before TPE "
+                   "proposes (default 10)")
     p.add_argument("--max-train", type=int, metavar="N", help="search (and retrain) on a stratified, "
                    "seeded slice of N training images, for a quick try on a large dataset (default: all; "
                    "the test set is always whole)")

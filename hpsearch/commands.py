@@ -132,10 +132,12 @@ def _print_plan(settings) -> None:
     from .strategies import make_strategy
 
     settings.validate()
-    plan = make_strategy(settings).plan()
+    strategy = make_strategy(settings)
+    plan = strategy.plan()
     if len(plan) > 1:
         rungs = ", ".join(f"{n} x {e}" for n, e in plan)
-        print(f"{settings.strategy}: configs x epochs per rung: {rungs} (x {settings.cv} folds)")
+        about = "" if strategy.exact_plan else "about "
+        print(f"{settings.strategy}: configs x epochs per rung: {about}{rungs} (x {settings.cv} folds)")
 
 
 RETRAIN_OPTIONS = {"top": 15, "retrain_epochs": 300, "schedule": None, "checkpoint_every": 1}  # the seed's 15 x 300

@@ -120,6 +120,9 @@ class Evaluator:
 
     def __call__(self, candidates: dict[int, dict], epochs: int) -> dict[int, float]:
         final = epochs >= self.context.settings.max_epochs
+        if self.bar.n + len(candidates) > self.bar.total:  # the strategy's plan was an estimate
+            self.bar.total = self.bar.n + len(candidates)
+            self.bar.refresh()
         scores, todo = {}, {}
         for index, config in candidates.items():
             stored = self.store.rung_result(index, epochs)
@@ -195,6 +198,9 @@ class Evaluator:
             if record["state"] == "RUNNING":
                 self._finish(record["index"])
         self.export(force=True)
+        if not self.bar.disable:  # an estimated plan (tpe-halving) ends at what was trained
+            self.bar.total = self.bar.n
+            self.bar.refresh()
 
 
 def _mean_score(rung: dict) -> float:

@@ -77,7 +77,7 @@ BAD_INPUTS = [
     (lambda t: ["--strategy", "halving", "--factor", "1"], "--factor must be a whole number >= 2, got 1"),
     (lambda t: ["--strategy", "halving", "--min-epochs", "9", "--max-epochs", "3"],
      "--min-epochs (9) must be <= --max-epochs (3)"),
-    (lambda t: ["--strategy", "nosuch"], "--strategy must be one of random, halving, hyperband, tpe, got 'nosuch'"),
+    (lambda t: ["--strategy", "nosuch"], "--strategy must be one of random, halving, hyperband, tpe, tpe-halving, got 'nosuch'"),
     (lambda t: ["--strategy", "halving", "--n", "2"], "--n (2) must be >= --factor (3) for successive halving"),
     (lambda t: ["--strategy", "halving", "--space", _space(t, "max_epochs = 5\n")],
      "--strategy halving gives each rung its epochs, but the space"),

@@ -204,6 +204,29 @@ def test_hyperband_and_tpe_runs(tmp_path):
     pd.testing.assert_frame_equal(load_results(tpe_run)[cols], load_results(again)[cols])
 
 
+def test_tpe_halving_run_prunes_as_it_goes_and_resumes_to_the_same_store(tmp_path):
+    settings = SearchSettings(out=str(tmp_path / "th"), **{**TINY, "n_jobs": 1}, strategy="tpe-halving", n=6,
+                              n_startup=3, min_epochs=1, max_epochs=3, patience=0)  # one job: batches of one
+    run = run_search(settings)
+    frame = load_results(run).set_index("trial")
+    study = optuna.load_study(study_name="search", storage=f"sqlite:///{run}/trials.db")
+    assert [t.number for t in study.trials] == [t.user_attrs["index"] for t in study.trials] == list(range(6))
+    reached = frame["n_epochs"].to_dict()
+    first = frame["score_1ep"].to_dict()
+    # the random start (0-2) halves among itself: ceil(3/3) = 1 goes on to 3 epochs
+    assert sorted(reached[i] for i in range(3)) == [1, 1, 3]
+    # each TPE proposal goes on iff it is in the top ceil(m/3) of the m configs scored at 1 epoch by then
+    for i in range(3, 6):
+        best = sorted(range(i + 1), key=lambda j: -first[j])[: -(-(i + 1) // 3)]
+        assert (reached[i] == 3) == (i in best), (i, first)
+    assert {t.state.name for t in study.trials if reached[t.number] == 1} == {"PRUNED"}
+    assert {t.state.name for t in study.trials if reached[t.number] == 3} == {"COMPLETE"}
+    assert not any((run / "states").iterdir())
+    # the same command again opens the same run and trains nothing: the same store
+    cols = [c for c in frame if "fit_time" not in c]
+    pd.testing.assert_frame_equal(load_results(run_search(settings)).set_index("trial")[cols], frame[cols])
+
+
 def test_halving_on_the_batched_engine(batched_halving_run, digits):
     """The same rungs as on the skorch engine, and the winner, continued 1 -> 3 -> 9 epochs, scores
     exactly what its straight 9-epoch fits score (one-model chunks carry their dropout state)."""

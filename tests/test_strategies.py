@@ -15,6 +15,7 @@ from hpsearch.strategies import (
     Hyperband,
     RandomSearch,
     SuccessiveHalving,
+    TPEHalving,
     bracket_sizes,
     make_strategy,
     rung_budgets,
@@ -145,6 +146,25 @@ def test_tpe_starts_random_then_learns_and_keeps_widths_decreasing():
     assert np.mean(distance[25:]) < 0.6 * np.mean(distance[:10])
 
 
+def test_tpe_halving_prunes_each_batch_against_every_score_seen_at_the_rung():
+    by_index = lambda i, config, epochs: float(i % 10)  # noqa: E731 - a score that ranks by index mod 10
+    fake = FakeEvaluate(score=by_index, concurrency=2)
+    TPEHalving(n=11, max_epochs=9, min_epochs=1, n_startup=7).run(fake)
+    assert fake.calls == [
+        (list(range(7)), 1), ([4, 5, 6], 3), ([6], 9),  # the random start: halving among themselves
+        ([7, 8], 1), ([7, 8], 3), ([7, 8], 9),  # top ceil(9/3)=3 of rung 0 (8, 7, 6), top 2 of rung 1 (8, 7)
+        ([9, 10], 1), ([9], 3), ([9], 9),  # rung 0: 9 in the top 4 of 11, 10 (score 0) is not; rung 1: top 2 of 6
+    ]
+    assert sorted(fake.pruned) == [0, 1, 2, 3, 4, 5, 10]
+    for i in range(7):
+        assert fake.configs[i] == ParamGenerator(SPACE, 0).sample(i)
+    for i in range(7, 11):  # TPE's proposals obey the space
+        h1, h2 = fake.configs[i]["hidden"]
+        assert 50 <= h2 < h1 <= 600
+    assert TPEHalving(n=11, max_epochs=9, min_epochs=1).plan() == [(11, 1), (4, 3), (2, 9)]  # an estimate
+    assert not TPEHalving.exact_plan and TPEHalving.continues
+
+
 def test_stored_params_obey_the_space_for_every_sampled_config():
     for i in range(50):
         config = ParamGenerator(SPACE, 3).sample(i)
@@ -157,10 +177,12 @@ def test_stored_params_obey_the_space_for_every_sampled_config():
 @pytest.mark.parametrize("changes, message", [
     (dict(strategy="halving", factor=1), "--factor must be a whole number >= 2, got 1"),
     (dict(strategy="halving", min_epochs=200, max_epochs=100), "--min-epochs (200) must be <= --max-epochs (100)"),
-    (dict(strategy="nosuch"), "--strategy must be one of random, halving, hyperband, tpe, got 'nosuch'"),
+    (dict(strategy="nosuch"), "--strategy must be one of random, halving, hyperband, tpe, tpe-halving, got 'nosuch'"),
     (dict(strategy="halving", n=2), "--n (2) must be >= --factor (3) for successive halving"),
     (dict(strategy="hyperband", n=4, max_epochs=100, min_epochs=1), "must be >= the number of Hyperband brackets (6"),
     (dict(strategy="tpe", n_startup=0), "--n-startup must be a whole number >= 1, got 0"),
+    (dict(strategy="tpe-halving", n_startup=0), "--n-startup must be a whole number >= 1, got 0"),
+    (dict(strategy="tpe-halving", factor=1), "--factor must be a whole number >= 2, got 1"),
 ])
 def test_bad_strategy_settings_are_refused(changes, message):
     with pytest.raises(UsageError, match=None) as info:

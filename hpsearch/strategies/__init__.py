@@ -8,11 +8,13 @@ from .halving import SuccessiveHalving, rung_budgets
 from .hyperband import Hyperband, bracket_sizes
 from .random import RandomSearch
 from .tpe import TPE
+from .tpe_halving import TPEHalving
 
 __all__ = ["Strategy", "STRATEGIES", "make_strategy", "RandomSearch", "SuccessiveHalving", "Hyperband", "TPE",
-           "rung_budgets", "bracket_sizes"]
+           "TPEHalving", "rung_budgets", "bracket_sizes"]
 
-STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (RandomSearch, SuccessiveHalving, Hyperband, TPE)}
+STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (RandomSearch, SuccessiveHalving, Hyperband, TPE,
+                                                                    TPEHalving)}
 
 
 def make_strategy(settings) -> Strategy:

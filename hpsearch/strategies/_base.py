@@ -45,6 +45,7 @@ class Strategy:
 
     name = ""
     continues = False  # whether survivors continue across rungs (then fold states are kept)
+    exact_plan = True  # whether plan() is what run() asks for, or an estimate (configs per rung unknown ahead)
 
     def __init__(self, n: int, max_epochs: int, seed: int = 0, factor: int = 3, min_epochs: int | None = None,
                  n_startup: int = 10):

@@ -17,7 +17,14 @@ import optuna
 from ..errors import check_whole
 from ._base import Strategy
 
-__all__ = ["TPE"]
+__all__ = ["TPE", "tpe_sampler"]
+
+
+def tpe_sampler(seed: int, batch: int) -> optuna.samplers.BaseSampler:
+    """Optuna's TPE, asked ``batch`` configs at a time (with the constant liar when more than one)."""
+    with warnings.catch_warnings():  # constant_liar is marked experimental
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=0, constant_liar=batch > 1)
 
 
 class TPE(Strategy):
@@ -31,18 +38,17 @@ class TPE(Strategy):
     def fingerprint(self) -> dict:
         return {"name": self.name, "n_startup": self.n_startup}
 
-    def sampler(self, batch: int) -> optuna.samplers.BaseSampler:
-        with warnings.catch_warnings():  # constant_liar is marked experimental
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            return optuna.samplers.TPESampler(seed=self.seed, n_startup_trials=0, constant_liar=batch > 1)
-
     def run(self, evaluate) -> None:
         startup = min(self.n, self.n_startup)
-        evaluate(evaluate.draw(startup), self.max_epochs)
+        self.train(evaluate, evaluate.draw(startup))
         batch = max(1, evaluate.concurrency)
-        sampler = self.sampler(batch)
+        sampler = tpe_sampler(self.seed, batch)
         left = self.n - startup
         while left > 0:
             step = min(batch, left)
-            evaluate(evaluate.draw(step, sampler=sampler), self.max_epochs)
+            self.train(evaluate, evaluate.draw(step, sampler=sampler))
             left -= step
+
+    def train(self, evaluate, candidates: dict[int, dict]) -> None:
+        """Give one batch of configs its epochs (here the full budget) before the next is proposed."""
+        evaluate(candidates, self.max_epochs)
