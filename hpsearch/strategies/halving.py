@@ -36,13 +36,20 @@ def rung_budgets(n: int, max_epochs: int, factor: int, min_epochs: int | None = 
     return sorted(set(budgets))
 
 
-def halve(evaluate, candidates: dict[int, dict], budgets: list[int], factor: int) -> None:
-    """One successive-halving bracket over ``budgets`` (shared by halving and Hyperband)."""
+def halve(evaluate, candidates: dict[int, dict], budgets: list[int], factor: int,
+          scored: dict[int, dict] | None = None) -> None:
+    """One successive-halving bracket over ``budgets`` (shared by halving, Hyperband and tpe-halving).
+
+    With ``scored`` (``{epochs: {index: score}}``, kept across brackets) a candidate is ranked against
+    every config scored at that rung so far, not its bracket alone: asynchronous successive halving.
+    """
     for k, epochs in enumerate(budgets):
         scores = evaluate(candidates, epochs)
         if k == len(budgets) - 1:
             return
-        survivors = top_fraction(scores, factor)
+        if scored is not None:
+            scored[epochs] = scores = {**scored.get(epochs, {}), **scores}
+        survivors = [i for i in top_fraction(scores, factor) if i in candidates]
         evaluate.prune([i for i in candidates if i not in survivors])
         candidates = {i: candidates[i] for i in survivors}
         if not candidates:

@@ -13,46 +13,30 @@ synchronous halving's, an estimate.
 
 from __future__ import annotations
 
-from ._base import check_halving, top_fraction
-from .halving import _bracket_plan, rung_budgets
+from .halving import SuccessiveHalving, halve
 from .tpe import TPE
 
 __all__ = ["TPEHalving"]
 
 
-class TPEHalving(TPE):
-    """``--strategy tpe-halving``: TPE's proposals, pruned by asynchronous successive halving."""
+class TPEHalving(TPE, SuccessiveHalving):
+    """``--strategy tpe-halving``: TPE's draws (``run``), halving's rungs (``budgets``, ``plan``), each
+    batch pruned against every config scored at the rung so far."""
 
     name = "tpe-halving"
     continues = True
     exact_plan = False
 
     def check(self) -> None:
-        super().check()
-        check_halving(self.n, self.max_epochs, self.factor, self.min_epochs)
+        TPE.check(self)
+        SuccessiveHalving.check(self)
 
-    def budgets(self) -> list[int]:
-        return rung_budgets(self.n, self.max_epochs, self.factor, self.min_epochs)
-
-    def fingerprint(self) -> dict:
-        return {**super().fingerprint(), "factor": self.factor, "budgets": self.budgets()}
-
-    def plan(self) -> list[tuple[int, int]]:
-        return _bracket_plan(self.n, self.budgets(), self.factor)
+    def fingerprint(self) -> dict:  # without halving's --n: TPE's batches may grow a resumed run
+        return {**TPE.fingerprint(self), "factor": self.factor, "budgets": self.budgets()}
 
     def run(self, evaluate) -> None:
-        self.scored = [{} for _ in self.budgets()]  # every config's score at each rung, all batches so far
-        super().run(evaluate)
+        self.scored: dict[int, dict] = {}  # {epochs: {index: score}} over all batches so far
+        TPE.run(self, evaluate)
 
     def train(self, evaluate, candidates: dict[int, dict]) -> None:
-        budgets = self.budgets()
-        for k, epochs in enumerate(budgets):
-            scores = evaluate(candidates, epochs)
-            if k == len(budgets) - 1:
-                return
-            self.scored[k].update(scores)
-            promoted = set(top_fraction(self.scored[k], self.factor))
-            evaluate.prune([i for i in candidates if i not in promoted])
-            candidates = {i: config for i, config in candidates.items() if i in promoted}
-            if not candidates:
-                return
+        halve(evaluate, candidates, self.budgets(), self.factor, scored=self.scored)
