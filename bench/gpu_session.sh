@@ -25,7 +25,7 @@ elif [ "$part" = 2 ]; then
     python bench/batched.py --device cuda --data-dir bench/data --tf32 on
 elif [ "$part" = 3 ]; then
     python bench/strategies.py --device cuda --engine batched --data-dir bench/data --images 60000 --n 150 \
-        --max-epochs 27 --min-epochs 3 --only random,halving,hyperband
+        --max-epochs 27 --min-epochs 2 --only random,halving,hyperband
 elif [ "$part" = 5 ]; then
     hpsearch make-triple --from fashion-mnist --data-dir bench/data --out /tmp/triple --no-progress
     python run_search.py --dataset triple-mnist --data-dir /tmp/triple --space triple_cnn --n 20 --cv 3 \

@@ -19,6 +19,13 @@ Contenders (``--only`` takes a comma list of these names):
     ``HalvingRandomSearchCV`` over the same n configs, ``resource="max_epochs"``, rungs
     ``min_epochs * factor**k`` up to ``max_epochs``; every rung trains from scratch (a
     ``fit`` with the rung's ``max_epochs``), so a survivor's earlier epochs are trained again.
+``sklearn-halving-samples``
+    ``HalvingRandomSearchCV`` with its default resource, ``n_samples``: every fit trains ``max_epochs``
+    epochs on a rung's share of the training fold (``1/factor**k`` of it, as many rungs as
+    ``sklearn-halving`` has) and is scored on the same share of the held-out fold; the last rung uses
+    whole folds. Fold-epochs are counted as epochs x the share of the fold, so they compare as compute.
+    It measures the choice the issue left open: the number of training samples as the resource
+    instead of (or beside) epochs.
 ``optuna-tpe-sha``
     ``TPESampler(seed, n_startup_trials=n_startup)`` + ``SuccessiveHalvingPruner(min_epochs,
     factor)``; the first ``n_startup`` trials are our configs 0.. (enqueued: the space's weighted
@@ -79,7 +86,7 @@ from hpsearch.space import ParamGenerator, load_space  # noqa: E402
 from hpsearch.store import load_results  # noqa: E402
 
 OURS = ("random", "halving", "hyperband", "tpe", "tpe-halving")
-PEERS = ("sklearn-halving", "optuna-tpe-sha")
+PEERS = ("sklearn-halving", "sklearn-halving-samples", "optuna-tpe-sha")
 CONTENDERS = OURS + PEERS
 N_JOBS = 2
 CV = 4
@@ -204,7 +211,7 @@ class ConfigNet(ClassifierMixin, BaseEstimator):
         finally:
             torch.set_num_threads(previous)
             _log(self.log_dir, "fit", config=self.config_index, budget=self.max_epochs,
-                 epochs=len(self.net_.history))
+                 epochs=len(self.net_.history), samples=len(y))
         self.classes_ = self.net_.classes_
         return self
 
@@ -228,14 +235,17 @@ def neg_log_loss_scorer(estimator, X, y):
     """sklearn's neg_log_loss, as hpsearch scores a fold; the fold's accuracy goes to the log."""
     proba = estimator.predict_proba(X)
     score, accuracy = score_probabilities(y, proba, estimator.classes_, "neg_log_loss")
-    _log(estimator.log_dir, "score", config=estimator.config_index, budget=estimator.max_epochs, accuracy=accuracy)
+    _log(estimator.log_dir, "score", config=estimator.config_index, budget=estimator.max_epochs, samples=len(y),
+         accuracy=accuracy)
     return score
 
 
-def sklearn_halving(bench: Bench) -> Outcome:
-    outcome = Outcome("sklearn-halving")
+def sklearn_halving(bench: Bench, resource: str = "max_epochs") -> Outcome:
+    """``HalvingRandomSearchCV`` over our configs, with ``max_epochs`` or ``n_samples`` as its resource."""
+    by_samples = resource == "n_samples"
+    outcome = Outcome("sklearn-halving-samples" if by_samples else "sklearn-halving")
     data = bench.dataset
-    log_dir = bench.tmp / "sklearn-logs"
+    log_dir = bench.tmp / outcome.name
     log_dir.mkdir(parents=True)
     folds = StratifiedKFold(CV, shuffle=True, random_state=bench.seed)  # what make_folds builds
     for (a, b), (c, d) in zip(folds.split(np.zeros(len(data.y_train)), data.y_train),
@@ -243,9 +253,16 @@ def sklearn_halving(bench: Bench) -> Outcome:
         assert np.array_equal(a, c) and np.array_equal(b, d)
     estimator = ConfigNet(configs=bench.configs, seed=bench.seed, n_features=data.n_features,
                           n_classes=data.n_classes, threads=threads_per_job(N_JOBS), log_dir=str(log_dir))
+    if by_samples:  # as many rungs as by epochs, each 1/factor of the next one's images; max: all of them
+        rungs = 1 + min(math.floor(math.log(bench.max_epochs // bench.min_epochs, bench.factor) + 1e-9),
+                        math.floor(math.log(bench.n, bench.factor) + 1e-9))  # HalvingRandomSearchCV's count
+        min_resources = len(data.y_train) // bench.factor ** (rungs - 1)
+        max_resources = min_resources * bench.factor ** (rungs - 1)  # the last rung: (nearly) all images
+    else:
+        min_resources, max_resources = bench.min_epochs, bench.max_epochs
     search = HalvingRandomSearchCV(
         estimator, {"config_index": list(range(bench.n))}, n_candidates=bench.n, factor=bench.factor,
-        resource="max_epochs", min_resources=bench.min_epochs, max_resources=bench.max_epochs, cv=folds,
+        resource=resource, min_resources=min_resources, max_resources=max_resources, cv=folds,
         scoring=neg_log_loss_scorer, refit=False, error_score=np.nan, n_jobs=N_JOBS, random_state=bench.seed,
         return_train_score=False)  # the Halving*SearchCV default (True) scores every training fold too
     start = time.perf_counter()
@@ -257,25 +274,29 @@ def sklearn_halving(bench: Bench) -> Outcome:
     first = [p["config_index"] for p, it in zip(results["params"], results["iter"], strict=True) if it == 0]
     assert sorted(first) == list(range(bench.n)), "HalvingRandomSearchCV did not draw exactly our configs"
     fits = _read_logs(log_dir, "fit")
-    outcome.fold_epochs = float(sum(r["epochs"] for r in fits))
+    fold_size = len(data.y_train) - len(data.y_train) // CV  # a whole training fold (to within one image)
+    outcome.fold_epochs = float(sum(r["epochs"] * (min(1.0, r["samples"] / fold_size) if by_samples else 1)
+                                    for r in fits))
     assert len(fits) == CV * len(results["params"]), (len(fits), len(results["params"]))
-    accuracy: dict = {}
-    for r in _read_logs(log_dir, "score"):
-        accuracy.setdefault((r["config"], r["budget"]), []).append(r["accuracy"])
     best = search.best_index_
     index, budget = results["params"][best]["config_index"], int(results["n_resources"][best])
     outcome.config = bench.configs[index]
     outcome.cv_score = float(results["mean_test_score"][best])
-    accs = accuracy.get((index, budget), [])
+    scored = [r for r in _read_logs(log_dir, "score") if r["config"] == index]
+    if by_samples:  # the winner's last rung: its CV scorings on the largest held-out shares
+        accs = [r["accuracy"] for r in sorted(scored, key=lambda r: r["samples"])[-CV:]]
+    else:
+        accs = [r["accuracy"] for r in scored if r["budget"] == budget]
     outcome.cv_accuracy = float(np.mean(accs)) if len(accs) == CV else math.nan
-    outcome.budget = budget
+    outcome.budget = bench.max_epochs if by_samples else budget
     full = [(p["config_index"], s) for p, r, s in zip(results["params"], results["n_resources"],
                                                      results["mean_test_score"], strict=True)
-            if r == bench.max_epochs and np.isfinite(s)]
+            if r == max_resources and np.isfinite(s)]
     outcome.full_budget = len(full)
     outcome.full_scores = {_key(bench.configs[i]): float(s) for i, s in full}
     failed = int(np.sum(~np.isfinite(results["mean_test_score"])))
-    outcome.note = (f"rungs {search.n_candidates_} configs x {search.n_resources_} epochs"
+    outcome.note = (f"rungs {search.n_candidates_} configs x {search.n_resources_} "
+                    f"{'training images, ' + str(bench.max_epochs) + ' epochs each' if by_samples else 'epochs'}"
                     + (f"; {failed} failed fits" if failed else ""))
     return outcome
 
@@ -573,7 +594,8 @@ def main(argv=None) -> int:
     Parallel(n_jobs=N_JOBS)(delayed(_warm_worker)(*warm) for _ in range(2 * N_JOBS))
     make_net({"hidden": [32]}, *warm[2:], max_epochs=1, patience=0).fit(*warm[:2])  # and this process (retraining)
 
-    runners = {"sklearn-halving": sklearn_halving, "optuna-tpe-sha": optuna_tpe_sha}
+    runners = {"sklearn-halving": sklearn_halving, "optuna-tpe-sha": optuna_tpe_sha,
+               "sklearn-halving-samples": lambda bench: sklearn_halving(bench, "n_samples")}
     outcomes = []
     with tempfile.TemporaryDirectory(prefix="bench-strategies-") as tmp:
         if any(c in OURS for c in only):  # the first run_search's one-off costs (imports, SQLite), not timed

@@ -40,6 +40,7 @@ def _configs(n):
     return ParamGenerator(SearchSpace.from_dict(spec), 0).gen_values(n)
 
 
+@pytest.mark.slow
 def test_batched_and_skorch_engines_agree_on_digits(digits):
     X, y = digits.X_train, digits.y_train
     folds = make_folds(y, 4, 0)
@@ -137,6 +138,7 @@ def test_a_diverging_config_fails_alone_in_its_stack(digits):
         assert together[i].mean_test_score > -1.0  # they learned (10 classes: chance is -2.30)
 
 
+@pytest.mark.slow
 def test_search_cli_with_the_batched_engine(tmp_path, digits):
     out = tmp_path / "run"
     args = ["search", "--dataset", "digits", "--max-epochs", "6", "--patience", "3", "--engine", "batched",

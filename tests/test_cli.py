@@ -166,6 +166,7 @@ def _stored(out):
     return load_results(out).set_index("trial").sort_index()
 
 
+@pytest.mark.slow
 def test_kill_9_then_resume_loses_nothing_finished(tmp_path, capsys):
     out, n = tmp_path / "run", 6  # sorted_scores.dat follows the store up to 2 s late: 2 rows there may be 4 trials
     proc = _start(out, n)
@@ -200,6 +201,7 @@ def _alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc")
 def test_kill_9_of_a_search_leaves_no_worker_behind(tmp_path):
     out = tmp_path / "run"
@@ -215,6 +217,7 @@ def test_kill_9_of_a_search_leaves_no_worker_behind(tmp_path):
     assert not [pid for pid in workers if _alive(pid)], "job processes outlived their search"
 
 
+@pytest.mark.slow
 def test_ctrl_c_exits_130_keeps_trials_and_resumes(tmp_path, capsys):
     out, n = tmp_path / "run", 4
     proc = _start(out, n)

@@ -48,6 +48,7 @@ def loky_reference(tmp_path_factory):
     return _scores(run_search(SearchSettings(out=str(tmp_path_factory.mktemp("loky") / "run"), n_jobs=2, **KILLED)))
 
 
+@pytest.mark.slow
 def test_dask_scores_equal_loky_scores(tmp_path, cluster):
     # 3 configs x 2 folds: more fold tasks than the cluster's 2 slots, taken in any order
     loky, dask = _pair(tmp_path, cluster, n=3, max_epochs=2)
@@ -62,6 +63,7 @@ def test_dask_scores_equal_loky_scores_batched_and_halving(tmp_path, cluster, se
     pd.testing.assert_frame_equal(loky, dask)
 
 
+@pytest.mark.slow
 def test_a_worker_killed_mid_search_loses_nothing(tmp_path, cluster, loky_reference):
     settings = KILLED
     reference = loky_reference
@@ -91,6 +93,7 @@ def test_a_worker_killed_mid_search_loses_nothing(tmp_path, cluster, loky_refere
     client.close()
 
 
+@pytest.mark.slow
 def test_a_cluster_without_workers_stops_the_search_keeping_what_finished(tmp_path, monkeypatch):
     monkeypatch.setattr(backends, "NO_WORKER_S", 1.0)
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
@@ -151,6 +154,7 @@ def test_bad_backend_flags_exit_2(tmp_path, capsys, monkeypatch, flags, message)
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_cli_search_on_its_own_local_cluster_then_retrain_on_another(tmp_path, capsys, cluster):
     out = tmp_path / "run"
     code = main(["search", "--n", "2", "--dataset", "digits", "--cv", "2", "--max-epochs", "2", "--patience", "0",

@@ -115,6 +115,7 @@ def test_the_study_numbers_times_and_values(halving_run):
     assert {t.state for t in study.trials} == {optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("engine", ["skorch", "batched"])
 def test_resume_mid_rung_stores_what_an_uninterrupted_run_stores(engine, request, tmp_path, monkeypatch):
     uninterrupted = request.getfixturevalue({"skorch": "halving_run", "batched": "batched_halving_run"}[engine])
@@ -148,6 +149,7 @@ def _has_avx2() -> bool:
         return False
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _has_avx2(), reason="the stored trials were computed with torch's AVX2 kernels")
 def test_random_strategy_is_unchanged(tmp_path, starting_environ, digits):
     """``--strategy random`` is the search as it was before strategies existed: the same configs,

@@ -92,6 +92,7 @@ def test_cnn_learns_on_digits(digits):
     assert accuracy > 0.9  # chance is 0.1
 
 
+@pytest.mark.slow
 def test_cnn_searches_retrains_and_plots_through_the_cli(tmp_path, capsys, short_ascents):
     out, space = tmp_path / "run", tmp_path / "tiny_gapcnn.toml"
     space.write_text('model = "gapcnn"\nfilters = [8, 16]\npool_after = [1]\nlr = 3e-3\n'

@@ -115,6 +115,7 @@ def test_wrong_images_are_those_with_a_wrong_position(net, triple):
     assert label_text([0, 4, 2], [str(d) for d in range(10)]) == "042"
 
 
+@pytest.mark.slow
 def test_plot_all_writes_the_per_position_pictures(run, net, triple, short_ascents, capsys):
     files = draw_pictures(run, "all", images=3, units=2, dataset=triple)
     out = capsys.readouterr().out

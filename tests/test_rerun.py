@@ -87,6 +87,7 @@ def test_load_winner_on_cuda_without_cuda_says_what_to_do(retrained_run):
     assert load_winner(retrained_run, device="auto").device == "cpu"
 
 
+@pytest.mark.slow
 def test_resume_reuses_stored_retraining_and_never_redoes_a_finished_run(tmp_path, capsys, short_ascents):
     run = tmp_path / "run"
     base = ["--dataset", "digits", "--n", "3", "--cv", "2", "--max-epochs", "2", "--patience", "0",
@@ -140,6 +141,7 @@ def test_a_search_where_every_config_failed_says_so_and_exits_1(tmp_path, capsys
     assert "every one of the 2 configs failed" in err and "diverged" in err
 
 
+@pytest.mark.slow
 def test_ctrl_c_in_retraining_keeps_finished_rows_and_says_how_to_continue(searched, tmp_path, digits):
     run = _copy_search(searched, tmp_path)
     retrain_top(run, top=1, retrain_epochs=40, dataset=digits, progress=False)  # one config done: its row

@@ -68,6 +68,7 @@ def test_retrain_errors_name_the_fix(retrained, tmp_path, digits):
         retrain_top(retrained.run_dir, top=1, retrain_epochs=0, dataset=digits)
 
 
+@pytest.mark.slow
 def test_cli_runs_search_retrain_and_pictures_by_default(tmp_path, capsys, short_ascents):
     out = tmp_path / "run"
     assert main(["search", "--n", "2", "--out", str(out), *FAST, "--top", "1", "--retrain-epochs", "3",

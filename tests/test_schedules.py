@@ -111,6 +111,7 @@ def test_a_retraining_cut_short_resumes_from_its_checkpoint_exactly(run, tmp_pat
     assert result.table["schedule"].tolist() == ["cosine"]
 
 
+@pytest.mark.slow
 def test_a_retraining_killed_9_resumes_from_its_checkpoint_exactly(run, tmp_path, digits):
     straight = tmp_path / "straight"
     shutil.copytree(run, straight)
