@@ -36,7 +36,9 @@ Contenders (``--only`` takes a comma list of these names):
 All rank by the held-out neg-log-loss (hpsearch's default) and record accuracy. Each contender's
 best config is then retrained once on the whole (sliced) training set for ``--max-epochs`` epochs
 (``make_net(patience=0)``, ``random_state=seed`` for all) and scored on the test set. The wall time
-is the search's alone (workers warmed first; retraining excluded). The machine is shared and its
+is the search's alone (workers warmed first; retraining excluded). Work is counted twice: as
+fold-epochs, and as compute (fold-epochs x the config's multiply-adds per image), since a wide
+config's epoch costs many narrow ones'. The machine is shared and its
 speed drifts by up to ~20% over an hour, so ``--repeat R`` runs every contender R times in
 alternating order (round 1 forward, round 2 backward: A B B A cancels a steady drift) and reports
 the median wall time, with every round's in the notes; the searches are reproducible, so the
@@ -52,6 +54,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import math
 import multiprocessing
@@ -115,6 +118,7 @@ class Outcome:
     name: str
     wall_s: float = math.nan
     fold_epochs: float = math.nan
+    compute: float = math.nan           # sum over fold-epochs of the net's multiply-adds per image (G)
     cv_score: float = math.nan          # the chosen config's mean held-out neg-log-loss
     cv_accuracy: float = math.nan       # ... and its mean held-out accuracy
     budget: float = math.nan            # epochs the chosen config reached
@@ -131,6 +135,18 @@ class Outcome:
 
 def _key(config: dict) -> str:
     return json.dumps(config, sort_keys=True)
+
+
+def macs_per_image(config: dict, n_features: int, n_classes: int) -> int:
+    """The MLP's multiply-adds for one image's forward pass: a wide config's epoch costs more than a
+    narrow one's, which fold-epochs do not see (training costs about 3x this, alike for all)."""
+    widths = [n_features, *config.get("hidden", []), n_classes]
+    return sum(a * b for a, b in itertools.pairwise(widths))
+
+
+def _compute(fold_epochs: float, config: dict, data: Dataset) -> float:
+    """G multiply-add-epochs: fold-epochs weighted by the config's forward cost per image."""
+    return fold_epochs * macs_per_image(config, data.n_features, data.n_classes) / 1e9
 
 
 # ----------------------------------------------------------------------------- hpsearch
@@ -160,6 +176,9 @@ def hpsearch_strategy(bench: Bench, strategy: str) -> Outcome:
     reached = frame["n_epochs"] if "n_epochs" in frame else pd.Series(float(bench.max_epochs), index=frame.index)
     outcome.budget = float(reached.iloc[0])
     configs = {c["trial"]: c["config"] for c in top_configs(run_dir, len(frame))}
+    outcome.compute = float(sum(_compute(e * CV, configs[int(t)], bench.dataset)
+                                for t, e in zip(frame["trial"], frame["mean_epochs"], strict=True)
+                                if int(t) in configs and np.isfinite(e)))
     outcome.config = configs[int(best["trial"])]
     full = frame[(reached == bench.max_epochs) & frame["mean_test_score"].notna()]
     outcome.full_budget = len(full)
@@ -275,9 +294,13 @@ def sklearn_halving(bench: Bench, resource: str = "max_epochs") -> Outcome:
     assert sorted(first) == list(range(bench.n)), "HalvingRandomSearchCV did not draw exactly our configs"
     fits = _read_logs(log_dir, "fit")
     fold_size = len(data.y_train) - len(data.y_train) // CV  # a whole training fold (to within one image)
-    outcome.fold_epochs = float(sum(r["epochs"] * (min(1.0, r["samples"] / fold_size) if by_samples else 1)
-                                    for r in fits))
     assert len(fits) == CV * len(results["params"]), (len(fits), len(results["params"]))
+
+    def fold_epochs(fit: dict) -> float:  # a fit on a share of a fold counts as that share of its epochs
+        return fit["epochs"] * (min(1.0, fit["samples"] / fold_size) if by_samples else 1)
+
+    outcome.fold_epochs = float(sum(fold_epochs(r) for r in fits))
+    outcome.compute = float(sum(_compute(fold_epochs(r), bench.configs[r["config"]], data) for r in fits))
     best = search.best_index_
     index, budget = results["params"][best]["config_index"], int(results["n_resources"][best])
     outcome.config = bench.configs[index]
@@ -397,10 +420,10 @@ def optuna_tpe_sha(bench: Bench) -> Outcome:
                                                           reduction_factor=bench.factor))
         for config in bench.configs[:min(bench.n_startup, bench.n)]:
             study.enqueue_trial(stored_params(space, config)[0])
-        fold_epochs = 0
+        fold_epochs, compute = 0, 0.0
 
         def objective(trial: optuna.Trial) -> float:
-            nonlocal fold_epochs
+            nonlocal fold_epochs, compute
             config = suggest_config(space, trial)  # hpsearch's own define-by-run encoding
             trial.set_user_attr("config", config)
             pool.start(config, trial_seed(bench.seed, trial.number))
@@ -420,6 +443,7 @@ def optuna_tpe_sha(bench: Bench) -> Outcome:
                 return score
             finally:
                 fold_epochs += sum(r[3] for r in results)
+                compute += _compute(sum(r[3] for r in results), config, data)
 
         start = time.perf_counter()
         with warnings.catch_warnings():
@@ -428,7 +452,7 @@ def optuna_tpe_sha(bench: Bench) -> Outcome:
         outcome.wall_s = time.perf_counter() - start
     finally:
         pool.close()
-    outcome.fold_epochs = float(fold_epochs)
+    outcome.fold_epochs, outcome.compute = float(fold_epochs), compute
     complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     best = study.best_trial
     outcome.config = best.user_attrs["config"]
@@ -518,19 +542,22 @@ def report(outcomes: list[Outcome], bench: Bench, args, images: int) -> None:
           f"{bench.max_epochs} epochs on all train images, torch threads {torch.get_num_threads()})")
     print()
     print("| contender | wall (s) | fold-epochs | configs at full budget | best CV acc | CV neg-log-loss "
-          "| test acc (retrained) | speed-up vs random | fold-epochs vs random | Δ CV acc (pts) | Δ test acc (pts) |")
-    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+          "| test acc (retrained) | speed-up vs random | fold-epochs vs random | compute vs random "
+          "| Δ CV acc (pts) | Δ test acc (pts) |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for o in outcomes:
         if o.error:
-            print(f"| {o.name} | failed: {o.error} | | | | | | | | | |")
+            print(f"| {o.name} | failed: {o.error} | | | | | | | | | | |")
             continue
         speed = ref.wall_s / o.wall_s if ref else math.nan
         work = ref.fold_epochs / o.fold_epochs if ref else math.nan
+        compute = ref.compute / o.compute if ref else math.nan
         dcv = 100 * (o.cv_accuracy - ref.cv_accuracy) if ref else math.nan
         dtest = 100 * (o.test_accuracy - ref.test_accuracy) if ref else math.nan
         print(f"| {o.name} | {_fmt(o.wall_s, '.1f')} | {_fmt(o.fold_epochs, ',.0f')} | {o.full_budget} "
               f"| {_pct(o.cv_accuracy)} | {_fmt(o.cv_score, '.4f')} | {_pct(o.test_accuracy)} "
-              f"| {_fmt(speed, '.2f', '–', '×')} | {_fmt(work, '.2f', '–', '×')} | {_fmt(dcv, '+.2f')} "
+              f"| {_fmt(speed, '.2f', '–', '×')} | {_fmt(work, '.2f', '–', '×')} | {_fmt(compute, '.2f', '–', '×')} "
+              f"| {_fmt(dcv, '+.2f')} "
               f"| {_fmt(dtest, '+.2f')} |")
     print()
     print("| contender | chosen config (hidden, optimizer, lr, L2, dropout) | its budget (epochs) | retrain (s) "
