@@ -7,6 +7,7 @@ The machine is shared and noisy, so every benchmark runs its sides alternately i
 from __future__ import annotations
 
 import datetime
+import itertools
 import os
 import platform
 import statistics
@@ -14,6 +15,12 @@ import time
 
 import numpy as np
 import torch
+
+
+def mlp_macs(widths) -> int:
+    """Multiply-adds of one image's forward pass through an MLP of these layer widths (input first);
+    a training step costs about 3x this (6x in FLOP)."""
+    return sum(a * b for a, b in itertools.pairwise(widths))
 
 
 def cpu_model() -> str:

@@ -54,7 +54,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import itertools
 import json
 import math
 import multiprocessing
@@ -70,7 +69,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import env_note, machine_line  # noqa: E402,I001
+from _common import env_note, machine_line, mlp_macs  # noqa: E402,I001
 
 import optuna  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -137,16 +136,10 @@ def _key(config: dict) -> str:
     return json.dumps(config, sort_keys=True)
 
 
-def macs_per_image(config: dict, n_features: int, n_classes: int) -> int:
-    """The MLP's multiply-adds for one image's forward pass: a wide config's epoch costs more than a
-    narrow one's, which fold-epochs do not see (training costs about 3x this, alike for all)."""
-    widths = [n_features, *config.get("hidden", []), n_classes]
-    return sum(a * b for a, b in itertools.pairwise(widths))
-
-
 def _compute(fold_epochs: float, config: dict, data: Dataset) -> float:
-    """G multiply-add-epochs: fold-epochs weighted by the config's forward cost per image."""
-    return fold_epochs * macs_per_image(config, data.n_features, data.n_classes) / 1e9
+    """G multiply-add-epochs: fold-epochs weighted by the config's forward cost per image (a wide
+    config's epoch costs more than a narrow one's, which fold-epochs do not see)."""
+    return fold_epochs * mlp_macs([data.n_features, *config.get("hidden", []), data.n_classes]) / 1e9
 
 
 # ----------------------------------------------------------------------------- hpsearch
@@ -270,8 +263,10 @@ def sklearn_halving(bench: Bench, resource: str = "max_epochs") -> Outcome:
     for (a, b), (c, d) in zip(folds.split(np.zeros(len(data.y_train)), data.y_train),
                               make_folds(data.y_train, CV, bench.seed), strict=True):
         assert np.array_equal(a, c) and np.array_equal(b, d)
-    estimator = ConfigNet(configs=bench.configs, seed=bench.seed, n_features=data.n_features,
-                          n_classes=data.n_classes, threads=threads_per_job(N_JOBS), log_dir=str(log_dir))
+    # max_epochs: the fit's epochs when images are the resource (HalvingRandomSearchCV sets it by epochs)
+    estimator = ConfigNet(max_epochs=bench.max_epochs, configs=bench.configs, seed=bench.seed,
+                          n_features=data.n_features, n_classes=data.n_classes, threads=threads_per_job(N_JOBS),
+                          log_dir=str(log_dir))
     if by_samples:  # as many rungs as by epochs, each 1/factor of the next one's images; max: all of them
         rungs = 1 + min(math.floor(math.log(bench.max_epochs // bench.min_epochs, bench.factor) + 1e-9),
                         math.floor(math.log(bench.n, bench.factor) + 1e-9))  # HalvingRandomSearchCV's count
@@ -318,8 +313,8 @@ def sklearn_halving(bench: Bench, resource: str = "max_epochs") -> Outcome:
     outcome.full_budget = len(full)
     outcome.full_scores = {_key(bench.configs[i]): float(s) for i, s in full}
     failed = int(np.sum(~np.isfinite(results["mean_test_score"])))
-    outcome.note = (f"rungs {search.n_candidates_} configs x {search.n_resources_} "
-                    f"{'training images, ' + str(bench.max_epochs) + ' epochs each' if by_samples else 'epochs'}"
+    unit = f"training images, {bench.max_epochs} epochs each" if by_samples else "epochs"
+    outcome.note = (f"rungs {search.n_candidates_} configs x {search.n_resources_} {unit}"
                     + (f"; {failed} failed fits" if failed else ""))
     return outcome
 
@@ -442,8 +437,9 @@ def optuna_tpe_sha(bench: Bench) -> Outcome:
                         raise optuna.TrialPruned()
                 return score
             finally:
-                fold_epochs += sum(r[3] for r in results)
-                compute += _compute(sum(r[3] for r in results), config, data)
+                trained = sum(r[3] for r in results)
+                fold_epochs += trained
+                compute += _compute(trained, config, data)
 
         start = time.perf_counter()
         with warnings.catch_warnings():

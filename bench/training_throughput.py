@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import alternate, env_note, fashion_slice, machine_line, median, set_threads  # noqa: E402
+from _common import alternate, env_note, fashion_slice, machine_line, median, mlp_macs, set_threads  # noqa: E402
 
 from hpsearch.estimator import make_net  # noqa: E402
 from hpsearch.models import MLP  # noqa: E402
@@ -91,7 +91,7 @@ def main(argv=None):
                 continue
             rate = n / median(times[name])
             line.append(f"{name} {rate:,.0f} samples/s ratio_vs_raw={rate / raw:.2f}")
-        flop = 6 * sum(a * b for a, b in zip((n_features, *hidden), (*hidden, n_classes), strict=True))
+        flop = 6 * mlp_macs((n_features, *hidden, n_classes))
         line.append(f"raw {raw * flop / 1e9:.1f} GFLOP/s ({flop / 1e6:.2f} MFLOP/sample)")
         print(" | ".join(line), flush=True)
     return 0
