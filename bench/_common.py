@@ -36,7 +36,7 @@ def cpu_model() -> str:
 
 def machine_line(device: str = "cpu") -> str:
     """One line naming the date, cores, CPU model, torch version and (when used) the GPU."""
-    from hpsearch.evaluate import cpu_count
+    from hpsearch.jobs.resources import cpu_count
 
     parts = [datetime.date.today().isoformat(), f"{cpu_count()} cores", cpu_model(),
              f"torch {torch.__version__}", f"threads {torch.get_num_threads()}",

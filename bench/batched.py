@@ -30,15 +30,15 @@ import torch  # noqa: E402
 
 from hpsearch.data import load_dataset  # noqa: E402
 from hpsearch.engines.stack import update_path  # noqa: E402
-from hpsearch.estimator import resolve_device  # noqa: E402
-from hpsearch.search import SearchSettings, run_search  # noqa: E402
-from hpsearch.store import load_results  # noqa: E402
+from hpsearch.training.net import resolve_device  # noqa: E402
+from hpsearch.settings import SearchSettings  # noqa: E402
+from hpsearch.search.run import run_search  # noqa: E402
+from hpsearch.rundir.store import load_results  # noqa: E402
 
 
 def _warm_worker(device):
     import skorch  # noqa: F401
 
-    import hpsearch.estimator  # noqa: F401
 
     if device.startswith("cuda"):
         torch.ones(1, device=device).sum().item()

@@ -27,8 +27,9 @@ from joblib import Parallel, delayed
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import alternate, env_note, fashion_slice, machine_line, median  # noqa: E402,I001
 
-from hpsearch.engines.batched import FitSpec, initial_module, train_stack  # noqa: E402
-from hpsearch.evaluate import make_folds, torch_threads  # noqa: E402
+from hpsearch.engines.stack_fit import FitSpec, initial_module, train_stack  # noqa: E402
+from hpsearch.engines.cv import make_folds  # noqa: E402
+from hpsearch.jobs.resources import torch_threads  # noqa: E402
 
 CONFIG = {"hidden": (576, 502), "optimizer": "adam", "lr": 1e-3, "weight_decay": 1e-5, "dropout": 0.3}
 LAYOUTS = {  # name: (chunks of fold numbers, torch threads per chunk)

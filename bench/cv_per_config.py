@@ -31,8 +31,9 @@ from sklearn.model_selection import cross_val_score
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import alternate, env_note, fashion_slice, machine_line, median, report_stream, set_threads  # noqa: E402,I001
 
-from hpsearch.estimator import make_net  # noqa: E402
-from hpsearch.evaluate import effective_jobs, evaluate_config, make_folds  # noqa: E402
+from hpsearch.training.net import make_net  # noqa: E402
+from hpsearch.jobs.resources import effective_jobs  # noqa: E402
+from hpsearch.engines.cv import evaluate_config, make_folds  # noqa: E402
 
 CONFIG = {"model": "mlp", "hidden": [300, 100], "dropout": 0.2, "lr": 1e-3, "optimizer": "adam",
           "weight_decay": 1e-5}

@@ -23,10 +23,11 @@ from pathlib import Path
 
 from _common import machine_line
 
-from hpsearch.backends import DaskBackend, LokyBackend
-from hpsearch.evaluate import cpu_count
-from hpsearch.search import SearchSettings, run_search
-from hpsearch.store import load_results
+from hpsearch.jobs.backends import DaskBackend, LokyBackend
+from hpsearch.jobs.resources import cpu_count
+from hpsearch.rundir.store import load_results
+from hpsearch.search.run import run_search
+from hpsearch.settings import SearchSettings
 
 
 def _noop(i):

@@ -29,10 +29,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import alternate, env_note, machine_line, median  # noqa: E402,I001
 
 from hpsearch.data import load_dataset  # noqa: E402
-from hpsearch.estimator import make_net  # noqa: E402
-from hpsearch.evaluate import effective_jobs, evaluate_config, evaluate_configs, make_folds, threads_per_job  # noqa: E402
-from hpsearch.search import trial_seed  # noqa: E402
-from hpsearch.space import ParamGenerator, load_space  # noqa: E402
+from hpsearch.training.net import make_net  # noqa: E402
+from hpsearch.jobs.resources import effective_jobs, threads_per_job  # noqa: E402
+from hpsearch.engines.cv import evaluate_config, evaluate_configs, make_folds  # noqa: E402
+from hpsearch.training.seeds import trial_seed  # noqa: E402
+from hpsearch.space.search_space import ParamGenerator, load_space  # noqa: E402
 
 
 def main(argv=None):

@@ -36,6 +36,6 @@ else
     python run_search.py --n 4 --dataset fashion-mnist --data-dir bench/data --max-train 6000 --space cnn_mnist \
         --cv 2 --max-epochs 3 --no-retrain --no-progress --backend dask --scheduler local:1 --device auto \
         --out /tmp/dask_gpu
-    python -c "from hpsearch.backends import DaskBackend; from hpsearch.estimator import resolve_device; \
+    python -c "from hpsearch.jobs.backends import DaskBackend; from hpsearch.training.net import resolve_device; \
 b = DaskBackend('local:1'); print('worker resolves auto to', b.client.run(resolve_device, 'auto')); b.close()"
 fi

@@ -39,9 +39,9 @@ from _common import machine_line  # noqa: E402,I001
 
 from hpsearch import strategies as registry  # noqa: E402
 from hpsearch.data import load_dataset  # noqa: E402
-from hpsearch.search import run_search  # noqa: E402
-from hpsearch.space import ParamGenerator, load_space  # noqa: E402
-from hpsearch.store import load_records  # noqa: E402
+from hpsearch.rundir.store import load_records  # noqa: E402
+from hpsearch.search.run import run_search  # noqa: E402
+from hpsearch.space.search_space import ParamGenerator, load_space  # noqa: E402
 from hpsearch.strategies.halving import halve, rung_budgets  # noqa: E402
 
 SCHEDULES = [(m, f) for f in (2, 3, 4) for m in (1, 2, 3)] + [(None, 3)]

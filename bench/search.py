@@ -32,11 +32,13 @@ from _common import env_note, machine_line, median, report_stream, sync  # noqa:
 import time  # noqa: E402
 
 from hpsearch.data import load_dataset  # noqa: E402
-from hpsearch.estimator import make_net, resolve_device  # noqa: E402
-from hpsearch.evaluate import make_folds  # noqa: E402
-from hpsearch.search import SearchSettings, run_search, trial_seed  # noqa: E402
-from hpsearch.space import ParamGenerator, load_space  # noqa: E402
-from hpsearch.store import load_results  # noqa: E402
+from hpsearch.training.net import make_net, resolve_device  # noqa: E402
+from hpsearch.engines.cv import make_folds  # noqa: E402
+from hpsearch.settings import SearchSettings  # noqa: E402
+from hpsearch.search.run import run_search  # noqa: E402
+from hpsearch.training.seeds import trial_seed  # noqa: E402
+from hpsearch.space.search_space import ParamGenerator, load_space  # noqa: E402
+from hpsearch.rundir.store import load_results  # noqa: E402
 
 
 def _warm_worker(X, y, n_features, n_classes):

@@ -79,13 +79,17 @@ from sklearn.base import BaseEstimator, ClassifierMixin  # noqa: E402
 from sklearn.experimental import enable_halving_search_cv  # noqa: E402,F401
 from sklearn.model_selection import HalvingRandomSearchCV, StratifiedKFold, train_test_split  # noqa: E402
 
-from hpsearch.data import Dataset, load_dataset  # noqa: E402
-from hpsearch.estimator import make_net  # noqa: E402
-from hpsearch.evaluate import make_folds, score_probabilities, threads_per_job  # noqa: E402
-from hpsearch.search import SearchSettings, run_search, trial_seed  # noqa: E402
-from hpsearch.optuna_space import stored_params, suggest_config  # noqa: E402
-from hpsearch.space import ParamGenerator, load_space  # noqa: E402
-from hpsearch.store import load_results  # noqa: E402
+from hpsearch.data.dataset import Dataset  # noqa: E402
+from hpsearch.data import load_dataset  # noqa: E402
+from hpsearch.training.net import make_net  # noqa: E402
+from hpsearch.engines.cv import make_folds, score_probabilities  # noqa: E402
+from hpsearch.jobs.resources import threads_per_job  # noqa: E402
+from hpsearch.settings import SearchSettings  # noqa: E402
+from hpsearch.search.run import run_search  # noqa: E402
+from hpsearch.training.seeds import trial_seed  # noqa: E402
+from hpsearch.space.optuna_bridge import stored_params, suggest_config  # noqa: E402
+from hpsearch.space.search_space import ParamGenerator, load_space  # noqa: E402
+from hpsearch.rundir.store import load_results  # noqa: E402
 
 OURS = ("random", "halving", "hyperband", "tpe", "tpe-halving")
 PEERS = ("sklearn-halving", "sklearn-halving-samples", "optuna-tpe-sha")
@@ -155,7 +159,7 @@ def _settings(bench: Bench, strategy: str, out: Path) -> SearchSettings:
 
 def hpsearch_strategy(bench: Bench, strategy: str) -> Outcome:
     """``run_search(strategy=...)`` in a fresh run folder; its best row is the chosen config."""
-    from hpsearch.retrain import top_configs
+    from hpsearch.retrain.top import top_configs
 
     outcome = Outcome(strategy)
     settings = _settings(bench, strategy, bench.tmp / strategy)

@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT / "bench"))
 from _common import machine_line  # noqa: E402
 
 from hpsearch import load_dataset, make_net  # noqa: E402
-from hpsearch.estimator import resolve_device  # noqa: E402
-from hpsearch.losses import WorstClassRounds  # noqa: E402
+from hpsearch.training.losses import WorstClassRounds  # noqa: E402
+from hpsearch.training.net import resolve_device  # noqa: E402
 
 NET = {"model": "mlp", "hidden": [512, 256], "dropout": 0.2, "lr": 1e-3, "optimizer": "adam"}
 

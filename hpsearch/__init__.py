@@ -2,17 +2,20 @@
 
 import importlib
 
-from .data import Dataset, load_dataset
+from .data import load_dataset
+from .data.dataset import Dataset
 from .engines.batched_engine import evaluate_batched
+from .engines.cv import evaluate_config, make_folds
 from .errors import DivergedError, UsageError
-from .estimator import make_net
-from .evaluate import evaluate_config, make_folds
-from .models import MLP
-from .results import read_sorted
-from .retrain import load_winner, retrain_top
-from .search import SearchSettings, run_search
-from .space import ParamGenerator, SearchSpace, load_space
-from .store import load_results
+from .retrain.top import retrain_top
+from .rundir.exports import read_sorted
+from .rundir.store import load_results
+from .search.run import run_search
+from .settings import SearchSettings
+from .space.search_space import ParamGenerator, SearchSpace, load_space
+from .training.models import MLP
+from .training.net import make_net
+from .winner.bundle import load_winner
 
 __version__ = "0.1.0"
 

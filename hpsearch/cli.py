@@ -12,7 +12,7 @@ import warnings
 
 from . import commands
 from .errors import UsageError
-from .schedules import SCHEDULES
+from .training.schedules import SCHEDULES
 
 __all__ = ["main", "build_parser"]
 
@@ -38,7 +38,7 @@ hpsearch.load_winner(run_dir)), summary.json, and the winner's pictures (hpsearc
 
 def _add_search_args(p: argparse.ArgumentParser) -> None:
     from .data import DATASETS
-    from .evaluate import SCORINGS
+    from .engines.cv import SCORINGS
 
     # Defaults are None so that --resume can tell the flags given from the stored settings.
     p.add_argument("--n", type=int, help="number of configs to evaluate (default 150)")
@@ -250,7 +250,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .search import ClusterLost, SearchInterrupted
+    from .search.interrupt import ClusterLost, SearchInterrupted
 
     parser = build_parser()
     args = parser.parse_args(argv)

@@ -23,7 +23,7 @@ SEARCH_FLAGS = ("n", "dataset", "data_dir", "space", "cv", "n_jobs", "max_epochs
 
 
 def _search_settings(args):
-    from .search import SearchSettings
+    from .settings import SearchSettings
 
     given = {k: getattr(args, k) for k in SEARCH_FLAGS if getattr(args, k) is not None}
     if args.resume:
@@ -41,7 +41,7 @@ def _search_settings(args):
 
 
 def cmd_search(args) -> int:
-    from .estimator import resolve_device
+    from .training.net import resolve_device
 
     settings = _search_settings(args)
     if not (settings.backend == "dask" and settings.device == "auto"):  # on Dask each worker resolves auto
@@ -57,7 +57,7 @@ def cmd_search(args) -> int:
 @contextlib.contextmanager
 def _backend(name: str, scheduler: str | None):
     """The backend the search and its retraining share (one Dask cluster for both), closed after."""
-    from .backends import open_backend
+    from .jobs.backends import open_backend
 
     backend = open_backend(name, scheduler)
     if name == "dask":
@@ -70,9 +70,9 @@ def _backend(name: str, scheduler: str | None):
 
 
 def _search_then_retrain(args, settings, backend) -> int:
-    from .estimator import resolve_device
-    from .search import run_search
-    from .store import load_results
+    from .rundir.store import load_results
+    from .search.run import run_search
+    from .training.net import resolve_device
 
     start = time.perf_counter()
     run_dir = run_search(settings, backend=backend)
@@ -144,7 +144,8 @@ RETRAIN_OPTIONS = {"top": 15, "retrain_epochs": 300, "schedule": None, "checkpoi
 
 
 def _retrain(run_dir, options: dict, device: str, progress: bool, backend=None):
-    from .retrain import RETRAIN_FILE, SUMMARY_FILE, WINNER_FILE, retrain_top
+    from .retrain.top import RETRAIN_FILE, SUMMARY_FILE, retrain_top
+    from .winner.bundle import WINNER_FILE
 
     top, epochs = options["top"], options["retrain_epochs"]
     if epochs < 300:
@@ -188,8 +189,8 @@ def _stored_retrain_settings(run_dir, args) -> dict:
 
 
 def cmd_retrain(args) -> int:
-    from .backends import check_backend_flags
-    from .estimator import resolve_device
+    from .jobs.backends import check_backend_flags
+    from .training.net import resolve_device
 
     options = _stored_retrain_settings(args.run_dir, args)
     backend_name = args.backend or "loky"
@@ -201,20 +202,20 @@ def cmd_retrain(args) -> int:
 
 
 def _plot(run_dir, method: str, args, device: str, redraw: bool = True) -> int:
-    from .pictures import draw_pictures
+    from .winner.pictures import draw_pictures
 
     draw_pictures(run_dir, method, images=args.images, units=args.units, device=device, redraw=redraw)
     return 0
 
 
 def cmd_plot(args) -> int:
-    from .estimator import resolve_device
+    from .training.net import resolve_device
 
     return _plot(args.run_dir, args.method, args, resolve_device(args.device))
 
 
 def cmd_serve(args) -> int:
-    from .estimator import resolve_device
+    from .training.net import resolve_device
     from .web import serve
 
     serve(args.run_dir, host=args.host, port=args.port, device=resolve_device(args.device))
@@ -222,8 +223,8 @@ def cmd_serve(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from .estimator import resolve_device
-    from .predict import Predictor, answer_line, predict_files
+    from .training.net import resolve_device
+    from .winner.predict import Predictor, answer_line, predict_files
 
     if args.out_dir is not None and not args.explain:
         raise UsageError(f"--out-dir {args.out_dir} only says where --explain writes the heat maps; add --explain, "
@@ -253,8 +254,8 @@ def cmd_make_triple(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from .compare import COMPARE_FILE, compare_groups, markdown_table
-    from .estimator import resolve_device
+    from .retrain.compare import COMPARE_FILE, compare_groups, markdown_table
+    from .training.net import resolve_device
 
     by = [name.strip() for name in args.by.split(",") if name.strip()]
     table = compare_groups(args.run_dir, by, args.retrain_epochs, device=resolve_device(args.device),

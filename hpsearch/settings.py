@@ -6,12 +6,12 @@ import json
 from dataclasses import dataclass, field
 
 from .errors import UsageError, check_whole
-from .estimator import DEFAULT_BATCH_SIZE, DEFAULT_MAX_EPOCHS, DEFAULT_PATIENCE
+from .training.net import DEFAULT_BATCH_SIZE, DEFAULT_MAX_EPOCHS, DEFAULT_PATIENCE
 
 __all__ = ["SearchSettings", "ENGINES", "fingerprint"]
 
 # "skorch": one skorch net per config x fold, the faithful reference; "batched": many MLP configs x
-# folds at once (hpsearch.engines.batched), other model kinds falling back to skorch.
+# folds at once (hpsearch.engines.stack_fit), other model kinds falling back to skorch.
 ENGINES = ("skorch", "batched")
 MAX_SEED = 2**32 - 1
 MAX_N = 1_000_000
@@ -42,7 +42,7 @@ class SearchSettings:
     min_epochs: int | None = None
     n_startup: int = 10
     max_train: int | None = None  # a stratified, seeded slice of the training set (None: all of it)
-    backend: str = "loky"  # where the jobs run (hpsearch.backends): loky processes here, or a Dask cluster
+    backend: str = "loky"  # where the jobs run (hpsearch.jobs.backends): loky processes here, or a Dask cluster
     scheduler: str | None = None  # --backend dask: tcp://HOST:PORT, local or local:N (default local)
     # What follows the search on the command line; stored so that a resume retrains as asked.
     top: int = 15
@@ -52,10 +52,11 @@ class SearchSettings:
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> None:
-        from .backends import check_backend_flags
-        from .evaluate import SCORINGS, effective_jobs
-        from .schedules import check_schedule_name
+        from .engines.cv import SCORINGS
+        from .jobs.backends import check_backend_flags
+        from .jobs.resources import effective_jobs
         from .strategies import make_strategy
+        from .training.schedules import check_schedule_name
 
         check_whole("--n", self.n, 1)
         if self.n > MAX_N:  # every config becomes a trial in the store; halving trains them all at once

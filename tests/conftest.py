@@ -99,7 +99,7 @@ def _triples(X, y, n, rng):
 def digit_triples(digits):
     """A Triple-MNIST-like dataset in memory: 1,500 training and 300 test images of three digits
     (train triples from digits' training images, test ones from its test images)."""
-    from hpsearch.data import Dataset
+    from hpsearch.data.dataset import Dataset
 
     rng = np.random.default_rng(0)
     return Dataset("triple-mnist", *_triples(digits.X_train, digits.y_train, 1500, rng),
@@ -136,8 +136,9 @@ def readme_snippets():
 def retrained_run(tmp_path_factory, digits):
     """A finished digits search (2 MLP configs of the Lab 3 space, 2 folds, 2 epochs) whose best
     config is retrained (2 epochs): a run folder with every file, ``winner.pt`` included."""
-    from hpsearch.retrain import retrain_top
-    from hpsearch.search import SearchSettings, run_search
+    from hpsearch.retrain.top import retrain_top
+    from hpsearch.search.run import run_search
+    from hpsearch.settings import SearchSettings
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -8,23 +8,18 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from hpsearch.errors import UsageError
-from hpsearch.models import CNN, GAPCNN
+from hpsearch.training.models import CNN, GAPCNN
 from hpsearch.viz import attribution as A
-from hpsearch.viz.attribution import (
-    cam,
-    grad_cam,
-    guided_backprop,
-    occlusion,
-    plot_attribution,
-    plot_explanations,
-    plot_heatmaps,
-    saliency,
-)
+from hpsearch.viz.attribution import cam, grad_cam, guided_backprop, occlusion, saliency
 from hpsearch.viz.heatmaps import (
     POSITIVE_CMAP,
     SIGNED_CMAP,
     heat_scale,
+    plot_attribution,
+    plot_explanations,
+    plot_heatmaps,
 )
+from hpsearch.viz.modules import conv_only, gap_only
 
 
 def _gap(pool_after=(1,), batch_norm=True):
@@ -182,7 +177,7 @@ def test_no_hooks_left_and_mode_restored_after_an_exception(method, count_hooks)
 
 
 def test_works_on_a_fitted_skorch_net_and_rgb(digits):
-    from hpsearch.estimator import make_net
+    from hpsearch.training.net import make_net
 
     net = make_net({"model": "gapcnn", "filters": [4, 4], "pool_after": []}, 64, 10, image_shape=(1, 8, 8),
                    max_epochs=1, patience=0).fit(digits.X_train[:200], digits.y_train[:200])
@@ -207,8 +202,8 @@ def test_usage_errors():
         grad_cam(_linear(), X)
     with pytest.raises(UsageError, match="window 9 is larger"):
         occlusion(net, X, window=9)
-    assert A.gap_only(net) is None and "GAP net" in A.gap_only(_linear())
-    assert A.conv_only(net) is None and "Conv2d" in A.conv_only(_linear())
+    assert gap_only(net) is None and "GAP net" in gap_only(_linear())
+    assert conv_only(net) is None and "Conv2d" in conv_only(_linear())
 
 
 def test_figures_overlay_the_maps():

@@ -1,4 +1,4 @@
-"""Augmentation (hpsearch.augment): exact identities of the steps, seeding, training batches only."""
+"""Augmentation (hpsearch.training.augment): exact identities of the steps, seeding, training batches only."""
 
 import numpy as np
 import pandas as pd
@@ -6,12 +6,20 @@ import pytest
 import torch
 
 from hpsearch import make_net
-from hpsearch.augment import AUGMENTS, NOISE_SIGMA, augment_batch, crop_padding, flip, gaussian_noise, random_crop
 from hpsearch.errors import UsageError
-from hpsearch.search import run_search
+from hpsearch.rundir.states import capture, restore
+from hpsearch.search.run import run_search
 from hpsearch.settings import SearchSettings
-from hpsearch.space import load_space
-from hpsearch.states import capture, restore
+from hpsearch.space.search_space import load_space
+from hpsearch.training.augment import (
+    AUGMENTS,
+    NOISE_SIGMA,
+    augment_batch,
+    crop_padding,
+    flip,
+    gaussian_noise,
+    random_crop,
+)
 
 KINDS = [kind for kind in AUGMENTS if kind != "none"]
 CONFIG = {"model": "mlp", "hidden": [16], "lr": 3e-3}

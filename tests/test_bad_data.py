@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 
 from hpsearch.cli import main
-from hpsearch.data import IDX_FILES, Dataset, IdxError, load_dataset, write_idx
+from hpsearch.data import load_dataset
+from hpsearch.data.dataset import Dataset
+from hpsearch.data.idx import IdxError, write_idx
+from hpsearch.data.mnist import IDX_FILES
 from hpsearch.errors import UsageError
 
 TRAIN_IMG, TRAIN_LAB, TEST_IMG, TEST_LAB = IDX_FILES.values()

@@ -3,13 +3,13 @@ loaded), with a message naming the parameter, instead of scoring NaN config afte
 
 import pytest
 
-from hpsearch import estimator
 from hpsearch.cli import main
 from hpsearch.data import load_dataset
 from hpsearch.errors import UsageError
-from hpsearch.models import CNN, GAPCNN, PARAMETER_CHECKS
-from hpsearch.space import PARAMETERS, SEARCHES_DIR, SearchSpace, check_space_for_data, load_space
-from hpsearch.space_checks import NET_CHECKS
+from hpsearch.space.checks import NET_CHECKS, check_space_for_data
+from hpsearch.space.search_space import PARAMETERS, SEARCHES_DIR, SearchSpace, load_space
+from hpsearch.training import net as estimator
+from hpsearch.training.models import CNN, GAPCNN, PARAMETER_CHECKS
 
 CAT = "distribution = 'categorical'\nchoices = "
 
@@ -98,7 +98,7 @@ def test_a_space_that_cannot_train_is_refused_naming_the_parameter(tmp_path, tom
 def test_a_mapping_and_a_direct_construction_are_checked_too():
     with pytest.raises(UsageError, match="dropout must be a probability"):
         SearchSpace.from_dict({"dropout": 1.0})
-    from hpsearch.space import Constant, Uniform
+    from hpsearch.space.distributions import Constant, Uniform
     with pytest.raises(UsageError, match=r"\[dropout\] uniform range \[0.2, 1.5\]"):
         SearchSpace({"model": Constant("mlp"), "dropout": Uniform(0.2, 1.5)})
 

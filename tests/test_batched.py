@@ -13,15 +13,15 @@ from scipy.stats import spearmanr
 
 from hpsearch.cli import main
 from hpsearch.data import load_dataset
-from hpsearch.engines.batched import FitSpec, initial_module, to_net, train_stack, valid_split
 from hpsearch.engines.batched_engine import evaluate_batched
+from hpsearch.engines.cv import evaluate_config, make_folds
 from hpsearch.engines.stack import MLPStack
-from hpsearch.estimator import make_net
-from hpsearch.evaluate import evaluate_config, make_folds
-from hpsearch.models import MLP
-from hpsearch.retrain import load_winner
-from hpsearch.search import trial_seed
-from hpsearch.space import ParamGenerator, SearchSpace
+from hpsearch.engines.stack_fit import FitSpec, initial_module, to_net, train_stack, valid_split
+from hpsearch.space.search_space import ParamGenerator, SearchSpace
+from hpsearch.training.models import MLP
+from hpsearch.training.net import make_net
+from hpsearch.training.seeds import trial_seed
+from hpsearch.winner.bundle import load_winner
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 import hpsearch.data.cifar10 as cifar
-from hpsearch.data import CIFAR10_CLASSES, CifarError, download_cifar10, load_dataset, read_batch
+from hpsearch.data import load_dataset
+from hpsearch.data.cifar10 import CIFAR10_CLASSES, CifarError, download_cifar10, read_batch
 from hpsearch.errors import UsageError
 
 NAMES = [b"plane", b"car", b"bird", b"cat", b"deer", b"dog", b"frog", b"horse", b"ship", b"truck"]
@@ -243,7 +244,7 @@ def test_a_bad_checksum_or_no_network_keeps_nothing(tmp_path):
 def test_the_cnn_cifar_space_searches_written_cifar_batches(tmp_path):
     """The issue's command on real-format files: run_search.py --dataset cifar10 --data-dir ... --space cnn_cifar."""
     from hpsearch.cli import main
-    from hpsearch.store import load_results
+    from hpsearch.rundir.store import load_results
 
     folder = write_python(tmp_path / "data", _batches(n=12))
     out = tmp_path / "run"

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from hpsearch.cli import main
-from hpsearch.store import RunLock, load_results
+from hpsearch.rundir.store import RunLock, load_results
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = ["--dataset", "digits", "--cv", "2", "--max-epochs", "4", "--no-progress", "--no-retrain"]

@@ -9,13 +9,13 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from hpsearch import make_net
-from hpsearch.data import Dataset
-from hpsearch.predict import Predictor
-from hpsearch.preprocess import preprocess, preprocessing_for
+from hpsearch.data.dataset import Dataset
+from hpsearch.data.preprocess import preprocess, preprocessing_for
 from hpsearch.viz.evaluation import plot_misclassified
 from hpsearch.viz.images import picture, weight_picture
 from hpsearch.viz.neurons import receptive_fields
 from hpsearch.viz.plots import REGISTRY, PlotOptions
+from hpsearch.winner.predict import Predictor
 
 CLASSES = ("red", "green", "blue")
 CONFIGS = {

@@ -20,8 +20,9 @@ import torch
 
 pytest.importorskip("optuna_dashboard", reason="optuna-dashboard is not installed: pip install -e '.[dashboard]'")
 
-from hpsearch.search import SearchSettings, run_search  # noqa: E402
-from hpsearch.store import STUDY  # noqa: E402
+from hpsearch.rundir.store import STUDY  # noqa: E402
+from hpsearch.search.run import run_search  # noqa: E402
+from hpsearch.settings import SearchSettings  # noqa: E402
 
 TINY = dict(dataset="digits", cv=2, patience=0, n_jobs=1, max_train=300, progress=False)
 START_TIMEOUT = 30  # seconds for the dashboard to listen: it imports optuna and SQLAlchemy first

@@ -13,10 +13,12 @@ from joblib import delayed
 
 distributed = pytest.importorskip("distributed", reason="the dask extra is not installed: pip install -e '.[dask]'")
 
-from hpsearch import backends  # noqa: E402
 from hpsearch.cli import main  # noqa: E402
-from hpsearch.search import ClusterLost, SearchSettings, run_search  # noqa: E402
-from hpsearch.store import load_results  # noqa: E402
+from hpsearch.jobs import backends  # noqa: E402
+from hpsearch.rundir.store import load_results  # noqa: E402
+from hpsearch.search.interrupt import ClusterLost  # noqa: E402
+from hpsearch.search.run import run_search  # noqa: E402
+from hpsearch.settings import SearchSettings  # noqa: E402
 
 TINY = dict(dataset="digits", cv=2, patience=0, progress=False)
 SCORES = ["trial", "split0_test_score", "split1_test_score", "mean_test_score", "mean_test_accuracy"]

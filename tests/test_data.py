@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from hpsearch.data import IDX_FILES, IdxError, download_idx, load_dataset, read_idx, write_idx
+from hpsearch.data import load_dataset
+from hpsearch.data.idx import IdxError, read_idx, write_idx
+from hpsearch.data.mnist import IDX_FILES, download_idx
 from hpsearch.errors import UsageError
 
 FASHION_DIR = Path("/usr/share/datasets/fashion-mnist")

@@ -7,9 +7,9 @@ from skorch.callbacks import EarlyStopping, EpochScoring, LRScheduler
 from torch.optim.lr_scheduler import StepLR
 
 from hpsearch import make_net
-from hpsearch.callbacks import ContinuableEarlyStopping, StopOnNonFiniteLoss
-from hpsearch.data import Dataset
+from hpsearch.data.dataset import Dataset
 from hpsearch.errors import DivergedError, UsageError
+from hpsearch.training.callbacks import ContinuableEarlyStopping, StopOnNonFiniteLoss
 
 
 def test_early_stopping_still_fires_with_an_extra_callback(digits):

@@ -8,18 +8,11 @@ import torch
 from joblib import Parallel
 from sklearn.model_selection import cross_val_score
 
+from hpsearch.engines.cv import evaluate_config, evaluate_configs, make_folds
 from hpsearch.errors import UsageError
-from hpsearch.estimator import make_net
-from hpsearch.evaluate import (
-    data_moves,
-    effective_jobs,
-    evaluate_config,
-    evaluate_configs,
-    make_folds,
-    resident,
-    shared_array,
-    threads_per_job,
-)
+from hpsearch.jobs.resident import data_moves, resident, shared_array
+from hpsearch.jobs.resources import effective_jobs, threads_per_job
+from hpsearch.training.net import make_net
 
 CONFIG = {"model": "mlp", "hidden": [64, 32], "dropout": 0.1, "lr": 3e-3, "weight_decay": 1e-5,
           "optimizer": "adam"}
@@ -82,7 +75,7 @@ def test_diverging_config_scores_nan_with_reason(digits):
 
 def test_jobs_never_oversubscribe(monkeypatch):
     monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-    monkeypatch.setattr("hpsearch.evaluate.cpu_count", lambda: 8)
+    monkeypatch.setattr("hpsearch.jobs.resources.cpu_count", lambda: 8)
     assert effective_jobs(-1, 4) == 4 and threads_per_job(4) == 2
     assert effective_jobs(16, 100) == 8 and threads_per_job(8) == 1
     assert threads_per_job(1) == 8

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from hpsearch import ParamGenerator, load_space, read_sorted
-from hpsearch.files import atomic_write, atomic_write_text
-from hpsearch.results import results_frame, write_exports
+from hpsearch.rundir.atomic import atomic_write, atomic_write_text
+from hpsearch.rundir.exports import results_frame, write_exports
 
 SPACES = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "searches").glob("*.toml"))
 README_RUN = "results/digits_mlp_mnist_seed0"

@@ -14,11 +14,14 @@ import torch
 from joblib import Parallel
 
 from hpsearch.engines.batched_engine import evaluate_batched
-from hpsearch.estimator import make_net
-from hpsearch.evaluate import evaluate_configs, make_folds, threads_per_job
-from hpsearch.search import SearchSettings, run_search, trial_seed
-from hpsearch.states import load_state, state_path
-from hpsearch.store import TrialStore, load_results
+from hpsearch.engines.cv import evaluate_configs, make_folds
+from hpsearch.jobs.resources import threads_per_job
+from hpsearch.rundir.states import load_state, state_path
+from hpsearch.rundir.store import TrialStore, load_results
+from hpsearch.search.run import run_search
+from hpsearch.settings import SearchSettings
+from hpsearch.training.net import make_net
+from hpsearch.training.seeds import trial_seed
 
 DATA = Path(__file__).resolve().parent / "data"
 ROOT = DATA.parent.parent

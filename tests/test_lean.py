@@ -12,8 +12,8 @@ from skorch.dataset import Dataset as SkorchDataset
 from skorch.helper import predefined_split
 from torch.utils.data import DataLoader
 
-from hpsearch.estimator import TensorBatches, make_net
-from hpsearch.evaluate import evaluate_config, make_folds
+from hpsearch.engines.cv import evaluate_config, make_folds
+from hpsearch.training.net import TensorBatches, make_net
 
 CONFIG = {"model": "mlp", "hidden": [48, 24], "dropout": 0.3, "lr": 3e-3, "optimizer": "adam",
           "weight_decay": 1e-4}

@@ -8,13 +8,14 @@ from skorch.history import History
 from torch import nn
 
 from hpsearch import make_net
-from hpsearch.engines.batched import batchable, unbatchable_reason
+from hpsearch.engines.stack_fit import batchable, unbatchable_reason
 from hpsearch.errors import UsageError
-from hpsearch.losses import WorstClassLoss, WorstClassRounds, misclassified_counts, worst_classes
-from hpsearch.retrain import retrain_top
-from hpsearch.search import SearchSettings, run_search
-from hpsearch.space import SearchSpace, load_space
-from hpsearch.store import load_results
+from hpsearch.retrain.top import retrain_top
+from hpsearch.rundir.store import load_results
+from hpsearch.search.run import run_search
+from hpsearch.settings import SearchSettings
+from hpsearch.space.search_space import SearchSpace, load_space
+from hpsearch.training.losses import WorstClassLoss, WorstClassRounds, misclassified_counts, worst_classes
 
 
 def _batch(n=12, classes=4):
@@ -130,7 +131,7 @@ def test_a_continued_fit_keeps_its_worst_set(digits):
     net.fit(digits.X_train[:300], digits.y_train[:300])
     picked, history = net.history[-1, "worst_classes"], net.history.to_list()
     assert picked and net.criterion_.worst == tuple(picked)
-    net.initialize()  # a fresh criterion, as restoring a state (hpsearch.states.restore) makes
+    net.initialize()  # a fresh criterion, as restoring a state (hpsearch.rundir.states.restore) makes
     net.history = History(history)
     assert net.criterion_.worst == ()
     net.partial_fit(digits.X_train[:300], digits.y_train[:300], epochs=1)  # epoch 3: no round ends

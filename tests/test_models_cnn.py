@@ -8,9 +8,9 @@ from torch import nn
 
 from hpsearch.cli import main
 from hpsearch.errors import UsageError
-from hpsearch.estimator import make_net
-from hpsearch.models import CNN, GAPCNN
-from hpsearch.space import ParamGenerator, SearchSpace, load_space
+from hpsearch.space.search_space import ParamGenerator, SearchSpace, load_space
+from hpsearch.training.models import CNN, GAPCNN
+from hpsearch.training.net import make_net
 
 
 def test_gapcnn_seed_layout():

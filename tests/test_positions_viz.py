@@ -11,14 +11,15 @@ from PIL import Image
 
 from hpsearch.cli import main
 from hpsearch.errors import UsageError
-from hpsearch.estimator import make_net
-from hpsearch.models import MLP
-from hpsearch.pictures import draw_pictures
-from hpsearch.predict import Predictor, answer_line, predict_files
-from hpsearch.viz.attribution import grad_cam, hires_cam, resolve_targets, saliency
+from hpsearch.training.models import MLP
+from hpsearch.training.net import make_net
+from hpsearch.viz.attribution import grad_cam, hires_cam, saliency
 from hpsearch.viz.plots import REGISTRY
 from hpsearch.viz.positions import label_text, position_maps, position_report, wrong_images
-from hpsearch.winner import save_winner
+from hpsearch.viz.targets import resolve_targets
+from hpsearch.winner.bundle import save_winner
+from hpsearch.winner.pictures import draw_pictures
+from hpsearch.winner.predict import Predictor, answer_line, predict_files
 
 CONFIG = {"model": "cnn", "filters": [16, 32], "dense": [64], "lr": 3e-3}
 

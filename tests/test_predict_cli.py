@@ -37,7 +37,7 @@ def test_predict_prints_the_class_net_predict_gives(retrained_run, pngs, capsys)
     best = net.predict_proba(x).max(axis=1)
     np.testing.assert_allclose([float(row[2]) for row in lines], best, atol=5e-5)
     # the tiny net's classes may coincide; the inputs it saw are exactly the test arrays
-    from hpsearch.predict import Predictor
+    from hpsearch.winner.predict import Predictor
 
     predictor = Predictor(net)
     for path, image in zip(paths, x, strict=True):
@@ -107,7 +107,7 @@ def test_an_unwritable_heat_map_is_that_files_error(retrained_run, pngs, tmp_pat
     blocker.write_text("")
     assert main(["predict", str(retrained_run), str(paths[0]), "--explain", "--out-dir", str(blocker)]) == 2
     assert "--out-dir" in capsys.readouterr().err
-    from hpsearch.predict import Predictor, predict_files
+    from hpsearch.winner.predict import Predictor, predict_files
 
     predictor = Predictor.from_run(retrained_run)
     (heat_dir := tmp_path / "ro").mkdir()

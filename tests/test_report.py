@@ -17,10 +17,10 @@ import pytest
 from PIL import Image
 
 from hpsearch.cli import main
-from hpsearch.pictures import draw_pictures
 from hpsearch.report import REPORT_FILE, build_report, write_report
 from hpsearch.report.content import SEARCH_CAPTIONS, ranking_table
 from hpsearch.viz.plots import REGISTRY
+from hpsearch.winner.pictures import draw_pictures
 
 SECTIONS = ("run", "ranking", "failures", "search", "retraining", "winner")
 IMG = re.compile(r'<img src="([^"]*)"')
@@ -91,7 +91,7 @@ def test_report_of_a_run_stopped_before_the_retraining(tmp_path):
 def test_report_of_a_search_that_finished_no_config(tmp_path):
     import optuna
 
-    from hpsearch.store import STUDY
+    from hpsearch.rundir.store import STUDY
 
     run = tmp_path / "empty"
     run.mkdir()

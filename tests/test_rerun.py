@@ -18,8 +18,9 @@ import torch
 from hpsearch import load_winner
 from hpsearch.cli import main
 from hpsearch.errors import UsageError
-from hpsearch.retrain import retrain_top
-from hpsearch.search import SearchSettings, run_search
+from hpsearch.retrain.top import retrain_top
+from hpsearch.search.run import run_search
+from hpsearch.settings import SearchSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = dict(dataset="digits", cv=2, max_epochs=3, patience=0, n_jobs=2, progress=False)

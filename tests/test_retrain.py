@@ -9,9 +9,11 @@ import pytest
 from hpsearch import load_winner
 from hpsearch.cli import main
 from hpsearch.errors import UsageError
-from hpsearch.estimator import make_net
-from hpsearch.retrain import retrain_top, top_configs
-from hpsearch.search import SearchSettings, run_search, trial_seed
+from hpsearch.retrain.top import retrain_top, top_configs
+from hpsearch.search.run import run_search
+from hpsearch.settings import SearchSettings
+from hpsearch.training.net import make_net
+from hpsearch.training.seeds import trial_seed
 
 FAST = ["--dataset", "digits", "--cv", "2", "--max-epochs", "4", "--patience", "0", "--n-jobs", "1",
         "--no-progress"]

@@ -12,8 +12,7 @@ from PIL import Image
 
 from hpsearch.cli import main
 from hpsearch.errors import UsageError
-from hpsearch.estimator import make_net
-from hpsearch.retrain import load_winner
+from hpsearch.training.net import make_net
 from hpsearch.viz.sanity import (
     COLUMNS,
     MAX_IMAGES,
@@ -26,6 +25,7 @@ from hpsearch.viz.sanity import (
     sanity_verdict,
     verdict_text,
 )
+from hpsearch.winner.bundle import load_winner
 
 
 def _input(module, X, target):

@@ -15,13 +15,16 @@ import pytest
 import torch
 
 from hpsearch import make_net
-from hpsearch.checkpoints import EpochCheckpoint, checkpoint_path
-from hpsearch.engines.batched import unbatchable_reason
+from hpsearch.engines.stack_fit import unbatchable_reason
 from hpsearch.errors import UsageError
-from hpsearch.retrain import load_winner, retrain_top
-from hpsearch.search import SearchInterrupted, SearchSettings, run_search
-from hpsearch.space import Categorical
-from hpsearch.space_checks import check_space
+from hpsearch.retrain.top import retrain_top
+from hpsearch.rundir.checkpoints import EpochCheckpoint, checkpoint_path
+from hpsearch.search.interrupt import SearchInterrupted
+from hpsearch.search.run import run_search
+from hpsearch.settings import SearchSettings
+from hpsearch.space.checks import check_space
+from hpsearch.space.distributions import Categorical
+from hpsearch.winner.bundle import load_winner
 
 ROOT = Path(__file__).resolve().parents[1]
 LR, EPOCHS = 0.01, 6

@@ -5,9 +5,11 @@ import pandas as pd
 import pytest
 import torch
 
-from hpsearch import estimator, read_sorted
-from hpsearch.search import SearchSettings, run_search
-from hpsearch.store import load_results
+from hpsearch import read_sorted
+from hpsearch.rundir.store import load_results
+from hpsearch.search.run import run_search
+from hpsearch.settings import SearchSettings
+from hpsearch.training import net as estimator
 
 FAST = dict(dataset="digits", cv=2, max_epochs=4, patience=0, n_jobs=1, progress=False)
 

@@ -8,9 +8,10 @@ import pytest
 from matplotlib.figure import Figure
 
 from hpsearch.cli import main
-from hpsearch.search import SearchSettings, run_search
-from hpsearch.space import load_space
-from hpsearch.store import open_study
+from hpsearch.rundir.store import open_study
+from hpsearch.search.run import run_search
+from hpsearch.settings import SearchSettings
+from hpsearch.space.search_space import load_space
 from hpsearch.viz.search_plots import (
     Skipped,
     draw_search_plots,

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 
 from hpsearch.errors import UsageError
-from hpsearch.space import LogUniform, ParamGenerator, load_space
+from hpsearch.space.distributions import LogUniform
+from hpsearch.space.search_space import ParamGenerator, load_space
 
 LAB3 = load_space("mlp_mnist")
 

@@ -5,8 +5,9 @@ import optuna
 import pytest
 
 from hpsearch.errors import UsageError
-from hpsearch.optuna_space import stored_params, suggest_config
-from hpsearch.space import IntLists, ParamGenerator, SearchSpace
+from hpsearch.space.distributions import IntLists
+from hpsearch.space.optuna_bridge import stored_params, suggest_config
+from hpsearch.space.search_space import ParamGenerator, SearchSpace
 
 FILTERS = {"distribution": "int_list", "layers": 3, "low": 32, "high": 128, "step": 32}
 

@@ -7,19 +7,15 @@ import optuna
 import pytest
 
 from hpsearch.errors import UsageError
-from hpsearch.optuna_space import stored_params, suggest_config
 from hpsearch.settings import SearchSettings
-from hpsearch.space import ParamGenerator, load_space
-from hpsearch.strategies import (
-    TPE,
-    Hyperband,
-    RandomSearch,
-    SuccessiveHalving,
-    TPEHalving,
-    bracket_sizes,
-    make_strategy,
-    rung_budgets,
-)
+from hpsearch.space.optuna_bridge import stored_params, suggest_config
+from hpsearch.space.search_space import ParamGenerator, load_space
+from hpsearch.strategies import make_strategy
+from hpsearch.strategies.halving import SuccessiveHalving, rung_budgets
+from hpsearch.strategies.hyperband import Hyperband, bracket_sizes
+from hpsearch.strategies.random import RandomSearch
+from hpsearch.strategies.tpe import TPE
+from hpsearch.strategies.tpe_halving import TPEHalving
 
 SPACE = load_space("mlp_mnist")
 

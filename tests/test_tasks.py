@@ -1,5 +1,5 @@
 """One label per image vs one per position (hpsearch.tasks), the output heads and their losses
-(hpsearch.heads), on images of three digits built from sklearn's digits."""
+(hpsearch.training.heads), on images of three digits built from sklearn's digits."""
 
 import numpy as np
 import pytest
@@ -7,12 +7,12 @@ import torch
 import torch.nn.functional as F
 from sklearn.model_selection import KFold
 
-from hpsearch.data import Dataset
+from hpsearch.data.dataset import Dataset
+from hpsearch.engines.cv import evaluate_config, make_folds
 from hpsearch.errors import UsageError
-from hpsearch.estimator import make_net
-from hpsearch.evaluate import evaluate_config, make_folds
-from hpsearch.heads import HeadLoss, head_probabilities
 from hpsearch.tasks import Positions, SingleLabel, task_of
+from hpsearch.training.heads import HeadLoss, head_probabilities
+from hpsearch.training.net import make_net
 
 SMALL_CNN = {"model": "cnn", "filters": [16, 32], "dense": [64], "lr": 3e-3}
 

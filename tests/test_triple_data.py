@@ -11,8 +11,9 @@ import pytest
 from PIL import Image
 
 from hpsearch.cli import main
-from hpsearch.data import DIGIT_CLASSES, load_dataset
+from hpsearch.data import load_dataset
 from hpsearch.data import multidigit as md
+from hpsearch.data.dataset import DIGIT_CLASSES
 from hpsearch.data.make_triple import make_triple
 from hpsearch.data.multidigit import TripleError, read_triple_arrays
 from hpsearch.errors import UsageError

@@ -6,12 +6,13 @@ import pandas as pd
 import pytest
 
 from hpsearch import load_winner
-from hpsearch.compare import compare_groups, markdown_table
 from hpsearch.data import load_dataset
 from hpsearch.data.make_triple import make_triple
 from hpsearch.errors import UsageError
-from hpsearch.retrain import retrain_top
-from hpsearch.search import SearchSettings, run_search
+from hpsearch.retrain.compare import compare_groups, markdown_table
+from hpsearch.retrain.top import retrain_top
+from hpsearch.search.run import run_search
+from hpsearch.settings import SearchSettings
 
 SPACE = """
 model = "cnn"
@@ -101,7 +102,7 @@ def test_compare_by_a_key_no_config_has_is_refused(triple_run):
 
 
 def test_a_cnn_learns_every_position_of_a_built_set(tmp_path):
-    from hpsearch.estimator import make_net
+    from hpsearch.training.net import make_net
 
     data = load_dataset("triple-mnist", make_triple("digits", tmp_path / "d", n_train=1500, n_val=0, n_test=300,
                                                     seed=0).out)

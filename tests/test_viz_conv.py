@@ -7,7 +7,7 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from hpsearch.errors import UsageError
-from hpsearch.models import CNN, GAPCNN
+from hpsearch.training.models import CNN, GAPCNN
 from hpsearch.viz import conv as C
 from hpsearch.viz.plots import REGISTRY, PlotOptions
 
@@ -117,8 +117,8 @@ def test_figures():
 
 
 def test_registry_entries_apply_and_draw(digits):
-    from hpsearch.estimator import make_net
-    from hpsearch.models import MLP
+    from hpsearch.training.models import MLP
+    from hpsearch.training.net import make_net
 
     small = digits.subset(200, 4)
     gap = make_net({"model": "gapcnn", "filters": [4, 4], "pool_after": [1]}, 64, 10, image_shape=(1, 8, 8),

@@ -8,7 +8,7 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
-from hpsearch.estimator import make_net
+from hpsearch.training.net import make_net
 from hpsearch.viz import (
     class_report,
     learning_curves,
@@ -131,7 +131,7 @@ def test_drawing_pictures_gives_the_callers_torch_threads_back(retrained_run, di
     restores the caller's: a notebook or a later command in this process keeps its own count."""
     import torch
 
-    from hpsearch.pictures import draw_pictures
+    from hpsearch.winner.pictures import draw_pictures
 
     before = torch.get_num_threads()
     torch.set_num_threads(3)

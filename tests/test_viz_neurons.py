@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from hpsearch.errors import UsageError
-from hpsearch.estimator import make_net
+from hpsearch.training.net import make_net
 from hpsearch.viz import (
     box_maximizer,
     maximize_activation,

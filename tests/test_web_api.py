@@ -17,11 +17,11 @@ with warnings.catch_warnings():  # Starlette's TestClient: "install httpx2 inste
     warnings.simplefilter("ignore")
     from fastapi.testclient import TestClient  # noqa: E402
 
-from hpsearch.predict import Predictor  # noqa: E402
-from hpsearch.preprocess import preprocess, preprocessing_for  # noqa: E402
+from hpsearch.data.preprocess import preprocess, preprocessing_for  # noqa: E402
 from hpsearch.viz.attribution import cam  # noqa: E402
 from hpsearch.web import create_app  # noqa: E402
-from hpsearch.winner import WINNER_FILE, load_winner, save_winner  # noqa: E402
+from hpsearch.winner.bundle import WINNER_FILE, load_winner, save_winner  # noqa: E402
+from hpsearch.winner.predict import Predictor  # noqa: E402
 
 
 def png_bytes(x, size=None, invert=False, mode="L") -> bytes:
@@ -128,7 +128,7 @@ def test_every_error_path_and_the_server_survives(client, digits):
 
 
 def test_pillow_decompression_bomb_is_refused(monkeypatch):
-    from hpsearch import preprocess as pre
+    from hpsearch.data import preprocess as pre
 
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow's own guard, below our pixel cap
     with pytest.raises(pre.ImageRejected) as info:

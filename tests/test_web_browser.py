@@ -29,8 +29,8 @@ def free_port() -> int:
 def server(retrained_run):
     import uvicorn
 
-    from hpsearch.predict import Predictor
     from hpsearch.web import create_app
+    from hpsearch.winner.predict import Predictor
 
     predictor = Predictor.from_run(retrained_run)
     port = free_port()

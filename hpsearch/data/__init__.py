@@ -19,13 +19,13 @@ import os
 import numpy as np
 
 from ..errors import UsageError, did_you_mean
-from ..preprocess import scale
 from .cifar10 import CIFAR10_CLASSES, CifarError, download_cifar10, load_cifar10, read_batch
 from .dataset import DIGIT_CLASSES, SPLITS, Dataset, check_splits, square_image_shape
 from .idx import IdxError, read_idx, write_idx
 from .make_triple import make_triple
 from .mnist import DOWNLOADS, IDX_FILES, SYSTEM_DIRS, default_cache_dir, download_idx, load_idx_dataset
 from .multidigit import TripleError, load_triple, read_triple_arrays
+from .preprocess import scale
 
 __all__ = ["Dataset", "load_dataset", "read_idx", "write_idx", "DATASETS", "IdxError", "CifarError"]
 __all__ += ["DIGIT_CLASSES", "FASHION_CLASSES", "CIFAR10_CLASSES", "IDX_FILES", "DOWNLOADS", "SYSTEM_DIRS",
@@ -45,7 +45,7 @@ def _load_digits() -> Dataset:
     from sklearn.model_selection import train_test_split
 
     bunch = load_digits()
-    X = scale(bunch.images, 16.0)[:, None, :, :]  # the conventions of hpsearch.preprocess
+    X = scale(bunch.images, 16.0)[:, None, :, :]  # the conventions of hpsearch.data.preprocess
     y = bunch.target.astype(np.int64)
     # A fixed stratified 80/20 split: the test images never take part in the search.
     X_train, X_test, y_train, y_test = train_test_split(

@@ -30,9 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UsageError
-from ..preprocess import scale
 from .dataset import Dataset, check_splits
 from .mnist import default_cache_dir, file_md5
+from .preprocess import scale
 
 __all__ = ["CifarError", "CIFAR10_CLASSES", "CIFAR10_URL", "CIFAR10_MD5", "PYTHON_FILES", "BINARY_FILES",
            "load_cifar10", "read_batch", "download_cifar10"]

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UsageError
-from ..preprocess import scale
 from .dataset import Dataset, check_splits
 from .idx import IdxError, read_idx
+from .preprocess import scale
 
 IDX_FILES = {
     "train_images": "train-images-idx3-ubyte",
@@ -147,7 +147,7 @@ def load_idx_dataset(name: str, data_dir, class_names: tuple[str, ...]) -> Datas
                  where=str(directory), error=IdxError)
 
     def prepare(images):
-        return scale(images, 255.0)[:, None, :, :]  # the conventions of hpsearch.preprocess
+        return scale(images, 255.0)[:, None, :, :]  # the conventions of hpsearch.data.preprocess
 
     return Dataset(
         name, prepare(arrays["train_images"]), arrays["train_labels"].astype(np.int64),

@@ -24,9 +24,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UsageError
-from ..preprocess import scale
 from .dataset import DIGIT_CLASSES, Dataset
 from .mnist import default_cache_dir
+from .preprocess import scale
 
 __all__ = ["TripleError", "read_triple_arrays", "load_triple", "TRIPLE_SPLITS", "MADE_BY"]
 

@@ -27,11 +27,11 @@ class RunContext:
     run_dir: Path
     continues: bool
     stop: object  # callable: Ctrl-C was pressed
-    backend: object = None  # where the jobs run (hpsearch.backends): jobs, threads, the data's way there
+    backend: object = None  # where the jobs run (hpsearch.jobs.backends): jobs, threads, the data's way there
 
 
 def make_engine(name: str, context: RunContext):
     from .batched_engine import BatchedEngine
-    from .skorch import SkorchEngine
+    from .skorch_engine import SkorchEngine
 
     return {"skorch": SkorchEngine, "batched": BatchedEngine}[name](context)

@@ -12,13 +12,14 @@ import torch
 from joblib import delayed
 
 from ..errors import DivergedError, UsageError
-from ..estimator import resolve_device
-from ..evaluate import FoldGather, score_probabilities, threads_per_job, torch_threads
-from ..seeds import trial_seed
-from ..states import load_state, save_state, state_path
-from ..workers import die_with_parent
-from .batched import FitSpec, batchable, initial_module, train_stack, unbatchable_reason, valid_split
-from .skorch import SkorchEngine
+from ..jobs.resources import threads_per_job, torch_threads
+from ..jobs.workers import die_with_parent
+from ..rundir.states import load_state, save_state, state_path
+from ..training.net import resolve_device
+from ..training.seeds import trial_seed
+from .cv import FoldGather, score_probabilities
+from .skorch_engine import SkorchEngine
+from .stack_fit import FitSpec, batchable, initial_module, train_stack, unbatchable_reason, valid_split
 
 __all__ = ["BatchedEngine", "evaluate_batched", "plan_chunks", "auto_models_per_chunk"]
 

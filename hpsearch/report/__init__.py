@@ -15,7 +15,7 @@ from pathlib import Path
 import matplotlib
 
 from ..errors import UsageError
-from ..files import atomic_write_text
+from ..rundir.atomic import atomic_write_text
 from . import html as H
 from .content import failures_section, ranking_section, retrain_section, run_section, search_section, winner_section
 

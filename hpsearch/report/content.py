@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UsageError
-from ..results import param_text
+from ..rundir.exports import param_text
 from . import html as H
 
 __all__ = ["SEARCH_CAPTIONS", "run_section", "ranking_section", "failures_section", "search_section",
@@ -51,7 +51,7 @@ def _command(settings: dict) -> str:
 
 def run_section(run_dir: Path, settings: dict) -> str:
     """The settings the search ran with and the data it ran on."""
-    from ..retrain import run_dataset
+    from ..rundir.run_info import run_dataset
 
     if not settings:
         return H.note(f"{run_dir} holds no settings.json: the settings are unknown.", missing=True)

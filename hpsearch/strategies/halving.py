@@ -2,7 +2,7 @@
 
 Rung ``k`` trains every candidate on every fold up to ``budgets[k]`` epochs; the best
 ``ceil(candidates / factor)`` by mean CV score go on to the next rung *from where they stopped*
-(weights, optimizer state, batch-order RNG and early stopping's counters: ``hpsearch.states``);
+(weights, optimizer state, batch-order RNG and early stopping's counters: ``hpsearch.rundir.states``);
 the others are pruned. The last rung is always ``max_epochs``, so the winner's score is a
 full-budget one.
 """

@@ -2,7 +2,7 @@
 
 The first ``n_startup`` configs are the random strategy's (drawn from the space with its weights,
 e.g. the seed's 0.8/0.2 optimizer choice); after that TPE proposes from the same space compiled to
-Optuna distributions (``hpsearch.optuna_space``: widths stay strictly decreasing). It asks for
+Optuna distributions (``hpsearch.space.optuna_bridge``: widths stay strictly decreasing). It asks for
 ``evaluate.concurrency`` configs at a time (one per job, with Optuna's constant liar when more than
 one), so the jobs stay busy. The asks happen one after another in the search's process, each batch
 after the previous one's scores are stored, so on the CPU the proposals are reproducible for a seed.

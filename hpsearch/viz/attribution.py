@@ -5,7 +5,7 @@ average pooling and one Linear layer); the others are Captum's. Each method work
 ``(n, C, H, W)`` with any target class (default: the predicted one), returns a numpy array from
 one function, and leaves the model as it found it: its train/eval mode is restored and every hook
 is removed, even after an exception. ``plot_heatmaps``, ``plot_explanations`` and
-``plot_attribution`` (in ``hpsearch.viz.heatmaps``, importable from here too) draw the arrays over
+``plot_attribution`` (in ``hpsearch.viz.heatmaps``) draw the arrays over
 the grey or RGB input.
 
 A net with one label per position (Triple-MNIST: logits ``(n, positions, classes)``) is explained
@@ -22,14 +22,11 @@ from captum.attr import GuidedBackprop, LayerGradCam, LayerGradientXActivation, 
 from torch import nn
 
 from ..errors import UsageError, did_you_mean
-from .modules import as_batch, as_module, conv_only, gap_only, model_session, positions_of, relu_only, to_numpy
+from .modules import as_batch, as_module, model_session, to_numpy
 from .targets import captum_target, resolve_targets
 
-__all__ = [
-    "METHODS", "attribute", "cam", "grad_cam", "hires_cam", "saliency", "guided_backprop", "occlusion",
-    "resolve_targets", "captum_target", "positions_of", "model_session", "as_module", "as_batch",
-    "gradcam_layer", "gap_only", "conv_only", "relu_only",
-]
+__all__ = ["METHODS", "attribute", "cam", "grad_cam", "hires_cam", "saliency", "guided_backprop", "occlusion",
+           "gradcam_layer"]
 
 
 # ----------------------------------------------------------------------------- layers
@@ -235,14 +232,3 @@ def attribute(model, X, method: str, target=None, **options) -> np.ndarray:
 
 
 # ----------------------------------------------------------------------------- pictures
-
-_PICTURES = ("heatmap", "plot_heatmaps", "plot_explanations", "plot_attribution")
-
-
-def __getattr__(name: str):
-    """The pictures live in ``hpsearch.viz.heatmaps``; imported from here on first use."""
-    if name in _PICTURES:
-        from . import heatmaps
-
-        return getattr(heatmaps, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

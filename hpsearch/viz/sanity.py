@@ -22,9 +22,8 @@ from scipy.stats import spearmanr
 from torch import nn
 
 from ..errors import UsageError
-from . import attribution
 from .attribution import METHODS, attribute
-from .modules import as_batch, as_module, model_session
+from .modules import as_batch, as_module, conv_only, gap_only, model_session, relu_only
 from .targets import resolve_targets
 
 __all__ = ["THRESHOLD", "MAX_IMAGES", "randomizable_layers", "rank_correlation", "occlusion_options", "sanity_check",
@@ -32,8 +31,7 @@ __all__ = ["THRESHOLD", "MAX_IMAGES", "randomizable_layers", "rank_correlation",
 
 THRESHOLD = 0.5  # mean rank correlation with every layer randomized above this: the method is flagged
 MAX_IMAGES = 8  # images explained by default (and at most by ``hpsearch plot sanity``): seconds, not minutes
-_APPLIES = {"cam": attribution.gap_only, "gradcam": attribution.conv_only, "hirescam": attribution.conv_only,
-            "guided_backprop": attribution.relu_only}
+_APPLIES = {"cam": gap_only, "gradcam": conv_only, "hirescam": conv_only, "guided_backprop": relu_only}
 COLUMNS = ["step", "layer", "label", "kind", "method", "spearman_mean", "spearman_std", "n_images"]
 
 

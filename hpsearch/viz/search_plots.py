@@ -20,7 +20,8 @@ import optuna
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ..space import Categorical, Constant, DecreasingInts, IntLists, LogUniform, load_space
+from ..space.distributions import Categorical, Constant, DecreasingInts, IntLists, LogUniform
+from ..space.search_space import load_space
 
 __all__ = [
     "Skipped", "ParamPoints", "load_trials", "score_vs_params", "history", "importances",
@@ -61,7 +62,7 @@ def load_trials(run_dir) -> pd.DataFrame:
     run_dir = Path(run_dir)
     if (run_dir / "trials.csv").is_file():
         return pd.read_csv(run_dir / "trials.csv")
-    from ..store import load_results
+    from ..rundir.store import load_results
 
     return load_results(run_dir)
 
@@ -284,7 +285,7 @@ def plot_rungs(data: dict, metric: str = "score") -> Figure:
 def search_plot_data(run_dir) -> dict[str, object]:
     """Every search picture's data for ``run_dir``, keyed by file stem (a ``Skipped`` where one
     does not apply)."""
-    from ..store import open_study
+    from ..rundir.store import open_study
 
     run_dir = Path(run_dir)
     frame = load_trials(run_dir)

@@ -36,7 +36,7 @@ def create_app(predictor, **options):
 
 def load_app(run_dir, device: str = "cpu", **options):
     """The app serving the winner of ``run_dir``."""
-    from ..predict import Predictor
+    from ..winner.predict import Predictor
 
     _require_web()
     return create_app(Predictor.from_run(run_dir, device=device), **options)
@@ -48,7 +48,7 @@ def serve(run_dir, host: str = "127.0.0.1", port: int = 8000, device: str = "cpu
     import uvicorn
 
     from ..errors import check_whole
-    from ..winner import read_winner_info
+    from ..winner.bundle import read_winner_info
 
     check_whole("--port", port, 0)
     if port > 65535:

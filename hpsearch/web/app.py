@@ -26,8 +26,8 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import UploadFile
 
-from ..predict import Predictor
-from ..preprocess import ImageRejected
+from ..data.preprocess import ImageRejected
+from ..winner.predict import Predictor
 
 __all__ = ["create_app", "MAX_UPLOAD_BYTES", "N_EXAMPLES"]
 
@@ -104,7 +104,7 @@ async def _upload(request: Request, max_bytes: int) -> bytes:
 
 
 def create_app(predictor: Predictor, *, max_bytes: int = MAX_UPLOAD_BYTES, examples: int = N_EXAMPLES) -> FastAPI:
-    """The app serving ``predictor`` (a ``hpsearch.predict.Predictor``, loaded once); the page shows
+    """The app serving ``predictor`` (a ``hpsearch.winner.predict.Predictor``, loaded once); the page shows
     one class per image, so a winner with one label per position is refused (``UsageError``)."""
     predictor.check_single_label("the page of hpsearch serve")
     app = FastAPI(title="hpsearch serve", docs_url=None, redoc_url=None, openapi_url=None)

@@ -1,0 +1,189 @@
+"""One preprocessing for training, ``predict`` and the page: from pixels to what the net reads.
+
+The datasets store images as float32 ``(n, channels, height, width)`` in [0, 1]. The grey ones are
+drawn with a *dark background and bright ink* (MNIST, Fashion-MNIST and scikit-learn's digits);
+CIFAR-10's are colour photos, 3 channels (R, G, B) of 32x32. ``scale`` is how a loader gets there
+from raw pixel values (``/ 255`` for the idx files and CIFAR-10, ``/ 16`` for digits).
+``preprocess`` takes any other picture there, by the same conventions, so a photo of a digit on
+white paper meets the net the way its training images did, and a photo of a cat the way CIFAR-10's:
+
+1. **decode** (Pillow): EXIF orientation applied, the first frame of an animation, transparency
+   composited over white, then grayscale (``"L"``) for 1-channel data or ``"RGB"`` for 3 (colour
+   kept; a grey picture given to a colour net becomes three equal channels);
+2. **scale** to [0, 1] (``/ 255``);
+3. **invert** when the background is light (``invert="auto"``: the mean of the border pixels is
+   above 0.5), so ink is bright on dark as in training; ``True``/``False`` force it. Colour data
+   are never inverted (``invert=False``): a photo's light sky is not a page;
+4. **resize** to the net's ``height x width`` with Pillow's antialiasing filter, one channel at a
+   time. An image already of that size is taken as framed like the training images and left as it
+   is. Otherwise, with ``center`` (MNIST-like data), the ink's bounding box (pixels above 20% of
+   the brightest) is cut out, padded to a square, scaled to ``fit`` of the frame (MNIST: 20 of 28
+   pixels) and pasted in the middle; without ``center`` (Fashion-MNIST, CIFAR-10) the whole picture
+   is resized (a photo that is not square is squeezed: crop it first to keep its proportions). With
+   ``stretch`` (grey data) a resized image is then scaled so its brightest pixel is 1 (resizing
+   averages thin strokes away); colour photos keep their brightness;
+5. **quantize** to ``levels`` grey levels when the training data had them (digits: 17, 0..16).
+
+The settings travel with the winner (``winner.pt``, key ``"preprocess"``), see ``preprocessing_for``.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ..errors import UsageError
+
+__all__ = ["scale", "preprocessing_for", "preprocess", "open_image", "ImageRejected", "IMAGE_FORMATS",
+           "MAX_PIXELS"]
+
+IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF")
+MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
+MAX_PIXELS = 4096 * 4096  # larger pictures are refused before they are decoded (decompression bombs)
+INK_THRESHOLD = 0.2
+# name -> (the raw maximum the loader divides by, center, fit, levels)
+_CONVENTIONS = {
+    "digits": (16.0, True, 1.0, 17),
+    "mnist": (255.0, True, 20 / 28, None),
+    "fashion-mnist": (255.0, False, 1.0, None),
+    "cifar10": (255.0, False, 1.0, None),
+    "triple-mnist": (255.0, False, 1.0, None),  # never centred: where each digit sits is its label
+}
+
+
+class ImageRejected(UsageError):
+    """An upload that is not an image we read: ``status`` is the HTTP status that says why
+    (413 too large, 415 not an image, 400 an image Pillow cannot decode)."""
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
+
+
+def scale(images, max_value: float) -> np.ndarray:
+    """Raw pixel values in ``[0, max_value]`` as float32 in [0, 1] (what the loaders store)."""
+    return (np.asarray(images, dtype=np.float32) / np.float32(max_value)).astype(np.float32, copy=False)
+
+
+def preprocessing_for(name: str, image_shape) -> dict:
+    """The preprocessing settings of a dataset (saved in the winner bundle): ``image_shape``,
+    ``max_value`` (the training scaling), ``invert`` ("auto" for grey data, False for colour),
+    ``center``, ``fit``, ``stretch`` (grey data only), ``levels``. Unknown datasets get plain
+    settings: no centering, no quantization."""
+    max_value, center, fit, levels = _CONVENTIONS.get(name, (255.0, False, 1.0, None))
+    shape = [int(v) for v in image_shape]
+    grey = shape[0] == 1
+    return {"image_shape": shape, "max_value": max_value, "invert": "auto" if grey else False,
+            "center": center if grey else False, "fit": fit, "stretch": grey, "levels": levels}
+
+
+def open_image(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Bytes of an uploaded file as a decoded Pillow image, or ``ImageRejected``: 415 when the
+    bytes are no image format we take, 413 above ``max_pixels`` pixels (checked on the header,
+    before decoding), 400 when Pillow cannot decode them."""
+    if not any(data.startswith(m) for m in MAGIC) and not (data[:4] == b"RIFF" and data[8:12] == b"WEBP"):
+        raise ImageRejected(f"not an image: expected one of {', '.join(IMAGE_FORMATS)}", 415)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
+            width, height = image.size
+            if width * height > max_pixels:
+                raise ImageRejected(f"image of {width}x{height} pixels refused: at most {max_pixels} pixels", 413)
+            image.seek(0)
+            image.load()
+    except ImageRejected:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageRejected(f"image refused as a decompression bomb ({exc})", 413) from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
+        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise ImageRejected(f"the image cannot be read ({reason})", 400) from None
+    return image
+
+
+def _decoded(image: Image.Image, channels: int) -> np.ndarray:
+    image = ImageOps.exif_transpose(image)
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        rgba = image.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(white, rgba)
+    image = image.convert("L" if channels == 1 else "RGB")
+    array = np.asarray(image, dtype=np.float32) / 255.0
+    return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
+
+
+def _light_background(x: np.ndarray) -> bool:
+    border = np.concatenate([x[:, 0, :].ravel(), x[:, -1, :].ravel(), x[:, :, 0].ravel(), x[:, :, -1].ravel()])
+    return float(border.mean()) > 0.5
+
+
+def _resize(x: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(C, h, w) in [0, 1] to (C, H, W), one channel at a time through Pillow's float mode."""
+    height, width = size
+    planes = [Image.fromarray(np.ascontiguousarray(c, dtype=np.float32)) for c in x]
+    return np.stack([np.asarray(p.resize((width, height), Image.Resampling.LANCZOS)) for p in planes]).clip(0, 1)
+
+
+def _centered(x: np.ndarray, size: tuple[int, int], fit: float) -> np.ndarray:
+    ink = x.max(axis=0)
+    rows, cols = np.nonzero(ink > INK_THRESHOLD * ink.max()) if ink.max() > 0 else ((), ())
+    if len(rows) == 0:
+        return _resize(x, size)
+    box = x[:, rows.min():rows.max() + 1, cols.min():cols.max() + 1]
+    side = max(box.shape[1:])
+    square = np.zeros((x.shape[0], side, side), dtype=np.float32)
+    top, left = (side - box.shape[1]) // 2, (side - box.shape[2]) // 2
+    square[:, top:top + box.shape[1], left:left + box.shape[2]] = box
+    height, width = size
+    inner = max(1, round(fit * min(height, width)))
+    small = _resize(square, (inner, inner))
+    out = np.zeros((x.shape[0], height, width), dtype=np.float32)
+    top, left = (height - inner) // 2, (width - inner) // 2
+    out[:, top:top + inner, left:left + inner] = small
+    return out
+
+
+def preprocess(image, settings: dict) -> np.ndarray:
+    """A picture as the net's input, the way its training data were made (see the module's text).
+
+    Parameters
+    ----------
+    image : PIL.Image, bytes, or ndarray
+        A Pillow image, the bytes of an image file (checked by ``open_image``), or pixel values in
+        [0, 1] shaped ``(H, W)`` or ``(C, H, W)``.
+    settings : dict
+        ``preprocessing_for(...)``, or a winner bundle's ``"preprocess"``.
+
+    Returns
+    -------
+    ndarray of float32, shape ``image_shape`` (C, H, W), values in [0, 1].
+    """
+    channels, height, width = settings["image_shape"]
+    if isinstance(image, bytes | bytearray):
+        image = open_image(bytes(image))
+    if isinstance(image, Image.Image):
+        x = _decoded(image, channels)
+    else:
+        x = np.asarray(image, dtype=np.float32)
+        x = x[None] if x.ndim == 2 else x
+        if x.ndim != 3 or x.shape[0] not in (1, 3):
+            raise UsageError(f"image must have shape (H, W) or (C, H, W), got {np.shape(image)}")
+        x = x.mean(axis=0, keepdims=True) if channels == 1 else np.repeat(x, 3 // x.shape[0], axis=0)
+    invert = settings.get("invert", "auto")
+    if invert is True or (invert == "auto" and _light_background(x)):
+        x = 1.0 - x
+    if x.shape[1:] != (height, width):
+        if settings.get("center"):
+            x = _centered(x, (height, width), float(settings.get("fit", 1.0)))
+        else:
+            x = _resize(x, (height, width))
+        if settings.get("stretch", channels == 1) and x.max() > 0:  # a bundle without the key: grey data stretch
+            x = x / x.max()
+    levels = settings.get("levels")
+    if levels:
+        x = np.round(x * (levels - 1)) / (levels - 1)
+    return np.ascontiguousarray(x, dtype=np.float32)

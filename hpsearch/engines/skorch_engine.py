@@ -1,0 +1,38 @@
+"""The skorch engine: one seeded skorch net per (config, fold), the faithful reference.
+
+The folds of all configs go to the jobs as one stream (``evaluate_configs``); each fit is
+``make_net(config, ..., max_epochs=epochs, random_state=trial_seed(seed, index))``, continued from
+``<run>/states/<index>/fold<k>.pt`` when the strategy continues its survivors.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+
+from ..rundir.states import state_path
+from ..training.net import make_net
+from ..training.seeds import trial_seed
+from .cv import evaluate_configs
+
+__all__ = ["SkorchEngine"]
+
+
+class SkorchEngine:
+    def __init__(self, context):
+        self.context = context
+
+    def train(self, configs: dict[int, dict], epochs: int, keep_states: bool, on_start=None):
+        c = self.context
+        s, data = c.settings, c.dataset
+        makers = {index: partial(
+            make_net, config, data.n_features, data.n_classes, image_shape=data.image_shape, device=s.device,
+            max_epochs=epochs, batch_size=s.batch_size, patience=s.patience,
+            random_state=trial_seed(s.seed, index), task=data.task,
+        ) for index, config in configs.items()}
+        states = None
+        if c.continues:
+            states = {index: [(state_path(c.run_dir, index, k), keep_states) for k in range(len(c.folds))]
+                      for index in configs}
+        threads = c.backend.threads(min(c.jobs, len(makers) * len(c.folds)))  # the jobs that will be busy
+        yield from evaluate_configs(makers, c.X, data.y_train, c.folds, parallel=c.parallel, scoring=s.scoring,
+                                    threads=threads, stop=c.stop, states=states, on_start=on_start)

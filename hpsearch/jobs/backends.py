@@ -1,0 +1,240 @@
+"""Where the jobs run: loky processes on this machine (the default) or the workers of a Dask cluster.
+
+A backend answers three questions for the search and the retraining, which name no backend:
+how many jobs (``jobs``), how many torch threads each job takes (``threads``: jobs x threads <=
+cores everywhere), and how the training data reach the jobs (``parallel``: a running joblib
+``Parallel`` and the arrays to hand its tasks). The trial store is never the workers' business:
+results come back to this process, which alone writes ``trials.db``.
+
+- ``loky``: joblib's processes; the images go through a memory map in ``/dev/shm``
+  (``evaluate.shared_array``), which only processes on this host can open.
+- ``dask``: joblib's Dask backend on a ``distributed.Client``; the arrays are scattered once to
+  every worker (``broadcast``) and each task gets the worker's own copy. A worker's threads come from
+  its own host's cores, shared among the workers on that host. Dask reschedules the tasks of a
+  worker that dies on the others; a cluster left without any worker for ``NO_WORKER_S`` seconds stops
+  the search (everything finished is kept).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+from joblib import Parallel
+
+from ..errors import UsageError
+from .resident import shared_array
+from .resources import cpu_count, effective_jobs, threads_per_job
+
+__all__ = ["BACKENDS", "LokyBackend", "DaskBackend", "open_backend", "check_backend_flags", "NO_WORKER_S"]
+
+BACKENDS = ("loky", "dask")
+CONNECT_TIMEOUT_S = float(os.environ.get("HPSEARCH_DASK_CONNECT_S", 10))  # a scheduler must answer (and have a worker)
+NO_WORKER_S = float(os.environ.get("HPSEARCH_DASK_NO_WORKER_S", 60))  # a cluster this long without workers stops
+INSTALL = "pip install -e '.[dask]'  (dask[distributed])"
+
+
+def check_backend_flags(backend: str, scheduler: str | None) -> None:
+    if backend not in BACKENDS:
+        raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if scheduler is not None and backend != "dask":
+        raise UsageError(f"--scheduler {scheduler} only applies with --backend dask; add --backend dask or "
+                         "leave --scheduler out")
+    if scheduler is not None:
+        _parse_local(scheduler)
+
+
+class LokyBackend:
+    """joblib's loky processes on this machine (the default)."""
+
+    name = "loky"
+    lost = False
+
+    def jobs(self, n_jobs: int, n_tasks: int) -> int:
+        return effective_jobs(n_jobs, n_tasks)
+
+    def threads(self, busy_jobs: int) -> int:
+        return threads_per_job(busy_jobs)
+
+    @contextlib.contextmanager
+    def parallel(self, jobs: int, X, shared=()):
+        """A ``Parallel(return_as="generator_unordered")`` and ``X`` as the tasks get it (an array
+        through a memory map; anything else, such as a whole Dataset, as it is: pickled per task)."""
+        shared_X = shared_array(X) if isinstance(X, np.ndarray) else contextlib.nullcontext(X)
+        with shared_X as X_shared, Parallel(n_jobs=jobs, return_as="generator_unordered") as parallel:
+            yield parallel, X_shared
+
+    def sees(self, path) -> bool:
+        return True
+
+    def failure(self, exc: BaseException) -> None:
+        return None
+
+    def close(self) -> None:
+        pass
+
+
+def _parse_local(scheduler: str) -> int | None:
+    """``local`` -> one worker per core, ``local:N`` -> N workers; ``None`` for an address."""
+    if scheduler == "local":
+        return cpu_count()
+    if scheduler.startswith("local:"):
+        value = scheduler[len("local:"):]
+        if not value.isdigit() or int(value) < 1:
+            raise UsageError(f"--scheduler local:N needs a whole number of workers N >= 1, got {scheduler!r}")
+        return int(value)
+    if "://" not in scheduler and ":" not in scheduler:
+        raise UsageError(f"--scheduler must be a scheduler address (tcp://HOST:8786), local or local:N, "
+                         f"got {scheduler!r}")
+    return None
+
+
+def _host_threads() -> tuple[int, int]:
+    """On a worker: its host's cores and the ``$OMP_NUM_THREADS`` cap (0: none)."""
+    cap = os.environ.get("OMP_NUM_THREADS", "")
+    return cpu_count(), int(cap) if cap.isdigit() else 0
+
+
+class DaskBackend:
+    """The workers of a Dask cluster: ``tcp://HOST:PORT`` (a running ``dask scheduler``),
+    ``local`` or ``local:N`` (a ``LocalCluster`` of N one-thread worker processes on this machine,
+    started here and closed at the end)."""
+
+    name = "dask"
+
+    def __init__(self, scheduler: str | None = None):
+        try:
+            import distributed
+        except ImportError:
+            raise UsageError(f"--backend dask needs Dask's distributed scheduler; install it with: {INSTALL}") from None
+        self.scheduler = scheduler or "local"
+        n_local = _parse_local(self.scheduler)
+        self.cluster = None
+        self.lost = False
+        self._watch_stop = threading.Event()
+        if n_local is not None:
+            self.cluster = distributed.LocalCluster(n_workers=n_local, threads_per_worker=1, processes=True,
+                                                    dashboard_address=None, silence_logs=logging.ERROR)
+            logging.getLogger("distributed").setLevel(logging.ERROR)  # its scheduler runs here: no INFO chatter
+            self.client = distributed.Client(self.cluster, set_as_default=False)
+        else:
+            try:
+                self.client = distributed.Client(self.scheduler, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
+            except (OSError, TimeoutError) as exc:
+                raise UsageError(
+                    f"--scheduler {self.scheduler}: no Dask scheduler answered within {CONNECT_TIMEOUT_S:g} s "
+                    f"({type(exc).__name__}); start one with `dask scheduler` (and workers with `dask worker "
+                    f"{self.scheduler}`), check the address, or use --scheduler local:N") from None
+        try:
+            self.client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S)
+        except (OSError, TimeoutError):
+            self.close()
+            raise UsageError(f"--scheduler {self.scheduler}: the scheduler answers but has no worker after "
+                             f"{CONNECT_TIMEOUT_S:g} s; start some with `dask worker {self.scheduler}`") from None
+        self.no_worker_s = NO_WORKER_S
+        threading.Thread(target=self._watch_workers, name="hpsearch-dask-watch", daemon=True).start()
+
+    def _watch_workers(self) -> None:
+        """Stop the search (as Ctrl-C does: everything finished is kept) once the cluster has had no
+        worker for ``NO_WORKER_S`` seconds; Dask itself would wait for one forever."""
+        since = None
+        while not self._watch_stop.wait(1.0):
+            try:
+                n = len(self.client.nthreads())
+            except Exception:  # noqa: BLE001 - the scheduler itself is gone: no worker either
+                n = 0
+            since = None if n else (since or time.monotonic())
+            if since is not None and time.monotonic() - since > self.no_worker_s:
+                self.lost = True
+                os.kill(os.getpid(), signal.SIGINT)
+                return
+
+    def slots(self) -> dict[str, int]:
+        """``{worker address: threads}`` of the workers connected now."""
+        return dict(self.client.nthreads())
+
+    def jobs(self, n_jobs: int, n_tasks: int) -> int:
+        """Every worker thread of the cluster (``--n-jobs``, when given, caps it)."""
+        effective_jobs(n_jobs, 1)  # checks the value
+        slots = sum(self.slots().values()) or 1
+        return max(1, min(slots if n_jobs == -1 else min(n_jobs, slots), n_tasks))
+
+    def threads(self, busy_jobs: int) -> dict[str, int]:
+        """Torch threads per task, by worker address: the host's cores shared among the task
+        slots of every worker on that host (so two workers on a 2-core box get one thread each)."""
+        info = self.client.scheduler_info()["workers"]
+        hosts = self.client.run(_host_threads)
+        per_host: dict[str, int] = {}
+        for worker in info.values():
+            per_host[worker["host"]] = per_host.get(worker["host"], 0) + int(worker["nthreads"])
+        plan = {}
+        for address, worker in info.items():
+            cores, cap = hosts.get(address, (1, 0))
+            threads = max(1, cores // max(1, per_host[worker["host"]]))
+            plan[address] = min(threads, cap) if cap else threads
+        return plan
+
+    @contextlib.contextmanager
+    def parallel(self, jobs: int, X, shared=()):
+        """joblib's Dask backend over this client, ``X`` and ``shared`` scattered once to every
+        worker (the tasks receive the worker's copy, not a pickle each)."""
+        from joblib import parallel_config
+
+        _register_remote_backend()
+        scatter = [a for a in (X, *shared) if a is not None]
+        with parallel_config(backend=_REMOTE, client=self.client, scatter=scatter), \
+                Parallel(n_jobs=jobs, return_as="generator_unordered") as parallel:
+            yield parallel, X
+
+    def failure(self, exc: BaseException) -> str | None:
+        """What went wrong with the cluster when ``exc`` (raised by a task's future) is the cluster's
+        failure rather than the task's: its workers gone, a task lost with them; else ``None``."""
+        import distributed
+
+        if self.lost:
+            return f"has had no worker for {self.no_worker_s:g} s"
+        lost = (distributed.client.FutureCancelledError, distributed.KilledWorker, distributed.comm.CommClosedError)
+        if isinstance(exc, lost):
+            return f"lost its workers or their tasks ({type(exc).__name__}: {str(exc)[:160]})"
+        return None
+
+    def sees(self, path) -> bool:
+        """Whether every worker sees ``path`` as a folder (halving keeps its continuation states there)."""
+        found = self.client.run(os.path.isdir, str(Path(path).resolve()))
+        return bool(found) and all(found.values())
+
+    def close(self) -> None:
+        self._watch_stop.set()
+        with contextlib.suppress(Exception):
+            self.client.close()
+        if self.cluster is not None:
+            with contextlib.suppress(Exception):
+                self.cluster.close()
+
+
+_REMOTE = "hpsearch-dask"
+
+
+def _register_remote_backend() -> None:
+    """joblib's Dask backend, except that a cluster of one worker thread still gets the tasks: joblib
+    runs a Parallel of one job in this process, which on a cluster is the wrong machine."""
+    from joblib import register_parallel_backend
+    from joblib._dask import DaskDistributedBackend
+
+    class AlwaysOnTheCluster(DaskDistributedBackend):
+        def effective_n_jobs(self, n_jobs):
+            return max(2, super().effective_n_jobs(n_jobs))
+
+    register_parallel_backend(_REMOTE, AlwaysOnTheCluster)
+
+
+def open_backend(name: str = "loky", scheduler: str | None = None):
+    """The backend ``name`` (``loky`` or ``dask`` on ``scheduler``), connected; close it when done."""
+    check_backend_flags(name, scheduler)
+    return LokyBackend() if name == "loky" else DaskBackend(scheduler)

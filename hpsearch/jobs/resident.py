@@ -1,0 +1,79 @@
+"""The training data resident in a job: put on the device once per job (this process) and reused by
+every fold and config the job runs, and shared with joblib's workers as one memory-mapped file."""
+
+from __future__ import annotations
+
+import mmap
+import os
+import tempfile
+import warnings
+import weakref
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+
+__all__ = ["resident", "release_resident", "shared_array", "data_moves"]
+
+
+# This process's copy of the training data as a tensor on the device: {"key", "ref", "X", "moves"}.
+_RESIDENT: dict = {"key": None, "ref": None, "X": None, "moves": 0}
+
+
+def _data_key(X: np.ndarray, device):
+    """What identifies ``X``'s data across the tasks of one job: a whole memory-mapped file (as
+    joblib ships an array: one file per array, a new memmap object per task) by its file; anything
+    else, slices of a memmap included, by identity (checked through a weak reference: ids are
+    reused)."""
+    layout = (X.shape, X.strides, X.dtype.str, str(device))
+    if isinstance(X, np.memmap) and isinstance(X.base, mmap.mmap) and getattr(X, "filename", None):
+        return ("file", X.filename, X.offset, *layout), None
+    return ("object", id(X), *layout), weakref.ref(X)
+
+
+def resident(X, device) -> torch.Tensor:
+    """``X`` as a tensor on ``device``, moved there once per job (this process) and reused by
+    every fold and config the job runs, instead of once per fit. On the CPU it is a view of
+    ``X``'s memory, not a copy (read only: the folds gather their rows out of it). Like joblib's
+    own memmaps, it assumes ``X`` is not changed in place between calls. (Arrays under joblib's
+    1 MB memmapping threshold, such as digits, reach each task as a new pickled copy; converting
+    those costs next to nothing.)"""
+    if isinstance(X, torch.Tensor):
+        return X.to(device)
+    key, ref = _data_key(X, device)
+    cached = _RESIDENT
+    if cached["key"] == key and (cached["ref"] is None or cached["ref"]() is X):
+        return cached["X"]
+    array = X if all(s >= 0 for s in X.strides) else np.ascontiguousarray(X)  # torch needs strides >= 0
+    with warnings.catch_warnings():  # a joblib memmap is read-only; torch warns, we never write
+        warnings.simplefilter("ignore", UserWarning)
+        tensor = torch.from_numpy(np.asarray(array)).to(device)
+    cached.update(key=key, ref=ref, X=tensor, moves=cached["moves"] + 1)
+    return tensor
+
+
+@contextmanager
+def shared_array(X: np.ndarray):
+    """``X`` as a read-only memmap of a temporary file (in /dev/shm when it can), for the duration
+    of a search. joblib's workers map that file as it is; left to itself, joblib dumps ``X`` to a
+    folder of its own and, at the end, waits up to 1 s for that folder to empty, which it cannot
+    while the workers keep ``resident`` views of it. Arrays under joblib's 1 MB memmapping
+    threshold are returned as they are (joblib pickles those)."""
+    if X.nbytes < 1_000_000 or isinstance(X, np.memmap):
+        yield X
+        return
+    shm = "/dev/shm"
+    with tempfile.TemporaryDirectory(prefix="hpsearch-", dir=shm if os.access(shm, os.W_OK) else None) as tmp:
+        path = os.path.join(tmp, "X.npy")
+        np.save(path, X)
+        yield np.load(path, mmap_mode="r")
+
+
+def release_resident() -> None:
+    """Forget this process's resident data (frees its device memory once nothing else holds it)."""
+    _RESIDENT.update(key=None, ref=None, X=None)
+
+
+def data_moves() -> int:
+    """How many times this process has put training data on a device (once per job and dataset)."""
+    return _RESIDENT["moves"]

@@ -1,0 +1,62 @@
+"""Cores and torch threads per job: jobs x threads <= cores, everywhere (a search, a retraining, a
+picture), with ``$OMP_NUM_THREADS`` as a cap."""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+
+import torch
+
+from ..errors import UsageError
+
+__all__ = ["effective_jobs", "threads_per_job", "task_threads", "torch_threads", "cpu_count"]
+
+
+def cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def threads_per_job(n_jobs: int) -> int:
+    """Torch threads per job so that jobs x threads <= cores; ``$OMP_NUM_THREADS``, when set,
+    caps it (on a machine shared with other work, 1 thread per job avoids OpenMP's spin-waits)."""
+    threads = max(1, cpu_count() // max(1, n_jobs))
+    cap = os.environ.get("OMP_NUM_THREADS", "")
+    return min(threads, int(cap)) if cap.isdigit() and int(cap) > 0 else threads
+
+
+def task_threads(threads) -> int:
+    """The torch threads a task takes: ``threads`` itself, or from a ``{worker address: threads}``
+    plan (``DaskBackend.threads``) this worker's entry (a worker that joined since: its own cores)."""
+    if isinstance(threads, dict):
+        try:
+            from distributed import get_worker
+
+            return threads.get(get_worker().address) or max(1, cpu_count() // max(1, get_worker().state.nthreads))
+        except (ImportError, ValueError):  # not on a Dask worker
+            return threads_per_job(1)
+    return threads
+
+
+@contextmanager
+def torch_threads(threads):
+    """Torch's thread count set to ``task_threads(threads)`` for the block, then restored: a task or
+    command must not leave the process (a reused worker, the caller) with its own count."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(task_threads(threads))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def effective_jobs(n_jobs: int, n_tasks: int) -> int:
+    """Resolve ``n_jobs`` (``-1`` = all cores) and cap it at the number of tasks and cores."""
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0 or n_jobs < -1:
+        raise UsageError(f"--n-jobs must be a whole number >= 1, or -1 for one per core; "
+                         f"got {n_jobs!r}")
+    jobs = cpu_count() if n_jobs == -1 else n_jobs
+    return max(1, min(jobs, n_tasks, cpu_count()))

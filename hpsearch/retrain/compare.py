@@ -1,0 +1,175 @@
+"""Compare groups of configs of a finished search on the test set: the Triple-MNIST seed's 2 x 2
+study of output activation and loss (``hpsearch compare RUN --by head,loss``).
+
+For each combination of the ``--by`` parameters the search drew, its best config (by the search's
+ranking), or with ``--same-config`` the search's best config with each combination the space
+allows (all else equal: the seed's own study), is retrained on the whole training set for
+``--retrain-epochs`` and scored on the test set, as ``hpsearch retrain`` retrains (same seeds, same
+threads, checkpoints); the
+table goes to ``<run>/compare.csv`` and to the terminal (as Markdown), one row per combination:
+its best trial, CV score and accuracy, test accuracy (per position and exact match for labels
+per position). The run's winner is left alone. Each finished row is written at once; running the
+same command again trains only the combinations without one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import shutil
+from pathlib import Path
+
+import pandas as pd
+from joblib import delayed
+
+from ..errors import UsageError, check_whole
+from ..jobs.backends import LokyBackend
+from ..rundir.atomic import atomic_write_text
+from ..rundir.run_info import read_settings, run_dataset
+from ..search.interrupt import InterruptFlag, SearchInterrupted
+from ..training.net import DEFAULT_BATCH_SIZE
+from .job import retrain_one
+from .progress import EpochBar, fit_sink
+from .top import top_configs
+
+__all__ = ["compare_groups", "COMPARE_FILE", "markdown_table"]
+
+COMPARE_FILE = "compare.csv"
+DEFAULTS = {"head": "softmax", "loss": "ce"}  # what a config without the key trains with
+
+
+def _space_choices(run_dir: Path, name: str) -> tuple:
+    """The values the run's space can give ``name``: its choices, its constant, or the default."""
+    from ..space.distributions import Categorical, Constant
+    from ..space.search_space import load_space
+
+    dist = load_space(run_dir / "space.toml").params.get(name)
+    if isinstance(dist, Categorical):
+        return dist.choices
+    if isinstance(dist, Constant):
+        return (dist.value,)
+    if dist is None and name in DEFAULTS:
+        return (DEFAULTS[name],)
+    raise UsageError(f"--by {name}: the run's space does not choose {name} from a list; "
+                     "--same-config needs categorical (or constant) keys")
+
+
+def _groups(run_dir: Path, by: list[str], same_config: bool) -> list[tuple[tuple, dict]]:
+    """``(values of by, candidate)`` per group: the best finished config of each combination the
+    search drew, or (``same_config``) the search's best config with each combination the space allows."""
+    ranked = top_configs(run_dir, 10**9)  # every finished trial, best first
+    if same_config:
+        best = ranked[0]
+        combos = itertools.product(*(_space_choices(run_dir, name) for name in by))
+        return [(key, {**best, "config": {**best["config"], **dict(zip(by, key, strict=True))}}) for key in combos]
+    groups: dict[tuple, dict] = {}
+    for cand in ranked:
+        groups.setdefault(tuple(cand["config"].get(name, DEFAULTS.get(name)) for name in by), cand)
+    missing = [name for name in by if name not in DEFAULTS and all(name not in c["config"] for c in groups.values())]
+    if missing:
+        known = sorted({k for c in groups.values() for k in c["config"]})
+        raise UsageError(f"--by {','.join(by)}: no config of {run_dir} has {missing[0]!r}; its keys are "
+                         f"{', '.join(known)}")
+    return list(groups.items())
+
+
+def _group_name(key: tuple) -> str:
+    return "-".join(str(v) for v in key)
+
+
+def _finished(path: Path, epochs: int, same_config: bool) -> dict[str, dict]:
+    """The rows of an earlier call with the same epochs and mode, by group name."""
+    if not path.is_file():
+        return {}
+    table = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={"group": str})
+    if "retrain_epochs" not in table or "same_config" not in table:
+        return {}
+    table = table[(table["retrain_epochs"] == epochs) & (table["same_config"] == same_config)]
+    table["error"] = table["error"].astype(object).fillna("").astype(str)
+    return {row["group"]: row for row in table.to_dict("records") if row["error"] == ""}
+
+
+def compare_groups(run_dir, by: list[str], retrain_epochs: int = 30, *, device: str = "cpu",
+                   n_jobs: int = -1, progress: bool = True, same_config: bool = False) -> pd.DataFrame:
+    """Retrain one config per combination of ``by`` and return the table (see the module).
+
+    Parameters
+    ----------
+    run_dir : path
+        A finished (or partly finished) search's run folder.
+    by : list of str
+        Config keys to group by, e.g. ``["head", "loss"]``; a key the search kept constant makes
+        one group.
+    retrain_epochs : int
+        Epochs of each retraining (no early stopping).
+    same_config : bool
+        Retrain the search's best config with every combination of ``by`` its space allows (all
+        else equal, the seed's 2 x 2), instead of each combination's own best config.
+    """
+    run_dir = Path(run_dir)
+    check_whole("--retrain-epochs", retrain_epochs, 1)
+    if not by or any(not isinstance(name, str) or not name for name in by):
+        raise UsageError(f"--by needs config keys separated by commas, e.g. --by head,loss; got {by!r}")
+    settings = read_settings(run_dir)
+    groups = _groups(run_dir, by, same_config)
+    dataset = run_dataset(run_dir)
+    path = run_dir / COMPARE_FILE
+    done = _finished(path, retrain_epochs, same_config)
+    rows = [done[_group_name(key)] for key, _ in groups if _group_name(key) in done]
+    todo = [(key, cand) for key, cand in groups if _group_name(key) not in done]
+    states = run_dir / "compare_states"  # not the retraining's checkpoints: those are its own
+    backend = LokyBackend()
+    jobs = 1 if str(device).startswith("cuda") else backend.jobs(n_jobs, max(1, len(todo)))
+    bar = EpochBar(len(todo) * retrain_epochs, len(todo), desc="compare", enabled=progress and bool(todo))
+    try:
+        with InterruptFlag() as flag, fit_sink(bar, jobs, False) as sink, \
+                backend.parallel(jobs, dataset) as (parallel, data):
+            results = parallel(delayed(_retrain_group)(
+                key, cand, data, device=device, epochs=retrain_epochs,
+                batch_size=int(settings.get("batch_size", DEFAULT_BATCH_SIZE)), seed=int(settings.get("seed", 0)),
+                monitor_test=False, threads=backend.threads(jobs), sink=sink, run_dir=states / _group_name(key))
+                for key, cand in todo)
+            for key, row in results:
+                if flag.raised or row["error"] == "interrupted":
+                    raise KeyboardInterrupt
+                rows.append({"group": _group_name(key), **dict(zip(by, key, strict=True)),
+                             "same_config": same_config, **row})
+                bar.finished(None)
+                atomic_write_text(path, _ordered(rows, by).to_csv(index=False))
+                shutil.rmtree(states / _group_name(key), ignore_errors=True)  # its row is kept
+    except KeyboardInterrupt:
+        raise SearchInterrupted(f"comparison interrupted: {len(rows)} of {len(groups)} groups are in {path}; "
+                                "run the same command again to train the rest") from None
+    finally:
+        bar.close()
+    with contextlib.suppress(OSError):
+        states.rmdir()  # empty once every group is done
+    table = _ordered(rows, by)
+    atomic_write_text(path, table.to_csv(index=False))
+    return table
+
+
+def _retrain_group(key, cand, data, **kwargs):
+    row, _ = retrain_one(cand, data, **kwargs)
+    return key, row
+
+
+def _ordered(rows: list[dict], by: list[str]) -> pd.DataFrame:
+    return pd.DataFrame(rows).sort_values(by, kind="stable").reset_index(drop=True)
+
+
+def markdown_table(table: pd.DataFrame, by: list[str]) -> str:
+    """The comparison as a Markdown table: the groups, the trial, CV accuracy, test accuracies (%)."""
+    tests = [c for c in table if c.startswith("test_") and c.endswith(("accuracy", "exact_match"))
+             and c != "test_accuracy"]
+    columns = [*by, "trial", "cv_accuracy", "test_accuracy", *tests]
+    if table.get("same_config", pd.Series([False])).any():  # one config: its CV accuracy says nothing per group
+        columns.remove("cv_accuracy")
+    names = [*by, "trial", *(["CV acc."] if "cv_accuracy" in columns else []), "test acc.",
+             *(c[5:].replace("_accuracy", "").replace("_", " ") for c in tests)]
+    lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
+    for row in table.to_dict("records"):
+        cells = [str(row[c]) for c in by] + [str(int(row["trial"]))]
+        cells += [f"{100 * row[c]:.2f}%" for c in columns[len(by) + 1:]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,91 @@
+"""One config's retraining, as a job runs it: build the net (the test set as a recorded monitor),
+train it for the retraining's epochs, from its checkpoint when an earlier run was cut short
+(``hpsearch.rundir.checkpoints``), score it on the test set, return its row and its weights.
+"""
+
+from __future__ import annotations
+
+import time
+
+import torch
+from skorch.dataset import Dataset as SkorchDataset
+from skorch.helper import predefined_split
+
+from ..data.dataset import Dataset
+from ..errors import DivergedError
+from ..jobs.resources import torch_threads
+from ..jobs.workers import die_with_parent
+from ..rundir.checkpoints import EpochCheckpoint, checkpoint_path, resume_state
+from ..rundir.exports import param_text
+from ..rundir.states import restore
+from ..training.net import make_net
+from ..training.seeds import trial_seed
+from ..winner.bundle import winner_payload
+from .progress import EpochReport
+
+__all__ = ["build_retrain_net", "retrain_one"]
+
+
+def build_retrain_net(config: dict, dataset: Dataset, *, device: str, epochs: int, batch_size: int,
+                      random_state: int | None, monitor_test: bool, callbacks=None):
+    config = {**config, "max_epochs": epochs}  # the retraining's epochs beat the space's
+    extra = {}
+    if monitor_test:
+        extra["train_split"] = predefined_split(SkorchDataset(dataset.X_test, dataset.y_test))
+        # Each pass of a DataLoader draws a seed from its generator; a private one keeps the global
+        # RNG (shuffling, dropout) exactly where a run without the monitor has it: same weights.
+        extra["iterator_valid__generator"] = torch.Generator()
+    return make_net(config, dataset.n_features, dataset.n_classes, image_shape=dataset.image_shape,
+                    device=device, max_epochs=epochs, batch_size=batch_size, patience=0,
+                    random_state=random_state, callbacks=callbacks, task=dataset.task, **extra)
+
+
+def _fit(net, dataset: Dataset, checkpoint, epochs: int) -> None:
+    """``net.fit``, or, from this fit's checkpoint, ``partial_fit`` for the epochs left."""
+    state = resume_state(checkpoint.path, checkpoint.meta) if checkpoint is not None else None
+    if state is None:
+        net.fit(dataset.X_train, dataset.y_train)
+        return
+    restore(net, state)
+    if len(net.history) < epochs:
+        net.partial_fit(dataset.X_train, dataset.y_train, epochs=epochs - len(net.history))
+
+
+def retrain_one(cand: dict, dataset: Dataset, *, device, epochs, batch_size, seed, monitor_test, threads,
+                sink, run_dir=None, checkpoint_every: int = 1) -> tuple[dict, bytes | None]:
+    """Retrain one candidate; its table row and the fitted net as ``winner_payload`` bytes (``None``
+    when it failed; bytes, because torch would share a returned tensor through a file descriptor that
+    the busy worker hands over only when idle, holding every result back until the last fit). A fit that
+    Ctrl-C cut short comes back with ``row["error"] == "interrupted"`` and is never kept; with
+    ``run_dir`` its checkpoint is, and the next call goes on from it."""
+    die_with_parent()  # a kill -9 of the search must not leave this job training
+    with torch_threads(threads):
+        callbacks = [("progress", EpochReport(cand["trial"], sink))]
+        checkpoint = None
+        if run_dir is not None and checkpoint_every > 0:
+            meta = {"retrain_epochs": epochs, "config": cand["config"], "monitor_test": bool(monitor_test),
+                    "batch_size": batch_size, "seed": seed}
+            checkpoint = EpochCheckpoint(checkpoint_path(run_dir, cand["trial"]), meta, checkpoint_every)
+            callbacks.append(("checkpoint", checkpoint))
+        net = build_retrain_net(cand["config"], dataset, device=device, epochs=epochs, batch_size=batch_size,
+                                random_state=trial_seed(seed, cand["trial"]), monitor_test=monitor_test,
+                                callbacks=callbacks)
+        start = time.perf_counter()
+        error = ""
+        tested = {"test_accuracy": float("nan"), "test_loss": float("nan")}
+        tested.update({f"test_{name}": float("nan") for name in dataset.task.metric_names()})
+        try:
+            _fit(net, dataset, checkpoint, epochs)
+            if len(net.history) < epochs or "dur" not in net.history[-1]:  # skorch swallowed Ctrl-C
+                error = "interrupted"
+            else:
+                tested = dataset.task.test_metrics(dataset.y_test, net.predict_proba(dataset.X_test))
+        except (DivergedError, ValueError, RuntimeError) as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        row = {"trial": cand["trial"], "search_rank": cand["search_rank"], "cv_score": cand["cv_score"],
+               "cv_accuracy": cand["cv_accuracy"], **tested,
+               "epochs": len(net.history) if error == "" else 0, "retrain_epochs": epochs,
+               "schedule": cand["config"].get("schedule", "none"),
+               "fit_time": time.perf_counter() - start, "error": error,
+               **{f"param_{k}": param_text(v) for k, v in sorted(cand["config"].items())}}
+        return row, (winner_payload(net) if error == "" else None)

@@ -1,0 +1,133 @@
+"""A run's trials as a table shaped like scikit-learn's ``cv_results_``, and the files exported
+from it (``trials.csv``, ``sorted_scores.dat``, ``sorted_params.dat``)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .atomic import atomic_write_text
+
+__all__ = ["results_frame", "write_exports", "param_text", "read_sorted"]
+
+
+def param_text(value) -> str:
+    """A config value as one cell: a list as ``532-195`` (an empty one as ``[]``), a float to
+    6 significant digits, anything else as ``str``."""
+    if isinstance(value, list | tuple):
+        return "-".join(param_text(v) for v in value) if value else "[]"
+    if isinstance(value, float):
+        return f"{value:.6g}"
+    return str(value)
+
+
+def _mean(values) -> float:
+    return float(np.mean(values)) if values else float("nan")
+
+
+def _std(values) -> float:
+    return float(np.std(values)) if values else float("nan")
+
+
+def results_frame(records: list[dict]) -> pd.DataFrame:
+    """One row per trial, shaped like sklearn's ``cv_results_`` and ranked best first.
+
+    Columns: ``trial``, ``param_*``, ``split{k}_test_score``, ``mean_test_score``,
+    ``std_test_score``, ``rank_test_score``, ``split{k}_test_accuracy``, ``mean_test_accuracy``,
+    ``std_test_accuracy``, for labels per position ``mean_test_digit_{k}_accuracy`` and
+    ``mean_test_exact_match``, ``mean_fit_time``, ``std_fit_time``, ``mean_epochs``, ``error``, then
+    ``n_epochs`` (the budget, in epochs, of the last rung the config reached), ``rung`` (that
+    rung's number, from 0), ``state`` (Optuna's: COMPLETE, PRUNED, FAIL, or RUNNING while a rung is
+    in progress) and, when the run has several budgets, ``score_{E}ep``: the mean score at each.
+    The split columns are the last rung's; ``mean_fit_time`` adds up the rungs' fit times.
+    A config that reached a higher rung ranks before every config that stopped at a lower one
+    (scikit-learn's rule for successive halving), then by score; failed trials rank last.
+    """
+    budgets = sorted({r["epochs"] for rec in records for r in rec["rungs"]})
+    rows = []
+    for rec in records:
+        last = rec["rungs"][-1]
+        row = {"trial": rec["index"]}
+        for key, value in sorted(rec["config"].items()):
+            row[f"param_{key}"] = param_text(value)
+        scores, accs = last["split_test_scores"] or [], last["split_test_accuracies"] or []
+        for k, value in enumerate(scores):
+            row[f"split{k}_test_score"] = value
+        row["mean_test_score"], row["std_test_score"] = _mean(scores), _std(scores)
+        for k, value in enumerate(accs):
+            row[f"split{k}_test_accuracy"] = value
+        row["mean_test_accuracy"], row["std_test_accuracy"] = _mean(accs), _std(accs)
+        times = np.sum([r["split_fit_times"] for r in rec["rungs"] if r["split_fit_times"]], axis=0).tolist()
+        for name in (last.get("split_metrics") or [{}])[0]:  # the task's own: digit_0_accuracy, ...
+            row[f"mean_test_{name}"] = _mean([m[name] for m in last["split_metrics"]])
+        row["mean_fit_time"], row["std_fit_time"] = _mean(times), _std(times)
+        row["mean_epochs"] = _mean(last["split_epochs"])
+        row["error"] = last.get("error") or ""
+        row["n_epochs"], row["rung"], row["state"] = last["epochs"], len(rec["rungs"]) - 1, rec["state"]
+        if len(budgets) > 1:
+            at = {r["epochs"]: _mean(r["split_test_scores"]) for r in rec["rungs"]}
+            for epochs in budgets:
+                row[f"score_{epochs}ep"] = at.get(epochs, float("nan"))
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    if frame.empty:
+        return frame
+    frame["rank_test_score"] = _ranks(frame["n_epochs"].to_numpy(), frame["mean_test_score"].to_numpy())
+    return frame.sort_values(["rank_test_score", "trial"], kind="stable").reset_index(drop=True)
+
+
+def _ranks(budgets: np.ndarray, scores: np.ndarray) -> np.ndarray:
+    """1 + the number of configs strictly better (a higher budget reached, or the same budget and
+    a higher score); failed (NaN) configs all share the rank after the last finite one."""
+    finite = ~np.isnan(scores)
+    ranks = np.full(len(scores), int(finite.sum()) + 1)
+    for i in np.flatnonzero(finite):
+        better = finite & ((budgets > budgets[i]) | ((budgets == budgets[i]) & (scores > scores[i])))
+        ranks[i] = 1 + int(better.sum())
+    return ranks
+
+
+def _token(value) -> str:
+    """One whitespace-free cell of a ``.dat`` file (a missing value is ``nan``)."""
+    text = f"{value:.6g}" if isinstance(value, float) else str(value)
+    return re.sub(r"\s+", "_", text) or '""'
+
+
+def _table(frame: pd.DataFrame, columns: list[str]) -> str:
+    """A ``# name ...`` comment line, then the rows, every cell one token, in aligned columns."""
+    cells = [["# " + columns[0], *columns[1:]]]
+    cells += [[_token(v) for v in row] for row in frame[columns].itertuples(index=False)]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
+    return "".join("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() + "\n" for r in cells)
+
+
+def write_exports(run_dir: Path, frame: pd.DataFrame) -> None:
+    """Write ``trials.csv``, ``sorted_scores.dat`` and ``sorted_params.dat`` atomically.
+
+    Both ``.dat`` files start with a ``# rank trial ...`` comment line naming the columns, then
+    one line per config, best first; line i of one is line i of the other. Every cell is one
+    whitespace-free token (hidden widths ``532-195``, an empty list ``[]``, a missing value
+    ``nan``). ``numpy.loadtxt(path)`` reads the scores; ``read_sorted(path)`` either file, with
+    its column names.
+    """
+    run_dir = Path(run_dir)
+    if frame.empty:
+        return
+    atomic_write_text(run_dir / "trials.csv", frame.to_csv(index=False))
+    ranked = frame.rename(columns={"rank_test_score": "rank"})
+    score_cols = ["rank", "trial", "mean_test_score", "std_test_score", "mean_test_accuracy"]
+    atomic_write_text(run_dir / "sorted_scores.dat", _table(ranked, score_cols))
+    params = ranked.rename(columns=lambda c: c[len("param_"):] if c.startswith("param_") else c)
+    param_cols = ["rank", "trial"] + [c[len("param_"):] for c in frame if c.startswith("param_")]
+    atomic_write_text(run_dir / "sorted_params.dat", _table(params, param_cols))
+
+
+def read_sorted(path) -> pd.DataFrame:
+    """``sorted_scores.dat`` or ``sorted_params.dat`` as a DataFrame, the column names taken from
+    its ``#`` header line: what the README's two lines of pandas do."""
+    with open(path) as fh:
+        names = fh.readline().split()[1:]
+    return pd.read_csv(path, sep=r"\s+", skiprows=1, names=names)

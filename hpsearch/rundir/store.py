@@ -1,0 +1,247 @@
+"""Persistence of a run's trials: an Optuna study in ``<run>/trials.db`` (SQLite).
+
+One Optuna trial per config, numbered like hpsearch's trial index (trials are created in index
+order), with its real start and end times. Each rung a config finishes is committed the moment it
+finishes, as one user attribute ``rung<k>`` (its budget in epochs and the per-fold scores) plus
+Optuna's intermediate value at step = epochs, so a killed process loses only the work in flight.
+A config is RUNNING while it may still continue, then COMPLETE (it reached its last rung), PRUNED
+(a strategy stopped it; its value is its last score) or FAIL (it diverged or raised; the reason is
+kept). ``optuna-dashboard sqlite:///<run>/trials.db`` and Optuna's plots open it as it is.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import logging
+import os
+import warnings
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pandas as pd
+import sqlalchemy.exc
+
+from ..errors import UsageError
+from .exports import results_frame
+
+__all__ = ["TrialStore", "RunLock", "load_records", "load_results", "open_study", "STUDY"]
+
+STUDY = "search"
+State = optuna.trial.TrialState
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+class RunLock:
+    """An exclusive lock on a run folder, so only one search writes to it at a time.
+
+    The OS drops the lock when the process dies, even by ``kill -9``.
+    """
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / ".lock"
+        self._fh = None
+
+    def __enter__(self):
+        self._fh = open(self.path, "a+")
+        try:
+            fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._fh.seek(0)
+            holder = self._fh.read().strip() or "another process"
+            self._fh.close()
+            raise UsageError(
+                f"{self.path.parent} is in use by a running search ({holder}); wait for it to "
+                "finish, or pass a different --out"
+            ) from None
+        self._fh.seek(0)
+        self._fh.truncate()
+        self._fh.write(f"pid {os.getpid()}")
+        self._fh.flush()
+        return self
+
+    def __exit__(self, *exc):
+        fcntl.flock(self._fh, fcntl.LOCK_UN)
+        self._fh.close()
+
+
+def _record(trial: optuna.trial.FrozenTrial) -> dict:
+    """A stored trial as plain data: index, config, its rungs in order, and its state."""
+    attrs = trial.user_attrs
+    rungs = [attrs[f"rung{k}"] for k in range(len(attrs)) if f"rung{k}" in attrs]
+    return {"index": attrs["index"], "config": attrs["config"], "rungs": rungs, "state": trial.state.name}
+
+
+def _read_records(study: optuna.Study) -> dict[int, tuple[int, dict]]:
+    """``{index: (trial_id, record)}`` of the trials that have a config."""
+    return {t.user_attrs["index"]: (t._trial_id, _record(t)) for t in study.get_trials(deepcopy=False)
+            if "index" in t.user_attrs and "config" in t.user_attrs}
+
+
+class TrialStore:
+    """The trials of one run, in an Optuna study on SQLite, with an in-memory copy of what is stored
+    (read once when the store opens, then kept up to date by its own writes: one writer per run).
+
+    Parameters
+    ----------
+    run_dir : path
+        The run folder; the database is ``run_dir/trials.db``.
+    fingerprint : dict
+        What makes trials comparable (dataset, space, folds, epochs, strategy ...). Opening an
+        existing store with a different fingerprint is refused: its trials would not rank against new ones.
+    metric : str
+        The objective's name in Optuna (``set_metric_names``), e.g. ``neg_log_loss``.
+    """
+
+    def __init__(self, run_dir: Path, fingerprint: dict, metric: str = "score", direction: str = "maximize"):
+        self.run_dir = Path(run_dir)
+        self.url = f"sqlite:///{self.run_dir / 'trials.db'}"
+        self.study = open_study(self.run_dir / "trials.db", create=True, direction=direction)
+        self._storage = self.study._storage
+        stored = self.study.user_attrs.get("fingerprint")
+        if stored is None:
+            self.study.set_user_attr("fingerprint", fingerprint)
+            with warnings.catch_warnings():  # set_metric_names is marked experimental
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                self.study.set_metric_names([metric])
+        elif stored != fingerprint:
+            diffs = [k for k in sorted(set(stored) | set(fingerprint)) if stored.get(k) != fingerprint.get(k)]
+            shown = "; ".join(f"{k}: stored {_short(stored.get(k))}, now {_short(fingerprint.get(k))}"
+                              for k in diffs)
+            raise UsageError(
+                f"{self.run_dir} holds a search with other settings ({shown}); resume it with the "
+                "same settings, or pass a different --out for a new search"
+            )
+        self._trials = _read_records(self.study)
+
+    # -- reading -------------------------------------------------------------------------------
+    def __contains__(self, index: int) -> bool:
+        return index in self._trials
+
+    def __len__(self) -> int:
+        return self._storage.get_n_trials(self.study._study_id)
+
+    def config(self, index: int) -> dict:
+        return self._trials[index][1]["config"]
+
+    def state(self, index: int) -> str:
+        return self._trials[index][1]["state"]
+
+    def rung_result(self, index: int, epochs: int) -> dict | None:
+        """The stored result of config ``index`` at a budget of ``epochs``, or None."""
+        if index not in self._trials:
+            return None
+        return next((r for r in self._trials[index][1]["rungs"] if r["epochs"] == epochs), None)
+
+    def records(self) -> list[dict]:
+        """The stored trials that finished at least one rung, in trial-index order."""
+        return [rec for _, (_, rec) in sorted(self._trials.items()) if rec["rungs"]]
+
+    # -- writing -------------------------------------------------------------------------------
+    def create(self, index: int, config: dict, params: dict, distributions: dict, started: datetime) -> None:
+        """Store config ``index`` as a RUNNING trial that started at ``started``. Trials are created
+        in index order, so Optuna's trial number is the index."""
+        number = len(self)
+        if number != index:
+            raise RuntimeError(f"trial {index} would be Optuna's trial {number}: trials must be created in order")
+        template = optuna.trial.FrozenTrial(
+            number=number, state=State.RUNNING, value=None, datetime_start=started, datetime_complete=None,
+            params=params, distributions=distributions, user_attrs={"index": index, "config": _plain(config)},
+            system_attrs={}, intermediate_values={}, trial_id=-1)
+        trial_id = self._storage.create_new_trial(self.study._study_id, template_trial=template)
+        self._trials[index] = (trial_id, {"index": index, "config": _plain(config), "rungs": [], "state": "RUNNING"})
+
+    def adopt(self, trial: optuna.Trial, config: dict) -> int:
+        """Take a trial a sampler created (``study.ask``) as config ``trial.number``; returns the index."""
+        index = trial.number
+        trial.set_user_attr("index", index)
+        trial.set_user_attr("config", _plain(config))
+        self._trials[index] = (trial._trial_id, {"index": index, "config": _plain(config), "rungs": [],
+                                                 "state": "RUNNING"})
+        return index
+
+    def add_rung(self, index: int, epochs: int, result, final: bool) -> None:
+        """Commit config ``index``'s result at a budget of ``epochs``; a failed one ends the trial
+        (FAIL), a ``final`` one completes it."""
+        trial_id, rec = self._trials[index]
+        rung = {"epochs": int(epochs), "split_test_scores": result.test_scores,
+                "split_test_accuracies": result.test_accuracies, "split_fit_times": result.fit_times,
+                "split_epochs": result.epochs, "error": result.error}
+        if result.metrics:
+            rung["split_metrics"] = result.metrics
+        self._storage.set_trial_user_attr(trial_id, f"rung{len(rec['rungs'])}", rung)
+        rec["rungs"].append(rung)
+        if result.error is not None:
+            self._end(index, State.FAIL)
+            return
+        self._storage.set_trial_intermediate_value(trial_id, int(epochs), result.mean_test_score)
+        if final:
+            self._end(index, State.COMPLETE)
+
+    def prune(self, index: int) -> None:
+        """A strategy stopped config ``index``: PRUNED, its value the last rung's score."""
+        self._end(index, State.PRUNED)
+
+    def complete(self, index: int) -> None:
+        self._end(index, State.COMPLETE)
+
+    def _end(self, index: int, state) -> None:
+        trial_id, rec = self._trials[index]
+        if rec["state"] != "RUNNING":
+            return
+        values = None
+        if state != State.FAIL:
+            last = rec["rungs"][-1]
+            values = [float(np.mean(last["split_test_scores"]))]
+        self._storage.set_trial_state_values(trial_id, state, values=values)
+        rec["state"] = state.name
+
+
+def _plain(config: dict) -> dict:
+    return json.loads(json.dumps(config))
+
+
+def _damaged(path: Path, reason: str) -> UsageError:
+    return UsageError(
+        f"{path} is damaged ({reason}); the finished trials are listed in {path.parent / 'trials.csv'}; "
+        f"move the file away (mv {path} {path}.damaged) and run the search again to start it over, "
+        "or put back a copy of it")
+
+
+def open_study(path: Path, create: bool = False, **create_kwargs) -> optuna.Study:
+    """The run's study, or a ``UsageError`` naming ``path`` when the file is damaged (truncated,
+    overwritten, not an hpsearch store) instead of SQLAlchemy's traceback."""
+    path = Path(path)
+    if create and path.is_file() and path.stat().st_size == 0 and (path.parent / "trials.csv").is_file():
+        raise _damaged(path, "empty, while trials.csv lists finished trials")  # SQLite would start afresh
+    try:
+        if create:
+            storage = optuna.storages.RDBStorage(f"sqlite:///{path}", engine_kwargs={"connect_args": {"timeout": 60}})
+            return optuna.create_study(study_name=STUDY, storage=storage, load_if_exists=True, **create_kwargs)
+        return optuna.load_study(study_name=STUDY, storage=f"sqlite:///{path}")
+    except sqlalchemy.exc.DatabaseError as exc:
+        raise _damaged(path, str(exc.orig) if exc.orig is not None else type(exc).__name__) from None
+    except KeyError:  # optuna: no study of that name in the file
+        raise _damaged(path, f"it holds no study named {STUDY!r}") from None
+
+
+def _short(value, width: int = 60) -> str:
+    text = json.dumps(value) if not isinstance(value, str) else value.replace("\n", " ")
+    return text if len(text) <= width else text[: width - 3] + "..."
+
+
+def load_records(run_dir) -> list[dict]:
+    """The trials stored in ``run_dir`` that finished a rung, in trial-index order, as plain data
+    (``index``, ``config``, ``rungs``, ``state``; read-only)."""
+    path = Path(run_dir) / "trials.db"
+    if not path.is_file():
+        raise UsageError(f"{run_dir} holds no trials.db; is it a run folder made by hpsearch search?")
+    return [rec for _, (_, rec) in sorted(_read_records(open_study(path)).items()) if rec["rungs"]]
+
+
+def load_results(run_dir) -> pd.DataFrame:
+    """The ranked ``results_frame`` of the trials stored in ``run_dir`` (read-only)."""
+    return results_frame(load_records(run_dir))

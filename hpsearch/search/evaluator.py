@@ -1,0 +1,141 @@
+"""The evaluate seam between a strategy and the run: ``Evaluator`` draws configs, brings them to a
+budget with the run's engine, skips what is already stored, streams each result to the store and keeps
+the ranking files current."""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import datetime
+
+import numpy as np
+
+from ..engines import RunContext, make_engine
+from ..rundir.exports import results_frame, write_exports
+from ..rundir.states import remove_states
+from ..rundir.store import TrialStore
+from ..space.optuna_bridge import stored_params, suggest_config
+from ..space.search_space import ParamGenerator, SearchSpace
+
+__all__ = ["Evaluator"]
+
+
+EXPORT_EVERY_S = 2.0  # the ranking files follow the store at most this stale (and exactly at each rung's end)
+
+
+class Evaluator:
+    """The seam between a strategy and the run (see ``hpsearch.strategies._base``): ``draw``,
+    ``__call__(candidates, epochs)``, ``prune`` and ``concurrency``."""
+
+    def __init__(self, context: RunContext, space: SearchSpace, store: TrialStore, bar):
+        self.context, self.space, self.store, self.bar = context, space, store, bar
+        self.engine = make_engine(context.settings.engine, context)
+        self.generator = ParamGenerator(space, context.settings.seed)
+        # a sequential sampler asks for one config per job: fewer leave jobs idle at each batch's end
+        self.concurrency = max(1, context.jobs)
+        self._next = 0  # the next trial index draw() hands out
+        self._started: dict[int, datetime] = {}
+        self._exported = 0.0
+        self.best = math.nan
+
+    # -- the seam ------------------------------------------------------------------------------
+    def draw(self, k: int, sampler=None) -> dict[int, dict]:
+        drawn = {}
+        for index in range(self._next, self._next + k):
+            if index in self.store:
+                drawn[index] = self.store.config(index)
+            elif sampler is None:
+                drawn[index] = self.generator.sample(index)
+            else:
+                drawn[index] = self._ask(index, sampler)
+        self._next += k
+        return drawn
+
+    def __call__(self, candidates: dict[int, dict], epochs: int) -> dict[int, float]:
+        final = epochs >= self.context.settings.max_epochs
+        if self.bar.n + len(candidates) > self.bar.total:  # the strategy's plan was an estimate
+            self.bar.total = self.bar.n + len(candidates)
+            self.bar.refresh()
+        scores, todo = {}, {}
+        for index, config in candidates.items():
+            stored = self.store.rung_result(index, epochs)
+            if stored is not None:  # a resumed run: this (config, rung) is done
+                scores[index] = _mean_score(stored)
+                if final:
+                    self._finish(index)
+                self.bar.update()
+            elif index in self.store and self.store.state(index) == "FAIL":
+                scores[index] = math.nan  # failed at an earlier rung
+                remove_states(self.context.run_dir, index)
+            else:
+                todo[index] = config
+        for index, result in self.engine.train(todo, epochs, keep_states=not final, on_start=self._on_start):
+            self._create_up_to(index, candidates)
+            self.store.add_rung(index, epochs, result, final)
+            if final or result.error is not None:
+                remove_states(self.context.run_dir, index)
+            scores[index] = result.mean_test_score
+            self._progress(result.mean_test_score, epochs)
+        self.export(force=True)
+        return scores
+
+    def prune(self, indices) -> None:
+        for index in indices:
+            if index in self.store:
+                self.store.prune(index)
+            remove_states(self.context.run_dir, index)
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+    def _ask(self, index: int, sampler) -> dict:
+        if len(self.store) != index:
+            raise RuntimeError(f"a sampler's trial {len(self.store)} would not be trial {index}")
+        self.store.study.sampler = sampler
+        trial = self.store.study.ask()
+        config = suggest_config(self.space, trial)
+        self.store.adopt(trial, config)
+        return config
+
+    def _on_start(self, index: int) -> None:  # maybe joblib's dispatch thread: only note the time
+        self._started.setdefault(index, datetime.now())
+
+    def _create_up_to(self, index: int, candidates: dict) -> None:
+        """Create the trials of ``index`` and of every lower candidate not stored yet, in index order
+        (their folds were handed out first), so Optuna's trial numbers are hpsearch's indices."""
+        if index in self.store:
+            return
+        for lower in sorted(i for i in candidates if i <= index and i not in self.store):
+            params, dists = stored_params(self.space, candidates[lower])
+            self.store.create(lower, candidates[lower], params, dists, self._started.get(lower, datetime.now()))
+
+    def _finish(self, index: int) -> None:
+        if self.store.state(index) == "RUNNING":
+            self.store.complete(index)
+        remove_states(self.context.run_dir, index)
+
+    def _progress(self, score: float, epochs: int) -> None:
+        if not math.isnan(score) and not score <= self.best:
+            self.best = score
+        self.bar.set_postfix(best=f"{self.best:.4f}", epochs=epochs)
+        self.bar.update()
+        self.export()
+
+    def export(self, force: bool = False) -> None:
+        """Rewrite the ranking files (at most every ``EXPORT_EVERY_S``, unless ``force``)."""
+        if force or time.monotonic() - self._exported >= EXPORT_EVERY_S:
+            write_exports(self.context.run_dir, results_frame(self.store.records()))
+            self._exported = time.monotonic()
+
+    def close(self) -> None:
+        """The strategy is done: a trial it left open (none, for the built-in ones) is complete."""
+        for record in self.store.records():
+            if record["state"] == "RUNNING":
+                self._finish(record["index"])
+        self.export(force=True)
+        if not self.bar.disable:  # an estimated plan (tpe-halving) ends at what was trained
+            self.bar.total = self.bar.n
+            self.bar.refresh()
+
+
+def _mean_score(rung: dict) -> float:
+    scores = rung["split_test_scores"]
+    return float(np.mean(scores)) if rung["error"] is None and scores else math.nan

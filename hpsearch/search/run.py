@@ -1,0 +1,161 @@
+"""The run: its folder and lock, the trial store, the strategy and its ``evaluate`` seam
+(``hpsearch.search.evaluator``), the progress bar, Ctrl-C and the exports.
+
+The loop names no strategy and no engine: ``make_strategy(settings).run(evaluate)`` decides which
+configs get how many epochs; ``Evaluator`` brings them there with the run's engine, skips what is
+already stored (so a resumed run continues the rung in progress without re-training a finished
+(config, rung)), streams each result to the store and keeps the ranking files current.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import warnings
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from ..data import load_dataset
+from ..data.dataset import Dataset
+from ..engines import RunContext
+from ..engines.cv import make_folds
+from ..errors import UsageError
+from ..jobs.backends import open_backend
+from ..jobs.resident import release_resident
+from ..rundir.atomic import atomic_write_text
+from ..rundir.exports import results_frame, write_exports
+from ..rundir.store import RunLock, TrialStore
+from ..settings import SearchSettings, fingerprint
+from ..space.checks import check_space_for_data
+from ..space.search_space import SearchSpace, load_space
+from ..strategies import make_strategy
+from .evaluator import Evaluator
+from .interrupt import ClusterLost, InterruptFlag, SearchInterrupted
+
+__all__ = ["run_search", "default_run_dir"]
+
+
+def default_run_dir(settings: SearchSettings, space: SearchSpace) -> Path:
+    """``results/<dataset>_<space>_seed<seed>`` (plus the strategy unless random): the same
+    command finds (and resumes) its run."""
+    strategy = "" if settings.strategy == "random" else f"_{settings.strategy}"
+    return Path("results") / f"{settings.dataset}_{space.name}{strategy}_seed{settings.seed}"
+
+
+def _prepare_run_dir(path: Path) -> Path:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / ".write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as exc:
+        raise UsageError(f"--out {path} is not writable ({exc.strerror}); choose a folder you can "
+                         "write to") from None
+    return path
+
+
+def _check_space_for(strategy, space: SearchSpace) -> None:
+    if strategy.continues and "max_epochs" in space.params:
+        raise UsageError(f"--strategy {strategy.name} gives each rung its epochs, but the space {space.name!r} "
+                         "sets max_epochs; remove it from the space and pass --max-epochs")
+    schedules = set(space.params["schedule"].support()) - {"none"} if "schedule" in space.params else set()
+    if strategy.continues and schedules:
+        raise UsageError(f"--strategy {strategy.name} continues each survivor at a longer budget, which would change "
+                         f"its learning-rate schedule ({', '.join(sorted(schedules))}) midway; use --strategy random "
+                         "or tpe with a schedule, or schedule = \"none\" in the space (retrain with --schedule)")
+
+
+def run_search(settings: SearchSettings, dataset: Dataset | None = None, backend=None) -> Path:
+    """Run (or resume) a search and return its run folder.
+
+    Every finished (config, rung) is committed to ``<run>/trials.db`` and the ranking files are
+    kept current. Raises ``SearchInterrupted`` on Ctrl-C with all finished work kept (``ClusterLost``
+    when a Dask cluster was left without workers). ``backend``: an open ``hpsearch.jobs.backends``
+    backend to run the jobs on (default: the one ``settings.backend`` names, opened and closed here).
+    """
+    settings.validate()
+    strategy = make_strategy(settings)
+    space = load_space(settings.space)
+    _check_space_for(strategy, space)
+    dataset = (dataset or load_dataset(settings.dataset, settings.data_dir)).training_slice(
+        settings.max_train, settings.seed)
+    check_space_for_data(space, dataset)  # a net too deep for the images: refused before the first fit
+    folds = make_folds(dataset.y_train, settings.cv, settings.seed)
+    if settings.engine == "batched" and dataset.task.batched_engine_reason:
+        print(f"--engine batched: {dataset.name} has {dataset.task.batched_engine_reason}; "
+              "every config trains on the skorch engine", file=sys.stderr)
+    # only now, with every setting, the space and the data checked, does the run folder appear
+    run_dir = _prepare_run_dir(Path(settings.out) if settings.out else default_run_dir(settings, space))
+    with RunLock(run_dir):
+        store = TrialStore(run_dir, fingerprint(settings, space, dataset), metric=settings.scoring)
+        atomic_write_text(run_dir / "space.toml", space.source)
+        atomic_write_text(run_dir / "settings.json", json.dumps(
+            {**asdict(settings), "argv": sys.argv, "dataset_name": dataset.name}, indent=2) + "\n")
+        own = backend is None
+        backend = open_backend(settings.backend, settings.scheduler) if own else backend
+        try:
+            if strategy.continues and not backend.sees(run_dir):
+                raise UsageError(f"--strategy {settings.strategy} keeps each (config, fold)'s state in "
+                                 f"{run_dir}/states between rungs, and some Dask workers do not see that folder; "
+                                 "put the run folder (--out) on a filesystem every worker mounts at the same path, "
+                                 "or use --strategy random or tpe")
+            _run_strategy(settings, dataset, space, store, strategy, folds, run_dir, backend)
+        finally:
+            if own:
+                backend.close()
+        _warn_failures(results_frame(store.records()))
+    return run_dir
+
+
+def _run_strategy(settings, dataset, space, store, strategy, folds, run_dir, backend):
+    # On the CPU the jobs take fold tasks of any config (one stream), so up to one job per core
+    # even when there are fewer folds than cores; on a GPU, at most one job per fold shares it.
+    on_gpu = str(settings.device).startswith("cuda") and backend.name == "loky"
+    jobs = backend.jobs(settings.n_jobs, len(folds) if on_gpu else settings.n * len(folds))
+    plan = strategy.plan()
+    single = len(plan) == 1
+    bar = tqdm(total=sum(n for n, _ in plan), desc="configs" if single else "rungs", unit="cfg",
+               disable=not settings.progress, dynamic_ncols=True)
+    try:
+        shared = [dataset.y_train, *(rows for fold in folds for rows in fold)]
+        with InterruptFlag() as flag, backend.parallel(jobs, dataset.X_train, shared) as (parallel, X):
+            context = RunContext(settings, dataset, X, folds, parallel, jobs, run_dir, strategy.continues,
+                                 stop=lambda: flag.raised, backend=backend)
+            evaluate = Evaluator(context, space, store, bar)
+            strategy.run(evaluate)
+            evaluate.close()
+    except (KeyboardInterrupt, Exception) as exc:
+        lost = backend.failure(exc)  # the cluster's own failure (workers gone), or None
+        if not isinstance(exc, KeyboardInterrupt) and lost is None:
+            raise
+        write_exports(run_dir, results_frame(store.records()))  # the throttled exports catch up with the store
+        done = sum(1 for r in store.records() if r["state"] != "RUNNING")
+        if lost is not None:
+            raise ClusterLost(
+                f"the Dask cluster at {backend.scheduler} {lost}: the search stopped; {done} finished trials (and "
+                f"every finished rung) are stored in {run_dir}; start workers (dask worker {backend.scheduler}) "
+                "and run the same command again to continue") from None
+        raise SearchInterrupted(
+            f"interrupted: {done} finished trials (and every finished rung) are stored in {run_dir}; "
+            f"run the same command again (or add --resume {run_dir}) to continue"
+        ) from None
+    finally:
+        bar.close()
+        release_resident()  # this process's copy of the data (on a GPU: device memory)
+
+
+def _warn_failures(frame) -> None:
+    if frame.empty:
+        return
+    errors = frame.loc[frame["error"] != "", "error"]
+    if len(errors):
+        kinds = Counter(e.split(":")[0] for e in errors)
+        summary = ", ".join(f"{n} {kind}" for kind, n in kinds.most_common())
+        warnings.warn(
+            f"{len(errors)} of {len(frame)} configs failed ({summary}); they score NaN and rank "
+            "last; their reasons are in trials.csv, column 'error'",
+            RuntimeWarning, stacklevel=2,
+        )

@@ -1,0 +1,200 @@
+"""Whether a search space can train, checked before anything is trained.
+
+``check_space`` runs when a space is built (``load_space``, ``SearchSpace``): every value each
+distribution can draw (its constant, its choices, the ends of its range) must be one the model
+kinds that use the parameter accept (``hpsearch.training.models.PARAMETER_CHECKS``, the checks the modules'
+constructors make) or the net and optimizer accept (``NET_CHECKS``); the model kinds and optimizers
+are ``hpsearch.training.net``'s. ``check_space_for_data`` runs once the data are loaded: the deepest,
+most-pooled net the space can draw must still fit the images.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping
+
+from ..errors import UsageError, did_you_mean
+from ..training import augment, losses, schedules
+from ..training import net as net_module
+from ..training.heads import HEADS
+from ..training.losses import WORST_CLASS_KEYS
+from ..training.models import (
+    CNN,
+    GAPCNN,
+    PARAMETER_CHECKS,
+    check_number,
+    check_pool_after,
+    cnn_pools,
+    gapcnn_pools,
+    max_pools,
+)
+
+__all__ = ["NET_CHECKS", "check_space", "check_space_for_data"]
+
+
+def _one_of(allowed: Callable[[], Mapping], what: str):
+    """A check that the value is a key of ``allowed()`` (read at call time)."""
+    def check(value, name: str) -> str:
+        names = list(allowed())
+        if not isinstance(value, str) or value not in names:
+            hint = did_you_mean(value, names) if isinstance(value, str) else ""
+            raise UsageError(f"{name} must be one of {', '.join(map(repr, names))} ({what}), got {value!r}{hint}")
+        return value
+    return check
+
+
+def _bounded(low: float, high: float | None, fix: str, low_open: bool = False):
+    """A check for a number in [low, high) (or (low, ...) with ``low_open``)."""
+    def check(value, name: str) -> float:
+        check_number(value, name)
+        if value < low or (low_open and value == low) or (high is not None and value >= high):
+            allowed = f"> {low}" if low_open else f">= {low}" if high is None else f"in [{low}, {high})"
+            raise UsageError(f"{name} must be {allowed}, got {value!r}; {fix}")
+        return value
+    return check
+
+
+def _count(fix: str):
+    """A check for a whole number >= 1."""
+    def check(value, name: str) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise UsageError(f"{name} must be a whole number >= 1, got {value!r}; {fix}")
+        return value
+    return check
+
+
+# The parameters that go to the net or the optimizer, not to the module (make_net maps them).
+NET_CHECKS = {
+    "model": _one_of(lambda: net_module.MODELS, "the model kinds"),
+    "optimizer": _one_of(lambda: net_module.OPTIMIZERS, "the optimizers"),
+    "lr": _bounded(0, None, "use a positive learning rate such as 1e-3", low_open=True),
+    "weight_decay": _bounded(0, None, "use 0 for no L2 penalty"),
+    "momentum": _bounded(0, 1, "use e.g. 0.9 (0 for none)"),
+    "batch_size": _count("use e.g. batch_size = 128"),
+    "max_epochs": _count("0 epochs would rank untrained nets; use e.g. max_epochs = 20"),
+    "loss": _one_of(lambda: losses.LOSSES, "the training losses"),
+    "head": _one_of(lambda: dict.fromkeys(HEADS), "the output activations"),
+    "schedule": _one_of(lambda: schedules.SCHEDULES, "the learning-rate schedules"),
+    "augment": _one_of(lambda: augment.AUGMENTS, "the augmentations"),
+    "rounds": _count("use e.g. rounds = 6 (the CAM seed's 6 x 15 epochs)"),
+    "round_epochs": _count("use e.g. round_epochs = 15"),
+    "worst_weight": _bounded(0, None, "use e.g. 1.0 (the CAM seed), 0 for plain cross-entropy"),
+}
+
+
+def _where(key: str, dist) -> str:
+    """How a failing value was drawn, to start the message: "" for a constant."""
+    kind = getattr(dist, "distribution", "constant")
+    if kind == "constant":
+        return ""
+    if kind == "categorical":
+        return f"[{key}] choices: "
+    if hasattr(dist, "low") and kind != "decreasing_int":
+        return f"[{key}] {kind} range [{dist.low!r}, {dist.high!r}]: "
+    return f"[{key}] {kind}: "
+
+
+def _passes(check, value, key: str) -> bool:
+    try:
+        check(value, key)
+    except UsageError:
+        return False
+    return True
+
+
+def _check_draws(key: str, dist, check) -> None:
+    for value in dist.support():
+        try:
+            check(value, key)
+        except UsageError as exc:
+            if (getattr(dist, "distribution", "") in ("uniform", "log_uniform") and isinstance(value, float)
+                    and value.is_integer() and _passes(check, int(value), key)):
+                raise UsageError(f"[{key}] {dist.distribution} draws fractions, but {key} must be a whole "
+                                 "number; use distribution = 'int_uniform' (or 'categorical')") from None
+            raise UsageError(f"{_where(key, dist)}{exc}") from None
+
+
+def _support(params: Mapping, key: str, default) -> tuple:
+    dist = params.get(key)
+    return (default,) if dist is None else tuple(dist.support())
+
+
+def _default(model: type, key: str):
+    return inspect.signature(model).parameters[key].default
+
+
+def check_space(params: Mapping) -> None:
+    """Raise a UsageError unless every value ``params`` (name -> distribution) can draw is one
+    the model kinds that use it (and the net and optimizer) accept."""
+    if "model" in params:
+        _check_draws("model", params["model"], NET_CHECKS["model"])
+    kinds = _support(params, "model", "mlp")
+    used = {key for kind in kinds for key in net_module.MODULE_KEYS.get(kind, ())}
+    for key, dist in params.items():
+        users = [kind for kind, keys in net_module.MODULE_KEYS.items() if key in keys]
+        if users and key not in used:
+            raise UsageError(f"{key} is a parameter of {' and '.join(users)} models, but this space's model "
+                             f"is {' or '.join(map(repr, kinds))}, so it would be ignored; remove {key} "
+                             "or add a model kind that takes it")
+        check = NET_CHECKS.get(key) or PARAMETER_CHECKS.get(key)
+        if check is not None and key != "model":
+            _check_draws(key, dist, check)
+    worst_keys = [key for key in WORST_CLASS_KEYS if key in params]
+    if worst_keys and "worst_class" not in _support(params, "loss", "ce"):
+        raise UsageError(f"{worst_keys[0]} sets up a worst_class loss, but this space's loss is "
+                         f"{' or '.join(map(repr, _support(params, 'loss', 'ce')))}, so it would be ignored; "
+                         f"remove {worst_keys[0]} or add loss = \"worst_class\"")
+    if "gapcnn" in kinds:
+        filters = min(_support(params, "filters", _default(GAPCNN, "filters")), key=len)
+        for pool_after in _support(params, "pool_after", _default(GAPCNN, "pool_after")):
+            try:
+                check_pool_after(pool_after, len(filters))
+            except UsageError as exc:
+                raise UsageError(f"pool_after: {list(pool_after)} with filters {list(filters)} (this space can "
+                                 f"draw both): {exc}") from None
+
+
+def check_space_for_data(space, dataset) -> None:
+    """Raise a UsageError unless the images of ``dataset`` are large enough for the deepest,
+    most-pooled net ``space`` can draw: each 2x2 pooling halves them and must leave a pixel.
+
+    Parameters
+    ----------
+    space : SearchSpace
+    dataset : Dataset or (channels, height, width)
+        The loaded data (its ``image_shape``), or the shape of one image.
+    """
+    shape = tuple(dataset.image_shape) if hasattr(dataset, "image_shape") else tuple(dataset)
+    height, width = shape[-2:]
+    fits = max_pools((height, width))
+    params = space.params
+    kinds = _support(params, "model", "mlp")
+    data = f"{dataset.name} images" if hasattr(dataset, "name") else "the images"
+    need = "need images of at least {side}x{side}, " + data + " are {height}x{width}"
+    start = f"search space {space.name!r}: "
+    positions = getattr(getattr(dataset, "task", None), "positions", 0)
+    if positions and "gapcnn" in kinds:
+        raise UsageError(f"{start}model 'gapcnn' has one map per class (CAM), but {data} carry {positions} "
+                         "labels each; use model 'cnn' or 'mlp'")
+    if positions and "worst_class" in _support(params, "loss", "ce"):
+        raise UsageError(f"{start}loss 'worst_class' trains one label per image, but {data} carry "
+                         f"{positions} labels each; use loss 'ce' or 'bce'")
+    if "cnn" in kinds:
+        filters = _support(params, "filters", _default(CNN, "filters"))
+        block = min(_support(params, "block_size", _default(CNN, "block_size")))
+        pools, deepest = max((cnn_pools(len(f), block), list(f)) for f in filters)
+        if pools > fits:
+            raise UsageError(
+                f"{start}filters: {deepest} at block_size {block} makes {pools} blocks; {pools} blocks of 2x2 pooling "
+                + need.format(side=2 ** pools, height=height, width=width)
+                + f"; use at most {fits} blocks (at most {fits * block} convolutions at block_size {block})")
+    if "gapcnn" in kinds:
+        filters = _support(params, "filters", _default(GAPCNN, "filters"))
+        longest = max(len(f) for f in filters)
+        pool_afters = _support(params, "pool_after", _default(GAPCNN, "pool_after"))
+        pools, most = max((gapcnn_pools(longest, p), list(p)) for p in pool_afters)
+        if pools > fits:
+            raise UsageError(
+                f"{start}pool_after: {most} with {longest} filters pools 2x2 {pools} times; {pools} poolings "
+                + need.format(side=2 ** pools, height=height, width=width)
+                + f"; pool at most {fits} times")

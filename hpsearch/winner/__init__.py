@@ -1,0 +1,3 @@
+"""The winner: its bundle ``winner.pt`` (bundle), ``Predictor`` and ``predict`` (predict), and its
+pictures (pictures).
+"""

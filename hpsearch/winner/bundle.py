@@ -1,0 +1,181 @@
+"""The winner bundle: a run's best retrained net on disk (``<run>/winner.pt``) and back.
+
+The bundle holds the weights and the optimizer's state (so ``partial_fit`` on a loaded winner goes
+on with Adam's moments instead of restarting them), the config, the dataset's name, image shape and
+class names, the test accuracy, the epochs and the per-epoch history, and the preprocessing that turns a picture
+into the net's input (``"preprocess"``: image shape, scaling, inversion, centering; see
+``hpsearch.data.preprocess``; bundles written before it get their dataset's settings). It loads with
+``torch.load(weights_only=True)``: plain tensors, numbers, strings, lists and dicts only.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from skorch.history import History
+
+from ..data.dataset import Dataset
+from ..data.preprocess import preprocessing_for
+from ..errors import UsageError
+from ..rundir.atomic import atomic_write
+from ..tasks import task_for
+from ..training.net import make_net, resolve_device
+
+__all__ = ["save_winner", "winner_payload", "load_winner", "read_winner_info", "WINNER_FILE", "BUNDLE_FORMAT"]
+
+WINNER_FILE = "winner.pt"
+BUNDLE_FORMAT = 1
+
+
+def _history_list(net) -> list[dict]:
+    """The skorch history without per-batch records, JSON-clean (for the bundle)."""
+    def plain(v):  # numpy scalars would not load with torch.load(weights_only=True)
+        return v.item() if isinstance(v, np.generic) else v
+
+    return [{k: plain(v) for k, v in epoch.items()
+             if k != "batches" and isinstance(v, bool | int | float | str | np.generic)}
+            for epoch in net.history]
+
+
+def _on_cpu(state):
+    """A (nested) state dict with every tensor copied to the CPU."""
+    if isinstance(state, torch.Tensor):
+        return state.detach().cpu().clone()
+    if isinstance(state, dict):
+        return {k: _on_cpu(v) for k, v in state.items()}
+    if isinstance(state, list | tuple):
+        return type(state)(_on_cpu(v) for v in state)
+    return state
+
+
+def winner_payload(net) -> bytes:
+    """What of a fitted net goes into the bundle (weights, optimizer state, history, batch size),
+    serialized: it travels from a job's process to the one that saves the winner as plain bytes."""
+    buffer = io.BytesIO()
+    torch.save({
+        "state_dict": _on_cpu(net.module_.state_dict()),
+        "optimizer_state": _on_cpu(net.optimizer_.state_dict()),
+        "epochs": len(net.history),
+        "batch_size": int(net.batch_size),
+        "history": _history_list(net),
+    }, buffer)
+    return buffer.getvalue()
+
+
+def save_winner(net, run_dir, dataset: Dataset, *, config: dict, test_accuracy: float,
+                extra: dict | None = None) -> Path:
+    """Save a fitted net (or its ``winner_payload``) as the run's winner in ``<run_dir>/winner.pt``,
+    atomically.
+
+    Returns
+    -------
+    Path
+        The bundle's path.
+    """
+    run_dir = Path(run_dir)
+    payload = net if isinstance(net, bytes) else winner_payload(net)
+    parts = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    bundle = {
+        "format": BUNDLE_FORMAT,
+        "state_dict": parts["state_dict"],
+        "optimizer_state": parts["optimizer_state"],
+        "config": json.loads(json.dumps(config)),
+        "dataset": dataset.name,
+        "image_shape": [int(v) for v in dataset.image_shape],
+        "class_names": list(dataset.class_names),
+        "n_features": int(dataset.n_features),
+        "n_classes": int(dataset.n_classes),
+        "positions": int(dataset.task.positions),  # 0: one label per image
+        "test_accuracy": float(test_accuracy),
+        "epochs": parts["epochs"],
+        "batch_size": parts["batch_size"],
+        "history": parts["history"],
+        "preprocess": preprocessing_for(dataset.name, dataset.image_shape),
+        **(extra or {}),
+    }
+    path = run_dir / WINNER_FILE
+    atomic_write(path, lambda fh: torch.save(bundle, fh), binary=True)
+    return path
+
+
+def _read_bundle(run_dir) -> dict:
+    path = Path(run_dir) / WINNER_FILE
+    if not path.is_file():
+        raise UsageError(f"{run_dir} holds no {WINNER_FILE}; retrain the search's best configs first: "
+                         f"hpsearch retrain {run_dir}")
+    try:
+        bundle = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - truncated zip, overwritten file, foreign pickle: all say the same
+        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        raise UsageError(f"{path} is damaged ({reason}); retrain to write it again: "
+                         f"hpsearch retrain {run_dir}") from None
+    if not isinstance(bundle, dict) or bundle.get("format") != BUNDLE_FORMAT:
+        found = bundle.get("format") if isinstance(bundle, dict) else type(bundle).__name__
+        raise UsageError(f"{path} has bundle format {found!r}; this hpsearch reads "
+                         f"format {BUNDLE_FORMAT}; retrain the run again to rewrite it")
+    return _with_defaults(bundle)
+
+
+def _with_defaults(bundle: dict) -> dict:
+    """Keys added to the bundle since format 1 began, filled in for older bundles."""
+    bundle.setdefault("class_names", [str(i) for i in range(int(bundle.get("n_classes", 10)))])
+    bundle.setdefault("preprocess", preprocessing_for(bundle.get("dataset", ""), bundle["image_shape"]))
+    bundle.setdefault("positions", 0)
+    return bundle
+
+
+def read_winner_info(run_dir) -> dict:
+    """The winner's bundle without its weights: config, dataset, image_shape, class_names,
+    test_accuracy, epochs, history, trial ..."""
+    bundle = _read_bundle(run_dir)
+    bundle.pop("state_dict")
+    bundle.pop("optimizer_state", None)
+    return bundle
+
+
+def load_winner(run_dir, device: str = "cpu"):
+    """Load the winner saved in ``run_dir`` as a fitted skorch net.
+
+    Parameters
+    ----------
+    run_dir : path
+        A run folder holding ``winner.pt`` (written by ``retrain_top`` / ``hpsearch retrain``).
+    device : str
+        Where the net lives: ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"`` (CUDA when present).
+
+    Returns
+    -------
+    SeededNet
+        The fitted net: ``predict``/``predict_proba`` give exactly what the net gave before it was
+        saved, ``net.history`` holds its training history, and its optimizer holds the saved state
+        (``partial_fit`` continues it). ``net.winner_`` is the bundle's metadata (config, dataset,
+        image_shape, class_names, test_accuracy, ...).
+
+    Examples
+    --------
+    >>> net = hpsearch.load_winner("results/digits_mlp_mnist_seed0")  # doctest: +SKIP
+    >>> net.predict(load_dataset("digits").X_test[:5])                  # doctest: +SKIP
+    """
+    if str(device).startswith("cuda") and not torch.cuda.is_available():  # torch would only assert
+        raise UsageError(f"device={device!r} asks for CUDA, but no CUDA GPU is visible on this machine; "
+                         "load with device='cpu' (or 'auto', which picks CUDA when there is one)")
+    device = resolve_device(device)
+    bundle = _read_bundle(run_dir)
+    state = bundle.pop("state_dict")
+    optimizer_state = bundle.pop("optimizer_state", None)  # absent in bundles written before it was saved
+    net = make_net(bundle["config"], bundle["n_features"], bundle["n_classes"],
+                   image_shape=tuple(bundle["image_shape"]), device=device,
+                   max_epochs=bundle["epochs"] or 1, batch_size=bundle["batch_size"], patience=0,
+                   task=task_for(bundle["positions"]))
+    net.initialize()
+    net.module_.load_state_dict(state)
+    if optimizer_state is not None:
+        net.optimizer_.load_state_dict(optimizer_state)  # moves the moments to the parameters' device
+    net.module_.eval()
+    net.history = History(bundle["history"])
+    net.winner_ = bundle
+    return net

@@ -1,0 +1,139 @@
+"""The winner's pictures, drawn into the run folder (``hpsearch plot``), and the record in
+``summary.json`` that keeps a finished run from drawing them again."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+from ..errors import UsageError, check_whole, did_you_mean
+from ..jobs.resources import threads_per_job, torch_threads
+from ..rundir.atomic import atomic_write_text
+from ..rundir.run_info import run_dataset
+from .bundle import load_winner
+
+__all__ = ["draw_pictures"]
+
+
+def _pictures_done(run_dir: Path, options: dict) -> bool:
+    """Whether ``plot all`` already drew these pictures of this winner (summary.json says so and
+    every file it wrote is there)."""
+    path = run_dir / "summary.json"
+    done = json.loads(path.read_text()).get("pictures") if path.is_file() else None
+    return bool(done) and {k: done.get(k) for k in options} == options and all(
+        (run_dir / name).is_file() for name in done.get("files", []))
+
+
+def _record_pictures(run_dir: Path, options: dict, files: list[str]) -> None:
+    path = run_dir / "summary.json"
+    summary = json.loads(path.read_text()) if path.is_file() else {}
+    summary["pictures"] = {**options, "files": files}
+    atomic_write_text(path, json.dumps(summary, indent=2) + "\n")
+
+
+def _record_figures(run_dir: Path, winner: dict, method: str, files: list[str]) -> None:
+    """Note in summary.json which files ``method`` drew for this winner (the report's captions
+    come from it); a record of an earlier winner is dropped."""
+    path = run_dir / "summary.json"
+    summary = json.loads(path.read_text()) if path.is_file() else {}
+    record = summary.get("figures") or {}
+    if {k: record.get(k) for k in winner} != winner:
+        record = {**winner, "methods": {}}
+    record["methods"][method] = files
+    summary["figures"] = record
+    atomic_write_text(path, json.dumps(summary, indent=2) + "\n")
+
+
+def _draw_search(run_dir: Path) -> list[str]:
+    """``plot search``: the search's own pictures (no winner needed) as ``search_*.png``."""
+    from ..viz.search_plots import draw_search_plots
+
+    if not (run_dir / "trials.csv").is_file() and not (run_dir / "trials.db").is_file():
+        raise UsageError(f"{run_dir} holds no trials.csv or trials.db; is it a run folder made by hpsearch search?")
+    skipped: dict[str, str] = {}
+    files = []
+    for stem, fig in draw_search_plots(run_dir, skipped).items():
+        fig.savefig(run_dir / f"{stem}.png", dpi=120)
+        files.append(f"{stem}.png")
+    for stem, reason in skipped.items():
+        print(f"skipped {stem}: {reason}")
+    print(f"search: wrote {', '.join(files)}")
+    return files
+
+
+def _check_labels(run_dir, positions: int, dataset) -> None:
+    """The winner and the test data give as many labels per image, else a ``UsageError``."""
+    def say(k):
+        return f"{k} labels per image (one per position)" if k else "one label per image"
+
+    if dataset.task.positions != positions:
+        raise UsageError(f"the winner of {run_dir} gives {say(positions)}, but the test data ({dataset.name}) "
+                         f"have {say(dataset.task.positions)}; draw it on the data it was trained on")
+
+
+def draw_pictures(run_dir, method: str = "all", *, images: int = 25, units: int = 25, device: str = "cpu",
+                  redraw: bool = True, dataset=None) -> list[str]:
+    """Draw ``method`` (or ``"all"`` that apply) for the run's winner into the run folder; the
+    files written. With ``redraw=False``, ``all`` is skipped when this winner's pictures with
+    these options are already there. ``"search"`` draws the search's own plots instead (no
+    winner needed). ``dataset`` is the test data to draw on (default: the run's, loaded again).
+    A winner with one label per position gets the per-position pictures (``hpsearch.viz.positions``);
+    a method that does not apply to it is skipped by ``all`` and refused by name, saying why."""
+    matplotlib.use("Agg")
+    from ..viz.plots import REGISTRY, PlotOptions
+
+    run_dir = Path(run_dir)
+    if method == "search":
+        return _draw_search(run_dir)
+    if method != "all" and method not in REGISTRY:
+        methods = [*REGISTRY, "all", "search"]
+        raise UsageError(f"METHOD must be one of {', '.join(methods)}, got {method!r}{did_you_mean(method, methods)}")
+    check_whole("--images", images, 1)
+    check_whole("--units", units, 1)
+    net = load_winner(run_dir, device=device)
+    record = {"trial": int(net.winner_.get("trial", -1)), "epochs": int(net.winner_["epochs"]),
+              "images": images, "units": units}
+    if method == "all" and not redraw and _pictures_done(run_dir, record):
+        print(f"pictures of this winner already drawn (summary.json); redraw with: hpsearch plot all {run_dir}")
+        return []
+    if method != "all":  # refused before the data are loaded
+        reason = REGISTRY[method].applies(net.module_)
+        if reason is not None:
+            raise UsageError(f"{method} does not apply to this winner: {reason}")
+    # as the search places them: never more than the cores; the caller's count comes back after
+    with torch_threads(threads_per_job(1)):
+        if dataset is None and (run_dir / "settings.json").is_file():
+            dataset = run_dataset(run_dir)
+        if dataset is None:
+            from ..data import load_dataset
+
+            dataset = load_dataset(net.winner_["dataset"])
+        _check_labels(run_dir, int(net.winner_.get("positions", 0)), dataset)
+        options = PlotOptions(n_images=images, units=units)
+        chosen = list(REGISTRY) if method == "all" else [method]
+        files = []
+        for name in chosen:
+            entry = REGISTRY[name]
+            reason = entry.applies(net.module_)
+            if reason is not None:
+                if method != "all":
+                    raise UsageError(f"{name} does not apply to this winner: {reason}")
+                print(f"skipped {name}: {reason}")
+                continue
+            written = []
+            for stem, item in entry.draw(net, dataset, options).items():
+                if isinstance(item, str):
+                    path = run_dir / stem
+                    path.write_text(item)
+                else:
+                    path = run_dir / f"{stem}.png"
+                    item.savefig(path, dpi=120)
+                written.append(path.name)
+            files += written
+            _record_figures(run_dir, {k: record[k] for k in ("trial", "epochs")}, name, written)
+            print(f"{name}: wrote {', '.join(written)}")
+        if method == "all":
+            _record_pictures(run_dir, record, files)
+    return files

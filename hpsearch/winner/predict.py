@@ -1,0 +1,290 @@
+"""Predictor: a run's winner with its preprocessing, its probabilities and one heat map per image.
+
+The heat map's method follows the net: CAM for a GAP net (its positive part, as the pictures draw
+it), Grad-CAM at the last convolution for any other CNN, saliency (``|gradient|`` per pixel) for an
+MLP; HiResCAM for a CNN with one label per position (Grad-CAM's one weight per channel cannot tell
+the positions apart behind a dense head: its three maps look alike). ``Predictor.explain`` returns
+the map as numbers; ``heatmap_png`` and ``image_png`` draw it and the input the net saw as PNG bytes
+(for the page of ``hpsearch serve``). ``predict_files`` is ``hpsearch predict``: one answer per
+image file, a bad file never stops the others.
+
+A winner with one label per position (Triple-MNIST's three digits) answers with its digits left to
+right (``"042"``), each position's probability, and one heat map per position (the map of position
+``k`` explains the digit predicted there; ``heatmaps_png`` draws them side by side); the page, which
+shows one class per image, refuses it (``Predictor.check_single_label``).
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ..data.preprocess import preprocess
+from ..errors import UsageError
+from ..viz.attribution import cam, grad_cam, hires_cam, saliency
+from ..viz.modules import conv_only, gap_only, positions_of
+
+__all__ = ["Predictor", "heat_method", "predict_files", "answer_line", "METHOD_NAMES", "HEATMAP_SUFFIX"]
+
+METHOD_NAMES = {
+    "cam": "CAM (class activation map)",
+    "gradcam": "Grad-CAM (last convolution)",
+    "hirescam": "HiResCAM (last convolution, gradient x activation per cell)",
+    "saliency": "saliency (|gradient| per pixel)",
+}
+HEATMAP_SUFFIX = ".heatmap.png"
+
+
+def heat_method(net) -> str:
+    """``"cam"`` for a GAP net, ``"gradcam"`` for another CNN (``"hirescam"`` with one label per
+    position), ``"saliency"`` otherwise."""
+    if gap_only(net) is None:
+        return "cam"
+    if conv_only(net) is None:
+        return "hirescam" if positions_of(net) else "gradcam"
+    return "saliency"
+
+
+def _as_rgb8(x: np.ndarray) -> np.ndarray:
+    """(C, H, W) in [0, 1] as uint8 RGB (H, W, 3): a grey image's one channel thrice, a colour one as it is."""
+    rgb = np.repeat(x, 3, axis=0) if x.shape[0] == 1 else x[:3]
+    return (rgb.transpose(1, 2, 0).clip(0, 1) * 255).round().astype(np.uint8)
+
+
+def _png(rgb: np.ndarray, size: int) -> bytes:
+    image = Image.fromarray(rgb)
+    if size:
+        image = image.resize((size, size), Image.Resampling.NEAREST)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+class Predictor:
+    """A fitted net with the preprocessing it was trained with.
+
+    Parameters
+    ----------
+    net : fitted skorch net
+        With ``net.winner_`` (from ``load_winner``) or given ``settings`` and ``class_names``.
+    settings : dict, optional
+        The preprocessing (``hpsearch.data.preprocess.preprocessing_for``); default: the bundle's.
+    class_names : sequence of str, optional
+        Default: the bundle's.
+    """
+
+    def __init__(self, net, settings: dict | None = None, class_names=None):
+        info = getattr(net, "winner_", {}) or {}
+        self.net = net
+        self.settings = dict(settings if settings is not None else info["preprocess"])
+        self.class_names = [str(c) for c in (class_names if class_names is not None else info["class_names"])]
+        self.method = heat_method(net)
+        self.info = info
+        self.positions = positions_of(net)  # 0: one label per image
+
+    @classmethod
+    def from_run(cls, run_dir, device: str = "cpu") -> Predictor:
+        """The winner of the run in ``run_dir`` (``winner.pt``)."""
+        from .bundle import load_winner
+
+        return cls(load_winner(Path(run_dir), device=device))
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return tuple(int(v) for v in self.settings["image_shape"])
+
+    def prepare(self, image) -> np.ndarray:
+        """One picture (Pillow image, file bytes or array) as the net's input ``(C, H, W)``."""
+        return preprocess(image, self.settings)
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities of prepared images ``(n, C, H, W)`` or one ``(C, H, W)``."""
+        x = np.asarray(x, dtype=np.float32)
+        return self.net.predict_proba(x[None] if x.ndim == 3 else x)
+
+    def check_single_label(self, what: str = "this") -> None:
+        """Raise a ``UsageError`` for a winner with one label per position: ``what`` shows one label per image."""
+        if self.positions:
+            raise UsageError(f"{what} shows one label per image, but this winner gives one per position "
+                             f"({self.positions} digits, {self.info.get('dataset', 'its dataset')}); "
+                             "use hpsearch predict RUN FILE ... (with --explain for a heat map per position)")
+
+    def digits(self, proba: np.ndarray) -> tuple[list[int], list[float]]:
+        """One image's ``(positions, classes)`` probabilities as the class at each position and its probability."""
+        best = np.asarray(proba).argmax(axis=-1)
+        return [int(c) for c in best], [float(proba[k, c]) for k, c in enumerate(best)]
+
+    def explain(self, x: np.ndarray, target=None) -> np.ndarray:
+        """The heat map ``(H, W)`` of one prepared image for ``target`` (default: the predicted
+        class; for a winner with one label per position a ``(position, class)`` pair, class None
+        for the predicted one), by ``self.method``; non-negative."""
+        batch = np.asarray(x, dtype=np.float32)[None]
+        if self.method == "cam":
+            maps = cam(self.net, batch, target, relu=True)
+        elif self.method == "gradcam":
+            maps = grad_cam(self.net, batch, target)
+        elif self.method == "hirescam":
+            maps = hires_cam(self.net, batch, target)
+        else:
+            maps = saliency(self.net, batch, target).sum(axis=1)
+        return np.asarray(maps[0], dtype=np.float32)
+
+    def explain_positions(self, x: np.ndarray) -> np.ndarray:
+        """A winner with one label per position: one heat map per position ``(positions, H, W)``,
+        each for the class predicted there."""
+        if not self.positions:
+            raise UsageError("explain_positions needs a winner with one label per position; use explain")
+        return np.stack([self.explain(x, (k, None)) for k in range(self.positions)])
+
+    def predict_image(self, image, top: int = 3) -> dict:
+        """Everything the page shows for one picture: the class, the ``top`` probabilities, the
+        input the net saw ``x`` and its heat map ``heat`` (arrays), and the method's name. One
+        label per image only (``check_single_label``)."""
+        self.check_single_label("the page")
+        x = self.prepare(image)
+        proba = self.predict_proba(x)[0]
+        best = int(np.argmax(proba))
+        order = np.argsort(-proba, kind="stable")[:top]
+        return {"class_index": best, "class_name": self.class_names[best],
+                "top": [{"class_index": int(i), "class_name": self.class_names[i], "probability": float(proba[i])}
+                        for i in order],
+                "probabilities": [float(p) for p in proba], "method": self.method,
+                "method_name": METHOD_NAMES[self.method], "x": x, "heat": self.explain(x, best)}
+
+    @staticmethod
+    def image_png(x: np.ndarray, size: int = 224) -> bytes:
+        """The prepared image ``(C, H, W)`` as a PNG, enlarged to ``size`` pixels (nearest)."""
+        return _png(_as_rgb8(x), size)
+
+    @staticmethod
+    def heatmap_png(x: np.ndarray, heat: np.ndarray, size: int = 224, alpha: float = 0.55) -> bytes:
+        """The heat map over the image (grey or colour) as a PNG: inferno colours from 0 to its largest value."""
+        h = np.asarray(heat, dtype=np.float64)
+        top = h.max()
+        return _png(_blend(x, h / top if top > 0 else np.zeros_like(h), alpha), size)
+
+    @staticmethod
+    def heatmaps_png(x: np.ndarray, heats: np.ndarray, size: int = 224, alpha: float = 0.55, gap: int = 4) -> bytes:
+        """One panel per map (a winner's positions, left to right), each the map over the image as
+        ``heatmap_png`` draws it but all on one scale (0 to the largest value of any), ``gap`` white
+        pixels between the panels; each panel ``size`` pixels square."""
+        heats = np.asarray(heats, dtype=np.float64)
+        top = heats.max() if heats.size else 0.0
+        panels = []
+        for h in heats:
+            panel = Image.fromarray(_blend(x, h / top if top > 0 else np.zeros_like(h), alpha))
+            panel = np.asarray(panel.resize((size, size), Image.Resampling.NEAREST) if size else panel)
+            panels += [panel, np.full((panel.shape[0], gap, 3), 255, np.uint8)]
+        return _png(np.concatenate(panels[:-1], axis=1), 0)
+
+
+def _blend(x: np.ndarray, h: np.ndarray, alpha: float) -> np.ndarray:
+    """A map ``h`` in [0, 1] in inferno colours over the image ``x`` (C, H, W), as uint8 RGB."""
+    from matplotlib import colormaps
+
+    colours = colormaps["inferno"](h)[..., :3]
+    base = _as_rgb8(x).astype(np.float64) / 255.0
+    return (((1 - alpha) * base + alpha * colours) * 255).round().astype(np.uint8)
+
+
+def _reason(exc: Exception) -> str:
+    text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    return text.splitlines()[0][:160] if text else type(exc).__name__
+
+
+def predict_files(predictor: Predictor, paths, explain: bool = False, out_dir=None, size: int = 224):
+    """``hpsearch predict``: the class of each image file, and with ``explain`` its heat map as a PNG.
+
+    Parameters
+    ----------
+    predictor : Predictor
+    paths : iterable of path
+        Image files (PNG, JPEG, GIF, BMP, WebP, TIFF), read with ``open_image`` and ``preprocess``
+        as the page reads an upload.
+    explain : bool
+        Write the heat map over the input the net saw (``Predictor.heatmap_png``) to
+        ``<stem>.heatmap.png`` beside the file, or in ``out_dir`` when given (created; a name that
+        two files would share gets ``-2``, ``-3``, ... before the suffix).
+    size : int
+        The heat map's side in pixels (of each panel, for one label per position).
+
+    Yields
+    ------
+    dict
+        Per path, in order: ``path``, ``class_name``, ``class_index``, ``probability`` (None when
+        the file could not be read), ``heatmap`` (the written path or None) and ``error`` (one line,
+        or None). A file that cannot be read, is no image, or whose heat map cannot be written gets
+        its ``error``; the next file is answered all the same.
+
+        For a winner with one label per position also ``digits`` (the class name at each position,
+        left to right) and ``position_probabilities`` (each one's probability); ``class_name`` is
+        the digits as one label (``"042"``, see ``hpsearch.viz.positions.label_text``),
+        ``class_index`` the list of class indices, ``probability`` the product of the positions'
+        (the probability of the whole label, the positions' outputs being independent), and the
+        heat map PNG holds one panel per position (``Predictor.heatmaps_png``).
+    """
+    if explain and out_dir is not None:
+        out_dir = Path(out_dir)
+        try:
+            out_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise UsageError(f"--out-dir {out_dir}: cannot create the folder ({_reason(exc)}); "
+                             "give a writable folder") from None
+    used: set[Path] = set()
+    for path in map(Path, paths):
+        answer = {"path": str(path), "class_name": None, "class_index": None, "probability": None,
+                  "heatmap": None, "error": None}
+        try:
+            x = predictor.prepare(path.read_bytes())  # open_image: format check, size cap, decode
+        except (OSError, UsageError) as exc:  # UsageError: open_image's ImageRejected, a line of its own
+            answer["error"] = f"cannot read it: {_reason(exc)}" if isinstance(exc, OSError) else str(exc)
+            yield answer
+            continue
+        proba = predictor.predict_proba(x)[0]
+        if predictor.positions:
+            from ..viz.positions import label_text
+
+            best, probabilities = predictor.digits(proba)
+            answer.update(class_name=label_text(best, predictor.class_names), class_index=best,
+                          probability=float(np.prod(probabilities)),
+                          digits=[predictor.class_names[c] for c in best], position_probabilities=probabilities)
+        else:
+            best = int(np.argmax(proba))
+            answer.update(class_name=predictor.class_names[best], class_index=best, probability=float(proba[best]))
+        if explain:
+            target = _free_name(Path(out_dir) if out_dir is not None else path.parent, path.stem, used)
+            try:
+                if predictor.positions:
+                    png = predictor.heatmaps_png(x, predictor.explain_positions(x), size=size)
+                else:
+                    png = predictor.heatmap_png(x, predictor.explain(x, best), size=size)
+                target.write_bytes(png)
+                answer["heatmap"] = str(target)
+            except OSError as exc:
+                answer["error"] = (f"cannot write its heat map {target} ({_reason(exc)}); "
+                                   "give --out-dir DIR to write the heat maps elsewhere")
+        yield answer
+
+
+def answer_line(answer: dict) -> str:
+    """One answer of ``predict_files`` as ``hpsearch predict`` prints it, tab-separated: the path,
+    the class, its probability (for one label per position: the digits, then each position's
+    probability, space-separated), and the heat map's path when one was written."""
+    if answer.get("position_probabilities") is not None:
+        fields = [answer["path"], answer["class_name"], " ".join(f"{p:.4f}" for p in answer["position_probabilities"])]
+    else:
+        fields = [answer["path"], answer["class_name"], f"{answer['probability']:.4f}"]
+    return "\t".join(fields + ([answer["heatmap"]] if answer.get("heatmap") else []))
+
+
+def _free_name(folder: Path, stem: str, used: set) -> Path:
+    """``folder/<stem>.heatmap.png``, or ``<stem>-2.heatmap.png`` ... if this call wrote that one already."""
+    target, n = folder / f"{stem}{HEATMAP_SUFFIX}", 1
+    while target in used:
+        n += 1
+        target = folder / f"{stem}-{n}{HEATMAP_SUFFIX}"
+    used.add(target)
+    return target
