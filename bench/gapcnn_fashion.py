@@ -36,7 +36,7 @@ def _import_hpsearch(name: str):
 
 
 def load(data_dir: Path, device):
-    read_idx = _import_hpsearch("data").read_idx  # checks magic, shape and size
+    read_idx = _import_hpsearch("data.idx").read_idx  # checks magic, shape and size
 
     def images(stem):
         return torch.tensor(read_idx(data_dir / f"{stem}-images-idx3-ubyte.gz"), dtype=torch.float32,
@@ -54,7 +54,7 @@ MODULE_KEYS = ("filters", "pool_after", "batch_norm", "dropout", "kernel_size")
 
 
 def build(config, device, seed):
-    models = _import_hpsearch("models")
+    models = _import_hpsearch("training.models")
     torch.manual_seed(seed)
     kwargs = {k: config[k] for k in MODULE_KEYS if k in config}
     model = models.GAPCNN(in_channels=1, image_size=28, n_classes=10, **kwargs).to(device)
@@ -115,7 +115,7 @@ def main(argv=None):
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
     device = torch.device(args.device)
-    space = _import_hpsearch("space")
+    space = _import_hpsearch("space.search_space")
     t0 = time.perf_counter()
     Xtr, ytr, Xte, yte = load(Path(args.data_dir), device)
     if args.n_train:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from .errors import UsageError, check_whole
+from .rundir.names import COMPARE_FILE, RETRAIN_FILE, SETTINGS_FILE, SPACE_FILE, SUMMARY_FILE, WINNER_FILE
 
 __all__ = ["cmd_search", "cmd_retrain", "cmd_plot", "cmd_report", "cmd_serve", "cmd_predict", "cmd_make_triple",
            "cmd_compare"]
@@ -27,14 +28,14 @@ def _search_settings(args):
 
     given = {k: getattr(args, k) for k in SEARCH_FLAGS if getattr(args, k) is not None}
     if args.resume:
-        stored_path = Path(args.resume) / "settings.json"
+        stored_path = Path(args.resume) / SETTINGS_FILE
         if not stored_path.is_file():
             raise UsageError(f"--resume {args.resume}: no settings.json there; is it a run folder "
                              "made by hpsearch search?")
         stored = json.loads(stored_path.read_text())
         base = {k: stored[k] for k in SEARCH_FLAGS if k in stored}
         base["out"] = str(args.resume)
-        base["space"] = str(Path(args.resume) / "space.toml")  # the space exactly as stored
+        base["space"] = str(Path(args.resume) / SPACE_FILE)  # the space exactly as stored
         base.update(given)
         given = base
     return SearchSettings(**given, progress=not args.no_progress)
@@ -144,8 +145,7 @@ RETRAIN_OPTIONS = {"top": 15, "retrain_epochs": 300, "schedule": None, "checkpoi
 
 
 def _retrain(run_dir, options: dict, device: str, progress: bool, backend=None):
-    from .retrain.top import RETRAIN_FILE, SUMMARY_FILE, retrain_top
-    from .winner.bundle import WINNER_FILE
+    from .retrain.top import retrain_top
 
     top, epochs = options["top"], options["retrain_epochs"]
     if epochs < 300:
@@ -179,7 +179,7 @@ def _per_position(row, prefix: str) -> str:
 
 def _stored_retrain_settings(run_dir, args) -> dict:
     """The retraining's options: the flags given, else the run's stored choice, else the defaults."""
-    path = Path(run_dir) / "settings.json"
+    path = Path(run_dir) / SETTINGS_FILE
     stored = json.loads(path.read_text()) if path.is_file() else {}
     options = {}
     for key, default in RETRAIN_OPTIONS.items():
@@ -254,7 +254,7 @@ def cmd_make_triple(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from .retrain.compare import COMPARE_FILE, compare_groups, markdown_table
+    from .retrain.compare import compare_groups, markdown_table
     from .training.net import resolve_device
 
     by = [name.strip() for name in args.by.split(",") if name.strip()]

@@ -17,8 +17,9 @@ import pytest
 from PIL import Image
 
 from hpsearch.cli import main
-from hpsearch.report import REPORT_FILE, build_report, write_report
+from hpsearch.report import build_report, write_report
 from hpsearch.report.content import SEARCH_CAPTIONS, ranking_table
+from hpsearch.rundir.names import REPORT_FILE
 from hpsearch.viz.plots import REGISTRY
 from hpsearch.winner.pictures import draw_pictures
 

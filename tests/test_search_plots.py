@@ -65,7 +65,7 @@ def test_history_running_best_is_monotone(random_run):
 
 
 def test_importances_are_optunas_and_sum_to_one(random_run):
-    study = open_study(random_run / "trials.db")
+    study = open_study(random_run)
     result = importances(study)
     assert not isinstance(result, Skipped)
     assert set(result) == set(study.trials[0].params)
@@ -73,7 +73,7 @@ def test_importances_are_optunas_and_sum_to_one(random_run):
 
 
 def test_halving_importances_see_every_config_at_the_first_rung(halving_run):
-    study, frame = open_study(halving_run / "trials.db"), _csv(halving_run)
+    study, frame = open_study(halving_run), _csv(halving_run)
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(complete) == 2  # Optuna's own importances would see only the survivors
     copy, epochs = first_rung_study(study, frame)
@@ -85,7 +85,7 @@ def test_halving_importances_see_every_config_at_the_first_rung(halving_run):
     data = run_importances(study, frame)
     assert data["basis"] == "score at 1 epochs, the first rung, 6 configs"
     assert sum(data["values"].values()) == pytest.approx(1.0)
-    assert first_rung_study(open_study(halving_run / "trials.db"), frame.drop(columns=["score_3ep"])) is None
+    assert first_rung_study(open_study(halving_run), frame.drop(columns=["score_3ep"])) is None
 
 
 def test_importances_skip_with_a_reason():

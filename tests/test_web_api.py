@@ -18,9 +18,10 @@ with warnings.catch_warnings():  # Starlette's TestClient: "install httpx2 inste
     from fastapi.testclient import TestClient  # noqa: E402
 
 from hpsearch.data.preprocess import preprocess, preprocessing_for  # noqa: E402
+from hpsearch.rundir.names import WINNER_FILE  # noqa: E402
 from hpsearch.viz.attribution import cam  # noqa: E402
 from hpsearch.web import create_app  # noqa: E402
-from hpsearch.winner.bundle import WINNER_FILE, load_winner, save_winner  # noqa: E402
+from hpsearch.winner.bundle import load_winner, save_winner  # noqa: E402
 from hpsearch.winner.predict import Predictor  # noqa: E402
 
 

@@ -19,18 +19,13 @@ import os
 import numpy as np
 
 from ..errors import UsageError, did_you_mean
-from .cifar10 import CIFAR10_CLASSES, CifarError, download_cifar10, load_cifar10, read_batch
-from .dataset import DIGIT_CLASSES, SPLITS, Dataset, check_splits, square_image_shape
-from .idx import IdxError, read_idx, write_idx
-from .make_triple import make_triple
-from .mnist import DOWNLOADS, IDX_FILES, SYSTEM_DIRS, default_cache_dir, download_idx, load_idx_dataset
-from .multidigit import TripleError, load_triple, read_triple_arrays
+from .cifar10 import load_cifar10
+from .dataset import DIGIT_CLASSES, Dataset
+from .mnist import load_idx_dataset
+from .multidigit import load_triple
 from .preprocess import scale
 
-__all__ = ["Dataset", "load_dataset", "read_idx", "write_idx", "DATASETS", "IdxError", "CifarError"]
-__all__ += ["DIGIT_CLASSES", "FASHION_CLASSES", "CIFAR10_CLASSES", "IDX_FILES", "DOWNLOADS", "SYSTEM_DIRS",
-            "SPLITS", "check_splits", "default_cache_dir", "download_idx", "download_cifar10", "load_cifar10",
-            "read_batch", "square_image_shape", "TripleError", "make_triple", "read_triple_arrays", "load_triple"]
+__all__ = ["load_dataset", "DATASETS", "FASHION_CLASSES"]
 
 FASHION_CLASSES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",

@@ -16,12 +16,12 @@ import matplotlib
 
 from ..errors import UsageError
 from ..rundir.atomic import atomic_write_text
+from ..rundir.names import REPORT_FILE, SETTINGS_FILE, SUMMARY_FILE, TRIALS_CSV, TRIALS_DB
 from . import html as H
 from .content import failures_section, ranking_section, retrain_section, run_section, search_section, winner_section
 
-__all__ = ["REPORT_FILE", "build_report", "write_report"]
+__all__ = ["build_report", "write_report"]
 
-REPORT_FILE = "report.html"
 
 
 def _read_json(path: Path) -> dict:
@@ -34,10 +34,10 @@ def build_report(run_dir) -> str:
 
     matplotlib.use("Agg")
     run_dir = Path(run_dir)
-    if not (run_dir / "trials.db").is_file() and not (run_dir / "trials.csv").is_file():
+    if not (run_dir / TRIALS_DB).is_file() and not (run_dir / TRIALS_CSV).is_file():
         raise UsageError(f"{run_dir} holds no trials.db or trials.csv; is it a run folder made by hpsearch search?")
-    settings = _read_json(run_dir / "settings.json")
-    summary = _read_json(run_dir / "summary.json")
+    settings = _read_json(run_dir / SETTINGS_FILE)
+    summary = _read_json(run_dir / SUMMARY_FILE)
     frame = load_trials(run_dir)
     has_trials = frame is not None and not frame.empty
     sections = [

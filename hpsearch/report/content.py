@@ -17,6 +17,7 @@ import pandas as pd
 
 from ..errors import UsageError
 from ..rundir.exports import param_text
+from ..rundir.names import RETRAIN_FILE
 from . import html as H
 
 __all__ = ["SEARCH_CAPTIONS", "run_section", "ranking_section", "failures_section", "search_section",
@@ -150,7 +151,7 @@ def search_section(run_dir: Path) -> str:
 
 
 def retrain_section(run_dir: Path, settings: dict) -> str:
-    path = run_dir / "retrain.csv"
+    path = run_dir / RETRAIN_FILE
     if not path.is_file():
         return H.note(f"not retrained yet: the best configs get their full training with "
                       f"hpsearch retrain {run_dir}", missing=True)

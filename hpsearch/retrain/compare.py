@@ -25,6 +25,7 @@ from joblib import delayed
 from ..errors import UsageError, check_whole
 from ..jobs.backends import LokyBackend
 from ..rundir.atomic import atomic_write_text
+from ..rundir.names import COMPARE_FILE, SPACE_FILE
 from ..rundir.run_info import read_settings, run_dataset
 from ..search.interrupt import InterruptFlag, SearchInterrupted
 from ..training.net import DEFAULT_BATCH_SIZE
@@ -32,9 +33,8 @@ from .job import retrain_one
 from .progress import EpochBar, fit_sink
 from .top import top_configs
 
-__all__ = ["compare_groups", "COMPARE_FILE", "markdown_table"]
+__all__ = ["compare_groups", "markdown_table"]
 
-COMPARE_FILE = "compare.csv"
 DEFAULTS = {"head": "softmax", "loss": "ce"}  # what a config without the key trains with
 
 
@@ -43,7 +43,7 @@ def _space_choices(run_dir: Path, name: str) -> tuple:
     from ..space.distributions import Categorical, Constant
     from ..space.search_space import load_space
 
-    dist = load_space(run_dir / "space.toml").params.get(name)
+    dist = load_space(run_dir / SPACE_FILE).params.get(name)
     if isinstance(dist, Categorical):
         return dist.choices
     if isinstance(dist, Constant):

@@ -53,22 +53,21 @@ from ..errors import UsageError, check_whole
 from ..jobs.backends import LokyBackend
 from ..rundir.atomic import atomic_write_text
 from ..rundir.checkpoints import remove_checkpoint
+from ..rundir.names import RETRAIN_FILE, SUMMARY_FILE, WINNER_FILE
 from ..rundir.run_info import read_settings, run_dataset
-from ..rundir.store import load_results, open_study
+from ..rundir.store import load_records, load_results
 from ..search.interrupt import InterruptFlag, SearchInterrupted
 from ..training.net import DEFAULT_BATCH_SIZE, resolve_device
 from ..training.schedules import check_schedule_name
-from ..winner.bundle import WINNER_FILE, load_winner, read_winner_info, save_winner
+from ..winner.bundle import load_winner, read_winner_info, save_winner
 from .job import retrain_one
 from .progress import EpochBar, fit_sink
 
-__all__ = ["retrain_top", "RetrainResult", "top_configs", "RETRAIN_FILE", "SUMMARY_FILE"]
+__all__ = ["retrain_top", "RetrainResult", "top_configs"]
 
 
-RETRAIN_FILE = "retrain.csv"
 
 
-SUMMARY_FILE = "summary.json"
 
 
 TEST_MONITOR_LABEL = "test loss (recorded each epoch; never used to train, stop or choose)"
@@ -109,9 +108,7 @@ def top_configs(run_dir, top: int) -> list[dict]:
     frame = frame[frame["mean_test_score"].notna()]
     if frame.empty:
         raise UsageError(f"{run_dir} has no finished trial to retrain; run (or resume) the search first")
-    study = open_study(run_dir / "trials.db")
-    configs = {t.user_attrs["index"]: t.user_attrs["config"]
-               for t in study.get_trials(deepcopy=False) if "index" in t.user_attrs}
+    configs = {record["index"]: record["config"] for record in load_records(run_dir)}
     return [{"trial": int(row.trial), "search_rank": int(row.rank_test_score),
              "cv_score": float(row.mean_test_score), "cv_accuracy": float(row.mean_test_accuracy),
              "config": configs[int(row.trial)]}

@@ -18,11 +18,11 @@ from pathlib import Path
 
 from skorch.callbacks import Checkpoint
 
+from .names import CHECKPOINTS_DIR
 from .states import capture, load_state, save_state
 
-__all__ = ["CHECKPOINTS_DIR", "checkpoint_path", "EpochCheckpoint", "resume_state", "remove_checkpoint"]
+__all__ = ["checkpoint_path", "EpochCheckpoint", "resume_state", "remove_checkpoint"]
 
-CHECKPOINTS_DIR = "retrain_states"
 
 
 def checkpoint_path(run_dir, trial: int) -> Path:

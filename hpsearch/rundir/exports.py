@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .atomic import atomic_write_text
+from .names import SORTED_PARAMS, SORTED_SCORES, TRIALS_CSV
 
 __all__ = ["results_frame", "write_exports", "param_text", "read_sorted"]
 
@@ -116,13 +117,13 @@ def write_exports(run_dir: Path, frame: pd.DataFrame) -> None:
     run_dir = Path(run_dir)
     if frame.empty:
         return
-    atomic_write_text(run_dir / "trials.csv", frame.to_csv(index=False))
+    atomic_write_text(run_dir / TRIALS_CSV, frame.to_csv(index=False))
     ranked = frame.rename(columns={"rank_test_score": "rank"})
     score_cols = ["rank", "trial", "mean_test_score", "std_test_score", "mean_test_accuracy"]
-    atomic_write_text(run_dir / "sorted_scores.dat", _table(ranked, score_cols))
+    atomic_write_text(run_dir / SORTED_SCORES, _table(ranked, score_cols))
     params = ranked.rename(columns=lambda c: c[len("param_"):] if c.startswith("param_") else c)
     param_cols = ["rank", "trial"] + [c[len("param_"):] for c in frame if c.startswith("param_")]
-    atomic_write_text(run_dir / "sorted_params.dat", _table(params, param_cols))
+    atomic_write_text(run_dir / SORTED_PARAMS, _table(params, param_cols))
 
 
 def read_sorted(path) -> pd.DataFrame:

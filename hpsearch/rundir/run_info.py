@@ -8,13 +8,14 @@ from pathlib import Path
 from ..data import load_dataset
 from ..data.dataset import Dataset
 from ..errors import UsageError
+from .names import SETTINGS_FILE
 
 __all__ = ["run_dataset", "read_settings"]
 
 
 def read_settings(run_dir: Path) -> dict:
     """A run folder's ``settings.json``, or a ``UsageError`` naming the folder."""
-    path = run_dir / "settings.json"
+    path = run_dir / SETTINGS_FILE
     if not path.is_file():
         raise UsageError(f"{run_dir} holds no settings.json; is it a run folder made by hpsearch search?")
     return json.loads(path.read_text())

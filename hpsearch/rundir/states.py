@@ -19,10 +19,10 @@ import torch
 from skorch.history import History
 
 from .atomic import atomic_write
+from .names import STATES_DIR
 
 __all__ = ["state_path", "capture", "restore", "save_state", "load_state", "remove_states", "early_stopping_of"]
 
-STATES_DIR = "states"
 
 
 def state_path(run_dir, index: int, fold: int) -> Path:

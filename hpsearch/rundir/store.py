@@ -26,6 +26,7 @@ import sqlalchemy.exc
 
 from ..errors import UsageError
 from .exports import results_frame
+from .names import LOCK_FILE, TRIALS_CSV, TRIALS_DB
 
 __all__ = ["TrialStore", "RunLock", "load_records", "load_results", "open_study", "STUDY"]
 
@@ -42,7 +43,7 @@ class RunLock:
     """
 
     def __init__(self, run_dir: Path):
-        self.path = Path(run_dir) / ".lock"
+        self.path = Path(run_dir) / LOCK_FILE
         self._fh = None
 
     def __enter__(self):
@@ -99,7 +100,7 @@ class TrialStore:
     def __init__(self, run_dir: Path, fingerprint: dict, metric: str = "score", direction: str = "maximize"):
         self.run_dir = Path(run_dir)
         self.url = f"sqlite:///{self.run_dir / 'trials.db'}"
-        self.study = open_study(self.run_dir / "trials.db", create=True, direction=direction)
+        self.study = open_study(self.run_dir, create=True, direction=direction)
         self._storage = self.study._storage
         stored = self.study.user_attrs.get("fingerprint")
         if stored is None:
@@ -211,11 +212,12 @@ def _damaged(path: Path, reason: str) -> UsageError:
         "or put back a copy of it")
 
 
-def open_study(path: Path, create: bool = False, **create_kwargs) -> optuna.Study:
-    """The run's study, or a ``UsageError`` naming ``path`` when the file is damaged (truncated,
-    overwritten, not an hpsearch store) instead of SQLAlchemy's traceback."""
-    path = Path(path)
-    if create and path.is_file() and path.stat().st_size == 0 and (path.parent / "trials.csv").is_file():
+def open_study(run_dir, create: bool = False, **create_kwargs) -> optuna.Study:
+    """The run's study (``<run_dir>/trials.db``; the one way every module reads it), or a
+    ``UsageError`` naming the file when it is damaged (truncated, overwritten, not an hpsearch
+    store) instead of SQLAlchemy's traceback."""
+    path = Path(run_dir) / TRIALS_DB
+    if create and path.is_file() and path.stat().st_size == 0 and (path.parent / TRIALS_CSV).is_file():
         raise _damaged(path, "empty, while trials.csv lists finished trials")  # SQLite would start afresh
     try:
         if create:
@@ -236,10 +238,10 @@ def _short(value, width: int = 60) -> str:
 def load_records(run_dir) -> list[dict]:
     """The trials stored in ``run_dir`` that finished a rung, in trial-index order, as plain data
     (``index``, ``config``, ``rungs``, ``state``; read-only)."""
-    path = Path(run_dir) / "trials.db"
+    path = Path(run_dir) / TRIALS_DB
     if not path.is_file():
         raise UsageError(f"{run_dir} holds no trials.db; is it a run folder made by hpsearch search?")
-    return [rec for _, (_, rec) in sorted(_read_records(open_study(path)).items()) if rec["rungs"]]
+    return [rec for _, (_, rec) in sorted(_read_records(open_study(run_dir)).items()) if rec["rungs"]]
 
 
 def load_results(run_dir) -> pd.DataFrame:

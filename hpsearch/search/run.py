@@ -27,6 +27,7 @@ from ..jobs.backends import open_backend
 from ..jobs.resident import release_resident
 from ..rundir.atomic import atomic_write_text
 from ..rundir.exports import results_frame, write_exports
+from ..rundir.names import SETTINGS_FILE, SPACE_FILE
 from ..rundir.store import RunLock, TrialStore
 from ..settings import SearchSettings, fingerprint
 from ..space.checks import check_space_for_data
@@ -91,8 +92,8 @@ def run_search(settings: SearchSettings, dataset: Dataset | None = None, backend
     run_dir = _prepare_run_dir(Path(settings.out) if settings.out else default_run_dir(settings, space))
     with RunLock(run_dir):
         store = TrialStore(run_dir, fingerprint(settings, space, dataset), metric=settings.scoring)
-        atomic_write_text(run_dir / "space.toml", space.source)
-        atomic_write_text(run_dir / "settings.json", json.dumps(
+        atomic_write_text(run_dir / SPACE_FILE, space.source)
+        atomic_write_text(run_dir / SETTINGS_FILE, json.dumps(
             {**asdict(settings), "argv": sys.argv, "dataset_name": dataset.name}, indent=2) + "\n")
         own = backend is None
         backend = open_backend(settings.backend, settings.scheduler) if own else backend

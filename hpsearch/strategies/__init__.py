@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from ..errors import UsageError, did_you_mean
 from ._base import Strategy
-from .halving import SuccessiveHalving, rung_budgets
-from .hyperband import Hyperband, bracket_sizes
+from .halving import SuccessiveHalving
+from .hyperband import Hyperband
 from .random import RandomSearch
 from .tpe import TPE
 from .tpe_halving import TPEHalving
 
-__all__ = ["Strategy", "STRATEGIES", "make_strategy", "RandomSearch", "SuccessiveHalving", "Hyperband", "TPE",
-           "TPEHalving", "rung_budgets", "bracket_sizes"]
+__all__ = ["STRATEGIES", "make_strategy"]
 
 STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (RandomSearch, SuccessiveHalving, Hyperband, TPE,
                                                                     TPEHalving)}

@@ -20,6 +20,7 @@ import optuna
 import pandas as pd
 from matplotlib.figure import Figure
 
+from ..rundir.names import SETTINGS_FILE, SPACE_FILE, TRIALS_CSV, TRIALS_DB
 from ..space.distributions import Categorical, Constant, DecreasingInts, IntLists, LogUniform
 from ..space.search_space import load_space
 
@@ -60,8 +61,8 @@ class ParamPoints:
 def load_trials(run_dir) -> pd.DataFrame:
     """The run's ``trials.csv`` (or the same frame from the study when it is not exported yet)."""
     run_dir = Path(run_dir)
-    if (run_dir / "trials.csv").is_file():
-        return pd.read_csv(run_dir / "trials.csv")
+    if (run_dir / TRIALS_CSV).is_file():
+        return pd.read_csv(run_dir / TRIALS_CSV)
     from ..rundir.store import load_results
 
     return load_results(run_dir)
@@ -289,8 +290,8 @@ def search_plot_data(run_dir) -> dict[str, object]:
 
     run_dir = Path(run_dir)
     frame = load_trials(run_dir)
-    space = load_space(run_dir / "space.toml") if (run_dir / "space.toml").is_file() else None
-    study = open_study(run_dir / "trials.db") if (run_dir / "trials.db").is_file() else None
+    space = load_space(run_dir / SPACE_FILE) if (run_dir / SPACE_FILE).is_file() else None
+    study = open_study(run_dir) if (run_dir / TRIALS_DB).is_file() else None
     maximize = study is None or study.direction == optuna.study.StudyDirection.MAXIMIZE
     return {"search_params": score_vs_params(frame, space),
             "search_history": history(frame, maximize),
@@ -307,7 +308,7 @@ _DRAW = {"search_params": plot_score_vs_params, "search_history": plot_history,
 def draw_search_plots(run_dir, skipped: dict | None = None) -> dict[str, Figure]:
     """``{stem: Figure}`` of the search pictures that apply to ``run_dir``; the reasons for the
     others go into ``skipped`` when given."""
-    settings = Path(run_dir) / "settings.json"
+    settings = Path(run_dir) / SETTINGS_FILE
     metric = json.loads(settings.read_text()).get("scoring", "score") if settings.is_file() else "score"
     figures = {}
     for stem, data in search_plot_data(run_dir).items():

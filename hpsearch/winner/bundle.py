@@ -22,12 +22,12 @@ from ..data.dataset import Dataset
 from ..data.preprocess import preprocessing_for
 from ..errors import UsageError
 from ..rundir.atomic import atomic_write
+from ..rundir.names import WINNER_FILE
 from ..tasks import task_for
 from ..training.net import make_net, resolve_device
 
-__all__ = ["save_winner", "winner_payload", "load_winner", "read_winner_info", "WINNER_FILE", "BUNDLE_FORMAT"]
+__all__ = ["save_winner", "winner_payload", "load_winner", "read_winner_info", "BUNDLE_FORMAT"]
 
-WINNER_FILE = "winner.pt"
 BUNDLE_FORMAT = 1
 
 

@@ -11,6 +11,7 @@ import matplotlib
 from ..errors import UsageError, check_whole, did_you_mean
 from ..jobs.resources import threads_per_job, torch_threads
 from ..rundir.atomic import atomic_write_text
+from ..rundir.names import SETTINGS_FILE, SUMMARY_FILE, TRIALS_CSV, TRIALS_DB
 from ..rundir.run_info import run_dataset
 from .bundle import load_winner
 
@@ -20,14 +21,14 @@ __all__ = ["draw_pictures"]
 def _pictures_done(run_dir: Path, options: dict) -> bool:
     """Whether ``plot all`` already drew these pictures of this winner (summary.json says so and
     every file it wrote is there)."""
-    path = run_dir / "summary.json"
+    path = run_dir / SUMMARY_FILE
     done = json.loads(path.read_text()).get("pictures") if path.is_file() else None
     return bool(done) and {k: done.get(k) for k in options} == options and all(
         (run_dir / name).is_file() for name in done.get("files", []))
 
 
 def _record_pictures(run_dir: Path, options: dict, files: list[str]) -> None:
-    path = run_dir / "summary.json"
+    path = run_dir / SUMMARY_FILE
     summary = json.loads(path.read_text()) if path.is_file() else {}
     summary["pictures"] = {**options, "files": files}
     atomic_write_text(path, json.dumps(summary, indent=2) + "\n")
@@ -36,7 +37,7 @@ def _record_pictures(run_dir: Path, options: dict, files: list[str]) -> None:
 def _record_figures(run_dir: Path, winner: dict, method: str, files: list[str]) -> None:
     """Note in summary.json which files ``method`` drew for this winner (the report's captions
     come from it); a record of an earlier winner is dropped."""
-    path = run_dir / "summary.json"
+    path = run_dir / SUMMARY_FILE
     summary = json.loads(path.read_text()) if path.is_file() else {}
     record = summary.get("figures") or {}
     if {k: record.get(k) for k in winner} != winner:
@@ -50,7 +51,7 @@ def _draw_search(run_dir: Path) -> list[str]:
     """``plot search``: the search's own pictures (no winner needed) as ``search_*.png``."""
     from ..viz.search_plots import draw_search_plots
 
-    if not (run_dir / "trials.csv").is_file() and not (run_dir / "trials.db").is_file():
+    if not (run_dir / TRIALS_CSV).is_file() and not (run_dir / TRIALS_DB).is_file():
         raise UsageError(f"{run_dir} holds no trials.csv or trials.db; is it a run folder made by hpsearch search?")
     skipped: dict[str, str] = {}
     files = []
@@ -104,7 +105,7 @@ def draw_pictures(run_dir, method: str = "all", *, images: int = 25, units: int 
             raise UsageError(f"{method} does not apply to this winner: {reason}")
     # as the search places them: never more than the cores; the caller's count comes back after
     with torch_threads(threads_per_job(1)):
-        if dataset is None and (run_dir / "settings.json").is_file():
+        if dataset is None and (run_dir / SETTINGS_FILE).is_file():
             dataset = run_dataset(run_dir)
         if dataset is None:
             from ..data import load_dataset
