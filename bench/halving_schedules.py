@@ -2,7 +2,7 @@
 
 A side-by-side run of ``bench/strategies.py`` costs ~20 minutes per schedule and seed on 2 cores.
 Because a survivor continues *exactly* (on the CPU its scores at epoch E equal a straight E-epoch
-fit's: tests/test_halving.py), every halving schedule over the same configs is decided by one
+fit's: tests/strategies/test_halving.py), every halving schedule over the same configs is decided by one
 table: each config's mean CV score at each epoch that any schedule stops at. This script trains
 that table once (all ``n`` configs of ``bench/strategies.py``'s space, seed, folds and data, brought
 to every checkpoint epoch in turn, continuing), then replays successive halving over it for each

@@ -11,10 +11,9 @@ import sys
 import warnings
 
 from . import commands
-from .errors import UsageError
-from .training.schedules import SCHEDULES
+from .errors import UsageError, parameter_names
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "flag"]
 
 EPILOG = """\
 examples:
@@ -36,86 +35,56 @@ hpsearch.load_winner(run_dir)), summary.json, and the winner's pictures (hpsearc
 """
 
 
-def _add_search_args(p: argparse.ArgumentParser) -> None:
-    from .data import DATASETS
-    from .engines.cv import SCORINGS
+# The one place where parameter names become flags: a parameter is its flag with dashes
+# (max_epochs is --max-epochs) unless listed here.
+FLAGS = {"source": "--from"}
 
-    # Defaults are None so that --resume can tell the flags given from the stored settings.
-    p.add_argument("--n", type=int, help="number of configs to evaluate (default 150)")
-    p.add_argument("--dataset", help=f"one of {', '.join(DATASETS)} (default digits)")
-    p.add_argument("--data-dir", help="folder with the dataset's files: the idx files (raw or .gz) of mnist and "
-                   "fashion-mnist, CIFAR-10's batches (cifar-10-batches-py or -bin, or the folder holding it), or "
-                   "Triple-MNIST's train/ val/ test/ folders of PNGs (hpsearch make-triple); "
-                   "default: the cache, Debian's /usr/share/datasets, or a checksummed download")
-    p.add_argument("--space", help="search space: a TOML file or a name in searches/ "
-                   "(default mlp_mnist, the Lab 3 space)")
-    p.add_argument("--cv", type=int, help="cross-validation folds, shuffled and seeded, stratified for one label "
-                   "per image (default 4)")
-    p.add_argument("--n-jobs", type=int, help="parallel jobs, taking fold tasks of any config; "
-                   "-1 = one per core (default; on a GPU at most one per fold); torch threads per job "
-                   "= cores // jobs; each job holds a fold's training rows (~0.3 GB for 60k MNIST "
-                   "images), so lower it if memory is short")
-    p.add_argument("--max-epochs", type=int, help="epochs per fit unless the space sets "
-                   "max_epochs (default 100)")
-    p.add_argument("--patience", type=int, help="early stopping: epochs without improvement of "
-                   "the loss on an internal 20%% validation split; 0 = off (default 15)")
-    p.add_argument("--batch-size", type=int, help="mini-batch size unless the space sets "
-                   "batch_size (default 128)")
-    p.add_argument("--scoring", choices=SCORINGS, help="what ranks configs (default "
-                   "neg_log_loss, the held-out fold's log-loss; accuracy is recorded either way)")
-    p.add_argument("--seed", type=int, help="seeds the configs, folds and weights (default 0)")
-    p.add_argument("--out", help="run folder (default results/<dataset>_<space>_seed<seed>, with "
-                   "_<strategy> before _seed unless random)")
+
+def flag(name: str) -> str:
+    """The command line's flag for the library's parameter ``name``."""
+    return FLAGS.get(name, "--" + name.replace("_", "-"))
+
+
+def _setting_help(name: str, spec, default, stored: bool) -> str:
+    text = spec.help
+    if spec.choices is not None:
+        choices = spec.choices()
+        if isinstance(choices, dict) and all(isinstance(v, str) for v in choices.values()):  # described
+            text += ": " + "; ".join(f"{k}: {v}" for k, v in choices.items())
+        elif not spec.strict:  # argparse lists strict choices itself
+            text += f" (one of {', '.join(choices)})"
+    if stored:  # retraining's settings: a flag given, else the run's stored choice, else the default
+        otherwise = "" if default is None else f", else {default}"
+        return text + f" (default: the run's stored {flag(name)}{otherwise})"
+    return text if "default" in text or default is None else text + f" (default {default})"
+
+
+def _add_settings(p: argparse.ArgumentParser, group: str) -> None:
+    """One flag per setting of ``group``, as ``hpsearch.settings`` declares it. Defaults are None so
+    that --resume (and hpsearch retrain) can tell the flags given from the stored settings."""
+    from dataclasses import fields
+
+    from .settings import SearchSettings, setting_specs
+
+    defaults = {f.name: f.default for f in fields(SearchSettings)}
+    for name, spec in setting_specs(group).items():
+        if not spec.flag:
+            continue
+        choices = tuple(spec.choices()) if spec.choices is not None and spec.strict else None
+        p.add_argument(flag(name), type=spec.kind if spec.kind is not str else None, choices=choices,
+                       metavar=spec.metavar, help=_setting_help(name, spec, defaults[name], group == "retrain"))
+
+
+def _add_search_args(p: argparse.ArgumentParser) -> None:
+    _add_settings(p, "search")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the search stored in RUN_DIR "
                    "with its stored settings (--n may raise its target)")
-    p.add_argument("--device", help="cpu, cuda, cuda:N or auto (default cpu)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
-    p.add_argument("--engine", choices=("skorch", "batched"), help="skorch (default): one skorch net "
-                   "per config x fold, the reference; batched: many MLP (config, fold) models trained at "
-                   "once as one stack on a GPU, one per chunk without skorch's overhead on the CPU "
-                   "(other model kinds fall back to skorch)")
-    p.add_argument("--strategy", help="which configs get how many epochs: random (default; every config "
-                   "the full --max-epochs), halving (successive halving: all configs train --min-epochs on "
-                   "every fold, the best 1/--factor continue from where they stopped, up to --max-epochs), "
-                   "hyperband (several halving brackets starting at different epochs), tpe (Optuna's "
-                   "TPE sampler proposes each config from the scores so far) or tpe-halving (TPE proposes, "
-                   "and a config continues past a rung only while in the top 1/--factor of all scored there)")
-    p.add_argument("--factor", type=int, help="halving/hyperband/tpe-halving: 1/FACTOR of a rung's configs continue, "
-                   "and each rung trains FACTOR times longer (default 3)")
-    p.add_argument("--min-epochs", type=int, help="halving/hyperband/tpe-halving: epochs of the first rung (default: "
-                   "automatic, so the rungs end at --max-epochs with at most FACTOR configs)")
-    p.add_argument("--n-startup", type=int, help="tpe/tpe-halving: configs drawn at random before TPE "
-                   "proposes (default 10)")
-    p.add_argument("--max-train", type=int, metavar="N", help="search (and retrain) on a stratified, "
-                   "seeded slice of N training images, for a quick try on a large dataset (default: all; "
-                   "the test set is always whole)")
-    _add_backend_args(p)
-    p.add_argument("--max-models-per-chunk", type=int, help="batched engine: (config, fold) "
-                   "models trained together; default: automatic (GPU memory; on the CPU one)")
-
-
-def _add_backend_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--backend", choices=("loky", "dask"), help="where the jobs run: loky (default), processes on "
-                   "this machine; dask, the workers of a Dask cluster (pip install -e '.[dask]'); the trial store "
-                   "stays here either way")
-    p.add_argument("--scheduler", metavar="ADDRESS", help="with --backend dask: a running scheduler's address "
-                   "(tcp://HOST:8786), or local:N for a cluster of N worker processes on this machine "
-                   "(default local: one per core)")
+    _add_settings(p, "backend")
 
 
 def _add_retrain_args(p: argparse.ArgumentParser) -> None:
-    # None: the run's stored choice (settings.json), else 15 and 300, the Lab 3 seed's
-    p.add_argument("--top", type=int, help="retrain the best TOP configs (default: the run's stored "
-                   "--top, else 15)")
-    p.add_argument("--retrain-epochs", type=int, help="epochs of each retraining on the whole training "
-                   "set, no early stopping (default: the run's stored --retrain-epochs, else 300)")
-    p.add_argument("--schedule", choices=tuple(SCHEDULES), help="the retraining's learning-rate schedule over "
-                   "--retrain-epochs: " + "; ".join(f"{k}: {v}" for k, v in SCHEDULES.items()) +
-                   " (default: the run's stored --schedule, else each config's own: none unless the space "
-                   "searched one)")
-    p.add_argument("--checkpoint-every", type=int, metavar="N", help="the retraining saves each config's whole "
-                   "state every N epochs (0: never), so the same command after Ctrl-C, kill -9 or a crash goes "
-                   "on from there (default: the run's stored value, else 1)")
+    _add_settings(p, "retrain")
 
 
 def _add_plot_args(p: argparse.ArgumentParser) -> None:
@@ -163,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "(winner.pt, retrain.csv, summary.json in RUN_DIR).")
     retrain.add_argument("run_dir", metavar="RUN_DIR", help="a run folder made by hpsearch search")
     _add_retrain_args(retrain)
-    _add_backend_args(retrain)
+    _add_settings(retrain, "backend")
     retrain.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     retrain.add_argument("--no-progress", action="store_true", help="no progress bar")
     retrain.set_defaults(func=commands.cmd_retrain)
@@ -255,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), parameter_names(flag):
             warnings.simplefilter("default")
             warnings.formatwarning = lambda msg, cat, *a, **k: f"{cat.__name__}: {msg}\n"
             return args.func(args)

@@ -12,28 +12,26 @@ from pathlib import Path
 
 from .errors import UsageError, check_whole
 from .rundir.names import COMPARE_FILE, RETRAIN_FILE, SETTINGS_FILE, SPACE_FILE, SUMMARY_FILE, WINNER_FILE
+from .settings import SearchSettings, retrain_defaults, setting_specs
 
 __all__ = ["cmd_search", "cmd_retrain", "cmd_plot", "cmd_report", "cmd_serve", "cmd_predict", "cmd_make_triple",
            "cmd_compare"]
 
 
-SEARCH_FLAGS = ("n", "dataset", "data_dir", "space", "cv", "n_jobs", "max_epochs", "patience",
-                "batch_size", "scoring", "seed", "out", "device", "engine", "max_models_per_chunk", "strategy",
-                "factor", "min_epochs", "n_startup", "max_train", "top", "retrain_epochs", "backend", "scheduler",
-                "schedule", "checkpoint_every")
+def _search_flags() -> list[str]:
+    """The settings the command line has a flag for (``hpsearch.settings`` declares them)."""
+    return [name for name, spec in setting_specs().items() if spec.flag]
 
 
 def _search_settings(args):
-    from .settings import SearchSettings
-
-    given = {k: getattr(args, k) for k in SEARCH_FLAGS if getattr(args, k) is not None}
+    given = {k: getattr(args, k) for k in _search_flags() if getattr(args, k) is not None}
     if args.resume:
         stored_path = Path(args.resume) / SETTINGS_FILE
         if not stored_path.is_file():
             raise UsageError(f"--resume {args.resume}: no settings.json there; is it a run folder "
                              "made by hpsearch search?")
         stored = json.loads(stored_path.read_text())
-        base = {k: stored[k] for k in SEARCH_FLAGS if k in stored}
+        base = {k: stored[k] for k in _search_flags() if k in stored}
         base["out"] = str(args.resume)
         base["space"] = str(Path(args.resume) / SPACE_FILE)  # the space exactly as stored
         base.update(given)
@@ -96,7 +94,7 @@ def _search_then_retrain(args, settings, backend) -> int:
         first = f"{report} (the run on one page)" if report else f"{run_dir / 'sorted_scores.dat'} (the ranking)"
         print(f"\nopen first: {first}; retrain later with: hpsearch retrain {run_dir}")
         return 0
-    options = {key: getattr(settings, key) for key in RETRAIN_OPTIONS}
+    options = {key: getattr(settings, key) for key in retrain_defaults()}
     result = _retrain(run_dir, options, settings.device, settings.progress, backend)
     code = _plot(run_dir, "all", args, resolve_device(settings.device), redraw=result.trained > 0)
     report = _report(run_dir)
@@ -141,16 +139,14 @@ def _print_plan(settings) -> None:
         print(f"{settings.strategy}: configs x epochs per rung: {about}{rungs} (x {settings.cv} folds)")
 
 
-RETRAIN_OPTIONS = {"top": 15, "retrain_epochs": 300, "schedule": None, "checkpoint_every": 1}  # the seed's 15 x 300
-
-
 def _retrain(run_dir, options: dict, device: str, progress: bool, backend=None):
     from .retrain.top import retrain_top
 
     top, epochs = options["top"], options["retrain_epochs"]
-    if epochs < 300:
-        print(f"retraining the best {top} for {epochs} epochs (the Lab 3 seed's full budget is --top 15 "
-              "--retrain-epochs 300)")
+    seed_budget = retrain_defaults()
+    if epochs < seed_budget["retrain_epochs"]:
+        print(f"retraining the best {top} for {epochs} epochs (the Lab 3 seed's full budget is --top "
+              f"{seed_budget['top']} --retrain-epochs {seed_budget['retrain_epochs']})")
     start = time.perf_counter()
     result = retrain_top(run_dir, top, epochs, device=device, progress=progress, backend=backend,
                          schedule=options["schedule"], checkpoint_every=options["checkpoint_every"])
@@ -182,7 +178,7 @@ def _stored_retrain_settings(run_dir, args) -> dict:
     path = Path(run_dir) / SETTINGS_FILE
     stored = json.loads(path.read_text()) if path.is_file() else {}
     options = {}
-    for key, default in RETRAIN_OPTIONS.items():
+    for key, default in retrain_defaults().items():
         given = getattr(args, key, None)
         options[key] = given if given is not None else stored.get(key, default)
     return options

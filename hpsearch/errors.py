@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import difflib
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 
 class UsageError(ValueError):
@@ -13,10 +15,30 @@ class DivergedError(RuntimeError):
     """Training produced a non-finite loss; the config scores NaN and ranks last."""
 
 
-def check_whole(flag: str, value, low: int) -> None:
-    """Raise a UsageError unless ``value`` is a whole number >= ``low`` (``flag`` names it)."""
+_render: Callable[[str], str] = str  # how messages name a parameter: as Python spells it, unless the CLI says
+
+
+def param(name: str) -> str:
+    """The parameter ``name`` (``"max_epochs"``) as the user typed it: ``max_epochs`` from Python,
+    ``--max-epochs`` from the command line (``hpsearch.cli`` sets that, in one place)."""
+    return _render(name)
+
+
+@contextmanager
+def parameter_names(render: Callable[[str], str]) -> Iterator[None]:
+    """Messages raised inside the block name parameters as ``render(name)`` (the command line's flags)."""
+    global _render
+    previous, _render = _render, render
+    try:
+        yield
+    finally:
+        _render = previous
+
+
+def check_whole(name: str, value, low: int) -> None:
+    """Raise a UsageError unless ``value`` is a whole number >= ``low`` (the parameter ``name``)."""
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise UsageError(f"{flag} must be a whole number >= {low}, got {value!r}")
+        raise UsageError(f"{param(name)} must be a whole number >= {low}, got {value!r}")
 
 
 def did_you_mean(word: str, allowed) -> str:

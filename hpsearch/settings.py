@@ -1,109 +1,244 @@
-"""The settings of a search, their validation, and the fingerprint that a resume must match."""
+"""The settings of a search, declared once: each field of ``SearchSettings`` carries its default, its
+check, its help and what it is for, and everything else derives from that one table — the command
+line's flags (``hpsearch.cli``), ``validate``, the fingerprint a resume must match, the retraining's
+defaults and the report's settings table.
+
+Library errors name the parameter as a Python user types it (``cv``); the command line renders the
+same messages with its flags (``--cv``) through ``hpsearch.errors.param``.
+"""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, fields
+from typing import Any
 
-from .errors import UsageError, check_whole
+from .errors import UsageError, check_whole, param
 from .training.net import DEFAULT_BATCH_SIZE, DEFAULT_MAX_EPOCHS, DEFAULT_PATIENCE
 
-__all__ = ["SearchSettings", "ENGINES", "fingerprint"]
+__all__ = ["SearchSettings", "Spec", "setting_specs", "retrain_defaults", "fingerprint", "report_settings"]
 
-# "skorch": one skorch net per config x fold, the faithful reference; "batched": many MLP configs x
-# folds at once (hpsearch.engines.stack_fit), other model kinds falling back to skorch.
-ENGINES = ("skorch", "batched")
-MAX_SEED = 2**32 - 1
-MAX_N = 1_000_000
+MAX_SEED = 2**32 - 1  # scikit-learn's folds take a 32-bit seed
+MAX_N = 1_000_000  # every config becomes a trial in the store; halving trains them all at once
+HALVING_STRATEGIES = ("halving", "hyperband", "tpe-halving")
+TPE_STRATEGIES = ("tpe", "tpe-halving")
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What one setting is, besides its name and default (the field's own)."""
+
+    help: str
+    group: str = "search"  # "search": the search's flags; "retrain": also ``hpsearch retrain``'s; "backend": both
+    kind: type = str  # what the command line parses the flag as
+    check: Callable[[str, Any], None] | None = None  # check(name, value): raises UsageError naming it
+    choices: Callable[[], Iterable[str]] | None = None  # the allowed values (the command line's help lists them)
+    strict: bool = True  # the command line refuses other values (else the library does, with a better hint)
+    metavar: str | None = None
+    flag: bool = True  # whether the command line has a flag for it
+    identity: bool = False  # in the run's fingerprint as it is (dataset, space and strategy enter it derived)
+    applies: Callable[[dict], bool] | None = None  # the report shows it only where this holds
+    unset: str = "default"  # how the report reads None
+    report: bool = True  # shown in the report's settings table
+
+
+def setting(default, help: str, **spec) -> Any:
+    """A field of ``SearchSettings`` with its declaration."""
+    factory = {"default_factory": default} if callable(default) else {"default": default}
+    return field(**factory, metadata={"spec": Spec(help=help, **spec)})
+
+
+# -- checks: each takes the parameter's name and its value ----------------------------------------
+def _whole(low: int, high: int | None = None, why: str = "", grouped: bool = True) -> Callable[[str, Any], None]:
+    def check(name: str, value) -> None:
+        check_whole(name, value, low)
+        if high is not None and value > high:
+            shown = (f"{high:,}", f"{value:,}") if grouped else (high, value)
+            raise UsageError(f"{param(name)} must be at most {shown[0]}{why}, got {shown[1]}")
+    return check
+
+
+def _optional(check: Callable[[str, Any], None]) -> Callable[[str, Any], None]:
+    return lambda name, value: None if value is None else check(name, value)
+
+
+def _one_of(allowed: Callable[[], Iterable[str]]) -> Callable[[str, Any], None]:
+    def check(name: str, value) -> None:
+        from .errors import did_you_mean
+
+        options = list(allowed())
+        if value not in options:
+            hint = did_you_mean(value, options) if isinstance(value, str) else ""
+            raise UsageError(f"{param(name)} must be one of {', '.join(options)}, got {value!r}{hint}")
+    return check
+
+
+def _n_jobs(name: str, value) -> None:
+    from .jobs.resources import effective_jobs
+
+    effective_jobs(value, 1, name)
+
+
+def _scorings():
+    from .engines.cv import SCORINGS
+
+    return SCORINGS
+
+
+def _engines():
+    from .engines import ENGINES
+
+    return ENGINES
+
+
+def _schedules():
+    from .training.schedules import SCHEDULES
+
+    return SCHEDULES
+
+
+def _datasets():
+    from .data import DATASETS
+
+    return DATASETS
+
+
+def _strategies():
+    from .strategies import STRATEGIES
+
+    return STRATEGIES
+
+
+def _backends():
+    from .jobs.backends import BACKENDS
+
+    return BACKENDS
 
 
 @dataclass
 class SearchSettings:
-    """Everything that defines a search. The CLI flags map one to one onto these fields."""
+    """Everything that defines a search; each field is one setting, declared here once (the command
+    line's flags are these names with dashes: ``max_epochs`` is ``--max-epochs``)."""
 
-    n: int = 150
-    dataset: str = "digits"
-    data_dir: str | None = None
-    space: str = "mlp_mnist"
-    cv: int = 4
-    n_jobs: int = -1
-    max_epochs: int = DEFAULT_MAX_EPOCHS
-    patience: int = DEFAULT_PATIENCE
-    batch_size: int = DEFAULT_BATCH_SIZE
-    scoring: str = "neg_log_loss"
-    seed: int = 0
-    out: str | None = None
-    device: str = "cpu"
-    progress: bool = True
-    engine: str = "skorch"
-    max_models_per_chunk: int | None = None
-    strategy: str = "random"
-    factor: int = 3
-    min_epochs: int | None = None
-    n_startup: int = 10
-    max_train: int | None = None  # a stratified, seeded slice of the training set (None: all of it)
-    backend: str = "loky"  # where the jobs run (hpsearch.jobs.backends): loky processes here, or a Dask cluster
-    scheduler: str | None = None  # --backend dask: tcp://HOST:PORT, local or local:N (default local)
-    # What follows the search on the command line; stored so that a resume retrains as asked.
-    top: int = 15
-    retrain_epochs: int = 300
-    schedule: str | None = None  # the retraining's learning-rate schedule (None: each config's own)
-    checkpoint_every: int = 1  # the retraining saves each config's state every this many epochs (0: never)
-    extra: dict = field(default_factory=dict)
+    n: int = setting(150, "number of configs to evaluate", kind=int, check=_whole(1, MAX_N, " configs (each one is a "
+                     "trial in the store)"))
+    dataset: str = setting("digits", "the data", choices=_datasets, strict=False)
+    data_dir: str | None = setting(
+        None, "folder with the dataset's files: the idx files (raw or .gz) of mnist and fashion-mnist, CIFAR-10's "
+        "batches (cifar-10-batches-py or -bin, or the folder holding it), or Triple-MNIST's train/ val/ test/ "
+        "folders of PNGs (hpsearch make-triple); default: the cache, Debian's /usr/share/datasets, or a "
+        "checksummed download", report=False)
+    space: str = setting("mlp_mnist", "search space: a TOML file or a name in searches/ (mlp_mnist is the Lab 3 "
+                         "space)")
+    cv: int = setting(4, "cross-validation folds, shuffled and seeded, stratified for one label per image", kind=int,
+                      check=_whole(2), identity=True)
+    n_jobs: int = setting(-1, "parallel jobs, taking fold tasks of any config; -1 = one per core (on a GPU at most "
+                          "one per fold); torch threads per job = cores // jobs; each job holds a fold's training "
+                          "rows (~0.3 GB for 60k MNIST images), so lower it if memory is short", kind=int,
+                          check=_n_jobs, report=False)
+    max_epochs: int = setting(DEFAULT_MAX_EPOCHS, "epochs per fit unless the space sets max_epochs", kind=int,
+                              check=_whole(1), identity=True)
+    patience: int = setting(DEFAULT_PATIENCE, "early stopping: epochs without improvement of the loss on an "
+                            "internal 20%% validation split; 0 = off", kind=int, check=_whole(0), identity=True)
+    batch_size: int = setting(DEFAULT_BATCH_SIZE, "mini-batch size unless the space sets batch_size", kind=int,
+                              check=_whole(1), identity=True)
+    scoring: str = setting("neg_log_loss", "what ranks configs: neg_log_loss, the held-out fold's log-loss; "
+                           "accuracy is recorded either way", choices=_scorings, check=_one_of(_scorings),
+                           identity=True)
+    seed: int = setting(0, "seeds the configs, folds and weights", kind=int, identity=True,
+                        check=_whole(0, MAX_SEED, " (2**32 - 1)", grouped=False))
+    out: str | None = setting(None, "run folder (default results/<dataset>_<space>_seed<seed>, with _<strategy> "
+                              "before _seed unless random)", report=False)
+    device: str = setting("cpu", "cpu, cuda, cuda:N or auto")
+    progress: bool = setting(True, "a progress bar (the command line's --no-progress turns it off)", flag=False,
+                             report=False)
+    engine: str = setting("skorch", "skorch: one skorch net per config x fold, the reference; batched: many MLP "
+                          "(config, fold) models trained at once as one stack on a GPU, one per chunk without "
+                          "skorch's overhead on the CPU (other model kinds fall back to skorch)", choices=_engines,
+                          check=_one_of(_engines), identity=True)
+    max_models_per_chunk: int | None = setting(None, "batched engine: (config, fold) models trained together; "
+                                               "default: automatic (GPU memory; on the CPU one)", kind=int,
+                                               check=_optional(_whole(1)), report=False)
+    strategy: str = setting(
+        "random", "which configs get how many epochs: random (every config the full max-epochs), halving "
+        "(successive halving: all configs train min-epochs on every fold, the best 1/factor continue from where "
+        "they stopped, up to max-epochs), hyperband (several halving brackets starting at different epochs), tpe "
+        "(Optuna's TPE sampler proposes each config from the scores so far) or tpe-halving (TPE proposes, and a "
+        "config continues past a rung only while in the top 1/factor of all scored there)", choices=_strategies,
+        strict=False)
+    factor: int = setting(3, "halving/hyperband/tpe-halving: 1/FACTOR of a rung's configs continue, and each rung "
+                          "trains FACTOR times longer", kind=int, applies=lambda s: s.get("strategy")
+                          in HALVING_STRATEGIES)
+    min_epochs: int | None = setting(None, "halving/hyperband/tpe-halving: epochs of the first rung (default: "
+                                     "automatic, so the rungs end at max-epochs with at most FACTOR configs)",
+                                     kind=int, unset="automatic",
+                                     applies=lambda s: s.get("strategy") in HALVING_STRATEGIES)
+    n_startup: int = setting(10, "tpe/tpe-halving: configs drawn at random before TPE proposes", kind=int,
+                             applies=lambda s: s.get("strategy") in TPE_STRATEGIES)
+    max_train: int | None = setting(None, "search (and retrain) on a stratified, seeded slice of N training "
+                                    "images, for a quick try on a large dataset (default: all; the test set is "
+                                    "always whole)", kind=int, metavar="N", check=_optional(_whole(1)),
+                                    unset="all")
+    backend: str = setting("loky", "where the jobs run: loky, processes on this machine; dask, the workers of a "
+                           "Dask cluster (pip install -e '.[dask]'); the trial store stays here either way",
+                           group="backend", choices=_backends, report=False)
+    scheduler: str | None = setting(None, "with backend dask: a running scheduler's address (tcp://HOST:8786), "
+                                    "or local:N for a cluster of N worker processes on this machine (default "
+                                    "local: one per core)", group="backend", metavar="ADDRESS", report=False)
+    # What follows the search; stored so that a resume (and a later hpsearch retrain) retrains as asked.
+    top: int = setting(15, "retrain the best TOP configs", group="retrain", kind=int, check=_whole(1))
+    retrain_epochs: int = setting(300, "epochs of each retraining on the whole training set, no early stopping",
+                                  group="retrain", kind=int, check=_whole(1))
+    schedule: str | None = setting(None, "the retraining's learning-rate schedule over retrain-epochs (default: "
+                                   "each config's own: none unless the space searched one)", group="retrain",
+                                   choices=_schedules, check=_optional(_one_of(_schedules)), report=False)
+    checkpoint_every: int = setting(1, "the retraining saves each config's whole state every N epochs (0: never), "
+                                    "so the same command after Ctrl-C, kill -9 or a crash goes on from there",
+                                    group="retrain", kind=int, metavar="N", check=_whole(0), report=False)
+    extra: dict = setting(dict, "free-form notes kept with the run", flag=False, report=False)
 
     def validate(self) -> None:
-        from .engines.cv import SCORINGS
+        """Raise ``UsageError`` naming the first setting that cannot run."""
         from .jobs.backends import check_backend_flags
-        from .jobs.resources import effective_jobs
         from .strategies import make_strategy
-        from .training.schedules import check_schedule_name
 
-        check_whole("--n", self.n, 1)
-        if self.n > MAX_N:  # every config becomes a trial in the store; halving trains them all at once
-            raise UsageError(f"--n must be at most {MAX_N:,} configs (each one is a trial in the store), "
-                             f"got {self.n:,}")
-        check_whole("--cv", self.cv, 2)
-        check_whole("--max-epochs", self.max_epochs, 1)
-        check_whole("--patience", self.patience, 0)
-        check_whole("--batch-size", self.batch_size, 1)
-        check_whole("--seed", self.seed, 0)
-        if self.seed > MAX_SEED:  # scikit-learn's folds take a 32-bit seed
-            raise UsageError(f"--seed must be at most {MAX_SEED} (2**32 - 1), got {self.seed}")
-        check_whole("--top", self.top, 1)
-        check_whole("--retrain-epochs", self.retrain_epochs, 1)
-        check_whole("--checkpoint-every", self.checkpoint_every, 0)
-        if self.schedule is not None:
-            check_schedule_name(self.schedule, "--schedule")
-        if self.max_train is not None:
-            check_whole("--max-train", self.max_train, 1)
-        effective_jobs(self.n_jobs, 1)
-        if self.scoring not in SCORINGS:
-            raise UsageError(f"--scoring must be one of {', '.join(SCORINGS)}, got {self.scoring!r}")
-        if self.engine not in ENGINES:
-            raise UsageError(f"--engine must be one of {', '.join(ENGINES)}, got {self.engine!r}")
-        if self.max_models_per_chunk is not None:
-            check_whole("--max-models-per-chunk", self.max_models_per_chunk, 1)
-        make_strategy(self)  # checks --strategy and its own flags
+        for name, spec in setting_specs().items():
+            if spec.check is not None:
+                spec.check(name, getattr(self, name))
+        make_strategy(self)  # checks the strategy and its own settings
         check_backend_flags(self.backend, self.scheduler)
+
+
+def setting_specs(group: str | None = None) -> dict[str, Spec]:
+    """``{name: Spec}`` of every setting (of one ``group``), in declaration order."""
+    specs = {f.name: f.metadata["spec"] for f in fields(SearchSettings)}
+    return {k: s for k, s in specs.items() if group is None or s.group == group}
+
+
+def retrain_defaults() -> dict[str, Any]:
+    """The retraining's settings and their defaults (the Lab 3 seed's 15 configs x 300 epochs)."""
+    defaults = {f.name: f.default for f in fields(SearchSettings)}
+    return {name: defaults[name] for name in setting_specs("retrain")}
+
+
+def report_settings(stored: dict) -> list[str]:
+    """The settings the report shows for a run whose stored settings are ``stored``."""
+    return [name for name, spec in setting_specs().items()
+            if spec.report and (spec.applies is None or spec.applies(stored))]
 
 
 def fingerprint(settings: SearchSettings, space, dataset) -> dict:
     """What makes a run's trials comparable; a resume with another fingerprint is refused."""
     from .strategies import make_strategy
 
+    identity = {name: getattr(settings, name) for name, spec in setting_specs().items() if spec.identity}
     return {
+        **identity,
         "dataset": dataset.name,
         "n_train": int(len(dataset.y_train)),
         "space": space.source or json.dumps({k: repr(v) for k, v in space.params.items()}),
-        "cv": settings.cv,
-        "seed": settings.seed,
-        "max_epochs": settings.max_epochs,
-        "patience": settings.patience,
-        "batch_size": settings.batch_size,
-        "scoring": settings.scoring,
-        # the engines agree statistically, not bit for bit: one run's trials come from one engine
-        "engine": settings.engine,
-        # which configs get how many epochs (--n may change: it extends a random or TPE search)
+        # which configs get how many epochs (n may change: it extends a random or TPE search)
         "strategy": make_strategy(settings).fingerprint(),
         **({"max_train": settings.max_train} if settings.max_train is not None else {}),
     }

@@ -18,7 +18,7 @@ import os
 
 import numpy as np
 
-from ..errors import UsageError, did_you_mean
+from ..errors import UsageError, did_you_mean, param
 from .cifar10 import load_cifar10
 from .dataset import DIGIT_CLASSES, Dataset
 from .mnist import load_idx_dataset
@@ -92,4 +92,5 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None) -> Datase
         return load_cifar10(data_dir)
     if key in ("triple-mnist", "triplemnist"):
         return load_triple(data_dir)
-    raise UsageError(f"--dataset must be one of {', '.join(DATASETS)}, got {name!r}" + did_you_mean(key, DATASETS))
+    raise UsageError(f"{param('dataset')} must be one of {', '.join(DATASETS)}, got {name!r}"
+                     + did_you_mean(key, DATASETS))

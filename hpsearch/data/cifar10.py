@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UsageError
+from ..errors import UsageError, param
 from .dataset import Dataset, check_splits
 from .mnist import default_cache_dir, file_md5
 from .preprocess import scale
@@ -221,11 +221,12 @@ def load_cifar10(data_dir: str | os.PathLike | None = None) -> Dataset:
     if data_dir is not None:
         directory = Path(data_dir).expanduser()
         if not directory.is_dir():
-            raise UsageError(f"--data-dir {directory} does not exist; pass the folder that holds the CIFAR-10 "
+            raise UsageError(f"{param('data_dir')} {directory} does not exist; pass the folder that holds the CIFAR-10 "
                              "batches (cifar-10-batches-py, or the folder it is in)")
         found = _find_folder(directory)
         if found is None:
-            raise CifarError(f"--data-dir {directory} holds no CIFAR-10 batches ({', '.join(PYTHON_FILES)}, or "
+            raise CifarError(f"{param('data_dir')} {directory} holds no CIFAR-10 batches "
+                             f"({', '.join(PYTHON_FILES)}, or "
                              "the .bin files); extract cifar-10-python.tar.gz and pass the folder")
     else:
         cache = default_cache_dir() / CACHE_NAME
@@ -297,12 +298,12 @@ def download_cifar10(target: str | os.PathLike, url: str | None = None, md5: str
                 shutil.copyfileobj(resp, out)
         except OSError as exc:  # URLError and socket errors are OSErrors
             raise CifarError(f"could not download CIFAR-10 ({url}): {exc}. Without a network, fetch "
-                             "cifar-10-python.tar.gz elsewhere, extract it and pass --data-dir "
+                             f"cifar-10-python.tar.gz elsewhere, extract it and pass {param('data_dir')} "
                              "cifar-10-batches-py") from None
         got = file_md5(Path(tmp))
         if got != md5:
             raise CifarError(f"checksum mismatch for {url}: md5 {got}, expected {md5}; the download is corrupt "
-                             "or the mirror changed: retry, or pass --data-dir")
+                             f"or the mirror changed: retry, or pass {param('data_dir')}")
         os.replace(tmp, archive)
         return _extract(archive, target)
     finally:

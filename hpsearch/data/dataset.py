@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import UsageError
+from ..errors import UsageError, param
 
 DIGIT_CLASSES = tuple(str(i) for i in range(10))
 
@@ -163,7 +163,7 @@ class Dataset:
             kept, _ = train_test_split(rows, train_size=max_train, stratify=self.task.strata(self.y_train),
                                        random_state=seed)
         except ValueError as exc:  # fewer images than classes
-            raise UsageError(f"--max-train {max_train} is too small a slice of {self.name}'s "
+            raise UsageError(f"{param('max_train')} {max_train} is too small a slice of {self.name}'s "
                              f"{self.n_classes} classes ({exc}); use at least a few images per class") from None
         kept = np.sort(kept)
         return Dataset(self.name, self.X_train[kept], self.y_train[kept], self.X_test, self.y_test,

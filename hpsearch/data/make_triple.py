@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import check_whole, did_you_mean
+from ..errors import check_whole, did_you_mean, param
 from .multidigit import CACHE_FILE, MADE_BY, META_FILE, SOURCES_FILE, TRIPLE_SPLITS, TripleError, _read_meta
 
 __all__ = ["make_triple", "TripleBuild", "TRIPLE_SOURCES"]
@@ -46,17 +46,18 @@ def _source(source: str, data_dir):
     """The source's grey images as uint8 ``(n, s, s)`` and labels, train and test."""
     key = str(source).lower().replace("_", "-")
     if key in ("cifar10", "cifar-10"):
-        raise TripleError(f"--from {source}: CIFAR-10 is colour, Triple-MNIST is built from grey digits; "
-                          f"use --from {' / '.join(TRIPLE_SOURCES)}")
+        raise TripleError(f"{param('source')} {source}: CIFAR-10 is colour, Triple-MNIST is built from grey digits; "
+                          f"use {param('source')} {' / '.join(TRIPLE_SOURCES)}")
     if key not in TRIPLE_SOURCES:
-        raise TripleError(f"--from must be one of {', '.join(TRIPLE_SOURCES)}, got {source!r}"
+        raise TripleError(f"{param('source')} must be one of {', '.join(TRIPLE_SOURCES)}, got {source!r}"
                           + did_you_mean(key, TRIPLE_SOURCES))
     from . import load_dataset  # here, not at the top: the package imports this module
 
     ds = load_dataset(key, data_dir)
     channels, h, w = ds.image_shape
     if channels != 1 or h != w:
-        raise TripleError(f"--from {source}: images are {channels}x{h}x{w}, make-triple needs grey square images")
+        raise TripleError(f"{param('source')} {source}: images are {channels}x{h}x{w}, make-triple needs grey "
+                          f"square images")
 
     def to_uint8(X):  # the loaders scaled to [0, 1]; back to 8 bits (digits' 0..16 rounds to k*255/16)
         return np.rint(np.asarray(X)[:, 0] * 255).clip(0, 255).astype(np.uint8)
@@ -91,16 +92,17 @@ def _compose(images: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 
 def _prepare_out(out: Path, overwrite: bool) -> None:
     if out.exists() and not out.is_dir():
-        raise TripleError(f"--out {out} is a file; pass a new or empty folder")
+        raise TripleError(f"{param('out')} {out} is a file; pass a new or empty folder")
     if out.is_dir() and any(out.iterdir()):
         if not overwrite:
-            raise TripleError(f"--out {out} exists and is not empty; pass --overwrite to replace the "
+            raise TripleError(f"{param('out')} {out} exists and is not empty; pass {param('overwrite')} to replace the "
                               "Triple-MNIST built there, or choose a new folder")
         # --overwrite deletes only a folder make-triple wrote: a typo such as --out ~ must cost nothing
         meta = _read_meta(out)
         if not meta or meta.get("made_by") != MADE_BY:
-            raise TripleError(f"--out {out} holds files make-triple did not write (no {META_FILE} of its own); "
-                              "--overwrite replaces only a make-triple folder: choose a new or empty folder")
+            raise TripleError(f"{param('out')} {out} holds files make-triple did not write (no {META_FILE} of "
+                              f"its own); "
+                              f"{param('overwrite')} replaces only a make-triple folder: choose a new or empty folder")
         for name in (*TRIPLE_SPLITS, META_FILE, SOURCES_FILE, CACHE_FILE):
             path = out / name
             if path.is_dir():
@@ -145,14 +147,14 @@ def make_triple(source: str, out, *, data_dir=None, n_train: int | None = None, 
     from PIL import Image
     from tqdm.auto import tqdm
 
-    check_whole("--seed", seed, 0)
+    check_whole("seed", seed, 0)
     if not 0 < val_fraction < 1:
         raise TripleError(f"val_fraction must be between 0 and 1 (exclusive), got {val_fraction!r}")
     defaults = DIGITS_COUNTS if str(source).lower() == "digits" else PUBLISHED_COUNTS
     counts = {split: defaults[split] if given is None else given
               for split, given in zip(TRIPLE_SPLITS, (n_train, n_val, n_test), strict=True)}
     for split, n in counts.items():
-        check_whole(f"--n-{split}", n, 0 if split == "val" else 1)
+        check_whole(f"n_{split}", n, 0 if split == "val" else 1)
     key, X_src, y_src, X_src_test, y_src_test = _source(source, data_dir)
     order = np.random.default_rng([seed, 0]).permutation(len(X_src))
     n_holdout = int(round(len(X_src) * val_fraction))
@@ -160,7 +162,7 @@ def make_triple(source: str, out, *, data_dir=None, n_train: int | None = None, 
     source_split = {"train": "train", "val": "train", "test": "test"}
     for split, n in counts.items():
         if n and len(pools[split]) < 3:
-            raise TripleError(f"--n-{split} {n}: the {split} pool of {key} holds {len(pools[split])} images, "
+            raise TripleError(f"{param(f'n_{split}')} {n}: the {split} pool of {key} holds {len(pools[split])} images, "
                               "at least 3 are needed; change val_fraction or the source")
     out = Path(out).expanduser()
     _prepare_out(out, overwrite)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UsageError
+from ..errors import UsageError, param
 from .dataset import Dataset, check_splits
 from .idx import IdxError, read_idx
 from .preprocess import scale
@@ -97,14 +97,14 @@ def download_idx(name: str, target: Path, base_url: str | None = None,
             if got != md5:
                 raise IdxError(
                     f"checksum mismatch for {base_url + filename}: md5 {got}, expected {md5}; "
-                    "the download is corrupt or the mirror changed: retry, or pass --data-dir"
+                    f"the download is corrupt or the mirror changed: retry, or pass {param('data_dir')}"
                 )
             os.replace(tmp, final)
         except OSError as exc:
             raise IdxError(
                 f"could not download {name} ({base_url + filename}): {exc}. Without a network, put "
                 f"the four idx files ({', '.join(IDX_FILES.values())}, raw or .gz) in a folder "
-                "and pass --data-dir"
+                f"and pass {param('data_dir')}"
             ) from exc
         finally:
             if os.path.exists(tmp):
@@ -116,13 +116,13 @@ def _locate(name: str, data_dir: str | os.PathLike | None) -> Path:
     if data_dir is not None:
         data_dir = Path(data_dir).expanduser()
         if not data_dir.is_dir():
-            raise UsageError(f"--data-dir {data_dir} does not exist; pass a folder that holds "
+            raise UsageError(f"{param('data_dir')} {data_dir} does not exist; pass a folder that holds "
                              f"the {name} idx files")
         if not _idx_dir_complete(data_dir):
             missing = [s for s in IDX_FILES.values() if not _find_idx(data_dir, s)]
             raise IdxError(
-                f"--data-dir {data_dir} lacks the {name} idx files {missing} (raw or .gz); "
-                "put the four standard files there or leave out --data-dir to use the cache"
+                f"{param('data_dir')} {data_dir} lacks the {name} idx files {missing} (raw or .gz); "
+                f"put the four standard files there or leave out {param('data_dir')} to use the cache"
             )
         return data_dir
     cache = default_cache_dir() / name

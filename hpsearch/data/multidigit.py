@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UsageError
+from ..errors import UsageError, param
 from .dataset import DIGIT_CLASSES, Dataset
 from .mnist import default_cache_dir
 from .preprocess import scale
@@ -61,7 +61,7 @@ def _scan(root: Path) -> dict[str, list[tuple[str, list[os.DirEntry]]]]:
                 continue
             raise TripleError(f"{folder}/ is missing: a Triple-MNIST folder holds train/ and test/ (val/ optional), "
                               f"each with one folder per label such as 042/; build one with "
-                              f"`hpsearch make-triple --from digits --out DIR`")
+                              "`hpsearch make-triple --from digits --out DIR`")
         labels = []
         for entry in sorted(os.scandir(folder), key=lambda e: e.name):
             if entry.name.startswith("."):  # .DS_Store and the like
@@ -185,17 +185,18 @@ def read_triple_arrays(data_dir=None, progress: bool | None = None) -> dict[str,
         root = default_cache_dir() / "triple-mnist"
         if not root.is_dir():
             raise TripleError(f"no Triple-MNIST in the cache ({root}): build one with `hpsearch make-triple "
-                              "--from digits --out DIR` and pass --data-dir DIR")
+                              f"--from digits --out DIR` and pass {param('data_dir')} DIR")
     else:
         root = Path(data_dir).expanduser()
         if not root.is_dir():
-            raise TripleError(f"--data-dir {root} does not exist: build it with `hpsearch make-triple --from digits "
+            raise TripleError(f"{param('data_dir')} {root} does not exist: build it with `hpsearch make-triple "
+                              f"--from digits "
                               f"--out {root}` (or --from mnist --data-dir MNIST_DIR), or pass the folder that holds "
                               "train/ and test/")
     meta = _read_meta(root)
     if meta and meta.get("made_by") == MADE_BY and not meta.get("complete"):
         raise TripleError(f"{root / META_FILE}: make-triple was interrupted while building {root}; build it "
-                          "again with the same command and --overwrite")
+                          f"again with the same command and --overwrite")
     splits = _scan(root)
     key = _listing_key(root, splits)
     cached = _read_cache(root, key)

@@ -6,18 +6,20 @@ each (config, fold) continues from its state file."""
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import torch
 from joblib import delayed
 
-from ..errors import DivergedError, UsageError
+from ..errors import DivergedError, UsageError, param
 from ..jobs.resources import threads_per_job, torch_threads
 from ..jobs.workers import die_with_parent
 from ..rundir.states import load_state, save_state, state_path
 from ..training.net import resolve_device
 from ..training.seeds import trial_seed
-from .cv import FoldGather, score_probabilities
+from .cv import CVResult, FoldGather, score_probabilities
+from .seam import RunContext
 from .skorch_engine import SkorchEngine
 from .stack_fit import FitSpec, batchable, initial_module, train_stack, unbatchable_reason, valid_split
 
@@ -25,11 +27,12 @@ __all__ = ["BatchedEngine", "evaluate_batched", "plan_chunks", "auto_models_per_
 
 
 class BatchedEngine:
-    def __init__(self, context):
+    def __init__(self, context: RunContext):
         self.context = context
         self.fallback = SkorchEngine(context)
 
-    def train(self, configs: dict[int, dict], epochs: int, keep_states: bool, on_start=None):
+    def train(self, configs: dict[int, dict], epochs: int, keep_states: bool,
+              on_start: Callable[[int], None] | None = None) -> Iterator[tuple[int, CVResult]]:
         c = self.context
         s = c.settings
         batched = {}
@@ -178,7 +181,7 @@ def evaluate_batched(configs: dict[int, dict], seeds: dict[int, int], X, y, fold
     if bad:
         raise UsageError(f"the batched engine trains MLPs with adam or rmsprop (no momentum) and plain "
                          f"cross-entropy; trials {bad[:5]} are not (trial {bad[0]}: "
-                         f"{unbatchable_reason(configs[bad[0]])}); run them with --engine skorch")
+                         f"{unbatchable_reason(configs[bad[0]])}); run them with {param('engine')} skorch")
     if not configs:
         return
     on_gpu = str(device).startswith("cuda")

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from joblib import Parallel, delayed
 
-from ..errors import DivergedError, UsageError
+from ..errors import DivergedError, UsageError, param
 from ..jobs.resident import resident
 from ..jobs.resources import effective_jobs, threads_per_job, torch_threads
 from ..jobs.workers import die_with_parent
@@ -51,13 +51,13 @@ def make_folds(y: np.ndarray, cv: int, seed: int) -> list[tuple[np.ndarray, np.n
     """Shuffled, seeded folds, stratified for one label per image (``hpsearch.tasks``): the same
     ``seed`` gives the same folds."""
     if isinstance(cv, bool) or not isinstance(cv, int) or cv < 2:
-        raise UsageError(f"--cv must be a whole number >= 2, got {cv!r}; 4 is the seed's choice")
+        raise UsageError(f"{param('cv')} must be a whole number >= 2, got {cv!r}; 4 is the seed's choice")
     task = task_of(y)
     strata = task.strata(y)
     smallest = len(y) if strata is None else int(np.unique(strata, return_counts=True)[1].min())
     if cv > smallest:
         what = "there are images" if strata is None else "the rarest class has images"
-        raise UsageError(f"--cv {cv} is more folds than {what} ({smallest}); use fewer folds or more data")
+        raise UsageError(f"{param('cv')} {cv} is more folds than {what} ({smallest}); use fewer folds or more data")
     return list(task.splitter(cv, seed).split(np.zeros(len(y)), strata))
 
 
@@ -179,7 +179,7 @@ def evaluate_configs(makers: dict, X: np.ndarray, y: np.ndarray, folds, *, paral
         dispatch thread: keep it to recording a time).
     """
     if scoring not in SCORINGS:
-        raise UsageError(f"--scoring must be one of {', '.join(SCORINGS)}, got {scoring!r}")
+        raise UsageError(f"{param('scoring')} must be one of {', '.join(SCORINGS)}, got {scoring!r}")
     def tasks():
         for key, make in makers.items():
             if on_start is not None:

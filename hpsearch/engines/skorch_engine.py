@@ -7,21 +7,24 @@ The folds of all configs go to the jobs as one stream (``evaluate_configs``); ea
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from functools import partial
 
 from ..rundir.states import state_path
 from ..training.net import make_net
 from ..training.seeds import trial_seed
-from .cv import evaluate_configs
+from .cv import CVResult, evaluate_configs
+from .seam import RunContext
 
 __all__ = ["SkorchEngine"]
 
 
 class SkorchEngine:
-    def __init__(self, context):
+    def __init__(self, context: RunContext):
         self.context = context
 
-    def train(self, configs: dict[int, dict], epochs: int, keep_states: bool, on_start=None):
+    def train(self, configs: dict[int, dict], epochs: int, keep_states: bool,
+              on_start: Callable[[int], None] | None = None) -> Iterator[tuple[int, CVResult]]:
         c = self.context
         s, data = c.settings, c.dataset
         makers = {index: partial(

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from joblib import Parallel
 
-from ..errors import UsageError
+from ..errors import UsageError, param
 from .resident import shared_array
 from .resources import cpu_count, effective_jobs, threads_per_job
 
@@ -42,10 +42,11 @@ INSTALL = "pip install -e '.[dask]'  (dask[distributed])"
 
 def check_backend_flags(backend: str, scheduler: str | None) -> None:
     if backend not in BACKENDS:
-        raise UsageError(f"--backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+        raise UsageError(f"{param('backend')} must be one of {', '.join(BACKENDS)}, got {backend!r}")
     if scheduler is not None and backend != "dask":
-        raise UsageError(f"--scheduler {scheduler} only applies with --backend dask; add --backend dask or "
-                         "leave --scheduler out")
+        raise UsageError(f"{param('scheduler')} {scheduler} only applies with {param('backend')} dask; add "
+                         f"{param('backend')} dask or "
+                         f"leave {param('scheduler')} out")
     if scheduler is not None:
         _parse_local(scheduler)
 
@@ -87,10 +88,10 @@ def _parse_local(scheduler: str) -> int | None:
     if scheduler.startswith("local:"):
         value = scheduler[len("local:"):]
         if not value.isdigit() or int(value) < 1:
-            raise UsageError(f"--scheduler local:N needs a whole number of workers N >= 1, got {scheduler!r}")
+            raise UsageError(f"{param('scheduler')} local:N needs a whole number of workers N >= 1, got {scheduler!r}")
         return int(value)
     if "://" not in scheduler and ":" not in scheduler:
-        raise UsageError(f"--scheduler must be a scheduler address (tcp://HOST:8786), local or local:N, "
+        raise UsageError(f"{param('scheduler')} must be a scheduler address (tcp://HOST:8786), local or local:N, "
                          f"got {scheduler!r}")
     return None
 
@@ -112,7 +113,8 @@ class DaskBackend:
         try:
             import distributed
         except ImportError:
-            raise UsageError(f"--backend dask needs Dask's distributed scheduler; install it with: {INSTALL}") from None
+            raise UsageError(f"{param('backend')} dask needs Dask's distributed scheduler; install it with: "
+                             f"{INSTALL}") from None
         self.scheduler = scheduler or "local"
         n_local = _parse_local(self.scheduler)
         self.cluster = None
@@ -128,14 +130,14 @@ class DaskBackend:
                 self.client = distributed.Client(self.scheduler, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
             except (OSError, TimeoutError) as exc:
                 raise UsageError(
-                    f"--scheduler {self.scheduler}: no Dask scheduler answered within {CONNECT_TIMEOUT_S:g} s "
+                    f"{param('scheduler')} {self.scheduler}: no Dask scheduler answered within {CONNECT_TIMEOUT_S:g} s "
                     f"({type(exc).__name__}); start one with `dask scheduler` (and workers with `dask worker "
-                    f"{self.scheduler}`), check the address, or use --scheduler local:N") from None
+                    f"{self.scheduler}`), check the address, or use {param('scheduler')} local:N") from None
         try:
             self.client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S)
         except (OSError, TimeoutError):
             self.close()
-            raise UsageError(f"--scheduler {self.scheduler}: the scheduler answers but has no worker after "
+            raise UsageError(f"{param('scheduler')} {self.scheduler}: the scheduler answers but has no worker after "
                              f"{CONNECT_TIMEOUT_S:g} s; start some with `dask worker {self.scheduler}`") from None
         self.no_worker_s = NO_WORKER_S
         threading.Thread(target=self._watch_workers, name="hpsearch-dask-watch", daemon=True).start()

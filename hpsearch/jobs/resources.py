@@ -8,7 +8,7 @@ from contextlib import contextmanager
 
 import torch
 
-from ..errors import UsageError
+from ..errors import UsageError, param
 
 __all__ = ["effective_jobs", "threads_per_job", "task_threads", "torch_threads", "cpu_count"]
 
@@ -53,10 +53,10 @@ def torch_threads(threads):
         torch.set_num_threads(previous)
 
 
-def effective_jobs(n_jobs: int, n_tasks: int) -> int:
+def effective_jobs(n_jobs: int, n_tasks: int, name: str = "n_jobs") -> int:
     """Resolve ``n_jobs`` (``-1`` = all cores) and cap it at the number of tasks and cores."""
     if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs == 0 or n_jobs < -1:
-        raise UsageError(f"--n-jobs must be a whole number >= 1, or -1 for one per core; "
+        raise UsageError(f"{param(name)} must be a whole number >= 1, or -1 for one per core; "
                          f"got {n_jobs!r}")
     jobs = cpu_count() if n_jobs == -1 else n_jobs
     return max(1, min(jobs, n_tasks, cpu_count()))

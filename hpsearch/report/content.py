@@ -15,9 +15,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import UsageError
+from ..errors import UsageError, param
 from ..rundir.exports import param_text
 from ..rundir.names import RETRAIN_FILE
+from ..settings import report_settings, setting_specs
 from . import html as H
 
 __all__ = ["SEARCH_CAPTIONS", "run_section", "ranking_section", "failures_section", "search_section",
@@ -56,15 +57,9 @@ def run_section(run_dir: Path, settings: dict) -> str:
 
     if not settings:
         return H.note(f"{run_dir} holds no settings.json: the settings are unknown.", missing=True)
-    keys = ["dataset", "space", "strategy", "engine", "cv", "scoring", "n", "max_epochs", "patience",
-            "batch_size", "seed", "device", "factor", "min_epochs", "n_startup", "max_train", "top",
-            "retrain_epochs"]
-    if settings.get("strategy") in (None, "random", "tpe"):
-        keys = [k for k in keys if k not in ("factor", "min_epochs")]
-    if settings.get("strategy") not in ("tpe", "tpe-halving"):
-        keys = [k for k in keys if k != "n_startup"]
-    unset = {"min_epochs": "automatic", "max_train": "all", "max_models_per_chunk": "automatic"}
-    pairs = [(k, unset.get(k, "default") if settings[k] is None else settings[k]) for k in keys if k in settings]
+    keys = report_settings(settings)
+    specs = setting_specs()
+    pairs = [(k, specs[k].unset if settings[k] is None else settings[k]) for k in keys if k in settings]
     body = f"<h3>Settings</h3><p><code>{H.escape(_command(settings))}</code></p>" + H.facts(pairs, wide=True)
     try:
         data = run_dataset(run_dir)
@@ -73,7 +68,7 @@ def run_section(run_dir: Path, settings: dict) -> str:
     counts = np.bincount(data.y_train.ravel(), minlength=data.n_classes)  # every position's label, if several
     shape = "×".join(str(v) for v in data.image_shape)
     data_pairs = [("dataset", data.name), ("training images", f"{len(data.y_train):,}" + (
-        f" (a stratified slice: --max-train {settings['max_train']})" if settings.get("max_train") else "")),
+        f" (a stratified slice: {param('max_train')} {settings['max_train']})" if settings.get("max_train") else "")),
         ("test images", f"{len(data.y_test):,} (never seen by the search)"),
         ("image shape", f"{shape} (channels × height × width)"),
         ("classes", ", ".join(data.class_names)),

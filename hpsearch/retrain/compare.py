@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 from joblib import delayed
 
-from ..errors import UsageError, check_whole
+from ..errors import UsageError, check_whole, param
 from ..jobs.backends import LokyBackend
 from ..rundir.atomic import atomic_write_text
 from ..rundir.names import COMPARE_FILE, SPACE_FILE
@@ -50,8 +50,8 @@ def _space_choices(run_dir: Path, name: str) -> tuple:
         return (dist.value,)
     if dist is None and name in DEFAULTS:
         return (DEFAULTS[name],)
-    raise UsageError(f"--by {name}: the run's space does not choose {name} from a list; "
-                     "--same-config needs categorical (or constant) keys")
+    raise UsageError(f"{param('by')} {name}: the run's space does not choose {name} from a list; "
+                     f"{param('same_config')} needs categorical (or constant) keys")
 
 
 def _groups(run_dir: Path, by: list[str], same_config: bool) -> list[tuple[tuple, dict]]:
@@ -68,7 +68,7 @@ def _groups(run_dir: Path, by: list[str], same_config: bool) -> list[tuple[tuple
     missing = [name for name in by if name not in DEFAULTS and all(name not in c["config"] for c in groups.values())]
     if missing:
         known = sorted({k for c in groups.values() for k in c["config"]})
-        raise UsageError(f"--by {','.join(by)}: no config of {run_dir} has {missing[0]!r}; its keys are "
+        raise UsageError(f"{param('by')} {','.join(by)}: no config of {run_dir} has {missing[0]!r}; its keys are "
                          f"{', '.join(known)}")
     return list(groups.items())
 
@@ -107,9 +107,10 @@ def compare_groups(run_dir, by: list[str], retrain_epochs: int = 30, *, device: 
         else equal, the seed's 2 x 2), instead of each combination's own best config.
     """
     run_dir = Path(run_dir)
-    check_whole("--retrain-epochs", retrain_epochs, 1)
+    check_whole("retrain_epochs", retrain_epochs, 1)
     if not by or any(not isinstance(name, str) or not name for name in by):
-        raise UsageError(f"--by needs config keys separated by commas, e.g. --by head,loss; got {by!r}")
+        raise UsageError(f"{param('by')} needs config keys separated by commas, e.g. {param('by')} head,loss; "
+                         f"got {by!r}")
     settings = read_settings(run_dir)
     groups = _groups(run_dir, by, same_config)
     dataset = run_dataset(run_dir)

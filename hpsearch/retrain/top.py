@@ -49,7 +49,7 @@ import pandas as pd
 from joblib import delayed
 
 from ..data.dataset import Dataset
-from ..errors import UsageError, check_whole
+from ..errors import UsageError, check_whole, param
 from ..jobs.backends import LokyBackend
 from ..rundir.atomic import atomic_write_text
 from ..rundir.checkpoints import remove_checkpoint
@@ -57,6 +57,7 @@ from ..rundir.names import RETRAIN_FILE, SUMMARY_FILE, WINNER_FILE
 from ..rundir.run_info import read_settings, run_dataset
 from ..rundir.store import load_records, load_results
 from ..search.interrupt import InterruptFlag, SearchInterrupted
+from ..settings import retrain_defaults
 from ..training.net import DEFAULT_BATCH_SIZE, resolve_device
 from ..training.schedules import check_schedule_name
 from ..winner.bundle import load_winner, read_winner_info, save_winner
@@ -71,6 +72,9 @@ __all__ = ["retrain_top", "RetrainResult", "top_configs"]
 
 
 TEST_MONITOR_LABEL = "test loss (recorded each epoch; never used to train, stop or choose)"
+
+
+_DEFAULTS = retrain_defaults()  # the Lab 3 seed's 15 configs x 300 epochs, declared in hpsearch.settings
 
 
 @dataclass
@@ -163,10 +167,10 @@ def _finished_rows(run_dir: Path, candidates: list[dict], epochs: int) -> list[d
     return rows if same else []
 
 
-def retrain_top(run_dir, top: int = 15, retrain_epochs: int = 300, *, device: str = "cpu",
-                dataset: Dataset | None = None, monitor_test: bool = True,
+def retrain_top(run_dir, top: int = _DEFAULTS["top"], retrain_epochs: int = _DEFAULTS["retrain_epochs"], *,
+                device: str = "cpu", dataset: Dataset | None = None, monitor_test: bool = True,
                 progress: bool = True, n_jobs: int = -1, backend=None, schedule: str | None = None,
-                checkpoint_every: int = 1) -> RetrainResult:
+                checkpoint_every: int = _DEFAULTS["checkpoint_every"]) -> RetrainResult:
     """Retrain the ``top`` best configs of a search on the whole training set and crown a winner.
 
     Parameters
@@ -206,8 +210,8 @@ def retrain_top(run_dir, top: int = 15, retrain_epochs: int = 300, *, device: st
         saved to ``winner.pt`` and named in ``summary.json``.
     """
     run_dir = Path(run_dir)
-    check_whole("--top", top, 1)
-    check_whole("--retrain-epochs", retrain_epochs, 1)
+    check_whole("top", top, 1)
+    check_whole("retrain_epochs", retrain_epochs, 1)
     settings = read_settings(run_dir)
     name = settings.get("dataset_name", settings.get("dataset"))
     if dataset is None:
@@ -219,9 +223,9 @@ def retrain_top(run_dir, top: int = 15, retrain_epochs: int = 300, *, device: st
     seed = int(settings.get("seed", 0))
     candidates = top_configs(run_dir, top)
     if schedule is not None:  # --schedule beats the config's own
-        check_schedule_name(schedule, "--schedule")
+        check_schedule_name(schedule)
         candidates = [{**c, "config": {**c["config"], "schedule": schedule}} for c in candidates]
-    check_whole("--checkpoint-every", checkpoint_every, 0)
+    check_whole("checkpoint_every", checkpoint_every, 0)
     rows = _finished_rows(run_dir, candidates, retrain_epochs)
     done = {row["trial"] for row in rows}
     todo = [c for c in candidates if c["trial"] not in done]
@@ -265,7 +269,7 @@ def retrain_top(run_dir, top: int = 15, retrain_epochs: int = 300, *, device: st
         bar.close()
     if best is None:
         raise UsageError(f"every one of the {len(rows)} retrained configs failed (see "
-                         f"{run_dir / RETRAIN_FILE}, column 'error'); try fewer --retrain-epochs")
+                         f"{run_dir / RETRAIN_FILE}, column 'error'); try fewer {param('retrain_epochs')}")
     table = _ranked(rows)
     atomic_write_text(run_dir / RETRAIN_FILE, table.to_csv(index=False))
     winner = table.iloc[0].to_dict()

@@ -24,7 +24,7 @@ import optuna
 import pandas as pd
 import sqlalchemy.exc
 
-from ..errors import UsageError
+from ..errors import UsageError, param
 from .exports import results_frame
 from .names import LOCK_FILE, TRIALS_CSV, TRIALS_DB
 
@@ -56,7 +56,7 @@ class RunLock:
             self._fh.close()
             raise UsageError(
                 f"{self.path.parent} is in use by a running search ({holder}); wait for it to "
-                "finish, or pass a different --out"
+                f"finish, or pass a different {param('out')}"
             ) from None
         self._fh.seek(0)
         self._fh.truncate()
@@ -114,7 +114,7 @@ class TrialStore:
                               for k in diffs)
             raise UsageError(
                 f"{self.run_dir} holds a search with other settings ({shown}); resume it with the "
-                "same settings, or pass a different --out for a new search"
+                f"same settings, or pass a different {param('out')} for a new search"
             )
         self._trials = _read_records(self.study)
 

@@ -1,6 +1,6 @@
-"""The evaluate seam between a strategy and the run: ``Evaluator`` draws configs, brings them to a
-budget with the run's engine, skips what is already stored, streams each result to the store and keeps
-the ranking files current."""
+"""The run's side of the evaluate seam (``hpsearch.strategies.seam.Evaluate``): ``Evaluator`` draws
+configs, brings them to a budget with the run's engine (``hpsearch.engines.seam.Engine``), skips what
+is already stored, streams each result to the store and keeps the ranking files current."""
 
 from __future__ import annotations
 
@@ -10,12 +10,14 @@ from datetime import datetime
 
 import numpy as np
 
-from ..engines import RunContext, make_engine
+from ..engines import make_engine
+from ..engines.seam import Engine, RunContext
 from ..rundir.exports import results_frame, write_exports
 from ..rundir.states import remove_states
 from ..rundir.store import TrialStore
 from ..space.optuna_bridge import stored_params, suggest_config
 from ..space.search_space import ParamGenerator, SearchSpace
+from ..strategies.seam import Config
 
 __all__ = ["Evaluator"]
 
@@ -24,12 +26,12 @@ EXPORT_EVERY_S = 2.0  # the ranking files follow the store at most this stale (a
 
 
 class Evaluator:
-    """The seam between a strategy and the run (see ``hpsearch.strategies._base``): ``draw``,
-    ``__call__(candidates, epochs)``, ``prune`` and ``concurrency``."""
+    """The run as a strategy sees it: satisfies ``hpsearch.strategies.seam.Evaluate`` (``draw``,
+    ``__call__(candidates, epochs)``, ``prune`` and ``concurrency``)."""
 
     def __init__(self, context: RunContext, space: SearchSpace, store: TrialStore, bar):
         self.context, self.space, self.store, self.bar = context, space, store, bar
-        self.engine = make_engine(context.settings.engine, context)
+        self.engine: Engine = make_engine(context.settings.engine, context)
         self.generator = ParamGenerator(space, context.settings.seed)
         # a sequential sampler asks for one config per job: fewer leave jobs idle at each batch's end
         self.concurrency = max(1, context.jobs)
@@ -39,7 +41,7 @@ class Evaluator:
         self.best = math.nan
 
     # -- the seam ------------------------------------------------------------------------------
-    def draw(self, k: int, sampler=None) -> dict[int, dict]:
+    def draw(self, k: int, sampler=None) -> dict[int, Config]:
         drawn = {}
         for index in range(self._next, self._next + k):
             if index in self.store:
@@ -51,7 +53,7 @@ class Evaluator:
         self._next += k
         return drawn
 
-    def __call__(self, candidates: dict[int, dict], epochs: int) -> dict[int, float]:
+    def __call__(self, candidates: dict[int, Config], epochs: int) -> dict[int, float]:
         final = epochs >= self.context.settings.max_epochs
         if self.bar.n + len(candidates) > self.bar.total:  # the strategy's plan was an estimate
             self.bar.total = self.bar.n + len(candidates)

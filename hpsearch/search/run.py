@@ -20,9 +20,9 @@ from tqdm.auto import tqdm
 
 from ..data import load_dataset
 from ..data.dataset import Dataset
-from ..engines import RunContext
 from ..engines.cv import make_folds
-from ..errors import UsageError
+from ..engines.seam import RunContext
+from ..errors import UsageError, param
 from ..jobs.backends import open_backend
 from ..jobs.resident import release_resident
 from ..rundir.atomic import atomic_write_text
@@ -53,20 +53,24 @@ def _prepare_run_dir(path: Path) -> Path:
         probe.write_text("")
         probe.unlink()
     except OSError as exc:
-        raise UsageError(f"--out {path} is not writable ({exc.strerror}); choose a folder you can "
+        raise UsageError(f"{param('out')} {path} is not writable ({exc.strerror}); choose a folder you can "
                          "write to") from None
     return path
 
 
 def _check_space_for(strategy, space: SearchSpace) -> None:
     if strategy.continues and "max_epochs" in space.params:
-        raise UsageError(f"--strategy {strategy.name} gives each rung its epochs, but the space {space.name!r} "
-                         "sets max_epochs; remove it from the space and pass --max-epochs")
+        raise UsageError(f"{param('strategy')} {strategy.name} gives each rung its epochs, but the space "
+                         f"{space.name!r} "
+                         f"sets max_epochs; remove it from the space and pass {param('max_epochs')}")
     schedules = set(space.params["schedule"].support()) - {"none"} if "schedule" in space.params else set()
     if strategy.continues and schedules:
-        raise UsageError(f"--strategy {strategy.name} continues each survivor at a longer budget, which would change "
-                         f"its learning-rate schedule ({', '.join(sorted(schedules))}) midway; use --strategy random "
-                         "or tpe with a schedule, or schedule = \"none\" in the space (retrain with --schedule)")
+        raise UsageError(f"{param('strategy')} {strategy.name} continues each survivor at a longer budget, which "
+                         f"would change "
+                         f"its learning-rate schedule ({', '.join(sorted(schedules))}) midway; use "
+                         f"{param('strategy')} random "
+                         f"or tpe with a schedule, or schedule = \"none\" in the space (retrain with "
+                         f"{param('schedule')})")
 
 
 def run_search(settings: SearchSettings, dataset: Dataset | None = None, backend=None) -> Path:
@@ -86,7 +90,7 @@ def run_search(settings: SearchSettings, dataset: Dataset | None = None, backend
     check_space_for_data(space, dataset)  # a net too deep for the images: refused before the first fit
     folds = make_folds(dataset.y_train, settings.cv, settings.seed)
     if settings.engine == "batched" and dataset.task.batched_engine_reason:
-        print(f"--engine batched: {dataset.name} has {dataset.task.batched_engine_reason}; "
+        print(f"{param('engine')} batched: {dataset.name} has {dataset.task.batched_engine_reason}; "
               "every config trains on the skorch engine", file=sys.stderr)
     # only now, with every setting, the space and the data checked, does the run folder appear
     run_dir = _prepare_run_dir(Path(settings.out) if settings.out else default_run_dir(settings, space))
@@ -99,10 +103,11 @@ def run_search(settings: SearchSettings, dataset: Dataset | None = None, backend
         backend = open_backend(settings.backend, settings.scheduler) if own else backend
         try:
             if strategy.continues and not backend.sees(run_dir):
-                raise UsageError(f"--strategy {settings.strategy} keeps each (config, fold)'s state in "
+                raise UsageError(f"{param('strategy')} {settings.strategy} keeps each (config, fold)'s state in "
                                  f"{run_dir}/states between rungs, and some Dask workers do not see that folder; "
-                                 "put the run folder (--out) on a filesystem every worker mounts at the same path, "
-                                 "or use --strategy random or tpe")
+                                 f"put the run folder ({param('out')}) on a filesystem every worker mounts at "
+                                 f"the same path, "
+                                 f"or use {param('strategy')} random or tpe")
             _run_strategy(settings, dataset, space, store, strategy, folds, run_dir, backend)
         finally:
             if own:

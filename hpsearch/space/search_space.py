@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UsageError, did_you_mean
+from ..errors import UsageError, did_you_mean, param
 from .checks import check_space
 from .distributions import (
     Constant,
@@ -124,23 +124,23 @@ def load_space(path_or_name: str | os.PathLike) -> SearchSpace:
             path = candidate
     if not path.is_file():
         known = sorted(p.stem for p in SEARCHES_DIR.glob("*.toml"))
-        raise UsageError(f"--space {path_or_name}: no such file; give a TOML path or one of "
+        raise UsageError(f"{param('space')} {path_or_name}: no such file; give a TOML path or one of "
                          f"{', '.join(known)}")
     try:
         text = path.read_bytes().decode("utf-8-sig")  # a byte-order mark (Notepad's "UTF-8 with BOM") is fine
     except UnicodeDecodeError as exc:
-        raise UsageError(f"--space {path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
+        raise UsageError(f"{param('space')} {path}: not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset "
                          f"{exc.start}: {exc.reason}); save it as UTF-8") from None
     except OSError as exc:
-        raise UsageError(f"--space {path}: cannot be read ({exc.strerror}); check its permissions") from None
+        raise UsageError(f"{param('space')} {path}: cannot be read ({exc.strerror}); check its permissions") from None
     try:
         spec = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"--space {path}: not valid TOML: {exc}") from None
+        raise UsageError(f"{param('space')} {path}: not valid TOML: {exc}") from None
     try:
         return SearchSpace.from_dict(spec, name=path.stem, source=text)
     except UsageError as exc:
-        raise UsageError(f"--space {path}: {exc}") from None
+        raise UsageError(f"{param('space')} {path}: {exc}") from None
 
 
 class ParamGenerator:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..errors import UsageError, did_you_mean
+from ..errors import UsageError, did_you_mean, param
 from ._base import Strategy
 from .halving import SuccessiveHalving
 from .hyperband import Hyperband
@@ -19,6 +19,6 @@ STRATEGIES: dict[str, type[Strategy]] = {cls.name: cls for cls in (RandomSearch,
 def make_strategy(settings) -> Strategy:
     """The strategy ``settings.strategy`` names, built from (and checking) its settings."""
     if settings.strategy not in STRATEGIES:
-        raise UsageError(f"--strategy must be one of {', '.join(STRATEGIES)}, got {settings.strategy!r}"
+        raise UsageError(f"{param('strategy')} must be one of {', '.join(STRATEGIES)}, got {settings.strategy!r}"
                          + (did_you_mean(settings.strategy, STRATEGIES) if isinstance(settings.strategy, str) else ""))
     return STRATEGIES[settings.strategy].from_settings(settings)

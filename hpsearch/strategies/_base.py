@@ -1,30 +1,17 @@
-"""What every strategy shares: the seam it works through, and how it is built from the settings.
+"""What every strategy shares: how it is built from the settings, and the one method it differs in.
 
-A strategy decides which configs get how many epochs, and nothing else, the way scikit-learn's
-searches differ only in ``_run_search(evaluate_candidates)``. It works through an ``evaluate``
-object that the search builds once per run:
-
-``evaluate.draw(k, sampler=None) -> {index: config}``
-    the next ``k`` configs: from the space's ``ParamGenerator`` (config ``i`` drawn from
-    ``default_rng([seed, i])``), or proposed by an Optuna ``sampler`` (TPE) from the trials so far;
-    a config already stored (a resumed run) comes back as it was stored.
-``evaluate(candidates, epochs) -> {index: mean CV score}``
-    brings every candidate to ``epochs`` on every fold (continuing from where it stopped) and
-    returns its mean score, NaN for a failed config. A (config, epochs) already stored is not
-    trained again: resume lives in the seam, no strategy handles it.
-``evaluate.prune(indices)``
-    these configs go no further (Optuna PRUNED; their continuation states are removed).
-``evaluate.concurrency``
-    how many configs to ask for at once (one per job): a sequential sampler asks for that many.
-
-The search loop keeps the store, the progress bar, Ctrl-C and the exports; an engine trains.
+A strategy decides which configs get how many epochs, and nothing else: ``run(evaluate)`` works
+through the evaluate seam (``hpsearch.strategies.seam.Evaluate``: ``draw``, ``__call__``, ``prune``,
+``concurrency``). A new strategy: one file with a ``Strategy`` subclass plus one line in
+``hpsearch.strategies.STRATEGIES``.
 """
 
 from __future__ import annotations
 
 import math
 
-from ..errors import UsageError, check_whole
+from ..errors import UsageError, check_whole, param
+from .seam import Evaluate
 
 __all__ = ["Strategy", "top_fraction"]
 
@@ -74,7 +61,7 @@ class Strategy:
         """``[(configs, epochs), ...]``: what the strategy will ask for, for the progress bar."""
         return [(self.n, self.max_epochs)]
 
-    def run(self, evaluate) -> None:
+    def run(self, evaluate: Evaluate) -> None:
         raise NotImplementedError
 
 
@@ -88,12 +75,16 @@ def top_fraction(scores: dict[int, float], factor: int) -> list[int]:
 def check_halving(n: int, max_epochs: int, factor: int, min_epochs: int | None) -> None:
     """The flags successive halving needs: a factor >= 2, rungs that fit in --max-epochs, and
     more configs than the factor (else nothing is ever halved)."""
-    check_whole("--factor", factor, 2)
+    check_whole("factor", factor, 2)
     if min_epochs is not None:
-        check_whole("--min-epochs", min_epochs, 1)
+        check_whole("min_epochs", min_epochs, 1)
         if min_epochs > max_epochs:
-            raise UsageError(f"--min-epochs ({min_epochs}) must be <= --max-epochs ({max_epochs}): the first "
-                             "rung cannot train longer than the last; lower --min-epochs or raise --max-epochs")
+            raise UsageError(f"{param('min_epochs')} ({min_epochs}) must be <= {param('max_epochs')} "
+                             f"({max_epochs}): the first "
+                             f"rung cannot train longer than the last; lower {param('min_epochs')} or raise "
+                             f"{param('max_epochs')}")
     if n < factor:
-        raise UsageError(f"--n ({n}) must be >= --factor ({factor}) for successive halving: with fewer configs "
-                         "than the factor no rung keeps fewer than it trained; raise --n or lower --factor")
+        raise UsageError(f"{param('n')} ({n}) must be >= {param('factor')} ({factor}) for successive halving: "
+                         f"with fewer configs "
+                         f"than the factor no rung keeps fewer than it trained; raise {param('n')} or lower "
+                         f"{param('factor')}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 
 from ._base import Strategy, check_halving, top_fraction
+from .seam import Evaluate
 
 __all__ = ["SuccessiveHalving", "rung_budgets", "halve"]
 
@@ -36,7 +37,7 @@ def rung_budgets(n: int, max_epochs: int, factor: int, min_epochs: int | None = 
     return sorted(set(budgets))
 
 
-def halve(evaluate, candidates: dict[int, dict], budgets: list[int], factor: int,
+def halve(evaluate: Evaluate, candidates: dict[int, dict], budgets: list[int], factor: int,
           scored: dict[int, dict] | None = None) -> None:
     """One successive-halving bracket over ``budgets`` (shared by halving, Hyperband and tpe-halving).
 
@@ -74,7 +75,7 @@ class SuccessiveHalving(Strategy):
     def plan(self) -> list[tuple[int, int]]:
         return _bracket_plan(self.n, self.budgets(), self.factor)
 
-    def run(self, evaluate) -> None:
+    def run(self, evaluate: Evaluate) -> None:
         halve(evaluate, evaluate.draw(self.n), self.budgets(), self.factor)
 
 

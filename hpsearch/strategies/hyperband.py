@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import math
 
-from ..errors import UsageError
+from ..errors import UsageError, param
 from ._base import Strategy, check_halving
 from .halving import _bracket_plan, halve, rung_budgets
+from .seam import Evaluate
 
 __all__ = ["Hyperband", "bracket_sizes"]
 
@@ -44,8 +45,9 @@ class Hyperband(Strategy):
         check_halving(self.n, self.max_epochs, self.factor, self.min_epochs)
         brackets = len(self.grid())
         if self.n < brackets:
-            raise UsageError(f"--n ({self.n}) must be >= the number of Hyperband brackets ({brackets}, one per "
-                             f"rung of {self.grid()} epochs); raise --n or --min-epochs")
+            raise UsageError(f"{param('n')} ({self.n}) must be >= the number of Hyperband brackets ({brackets}, "
+                             f"one per "
+                             f"rung of {self.grid()} epochs); raise {param('n')} or {param('min_epochs')}")
 
     def grid(self) -> list[int]:
         return rung_budgets(self.n, self.max_epochs, self.factor, self.min_epochs)
@@ -62,6 +64,6 @@ class Hyperband(Strategy):
     def plan(self) -> list[tuple[int, int]]:
         return [step for size, budgets in self.brackets() for step in _bracket_plan(size, budgets, self.factor)]
 
-    def run(self, evaluate) -> None:
+    def run(self, evaluate: Evaluate) -> None:
         for size, budgets in self.brackets():
             halve(evaluate, evaluate.draw(size), budgets, self.factor)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ._base import Strategy
+from .seam import Evaluate
 
 __all__ = ["RandomSearch"]
 
@@ -16,6 +17,6 @@ class RandomSearch(Strategy):
 
     name = "random"
 
-    def run(self, evaluate) -> None:
+    def run(self, evaluate: Evaluate) -> None:
         for start in range(0, self.n, CHUNK):
             evaluate(evaluate.draw(min(CHUNK, self.n - start)), self.max_epochs)

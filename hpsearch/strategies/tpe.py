@@ -16,6 +16,7 @@ import optuna
 
 from ..errors import check_whole
 from ._base import Strategy
+from .seam import Evaluate
 
 __all__ = ["TPE", "tpe_sampler"]
 
@@ -33,12 +34,12 @@ class TPE(Strategy):
     name = "tpe"
 
     def check(self) -> None:
-        check_whole("--n-startup", self.n_startup, 1)
+        check_whole("n_startup", self.n_startup, 1)
 
     def fingerprint(self) -> dict:
         return {"name": self.name, "n_startup": self.n_startup}
 
-    def run(self, evaluate) -> None:
+    def run(self, evaluate: Evaluate) -> None:
         startup = min(self.n, self.n_startup)
         self.train(evaluate, evaluate.draw(startup))
         batch = max(1, evaluate.concurrency)
@@ -49,6 +50,6 @@ class TPE(Strategy):
             self.train(evaluate, evaluate.draw(step, sampler=sampler))
             left -= step
 
-    def train(self, evaluate, candidates: dict[int, dict]) -> None:
+    def train(self, evaluate: Evaluate, candidates: dict[int, dict]) -> None:
         """Give one batch of configs its epochs (here the full budget) before the next is proposed."""
         evaluate(candidates, self.max_epochs)

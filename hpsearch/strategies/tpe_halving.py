@@ -14,6 +14,7 @@ synchronous halving's, an estimate.
 from __future__ import annotations
 
 from .halving import SuccessiveHalving, halve
+from .seam import Evaluate
 from .tpe import TPE
 
 __all__ = ["TPEHalving"]
@@ -34,9 +35,9 @@ class TPEHalving(TPE, SuccessiveHalving):
     def fingerprint(self) -> dict:  # without halving's --n: TPE's batches may grow a resumed run
         return {**TPE.fingerprint(self), "factor": self.factor, "budgets": self.budgets()}
 
-    def run(self, evaluate) -> None:
+    def run(self, evaluate: Evaluate) -> None:
         self.scored: dict[int, dict] = {}  # {epochs: {index: score}} over all batches so far
         TPE.run(self, evaluate)
 
-    def train(self, evaluate, candidates: dict[int, dict]) -> None:
+    def train(self, evaluate: Evaluate, candidates: dict[int, dict]) -> None:
         halve(evaluate, candidates, self.budgets(), self.factor, scored=self.scored)

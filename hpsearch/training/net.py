@@ -17,7 +17,7 @@ from skorch.dataset import unpack_data
 from skorch.utils import to_tensor
 
 from ..data.dataset import Dataset, square_image_shape
-from ..errors import UsageError
+from ..errors import UsageError, param
 from ..tasks import SingleLabel
 from .augment import augment_batch, check_augment_name
 from .callbacks import ContinuableEarlyStopping, StopOnNonFiniteLoss
@@ -152,10 +152,10 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"--device {device} asked for CUDA, but no CUDA GPU is visible; "
-                         "use --device cpu (or auto)")
+        raise UsageError(f"{param('device')} {device} asked for CUDA, but no CUDA GPU is visible; "
+                         f"use {param('device')} cpu (or auto)")
     if device != "cpu" and not device.startswith("cuda"):
-        raise UsageError(f"--device must be cpu, cuda, cuda:N or auto, got {device!r}")
+        raise UsageError(f"{param('device')} must be cpu, cuda, cuda:N or auto, got {device!r}")
     return device
 
 

@@ -26,7 +26,7 @@ import math
 from skorch.callbacks import LRScheduler
 from torch.optim.lr_scheduler import CosineAnnealingLR, OneCycleLR, ReduceLROnPlateau, StepLR
 
-from ..errors import UsageError
+from ..errors import UsageError, param
 
 __all__ = ["SCHEDULES", "schedule_callback", "ResumableLRScheduler", "check_schedule_name"]
 
@@ -78,11 +78,12 @@ class _OneCycle(ResumableLRScheduler):
 
 
 def check_schedule_name(name, where: str = "schedule") -> str:
+    """``name`` if it is a schedule, else a UsageError naming the parameter ``where``."""
     if not isinstance(name, str) or name not in SCHEDULES:
         from ..errors import did_you_mean
 
         hint = did_you_mean(name, list(SCHEDULES)) if isinstance(name, str) else ""
-        raise UsageError(f"{where} must be one of {', '.join(SCHEDULES)}, got {name!r}{hint}")
+        raise UsageError(f"{param(where)} must be one of {', '.join(SCHEDULES)}, got {name!r}{hint}")
     return name
 
 

@@ -16,7 +16,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import ConfusionMatrixDisplay, classification_report
 
-from ..errors import UsageError
+from ..errors import UsageError, param
 from .images import show_image
 
 __all__ = ["class_report", "misclassified", "learning_curves", "plot_confusion_matrix",
@@ -124,7 +124,7 @@ def plot_class_report(table: pd.DataFrame, *, title: str = "") -> Figure:
 def check_image_count(n) -> None:
     """``n`` (``--images``) must be a whole number >= 1."""
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise UsageError(f"n (--images) must be a whole number >= 1, got {n!r}")
+        raise UsageError(f"n ({param('images')}) must be a whole number >= 1, got {n!r}")
 
 
 def message_figure(text: str) -> Figure:

@@ -9,7 +9,7 @@ with a ``UsageError`` before anything is served (``hpsearch predict`` answers it
 
 from __future__ import annotations
 
-from ..errors import UsageError
+from ..errors import UsageError, param
 
 __all__ = ["create_app", "serve", "load_app"]
 
@@ -50,14 +50,14 @@ def serve(run_dir, host: str = "127.0.0.1", port: int = 8000, device: str = "cpu
     from ..errors import check_whole
     from ..winner.bundle import read_winner_info
 
-    check_whole("--port", port, 0)
+    check_whole("port", port, 0)
     if port > 65535:
-        raise UsageError(f"--port must be in 0..65535, got {port}")
+        raise UsageError(f"{param('port')} must be in 0..65535, got {port}")
     positions = int(read_winner_info(run_dir).get("positions", 0))  # refused before the net is loaded
     if positions:
         raise UsageError(f"hpsearch serve: the page shows one label per image, but the winner of {run_dir} gives "
                          f"one per position ({positions} digits); use hpsearch predict {run_dir} FILE ... "
-                         "(with --explain for a heat map per position)")
+                         f"(with --explain for a heat map per position)")
     app = load_app(run_dir, device=device)
     print(f"serving the winner of {run_dir} on http://{host}:{port}/ (Ctrl-C stops)", flush=True)
     uvicorn.run(app, host=host, port=port, log_level="warning")

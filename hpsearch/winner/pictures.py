@@ -91,8 +91,8 @@ def draw_pictures(run_dir, method: str = "all", *, images: int = 25, units: int 
     if method != "all" and method not in REGISTRY:
         methods = [*REGISTRY, "all", "search"]
         raise UsageError(f"METHOD must be one of {', '.join(methods)}, got {method!r}{did_you_mean(method, methods)}")
-    check_whole("--images", images, 1)
-    check_whole("--units", units, 1)
+    check_whole("images", images, 1)
+    check_whole("units", units, 1)
     net = load_winner(run_dir, device=device)
     record = {"trial": int(net.winner_.get("trial", -1)), "epochs": int(net.winner_["epochs"]),
               "images": images, "units": units}

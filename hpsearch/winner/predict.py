@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image
 
 from ..data.preprocess import preprocess
-from ..errors import UsageError
+from ..errors import UsageError, param
 from ..viz.attribution import cam, grad_cam, hires_cam, saliency
 from ..viz.modules import conv_only, gap_only, positions_of
 
@@ -110,7 +110,7 @@ class Predictor:
         if self.positions:
             raise UsageError(f"{what} shows one label per image, but this winner gives one per position "
                              f"({self.positions} digits, {self.info.get('dataset', 'its dataset')}); "
-                             "use hpsearch predict RUN FILE ... (with --explain for a heat map per position)")
+                             f"use hpsearch predict RUN FILE ... (with --explain for a heat map per position)")
 
     def digits(self, proba: np.ndarray) -> tuple[list[int], list[float]]:
         """One image's ``(positions, classes)`` probabilities as the class at each position and its probability."""
@@ -231,7 +231,7 @@ def predict_files(predictor: Predictor, paths, explain: bool = False, out_dir=No
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise UsageError(f"--out-dir {out_dir}: cannot create the folder ({_reason(exc)}); "
+            raise UsageError(f"{param('out_dir')} {out_dir}: cannot create the folder ({_reason(exc)}); "
                              "give a writable folder") from None
     used: set[Path] = set()
     for path in map(Path, paths):
@@ -265,7 +265,7 @@ def predict_files(predictor: Predictor, paths, explain: bool = False, out_dir=No
                 answer["heatmap"] = str(target)
             except OSError as exc:
                 answer["error"] = (f"cannot write its heat map {target} ({_reason(exc)}); "
-                                   "give --out-dir DIR to write the heat maps elsewhere")
+                                   f"give {param('out_dir')} DIR to write the heat maps elsewhere")
         yield answer
 
 

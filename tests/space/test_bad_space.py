@@ -90,7 +90,7 @@ def test_a_space_that_cannot_train_is_refused_naming_the_parameter(tmp_path, tom
     with pytest.raises(UsageError) as info:
         _load(tmp_path, toml + "\n")
     text = str(info.value)
-    assert text.startswith(f"--space {tmp_path / 'space.toml'}: ")
+    assert text.startswith(f"space {tmp_path / 'space.toml'}: ")
     assert names in text and message in text
     assert "\n" not in text
 
@@ -196,7 +196,7 @@ def test_a_space_that_is_not_utf8_says_so(tmp_path, data, reason):
     with pytest.raises(UsageError) as info:
         load_space(path)
     text = str(info.value)
-    assert text.startswith(f"--space {path}: not UTF-8 text (") and text.endswith("); save it as UTF-8")
+    assert text.startswith(f"space {path}: not UTF-8 text (") and text.endswith("); save it as UTF-8")
     assert reason in text
 
 

@@ -26,7 +26,7 @@ from hpsearch.space.checks import check_space
 from hpsearch.space.distributions import Categorical
 from hpsearch.winner.bundle import load_winner
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 LR, EPOCHS = 0.01, 6
 
 

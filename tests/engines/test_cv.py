@@ -79,7 +79,7 @@ def test_jobs_never_oversubscribe(monkeypatch):
     assert effective_jobs(-1, 4) == 4 and threads_per_job(4) == 2
     assert effective_jobs(16, 100) == 8 and threads_per_job(8) == 1
     assert threads_per_job(1) == 8
-    with pytest.raises(UsageError, match="--n-jobs must be a whole number >= 1, or -1 for one per core; got 0"):
+    with pytest.raises(UsageError, match="n_jobs must be a whole number >= 1, or -1 for one per core; got 0"):
         effective_jobs(0, 4)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     assert threads_per_job(1) == 1 and threads_per_job(4) == 1
@@ -87,7 +87,7 @@ def test_jobs_never_oversubscribe(monkeypatch):
 
 def test_bad_cv():
     y = np.repeat(np.arange(3), 4)
-    with pytest.raises(UsageError, match="--cv must be a whole number >= 2"):
+    with pytest.raises(UsageError, match="cv must be a whole number >= 2"):
         make_folds(y, 1, 0)
     with pytest.raises(UsageError, match="more folds than the rarest class has images"):
         make_folds(y, 5, 0)

@@ -23,7 +23,7 @@ from hpsearch.training.net import make_net
 from hpsearch.training.seeds import trial_seed
 from hpsearch.winner.bundle import load_winner
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")

@@ -98,7 +98,7 @@ def test_mismatched_counts(tmp_path):
 
 
 def test_unknown_dataset():
-    with pytest.raises(UsageError, match="--dataset must be one of digits, mnist, fashion-mnist, cifar10, triple-mnist, got 'cifar'; "
+    with pytest.raises(UsageError, match="dataset must be one of digits, mnist, fashion-mnist, cifar10, triple-mnist, got 'cifar'; "
                                          "did you mean 'cifar10'"):
         load_dataset("cifar")
 
@@ -152,7 +152,7 @@ def test_cache_is_used_without_data_dir(tmp_path, monkeypatch):
 
 def test_no_network_message_explains_data_dir(http_folder, tmp_path):
     served, url = http_folder  # an empty folder: every file 404s
-    with pytest.raises(IdxError, match="pass --data-dir"):
+    with pytest.raises(IdxError, match="pass data_dir"):
         download_idx("mnist", tmp_path / "c", base_url=url)
 
 

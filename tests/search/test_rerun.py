@@ -22,7 +22,7 @@ from hpsearch.retrain.top import retrain_top
 from hpsearch.search.run import run_search
 from hpsearch.settings import SearchSettings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TINY = dict(dataset="digits", cv=2, max_epochs=3, patience=0, n_jobs=2, progress=False)
 
 
@@ -128,7 +128,7 @@ def test_max_train_is_a_stratified_seeded_slice_recorded_in_the_run(tmp_path, di
     assert json.loads((run / "settings.json").read_text())["max_train"] == 300
     frame = pd.read_csv(run / "trials.csv")
     assert frame["mean_test_accuracy"].notna().all()
-    with pytest.raises(UsageError, match="--max-train 5 is too small"):
+    with pytest.raises(UsageError, match="max_train 5 is too small"):
         digits.training_slice(5)
 
 

@@ -14,7 +14,7 @@ from hpsearch import ParamGenerator, load_space, read_sorted
 from hpsearch.rundir.atomic import atomic_write, atomic_write_text
 from hpsearch.rundir.exports import results_frame, write_exports
 
-SPACES = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "searches").glob("*.toml"))
+SPACES = sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "searches").glob("*.toml"))
 README_RUN = "results/digits_mlp_mnist_seed0"
 AWKWARD = {"note": "two words\there", "flag": True, "dense": [], "nested": [[1, 2], [3]], "empty": ""}
 

@@ -149,7 +149,7 @@ def test_a_missing_batch_and_a_wrong_meta_are_named(tmp_path):
     message = _error(folder)
     assert "data_batch_4 is missing" in message and "all five training batches" in message
     (tmp_path / "empty").mkdir()
-    assert "--data-dir " + str(tmp_path / "empty") + " holds no CIFAR-10 batches" in _error(tmp_path / "empty")
+    assert "data_dir " + str(tmp_path / "empty") + " holds no CIFAR-10 batches" in _error(tmp_path / "empty")
     write_python(folder, _batches())
     with open(folder / "batches.meta", "wb") as fh:
         pickle.dump({b"fine_label_names": NAMES * 10}, fh)
@@ -229,7 +229,7 @@ def test_a_bad_checksum_or_no_network_keeps_nothing(tmp_path):
                                          "expected 0{32}; the download is corrupt"):
         download_cifar10(tmp_path / "cache", url=archive.as_uri(), md5="0" * 32)
     assert list((tmp_path / "cache").iterdir()) == []
-    with pytest.raises(CifarError, match=r"could not download CIFAR-10 .*pass --data-dir"):
+    with pytest.raises(CifarError, match=r"could not download CIFAR-10 .*pass data_dir"):
         download_cifar10(tmp_path / "cache", url=(tmp_path / "absent.tar.gz").as_uri())
     assert list((tmp_path / "cache").iterdir()) == []
     wrong = tmp_path / "wrong.tar.gz"

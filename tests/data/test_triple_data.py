@@ -202,7 +202,7 @@ def test_a_missing_folder_says_how_to_make_one(tmp_path, monkeypatch):
     monkeypatch.setenv("HPSEARCH_DATA", str(tmp_path / "cache"))
     with pytest.raises(TripleError) as exc:
         load_dataset("triple-mnist")
-    _one_line(exc, tmp_path / "cache" / "triple-mnist", "make-triple --from digits", "--data-dir")
+    _one_line(exc, tmp_path / "cache" / "triple-mnist", "make-triple --from digits", "data_dir")
     _build(tmp_path / "cache" / "triple-mnist")  # once there, it is found without a --data-dir
     assert load_dataset("triple-mnist").y_train.shape == (80, 3)
 
@@ -234,7 +234,7 @@ def test_a_non_image_and_an_interrupted_build_are_named(copy):
 def test_the_builder_refuses_bad_input_naming_the_parameter(copy, tmp_path):
     with pytest.raises(TripleError) as exc:
         _build(copy)
-    _one_line(exc, copy, "--overwrite")
+    _one_line(exc, copy, "overwrite")
     assert len(_build(copy, overwrite=True).files["train"]) == 60  # its own folder: replaced
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "thesis.tex").write_text("precious")
@@ -247,10 +247,10 @@ def test_the_builder_refuses_bad_input_naming_the_parameter(copy, tmp_path):
     _one_line(exc, "colour", "digits")
     with pytest.raises(TripleError) as exc:
         make_triple("mnst", tmp_path / "c")
-    _one_line(exc, "--from", "'mnst'", "did you mean 'mnist'")
+    _one_line(exc, "source", "'mnst'", "did you mean 'mnist'")
     with pytest.raises(UsageError) as exc:
         make_triple("digits", tmp_path / "c", n_train=0)
-    _one_line(exc, "--n-train", ">= 1", "0")
+    _one_line(exc, "n_train", ">= 1", "0")
     assert not (tmp_path / "c").exists()  # refused before anything is written
 
 

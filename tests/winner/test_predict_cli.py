@@ -113,5 +113,5 @@ def test_an_unwritable_heat_map_is_that_files_error(retrained_run, pngs, tmp_pat
     (heat_dir := tmp_path / "ro").mkdir()
     (heat_dir / "digit0.heatmap.png").mkdir()  # a folder where the file would go: writing fails
     answers = list(predict_files(predictor, [paths[0], paths[1]], explain=True, out_dir=heat_dir))
-    assert answers[0]["class_name"] is not None and "--out-dir" in answers[0]["error"]
+    assert answers[0]["class_name"] is not None and "out_dir" in answers[0]["error"]  # named as Python spells it
     assert answers[1]["error"] is None and answers[1]["heatmap"].endswith("digit1.heatmap.png")

@@ -66,7 +66,7 @@ def test_save_then_load_gives_identical_predictions(retrained, digits):
 def test_retrain_errors_name_the_fix(retrained, tmp_path, digits):
     with pytest.raises(UsageError, match="holds no winner.pt; retrain the search's best configs first"):
         load_winner(tmp_path)
-    with pytest.raises(UsageError, match="--retrain-epochs must be a whole number >= 1, got 0"):
+    with pytest.raises(UsageError, match="retrain_epochs must be a whole number >= 1, got 0"):
         retrain_top(retrained.run_dir, top=1, retrain_epochs=0, dataset=digits)
 
 

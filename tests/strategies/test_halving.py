@@ -23,8 +23,8 @@ from hpsearch.settings import SearchSettings
 from hpsearch.training.net import make_net
 from hpsearch.training.seeds import trial_seed
 
-DATA = Path(__file__).resolve().parent / "data"
-ROOT = DATA.parent.parent
+DATA = Path(__file__).resolve().parents[1] / "fixtures"
+ROOT = DATA.parents[1]
 TINY = dict(dataset="digits", cv=2, n_jobs=2, progress=False, seed=1)
 HALVING = dict(TINY, strategy="halving", n=9, min_epochs=1, max_epochs=9, patience=0)
 
@@ -156,7 +156,7 @@ def _has_avx2() -> bool:
 @pytest.mark.skipif(not _has_avx2(), reason="the stored trials were computed with torch's AVX2 kernels")
 def test_random_strategy_is_unchanged(tmp_path, starting_environ, digits):
     """``--strategy random`` is the search as it was before strategies existed: the same configs,
-    trials and columns as the trials.csv that search wrote (tests/data, made by commit 3375cb2 with
+    trials and columns as the trials.csv that search wrote (tests/fixtures, made by commit 3375cb2 with
     these settings), and every score, accuracy and epoch count that of a from-scratch 14-epoch fit of
     that config on that fold, bit for bit.
 
