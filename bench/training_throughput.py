@@ -24,7 +24,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import alternate, env_note, fashion_slice, machine_line, median, mlp_macs, set_threads  # noqa: E402
 
-from hpsearch.training.models import MLP  # noqa: E402
+from hpsearch.training.models.mlp import MLP  # noqa: E402
 from hpsearch.training.net import make_net  # noqa: E402
 
 SIZES = {"small": (100, 50), "large": (600, 300)}

@@ -13,7 +13,7 @@ from .rundir.store import load_results
 from .search.run import run_search
 from .settings import SearchSettings
 from .space.search_space import ParamGenerator, SearchSpace, load_space
-from .training.models import MLP
+from .training.models.mlp import MLP
 from .training.net import make_net
 from .winner.bundle import load_winner
 

@@ -19,10 +19,9 @@ import numpy as np
 
 from .cv import CVResult
 
-if TYPE_CHECKING:  # types only: the settings and the data sit above the engines
+if TYPE_CHECKING:
     from ..data.dataset import Dataset
     from ..jobs.backends import LokyBackend
-    from ..settings import SearchSettings
 
 __all__ = ["Engine", "RunContext"]
 
@@ -31,7 +30,7 @@ __all__ = ["Engine", "RunContext"]
 class RunContext:
     """What every engine of a run shares."""
 
-    settings: SearchSettings
+    settings: Any  # the run's hpsearch.settings.SearchSettings (a layer above: not imported here)
     dataset: Dataset
     X: np.ndarray  # the training images, shared with the jobs (``hpsearch.jobs.resident.shared_array``)
     folds: list[tuple[np.ndarray, np.ndarray]]

@@ -25,7 +25,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..training.models import MLP
+from ..training.models.mlp import MLP
 
 __all__ = ["MLPStack", "OPTIMIZER_BETAS", "update_path"]
 

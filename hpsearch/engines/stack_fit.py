@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from skorch.dataset import ValidSplit
 
 from ..jobs.resident import resident
-from ..training.models import MLP
+from ..training.models.mlp import MLP
 from .stack import OPTIMIZER_BETAS, MLPStack
 
 __all__ = ["FitSpec", "FitOutcome", "train_stack", "batchable", "unbatchable_reason", "to_net", "valid_split",

@@ -18,16 +18,8 @@ from ..training import augment, losses, schedules
 from ..training import net as net_module
 from ..training.heads import HEADS
 from ..training.losses import WORST_CLASS_KEYS
-from ..training.models import (
-    CNN,
-    GAPCNN,
-    PARAMETER_CHECKS,
-    check_number,
-    check_pool_after,
-    cnn_pools,
-    gapcnn_pools,
-    max_pools,
-)
+from ..training.models import MODELS, module_keys, takes_positions
+from ..training.models.parameters import PARAMETER_CHECKS, check_number, max_pools
 
 __all__ = ["NET_CHECKS", "check_space", "check_space_for_data"]
 
@@ -65,7 +57,7 @@ def _count(fix: str):
 
 # The parameters that go to the net or the optimizer, not to the module (make_net maps them).
 NET_CHECKS = {
-    "model": _one_of(lambda: net_module.MODELS, "the model kinds"),
+    "model": _one_of(lambda: MODELS, "the model kinds"),
     "optimizer": _one_of(lambda: net_module.OPTIMIZERS, "the optimizers"),
     "lr": _bounded(0, None, "use a positive learning rate such as 1e-3", low_open=True),
     "weight_decay": _bounded(0, None, "use 0 for no L2 penalty"),
@@ -123,15 +115,20 @@ def _default(model: type, key: str):
     return inspect.signature(model).parameters[key].default
 
 
+def _draws(params: Mapping, model: type) -> Callable[[str], list]:
+    """``draws(key)``: every value ``params`` can draw for ``key`` (the model's default where it sets none)."""
+    return lambda key: _support(params, key, _default(model, key))
+
+
 def check_space(params: Mapping) -> None:
     """Raise a UsageError unless every value ``params`` (name -> distribution) can draw is one
     the model kinds that use it (and the net and optimizer) accept."""
     if "model" in params:
         _check_draws("model", params["model"], NET_CHECKS["model"])
     kinds = _support(params, "model", "mlp")
-    used = {key for kind in kinds for key in net_module.MODULE_KEYS.get(kind, ())}
+    used = {key for kind in kinds if kind in MODELS for key in module_keys(kind)}
     for key, dist in params.items():
-        users = [kind for kind, keys in net_module.MODULE_KEYS.items() if key in keys]
+        users = [kind for kind in MODELS if key in module_keys(kind)]
         if users and key not in used:
             raise UsageError(f"{key} is a parameter of {' and '.join(users)} models, but this space's model "
                              f"is {' or '.join(map(repr, kinds))}, so it would be ignored; remove {key} "
@@ -144,14 +141,9 @@ def check_space(params: Mapping) -> None:
         raise UsageError(f"{worst_keys[0]} sets up a worst_class loss, but this space's loss is "
                          f"{' or '.join(map(repr, _support(params, 'loss', 'ce')))}, so it would be ignored; "
                          f"remove {worst_keys[0]} or add loss = \"worst_class\"")
-    if "gapcnn" in kinds:
-        filters = min(_support(params, "filters", _default(GAPCNN, "filters")), key=len)
-        for pool_after in _support(params, "pool_after", _default(GAPCNN, "pool_after")):
-            try:
-                check_pool_after(pool_after, len(filters))
-            except UsageError as exc:
-                raise UsageError(f"pool_after: {list(pool_after)} with filters {list(filters)} (this space can "
-                                 f"draw both): {exc}") from None
+    for kind in kinds:
+        if hasattr(MODELS.get(kind), "check_draws"):
+            MODELS[kind].check_draws(_draws(params, MODELS[kind]))
 
 
 def check_space_for_data(space, dataset) -> None:
@@ -173,28 +165,16 @@ def check_space_for_data(space, dataset) -> None:
     need = "need images of at least {side}x{side}, " + data + " are {height}x{width}"
     start = f"search space {space.name!r}: "
     positions = getattr(getattr(dataset, "task", None), "positions", 0)
-    if positions and "gapcnn" in kinds:
-        raise UsageError(f"{start}model 'gapcnn' has one map per class (CAM), but {data} carry {positions} "
-                         "labels each; use model 'cnn' or 'mlp'")
+    for kind in kinds:
+        if positions and not takes_positions(kind):
+            per_position = " or ".join(repr(k) for k in MODELS if takes_positions(k))
+            raise UsageError(f"{start}model {kind!r} {getattr(MODELS[kind], 'one_label_only', 'gives one label')}, "
+                             f"but {data} carry {positions} labels each; use model {per_position}")
     if positions and "worst_class" in _support(params, "loss", "ce"):
         raise UsageError(f"{start}loss 'worst_class' trains one label per image, but {data} carry "
                          f"{positions} labels each; use loss 'ce' or 'bce'")
-    if "cnn" in kinds:
-        filters = _support(params, "filters", _default(CNN, "filters"))
-        block = min(_support(params, "block_size", _default(CNN, "block_size")))
-        pools, deepest = max((cnn_pools(len(f), block), list(f)) for f in filters)
-        if pools > fits:
-            raise UsageError(
-                f"{start}filters: {deepest} at block_size {block} makes {pools} blocks; {pools} blocks of 2x2 pooling "
-                + need.format(side=2 ** pools, height=height, width=width)
-                + f"; use at most {fits} blocks (at most {fits * block} convolutions at block_size {block})")
-    if "gapcnn" in kinds:
-        filters = _support(params, "filters", _default(GAPCNN, "filters"))
-        longest = max(len(f) for f in filters)
-        pool_afters = _support(params, "pool_after", _default(GAPCNN, "pool_after"))
-        pools, most = max((gapcnn_pools(longest, p), list(p)) for p in pool_afters)
-        if pools > fits:
-            raise UsageError(
-                f"{start}pool_after: {most} with {longest} filters pools 2x2 {pools} times; {pools} poolings "
-                + need.format(side=2 ** pools, height=height, width=width)
-                + f"; pool at most {fits} times")
+    for kind in kinds:
+        deep = MODELS[kind].too_deep(_draws(params, MODELS[kind]), fits) if hasattr(MODELS[kind], "too_deep") else None
+        if deep is not None:
+            pools, what, fix = deep
+            raise UsageError(f"{start}{what}" + need.format(side=2 ** pools, height=height, width=width) + f"; {fix}")

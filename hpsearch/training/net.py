@@ -7,6 +7,7 @@ Config keys map onto skorch's dunder names: ``hidden`` -> ``module__hidden``, ``
 
 from __future__ import annotations
 
+import inspect
 import math
 from numbers import Integral
 
@@ -23,23 +24,16 @@ from .augment import augment_batch, check_augment_name
 from .callbacks import ContinuableEarlyStopping, StopOnNonFiniteLoss
 from .heads import head_probabilities
 from .losses import loss_setup
-from .models import CNN, GAPCNN, MLP
+from .models import MODELS, module_keys, takes_positions
 from .schedules import schedule_callback
 
-__all__ = ["SeededNet", "make_net", "OPTIMIZERS", "MODELS", "resolve_device"]
+__all__ = ["SeededNet", "make_net", "OPTIMIZERS", "resolve_device"]
 
 OPTIMIZERS = {
     "adam": torch.optim.Adam,
     "rmsprop": torch.optim.RMSprop,
     "sgd": torch.optim.SGD,
     "adamw": torch.optim.AdamW,
-}
-MODELS = {"mlp": MLP, "cnn": CNN, "gapcnn": GAPCNN}
-# Config keys that go to the module, per model kind (everything else is the net's or optimizer's).
-MODULE_KEYS = {
-    "mlp": ("hidden", "dropout", "negative_slope"),
-    "cnn": ("filters", "block_size", "dense", "dropout", "conv_dropout", "batch_norm", "kernel_size"),
-    "gapcnn": ("filters", "pool_after", "batch_norm", "dropout", "kernel_size"),
 }
 DEFAULT_BATCH_SIZE = 128
 DEFAULT_MAX_EPOCHS = 100
@@ -256,16 +250,18 @@ def make_net(config: dict, n_features: int | Dataset, n_classes: int | None = No
     kind = config.get("model", "mlp")
     if kind not in MODELS:
         raise UsageError(f"model must be one of {', '.join(MODELS)}, got {kind!r}")
-    if task.positions and kind == "gapcnn":
-        raise UsageError("model 'gapcnn' maps each class to one channel (for CAM), not one label per "
-                         "position; use model 'cnn' or 'mlp' for these labels")
+    if task.positions and not takes_positions(kind):
+        per_position = " or ".join(repr(k) for k in MODELS if takes_positions(k))
+        raise UsageError(f"model {kind!r} {getattr(MODELS[kind], 'one_label_only', 'gives one label per image')}, "
+                         f"not one label per position; use model {per_position} for these labels")
     optimizer = config.get("optimizer", "adam")
     if optimizer not in OPTIMIZERS:
         raise UsageError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
-    params = {f"module__{k}": config[k] for k in MODULE_KEYS[kind] if k in config}
-    if kind == "mlp":
+    # lists (TOML arrays) as tuples: a module's widths are its own, never shared with the config
+    params = {f"module__{k}": tuple(config[k]) if isinstance(config[k], list) else config[k]
+              for k in module_keys(kind) if k in config}
+    if "n_inputs" in inspect.signature(MODELS[kind]).parameters:  # a flat input: pixels x channels
         params["module__n_inputs"] = n_features
-        params["module__hidden"] = tuple(config.get("hidden", (100,)))
     else:
         channels, *size = _image_shape(image_shape, n_features, kind)
         params["module__in_channels"], params["module__image_size"] = channels, tuple(size)

@@ -18,7 +18,7 @@ from hpsearch.engines.cv import evaluate_config, make_folds
 from hpsearch.engines.stack import MLPStack
 from hpsearch.engines.stack_fit import FitSpec, initial_module, to_net, train_stack, valid_split
 from hpsearch.space.search_space import ParamGenerator, SearchSpace
-from hpsearch.training.models import MLP
+from hpsearch.training.models.mlp import MLP
 from hpsearch.training.net import make_net
 from hpsearch.training.seeds import trial_seed
 from hpsearch.winner.bundle import load_winner

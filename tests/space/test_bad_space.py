@@ -8,8 +8,10 @@ from hpsearch.data import load_dataset
 from hpsearch.errors import UsageError
 from hpsearch.space.checks import NET_CHECKS, check_space_for_data
 from hpsearch.space.search_space import PARAMETERS, SEARCHES_DIR, SearchSpace, load_space
-from hpsearch.training import net as estimator
-from hpsearch.training.models import CNN, GAPCNN, PARAMETER_CHECKS
+from hpsearch.training.models import MODELS, module_keys
+from hpsearch.training.models.cnn import CNN
+from hpsearch.training.models.gapcnn import GAPCNN
+from hpsearch.training.models.parameters import PARAMETER_CHECKS
 
 CAT = "distribution = 'categorical'\nchoices = "
 
@@ -135,9 +137,12 @@ def test_valid_edge_values_are_accepted(tmp_path, toml):
 
 
 def test_every_parameter_has_a_check():
-    module_keys = {key for keys in estimator.MODULE_KEYS.values() for key in keys}
+    keys = {kind: set(module_keys(kind)) for kind in MODELS}  # read off each kind's constructor
+    assert keys == {"mlp": {"hidden", "dropout", "negative_slope"},
+                    "cnn": {"filters", "block_size", "dense", "dropout", "conv_dropout", "batch_norm", "kernel_size"},
+                    "gapcnn": {"filters", "pool_after", "batch_norm", "dropout", "kernel_size"}}
     assert set(PARAMETERS) == set(NET_CHECKS) | set(PARAMETER_CHECKS)
-    assert module_keys == set(PARAMETER_CHECKS)
+    assert set().union(*keys.values()) == set(PARAMETER_CHECKS)
 
 
 DATA_BAD = [

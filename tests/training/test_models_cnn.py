@@ -9,7 +9,8 @@ from torch import nn
 from hpsearch.cli import main
 from hpsearch.errors import UsageError
 from hpsearch.space.search_space import ParamGenerator, SearchSpace, load_space
-from hpsearch.training.models import CNN, GAPCNN
+from hpsearch.training.models.cnn import CNN
+from hpsearch.training.models.gapcnn import GAPCNN
 from hpsearch.training.net import make_net
 
 

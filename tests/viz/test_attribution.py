@@ -8,7 +8,8 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from hpsearch.errors import UsageError
-from hpsearch.training.models import CNN, GAPCNN
+from hpsearch.training.models.cnn import CNN
+from hpsearch.training.models.gapcnn import GAPCNN
 from hpsearch.viz import attribution as A
 from hpsearch.viz.attribution import cam, grad_cam, guided_backprop, occlusion, saliency
 from hpsearch.viz.heatmaps import (

@@ -11,7 +11,7 @@ from PIL import Image
 
 from hpsearch.cli import main
 from hpsearch.errors import UsageError
-from hpsearch.training.models import MLP
+from hpsearch.training.models.mlp import MLP
 from hpsearch.training.net import make_net
 from hpsearch.viz.attribution import grad_cam, hires_cam, saliency
 from hpsearch.viz.plots import REGISTRY

@@ -7,7 +7,8 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from hpsearch.errors import UsageError
-from hpsearch.training.models import CNN, GAPCNN
+from hpsearch.training.models.cnn import CNN
+from hpsearch.training.models.gapcnn import GAPCNN
 from hpsearch.viz import conv as C
 from hpsearch.viz.plots import REGISTRY, PlotOptions
 
@@ -117,7 +118,7 @@ def test_figures():
 
 
 def test_registry_entries_apply_and_draw(digits):
-    from hpsearch.training.models import MLP
+    from hpsearch.training.models.mlp import MLP
     from hpsearch.training.net import make_net
 
     small = digits.subset(200, 4)
