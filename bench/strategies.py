@@ -84,7 +84,7 @@ from hpsearch.data import load_dataset  # noqa: E402
 from hpsearch.training.net import make_net  # noqa: E402
 from hpsearch.engines.cv import make_folds, score_probabilities  # noqa: E402
 from hpsearch.jobs.resources import threads_per_job  # noqa: E402
-from hpsearch.settings import SearchSettings  # noqa: E402
+from hpsearch.settings import SearchSettings, setting_specs  # noqa: E402
 from hpsearch.search.run import run_search  # noqa: E402
 from hpsearch.training.seeds import trial_seed  # noqa: E402
 from hpsearch.space.optuna_bridge import stored_params, suggest_config  # noqa: E402
@@ -154,6 +154,9 @@ def _settings(bench: Bench, strategy: str, out: Path) -> SearchSettings:
                   max_epochs=bench.max_epochs, patience=0, seed=bench.seed, out=str(out), progress=False,
                   strategy=strategy, factor=bench.factor, min_epochs=bench.min_epochs, n_startup=bench.n_startup,
                   engine=bench.engine, device=bench.device)
+    for name, spec in setting_specs().items():  # the strategy settings this strategy takes (others are refused)
+        if name in kwargs and spec.applies is not None and not spec.applies({"strategy": strategy}):
+            kwargs.pop(name)
     return SearchSettings(**kwargs)
 
 

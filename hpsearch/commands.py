@@ -5,14 +5,14 @@ and returns the exit code."""
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 import time
 from pathlib import Path
 
 from .errors import UsageError, check_whole
 from .rundir.names import COMPARE_FILE, RETRAIN_FILE, SETTINGS_FILE, SPACE_FILE, SUMMARY_FILE, WINNER_FILE
-from .settings import SearchSettings, retrain_defaults, setting_specs
+from .rundir.run_info import read_json
+from .settings import SearchSettings, check_applies, retrain_defaults, setting_specs
 
 __all__ = ["cmd_search", "cmd_retrain", "cmd_plot", "cmd_report", "cmd_serve", "cmd_predict", "cmd_make_triple",
            "cmd_compare"]
@@ -25,12 +25,20 @@ def _search_flags() -> list[str]:
 
 def _search_settings(args):
     given = {k: getattr(args, k) for k in _search_flags() if getattr(args, k) is not None}
+    strategy = given.get("strategy")
+    if args.resume is None:  # a flag the strategy ignores is refused, even at its default value
+        for name in given:
+            check_applies(name, strategy or SearchSettings.strategy)
     if args.resume:
         stored_path = Path(args.resume) / SETTINGS_FILE
         if not stored_path.is_file():
             raise UsageError(f"--resume {args.resume}: no settings.json there; is it a run folder "
                              "made by hpsearch search?")
-        stored = json.loads(stored_path.read_text())
+        if args.out is not None and Path(args.out).resolve() != Path(args.resume).resolve():
+            raise UsageError(f"--resume {args.resume} continues the search in that folder, and --out {args.out} "
+                             "would start a new one elsewhere with its settings; leave out --out to resume, or "
+                             "--resume to start a new search in --out")
+        stored = read_json(stored_path)
         base = {k: stored[k] for k in _search_flags() if k in stored}
         base["out"] = str(args.resume)
         base["space"] = str(Path(args.resume) / SPACE_FILE)  # the space exactly as stored
@@ -176,7 +184,7 @@ def _per_position(row, prefix: str) -> str:
 def _stored_retrain_settings(run_dir, args) -> dict:
     """The retraining's options: the flags given, else the run's stored choice, else the defaults."""
     path = Path(run_dir) / SETTINGS_FILE
-    stored = json.loads(path.read_text()) if path.is_file() else {}
+    stored = read_json(path)
     options = {}
     for key, default in retrain_defaults().items():
         given = getattr(args, key, None)

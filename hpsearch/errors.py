@@ -11,6 +11,11 @@ class UsageError(ValueError):
     """Bad input from the user: the CLI prints the message alone and exits with code 2."""
 
 
+class StorageError(UsageError):
+    """The run folder cannot be written (a full disk, a read-only one): never the config's fault, so
+    no config is marked failed for it; the command stops, keeping every finished result."""
+
+
 class DivergedError(RuntimeError):
     """Training produced a non-finite loss; the config scores NaN and ranks last."""
 

@@ -17,7 +17,8 @@ from typing import Any
 from .errors import UsageError, check_whole, param
 from .training.net import DEFAULT_BATCH_SIZE, DEFAULT_MAX_EPOCHS, DEFAULT_PATIENCE
 
-__all__ = ["SearchSettings", "Spec", "setting_specs", "retrain_defaults", "fingerprint", "report_settings"]
+__all__ = ["SearchSettings", "Spec", "setting_specs", "retrain_defaults", "fingerprint", "report_settings",
+           "check_applies"]
 
 MAX_SEED = 2**32 - 1  # scikit-learn's folds take a 32-bit seed
 MAX_N = 1_000_000  # every config becomes a trial in the store; halving trains them all at once
@@ -203,11 +204,25 @@ class SearchSettings:
         from .jobs.backends import check_backend_flags
         from .strategies import make_strategy
 
+        defaults = {f.name: f.default for f in fields(self)}
         for name, spec in setting_specs().items():
             if spec.check is not None:
                 spec.check(name, getattr(self, name))
         make_strategy(self)  # checks the strategy and its own settings
+        for name in setting_specs():
+            if getattr(self, name) != defaults[name]:
+                check_applies(name, self.strategy)
         check_backend_flags(self.backend, self.scheduler)
+
+
+def check_applies(name: str, strategy: str) -> None:
+    """Refuse a setting the strategy would ignore (``factor`` with random search): never dropped silently."""
+    applies = setting_specs()[name].applies
+    if applies is None or name not in ("factor", "min_epochs", "n_startup") or applies({"strategy": strategy}):
+        return
+    users = [s for s in _strategies() if applies({"strategy": s})]
+    raise UsageError(f"{param(name)} applies only with {param('strategy')} {' or '.join(users)}; {param('strategy')} "
+                     f"{strategy} would ignore it: leave it out, or choose one of those strategies")
 
 
 def setting_specs(group: str | None = None) -> dict[str, Spec]:

@@ -10,6 +10,8 @@ from sklearn.model_selection import KFold
 from hpsearch.data.dataset import Dataset
 from hpsearch.engines.cv import evaluate_config, make_folds
 from hpsearch.errors import UsageError
+from hpsearch.space.checks import check_space_for_data
+from hpsearch.space.search_space import load_space
 from hpsearch.tasks import Positions, SingleLabel, task_of
 from hpsearch.training.heads import HeadLoss, head_probabilities
 from hpsearch.training.net import make_net
@@ -120,6 +122,19 @@ def test_a_gap_cnn_or_a_worst_class_loss_is_refused_for_labels_per_position(digi
         make_net({"model": "gapcnn"}, digit_triples)
     with pytest.raises(UsageError, match="loss 'worst_class' trains one softmax label per image"):
         make_net({**SMALL_CNN, "loss": "worst_class"}, digit_triples)
+
+
+def test_a_flip_is_refused_for_labels_per_position(digit_triples, tmp_path):
+    """A mirrored image swaps its left and right digits while the labels stay: refused, in make_net
+    and before a search (the space against the data)."""
+    with pytest.raises(UsageError, match="augment 'flip-crop' mirrors each image"):
+        make_net({**SMALL_CNN, "augment": "flip-crop"}, digit_triples)
+    space = tmp_path / "space.toml"
+    space.write_text("model = 'cnn'\nfilters = [4]\n[augment]\ndistribution = 'categorical'\n"
+                     "choices = ['none', 'flip']\n")
+    with pytest.raises(UsageError, match="augment 'flip' mirrors each image, which swaps the left and right digits"):
+        check_space_for_data(load_space(str(space)), digit_triples)
+    make_net({**SMALL_CNN, "augment": "none"}, digit_triples)  # no augmentation is fine
 
 
 def test_single_label_nets_are_unchanged_by_default(digits):

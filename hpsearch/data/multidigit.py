@@ -26,7 +26,7 @@ import numpy as np
 from ..errors import UsageError, param
 from .dataset import DIGIT_CLASSES, Dataset
 from .mnist import default_cache_dir
-from .preprocess import scale
+from .preprocess import high_depth_grey, scale
 
 __all__ = ["TripleError", "read_triple_arrays", "load_triple", "TRIPLE_SPLITS", "MADE_BY"]
 
@@ -36,7 +36,6 @@ META_FILE, SOURCES_FILE = "meta.json", "sources.csv"
 CACHE_FILE = ".hpsearch-triple-cache.npz"  # hidden: the loader skips dot-files
 CACHE_VERSION = 1  # bump when the cached arrays change meaning
 _LABEL = re.compile(r"[0-9]{3}")
-_REFUSED_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")  # 16-bit / float: no honest 8-bit grey
 
 
 class TripleError(UsageError):
@@ -140,8 +139,9 @@ def _decode(path: str, first: tuple[str, tuple[int, int]] | None) -> np.ndarray:
             if first is not None and img.size != first[1]:
                 raise TripleError(f"{path}: a {img.size[0]}x{img.size[1]} image, but {first[0]} is "
                                   f"{first[1][0]}x{first[1][1]}; every image needs one size: resize or remove it")
-            if img.mode in _REFUSED_MODES:
-                raise TripleError(f"{path}: a {img.mode} image (16-bit or float); save it as 8-bit grey (mode L)")
+            deep = high_depth_grey(img)  # 16-bit or float grey: scaled by its range, as predict and the page do
+            if deep is not None:
+                return np.round(deep * 255).astype(np.uint8)
             return np.asarray(img if img.mode == "L" else img.convert("L"), dtype=np.uint8)
     except (OSError, SyntaxError, ValueError, EOFError) as exc:  # what Pillow raises for a damaged file
         if isinstance(exc, TripleError):
@@ -155,10 +155,11 @@ def read_triple_arrays(data_dir=None, progress: bool | None = None) -> dict[str,
     The training set is ``train/`` followed by ``val/``: hpsearch's k-fold cross-validation does
     the validation, so the published val split trains too. Images are read in sorted label folders
     and sorted file names. Colour, palette, 1-bit and transparent images are converted to 8-bit
-    grey with Pillow's ``convert("L")`` (as the seed's loader did); 16-bit and float images are
-    refused. Files and folders whose names start with a dot are skipped. The decoded arrays are
-    cached (``.hpsearch-triple-cache.npz`` in the folder, else in the hpsearch cache), keyed by
-    every image's name, size and mtime, so a second load is fast and a changed folder is read again.
+    grey with Pillow's ``convert("L")`` (as the seed's loader did); 16-bit and float grey images are
+    scaled by their range (``hpsearch.data.preprocess.high_depth_grey``), as ``predict`` and the page
+    do. Files and folders whose names start with a dot are skipped. The decoded arrays are cached
+    (``.hpsearch-triple-cache.npz`` in the folder, else in the hpsearch cache), keyed by every image's
+    name, size and mtime, so a second load is fast and a changed folder is read again.
 
     Parameters
     ----------

@@ -105,8 +105,28 @@ def open_image(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
     return image
 
 
+def high_depth_grey(image: Image.Image) -> np.ndarray | None:
+    """A 16-bit or float grey image (Pillow modes ``I;16*``, ``I``, ``F``) as float32 in [0, 1], scaled
+    by its type's range (65535 for 16-bit, and for ``I`` too when its values fit, as PNG's 16-bit greys
+    open; float values as they are when in [0, 1], else by their maximum); None for other modes. An
+    8-bit conversion would clip every value above 255 to white."""
+    mode = image.mode
+    if not (mode.startswith("I") or mode == "F"):
+        return None
+    values = np.asarray(image).astype(np.float32)
+    if mode == "F":
+        values = np.nan_to_num(values, nan=0.0, posinf=1.0, neginf=0.0)
+        top = max(1.0, float(values.max(initial=0.0)))
+    else:
+        top = 65535.0 if mode.startswith("I;16") or values.max(initial=0.0) <= 65535 else 2.0**32 - 1
+    return (values / np.float32(top)).clip(0, 1)
+
+
 def _decoded(image: Image.Image, channels: int) -> np.ndarray:
     image = ImageOps.exif_transpose(image)
+    deep = high_depth_grey(image)
+    if deep is not None:  # a grey image: the same picture in every channel
+        return np.repeat(deep[None], channels, axis=0)
     if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
         rgba = image.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))

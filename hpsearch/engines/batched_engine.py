@@ -15,7 +15,7 @@ from joblib import delayed
 from ..errors import DivergedError, UsageError, param
 from ..jobs.resources import threads_per_job, torch_threads
 from ..jobs.workers import die_with_parent
-from ..rundir.states import load_state, save_state, state_path
+from ..rundir.states import load_state, owner_of, save_state, state_path
 from ..training.net import resolve_device
 from ..training.seeds import trial_seed
 from .cv import CVResult, FoldGather, score_probabilities
@@ -44,7 +44,7 @@ class BatchedEngine:
                 c.dataset.n_classes, device=s.device, max_epochs=epochs, batch_size=s.batch_size,
                 patience=s.patience, scoring=s.scoring, max_models_per_chunk=s.max_models_per_chunk,
                 parallel=c.parallel, n_jobs=c.jobs, on_start=on_start,
-                states_dir=c.run_dir if c.continues else None, keep_states=keep_states,
+                states_dir=c.run_dir if c.continues else None, keep_states=keep_states, run_id=c.run_id,
                 threads=c.backend.threads(c.jobs) if c.backend.name != "loky" else None,
                 remote=c.backend.name != "loky")
             for results in chunks:
@@ -118,7 +118,8 @@ def _run_chunk(models, configs, seeds, X, y, folds, n_classes, settings, threads
             inner, valid = splits[k]
             if index not in modules:
                 modules[index] = initial_module(configs[index], seeds[index], n_features, n_classes)
-            resume = load_state(state_path(states_dir, index, k)) if states_dir is not None else None
+            owner = owner_of(settings["run_id"], index, k, configs[index])
+            resume = load_state(state_path(states_dir, index, k), owner) if states_dir is not None else None
             specs.append(FitSpec(configs[index], seeds[index], (seeds[index], k), inner, valid, test,
                                  modules[index], resume))
         first, first_fold = models[0]
@@ -131,7 +132,8 @@ def _run_chunk(models, configs, seeds, X, y, folds, n_classes, settings, threads
         if states_dir is not None and settings["keep_states"]:
             for (index, k), out in zip(models, outcomes, strict=True):
                 if out.error is None:
-                    save_state(state_path(states_dir, index, k), out.continuation)
+                    save_state(state_path(states_dir, index, k), out.continuation,
+                               owner_of(settings["run_id"], index, k, configs[index]))
         per_model = (time.perf_counter() - start) / len(specs)
         return [(index, k, _fold_score(out, y[folds[k][1]], n_classes, settings["scoring"], per_model))
                 for (index, k), out in zip(models, outcomes, strict=True)]
@@ -152,7 +154,7 @@ def evaluate_batched(configs: dict[int, dict], seeds: dict[int, int], X, y, fold
                      device="cpu", max_epochs=100, batch_size=128, patience=15, scoring="neg_log_loss",
                      max_models_per_chunk: int | None = None, parallel=None, n_jobs: int = 1,
                      eval_batch: int | None = None, on_start=None, states_dir=None, keep_states: bool = False,
-                     threads=None, remote: bool = False):
+                     threads=None, remote: bool = False, run_id: str = ""):
     """Cross-validate many MLP configs at once; yields ``[(index, CVResult), ...]`` as chunks come
     back: the configs whose last fold the chunk held (maybe none).
 
@@ -176,6 +178,8 @@ def evaluate_batched(configs: dict[int, dict], seeds: dict[int, int], X, y, fold
     remote : bool
         The jobs are a cluster's workers (``--backend dask``): every chunk goes to ``parallel``,
         also on a GPU or with one job.
+    run_id : str
+        With ``states_dir``: the run's digest, part of the owner each continuation state carries.
     """
     bad = [i for i, c in configs.items() if not batchable(c)]
     if bad:
@@ -190,7 +194,8 @@ def evaluate_batched(configs: dict[int, dict], seeds: dict[int, int], X, y, fold
         max_models_per_chunk = auto_models_per_chunk(configs, int(np.prod(X.shape[1:])), n_classes,
                                                      batch_size, device, len(folds), eval_batch)
     settings = dict(device=device, max_epochs=max_epochs, batch_size=batch_size, patience=patience,
-                    scoring=scoring, eval_batch=eval_batch, states_dir=states_dir, keep_states=keep_states)
+                    scoring=scoring, eval_batch=eval_batch, states_dir=states_dir, keep_states=keep_states,
+                    run_id=run_id)
     chunks = plan_chunks(configs, len(folds), batch_size, max_models_per_chunk)
 
     handed_out: set[int] = set()

@@ -17,11 +17,11 @@ import numpy as np
 import torch
 from joblib import Parallel, delayed
 
-from ..errors import DivergedError, UsageError, param
+from ..errors import DivergedError, StorageError, UsageError, param
 from ..jobs.resident import resident
 from ..jobs.resources import effective_jobs, threads_per_job, torch_threads
 from ..jobs.workers import die_with_parent
-from ..rundir.states import capture, early_stopping_of, load_state, restore, save_state
+from ..rundir.states import capture, early_stopping_of, load_state, refuse_state, restore, save_state
 from ..tasks import task_of
 
 __all__ = ["make_folds", "evaluate_config", "evaluate_configs", "score_probabilities", "CVResult", "FoldGather",
@@ -73,9 +73,10 @@ def _score_fold(make, X, y, train, test, scoring, threads, state=None):
     """Fit a net on ``train`` and score ``test``; the config's errors come back as a string, a
     problem with the data itself raises.
 
-    ``state`` is ``(path, keep)`` for a fit that may continue (a halving rung): the fit goes on
-    from the state at ``path`` when there is one (a fold that early stopping ended stays as it is)
-    up to the net's ``max_epochs``, and, with ``keep``, leaves its own state there for the next rung.
+    ``state`` is ``(path, keep, owner)`` for a fit that may continue (a halving rung): the fit goes on
+    from the state at ``path`` when there is one of ``owner``'s (``hpsearch.rundir.states.owner_of``; a
+    fold that early stopping ended stays as it is) up to the net's ``max_epochs``, and, with ``keep``,
+    leaves its own state there for the next rung.
     """
     die_with_parent()  # a kill -9 of the search must not leave this job training
     with torch_threads(threads):
@@ -90,9 +91,11 @@ def _score_fold(make, X, y, train, test, scoring, threads, state=None):
             _fit_or_continue(net, data.index_select(0, train_rows), y[train], state)
             fit_time = time.perf_counter() - start
             if state is not None and state[1]:
-                save_state(state[0], capture(net))
+                save_state(state[0], capture(net), state[2])
             proba = net.predict_proba(data.index_select(0, test_rows))
             score, accuracy, metrics = task_of(y).score(y[test], proba, net.classes_, scoring)
+        except StorageError:  # the run folder's fault (a full disk), not the config's: stop, keep the rest
+            raise
         except Exception as exc:  # noqa: BLE001
             return _failure(exc)
         return dict(score=score, accuracy=accuracy, fit_time=fit_time, epochs=len(net.history), error=None,
@@ -101,7 +104,9 @@ def _score_fold(make, X, y, train, test, scoring, threads, state=None):
 
 def _fit_or_continue(net, X_train, y_train, state) -> None:
     """``net.fit``, or, from a stored continuation state, ``partial_fit`` for the epochs left."""
-    stored = load_state(state[0]) if state is not None else None
+    stored = load_state(state[0], state[2]) if state is not None else None
+    if stored is not None and len(stored["history"]) > net.max_epochs:  # a later rung's: not this fit's past
+        stored = refuse_state(state[0], f"has {len(stored['history'])} epochs, more than this rung's {net.max_epochs}")
     if stored is None:
         net.fit(X_train, y_train)
     else:
@@ -172,7 +177,7 @@ def evaluate_configs(makers: dict, X: np.ndarray, y: np.ndarray, folds, *, paral
         Checked after every fold: when it returns true, raises ``KeyboardInterrupt`` (the configs
         not yet yielded are dropped, never half scored).
     states : dict, optional
-        ``{key: [(path, keep) per fold]}``: folds that continue from (and keep) a state file
+        ``{key: [(path, keep, owner) per fold]}``: folds that continue from (and keep) a state file
         (``_score_fold``); keys not in it train from scratch and keep nothing.
     on_start : callable, optional
         ``on_start(key)`` as a config's first fold is handed to the jobs (maybe from joblib's

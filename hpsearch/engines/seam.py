@@ -40,6 +40,7 @@ class RunContext:
     continues: bool  # survivors continue across rungs: fold states are read and kept
     stop: Callable[[], bool]  # Ctrl-C was pressed
     backend: LokyBackend | Any = None  # where the jobs run (hpsearch.jobs.backends): jobs, threads, the data's way
+    run_id: str = ""  # the run's digest (hpsearch.rundir.states.run_digest): the owner its states carry
 
 
 @runtime_checkable

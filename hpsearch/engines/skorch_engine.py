@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from functools import partial
 
-from ..rundir.states import state_path
+from ..rundir.states import owner_of, state_path
 from ..training.net import make_net
 from ..training.seeds import trial_seed
 from .cv import CVResult, evaluate_configs
@@ -34,8 +34,8 @@ class SkorchEngine:
         ) for index, config in configs.items()}
         states = None
         if c.continues:
-            states = {index: [(state_path(c.run_dir, index, k), keep_states) for k in range(len(c.folds))]
-                      for index in configs}
+            states = {index: [(state_path(c.run_dir, index, k), keep_states, owner_of(c.run_id, index, k, config))
+                              for k in range(len(c.folds))] for index, config in configs.items()}
         threads = c.backend.threads(min(c.jobs, len(makers) * len(c.folds)))  # the jobs that will be busy
         yield from evaluate_configs(makers, c.X, data.y_train, c.folds, parallel=c.parallel, scoring=s.scoring,
                                     threads=threads, stop=c.stop, states=states, on_start=on_start)

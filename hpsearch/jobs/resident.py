@@ -5,15 +5,18 @@ from __future__ import annotations
 
 import mmap
 import os
+import shutil
+import sys
 import tempfile
 import warnings
 import weakref
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 import torch
 
-__all__ = ["resident", "release_resident", "shared_array", "data_moves"]
+__all__ = ["resident", "release_resident", "shared_array", "data_moves", "sweep_stale_shared"]
 
 
 # This process's copy of the training data as a tensor on the device: {"key", "ref", "X", "moves"}.
@@ -62,11 +65,43 @@ def shared_array(X: np.ndarray):
     if X.nbytes < 1_000_000 or isinstance(X, np.memmap):
         yield X
         return
-    shm = "/dev/shm"
-    with tempfile.TemporaryDirectory(prefix="hpsearch-", dir=shm if os.access(shm, os.W_OK) else None) as tmp:
+    folder = SHM if os.access(SHM, os.W_OK) else None
+    sweep_stale_shared(folder)
+    # the pid in the name lets a later search sweep what a killed one (kill -9) left behind
+    with tempfile.TemporaryDirectory(prefix=f"hpsearch-{os.getpid()}-", dir=folder) as tmp:
         path = os.path.join(tmp, "X.npy")
         np.save(path, X)
         yield np.load(path, mmap_mode="r")
+
+
+SHM = "/dev/shm"
+
+
+def sweep_stale_shared(folder: str | None = None) -> list[str]:
+    """Remove the shared arrays (``hpsearch-<pid>-*``) that searches killed before they could clean up
+    left in ``folder`` (default: the temporary folder), saying so; returns what was removed."""
+    folder = folder or tempfile.gettempdir()
+    removed = []
+    for path in sorted(Path(folder).glob("hpsearch-*-*")):
+        pid = path.name.split("-")[1]
+        if not pid.isdigit() or _alive(int(pid)) or not path.is_dir() or path.is_symlink():
+            continue
+        size = sum(f.stat().st_size for f in path.glob("*") if f.is_file())
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(str(path))
+        print(f"hpsearch: removed {path} ({size / 1e6:.0f} MB), the shared training data of a search that was "
+              f"killed (pid {pid})", file=sys.stderr, flush=True)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive, and not ours to sweep
+        return True
+    return True
 
 
 def release_resident() -> None:

@@ -8,7 +8,6 @@ makes it.
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -17,6 +16,7 @@ import matplotlib
 from ..errors import UsageError
 from ..rundir.atomic import atomic_write_text
 from ..rundir.names import REPORT_FILE, SETTINGS_FILE, SUMMARY_FILE, TRIALS_CSV, TRIALS_DB
+from ..rundir.run_info import read_json
 from . import html as H
 from .content import failures_section, ranking_section, retrain_section, run_section, search_section, winner_section
 
@@ -25,7 +25,7 @@ __all__ = ["build_report", "write_report"]
 
 
 def _read_json(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {}
+    return read_json(path)
 
 
 def build_report(run_dir) -> str:

@@ -176,10 +176,22 @@ def winner_figures(run_dir: Path, summary: dict) -> list[tuple[str, str, Path]]:
     for method, files in sorted(drawn.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)):
         caption = REGISTRY[method].help if method in REGISTRY else ""
         for name in files:
-            path = run_dir / name
-            if path.suffix in (".png", ".txt") and path.is_file():
+            path = _own_file(run_dir, name)
+            if path is not None and path.suffix in (".png", ".txt"):
                 out.append((method, caption or name, path))
     return out
+
+
+def _own_file(run_dir: Path, name) -> Path | None:
+    """``run_dir / name`` when ``name`` is a plain file name of a regular file in the run folder itself;
+    None for anything else (a path, ``..``, a link leading out): a shared summary.json must not make
+    the report inline a file from elsewhere (``~/.ssh/...``)."""
+    if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
+        return None
+    path = Path(run_dir) / name
+    if path.is_symlink() or not path.is_file() or path.resolve().parent != Path(run_dir).resolve():
+        return None
+    return path
 
 
 def winner_section(run_dir: Path, summary: dict) -> str:

@@ -12,7 +12,7 @@ from skorch.dataset import Dataset as SkorchDataset
 from skorch.helper import predefined_split
 
 from ..data.dataset import Dataset
-from ..errors import DivergedError
+from ..errors import DivergedError, StorageError
 from ..jobs.resources import torch_threads
 from ..jobs.workers import die_with_parent
 from ..rundir.checkpoints import EpochCheckpoint, checkpoint_path, resume_state
@@ -52,7 +52,7 @@ def _fit(net, dataset: Dataset, checkpoint, epochs: int) -> None:
 
 
 def retrain_one(cand: dict, dataset: Dataset, *, device, epochs, batch_size, seed, monitor_test, threads,
-                sink, run_dir=None, checkpoint_every: int = 1) -> tuple[dict, bytes | None]:
+                sink, run_dir=None, checkpoint_every: int = 1, run_id: str = "") -> tuple[dict, bytes | None]:
     """Retrain one candidate; its table row and the fitted net as ``winner_payload`` bytes (``None``
     when it failed; bytes, because torch would share a returned tensor through a file descriptor that
     the busy worker hands over only when idle, holding every result back until the last fit). A fit that
@@ -63,8 +63,8 @@ def retrain_one(cand: dict, dataset: Dataset, *, device, epochs, batch_size, see
         callbacks = [("progress", EpochReport(cand["trial"], sink))]
         checkpoint = None
         if run_dir is not None and checkpoint_every > 0:
-            meta = {"retrain_epochs": epochs, "config": cand["config"], "monitor_test": bool(monitor_test),
-                    "batch_size": batch_size, "seed": seed}
+            meta = {"run": run_id, "trial": int(cand["trial"]), "retrain_epochs": epochs, "config": cand["config"],
+                    "monitor_test": bool(monitor_test), "batch_size": batch_size, "seed": seed}
             checkpoint = EpochCheckpoint(checkpoint_path(run_dir, cand["trial"]), meta, checkpoint_every)
             callbacks.append(("checkpoint", checkpoint))
         net = build_retrain_net(cand["config"], dataset, device=device, epochs=epochs, batch_size=batch_size,
@@ -80,6 +80,8 @@ def retrain_one(cand: dict, dataset: Dataset, *, device, epochs, batch_size, see
                 error = "interrupted"
             else:
                 tested = dataset.task.test_metrics(dataset.y_test, net.predict_proba(dataset.X_test))
+        except StorageError:  # a full or read-only disk is not the config's fault: not recorded, retried
+            raise
         except (DivergedError, ValueError, RuntimeError) as exc:
             error = f"{type(exc).__name__}: {exc}"
         row = {"trial": cand["trial"], "search_rank": cand["search_rank"], "cv_score": cand["cv_score"],

@@ -16,6 +16,8 @@ from multiprocessing.managers import SyncManager
 from skorch.callbacks import Callback
 from tqdm.auto import tqdm
 
+from ..jobs.workers import die_with_parent
+
 __all__ = ["EpochReport", "EpochBar", "epoch_sink", "fit_sink"]
 
 
@@ -68,6 +70,13 @@ class EpochBar:
         self.bar.close()
 
 
+def _manager_process() -> None:
+    """In the queue's manager process: Ctrl-C is the main process's to handle, and a kill -9 of the
+    main process must not leave the manager behind (re-parented to init)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    die_with_parent()
+
+
 @contextmanager
 def epoch_sink(bar: EpochBar, cross_process: bool):
     """The sink the fits report to: ``bar`` itself in this process, or a Manager queue drained into
@@ -76,7 +85,7 @@ def epoch_sink(bar: EpochBar, cross_process: bool):
         yield bar
         return
     manager = SyncManager()
-    manager.start(signal.signal, (signal.SIGINT, signal.SIG_IGN))  # Ctrl-C is the main process's to handle
+    manager.start(_manager_process)
     queue = manager.Queue()
 
     def drain():

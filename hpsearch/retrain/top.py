@@ -54,8 +54,9 @@ from ..jobs.backends import LokyBackend
 from ..rundir.atomic import atomic_write_text
 from ..rundir.checkpoints import remove_checkpoint
 from ..rundir.names import RETRAIN_FILE, SUMMARY_FILE, WINNER_FILE
-from ..rundir.run_info import read_settings, run_dataset
-from ..rundir.store import load_records, load_results
+from ..rundir.run_info import read_json, read_settings, run_dataset
+from ..rundir.states import run_digest
+from ..rundir.store import load_records, load_results, run_fingerprint
 from ..search.interrupt import InterruptFlag, SearchInterrupted
 from ..settings import retrain_defaults
 from ..training.net import DEFAULT_BATCH_SIZE, resolve_device
@@ -245,7 +246,7 @@ def retrain_top(run_dir, top: int = _DEFAULTS["top"], retrain_epochs: int = _DEF
             results = parallel(delayed(retrain_one)(
                 cand, dataset, device=device, epochs=retrain_epochs, batch_size=batch_size, seed=seed,
                 monitor_test=monitor_test, threads=threads, sink=sink, run_dir=checkpoints,
-                checkpoint_every=checkpoint_every) for cand in todo)
+                checkpoint_every=checkpoint_every, run_id=run_digest(run_fingerprint(run_dir))) for cand in todo)
             for row, payload in results:
                 if flag.raised or row["error"] == "interrupted":
                     raise KeyboardInterrupt
@@ -295,7 +296,7 @@ def _ranked(rows: list[dict]) -> pd.DataFrame:
 
 def _write_summary(run_dir, settings, table, winner, retrain_epochs, device, monitor_test) -> None:
     path = run_dir / SUMMARY_FILE
-    summary = json.loads(path.read_text()) if path.is_file() else {}
+    summary = read_json(path, replace_damaged=True)  # a damaged one must not stop a finished retraining
     summary.update({
         "dataset": settings.get("dataset_name", settings.get("dataset")),
         "search": {k: settings.get(k) for k in ("n", "space", "cv", "scoring", "max_epochs", "patience",

@@ -7,6 +7,8 @@ import secrets
 from collections.abc import Callable
 from pathlib import Path
 
+from ..errors import StorageError
+
 __all__ = ["atomic_write", "atomic_write_text"]
 
 
@@ -26,17 +28,29 @@ def atomic_write(path: Path, write: Callable, binary: bool = False) -> None:
     readers see the old file or the new one, never half. The file's mode follows the umask, like
     any other file's."""
     path = Path(path)
-    fd, tmp = _create_temp(path)
+    try:
+        fd, tmp = _create_temp(path)
+    except OSError as exc:
+        raise _storage_error(path, exc) from None
     try:
         with (os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", encoding="utf-8")) as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         if os.path.exists(tmp):
             os.remove(tmp)
+        # torch.save reports a failed write as a RuntimeError ("... failed writing file ...")
+        if isinstance(exc, OSError) or (isinstance(exc, RuntimeError) and "writ" in str(exc)):
+            raise _storage_error(path, exc) from None
         raise
+
+
+def _storage_error(path: Path, exc: BaseException) -> StorageError:
+    reason = getattr(exc, "strerror", None) or str(exc).strip().splitlines()[0][:120]
+    return StorageError(f"cannot write {path} ({reason}); free space on that disk or make {path.parent} "
+                        "writable, then run the same command again: every finished result is kept")
 
 
 def atomic_write_text(path: Path, text: str) -> None:

@@ -3,8 +3,9 @@ epochs, so an interrupted retraining (Ctrl-C, ``kill -9``, a crash) goes on wher
 of starting over, and ends with the weights an uninterrupted one has (on the CPU, exactly).
 
 A checkpoint is ``<run>/retrain_states/<trial>.pt``: what ``states.capture`` takes (weights,
-optimizer, history, the learning-rate schedule's state, torch's random state) plus what the fit was
-(``meta``: epochs, schedule, test monitor, config). skorch's own ``Checkpoint`` decides when (its
+optimizer, history, the learning-rate schedule's state, torch's random state) with what the fit was
+as its owner (``meta``: the run's digest, epochs, schedule, test monitor, config), read as data only
+(``states.load_state``: ``torch.load(weights_only=True)``). skorch's own ``Checkpoint`` decides when (its
 ``monitor``) and names the event in the history; its files (params, optimizer, history) would not
 hold the random state or the schedule, so a resumed fit would shuffle and drop out differently:
 ``save_model`` writes ``capture(net)`` instead, atomically (a reader sees the previous checkpoint or
@@ -42,7 +43,7 @@ class EpochCheckpoint(Checkpoint):
         return done % self.every == 0 or done >= net.max_epochs
 
     def save_model(self, net):
-        save_state(self.path, {**capture(net), "meta": self.meta})
+        save_state(self.path, capture(net), owner=self.meta)
 
     def __getstate__(self):  # sent to a job with the net: the monitor is a bound method of ours
         return {k: v for k, v in self.__dict__.items() if k != "monitor"}
@@ -53,12 +54,9 @@ class EpochCheckpoint(Checkpoint):
 
 
 def resume_state(path, meta: dict) -> dict | None:
-    """The checkpoint at ``path`` when it is of this very fit (same ``meta``), else None."""
-    try:
-        state = load_state(path)
-    except Exception:  # noqa: BLE001 - a damaged checkpoint costs the epochs it held, nothing more
-        return None
-    return state if state is not None and state.get("meta") == meta else None
+    """The checkpoint at ``path`` when it is of this very fit (``meta``: its owner), else None (a
+    damaged, foreign or crafted one costs the epochs it held, nothing more, and is said)."""
+    return load_state(path, owner=meta)
 
 
 def remove_checkpoint(run_dir, trial: int) -> None:

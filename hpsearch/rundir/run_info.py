@@ -3,22 +3,47 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 from ..data import load_dataset
 from ..data.dataset import Dataset
 from ..errors import UsageError
-from .names import SETTINGS_FILE
+from .names import SETTINGS_FILE, TRIALS_DB
+from .store import run_fingerprint
 
-__all__ = ["run_dataset", "read_settings"]
+__all__ = ["run_dataset", "read_settings", "read_json", "check_dataset_of"]
+
+
+def read_json(path, *, replace_damaged: bool = False) -> dict:
+    """A run file holding one JSON object (settings.json, summary.json); ``{}`` when there is none. A
+    damaged one (truncated, overwritten) is a ``UsageError`` naming it, or, for a caller that writes
+    the file anew (``replace_damaged``), ``{}`` and a warning: never a traceback, never a file that
+    every later command trips over."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    try:
+        value = json.loads(path.read_text())
+        if not isinstance(value, dict):
+            raise ValueError(f"a JSON {type(value).__name__}, not an object")
+    except (ValueError, UnicodeDecodeError) as exc:  # json.JSONDecodeError is a ValueError
+        why = str(exc).splitlines()[0][:100]
+        if replace_damaged:
+            print(f"hpsearch: warning: {path} is damaged ({why}); writing it anew", file=sys.stderr, flush=True)
+            return {}
+        raise UsageError(f"{path} is damaged ({why}); put back a copy of it, or remove it and run the command "
+                         "that writes it again (hpsearch retrain for summary.json; the search's own command "
+                         "line, which resumes, for settings.json)") from None
+    return value
 
 
 def read_settings(run_dir: Path) -> dict:
-    """A run folder's ``settings.json``, or a ``UsageError`` naming the folder."""
-    path = run_dir / SETTINGS_FILE
+    """A run folder's ``settings.json``, or a ``UsageError`` naming the folder (or the damaged file)."""
+    path = Path(run_dir) / SETTINGS_FILE
     if not path.is_file():
         raise UsageError(f"{run_dir} holds no settings.json; is it a run folder made by hpsearch search?")
-    return json.loads(path.read_text())
+    return read_json(path)
 
 
 def run_dataset(run_dir) -> Dataset:
@@ -26,4 +51,24 @@ def run_dataset(run_dir) -> Dataset:
     slice (the test set is always whole)."""
     settings = read_settings(Path(run_dir))
     dataset = load_dataset(settings["dataset"], settings.get("data_dir"))
-    return dataset.training_slice(settings.get("max_train"), int(settings.get("seed", 0)))
+    dataset = dataset.training_slice(settings.get("max_train"), int(settings.get("seed", 0)))
+    check_dataset_of(run_dir, dataset)
+    return dataset
+
+
+def check_dataset_of(run_dir, dataset: Dataset) -> None:
+    """Raise a UsageError unless ``dataset`` is the one the run's trials were made on (its name and
+    training-set size, as the fingerprint in trials.db keeps them): an edited or copied settings.json
+    must not retrain the search's configs on other data and crown a winner of them."""
+    if not (Path(run_dir) / TRIALS_DB).is_file():
+        return
+    made = run_fingerprint(run_dir)
+    if not made:
+        return
+    was = (made.get("dataset"), made.get("n_train"))
+    now = (dataset.name, int(len(dataset.y_train)))
+    if was != now:
+        raise UsageError(
+            f"{run_dir}: its trials were made on {was[0]} ({was[1]} training images), but its settings.json now "
+            f"gives {now[0]} ({now[1]}); put back the run's dataset, data_dir and max_train in settings.json, "
+            "or search the new data in a new folder")

@@ -4,7 +4,11 @@ on from there instead of starting over.
 A state is ``<run>/states/<index>/fold<k>.pt``: the module's weights, the optimizer's state, the
 skorch history, early stopping's counters, the learning-rate schedule's state and torch's random
 state right after the last epoch (batch order and dropout draw from it), written atomically by
-whichever worker trained the fold.
+whichever worker trained the fold, with its ``owner``: the run (a digest of its fingerprint), the
+config, its trial index and fold. A state is data, never code: it holds tensors and plain Python
+values only and is read with ``torch.load(weights_only=True)``. One that cannot be used (damaged,
+crafted, another run's or another config's, copied in) is refused, said on stderr, and that fold
+starts from scratch.
 Restoring all of it makes continuation exact on the CPU: a fit brought to 3 epochs and continued to
 9 has the weights of a fit trained straight for 9. States are removed when their config is pruned
 or final.
@@ -12,16 +16,22 @@ or final.
 
 from __future__ import annotations
 
+import hashlib
+import json
+import pickle
 import shutil
+import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 from skorch.history import History
 
 from .atomic import atomic_write
 from .names import STATES_DIR
 
-__all__ = ["state_path", "capture", "restore", "save_state", "load_state", "remove_states", "early_stopping_of"]
+__all__ = ["state_path", "capture", "restore", "save_state", "load_state", "refuse_state", "remove_states",
+           "early_stopping_of", "owner_of", "run_digest"]
 
 
 
@@ -73,20 +83,72 @@ def restore(net, state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda_rng"])
 
 
-def save_state(path: Path, state: dict) -> None:
-    """Write ``state`` so that a reader sees the previous file or this one, never half of it."""
+def run_digest(fingerprint: dict) -> str:
+    """What identifies a run's computation: a digest of its fingerprint (runs with equal fingerprints
+    train the same fits, so their states are interchangeable)."""
+    return hashlib.sha256(json.dumps(fingerprint, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def owner_of(run: str, index: int, fold: int, config: dict) -> dict:
+    """The owner a (config, fold)'s state carries and is checked against: run digest, trial, fold, config."""
+    return _canonical({"run": run, "index": int(index), "fold": int(fold), "config": config})
+
+
+def _canonical(value):
+    """As JSON reads it back (tuples as lists, numpy scalars as numbers): equal owners compare equal."""
+    return json.loads(json.dumps(value, sort_keys=True, default=lambda v: v.item() if hasattr(v, "item") else str(v)))
+
+
+def _plain(value):
+    """``value`` with numpy scalars as Python numbers and numpy arrays as tensors: what
+    ``torch.load(weights_only=True)`` reads back."""
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return torch.from_numpy(np.array(value))
+    if isinstance(value, dict):
+        return type(value)((k, _plain(v)) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return type(value)(_plain(v) for v in value)
+    return value
+
+
+def save_state(path: Path, state: dict, owner: dict) -> None:
+    """Write ``state`` with its ``owner`` (``owner_of``), so that a reader sees the previous file or
+    this one, never half of it."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda fh: torch.save(state, fh), binary=True)
+    payload = {**_plain(state), "owner": _canonical(owner)}
+    atomic_write(path, lambda fh: torch.save(payload, fh), binary=True)
 
 
-def load_state(path: Path) -> dict | None:
-    """The state at ``path``, or None when there is none (the fold starts from scratch)."""
+def load_state(path: Path, owner: dict) -> dict | None:
+    """The state at ``path`` when it is there and usable: readable as data only and ``owner``'s.
+    None otherwise: no file (the fold starts from scratch), or a file that cannot be used, which is
+    said on stderr (in a job: the search's terminal) before the fold starts from scratch."""
     path = Path(path)
     if not path.is_file():
         return None
-    # our own file in the run folder; the history holds plain Python values, not only tensors
-    return torch.load(path, map_location="cpu", weights_only=False)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, TypeError,
+            AttributeError, KeyError, IndexError) as exc:  # torch's reader raises any of these on bad bytes
+        first = (str(exc).strip().splitlines() or [""])[0][:120]
+        return refuse_state(path, f"cannot be read as data ({type(exc).__name__}: {first})")
+    if not isinstance(state, dict) or "owner" not in state:
+        return refuse_state(path, "holds no owner (not a state hpsearch wrote)")
+    mine = _canonical(owner)
+    if state["owner"] != mine:
+        theirs = state["owner"] if isinstance(state["owner"], dict) else {}
+        what = sorted(k for k in set(theirs) | set(mine) if theirs.get(k) != mine.get(k))
+        return refuse_state(path, f"belongs to another {' and '.join(what) or 'fit'} (copied in from elsewhere?)")
+    return state
+
+
+def refuse_state(path: Path, why: str) -> None:
+    """Say (on stderr: in a job, the search's terminal) that the state at ``path`` is not used, and why."""
+    print(f"hpsearch: warning: {path} {why}; not used: that fit starts from scratch", file=sys.stderr, flush=True)
+    return None
 
 
 def remove_states(run_dir, index: int) -> None:

@@ -27,8 +27,9 @@ import sqlalchemy.exc
 from ..errors import UsageError, param
 from .exports import results_frame
 from .names import LOCK_FILE, TRIALS_CSV, TRIALS_DB
+from .states import run_digest
 
-__all__ = ["TrialStore", "RunLock", "load_records", "load_results", "open_study", "STUDY"]
+__all__ = ["TrialStore", "RunLock", "load_records", "load_results", "open_study", "run_fingerprint", "STUDY"]
 
 STUDY = "search"
 State = optuna.trial.TrialState
@@ -101,6 +102,7 @@ class TrialStore:
         self.run_dir = Path(run_dir)
         self.url = f"sqlite:///{self.run_dir / 'trials.db'}"
         self.study = open_study(self.run_dir, create=True, direction=direction)
+        self.digest = run_digest(fingerprint)  # the owner this run's continuation states carry
         self._storage = self.study._storage
         stored = self.study.user_attrs.get("fingerprint")
         if stored is None:
@@ -242,6 +244,13 @@ def load_records(run_dir) -> list[dict]:
     if not path.is_file():
         raise UsageError(f"{run_dir} holds no trials.db; is it a run folder made by hpsearch search?")
     return [rec for _, (_, rec) in sorted(_read_records(open_study(run_dir)).items()) if rec["rungs"]]
+
+
+def run_fingerprint(run_dir) -> dict:
+    """What the run's trials were made with (``hpsearch.settings.fingerprint``), as its store keeps it."""
+    if not (Path(run_dir) / TRIALS_DB).is_file():
+        raise UsageError(f"{run_dir} holds no trials.db; is it a run folder made by hpsearch search?")
+    return open_study(run_dir).user_attrs.get("fingerprint") or {}
 
 
 def load_results(run_dir) -> pd.DataFrame:

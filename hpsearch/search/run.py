@@ -61,16 +61,18 @@ def _prepare_run_dir(path: Path) -> Path:
 def _check_space_for(strategy, space: SearchSpace) -> None:
     if strategy.continues and "max_epochs" in space.params:
         raise UsageError(f"{param('strategy')} {strategy.name} gives each rung its epochs, but the space "
-                         f"{space.name!r} "
-                         f"sets max_epochs; remove it from the space and pass {param('max_epochs')}")
+                         f"{space.name!r} sets max_epochs; remove it from the space and pass {param('max_epochs')}")
     schedules = set(space.params["schedule"].support()) - {"none"} if "schedule" in space.params else set()
     if strategy.continues and schedules:
         raise UsageError(f"{param('strategy')} {strategy.name} continues each survivor at a longer budget, which "
-                         f"would change "
-                         f"its learning-rate schedule ({', '.join(sorted(schedules))}) midway; use "
-                         f"{param('strategy')} random "
-                         f"or tpe with a schedule, or schedule = \"none\" in the space (retrain with "
-                         f"{param('schedule')})")
+                         f"would change its learning-rate schedule ({', '.join(sorted(schedules))}) midway; use "
+                         f"{param('strategy')} random or tpe with a schedule, or schedule = \"none\" in the space "
+                         f"(retrain with {param('schedule')})")
+    if strategy.continues and "loss" in space.params and "worst_class" in space.params["loss"].support():
+        # its rounds x round_epochs are the whole fit at every rung: each rung would score the last one's net
+        raise UsageError(f"{param('strategy')} {strategy.name} gives each rung its epochs, but loss 'worst_class' "
+                         "trains rounds x round_epochs whatever the budget, so every rung would score the same "
+                         f"fit; use {param('strategy')} random or tpe with loss = \"worst_class\"")
 
 
 def run_search(settings: SearchSettings, dataset: Dataset | None = None, backend=None) -> Path:
@@ -88,7 +90,13 @@ def run_search(settings: SearchSettings, dataset: Dataset | None = None, backend
     dataset = (dataset or load_dataset(settings.dataset, settings.data_dir)).training_slice(
         settings.max_train, settings.seed)
     check_space_for_data(space, dataset)  # a net too deep for the images: refused before the first fit
-    folds = make_folds(dataset.y_train, settings.cv, settings.seed)
+    try:
+        folds = make_folds(dataset.y_train, settings.cv, settings.seed)
+    except UsageError as exc:
+        if settings.max_train is None:
+            raise
+        raise UsageError(f"{exc}: the training images are a {param('max_train')} {settings.max_train} slice; raise "
+                         f"{param('max_train')} or lower {param('cv')}") from None
     if settings.engine == "batched" and dataset.task.batched_engine_reason:
         print(f"{param('engine')} batched: {dataset.name} has {dataset.task.batched_engine_reason}; "
               "every config trains on the skorch engine", file=sys.stderr)
@@ -129,7 +137,7 @@ def _run_strategy(settings, dataset, space, store, strategy, folds, run_dir, bac
         shared = [dataset.y_train, *(rows for fold in folds for rows in fold)]
         with InterruptFlag() as flag, backend.parallel(jobs, dataset.X_train, shared) as (parallel, X):
             context = RunContext(settings, dataset, X, folds, parallel, jobs, run_dir, strategy.continues,
-                                 stop=lambda: flag.raised, backend=backend)
+                                 stop=lambda: flag.raised, backend=backend, run_id=store.digest)
             evaluate = Evaluator(context, space, store, bar)
             strategy.run(evaluate)
             evaluate.close()

@@ -173,6 +173,10 @@ def check_space_for_data(space, dataset) -> None:
     if positions and "worst_class" in _support(params, "loss", "ce"):
         raise UsageError(f"{start}loss 'worst_class' trains one label per image, but {data} carry "
                          f"{positions} labels each; use loss 'ce' or 'bce'")
+    flips = [a for a in _support(params, "augment", "none") if "flip" in a]
+    if positions and flips:  # a mirrored row of digits reads right to left, and mirrored digits are no digits
+        raise UsageError(f"{start}augment {flips[0]!r} mirrors each image, which swaps the left and right "
+                         f"digits of {data} while their labels stay; use augment = \"none\"")
     for kind in kinds:
         deep = MODELS[kind].too_deep(_draws(params, MODELS[kind]), fits) if hasattr(MODELS[kind], "too_deep") else None
         if deep is not None:

@@ -254,6 +254,9 @@ def make_net(config: dict, n_features: int | Dataset, n_classes: int | None = No
         per_position = " or ".join(repr(k) for k in MODELS if takes_positions(k))
         raise UsageError(f"model {kind!r} {getattr(MODELS[kind], 'one_label_only', 'gives one label per image')}, "
                          f"not one label per position; use model {per_position} for these labels")
+    if task.positions and "flip" in str(config.get("augment", "none")):
+        raise UsageError(f"augment {config['augment']!r} mirrors each image, which swaps the digits of a label "
+                         "per position while their labels stay; use augment 'none' for these labels")
     optimizer = config.get("optimizer", "adam")
     if optimizer not in OPTIMIZERS:
         raise UsageError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")

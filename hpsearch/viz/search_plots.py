@@ -9,7 +9,6 @@ and return a Figure. A picture that cannot be drawn for a run gets a ``Skipped``
 
 from __future__ import annotations
 
-import json
 import re
 import warnings
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..rundir.names import SETTINGS_FILE, SPACE_FILE, TRIALS_CSV, TRIALS_DB
+from ..rundir.run_info import read_json
 from ..space.distributions import Categorical, Constant, DecreasingInts, IntLists, LogUniform
 from ..space.search_space import load_space
 
@@ -309,7 +309,7 @@ def draw_search_plots(run_dir, skipped: dict | None = None) -> dict[str, Figure]
     """``{stem: Figure}`` of the search pictures that apply to ``run_dir``; the reasons for the
     others go into ``skipped`` when given."""
     settings = Path(run_dir) / SETTINGS_FILE
-    metric = json.loads(settings.read_text()).get("scoring", "score") if settings.is_file() else "score"
+    metric = read_json(settings).get("scoring", "score")
     figures = {}
     for stem, data in search_plot_data(run_dir).items():
         if isinstance(data, Skipped):

@@ -12,7 +12,7 @@ from ..errors import UsageError, check_whole, did_you_mean
 from ..jobs.resources import threads_per_job, torch_threads
 from ..rundir.atomic import atomic_write_text
 from ..rundir.names import SETTINGS_FILE, SUMMARY_FILE, TRIALS_CSV, TRIALS_DB
-from ..rundir.run_info import run_dataset
+from ..rundir.run_info import read_json, run_dataset
 from .bundle import load_winner
 
 __all__ = ["draw_pictures"]
@@ -22,14 +22,14 @@ def _pictures_done(run_dir: Path, options: dict) -> bool:
     """Whether ``plot all`` already drew these pictures of this winner (summary.json says so and
     every file it wrote is there)."""
     path = run_dir / SUMMARY_FILE
-    done = json.loads(path.read_text()).get("pictures") if path.is_file() else None
+    done = read_json(path, replace_damaged=True).get("pictures")
     return bool(done) and {k: done.get(k) for k in options} == options and all(
         (run_dir / name).is_file() for name in done.get("files", []))
 
 
 def _record_pictures(run_dir: Path, options: dict, files: list[str]) -> None:
     path = run_dir / SUMMARY_FILE
-    summary = json.loads(path.read_text()) if path.is_file() else {}
+    summary = read_json(path, replace_damaged=True)
     summary["pictures"] = {**options, "files": files}
     atomic_write_text(path, json.dumps(summary, indent=2) + "\n")
 
@@ -38,7 +38,7 @@ def _record_figures(run_dir: Path, winner: dict, method: str, files: list[str]) 
     """Note in summary.json which files ``method`` drew for this winner (the report's captions
     come from it); a record of an earlier winner is dropped."""
     path = run_dir / SUMMARY_FILE
-    summary = json.loads(path.read_text()) if path.is_file() else {}
+    summary = read_json(path, replace_damaged=True)
     record = summary.get("figures") or {}
     if {k: record.get(k) for k in winner} != winner:
         record = {**winner, "methods": {}}

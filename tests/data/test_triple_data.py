@@ -265,3 +265,17 @@ def test_make_triple_on_the_command_line(tmp_path, capsys):
     assert err.count("\n") == 0 and "--n-test" in err and "-3" in err
     assert main(["make-triple", "--from", "cifar10", "--out", str(tmp_path / "e")]) == 2
     assert "colour" in capsys.readouterr().err
+
+
+def test_a_16_bit_or_float_grey_image_reads_as_its_8_bit_picture(copy):
+    """A 16-bit PNG (each 8-bit level v stored as v * 257) and a float TIFF (v / 255) of the same
+    picture read as that picture, not clipped to white."""
+    names = sorted((copy / "train").glob("*/*.png"))[:2]
+    grey = [np.asarray(Image.open(name)) for name in names]
+    Image.fromarray(grey[0].astype(np.uint16) * 257).save(names[0])  # PNG: mode I;16
+    assert Image.open(names[0]).mode.startswith("I")
+    Image.fromarray(grey[1] / np.float32(255)).save(names[1].with_suffix(".tif"))  # TIFF: mode F
+    names[1].unlink()
+    arrays = read_triple_arrays(copy)
+    assert np.array_equal(arrays["X_train"][0, 0], grey[0] / np.float32(255))
+    assert np.array_equal(arrays["X_train"][1, 0], grey[1] / np.float32(255))

@@ -16,7 +16,7 @@ from joblib import Parallel
 from hpsearch.engines.batched_engine import evaluate_batched
 from hpsearch.engines.cv import evaluate_configs, make_folds
 from hpsearch.jobs.resources import threads_per_job
-from hpsearch.rundir.states import load_state, state_path
+from hpsearch.rundir.states import load_state, owner_of, state_path
 from hpsearch.rundir.store import TrialStore, load_results
 from hpsearch.search.run import run_search
 from hpsearch.settings import SearchSettings
@@ -57,9 +57,9 @@ def test_continued_fit_equals_a_straight_one(digits, tmp_path, patience):
               "weight_decay": 1e-4}
     X, y = digits.X_train, digits.y_train
     folds = make_folds(y, 2, 1)
-    states = [(state_path(tmp_path, 4, k), True) for k in range(2)]
+    states = [(state_path(tmp_path, 4, k), True, owner_of("run", 4, k, config)) for k in range(2)]
     _fold_scores(config, 4, X, y, folds, 3, patience, states)
-    assert load_state(states[0][0])["history"][-1]["epoch"] == 3
+    assert load_state(states[0][0], states[0][2])["history"][-1]["epoch"] == 3
     continued = _fold_scores(config, 4, X, y, folds, 8, patience, states)
     straight = _fold_scores(config, 4, X, y, folds, 8, patience)
     assert continued.error is None and continued.test_scores == straight.test_scores
@@ -67,7 +67,7 @@ def test_continued_fit_equals_a_straight_one(digits, tmp_path, patience):
     # the state after the continued fit holds exactly the straight fit's weights
     net = make_net(config, 64, 10, max_epochs=8, patience=patience, random_state=trial_seed(1, 4))
     net.fit(X[folds[0][0]], y[folds[0][0]])
-    saved = load_state(states[0][0])["module"]
+    saved = load_state(states[0][0], states[0][2])["module"]
     assert all(torch.equal(saved[k], v) for k, v in net.module_.state_dict().items())
 
 
@@ -257,9 +257,9 @@ def test_a_fold_early_stopping_ended_is_scored_as_it_is_when_promoted(digits, tm
               "weight_decay": 0.0}
     X, y = digits.X_train, digits.y_train
     folds = make_folds(y, 2, 1)
-    states = [(state_path(tmp_path, 2, k), True) for k in range(2)]
+    states = [(state_path(tmp_path, 2, k), True, owner_of("run", 2, k, config)) for k in range(2)]
     first = _fold_scores(config, 2, X, y, folds, 12, 1, states)
-    stopped = [load_state(path)["stopped"] for path, _ in states]
+    stopped = [load_state(path, owner)["stopped"] for path, _, owner in states]
     assert any(stopped) and min(first.epochs) < 12, first.epochs
     continued = _fold_scores(config, 2, X, y, folds, 30, 1, states)
     straight = _fold_scores(config, 2, X, y, folds, 30, 1)

@@ -184,3 +184,25 @@ def test_bad_strategy_settings_are_refused(changes, message):
     with pytest.raises(UsageError, match=None) as info:
         make_strategy(SearchSettings(**changes))
     assert message in str(info.value)
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--factor", "3"], "--factor applies only with --strategy halving or hyperband or tpe-halving; --strategy random"),
+    (["--strategy", "tpe", "--min-epochs", "200"], "--min-epochs applies only with --strategy halving"),
+    (["--strategy", "halving", "--n-startup", "5"], "--n-startup applies only with --strategy tpe or tpe-halving"),
+])
+def test_a_flag_the_strategy_would_ignore_is_refused(flags, message, tmp_path, capsys):
+    from hpsearch.cli import main
+
+    assert main(["search", *flags, "--no-progress", "--out", str(tmp_path / "run")]) == 2
+    assert message in capsys.readouterr().err and not (tmp_path / "run").exists()
+    with pytest.raises(UsageError, match="factor applies only with strategy halving"):  # Python: a non-default value
+        SearchSettings(strategy="random", factor=4).validate()
+
+
+def test_max_train_too_small_for_cv_is_named(tmp_path, capsys):
+    from hpsearch.cli import main
+
+    assert main(["search", "--max-train", "30", "--cv", "10", "--no-progress", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert "--cv 10 is more folds than the rarest class has images (3)" in err and "--max-train 30 slice" in err

@@ -115,3 +115,28 @@ def test_an_unwritable_heat_map_is_that_files_error(retrained_run, pngs, tmp_pat
     answers = list(predict_files(predictor, [paths[0], paths[1]], explain=True, out_dir=heat_dir))
     assert answers[0]["class_name"] is not None and "out_dir" in answers[0]["error"]  # named as Python spells it
     assert answers[1]["error"] is None and answers[1]["heatmap"].endswith("digit1.heatmap.png")
+
+
+def test_a_16_bit_or_float_picture_preprocesses_as_its_8_bit_one():
+    """predict and the page see a 16-bit PNG or a float TIFF as the 8-bit picture it stores, scaled by its
+    range (not clipped to white by an 8-bit conversion)."""
+    import io
+
+    from PIL import Image
+
+    from hpsearch.data.preprocess import preprocess, preprocessing_for
+
+    rng = np.random.default_rng(0)
+    picture = (rng.random((20, 20)) * 255).astype(np.uint8)
+    picture[:, :10] = 0  # a dark background, as the digits have
+
+    def png_bytes(image, fmt="PNG"):
+        out = io.BytesIO()
+        image.save(out, format=fmt)
+        return out.getvalue()
+
+    settings = preprocessing_for("fashion-mnist", (1, 28, 28))
+    eight = preprocess(png_bytes(Image.fromarray(picture)), settings)
+    sixteen = preprocess(png_bytes(Image.fromarray(picture.astype(np.uint16) * 257)), settings)
+    floats = preprocess(png_bytes(Image.fromarray(picture / np.float32(255)), "TIFF"), settings)
+    assert np.array_equal(sixteen, eight) and np.array_equal(floats, eight)

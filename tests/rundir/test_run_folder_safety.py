@@ -1,0 +1,170 @@
+"""A run folder is data, never code: continuation states and retraining checkpoints are read with
+``torch.load(weights_only=True)`` and must belong to their fit; a crafted, foreign or damaged one is
+refused and that fit starts from scratch; the report inlines only files inside the run folder."""
+
+import json
+import os
+
+import pandas as pd
+import pytest
+import torch
+
+from hpsearch.cli import main
+from hpsearch.errors import UsageError
+from hpsearch.report.content import winner_figures
+from hpsearch.retrain.top import retrain_top
+from hpsearch.rundir.checkpoints import resume_state
+from hpsearch.rundir.states import capture, load_state, owner_of, save_state, state_path
+from hpsearch.search.run import run_search
+from hpsearch.settings import SearchSettings
+from hpsearch.training.net import make_net
+
+CONFIG = {"model": "mlp", "hidden": [8], "lr": 1e-2}
+
+
+class Payload:
+    """Pickles as a call that creates ``marker``: what a crafted .pt file would run on load."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+@pytest.fixture(scope="module")
+def real_state(digits):
+    net = make_net(CONFIG, digits, max_epochs=2, patience=0, random_state=0)
+    net.fit(digits.X_train[:200], digits.y_train[:200])
+    return capture(net)
+
+
+def _crafted(path, marker):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"owner": {}, "module": Payload(marker)}, path)  # what an attacker ships in a shared run
+
+
+def test_a_crafted_state_runs_nothing_and_is_refused(tmp_path, capsys):
+    path, marker = state_path(tmp_path, 0, 0), tmp_path / "pwned"
+    _crafted(path, marker)
+    assert load_state(path, owner_of("run", 0, 0, CONFIG)) is None
+    assert not marker.exists()
+    assert "cannot be read as data" in capsys.readouterr().err
+
+
+def test_a_crafted_checkpoint_runs_nothing_and_is_refused(tmp_path, capsys):
+    path, marker = tmp_path / "retrain_states" / "3.pt", tmp_path / "pwned"
+    _crafted(path, marker)
+    assert resume_state(path, {"run": "r", "trial": 3}) is None
+    assert not marker.exists()
+    assert "not used: that fit starts from scratch" in capsys.readouterr().err
+
+
+def test_a_state_is_used_only_by_its_owner(tmp_path, real_state, capsys):
+    owner = owner_of("run-a", 5, 1, CONFIG)
+    path = state_path(tmp_path, 5, 1)
+    save_state(path, real_state, owner)
+    loaded = load_state(path, owner_of("run-a", 5, 1, {**CONFIG, "hidden": (8,)}))  # tuples read as lists
+    assert loaded is not None and torch.equal(loaded["rng"], real_state["rng"])
+    assert loaded["history"] == real_state["history"]
+    for other, what in [(owner_of("run-b", 5, 1, CONFIG), "run"), (owner_of("run-a", 5, 0, CONFIG), "fold"),
+                        (owner_of("run-a", 5, 1, {**CONFIG, "lr": 0.1}), "config")]:
+        assert load_state(path, other) is None
+        assert f"belongs to another {what}" in capsys.readouterr().err
+
+
+def test_a_truncated_state_is_refused_not_fatal(tmp_path, real_state, capsys):
+    owner = owner_of("run", 0, 0, CONFIG)
+    path = state_path(tmp_path, 0, 0)
+    save_state(path, real_state, owner)
+    path.write_bytes(path.read_bytes()[:300])
+    assert load_state(path, owner) is None
+    assert "cannot be read as data" in capsys.readouterr().err
+
+
+def test_a_checkpoint_of_another_fit_is_not_resumed(tmp_path, real_state):
+    meta = {"run": "r", "trial": 1, "retrain_epochs": 10, "config": CONFIG}
+    path = tmp_path / "retrain_states" / "1.pt"
+    save_state(path, real_state, owner=meta)  # as EpochCheckpoint.save_model writes it
+    assert resume_state(path, meta)["history"] == real_state["history"]
+    assert resume_state(path, {**meta, "run": "other"}) is None
+    assert resume_state(path, {**meta, "retrain_epochs": 20}) is None
+
+
+def test_planted_states_change_nothing_in_a_halving_search(tmp_path, real_state):
+    """States planted in a run folder before a halving search (a crafted one, another run's, a
+    truncated one) are refused: the search scores exactly what a clean run scores, and runs nothing."""
+    settings = dict(dataset="digits", cv=2, n=6, strategy="halving", max_epochs=4, min_epochs=2, patience=0,
+                    n_jobs=2, progress=False, seed=2)
+    clean = run_search(SearchSettings(out=str(tmp_path / "clean"), **settings))
+    planted = tmp_path / "planted"
+    marker = tmp_path / "pwned"
+    _crafted(state_path(planted, 0, 0), marker)
+    save_state(state_path(planted, 1, 0), real_state, owner_of("another-run", 1, 0, CONFIG))
+    save_state(state_path(planted, 2, 1), real_state, owner_of("another-run", 2, 1, CONFIG))
+    truncated = state_path(planted, 2, 1)
+    truncated.write_bytes(truncated.read_bytes()[:200])
+    run = run_search(SearchSettings(out=str(planted), **settings))
+    assert not marker.exists()
+    columns = ["trial", "split0_test_score", "split1_test_score", "state"]
+    pd.testing.assert_frame_equal(pd.read_csv(run / "trials.csv")[columns], pd.read_csv(clean / "trials.csv")[columns])
+
+
+def test_the_report_inlines_only_files_of_the_run_folder(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "confusion_matrix.txt").write_text("ours")
+    secret = tmp_path / "id_rsa.txt"
+    secret.write_text("PRIVATE KEY")
+    (run / "link.txt").symlink_to(secret)
+    winner = {"trial": 1, "epochs": 5}
+    names = ["confusion_matrix.txt", str(secret), "../id_rsa.txt", "link.txt", "", None, ".."]
+    summary = {"winner": winner, "figures": {**winner, "methods": {"confusion-matrix": names}}}
+    figures = winner_figures(run, json.loads(json.dumps(summary)))
+    assert [path.name for _, _, path in figures] == ["confusion_matrix.txt"]
+
+
+def test_halving_refuses_a_worst_class_loss(tmp_path):
+    space = tmp_path / "space.toml"
+    space.write_text("hidden = [8]\nloss = 'worst_class'\n")
+    with pytest.raises(UsageError, match="loss 'worst_class' trains rounds x round_epochs whatever the budget"):
+        run_search(SearchSettings(dataset="digits", n=3, strategy="halving", space=str(space), out=str(tmp_path / "r"),
+                                  progress=False))
+    assert not (tmp_path / "r").exists()
+
+
+def test_resume_with_another_out_is_refused(tmp_path, capsys):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "settings.json").write_text(json.dumps({"n": 2, "dataset": "digits"}))
+    assert main(["search", "--resume", str(run), "--out", str(tmp_path / "other"), "--no-progress"]) == 2
+    assert "--resume" in capsys.readouterr().err and not (tmp_path / "other").exists()
+
+
+def test_retrain_refuses_a_settings_json_edited_to_other_data(tmp_path):
+    run = run_search(SearchSettings(dataset="digits", n=2, cv=2, max_epochs=1, patience=0, progress=False,
+                                    out=str(tmp_path / "run")))
+    settings = json.loads((run / "settings.json").read_text())
+    (run / "settings.json").write_text(json.dumps({**settings, "max_train": 500}))
+    with pytest.raises(UsageError, match=r"its trials were made on digits \(1437 training images\), but its "
+                                         r"settings.json now gives digits \(500\)"):
+        retrain_top(run, top=1, retrain_epochs=1, progress=False)
+    assert not (run / "retrain.csv").exists()
+
+
+def test_damaged_json_files_are_named_or_written_anew(tmp_path, capsys):
+    run = run_search(SearchSettings(dataset="digits", n=2, cv=2, max_epochs=1, patience=0, progress=False,
+                                    out=str(tmp_path / "run")))
+    settings = (run / "settings.json").read_text()
+    (run / "settings.json").write_text(settings[:40])  # truncated
+    assert main(["retrain", str(run), "--top", "1", "--retrain-epochs", "1", "--no-progress"]) == 2
+    assert "settings.json is damaged" in capsys.readouterr().err
+    assert main(["search", "--resume", str(run), "--no-progress"]) == 2
+    assert "settings.json is damaged" in capsys.readouterr().err
+    assert main(["report", str(run)]) == 2
+    assert "settings.json is damaged" in capsys.readouterr().err
+    (run / "settings.json").write_text(settings)
+    (run / "summary.json").write_text('{"winner": {"trial"')  # a summary cut short
+    retrain_top(run, top=1, retrain_epochs=1, progress=False)  # the writer replaces it, saying so
+    assert "summary.json is damaged" in capsys.readouterr().err
+    assert json.loads((run / "summary.json").read_text())["winner"]["trial"] in (0, 1)
