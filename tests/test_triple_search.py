@@ -101,6 +101,12 @@ def test_compare_by_a_key_no_config_has_is_refused(triple_run):
         compare_groups(run, ["nosuch"], 2, progress=False)
 
 
+def test_compare_by_a_list_valued_parameter_is_refused(triple_run):
+    run, *_ = triple_run
+    with pytest.raises(UsageError, match="by filters: a list-valued parameter"):
+        compare_groups(run, ["filters"], 2, progress=False)
+
+
 def test_a_cnn_learns_every_position_of_a_built_set(tmp_path):
     from hpsearch.training.net import make_net
 

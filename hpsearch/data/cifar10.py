@@ -87,8 +87,15 @@ class _SafeUnpickler(pickle.Unpickler):
             raise pickle.UnpicklingError(f"it names {module}.{name}") from None
 
 
+MAX_PICKLE_BYTES = 256 * 1024 * 1024  # a real python batch is 31 MB: a larger file is no CIFAR-10 batch
+
+
 def _unpickle(path: Path):
     try:
+        size = path.stat().st_size
+        if size > MAX_PICKLE_BYTES:
+            raise CifarError(f"{path} holds {size:,} bytes, more than any CIFAR-10 batch (31 MB); is it the right "
+                             "file?")
         raw = path.read_bytes()
     except OSError as exc:
         raise CifarError(f"cannot read {path}: {exc.strerror or exc}") from None
@@ -113,7 +120,22 @@ def _get(batch: dict, key: str):
 
 
 def _labels(values, path: Path, n: int) -> np.ndarray:
-    labels = np.asarray(values)
+    if isinstance(values, list | tuple):  # the real files' list of ints; looked at one level deep only, so that
+        # a crafted nesting or a list shared a million times ("billion laughs") is refused, never expanded
+        if len(values) != n:
+            raise CifarError(f"{path} holds {n} images but {len(values)} labels; the counts must match: re-download it")
+        odd = next((v for v in values if not isinstance(v, int | np.integer) or isinstance(v, bool)), None)
+        if odd is not None:
+            raise CifarError(f"{path}: b'labels' holds a {type(odd).__name__}, expected whole numbers 0..9; is it a "
+                             "CIFAR-10 batch?")
+        bad = [i for i, v in enumerate(values) if not 0 <= v <= 9]
+        if bad:
+            raise CifarError(f"{path}: label {int(values[bad[0]])} (image {bad[0]}; {len(bad)} in all) is outside "
+                             "0..9 for CIFAR-10's 10 classes; is it CIFAR-100's, or damaged?")
+        return np.array(values, dtype=np.int64)
+    if not isinstance(values, np.ndarray):
+        raise CifarError(f"{path}: b'labels' is a {type(values).__name__}, expected a list of whole numbers 0..9")
+    labels = values
     if labels.ndim != 1 or len(labels) != n:
         raise CifarError(f"{path} holds {n} images but {labels.size} labels; the counts must match: re-download it")
     if n and not np.issubdtype(labels.dtype, np.integer):
@@ -153,7 +175,8 @@ def read_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     else:
         batch = _unpickle(path)
         if not isinstance(batch, dict) or _get(batch, "data") is None or _get(batch, "labels") is None:
-            what = f"a dict with keys {sorted(batch)[:4]}" if isinstance(batch, dict) else f"a {type(batch).__name__}"
+            what = (f"a dict with keys {sorted(map(repr, batch))[:4]}" if isinstance(batch, dict)
+                    else f"a {type(batch).__name__}")
             raise CifarError(f"{path} holds {what}, not a CIFAR-10 batch (a dict with b'data' and b'labels'); "
                              "is it the right file?")
         data = _get(batch, "data")
@@ -179,6 +202,9 @@ def _class_names(path: Path) -> tuple[str, ...]:
         if names is None:
             raise CifarError(f"{path} has no b'label_names'; is it CIFAR-10's batches.meta (CIFAR-100's has "
                              "fine_label_names)?")
+        if not isinstance(names, list | tuple) or len(names) > 1000 or \
+                not all(isinstance(n, bytes | str) and len(n) < 1000 for n in names):
+            raise CifarError(f"{path}: b'label_names' is not a list of names; is it CIFAR-10's batches.meta?")
         names = [n.decode("utf-8", "replace") if isinstance(n, bytes) else str(n) for n in names]
     if len(names) != 10:
         raise CifarError(f"{path} names {len(names)} classes, CIFAR-10 has 10; is it another dataset's file?")

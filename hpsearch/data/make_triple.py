@@ -21,6 +21,7 @@ __all__ = ["make_triple", "TripleBuild", "TRIPLE_SOURCES"]
 
 TRIPLE_SOURCES = ("digits", "mnist", "fashion-mnist")
 PUBLISHED_COUNTS = {"train": 64_000, "val": 16_000, "test": 20_000}
+MAX_COUNT = 1_000_000  # images per split make-triple writes at most
 DIGITS_COUNTS = {"train": 3_000, "val": 600, "test": 600}  # digits has 1,437 / 360 source images
 VAL_FRACTION = 0.2
 
@@ -91,6 +92,9 @@ def _compose(images: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 
 
 def _prepare_out(out: Path, overwrite: bool) -> None:
+    if out.is_symlink() and not out.exists():
+        raise TripleError(f"{param('out')} {out} is a link that leads nowhere (or in a loop); pass a new or "
+                          "empty folder")
     if out.exists() and not out.is_dir():
         raise TripleError(f"{param('out')} {out} is a file; pass a new or empty folder")
     if out.is_dir() and any(out.iterdir()):
@@ -101,15 +105,19 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
         meta = _read_meta(out)
         if not meta or meta.get("made_by") != MADE_BY:
             raise TripleError(f"{param('out')} {out} holds files make-triple did not write (no {META_FILE} of "
-                              f"its own); "
-                              f"{param('overwrite')} replaces only a make-triple folder: choose a new or empty folder")
+                              f"its own); {param('overwrite')} replaces only a make-triple folder: choose a new or "
+                              "empty folder")
         for name in (*TRIPLE_SPLITS, META_FILE, SOURCES_FILE, CACHE_FILE):
             path = out / name
             if path.is_dir():
                 shutil.rmtree(path)
             elif path.exists():
                 path.unlink()
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a link loop, a link to nowhere, a read-only disk, a file in the way
+        raise TripleError(f"{param('out')} {out}: cannot make the folder ({exc.strerror or exc}); choose a new "
+                          "folder you can write to") from None
 
 
 def make_triple(source: str, out, *, data_dir=None, n_train: int | None = None, n_val: int | None = None,
@@ -144,8 +152,6 @@ def make_triple(source: str, out, *, data_dir=None, n_train: int | None = None, 
     TripleBuild
         The files, labels and source indices written (also in ``meta.json`` and ``sources.csv``).
     """
-    from PIL import Image
-    from tqdm.auto import tqdm
 
     check_whole("seed", seed, 0)
     if not 0 < val_fraction < 1:
@@ -155,6 +161,9 @@ def make_triple(source: str, out, *, data_dir=None, n_train: int | None = None, 
               for split, given in zip(TRIPLE_SPLITS, (n_train, n_val, n_test), strict=True)}
     for split, n in counts.items():
         check_whole(f"n_{split}", n, 0 if split == "val" else 1)
+        if n > MAX_COUNT:  # one PNG file each: a typo of a few zeros must not fill the disk
+            raise TripleError(f"{param(f'n_{split}')} {n:,}: at most {MAX_COUNT:,} images per split (one PNG file "
+                              f"each; the published set has {PUBLISHED_COUNTS[split]:,})")
     key, X_src, y_src, X_src_test, y_src_test = _source(source, data_dir)
     order = np.random.default_rng([seed, 0]).permutation(len(X_src))
     n_holdout = int(round(len(X_src) * val_fraction))
@@ -172,6 +181,18 @@ def make_triple(source: str, out, *, data_dir=None, n_train: int | None = None, 
             "pools": {split: len(pool) for split, pool in pools.items()}, "source_split": source_split,
             "layout": "SPLIT/LABEL/INDEX.png, LABEL the three digits left to right; sources.csv names the "
                       "source images (indices into the source's train or test split)"}
+    try:
+        return _write(out, meta, counts, pools, source_split, X_src, y_src, X_src_test, y_src_test, seed, progress)
+    except OSError as exc:  # a full or read-only disk: the build stays marked incomplete
+        raise TripleError(f"{param('out')} {out}: writing stopped ({exc.strerror or exc}); free space on that disk "
+                          f"or choose another folder, then run again with {param('overwrite')}") from None
+
+
+def _write(out, meta, counts, pools, source_split, X_src, y_src, X_src_test, y_src_test, seed, progress):
+    from PIL import Image
+    from tqdm.auto import tqdm
+
+    s = X_src.shape[-1]
     # Written first with complete=false: an interrupted build is recognised (by --overwrite and the loader).
     (out / META_FILE).write_text(json.dumps(meta, indent=1) + "\n")
     width = max(5, len(str(max(counts.values()) - 1)))

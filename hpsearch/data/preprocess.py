@@ -131,7 +131,11 @@ def _decoded(image: Image.Image, channels: int) -> np.ndarray:
         rgba = image.convert("RGBA")
         white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(white, rgba)
-    image = image.convert("L" if channels == 1 else "RGB")
+    try:
+        image = image.convert("L" if channels == 1 else "RGB")
+    except (ValueError, OSError) as exc:  # e.g. a LAB TIFF: Pillow has no conversion
+        raise ImageRejected(f"a {image.mode} image cannot be read as {'grey' if channels == 1 else 'RGB'} "
+                            f"({exc}); save it as RGB or grey", 415) from None
     array = np.asarray(image, dtype=np.float32) / 255.0
     return array[None] if array.ndim == 2 else array.transpose(2, 0, 1)
 

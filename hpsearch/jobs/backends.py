@@ -90,10 +90,28 @@ def _parse_local(scheduler: str) -> int | None:
         if not value.isdigit() or int(value) < 1:
             raise UsageError(f"{param('scheduler')} local:N needs a whole number of workers N >= 1, got {scheduler!r}")
         return int(value)
-    if "://" not in scheduler and ":" not in scheduler:
-        raise UsageError(f"{param('scheduler')} must be a scheduler address (tcp://HOST:8786), local or local:N, "
-                         f"got {scheduler!r}")
+    _check_address(scheduler)
     return None
+
+
+SCHEMES = ("tcp", "tls", "ucx", "ws", "wss", "inproc")  # the comms Dask's scheduler listens on
+
+
+def _check_address(scheduler: str) -> None:
+    """A scheduler address as Dask takes it: ``[SCHEME://]HOST:PORT`` (tcp by default), checked here so
+    that a typo is one line, not a connection attempt that times out."""
+    scheme, sep, rest = scheduler.partition("://")
+    if not sep:
+        scheme, rest = "tcp", scheduler
+    host, colon, port = rest.rpartition(":")
+    wrong = (f"{param('scheduler')} must be a scheduler address (tcp://HOST:8786; tcp:// may be left out), local "
+             f"or local:N, got {scheduler!r}")
+    if scheme not in SCHEMES:
+        hint = "; the dashboard's http:// address is not the scheduler's" if scheme.startswith("http") else ""
+        raise UsageError(f"{wrong}: Dask speaks {', '.join(SCHEMES)}, not {scheme}://{hint}")
+    if scheme != "inproc" and (not colon or not host.strip("[]") or not port.isdigit()
+                               or not 0 < int(port) < 65536 or "/" in host or " " in host):
+        raise UsageError(wrong)
 
 
 def _host_threads() -> tuple[int, int]:

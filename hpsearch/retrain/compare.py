@@ -62,6 +62,10 @@ def _groups(run_dir: Path, by: list[str], same_config: bool) -> list[tuple[tuple
         best = ranked[0]
         combos = itertools.product(*(_space_choices(run_dir, name) for name in by))
         return [(key, {**best, "config": {**best["config"], **dict(zip(by, key, strict=True))}}) for key in combos]
+    listed = sorted({name for cand in ranked for name in by if isinstance(cand["config"].get(name), list | tuple)})
+    if listed:
+        raise UsageError(f"{param('by')} {listed[0]}: a list-valued parameter (a value per layer); group by "
+                         "parameters with one value per config, such as head, loss, optimizer or model")
     groups: dict[tuple, dict] = {}
     for cand in ranked:
         groups.setdefault(tuple(cand["config"].get(name, DEFAULTS.get(name)) for name in by), cand)

@@ -17,6 +17,7 @@ shows one class per image, refuses it (``Predictor.check_single_label``).
 from __future__ import annotations
 
 import io
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -195,6 +196,26 @@ def _reason(exc: Exception) -> str:
     return text.splitlines()[0][:160] if text else type(exc).__name__
 
 
+MAX_FILE_BYTES = 50 * 1024 * 1024  # an image file larger than this is refused before it is read
+
+
+def read_image_file(path: Path, max_bytes: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of the image file ``path``: a regular file of at most ``max_bytes`` (a FIFO, a device
+    such as /dev/zero or a huge sparse file is refused before reading, as the page caps an upload)."""
+    info = path.stat()
+    if not stat.S_ISREG(info.st_mode):
+        kind = "a FIFO" if stat.S_ISFIFO(info.st_mode) else "a device" if stat.S_ISCHR(info.st_mode) or \
+            stat.S_ISBLK(info.st_mode) else "a folder" if stat.S_ISDIR(info.st_mode) else "not a regular file"
+        raise UsageError(f"it is {kind}, not an image file")
+    if info.st_size > max_bytes:
+        raise UsageError(f"{info.st_size:,} bytes: an image file may have at most {max_bytes // 2**20} MB")
+    with path.open("rb") as fh:
+        data = fh.read(max_bytes + 1)
+    if len(data) > max_bytes:  # it grew while read
+        raise UsageError(f"more than {max_bytes // 2**20} MB: an image file may have at most that")
+    return data
+
+
 def predict_files(predictor: Predictor, paths, explain: bool = False, out_dir=None, size: int = 224):
     """``hpsearch predict``: the class of each image file, and with ``explain`` its heat map as a PNG.
 
@@ -238,7 +259,7 @@ def predict_files(predictor: Predictor, paths, explain: bool = False, out_dir=No
         answer = {"path": str(path), "class_name": None, "class_index": None, "probability": None,
                   "heatmap": None, "error": None}
         try:
-            x = predictor.prepare(path.read_bytes())  # open_image: format check, size cap, decode
+            x = predictor.prepare(read_image_file(path))  # open_image: format check, size cap, decode
         except (OSError, UsageError) as exc:  # UsageError: open_image's ImageRejected, a line of its own
             answer["error"] = f"cannot read it: {_reason(exc)}" if isinstance(exc, OSError) else str(exc)
             yield answer

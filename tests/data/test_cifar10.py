@@ -254,3 +254,22 @@ def test_the_cnn_cifar_space_searches_written_cifar_batches(tmp_path):
     frame = load_results(out)
     assert code == 0 and len(frame) == 2 and frame["mean_test_score"].notna().all()
     assert set(frame["param_augment"]) <= {"none", "flip", "flip-crop"} and "param_schedule" in frame
+
+
+def test_pathological_pickles_are_named_not_expanded(tmp_path):
+    """Labels nested or shared a million times over (a "billion laughs": tiny on disk, 10**8 values once
+    expanded), mixed-type keys and a meta file of nested names are refused in one line, looked at one
+    level deep only."""
+    folder = write_python(tmp_path, _batches())
+    laughs = [0] * 100
+    for _ in range(3):
+        laughs = [laughs] * 100
+    _rewrite(folder, "data_batch_4", {b"labels": laughs[:20]})
+    assert "data_batch_4: b'labels' holds a list, expected whole numbers 0..9" in _error(folder)
+    with open(folder / "data_batch_4", "wb") as fh:
+        pickle.dump({b"images": np.zeros((2, 3072), np.uint8), "labels": [0, 1], 7: "seven"}, fh, protocol=2)
+    assert "data_batch_4 holds a dict with keys" in _error(folder)
+    write_python(folder, _batches())
+    with open(folder / "batches.meta", "wb") as fh:
+        pickle.dump({b"label_names": [laughs] * 10}, fh, protocol=2)
+    assert "batches.meta: b'label_names' is not a list of names" in _error(folder)

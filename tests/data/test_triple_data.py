@@ -279,3 +279,18 @@ def test_a_16_bit_or_float_grey_image_reads_as_its_8_bit_picture(copy):
     arrays = read_triple_arrays(copy)
     assert np.array_equal(arrays["X_train"][0, 0], grey[0] / np.float32(255))
     assert np.array_equal(arrays["X_train"][1, 0], grey[1] / np.float32(255))
+
+
+def test_make_triple_refuses_absurd_counts_and_looping_out(tmp_path, capsys):
+    loop = tmp_path / "loop"
+    loop.symlink_to(tmp_path / "loop2")
+    (tmp_path / "loop2").symlink_to(loop)
+    cases = [(["--n-train", "100000000000"], "--n-train 100,000,000,000: at most 1,000,000 images per split"),
+             (["--out", str(loop)], "is a link that leads nowhere (or in a loop)"),
+             (["--out", str(loop / "sub")], "cannot make the folder (Too many levels of symbolic links)")]
+    for flags, message in cases:
+        out = ["--out", str(tmp_path / "t")] if "--out" not in flags else []
+        assert main(["make-triple", "--from", "digits", *out, *flags, "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "t").exists()

@@ -144,7 +144,11 @@ def test_the_watchdog_stops_a_search_whose_cluster_stays_empty(monkeypatch):
 @pytest.mark.parametrize("flags, message", [
     (["--scheduler", "local:2"], "--scheduler local:2 only applies with --backend dask"),
     (["--backend", "dask", "--scheduler", "local:0"], "needs a whole number of workers N >= 1, got 'local:0'"),
-    (["--backend", "dask", "--scheduler", "nowhere"], "must be a scheduler address (tcp://HOST:8786)"),
+    (["--backend", "dask", "--scheduler", "nowhere"], "must be a scheduler address (tcp://HOST:8786"),
+    (["--backend", "dask", "--scheduler", "http://127.0.0.1:8787"], "the dashboard's http:// address is not the"),
+    (["--backend", "dask", "--scheduler", "tcp://127.0.0.1"], "must be a scheduler address (tcp://HOST:8786"),
+    (["--backend", "dask", "--scheduler", "tcp://127.0.0.1:99999"], "must be a scheduler address (tcp://HOST:8786"),
+    (["--backend", "dask", "--scheduler", "tcp://:8786"], "must be a scheduler address (tcp://HOST:8786"),
     (["--backend", "dask", "--scheduler", "tcp://127.0.0.1:9"], "no Dask scheduler answered within 1 s"),
 ])
 def test_bad_backend_flags_exit_2(tmp_path, capsys, monkeypatch, flags, message):

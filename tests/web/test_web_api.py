@@ -107,6 +107,16 @@ def bomb_png(side=5000) -> bytes:
     return buffer.getvalue()
 
 
+def lab_tiff() -> bytes:
+    import io
+
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.new("LAB", (8, 8), (50, 0, 0)).save(out, format="TIFF")
+    return out.getvalue()
+
+
 def test_every_error_path_and_the_server_survives(client, digits):
     good = png_bytes(digits.X_test[0])
     cases = [
@@ -119,6 +129,7 @@ def test_every_error_path_and_the_server_survives(client, digits):
         (post(client, b""), 400, "empty"),
         (client.post("/api/predict", data={"other": "x"}, files={"x": ("a", good)}), 400, "field 'file'"),
         (post(client, bomb_png()), 413, "pixels"),
+        (post(client, lab_tiff(), name="a.tif", content_type="image/tiff"), 415, "a LAB image cannot be read"),
     ]
     for response, status, words in cases:
         assert response.status_code == status, response.text

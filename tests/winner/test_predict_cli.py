@@ -60,7 +60,7 @@ def test_a_bad_file_gets_its_error_line_and_the_others_their_answer(retrained_ru
         assert line.startswith(f"hpsearch: error: {path}: ")
     assert errors[0].endswith("not an image: expected one of PNG, JPEG, GIF, BMP, WEBP, TIFF")
     assert "cannot read it: No such file" in errors[1] and "the image cannot be read" in errors[2]
-    assert errors[3].endswith("cannot read it: Is a directory")
+    assert errors[3].endswith("it is a folder, not an image file")
     assert errors[-1] == "hpsearch: 4 of 6 files failed (see the errors above)"
 
 
@@ -140,3 +140,23 @@ def test_a_16_bit_or_float_picture_preprocesses_as_its_8_bit_one():
     sixteen = preprocess(png_bytes(Image.fromarray(picture.astype(np.uint16) * 257)), settings)
     floats = preprocess(png_bytes(Image.fromarray(picture / np.float32(255)), "TIFF"), settings)
     assert np.array_equal(sixteen, eight) and np.array_equal(floats, eight)
+
+
+def test_a_fifo_a_device_and_a_huge_sparse_file_are_refused_unread(retrained_run, pngs, tmp_path, capsys):
+    """A named pipe would block a read forever, /dev/zero never ends and a sparse file's size is its
+    claim: each is refused before reading, with its own line, and the good file still answered."""
+    import os
+
+    paths, _ = pngs
+    fifo = tmp_path / "pipe.png"
+    os.mkfifo(fifo)
+    sparse = tmp_path / "huge.png"
+    with sparse.open("wb") as fh:
+        fh.truncate(8 * 1024**3)  # 8 GB of holes: no disk used
+    assert main(["predict", str(retrained_run), str(fifo), "/dev/zero", str(sparse), str(paths[0])]) == 1
+    out, err = capsys.readouterr()
+    errors = err.splitlines()
+    assert errors[0] == f"hpsearch: error: {fifo}: it is a FIFO, not an image file"
+    assert errors[1] == "hpsearch: error: /dev/zero: it is a device, not an image file"
+    assert errors[2] == f"hpsearch: error: {sparse}: 8,589,934,592 bytes: an image file may have at most 50 MB"
+    assert [line.split("\t")[0] for line in out.strip().splitlines()] == [str(paths[0])]
