@@ -35,6 +35,7 @@ MADE_BY = "hpsearch make-triple"
 META_FILE, SOURCES_FILE = "meta.json", "sources.csv"
 CACHE_FILE = ".hpsearch-triple-cache.npz"  # hidden: the loader skips dot-files
 CACHE_VERSION = 1  # bump when the cached arrays change meaning
+MAX_IMAGE_PIXELS = 4096 * 4096  # a larger image in a Triple-MNIST folder is refused, never decoded
 _LABEL = re.compile(r"[0-9]{3}")
 
 
@@ -73,9 +74,16 @@ def _scan(root: Path) -> dict[str, list[tuple[str, list[os.DirEntry]]]]:
                                   "(such as 042); rename or remove it")
             files = sorted((e for e in os.scandir(entry.path) if not e.name.startswith(".")), key=lambda e: e.name)
             for f in files:
-                if not f.is_file():
+                try:
+                    kind = "folder" if f.is_dir() else "file" if f.is_file() else "other"
+                except OSError:  # a link in a loop
+                    kind = "other"
+                if kind == "folder":
                     raise TripleError(f"{f.path}: a folder inside label folder {split}/{entry.name}/, which holds "
                                       "only images; move it out")
+                if kind == "other":  # never opened: a FIFO would block the read, a device never end
+                    raise TripleError(f"{f.path}: not a regular file (a FIFO, a device, or a link leading nowhere or "
+                                      "in a loop); remove it")
             labels.append((entry.name, files))
         if not any(files for _, files in labels):
             raise TripleError(f"{folder}/ holds no images; put the images in label folders there (e.g. "
@@ -131,6 +139,31 @@ def _write_cache(root: Path, key: str, arrays: dict) -> None:
             continue
 
 
+def _size(path: str) -> tuple[int, int]:
+    """An image's size from its header (nothing decoded), or a TripleError naming the file."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as img:
+            return img.size
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
+        raise TripleError(f"{path}: not a readable image ({type(exc).__name__}: {exc}); remove or replace it") from None
+
+
+def _common_size(paths: list[str]) -> tuple[int, int]:
+    """The size most images have; the first image of another size is named (the outlier, not the next
+    normal file after it), before any pixel is decoded or memory reserved."""
+    from collections import Counter
+
+    sizes = {path: _size(path) for path in paths}
+    common, count = Counter(sizes.values()).most_common(1)[0]
+    for path, size in sizes.items():
+        if size != common:
+            raise TripleError(f"{path}: a {size[0]}x{size[1]} image, but {count} of the {len(sizes)} images are "
+                              f"{common[0]}x{common[1]}; every image needs one size: resize or remove it")
+    return common
+
+
 def _decode(path: str, first: tuple[str, tuple[int, int]] | None) -> np.ndarray:
     from PIL import Image
 
@@ -139,6 +172,9 @@ def _decode(path: str, first: tuple[str, tuple[int, int]] | None) -> np.ndarray:
             if first is not None and img.size != first[1]:
                 raise TripleError(f"{path}: a {img.size[0]}x{img.size[1]} image, but {first[0]} is "
                                   f"{first[1][0]}x{first[1][1]}; every image needs one size: resize or remove it")
+            if img.size[0] * img.size[1] > MAX_IMAGE_PIXELS:  # a decompression bomb: refused on its header
+                raise TripleError(f"{path}: a {img.size[0]}x{img.size[1]} image, more than {MAX_IMAGE_PIXELS:,} "
+                                  "pixels; Triple-MNIST images are small: remove it")
             deep = high_depth_grey(img)  # 16-bit or float grey: scaled by its range, as predict and the page do
             if deep is not None:
                 return np.round(deep * 255).astype(np.uint8)
@@ -219,15 +255,15 @@ def _decode_all(root: Path, splits, progress) -> dict[str, np.ndarray]:
     total = sum(len(files) for labels in splits.values() for _, files in labels)
     bar = tqdm(total=total, desc=f"reading {root.name}", unit="img", leave=False, dynamic_ncols=True,
                disable=(None if total >= 5000 else True) if progress is None else not progress)
-    first, arrays = None, {}
+    every = [f.path for split in splits for _, files in splits[split] for f in files]
+    size = _common_size(every)
+    first, arrays = ("the most common size", size), {}
     for part, names in parts.items():
         entries = [(f"{split}/{label}/{f.name}", f.path, label) for split in names
                    for label, files in splits[split] for f in files]
         images, labels = None, np.empty((len(entries), 3), np.int64)
         for i, (_, path, label) in enumerate(entries):
             image = _decode(path, first)
-            if first is None:
-                first = (path, (image.shape[1], image.shape[0]))
             if images is None:
                 images = np.empty((len(entries), *image.shape), np.uint8)
             images[i] = image

@@ -10,7 +10,7 @@ import matplotlib
 
 from ..errors import UsageError, check_whole, did_you_mean
 from ..jobs.resources import threads_per_job, torch_threads
-from ..rundir.atomic import atomic_write_text
+from ..rundir.atomic import atomic_write, atomic_write_text
 from ..rundir.names import SETTINGS_FILE, SUMMARY_FILE, TRIALS_CSV, TRIALS_DB
 from ..rundir.run_info import read_json, run_dataset
 from .bundle import load_winner
@@ -47,6 +47,11 @@ def _record_figures(run_dir: Path, winner: dict, method: str, files: list[str]) 
     atomic_write_text(path, json.dumps(summary, indent=2) + "\n")
 
 
+def _save_png(fig, path: Path) -> None:
+    """A figure written atomically: a full or read-only disk is one line naming the file (StorageError)."""
+    atomic_write(path, lambda fh: fig.savefig(fh, format="png", dpi=120), binary=True)
+
+
 def _draw_search(run_dir: Path) -> list[str]:
     """``plot search``: the search's own pictures (no winner needed) as ``search_*.png``."""
     from ..viz.search_plots import draw_search_plots
@@ -56,7 +61,7 @@ def _draw_search(run_dir: Path) -> list[str]:
     skipped: dict[str, str] = {}
     files = []
     for stem, fig in draw_search_plots(run_dir, skipped).items():
-        fig.savefig(run_dir / f"{stem}.png", dpi=120)
+        _save_png(fig, run_dir / f"{stem}.png")
         files.append(f"{stem}.png")
     for stem, reason in skipped.items():
         print(f"skipped {stem}: {reason}")
@@ -127,10 +132,10 @@ def draw_pictures(run_dir, method: str = "all", *, images: int = 25, units: int 
             for stem, item in entry.draw(net, dataset, options).items():
                 if isinstance(item, str):
                     path = run_dir / stem
-                    path.write_text(item)
+                    atomic_write_text(path, item)
                 else:
                     path = run_dir / f"{stem}.png"
-                    item.savefig(path, dpi=120)
+                    _save_png(item, path)
                 written.append(path.name)
             files += written
             _record_figures(run_dir, {k: record[k] for k in ("trial", "epochs")}, name, written)

@@ -294,3 +294,32 @@ def test_make_triple_refuses_absurd_counts_and_looping_out(tmp_path, capsys):
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "t").exists()
+
+
+def test_an_outlier_is_named_even_first_and_hazards_are_refused_unread(copy):
+    """The image of another size is named even when it sorts first (not the normal one after it); a FIFO
+    (a read would block), a link in a loop and a decompression bomb (a huge size in a small file) are
+    each one line naming the file."""
+    import os
+
+    first = sorted((copy / "train").glob("*/*.png"))[0]
+    Image.fromarray(np.zeros((10, 12), np.uint8)).save(first)
+    with pytest.raises(TripleError) as exc:
+        read_triple_arrays(copy)
+    _one_line(exc, first, "12x10", "of the", "24x24")
+    Image.fromarray(np.zeros((24, 24), np.uint8)).save(first)
+    label = first.parent
+    os.mkfifo(label / "zz-pipe.png")
+    with pytest.raises(TripleError) as exc:
+        read_triple_arrays(copy)
+    _one_line(exc, label / "zz-pipe.png", "not a regular file")
+    (label / "zz-pipe.png").unlink()
+    (label / "zz-loop.png").symlink_to(label / "zz-loop.png")
+    with pytest.raises(TripleError) as exc:
+        read_triple_arrays(copy)
+    _one_line(exc, label / "zz-loop.png", "not a regular file")
+    (label / "zz-loop.png").unlink()
+    Image.new("L", (24, 24 * 30_000)).save(label / "zz-bomb.png")  # 720,000 x 24 pixels in a few kB
+    with pytest.raises(TripleError) as exc:
+        read_triple_arrays(copy)
+    _one_line(exc, label / "zz-bomb.png")

@@ -58,3 +58,17 @@ def test_a_checkpoint_that_cannot_be_written_is_no_failed_config(tmp_path, digit
         retrain_one(cand, digits, **kwargs)
     row, payload = retrain_one(cand, digits, **kwargs)
     assert row["error"] == "" and payload is not None
+
+
+def test_pictures_that_cannot_be_written_are_one_line(tmp_path, capsys):
+    from hpsearch.cli import main
+    from hpsearch.search.run import run_search
+    from hpsearch.settings import SearchSettings
+
+    run = run_search(SearchSettings(dataset="digits", n=3, cv=2, max_epochs=1, patience=0, progress=False,
+                                    out=str(tmp_path / "run")))
+    with file_size_limit(2_000):
+        assert main(["plot", "search", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "cannot write" in err and "search_" in err and "(File too large)" in err and "Traceback" not in err
+    assert not list(run.glob("search_*.png")) and not list(run.glob(".*tmp*"))
