@@ -144,13 +144,7 @@ class DaskBackend:
             logging.getLogger("distributed").setLevel(logging.ERROR)  # its scheduler runs here: no INFO chatter
             self.client = distributed.Client(self.cluster, set_as_default=False)
         else:
-            try:
-                self.client = distributed.Client(self.scheduler, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
-            except (OSError, TimeoutError) as exc:
-                raise UsageError(
-                    f"{param('scheduler')} {self.scheduler}: no Dask scheduler answered within {CONNECT_TIMEOUT_S:g} s "
-                    f"({type(exc).__name__}); start one with `dask scheduler` (and workers with `dask worker "
-                    f"{self.scheduler}`), check the address, or use {param('scheduler')} local:N") from None
+            self.client = _connect(distributed, self.scheduler)
         try:
             self.client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S)
         except (OSError, TimeoutError):
@@ -252,6 +246,26 @@ def _register_remote_backend() -> None:
             return max(2, super().effective_n_jobs(n_jobs))
 
     register_parallel_backend(_REMOTE, AlwaysOnTheCluster)
+
+
+def _connect(distributed, scheduler: str):
+    """A client of the scheduler at ``scheduler``, or a UsageError in one line. The client is made in two
+    steps so that a failed connection can be closed at once: left to itself, a half-made client's
+    ``__del__`` waits 20 s at exit and prints a traceback."""
+    client = distributed.Client.__new__(distributed.Client)
+    try:
+        client.__init__(scheduler, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
+        return client
+    except (OSError, TimeoutError) as exc:
+        reason = (f"no Dask scheduler answered within {CONNECT_TIMEOUT_S:g} s ({type(exc).__name__}); start one with "
+                  f"`dask scheduler` (and workers with `dask worker {scheduler}`), check the address, or use "
+                  f"{param('scheduler')} local:N")
+    except Exception as exc:  # noqa: BLE001 - something answered in another protocol (garbage, a huge length, ...)
+        reason = (f"something answers there but not as a Dask scheduler ({type(exc).__name__}); check the address "
+                  "and port (the scheduler's, not its dashboard's)")
+    with contextlib.suppress(Exception):
+        client.close(timeout=1)
+    raise UsageError(f"{param('scheduler')} {scheduler}: {reason}") from None
 
 
 def open_backend(name: str = "loky", scheduler: str | None = None):

@@ -172,3 +172,38 @@ def test_cli_search_on_its_own_local_cluster_then_retrain_on_another(tmp_path, c
     retrained = pd.read_csv(out / "retrain.csv")
     assert len(retrained) == 2 and retrained["error"].isna().all() and (out / "winner.pt").is_file()
     assert retrained["test_accuracy"].min() > 0.2  # real fits on the workers (chance: 0.1), scored here
+
+
+def test_a_server_that_is_no_scheduler_is_one_line_without_a_wait(tmp_path, capsys, monkeypatch):
+    """Something that answers in another protocol (here: a real socket sending 0xff bytes, which Dask reads
+    as an absurd frame length) is named in one line; the half-made client is closed at once (left alone,
+    its __del__ waits 20 s and prints a traceback)."""
+    import gc
+    import socket
+
+    monkeypatch.setattr(backends, "CONNECT_TIMEOUT_S", 2.0)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    port = server.getsockname()[1]
+
+    def answer():
+        while True:
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                return
+            with conn:
+                conn.sendall(b"\xff" * 64)
+                time.sleep(0.5)
+
+    threading.Thread(target=answer, daemon=True).start()
+    try:
+        code = main(["search", "--n", "1", "--dataset", "digits", "--no-progress", "--no-retrain",
+                     "--out", str(tmp_path / "run"), "--backend", "dask", "--scheduler", f"tcp://127.0.0.1:{port}"])
+    finally:
+        server.close()
+    gc.collect()  # a half-made client's __del__ would run here
+    err = capsys.readouterr().err
+    assert code == 2 and "not as a Dask scheduler" in err and "Traceback" not in err and "timed out" not in err
+    assert not (tmp_path / "run").exists()
