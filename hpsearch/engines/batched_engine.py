@@ -15,7 +15,7 @@ from joblib import delayed
 from ..errors import DivergedError, UsageError, param
 from ..jobs.resources import threads_per_job, torch_threads
 from ..jobs.workers import die_with_parent
-from ..rundir.states import load_state, owner_of, save_state, state_path
+from ..rundir.states import load_state, owner_of, refuse_state, save_state, state_path
 from ..training.net import resolve_device
 from ..training.seeds import trial_seed
 from .cv import CVResult, FoldGather, score_probabilities
@@ -120,6 +120,9 @@ def _run_chunk(models, configs, seeds, X, y, folds, n_classes, settings, threads
                 modules[index] = initial_module(configs[index], seeds[index], n_features, n_classes)
             owner = owner_of(settings["run_id"], index, k, configs[index])
             resume = load_state(state_path(states_dir, index, k), owner) if states_dir is not None else None
+            if resume is not None and resume.get("epochs", 0) > settings["max_epochs"]:  # a later rung's, not its past
+                resume = refuse_state(state_path(states_dir, index, k),
+                                      f"has {resume['epochs']} epochs, more than this rung's {settings['max_epochs']}")
             specs.append(FitSpec(configs[index], seeds[index], (seeds[index], k), inner, valid, test,
                                  modules[index], resume))
         first, first_fold = models[0]

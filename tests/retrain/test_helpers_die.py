@@ -7,6 +7,11 @@ import subprocess
 import sys
 import time
 
+import pytest
+
+from hpsearch.search.run import run_search
+from hpsearch.settings import SearchSettings
+
 SCRIPT = """
 import glob, os, time
 from hpsearch.retrain.progress import EpochBar, epoch_sink
@@ -35,3 +40,47 @@ def test_the_progress_manager_dies_with_a_killed_retraining():
     while not all(_gone(pid) for pid in helpers) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert all(_gone(pid) for pid in helpers), helpers
+
+
+def _descendants(root: int) -> set[int]:
+    children: dict[int, list[int]] = {}
+    for stat in os.listdir("/proc"):
+        if stat.isdigit():
+            try:
+                with open(f"/proc/{stat}/stat") as fh:
+                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(ppid, []).append(int(stat))
+    found, todo = set(), [root]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            if child not in found:
+                found.add(child)
+                todo.append(child)
+    return found
+
+
+@pytest.mark.slow
+def test_kill_9_of_a_retraining_leaves_no_process(tmp_path):
+    """The whole process tree of `hpsearch retrain` with 2 jobs (loky workers, the progress manager, ...)
+    is gone within seconds of a kill -9 of the command."""
+    run = run_search(SearchSettings(dataset="digits", n=3, cv=2, max_epochs=1, patience=0, progress=False,
+                                    out=str(tmp_path / "run")))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "hpsearch.cli", "retrain", str(run), "--top", "2",
+                             "--retrain-epochs", "400", "--no-progress"], env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, tree = time.monotonic() + 60, set()
+    while time.monotonic() < deadline and len(tree) < 3:  # the jobs and the manager are up
+        time.sleep(0.2)
+        tree = _descendants(proc.pid)
+    assert len(tree) >= 3, tree
+    time.sleep(1.0)
+    tree |= _descendants(proc.pid)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.monotonic() + 10
+    while not all(_gone(pid) for pid in tree) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert [pid for pid in tree if not _gone(pid)] == []

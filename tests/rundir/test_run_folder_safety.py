@@ -168,3 +168,33 @@ def test_damaged_json_files_are_named_or_written_anew(tmp_path, capsys):
     retrain_top(run, top=1, retrain_epochs=1, progress=False)  # the writer replaces it, saying so
     assert "summary.json is damaged" in capsys.readouterr().err
     assert json.loads((run / "summary.json").read_text())["winner"]["trial"] in (0, 1)
+
+
+def test_a_state_from_a_later_rung_is_not_a_fits_past(tmp_path, digits, capsys):
+    """A state with more epochs than the rung asks for (another rung's, copied back) is refused on both
+    engines: the fit trains from scratch and scores what a fresh fit scores."""
+    from hpsearch.engines.batched_engine import evaluate_batched
+    from hpsearch.engines.cv import _score_fold, make_folds
+    from hpsearch.training.seeds import trial_seed
+
+    X, y = digits.X_train, digits.y_train
+    folds = make_folds(y, 2, 0)
+    config = {**CONFIG, "optimizer": "adam"}
+
+    def batched(epochs, states_dir=None, keep=False):
+        chunks = evaluate_batched({3: config}, {3: trial_seed(0, 3)}, X, y, folds, 10, max_epochs=epochs, patience=0,
+                                  states_dir=states_dir, keep_states=keep, run_id="run")
+        return [result for chunk in chunks for _, result in chunk][0]
+
+    batched(4, tmp_path, keep=True)  # leaves 4-epoch states
+    again = batched(2, tmp_path)
+    assert again.epochs == [2, 2] and again.test_scores == batched(2).test_scores
+    assert "more than this rung's 2" in capsys.readouterr().err
+
+    make = lambda epochs: (lambda: make_net(config, digits, max_epochs=epochs, patience=0, random_state=0))  # noqa: E731
+    state = (state_path(tmp_path / "skorch", 3, 0), True, owner_of("run", 3, 0, config))
+    _score_fold(make(4), X, y, *folds[0], "neg_log_loss", 1, state)
+    refused = _score_fold(make(2), X, y, *folds[0], "neg_log_loss", 1, state)
+    fresh = _score_fold(make(2), X, y, *folds[0], "neg_log_loss", 1)
+    assert refused["epochs"] == 2 and refused["score"] == fresh["score"]
+    assert "more than this rung's 2" in capsys.readouterr().err
