@@ -24,6 +24,7 @@ from .dataset import DIGIT_CLASSES, Dataset
 from .digits import load_digits_dataset
 from .mnist import load_idx_dataset
 from .multidigit import load_triple
+from .npz import load_npz
 
 __all__ = ["load_dataset", "DATASETS", "FASHION_CLASSES"]
 
@@ -40,6 +41,7 @@ DATASETS: dict[str, Callable[[str | os.PathLike | None], Dataset]] = {
     "fashion-mnist": partial(load_idx_dataset, "fashion-mnist", class_names=FASHION_CLASSES),
     "cifar10": load_cifar10,
     "triple-mnist": load_triple,
+    "npz": load_npz,  # your own arrays: --data-dir FILE.npz
 }
 ALIASES = {"fashionmnist": "fashion-mnist", "cifar-10": "cifar10", "triplemnist": "triple-mnist"}
 

@@ -1,0 +1,93 @@
+"""Arrays of your own: ``--dataset npz --data-dir FILE.npz``.
+
+The file holds ``X_train``, ``y_train``, ``X_test``, ``y_test`` and optionally ``class_names``
+(``np.savez(path, X_train=..., ...)``). Images are ``(n, H, W)``, ``(n, C, H, W)`` or ``(n, H, W, C)``
+with C = 1 or 3, uint8 (0..255) or float in [0, 1]; labels are whole numbers, one per image
+``(n,)`` or one per position ``(n, k)``. The file is read with ``allow_pickle=False``: it holds data,
+never code. Without ``class_names`` the classes are named by their numbers.
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UsageError, param
+from .dataset import Dataset
+
+__all__ = ["load_npz", "NPZ_KEYS"]
+
+NPZ_KEYS = ("X_train", "y_train", "X_test", "y_test")
+
+
+def load_npz(data_dir: str | os.PathLike | None = None) -> Dataset:
+    """The dataset stored in the ``.npz`` file ``data_dir`` (see the module's text)."""
+    if data_dir is None:
+        raise UsageError(f"{param('dataset')} npz reads your arrays from a file: pass {param('data_dir')} FILE.npz "
+                         f"holding {', '.join(NPZ_KEYS)} (np.savez)")
+    path = Path(data_dir).expanduser()
+    if not path.is_file():
+        raise UsageError(f"{param('data_dir')} {path}: no such file; pass the .npz file holding "
+                         f"{', '.join(NPZ_KEYS)}")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            missing = [key for key in NPZ_KEYS if key not in archive.files]
+            if missing:
+                held = ", ".join(archive.files) or "nothing"
+                raise UsageError(f"{path} lacks {', '.join(missing)} (it holds {held}); save {', '.join(NPZ_KEYS)} "
+                                 "with np.savez, and optionally class_names")
+            arrays = {key: archive[key] for key in NPZ_KEYS}
+            names = archive["class_names"] if "class_names" in archive.files else None
+    except UsageError:
+        raise
+    except ValueError as exc:  # an object array (pickled) under allow_pickle=False, or damaged contents
+        raise UsageError(f"{path}: {str(exc).splitlines()[0][:120]}; save plain numeric arrays (and class_names as "
+                         "strings): a pickled array is never loaded") from None
+    except (OSError, EOFError, zipfile.BadZipFile) as exc:
+        raise UsageError(f"{path} is not a readable .npz file ({type(exc).__name__}: {exc}); save it with np.savez") \
+            from None
+    X_train, X_test = (_images(arrays[key], path, key) for key in ("X_train", "X_test"))
+    y_train, y_test = (_labels(arrays[key], path, key) for key in ("y_train", "y_test"))
+    n_classes = int(max(y_train.max(initial=0), y_test.max(initial=0))) + 1
+    if names is None:
+        class_names = tuple(str(k) for k in range(n_classes))
+    else:
+        if names.ndim != 1 or names.dtype.kind not in "US":
+            raise UsageError(f"{path}: class_names is {names.dtype} {names.shape}, expected a list of strings")
+        class_names = tuple(str(n) for n in names)
+        if len(class_names) < n_classes:
+            raise UsageError(f"{path}: the labels reach {n_classes - 1} but class_names names {len(class_names)} "
+                             "classes; give one name per class")
+    return Dataset("npz", X_train, y_train, X_test, y_test, class_names)
+
+
+def _images(X: np.ndarray, path: Path, key: str) -> np.ndarray:
+    """``X`` as float32 ``(n, C, H, W)`` in [0, 1]."""
+    if X.ndim == 3:
+        X = X[:, None]
+    elif X.ndim == 4 and X.shape[1] not in (1, 3) and X.shape[3] in (1, 3):
+        X = X.transpose(0, 3, 1, 2)  # channels last, as Keras and Pillow keep them
+    if X.ndim != 4 or X.shape[1] not in (1, 3):
+        raise UsageError(f"{path}: {key} has shape {X.shape}; expected (n, H, W), (n, C, H, W) or (n, H, W, C) "
+                         "with C = 1 (grey) or 3 (RGB)")
+    if X.dtype == np.uint8:
+        return (X.astype(np.float32) / np.float32(255)).astype(np.float32)
+    if X.dtype.kind != "f":
+        raise UsageError(f"{path}: {key} is {X.dtype}; save images as uint8 (0..255) or float in [0, 1]")
+    X = X.astype(np.float32)
+    if not np.isfinite(X).all() or X.min(initial=0.0) < 0 or X.max(initial=0.0) > 1:
+        raise UsageError(f"{path}: {key} holds values outside [0, 1] (from {np.nanmin(X):g} to {np.nanmax(X):g}); "
+                         "divide by 255 or save as uint8")
+    return X
+
+
+def _labels(y: np.ndarray, path: Path, key: str) -> np.ndarray:
+    if y.dtype.kind not in "iu" or y.ndim not in (1, 2):
+        raise UsageError(f"{path}: {key} is {y.dtype} {y.shape}; expected whole-number labels, one per image (n,) "
+                         "or one per position (n, k)")
+    if y.size and y.min() < 0:
+        raise UsageError(f"{path}: {key} holds {int(y.min())}; labels are class indices 0, 1, ...")
+    return y.astype(np.int64)

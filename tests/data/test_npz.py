@@ -1,0 +1,73 @@
+"""--dataset npz: your own arrays from an .npz file, read with allow_pickle=False, in every layout the
+issue names, through a search, its retraining and the winner; bad files are one line naming the fix."""
+
+import numpy as np
+import pytest
+
+from hpsearch.cli import main
+from hpsearch.data import load_dataset
+from hpsearch.errors import UsageError
+from hpsearch.winner.bundle import load_winner
+
+
+def _save(path, digits, **changes):
+    arrays = dict(X_train=digits.X_train, y_train=digits.y_train, X_test=digits.X_test, y_test=digits.y_test)
+    np.savez(path, **{**arrays, **changes})
+    return path
+
+
+def test_every_layout_reads_as_the_same_images(digits, tmp_path):
+    as_uint8 = {k: np.rint(getattr(digits, k) * 255).astype(np.uint8) for k in ("X_train", "X_test")}
+    float_chw = load_dataset("npz", _save(tmp_path / "a.npz", digits))
+    assert np.array_equal(float_chw.X_train, digits.X_train) and np.array_equal(float_chw.y_test, digits.y_test)
+    assert float_chw.class_names == tuple(str(k) for k in range(10)) and float_chw.image_shape == (1, 8, 8)
+    uint8_hw = load_dataset("npz", _save(tmp_path / "b.npz", digits, **{k: v[:, 0] for k, v in as_uint8.items()}))
+    hwc = _save(tmp_path / "c.npz", digits, **{k: v.transpose(0, 2, 3, 1) for k, v in as_uint8.items()},
+                class_names=np.array(["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]))
+    uint8_hwc = load_dataset("npz", hwc)
+    expected = as_uint8["X_train"] / np.float32(255)
+    assert np.array_equal(uint8_hw.X_train, expected) and np.array_equal(uint8_hwc.X_train, expected)
+    assert uint8_hwc.class_names[3] == "three"
+
+
+def test_a_search_retraining_and_winner_on_an_npz(digits, tmp_path, capsys):
+    path = _save(tmp_path / "digits.npz", digits)
+    run = tmp_path / "run"
+    assert main(["search", "--dataset", "npz", "--data-dir", str(path), "--strategy", "halving", "--n", "6",
+                 "--cv", "2", "--max-epochs", "4", "--min-epochs", "2", "--patience", "0", "--top", "1",
+                 "--retrain-epochs", "20", "--no-progress", "--out", str(run), "--images", "4", "--units", "4"]) == 0
+    net = load_winner(run)
+    accuracy = float((net.predict(digits.X_test) == digits.y_test).mean())
+    assert accuracy > 0.8, accuracy
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"X_train": None}, "lacks X_train"),
+    ({"X_train": np.array([object()] * 3, dtype=object)}, "a pickled array is never loaded"),
+    ({"X_test": "scale"}, "holds values outside [0, 1]"),
+    ({"y_train": "float"}, "expected whole-number labels"),
+    ({"X_train": "5d"}, "expected (n, H, W), (n, C, H, W) or (n, H, W, C)"),
+    ({"class_names": np.array(["a", "b"])}, "the labels reach 9 but class_names names 2 classes"),
+])
+def test_bad_files_are_one_line(digits, tmp_path, changes, message):
+    arrays = dict(X_train=digits.X_train, y_train=digits.y_train, X_test=digits.X_test, y_test=digits.y_test)
+    for key, value in changes.items():
+        if value is None:
+            arrays.pop(key)
+        elif isinstance(value, str):
+            arrays[key] = {"scale": arrays[key] * 255, "float": arrays[key].astype(np.float32),
+                           "5d": arrays[key][:, None]}[value]
+        else:
+            arrays[key] = value
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)  # an object array is pickled inside the file: it must never be unpickled
+    with pytest.raises(UsageError) as info:
+        load_dataset("npz", path)
+    assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def test_a_missing_file_or_none_says_to_pass_one(tmp_path):
+    with pytest.raises(UsageError, match="npz reads your arrays from a file: pass data_dir FILE.npz"):
+        load_dataset("npz")
+    with pytest.raises(UsageError, match="no such file"):
+        load_dataset("npz", tmp_path / "nope.npz")
