@@ -10,6 +10,7 @@ files from here.
       sorted_params.dat  the configs in ranking order
       settings.json      the settings the search ran with (and its command line)
       space.toml         the search space exactly as searched
+      dataset.npz        the data, when run_search was given a Dataset object (arrays only, no pickle)
       states/            halving's continuation: one state per (config, fold) between rungs
       retrain.csv        the retrained configs and their test scores
       retrain_states/    retraining checkpoints (a crashed retraining resumes from them)
@@ -26,6 +27,7 @@ SORTED_SCORES = "sorted_scores.dat"
 SORTED_PARAMS = "sorted_params.dat"
 SETTINGS_FILE = "settings.json"
 SPACE_FILE = "space.toml"
+DATASET_FILE = "dataset.npz"
 STATES_DIR = "states"
 RETRAIN_FILE = "retrain.csv"
 CHECKPOINTS_DIR = "retrain_states"

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import json
 import sys
+import zipfile
 from pathlib import Path
+
+import numpy as np
 
 from ..data import load_dataset
 from ..data.dataset import Dataset
 from ..errors import UsageError
-from .names import SETTINGS_FILE, TRIALS_DB
+from .atomic import atomic_write
+from .names import DATASET_FILE, SETTINGS_FILE, TRIALS_DB
 from .store import run_fingerprint
 
-__all__ = ["run_dataset", "read_settings", "read_json", "check_dataset_of"]
+__all__ = ["run_dataset", "read_settings", "read_json", "check_dataset_of", "write_dataset_file",
+           "read_dataset_file"]
 
 
 def read_json(path, *, replace_damaged: bool = False) -> dict:
@@ -50,10 +55,32 @@ def run_dataset(run_dir) -> Dataset:
     """The dataset a run searched on, loaded again: the same files and the same ``--max-train``
     slice (the test set is always whole)."""
     settings = read_settings(Path(run_dir))
-    dataset = load_dataset(settings["dataset"], settings.get("data_dir"))
+    if settings.get("dataset_file"):  # the caller's own Dataset object, kept by run_search
+        dataset = read_dataset_file(Path(run_dir) / DATASET_FILE, settings.get("dataset_name", "dataset"))
+    else:
+        dataset = load_dataset(settings["dataset"], settings.get("data_dir"))
     dataset = dataset.training_slice(settings.get("max_train"), int(settings.get("seed", 0)))
     check_dataset_of(run_dir, dataset)
     return dataset
+
+
+def write_dataset_file(path: Path, dataset: Dataset) -> None:
+    """Keep ``dataset`` in the run folder as plain arrays (``np.savez``: no pickle), atomically."""
+    arrays = {"X_train": dataset.X_train, "y_train": dataset.y_train, "X_test": dataset.X_test,
+              "y_test": dataset.y_test, "class_names": np.array([str(n) for n in dataset.class_names])}
+    atomic_write(Path(path), lambda fh: np.savez(fh, **arrays), binary=True)
+
+
+def read_dataset_file(path: Path, name: str) -> Dataset:
+    """The dataset ``write_dataset_file`` kept, read as data only (``allow_pickle=False``)."""
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in ("X_train", "y_train", "X_test", "y_test", "class_names")}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        raise UsageError(f"{path} cannot be read ({type(exc).__name__}: {str(exc)[:100]}); it keeps the data "
+                         "run_search was given: put back a copy, or search again") from None
+    return Dataset(name, arrays["X_train"], arrays["y_train"], arrays["X_test"], arrays["y_test"],
+                   tuple(str(n) for n in arrays["class_names"]))
 
 
 def check_dataset_of(run_dir, dataset: Dataset) -> None:

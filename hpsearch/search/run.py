@@ -27,7 +27,8 @@ from ..jobs.backends import open_backend
 from ..jobs.resident import release_resident
 from ..rundir.atomic import atomic_write_text
 from ..rundir.exports import results_frame, write_exports
-from ..rundir.names import SETTINGS_FILE, SPACE_FILE
+from ..rundir.names import DATASET_FILE, SETTINGS_FILE, SPACE_FILE
+from ..rundir.run_info import write_dataset_file
 from ..rundir.store import RunLock, TrialStore
 from ..settings import SearchSettings, fingerprint
 from ..space.checks import check_space_for_data
@@ -87,6 +88,7 @@ def run_search(settings: SearchSettings, dataset: Dataset | None = None, backend
     strategy = make_strategy(settings)
     space = load_space(settings.space)
     _check_space_for(strategy, space)
+    given = dataset  # a Dataset object of the caller's: kept in the run folder, so later steps find it
     dataset = (dataset or load_dataset(settings.dataset, settings.data_dir)).training_slice(
         settings.max_train, settings.seed)
     check_space_for_data(space, dataset)  # a net too deep for the images: refused before the first fit
@@ -105,8 +107,11 @@ def run_search(settings: SearchSettings, dataset: Dataset | None = None, backend
     with RunLock(run_dir):
         store = TrialStore(run_dir, fingerprint(settings, space, dataset), metric=settings.scoring)
         atomic_write_text(run_dir / SPACE_FILE, space.source)
-        atomic_write_text(run_dir / SETTINGS_FILE, json.dumps(
-            {**asdict(settings), "argv": sys.argv, "dataset_name": dataset.name}, indent=2) + "\n")
+        stored = {**asdict(settings), "argv": sys.argv, "dataset_name": dataset.name}
+        if given is not None:
+            write_dataset_file(run_dir / DATASET_FILE, given)
+            stored["dataset_file"] = DATASET_FILE
+        atomic_write_text(run_dir / SETTINGS_FILE, json.dumps(stored, indent=2) + "\n")
         own = backend is None
         backend = open_backend(settings.backend, settings.scheduler) if own else backend
         try:

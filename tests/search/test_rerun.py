@@ -35,7 +35,7 @@ def _copy_search(run, tmp_path):
     """The search's files alone (no retraining yet), in a folder of the test's own."""
     target = tmp_path / "run"
     target.mkdir(parents=True)
-    for name in ("trials.db", "settings.json", "space.toml", "trials.csv"):
+    for name in ("trials.db", "settings.json", "space.toml", "trials.csv", "dataset.npz"):
         (target / name).write_bytes((run / name).read_bytes())
     return target
 
