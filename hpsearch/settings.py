@@ -218,7 +218,7 @@ class SearchSettings:
 def check_applies(name: str, strategy: str) -> None:
     """Refuse a setting the strategy would ignore (``factor`` with random search): never dropped silently."""
     applies = setting_specs()[name].applies
-    if applies is None or name not in ("factor", "min_epochs", "n_startup") or applies({"strategy": strategy}):
+    if applies is None or applies({"strategy": strategy}):  # only the strategies' own settings have ``applies``
         return
     users = [s for s in _strategies() if applies({"strategy": s})]
     raise UsageError(f"{param(name)} applies only with {param('strategy')} {' or '.join(users)}; {param('strategy')} "

@@ -164,14 +164,11 @@ def _common_size(paths: list[str]) -> tuple[int, int]:
     return common
 
 
-def _decode(path: str, first: tuple[str, tuple[int, int]] | None) -> np.ndarray:
+def _decode(path: str) -> np.ndarray:
     from PIL import Image
 
     try:
         with Image.open(path) as img:
-            if first is not None and img.size != first[1]:
-                raise TripleError(f"{path}: a {img.size[0]}x{img.size[1]} image, but {first[0]} is "
-                                  f"{first[1][0]}x{first[1][1]}; every image needs one size: resize or remove it")
             if img.size[0] * img.size[1] > MAX_IMAGE_PIXELS:  # a decompression bomb: refused on its header
                 raise TripleError(f"{path}: a {img.size[0]}x{img.size[1]} image, more than {MAX_IMAGE_PIXELS:,} "
                                   "pixels; Triple-MNIST images are small: remove it")
@@ -216,7 +213,7 @@ def read_triple_arrays(data_dir=None, progress: bool | None = None) -> dict[str,
     TripleError
         One line naming the folder or file at fault: a missing folder, a missing or empty split, a
         label folder not named by three digits, a stray file, an unreadable image, an image of
-        another size than the first, or an interrupted make-triple.
+        another size than most, or an interrupted make-triple.
     """
     if data_dir is None:
         root = default_cache_dir() / "triple-mnist"
@@ -255,15 +252,14 @@ def _decode_all(root: Path, splits, progress) -> dict[str, np.ndarray]:
     total = sum(len(files) for labels in splits.values() for _, files in labels)
     bar = tqdm(total=total, desc=f"reading {root.name}", unit="img", leave=False, dynamic_ncols=True,
                disable=(None if total >= 5000 else True) if progress is None else not progress)
-    every = [f.path for split in splits for _, files in splits[split] for f in files]
-    size = _common_size(every)
-    first, arrays = ("the most common size", size), {}
+    _common_size([f.path for split in splits for _, files in splits[split] for f in files])  # one size, or named
+    arrays = {}
     for part, names in parts.items():
         entries = [(f"{split}/{label}/{f.name}", f.path, label) for split in names
                    for label, files in splits[split] for f in files]
         images, labels = None, np.empty((len(entries), 3), np.int64)
         for i, (_, path, label) in enumerate(entries):
-            image = _decode(path, first)
+            image = _decode(path)
             if images is None:
                 images = np.empty((len(entries), *image.shape), np.uint8)
             images[i] = image

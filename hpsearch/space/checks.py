@@ -15,11 +15,11 @@ from collections.abc import Callable, Mapping
 
 from ..errors import UsageError, did_you_mean
 from ..training import augment, losses, schedules
-from ..training import net as net_module
 from ..training.heads import HEADS
 from ..training.losses import WORST_CLASS_KEYS
 from ..training.models import MODELS, module_keys, takes_positions
 from ..training.models.parameters import PARAMETER_CHECKS, check_number, max_pools
+from ..training.net import OPTIMIZERS
 
 __all__ = ["NET_CHECKS", "check_space", "check_space_for_data"]
 
@@ -58,7 +58,7 @@ def _count(fix: str):
 # The parameters that go to the net or the optimizer, not to the module (make_net maps them).
 NET_CHECKS = {
     "model": _one_of(lambda: MODELS, "the model kinds"),
-    "optimizer": _one_of(lambda: net_module.OPTIMIZERS, "the optimizers"),
+    "optimizer": _one_of(lambda: OPTIMIZERS, "the optimizers"),
     "lr": _bounded(0, None, "use a positive learning rate such as 1e-3", low_open=True),
     "weight_decay": _bounded(0, None, "use 0 for no L2 penalty"),
     "momentum": _bounded(0, 1, "use e.g. 0.9 (0 for none)"),
