@@ -155,7 +155,7 @@ def _settings(bench: Bench, strategy: str, out: Path) -> SearchSettings:
                   strategy=strategy, factor=bench.factor, min_epochs=bench.min_epochs, n_startup=bench.n_startup,
                   engine=bench.engine, device=bench.device)
     for name, spec in setting_specs().items():  # the strategy settings this strategy takes (others are refused)
-        if name in kwargs and spec.applies is not None and not spec.applies({"strategy": strategy}):
+        if name in kwargs and not spec.holds({"strategy": strategy}):
             kwargs.pop(name)
     return SearchSettings(**kwargs)
 

@@ -25,10 +25,9 @@ def _search_flags() -> list[str]:
 
 def _search_settings(args):
     given = {k: getattr(args, k) for k in _search_flags() if getattr(args, k) is not None}
-    strategy = given.get("strategy")
-    if args.resume is None:  # a flag the strategy ignores is refused, even at its default value
+    if args.resume is None:  # a flag the strategy or dataset ignores is refused, even at its default value
         for name in given:
-            check_applies(name, strategy or SearchSettings.strategy)
+            check_applies(name, given)
     if args.resume:
         stored_path = Path(args.resume) / SETTINGS_FILE
         if not stored_path.is_file():
@@ -208,7 +207,8 @@ def cmd_retrain(args) -> int:
 def _plot(run_dir, method: str, args, device: str, redraw: bool = True) -> int:
     from .winner.pictures import draw_pictures
 
-    draw_pictures(run_dir, method, images=args.images, units=args.units, device=device, redraw=redraw)
+    draw_pictures(run_dir, method, images=args.images, units=args.units, device=device, redraw=redraw,
+                  layer=getattr(args, "layer", None))
     return 0
 
 

@@ -11,19 +11,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from .errors import UsageError, check_whole, param
 from .training.net import DEFAULT_BATCH_SIZE, DEFAULT_MAX_EPOCHS, DEFAULT_PATIENCE
 
 __all__ = ["SearchSettings", "Spec", "setting_specs", "retrain_defaults", "fingerprint", "report_settings",
-           "check_applies"]
+           "check_applies", "dataset_options"]
 
 MAX_SEED = 2**32 - 1  # scikit-learn's folds take a 32-bit seed
 MAX_N = 1_000_000  # every config becomes a trial in the store; halving trains them all at once
 HALVING_STRATEGIES = ("halving", "hyperband", "tpe-halving")
 TPE_STRATEGIES = ("tpe", "tpe-halving")
+FOLDER_DATASETS = ("folder",)
 
 
 @dataclass(frozen=True)
@@ -39,9 +40,19 @@ class Spec:
     metavar: str | None = None
     flag: bool = True  # whether the command line has a flag for it
     identity: bool = False  # in the run's fingerprint as it is (dataset, space and strategy enter it derived)
-    applies: Callable[[dict], bool] | None = None  # the report shows it only where this holds
+    # (setting, values): it acts only where that setting is one of values (else refused when given, and
+    # left out of the report): a strategy's own settings, an image folder's
+    applies: tuple[str, tuple[str, ...]] | None = None
     unset: str = "default"  # how the report reads None
     report: bool = True  # shown in the report's settings table
+    identity_if_set: bool = False  # in the run's fingerprint when not None (older runs, made without it, resume)
+
+    def holds(self, stored: dict) -> bool:
+        """Whether the setting acts in a run whose settings are ``stored`` (missing ones: their defaults)."""
+        if self.applies is None:
+            return True
+        key, values = self.applies
+        return stored.get(key, _DEFAULTS.get(key)) in values
 
 
 def setting(default, help: str, **spec) -> Any:
@@ -73,6 +84,17 @@ def _one_of(allowed: Callable[[], Iterable[str]]) -> Callable[[str, Any], None]:
             hint = did_you_mean(value, options) if isinstance(value, str) else ""
             raise UsageError(f"{param(name)} must be one of {', '.join(options)}, got {value!r}{hint}")
     return check
+
+
+def _share(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+        raise UsageError(f"{param(name)} must be a share between 0 and 1 (0.2 holds out a fifth), got {value!r}")
+
+
+def _image_size(name: str, value) -> None:
+    from .data.folder import parse_image_size
+
+    parse_image_size(name, value)
 
 
 def _n_jobs(name: str, value) -> None:
@@ -124,14 +146,19 @@ class SearchSettings:
 
     n: int = setting(150, "number of configs to evaluate", kind=int, check=_whole(1, MAX_N, " configs (each one is a "
                      "trial in the store)"))
-    dataset: str = setting("digits", "the data", choices=_datasets, strict=False)
+    dataset: str = setting("digits", "the data: a bundled or published dataset, or your own (folder: image "
+                           "folders; npz: arrays)", choices=_datasets, strict=False)
     data_dir: str | None = setting(
-        None, "folder with the dataset's files: the idx files (raw or .gz) of mnist and fashion-mnist, CIFAR-10's "
-        "batches (cifar-10-batches-py or -bin, or the folder holding it), or Triple-MNIST's train/ val/ test/ "
-        "folders of PNGs (hpsearch make-triple); default: the cache, Debian's /usr/share/datasets, or a "
-        "checksummed download", report=False)
+        None, "where the dataset's files are: your images (folder: DIR/train/<class>/<image>, and test/ if you have "
+        "one), your arrays (npz: FILE.npz with X_train, y_train, X_test, y_test), the idx files (raw or .gz) of "
+        "mnist and fashion-mnist, CIFAR-10's batches (cifar-10-batches-py or -bin, or the folder holding it), or "
+        "Triple-MNIST's train/ val/ test/ folders of PNGs (hpsearch make-triple); default for the published "
+        "datasets: the cache, Debian's /usr/share/datasets, or a checksummed download", report=False)
     space: str = setting("mlp_mnist", "search space: a TOML file or a name in searches/ (mlp_mnist is the Lab 3 "
                          "space)")
+    module_path: str | None = setting(None, "the folder of your own network's module, for a space with model = "
+                                      "\"mynets:SmallCNN\" (default: the space file's folder; an installed module "
+                                      "is found anyway)", metavar="DIR", report=False)
     cv: int = setting(4, "cross-validation folds, shuffled and seeded, stratified for one label per image", kind=int,
                       check=_whole(2), identity=True)
     n_jobs: int = setting(-1, "parallel jobs, taking fold tasks of any config; -1 = one per core (on a GPU at most "
@@ -169,18 +196,29 @@ class SearchSettings:
         "config continues past a rung only while in the top 1/factor of all scored there)", choices=_strategies,
         strict=False)
     factor: int = setting(3, "halving/hyperband/tpe-halving: 1/FACTOR of a rung's configs continue, and each rung "
-                          "trains FACTOR times longer", kind=int, applies=lambda s: s.get("strategy")
-                          in HALVING_STRATEGIES)
+                          "trains FACTOR times longer", kind=int, applies=("strategy", HALVING_STRATEGIES))
     min_epochs: int | None = setting(None, "halving/hyperband/tpe-halving: epochs of the first rung (default: "
                                      "automatic, so the rungs end at max-epochs with at most FACTOR configs)",
                                      kind=int, unset="automatic",
-                                     applies=lambda s: s.get("strategy") in HALVING_STRATEGIES)
+                                     applies=("strategy", HALVING_STRATEGIES))
     n_startup: int = setting(10, "tpe/tpe-halving: configs drawn at random before TPE proposes", kind=int,
-                             applies=lambda s: s.get("strategy") in TPE_STRATEGIES)
+                             applies=("strategy", TPE_STRATEGIES))
     max_train: int | None = setting(None, "search (and retrain) on a stratified, seeded slice of N training "
                                     "images, for a quick try on a large dataset (default: all; the test set is "
                                     "always whole)", kind=int, metavar="N", check=_optional(_whole(1)),
-                                    unset="all")
+                                    unset="all", identity_if_set=True)
+    test_size: float | None = setting(None, "folder without test/: the share of each class held out as the test "
+                                      "set, stratified and seeded by --seed (default 0.2)", kind=float,
+                                      check=_optional(_share), applies=("dataset", FOLDER_DATASETS),
+                                      identity_if_set=True, unset="0.2")
+    image_size: str | None = setting(None, "folder: the size every image is resized to, a side (28) or WIDTHxHEIGHT "
+                                     "(default: the most common size in train/)", metavar="SIZE",
+                                     check=_optional(_image_size), applies=("dataset", FOLDER_DATASETS),
+                                     identity_if_set=True, unset="most common")
+    color: str | None = setting(None, "folder: read the images as grey or rgb (default: rgb when any image holds "
+                                "colour, else grey)", choices=lambda: ("grey", "rgb"),
+                                check=_optional(_one_of(lambda: ("grey", "rgb"))),
+                                applies=("dataset", FOLDER_DATASETS), identity_if_set=True, unset="automatic")
     backend: str = setting("loky", "where the jobs run: loky, processes on this machine; dask, the workers of a "
                            "Dask cluster (pip install -e '.[dask]'); the trial store stays here either way",
                            group="backend", choices=_backends, report=False)
@@ -199,6 +237,11 @@ class SearchSettings:
                                     group="retrain", kind=int, metavar="N", check=_whole(0), report=False)
     extra: dict = setting(dict, "free-form notes kept with the run", flag=False, report=False)
 
+    def dataset_options(self) -> dict:
+        """The data loader's own options (``hpsearch.data.load_dataset``): the dataset's settings that
+        are set, and the seed (an image folder's held-out split)."""
+        return dataset_options(asdict(self))
+
     def validate(self) -> None:
         """Raise ``UsageError`` naming the first setting that cannot run."""
         from .jobs.backends import check_backend_flags
@@ -211,18 +254,29 @@ class SearchSettings:
         make_strategy(self)  # checks the strategy and its own settings
         for name in setting_specs():
             if getattr(self, name) != defaults[name]:
-                check_applies(name, self.strategy)
+                check_applies(name, {"strategy": self.strategy, "dataset": self.dataset})
         check_backend_flags(self.backend, self.scheduler)
 
 
-def check_applies(name: str, strategy: str) -> None:
-    """Refuse a setting the strategy would ignore (``factor`` with random search): never dropped silently."""
-    applies = setting_specs()[name].applies
-    if applies is None or applies({"strategy": strategy}):  # only the strategies' own settings have ``applies``
+_DEFAULTS = {f.name: f.default for f in fields(SearchSettings)}
+
+
+def dataset_options(stored: dict) -> dict:
+    """The loader options of a run whose settings are ``stored`` (a settings.json, or ``asdict``)."""
+    options = {name: stored.get(name) for name, spec in setting_specs().items()
+               if spec.applies and spec.applies[0] == "dataset" and stored.get(name) is not None}
+    return {**options, "seed": int(stored.get("seed", 0))}
+
+
+def check_applies(name: str, stored: dict) -> None:
+    """Refuse a setting the run would ignore (``factor`` with random search, ``image_size`` with digits):
+    never dropped silently. ``stored``: the settings it depends on (missing ones: their defaults)."""
+    spec = setting_specs()[name]
+    if spec.holds(stored):
         return
-    users = [s for s in _strategies() if applies({"strategy": s})]
-    raise UsageError(f"{param(name)} applies only with {param('strategy')} {' or '.join(users)}; {param('strategy')} "
-                     f"{strategy} would ignore it: leave it out, or choose one of those strategies")
+    key, values = spec.applies
+    raise UsageError(f"{param(name)} applies only with {param(key)} {' or '.join(values)}; {param(key)} "
+                     f"{stored.get(key, _DEFAULTS[key])} would ignore it: leave it out, or choose one of those")
 
 
 def setting_specs(group: str | None = None) -> dict[str, Spec]:
@@ -240,7 +294,7 @@ def retrain_defaults() -> dict[str, Any]:
 def report_settings(stored: dict) -> list[str]:
     """The settings the report shows for a run whose stored settings are ``stored``."""
     return [name for name, spec in setting_specs().items()
-            if spec.report and (spec.applies is None or spec.applies(stored))]
+            if spec.report and spec.holds(stored)]
 
 
 def fingerprint(settings: SearchSettings, space, dataset) -> dict:
@@ -255,5 +309,6 @@ def fingerprint(settings: SearchSettings, space, dataset) -> dict:
         "space": space.source or json.dumps({k: repr(v) for k, v in space.params.items()}),
         # which configs get how many epochs (n may change: it extends a random or TPE search)
         "strategy": make_strategy(settings).fingerprint(),
-        **({"max_train": settings.max_train} if settings.max_train is not None else {}),
+        **{name: getattr(settings, name) for name, spec in setting_specs().items()
+           if spec.identity_if_set and getattr(settings, name) is not None},
     }

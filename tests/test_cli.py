@@ -59,7 +59,7 @@ BAD_INPUTS = [
     (lambda t: ["--cv", "1"], "--cv must be a whole number >= 2, got 1"),
     (lambda t: ["--n-jobs", "0"], "--n-jobs must be a whole number >= 1, or -1 for one per core; got 0"),
     (lambda t: ["--dataset", "cifar"],
-     "--dataset must be one of digits, mnist, fashion-mnist, cifar10, triple-mnist, npz, got 'cifar'; did you mean 'cifar10'?"),
+     "--dataset must be one of digits, mnist, fashion-mnist, cifar10, triple-mnist, npz, folder, got 'cifar'; did you mean 'cifar10'?"),
     (lambda t: ["--dataset", "mnist", "--data-dir", str(t)], "lacks the mnist idx files"),
     (lambda t: ["--dataset", "mnist", "--data-dir", str(t / "nope")], "does not exist"),
     (lambda t: ["--dataset", "mnist", "--data-dir", str(_bad_idx_dir(t))], "is not an idx file: it starts with"),

@@ -97,6 +97,9 @@ class Dataset:
         Class indices in ``[0, n_classes)``: one per image, or one per position (Triple-MNIST's
         three digits, left to right); ``task`` says which (``hpsearch.tasks``).
     class_names : tuple of str
+    source : dict
+        Where the images came from and how they were read, for the run folder (an image folder's
+        root, image size, colour and held-out test files); empty for the bundled datasets.
     """
 
     name: str
@@ -105,6 +108,7 @@ class Dataset:
     X_test: np.ndarray
     y_test: np.ndarray
     class_names: tuple[str, ...] = field(default=DIGIT_CLASSES)
+    source: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.validate()
@@ -148,7 +152,7 @@ class Dataset:
         """The first ``n_train`` training and ``n_test`` test images (for quick runs and tests)."""
         return Dataset(
             self.name, self.X_train[:n_train], self.y_train[:n_train],
-            self.X_test[:n_test], self.y_test[:n_test], self.class_names,
+            self.X_test[:n_test], self.y_test[:n_test], self.class_names, self.source,
         )
 
     def training_slice(self, max_train: int | None, seed: int = 0) -> Dataset:
@@ -167,4 +171,4 @@ class Dataset:
                              f"{self.n_classes} classes ({exc}); use at least a few images per class") from None
         kept = np.sort(kept)
         return Dataset(self.name, self.X_train[kept], self.y_train[kept], self.X_test, self.y_test,
-                       self.class_names)
+                       self.class_names, self.source)

@@ -13,18 +13,16 @@ layout, the published download included::
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
-import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import UsageError, param
 from .dataset import DIGIT_CLASSES, Dataset
+from .image_files import header_size, label_folders, listing_key, progress_bar, read_cache, write_cache
 from .mnist import default_cache_dir
 from .preprocess import high_depth_grey, scale
 
@@ -50,6 +48,11 @@ def _read_meta(folder: Path) -> dict | None:
         return None
 
 
+def _label_name(name: str) -> str | None:
+    return None if _LABEL.fullmatch(name) else (f"folder name {name!r} is not a label of three digits 0-9 "
+                                                 "(such as 042); rename or remove it")
+
+
 def _scan(root: Path) -> dict[str, list[tuple[str, list[os.DirEntry]]]]:
     """Per split present, its label folders and their image files, sorted by name (a stable order:
     a seed gives the same folds); every name is checked."""
@@ -62,29 +65,7 @@ def _scan(root: Path) -> dict[str, list[tuple[str, list[os.DirEntry]]]]:
             raise TripleError(f"{folder}/ is missing: a Triple-MNIST folder holds train/ and test/ (val/ optional), "
                               f"each with one folder per label such as 042/; build one with "
                               "`hpsearch make-triple --from digits --out DIR`")
-        labels = []
-        for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-            if entry.name.startswith("."):  # .DS_Store and the like
-                continue
-            if not entry.is_dir():
-                raise TripleError(f"{entry.path}: a file where {split}/ holds only label folders (three digits, "
-                                  "such as 042/); move it out")
-            if not _LABEL.fullmatch(entry.name):
-                raise TripleError(f"{entry.path}/: folder name {entry.name!r} is not a label of three digits 0-9 "
-                                  "(such as 042); rename or remove it")
-            files = sorted((e for e in os.scandir(entry.path) if not e.name.startswith(".")), key=lambda e: e.name)
-            for f in files:
-                try:
-                    kind = "folder" if f.is_dir() else "file" if f.is_file() else "other"
-                except OSError:  # a link in a loop
-                    kind = "other"
-                if kind == "folder":
-                    raise TripleError(f"{f.path}: a folder inside label folder {split}/{entry.name}/, which holds "
-                                      "only images; move it out")
-                if kind == "other":  # never opened: a FIFO would block the read, a device never end
-                    raise TripleError(f"{f.path}: not a regular file (a FIFO, a device, or a link leading nowhere or "
-                                      "in a loop); remove it")
-            labels.append((entry.name, files))
+        labels = label_folders(folder, TripleError, _label_name)
         if not any(files for _, files in labels):
             raise TripleError(f"{folder}/ holds no images; put the images in label folders there (e.g. "
                               f"{split}/042/00000.png), rebuild with make-triple --overwrite"
@@ -93,61 +74,10 @@ def _scan(root: Path) -> dict[str, list[tuple[str, list[os.DirEntry]]]]:
     return splits
 
 
-def _listing_key(root: Path, splits) -> str:
-    """A digest of every image's name, size and mtime: the cache is used only for the same files."""
-    digest = hashlib.sha256(f"v{CACHE_VERSION}".encode())
-    for split, labels in splits.items():
-        for label, files in labels:
-            for f in files:
-                st = f.stat()
-                digest.update(f"{split}/{label}/{f.name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
-    return digest.hexdigest()
-
-
-def _cache_paths(root: Path) -> list[Path]:
-    """Beside the images, else (a read-only folder) in the hpsearch cache, named by the folder's path."""
-    tag = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
-    return [root / CACHE_FILE, default_cache_dir() / "triple-mnist-cache" / f"{tag}.npz"]
-
-
-def _read_cache(root: Path, key: str) -> dict | None:
-    for path in _cache_paths(root):
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                if str(z["key"]) == key:
-                    return {name: z[name] for name in z.files if name != "key"}
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # absent or damaged: read again
-            continue
-    return None
-
-
-def _write_cache(root: Path, key: str, arrays: dict) -> None:
-    for path in _cache_paths(root):
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
-            try:
-                with os.fdopen(fd, "wb") as fh:
-                    np.savez_compressed(fh, key=np.array(key), **arrays)
-                os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the cache from the folder's other readers
-                os.replace(tmp, path)  # whole or not at all: a reader never sees half a cache
-            finally:
-                if os.path.exists(tmp):
-                    os.remove(tmp)
-            return
-        except OSError:  # read-only: try the next place; no cache is only slower
-            continue
-
-
-def _size(path: str) -> tuple[int, int]:
-    """An image's size from its header (nothing decoded), or a TripleError naming the file."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as img:
-            return img.size
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
-        raise TripleError(f"{path}: not a readable image ({type(exc).__name__}: {exc}); remove or replace it") from None
+def _listing_key(splits) -> str:
+    """Every image's name, size and mtime: the cache is used only for the same files."""
+    return listing_key(((f"{split}/{label}/{f.name}", f) for split, labels in splits.items()
+                        for label, files in labels for f in files), CACHE_VERSION)
 
 
 def _common_size(paths: list[str]) -> tuple[int, int]:
@@ -155,7 +85,7 @@ def _common_size(paths: list[str]) -> tuple[int, int]:
     normal file after it), before any pixel is decoded or memory reserved."""
     from collections import Counter
 
-    sizes = {path: _size(path) for path in paths}
+    sizes = {path: header_size(path, TripleError)[0] for path in paths}
     common, count = Counter(sizes.values()).most_common(1)[0]
     for path, size in sizes.items():
         if size != common:
@@ -232,11 +162,11 @@ def read_triple_arrays(data_dir=None, progress: bool | None = None) -> dict[str,
         raise TripleError(f"{root / META_FILE}: make-triple was interrupted while building {root}; build it "
                           f"again with the same command and --overwrite")
     splits = _scan(root)
-    key = _listing_key(root, splits)
-    cached = _read_cache(root, key)
+    key = _listing_key(splits)
+    cached = read_cache(root, CACHE_FILE, "triple-mnist-cache", key)
     if cached is None:
         cached = _decode_all(root, splits, progress)
-        _write_cache(root, key, cached)
+        write_cache(root, CACHE_FILE, "triple-mnist-cache", key, cached)
     out = {}
     for part in ("train", "test"):
         out[f"X_{part}"] = scale(cached[f"images_{part}"], 255.0)[:, None]
@@ -246,12 +176,9 @@ def read_triple_arrays(data_dir=None, progress: bool | None = None) -> dict[str,
 
 
 def _decode_all(root: Path, splits, progress) -> dict[str, np.ndarray]:
-    from tqdm.auto import tqdm
-
     parts = {"train": [s for s in ("train", "val") if s in splits], "test": ["test"]}
     total = sum(len(files) for labels in splits.values() for _, files in labels)
-    bar = tqdm(total=total, desc=f"reading {root.name}", unit="img", leave=False, dynamic_ncols=True,
-               disable=(None if total >= 5000 else True) if progress is None else not progress)
+    bar = progress_bar(total, f"reading {root.name}", progress)
     _common_size([f.path for split in splits for _, files in splits[split] for f in files])  # one size, or named
     arrays = {}
     for part, names in parts.items():

@@ -22,7 +22,12 @@ white paper meets the net the way its training images did, and a photo of a cat 
    is resized (a photo that is not square is squeezed: crop it first to keep its proportions). With
    ``stretch`` (grey data) a resized image is then scaled so its brightest pixel is 1 (resizing
    averages thin strokes away); colour photos keep their brightness;
-5. **quantize** to ``levels`` grey levels when the training data had them (digits: 17, 0..16).
+5. **quantize** to ``levels`` grey levels when the training data had them (digits: 17, 0..16; an
+   image folder: 256, the loader's 8 bits).
+
+An image folder (``--dataset folder``) is read by this same decoding and resizing (steps 1 and 4, no
+inversion, no centring, no stretch), so a file of the folder given to ``predict`` meets the net as
+exactly the array it trained on.
 
 The settings travel with the winner (``winner.pt``, key ``"preprocess"``), see ``preprocessing_for``.
 """
@@ -51,7 +56,9 @@ _CONVENTIONS = {
     "fashion-mnist": (255.0, False, 1.0, None),
     "cifar10": (255.0, False, 1.0, None),
     "triple-mnist": (255.0, False, 1.0, None),  # never centred: where each digit sits is its label
+    "folder": (255.0, False, 1.0, 256),  # your images: decoded and resized as the loader did, nothing more
 }
+AS_LOADED = ("folder",)  # datasets read from image files: a picture meets the net exactly as the loader read one
 
 
 class ImageRejected(UsageError):
@@ -75,7 +82,7 @@ def preprocessing_for(name: str, image_shape) -> dict:
     settings: no centering, no quantization."""
     max_value, center, fit, levels = _CONVENTIONS.get(name, (255.0, False, 1.0, None))
     shape = [int(v) for v in image_shape]
-    grey = shape[0] == 1
+    grey = shape[0] == 1 and name not in AS_LOADED  # a folder of white-background images trained as they are
     return {"image_shape": shape, "max_value": max_value, "invert": "auto" if grey else False,
             "center": center if grey else False, "fit": fit, "stretch": grey, "levels": levels}
 

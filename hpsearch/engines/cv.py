@@ -47,16 +47,23 @@ class CVResult:
         return float(np.mean(self.test_scores)) if self.error is None else float("nan")
 
 
-def make_folds(y: np.ndarray, cv: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+def make_folds(y: np.ndarray, cv: int, seed: int, class_names=None) -> list[tuple[np.ndarray, np.ndarray]]:
     """Shuffled, seeded folds, stratified for one label per image (``hpsearch.tasks``): the same
-    ``seed`` gives the same folds."""
+    ``seed`` gives the same folds. ``class_names`` name the rarest class when there are too few images."""
     if isinstance(cv, bool) or not isinstance(cv, int) or cv < 2:
         raise UsageError(f"{param('cv')} must be a whole number >= 2, got {cv!r}; 4 is the seed's choice")
     task = task_of(y)
     strata = task.strata(y)
-    smallest = len(y) if strata is None else int(np.unique(strata, return_counts=True)[1].min())
+    if strata is None:
+        smallest, rarest = len(y), None
+    else:
+        values, counts = np.unique(strata, return_counts=True)
+        smallest, rarest = int(counts.min()), values[counts.argmin()]
     if cv > smallest:
-        what = "there are images" if strata is None else "the rarest class has images"
+        what = "there are images"
+        if strata is not None:
+            named = f" ({class_names[int(rarest)]})" if class_names is not None and y.ndim == 1 else ""
+            what = f"the rarest class{named} has images"
         raise UsageError(f"{param('cv')} {cv} is more folds than {what} ({smallest}); use fewer folds or more data")
     return list(task.splitter(cv, seed).split(np.zeros(len(y)), strata))
 

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from functools import partial
 
 from ..rundir.states import owner_of, state_path
+from ..training.models.user import shipped
 from ..training.net import make_net
 from ..training.seeds import trial_seed
 from .cv import CVResult, evaluate_configs
@@ -30,7 +31,7 @@ class SkorchEngine:
         makers = {index: partial(
             make_net, config, data.n_features, data.n_classes, image_shape=data.image_shape, device=s.device,
             max_epochs=epochs, batch_size=s.batch_size, patience=s.patience,
-            random_state=trial_seed(s.seed, index), task=data.task,
+            random_state=trial_seed(s.seed, index), task=data.task, **shipped(config),
         ) for index, config in configs.items()}
         states = None
         if c.continues:

@@ -32,6 +32,7 @@ from skorch.dataset import ValidSplit
 
 from ..jobs.resident import resident
 from ..training.models.mlp import MLP
+from ..training.models.user import is_user_model
 from .stack import OPTIMIZER_BETAS, MLPStack
 
 __all__ = ["FitSpec", "FitOutcome", "train_stack", "batchable", "unbatchable_reason", "to_net", "valid_split",
@@ -74,6 +75,8 @@ def batchable(config: dict) -> bool:
 
 def unbatchable_reason(config: dict) -> str | None:
     """Why the batched engine cannot train ``config`` (the skorch engine does), or None."""
+    if is_user_model(config.get("model")):
+        return f"model {config['model']!r} is your own module (the batched engine stacks only its own MLPs)"
     if config.get("model", "mlp") != "mlp":
         return f"model {config['model']!r} (only MLPs are batched)"
     if config.get("optimizer", "adam") not in OPTIMIZER_BETAS or config.get("momentum"):

@@ -182,6 +182,15 @@ def winner_figures(run_dir: Path, summary: dict) -> list[tuple[str, str, Path]]:
     return out
 
 
+def _skipped_pictures(summary: dict) -> dict[str, str]:
+    """The pictures ``plot all`` skipped for this winner, with the reason (a structure the net lacks)."""
+    record, winner = summary.get("figures") or {}, summary.get("winner") or {}
+    if {k: record.get(k) for k in ("trial", "epochs")} != {k: winner.get(k) for k in ("trial", "epochs")}:
+        return {}
+    skipped = record.get("skipped") or {}
+    return {str(k): str(v) for k, v in skipped.items()} if isinstance(skipped, dict) else {}
+
+
 def _own_file(run_dir: Path, name) -> Path | None:
     """``run_dir / name`` when ``name`` is a plain file name of a regular file in the run folder itself;
     None for anything else (a path, ``..``, a link leading out): a shared summary.json must not make
@@ -206,6 +215,9 @@ def winner_section(run_dir: Path, summary: dict) -> str:
     if not figures:
         return body + H.note(f"the winner's pictures are not drawn yet: hpsearch plot all {run_dir}", missing=True)
     parts, seen = [], set()
+    skipped = _skipped_pictures(summary)
+    if skipped:
+        parts.append(H.note("not drawn for this winner: " + "; ".join(f"{m}: {why}" for m, why in skipped.items())))
     for method, caption, path in figures:
         heading = f"<h3>{H.escape(method)}</h3>" if method not in seen else ""
         seen.add(method)

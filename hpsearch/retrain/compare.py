@@ -28,6 +28,7 @@ from ..rundir.atomic import atomic_write_text
 from ..rundir.names import COMPARE_FILE, SPACE_FILE
 from ..rundir.run_info import read_settings, run_dataset
 from ..search.interrupt import InterruptFlag, SearchInterrupted
+from ..training.models.user import shipped
 from ..training.net import DEFAULT_BATCH_SIZE
 from .job import retrain_one
 from .progress import EpochBar, fit_sink
@@ -132,8 +133,8 @@ def compare_groups(run_dir, by: list[str], retrain_epochs: int = 30, *, device: 
             results = parallel(delayed(_retrain_group)(
                 key, cand, data, device=device, epochs=retrain_epochs,
                 batch_size=int(settings.get("batch_size", DEFAULT_BATCH_SIZE)), seed=int(settings.get("seed", 0)),
-                monitor_test=False, threads=backend.threads(jobs), sink=sink, run_dir=states / _group_name(key))
-                for key, cand in todo)
+                monitor_test=False, threads=backend.threads(jobs), sink=sink, run_dir=states / _group_name(key),
+                **shipped(cand["config"])) for key, cand in todo)
             for key, row in results:
                 if flag.raised or row["error"] == "interrupted":
                     raise KeyboardInterrupt

@@ -18,6 +18,7 @@ from ..jobs.workers import die_with_parent
 from ..rundir.checkpoints import EpochCheckpoint, checkpoint_path, resume_state
 from ..rundir.exports import param_text
 from ..rundir.states import restore
+from ..training.models.user import shipped
 from ..training.net import make_net
 from ..training.seeds import trial_seed
 from ..winner.bundle import winner_payload
@@ -27,7 +28,9 @@ __all__ = ["build_retrain_net", "retrain_one"]
 
 
 def build_retrain_net(config: dict, dataset: Dataset, *, device: str, epochs: int, batch_size: int,
-                      random_state: int | None, monitor_test: bool, callbacks=None):
+                      random_state: int | None, monitor_test: bool, callbacks=None, module=None):
+    """The net a retraining fits; ``module``: your module's class, as a job's worker was sent it
+    (``hpsearch.training.models.user.shipped``)."""
     config = {**config, "max_epochs": epochs}  # the retraining's epochs beat the space's
     extra = {}
     if monitor_test:
@@ -37,7 +40,8 @@ def build_retrain_net(config: dict, dataset: Dataset, *, device: str, epochs: in
         extra["iterator_valid__generator"] = torch.Generator()
     return make_net(config, dataset.n_features, dataset.n_classes, image_shape=dataset.image_shape,
                     device=device, max_epochs=epochs, batch_size=batch_size, patience=0,
-                    random_state=random_state, callbacks=callbacks, task=dataset.task, **extra)
+                    random_state=random_state, callbacks=callbacks, task=dataset.task, **extra,
+                    **({"module": module} if module is not None else shipped(config)))
 
 
 def _fit(net, dataset: Dataset, checkpoint, epochs: int) -> None:
@@ -52,7 +56,8 @@ def _fit(net, dataset: Dataset, checkpoint, epochs: int) -> None:
 
 
 def retrain_one(cand: dict, dataset: Dataset, *, device, epochs, batch_size, seed, monitor_test, threads,
-                sink, run_dir=None, checkpoint_every: int = 1, run_id: str = "") -> tuple[dict, bytes | None]:
+                sink, run_dir=None, checkpoint_every: int = 1, run_id: str = "",
+                module=None) -> tuple[dict, bytes | None]:
     """Retrain one candidate; its table row and the fitted net as ``winner_payload`` bytes (``None``
     when it failed; bytes, because torch would share a returned tensor through a file descriptor that
     the busy worker hands over only when idle, holding every result back until the last fit). A fit that
@@ -69,7 +74,7 @@ def retrain_one(cand: dict, dataset: Dataset, *, device, epochs, batch_size, see
             callbacks.append(("checkpoint", checkpoint))
         net = build_retrain_net(cand["config"], dataset, device=device, epochs=epochs, batch_size=batch_size,
                                 random_state=trial_seed(seed, cand["trial"]), monitor_test=monitor_test,
-                                callbacks=callbacks)
+                                callbacks=callbacks, module=module)
         start = time.perf_counter()
         error = ""
         tested = {"test_accuracy": float("nan"), "test_loss": float("nan")}

@@ -59,6 +59,7 @@ from ..rundir.states import run_digest
 from ..rundir.store import load_records, load_results, run_fingerprint
 from ..search.interrupt import InterruptFlag, SearchInterrupted
 from ..settings import retrain_defaults
+from ..training.models.user import shipped
 from ..training.net import DEFAULT_BATCH_SIZE, resolve_device
 from ..training.schedules import check_schedule_name
 from ..winner.bundle import load_winner, read_winner_info, save_winner
@@ -246,7 +247,8 @@ def retrain_top(run_dir, top: int = _DEFAULTS["top"], retrain_epochs: int = _DEF
             results = parallel(delayed(retrain_one)(
                 cand, dataset, device=device, epochs=retrain_epochs, batch_size=batch_size, seed=seed,
                 monitor_test=monitor_test, threads=threads, sink=sink, run_dir=checkpoints,
-                checkpoint_every=checkpoint_every, run_id=run_digest(run_fingerprint(run_dir))) for cand in todo)
+                checkpoint_every=checkpoint_every, run_id=run_digest(run_fingerprint(run_dir)),
+                **shipped(cand["config"])) for cand in todo)
             for row, payload in results:
                 if flag.raised or row["error"] == "interrupted":
                     raise KeyboardInterrupt

@@ -11,6 +11,7 @@ files from here.
       settings.json      the settings the search ran with (and its command line)
       space.toml         the search space exactly as searched
       dataset.npz        the data, when run_search was given a Dataset object (arrays only, no pickle)
+      dataset.json       an image folder: its root, image size, colour and held-out test files
       states/            halving's continuation: one state per (config, fold) between rungs
       retrain.csv        the retrained configs and their test scores
       retrain_states/    retraining checkpoints (a crashed retraining resumes from them)
@@ -28,6 +29,7 @@ SORTED_PARAMS = "sorted_params.dat"
 SETTINGS_FILE = "settings.json"
 SPACE_FILE = "space.toml"
 DATASET_FILE = "dataset.npz"
+SOURCE_FILE = "dataset.json"
 STATES_DIR = "states"
 RETRAIN_FILE = "retrain.csv"
 CHECKPOINTS_DIR = "retrain_states"

@@ -12,12 +12,14 @@ import numpy as np
 from ..data import load_dataset
 from ..data.dataset import Dataset
 from ..errors import UsageError
-from .atomic import atomic_write
-from .names import DATASET_FILE, SETTINGS_FILE, TRIALS_DB
+from ..settings import dataset_options
+from ..training.models.user import add_module_path
+from .atomic import atomic_write, atomic_write_text
+from .names import DATASET_FILE, SETTINGS_FILE, SOURCE_FILE, TRIALS_DB
 from .store import run_fingerprint
 
 __all__ = ["run_dataset", "read_settings", "read_json", "check_dataset_of", "write_dataset_file",
-           "read_dataset_file"]
+           "read_dataset_file", "record_source"]
 
 
 def read_json(path, *, replace_damaged: bool = False) -> dict:
@@ -44,11 +46,16 @@ def read_json(path, *, replace_damaged: bool = False) -> dict:
 
 
 def read_settings(run_dir: Path) -> dict:
-    """A run folder's ``settings.json``, or a ``UsageError`` naming the folder (or the damaged file)."""
+    """A run folder's ``settings.json``, or a ``UsageError`` naming the folder (or the damaged file). A run
+    of your own module makes its module path known (``hpsearch.training.models.user``): reading the run
+    names where the code is; the code itself is never in the run folder."""
     path = Path(run_dir) / SETTINGS_FILE
     if not path.is_file():
         raise UsageError(f"{run_dir} holds no settings.json; is it a run folder made by hpsearch search?")
-    return read_json(path)
+    settings = read_json(path)
+    if settings.get("module_path"):  # the run's own network is found where the search found it
+        add_module_path(settings["module_path"])
+    return settings
 
 
 def run_dataset(run_dir) -> Dataset:
@@ -58,10 +65,37 @@ def run_dataset(run_dir) -> Dataset:
     if settings.get("dataset_file"):  # the caller's own Dataset object, kept by run_search
         dataset = read_dataset_file(Path(run_dir) / DATASET_FILE, settings.get("dataset_name", "dataset"))
     else:
-        dataset = load_dataset(settings["dataset"], settings.get("data_dir"))
+        dataset = load_dataset(settings["dataset"], settings.get("data_dir"), **dataset_options(settings))
     dataset = dataset.training_slice(settings.get("max_train"), int(settings.get("seed", 0)))
     check_dataset_of(run_dir, dataset)
+    _check_source(Path(run_dir), dataset)
     return dataset
+
+
+def record_source(run_dir: Path, dataset: Dataset) -> None:
+    """Keep where an image folder's images came from and how they were read (size, colour, the held-out
+    test files) in ``dataset.json``, so later steps can tell the same data from a changed folder."""
+    if dataset.source:
+        atomic_write_text(Path(run_dir) / SOURCE_FILE, json.dumps(dataset.source, indent=1) + "\n")
+
+
+def _check_source(run_dir: Path, dataset: Dataset) -> None:
+    recorded = read_json(run_dir / SOURCE_FILE)
+    if not recorded or not dataset.source:
+        return
+    for key, what in (("image_size", "image size"), ("color", "colour"), ("test", "test set"),
+                      ("test_files", "held-out test files")):
+        if recorded.get(key) != dataset.source.get(key):
+            was, now = (_shown(v.get(key)) for v in (recorded, dataset.source))
+            raise UsageError(f"{dataset.source.get('root')}: its {what} is now {now}, but the run was searched with "
+                             f"{was} ({run_dir / SOURCE_FILE}); the folder changed since the search: put it back "
+                             "as it was, or search it anew in a new run folder")
+
+
+def _shown(value) -> str:
+    if isinstance(value, list) and len(value) > 3:
+        return f"{len(value)} files ({', '.join(map(str, value[:2]))}, ...)"
+    return "x".join(map(str, value)) if isinstance(value, list) else str(value)
 
 
 def write_dataset_file(path: Path, dataset: Dataset) -> None:

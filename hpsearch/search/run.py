@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tomllib
 import warnings
 from collections import Counter
 from dataclasses import asdict
@@ -22,18 +23,20 @@ from ..data import load_dataset
 from ..data.dataset import Dataset
 from ..engines.cv import make_folds
 from ..engines.seam import RunContext
+from ..engines.stack_fit import unbatchable_reason
 from ..errors import UsageError, param
 from ..jobs.backends import open_backend
 from ..jobs.resident import release_resident
 from ..rundir.atomic import atomic_write_text
 from ..rundir.exports import results_frame, write_exports
 from ..rundir.names import DATASET_FILE, SETTINGS_FILE, SPACE_FILE
-from ..rundir.run_info import write_dataset_file
+from ..rundir.run_info import record_source, write_dataset_file
 from ..rundir.store import RunLock, TrialStore
 from ..settings import SearchSettings, fingerprint
-from ..space.checks import check_space_for_data
-from ..space.search_space import SearchSpace, load_space
+from ..space.checks import check_modules_for_data, check_space_for_data
+from ..space.search_space import SearchSpace, load_space, module_folder, names_a_module
 from ..strategies import make_strategy
+from ..training.models import is_user_model
 from .evaluator import Evaluator
 from .interrupt import ClusterLost, InterruptFlag, SearchInterrupted
 
@@ -86,14 +89,17 @@ def run_search(settings: SearchSettings, dataset: Dataset | None = None, backend
     """
     settings.validate()
     strategy = make_strategy(settings)
-    space = load_space(settings.space)
+    space = load_space(settings.space, settings.module_path)
     _check_space_for(strategy, space)
     given = dataset  # a Dataset object of the caller's: kept in the run folder, so later steps find it
-    dataset = (dataset or load_dataset(settings.dataset, settings.data_dir)).training_slice(
-        settings.max_train, settings.seed)
+    if dataset is None:
+        dataset = load_dataset(settings.dataset, settings.data_dir, **settings.dataset_options(),
+                               progress=None if settings.progress else False)
+    dataset = dataset.training_slice(settings.max_train, settings.seed)
     check_space_for_data(space, dataset)  # a net too deep for the images: refused before the first fit
+    check_modules_for_data(space, dataset, settings.space)  # your module: built and run once on two blank images
     try:
-        folds = make_folds(dataset.y_train, settings.cv, settings.seed)
+        folds = make_folds(dataset.y_train, settings.cv, settings.seed, dataset.class_names)
     except UsageError as exc:
         if settings.max_train is None:
             raise
@@ -102,15 +108,23 @@ def run_search(settings: SearchSettings, dataset: Dataset | None = None, backend
     if settings.engine == "batched" and dataset.task.batched_engine_reason:
         print(f"{param('engine')} batched: {dataset.name} has {dataset.task.batched_engine_reason}; "
               "every config trains on the skorch engine", file=sys.stderr)
+    elif settings.engine == "batched":
+        for kind in space.params["model"].support():
+            if is_user_model(kind):  # said once here, not per config
+                print(f"{param('engine')} batched: {unbatchable_reason({'model': kind})}; its configs train on the "
+                      "skorch engine", file=sys.stderr)
     # only now, with every setting, the space and the data checked, does the run folder appear
     run_dir = _prepare_run_dir(Path(settings.out) if settings.out else default_run_dir(settings, space))
     with RunLock(run_dir):
         store = TrialStore(run_dir, fingerprint(settings, space, dataset), metric=settings.scoring)
         atomic_write_text(run_dir / SPACE_FILE, space.source)
         stored = {**asdict(settings), "argv": sys.argv, "dataset_name": dataset.name}
+        if names_a_module(tomllib.loads(space.source) if space.source else {}):
+            stored["module_path"] = module_folder(settings.space, settings.module_path)  # resume, retrain, winner
         if given is not None:
             write_dataset_file(run_dir / DATASET_FILE, given)
             stored["dataset_file"] = DATASET_FILE
+        record_source(run_dir, dataset)
         atomic_write_text(run_dir / SETTINGS_FILE, json.dumps(stored, indent=2) + "\n")
         own = backend is None
         backend = open_backend(settings.backend, settings.scheduler) if own else backend

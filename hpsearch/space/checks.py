@@ -13,15 +13,16 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Mapping
 
-from ..errors import UsageError, did_you_mean
+from ..errors import UsageError, did_you_mean, param
 from ..training import augment, losses, schedules
 from ..training.heads import HEADS
 from ..training.losses import WORST_CLASS_KEYS
-from ..training.models import MODELS, module_keys, takes_positions
+from ..training.models import MODELS, is_user_model, model_class, module_keys, takes_positions
 from ..training.models.parameters import PARAMETER_CHECKS, check_number, max_pools
+from ..training.models.user import user_model
 from ..training.net import OPTIMIZERS
 
-__all__ = ["NET_CHECKS", "check_space", "check_space_for_data"]
+__all__ = ["NET_CHECKS", "check_model_kinds", "check_space", "check_space_for_data", "check_modules_for_data"]
 
 
 def _one_of(allowed: Callable[[], Mapping], what: str):
@@ -55,9 +56,17 @@ def _count(fix: str):
     return check
 
 
+def _model_kind(value, name: str) -> str:
+    """A built-in model kind, or your module named ``"module:Class"`` (imported and checked now)."""
+    if is_user_model(value):
+        user_model(value)
+        return value
+    return _one_of(lambda: MODELS, "the model kinds, or your module as \"module:Class\"")(value, name)
+
+
 # The parameters that go to the net or the optimizer, not to the module (make_net maps them).
 NET_CHECKS = {
-    "model": _one_of(lambda: MODELS, "the model kinds"),
+    "model": _model_kind,
     "optimizer": _one_of(lambda: OPTIMIZERS, "the optimizers"),
     "lr": _bounded(0, None, "use a positive learning rate such as 1e-3", low_open=True),
     "weight_decay": _bounded(0, None, "use 0 for no L2 penalty"),
@@ -120,20 +129,26 @@ def _draws(params: Mapping, model: type) -> Callable[[str], list]:
     return lambda key: _support(params, key, _default(model, key))
 
 
+def check_model_kinds(dist) -> None:
+    """Raise a UsageError unless every model ``dist`` can draw is a kind or your importable module."""
+    _check_draws("model", dist, NET_CHECKS["model"])
+
+
 def check_space(params: Mapping) -> None:
     """Raise a UsageError unless every value ``params`` (name -> distribution) can draw is one
     the model kinds that use it (and the net and optimizer) accept."""
     if "model" in params:
         _check_draws("model", params["model"], NET_CHECKS["model"])
     kinds = _support(params, "model", "mlp")
-    used = {key for kind in kinds if kind in MODELS for key in module_keys(kind)}
+    used = {key for kind in kinds for key in module_keys(kind)}
     for key, dist in params.items():
         users = [kind for kind in MODELS if key in module_keys(kind)]
         if users and key not in used:
             raise UsageError(f"{key} is a parameter of {' and '.join(users)} models, but this space's model "
                              f"is {' or '.join(map(repr, kinds))}, so it would be ignored; remove {key} "
                              "or add a model kind that takes it")
-        check = NET_CHECKS.get(key) or PARAMETER_CHECKS.get(key)
+        built_in = any(key in module_keys(kind) for kind in kinds if kind in MODELS)  # your module checks its own
+        check = NET_CHECKS.get(key) or (PARAMETER_CHECKS.get(key) if built_in else None)
         if check is not None and key != "model":
             _check_draws(key, dist, check)
     worst_keys = [key for key in WORST_CLASS_KEYS if key in params]
@@ -142,8 +157,8 @@ def check_space(params: Mapping) -> None:
                          f"{' or '.join(map(repr, _support(params, 'loss', 'ce')))}, so it would be ignored; "
                          f"remove {worst_keys[0]} or add loss = \"worst_class\"")
     for kind in kinds:
-        if hasattr(MODELS.get(kind), "check_draws"):
-            MODELS[kind].check_draws(_draws(params, MODELS[kind]))
+        if hasattr(model_class(kind), "check_draws"):
+            model_class(kind).check_draws(_draws(params, model_class(kind)))
 
 
 def check_space_for_data(space, dataset) -> None:
@@ -168,8 +183,9 @@ def check_space_for_data(space, dataset) -> None:
     for kind in kinds:
         if positions and not takes_positions(kind):
             per_position = " or ".join(repr(k) for k in MODELS if takes_positions(k))
-            raise UsageError(f"{start}model {kind!r} {getattr(MODELS[kind], 'one_label_only', 'gives one label')}, "
-                             f"but {data} carry {positions} labels each; use model {per_position}")
+            why = getattr(model_class(kind), "one_label_only", "gives one label")
+            raise UsageError(f"{start}model {kind!r} {why}, but {data} carry {positions} labels each; "
+                             f"use model {per_position}")
     if positions and "worst_class" in _support(params, "loss", "ce"):
         raise UsageError(f"{start}loss 'worst_class' trains one label per image, but {data} carry "
                          f"{positions} labels each; use loss 'ce' or 'bce'")
@@ -178,7 +194,45 @@ def check_space_for_data(space, dataset) -> None:
         raise UsageError(f"{start}augment {flips[0]!r} mirrors each image, which swaps the left and right "
                          f"digits of {data} while their labels stay; use augment = \"none\"")
     for kind in kinds:
-        deep = MODELS[kind].too_deep(_draws(params, MODELS[kind]), fits) if hasattr(MODELS[kind], "too_deep") else None
+        model = model_class(kind)
+        deep = model.too_deep(_draws(params, model), fits) if hasattr(model, "too_deep") else None
         if deep is not None:
             pools, what, fix = deep
             raise UsageError(f"{start}{what}" + need.format(side=2 ** pools, height=height, width=width) + f"; {fix}")
+
+
+def check_modules_for_data(space, dataset, where: str | None = None) -> None:
+    """Build each of your modules the space names with the first config's values on ``dataset``'s
+    shape and run two blank images through it: a constructor that raises or an output that is not
+    ``(n, K)`` (``(n, positions, K)``) is refused before the search, in one line naming the space
+    (``where``: its file) and the module."""
+    import torch
+
+    from ..training.net import make_net
+    from .search_space import ParamGenerator
+
+    first = ParamGenerator(space, 0).sample(0)
+    positions = dataset.task.positions
+    expected = (2, positions, dataset.n_classes) if positions else (2, dataset.n_classes)
+    for kind in _support(space.params, "model", "mlp"):
+        if not is_user_model(kind):
+            continue
+        start = f"{param('space')} {where}: model {kind!r}" if where else f"search space {space.name!r}: model {kind!r}"
+        try:
+            net = make_net({**first, "model": kind}, dataset, patience=0, max_epochs=1)
+            net.initialize()
+            with torch.no_grad():
+                out = net.module_(torch.zeros((2, *dataset.image_shape)))
+        except UsageError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the user's code, whatever it raises
+            keys = {k: first[k] for k in module_keys(kind) if k in first}
+            raise UsageError(f"{start} fails on the first config ({keys}) with {dataset.image_shape} images: "
+                             f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}; fix "
+                             "the module or the space's ranges") from None
+        shape = tuple(getattr(out, "shape", ()))
+        if shape != expected:
+            what = f"(n, {positions}, {dataset.n_classes})" if positions else f"(n, {dataset.n_classes})"
+            raise UsageError(f"{start} returns {type(out).__name__} of shape {shape} for 2 images; hpsearch needs "
+                             f"logits {what}: one score per class of {dataset.name} ({dataset.n_classes} classes, "
+                             f"n_classes={dataset.n_classes})")

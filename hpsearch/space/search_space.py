@@ -44,13 +44,16 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UsageError, did_you_mean, param
-from .checks import check_space
+from ..training.models import is_user_model, module_keys
+from ..training.models.user import add_module_path
+from .checks import check_model_kinds, check_space
 from .distributions import (
     Constant,
     distribution_from,
 )
 
-__all__ = ["SearchSpace", "ParamGenerator", "load_space", "PARAMETERS", "SEARCHES_DIR"]
+__all__ = ["SearchSpace", "ParamGenerator", "load_space", "PARAMETERS", "SEARCHES_DIR", "module_folder",
+           "names_a_module"]
 
 SEARCHES_DIR = Path(__file__).resolve().parents[2] / "searches"
 
@@ -58,7 +61,8 @@ SEARCHES_DIR = Path(__file__).resolve().parents[2] / "searches"
 # kind in the space that takes it, and every value the space can draw must be one the model (or
 # the optimizer) accepts (hpsearch.space.checks; the image size is checked once the data are loaded).
 PARAMETERS: dict[str, str] = {
-    "model": "model kind: 'mlp', 'cnn' or 'gapcnn' (categorical to mix kinds in one search)",
+    "model": "model kind: 'mlp', 'cnn' or 'gapcnn', or your own module as \"module:Class\" (mynets.py beside the "
+             "space file, built as Class(image_shape=(C, H, W), n_classes=K, **params)); categorical to mix kinds",
     "hidden": "hidden-layer widths of an MLP (decreasing)",
     "dropout": "dropout probability after each hidden layer",
     "lr": "learning rate",
@@ -99,9 +103,17 @@ class SearchSpace:
 
     @classmethod
     def from_dict(cls, spec: Mapping, name: str = "space", source: str = "") -> SearchSpace:
-        unknown = [k for k in spec if k not in PARAMETERS]
+        model = distribution_from("model", spec["model"]) if "model" in spec else Constant("mlp")
+        check_model_kinds(model)  # the model first: its constructor says which other names are known
+        own = {key for kind in model.support() if is_user_model(kind) for key in module_keys(kind)}
+        unknown = [k for k in spec if k not in PARAMETERS and k not in own]
         if unknown:
             key = unknown[0]
+            if own:  # your module: its constructor's arguments are the space's words too
+                mine = " or ".join(k for k in model.support() if is_user_model(k))
+                raise UsageError(f"unknown hyperparameter {key!r} in search space {name!r}: neither an argument of "
+                                 f"{mine} ({', '.join(sorted(own))}) nor a training setting"
+                                 f"{did_you_mean(key, [*own, *PARAMETERS])}")
             raise UsageError(
                 f"unknown hyperparameter {key!r} in search space {name!r}"
                 f"{did_you_mean(key, PARAMETERS)} Allowed: {', '.join(PARAMETERS)}"
@@ -115,8 +127,12 @@ class SearchSpace:
         return dist.value if isinstance(dist, Constant) else default
 
 
-def load_space(path_or_name: str | os.PathLike) -> SearchSpace:
-    """Read a TOML space from a path, or by name from ``searches/`` (``"mlp_mnist"``)."""
+def load_space(path_or_name: str | os.PathLike, module_path=None) -> SearchSpace:
+    """Read a TOML space from a path, or by name from ``searches/`` (``"mlp_mnist"``).
+
+    A space naming your own module (``model = "mynets:SmallCNN"``) finds it in ``module_path``, else
+    in the space file's folder (never a run folder's: its ``space.toml`` is a copy, and a run folder
+    holds no code; reading a run's settings makes its module path known), else installed."""
     path = Path(path_or_name)
     if not path.is_file() and not path.suffix:
         candidate = SEARCHES_DIR / f"{path}.toml"
@@ -137,10 +153,30 @@ def load_space(path_or_name: str | os.PathLike) -> SearchSpace:
         spec = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{param('space')} {path}: not valid TOML: {exc}") from None
+    folder = module_folder(path, module_path)
+    if folder is not None and names_a_module(spec):
+        add_module_path(folder)
     try:
         return SearchSpace.from_dict(spec, name=path.stem, source=text)
     except UsageError as exc:
         raise UsageError(f"{param('space')} {path}: {exc}") from None
+
+
+def module_folder(space_path, module_path=None) -> str | None:
+    """Where a space's own modules are looked for: ``module_path``, else the space file's folder (not
+    a run folder's, nor the bundled ``searches/``)."""
+    if module_path:
+        return str(Path(module_path).expanduser().resolve())
+    folder = Path(space_path).resolve().parent
+    if (folder / "trials.db").exists() or folder == SEARCHES_DIR or not Path(space_path).is_file():
+        return None
+    return str(folder)
+
+
+def names_a_module(spec: Mapping) -> bool:
+    model = spec.get("model")
+    values = model.get("choices", [model.get("value")]) if isinstance(model, dict) else [model]
+    return any(is_user_model(v) for v in values if isinstance(v, str))
 
 
 class ParamGenerator:

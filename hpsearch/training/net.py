@@ -7,7 +7,6 @@ Config keys map onto skorch's dunder names: ``hidden`` -> ``module__hidden``, ``
 
 from __future__ import annotations
 
-import inspect
 import math
 from numbers import Integral
 
@@ -24,7 +23,8 @@ from .augment import augment_batch, check_augment_name
 from .callbacks import ContinuableEarlyStopping, StopOnNonFiniteLoss
 from .heads import head_probabilities
 from .losses import loss_setup
-from .models import MODELS, module_keys, takes_positions
+from .models import MODELS, is_user_model, model_arguments, model_class, module_keys, takes_positions
+from .models.user import remember
 from .schedules import schedule_callback
 
 __all__ = ["SeededNet", "make_net", "OPTIMIZERS", "resolve_device"]
@@ -248,12 +248,14 @@ def make_net(config: dict, n_features: int | Dataset, n_classes: int | None = No
     """
     n_features, n_classes, image_shape, task = _shape_of(n_features, n_classes, image_shape, task)
     kind = config.get("model", "mlp")
-    if kind not in MODELS:
-        raise UsageError(f"model must be one of {', '.join(MODELS)}, got {kind!r}")
+    if is_user_model(kind) and "module" in net_kwargs:  # a job's worker: the class it was sent
+        remember(kind, net_kwargs["module"])
+    module = model_class(kind)
     if task.positions and not takes_positions(kind):
         per_position = " or ".join(repr(k) for k in MODELS if takes_positions(k))
-        raise UsageError(f"model {kind!r} {getattr(MODELS[kind], 'one_label_only', 'gives one label per image')}, "
-                         f"not one label per position; use model {per_position} for these labels")
+        raise UsageError(f"model {kind!r} {getattr(module, 'one_label_only', 'gives one label per image')}, "
+                         f"not one label per position; use model {per_position} (or a module taking positions) "
+                         "for these labels")
     if task.positions and "flip" in str(config.get("augment", "none")):
         raise UsageError(f"augment {config['augment']!r} mirrors each image, which swaps the digits of a label "
                          "per position while their labels stay; use augment 'none' for these labels")
@@ -263,8 +265,11 @@ def make_net(config: dict, n_features: int | Dataset, n_classes: int | None = No
     # lists (TOML arrays) as tuples: a module's widths are its own, never shared with the config
     params = {f"module__{k}": tuple(config[k]) if isinstance(config[k], list) else config[k]
               for k in module_keys(kind) if k in config}
-    if "n_inputs" in inspect.signature(MODELS[kind]).parameters:  # a flat input: pixels x channels
+    takes = model_arguments(kind)
+    if "n_inputs" in takes:  # a flat input: pixels x channels
         params["module__n_inputs"] = n_features
+    elif "image_shape" in takes or "in_channels" not in takes:  # your module's contract: (C, H, W)
+        params["module__image_shape"] = _image_shape(image_shape, n_features, kind)
     else:
         channels, *size = _image_shape(image_shape, n_features, kind)
         params["module__in_channels"], params["module__image_size"] = channels, tuple(size)
@@ -298,7 +303,7 @@ def make_net(config: dict, n_features: int | Dataset, n_classes: int | None = No
     if schedule is not None:
         own.append(schedule)
     kwargs = dict(
-        module=MODELS[kind],
+        module=module,
         criterion=criterion,  # the modules return logits
         optimizer=OPTIMIZERS[optimizer],
         lr=float(config.get("lr", 1e-3)),

@@ -20,7 +20,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from ..rundir.names import SETTINGS_FILE, SPACE_FILE, TRIALS_CSV, TRIALS_DB
-from ..rundir.run_info import read_json
+from ..rundir.run_info import read_json, read_settings
 from ..space.distributions import Categorical, Constant, DecreasingInts, IntLists, LogUniform
 from ..space.search_space import load_space
 
@@ -290,6 +290,8 @@ def search_plot_data(run_dir) -> dict[str, object]:
 
     run_dir = Path(run_dir)
     frame = load_trials(run_dir)
+    if (run_dir / SETTINGS_FILE).is_file():
+        read_settings(run_dir)  # a space naming your module finds it where the search did
     space = load_space(run_dir / SPACE_FILE) if (run_dir / SPACE_FILE).is_file() else None
     study = open_study(run_dir) if (run_dir / TRIALS_DB).is_file() else None
     maximize = study is None or study.direction == optuna.study.StudyDirection.MAXIMIZE

@@ -65,9 +65,14 @@ def _info(predictor: Predictor) -> dict:
 def _examples(predictor: Predictor, n: int) -> list[dict]:
     """The first test image of each of the first ``n`` classes, at the net's own size."""
     from ..data import load_dataset
+    from ..rundir.names import SETTINGS_FILE
+    from ..rundir.run_info import run_dataset
 
     try:
-        data = load_dataset(predictor.info.get("dataset", ""))
+        if predictor.run_dir is not None and (predictor.run_dir / SETTINGS_FILE).is_file():
+            data = run_dataset(predictor.run_dir)  # the run's own data: an image folder, an npz, a Dataset
+        else:
+            data = load_dataset(predictor.info.get("dataset", ""))
     except Exception:  # noqa: BLE001 - no data here (e.g. MNIST without its files): the page offers none
         return []
     picks = [int(np.flatnonzero(data.y_test == c)[0]) for c in np.unique(data.y_test)[:n]]

@@ -24,6 +24,8 @@ from ..errors import UsageError
 from ..rundir.atomic import atomic_write
 from ..rundir.names import WINNER_FILE
 from ..tasks import task_for
+from ..training.models import is_user_model, model_class, module_keys
+from ..training.models.user import ModuleImportError, add_module_path, module_file
 from ..training.net import make_net, resolve_device
 
 __all__ = ["save_winner", "winner_payload", "load_winner", "read_winner_info", "BUNDLE_FORMAT"]
@@ -95,11 +97,41 @@ def save_winner(net, run_dir, dataset: Dataset, *, config: dict, test_accuracy: 
         "batch_size": parts["batch_size"],
         "history": parts["history"],
         "preprocess": preprocessing_for(dataset.name, dataset.image_shape),
+        **_module_entry(config),
         **(extra or {}),
     }
     path = run_dir / WINNER_FILE
     atomic_write(path, lambda fh: torch.save(bundle, fh), binary=True)
     return path
+
+
+def _module_entry(config: dict) -> dict:
+    """Your module, named (never pickled): its import path, the folder it was found in, and the
+    constructor's arguments from the config (``image_shape`` and ``n_classes`` are the bundle's own)."""
+    kind = config.get("model")
+    if not is_user_model(kind):
+        return {}
+    cls = model_class(kind)
+    return {"module": {"import": kind, "path": str(Path(module_file(cls) or ".").resolve().parent),
+                       "args": {k: config[k] for k in module_keys(kind) if k in config}}}
+
+
+def _import_module_of(bundle: dict, run_dir) -> None:
+    """Make the winner's own module importable again, or say what to do."""
+    entry = bundle.get("module")
+    if not isinstance(entry, dict):
+        return
+    path = entry.get("path")
+    if isinstance(path, str) and Path(path).is_dir() and not (Path(path) / WINNER_FILE).exists():
+        add_module_path(path)
+    ref = str(entry.get("import"))
+    try:
+        model_class(ref)
+    except ModuleImportError as exc:
+        file = ref.split(":")[0].replace(".", "/") + ".py"
+        raise UsageError(f"{Path(run_dir) / WINNER_FILE}: the winner is your network {ref!r}, which cannot be "
+                         f"imported here: {exc.why}; put {file} back in {path} (where the search found it), or "
+                         "make it importable (PYTHONPATH, pip install)") from None
 
 
 def _read_bundle(run_dir) -> dict:
@@ -165,6 +197,7 @@ def load_winner(run_dir, device: str = "cpu"):
                          "load with device='cpu' (or 'auto', which picks CUDA when there is one)")
     device = resolve_device(device)
     bundle = _read_bundle(run_dir)
+    _import_module_of(bundle, run_dir)
     state = bundle.pop("state_dict")
     optimizer_state = bundle.pop("optimizer_state", None)  # absent in bundles written before it was saved
     net = make_net(bundle["config"], bundle["n_features"], bundle["n_classes"],

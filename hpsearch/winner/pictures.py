@@ -34,15 +34,19 @@ def _record_pictures(run_dir: Path, options: dict, files: list[str]) -> None:
     atomic_write_text(path, json.dumps(summary, indent=2) + "\n")
 
 
-def _record_figures(run_dir: Path, winner: dict, method: str, files: list[str]) -> None:
+def _record_figures(run_dir: Path, winner: dict, method: str, files: list[str], skipped: str | None = None) -> None:
     """Note in summary.json which files ``method`` drew for this winner (the report's captions
-    come from it); a record of an earlier winner is dropped."""
+    come from it), or why it was skipped; a record of an earlier winner is dropped."""
     path = run_dir / SUMMARY_FILE
     summary = read_json(path, replace_damaged=True)
     record = summary.get("figures") or {}
     if {k: record.get(k) for k in winner} != winner:
         record = {**winner, "methods": {}}
-    record["methods"][method] = files
+    if skipped is None:
+        record["methods"][method] = files
+        record.get("skipped", {}).pop(method, None)
+    else:
+        record.setdefault("skipped", {})[method] = skipped
     summary["figures"] = record
     atomic_write_text(path, json.dumps(summary, indent=2) + "\n")
 
@@ -69,6 +73,21 @@ def _draw_search(run_dir: Path) -> list[str]:
     return files
 
 
+def named_layer(module, name: str):
+    """The submodule ``name`` (as ``module.named_modules()`` names it), or a ``UsageError`` listing the
+    convolutions (the layers Grad-CAM explains) and what else there is."""
+    from torch import nn
+
+    layers = dict(module.named_modules())
+    if name in layers and name:
+        return layers[name]
+    convs = [k for k, m in layers.items() if isinstance(m, nn.Conv2d)]
+    others = [k for k in layers if k and k not in convs]
+    raise UsageError(f"--layer {name!r}: {type(module).__name__} has no such layer; its convolutions: "
+                     f"{', '.join(convs) or 'none'} (other layers: {', '.join(others[:12]) or 'none'}"
+                     f"{', ...' if len(others) > 12 else ''}){did_you_mean(name, list(layers))}")
+
+
 def _check_labels(run_dir, positions: int, dataset) -> None:
     """The winner and the test data give as many labels per image, else a ``UsageError``."""
     def say(k):
@@ -80,13 +99,15 @@ def _check_labels(run_dir, positions: int, dataset) -> None:
 
 
 def draw_pictures(run_dir, method: str = "all", *, images: int = 25, units: int = 25, device: str = "cpu",
-                  redraw: bool = True, dataset=None) -> list[str]:
+                  redraw: bool = True, dataset=None, layer: str | None = None) -> list[str]:
     """Draw ``method`` (or ``"all"`` that apply) for the run's winner into the run folder; the
     files written. With ``redraw=False``, ``all`` is skipped when this winner's pictures with
     these options are already there. ``"search"`` draws the search's own plots instead (no
     winner needed). ``dataset`` is the test data to draw on (default: the run's, loaded again).
     A winner with one label per position gets the per-position pictures (``hpsearch.viz.positions``);
-    a method that does not apply to it is skipped by ``all`` and refused by name, saying why."""
+    a method that does not apply to it is skipped by ``all`` and refused by name, saying why.
+    ``layer``: the module name Grad-CAM and HiResCAM explain (``"features.2"``; default the last
+    ``Conv2d``), refused with the choices when the net has no such layer."""
     matplotlib.use("Agg")
     from ..viz.plots import REGISTRY, PlotOptions
 
@@ -108,6 +129,7 @@ def draw_pictures(run_dir, method: str = "all", *, images: int = 25, units: int 
         reason = REGISTRY[method].applies(net.module_)
         if reason is not None:
             raise UsageError(f"{method} does not apply to this winner: {reason}")
+    cam_layer = {"layer": named_layer(net.module_, layer)} if layer is not None else {}
     # as the search places them: never more than the cores; the caller's count comes back after
     with torch_threads(threads_per_job(1)):
         if dataset is None and (run_dir / SETTINGS_FILE).is_file():
@@ -117,7 +139,7 @@ def draw_pictures(run_dir, method: str = "all", *, images: int = 25, units: int 
 
             dataset = load_dataset(net.winner_["dataset"])
         _check_labels(run_dir, int(net.winner_.get("positions", 0)), dataset)
-        options = PlotOptions(n_images=images, units=units)
+        options = PlotOptions(n_images=images, units=units, extra={"gradcam": cam_layer, "hirescam": cam_layer})
         chosen = list(REGISTRY) if method == "all" else [method]
         files = []
         for name in chosen:
@@ -127,6 +149,7 @@ def draw_pictures(run_dir, method: str = "all", *, images: int = 25, units: int 
                 if method != "all":
                     raise UsageError(f"{name} does not apply to this winner: {reason}")
                 print(f"skipped {name}: {reason}")
+                _record_figures(run_dir, {k: record[k] for k in ("trial", "epochs")}, name, [], skipped=reason)
                 continue
             written = []
             for stem, item in entry.draw(net, dataset, options).items():

@@ -85,13 +85,16 @@ class Predictor:
         self.method = heat_method(net)
         self.info = info
         self.positions = positions_of(net)  # 0: one label per image
+        self.run_dir: Path | None = None  # where the winner came from (the page's examples use its data)
 
     @classmethod
     def from_run(cls, run_dir, device: str = "cpu") -> Predictor:
         """The winner of the run in ``run_dir`` (``winner.pt``)."""
         from .bundle import load_winner
 
-        return cls(load_winner(Path(run_dir), device=device))
+        predictor = cls(load_winner(Path(run_dir), device=device))
+        predictor.run_dir = Path(run_dir)
+        return predictor
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

@@ -98,7 +98,7 @@ def test_mismatched_counts(tmp_path):
 
 
 def test_unknown_dataset():
-    with pytest.raises(UsageError, match="dataset must be one of digits, mnist, fashion-mnist, cifar10, triple-mnist, npz, got 'cifar'; "
+    with pytest.raises(UsageError, match="dataset must be one of digits, mnist, fashion-mnist, cifar10, triple-mnist, npz, folder, got 'cifar'; "
                                          "did you mean 'cifar10'"):
         load_dataset("cifar")
 

@@ -15,7 +15,7 @@ QUICK = ["--dataset", "digits", "--n", "2", "--cv", "2", "--max-epochs", "1", "-
 @pytest.mark.parametrize("flags, message", [
     (["--seed", str(2**40)], "--seed must be at most 4294967295"),
     (["--seed", "-1"], "--seed must be a whole number >= 0"),
-    (["--cv", "2000"], "--cv 2000 is more folds than the rarest class has images"),
+    (["--cv", "2000"], "--cv 2000 is more folds than the rarest class (8) has images"),
     (["--top", "0"], "--top must be"),
     (["--retrain-epochs", "0"], "--retrain-epochs must be"),
     (["--images", "0"], "--images must be"),

@@ -205,4 +205,4 @@ def test_max_train_too_small_for_cv_is_named(tmp_path, capsys):
 
     assert main(["search", "--max-train", "30", "--cv", "10", "--no-progress", "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err
-    assert "--cv 10 is more folds than the rarest class has images (3)" in err and "--max-train 30 slice" in err
+    assert "--cv 10 is more folds than the rarest class (0) has images (3)" in err and "--max-train 30 slice" in err

@@ -1,0 +1,127 @@
+"""Folders of image files, read safely and once: what the Triple-MNIST and image-folder loaders share.
+
+- ``label_folders`` lists a split's label folders and their files in sorted order, refusing anything
+  that is not a regular file *before* it is opened (a FIFO would block the read, a device never end,
+  a link in a loop raise), and skipping dot-files (``.DS_Store``);
+- ``header_size`` reads an image's size from its header, nothing decoded;
+- ``listing_key`` digests every file's name, size and mtime, so a decoded cache
+  (``read_cache`` / ``write_cache``: plain arrays, ``allow_pickle=False``) is used only for the same
+  files and a changed folder is read again;
+- ``progress_bar`` is the bar large folders load with.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+import zipfile
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import UsageError
+from .mnist import default_cache_dir
+
+__all__ = ["label_folders", "header_size", "listing_key", "read_cache", "write_cache", "progress_bar"]
+
+
+def label_folders(split_dir: Path, error: type[UsageError], check_name: Callable[[str], str | None] | None = None
+                  ) -> list[tuple[str, list[os.DirEntry]]]:
+    """``[(label, files)]`` of ``split_dir``'s label folders, sorted by name, their files sorted too (a
+    stable order: a seed gives the same folds). ``check_name(name)`` returns why a folder name is no
+    label (None: fine). Raises ``error`` naming a stray file, a nested folder or a special file."""
+    labels = []
+    split = split_dir.name
+    for entry in sorted(os.scandir(split_dir), key=lambda e: e.name):
+        if entry.name.startswith("."):  # .DS_Store and the like
+            continue
+        if not entry.is_dir():
+            raise error(f"{entry.path}: a file where {split}/ holds only class folders; move it out")
+        why = check_name(entry.name) if check_name else None
+        if why:
+            raise error(f"{entry.path}/: {why}")
+        files = sorted((e for e in os.scandir(entry.path) if not e.name.startswith(".")), key=lambda e: e.name)
+        for f in files:
+            try:
+                kind = "folder" if f.is_dir() else "file" if f.is_file() else "other"
+            except OSError:  # a link in a loop
+                kind = "other"
+            if kind == "folder":
+                raise error(f"{f.path}: a folder inside class folder {split}/{entry.name}/, which holds only "
+                            "images; move it out")
+            if kind == "other":  # never opened: a FIFO would block the read, a device never end
+                raise error(f"{f.path}: not a regular file (a FIFO, a device, or a link leading nowhere or in a "
+                            "loop); remove it")
+        labels.append((entry.name, files))
+    return labels
+
+
+def header_size(path: str, error: type[UsageError]) -> tuple[tuple[int, int], str]:
+    """An image's ``((width, height), mode)`` from its header (nothing decoded), or ``error`` naming the file."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as img:
+            return img.size, img.mode
+    except UnidentifiedImageError:
+        raise error(f"{path}: not a readable image (no PNG, JPEG, BMP, GIF, WebP or TIFF); remove or replace "
+                    "it") from None
+    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
+        raise error(f"{path}: not a readable image ({type(exc).__name__}: {exc}); remove or replace it") from None
+
+
+def listing_key(entries: Iterable[tuple[str, os.DirEntry]], *extra) -> str:
+    """A digest of every ``(relative name, entry)``'s name, size and mtime, and of ``extra`` (a cache's
+    version and the options that change what it holds)."""
+    digest = hashlib.sha256(repr(extra).encode())
+    for name, entry in entries:
+        st = entry.stat()
+        digest.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+    return digest.hexdigest()
+
+
+def _cache_paths(root: Path, file_name: str, subdir: str) -> list[Path]:
+    """Beside the images, else (a read-only folder) in the hpsearch cache, named by the folder's path."""
+    tag = hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]
+    return [root / file_name, default_cache_dir() / subdir / f"{tag}.npz"]
+
+
+def read_cache(root: Path, file_name: str, subdir: str, key: str) -> dict | None:
+    """The arrays ``write_cache`` kept under ``key``, or None (absent, damaged or of other files)."""
+    for path in _cache_paths(root, file_name, subdir):
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                if str(z["key"]) == key:
+                    return {name: z[name] for name in z.files if name != "key"}
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # absent or damaged: read again
+            continue
+    return None
+
+
+def write_cache(root: Path, file_name: str, subdir: str, key: str, arrays: dict) -> None:
+    """Keep ``arrays`` beside the images (else in the cache), whole or not at all; no cache is only slower."""
+    for path in _cache_paths(root, file_name, subdir):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    np.savez_compressed(fh, key=np.array(key), **arrays)
+                os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the cache from the folder's other readers
+                os.replace(tmp, path)  # a reader never sees half a cache
+            finally:
+                if os.path.exists(tmp):
+                    os.remove(tmp)
+            return
+        except OSError:  # read-only: try the next place
+            continue
+
+
+def progress_bar(total: int, desc: str, progress: bool | None):
+    """A tqdm bar; ``progress`` None: on a terminal and for 5,000 images or more."""
+    from tqdm.auto import tqdm
+
+    disable = (None if total >= 5000 else True) if progress is None else not progress
+    return tqdm(total=total, desc=desc, unit="img", leave=False, dynamic_ncols=True, disable=disable)

@@ -1,0 +1,187 @@
+"""--dataset folder: your images in train/<class>/ (and test/<class>/) folders, read as predict reads a
+picture, cached, and checked file by file before anything trains."""
+
+import os
+import shutil
+
+import numpy as np
+import pytest
+from fixtures.folders import WORDS, write_tree
+from PIL import Image
+
+from hpsearch.cli import main
+from hpsearch.data import folder as folder_module
+from hpsearch.data import load_dataset
+from hpsearch.data.folder import CACHE_FILE, FolderError
+from hpsearch.data.preprocess import preprocess, preprocessing_for
+from hpsearch.errors import UsageError
+
+
+@pytest.fixture(scope="module")
+def tree(tmp_path_factory, digits):
+    """300 digits as a tree: word-named class folders, PNG and JPEG, 8x8 and (a quarter) 16x16, half inverted."""
+    root = tmp_path_factory.mktemp("tree")
+    write_tree(root, digits.X_train[:300], digits.y_train[:300])
+    return root
+
+
+@pytest.fixture
+def copy(tree, tmp_path):
+    shutil.copytree(tree, tmp_path / "tree")
+    return tmp_path / "tree"
+
+
+def _one_line(exc_info, *parts):
+    message = str(exc_info.value)
+    assert "\n" not in message, message
+    for part in parts:
+        assert str(part) in message, (part, message)
+    return message
+
+
+def test_a_tree_reads_as_its_classes_with_a_held_out_split(tree, capsys):
+    data = load_dataset("folder", tree)
+    assert data.class_names == tuple(sorted(WORDS))  # the folder names, sorted
+    assert data.image_shape == (1, 8, 8)  # the most common size wins, said on screen
+    assert len(data.y_train) + len(data.y_test) == 300 and len(data.y_test) == 60  # 20% held out
+    said = capsys.readouterr().err
+    assert "8x8 (the most common size" in said and "images resized" in said and "grey" in said
+    # stratified: every class in the test set in proportion
+    held, total = (np.bincount(y, minlength=10) for y in (data.y_test, np.concatenate([data.y_train, data.y_test])))
+    assert np.abs(held - 0.2 * total).max() <= 1, (held, total)
+    # seeded: the same seed gives the same split, another seed another one
+    again, other = load_dataset("folder", tree), load_dataset("folder", tree, seed=1)
+    assert again.source["test_files"] == data.source["test_files"]
+    assert other.source["test_files"] != data.source["test_files"]
+    assert data.source["test"] == "0.2 of train/ held out (stratified, seed 0)"
+
+
+def test_predict_reads_each_file_exactly_as_the_loader_did(tree):
+    """A file of the folder given to predict's preprocessing (the winner's, for this dataset) is the
+    very array the net trained on: PNG and JPEG, resized or not, white background or black."""
+    data = load_dataset("folder", tree)
+    settings = preprocessing_for("folder", data.image_shape)
+    for name, x in zip(data.source["test_files"], data.X_test, strict=True):
+        assert np.array_equal(preprocess((tree / name).read_bytes(), settings), x), name
+
+
+def test_options_size_colour_and_share(tree):
+    data = load_dataset("folder", tree, image_size="12x10", color="rgb", test_size=0.5)
+    assert data.image_shape == (3, 10, 12) and len(data.y_test) == 150
+    assert np.array_equal(data.X_train[:, 0], data.X_train[:, 2])  # grey pictures in three equal channels
+    assert load_dataset("folder", tree, image_size=16).image_shape == (1, 16, 16)
+
+
+def test_a_test_folder_is_the_test_set_and_its_classes_must_be_known(copy, digits):
+    write_tree(copy, digits.X_test[:40], digits.y_test[:40], split="test", mixed=False)
+    data = load_dataset("folder", copy)
+    assert len(data.y_train) == 300 and len(data.y_test) == 40 and data.source["test"] == "test/"
+    for name, label in zip(data.source["test_files"], data.y_test, strict=True):
+        assert name.startswith("test/") and name.split("/")[1] == data.class_names[label]  # labelled by folder
+    with pytest.raises(FolderError) as exc:
+        load_dataset("folder", copy, test_size=0.3)
+    _one_line(exc, "test_size", "already gives the test images")
+    (copy / "test" / "eleven").mkdir()
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(copy / "test" / "eleven" / "a.png")
+    with pytest.raises(FolderError) as exc:
+        load_dataset("folder", copy)
+    _one_line(exc, copy / "test" / "eleven", "lacks", "rename it")
+
+
+def test_colour_is_decided_by_the_pixels(copy, capsys):
+    first = sorted((copy / "train" / "zero").glob("*.png"))[0]
+    grey = np.asarray(Image.open(first).convert("L"))
+    Image.fromarray(np.stack([grey] * 3, axis=-1)).save(first)  # RGB mode, grey picture
+    data = load_dataset("folder", copy)
+    assert data.image_shape[0] == 1 and data.source["color"] == "grey"
+    assert "grey (1 RGB images hold grey pictures)" in capsys.readouterr().err
+    tinted = np.stack([grey, grey // 2, grey // 3], axis=-1)
+    Image.fromarray(tinted).save(first)
+    assert load_dataset("folder", copy).image_shape[0] == 3  # one colour image: RGB
+    assert load_dataset("folder", copy, color="grey").image_shape[0] == 1  # unless asked
+
+
+def test_the_second_load_reads_the_cache_and_a_changed_file_is_read_again(copy, monkeypatch):
+    first = load_dataset("folder", copy)
+    assert (copy / CACHE_FILE).is_file()
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded again")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(folder_module, "_decode_all", no_decoding)
+        cached = load_dataset("folder", copy)
+    assert np.array_equal(cached.X_train, first.X_train) and cached.class_names == first.class_names
+    name = sorted((copy / "train" / "two").glob("*.png"))[0]
+    Image.fromarray(np.full((8, 8), 255, np.uint8)).save(name)  # new contents, new size and mtime
+    os.utime(name, ns=(1, 1))
+    with monkeypatch.context() as patch:
+        patch.setattr(folder_module, "_decode_all", no_decoding)
+        with pytest.raises(AssertionError, match="decoded again"):
+            load_dataset("folder", copy)
+
+
+def test_sixteen_bit_and_cmyk_are_converted_and_said(copy, digits, capsys):
+    write_tree(copy, digits.X_test[:20], digits.y_test[:20], split="test", mixed=False)  # train/ whole, in order
+    files = sorted((copy / "train" / "one").iterdir())
+    png = next(f for f in files if f.suffix == ".png" and Image.open(f).size == (8, 8))
+    grey = np.asarray(Image.open(png).convert("L"))
+    Image.fromarray(grey.astype(np.uint16) * 257).save(png)  # 16-bit grey: scaled by its range, not clipped
+    assert Image.open(png).mode.startswith("I")
+    Image.fromarray(np.stack([grey] * 3, -1)).convert("CMYK").save(copy / "train" / "one" / "~cmyk.jpg")
+    data = load_dataset("folder", copy)
+    assert "1 CMYK images converted to RGB by Pillow" in capsys.readouterr().err
+    before = sum(len(list((copy / "train" / c).iterdir())) for c in data.class_names[:data.class_names.index("one")])
+    row = before + files.index(png)  # rows: classes in order, files sorted
+    assert np.array_equal(data.X_train[row, 0], grey / np.float32(255))
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("empty class", "holds no images; put the class's images there or remove the folder"),
+    ("stray file", "a file where train/ holds only class folders"),
+    ("not an image", "not a readable image (no PNG, JPEG, BMP, GIF, WebP or TIFF)"),
+    ("truncated", "remove or replace it"),
+    ("bomb", "a decompression bomb"),
+    ("fifo", "not a regular file"),
+    ("one image", "holds 1 image; holding out a test split needs at least 2 per class"),
+    ("no train", "train/ is missing"),
+])
+def test_bad_data_is_one_line_naming_the_file(copy, damage, message):
+    zero = copy / "train" / "zero"
+    if damage == "empty class":
+        (copy / "train" / "ten").mkdir()
+    elif damage == "stray file":
+        (copy / "train" / "notes.txt").write_text("hello")
+    elif damage == "not an image":
+        (zero / "notes.png").write_text("not a picture")
+    elif damage == "truncated":
+        data = (sorted(zero.glob("*.png"))[0]).read_bytes()
+        (zero / "cut.png").write_bytes(data[: len(data) // 2])
+    elif damage == "bomb":
+        Image.new("1", (5000, 5000)).save(zero / "bomb.png")  # 25 megapixels in a tiny file
+    elif damage == "fifo":
+        os.mkfifo(zero / "pipe.png")
+    elif damage == "one image":
+        (copy / "train" / "lonely").mkdir()
+        shutil.copy(sorted(zero.glob("*.png"))[0], copy / "train" / "lonely" / "a.png")
+    elif damage == "no train":
+        (copy / "train").rename(copy / "training")
+    with pytest.raises(UsageError) as exc:
+        load_dataset("folder", copy)
+    _one_line(exc, message)
+
+
+def test_the_command_line_refuses_folder_options_elsewhere_and_bad_values(tmp_path, capsys):
+    cases = [(["--dataset", "digits", "--image-size", "16"],
+              "--image-size applies only with --dataset folder; --dataset digits would ignore it"),
+             (["--dataset", "folder", "--data-dir", str(tmp_path), "--image-size", "0"],
+              "--image-size must be a side (28) or WIDTHxHEIGHT (32x24) of 1 to 4096 pixels, got '0'"),
+             (["--dataset", "folder", "--data-dir", str(tmp_path), "--test-size", "1.5"],
+              "--test-size must be a share between 0 and 1"),
+             (["--dataset", "folder"], "--dataset folder reads your images: pass --data-dir DIR"),
+             (["--dataset", "folder", "--data-dir", str(tmp_path / "nowhere")], "no such folder")]
+    for flags, message in cases:
+        assert main(["search", "--out", str(tmp_path / "run"), "--no-progress", *flags]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1 and "Traceback" not in err, err
+    assert not (tmp_path / "run").exists()

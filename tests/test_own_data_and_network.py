@@ -1,0 +1,260 @@
+"""Your images and your network, end to end: a tree of image folders written from digits (class
+folders named by words, PNG and JPEG, two sizes, half on a white background) searched with halving on
+a small CNN that the test writes as a module file beside its space; retrained; the winner reloaded in
+a fresh process, ``predict`` on image files and the page's API agree with it; a survivor's
+continuation is exact; Grad-CAM explains the module's last convolution."""
+
+import json
+import os
+import subprocess
+import sys
+import warnings
+from functools import partial
+
+import cloudpickle
+import pytest
+import torch
+from fixtures.folders import write_tree
+from joblib import Parallel
+
+from hpsearch.cli import main
+from hpsearch.engines.cv import evaluate_configs, make_folds
+from hpsearch.errors import UsageError
+from hpsearch.rundir.run_info import run_dataset
+from hpsearch.rundir.states import load_state, owner_of, state_path
+from hpsearch.training.models.user import shipped
+from hpsearch.training.net import make_net
+from hpsearch.training.seeds import trial_seed
+from hpsearch.viz.attribution import gradcam_layer
+from hpsearch.winner.bundle import load_winner
+
+MODULE = '''
+import torch
+from torch import nn
+
+
+class SmallCNN(nn.Module):
+    """depth 3x3 convolutions of width channels, a 2x2 max-pool, a linear layer."""
+
+    def __init__(self, image_shape, n_classes, width=8, depth=1):
+        super().__init__()
+        channels, height, width_px = image_shape
+        layers = []
+        for _ in range(depth):
+            layers += [nn.Conv2d(channels, width, 3, padding=1), nn.ReLU()]
+            channels = width
+        self.features = nn.Sequential(*layers, nn.MaxPool2d(2))
+        self.head = nn.Linear(width * (height // 2) * (width_px // 2), n_classes)
+
+    def forward(self, x):
+        return self.head(self.features(x).flatten(1))
+
+
+class WrongOutput(SmallCNN):
+    def forward(self, x):
+        return super().forward(x)[:, :3]
+
+
+class Fussy(SmallCNN):
+    def __init__(self, image_shape, n_classes, width=8, depth=1):
+        if width < 100:
+            raise ValueError(f"width {width} is too narrow for me")
+        super().__init__(image_shape, n_classes, width, depth)
+
+
+def not_a_module(image_shape, n_classes):
+    return None
+
+
+class NoClasses(nn.Module):
+    def __init__(self, image_shape, width=8):
+        super().__init__()
+'''
+
+SPACE = '''model = "mynets:SmallCNN"
+width = { distribution = "categorical", choices = [8, 16] }
+depth = { distribution = "int_uniform", low = 1, high = 2 }
+lr = { distribution = "log_uniform", low = 2e-3, high = 1e-2 }
+'''
+SEARCH = ["--strategy", "halving", "--n", "6", "--cv", "2", "--min-epochs", "2", "--max-epochs", "6", "--patience",
+          "0", "--seed", "3", "--no-progress"]
+
+
+@pytest.fixture(scope="module")
+def own(tmp_path_factory, digits):
+    root = tmp_path_factory.mktemp("own")
+    write_tree(root / "tree", digits.X_train[:600], digits.y_train[:600])
+    (root / "nets").mkdir()
+    (root / "nets" / "mynets.py").write_text(MODULE)
+    (root / "nets" / "space.toml").write_text(SPACE)
+    return root
+
+
+@pytest.fixture(scope="module")
+def own_run(own):
+    run = own / "run"
+    code = main(["search", "--dataset", "folder", "--data-dir", str(own / "tree"), "--space",
+                 str(own / "nets" / "space.toml"), *SEARCH, "--out", str(run), "--top", "1", "--retrain-epochs",
+                 "25", "--images", "4", "--units", "4"])
+    assert code == 0
+    return run
+
+
+def test_the_search_retraining_and_winner_of_your_module_on_your_folders(own_run):
+    settings = json.loads((own_run / "settings.json").read_text())
+    assert settings["module_path"] == str((own_run.parent / "nets").resolve())
+    source = json.loads((own_run / "dataset.json").read_text())
+    assert source["image_size"] == [8, 8] and source["color"] == "grey" and len(source["test_files"]) == 120
+    net = load_winner(own_run)
+    assert type(net.module_).__name__ == "SmallCNN"
+    entry = net.winner_["module"]
+    assert entry["import"] == "mynets:SmallCNN" and set(entry["args"]) == {"width", "depth"}
+    data = run_dataset(own_run)
+    accuracy = float((net.predict(data.X_test) == data.y_test).mean())
+    assert accuracy > 0.8, accuracy
+    summary = json.loads((own_run / "summary.json").read_text())
+    assert summary["figures"]["skipped"]["receptive-fields"].startswith("receptive fields and maximizers need an MLP")
+    assert "grad-cam" in summary["figures"]["methods"]
+    # Grad-CAM explains the module's last convolution
+    convs = [m for m in net.module_.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert gradcam_layer(net.module_) is convs[-1]
+
+
+def test_predict_the_page_and_a_fresh_process_agree(own_run, own, capsys, tmp_path):
+    pytest.importorskip("fastapi")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+
+    from hpsearch.web import create_app
+    from hpsearch.winner.predict import Predictor
+
+    files = [own / "tree" / name for name in json.loads((own_run / "dataset.json").read_text())["test_files"][:12]]
+    assert {f.suffix for f in files} == {".png", ".jpg"}
+    capsys.readouterr()
+    assert main(["predict", str(own_run), *map(str, files)]) == 0
+    by_predict = [line.split("\t")[1] for line in capsys.readouterr().out.splitlines()]
+    predictor = Predictor.from_run(own_run)
+    with TestClient(create_app(predictor)) as client:
+        by_page = [client.post("/api/predict", files={"file": (f.name, f.read_bytes(), "image/png")}).json()["class_name"]
+                   for f in files]
+        assert client.get("/api/info").status_code == 200
+    script = ("import sys, json; from hpsearch.winner.predict import Predictor; p = Predictor.from_run(sys.argv[1]); "
+              "print(json.dumps([p.class_names[int(p.net.predict(p.prepare(open(f, 'rb').read())[None])[0])] "
+              "for f in sys.argv[2:]]))")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    fresh = subprocess.run([sys.executable, "-c", script, str(own_run), *map(str, files)], cwd=tmp_path, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert fresh.returncode == 0, fresh.stderr
+    by_fresh = json.loads(fresh.stdout)
+    data = run_dataset(own_run)
+    by_arrays = [data.class_names[k] for k in predictor.net.predict(data.X_test[:12])]
+    assert by_predict == by_page == by_fresh == by_arrays
+    assert sum(a == f.parent.name for a, f in zip(by_arrays, files, strict=True)) >= 9  # and mostly right
+
+
+def test_a_survivor_continues_exactly_as_a_straight_run(own, digits, tmp_path):
+    """A fold of your module brought to 2 epochs, saved, and continued to 5 (in job processes, which get
+    the class shipped by value) ends with the weights and scores of a fold trained straight for 5."""
+    from hpsearch.space.search_space import load_space
+
+    load_space(own / "nets" / "space.toml")  # makes mynets known, as the search does
+    config = {"model": "mynets:SmallCNN", "width": 8, "depth": 2, "lr": 5e-3, "optimizer": "adam"}
+    X, y = digits.X_train[:300], digits.y_train[:300]
+    folds = make_folds(y, 2, 1)
+
+    def scores(epochs, states=None):
+        make = partial(make_net, config, 64, 10, image_shape=(1, 8, 8), max_epochs=epochs, patience=0,
+                       random_state=trial_seed(1, 4), **shipped(config))
+        with Parallel(n_jobs=2, return_as="generator_unordered") as parallel:
+            [(_, result)] = evaluate_configs({4: make}, X, y, folds, parallel=parallel, threads=1,
+                                             states={4: states} if states else None)
+        return result
+
+    states = [(state_path(tmp_path, 4, k), True, owner_of("run", 4, k, config)) for k in range(2)]
+    scores(2, states)
+    continued, straight = scores(5, states), scores(5)
+    assert continued.error is None and continued.test_scores == straight.test_scores
+    net = make_net(config, 64, 10, image_shape=(1, 8, 8), max_epochs=5, patience=0, random_state=trial_seed(1, 4))
+    net.fit(X[folds[0][0]], y[folds[0][0]])
+    saved = load_state(states[0][0], states[0][2])["module"]
+    assert all(torch.equal(saved[k], v) for k, v in net.module_.state_dict().items())
+
+
+def test_the_class_travels_by_value_to_a_worker_that_cannot_import_it(own, tmp_path):
+    from hpsearch.space.search_space import load_space
+
+    load_space(own / "nets" / "space.toml")
+    config = {"model": "mynets:SmallCNN", "width": 8, "depth": 1}
+    make = partial(make_net, config, 64, 10, image_shape=(1, 8, 8), **shipped(config))
+    script = ("import sys, pickle; make = pickle.loads(sys.stdin.buffer.read()); net = make(); net.initialize(); "
+              "print(type(net.module_).__name__, sum(p.numel() for p in net.module_.parameters()))")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    worker = subprocess.run([sys.executable, "-c", script], input=cloudpickle.dumps(make), cwd=tmp_path, env=env,
+                            capture_output=True, timeout=120)
+    assert worker.returncode == 0, worker.stderr.decode()[-2000:]
+    assert worker.stdout.decode().split() == ["SmallCNN", str(8 * 9 + 8 + 8 * 16 * 10 + 10)]
+
+
+@pytest.mark.parametrize("model, extra, message", [
+    ("mynetz:SmallCNN", "", "no module mynetz (no mynetz.py in"),
+    ("mynets:SmallCN", "", "mynets has no SmallCN; did you mean 'SmallCNN'?"),
+    ("mynets:not_a_module", "", "not_a_module is a function, not an nn.Module class"),
+    ("mynets:NoClasses", "", "NoClasses's constructor lacks n_classes"),
+    ("mynets:SmallCNN", "widht = 8\n", "unknown hyperparameter 'widht'"),
+    ("mynets:SmallCNN", "hidden = [10]\n", "hidden is a parameter of mlp models"),
+    ("mynets:Fussy", "", "fails on the first config ({'width': 8, 'depth': 1}) with (1, 8, 8) images: ValueError: "
+                         "width 8 is too narrow for me"),
+    ("mynets:WrongOutput", "", "returns Tensor of shape (2, 3) for 2 images; hpsearch needs logits (n, 10)"),
+    ("mynets SmallCNN", "", 'or your module as "module:Class"), got \'mynets SmallCNN\''),
+])
+def test_a_bad_module_is_refused_before_the_search_in_one_line(own, tmp_path, capsys, model, extra, message):
+    space = own / "nets" / f"bad_{abs(hash((model, extra)))}.toml"
+    space.write_text(f'model = "{model}"\n{extra}width = 8\ndepth = 1\n')
+    out = tmp_path / "run"
+    code = main(["search", "--dataset", "folder", "--data-dir", str(own / "tree"), "--space", str(space),
+                 "--n", "2", "--cv", "2", "--max-epochs", "1", "--no-progress", "--out", str(out), "--no-retrain"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err
+    line = [li for li in err.splitlines() if li.startswith("hpsearch: error")]
+    assert len(line) == 1 and message in line[0] and str(space) in line[0], err
+    assert not out.exists()
+
+
+def test_the_batched_engine_says_it_hands_your_module_to_skorch(own, tmp_path, capsys):
+    from hpsearch.search.run import run_search
+    from hpsearch.settings import SearchSettings
+
+    run_search(SearchSettings(dataset="folder", data_dir=str(own / "tree"), space=str(own / "nets" / "space.toml"),
+                              n=1, cv=2, max_epochs=1, patience=0, engine="batched", n_jobs=1, progress=False,
+                              out=str(tmp_path / "run")))
+    assert "engine batched: model 'mynets:SmallCNN' is your own module" in capsys.readouterr().err
+
+
+def test_a_winner_whose_module_is_gone_says_what_to_do(own_run, own, tmp_path):
+    import shutil
+
+    moved = tmp_path / "copy"
+    shutil.copytree(own_run, moved, ignore=shutil.ignore_patterns("states", "retrain_states"))
+    settings = json.loads((moved / "settings.json").read_text())
+    settings["module_path"] = str(tmp_path / "gone")
+    (moved / "settings.json").write_text(json.dumps(settings))
+    script = "import sys; from hpsearch.winner.bundle import load_winner; load_winner(sys.argv[1])"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    (own / "nets" / "mynets.py").rename(own / "nets" / "mynets.py.away")
+    try:
+        fresh = subprocess.run([sys.executable, "-c", script, str(moved)], cwd=tmp_path, env=env,
+                               capture_output=True, text=True, timeout=120)
+    finally:
+        (own / "nets" / "mynets.py.away").rename(own / "nets" / "mynets.py")
+    assert fresh.returncode != 0
+    last = fresh.stderr.strip().splitlines()[-1]
+    assert "the winner is your network 'mynets:SmallCNN', which cannot be imported here: no module mynets" in last
+    assert f"put mynets.py back in {(own / 'nets').resolve()}" in last
+
+
+def test_a_run_folder_is_never_a_module_path(own_run):
+    from hpsearch.training.models.user import add_module_path
+
+    with pytest.raises(UsageError, match="never imports code from a run folder"):
+        add_module_path(own_run)
