@@ -10,12 +10,15 @@ import subprocess
 import sys
 import warnings
 from functools import partial
+from pathlib import Path
 
 import cloudpickle
+import numpy as np
 import pytest
 import torch
-from fixtures.folders import write_tree
+from fixtures.folders import WORDS, write_own_network, write_tree
 from joblib import Parallel
+from PIL import Image
 
 from hpsearch.cli import main
 from hpsearch.engines.cv import evaluate_configs, make_folds
@@ -28,54 +31,6 @@ from hpsearch.training.seeds import trial_seed
 from hpsearch.viz.attribution import gradcam_layer
 from hpsearch.winner.bundle import load_winner
 
-MODULE = '''
-import torch
-from torch import nn
-
-
-class SmallCNN(nn.Module):
-    """depth 3x3 convolutions of width channels, a 2x2 max-pool, a linear layer."""
-
-    def __init__(self, image_shape, n_classes, width=8, depth=1):
-        super().__init__()
-        channels, height, width_px = image_shape
-        layers = []
-        for _ in range(depth):
-            layers += [nn.Conv2d(channels, width, 3, padding=1), nn.ReLU()]
-            channels = width
-        self.features = nn.Sequential(*layers, nn.MaxPool2d(2))
-        self.head = nn.Linear(width * (height // 2) * (width_px // 2), n_classes)
-
-    def forward(self, x):
-        return self.head(self.features(x).flatten(1))
-
-
-class WrongOutput(SmallCNN):
-    def forward(self, x):
-        return super().forward(x)[:, :3]
-
-
-class Fussy(SmallCNN):
-    def __init__(self, image_shape, n_classes, width=8, depth=1):
-        if width < 100:
-            raise ValueError(f"width {width} is too narrow for me")
-        super().__init__(image_shape, n_classes, width, depth)
-
-
-def not_a_module(image_shape, n_classes):
-    return None
-
-
-class NoClasses(nn.Module):
-    def __init__(self, image_shape, width=8):
-        super().__init__()
-'''
-
-SPACE = '''model = "mynets:SmallCNN"
-width = { distribution = "categorical", choices = [8, 16] }
-depth = { distribution = "int_uniform", low = 1, high = 2 }
-lr = { distribution = "log_uniform", low = 2e-3, high = 1e-2 }
-'''
 SEARCH = ["--strategy", "halving", "--n", "6", "--cv", "2", "--min-epochs", "2", "--max-epochs", "6", "--patience",
           "0", "--seed", "3", "--no-progress"]
 
@@ -84,9 +39,7 @@ SEARCH = ["--strategy", "halving", "--n", "6", "--cv", "2", "--min-epochs", "2",
 def own(tmp_path_factory, digits):
     root = tmp_path_factory.mktemp("own")
     write_tree(root / "tree", digits.X_train[:600], digits.y_train[:600])
-    (root / "nets").mkdir()
-    (root / "nets" / "mynets.py").write_text(MODULE)
-    (root / "nets" / "space.toml").write_text(SPACE)
+    write_own_network(root / "nets")
     return root
 
 
@@ -120,7 +73,26 @@ def test_the_search_retraining_and_winner_of_your_module_on_your_folders(own_run
     assert gradcam_layer(net.module_) is convs[-1]
 
 
-def test_predict_the_page_and_a_fresh_process_agree(own_run, own, capsys, tmp_path):
+@pytest.fixture(scope="module")
+def npz_run(own, digits):
+    """The same digits as uint8 arrays in an .npz, searched with halving on the built-in MLP space."""
+    arrays = {k: np.rint(getattr(digits, k)[:600 if "train" in k else 120] * 255).astype(np.uint8)
+              for k in ("X_train", "X_test")}
+    np.savez(own / "digits.npz", **arrays, y_train=digits.y_train[:600], y_test=digits.y_test[:120],
+             class_names=np.array(WORDS))
+    for i, x in enumerate(arrays["X_test"][:12]):  # image files of the test images, as a user has them
+        (own / "npz_files").mkdir(exist_ok=True)
+        Image.fromarray(x[0]).save(own / "npz_files" / f"{i:02d}.png")
+    run = own / "npz_run"
+    assert main(["search", "--dataset", "npz", "--data-dir", str(own / "digits.npz"), *SEARCH, "--out", str(run),
+                 "--top", "1", "--retrain-epochs", "30", "--images", "4", "--units", "4"]) == 0
+    return run, sorted((own / "npz_files").iterdir())
+
+
+def _agree(run, files, tmp_path, capsys):
+    """The classes of ``files`` by ``hpsearch predict``, by the page's API, by a fresh process that
+    reloads the winner (from another folder, without PYTHONPATH), and by the winner on the run's own
+    test arrays: one list, four times."""
     pytest.importorskip("fastapi")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -129,28 +101,39 @@ def test_predict_the_page_and_a_fresh_process_agree(own_run, own, capsys, tmp_pa
     from hpsearch.web import create_app
     from hpsearch.winner.predict import Predictor
 
-    files = [own / "tree" / name for name in json.loads((own_run / "dataset.json").read_text())["test_files"][:12]]
-    assert {f.suffix for f in files} == {".png", ".jpg"}
     capsys.readouterr()
-    assert main(["predict", str(own_run), *map(str, files)]) == 0
+    assert main(["predict", str(run), *map(str, files)]) == 0
     by_predict = [line.split("\t")[1] for line in capsys.readouterr().out.splitlines()]
-    predictor = Predictor.from_run(own_run)
+    predictor = Predictor.from_run(run)
     with TestClient(create_app(predictor)) as client:
         by_page = [client.post("/api/predict", files={"file": (f.name, f.read_bytes(), "image/png")}).json()["class_name"]
                    for f in files]
-        assert client.get("/api/info").status_code == 200
+        assert len(client.get("/api/examples").json()) > 0  # the page's examples: the run's own data
     script = ("import sys, json; from hpsearch.winner.predict import Predictor; p = Predictor.from_run(sys.argv[1]); "
               "print(json.dumps([p.class_names[int(p.net.predict(p.prepare(open(f, 'rb').read())[None])[0])] "
               "for f in sys.argv[2:]]))")
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    fresh = subprocess.run([sys.executable, "-c", script, str(own_run), *map(str, files)], cwd=tmp_path, env=env,
+    fresh = subprocess.run([sys.executable, "-c", script, str(run), *map(str, files)], cwd=tmp_path, env=env,
                            capture_output=True, text=True, timeout=120)
     assert fresh.returncode == 0, fresh.stderr
-    by_fresh = json.loads(fresh.stdout)
-    data = run_dataset(own_run)
-    by_arrays = [data.class_names[k] for k in predictor.net.predict(data.X_test[:12])]
-    assert by_predict == by_page == by_fresh == by_arrays
-    assert sum(a == f.parent.name for a, f in zip(by_arrays, files, strict=True)) >= 9  # and mostly right
+    data = run_dataset(run)
+    by_arrays = [data.class_names[k] for k in predictor.net.predict(data.X_test[:len(files)])]
+    assert by_predict == by_page == json.loads(fresh.stdout) == by_arrays
+    return by_arrays, data
+
+
+def test_predict_the_page_and_a_fresh_process_agree_on_your_folders(own_run, own, capsys, tmp_path):
+    files = [own / "tree" / name for name in json.loads((own_run / "dataset.json").read_text())["test_files"][:12]]
+    assert {f.suffix for f in files} == {".png", ".jpg"}
+    classes, _ = _agree(own_run, files, tmp_path, capsys)
+    assert sum(c == f.parent.name for c, f in zip(classes, files, strict=True)) >= 9  # and mostly right
+
+
+@pytest.mark.slow
+def test_predict_the_page_and_a_fresh_process_agree_on_your_arrays(npz_run, tmp_path, capsys):
+    run, files = npz_run
+    classes, data = _agree(run, files, tmp_path, capsys)
+    assert sum(c == data.class_names[k] for c, k in zip(classes, data.y_test, strict=False)) >= 9
 
 
 def test_a_survivor_continues_exactly_as_a_straight_run(own, digits, tmp_path):
@@ -181,6 +164,7 @@ def test_a_survivor_continues_exactly_as_a_straight_run(own, digits, tmp_path):
     assert all(torch.equal(saved[k], v) for k, v in net.module_.state_dict().items())
 
 
+@pytest.mark.slow
 def test_the_class_travels_by_value_to_a_worker_that_cannot_import_it(own, tmp_path):
     from hpsearch.space.search_space import load_space
 
@@ -231,6 +215,7 @@ def test_the_batched_engine_says_it_hands_your_module_to_skorch(own, tmp_path, c
     assert "engine batched: model 'mynets:SmallCNN' is your own module" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_a_winner_whose_module_is_gone_says_what_to_do(own_run, own, tmp_path):
     import shutil
 
@@ -258,3 +243,32 @@ def test_a_run_folder_is_never_a_module_path(own_run):
 
     with pytest.raises(UsageError, match="never imports code from a run folder"):
         add_module_path(own_run)
+
+
+def test_the_readme_shows_the_example_as_it_is_and_help_names_both_datasets(capsys):
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text()
+    section = readme[readme.index("## Your own data and network"):readme.index("## CNNs and explanations")]
+    module = (root / "examples" / "own_network" / "mynets.py").read_text()
+    assert "```python\n" + module[module.index("from torch import nn"):] + "```" in section
+    space = (root / "examples" / "own_network" / "space.toml").read_text()
+    assert "```toml\n" + "".join(line for line in space.splitlines(True) if not line.startswith("#")) + "```" in section
+    with pytest.raises(SystemExit):
+        main(["search", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "folder: image folders; npz: arrays" in text and "--image-size" in text and "--module-path" in text
+
+
+def test_a_folder_changed_since_the_search_is_refused_not_re_split(own_run, own, tmp_path):
+    import shutil
+
+    tree, run = tmp_path / "tree", tmp_path / "run"
+    shutil.copytree(own / "tree", tree)
+    shutil.copytree(own_run, run, ignore=shutil.ignore_patterns("states", "retrain_states", "*.png"))
+    settings = json.loads((run / "settings.json").read_text())
+    (run / "settings.json").write_text(json.dumps({**settings, "data_dir": str(tree)}))
+    assert len(run_dataset(run).y_test) == 120  # the same files elsewhere: the same split
+    first = sorted((tree / "train" / "five").iterdir())[0]
+    first.rename(first.with_name("renamed" + first.suffix))  # as many images, another listing
+    with pytest.raises(UsageError, match="its held-out test files are now .* the folder changed since the search"):
+        run_dataset(run)

@@ -83,11 +83,11 @@ def _check_source(run_dir: Path, dataset: Dataset) -> None:
     recorded = read_json(run_dir / SOURCE_FILE)
     if not recorded or not dataset.source:
         return
-    for key, what in (("image_size", "image size"), ("color", "colour"), ("test", "test set"),
-                      ("test_files", "held-out test files")):
+    for key, what in (("image_size", "image size is"), ("color", "colour is"), ("test", "test set is"),
+                      ("test_files", "held-out test files are")):
         if recorded.get(key) != dataset.source.get(key):
             was, now = (_shown(v.get(key)) for v in (recorded, dataset.source))
-            raise UsageError(f"{dataset.source.get('root')}: its {what} is now {now}, but the run was searched with "
+            raise UsageError(f"{dataset.source.get('root')}: its {what} now {now}, but the run was searched with "
                              f"{was} ({run_dir / SOURCE_FILE}); the folder changed since the search: put it back "
                              "as it was, or search it anew in a new run folder")
 

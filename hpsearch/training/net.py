@@ -24,7 +24,7 @@ from .callbacks import ContinuableEarlyStopping, StopOnNonFiniteLoss
 from .heads import head_probabilities
 from .losses import loss_setup
 from .models import MODELS, is_user_model, model_arguments, model_class, module_keys, takes_positions
-from .models.user import remember
+from .models.user import received
 from .schedules import schedule_callback
 
 __all__ = ["SeededNet", "make_net", "OPTIMIZERS", "resolve_device"]
@@ -249,7 +249,7 @@ def make_net(config: dict, n_features: int | Dataset, n_classes: int | None = No
     n_features, n_classes, image_shape, task = _shape_of(n_features, n_classes, image_shape, task)
     kind = config.get("model", "mlp")
     if is_user_model(kind) and "module" in net_kwargs:  # a job's worker: the class it was sent
-        remember(kind, net_kwargs["module"])
+        net_kwargs["module"] = received(kind, net_kwargs["module"])
     module = model_class(kind)
     if task.positions and not takes_positions(kind):
         per_position = " or ".join(repr(k) for k in MODELS if takes_positions(k))

@@ -29,7 +29,7 @@ from torch import nn
 from ...errors import UsageError, did_you_mean
 
 __all__ = ["ModuleImportError", "is_user_model", "user_model", "add_module_path", "module_paths", "CONTRACT",
-           "module_file", "shipped", "remember"]
+           "module_file", "shipped", "received", "ShippedModule"]
 
 CONTRACT = "Class(image_shape=(C, H, W), n_classes=K, **params) returning logits (n, K)"
 _REF = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
@@ -137,13 +137,39 @@ def user_model(ref: str) -> type[nn.Module]:
     return cls
 
 
+class ShippedModule:
+    """Your module's class as cloudpickle bytes, by value for a module of a module-path folder: every
+    pickler sends it (Dask's plain pickle would send a reference to a file its workers cannot
+    import), and the worker rebuilds the class from the bytes (``load``), once per class."""
+
+    def __init__(self, cls: type[nn.Module]):
+        import cloudpickle
+
+        self.payload = cloudpickle.dumps(cls)
+
+    def load(self) -> type[nn.Module]:
+        import hashlib
+
+        import cloudpickle
+
+        key = hashlib.sha256(self.payload).hexdigest()
+        if key not in _LOADED:
+            _LOADED[key] = cloudpickle.loads(self.payload)  # bytes this run's own process made, never a file
+        return _LOADED[key]
+
+
+_LOADED: dict[str, type[nn.Module]] = {}
+
+
 def shipped(config: dict) -> dict:
-    """``{"module": cls}`` for a config of your module (else ``{}``): what a job's ``make_net`` call takes
-    along, so a worker builds the class it was sent instead of importing it again."""
+    """``{"module": ShippedModule}`` for a config of your module (else ``{}``): what a job's ``make_net``
+    call takes along, so a worker builds the class it was sent instead of importing it again."""
     kind = config.get("model")
-    return {"module": user_model(kind)} if is_user_model(kind) else {}
+    return {"module": ShippedModule(user_model(kind))} if is_user_model(kind) else {}
 
 
-def remember(ref: str, cls: type[nn.Module]) -> None:
-    """In a worker: the class the job was sent for ``ref``."""
-    _RESOLVED.setdefault(ref, cls)
+def received(ref: str, module) -> type[nn.Module]:
+    """In a worker: the class the job was sent for ``ref`` (a ``ShippedModule`` or a class), now known."""
+    cls = module.load() if isinstance(module, ShippedModule) else module
+    _RESOLVED[ref] = cls
+    return cls
