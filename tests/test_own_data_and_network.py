@@ -272,3 +272,29 @@ def test_a_folder_changed_since_the_search_is_refused_not_re_split(own_run, own,
     first.rename(first.with_name("renamed" + first.suffix))  # as many images, another listing
     with pytest.raises(UsageError, match="its held-out test files are now .* the folder changed since the search"):
         run_dataset(run)
+
+
+def test_grad_cam_of_another_layer_and_a_wrong_layer_listing_the_choices(own_run, capsys):
+    assert main(["plot", "grad-cam", str(own_run), "--layer", "features.0", "--images", "2"]) == 0
+    assert "grad-cam: wrote grad_cam.png" in capsys.readouterr().out
+    assert main(["plot", "grad-cam", str(own_run), "--layer", "features.9"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--layer 'features.9': SmallCNN has no such layer; its convolutions: features.0" in err
+    report = (own_run / "report.html").read_text()
+    assert "not drawn for this winner: receptive-fields: receptive fields and maximizers need an MLP" in report
+
+
+def test_a_module_that_fails_for_some_configs_fails_those_trials(own, tmp_path):
+    from hpsearch.rundir.store import load_results
+    from hpsearch.space.search_space import ParamGenerator, load_space
+
+    space = own / "nets" / "picky.toml"
+    space.write_text('model = "mynets:Picky"\nwidth = { distribution = "categorical", choices = [8, 16] }\n')
+    seed = next(s for s in range(20) if ParamGenerator(load_space(space), s).sample(0)["width"] == 8)
+    assert main(["search", "--dataset", "folder", "--data-dir", str(own / "tree"), "--space", str(space), "--n", "4",
+                 "--cv", "2", "--max-epochs", "1", "--seed", str(seed), "--no-progress", "--no-retrain",
+                 "--out", str(tmp_path / "run")]) == 0
+    frame = load_results(tmp_path / "run")
+    failed = frame[frame["param_width"].astype(str) == "16"]
+    assert len(failed) >= 1 and failed["error"].str.contains("width 16 is not for me").all()
+    assert frame[frame["param_width"].astype(str) == "8"]["mean_test_score"].notna().all()

@@ -97,7 +97,7 @@ def run_search(settings: SearchSettings, dataset: Dataset | None = None, backend
                                progress=None if settings.progress else False)
     dataset = dataset.training_slice(settings.max_train, settings.seed)
     check_space_for_data(space, dataset)  # a net too deep for the images: refused before the first fit
-    check_modules_for_data(space, dataset, settings.space)  # your module: built and run once on two blank images
+    check_modules_for_data(space, dataset, settings.space, settings.seed)  # your module: run once on blank images
     try:
         folds = make_folds(dataset.y_train, settings.cv, settings.seed, dataset.class_names)
     except UsageError as exc:

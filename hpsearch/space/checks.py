@@ -201,7 +201,7 @@ def check_space_for_data(space, dataset) -> None:
             raise UsageError(f"{start}{what}" + need.format(side=2 ** pools, height=height, width=width) + f"; {fix}")
 
 
-def check_modules_for_data(space, dataset, where: str | None = None) -> None:
+def check_modules_for_data(space, dataset, where: str | None = None, seed: int = 0) -> None:
     """Build each of your modules the space names with the first config's values on ``dataset``'s
     shape and run two blank images through it: a constructor that raises or an output that is not
     ``(n, K)`` (``(n, positions, K)``) is refused before the search, in one line naming the space
@@ -211,7 +211,7 @@ def check_modules_for_data(space, dataset, where: str | None = None) -> None:
     from ..training.net import make_net
     from .search_space import ParamGenerator
 
-    first = ParamGenerator(space, 0).sample(0)
+    first = ParamGenerator(space, seed).sample(0)  # the search's own first config
     positions = dataset.task.positions
     expected = (2, positions, dataset.n_classes) if positions else (2, dataset.n_classes)
     for kind in _support(space.params, "model", "mlp"):

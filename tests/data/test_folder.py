@@ -185,3 +185,26 @@ def test_the_command_line_refuses_folder_options_elsewhere_and_bad_values(tmp_pa
         err = capsys.readouterr().err
         assert message in err and err.count("\n") == 1 and "Traceback" not in err, err
     assert not (tmp_path / "run").exists()
+
+
+def test_every_format_pillow_reads_gives_the_same_pixels(copy):
+    """BMP, GIF, WebP (lossless) and TIFF copies of a PNG read as the PNG does."""
+    png = next(p for p in sorted((copy / "train" / "four").glob("*.png")) if Image.open(p).size == (8, 8))
+    picture = Image.open(png)
+    for ext, kwargs in ((".bmp", {}), (".gif", {}), (".webp", {"lossless": True}), (".tif", {})):
+        picture.save(png.with_name(f"{png.stem}{ext}"), **kwargs)
+    data = load_dataset("folder", copy, test_size=0.5, seed=2)
+    files = sorted((copy / "train" / "four").iterdir())
+    settings = preprocessing_for("folder", data.image_shape)
+    pixels = [preprocess(f.read_bytes(), settings) for f in files if f.stem == png.stem]
+    assert len(pixels) == 5 and all(np.array_equal(p, pixels[0]) for p in pixels)
+
+
+def test_a_class_with_fewer_images_than_folds_is_named(copy, tmp_path, capsys):
+    (copy / "train" / "rare").mkdir()
+    for i, f in enumerate(sorted((copy / "train" / "zero").glob("*.png"))[:3]):
+        shutil.copy(f, copy / "train" / "rare" / f"{i}.png")
+    assert main(["search", "--dataset", "folder", "--data-dir", str(copy), "--cv", "4", "--n", "1",
+                 "--no-progress", "--out", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err.splitlines()[-1]
+    assert "--cv 4 is more folds than the rarest class (rare) has images (3)" in err
