@@ -1,0 +1,8 @@
+"""The scikit-learn way in: ``HalvingRandomSearchCV`` and ``RandomizedSearchCV`` for any skorch
+``NeuralNetClassifier``, scikit-learn's own estimators with survivors that continue, seeded fits and
+a ``storage`` folder that makes a second ``fit`` resume (``search``); the continuing net (``continuing``)
+and the checks made before any training (``checks``)."""
+
+from .search import HalvingRandomSearchCV, RandomizedSearchCV
+
+__all__ = ["HalvingRandomSearchCV", "RandomizedSearchCV"]

@@ -1,0 +1,85 @@
+"""What the search estimators refuse before any training, each in one line naming the fix."""
+
+from __future__ import annotations
+
+import inspect
+
+from ..errors import UsageError, did_you_mean
+
+__all__ = ["check_search"]
+
+# skorch routes these prefixes to its parts (module__width goes to the module's constructor)
+ROUTED = ("module__", "optimizer__", "criterion__", "iterator_train__", "iterator_valid__", "callbacks__",
+          "dataset__")
+
+
+def _check_estimator(estimator) -> None:
+    from skorch import NeuralNetClassifier
+
+    if not isinstance(estimator, NeuralNetClassifier):
+        kind = type(estimator).__name__
+        why = "a regressor" if "Regressor" in kind else "not a skorch classifier"
+        raise UsageError(f"estimator must be a skorch NeuralNetClassifier (any module, your own included), got {kind} "
+                         f"({why}); wrap your module: NeuralNetClassifier(MyModule, max_epochs=..., lr=...)")
+
+
+def _names(estimator) -> tuple[set, list]:
+    """The parameter names the net takes as they are, and its module's constructor arguments."""
+    known = set(estimator.get_params(deep=False))
+    module = estimator.get_params(deep=False).get("module")
+    try:
+        args = [p for p in inspect.signature(module).parameters if p != "self"] if isinstance(module, type) else []
+    except (TypeError, ValueError):
+        args = []
+    return known, args
+
+
+def _check_name(name: str, known: set, module_args: list, estimator) -> None:
+    if name in known:
+        return
+    if name.startswith("module__") and module_args:
+        arg = name.removeprefix("module__")
+        if arg not in module_args:
+            module = estimator.get_params(deep=False)["module"].__name__
+            raise UsageError(f"param_distributions names {name!r}, but {module} takes no argument {arg!r} (it takes "
+                             f"{', '.join(module_args)})" + did_you_mean(arg, module_args))
+        return
+    if name.startswith(ROUTED):
+        return
+    options = sorted(known | {f"module__{a}" for a in module_args})
+    raise UsageError(f"param_distributions names {name!r}, which {type(estimator).__name__} does not have"
+                     + did_you_mean(name, options) + f" (module arguments go as module__<name>: "
+                     f"{', '.join(f'module__{a}' for a in module_args) or 'none'})")
+
+
+def _check_values(name: str, values) -> None:
+    if hasattr(values, "rvs"):
+        return
+    if isinstance(values, list | tuple) and len(values) > 0:
+        return
+    raise UsageError(f"param_distributions[{name!r}] must be a non-empty list of values or a scipy.stats distribution "
+                     f"(with rvs), got {values!r}; write [{values!r}] for one value, or e.g. loguniform(1e-4, 1e-1)")
+
+
+def check_search(search) -> None:
+    """Refuse what cannot run: an estimator that is no skorch classifier, another resource than
+    ``max_epochs`` for halving, a distribution that cannot be sampled, a parameter the net does not
+    have (with did-you-mean), the resource among the searched parameters."""
+    _check_estimator(search.estimator)
+    resource = getattr(search, "resource", None)
+    if resource is not None and resource != "max_epochs":
+        raise UsageError(f"resource must be 'max_epochs' (a survivor goes on from its last epoch), got {resource!r}; "
+                         "'n_samples' would show a survivor new rows, so no fit could continue")
+    distributions = search.param_distributions
+    groups = distributions if isinstance(distributions, list) else [distributions]
+    if not groups or not all(isinstance(g, dict) and g for g in groups):
+        raise UsageError(f"param_distributions must be a dict (or a list of dicts) of parameter name -> values, got "
+                         f"{distributions!r}")
+    known, module_args = _names(search.estimator)
+    for group in groups:
+        for name, values in group.items():
+            if resource is not None and name == resource:
+                raise UsageError(f"param_distributions names {resource!r}, the resource halving gives each iteration; "
+                                 "remove it (the net's own max_epochs, or max_resources, is the full budget)")
+            _check_name(name, known, module_args, search.estimator)
+            _check_values(name, values)

@@ -1,0 +1,132 @@
+"""scikit-learn's search estimators for skorch nets, with survivors that continue.
+
+``HalvingRandomSearchCV`` and ``RandomizedSearchCV`` are scikit-learn's own (their candidates,
+folds, ``cv_results_``, ranking, ``refit`` and every fitted attribute), with three differences:
+
+- halving's resource is ``max_epochs``, and a candidate that survives an iteration goes on from the
+  state it reached instead of training again from epoch 0 (``hpsearch.sklearn.continuing``);
+- every fit is seeded (``random_state`` and the candidate's parameters), so a search is
+  reproducible and a continued fit equals a straight one;
+- ``storage=`` (a folder) keeps every fit's state: a second ``fit`` with the same arguments restores
+  the fits already done instead of training them again (without it, a temporary folder).
+
+Changing the import is the whole migration::
+
+    from sklearn.experimental import enable_halving_search_cv  # noqa
+    from sklearn.model_selection import HalvingRandomSearchCV     # before
+    from hpsearch import HalvingRandomSearchCV                    # after
+"""
+
+from __future__ import annotations
+
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+from joblib import effective_n_jobs
+from sklearn.experimental import enable_halving_search_cv  # noqa: F401 - registers scikit-learn's class
+from sklearn.metrics import check_scoring
+from sklearn.model_selection import HalvingRandomSearchCV as _SkHalving
+from sklearn.model_selection import RandomizedSearchCV as _SkRandomized
+
+from ..errors import UsageError
+from ..jobs.resources import cpu_count, threads_per_job
+from .checks import check_search
+from .continuing import EPOCHS_LOG, continuing
+
+__all__ = ["HalvingRandomSearchCV", "RandomizedSearchCV"]
+
+
+@contextmanager
+def _storage(storage):
+    if storage is None:
+        with tempfile.TemporaryDirectory(prefix="hpsearch-sklearn-") as folder:
+            yield Path(folder)
+        return
+    folder = Path(storage).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"storage {folder}: cannot make the folder ({exc.strerror}); pass a folder you can write "
+                         "to, or storage=None for a temporary one") from None
+    yield folder
+
+
+def _float32(X):
+    """skorch's modules want float32: float64 arrays (a StandardScaler's output) are converted."""
+    return X.astype(np.float32) if isinstance(X, np.ndarray) and X.dtype == np.float64 else X
+
+
+class _ContinuingSearch:
+    """What both estimators add to scikit-learn's ``fit`` (mixed in before scikit-learn's class)."""
+
+    def fit(self, X, y=None, **params):
+        check_search(self)
+        X = _float32(X)
+        jobs = min(effective_n_jobs(self.n_jobs), cpu_count())  # None: 1, or a parallel_backend's count
+        seed = self.random_state if isinstance(self.random_state, int | np.integer) else 0
+        original = self.estimator
+        with _storage(self.storage) as folder:
+            (folder / EPOCHS_LOG).write_text("")
+            # during scikit-learn's fit only: clone(self.estimator) must see the user's net afterwards
+            self.estimator = continuing(original, folder, seed, threads_per_job(jobs))
+            try:
+                super().fit(X, y, **params)
+            finally:
+                self.estimator = original
+            trained = [int(v) for v in (folder / EPOCHS_LOG).read_text().split()]
+        if hasattr(self, "best_estimator_"):
+            self.best_estimator_.__class__ = type(original)  # the user's own class again (picklable as theirs)
+            trained = trained[:-1]  # the refit's line: the search's cost is the fold fits
+        if hasattr(self, "scorer_") and not isinstance(self.scorer_, dict):
+            self.scorer_ = check_scoring(original, scoring=self.scoring)  # it held the continuing net
+        self.n_fold_epochs_ = int(sum(trained))
+        return self
+
+
+class HalvingRandomSearchCV(_ContinuingSearch, _SkHalving):
+    """scikit-learn's ``HalvingRandomSearchCV`` whose survivors continue (see the module's text).
+
+    The resource is ``max_epochs``, the only one: each iteration trains its candidates for
+    ``n_resources`` epochs in all, and a survivor's next iteration adds only the epochs it lacks. With
+    ``resource="n_samples"`` (scikit-learn's default) a survivor would meet more rows at each
+    iteration, so no fit could go on from the last one; it is refused.
+    ``max_resources="auto"`` is the net's own ``max_epochs``. Extra parameter: ``storage``, a
+    folder keeping every fit's state (a second ``fit`` resumes); ``None``, a temporary one. Extra
+    fitted attribute: ``n_fold_epochs_``, the epochs the cross-validation fits trained in all.
+    """
+
+    def __init__(self, estimator, param_distributions, *, n_candidates="exhaust", factor=3,
+                 resource="max_epochs", max_resources="auto", min_resources="smallest",
+                 aggressive_elimination=False, cv=5, scoring=None, refit=True, error_score=np.nan,
+                 return_train_score=True, random_state=None, n_jobs=None, verbose=0, storage=None):
+        super().__init__(estimator, param_distributions, n_candidates=n_candidates, factor=factor,
+                         resource=resource, max_resources=max_resources, min_resources=min_resources,
+                         aggressive_elimination=aggressive_elimination, cv=cv, scoring=scoring, refit=refit,
+                         error_score=error_score, return_train_score=return_train_score,
+                         random_state=random_state, n_jobs=n_jobs, verbose=verbose)
+        self.storage = storage
+
+    def _check_input_parameters(self, X, y, split_params):
+        if self.max_resources != "auto":
+            return super()._check_input_parameters(X, y, split_params)
+        self.max_resources = int(self.estimator.get_params()["max_epochs"])  # scikit-learn's "auto" is n_samples'
+        try:
+            return super()._check_input_parameters(X, y, split_params)
+        finally:
+            self.max_resources = "auto"
+
+
+class RandomizedSearchCV(_ContinuingSearch, _SkRandomized):
+    """scikit-learn's ``RandomizedSearchCV`` with seeded fits and ``storage`` (see the module's text):
+    every candidate trains its full ``max_epochs``; a second ``fit`` with the same ``storage`` restores
+    the fits already done. Extra fitted attribute: ``n_fold_epochs_``."""
+
+    def __init__(self, estimator, param_distributions, *, n_iter=10, scoring=None, n_jobs=None, refit=True,
+                 cv=None, verbose=0, pre_dispatch="2*n_jobs", random_state=None, error_score=np.nan,
+                 return_train_score=False, storage=None):
+        super().__init__(estimator, param_distributions, n_iter=n_iter, scoring=scoring, n_jobs=n_jobs,
+                         refit=refit, cv=cv, verbose=verbose, pre_dispatch=pre_dispatch, random_state=random_state,
+                         error_score=error_score, return_train_score=return_train_score)
+        self.storage = storage
