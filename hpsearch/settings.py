@@ -87,14 +87,21 @@ def _one_of(allowed: Callable[[], Iterable[str]]) -> Callable[[str, Any], None]:
 
 
 def _share(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
-        raise UsageError(f"{param(name)} must be a share between 0 and 1 (0.2 holds out a fifth), got {value!r}")
+    from .data.folder import check_share
+
+    check_share(name, value)
 
 
 def _image_size(name: str, value) -> None:
     from .data.folder import parse_image_size
 
     parse_image_size(name, value)
+
+
+def _colors():
+    from .data.folder import COLORS
+
+    return COLORS
 
 
 def _n_jobs(name: str, value) -> None:
@@ -207,17 +214,15 @@ class SearchSettings:
                                     "images, for a quick try on a large dataset (default: all; the test set is "
                                     "always whole)", kind=int, metavar="N", check=_optional(_whole(1)),
                                     unset="all", identity_if_set=True)
-    test_size: float | None = setting(None, "folder without test/: the share of each class held out as the test "
-                                      "set, stratified and seeded by --seed (default 0.2)", kind=float,
-                                      check=_optional(_share), applies=("dataset", FOLDER_DATASETS),
-                                      identity_if_set=True, unset="0.2")
+    test_size: float = setting(0.2, "folder without test/: the share of each class held out as the test set, "
+                               "stratified and seeded by --seed", kind=float, check=_share,
+                               applies=("dataset", FOLDER_DATASETS), identity_if_set=True)
     image_size: str | None = setting(None, "folder: the size every image is resized to, a side (28) or WIDTHxHEIGHT "
                                      "(default: the most common size in train/)", metavar="SIZE",
                                      check=_optional(_image_size), applies=("dataset", FOLDER_DATASETS),
                                      identity_if_set=True, unset="most common")
     color: str | None = setting(None, "folder: read the images as grey or rgb (default: rgb when any image holds "
-                                "colour, else grey)", choices=lambda: ("grey", "rgb"),
-                                check=_optional(_one_of(lambda: ("grey", "rgb"))),
+                                "colour, else grey)", choices=_colors, check=_optional(_one_of(_colors)),
                                 applies=("dataset", FOLDER_DATASETS), identity_if_set=True, unset="automatic")
     backend: str = setting("loky", "where the jobs run: loky, processes on this machine; dask, the workers of a "
                            "Dask cluster (pip install -e '.[dask]'); the trial store stays here either way",
@@ -264,7 +269,7 @@ _DEFAULTS = {f.name: f.default for f in fields(SearchSettings)}
 def dataset_options(stored: dict) -> dict:
     """The loader options of a run whose settings are ``stored`` (a settings.json, or ``asdict``)."""
     options = {name: stored.get(name) for name, spec in setting_specs().items()
-               if spec.applies and spec.applies[0] == "dataset" and stored.get(name) is not None}
+               if spec.applies and spec.applies[0] == "dataset" and spec.holds(stored) and stored.get(name) is not None}
     return {**options, "seed": int(stored.get("seed", 0))}
 
 
@@ -310,5 +315,8 @@ def fingerprint(settings: SearchSettings, space, dataset) -> dict:
         # which configs get how many epochs (n may change: it extends a random or TPE search)
         "strategy": make_strategy(settings).fingerprint(),
         **{name: getattr(settings, name) for name, spec in setting_specs().items()
-           if spec.identity_if_set and getattr(settings, name) is not None},
+           if spec.identity_if_set and getattr(settings, name) is not None and spec.holds(asdict(settings))},
+        # an image folder: which one, and its classes (another folder must not resume this run)
+        **({"source": {"root": dataset.source.get("root"), "classes": list(dataset.class_names)}}
+           if dataset.source else {}),
     }

@@ -190,6 +190,9 @@ def test_the_class_travels_by_value_to_a_worker_that_cannot_import_it(own, tmp_p
     ("mynets:Fussy", "", "fails on the first config ({'width': 8, 'depth': 1}) with (1, 8, 8) images: ValueError: "
                          "width 8 is too narrow for me"),
     ("mynets:WrongOutput", "", "returns Tensor of shape (2, 3) for 2 images; hpsearch needs logits (n, 10)"),
+    ("mynets:IntOut", "", "returns torch.int64 values; hpsearch needs float logits (n, 10)"),
+    ("mynets:Clash", "lr = 0.01\n", "lr is a training setting, and 'mynets:Clash' also takes an argument 'lr'"),
+    ("mynets.py:SmallCNN", "", 'names a file; write the module\'s name without .py: "mynets:SmallCNN"'),
     ("mynets SmallCNN", "", 'or your module as "module:Class"), got \'mynets SmallCNN\''),
 ])
 def test_a_bad_module_is_refused_before_the_search_in_one_line(own, tmp_path, capsys, model, extra, message):
@@ -235,7 +238,7 @@ def test_a_winner_whose_module_is_gone_says_what_to_do(own_run, own, tmp_path):
     assert fresh.returncode != 0
     last = fresh.stderr.strip().splitlines()[-1]
     assert "the winner is your network 'mynets:SmallCNN', which cannot be imported here: no module mynets" in last
-    assert f"put mynets.py back in {(own / 'nets').resolve()}" in last
+    assert f"put mynets.py (or mynets/) back in {(own / 'nets').resolve()}" in last
 
 
 def test_a_run_folder_is_never_a_module_path(own_run):
@@ -298,3 +301,91 @@ def test_a_module_that_fails_for_some_configs_fails_those_trials(own, tmp_path):
     failed = frame[frame["param_width"].astype(str) == "16"]
     assert len(failed) >= 1 and failed["error"].str.contains("width 16 is not for me").all()
     assert frame[frame["param_width"].astype(str) == "8"]["mean_test_score"].notna().all()
+
+
+
+def test_no_code_is_ever_imported_from_a_run_folder(own_run, tmp_path, capsys):
+    """A shared run folder whose settings.json or winner.pt names a folder inside it (holding a module
+    that would leave a mark) is refused: the mark never appears."""
+    import shutil
+
+    shared = tmp_path / "shared"
+    shutil.copytree(own_run, shared, ignore=shutil.ignore_patterns("states", "retrain_states", "*.png"))
+    (shared / "lib").mkdir()
+    mark = tmp_path / "PWNED"
+    (shared / "lib" / "mynets.py").write_text(f"open({str(mark)!r}, 'w').write('ran')\n")
+    settings = json.loads((shared / "settings.json").read_text())
+    (shared / "settings.json").write_text(json.dumps({**settings, "module_path": str(shared / "lib")}))
+    assert main(["retrain", str(shared), "--top", "1", "--retrain-epochs", "1", "--no-progress"]) == 2
+    assert "is in the run folder" in capsys.readouterr().err and not mark.exists()
+    bundle = torch.load(shared / "winner.pt", weights_only=True)
+    bundle["module"]["path"] = str(shared / "lib")
+    torch.save(bundle, shared / "winner.pt")
+    (shared / "settings.json").write_text(json.dumps(settings))
+    script = "import sys; from hpsearch.winner.bundle import load_winner; load_winner(sys.argv[1])"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    fresh = subprocess.run([sys.executable, "-c", script, str(shared)], cwd=tmp_path, env=env, capture_output=True,
+                           text=True, timeout=120)
+    assert fresh.returncode != 0 and not mark.exists()
+    assert "is in a run folder, where hpsearch never imports from" in fresh.stderr.strip().splitlines()[-1]
+
+
+def test_another_folder_does_not_resume_this_folders_run(own, tmp_path, capsys):
+    import shutil
+
+    other = tmp_path / "other"
+    shutil.copytree(own / "tree", other)
+    (other / "train" / "zero").rename(other / "train" / "nought")
+    out = tmp_path / "run"
+    flags = ["--space", str(own / "nets" / "space.toml"), "--n", "1", "--cv", "2", "--max-epochs", "1",
+             "--no-progress", "--no-retrain", "--out", str(out)]
+    assert main(["search", "--dataset", "folder", "--data-dir", str(own / "tree"), *flags]) == 0
+    capsys.readouterr()
+    assert main(["search", "--dataset", "folder", "--data-dir", str(other), *flags]) == 2
+    assert "holds a search with other settings" in capsys.readouterr().err
+
+
+def test_two_folders_one_module_name_and_an_edit_in_one_process(tmp_path):
+    from hpsearch.space.search_space import load_space
+    from hpsearch.training.models import model_class
+
+    for name, arg in (("a", "width"), ("b", "depth")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "samename.py").write_text(
+            f"from torch import nn\nclass Net(nn.Module):\n    def __init__(self, image_shape, n_classes, {arg}=1):\n"
+            "        super().__init__()\n")
+        (tmp_path / name / "space.toml").write_text(f'model = "samename:Net"\n{arg} = 2\n')
+    assert "width" in load_space(tmp_path / "a" / "space.toml").params
+    assert "depth" in load_space(tmp_path / "b" / "space.toml").params  # b's own class, not a's
+    (tmp_path / "b" / "samename.py").write_text(
+        "from torch import nn\nclass Net(nn.Module):\n    def __init__(self, image_shape, n_classes, height=1):\n"
+        "        super().__init__()\n")
+    import os as _os
+    _os.utime(tmp_path / "b" / "samename.py", ns=(1, 10**18))
+    assert "height" in __import__("inspect").signature(model_class("samename:Net")).parameters  # the edit
+
+
+def test_a_package_module_and_a_shadowing_neighbour(own, tmp_path, capsys):
+    """A winner of "mypkg.nets:Net" reloads in a fresh process; a colorsys.py beside the space shadows nothing."""
+    (tmp_path / "mypkg").mkdir()
+    (tmp_path / "mypkg" / "__init__.py").write_text("")
+    source = (own / "nets" / "mynets.py").read_text().replace("from blocks import conv", "from .blocks import conv")
+    (tmp_path / "mypkg" / "nets.py").write_text(source)
+    (tmp_path / "mypkg" / "blocks.py").write_text((own / "nets" / "blocks.py").read_text())
+    (tmp_path / "colorsys.py").write_text("raise RuntimeError('shadowed the standard library')\n")
+    (tmp_path / "space.toml").write_text('model = "mypkg.nets:SmallCNN"\nwidth = 8\n')
+    run = tmp_path / "run"
+    assert main(["search", "--dataset", "folder", "--data-dir", str(own / "tree"), "--space",
+                 str(tmp_path / "space.toml"), "--n", "1", "--cv", "2", "--max-epochs", "1", "--no-progress",
+                 "--top", "1", "--retrain-epochs", "1", "--out", str(run), "--images", "2", "--units", "2"]) == 0
+    script = "import sys; from hpsearch.winner.bundle import load_winner; print(type(load_winner(sys.argv[1]).module_))"
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    fresh = subprocess.run([sys.executable, "-c", script, str(run)], cwd="/", env=env, capture_output=True,
+                           text=True, timeout=120)
+    assert fresh.returncode == 0 and "mypkg.nets.SmallCNN" in fresh.stdout, fresh.stderr[-1500:]
+
+
+def test_a_module_path_without_a_module_is_refused(tmp_path, capsys):
+    assert main(["search", "--module-path", str(tmp_path), "--n", "1", "--no-progress", "--out",
+                 str(tmp_path / "run")]) == 2
+    assert "--module-path" in capsys.readouterr().err and not (tmp_path / "run").exists()

@@ -36,6 +36,7 @@ from .preprocess import MAX_PIXELS, ImageRejected, _decoded, _resize, open_image
 __all__ = ["load_folder", "FolderError", "parse_image_size", "COLORS"]
 
 SPLITS = ("train", "test")
+DEFAULT_TEST_SIZE = 0.2
 COLORS = ("grey", "rgb")
 CACHE_FILE = ".hpsearch-folder-cache.npz"  # hidden: the loader skips dot-files
 CACHE_VERSION = 1  # bump when the cached arrays change meaning
@@ -48,6 +49,12 @@ _SIZE = re.compile(r"\s*(\d+)\s*(?:[xX×]\s*(\d+)\s*)?")
 
 class FolderError(UsageError):
     """An image folder that cannot be read; the message names the folder or file and the fix."""
+
+
+def check_share(name: str, value) -> None:
+    """A held-out share: a number strictly between 0 and 1."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+        raise UsageError(f"{param(name)} must be a share between 0 and 1 (0.2 holds out a fifth), got {value!r}")
 
 
 def parse_image_size(name: str, value) -> tuple[int, int] | None:
@@ -68,6 +75,8 @@ def _scan(root: Path) -> dict[str, list[tuple[str, list[os.DirEntry]]]]:
     splits = {}
     for split in SPLITS:
         folder = root / split
+        if split == "test" and (folder.exists() or folder.is_symlink()) and not folder.is_dir():
+            raise FolderError(f"{folder} is a file where test/ holds the test images in class folders; move it out")
         if not folder.is_dir():
             if split == "test":
                 continue
@@ -79,6 +88,9 @@ def _scan(root: Path) -> dict[str, list[tuple[str, list[os.DirEntry]]]]:
             if not files:
                 raise FolderError(f"{folder / name}/ holds no images; put the class's images there or remove "
                                   "the folder")
+        if not classes and split == "test":
+            raise FolderError(f"{folder}/ holds no class folders; put the test images in test/<class>/, or remove "
+                              "the empty test/ to hold out a share of train/")
         if len(classes) < 2 and split == "train":
             raise FolderError(f"{folder}/ holds {len(classes)} class folder{'s' * (len(classes) != 1)}; a "
                               "classifier needs at least 2: one folder per class, named after it")
@@ -215,7 +227,8 @@ def load_folder(data_dir=None, *, test_size: float | None = None, image_size=Non
         The folder holding ``train/`` (and optionally ``test/``), one folder per class in each.
     test_size : float, optional
         Without ``test/``: the share of each class held out as the test set (default 0.2), drawn
-        stratified with ``seed`` and recorded in the run folder. Refused when ``test/`` exists.
+        stratified with ``seed`` and recorded in the run folder. Another share is refused when
+        ``test/`` exists.
     image_size : int, str or (width, height), optional
         The size every image is resized to; default: the most common size in ``train/``.
     color : {"grey", "rgb"}, optional
@@ -235,14 +248,13 @@ def load_folder(data_dir=None, *, test_size: float | None = None, image_size=Non
     size = parse_image_size("image_size", image_size)
     if color is not None and color not in COLORS:
         raise UsageError(f"{param('color')} must be one of {', '.join(COLORS)}, got {color!r}")
+    if test_size is not None:
+        check_share("test_size", test_size)
     splits = _scan(root)
-    if "test" in splits and test_size is not None:
+    if "test" in splits and test_size not in (None, DEFAULT_TEST_SIZE):
         raise FolderError(f"{param('test_size')} {test_size} holds out part of train/, but {root / 'test'}/ "
                           f"already gives the test images; leave out {param('test_size')}, or remove test/")
-    test_size = 0.2 if test_size is None else test_size
-    if not 0 < test_size < 1:
-        raise UsageError(f"{param('test_size')} must be a share between 0 and 1 (0.2 holds out a fifth), "
-                         f"got {test_size!r}")
+    test_size = DEFAULT_TEST_SIZE if test_size is None else test_size
     entries = [(f"{split}/{name}/{f.name}", f) for split, classes in splits.items() for name, files in classes
                for f in files]
     key = listing_key(entries, CACHE_VERSION, size, color)  # the files, and what was asked of them

@@ -78,7 +78,8 @@ def listing_key(entries: Iterable[tuple[str, os.DirEntry]], *extra) -> str:
     digest = hashlib.sha256(repr(extra).encode())
     for name, entry in entries:
         st = entry.stat()
-        digest.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+        # surrogateescape: a file name that is not UTF-8 is still its bytes
+        digest.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
 
 

@@ -90,6 +90,10 @@ def run_search(settings: SearchSettings, dataset: Dataset | None = None, backend
     settings.validate()
     strategy = make_strategy(settings)
     space = load_space(settings.space, settings.module_path)
+    own_module = names_a_module(tomllib.loads(space.source) if space.source else {})
+    if settings.module_path is not None and not own_module:
+        raise UsageError(f"{param('module_path')} {settings.module_path} says where your network's module is, but the "
+                         f"space {space.name!r} names none (model = \"module:Class\"); leave it out")
     _check_space_for(strategy, space)
     given = dataset  # a Dataset object of the caller's: kept in the run folder, so later steps find it
     if dataset is None:
@@ -119,7 +123,9 @@ def run_search(settings: SearchSettings, dataset: Dataset | None = None, backend
         store = TrialStore(run_dir, fingerprint(settings, space, dataset), metric=settings.scoring)
         atomic_write_text(run_dir / SPACE_FILE, space.source)
         stored = {**asdict(settings), "argv": sys.argv, "dataset_name": dataset.name}
-        if names_a_module(tomllib.loads(space.source) if space.source else {}):
+        if settings.data_dir is not None:  # later steps may run from another folder
+            stored["data_dir"] = str(Path(settings.data_dir).expanduser().resolve())
+        if own_module:
             stored["module_path"] = module_folder(settings.space, settings.module_path)  # resume, retrain, winner
         if given is not None:
             write_dataset_file(run_dir / DATASET_FILE, given)

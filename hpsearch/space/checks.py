@@ -148,6 +148,10 @@ def check_space(params: Mapping) -> None:
                              f"is {' or '.join(map(repr, kinds))}, so it would be ignored; remove {key} "
                              "or add a model kind that takes it")
         built_in = any(key in module_keys(kind) for kind in kinds if kind in MODELS)  # your module checks its own
+        clashing = [kind for kind in kinds if is_user_model(kind) and key in NET_CHECKS and key in module_keys(kind)]
+        if clashing:
+            raise UsageError(f"{key} is a training setting, and {clashing[0]!r} also takes an argument {key!r}: one "
+                             f"value would go to both; rename the module's argument (e.g. module_{key})")
         check = NET_CHECKS.get(key) or (PARAMETER_CHECKS.get(key) if built_in else None)
         if check is not None and key != "model":
             _check_draws(key, dist, check)
@@ -231,6 +235,9 @@ def check_modules_for_data(space, dataset, where: str | None = None, seed: int =
                              f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}; fix "
                              "the module or the space's ranges") from None
         shape = tuple(getattr(out, "shape", ()))
+        if shape == expected and not torch.is_floating_point(out):
+            raise UsageError(f"{start} returns {out.dtype} values; hpsearch needs float logits (n, "
+                             f"{dataset.n_classes}): return the last layer's output as it is")
         if shape != expected:
             what = f"(n, {positions}, {dataset.n_classes})" if positions else f"(n, {dataset.n_classes})"
             raise UsageError(f"{start} returns {type(out).__name__} of shape {shape} for 2 images; hpsearch needs "

@@ -23,7 +23,7 @@ from .augment import augment_batch, check_augment_name
 from .callbacks import ContinuableEarlyStopping, StopOnNonFiniteLoss
 from .heads import head_probabilities
 from .losses import loss_setup
-from .models import MODELS, is_user_model, model_arguments, model_class, module_keys, takes_positions
+from .models import MODELS, class_arguments, config_keys, is_user_model, model_class, takes_positions
 from .models.user import received
 from .schedules import schedule_callback
 
@@ -249,9 +249,11 @@ def make_net(config: dict, n_features: int | Dataset, n_classes: int | None = No
     n_features, n_classes, image_shape, task = _shape_of(n_features, n_classes, image_shape, task)
     kind = config.get("model", "mlp")
     if is_user_model(kind) and "module" in net_kwargs:  # a job's worker: the class it was sent
-        net_kwargs["module"] = received(kind, net_kwargs["module"])
-    module = model_class(kind)
-    if task.positions and not takes_positions(kind):
+        module = net_kwargs["module"] = received(net_kwargs["module"])
+    else:
+        module = model_class(kind)
+    takes = class_arguments(module)
+    if task.positions and "positions" not in takes:
         per_position = " or ".join(repr(k) for k in MODELS if takes_positions(k))
         raise UsageError(f"model {kind!r} {getattr(module, 'one_label_only', 'gives one label per image')}, "
                          f"not one label per position; use model {per_position} (or a module taking positions) "
@@ -264,8 +266,7 @@ def make_net(config: dict, n_features: int | Dataset, n_classes: int | None = No
         raise UsageError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
     # lists (TOML arrays) as tuples: a module's widths are its own, never shared with the config
     params = {f"module__{k}": tuple(config[k]) if isinstance(config[k], list) else config[k]
-              for k in module_keys(kind) if k in config}
-    takes = model_arguments(kind)
+              for k in config_keys(module) if k in config}
     if "n_inputs" in takes:  # a flat input: pixels x channels
         params["module__n_inputs"] = n_features
     elif "image_shape" in takes or "in_channels" not in takes:  # your module's contract: (C, H, W)

@@ -25,7 +25,7 @@ from ..rundir.atomic import atomic_write
 from ..rundir.names import WINNER_FILE
 from ..tasks import task_for
 from ..training.models import is_user_model, model_class, module_keys
-from ..training.models.user import ModuleImportError, add_module_path, module_file
+from ..training.models.user import ModuleImportError, add_module_path, module_root, run_folder_holding
 from ..training.net import make_net, resolve_device
 
 __all__ = ["save_winner", "winner_payload", "load_winner", "read_winner_info", "BUNDLE_FORMAT"]
@@ -106,32 +106,39 @@ def save_winner(net, run_dir, dataset: Dataset, *, config: dict, test_accuracy: 
 
 
 def _module_entry(config: dict) -> dict:
-    """Your module, named (never pickled): its import path, the folder it was found in, and the
-    constructor's arguments from the config (``image_shape`` and ``n_classes`` are the bundle's own)."""
+    """Your module, named (never pickled): its import path, the module path it was found in (the folder
+    holding its module or package; None when installed), and the constructor's arguments from the
+    config (``image_shape`` and ``n_classes`` are the bundle's own)."""
     kind = config.get("model")
     if not is_user_model(kind):
         return {}
-    cls = model_class(kind)
-    return {"module": {"import": kind, "path": str(Path(module_file(cls) or ".").resolve().parent),
+    return {"module": {"import": kind, "path": module_root(model_class(kind)),
                        "args": {k: config[k] for k in module_keys(kind) if k in config}}}
 
 
 def _import_module_of(bundle: dict, run_dir) -> None:
-    """Make the winner's own module importable again, or say what to do."""
+    """Make the winner's own module importable again, or say what to do. The folder the bundle names
+    is used only when it exists, is absolute and lies in no run folder (a shared winner.pt names code,
+    it never brings any)."""
     entry = bundle.get("module")
     if not isinstance(entry, dict):
         return
     path = entry.get("path")
-    if isinstance(path, str) and Path(path).is_dir() and not (Path(path) / WINNER_FILE).exists():
+    usable = isinstance(path, str) and Path(path).is_absolute() and Path(path).is_dir()
+    in_run = usable and run_folder_holding(path) is not None
+    if usable and not in_run:
         add_module_path(path)
     ref = str(entry.get("import"))
     try:
         model_class(ref)
     except ModuleImportError as exc:
-        file = ref.split(":")[0].replace(".", "/") + ".py"
+        top = ref.split(":")[0].split(".")[0]
+        where = (f"the folder it names, {path}, is in a run folder, where hpsearch never imports from: put {top}.py "
+                 "elsewhere and" if in_run else
+                 f"put {top}.py (or {top}/) back in {path} (where the search found it), or" if path else
+                 "install it, or")
         raise UsageError(f"{Path(run_dir) / WINNER_FILE}: the winner is your network {ref!r}, which cannot be "
-                         f"imported here: {exc.why}; put {file} back in {path} (where the search found it), or "
-                         "make it importable (PYTHONPATH, pip install)") from None
+                         f"imported here: {exc.why}; {where} make it importable (PYTHONPATH, pip install)") from None
 
 
 def _read_bundle(run_dir) -> dict:

@@ -88,6 +88,27 @@ def named_layer(module, name: str):
                      f"{', ...' if len(others) > 12 else ''}){did_you_mean(name, list(layers))}")
 
 
+def _check_spatial(net, module, name: str, X) -> None:
+    """Refuse a layer whose output has no height and width (a Linear): Grad-CAM maps a layer's cells."""
+    import torch
+    from torch import nn
+
+    seen = {}
+    def record(m, i, out) -> None:  # returns None: a hook's value would replace the output
+        seen.setdefault("shape", tuple(out.shape))
+
+    handle = module.register_forward_hook(record)
+    try:
+        with torch.no_grad():
+            net.module_(torch.as_tensor(X, device=net.device))
+    finally:
+        handle.remove()
+    if len(seen.get("shape", ())) != 4:
+        convs = [k for k, m in net.module_.named_modules() if isinstance(m, nn.Conv2d)]
+        raise UsageError(f"--layer {name!r} is a {type(module).__name__} with output {seen.get('shape')}; Grad-CAM "
+                         f"maps a layer's height x width cells: name a convolution ({', '.join(convs) or 'none'})")
+
+
 def _check_labels(run_dir, positions: int, dataset) -> None:
     """The winner and the test data give as many labels per image, else a ``UsageError``."""
     def say(k):
@@ -139,6 +160,8 @@ def draw_pictures(run_dir, method: str = "all", *, images: int = 25, units: int 
 
             dataset = load_dataset(net.winner_["dataset"])
         _check_labels(run_dir, int(net.winner_.get("positions", 0)), dataset)
+        if layer is not None:
+            _check_spatial(net, cam_layer["layer"], layer, dataset.X_test[:1])
         options = PlotOptions(n_images=images, units=units, extra={"gradcam": cam_layer, "hirescam": cam_layer})
         chosen = list(REGISTRY) if method == "all" else [method]
         files = []

@@ -145,6 +145,8 @@ def test_sixteen_bit_and_cmyk_are_converted_and_said(copy, digits, capsys):
     ("fifo", "not a regular file"),
     ("one image", "holds 1 image; holding out a test split needs at least 2 per class"),
     ("no train", "train/ is missing"),
+    ("empty test", "test/ holds no class folders; put the test images in test/<class>/, or remove the empty test/"),
+    ("test file", "is a file where test/ holds the test images in class folders"),
 ])
 def test_bad_data_is_one_line_naming_the_file(copy, damage, message):
     zero = copy / "train" / "zero"
@@ -166,6 +168,10 @@ def test_bad_data_is_one_line_naming_the_file(copy, damage, message):
         shutil.copy(sorted(zero.glob("*.png"))[0], copy / "train" / "lonely" / "a.png")
     elif damage == "no train":
         (copy / "train").rename(copy / "training")
+    elif damage == "empty test":
+        (copy / "test").mkdir()
+    elif damage == "test file":
+        (copy / "test").write_text("not a folder")
     with pytest.raises(UsageError) as exc:
         load_dataset("folder", copy)
     _one_line(exc, message)
@@ -208,3 +214,14 @@ def test_a_class_with_fewer_images_than_folds_is_named(copy, tmp_path, capsys):
                  "--no-progress", "--out", str(tmp_path / "run")]) == 2
     err = capsys.readouterr().err.splitlines()[-1]
     assert "--cv 4 is more folds than the rarest class (rare) has images (3)" in err
+
+
+def test_a_class_name_that_is_not_utf8_and_a_share_of_the_wrong_type(copy):
+    odd = os.fsencode(copy / "train") + b"/caf\xe9"  # Latin-1 bytes, as an old archive may hold
+    os.mkdir(odd)
+    for i, f in enumerate(sorted((copy / "train" / "zero").glob("*.png"))[:4]):
+        shutil.copy(f, os.fsdecode(odd) + f"/{i}.png")
+    data = load_dataset("folder", copy)
+    assert len(data.class_names) == 11 and data.n_classes == 11
+    with pytest.raises(UsageError, match="test_size must be a share between 0 and 1"):
+        load_dataset("folder", copy, test_size="0.5")

@@ -26,7 +26,7 @@ from .mlp import MLP
 from .user import is_user_model, user_model
 
 __all__ = ["MODELS", "model_class", "module_keys", "takes_positions", "STRUCTURAL_ARGUMENTS", "is_user_model",
-           "model_arguments"]
+           "model_arguments", "class_arguments", "config_keys"]
 
 MODELS: dict[str, type[nn.Module]] = {
     "mlp": MLP,
@@ -49,15 +49,25 @@ def model_class(kind: str) -> type[nn.Module]:
                      + (did_you_mean(kind, MODELS) if isinstance(kind, str) else ""))
 
 
+def class_arguments(cls: type) -> list[str]:
+    """The named arguments of a module class's constructor (not ``*args``, ``**kwargs``)."""
+    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return [p.name for p in inspect.signature(cls).parameters.values() if p.kind in named]
+
+
 def model_arguments(kind: str) -> list[str]:
     """The named arguments of model ``kind``'s constructor (not ``*args``, ``**kwargs``)."""
-    named = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    return [p.name for p in inspect.signature(model_class(kind)).parameters.values() if p.kind in named]
+    return class_arguments(model_class(kind))
+
+
+def config_keys(cls: type) -> tuple[str, ...]:
+    """The config keys that go to a module class: its constructor's arguments but the data's."""
+    return tuple(name for name in class_arguments(cls) if name not in STRUCTURAL_ARGUMENTS)
 
 
 def module_keys(kind: str) -> tuple[str, ...]:
     """The config keys that go to model ``kind``'s module: its constructor's own arguments."""
-    return tuple(name for name in model_arguments(kind) if name not in STRUCTURAL_ARGUMENTS)
+    return config_keys(model_class(kind))
 
 
 def takes_positions(kind: str) -> bool:

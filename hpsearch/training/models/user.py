@@ -11,15 +11,19 @@ images ``(n, C, H, W)`` in [0, 1] and returns logits ``(n, K)``; for one label p
 (Triple-MNIST) the constructor also takes ``positions`` and ``forward`` returns ``(n, positions, K)``.
 
 The module is found in the folders of ``add_module_path`` (the space file's folder, or
-``--module-path``), then on ``sys.path`` (an installed package). A module read from such a folder is
-sent to the job processes and Dask workers *by value* (cloudpickle), so they need not find the file;
-a run folder never holds code, and none is ever imported from one.
+``--module-path``; the most recently named first), then installed. A module imported before from
+another folder, or edited since, is imported anew. The modules read from such a folder are sent to
+the job processes and Dask workers *by value* (cloudpickle), so they need no copy of the files; a
+run folder never holds code, and no folder in one is ever a module path.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
+import importlib.util
 import inspect
+import os
 import re
 import sys
 from pathlib import Path
@@ -29,12 +33,13 @@ from torch import nn
 from ...errors import UsageError, did_you_mean
 
 __all__ = ["ModuleImportError", "is_user_model", "user_model", "add_module_path", "module_paths", "CONTRACT",
-           "module_file", "shipped", "received", "ShippedModule"]
+           "module_root", "run_folder_holding", "shipped", "received", "ShippedModule"]
 
 CONTRACT = "Class(image_shape=(C, H, W), n_classes=K, **params) returning logits (n, K)"
 _REF = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
-_PATHS: list[str] = []
-_RESOLVED: dict[str, type[nn.Module]] = {}
+_PATHS: list[str] = []  # the module paths, the most recently named first
+_STAMPS: dict[str, tuple[str, int]] = {}  # a top-level module imported from a module path: (its file, its mtime)
+RUN_MARKERS = ("trials.db", "winner.pt")
 
 
 def is_user_model(kind) -> bool:
@@ -42,16 +47,28 @@ def is_user_model(kind) -> bool:
     return isinstance(kind, str) and ":" in kind
 
 
+def run_folder_holding(path) -> Path | None:
+    """The run folder ``path`` is or lies in (a folder holding a trial store or a winner), else None."""
+    path = Path(path).expanduser().resolve()
+    return next((p for p in (path, *path.parents) if any((p / m).exists() for m in RUN_MARKERS)), None)
+
+
 def add_module_path(folder) -> str:
-    """Look for your modules in ``folder`` too (first); returns it, absolute. A run folder is refused:
-    what a shared run folder holds is data, never code."""
+    """Look for your modules in ``folder`` first (before the folders named earlier, and before what is
+    installed); returns it, absolute. A folder in a run folder is refused: what a shared run folder holds
+    is data, never code. The folder also goes to the *end* of ``sys.path``, so that your module's own
+    imports of its neighbours work while nothing there can shadow the standard library."""
     path = Path(folder).expanduser().resolve()
-    if (path / "trials.db").exists() or (path / "winner.pt").exists():
-        raise UsageError(f"module path {path} is a run folder; hpsearch never imports code from a run folder: keep "
-                         "your module beside the space file (or pass --module-path DIR)")
+    run = run_folder_holding(path)
+    if run is not None:
+        raise UsageError(f"module path {path} is in the run folder {run}; hpsearch never imports code from a run "
+                         "folder: keep your module beside the space file (or pass --module-path DIR)")
     text = str(path)
-    if text not in _PATHS:
-        _PATHS.insert(0, text)
+    if text in _PATHS:
+        _PATHS.remove(text)
+    _PATHS.insert(0, text)
+    if text not in sys.path:
+        sys.path.append(text)
     return text
 
 
@@ -59,9 +76,13 @@ def module_paths() -> tuple[str, ...]:
     return tuple(_PATHS)
 
 
-def module_file(cls: type) -> str | None:
-    """The file a class was defined in, if any."""
-    return getattr(sys.modules.get(cls.__module__), "__file__", None)
+def module_root(cls: type) -> str | None:
+    """The module path your class was found in (the folder holding its top-level module or package);
+    None for an installed one."""
+    file = getattr(sys.modules.get(cls.__module__), "__file__", None)
+    if not file:
+        return None
+    return next((p for p in _PATHS if Path(file).resolve().is_relative_to(p)), None)
 
 
 class ModuleImportError(UsageError):
@@ -72,47 +93,82 @@ class ModuleImportError(UsageError):
         self.why = why
 
 
-def _import(name: str, ref: str):
-    added = [p for p in _PATHS if p not in sys.path]
-    sys.path[:0] = added  # kept: a package's own lazy imports find their files later too
+def _stamp(file: str) -> tuple[str, int]:
     try:
+        return file, os.stat(file).st_mtime_ns
+    except OSError:
+        return file, -1
+
+
+def _forget(top: str) -> None:
+    for name in [n for n in sys.modules if n == top or n.startswith(top + ".")]:
+        del sys.modules[name]
+
+
+def _import_top(top: str):
+    """The top-level module ``top``: from the module paths first (the most recent first), else installed.
+    One imported before from another file (another space's folder) or edited since is imported anew."""
+    spec = importlib.machinery.PathFinder.find_spec(top, _PATHS) if _PATHS else None
+    current = sys.modules.get(top)
+    if spec is None or spec.origin is None:
+        return current if current is not None else importlib.import_module(top)
+    if current is not None and _STAMPS.get(top) == _stamp(spec.origin):
+        return current
+    _forget(top)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[top] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        _forget(top)
+        raise
+    _STAMPS[top] = _stamp(spec.origin)
+    return module
+
+
+def _import(name: str, ref: str):
+    try:
+        _import_top(name.split(".")[0])
         return importlib.import_module(name)
     except ModuleNotFoundError as exc:
-        if exc.name and not name.startswith(exc.name):
+        if exc.name and exc.name != name and not name.startswith(exc.name + "."):
             why = f"{name} imports {exc.name}, which is not installed"
             raise ModuleImportError(f"model {ref!r}: {why} here; install it", why) from None
         where = f" in {' or '.join(_PATHS)}" if _PATHS else ""
         why = f"no module {name} (no {name.replace('.', '/')}.py{where}, and none installed)"
-        raise ModuleImportError(f"model {ref!r}: {why}; put {name.split('.')[-1]}.py beside the space file, pass "
-                                "--module-path with its folder, or install it", why) from None
+        raise ModuleImportError(f"model {ref!r}: {why}; put {name.split('.')[0]}.py (or the package "
+                                f"{name.split('.')[0]}/) beside the space file, pass --module-path with its folder, "
+                                "or install it", why) from None
     except Exception as exc:  # noqa: BLE001 - the user's module: a SyntaxError or what its top level raises
         why = (f"importing {name} failed ({type(exc).__name__}: "
                f"{str(exc).splitlines()[0][:150] if str(exc) else ''})")
         raise ModuleImportError(f"model {ref!r}: {why}; fix the module", why) from None
 
 
-def _by_value(module) -> None:
-    """Send a module found in a module-path folder to job processes and Dask workers by value."""
+def _by_value() -> None:
+    """Send every module read from a module path (yours and the neighbours it imports) to job processes
+    and Dask workers by value: they need no copy of the files."""
     import cloudpickle
 
-    path = getattr(module, "__file__", None)
-    if path and any(Path(path).resolve().is_relative_to(p) for p in _PATHS):
-        top = sys.modules[module.__name__.split(".")[0]]
-        try:
-            cloudpickle.register_pickle_by_value(top)
-        except ValueError:  # already registered
-            pass
+    registered = set(cloudpickle.list_registry_pickle_by_value())
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if "." in name or name in registered or not file or not _PATHS:
+            continue
+        if any(Path(file).resolve().is_relative_to(p) for p in _PATHS):
+            cloudpickle.register_pickle_by_value(module)
 
 
 def user_model(ref: str) -> type[nn.Module]:
     """The ``nn.Module`` class ``ref`` (``"module:Class"``) names, checked against the contract; a
     ``UsageError`` in one line naming it and the fix otherwise."""
-    if ref in _RESOLVED:
-        return _RESOLVED[ref]
     if not isinstance(ref, str) or not _REF.fullmatch(ref):
         raise UsageError(f"model {ref!r} is not an import path; write \"module:Class\" (\"mynets:SmallCNN\" for class "
                          "SmallCNN in mynets.py beside the space file)")
     name, class_name = ref.split(":")
+    if name.endswith(".py"):
+        raise UsageError(f"model {ref!r} names a file; write the module's name without .py: "
+                         f"\"{name.removesuffix('.py')}:{class_name}\"")
     module = _import(name, ref)
     cls = getattr(module, class_name, None)
     if cls is None:
@@ -132,8 +188,7 @@ def user_model(ref: str) -> type[nn.Module]:
     if missing:
         raise UsageError(f"model {ref!r}: {class_name}'s constructor lacks {' and '.join(missing)}; hpsearch builds "
                          f"it as {CONTRACT}: add {', '.join(missing)} to its arguments")
-    _by_value(module)
-    _RESOLVED[ref] = cls
+    _by_value()
     return cls
 
 
@@ -168,8 +223,6 @@ def shipped(config: dict) -> dict:
     return {"module": ShippedModule(user_model(kind))} if is_user_model(kind) else {}
 
 
-def received(ref: str, module) -> type[nn.Module]:
-    """In a worker: the class the job was sent for ``ref`` (a ``ShippedModule`` or a class), now known."""
-    cls = module.load() if isinstance(module, ShippedModule) else module
-    _RESOLVED[ref] = cls
-    return cls
+def received(module) -> type[nn.Module]:
+    """In a worker: the class a job was sent (a ``ShippedModule``, or the class itself)."""
+    return module.load() if isinstance(module, ShippedModule) else module
