@@ -12,7 +12,7 @@ from .rundir.exports import read_sorted
 from .rundir.store import load_results
 from .search.run import run_search
 from .settings import SearchSettings
-from .sklearn import HalvingRandomSearchCV, RandomizedSearchCV
+from .sklearn import HalvingRandomSearchCV, RandomizedSearchCV, SearchCV
 from .space.search_space import ParamGenerator, SearchSpace, load_space
 from .training.models.mlp import MLP
 from .training.net import make_net
@@ -24,7 +24,7 @@ __all__ = [
     "Dataset", "load_dataset", "DivergedError", "UsageError", "make_net", "evaluate_config",
     "make_folds", "MLP", "SearchSettings", "run_search", "ParamGenerator", "SearchSpace",
     "load_space", "load_results", "read_sorted", "load_winner", "retrain_top", "evaluate_batched", "viz",
-    "HalvingRandomSearchCV", "RandomizedSearchCV",
+    "HalvingRandomSearchCV", "RandomizedSearchCV", "SearchCV",
 ]
 
 # Subpackages imported on first use: ``import hpsearch; hpsearch.viz.receptive_fields(net)`` works,

@@ -49,7 +49,8 @@ def _described(value):
 
 def fit_key(net) -> str:
     """What identifies a fit apart from its epochs: the net's parameters (classes by name)."""
-    params = {k: v for k, v in net.get_params(deep=False).items() if k not in _VOLATILE}
+    # not the private ones: scikit-learn's search sets _parent_callback_ctx on the nets it fits
+    params = {k: v for k, v in net.get_params(deep=False).items() if k not in _VOLATILE and not k.startswith("_")}
     return hashlib.sha256(json.dumps(_described(params), sort_keys=True).encode()).hexdigest()[:20]
 
 
