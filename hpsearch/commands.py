@@ -156,7 +156,8 @@ def _retrain(run_dir, options: dict, device: str, progress: bool, backend=None):
               f"{seed_budget['top']} --retrain-epochs {seed_budget['retrain_epochs']})")
     start = time.perf_counter()
     result = retrain_top(run_dir, top, epochs, device=device, progress=progress, backend=backend,
-                         schedule=options["schedule"], checkpoint_every=options["checkpoint_every"])
+                         schedule=options["schedule"], checkpoint_every=options["checkpoint_every"],
+                         winner_by=options["winner_by"])
     elapsed = time.perf_counter() - start
     w = result.winner
     if result.trained == 0:
@@ -165,8 +166,14 @@ def _retrain(run_dir, options: dict, device: str, progress: bool, backend=None):
     else:
         print(f"\nretrained {result.trained} configs for {epochs} epochs on the whole training set "
               f"({elapsed:.1f} s)")
-    print(f"winner: trial {w['trial']} (search rank {w['search_rank']})  test accuracy "
+    how = ("chosen by search rank; test set read after the choice" if options["winner_by"] == "cv"
+           else "SELECTED ON THE TEST SET: optimistic")
+    print(f"winner: trial {w['trial']} (search rank {w['search_rank']}, {how})  test accuracy "
           f"{w['test_accuracy']:.4f}{_per_position(w, 'test_')}  test loss {w['test_loss']:.4f}  {w['epochs']} epochs")
+    others = result.table[~result.table["winner"]]["test_accuracy"].dropna()
+    if len(others) and options["winner_by"] == "cv":
+        print(f"        the other {len(others)} retrained configs: test accuracy {others.min():.4f} to "
+              f"{others.max():.4f} (reported, not used for the choice)")
     print("        " + "  ".join(f"{k}={v}" for k, v in w["config"].items()))
     print(f"wrote {Path(run_dir) / RETRAIN_FILE}, {WINNER_FILE}, {SUMMARY_FILE}")
     return result

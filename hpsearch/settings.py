@@ -25,6 +25,7 @@ MAX_N = 1_000_000  # every config becomes a trial in the store; halving trains t
 HALVING_STRATEGIES = ("halving", "hyperband", "tpe-halving")
 TPE_STRATEGIES = ("tpe", "tpe-halving")
 FOLDER_DATASETS = ("folder",)
+WINNER_RULES = ("cv", "test")
 
 
 @dataclass(frozen=True)
@@ -237,6 +238,11 @@ class SearchSettings:
     schedule: str | None = setting(None, "the retraining's learning-rate schedule over retrain-epochs (default: "
                                    "each config's own: none unless the space searched one)", group="retrain",
                                    choices=_schedules, check=_optional(_one_of(_schedules)), report=False)
+    winner_by: str = setting("cv", "how the winner is chosen among the retrained configs: cv, the best search (CV) "
+                             "rank that retrained without failing, so the test set is never read for the choice and "
+                             "its accuracy is an honest estimate; test, the Lab 3 seed's rule, the best test "
+                             "accuracy (labelled: selected on the test set, optimistic)", group="retrain",
+                             choices=lambda: WINNER_RULES, check=_one_of(lambda: WINNER_RULES))
     checkpoint_every: int = setting(1, "the retraining saves each config's whole state every N epochs (0: never), "
                                     "so the same command after Ctrl-C, kill -9 or a crash goes on from there",
                                     group="retrain", kind=int, metavar="N", check=_whole(0), report=False)

@@ -152,14 +152,18 @@ def retrain_section(run_dir: Path, settings: dict) -> str:
                       f"hpsearch retrain {run_dir}", missing=True)
     frame = pd.read_csv(path)
     per_position = [c for c in frame if c.startswith("test_digit_") or c == "test_exact_match"]
-    keep = [c for c in ("retrain_rank", "winner", "trial", "search_rank", "cv_score", "test_accuracy", *per_position,
-                        "test_loss", "epochs", "fit_time", "error") if c in frame]
+    keep = [c for c in ("retrain_rank", "winner", "chosen_by", "trial", "search_rank", "cv_score", "test_accuracy",
+                        *per_position, "test_loss", "epochs", "fit_time", "error") if c in frame]
     shown = frame[keep + [c for c in frame if c.startswith("param_")]].rename(
         columns=lambda c: c.removeprefix("param_").replace("_", " "))
     epochs = frame["retrain_epochs"].iloc[0] if "retrain_epochs" in frame and len(frame) else "?"
+    by = frame["chosen_by"].iloc[0] if "chosen_by" in frame and len(frame) else "test"  # older runs: the seed's
+    rule = ("the winner is the one with the best search (CV) rank: the test set was read only after the choice, so "
+            "its test accuracy is an honest estimate; the others' test accuracies are shown, not used for the choice"
+            if by == "cv" else "the most accurate on the test set is the winner: <b>selected on the test set</b>, so "
+            "its test accuracy is optimistic (choose by CV rank with --winner-by cv)")
     return (f"<p>The best {len(frame)} configs of the search, each retrained for {H.escape(epochs)} epochs on the "
-            "whole training set (no early stopping) and scored once on the test set; the most accurate is the "
-            "winner.</p>" + H.table(shown))
+            f"whole training set (no early stopping) and scored once on the test set; {rule}.</p>" + H.table(shown))
 
 
 def winner_figures(run_dir: Path, summary: dict) -> list[tuple[str, str, Path]]:

@@ -2,23 +2,24 @@
 
 This is section 4.4 of the Lab 3 seed: the top ``k`` configs of the ranking are each trained
 again on the *whole* training set (no cross-validation, no early stopping) for a fixed number of
-epochs, then scored on the test set, which the search never saw. The most accurate one is the
-winner. As in the seed, each new best is saved the moment it appears, so an interrupted retraining
-still leaves the best net so far.
+epochs, then scored on the test set, which the search never saw. The winner is the one with the best
+search (CV) rank that retrained without failing (``winner_by="cv"``, the default): the test set plays
+no part in the choice, so its accuracy is an honest estimate. ``winner_by="test"`` is the seed's rule,
+the most accurate on the test set, which makes that number optimistic (labelled so). As in the seed,
+each new best is saved the moment it appears, so an interrupted retraining still leaves the best net
+so far.
 
 Learning curves: the net trains on every training image, so no validation split exists. The test
 set's loss and accuracy are *recorded* after each epoch (skorch's ``valid_loss``/``valid_acc``
 columns) so the learning curves have a held-out curve, but nothing reads them during training:
 no early stopping, no best-epoch checkpoint, no epoch choice (the checkpoints save each epoch's
 state to resume, whatever its test loss), so the weights are exactly those a run without the monitor
-would give. The test set is used once for a decision: picking the winner among the ``k`` retrained
-configs (as in the seed), which makes the winner's test accuracy slightly optimistic. Pass
-``monitor_test=False`` to keep the test set out of training entirely.
+would give. Pass ``monitor_test=False`` to keep the test set out of training entirely.
 
 Files written into the run folder:
 
 ``retrain.csv``
-    One row per retrained config, best test accuracy first.
+    One row per retrained config, the winner first (then by the rule's order); ``chosen_by`` names the rule.
 ``winner.pt``
     The winner's bundle: weights, config, dataset name, image shape, class names, test accuracy,
     epochs and training history. ``load_winner(run_dir)`` rebuilds the fitted skorch net.
@@ -58,7 +59,7 @@ from ..rundir.run_info import read_json, read_settings, run_dataset
 from ..rundir.states import run_digest
 from ..rundir.store import load_records, load_results, run_fingerprint
 from ..search.interrupt import InterruptFlag, SearchInterrupted
-from ..settings import retrain_defaults
+from ..settings import WINNER_RULES, retrain_defaults
 from ..training.models.user import shipped
 from ..training.net import DEFAULT_BATCH_SIZE, resolve_device
 from ..training.schedules import check_schedule_name
@@ -121,24 +122,27 @@ def top_configs(run_dir, top: int) -> list[dict]:
             for row in frame.head(top).itertuples()]
 
 
-def _better(row: dict, best: dict | None) -> bool:
-    """The final ranking's order: higher test accuracy, then the better search rank (ties keep the
-    better-ranked config), so the winner does not depend on which job finished first."""
+def _key(row: dict, winner_by: str) -> tuple:
+    """How rows rank for the winner: by the search's (CV) rank alone (``cv``: the test set plays no part), or
+    by test accuracy and then search rank (``test``, the seed's rule); either way the winner does not
+    depend on which job finished first."""
+    return (-row["search_rank"],) if winner_by == "cv" else (row["test_accuracy"], -row["search_rank"])
+
+
+def _better(row: dict, best: dict | None, winner_by: str) -> bool:
     if row["error"] or np.isnan(row["test_accuracy"]):
         return False
-    if best is None:
-        return True
-    return (row["test_accuracy"], -row["search_rank"]) > (best["test_accuracy"], -best["search_rank"])
+    return best is None or _key(row, winner_by) > _key(best, winner_by)
 
 
-def _best(rows: list[dict]) -> dict | None:
+def _best(rows: list[dict], winner_by: str) -> dict | None:
     best = None
     for row in rows:
-        best = row if _better(row, best) else best
+        best = row if _better(row, best, winner_by) else best
     return best
 
 
-def _finished_rows(run_dir: Path, candidates: list[dict], epochs: int) -> list[dict]:
+def _finished_rows(run_dir: Path, candidates: list[dict], epochs: int, winner_by: str) -> list[dict]:
     """Rows of ``retrain.csv`` a former call finished with the same epochs for these candidates,
     kept only while ``winner.pt`` is the best of them (else they are retrained: nothing is guessed)."""
     path = run_dir / RETRAIN_FILE
@@ -153,11 +157,11 @@ def _finished_rows(run_dir: Path, candidates: list[dict], epochs: int) -> list[d
     schedules = table["schedule"].fillna("none") if "schedule" in table else pd.Series("none", index=table.index)
     table = table[(table["retrain_epochs"] == epochs) & table["trial"].isin(list(wanted))
                   & (schedules == table["trial"].map(wanted))]
-    rows = [{k: v for k, v in row.items() if k not in ("retrain_rank", "winner")}
+    rows = [{k: v for k, v in row.items() if k not in ("retrain_rank", "winner", "chosen_by")}
             for row in table.to_dict("records")]
     for row in rows:
         row["error"] = "" if pd.isna(row["error"]) else str(row["error"])
-    best = _best(rows)
+    best = _best(rows, winner_by)
     if best is None:
         return rows
     try:
@@ -172,7 +176,8 @@ def _finished_rows(run_dir: Path, candidates: list[dict], epochs: int) -> list[d
 def retrain_top(run_dir, top: int = _DEFAULTS["top"], retrain_epochs: int = _DEFAULTS["retrain_epochs"], *,
                 device: str = "cpu", dataset: Dataset | None = None, monitor_test: bool = True,
                 progress: bool = True, n_jobs: int = -1, backend=None, schedule: str | None = None,
-                checkpoint_every: int = _DEFAULTS["checkpoint_every"]) -> RetrainResult:
+                checkpoint_every: int = _DEFAULTS["checkpoint_every"],
+                winner_by: str = _DEFAULTS["winner_by"]) -> RetrainResult:
     """Retrain the ``top`` best configs of a search on the whole training set and crown a winner.
 
     Parameters
@@ -201,6 +206,11 @@ def retrain_top(run_dir, top: int = _DEFAULTS["top"], retrain_epochs: int = _DEF
     checkpoint_every : int
         Save each config's whole training state every this many epochs (``0``: never), so that the
         same call after an interruption goes on from there (``hpsearch.rundir.checkpoints``).
+    winner_by : {"cv", "test"}
+        ``"cv"`` (default): the winner is the retrained config with the best search rank (its CV score),
+        so its test accuracy, read after the choice, is an unbiased estimate; every other config's test
+        accuracy is reported too, not used for the choice. ``"test"``: the Lab 3 seed's rule, the best
+        test accuracy, which makes the winner's test accuracy optimistic (it is labelled so).
     backend : hpsearch.jobs.backends backend, optional
         Where the configs retrain: loky processes here (default), or an open ``DaskBackend``
         (one config per worker task slot, the data scattered once; progress per config, not per epoch).
@@ -228,10 +238,12 @@ def retrain_top(run_dir, top: int = _DEFAULTS["top"], retrain_epochs: int = _DEF
         check_schedule_name(schedule)
         candidates = [{**c, "config": {**c["config"], "schedule": schedule}} for c in candidates]
     check_whole("checkpoint_every", checkpoint_every, 0)
-    rows = _finished_rows(run_dir, candidates, retrain_epochs)
+    if winner_by not in WINNER_RULES:
+        raise UsageError(f"{param('winner_by')} must be one of {', '.join(WINNER_RULES)}, got {winner_by!r}")
+    rows = _finished_rows(run_dir, candidates, retrain_epochs, winner_by)
     done = {row["trial"] for row in rows}
     todo = [c for c in candidates if c["trial"] not in done]
-    best = _best(rows)
+    best = _best(rows, winner_by)
 
     backend = backend or LokyBackend()
     remote = backend.name != "loky"
@@ -253,15 +265,16 @@ def retrain_top(run_dir, top: int = _DEFAULTS["top"], retrain_epochs: int = _DEF
                 if flag.raised or row["error"] == "interrupted":
                     raise KeyboardInterrupt
                 rows.append(row)
-                if _better(row, best):  # each new best is saved the moment it appears
+                if _better(row, best, winner_by):  # each new best is saved the moment it appears
                     best = row
                     save_winner(payload, run_dir, dataset, config=_config_of(candidates, row["trial"]),
                                 test_accuracy=row["test_accuracy"],
                                 extra={"trial": row["trial"], "search_rank": row["search_rank"],
                                        "cv_score": row["cv_score"], "retrain_epochs": retrain_epochs,
-                                       "valid_label": TEST_MONITOR_LABEL if monitor_test else None})
+                                       "valid_label": TEST_MONITOR_LABEL if monitor_test else None,
+                                       "winner_by": winner_by})
                 bar.finished(best["test_accuracy"] if best else None)
-                atomic_write_text(run_dir / RETRAIN_FILE, _ranked(rows).to_csv(index=False))
+                atomic_write_text(run_dir / RETRAIN_FILE, _ranked(rows, winner_by).to_csv(index=False))
                 remove_checkpoint(run_dir, row["trial"])  # its row is kept: the checkpoint has served
     except KeyboardInterrupt:
         raise SearchInterrupted(
@@ -273,11 +286,11 @@ def retrain_top(run_dir, top: int = _DEFAULTS["top"], retrain_epochs: int = _DEF
     if best is None:
         raise UsageError(f"every one of the {len(rows)} retrained configs failed (see "
                          f"{run_dir / RETRAIN_FILE}, column 'error'); try fewer {param('retrain_epochs')}")
-    table = _ranked(rows)
+    table = _ranked(rows, winner_by)
     atomic_write_text(run_dir / RETRAIN_FILE, table.to_csv(index=False))
     winner = table.iloc[0].to_dict()
     winner["config"] = _config_of(candidates, winner["trial"])
-    _write_summary(run_dir, settings, table, winner, retrain_epochs, device, monitor_test)
+    _write_summary(run_dir, settings, table, winner, retrain_epochs, device, monitor_test, winner_by)
     return RetrainResult(table, winner, load_winner(run_dir, device=resolve_device(device)), run_dir,
                          trained=len(todo))
 
@@ -286,17 +299,27 @@ def _config_of(candidates: list[dict], trial: int) -> dict:
     return next(c["config"] for c in candidates if c["trial"] == trial)
 
 
-def _ranked(rows: list[dict]) -> pd.DataFrame:
+def _ranked(rows: list[dict], winner_by: str) -> pd.DataFrame:
+    """The retrained configs, the winner first: by search rank (``cv``; a failed one last) or by test
+    accuracy (``test``); ``retrain_rank`` is that order, ``winner`` marks the first."""
     table = pd.DataFrame(rows)
-    acc = table["test_accuracy"]
-    table.insert(0, "retrain_rank", acc.rank(ascending=False, method="min").fillna(acc.notna().sum() + 1)
-                 .astype(int))
-    table = table.sort_values(["retrain_rank", "search_rank"], kind="stable").reset_index(drop=True)
+    failed = table["test_accuracy"].isna()
+    by = table["search_rank"] if winner_by == "cv" else -table["test_accuracy"]
+    order = pd.DataFrame({"failed": failed, "by": by, "search_rank": table["search_rank"]})
+    table = table.loc[order.sort_values(["failed", "by", "search_rank"], kind="stable").index].reset_index(drop=True)
+    table.insert(0, "retrain_rank", range(1, len(table) + 1))
     table.insert(1, "winner", [i == 0 and not np.isnan(a) for i, a in enumerate(table["test_accuracy"])])
+    table.insert(2, "chosen_by", winner_by)
     return table
 
 
-def _write_summary(run_dir, settings, table, winner, retrain_epochs, device, monitor_test) -> None:
+WINNER_LABELS = {
+    "cv": "chosen by its search (CV) rank; the test set was read only after the choice",
+    "test": "selected on the test set (the Lab 3 rule): its test accuracy is optimistic",
+}
+
+
+def _write_summary(run_dir, settings, table, winner, retrain_epochs, device, monitor_test, winner_by) -> None:
     path = run_dir / SUMMARY_FILE
     summary = read_json(path, replace_damaged=True)  # a damaged one must not stop a finished retraining
     summary.update({
@@ -311,6 +334,7 @@ def _write_summary(run_dir, settings, table, winner, retrain_epochs, device, mon
                    "config": winner["config"], "test_accuracy": float(winner["test_accuracy"]),
                    "test_loss": float(winner["test_loss"]), "epochs": int(winner["epochs"]),
                    **{k: float(v) for k, v in winner.items() if k.startswith("test_digit_") or k == "test_exact_match"},
-                   "fit_time": float(winner["fit_time"]), "file": WINNER_FILE},
+                   "fit_time": float(winner["fit_time"]), "file": WINNER_FILE,
+                   "chosen_by": winner_by, "chosen_how": WINNER_LABELS[winner_by]},
     })
     atomic_write_text(path, json.dumps(summary, indent=2) + "\n")
