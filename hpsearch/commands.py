@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from .errors import UsageError, check_whole
+from .rundir.chance import chance_summary
 from .rundir.names import COMPARE_FILE, RETRAIN_FILE, SETTINGS_FILE, SPACE_FILE, SUMMARY_FILE, WINNER_FILE
 from .rundir.run_info import read_json
 from .settings import SearchSettings, check_applies, retrain_defaults, setting_specs
@@ -96,6 +97,9 @@ def _search_then_retrain(args, settings, backend) -> int:
           f"± {best['std_test_score']:.4f}  accuracy {best['mean_test_accuracy']:.4f}"
           + _per_position(best, "mean_test_"))
     print("      " + "  ".join(f"{k}={v}" for k, v in params.items()))
+    said = chance_summary(frame, read_json(run_dir / SETTINGS_FILE).get("chance"))
+    if said:
+        print(said)
     if args.no_retrain:
         report = _report(run_dir)
         first = f"{report} (the run on one page)" if report else f"{run_dir / 'sorted_scores.dat'} (the ranking)"

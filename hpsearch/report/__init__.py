@@ -43,7 +43,7 @@ def build_report(run_dir) -> str:
     sections = [
         ("run", "Settings and data", run_section(run_dir, settings)),
         ("ranking", "Ranking", ranking_section(run_dir, frame, settings)),
-        ("failures", "Failures", failures_section(frame if has_trials else None)),
+        ("failures", "Failures", failures_section(frame if has_trials else None, settings.get("chance"))),
         ("search", "Search plots", search_section(run_dir) if has_trials else H.note(
             "no trial stored yet: nothing to plot.", missing=True)),
         ("retraining", "Retraining", retrain_section(run_dir, settings)),

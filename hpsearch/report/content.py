@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import UsageError, param
+from ..rundir.chance import chance_summary
 from ..rundir.exports import param_text
 from ..rundir.names import RETRAIN_FILE
 from ..settings import report_settings, setting_specs
@@ -123,15 +124,21 @@ def ranking_section(run_dir: Path, frame: pd.DataFrame | None, settings: dict) -
     return text + H.table(ranking_table(frame))
 
 
-def failures_section(frame: pd.DataFrame | None) -> str:
+def failures_section(frame: pd.DataFrame | None, chance: dict | None = None) -> str:
     if frame is None or "error" not in frame:
         return H.note("no trial stored yet.")
     failed = frame[frame["error"].notna() & (frame["error"].astype(str) != "")]
-    if failed.empty:
-        return H.note("no config failed or diverged.")
-    table = pd.DataFrame({"trial": failed["trial"], "reason": failed["error"].astype(str)})
-    return (f"<p>{len(failed)} configs scored NaN and rank last (a diverged fit or an error):</p>"
-            + H.table(table))
+    parts = [H.note("no config failed or diverged.") if failed.empty else
+             f"<p>{len(failed)} configs scored NaN and rank last (a diverged fit or an error):</p>"
+             + H.table(pd.DataFrame({"trial": failed["trial"], "reason": failed["error"].astype(str)}))]
+    said = chance_summary(frame, chance)
+    if said:  # they did not fail, but they learned nothing: not "fine"
+        low = frame[frame["at_chance"].astype(bool)]
+        shown = low[["trial", "mean_test_score", "mean_test_accuracy", *[c for c in low if c.startswith("param_")]]]
+        parts.append(f"<p>{H.escape(said)}.</p>" + H.table(shown.rename(columns=lambda c: c.removeprefix("param_"))))
+    elif chance is not None:
+        parts.append(H.note("no config scored at chance level."))
+    return "".join(parts)
 
 
 def search_section(run_dir: Path) -> str:

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .atomic import atomic_write_text
+from .chance import at_chance
 from .names import SORTED_PARAMS, SORTED_SCORES, TRIALS_CSV
 
 __all__ = ["results_frame", "write_exports", "param_text", "read_sorted"]
@@ -33,7 +34,7 @@ def _std(values) -> float:
     return float(np.std(values)) if values else float("nan")
 
 
-def results_frame(records: list[dict]) -> pd.DataFrame:
+def results_frame(records: list[dict], chance: dict | None = None) -> pd.DataFrame:
     """One row per trial, shaped like sklearn's ``cv_results_`` and ranked best first.
 
     Columns: ``trial``, ``param_*``, ``split{k}_test_score``, ``mean_test_score``,
@@ -42,7 +43,8 @@ def results_frame(records: list[dict]) -> pd.DataFrame:
     ``mean_test_exact_match``, ``mean_fit_time``, ``std_fit_time``, ``mean_epochs``, ``error``, then
     ``n_epochs`` (the budget, in epochs, of the last rung the config reached), ``rung`` (that
     rung's number, from 0), ``state`` (Optuna's: COMPLETE, PRUNED, FAIL, or RUNNING while a rung is
-    in progress) and, when the run has several budgets, ``score_{E}ep``: the mean score at each.
+    in progress) and, when the run has several budgets, ``score_{E}ep``: the mean score at each; with
+    ``chance`` (``hpsearch.rundir.chance.chance_levels``), ``at_chance``: scored no better than guessing.
     The split columns are the last rung's; ``mean_fit_time`` adds up the rungs' fit times.
     A config that reached a higher rung ranks before every config that stopped at a lower one
     (scikit-learn's rule for successive halving), then by score; failed trials rank last.
@@ -77,6 +79,8 @@ def results_frame(records: list[dict]) -> pd.DataFrame:
     if frame.empty:
         return frame
     frame["rank_test_score"] = _ranks(frame["n_epochs"].to_numpy(), frame["mean_test_score"].to_numpy())
+    if chance is not None:
+        frame["at_chance"] = at_chance(frame, chance)
     return frame.sort_values(["rank_test_score", "trial"], kind="stable").reset_index(drop=True)
 
 

@@ -26,7 +26,7 @@ import sqlalchemy.exc
 
 from ..errors import UsageError, param
 from .exports import results_frame
-from .names import LOCK_FILE, TRIALS_CSV, TRIALS_DB
+from .names import LOCK_FILE, SETTINGS_FILE, TRIALS_CSV, TRIALS_DB
 from .states import run_digest
 
 __all__ = ["TrialStore", "RunLock", "load_records", "load_results", "open_study", "run_fingerprint", "STUDY"]
@@ -254,5 +254,13 @@ def run_fingerprint(run_dir) -> dict:
 
 
 def load_results(run_dir) -> pd.DataFrame:
-    """The ranked ``results_frame`` of the trials stored in ``run_dir`` (read-only)."""
-    return results_frame(load_records(run_dir))
+    """The ranked ``results_frame`` of the trials stored in ``run_dir`` (read-only), with ``at_chance``
+    where the run recorded its chance levels (``settings.json``, key ``chance``)."""
+    settings_path = Path(run_dir) / SETTINGS_FILE
+    chance = None
+    if settings_path.is_file():
+        try:
+            chance = json.loads(settings_path.read_text()).get("chance")
+        except (ValueError, OSError, AttributeError):  # a damaged settings.json: the frame without the column
+            chance = None
+    return results_frame(load_records(run_dir), chance if isinstance(chance, dict) else None)

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..engines import make_engine
 from ..engines.seam import Engine, RunContext
+from ..rundir.chance import chance_levels
 from ..rundir.exports import results_frame, write_exports
 from ..rundir.states import remove_states
 from ..rundir.store import TrialStore
@@ -33,6 +34,7 @@ class Evaluator:
         self.context, self.space, self.store, self.bar = context, space, store, bar
         self.engine: Engine = make_engine(context.settings.engine, context)
         self.generator = ParamGenerator(space, context.settings.seed)
+        self.chance = chance_levels(context.dataset.y_train, context.settings.scoring)
         # a sequential sampler asks for one config per job: fewer leave jobs idle at each batch's end
         self.concurrency = max(1, context.jobs)
         self._next = 0  # the next trial index draw() hands out
@@ -124,7 +126,7 @@ class Evaluator:
     def export(self, force: bool = False) -> None:
         """Rewrite the ranking files (at most every ``EXPORT_EVERY_S``, unless ``force``)."""
         if force or time.monotonic() - self._exported >= EXPORT_EVERY_S:
-            write_exports(self.context.run_dir, results_frame(self.store.records()))
+            write_exports(self.context.run_dir, results_frame(self.store.records(), self.chance))
             self._exported = time.monotonic()
 
     def close(self) -> None:

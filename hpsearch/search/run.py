@@ -28,6 +28,7 @@ from ..errors import UsageError, param
 from ..jobs.backends import open_backend
 from ..jobs.resident import release_resident
 from ..rundir.atomic import atomic_write_text
+from ..rundir.chance import chance_levels
 from ..rundir.exports import results_frame, write_exports
 from ..rundir.names import DATASET_FILE, SETTINGS_FILE, SPACE_FILE
 from ..rundir.run_info import record_source, write_dataset_file
@@ -122,7 +123,8 @@ def run_search(settings: SearchSettings, dataset: Dataset | None = None, backend
     with RunLock(run_dir):
         store = TrialStore(run_dir, fingerprint(settings, space, dataset), metric=settings.scoring)
         atomic_write_text(run_dir / SPACE_FILE, space.source)
-        stored = {**asdict(settings), "argv": sys.argv, "dataset_name": dataset.name}
+        stored = {**asdict(settings), "argv": sys.argv, "dataset_name": dataset.name,
+                  "chance": chance_levels(dataset.y_train, settings.scoring)}
         if settings.data_dir is not None:  # later steps may run from another folder
             stored["data_dir"] = str(Path(settings.data_dir).expanduser().resolve())
         if own_module:
@@ -170,7 +172,8 @@ def _run_strategy(settings, dataset, space, store, strategy, folds, run_dir, bac
         lost = backend.failure(exc)  # the cluster's own failure (workers gone), or None
         if not isinstance(exc, KeyboardInterrupt) and lost is None:
             raise
-        write_exports(run_dir, results_frame(store.records()))  # the throttled exports catch up with the store
+        # the throttled exports catch up with the store
+        write_exports(run_dir, results_frame(store.records(), chance_levels(dataset.y_train, settings.scoring)))
         done = sum(1 for r in store.records() if r["state"] != "RUNNING")
         if lost is not None:
             raise ClusterLost(

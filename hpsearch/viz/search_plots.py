@@ -211,7 +211,34 @@ def _grid(n: int, width: float = 3.2, height: float = 2.8) -> tuple[Figure, list
     return fig, list(axes[:n])
 
 
-def plot_score_vs_params(panels: list[ParamPoints], metric: str = "score") -> Figure:
+def learned_floor(frame: pd.DataFrame) -> float | None:
+    """The lowest score of the configs that learned (not at chance), when some are at chance: the plots'
+    lower limit, so the chance-level ones do not flatten the differences that matter into one line."""
+    if "at_chance" not in frame or not frame["at_chance"].astype(bool).any():
+        return None
+    learned = _scored(frame[~frame["at_chance"].astype(bool)])["mean_test_score"]
+    return float(learned.min()) if len(learned) else None
+
+
+def _scale_to_learned(ax, xs, scores, floor: float | None) -> None:
+    """Scale the y axis to the configs that learned; draw the ones below (at chance) on its lower edge,
+    marked, and say how many."""
+    scores = np.asarray(scores, float)
+    if floor is None or not len(scores):
+        return
+    top = float(np.nanmax(scores))
+    span = max(top - floor, 0.02 * max(1.0, abs(top)))  # one learned config: still a readable axis
+    low = floor - 0.15 * span
+    ax.set_ylim(low, top + 0.05 * span)
+    below = scores < low
+    if below.any():
+        ax.scatter(np.asarray(xs)[below], np.full(int(below.sum()), low), marker="v", s=22, color="0.5",
+                   clip_on=False, zorder=3)
+        ax.text(0.99, 0.02, f"{int(below.sum())} at chance (below, on the edge)", ha="right", va="bottom",
+                fontsize=7, color="0.35", transform=ax.transAxes)
+
+
+def plot_score_vs_params(panels: list[ParamPoints], metric: str = "score", floor: float | None = None) -> Figure:
     fig, axes = _grid(max(len(panels), 1))
     budgets = sorted({int(e) for p in panels for e in p.epochs})
     for ax, p in zip(axes, panels, strict=False):
@@ -219,13 +246,15 @@ def plot_score_vs_params(panels: list[ParamPoints], metric: str = "score") -> Fi
         if p.kind == "categorical":
             where = {c: i for i, c in enumerate(p.categories)}
             jitter = np.random.default_rng(0).uniform(-0.15, 0.15, len(p.x))
-            ax.scatter([where.get(v, -1) + j for v, j in zip(p.x, jitter, strict=True)], p.score,
-                       c=color, s=16, alpha=0.8)
+            xs = [where.get(v, -1) + j for v, j in zip(p.x, jitter, strict=True)]
+            ax.scatter(xs, p.score, c=color, s=16, alpha=0.8)
             ax.set_xticks(range(len(p.categories)), [str(c) for c in p.categories])
         else:
+            xs = p.x
             ax.scatter(p.x, p.score, c=color, s=16, alpha=0.8)
             if p.log:
                 ax.set_xscale("log")
+        _scale_to_learned(ax, xs, p.score, floor)
         ax.set_xlabel(p.name)
         ax.set_ylabel(metric)
     if not panels:
@@ -234,10 +263,11 @@ def plot_score_vs_params(panels: list[ParamPoints], metric: str = "score") -> Fi
     return fig
 
 
-def plot_history(data: dict, metric: str = "score") -> Figure:
+def plot_history(data: dict, metric: str = "score", floor: float | None = None) -> Figure:
     fig = Figure(figsize=(6, 3.5), layout="constrained")
     ax = fig.subplots()
     ax.scatter(data["trial"], data["score"], s=14, alpha=0.7, label="trial")
+    _scale_to_learned(ax, data["trial"], data["score"], floor)
     ax.step(data["trial"], data["best"], where="post", color="C3", label="best so far")
     ax.set(xlabel="trial", ylabel=metric, title="optimization history")
     ax.legend()
@@ -318,5 +348,10 @@ def draw_search_plots(run_dir, skipped: dict | None = None) -> dict[str, Figure]
             if skipped is not None:
                 skipped[stem] = data.reason
             continue
-        figures[stem] = _DRAW[stem](data) if stem == "search_importances" else _DRAW[stem](data, metric=metric)
+        if stem == "search_importances":
+            figures[stem] = _DRAW[stem](data)
+        elif stem in ("search_params", "search_history"):  # scaled to the configs that learned
+            figures[stem] = _DRAW[stem](data, metric=metric, floor=learned_floor(load_trials(run_dir)))
+        else:
+            figures[stem] = _DRAW[stem](data, metric=metric)
     return figures

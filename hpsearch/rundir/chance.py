@@ -1,0 +1,81 @@
+"""Configs no better than chance: named, counted and described, never passed off as fine.
+
+A config is at chance when its mean CV accuracy is at most the share of the most common training
+class (what always answering that class scores), or, when the search ranks by log-loss, when its
+log-loss is no better than predicting the class frequencies for every image (minus their entropy:
+-2.30 for ten balanced classes). Such a config learned nothing usable: it did not fail (no error, a
+finite score), so it is not counted among the failures, but it is said beside them, with the traits
+the chance-level configs share.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["chance_levels", "at_chance", "common_traits", "chance_summary"]
+
+
+def chance_levels(y: np.ndarray, scoring: str) -> dict | None:
+    """What guessing from the class frequencies scores on labels ``y``; None for labels per position."""
+    y = np.asarray(y)
+    if y.ndim != 1 or len(y) == 0:
+        return None
+    shares = np.bincount(y) / len(y)
+    shares = shares[shares > 0]
+    return {"accuracy": float(shares.max()), "neg_log_loss": float(np.sum(shares * np.log(shares))),
+            "scoring": scoring}
+
+
+def at_chance(frame: pd.DataFrame, chance: dict | None) -> pd.Series:
+    """Whether each finished config of a results frame scores no better than ``chance``."""
+    if chance is None or frame.empty:
+        return pd.Series(False, index=frame.index)
+    accuracy = frame["mean_test_accuracy"] <= chance["accuracy"] + 1e-9
+    if chance.get("scoring") == "neg_log_loss":
+        accuracy |= frame["mean_test_score"] <= chance["neg_log_loss"] + 1e-9
+    return accuracy & frame["mean_test_score"].notna()
+
+
+def common_traits(frame: pd.DataFrame, mask: pd.Series, limit: int = 3) -> list[str]:
+    """What the configs of ``mask`` share more than the others: a choice most of them made that is rarer
+    elsewhere (``optimizer=rmsprop: 10 of 12, 18% of the rest``), or a range of a number
+    (``lr >= 0.012: 11 of 12, 20% of the rest``)."""
+    chosen, rest = frame[mask], frame[~mask]
+    if chosen.empty:
+        return []
+    traits = []
+    for column in (c for c in frame if c.startswith("param_")):
+        name = column.removeprefix("param_")
+        values = pd.to_numeric(frame[column], errors="coerce")
+        if values.notna().all() and values.nunique() > 3:
+            low = values[mask].quantile(0.25)
+            share_in = float((values[mask] >= low).mean())
+            share_out = float((values[~mask] >= low).mean()) if len(rest) else 0.0
+            if share_out < share_in - 0.3:
+                traits.append((share_in - share_out, f"{name} >= {low:.3g}: {int((values[mask] >= low).sum())} "
+                                                     f"of {len(chosen)}, {share_out:.0%} of the rest"))
+            continue
+        counts = Counter(chosen[column].astype(str))
+        value, count = counts.most_common(1)[0]
+        share_out = float((rest[column].astype(str) == value).mean()) if len(rest) else 0.0
+        if count / len(chosen) >= 0.5 and share_out < count / len(chosen) - 0.3:
+            traits.append((count / len(chosen) - share_out,
+                           f"{name}={value}: {count} of {len(chosen)}, {share_out:.0%} of the rest"))
+    return [text for _, text in sorted(traits, reverse=True)[:limit]]
+
+
+def chance_summary(frame: pd.DataFrame, chance: dict | None) -> str | None:
+    """One line on the configs at chance (how many, the reference, their traits), or None."""
+    if chance is None or "at_chance" not in frame or not frame["at_chance"].any():
+        return None
+    mask = frame["at_chance"].astype(bool)
+    trials = ", ".join(str(int(t)) for t in frame.loc[mask, "trial"].head(8)) + (", ..." if mask.sum() > 8 else "")
+    reference = f"accuracy <= {chance['accuracy']:.3f}, the majority class's share"
+    if chance.get("scoring") == "neg_log_loss":
+        reference += f", or log-loss worse than the class frequencies' {-chance['neg_log_loss']:.3f}"
+    traits = common_traits(frame, mask)
+    return (f"{int(mask.sum())} of {len(frame)} configs scored no better than chance ({reference}): trials {trials}"
+            + (f"; common to them: {'; '.join(traits)}" if traits else "") + " (trials.csv, column at_chance)")

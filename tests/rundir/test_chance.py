@@ -1,0 +1,54 @@
+"""Configs no better than chance are counted, named and described (CLI, trials.csv, the report), on a
+real digits search whose space makes some of them learn nothing."""
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from hpsearch.cli import main
+from hpsearch.rundir.chance import at_chance, chance_levels, common_traits
+
+
+def test_chance_levels_are_guessing_from_the_class_frequencies():
+    balanced = chance_levels(np.repeat(np.arange(10), 5), "neg_log_loss")
+    assert balanced["accuracy"] == 0.1 and math.isclose(balanced["neg_log_loss"], -math.log(10))
+    skewed = chance_levels(np.array([0, 0, 0, 1]), "accuracy")
+    assert skewed["accuracy"] == 0.75 and chance_levels(np.zeros((4, 3), int), "accuracy") is None
+
+
+def test_at_chance_and_the_traits_they_share():
+    frame = pd.DataFrame({"trial": range(8), "mean_test_score": [-0.1, -0.2, -2.5, -3.0, -0.3, -2.4, -0.2, np.nan],
+                          "mean_test_accuracy": [0.97, 0.95, 0.12, 0.1, 0.93, 0.11, 0.96, np.nan],
+                          "param_optimizer": ["adam", "adam", "rmsprop", "rmsprop", "adam", "rmsprop", "sgd", "adam"],
+                          "param_lr": [1e-3, 2e-3, 0.05, 0.08, 3e-3, 0.04, 1e-3, 1e-3]})
+    mask = at_chance(frame, chance_levels(np.repeat(np.arange(10), 5), "neg_log_loss"))
+    assert list(frame["trial"][mask]) == [2, 3, 5]  # a failed (NaN) config is a failure, not at chance
+    traits = common_traits(frame, mask)
+    assert traits == ["optimizer=rmsprop: 3 of 3, 0% of the rest", "lr >= 0.045: 2 of 3, 0% of the rest"]
+
+
+def test_a_search_with_configs_that_learn_nothing_says_so(tmp_path, capsys):
+    space = tmp_path / "space.toml"
+    space.write_text('hidden = [32]\noptimizer = "sgd"\nlr = { distribution = "categorical", choices = [0.05, 1e-7] }\n')
+    run = tmp_path / "run"
+    assert main(["search", "--dataset", "digits", "--space", str(space), "--n", "6", "--cv", "2", "--max-epochs", "3",
+                 "--patience", "0", "--no-progress", "--no-retrain", "--out", str(run)]) == 0
+    printed = capsys.readouterr().out
+    trials = pd.read_csv(run / "trials.csv")
+    slow = trials["param_lr"].astype(float) < 1e-6
+    assert slow.any() and (~slow).any()
+    assert list(trials["at_chance"]) == list(slow)  # the ones with lr 1e-7, and only those
+    assert f"{int(slow.sum())} of 6 configs scored no better than chance" in printed
+    assert f"common to them: lr=1e-07: {int(slow.sum())} of {int(slow.sum())}, 0% of the rest" in printed
+    report = (run / "report.html").read_text()
+    assert "configs scored no better than chance" in report and "no config failed or diverged" in report
+    # the search plots scale to the configs that learned; the others sit on the lower edge, counted
+    from hpsearch.viz.search_plots import draw_search_plots, learned_floor
+
+    floor = learned_floor(trials)
+    assert floor == trials.loc[~slow, "mean_test_score"].min()
+    figures = draw_search_plots(run)
+    ax = figures["search_history"].axes[0]
+    assert trials["mean_test_score"].min() < ax.get_ylim()[0] < floor
+    assert f"{int(slow.sum())} at chance (below, on the edge)" in [t.get_text() for t in ax.texts]
