@@ -27,6 +27,7 @@ from ..tasks import task_for
 from ..training.models import is_user_model, model_class, module_keys
 from ..training.models.user import ModuleImportError, add_module_path, module_root, run_folder_holding
 from ..training.net import make_net, resolve_device
+from .familiar import familiarity_reference
 
 __all__ = ["save_winner", "winner_payload", "load_winner", "read_winner_info", "BUNDLE_FORMAT"]
 
@@ -97,6 +98,8 @@ def save_winner(net, run_dir, dataset: Dataset, *, config: dict, test_accuracy: 
         "batch_size": parts["batch_size"],
         "history": parts["history"],
         "preprocess": preprocessing_for(dataset.name, dataset.image_shape),
+        # is an input like the training images? (hpsearch.winner.familiar; the page and predict flag it)
+        "familiarity": familiarity_reference(dataset.X_train),
         **_module_entry(config),
         **(extra or {}),
     }

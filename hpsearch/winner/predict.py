@@ -27,6 +27,7 @@ from ..data.preprocess import preprocess
 from ..errors import UsageError, param
 from ..viz.attribution import cam, grad_cam, hires_cam, saliency
 from ..viz.modules import conv_only, gap_only, positions_of
+from .familiar import Familiarity
 
 __all__ = ["Predictor", "heat_method", "predict_files", "answer_line", "METHOD_NAMES", "HEATMAP_SUFFIX"]
 
@@ -86,6 +87,7 @@ class Predictor:
         self.info = info
         self.positions = positions_of(net)  # 0: one label per image
         self.run_dir: Path | None = None  # where the winner came from (the page's examples use its data)
+        self.familiarity = Familiarity.of(info)  # None for a bundle written before it was kept
 
     @classmethod
     def from_run(cls, run_dir, device: str = "cpu") -> Predictor:
@@ -143,6 +145,14 @@ class Predictor:
             raise UsageError("explain_positions needs a winner with one label per position; use explain")
         return np.stack([self.explain(x, (k, None)) for k in range(self.positions)])
 
+    def unlike(self, x: np.ndarray) -> dict:
+        """``ood_score`` (the distance to the training images over the calibrated threshold) and
+        ``unlike_training`` (above 1), or None for both when the winner keeps no reference."""
+        if self.familiarity is None:
+            return {"ood_score": None, "unlike_training": None}
+        score = float(self.familiarity.score(x[None])[0])
+        return {"ood_score": round(score, 4), "unlike_training": score > 1.0}
+
     def predict_image(self, image, top: int = 3) -> dict:
         """Everything the page shows for one picture: the class, the ``top`` probabilities, the
         input the net saw ``x`` and its heat map ``heat`` (arrays), and the method's name. One
@@ -156,7 +166,7 @@ class Predictor:
                 "top": [{"class_index": int(i), "class_name": self.class_names[i], "probability": float(proba[i])}
                         for i in order],
                 "probabilities": [float(p) for p in proba], "method": self.method,
-                "method_name": METHOD_NAMES[self.method], "x": x, "heat": self.explain(x, best)}
+                "method_name": METHOD_NAMES[self.method], **self.unlike(x), "x": x, "heat": self.explain(x, best)}
 
     @staticmethod
     def image_png(x: np.ndarray, size: int = 224) -> bytes:
@@ -239,9 +249,11 @@ def predict_files(predictor: Predictor, paths, explain: bool = False, out_dir=No
     ------
     dict
         Per path, in order: ``path``, ``class_name``, ``class_index``, ``probability`` (None when
-        the file could not be read), ``heatmap`` (the written path or None) and ``error`` (one line,
-        or None). A file that cannot be read, is no image, or whose heat map cannot be written gets
-        its ``error``; the next file is answered all the same.
+        the file could not be read), ``ood_score`` and ``unlike_training`` (``Predictor.unlike``: the
+        input's distance to the training images over the calibrated threshold, and whether it is
+        above 1), ``heatmap`` (the written path or None) and ``error`` (one line, or None). A file
+        that cannot be read, is no image, or whose heat map cannot be written gets its ``error``;
+        the next file is answered all the same.
 
         For a winner with one label per position also ``digits`` (the class name at each position,
         left to right) and ``position_probabilities`` (each one's probability); ``class_name`` is
@@ -278,6 +290,7 @@ def predict_files(predictor: Predictor, paths, explain: bool = False, out_dir=No
         else:
             best = int(np.argmax(proba))
             answer.update(class_name=predictor.class_names[best], class_index=best, probability=float(proba[best]))
+        answer.update(predictor.unlike(x))
         if explain:
             target = _free_name(Path(out_dir) if out_dir is not None else path.parent, path.stem, used)
             try:
@@ -296,11 +309,14 @@ def predict_files(predictor: Predictor, paths, explain: bool = False, out_dir=No
 def answer_line(answer: dict) -> str:
     """One answer of ``predict_files`` as ``hpsearch predict`` prints it, tab-separated: the path,
     the class, its probability (for one label per position: the digits, then each position's
-    probability, space-separated), and the heat map's path when one was written."""
+    probability, space-separated), "unlike the training images (score S > 1)" when the input does not
+    look like them (``hpsearch.winner.familiar``), and the heat map's path when one was written."""
     if answer.get("position_probabilities") is not None:
         fields = [answer["path"], answer["class_name"], " ".join(f"{p:.4f}" for p in answer["position_probabilities"])]
     else:
         fields = [answer["path"], answer["class_name"], f"{answer['probability']:.4f}"]
+    if answer.get("unlike_training"):
+        fields.append(f"unlike the training images (score {answer['ood_score']:.2f} > 1)")
     return "\t".join(fields + ([answer["heatmap"]] if answer.get("heatmap") else []))
 
 

@@ -101,14 +101,39 @@ def test_pick_and_drop_a_test_image(server, browser, digits, tmp_path):
         browser.save_screenshot(os.environ["HPSEARCH_SCREENSHOT"])
 
 
-def test_page_shows_the_error_of_a_bad_file(server, browser, tmp_path):
+def test_page_shows_the_error_of_a_bad_file_and_clears_the_last_answer(server, browser, digits, tmp_path):
     from selenium.webdriver.common.by import By
 
     url, _ = server
     browser.get(url + "/")
+    good = tmp_path / "digit.png"
+    Image.fromarray((digits.X_test[0][0] * 255).round().astype(np.uint8)).save(good)
+    browser.find_element(By.ID, "file").send_keys(str(good))
+    shown_class(browser)
+    assert browser.find_element(By.ID, "result").is_displayed()
     path = tmp_path / "notes.png"
     path.write_text("not an image at all")
     browser.find_element(By.ID, "file").send_keys(str(path))
     error = wait_for(browser, lambda d: d.find_element(By.ID, "error") if d.find_element(By.ID, "error").is_displayed()
                      else False)
     assert "415" in error.text and "not an image" in error.text
+    assert not browser.find_element(By.ID, "result").is_displayed()  # the digit's answer is gone
+
+
+def test_noise_is_flagged_and_a_phone_never_scrolls_sideways(server, browser, tmp_path):
+    from selenium.webdriver.common.by import By
+
+    url, _ = server
+    browser.set_window_size(390, 844)
+    try:
+        browser.get(url + "/")
+        noise = tmp_path / "noise.png"
+        Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8)).save(noise)
+        browser.find_element(By.ID, "file").send_keys(str(noise))
+        unlike = wait_for(browser, lambda d: d.find_element(By.ID, "unlike")
+                          if d.find_element(By.ID, "unlike").is_displayed() else False)
+        assert "does not look like the training images" in unlike.text
+        width = browser.execute_script("return document.documentElement.scrollWidth")
+        assert width <= 390, width
+    finally:
+        browser.set_window_size(1000, 760)

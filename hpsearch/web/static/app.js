@@ -7,6 +7,7 @@ function showError(message) {
   const box = $("error");
   box.textContent = message;
   box.hidden = !message;
+  if (message) $("result").hidden = true;  // an earlier answer must not read as this file's
 }
 
 function render(out) {
@@ -26,6 +27,12 @@ function render(out) {
   $("seen").src = out.input_png;
   $("heatmap").src = out.heatmap_png;
   $("method").textContent = `heat map: ${out.method_name}`;
+  const unlike = $("unlike");
+  unlike.hidden = !out.unlike_training;
+  unlike.textContent = out.unlike_training
+    ? `This does not look like the training images (score ${out.ood_score.toFixed(2)}; above 1 means farther ` +
+      "from them than 99% of held-out training images): the prediction above says little."
+    : "";
   $("result").hidden = false;
 }
 
