@@ -144,10 +144,21 @@ def _print_plan(settings) -> None:
     settings.validate()
     strategy = make_strategy(settings)
     plan = strategy.plan()
-    if len(plan) > 1:
+    if hasattr(strategy, "brackets"):  # Hyperband: one halving per bracket, each said on its own
+        from .strategies.halving import _bracket_plan
+
+        said = "; ".join(f"bracket {b + 1}: " + ", ".join(f"{n} x {e}" for n, e in _bracket_plan(size, budgets,
+                                                                                                  strategy.factor))
+                         for b, (size, budgets) in enumerate(strategy.brackets()))
+        print(f"{settings.strategy}: configs x epochs per rung, {said} (x {settings.cv} folds)")
+    elif len(plan) > 1:
         rungs = ", ".join(f"{n} x {e}" for n, e in plan)
         about = "" if strategy.exact_plan else "about "
         print(f"{settings.strategy}: configs x epochs per rung: {about}{rungs} (x {settings.cv} folds)")
+    if settings.strategy in ("tpe", "tpe-halving") and settings.n <= settings.n_startup:
+        print(f"{settings.strategy}: --n {settings.n} is no more than --n-startup {settings.n_startup}, so every "
+              "config is drawn at random and TPE proposes none: this is random search; raise --n or lower "
+              "--n-startup", file=sys.stderr)
 
 
 def _retrain(run_dir, options: dict, device: str, progress: bool, backend=None):
@@ -225,7 +236,14 @@ def _plot(run_dir, method: str, args, device: str, redraw: bool = True) -> int:
 
 def cmd_plot(args) -> int:
     from .training.net import resolve_device
+    from .viz.plots import REGISTRY
 
+    if args.run_dir is None:  # one word given: a run folder without its METHOD, or a METHOD without its folder
+        methods = ", ".join([*REGISTRY, "all", "search"])
+        if Path(args.method).is_dir():
+            raise UsageError(f"METHOD is missing before {args.method}: hpsearch plot all {args.method} draws every "
+                             f"picture that applies (methods: {methods})")
+        raise UsageError(f"RUN_DIR is missing: hpsearch plot {args.method} RUN_DIR (a run folder holding winner.pt)")
     return _plot(args.run_dir, args.method, args, resolve_device(args.device))
 
 

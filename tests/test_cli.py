@@ -231,3 +231,18 @@ def test_ctrl_c_exits_130_keeps_trials_and_resumes(tmp_path, capsys):
     assert kept["error"].eq("").all()  # the cut-short fit was discarded, not stored as a result
     _resume(out, n, capsys)
     assert list(_stored(out).index) == list(range(n))
+
+
+def test_the_command_line_says_what_it_does(tmp_path, capsys):
+    """plot with a run folder but no METHOD names the missing METHOD; Hyperband's plan is said per
+    bracket; a tpe run that cannot propose anything says it is random search."""
+    (tmp_path / "run").mkdir()
+    assert main(["plot", str(tmp_path / "run")]) == 2
+    err = capsys.readouterr().err
+    assert f"METHOD is missing before {tmp_path / 'run'}: hpsearch plot all" in err and "grad-cam" in err
+    assert main(["search", "--strategy", "hyperband", "--n", "9", "--min-epochs", "1", "--max-epochs", "3",
+                 "--cv", "2", "--patience", "0", "--no-progress", "--no-retrain", "--out", str(tmp_path / "hb")]) == 0
+    assert "configs x epochs per rung, bracket 1: 5 x 1, 2 x 3; bracket 2: 4 x 3 (x 2 folds)" in capsys.readouterr().out
+    assert main(["search", "--strategy", "tpe", "--n", "2", "--n-startup", "5", "--max-epochs", "1", "--cv", "2",
+                 "--no-progress", "--no-retrain", "--out", str(tmp_path / "tpe")]) == 0
+    assert "every config is drawn at random and TPE proposes none: this is random search" in capsys.readouterr().err

@@ -164,14 +164,14 @@ def draw_pictures(run_dir, method: str = "all", *, images: int = 25, units: int 
             _check_spatial(net, cam_layer["layer"], layer, dataset.X_test[:1])
         options = PlotOptions(n_images=images, units=units, extra={"gradcam": cam_layer, "hirescam": cam_layer})
         chosen = list(REGISTRY) if method == "all" else [method]
-        files = []
+        files, skipped = [], {}
         for name in chosen:
             entry = REGISTRY[name]
             reason = entry.applies(net.module_)
             if reason is not None:
                 if method != "all":
                     raise UsageError(f"{name} does not apply to this winner: {reason}")
-                print(f"skipped {name}: {reason}")
+                skipped.setdefault(reason, []).append(name)
                 _record_figures(run_dir, {k: record[k] for k in ("trial", "epochs")}, name, [], skipped=reason)
                 continue
             written = []
@@ -186,6 +186,8 @@ def draw_pictures(run_dir, method: str = "all", *, images: int = 25, units: int 
             files += written
             _record_figures(run_dir, {k: record[k] for k in ("trial", "epochs")}, name, written)
             print(f"{name}: wrote {', '.join(written)}")
+        for reason, names in skipped.items():  # one line per reason, not one per method
+            print(f"skipped {', '.join(names)}: {reason}")
         if method == "all":
             _record_pictures(run_dir, record, files)
     return files
