@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import UsageError, check_whole
+from .errors import UsageError, check_whole, plural
 from .rundir.chance import chance_summary
 from .rundir.names import COMPARE_FILE, RETRAIN_FILE, SETTINGS_FILE, SPACE_FILE, SUMMARY_FILE, WINNER_FILE
 from .rundir.run_info import read_json
@@ -179,12 +179,13 @@ def _retrain(run_dir, options: dict, device: str, progress: bool, backend=None):
         print(f"\nretraining already done ({RETRAIN_FILE}: {len(result.table)} configs, {epochs} epochs); "
               "nothing to train")
     else:
-        print(f"\nretrained {result.trained} configs for {epochs} epochs on the whole training set "
+        print(f"\nretrained {plural(result.trained, 'config')} for {plural(epochs, 'epoch')} on the whole training set "
               f"({elapsed:.1f} s)")
     how = ("chosen by search rank; test set read after the choice" if options["winner_by"] == "cv"
            else "SELECTED ON THE TEST SET: optimistic")
     print(f"winner: trial {w['trial']} (search rank {w['search_rank']}, {how})  test accuracy "
-          f"{w['test_accuracy']:.4f}{_per_position(w, 'test_')}  test loss {w['test_loss']:.4f}  {w['epochs']} epochs")
+          f"{w['test_accuracy']:.4f}{_per_position(w, 'test_')}  test loss {w['test_loss']:.4f}  "
+          f"{plural(w['epochs'], 'epoch')}")
     others = result.table[~result.table["winner"]]["test_accuracy"].dropna()
     if len(others) and options["winner_by"] == "cv":
         print(f"        the other {len(others)} retrained configs: test accuracy {others.min():.4f} to "

@@ -50,3 +50,8 @@ def did_you_mean(word: str, allowed) -> str:
     """``"; did you mean 'lr'?"`` when ``word`` is close to one of ``allowed``, else ``""``."""
     close = difflib.get_close_matches(word, list(allowed), n=1)
     return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def plural(n, word: str) -> str:
+    """``1 epoch``, ``3 epochs``: a count said as a person would."""
+    return f"{n} {word}" + ("" if str(n) == "1" else "s")

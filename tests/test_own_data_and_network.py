@@ -330,6 +330,7 @@ def test_no_code_is_ever_imported_from_a_run_folder(own_run, tmp_path, capsys):
     assert "is in a run folder, where hpsearch never imports from" in fresh.stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_another_folder_does_not_resume_this_folders_run(own, tmp_path, capsys):
     import shutil
 
@@ -365,6 +366,7 @@ def test_two_folders_one_module_name_and_an_edit_in_one_process(tmp_path):
     assert "height" in __import__("inspect").signature(model_class("samename:Net")).parameters  # the edit
 
 
+@pytest.mark.slow
 def test_a_package_module_and_a_shadowing_neighbour(own, tmp_path, capsys):
     """A winner of "mypkg.nets:Net" reloads in a fresh process; a colorsys.py beside the space shadows nothing."""
     (tmp_path / "mypkg").mkdir()

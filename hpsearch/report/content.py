@@ -169,7 +169,8 @@ def retrain_section(run_dir: Path, settings: dict) -> str:
             "its test accuracy is an honest estimate; the others' test accuracies are shown, not used for the choice"
             if by == "cv" else "the most accurate on the test set is the winner: <b>selected on the test set</b>, so "
             "its test accuracy is optimistic (choose by CV rank with --winner-by cv)")
-    return (f"<p>The best {len(frame)} configs of the search, each retrained for {H.escape(epochs)} epochs on the "
+    return (f"<p>The best {H.plural(len(frame), 'config')} of the search, each retrained for "
+            f"{H.escape(H.plural(epochs, 'epoch'))} on the "
             f"whole training set (no early stopping) and scored once on the test set; {rule}.</p>" + H.table(shown))
 
 
@@ -189,8 +190,20 @@ def winner_figures(run_dir: Path, summary: dict) -> list[tuple[str, str, Path]]:
         for name in files:
             path = _own_file(run_dir, name)
             if path is not None and path.suffix in (".png", ".txt"):
-                out.append((method, caption or name, path))
+                out.append((method, _which(caption, path.stem) or name, path))
     return out
+
+
+def _which(caption: str, stem: str) -> str:
+    """A method's caption, said of this one file (a layer's pictures are not all "layer 1")."""
+    if not caption:
+        return caption
+    layer = re.search(r"_layer(\d+)", stem)
+    part = (f"hidden layer {layer.group(1)}" if layer and "conv_" not in stem else
+            f"convolution {layer.group(1)}" if layer else "the output layer" if stem.endswith("_output") else "")
+    if stem.endswith("_box"):
+        part += ": the exact maximizer of each unit over the [0, 1] box"
+    return f"{caption} — {part}" if part else caption
 
 
 def _skipped_pictures(summary: dict) -> dict[str, str]:
@@ -220,7 +233,7 @@ def winner_section(run_dir: Path, summary: dict) -> str:
         return H.note(f"no winner yet: it is crowned by the retraining (hpsearch retrain {run_dir}).", missing=True)
     config = "  ".join(f"{k}={param_text(v)}" for k, v in winner.get("config", {}).items())
     body = (f'<p><span class="big">{winner["test_accuracy"]:.2%}</span> test accuracy '
-            f"(test log-loss {winner['test_loss']:.4f}) after {winner['epochs']} epochs: trial "
+            f"(test log-loss {winner['test_loss']:.4f}) after {H.plural(winner['epochs'], 'epoch')}: trial "
             f"{winner['trial']}, rank {winner['search_rank']} in the search.</p><p><code>{H.escape(config)}</code></p>")
     figures = winner_figures(run_dir, summary)
     if not figures:

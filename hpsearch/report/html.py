@@ -10,7 +10,9 @@ import io
 
 import pandas as pd
 
-__all__ = ["page", "section", "figure", "png_figure", "table", "facts", "note", "escape", "png_bytes"]
+from ..errors import plural
+
+__all__ = ["page", "section", "figure", "png_figure", "table", "facts", "note", "escape", "png_bytes", "plural"]
 
 # Readable on a phone and a laptop: one column, images never wider than the screen, wide tables
 # scroll sideways inside their own box instead of widening the page.
@@ -41,10 +43,14 @@ figure { margin: 14px 0; }
 figure img { max-width: 100%; height: auto; display: block; border: 1px solid var(--line); background: #fff; }
 figcaption { color: var(--muted); font-size: 0.9em; margin-top: 4px; }
 .note { color: var(--muted); font-style: italic; }
+p, li, figcaption, .note, .missing { overflow-wrap: anywhere; }  /* a long run-folder path wraps, never widens */
 .missing { background: #fff7e6; border-left: 4px solid #e0a400; padding: 6px 10px; }
 .big { font-size: 1.6em; font-weight: 600; }
 code { font-size: 0.92em; background: #eef1f6; padding: 0 3px; border-radius: 3px; word-break: break-all; }
 """
+
+
+
 
 
 def escape(text) -> str:

@@ -136,3 +136,31 @@ def test_report_in_headless_chromium_has_no_broken_image(run, browser):
             browser.save_screenshot(os.environ["HPSEARCH_SCREENSHOT_REPORT"])
     finally:
         browser.set_window_size(1000, 760)
+
+
+def test_a_long_run_folder_path_wraps_on_a_phone(run, browser, tmp_path):
+    """A 150-character run folder path in the report's text wraps at 390 px instead of widening the page."""
+    long = tmp_path / ("averylongfoldername" * 8)[:140] / "run"  # no hyphen, no break opportunity
+    shutil.copytree(run, long)
+    assert len(str(long)) >= 150
+    path = write_report(long)
+    try:
+        browser.set_window_size(390, 844)
+        browser.get(path.as_uri())
+        overflow = browser.execute_script("return document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, overflow
+    finally:
+        browser.set_window_size(1000, 760)
+
+
+def test_captions_say_which_layer_and_counts_read_as_words(run):
+    from hpsearch.errors import plural
+    from hpsearch.report.content import _which
+
+    assert _which("MLP: images maximizing each unit", "maximizers_layer2") == (
+        "MLP: images maximizing each unit — hidden layer 2")
+    assert _which("x", "maximizers_output") == "x — the output layer"
+    assert _which("x", "maximizers_layer1_box").endswith("the exact maximizer of each unit over the [0, 1] box")
+    assert (plural(1, "epoch"), plural(3, "epoch")) == ("1 epoch", "3 epochs")
+    text = html.unescape(build_report(run))
+    assert "1 epochs" not in text and "1 configs" not in text

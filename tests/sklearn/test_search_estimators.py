@@ -188,7 +188,8 @@ def test_search_cv_halving_is_halving_random_search_cv(both, data):
     assert ours.best_params_ == halving.best_params_ and ours.n_fold_epochs_ == halving.n_fold_epochs_ == 63
 
 
-@pytest.mark.parametrize("strategy, epochs", [("random", 6 * 9 * 2), ("hyperband", None), ("tpe", 6 * 9 * 2),
+@pytest.mark.parametrize("strategy, epochs", [pytest.param("random", 6 * 9 * 2, marks=pytest.mark.slow),
+                                              ("hyperband", None), pytest.param("tpe", 6 * 9 * 2, marks=pytest.mark.slow),
                                               ("tpe-halving", None)])
 def test_search_cv_runs_every_strategy(data, strategy, epochs, tmp_path):
     X, y = data
