@@ -51,6 +51,12 @@ def cmd_search(args) -> int:
     from .training.net import resolve_device
 
     settings = _search_settings(args)
+    if args.resume and read_json(Path(args.resume) / SETTINGS_FILE).get("extra", {}).get("no_retrain") \
+            and not args.no_retrain:
+        args.no_retrain = True  # the run was searched without retraining: resuming it does not start one
+        print(f"{args.resume} was searched with --no-retrain: resuming it does not retrain either; retrain with "
+              f"hpsearch retrain {args.resume}")
+    settings.extra = {**settings.extra, "no_retrain": bool(args.no_retrain)}
     if not (settings.backend == "dask" and settings.device == "auto"):  # on Dask each worker resolves auto
         settings.device = resolve_device(settings.device)
     if not args.no_retrain:  # checked now, not after the search: a typo must not cost the night
@@ -166,9 +172,9 @@ def _retrain(run_dir, options: dict, device: str, progress: bool, backend=None):
 
     top, epochs = options["top"], options["retrain_epochs"]
     seed_budget = retrain_defaults()
-    if epochs < seed_budget["retrain_epochs"]:
-        print(f"retraining the best {top} for {epochs} epochs (the Lab 3 seed's full budget is --top "
-              f"{seed_budget['top']} --retrain-epochs {seed_budget['retrain_epochs']})")
+    lighter = (f" (the Lab 3 seed's full budget is --top {seed_budget['top']} --retrain-epochs "
+               f"{seed_budget['retrain_epochs']})" if epochs < seed_budget["retrain_epochs"] else "")
+    print(f"retraining the best {top} for {plural(epochs, 'epoch')} each{lighter}")  # always said before it starts
     start = time.perf_counter()
     result = retrain_top(run_dir, top, epochs, device=device, progress=progress, backend=backend,
                          schedule=options["schedule"], checkpoint_every=options["checkpoint_every"],

@@ -246,3 +246,14 @@ def test_the_command_line_says_what_it_does(tmp_path, capsys):
     assert main(["search", "--strategy", "tpe", "--n", "2", "--n-startup", "5", "--max-epochs", "1", "--cv", "2",
                  "--no-progress", "--no-retrain", "--out", str(tmp_path / "tpe")]) == 0
     assert "every config is drawn at random and TPE proposes none: this is random search" in capsys.readouterr().err
+
+
+def test_a_run_searched_without_retraining_is_resumed_without_it(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["search", "--n", "1", "--cv", "2", "--max-epochs", "1", "--no-progress", "--no-retrain",
+                 "--out", str(run)]) == 0
+    capsys.readouterr()
+    assert main(["search", "--resume", str(run), "--n", "2", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "was searched with --no-retrain: resuming it does not retrain either" in out
+    assert not (run / "retrain.csv").exists() and "retraining the best" not in out

@@ -24,7 +24,7 @@ from ..training.seeds import trial_seed
 from ..winner.bundle import winner_payload
 from .progress import EpochReport
 
-__all__ = ["build_retrain_net", "retrain_one"]
+__all__ = ["build_retrain_net", "retrain_one", "checkpoint_meta"]
 
 
 def build_retrain_net(config: dict, dataset: Dataset, *, device: str, epochs: int, batch_size: int,
@@ -55,6 +55,12 @@ def _fit(net, dataset: Dataset, checkpoint, epochs: int) -> None:
         net.partial_fit(dataset.X_train, dataset.y_train, epochs=epochs - len(net.history))
 
 
+def checkpoint_meta(run_id: str, cand: dict, epochs: int, monitor_test: bool, batch_size: int, seed: int) -> dict:
+    """The owner a retraining's checkpoint carries: this very fit, nothing else resumes from it."""
+    return {"run": run_id, "trial": int(cand["trial"]), "retrain_epochs": epochs, "config": cand["config"],
+            "monitor_test": bool(monitor_test), "batch_size": batch_size, "seed": seed}
+
+
 def retrain_one(cand: dict, dataset: Dataset, *, device, epochs, batch_size, seed, monitor_test, threads,
                 sink, run_dir=None, checkpoint_every: int = 1, run_id: str = "",
                 module=None) -> tuple[dict, bytes | None]:
@@ -68,8 +74,7 @@ def retrain_one(cand: dict, dataset: Dataset, *, device, epochs, batch_size, see
         callbacks = [("progress", EpochReport(cand["trial"], sink))]
         checkpoint = None
         if run_dir is not None and checkpoint_every > 0:
-            meta = {"run": run_id, "trial": int(cand["trial"]), "retrain_epochs": epochs, "config": cand["config"],
-                    "monitor_test": bool(monitor_test), "batch_size": batch_size, "seed": seed}
+            meta = checkpoint_meta(run_id, cand, epochs, monitor_test, batch_size, seed)
             checkpoint = EpochCheckpoint(checkpoint_path(run_dir, cand["trial"]), meta, checkpoint_every)
             callbacks.append(("checkpoint", checkpoint))
         net = build_retrain_net(cand["config"], dataset, device=device, epochs=epochs, batch_size=batch_size,

@@ -42,6 +42,7 @@ the weights of an uninterrupted fit.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,7 +54,7 @@ from ..data.dataset import Dataset
 from ..errors import UsageError, check_whole, param
 from ..jobs.backends import LokyBackend
 from ..rundir.atomic import atomic_write_text
-from ..rundir.checkpoints import remove_checkpoint
+from ..rundir.checkpoints import checkpoint_path, remove_checkpoint, resume_state
 from ..rundir.names import RETRAIN_FILE, SUMMARY_FILE, WINNER_FILE
 from ..rundir.run_info import read_json, read_settings, run_dataset
 from ..rundir.states import run_digest
@@ -64,7 +65,7 @@ from ..training.models.user import shipped
 from ..training.net import DEFAULT_BATCH_SIZE, resolve_device
 from ..training.schedules import check_schedule_name
 from ..winner.bundle import load_winner, read_winner_info, save_winner
-from .job import retrain_one
+from .job import checkpoint_meta, retrain_one
 from .progress import EpochBar, fit_sink
 
 __all__ = ["retrain_top", "RetrainResult", "top_configs"]
@@ -245,6 +246,8 @@ def retrain_top(run_dir, top: int = _DEFAULTS["top"], retrain_epochs: int = _DEF
     todo = [c for c in candidates if c["trial"] not in done]
     best = _best(rows, winner_by)
 
+    if progress:
+        _say_resumed(run_dir, todo, retrain_epochs, monitor_test, batch_size, seed, checkpoint_every)
     backend = backend or LokyBackend()
     remote = backend.name != "loky"
     on_gpu = str(device).startswith("cuda") and not remote
@@ -293,6 +296,21 @@ def retrain_top(run_dir, top: int = _DEFAULTS["top"], retrain_epochs: int = _DEF
     _write_summary(run_dir, settings, table, winner, retrain_epochs, device, monitor_test, winner_by)
     return RetrainResult(table, winner, load_winner(run_dir, device=resolve_device(device)), run_dir,
                          trained=len(todo))
+
+
+def _say_resumed(run_dir: Path, todo: list[dict], epochs: int, monitor_test: bool, batch_size: int, seed: int,
+                 checkpoint_every: int) -> None:
+    """Which configs go on from a checkpoint, and from which epoch (said before the work starts)."""
+    if checkpoint_every <= 0:
+        return
+    run_id = run_digest(run_fingerprint(run_dir))
+    for cand in todo:
+        path = checkpoint_path(run_dir, cand["trial"])
+        if path.is_file():
+            state = resume_state(path, checkpoint_meta(run_id, cand, epochs, monitor_test, batch_size, seed))
+            if state is not None:
+                print(f"trial {cand['trial']} goes on from epoch {len(state['history'])} of {epochs} (its checkpoint)",
+                      file=sys.stderr, flush=True)
 
 
 def _config_of(candidates: list[dict], trial: int) -> dict:

@@ -181,6 +181,34 @@ class Predictor:
         return _png(_blend(x, h / top if top > 0 else np.zeros_like(h), alpha), size)
 
     @staticmethod
+    def explained_png(x: np.ndarray, heat: np.ndarray, method_name: str, class_name: str) -> bytes:
+        """What ``predict --explain`` writes: the input the net saw and the heat map over it, side by side
+        at a readable size, with a colour bar saying what the colours mean (the map's share of its
+        largest value: how much each pixel or cell weighs for ``class_name``, by ``method_name``)."""
+        from matplotlib.figure import Figure
+
+        h = np.asarray(heat, dtype=np.float64)
+        h = h / h.max() if h.max() > 0 else np.zeros_like(h)
+        rgb = _as_rgb8(x)
+        fig = Figure(figsize=(6.6, 3.2), dpi=100, layout="constrained")
+        seen, mapped = fig.subplots(1, 2)
+        seen.imshow(rgb, interpolation="nearest")
+        seen.set_title("what the net saw", fontsize=10)
+        mapped.imshow(rgb, interpolation="nearest")
+        shown = mapped.imshow(h, cmap="inferno", alpha=0.6, vmin=0, vmax=1, interpolation="nearest",
+                              extent=(-0.5, rgb.shape[1] - 0.5, rgb.shape[0] - 0.5, -0.5))
+        mapped.set_title(method_name, fontsize=10)
+        for ax in (seen, mapped):
+            ax.set_xticks([])
+            ax.set_yticks([])
+        bar = fig.colorbar(shown, ax=mapped, fraction=0.05, pad=0.03)
+        bar.set_ticks([0, 0.5, 1], labels=["none", "half", "most"])
+        bar.set_label(f"weight for '{class_name}'", fontsize=9)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png")
+        return buffer.getvalue()
+
+    @staticmethod
     def heatmaps_png(x: np.ndarray, heats: np.ndarray, size: int = 224, alpha: float = 0.55, gap: int = 4) -> bytes:
         """One panel per map (a winner's positions, left to right), each the map over the image as
         ``heatmap_png`` draws it but all on one scale (0 to the largest value of any), ``gap`` white
@@ -239,7 +267,8 @@ def predict_files(predictor: Predictor, paths, explain: bool = False, out_dir=No
         Image files (PNG, JPEG, GIF, BMP, WebP, TIFF), read with ``open_image`` and ``preprocess``
         as the page reads an upload.
     explain : bool
-        Write the heat map over the input the net saw (``Predictor.heatmap_png``) to
+        Write the input the net saw and the heat map over it, with a colour bar
+        (``Predictor.explained_png``), to
         ``<stem>.heatmap.png`` beside the file, or in ``out_dir`` when given (created; a name that
         two files would share gets ``-2``, ``-3``, ... before the suffix).
     size : int
@@ -297,7 +326,8 @@ def predict_files(predictor: Predictor, paths, explain: bool = False, out_dir=No
                 if predictor.positions:
                     png = predictor.heatmaps_png(x, predictor.explain_positions(x), size=size)
                 else:
-                    png = predictor.heatmap_png(x, predictor.explain(x, best), size=size)
+                    png = predictor.explained_png(x, predictor.explain(x, best), METHOD_NAMES[predictor.method],
+                                                  predictor.class_names[best])
                 target.write_bytes(png)
                 answer["heatmap"] = str(target)
             except OSError as exc:

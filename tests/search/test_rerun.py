@@ -4,6 +4,7 @@ training set, and a search where every config failed."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -159,6 +160,12 @@ def test_ctrl_c_in_retraining_keeps_finished_rows_and_says_how_to_continue(searc
     assert f"hpsearch retrain {run} --top 3 --retrain-epochs 40" in stderr and "Traceback" not in stderr
     table = pd.read_csv(run / "retrain.csv")
     assert len(table) == 1 and table["epochs"].eq(40).all()  # the cut-short fits left nothing behind
+    # the same command again says which configs go on from their checkpoints, and from which epoch
+    again = subprocess.run([sys.executable, "-m", "hpsearch.cli", "retrain", str(run), "--top", "3",
+                            "--retrain-epochs", "40"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert again.returncode == 0, again.stderr
+    assert re.search(r"trial \d+ goes on from epoch \d+ of 40 \(its checkpoint\)", again.stderr), again.stderr[-800:]
+    assert "retraining the best 3 for 40 epochs each" in again.stdout
 
 
 def _read_some(stream) -> str:

@@ -90,8 +90,8 @@ def test_explain_writes_one_png_heat_map_per_image(retrained_run, pngs, tmp_path
     for copy, row in zip(copies, rows, strict=True):
         heat = images / f"{copy.stem}.heatmap.png"
         assert row[3] == str(heat)
-        with Image.open(heat) as image:
-            assert image.format == "PNG" and image.size == (224, 224)
+        with Image.open(heat) as image:  # input and map side by side, with a colour bar: wide, readable
+            assert image.format == "PNG" and image.size == (660, 320)
     # into --out-dir; the same name twice gets -2 instead of overwriting
     out = tmp_path / "maps"
     assert main(["predict", str(retrained_run), str(copies[0]), str(paths[0]), "--explain",

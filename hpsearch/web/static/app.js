@@ -26,7 +26,7 @@ function render(out) {
   }
   $("seen").src = out.input_png;
   $("heatmap").src = out.heatmap_png;
-  $("method").textContent = `heat map: ${out.method_name}`;
+  $("method").textContent = `heat map: ${out.method_name}; brighter = weighs more for "${out.class_name}"`;
   const unlike = $("unlike");
   unlike.hidden = !out.unlike_training;
   unlike.textContent = out.unlike_training
