@@ -43,6 +43,7 @@ figure { margin: 14px 0; }
 figure img { max-width: 100%; height: auto; display: block; border: 1px solid var(--line); background: #fff; }
 figcaption { color: var(--muted); font-size: 0.9em; margin-top: 4px; }
 .note { color: var(--muted); font-style: italic; }
+.hint { color: var(--muted); font-size: 0.8em; margin: 2px 0; }
 p, li, figcaption, .note, .missing { overflow-wrap: anywhere; }  /* a long run-folder path wraps, never widens */
 .missing { background: #fff7e6; border-left: 4px solid #e0a400; padding: 6px 10px; }
 .big { font-size: 1.6em; font-weight: 600; }
@@ -101,13 +102,18 @@ def png_figure(fig, caption: str, alt: str) -> str:
     return figure(png_bytes(fig), caption, alt)
 
 
+WIDE_TABLE = 8  # columns past which a table is said to scroll (it is wider than a phone, often a laptop's card)
+
+
 def table(frame: pd.DataFrame, float_format: str = "{:.4g}") -> str:
     """A DataFrame as an escaped HTML table in a box that scrolls sideways on a narrow screen."""
     if frame.empty:
         return note("(empty)")
     text = frame.to_html(index=False, border=0, na_rep="", escape=True,
                          float_format=lambda v: float_format.format(v))
-    return f'<div class="scroll">{text}</div>'
+    hint = (f'<p class="hint">{len(frame.columns)} columns: the table scrolls sideways</p>'
+            if len(frame.columns) > WIDE_TABLE else "")
+    return f'{hint}<div class="scroll">{text}</div>'
 
 
 def facts(pairs: list[tuple[str, object]], wide: bool = False) -> str:

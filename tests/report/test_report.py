@@ -164,3 +164,4 @@ def test_captions_say_which_layer_and_counts_read_as_words(run):
     assert (plural(1, "epoch"), plural(3, "epoch")) == ("1 epoch", "3 epochs")
     text = html.unescape(build_report(run))
     assert "1 epochs" not in text and "1 configs" not in text
+    assert "columns: the table scrolls sideways" in text  # the ranking is wider than a card: said
