@@ -173,6 +173,21 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     predict.set_defaults(func=commands.cmd_predict)
 
+    export = sub.add_parser(
+        "export", help="the winner as ONNX and TorchScript files with a model.json card, checked against it",
+        description="Write the winner of RUN_DIR as model.onnx (ONNX Runtime, onnxruntime-web, OpenCV dnn) and/or "
+                    "model.ts (TorchScript: libtorch, torch.jit), each returning probabilities with a dynamic batch, "
+                    "and model.json: class names, input shape, dtype and range, the preprocessing, the output, the "
+                    "config and scores, versions. Each file is run in its own runtime on the test images and compared "
+                    "with the winner (same argmax, probabilities within 1e-4). Again: a no-op until the winner "
+                    "changes.")
+    export.add_argument("run_dir", metavar="RUN_DIR", help="a run folder holding winner.pt")
+    export.add_argument("--format", choices=("onnx", "torchscript", "both"), default="both",
+                        help="which files (default both)")
+    export.add_argument("--out", metavar="DIR", help="where to write them (default RUN_DIR/export)")
+    export.add_argument("--no-check", action="store_true", help="skip running the files against the winner")
+    export.set_defaults(func=commands.cmd_export)
+
     report = sub.add_parser(
         "report", help="one self-contained HTML page of a run: settings, ranking, search plots, winner",
         description="Write RUN_DIR/report.html: the settings and data, the ranking and failures, the search "

@@ -15,7 +15,8 @@ from .rundir.names import COMPARE_FILE, RETRAIN_FILE, SETTINGS_FILE, SPACE_FILE,
 from .rundir.run_info import read_json
 from .settings import SearchSettings, check_applies, retrain_defaults, setting_specs
 
-__all__ = ["cmd_search", "cmd_retrain", "cmd_plot", "cmd_report", "cmd_serve", "cmd_predict", "cmd_make_triple",
+__all__ = ["cmd_search", "cmd_retrain", "cmd_plot", "cmd_report", "cmd_serve", "cmd_predict", "cmd_export",
+           "cmd_make_triple",
            "cmd_compare"]
 
 
@@ -259,6 +260,21 @@ def cmd_serve(args) -> int:
     from .web import serve
 
     serve(args.run_dir, host=args.host, port=args.port, device=resolve_device(args.device))
+    return 0
+
+
+def cmd_export(args) -> int:
+    from .winner.export import export_winner
+
+    formats = ("onnx", "torchscript") if args.format == "both" else (args.format,)
+    done = export_winner(args.run_dir, formats, out=args.out, check=not args.no_check)
+    if done["skipped"]:
+        print(f"already exported for this winner: {done['card']} ({', '.join(p.name for p in done['files'])})")
+        return 0
+    for fmt, c in done["checks"].items():
+        print(f"{fmt}: same class as the winner on all {c['images']} test images; largest probability difference "
+              f"{c['max_abs_diff']:.1e}")
+    print(f"wrote {', '.join(str(p) for p in done['files'])} and {done['card']}")
     return 0
 
 

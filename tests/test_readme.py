@@ -13,6 +13,9 @@ README_RUN = "results/digits_mlp_mnist_seed0"  # the run folder the snippets nam
 
 def test_every_python_snippet_of_the_readme_runs(readme_snippets, retrained_run, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # a snippet that writes a file writes it here
+    from hpsearch.winner.export import export_winner
+
+    export_winner(retrained_run)  # the "Use the winner elsewhere" snippet reads RUN/export/
     assert len(readme_snippets) >= 4
     ran = {}
     for heading, code, skip in readme_snippets:

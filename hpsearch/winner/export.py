@@ -1,0 +1,181 @@
+"""Take the winner home: ``hpsearch export RUN`` writes it as ONNX (``model.onnx``) and TorchScript
+(``model.ts``), each with ``model.json``, a card that says everything needed to feed it: class names,
+input shape, dtype and value range, the preprocessing an image file needs (as ``winner.pt`` keeps
+it), the output, the config and its scores, the data, the versions and the run's fingerprint.
+
+The exported network returns **probabilities** (the winner's own output activation applied:
+softmax, or the head's), shape ``(n, K)``, or ``(n, positions, K)`` for labels per position. The
+batch dimension is dynamic. ``check`` runs each file in its own runtime (onnxruntime, ``torch.jit``)
+on the run's test images and compares with the winner: the same argmax on every image and the largest
+difference of a probability, printed and held under ``TOLERANCE``. Files are written atomically; the
+card keeps a digest of ``winner.pt``, and exporting again is a no-op until the winner changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..errors import UsageError, param
+from ..rundir.atomic import atomic_write, atomic_write_text
+from ..rundir.names import WINNER_FILE
+
+__all__ = ["export_winner", "FORMATS", "TOLERANCE", "CARD_FILE"]
+
+FORMATS = {"onnx": "model.onnx", "torchscript": "model.ts"}
+CARD_FILE = "model.json"
+OPSET = 17
+TOLERANCE = 1e-4
+
+
+class Probabilities(nn.Module):
+    """The winner's module with its output activation: what a user of the file wants, probabilities."""
+
+    def __init__(self, module: nn.Module, activation):
+        super().__init__()
+        self.module = module
+        self.activation = activation
+
+    def forward(self, x):
+        return self.activation(self.module(x))
+
+
+def _activation(net):
+    """The winner's own predict nonlinearity (skorch's: softmax for cross-entropy, the head's otherwise)."""
+    return net._get_predict_nonlinearity()
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()[:20]
+
+
+def _card(net, info: dict, run_dir: Path, formats: list[str], digest: str) -> dict:
+    from .. import __version__
+    from ..rundir.store import run_fingerprint
+
+    shape = [int(v) for v in info["image_shape"]]
+    positions = int(info.get("positions", 0))
+    fingerprint = run_fingerprint(run_dir) if (run_dir / "trials.db").is_file() else {}
+    return {
+        "files": {f: FORMATS[f] for f in formats},
+        "input": {"name": "images", "shape": ["n", *shape], "dtype": "float32", "range": [0.0, 1.0],
+                  "layout": "NCHW: batch, channels (1 grey, 3 RGB), height, width"},
+        "output": {"name": "probabilities", "kind": "probabilities (the winner's own output activation)",
+                   "shape": ["n", positions, len(info["class_names"])] if positions else
+                   ["n", len(info["class_names"])], "positions": positions},
+        "class_names": list(info["class_names"]),
+        "preprocess": {**info["preprocess"], "how": "decode with Pillow (EXIF orientation, transparency over white), "
+                       "grey ('L') or RGB as image_shape says, scale to [0, 1] (/255), invert when 'invert' is "
+                       "true (or 'auto' and the border is light), resize to image_shape's height x width (with "
+                       "'center': the ink's box squared and scaled to 'fit' of the frame), then round to "
+                       "'levels' grey levels when given: hpsearch.data.preprocess.preprocess does exactly this"},
+        "config": info.get("config"), "cv_score": info.get("cv_score"), "test_accuracy": info.get("test_accuracy"),
+        "chosen_by": info.get("winner_by", "test"), "dataset": info.get("dataset"), "trial": info.get("trial"),
+        "epochs": info.get("epochs"), "module": info.get("module"),
+        "versions": {"hpsearch": __version__, "torch": torch.__version__, "onnx_opset": OPSET},
+        "fingerprint": hashlib.sha256(json.dumps(fingerprint, sort_keys=True, default=str).encode()).hexdigest()[:16],
+        "winner_digest": digest,
+    }
+
+
+def _export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
+    def write(fh):
+        buffer = io.BytesIO()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(model, example, buffer, input_names=["images"], output_names=["probabilities"],
+                              dynamic_axes={"images": {0: "n"}, "probabilities": {0: "n"}}, opset_version=OPSET,
+                              dynamo=False)
+        fh.write(buffer.getvalue())
+    atomic_write(path, write, binary=True)
+
+
+def _export_torchscript(model: nn.Module, example: torch.Tensor, path: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(model, example, check_trace=False)
+    with warnings.catch_warnings():  # torch 2.13 says jit is deprecated; libtorch reads these files all the same
+        warnings.simplefilter("ignore", DeprecationWarning)
+        atomic_write(path, lambda fh: torch.jit.save(traced, fh), binary=True)
+
+
+def _run(fmt: str, path: Path, X: np.ndarray) -> np.ndarray:
+    if fmt == "onnx":
+        import onnxruntime
+
+        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return session.run(None, {"images": X.astype(np.float32)})[0]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        loaded = torch.jit.load(str(path), map_location="cpu")
+    with torch.no_grad():
+        return loaded(torch.as_tensor(X)).numpy()
+
+
+def export_winner(run_dir, formats=("onnx", "torchscript"), out=None, check: bool = True, dataset=None) -> dict:
+    """Export the run's winner (see the module's text); returns ``{"card": path, "files": [...],
+    "checks": {format: {"same_argmax": bool, "max_abs_diff": float, "images": n}}, "skipped": bool}``."""
+    from ..rundir.run_info import run_dataset
+    from .bundle import load_winner
+
+    run_dir = Path(run_dir)
+    unknown = [f for f in formats if f not in FORMATS]
+    if unknown or not formats:
+        raise UsageError(f"{param('format')} must be onnx, torchscript or both, got {', '.join(unknown) or 'none'}")
+    if not (run_dir / WINNER_FILE).is_file():
+        raise UsageError(f"{run_dir} holds no {WINNER_FILE}; retrain first: hpsearch retrain {run_dir}")
+    out = Path(out) if out is not None else run_dir / "export"
+    digest = _digest(run_dir / WINNER_FILE)
+    card_path = out / CARD_FILE
+    if card_path.is_file():
+        try:
+            old = json.loads(card_path.read_text())
+        except ValueError:
+            old = {}
+        if old.get("winner_digest") == digest and all((out / FORMATS[f]).is_file() for f in formats) \
+                and set(formats) <= set(old.get("files", {})):
+            return {"card": card_path, "files": [out / FORMATS[f] for f in formats], "checks": {}, "skipped": True}
+    net = load_winner(run_dir)
+    info = net.winner_
+    model = Probabilities(net.module_.eval(), _activation(net)).eval()
+    example = torch.zeros((2, *[int(v) for v in info["image_shape"]]))
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{param('out')} {out}: cannot make the folder ({exc.strerror}); give a writable "
+                         "one") from None
+    files = []
+    for fmt in formats:
+        path = out / FORMATS[fmt]
+        try:
+            (_export_onnx if fmt == "onnx" else _export_torchscript)(model, example, path)
+        except ImportError as exc:
+            raise UsageError(f"{fmt} export needs {exc.name}: pip install -e '.[export]'") from None
+        except Exception as exc:  # noqa: BLE001 - a module the exporter cannot trace: one line, the reason
+            raise UsageError(f"the winner ({type(net.module_).__name__}) cannot be exported as {fmt}: "
+                             f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}") from None
+        files.append(path)
+    checks = {}
+    if check:
+        data = dataset if dataset is not None else run_dataset(run_dir)
+        X = data.X_test.astype(np.float32)
+        expected = net.predict_proba(X)
+        for fmt, path in zip(formats, files, strict=True):
+            got = _run(fmt, path, X)
+            checks[fmt] = {"same_argmax": bool(np.array_equal(got.argmax(-1), expected.argmax(-1))),
+                           "max_abs_diff": float(np.abs(got - expected).max()), "images": int(len(X))}
+            if not checks[fmt]["same_argmax"] or checks[fmt]["max_abs_diff"] >= TOLERANCE:
+                raise UsageError(f"{path}: the exported {fmt} model disagrees with the winner on the test images "
+                                 f"(same argmax: {checks[fmt]['same_argmax']}, largest probability difference "
+                                 f"{checks[fmt]['max_abs_diff']:.2e}); it is left there, unfit for use")
+    card = _card(net, info, run_dir, list(formats), digest)
+    card["checks"] = checks
+    atomic_write_text(card_path, json.dumps(card, indent=2, default=str) + "\n")
+    return {"card": card_path, "files": files, "checks": checks, "skipped": False}

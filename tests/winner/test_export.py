@@ -1,0 +1,63 @@
+"""hpsearch export: every model kind's winner (and a three-digit net's) as ONNX and TorchScript, run in
+onnxruntime and torch.jit on the test images: the winner's classes, probabilities within 1e-4."""
+
+import json
+
+import numpy as np
+import pytest
+
+from hpsearch.cli import main
+from hpsearch.training.net import make_net
+from hpsearch.winner.bundle import save_winner
+from hpsearch.winner.export import TOLERANCE, export_winner
+
+pytest.importorskip("onnx", reason="the export extra is not installed: pip install -e '.[export]'")
+pytest.importorskip("onnxruntime", reason="the export extra is not installed: pip install -e '.[export]'")
+
+CONFIGS = {
+    "mlp": {"model": "mlp", "hidden": [32], "optimizer": "adam", "lr": 3e-3},
+    "cnn": {"model": "cnn", "filters": [8, 8], "block_size": 2, "dense": [16], "optimizer": "adam", "lr": 3e-3},
+    "gapcnn": {"model": "gapcnn", "filters": [8, 16], "pool_after": [1], "optimizer": "adam", "lr": 3e-3},
+}
+
+
+def _winner(tmp_path, data, config, epochs=2):
+    net = make_net(config, data, max_epochs=epochs, patience=0)
+    net.fit(data.X_train, data.y_train)
+    save_winner(net, tmp_path, data, config=config, test_accuracy=0.0, extra={"trial": 0, "cv_score": -1.0})
+    return net
+
+
+@pytest.mark.parametrize("kind", list(CONFIGS))
+def test_every_model_kind_exports_and_agrees_with_the_winner(kind, digits, tmp_path):
+    _winner(tmp_path, digits, CONFIGS[kind])
+    done = export_winner(tmp_path, dataset=digits)
+    for fmt in ("onnx", "torchscript"):
+        check = done["checks"][fmt]
+        assert check["same_argmax"] and check["max_abs_diff"] < TOLERANCE and check["images"] == len(digits.y_test)
+    card = json.loads(done["card"].read_text())
+    assert card["input"]["shape"] == ["n", 1, 8, 8] and card["input"]["range"] == [0.0, 1.0]
+    assert card["class_names"] == list(digits.class_names) and card["output"]["shape"] == ["n", 10]
+    assert card["preprocess"]["image_shape"] == [1, 8, 8] and card["config"] == CONFIGS[kind]
+    assert card["files"] == {"onnx": "model.onnx", "torchscript": "model.ts"}
+    assert export_winner(tmp_path, dataset=digits)["skipped"]  # the same winner: nothing to do
+
+
+def test_a_three_digit_net_exports_its_positions(digit_triples, tmp_path):
+    config = {"model": "cnn", "filters": [8, 8], "block_size": 2, "dense": [], "optimizer": "adam", "lr": 3e-3}
+    _winner(tmp_path, digit_triples, config, epochs=1)
+    done = export_winner(tmp_path, dataset=digit_triples)
+    assert all(c["same_argmax"] and c["max_abs_diff"] < TOLERANCE for c in done["checks"].values())
+    assert json.loads(done["card"].read_text())["output"]["shape"] == ["n", 3, 10]
+
+
+def test_the_command_line_exports_and_refuses_clearly(retrained_run, tmp_path, capsys):
+    out = tmp_path / "exported"
+    assert main(["export", str(retrained_run), "--format", "onnx", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "onnx: same class as the winner on all 360 test images" in printed and (out / "model.onnx").is_file()
+    assert not (out / "model.ts").exists()
+    assert main(["export", str(retrained_run), "--format", "onnx", "--out", str(out)]) == 0
+    assert "already exported for this winner" in capsys.readouterr().out
+    assert main(["export", str(tmp_path)]) == 2
+    assert "holds no winner.pt; retrain first" in capsys.readouterr().err
