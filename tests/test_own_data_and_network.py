@@ -391,3 +391,13 @@ def test_a_module_path_without_a_module_is_refused(tmp_path, capsys):
     assert main(["search", "--module-path", str(tmp_path), "--n", "1", "--no-progress", "--out",
                  str(tmp_path / "run")]) == 2
     assert "--module-path" in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
+def test_your_module_exports_and_agrees_with_the_winner(own_run, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from hpsearch.winner.export import TOLERANCE, export_winner
+
+    done = export_winner(own_run, out=tmp_path / "export")
+    assert all(c["same_argmax"] and c["max_abs_diff"] < TOLERANCE for c in done["checks"].values())
+    card = json.loads(done["card"].read_text())
+    assert card["module"]["import"] == "mynets:SmallCNN" and card["preprocess"]["invert"] is False

@@ -3,7 +3,6 @@ onnxruntime and torch.jit on the test images: the winner's classes, probabilitie
 
 import json
 
-import numpy as np
 import pytest
 
 from hpsearch.cli import main
