@@ -167,7 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Load the winner of RUN_DIR once; print per FILE (preprocessed as the page does) its path, "
                     "class and probability, tab-separated, or an error line; exit code 1 if some file failed.")
     predict.add_argument("run_dir", metavar="RUN_DIR", help="a run folder holding winner.pt")
-    predict.add_argument("files", metavar="FILE", nargs="+", help="PNG, JPEG, GIF, BMP, WebP or TIFF files")
+    predict.add_argument("files", metavar="FILE", nargs="*", help="PNG, JPEG, GIF, BMP, WebP or TIFF files")
+    predict.add_argument("--model", metavar="FILE_OR_DIR", help="predict with an exported model.onnx or model.ts "
+                         "(or their folder) and its model.json alone, no run folder: then every positional is a FILE")
     predict.add_argument("--explain", action="store_true", help="write each file's heat map to <stem>.heatmap.png")
     predict.add_argument("--out-dir", metavar="DIR", help="with --explain: write the heat maps in DIR, not beside")
     predict.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")

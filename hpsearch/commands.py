@@ -285,9 +285,21 @@ def cmd_predict(args) -> int:
     if args.out_dir is not None and not args.explain:
         raise UsageError(f"--out-dir {args.out_dir} only says where --explain writes the heat maps; add --explain, "
                          "or leave --out-dir out")
-    predictor = Predictor.from_run(args.run_dir, device=resolve_device(args.device))
+    if args.model is not None:  # the exported file and its card alone: RUN_DIR is the first file
+        from .winner.export import exported_answers
+
+        if args.explain:
+            raise UsageError("--explain needs the run's winner (its layers); leave out --model, or --explain")
+        args.files = [args.run_dir, *args.files]
+        answers = exported_answers(args.model, args.files)
+    else:
+        if not args.files:
+            raise UsageError("FILE is missing: hpsearch predict RUN_DIR FILE... (or hpsearch predict --model "
+                             "model.onnx FILE...)")
+        predictor = Predictor.from_run(args.run_dir, device=resolve_device(args.device))
+        answers = predict_files(predictor, args.files, explain=args.explain, out_dir=args.out_dir)
     failed = 0
-    for a in predict_files(predictor, args.files, explain=args.explain, out_dir=args.out_dir):
+    for a in answers:
         if a["probability"] is not None:
             print(answer_line(a))
         if a["error"]:

@@ -27,7 +27,7 @@ from ..errors import UsageError, param
 from ..rundir.atomic import atomic_write, atomic_write_text
 from ..rundir.names import WINNER_FILE
 
-__all__ = ["export_winner", "FORMATS", "TOLERANCE", "CARD_FILE"]
+__all__ = ["export_winner", "exported_answers", "FORMATS", "TOLERANCE", "CARD_FILE"]
 
 FORMATS = {"onnx": "model.onnx", "torchscript": "model.ts"}
 CARD_FILE = "model.json"
@@ -179,3 +179,44 @@ def export_winner(run_dir, formats=("onnx", "torchscript"), out=None, check: boo
     card["checks"] = checks
     atomic_write_text(card_path, json.dumps(card, indent=2, default=str) + "\n")
     return {"card": card_path, "files": files, "checks": checks, "skipped": False}
+
+
+def exported_answers(model, files):
+    """``hpsearch predict --model``: each image file through the card's preprocessing and the exported
+    file alone (no run folder, no winner.pt): ``{path, class_name, probability, error}`` per file."""
+    from ..data.preprocess import preprocess
+    from .predict import _reason, read_image_file
+
+    path = Path(model)
+    if path.is_dir():
+        found = [path / name for name in FORMATS.values() if (path / name).is_file()]
+        if not found:
+            raise UsageError(f"{param('model')} {path}: no model.onnx or model.ts there; make them with hpsearch "
+                             "export")
+        path = found[0]
+    if path.suffix not in (".onnx", ".ts") or not path.is_file():
+        raise UsageError(f"{param('model')} {path}: give a model.onnx or model.ts that hpsearch export wrote (or their "
+                         "folder)")
+    card_path = path.parent / CARD_FILE
+    try:
+        card = json.loads(card_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{card_path}: the card beside {path.name} cannot be read ({exc}); export again") from None
+    fmt = "onnx" if path.suffix == ".onnx" else "torchscript"
+    for file in map(Path, files):
+        answer = {"path": str(file), "class_name": None, "probability": None, "error": None}
+        try:
+            x = preprocess(read_image_file(file), card["preprocess"])
+        except (OSError, UsageError) as exc:
+            answer["error"] = f"cannot read it: {_reason(exc)}" if isinstance(exc, OSError) else str(exc)
+            yield answer
+            continue
+        proba = _run(fmt, path, x[None])[0]
+        if proba.ndim == 2:  # one label per position: the digits, the product of their probabilities
+            best = proba.argmax(-1)
+            answer.update(class_name="".join(card["class_names"][int(b)] for b in best),
+                          probability=float(np.prod(proba.max(-1))))
+        else:
+            best = int(proba.argmax())
+            answer.update(class_name=card["class_names"][best], probability=float(proba[best]))
+        yield answer

@@ -60,3 +60,24 @@ def test_the_command_line_exports_and_refuses_clearly(retrained_run, tmp_path, c
     assert "already exported for this winner" in capsys.readouterr().out
     assert main(["export", str(tmp_path)]) == 2
     assert "holds no winner.pt; retrain first" in capsys.readouterr().err
+
+
+def test_predict_with_the_exported_file_alone_agrees_with_the_run(retrained_run, digits, tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    out = tmp_path / "exported"
+    export_winner(retrained_run, out=out, check=False)
+    files = []
+    for i in range(8):  # test images as a user has them: 64 px, dark ink on white
+        path = tmp_path / f"digit{i}.png"
+        Image.fromarray(255 - (digits.X_test[i][0] * 255).round().astype(np.uint8)).resize((64, 64)).save(path)
+        files.append(str(path))
+    capsys.readouterr()
+    assert main(["predict", str(retrained_run), *files]) == 0
+    by_run = [line.split("\t")[1] for line in capsys.readouterr().out.splitlines()]
+    for model in (out, out / "model.onnx", out / "model.ts"):
+        assert main(["predict", "--model", str(model), *files]) == 0
+        assert [line.split("\t")[1] for line in capsys.readouterr().out.splitlines()] == by_run, model
+    assert main(["predict", "--model", str(tmp_path), *files]) == 2
+    assert "no model.onnx or model.ts there" in capsys.readouterr().err

@@ -69,9 +69,8 @@ def test_bad_run_is_a_usage_error(tmp_path, pngs, capsys):
     assert main(["predict", str(tmp_path), str(paths[0])]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "winner.pt" in err and "hpsearch retrain" in err
-    with pytest.raises(SystemExit) as exc:
-        main(["predict", str(tmp_path)])  # no FILE
-    assert exc.value.code == 2
+    assert main(["predict", str(tmp_path)]) == 2  # no FILE
+    assert "FILE is missing: hpsearch predict RUN_DIR FILE..." in capsys.readouterr().err
     assert main(["predict", str(tmp_path), str(paths[0]), "--out-dir", str(tmp_path)]) == 2
     assert "only says where --explain writes the heat maps; add --explain" in capsys.readouterr().err
 
