@@ -81,3 +81,37 @@ def test_predict_with_the_exported_file_alone_agrees_with_the_run(retrained_run,
         assert [line.split("\t")[1] for line in capsys.readouterr().out.splitlines()] == by_run, model
     assert main(["predict", "--model", str(tmp_path), *files]) == 2
     assert "no model.onnx or model.ts there" in capsys.readouterr().err
+
+
+HISTOGRAM = """
+import torch
+from torch import nn
+
+
+class Histogram(nn.Module):
+    def __init__(self, image_shape, n_classes):
+        super().__init__()
+        self.linear = nn.Linear(64, n_classes)
+
+    def forward(self, x):
+        return self.linear(x.flatten(1)) + torch.histc(x, bins=4).sum() * 0
+"""
+
+
+def test_a_module_the_exporter_cannot_follow_is_one_line(digits, tmp_path):
+    """torch.histc has no ONNX operator: the export says so in one line (TorchScript traces it)."""
+    from hpsearch.errors import UsageError
+    from hpsearch.training.models.user import add_module_path
+
+    (tmp_path / "nets").mkdir()
+    (tmp_path / "nets" / "histnets.py").write_text(HISTOGRAM)
+    add_module_path(tmp_path / "nets")
+    run = tmp_path / "run"
+    run.mkdir()
+    _winner(run, digits, {"model": "histnets:Histogram", "optimizer": "adam", "lr": 1e-3}, epochs=1)
+    with pytest.raises(UsageError) as exc:
+        export_winner(run, formats=("onnx",), dataset=digits)
+    message = str(exc.value)
+    assert "the winner (Histogram) cannot be exported as onnx: UnsupportedOperatorError" in message
+    assert "\n" not in message and "histc" in message
+    assert export_winner(run, formats=("torchscript",), dataset=digits)["checks"]["torchscript"]["same_argmax"]
