@@ -151,12 +151,9 @@ def _print_plan(settings) -> None:
     settings.validate()
     strategy = make_strategy(settings)
     plan = strategy.plan()
-    if hasattr(strategy, "brackets"):  # Hyperband: one halving per bracket, each said on its own
-        from .strategies.halving import _bracket_plan
-
-        said = "; ".join(f"bracket {b + 1}: " + ", ".join(f"{n} x {e}" for n, e in _bracket_plan(size, budgets,
-                                                                                                  strategy.factor))
-                         for b, (size, budgets) in enumerate(strategy.brackets()))
+    if hasattr(strategy, "bracket_plans"):  # Hyperband: one halving per bracket, each said on its own
+        said = "; ".join(f"bracket {b + 1}: " + ", ".join(f"{n} x {e}" for n, e in plan)
+                         for b, plan in enumerate(strategy.bracket_plans()))
         print(f"{settings.strategy}: configs x epochs per rung, {said} (x {settings.cv} folds)")
     elif len(plan) > 1:
         rungs = ", ".join(f"{n} x {e}" for n, e in plan)

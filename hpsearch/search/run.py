@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import sys
-import tomllib
 import warnings
 from collections import Counter
 from dataclasses import asdict
@@ -35,7 +34,7 @@ from ..rundir.run_info import record_source, write_dataset_file
 from ..rundir.store import RunLock, TrialStore
 from ..settings import SearchSettings, fingerprint
 from ..space.checks import check_modules_for_data, check_space_for_data
-from ..space.search_space import SearchSpace, load_space, module_folder, names_a_module
+from ..space.search_space import SearchSpace, load_space, module_folder
 from ..strategies import make_strategy
 from ..training.models import is_user_model
 from .evaluator import Evaluator
@@ -91,7 +90,7 @@ def run_search(settings: SearchSettings, dataset: Dataset | None = None, backend
     settings.validate()
     strategy = make_strategy(settings)
     space = load_space(settings.space, settings.module_path)
-    own_module = names_a_module(tomllib.loads(space.source) if space.source else {})
+    own_module = any(is_user_model(kind) for kind in space.params["model"].support())
     if settings.module_path is not None and not own_module:
         raise UsageError(f"{param('module_path')} {settings.module_path} says where your network's module is, but the "
                          f"space {space.name!r} names none (model = \"module:Class\"); leave it out")

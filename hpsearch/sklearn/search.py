@@ -19,43 +19,18 @@ Changing the import is the whole migration::
 
 from __future__ import annotations
 
-import tempfile
-from contextlib import contextmanager
-from pathlib import Path
-
 import numpy as np
-from joblib import effective_n_jobs
 from sklearn.experimental import enable_halving_search_cv  # noqa: F401 - registers scikit-learn's class
 from sklearn.metrics import check_scoring
 from sklearn.model_selection import HalvingRandomSearchCV as _SkHalving
 from sklearn.model_selection import RandomizedSearchCV as _SkRandomized
 
-from ..errors import UsageError
-from ..jobs.resources import cpu_count, threads_per_job
+from ..jobs.resources import threads_per_job
 from .checks import check_search
-from .continuing import EPOCHS_LOG, continuing
+from .continuing import continuing
+from .fitting import as_float32, fit_storage, jobs_of, seed_of, trained_epochs
 
 __all__ = ["HalvingRandomSearchCV", "RandomizedSearchCV"]
-
-
-@contextmanager
-def _storage(storage):
-    if storage is None:
-        with tempfile.TemporaryDirectory(prefix="hpsearch-sklearn-") as folder:
-            yield Path(folder)
-        return
-    folder = Path(storage).expanduser()
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise UsageError(f"storage {folder}: cannot make the folder ({exc.strerror}); pass a folder you can write "
-                         "to, or storage=None for a temporary one") from None
-    yield folder
-
-
-def _float32(X):
-    """skorch's modules want float32: float64 arrays (a StandardScaler's output) are converted."""
-    return X.astype(np.float32) if isinstance(X, np.ndarray) and X.dtype == np.float64 else X
 
 
 class _ContinuingSearch:
@@ -63,19 +38,17 @@ class _ContinuingSearch:
 
     def fit(self, X, y=None, **params):
         check_search(self)
-        X = _float32(X)
-        jobs = min(effective_n_jobs(self.n_jobs), cpu_count())  # None: 1, or a parallel_backend's count
-        seed = self.random_state if isinstance(self.random_state, int | np.integer) else 0
+        X = as_float32(X)
         original = self.estimator
-        with _storage(self.storage) as folder:
-            (folder / EPOCHS_LOG).write_text("")
+        with fit_storage(self.storage) as folder:
             # during scikit-learn's fit only: clone(self.estimator) must see the user's net afterwards
-            self.estimator = continuing(original, folder, seed, threads_per_job(jobs))
+            self.estimator = continuing(original, folder, seed_of(self.random_state),
+                                        threads_per_job(jobs_of(self.n_jobs)))
             try:
                 super().fit(X, y, **params)
             finally:
                 self.estimator = original
-            trained = [int(v) for v in (folder / EPOCHS_LOG).read_text().split()]
+            trained = trained_epochs(folder)
         if hasattr(self, "best_estimator_"):
             self.best_estimator_.__class__ = type(original)  # the user's own class again (picklable as theirs)
             trained = trained[:-1]  # the refit's line: the search's cost is the fold fits

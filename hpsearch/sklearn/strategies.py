@@ -12,20 +12,21 @@ from __future__ import annotations
 
 import math
 import time
+from types import SimpleNamespace
 
 import numpy as np
-from joblib import Parallel, delayed, effective_n_jobs
+from joblib import Parallel, delayed
 from sklearn.base import clone
 from sklearn.metrics import check_scoring
 from sklearn.model_selection import ParameterSampler, check_cv
 from sklearn.model_selection._search import BaseSearchCV
 
 from ..errors import UsageError
-from ..jobs.resources import cpu_count, threads_per_job
-from ..strategies import STRATEGIES
+from ..jobs.resources import threads_per_job
+from ..strategies import make_strategy
 from .checks import check_search
-from .continuing import EPOCHS_LOG, continuing
-from .search import _float32, _storage
+from .continuing import continuing
+from .fitting import as_float32, fit_storage, jobs_of, seed_of, trained_epochs
 
 __all__ = ["SearchCV", "EstimatorEvaluate"]
 
@@ -226,34 +227,26 @@ class SearchCV(BaseSearchCV):
         self.storage = storage
 
     def _strategy(self, max_epochs: int):
-        if self.strategy not in STRATEGIES:
-            from ..errors import did_you_mean
-
-            raise UsageError(f"strategy must be one of {', '.join(STRATEGIES)}, got {self.strategy!r}"
-                             + (did_you_mean(self.strategy, STRATEGIES) if isinstance(self.strategy, str) else ""))
-        seed = self.random_state if isinstance(self.random_state, int | np.integer) else 0
-        strategy = STRATEGIES[self.strategy](self.n_candidates, max_epochs, int(seed), self.factor, self.min_resources,
-                                             self.n_startup)
-        strategy.check()
-        return strategy
+        """The strategy, built and checked as ``hpsearch search`` builds it (its name refused with did-you-mean)."""
+        return make_strategy(SimpleNamespace(strategy=self.strategy, n=self.n_candidates, max_epochs=max_epochs,
+                                             seed=seed_of(self.random_state), factor=self.factor,
+                                             min_epochs=self.min_resources, n_startup=self.n_startup))
 
     def fit(self, X, y=None, **params):
         check_search(self)
         max_epochs = (int(self.estimator.get_params()["max_epochs"]) if self.max_resources == "auto"
                       else int(self.max_resources))
         strategy = self._strategy(max_epochs)
-        X, y = _float32(X), np.asarray(y)
+        X, y = as_float32(X), np.asarray(y)
         folds = list(check_cv(self.cv, y, classifier=True).split(X, y))
         self.n_splits_ = len(folds)
         self.scorer_ = check_scoring(self.estimator, scoring=self.scoring)
-        jobs = min(effective_n_jobs(self.n_jobs), cpu_count())
-        seed = self.random_state if isinstance(self.random_state, int | np.integer) else 0
-        with _storage(self.storage) as folder, Parallel(n_jobs=jobs) as parallel:
-            (folder / EPOCHS_LOG).write_text("")
-            net = continuing(self.estimator, folder, int(seed), threads_per_job(jobs))
+        jobs = jobs_of(self.n_jobs)
+        with fit_storage(self.storage) as folder, Parallel(n_jobs=jobs) as parallel:
+            net = continuing(self.estimator, folder, seed_of(self.random_state), threads_per_job(jobs))
             evaluate = EstimatorEvaluate(self, net, X, y, folds, self.scorer_, parallel, jobs, max_epochs)
             strategy.run(evaluate)
-            self.n_fold_epochs_ = int(sum(int(v) for v in (folder / EPOCHS_LOG).read_text().split()))
+            self.n_fold_epochs_ = sum(trained_epochs(folder))
             self.cv_results_ = _results(evaluate.rows, self.n_splits_, self.return_train_score)
             top = self.cv_results_["n_resources"].max()
             means = np.where(self.cv_results_["n_resources"] == top, self.cv_results_["mean_test_score"], np.nan)

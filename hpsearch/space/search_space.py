@@ -52,8 +52,7 @@ from .distributions import (
     distribution_from,
 )
 
-__all__ = ["SearchSpace", "ParamGenerator", "load_space", "PARAMETERS", "SEARCHES_DIR", "module_folder",
-           "names_a_module"]
+__all__ = ["SearchSpace", "ParamGenerator", "load_space", "PARAMETERS", "SEARCHES_DIR", "module_folder"]
 
 SEARCHES_DIR = Path(__file__).resolve().parents[2] / "searches"
 
@@ -154,7 +153,7 @@ def load_space(path_or_name: str | os.PathLike, module_path=None) -> SearchSpace
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{param('space')} {path}: not valid TOML: {exc}") from None
     folder = module_folder(path, module_path)
-    if folder is not None and names_a_module(spec):
+    if folder is not None and _names_a_module(spec):
         add_module_path(folder)
     try:
         return SearchSpace.from_dict(spec, name=path.stem, source=text)
@@ -173,7 +172,7 @@ def module_folder(space_path, module_path=None) -> str | None:
     return str(folder)
 
 
-def names_a_module(spec: Mapping) -> bool:
+def _names_a_module(spec: Mapping) -> bool:
     model = spec.get("model")
     values = model.get("choices", [model.get("value")]) if isinstance(model, dict) else [model]
     return any(is_user_model(v) for v in values if isinstance(v, str))

@@ -61,8 +61,12 @@ class Hyperband(Strategy):
     def fingerprint(self) -> dict:
         return {"name": self.name, "n": self.n, "factor": self.factor, "brackets": self.brackets()}
 
+    def bracket_plans(self) -> list[list[tuple[int, int]]]:
+        """``plan()`` bracket by bracket (the command line says each on its own)."""
+        return [_bracket_plan(size, budgets, self.factor) for size, budgets in self.brackets()]
+
     def plan(self) -> list[tuple[int, int]]:
-        return [step for size, budgets in self.brackets() for step in _bracket_plan(size, budgets, self.factor)]
+        return [step for plan in self.bracket_plans() for step in plan]
 
     def run(self, evaluate: Evaluate) -> None:
         for size, budgets in self.brackets():

@@ -47,17 +47,13 @@ class Probabilities(nn.Module):
         return self.activation(self.module(x))
 
 
-def _activation(net):
-    """The winner's own predict nonlinearity (skorch's: softmax for cross-entropy, the head's otherwise)."""
-    return net._get_predict_nonlinearity()
-
-
 def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:20]
 
 
 def _card(net, info: dict, run_dir: Path, formats: list[str], digest: str) -> dict:
     from .. import __version__
+    from ..rundir.states import run_digest
     from ..rundir.store import run_fingerprint
 
     shape = [int(v) for v in info["image_shape"]]
@@ -80,7 +76,7 @@ def _card(net, info: dict, run_dir: Path, formats: list[str], digest: str) -> di
         "chosen_by": info.get("winner_by", "test"), "dataset": info.get("dataset"), "trial": info.get("trial"),
         "epochs": info.get("epochs"), "module": info.get("module"),
         "versions": {"hpsearch": __version__, "torch": torch.__version__, "onnx_opset": OPSET},
-        "fingerprint": hashlib.sha256(json.dumps(fingerprint, sort_keys=True, default=str).encode()).hexdigest()[:16],
+        "fingerprint": run_digest(fingerprint),
         "winner_digest": digest,
     }
 
@@ -144,7 +140,8 @@ def export_winner(run_dir, formats=("onnx", "torchscript"), out=None, check: boo
             return {"card": card_path, "files": [out / FORMATS[f] for f in formats], "checks": {}, "skipped": True}
     net = load_winner(run_dir)
     info = net.winner_
-    model = Probabilities(net.module_.eval(), _activation(net)).eval()
+    # the winner's own predict nonlinearity: skorch's softmax for cross-entropy, the head's otherwise
+    model = Probabilities(net.module_.eval(), net._get_predict_nonlinearity()).eval()
     example = torch.zeros((2, *[int(v) for v in info["image_shape"]]))
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -213,8 +210,9 @@ def exported_answers(model, files):
             continue
         proba = _run(fmt, path, x[None])[0]
         if proba.ndim == 2:  # one label per position: the digits, the product of their probabilities
-            best = proba.argmax(-1)
-            answer.update(class_name="".join(card["class_names"][int(b)] for b in best),
+            from ..viz.positions import label_text
+
+            answer.update(class_name=label_text(proba.argmax(-1), card["class_names"]),
                           probability=float(np.prod(proba.max(-1))))
         else:
             best = int(proba.argmax())

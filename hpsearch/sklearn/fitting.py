@@ -1,0 +1,57 @@
+"""What every search estimator's ``fit`` does around its search: a folder for the fits' states (the
+``storage`` the user named, else a temporary one), the epochs they trained, and the inputs, seed
+and jobs as the continuing nets want them."""
+
+from __future__ import annotations
+
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+from joblib import effective_n_jobs
+
+from ..errors import UsageError
+from ..jobs.resources import cpu_count
+from .continuing import EPOCHS_LOG
+
+__all__ = ["fit_storage", "trained_epochs", "as_float32", "seed_of", "jobs_of"]
+
+
+@contextmanager
+def fit_storage(storage):
+    """The states' folder for one ``fit`` (``storage``, made if missing, else a temporary one), its
+    epochs log emptied."""
+    if storage is None:
+        with tempfile.TemporaryDirectory(prefix="hpsearch-sklearn-") as folder:
+            (Path(folder) / EPOCHS_LOG).write_text("")
+            yield Path(folder)
+        return
+    folder = Path(storage).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"storage {folder}: cannot make the folder ({exc.strerror}); pass a folder you can write "
+                         "to, or storage=None for a temporary one") from None
+    (folder / EPOCHS_LOG).write_text("")
+    yield folder
+
+
+def trained_epochs(folder: Path) -> list[int]:
+    """The epochs each fit of this ``fit`` trained, in the order they ended (a restored fit: 0)."""
+    return [int(v) for v in (Path(folder) / EPOCHS_LOG).read_text().split()]
+
+
+def as_float32(X):
+    """skorch's modules want float32: float64 arrays (a StandardScaler's output) are converted."""
+    return X.astype(np.float32) if isinstance(X, np.ndarray) and X.dtype == np.float64 else X
+
+
+def seed_of(random_state) -> int:
+    """The seed of every fit: an int ``random_state``, else 0 (a search is reproducible either way)."""
+    return int(random_state) if isinstance(random_state, int | np.integer) else 0
+
+
+def jobs_of(n_jobs) -> int:
+    """The jobs a ``Parallel(n_jobs)`` runs here (None: 1, or a parallel_backend's count), at most the cores."""
+    return min(effective_n_jobs(n_jobs), cpu_count())
