@@ -26,6 +26,12 @@ Contenders (``--only`` takes a comma list of these names):
     whole folds. Fold-epochs are counted as epochs x the share of the fold, so they compare as compute.
     It measures the choice the issue left open: the number of training samples as the resource
     instead of (or beside) epochs.
+``hpsearch-halving-cv``
+    hpsearch's ``HalvingRandomSearchCV`` (the scikit-learn door) given the space itself:
+    ``HalvingRandomSearchCV(make_net(...), load_space(SPACE), n_candidates=n, random_state=seed)``
+    draws exactly the n configs above (checked) and runs ``sklearn-halving``'s rungs with survivors
+    continuing. Its nets are seeded by the door (``random_state`` and the candidate), not by
+    ``trial_seed``, so its scores are another draw of the same configs, not ``sklearn-halving``'s.
 ``optuna-tpe-sha``
     ``TPESampler(seed, n_startup_trials=n_startup)`` + ``SuccessiveHalvingPruner(min_epochs,
     factor)``; the first ``n_startup`` trials are our configs 0.. (enqueued: the space's weighted
@@ -53,8 +59,6 @@ rounds must agree on every score (checked), and the best config is retrained onc
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import math
 import multiprocessing
 import os
@@ -62,22 +66,21 @@ import sys
 import tempfile
 import time
 import traceback
-import uuid
 import warnings
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import env_note, machine_line, mlp_macs  # noqa: E402,I001
+from _common import env_note, machine_line  # noqa: E402,I001
+from _contest import CV, N_JOBS, SPACE, Bench, Outcome, compute_of, config_key  # noqa: E402
+from _sklearn_peers import hpsearch_halving_cv, sklearn_halving  # noqa: E402
 
 import optuna  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from joblib import Parallel, delayed  # noqa: E402
-from sklearn.base import BaseEstimator, ClassifierMixin  # noqa: E402
-from sklearn.experimental import enable_halving_search_cv  # noqa: E402,F401
-from sklearn.model_selection import HalvingRandomSearchCV, StratifiedKFold, train_test_split  # noqa: E402
+from sklearn.model_selection import train_test_split  # noqa: E402
 
 from hpsearch.data.dataset import Dataset  # noqa: E402
 from hpsearch.data import load_dataset  # noqa: E402
@@ -92,59 +95,8 @@ from hpsearch.space.search_space import ParamGenerator, load_space  # noqa: E402
 from hpsearch.rundir.store import load_results  # noqa: E402
 
 OURS = ("random", "halving", "hyperband", "tpe", "tpe-halving")
-PEERS = ("sklearn-halving", "sklearn-halving-samples", "optuna-tpe-sha")
+PEERS = ("sklearn-halving", "sklearn-halving-samples", "hpsearch-halving-cv", "optuna-tpe-sha")
 CONTENDERS = OURS + PEERS
-N_JOBS = 2
-CV = 4
-SPACE = "mlp_mnist"
-
-
-@dataclasses.dataclass
-class Bench:
-    """What every contender shares."""
-
-    dataset: Dataset
-    configs: list[dict]
-    n: int
-    seed: int
-    max_epochs: int
-    min_epochs: int
-    factor: int
-    n_startup: int
-    tmp: Path
-    engine: str = "skorch"  # hpsearch's contenders only; the peers are skorch
-    device: str = "cpu"
-
-
-@dataclasses.dataclass
-class Outcome:
-    name: str
-    wall_s: float = math.nan
-    fold_epochs: float = math.nan
-    compute: float = math.nan           # sum over fold-epochs of the net's multiply-adds per image (G)
-    cv_score: float = math.nan          # the chosen config's mean held-out neg-log-loss
-    cv_accuracy: float = math.nan       # ... and its mean held-out accuracy
-    budget: float = math.nan            # epochs the chosen config reached
-    full_budget: int = 0                # configs trained to max_epochs
-    config: dict | None = None
-    test_accuracy: float = math.nan
-    retrain_s: float = math.nan
-    error: str = ""
-    note: str = ""
-    # {config as JSON: mean held-out score} of the configs trained to max_epochs, for agreement checks
-    full_scores: dict = dataclasses.field(default_factory=dict)
-    walls: list = dataclasses.field(default_factory=list)  # every round's wall time (--repeat)
-
-
-def _key(config: dict) -> str:
-    return json.dumps(config, sort_keys=True)
-
-
-def _compute(fold_epochs: float, config: dict, data: Dataset) -> float:
-    """G multiply-add-epochs: fold-epochs weighted by the config's forward cost per image (a wide
-    config's epoch costs more than a narrow one's, which fold-epochs do not see)."""
-    return fold_epochs * mlp_macs([data.n_features, *config.get("hidden", []), data.n_classes]) / 1e9
-
 
 # ----------------------------------------------------------------------------- hpsearch
 
@@ -176,153 +128,16 @@ def hpsearch_strategy(bench: Bench, strategy: str) -> Outcome:
     reached = frame["n_epochs"] if "n_epochs" in frame else pd.Series(float(bench.max_epochs), index=frame.index)
     outcome.budget = float(reached.iloc[0])
     configs = {c["trial"]: c["config"] for c in top_configs(run_dir, len(frame))}
-    outcome.compute = float(sum(_compute(e * CV, configs[int(t)], bench.dataset)
+    outcome.compute = float(sum(compute_of(e * CV, configs[int(t)], bench.dataset)
                                 for t, e in zip(frame["trial"], frame["mean_epochs"], strict=True)
                                 if int(t) in configs and np.isfinite(e)))
     outcome.config = configs[int(best["trial"])]
     full = frame[(reached == bench.max_epochs) & frame["mean_test_score"].notna()]
     outcome.full_budget = len(full)
-    outcome.full_scores = {_key(configs[int(t)]): float(s) for t, s in zip(full["trial"], full["mean_test_score"],
+    outcome.full_scores = {config_key(configs[int(t)]): float(s) for t, s in zip(full["trial"], full["mean_test_score"],
                                                                             strict=True) if int(t) in configs}
     if "rung" in frame:
         outcome.note = f"rungs {sorted(frame['rung'].unique().tolist())}"
-    return outcome
-
-
-# ----------------------------------------------------------------------------- scikit-learn
-
-
-class ConfigNet(ClassifierMixin, BaseEstimator):
-    """Config ``config_index`` of a fixed list as an sklearn estimator, with ``max_epochs`` as a param.
-
-    Why a wrapper and not the skorch net's own dunder params: HalvingRandomSearchCV must draw
-    *exactly* our n configs. Given ``{"config_index": list(range(n))}`` and ``n_candidates=n``, its
-    ParameterSampler (all values lists) samples the grid without replacement, so it gets each config
-    once; a list of n single-point dicts would be sampled with replacement (duplicates, misses). The
-    wrapper also seeds each config as hpsearch does (``trial_seed(seed, i)``; a dunder grid would
-    need ``random_state`` per dict) and keeps the resource ``max_epochs`` a plain param. ``fit``
-    builds the very net hpsearch builds, so the 27-epoch rung reproduces hpsearch's random scores.
-
-    The search scores one metric only (``_top_k`` reads ``mean_test_score``), so the scorer ranks
-    by neg-log-loss and writes each fold's accuracy (and ``fit`` its epochs) to ``log_dir``, one
-    small file per call: the workers are other processes.
-    """
-
-    def __init__(self, config_index=0, max_epochs=27, configs=(), seed=0, n_features=1, n_classes=2,
-                 threads=1, log_dir=None):
-        self.config_index = config_index
-        self.max_epochs = max_epochs
-        self.configs = configs
-        self.seed = seed
-        self.n_features = n_features
-        self.n_classes = n_classes
-        self.threads = threads
-        self.log_dir = log_dir
-
-    def fit(self, X, y):
-        previous = torch.get_num_threads()
-        torch.set_num_threads(self.threads)
-        self.net_ = make_net(self.configs[self.config_index], self.n_features, self.n_classes,
-                             max_epochs=self.max_epochs, patience=0,
-                             random_state=trial_seed(self.seed, self.config_index))
-        try:
-            self.net_.fit(X, y)
-        finally:
-            torch.set_num_threads(previous)
-            _log(self.log_dir, "fit", config=self.config_index, budget=self.max_epochs,
-                 epochs=len(self.net_.history), samples=len(y))
-        self.classes_ = self.net_.classes_
-        return self
-
-    def predict_proba(self, X):
-        return self.net_.predict_proba(X)
-
-    def predict(self, X):
-        return self.classes_[self.predict_proba(X).argmax(axis=1)]
-
-
-def _log(log_dir, kind, **record):
-    if log_dir:
-        Path(log_dir, f"{kind}-{uuid.uuid4().hex}.json").write_text(json.dumps(record))
-
-
-def _read_logs(log_dir, kind) -> list[dict]:
-    return [json.loads(p.read_text()) for p in Path(log_dir).glob(f"{kind}-*.json")]
-
-
-def neg_log_loss_scorer(estimator, X, y):
-    """sklearn's neg_log_loss, as hpsearch scores a fold; the fold's accuracy goes to the log."""
-    proba = estimator.predict_proba(X)
-    score, accuracy = score_probabilities(y, proba, estimator.classes_, "neg_log_loss")
-    _log(estimator.log_dir, "score", config=estimator.config_index, budget=estimator.max_epochs, samples=len(y),
-         accuracy=accuracy)
-    return score
-
-
-def sklearn_halving(bench: Bench, resource: str = "max_epochs") -> Outcome:
-    """``HalvingRandomSearchCV`` over our configs, with ``max_epochs`` or ``n_samples`` as its resource."""
-    by_samples = resource == "n_samples"
-    outcome = Outcome("sklearn-halving-samples" if by_samples else "sklearn-halving")
-    data = bench.dataset
-    log_dir = bench.tmp / outcome.name
-    log_dir.mkdir(parents=True)
-    folds = StratifiedKFold(CV, shuffle=True, random_state=bench.seed)  # what make_folds builds
-    for (a, b), (c, d) in zip(folds.split(np.zeros(len(data.y_train)), data.y_train),
-                              make_folds(data.y_train, CV, bench.seed), strict=True):
-        assert np.array_equal(a, c) and np.array_equal(b, d)
-    # max_epochs: the fit's epochs when images are the resource (HalvingRandomSearchCV sets it by epochs)
-    estimator = ConfigNet(max_epochs=bench.max_epochs, configs=bench.configs, seed=bench.seed,
-                          n_features=data.n_features, n_classes=data.n_classes, threads=threads_per_job(N_JOBS),
-                          log_dir=str(log_dir))
-    if by_samples:  # as many rungs as by epochs, each 1/factor of the next one's images; max: all of them
-        rungs = 1 + min(math.floor(math.log(bench.max_epochs // bench.min_epochs, bench.factor) + 1e-9),
-                        math.floor(math.log(bench.n, bench.factor) + 1e-9))  # HalvingRandomSearchCV's count
-        min_resources = len(data.y_train) // bench.factor ** (rungs - 1)
-        max_resources = min_resources * bench.factor ** (rungs - 1)  # the last rung: (nearly) all images
-    else:
-        min_resources, max_resources = bench.min_epochs, bench.max_epochs
-    search = HalvingRandomSearchCV(
-        estimator, {"config_index": list(range(bench.n))}, n_candidates=bench.n, factor=bench.factor,
-        resource=resource, min_resources=min_resources, max_resources=max_resources, cv=folds,
-        scoring=neg_log_loss_scorer, refit=False, error_score=np.nan, n_jobs=N_JOBS, random_state=bench.seed,
-        return_train_score=False)  # the Halving*SearchCV default (True) scores every training fold too
-    start = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)  # FitFailedWarning of diverged configs: counted below
-        search.fit(data.X_train, data.y_train)
-    outcome.wall_s = time.perf_counter() - start
-    results = search.cv_results_
-    first = [p["config_index"] for p, it in zip(results["params"], results["iter"], strict=True) if it == 0]
-    assert sorted(first) == list(range(bench.n)), "HalvingRandomSearchCV did not draw exactly our configs"
-    fits = _read_logs(log_dir, "fit")
-    fold_size = len(data.y_train) - len(data.y_train) // CV  # a whole training fold (to within one image)
-    assert len(fits) == CV * len(results["params"]), (len(fits), len(results["params"]))
-
-    def fold_epochs(fit: dict) -> float:  # a fit on a share of a fold counts as that share of its epochs
-        return fit["epochs"] * (min(1.0, fit["samples"] / fold_size) if by_samples else 1)
-
-    outcome.fold_epochs = float(sum(fold_epochs(r) for r in fits))
-    outcome.compute = float(sum(_compute(fold_epochs(r), bench.configs[r["config"]], data) for r in fits))
-    best = search.best_index_
-    index, budget = results["params"][best]["config_index"], int(results["n_resources"][best])
-    outcome.config = bench.configs[index]
-    outcome.cv_score = float(results["mean_test_score"][best])
-    scored = [r for r in _read_logs(log_dir, "score") if r["config"] == index]
-    if by_samples:  # the winner's last rung: its CV scorings on the largest held-out shares
-        accs = [r["accuracy"] for r in sorted(scored, key=lambda r: r["samples"])[-CV:]]
-    else:
-        accs = [r["accuracy"] for r in scored if r["budget"] == budget]
-    outcome.cv_accuracy = float(np.mean(accs)) if len(accs) == CV else math.nan
-    outcome.budget = bench.max_epochs if by_samples else budget
-    full = [(p["config_index"], s) for p, r, s in zip(results["params"], results["n_resources"],
-                                                     results["mean_test_score"], strict=True)
-            if r == max_resources and np.isfinite(s)]
-    outcome.full_budget = len(full)
-    outcome.full_scores = {_key(bench.configs[i]): float(s) for i, s in full}
-    failed = int(np.sum(~np.isfinite(results["mean_test_score"])))
-    unit = f"training images, {bench.max_epochs} epochs each" if by_samples else "epochs"
-    outcome.note = (f"rungs {search.n_candidates_} configs x {search.n_resources_} {unit}"
-                    + (f"; {failed} failed fits" if failed else ""))
     return outcome
 
 
@@ -446,7 +261,7 @@ def optuna_tpe_sha(bench: Bench) -> Outcome:
             finally:
                 trained = sum(r[3] for r in results)
                 fold_epochs += trained
-                compute += _compute(trained, config, data)
+                compute += compute_of(trained, config, data)
 
         start = time.perf_counter()
         with warnings.catch_warnings():
@@ -462,7 +277,7 @@ def optuna_tpe_sha(bench: Bench) -> Outcome:
     outcome.cv_score, outcome.cv_accuracy = float(best.value), float(best.user_attrs["accuracy"])
     outcome.budget = float(bench.max_epochs)
     outcome.full_budget = len(complete)
-    outcome.full_scores = {_key(t.user_attrs["config"]): float(t.value) for t in complete}
+    outcome.full_scores = {config_key(t.user_attrs["config"]): float(t.value) for t in complete}
     states = [t.state.name for t in study.trials]
     outcome.note = ", ".join(f"{states.count(s)} {s.lower()}" for s in ("COMPLETE", "PRUNED", "FAIL")
                              if states.count(s))
@@ -501,7 +316,7 @@ def combine_rounds(rounds: list[Outcome]) -> Outcome:
     if first.error or len(rounds) == 1:
         return first
     walls = [o.wall_s for o in rounds]
-    scores = [(o.cv_score, o.fold_epochs, _key(o.config)) for o in rounds]
+    scores = [(o.cv_score, o.fold_epochs, config_key(o.config)) for o in rounds]
     if any(s != scores[0] for s in scores):
         first.error = f"rounds disagree: {scores}"
         return first
@@ -625,7 +440,8 @@ def main(argv=None) -> int:
     make_net({"hidden": [32]}, *warm[2:], max_epochs=1, patience=0).fit(*warm[:2])  # and this process (retraining)
 
     runners = {"sklearn-halving": sklearn_halving, "optuna-tpe-sha": optuna_tpe_sha,
-               "sklearn-halving-samples": lambda bench: sklearn_halving(bench, "n_samples")}
+               "sklearn-halving-samples": lambda bench: sklearn_halving(bench, "n_samples"),
+               "hpsearch-halving-cv": hpsearch_halving_cv}
     outcomes = []
     with tempfile.TemporaryDirectory(prefix="bench-strategies-") as tmp:
         if any(c in OURS for c in only):  # the first run_search's one-off costs (imports, SQLite), not timed

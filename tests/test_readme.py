@@ -32,5 +32,8 @@ def test_every_python_snippet_of_the_readme_runs(readme_snippets, retrained_run,
     assert list(files["names"][:2]) == ["rank", "trial"] and list(files["params"]["trial"]) == list(
         files["scores"][:, 1].astype(int))
     assert len(ran["Search spaces"]["configs"]) == 150
+    door = ran["Your hpsearch space as the distributions"]["search"]
+    assert door.best_config_ == door.cv_results_["config"][door.best_index_] and door.best_score_ > 0.8
+    assert door.cv_results_["params"][0]["module__hidden"] == tuple(door.cv_results_["config"][0]["hidden"])
     fields = ran["Retraining and pictures"]["fields"]
     assert len(fields) == 3 and all(isinstance(f, np.ndarray) for f in fields)  # two hidden layers + output

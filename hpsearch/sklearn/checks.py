@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 
 from ..errors import UsageError, did_you_mean
+from .spaces import check_space_door, is_space
 
 __all__ = ["check_search"]
 
@@ -64,17 +65,21 @@ def _check_values(name: str, values) -> None:
 def check_search(search) -> None:
     """Refuse what cannot run: an estimator that is no skorch classifier, another resource than
     ``max_epochs`` for halving, a distribution that cannot be sampled, a parameter the net does not
-    have (with did-you-mean), the resource among the searched parameters."""
+    have (with did-you-mean), the resource among the searched parameters; a ``SearchSpace`` naming what
+    only hpsearch's training loop does (``hpsearch.sklearn.spaces``)."""
     _check_estimator(search.estimator)
     resource = getattr(search, "resource", None)
     if resource is not None and resource != "max_epochs":
         raise UsageError(f"resource must be 'max_epochs' (a survivor goes on from its last epoch), got {resource!r}; "
                          "'n_samples' would show a survivor new rows, so no fit could continue")
     distributions = search.param_distributions
+    if is_space(distributions):
+        check_space_door(distributions)
+        return
     groups = distributions if isinstance(distributions, list) else [distributions]
     if not groups or not all(isinstance(g, dict) and g for g in groups):
-        raise UsageError(f"param_distributions must be a dict (or a list of dicts) of parameter name -> values, got "
-                         f"{distributions!r}")
+        raise UsageError(f"param_distributions must be a dict (or a list of dicts) of parameter name -> values, or an "
+                         f"hpsearch SearchSpace (load_space(...)), got {distributions!r}")
     known, module_args = _names(search.estimator)
     for group in groups:
         for name, values in group.items():

@@ -24,22 +24,22 @@ import torch
 from ..jobs.resources import torch_threads
 from ..rundir.states import capture, load_state, restore, save_state
 
-__all__ = ["continuing", "fit_key", "EPOCHS_LOG"]
+__all__ = ["continuing", "fit_key", "described", "EPOCHS_LOG"]
 
 EPOCHS_LOG = "epochs.log"  # one line per fit: the epochs it trained (a resumed fit trains 0)
 _VOLATILE = ("max_epochs", "verbose", "warm_start")  # what does not make another fit
 
 
-def _described(value):
+def described(value):
     """A stable description of a parameter's value (classes by name, estimators by their params)."""
     if isinstance(value, type):
         return f"{value.__module__}.{value.__qualname__}"
     if hasattr(value, "get_params"):
-        return [type(value).__qualname__, {k: _described(v) for k, v in sorted(value.get_params(deep=False).items())}]
+        return [type(value).__qualname__, {k: described(v) for k, v in sorted(value.get_params(deep=False).items())}]
     if isinstance(value, list | tuple):
-        return [_described(v) for v in value]
+        return [described(v) for v in value]
     if isinstance(value, dict):
-        return {str(k): _described(v) for k, v in sorted(value.items())}
+        return {str(k): described(v) for k, v in sorted(value.items())}
     if isinstance(value, np.generic):
         return value.item()
     if value is None or isinstance(value, bool | int | float | str):
@@ -51,7 +51,7 @@ def fit_key(net) -> str:
     """What identifies a fit apart from its epochs: the net's parameters (classes by name)."""
     # not the private ones: scikit-learn's search sets _parent_callback_ctx on the nets it fits
     params = {k: v for k, v in net.get_params(deep=False).items() if k not in _VOLATILE and not k.startswith("_")}
-    return hashlib.sha256(json.dumps(_described(params), sort_keys=True).encode()).hexdigest()[:20]
+    return hashlib.sha256(json.dumps(described(params), sort_keys=True).encode()).hexdigest()[:20]
 
 
 def _rows_key(X, y) -> str:

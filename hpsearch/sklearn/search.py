@@ -10,6 +10,10 @@ folds, ``cv_results_``, ranking, ``refit`` and every fitted attribute), with thr
 - ``storage=`` (a folder) keeps every fit's state: a second ``fit`` with the same arguments restores
   the fits already done instead of training them again (without it, a temporary folder).
 
+``param_distributions`` is scikit-learn's (a dict or list of dicts of lists and scipy.stats
+distributions, skorch's dunder names included) or an hpsearch ``SearchSpace``, whose configs
+(those ``hpsearch search --seed`` draws) become the net's parameters (``hpsearch.sklearn.spaces``).
+
 Changing the import is the whole migration::
 
     from sklearn.experimental import enable_halving_search_cv  # noqa
@@ -19,6 +23,8 @@ Changing the import is the whole migration::
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 from sklearn.experimental import enable_halving_search_cv  # noqa: F401 - registers scikit-learn's class
 from sklearn.metrics import check_scoring
@@ -26,9 +32,11 @@ from sklearn.model_selection import HalvingRandomSearchCV as _SkHalving
 from sklearn.model_selection import RandomizedSearchCV as _SkRandomized
 
 from ..jobs.resources import threads_per_job
+from ..space.search_space import SearchSpace
 from .checks import check_search
 from .continuing import continuing
 from .fitting import as_float32, fit_storage, jobs_of, seed_of, trained_epochs
+from .spaces import config_column, is_space, net_params, space_configs
 
 __all__ = ["HalvingRandomSearchCV", "RandomizedSearchCV"]
 
@@ -39,6 +47,7 @@ class _ContinuingSearch:
     def fit(self, X, y=None, **params):
         check_search(self)
         X = as_float32(X)
+        self._hp_rows, self._hp_drawn = (X, y), None  # a SearchSpace's configs compile on these rows' shape
         original = self.estimator
         with fit_storage(self.storage) as folder:
             # during scikit-learn's fit only: clone(self.estimator) must see the user's net afterwards
@@ -55,7 +64,19 @@ class _ContinuingSearch:
         if hasattr(self, "scorer_") and not isinstance(self.scorer_, dict):
             self.scorer_ = check_scoring(original, scoring=self.scoring)  # it held the continuing net
         self.n_fold_epochs_ = int(sum(trained))
+        if self._hp_drawn is not None:  # the space's own words beside the net's parameters
+            self.cv_results_["config"] = config_column(self.cv_results_["params"], *self._hp_drawn)
+            if hasattr(self, "best_index_"):
+                self.best_config_ = self.cv_results_["config"][self.best_index_]
+        del self._hp_rows, self._hp_drawn
         return self
+
+    def _space_candidates(self, n: int) -> list[dict]:
+        """The first ``n`` configs of the space at ``random_state``, as the net's parameters."""
+        configs = space_configs(self.param_distributions, n, self.random_state)
+        compiled = [net_params(config, *self._hp_rows) for config in configs]
+        self._hp_drawn = (configs, compiled)
+        return compiled
 
 
 class HalvingRandomSearchCV(_ContinuingSearch, _SkHalving):
@@ -81,6 +102,15 @@ class HalvingRandomSearchCV(_ContinuingSearch, _SkHalving):
                          random_state=random_state, n_jobs=n_jobs, verbose=verbose)
         self.storage = storage
 
+    _parameter_constraints: dict = {**_SkHalving._parameter_constraints,
+                                    "param_distributions": [dict, list, SearchSpace]}
+
+    def _generate_candidate_params(self):
+        if not is_space(self.param_distributions):
+            return super()._generate_candidate_params()
+        exhaust = self.n_candidates == "exhaust"  # as scikit-learn's: enough for the last iteration's resources
+        return self._space_candidates(self.max_resources_ // self.min_resources_ if exhaust else self.n_candidates)
+
     def _check_input_parameters(self, X, y, split_params):
         if self.max_resources != "auto":
             return super()._check_input_parameters(X, y, split_params)
@@ -103,3 +133,14 @@ class RandomizedSearchCV(_ContinuingSearch, _SkRandomized):
                          refit=refit, cv=cv, verbose=verbose, pre_dispatch=pre_dispatch, random_state=random_state,
                          error_score=error_score, return_train_score=return_train_score)
         self.storage = storage
+
+    _parameter_constraints: dict = {**_SkRandomized._parameter_constraints,
+                                    "param_distributions": [dict, list, SearchSpace]}
+
+    def _run_search(self, evaluate_candidates, **kwargs):
+        if not is_space(self.param_distributions):
+            return super()._run_search(evaluate_candidates, **kwargs)
+        evaluate_candidates(self._space_candidates(self.n_iter))
+
+    # scikit-learn passes _run_search what its own takes (its callback context since 1.9): the same here
+    _run_search.__signature__ = inspect.signature(_SkRandomized._run_search)

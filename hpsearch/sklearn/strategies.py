@@ -23,10 +23,13 @@ from sklearn.model_selection._search import BaseSearchCV
 
 from ..errors import UsageError
 from ..jobs.resources import threads_per_job
+from ..space.optuna_bridge import stored_params, suggest_config
+from ..space.search_space import ParamGenerator
 from ..strategies import make_strategy
 from .checks import check_search
 from .continuing import continuing
 from .fitting import as_float32, fit_storage, jobs_of, seed_of, trained_epochs
+from .spaces import config_column, is_space, net_params
 
 __all__ = ["SearchCV", "EstimatorEvaluate"]
 
@@ -72,14 +75,76 @@ def _fit_and_score(net, params: dict, X, y, train, test, scorer, train_score: bo
             "fit_time": fit_time, "score_time": score_time, "error": None}
 
 
+class _Distributions:
+    """Candidates from scikit-learn's ``param_distributions``: ``ParameterSampler``'s at ``random_state``,
+    and for TPE an Optuna study over their translation (``_optuna_distribution``)."""
+
+    def __init__(self, param_distributions, n: int, random_state):
+        self.groups, self.random_state = param_distributions, random_state
+        self.candidates = list(ParameterSampler(param_distributions, n, random_state=random_state))
+        self.distributions = None
+
+    def sample(self, index: int) -> dict:
+        if index >= len(self.candidates):  # the strategy asks for more than n_candidates: draw on
+            self.candidates = list(ParameterSampler(self.groups, index + 1, random_state=self.random_state))
+        return dict(self.candidates[index])
+
+    def _optuna(self) -> dict:
+        if self.distributions is None:
+            if isinstance(self.groups, list):
+                raise UsageError("strategy tpe takes param_distributions as one dict, not a list of dicts")
+            self.distributions = {k: _optuna_distribution(k, v) for k, v in self.groups.items()}
+        return self.distributions
+
+    def remember(self, study, params: dict):
+        study.enqueue_trial({k: (v.item() if hasattr(v, "item") else v) for k, v in params.items()})
+        return study.ask(self._optuna())
+
+    def ask(self, study) -> tuple[dict, object]:
+        trial = study.ask(self._optuna())
+        return dict(trial.params), trial
+
+
+class _Space:
+    """Candidates from an hpsearch ``SearchSpace``: its configs (``hpsearch search``'s at the seed; TPE's
+    through the space's own Optuna encoding), compiled to the net's parameters on the data's shape."""
+
+    def __init__(self, space, n: int, random_state, X, y):
+        self.space, self.X, self.y = space, X, y
+        self.generator = ParamGenerator(space, seed=seed_of(random_state))
+        self.configs: list[dict] = []
+        self.compiled: list[dict] = []
+
+    def _compiled(self, config: dict) -> dict:
+        params = net_params(config, self.X, self.y)
+        self.configs.append(config)
+        self.compiled.append(params)
+        return params
+
+    def sample(self, index: int) -> dict:
+        return self._compiled(self.generator.sample(index))
+
+    def remember(self, study, params: dict):
+        config = self.configs[self.compiled.index(params)]
+        study.enqueue_trial(stored_params(self.space, config)[0])
+        trial = study.ask()
+        suggest_config(self.space, trial)  # the enqueued values, recorded in the space's encoding
+        return trial
+
+    def ask(self, study) -> tuple[dict, object]:
+        trial = study.ask()
+        return self._compiled(suggest_config(self.space, trial)), trial
+
+
 class EstimatorEvaluate:
     """The evaluate seam (``hpsearch.strategies.seam.Evaluate``) for an estimator and its folds."""
 
     def __init__(self, search: SearchCV, net, X, y, folds, scorer, parallel: Parallel, jobs: int, max_epochs: int):
         self.search, self.net, self.X, self.y, self.folds = search, net, X, y, folds
         self.scorer, self.parallel, self.concurrency, self.max_epochs = scorer, parallel, jobs, max_epochs
-        groups = search.param_distributions
-        self.candidates = list(ParameterSampler(groups, search.n_candidates, random_state=search.random_state))
+        source = search.param_distributions
+        self.source = (_Space(source, search.n_candidates, search.random_state, X, y) if is_space(source)
+                       else _Distributions(source, search.n_candidates, search.random_state))
         self.rows: list[dict] = []
         self.trials: dict = {}
         self.study = None
@@ -88,14 +153,12 @@ class EstimatorEvaluate:
         start, drawn = len(self.trials), {}
         for index in range(start, start + k):
             if sampler is None:
-                if index >= len(self.candidates):  # the strategy asks for more than n_candidates: draw on
-                    more = ParameterSampler(self.search.param_distributions, index + 1,
-                                            random_state=self.search.random_state)
-                    self.candidates = list(more)
-                drawn[index] = dict(self.candidates[index])
+                drawn[index] = self.source.sample(index)
                 self._remember(index, drawn[index])
             else:
-                drawn[index] = self._ask(index, sampler)
+                study = self._study()
+                study.sampler = sampler
+                drawn[index], self.trials[index] = self.source.ask(study)
         return drawn
 
     def _study(self):
@@ -104,27 +167,12 @@ class EstimatorEvaluate:
         if self.study is None:
             optuna.logging.set_verbosity(optuna.logging.WARNING)
             self.study = optuna.create_study(direction="maximize")
-            groups = self.search.param_distributions
-            if isinstance(groups, list):
-                raise UsageError("strategy tpe takes param_distributions as one dict, not a list of dicts")
-            self.distributions = {k: _optuna_distribution(k, v) for k, v in groups.items()}
         return self.study
 
     def _remember(self, index: int, params: dict) -> None:
         """A drawn candidate as an Optuna trial too, so that TPE learns from the random start."""
-        if self.search.strategy not in ("tpe", "tpe-halving"):
-            self.trials[index] = None
-            return
-        study = self._study()
-        study.enqueue_trial({k: (v.item() if hasattr(v, "item") else v) for k, v in params.items()})
-        self.trials[index] = study.ask(self.distributions)
-
-    def _ask(self, index: int, sampler) -> dict:
-        study = self._study()
-        study.sampler = sampler
-        trial = study.ask(self.distributions)
-        self.trials[index] = trial
-        return dict(trial.params)
+        learns = self.search.strategy in ("tpe", "tpe-halving")
+        self.trials[index] = self.source.remember(self._study(), params) if learns else None
 
     def __call__(self, candidates: dict[int, dict], epochs: int) -> dict[int, float]:
         s = self.search
@@ -248,6 +296,9 @@ class SearchCV(BaseSearchCV):
             strategy.run(evaluate)
             self.n_fold_epochs_ = sum(trained_epochs(folder))
             self.cv_results_ = _results(evaluate.rows, self.n_splits_, self.return_train_score)
+            if isinstance(evaluate.source, _Space):  # the space's own words beside the net's parameters
+                self.cv_results_["config"] = config_column(self.cv_results_["params"], evaluate.source.configs,
+                                                           evaluate.source.compiled)
             top = self.cv_results_["n_resources"].max()
             means = np.where(self.cv_results_["n_resources"] == top, self.cv_results_["mean_test_score"], np.nan)
             if np.all(np.isnan(means)):
@@ -256,6 +307,8 @@ class SearchCV(BaseSearchCV):
             self.best_index_ = int(np.nanargmax(means))
             self.best_params_ = self.cv_results_["params"][self.best_index_]
             self.best_score_ = float(self.cv_results_["mean_test_score"][self.best_index_])
+            if "config" in self.cv_results_:
+                self.best_config_ = self.cv_results_["config"][self.best_index_]
             self.n_resources_ = sorted({int(r) for r in self.cv_results_["n_resources"]})
             self.n_candidates_ = [int(np.sum(self.cv_results_["n_resources"] == r)) for r in self.n_resources_]
             self.n_iterations_ = len(self.n_resources_)
