@@ -36,7 +36,7 @@ from ..training.models.user import is_user_model
 from .stack import OPTIMIZER_BETAS, MLPStack
 
 __all__ = ["FitSpec", "FitOutcome", "train_stack", "batchable", "unbatchable_reason", "to_net", "valid_split",
-           "initial_module"]
+           "initial_module", "evaluate"]
 
 THRESHOLD = 1e-4  # skorch EarlyStopping's default, threshold_mode="rel"
 
@@ -126,7 +126,7 @@ def _rows(X: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _evaluate(stack, X, y, index_lists, eval_batch, want_proba=False):
+def evaluate(stack, X, y, index_lists, eval_batch, want_proba=False):
     """Mean cross-entropy per model over its ``index_lists`` (and, optionally, probabilities)."""
     table, weight = _padded_table(index_lists, X.device)
     total = torch.zeros(len(stack), device=X.device)
@@ -148,7 +148,8 @@ def _evaluate(stack, X, y, index_lists, eval_batch, want_proba=False):
 
 def train_stack(specs: list[FitSpec], X, y, n_classes: int, *, device="cpu", max_epochs: int = 100,
                 batch_size: int = 128, patience: int = 15, keep_states: bool = False,
-                eval_batch: int = 2048, dropout_seed: int = 0, continuation: bool = False) -> list[FitOutcome]:
+                eval_batch: int = 2048, dropout_seed: int = 0, continuation: bool = False,
+                on_epoch=None) -> list[FitOutcome]:
     """Train the models ``specs`` together; returns one ``FitOutcome`` per spec, in order.
 
     Parameters
@@ -173,6 +174,10 @@ def train_stack(specs: list[FitSpec], X, y, n_classes: int, *, device="cpu", max
         model and continuation is exact, dropout included; a wider stack's is seeded anew from
         ``dropout_seed`` and the epoch, so its masks differ from a straight run's (the same
         distribution, as the batched engine's masks always are).
+    on_epoch : callable, optional
+        ``on_epoch(epoch, stack, live)`` after every epoch's training step, ``live`` the specs still in
+        the stack (in stack order); it may predict (``evaluate``), which draws nothing: the tabulated
+        benchmarks score every epoch this way (``bench/_tables.py``).
     """
     device = torch.device(device)
     if isinstance(X, np.ndarray):  # on the device once per job (a view of X on the CPU), not per chunk
@@ -250,8 +255,10 @@ def train_stack(specs: list[FitSpec], X, y, n_classes: int, *, device="cpu", max
             stack.step(None if s < steps.min() else count > 0)
             loss_sum += per_model.detach() * count
         train_loss = (loss_sum.cpu().numpy() / lengths)
+        if on_epoch is not None:
+            on_epoch(epoch, stack, list(live))
         if use_valid:
-            valid_loss, _ = _evaluate(stack, X, y, [specs[i].valid for i in live], eval_batch)
+            valid_loss, _ = evaluate(stack, X, y, [specs[i].valid for i in live], eval_batch)
         done, stay = [], []
         for pos, i in enumerate(live):
             out = outcomes[i]
@@ -298,7 +305,7 @@ def _finish(stack, X, y, specs, outcomes, positions, eval_batch, keep_states):
     if not with_test:
         return
     sub = _substack(stack, [p for _, _, p in with_test])
-    _, probas = _evaluate(sub, X, y, [s.test for s, _, _ in with_test], eval_batch, want_proba=True)
+    _, probas = evaluate(sub, X, y, [s.test for s, _, _ in with_test], eval_batch, want_proba=True)
     for (_, out, _), proba in zip(with_test, probas, strict=False):
         out.proba = proba
 

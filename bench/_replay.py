@@ -1,0 +1,170 @@
+"""Search strategies replayed on a table (``_tables``): hpsearch's own strategy classes run unchanged
+through an evaluate seam that looks scores up instead of training, scikit-learn's own
+``HalvingRandomSearchCV`` runs on an estimator whose fits are look-ups (restarting survivors,
+counted), and fold racing (``hpsearch.strategies.racing``) inside halving's rungs.
+
+Per seed, the seed draws the ``n`` configs from the table (``default_rng(seed).choice(N, n)``, their
+order breaking ties); every strategy then sees the same ``n``. Compute is counted as a real run
+would spend it: epochs x folds x the config's multiply-adds per image, a survivor's later rungs
+adding only the epochs it lacks (scikit-learn's restart from 0).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from _tables import Table
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.experimental import enable_halving_search_cv  # noqa: F401
+from sklearn.model_selection import HalvingRandomSearchCV
+
+from hpsearch.strategies import STRATEGIES
+from hpsearch.strategies._base import top_fraction
+from hpsearch.strategies.halving import rung_budgets
+from hpsearch.strategies.racing import race
+
+__all__ = ["Replay", "replay_strategy", "replay_sklearn_halving", "replay_racing", "draw_configs"]
+
+
+def draw_configs(table: Table, n: int, seed: int) -> list[int]:
+    """The ``n`` table rows a seed's search sees, in its order."""
+    return [int(i) for i in np.random.default_rng(seed).choice(table.n_configs, n, replace=False)]
+
+
+@dataclass
+class Replay:
+    """What one strategy did on one seed's configs: compute spent, the chosen config, and the anytime
+    curve (compute so far, the incumbent's table row) after every (config, budget) scored."""
+
+    table: Table
+    drawn: list[int]
+    compute: float = 0.0
+    reached: dict = field(default_factory=dict)  # draw position -> epochs trained (per fold)
+    best: dict = field(default_factory=dict)  # epochs -> (score, -position) of the best so far
+    curve: list = field(default_factory=list)
+    chosen: int | None = None  # a table row
+
+    def spend(self, position: int, epochs: int, folds: int = None, restart: bool = False) -> None:
+        folds = self.table.n_folds if folds is None else folds
+        start = 0 if restart else self.reached.get(position, 0)
+        self.compute += max(0, epochs - start) * folds * self.table.macs[self.drawn[position]]
+        self.reached[position] = max(epochs, self.reached.get(position, 0))
+
+    def scored(self, position: int, epochs: int, score: float) -> None:
+        if not math.isnan(score) and (epochs not in self.best or (score, -position) > self.best[epochs]):
+            self.best[epochs] = (score, -position)
+        top = max(self.best) if self.best else None
+        if top is not None:  # the incumbent: the best config at the largest budget scored so far
+            self.chosen = self.drawn[-self.best[top][1]]
+            self.curve.append((self.compute, self.chosen))
+
+
+class TableEvaluate:
+    """hpsearch's evaluate seam on a table: ``draw`` hands out the seed's configs by position, a call
+    brings candidates to ``epochs`` (continuing: only the epochs they lack are counted)."""
+
+    concurrency = 1
+
+    def __init__(self, replay: Replay):
+        self.replay, self.next = replay, 0
+
+    def draw(self, k: int, sampler=None) -> dict[int, dict]:
+        if sampler is not None:
+            raise ValueError("a model-based sampler cannot replay on a finite table")
+        drawn = {p: {"row": self.replay.drawn[p]} for p in range(self.next, self.next + k)}
+        self.next += k
+        return drawn
+
+    def __call__(self, candidates: dict[int, dict], epochs: int) -> dict[int, float]:
+        scores = {}
+        for position in candidates:
+            self.replay.spend(position, epochs)
+            scores[position] = self.replay.table.mean_score(self.replay.drawn[position], epochs)
+            self.replay.scored(position, epochs, scores[position])
+        return scores
+
+    def prune(self, indices) -> None:
+        pass
+
+
+def replay_strategy(table: Table, drawn: list[int], name: str, max_epochs: int, seed: int, factor: int = 3,
+                    min_epochs: int | None = None) -> Replay:
+    """hpsearch's strategy ``name`` (random, halving, hyperband) as the command line builds it."""
+    replay = Replay(table, drawn)
+    strategy = STRATEGIES[name](len(drawn), max_epochs, seed, factor, min_epochs, 10)
+    strategy.check()
+    strategy.run(TableEvaluate(replay))
+    return replay
+
+
+class _TableNet(ClassifierMixin, BaseEstimator):
+    """A table row as a scikit-learn estimator: ``fit`` trains nothing (the replay counts its epochs,
+    from 0: scikit-learn's halving restarts every fit), the scorer looks the fold's score up."""
+
+    def __init__(self, row=0, max_epochs=1):
+        self.row = row
+        self.max_epochs = max_epochs
+
+    def fit(self, X, y):
+        self.classes_ = np.unique(y)
+        self.fold_rows_ = X[:, 0]
+        return self
+
+    def predict(self, X):
+        raise NotImplementedError("scored from the table only")
+
+
+def replay_sklearn_halving(table: Table, drawn: list[int], max_epochs: int, seed: int, factor: int = 3,
+                           folds=None) -> Replay:
+    """scikit-learn's ``HalvingRandomSearchCV(resource="max_epochs")`` on the seed's configs, its own
+    defaults otherwise (``min_resources="smallest"``: 1 epoch; rungs ``factor**k``), scored from the table."""
+    replay = Replay(table, drawn)
+    position = {row: p for p, row in enumerate(drawn)}
+    rows = np.arange(int(table.held.sum())).reshape(-1, 1)  # one row per image; folds by row blocks
+    bounds = np.cumsum([0, *table.held.astype(int)])
+    splits = [(np.setdiff1d(rows[:, 0], np.arange(a, b)), np.arange(a, b)) for a, b in zip(bounds, bounds[1:],
+                                                                                               strict=False)]
+
+    folds_in: dict = {}
+
+    def scorer(net, X, y):
+        k = int(np.searchsorted(bounds, X[0, 0], side="right") - 1)
+        replay.spend(position[net.row], net.max_epochs, folds=1, restart=True)
+        score = float(table.score[net.row, k, net.max_epochs - 1])
+        scores = folds_in.setdefault((net.row, net.max_epochs), [])
+        scores.append(score)
+        if len(scores) == table.n_folds:  # the candidate's last fold: it counts for the anytime curve
+            replay.scored(position[net.row], net.max_epochs, float(np.mean(scores)))
+        return score
+
+    search = HalvingRandomSearchCV(_TableNet(), {"row": list(drawn)}, n_candidates=len(drawn), factor=factor,
+                                   resource="max_epochs", max_resources=max_epochs, cv=splits, scoring=scorer,
+                                   refit=False, random_state=seed, error_score=np.nan, return_train_score=False)
+    search.fit(rows, np.zeros(len(rows), dtype=int))
+    replay.chosen = int(search.cv_results_["params"][search.best_index_]["row"])
+    return replay
+
+
+def replay_racing(table: Table, drawn: list[int], max_epochs: int, factor: int = 3, margin: float = 0.0,
+                  min_folds: int = 2) -> Replay:
+    """Halving (the quick start's automatic rungs) with fold racing at every rung but the last."""
+    replay = Replay(table, drawn)
+    candidates = list(range(len(drawn)))
+    budgets = rung_budgets(len(drawn), max_epochs, factor)
+    for j, epochs in enumerate(budgets):
+        last = j == len(budgets) - 1
+        keep = len(candidates) if last else math.ceil(len(candidates) / factor)
+
+        # the compute of a raced rung: each fold that ran, from the epochs the config had reached
+        before = {p: replay.reached.get(p, 0) for p in candidates}
+        scores, ran = race(lambda p, k, e=epochs: float(table.score[drawn[p], k, e - 1]), candidates,
+                           table.n_folds, keep, margin, min_folds)
+        for p in candidates:
+            replay.compute += (epochs - before[p]) * ran[p] * table.macs[drawn[p]]
+            replay.reached[p] = epochs
+            replay.scored(p, epochs, scores[p])
+        if not last:
+            candidates = top_fraction(scores, factor)
+    return replay

@@ -1,0 +1,158 @@
+"""Replay search strategies on a tabulated benchmark over many seeds (see ``_replay``, ``_tables``).
+
+    python bench/replay.py --table digits --n 150 --seeds 20
+    python bench/replay.py --table fashion --n 150 --seeds 20 --max-epochs 27
+
+One line per strategy: ``strategy=NAME compute_ratio=X gap_pts=Y best_pruned=F`` (compute_ratio:
+random search's compute over the strategy's, gap_pts: random search's best CV accuracy minus the
+chosen config's, in points, both medians over the seeds; best_pruned: the share of seeds where random
+search's winner did not reach the full budget), then a Markdown table with spreads and test
+accuracies, and the anytime curve as a picture (``--figure``).
+
+Strategies: ``random`` (every config the full budget), ``halving`` (automatic rungs, as the quick
+start runs it), ``halving-f2`` / ``halving-f4`` (factor 2 / 4), ``hyperband``, ``sklearn-halving``
+(scikit-learn's ``HalvingRandomSearchCV``, restarting survivors) and ``racing-m<margin>`` (halving
+with fold racing, ``hpsearch.strategies.racing``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _replay import draw_configs, replay_racing, replay_sklearn_halving, replay_strategy  # noqa: E402,I001
+from _tables import load_table  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+RACING_MARGINS = (0.0, 0.02, 0.05)
+
+
+def strategies(max_epochs: int) -> dict:
+    """name -> replay(table, drawn, seed)."""
+    runs = {
+        "random": lambda t, d, s: replay_strategy(t, d, "random", max_epochs, s),
+        "halving": lambda t, d, s: replay_strategy(t, d, "halving", max_epochs, s),
+        "halving-f2": lambda t, d, s: replay_strategy(t, d, "halving", max_epochs, s, factor=2),
+        "halving-f4": lambda t, d, s: replay_strategy(t, d, "halving", max_epochs, s, factor=4),
+        "hyperband": lambda t, d, s: replay_strategy(t, d, "hyperband", max_epochs, s),
+        "sklearn-halving": lambda t, d, s: replay_sklearn_halving(t, d, max_epochs, s),
+    }
+    for margin in RACING_MARGINS:
+        runs[f"racing-m{margin:g}"] = lambda t, d, s, m=margin: replay_racing(t, d, max_epochs, margin=m)
+    return runs
+
+
+def _median_iqr(values) -> tuple[float, float, float]:
+    values = np.asarray(values, dtype=float)
+    return float(np.median(values)), float(np.percentile(values, 25)), float(np.percentile(values, 75))
+
+
+def summarize(table, results: dict, max_epochs: int) -> dict:
+    """Per strategy: compute ratios, CV and test gaps (points), best-pruned share, over the seeds."""
+    summary = {}
+    for name, runs in results.items():
+        ratios, gaps, test_gaps, pruned = [], [], [], []
+        for seed, replay in runs.items():
+            reference = results["random"][seed]
+            best = reference.chosen
+            ratios.append(reference.compute / replay.compute)
+            gaps.append(100 * (table.cv_accuracy(best, max_epochs) - table.cv_accuracy(replay.chosen, max_epochs)))
+            test_gaps.append(100 * (table.test_accuracy(best, max_epochs)
+                                    - table.test_accuracy(replay.chosen, max_epochs)))
+            # pruned: random's winner never reached the strategy's largest budget (scikit-learn's may be < max)
+            pruned.append(replay.reached.get(replay.drawn.index(best), 0) < max(replay.reached.values()))
+        summary[name] = {"ratio": _median_iqr(ratios), "gap": _median_iqr(gaps), "test_gap": _median_iqr(test_gaps),
+                         "pruned": float(np.mean(pruned)), "worst_gap": float(np.max(gaps))}
+    return summary
+
+
+def figure(table, results: dict, max_epochs: int, path: Path, title: str) -> None:
+    """The anytime curve: the incumbent's full-budget CV accuracy against compute (a share of random
+    search's), the median over the seeds."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    grid = np.logspace(-3, 0, 200)
+    for name in [n for n in results if n in ("random", "halving", "hyperband", "sklearn-halving", "racing-m0")]:
+        curves = []
+        for seed, replay in results[name].items():
+            budget = results["random"][seed].compute
+            xs = np.array([c for c, _ in replay.curve]) / budget
+            ys = np.array([100 * table.cv_accuracy(row, max_epochs) for _, row in replay.curve])
+            at = np.searchsorted(xs, grid, side="right") - 1
+            curves.append(np.where(at >= 0, ys[np.clip(at, 0, None)], np.nan))
+        with warnings.catch_warnings():  # before a seed's first score its curve is empty (NaN)
+            warnings.simplefilter("ignore", RuntimeWarning)
+            ax.plot(grid, np.nanmedian(np.array(curves), axis=0), label=name)
+    ax.set_xscale("log")
+    ax.set_xlabel("compute spent (share of random search's)")
+    ax.set_ylabel("incumbent's CV accuracy at the full budget (%)")
+    ax.set_title(title, fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--table", required=True, help="a name in bench/tables (digits, fashion) or a .npz path")
+    parser.add_argument("--n", type=int, default=150, help="configs per search (the quick start's 150)")
+    parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--max-epochs", type=int, default=None, help="the full budget (default: the table's)")
+    parser.add_argument("--only", default=None, help="comma list of strategies")
+    parser.add_argument("--figure", default=None,
+                        help="the anytime curve's PNG (default bench/figures/replay_<table>.png)")
+    args = parser.parse_args(argv)
+    path = Path(args.table) if args.table.endswith(".npz") else HERE / "tables" / f"{args.table}.npz"
+    if not path.exists():
+        parser.error(f"--table: {path} does not exist; build it with python bench/table.py --table {args.table}")
+    table = load_table(path)
+    max_epochs = args.max_epochs or table.max_epochs
+    if not 1 <= max_epochs <= table.max_epochs or not 2 <= args.n <= table.n_configs:
+        parser.error(f"the table has {table.n_configs} configs and {table.max_epochs} epochs: --n {args.n} and "
+                     f"--max-epochs {max_epochs} must fit in them")
+    runs = strategies(max_epochs)
+    names = ["random", *[n for n in (args.only.split(",") if args.only else runs) if n != "random"]]
+    unknown = [n for n in names if n not in runs]
+    if unknown:
+        parser.error(f"--only: unknown {', '.join(unknown)}; choose from {', '.join(runs)}")
+    results = {name: {} for name in names}
+    for seed in range(args.seeds):
+        drawn = draw_configs(table, args.n, seed)
+        for name in names:
+            results[name][seed] = runs[name](table, drawn, seed)
+    summary = summarize(table, results, max_epochs)
+    p = table.provenance
+    print(f"table {path.name}: {table.n_configs} configs x {table.n_folds} folds x {table.max_epochs} epochs of "
+          f"{p['dataset']} ({p['train_images']} training images), commit {p['commit']}, {p['date']}; "
+          f"n={args.n}, seeds={args.seeds}, full budget {max_epochs} epochs")
+    for name, s in summary.items():
+        print(f"strategy={name} compute_ratio={s['ratio'][0]:.2f} gap_pts={s['gap'][0]:.2f} "
+              f"best_pruned={s['pruned']:.2f}")
+    print()
+    print("| strategy | compute ratio, median (IQR) | CV gap, pts, median (IQR) | worst CV gap | test gap, pts, "
+          "median (IQR) | random's best pruned |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: |")
+    for name, s in summary.items():
+        r, g, t = s["ratio"], s["gap"], s["test_gap"]
+        print(f"| {name} | {r[0]:.2f} ({r[1]:.2f}–{r[2]:.2f}) | {g[0]:.2f} ({g[1]:.2f}–{g[2]:.2f}) | "
+              f"{s['worst_gap']:.2f} | {t[0]:.2f} ({t[1]:.2f}–{t[2]:.2f}) | {100 * s['pruned']:.0f}% |")
+    out = Path(args.figure) if args.figure else HERE / "figures" / f"replay_{path.stem}.png"
+    figure(table, results, max_epochs, out, f"{p['dataset']}, n={args.n}, {args.seeds} seeds, "
+           f"{max_epochs} epochs: median over seeds")
+    print(f"\nanytime curve: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,93 @@
+"""Build a tabulated benchmark: every config of the Lab 3 space scored on every fold after every epoch
+(see ``_tables``), for ``bench/replay.py`` to replay strategies on.
+
+    python bench/table.py --table digits                  # N=1000 configs x 4 folds x 100 epochs
+    python bench/table.py --table fashion                 # N=300 x 4 x 27 epochs, 12,000-image slice
+    python bench/table.py --table fashion --images 60000 --device cuda   # the whole training set, on a GPU
+    python bench/table.py --table digits --n 300 --epochs 27             # a smaller table
+
+The file lands in ``bench/tables/<table>.npz`` (``--out``), with its provenance (commit, seed, engine,
+data, machine, date, seconds). An interrupted build resumes from ``<out>.partial.npz`` (written every
+200 fits): run the same command again.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import machine_line  # noqa: E402,I001
+from _tables import build_table  # noqa: E402
+
+import torch  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from hpsearch.data import load_dataset  # noqa: E402
+
+TABLES = {  # name: (dataset, training images, configs, epochs)
+    "digits": ("digits", None, 1000, 100),
+    "fashion": ("fashion-mnist", 12_000, 300, 27),
+}
+HERE = Path(__file__).resolve().parent
+
+
+def _commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--table", choices=sorted(TABLES), required=True)
+    parser.add_argument("--n", type=int, default=None, help="configs (digits 1000, fashion 300)")
+    parser.add_argument("--epochs", type=int, default=None, help="epochs per fit (digits 100, fashion 27)")
+    parser.add_argument("--images", type=int, default=None, help="training images (fashion: 12,000 stratified)")
+    parser.add_argument("--cv", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--jobs", type=int, default=2, help="parallel fits, one torch thread each")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--engine", choices=("batched", "skorch"), default="batched",
+                        help="whose fits the table holds (a replay matches a real run on that engine)")
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--out", default=None, help="default: bench/tables/<table>.npz")
+    args = parser.parse_args(argv)
+    name, default_images, default_n, default_epochs = TABLES[args.table]
+    n, epochs = args.n or default_n, args.epochs or default_epochs
+    images = args.images if args.images is not None else default_images
+    from strategies import stratified_slice
+
+    dataset = stratified_slice(load_dataset(name, args.data_dir), images, args.seed)
+    out = Path(args.out) if args.out else HERE / "tables" / f"{args.table}.npz"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(1)
+    provenance = {"commit": _commit(), "seed": args.seed, "engine": args.engine,
+                  "dataset": name, "train_images": len(dataset.y_train), "test_images": len(dataset.y_test),
+                  "configs": n, "epochs": epochs, "cv": args.cv, "space": "mlp_mnist", "device": args.device,
+                  "jobs": args.jobs, "machine": machine_line(args.device),
+                  "date": datetime.date.today().isoformat()}
+    start = time.perf_counter()
+    bar = tqdm(total=None, unit="fit", desc=f"{args.table} table", mininterval=5)
+
+    def progress(done: int, total: int) -> None:
+        bar.total = total
+        bar.update(done - bar.n)
+
+    provenance["command"] = "python bench/table.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    build_table(dataset, n, epochs, cv=args.cv, seed=args.seed, jobs=args.jobs, device=args.device,
+                engine=args.engine, out=out, provenance=provenance, progress=progress)
+    bar.close()
+    print(f"{out}: {n} configs x {args.cv} folds x {epochs} epochs in {time.perf_counter() - start:.0f} s "
+          f"({out.stat().st_size / 1e6:.1f} MB)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

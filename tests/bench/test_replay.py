@@ -1,0 +1,70 @@
+"""The tabulated benchmark and its replay (bench/_tables.py, bench/_replay.py) against a real run: a
+small table of digits replays hpsearch's halving exactly as run_search runs it (the same scores, bit
+for bit, the same configs at every rung, the same winner, the same fold-epochs), and scikit-learn's
+own HalvingRandomSearchCV replays on the same table."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+from _replay import draw_configs, replay_racing, replay_sklearn_halving, replay_strategy  # noqa: E402
+from _tables import build_table, load_table  # noqa: E402
+
+from hpsearch.data import load_dataset  # noqa: E402
+from hpsearch.rundir.store import load_results  # noqa: E402
+from hpsearch.search.run import run_search  # noqa: E402
+from hpsearch.settings import SearchSettings  # noqa: E402
+
+N, EPOCHS, CV = 9, 9, 2
+
+
+@pytest.fixture(scope="module", params=["batched", "skorch"])
+def table(request, tmp_path_factory):
+    path = tmp_path_factory.mktemp("table") / "digits.npz"
+    build_table(load_dataset("digits"), N, EPOCHS, cv=CV, seed=0, jobs=2, engine=request.param, out=path,
+                provenance={"engine": request.param})
+    return load_table(path)
+
+
+def test_the_table_is_data_with_its_configs_and_provenance(table):
+    assert table.score.shape == (N, CV, EPOCHS) and table.score.dtype == np.float64
+    assert set(table.provenance) == {"engine"} and len(table.configs) == N
+    assert np.all(table.correct <= table.held.reshape(1, -1, 1)) and table.n_test == 360
+    assert table.cv_accuracy(0, EPOCHS) > 0.5 or np.isnan(table.mean_score(0, EPOCHS))
+
+
+def test_halving_replayed_on_the_table_is_the_real_run(table, tmp_path):
+    settings = SearchSettings(n=N, dataset="digits", cv=CV, max_epochs=EPOCHS, patience=0, seed=0, n_jobs=2,
+                              strategy="halving", factor=3, engine=table.provenance["engine"],
+                              out=str(tmp_path / "run"), progress=False)
+    frame = load_results(run_search(settings)).set_index("trial")
+    replay = replay_strategy(table, list(range(N)), "halving", EPOCHS, seed=0)
+    reached = {int(t): int(e) for t, e in frame["n_epochs"].items()}
+    assert reached == replay.reached  # the same configs at every rung: 9 at 1 epoch, 3 at 3, 1 at 9
+    assert sorted(reached.values()) == [1] * 6 + [3] * 2 + [9]
+    for trial, epochs in reached.items():  # each trial's last rung: the table's score, bit for bit
+        assert frame.loc[trial, "mean_test_score"] == table.mean_score(trial, epochs)
+    assert replay.chosen == int(frame.index[0])  # the same winner
+    fold_epochs = float((frame["mean_epochs"] * CV).sum())
+    assert fold_epochs == CV * sum(replay.reached.values())
+    assert replay.compute == sum(CV * e * table.macs[t] for t, e in reached.items())
+
+
+def test_scikit_learns_halving_restarts_and_racing_saves_folds(table):
+    drawn = draw_configs(table, N, seed=1)
+    assert sorted(drawn) == list(range(N))
+    ours = replay_strategy(table, drawn, "halving", EPOCHS, seed=1)
+    theirs = replay_sklearn_halving(table, drawn, EPOCHS, seed=1)
+    # scikit-learn: rungs 1, 3, 9 epochs from scratch (9 x 1 + 3 x 3 + 1 x 9 per fold); ours continue
+    assert sorted(theirs.reached.values()) == [1] * 6 + [3] * 2 + [9]
+    restart = sum(CV * e * table.macs[drawn[p]] for p, e in theirs.reached.items())
+    survivors = [p for p, e in theirs.reached.items() if e > 1]
+    assert theirs.compute == restart + sum(CV * table.macs[drawn[p]] for p in survivors) + sum(
+        CV * 3 * table.macs[drawn[p]] for p, e in theirs.reached.items() if e == 9)
+    assert theirs.compute > ours.compute
+    raced = replay_racing(table, drawn, EPOCHS, margin=0.0)  # with 2 folds a rung has no fold left to save
+    assert raced.compute == ours.compute and raced.chosen == ours.chosen
