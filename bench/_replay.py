@@ -67,8 +67,9 @@ class TableEvaluate:
 
     concurrency = 1
 
-    def __init__(self, replay: Replay):
+    def __init__(self, replay: Replay, rank_by_bound: bool = False, max_epochs: int = 0):
         self.replay, self.next = replay, 0
+        self.rank_by_bound, self.max_epochs = rank_by_bound, max_epochs
 
     def draw(self, k: int, sampler=None) -> dict[int, dict]:
         if sampler is not None:
@@ -79,10 +80,15 @@ class TableEvaluate:
 
     def __call__(self, candidates: dict[int, dict], epochs: int) -> dict[int, float]:
         scores = {}
+        table = self.replay.table
         for position in candidates:
             self.replay.spend(position, epochs)
-            scores[position] = self.replay.table.mean_score(self.replay.drawn[position], epochs)
+            row = self.replay.drawn[position]
+            scores[position] = table.mean_score(row, epochs)
             self.replay.scored(position, epochs, scores[position])
+            if self.rank_by_bound and epochs < self.max_epochs:  # a rung's cut by mean - sd / sqrt(folds)
+                folds = table.score[row, :, epochs - 1]
+                scores[position] -= float(folds.std(ddof=1) / math.sqrt(len(folds)))
         return scores
 
     def prune(self, indices) -> None:
@@ -90,12 +96,13 @@ class TableEvaluate:
 
 
 def replay_strategy(table: Table, drawn: list[int], name: str, max_epochs: int, seed: int, factor: int = 3,
-                    min_epochs: int | None = None) -> Replay:
-    """hpsearch's strategy ``name`` (random, halving, hyperband) as the command line builds it."""
+                    min_epochs: int | None = None, rank_by_bound: bool = False) -> Replay:
+    """hpsearch's strategy ``name`` (random, halving, hyperband) as the command line builds it; with
+    ``rank_by_bound`` a rung ranks by the fold-wise lower bound (mean - sd / sqrt(folds)) instead."""
     replay = Replay(table, drawn)
     strategy = STRATEGIES[name](len(drawn), max_epochs, seed, factor, min_epochs, 10)
     strategy.check()
-    strategy.run(TableEvaluate(replay))
+    strategy.run(TableEvaluate(replay, rank_by_bound, max_epochs))
     return replay
 
 

@@ -10,7 +10,9 @@ search's winner did not reach the full budget), then a Markdown table with sprea
 accuracies, and the anytime curve as a picture (``--figure``).
 
 Strategies: ``random`` (every config the full budget), ``halving`` (automatic rungs, as the quick
-start runs it), ``halving-f2`` / ``halving-f4`` (factor 2 / 4), ``hyperband``, ``sklearn-halving``
+start runs it), ``halving-f2`` / ``halving-f4`` (factor 2 / 4), ``halving-min2`` / ``halving-min3``
+(the first rung at 2 / 3 epochs, ``--min-epochs``), ``halving-bound`` (a rung ranks by the fold-wise
+lower bound, mean - sd / sqrt(folds), instead of the mean), ``hyperband``, ``sklearn-halving``
 (scikit-learn's ``HalvingRandomSearchCV``, restarting survivors) and ``racing-m<margin>`` (halving
 with fold racing, ``hpsearch.strategies.racing``).
 """
@@ -39,6 +41,9 @@ def strategies(max_epochs: int) -> dict:
         "halving": lambda t, d, s: replay_strategy(t, d, "halving", max_epochs, s),
         "halving-f2": lambda t, d, s: replay_strategy(t, d, "halving", max_epochs, s, factor=2),
         "halving-f4": lambda t, d, s: replay_strategy(t, d, "halving", max_epochs, s, factor=4),
+        "halving-bound": lambda t, d, s: replay_strategy(t, d, "halving", max_epochs, s, rank_by_bound=True),
+        "halving-min2": lambda t, d, s: replay_strategy(t, d, "halving", max_epochs, s, min_epochs=2),
+        "halving-min3": lambda t, d, s: replay_strategy(t, d, "halving", max_epochs, s, min_epochs=3),
         "hyperband": lambda t, d, s: replay_strategy(t, d, "hyperband", max_epochs, s),
         "sklearn-halving": lambda t, d, s: replay_sklearn_halving(t, d, max_epochs, s),
     }

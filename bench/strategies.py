@@ -32,12 +32,19 @@ Contenders (``--only`` takes a comma list of these names):
     draws exactly the n configs above (checked) and runs ``sklearn-halving``'s rungs with survivors
     continuing. Its nets are seeded by the door (``random_state`` and the candidate), not by
     ``trial_seed``, so its scores are another draw of the same configs, not ``sklearn-halving``'s.
-``optuna-tpe-sha``
+``optuna-tpe-sha``, ``optuna-tpe-hyperband``
     ``TPESampler(seed, n_startup_trials=n_startup)`` + ``SuccessiveHalvingPruner(min_epochs,
-    factor)``; the first ``n_startup`` trials are our configs 0.. (enqueued: the space's weighted
-    optimizer draw, as hpsearch's tpe starts), then TPE proposes; each trial trains its 4 folds in
-    lockstep, one ``partial_fit`` epoch at a time in 2 worker processes, reports the mean held-out
-    neg-log-loss after every epoch and stops when the pruner says so (checked below max_epochs).
+    factor)`` (or ``HyperbandPruner(min_epochs, max_epochs, factor)``); the first ``n_startup``
+    trials are our configs 0.. (enqueued: the space's weighted optimizer draw, as hpsearch's tpe
+    starts), then TPE proposes; each trial trains its 4 folds in lockstep, one ``partial_fit`` epoch
+    at a time in 2 worker processes, reports the mean held-out neg-log-loss after every epoch and
+    stops when the pruner says so (checked below max_epochs).
+``dehb``
+    DEHB (the ``dehb`` package: ``pip install --no-deps dehb ConfigSpace loguru``; its pins would
+    downgrade numpy) over the Lab 3 space in ConfigSpace form (the second width as a share of the
+    room below the first), fidelities ``min_epochs`` .. ``max_epochs`` with ``eta = factor``, asked
+    and told until it has trained as many fold-epochs as ``halving`` does on these settings (equal
+    compute in fold-epochs); every evaluation trains from scratch, as DEHB's examples do.
 
 All rank by the held-out neg-log-loss (hpsearch's default) and record accuracy. Each contender's
 best config is then retrained once on the whole (sliced) training set for ``--max-epochs`` epochs
@@ -60,13 +67,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import multiprocessing
 import os
 import sys
 import tempfile
 import time
 import traceback
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -74,9 +79,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import env_note, machine_line  # noqa: E402,I001
 from _contest import CV, N_JOBS, SPACE, Bench, Outcome, compute_of, config_key  # noqa: E402
+from _model_peers import dehb_search, optuna_tpe_sha  # noqa: E402
 from _sklearn_peers import hpsearch_halving_cv, sklearn_halving  # noqa: E402
 
-import optuna  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from joblib import Parallel, delayed  # noqa: E402
@@ -85,17 +90,14 @@ from sklearn.model_selection import train_test_split  # noqa: E402
 from hpsearch.data.dataset import Dataset  # noqa: E402
 from hpsearch.data import load_dataset  # noqa: E402
 from hpsearch.training.net import make_net  # noqa: E402
-from hpsearch.engines.cv import make_folds, score_probabilities  # noqa: E402
-from hpsearch.jobs.resources import threads_per_job  # noqa: E402
 from hpsearch.settings import SearchSettings, setting_specs  # noqa: E402
 from hpsearch.search.run import run_search  # noqa: E402
-from hpsearch.training.seeds import trial_seed  # noqa: E402
-from hpsearch.space.optuna_bridge import stored_params, suggest_config  # noqa: E402
 from hpsearch.space.search_space import ParamGenerator, load_space  # noqa: E402
 from hpsearch.rundir.store import load_results  # noqa: E402
 
 OURS = ("random", "halving", "hyperband", "tpe", "tpe-halving")
-PEERS = ("sklearn-halving", "sklearn-halving-samples", "hpsearch-halving-cv", "optuna-tpe-sha")
+PEERS = ("sklearn-halving", "sklearn-halving-samples", "hpsearch-halving-cv", "optuna-tpe-sha", "optuna-tpe-hyperband",
+         "dehb")
 CONTENDERS = OURS + PEERS
 
 # ----------------------------------------------------------------------------- hpsearch
@@ -138,149 +140,6 @@ def hpsearch_strategy(bench: Bench, strategy: str) -> Outcome:
                                                                             strict=True) if int(t) in configs}
     if "rung" in frame:
         outcome.note = f"rungs {sorted(frame['rung'].unique().tolist())}"
-    return outcome
-
-
-# ----------------------------------------------------------------------------- Optuna
-
-
-def _fold_worker(conn, folds: dict, n_features: int, n_classes: int, threads: int) -> None:
-    """One process owning some folds' nets; trains them one epoch per ``"epoch"`` command.
-
-    Each fold keeps its own torch RNG state across epochs (restored before, saved after its
-    ``partial_fit``, before scoring, whose DataLoader draws a seed), so e epochs here are exactly
-    ``fit`` with ``max_epochs=e``: the same weights as hpsearch's nets of that config.
-    """
-    torch.set_num_threads(threads)
-    data = {k: (torch.as_tensor(Xtr), torch.as_tensor(ytr), torch.as_tensor(Xte), yte)
-            for k, (Xtr, ytr, Xte, yte) in folds.items()}
-    nets: dict = {}
-    while True:
-        command, payload = conn.recv()
-        if command == "close":
-            conn.close()
-            return
-        if command == "start":
-            config, random_state = payload
-            nets = {k: {"net": make_net(config, n_features, n_classes, patience=0, random_state=random_state),
-                        "rng": None, "error": None} for k in data}
-            conn.send(True)
-        elif command == "epoch":
-            out = []
-            for k, fold in nets.items():
-                score = accuracy = math.nan
-                if fold["error"] is None:
-                    Xtr, ytr, Xte, yte = data[k]
-                    try:
-                        if fold["rng"] is not None:
-                            torch.set_rng_state(fold["rng"])
-                        fold["net"].partial_fit(Xtr, ytr, epochs=1)
-                        fold["rng"] = torch.get_rng_state()
-                        proba = fold["net"].predict_proba(Xte)
-                        score, accuracy = score_probabilities(yte, proba, fold["net"].classes_, "neg_log_loss")
-                    except Exception as exc:  # noqa: BLE001 - a diverged config is a result
-                        fold["error"] = f"{type(exc).__name__}: {exc}"
-                out.append((k, score, accuracy, len(fold["net"].history), fold["error"]))
-            conn.send(out)
-
-
-class FoldPool:
-    """``jobs`` worker processes (spawned: torch and fork do not mix), fold k in worker k % jobs."""
-
-    def __init__(self, X, y, folds, n_features, n_classes, jobs: int, threads: int):
-        context = multiprocessing.get_context("spawn")
-        self.conns, self.procs = [], []
-        for j in range(jobs):
-            owned = {k: (X[tr], y[tr], X[te], y[te]) for k, (tr, te) in enumerate(folds) if k % jobs == j}
-            parent, child = context.Pipe()
-            proc = context.Process(target=_fold_worker, args=(child, owned, n_features, n_classes, threads),
-                                   daemon=True)
-            proc.start()
-            child.close()
-            self.conns.append(parent)
-            self.procs.append(proc)
-
-    def start(self, config: dict, random_state: int) -> None:
-        for conn in self.conns:
-            conn.send(("start", (config, random_state)))
-        for conn in self.conns:
-            conn.recv()
-
-    def epoch(self) -> list[tuple]:
-        for conn in self.conns:
-            conn.send(("epoch", None))
-        return sorted(r for conn in self.conns for r in conn.recv())
-
-    def close(self) -> None:
-        for conn, proc in zip(self.conns, self.procs, strict=True):
-            try:
-                conn.send(("close", None))
-            except (BrokenPipeError, OSError):
-                pass
-            proc.join(10)
-
-
-def optuna_tpe_sha(bench: Bench) -> Outcome:
-    outcome = Outcome("optuna-tpe-sha")
-    data = bench.dataset
-    space = load_space(SPACE)
-    pool = FoldPool(data.X_train, data.y_train, make_folds(data.y_train, CV, bench.seed), data.n_features,
-                    data.n_classes, N_JOBS, threads_per_job(N_JOBS))
-    try:
-        pool.start({"hidden": [32]}, 0)  # warm the workers: imports and a first epoch, not timed
-        pool.epoch()
-        optuna.logging.set_verbosity(optuna.logging.WARNING)
-        study = optuna.create_study(
-            direction="maximize",
-            sampler=optuna.samplers.TPESampler(seed=bench.seed, n_startup_trials=bench.n_startup),
-            pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=bench.min_epochs,
-                                                          reduction_factor=bench.factor))
-        for config in bench.configs[:min(bench.n_startup, bench.n)]:
-            study.enqueue_trial(stored_params(space, config)[0])
-        fold_epochs, compute = 0, 0.0
-
-        def objective(trial: optuna.Trial) -> float:
-            nonlocal fold_epochs, compute
-            config = suggest_config(space, trial)  # hpsearch's own define-by-run encoding
-            trial.set_user_attr("config", config)
-            pool.start(config, trial_seed(bench.seed, trial.number))
-            results = []
-            try:
-                for epoch in range(1, bench.max_epochs + 1):
-                    results = pool.epoch()
-                    errors = [r[4] for r in results if r[4]]
-                    if errors:
-                        trial.set_user_attr("error", errors[0])
-                        return math.nan  # a FAIL trial, as hpsearch stores a diverged config
-                    score, accuracy = float(np.mean([r[1] for r in results])), float(np.mean([r[2] for r in results]))
-                    trial.set_user_attr("accuracy", accuracy)
-                    trial.report(score, epoch)
-                    if epoch < bench.max_epochs and trial.should_prune():
-                        raise optuna.TrialPruned()
-                return score
-            finally:
-                trained = sum(r[3] for r in results)
-                fold_epochs += trained
-                compute += compute_of(trained, config, data)
-
-        start = time.perf_counter()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            study.optimize(objective, n_trials=bench.n)
-        outcome.wall_s = time.perf_counter() - start
-    finally:
-        pool.close()
-    outcome.fold_epochs, outcome.compute = float(fold_epochs), compute
-    complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
-    best = study.best_trial
-    outcome.config = best.user_attrs["config"]
-    outcome.cv_score, outcome.cv_accuracy = float(best.value), float(best.user_attrs["accuracy"])
-    outcome.budget = float(bench.max_epochs)
-    outcome.full_budget = len(complete)
-    outcome.full_scores = {config_key(t.user_attrs["config"]): float(t.value) for t in complete}
-    states = [t.state.name for t in study.trials]
-    outcome.note = ", ".join(f"{states.count(s)} {s.lower()}" for s in ("COMPLETE", "PRUNED", "FAIL")
-                             if states.count(s))
     return outcome
 
 
@@ -441,7 +300,8 @@ def main(argv=None) -> int:
 
     runners = {"sklearn-halving": sklearn_halving, "optuna-tpe-sha": optuna_tpe_sha,
                "sklearn-halving-samples": lambda bench: sklearn_halving(bench, "n_samples"),
-               "hpsearch-halving-cv": hpsearch_halving_cv}
+               "hpsearch-halving-cv": hpsearch_halving_cv,
+               "optuna-tpe-hyperband": lambda bench: optuna_tpe_sha(bench, "hyperband"), "dehb": dehb_search}
     outcomes = []
     with tempfile.TemporaryDirectory(prefix="bench-strategies-") as tmp:
         if any(c in OURS for c in only):  # the first run_search's one-off costs (imports, SQLite), not timed
