@@ -2,6 +2,7 @@
 
     python bench/replay.py --table digits --n 150 --seeds 20
     python bench/replay.py --table fashion --n 150 --seeds 20 --max-epochs 27
+    python bench/replay.py --table digits --n 150 --seeds 20 --confirm   # and one real run against its replay
 
 One line per strategy: ``strategy=NAME compute_ratio=X gap_pts=Y best_pruned=F`` (compute_ratio:
 random search's compute over the strategy's, gap_pts: random search's best CV accuracy minus the
@@ -21,6 +22,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -108,6 +111,37 @@ def figure(table, results: dict, max_epochs: int, path: Path, title: str) -> Non
     fig.savefig(path, dpi=110)
 
 
+def confirm(table, n: int, max_epochs: int) -> str:
+    """One real ``hpsearch search --strategy halving`` run on the table's data, seed, folds and engine
+    (its configs 0..n-1 are the table's rows 0..n-1) against the replay of those rows."""
+    from strategies import stratified_slice
+
+    from hpsearch.data import load_dataset
+    from hpsearch.rundir.store import load_results
+    from hpsearch.search.run import run_search
+    from hpsearch.settings import SearchSettings
+
+    p = table.provenance
+    images = p["train_images"] if p["dataset"] != "digits" else None
+    dataset = stratified_slice(load_dataset(p["dataset"]), images, p["seed"])
+    with tempfile.TemporaryDirectory(prefix="replay-confirm-") as tmp:
+        start = time.perf_counter()
+        run = run_search(SearchSettings(n=n, dataset=p["dataset"], cv=table.n_folds, max_epochs=max_epochs,
+                                        patience=0, seed=p["seed"], n_jobs=2, strategy="halving",
+                                        engine=p["engine"], out=str(Path(tmp) / "run"), progress=False),
+                         dataset=dataset)
+        wall = time.perf_counter() - start
+        frame = load_results(run).set_index("trial")
+    replay = replay_strategy(table, list(range(n)), "halving", max_epochs, p["seed"])
+    reached = {int(t): int(e) for t, e in frame["n_epochs"].items()}
+    same = all(frame.loc[t, "mean_test_score"] == table.mean_score(t, e) for t, e in reached.items())
+    real_fold_epochs = float((frame["mean_epochs"] * table.n_folds).sum())
+    return (f"confirm: a real halving run (n={n}, {wall:.0f} s): the same configs at every rung "
+            f"{reached == replay.reached}, the same scores bit for bit {same}, winner {int(frame.index[0])} "
+            f"(replay {replay.chosen}), fold-epochs {real_fold_epochs:.0f} (replay "
+            f"{table.n_folds * sum(replay.reached.values())})")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--table", required=True, help="a name in bench/tables (digits, fashion) or a .npz path")
@@ -115,6 +149,8 @@ def main(argv=None) -> int:
     parser.add_argument("--seeds", type=int, default=20)
     parser.add_argument("--max-epochs", type=int, default=None, help="the full budget (default: the table's)")
     parser.add_argument("--only", default=None, help="comma list of strategies")
+    parser.add_argument("--confirm", action="store_true",
+                        help="also run one real halving search on the table's data and compare it with its replay")
     parser.add_argument("--figure", default=None,
                         help="the anytime curve's PNG (default bench/figures/replay_<table>.png)")
     args = parser.parse_args(argv)
@@ -156,6 +192,8 @@ def main(argv=None) -> int:
     figure(table, results, max_epochs, out, f"{p['dataset']}, n={args.n}, {args.seeds} seeds, "
            f"{max_epochs} epochs: median over seeds")
     print(f"\nanytime curve: {out}")
+    if args.confirm:
+        print(confirm(table, args.n, max_epochs))
     return 0
 
 
