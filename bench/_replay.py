@@ -116,7 +116,6 @@ class _TableNet(ClassifierMixin, BaseEstimator):
 
     def fit(self, X, y):
         self.classes_ = np.unique(y)
-        self.fold_rows_ = X[:, 0]
         return self
 
     def predict(self, X):

@@ -47,7 +47,20 @@ class _ContinuingSearch:
     def fit(self, X, y=None, **params):
         check_search(self)
         X = as_float32(X)
-        self._hp_rows, self._hp_drawn = (X, y), None  # a SearchSpace's configs compile on these rows' shape
+        # a SearchSpace's configs compile on the rows' shape and classes (kept during this fit only)
+        self._hp_rows, self._hp_drawn = (X[:1], y), None
+        try:
+            self._fit_continuing(X, y, **params)
+        finally:
+            drawn = self._hp_drawn
+            del self._hp_rows, self._hp_drawn
+        if drawn is not None:  # the space's own words beside the net's parameters
+            self.cv_results_["config"] = config_column(self.cv_results_["params"], *drawn)
+            if hasattr(self, "best_index_"):
+                self.best_config_ = self.cv_results_["config"][self.best_index_]
+        return self
+
+    def _fit_continuing(self, X, y, **params) -> None:
         original = self.estimator
         with fit_storage(self.storage) as folder:
             # during scikit-learn's fit only: clone(self.estimator) must see the user's net afterwards
@@ -64,12 +77,6 @@ class _ContinuingSearch:
         if hasattr(self, "scorer_") and not isinstance(self.scorer_, dict):
             self.scorer_ = check_scoring(original, scoring=self.scoring)  # it held the continuing net
         self.n_fold_epochs_ = int(sum(trained))
-        if self._hp_drawn is not None:  # the space's own words beside the net's parameters
-            self.cv_results_["config"] = config_column(self.cv_results_["params"], *self._hp_drawn)
-            if hasattr(self, "best_index_"):
-                self.best_config_ = self.cv_results_["config"][self.best_index_]
-        del self._hp_rows, self._hp_drawn
-        return self
 
     def _space_candidates(self, n: int) -> list[dict]:
         """The first ``n`` configs of the space at ``random_state``, as the net's parameters."""

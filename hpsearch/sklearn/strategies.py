@@ -110,7 +110,7 @@ class _Space:
     through the space's own Optuna encoding), compiled to the net's parameters on the data's shape."""
 
     def __init__(self, space, n: int, random_state, X, y):
-        self.space, self.X, self.y = space, X, y
+        self.space, self.X, self.y = space, X, y  # X: a row is enough (its shape)
         self.generator = ParamGenerator(space, seed=seed_of(random_state))
         self.configs: list[dict] = []
         self.compiled: list[dict] = []
@@ -143,7 +143,7 @@ class EstimatorEvaluate:
         self.search, self.net, self.X, self.y, self.folds = search, net, X, y, folds
         self.scorer, self.parallel, self.concurrency, self.max_epochs = scorer, parallel, jobs, max_epochs
         source = search.param_distributions
-        self.source = (_Space(source, search.n_candidates, search.random_state, X, y) if is_space(source)
+        self.source = (_Space(source, search.n_candidates, search.random_state, X[:1], y) if is_space(source)
                        else _Distributions(source, search.n_candidates, search.random_state))
         self.rows: list[dict] = []
         self.trials: dict = {}
@@ -244,8 +244,6 @@ def _results(rows: list[dict], n_splits: int, train_score: bool) -> dict:
 
 
 class SearchCV(BaseSearchCV):
-    resource = "max_epochs"  # the budget every strategy gives: not a searched parameter (check_search)
-
     """hpsearch's strategies as a scikit-learn search estimator (see the module's text).
 
     ``strategy``: ``"random"`` (every candidate the full budget), ``"halving"`` (successive halving,
@@ -256,7 +254,11 @@ class SearchCV(BaseSearchCV):
     ``max_resources`` (``"auto"``: the net's ``max_epochs``) and ``min_resources`` (the first rung;
     ``None``: automatic, as ``hpsearch search``'s). ``best_index_`` is the best row at the largest
     budget reached; ``cv_results_`` has scikit-learn's keys plus ``iter`` and ``n_resources``.
+    ``param_distributions`` may be an hpsearch ``SearchSpace`` (``hpsearch.sklearn.spaces``): then
+    ``cv_results_["config"]`` and ``best_config_`` give the configs as the space writes them.
     """
+
+    resource = "max_epochs"  # the budget every strategy gives: not a searched parameter (check_search)
 
     def __init__(self, estimator, param_distributions, *, strategy="halving", n_candidates=27, factor=3,
                  max_resources="auto", min_resources=None, n_startup=10, cv=5, scoring=None, refit=True,

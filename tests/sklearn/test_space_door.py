@@ -71,6 +71,7 @@ def test_halving_on_a_space_is_fitted_like_scikit_learns(halving, images):
     X, y = images
     assert halving.n_resources_ == [1, 3, 9] and halving.n_candidates_ == [9, 3, 1]
     assert halving.best_config_ == halving.cv_results_["config"][halving.best_index_]
+    assert not hasattr(halving, "_hp_rows")  # the rows it compiled on are not kept (nor pickled) after fit
     assert halving.best_score_ > 0.85  # digits, chance 0.1
     assert type(halving.best_estimator_.module_) is MLP
     assert halving.score(X, y) > 0.9 and halving.n_fold_epochs_ == 3 * (9 * 1 + 3 * 2 + 1 * 6)
