@@ -68,3 +68,16 @@ def test_scikit_learns_halving_restarts_and_racing_saves_folds(table):
     assert theirs.compute > ours.compute
     raced = replay_racing(table, drawn, EPOCHS, margin=0.0)  # with 2 folds a rung has no fold left to save
     assert raced.compute == ours.compute and raced.chosen == ours.chosen
+
+
+def test_a_table_grows_from_a_smaller_one_to_what_a_fresh_build_gives(tmp_path):
+    digits = load_dataset("digits")
+    kw = dict(cv=CV, seed=3, jobs=2, engine="batched", provenance={})
+    build_table(digits, 3, 2, out=tmp_path / "grown.npz", **kw)
+    totals = []
+    build_table(digits, 5, 2, out=tmp_path / "grown.npz", progress=lambda done, total: totals.append(total), **kw)
+    assert set(totals) == {2 * CV}  # only configs 3 and 4 were fitted: 0-2 came from the smaller table
+    build_table(digits, 5, 2, out=tmp_path / "fresh.npz", **kw)
+    grown, fresh = load_table(tmp_path / "grown.npz"), load_table(tmp_path / "fresh.npz")
+    assert grown.configs == fresh.configs and np.array_equal(grown.score, fresh.score, equal_nan=True)
+    assert np.array_equal(grown.test_correct, fresh.test_correct) and not (tmp_path / "grown.partial.npz").exists()
