@@ -167,13 +167,11 @@ def optuna_tpe_sha(bench: Bench, pruner: str = "sha") -> Outcome:
 
 def _halving_fold_epochs(bench: Bench) -> int:
     """The fold-epochs hpsearch's halving trains on the bench's settings (survivors continuing)."""
-    from hpsearch.strategies.halving import rung_budgets
+    from hpsearch.strategies.halving import SuccessiveHalving
 
-    n, before, total = bench.n, 0, 0
-    for epochs in rung_budgets(bench.n, bench.max_epochs, bench.factor, bench.min_epochs):
-        total += n * (epochs - before) * CV
-        n, before = math.ceil(n / bench.factor), epochs
-    return total
+    plan = SuccessiveHalving(bench.n, bench.max_epochs, bench.seed, bench.factor, bench.min_epochs).plan()
+    return sum(n * (epochs - before) * CV for (n, epochs), before in zip(plan, [0] + [e for _, e in plan],
+                                                                          strict=False))
 
 
 def _lab3_configspace(seed: int):

@@ -46,7 +46,7 @@ class Replay:
     curve: list = field(default_factory=list)
     chosen: int | None = None  # a table row
 
-    def spend(self, position: int, epochs: int, folds: int = None, restart: bool = False) -> None:
+    def spend(self, position: int, epochs: int, folds: int | None = None, restart: bool = False) -> None:
         folds = self.table.n_folds if folds is None else folds
         start = 0 if restart else self.reached.get(position, 0)
         self.compute += max(0, epochs - start) * folds * self.table.macs[self.drawn[position]]

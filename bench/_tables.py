@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import mlp_macs
 from joblib import Parallel, delayed
 from skorch.callbacks import Callback
 
@@ -155,11 +156,6 @@ def load_table(path) -> Table:
         return Table({k: arrays[k] for k in arrays.files})
 
 
-def _macs(config: dict, n_features: int, n_classes: int) -> float:
-    widths = [n_features, *config.get("hidden", []), n_classes]
-    return float(sum(a * b for a, b in zip(widths, widths[1:], strict=False)))
-
-
 def _save(path: Path, arrays: dict) -> None:
     part = path.with_suffix(".writing.npz")
     np.savez_compressed(part, **arrays)
@@ -201,7 +197,8 @@ def build_table(dataset, n: int, epochs: int, *, out: Path, provenance: dict, cv
             break
     todo = [(i, k) for i in range(n) for k in range(cv) if not arrays["done"][i, k]]
     meta = {"held": np.array([len(h) for _, h in folds]), "n_test": np.array(len(dataset.y_test)),
-            "macs": np.array([_macs(c, dataset.n_features, dataset.n_classes) for c in configs]),
+            "macs": np.array([float(mlp_macs([dataset.n_features, *c.get("hidden", []), dataset.n_classes]))
+                              for c in configs]),
             "configs": np.array(json.dumps(configs)), "provenance": np.array(json.dumps(provenance))}
     finished = 0
     with Parallel(n_jobs=jobs, return_as="generator_unordered") as parallel:
