@@ -10,7 +10,9 @@ A table is one compressed ``.npz`` file:
   ties configs a run tells apart), and the digits table is still ~3 MB;
 - ``correct`` uint16 ``(N, folds, epochs)``: its correct held-out predictions (``held`` per fold);
 - ``test_correct`` uint16 ``(N, folds, epochs)``: the fold net's correct predictions on the test set
-  (``n_test`` images): the test accuracy of a config is the mean over its fold nets;
+  (``n_test`` images): the test accuracy of a config is the mean over its fold nets. Only at the
+  epochs ``test_epochs`` lists (every epoch unless the build named fewer: on the Fashion slice the
+  10,000 test images cost a fifth of a fit per epoch, and a replay reads them at its full budget);
 - ``epoch_s`` float32 ``(N, folds)``: seconds per epoch; ``macs`` ``(N,)``: multiply-adds per image;
 - ``configs`` and ``provenance`` (JSON text): the configs (``ParamGenerator(space, seed)``'s first N)
   and how the table was made (commit, seed, engine, data, machine, date).
@@ -49,18 +51,25 @@ __all__ = ["Table", "build_table", "load_table", "fold_fit", "batched_fold_fit"]
 SPACE = "mlp_mnist"
 
 
+def _wanted(test_epochs, epoch: int) -> bool:
+    """Whether the test set is scored after ``epoch`` (``None``: after every epoch)."""
+    return test_epochs is None or epoch in test_epochs
+
+
 class EpochScores(Callback):
     """After every epoch: the held-out score and correct count, the test set's correct count."""
 
-    def __init__(self, X_held, y_held, X_test, y_test):
+    def __init__(self, X_held, y_held, X_test, y_test, test_epochs=None):
         self.X_held, self.y_held, self.X_test, self.y_test = X_held, y_held, X_test, y_test
+        self.test_epochs = test_epochs
         self.rows: list[tuple[float, int, int]] = []
 
     def on_epoch_end(self, net, **kwargs):
         rng = torch.get_rng_state()  # a predict's DataLoader draws a seed: the fit's next epoch must not see it
         try:
             proba = net.predict_proba(self.X_held)
-            test = int(np.sum(net.predict(self.X_test) == self.y_test))
+            test = int(np.sum(net.predict(self.X_test) == self.y_test)) \
+                if _wanted(self.test_epochs, len(self.rows) + 1) else 0
         finally:
             torch.set_rng_state(rng)
         if not np.all(np.isfinite(proba)):
@@ -71,10 +80,10 @@ class EpochScores(Callback):
 
 
 def fold_fit(config: dict, index: int, k: int, dataset, folds, seed: int, epochs: int, threads: int = 1,
-             device: str = "cpu"):
+             device: str = "cpu", test_epochs=None):
     """Config ``index`` on fold ``k`` for ``epochs`` epochs, scored after each: ``(index, k, rows, s/epoch)``."""
     train, held = folds[k]
-    scores = EpochScores(dataset.X_train[held], dataset.y_train[held], dataset.X_test, dataset.y_test)
+    scores = EpochScores(dataset.X_train[held], dataset.y_train[held], dataset.X_test, dataset.y_test, test_epochs)
     with torch_threads(threads):
         net = make_net(config, dataset.n_features, dataset.n_classes, image_shape=dataset.image_shape,
                        max_epochs=epochs, patience=0, random_state=trial_seed(seed, index), task=dataset.task,
@@ -87,7 +96,7 @@ def fold_fit(config: dict, index: int, k: int, dataset, folds, seed: int, epochs
 
 
 def batched_fold_fit(config: dict, index: int, k: int, X_all, y_all, n_train: int, folds, seed: int, epochs: int,
-                     n_classes: int, device: str = "cpu", threads: int = 1):
+                     n_classes: int, device: str = "cpu", threads: int = 1, test_epochs=None):
     """``fold_fit`` on the batched engine, as a CPU run trains a (config, fold): a stack of one model
     (``hpsearch.engines.batched_engine._run_chunk``'s seeds), its held-out fold and the test images
     (rows ``n_train:`` of ``X_all``) scored after every epoch by the engine's own ``evaluate``."""
@@ -107,11 +116,13 @@ def batched_fold_fit(config: dict, index: int, k: int, X_all, y_all, n_train: in
         def on_epoch(epoch, stack, live):
             start = time.perf_counter()
             _, (proba,) = evaluate(stack, X, y, [held], eval_batch, want_proba=True)
-            _, (test_proba,) = evaluate(stack, X, y, [tests], eval_batch, want_proba=True)
+            test = 0
+            if _wanted(test_epochs, epoch):
+                _, (test_proba,) = evaluate(stack, X, y, [tests], eval_batch, want_proba=True)
+                test = int(np.sum(test_proba.argmax(1) == y_all[tests]))
             if np.all(np.isfinite(proba)):
                 score, _ = score_probabilities(y_all[held], proba, np.arange(n_classes), "neg_log_loss")
-                rows.append((score, int(np.sum(proba.argmax(1) == y_all[held])),
-                             int(np.sum(test_proba.argmax(1) == y_all[tests]))))
+                rows.append((score, int(np.sum(proba.argmax(1) == y_all[held])), test))
             else:
                 rows.append((np.nan, 0, 0))
             spent[0] += time.perf_counter() - start
@@ -135,6 +146,7 @@ class Table:
         self.correct, self.test_correct = arrays["correct"], arrays["test_correct"]
         self.held, self.n_test = arrays["held"].astype(np.float64), int(arrays["n_test"])
         self.epoch_s, self.macs = arrays["epoch_s"], arrays["macs"].astype(np.float64)
+        self.test_epochs = set(arrays["test_epochs"].tolist()) if "test_epochs" in arrays else None
         self.configs = json.loads(str(arrays["configs"]))
         self.provenance = json.loads(str(arrays["provenance"]))
         self.n_configs, self.n_folds, self.max_epochs = self.score.shape
@@ -148,6 +160,9 @@ class Table:
         return float(np.mean(self.correct[index, :, epochs - 1] / self.held))
 
     def test_accuracy(self, index: int, epochs: int) -> float:
+        if not _wanted(self.test_epochs, epochs):
+            raise ValueError(f"this table scored the test set after epochs {sorted(self.test_epochs)} only, "
+                             f"not {epochs}: replay with --max-epochs one of them, or rebuild with --test-epochs all")
         return float(np.mean(self.test_correct[index, :, epochs - 1]) / self.n_test)
 
 
@@ -162,13 +177,15 @@ def _save(path: Path, arrays: dict) -> None:
     os.replace(part, path)  # a crash leaves the last whole file
 
 
-def _keep_earlier(path: Path, arrays: dict, configs: list[dict], shape: tuple) -> None:
+def _keep_earlier(path: Path, arrays: dict, configs: list[dict], shape: tuple, test_epochs) -> None:
     """Copy the fits of an earlier table (or partial build) whose configs are a prefix of ``configs``
-    (``ParamGenerator``'s draws are prefix-stable) and whose folds and epochs are the same."""
+    (``ParamGenerator``'s draws are prefix-stable) and whose folds, epochs and test epochs are the same."""
     with np.load(path, allow_pickle=False) as saved:
         earlier = json.loads(str(saved["configs"]))
         m = len(earlier)
-        if saved["score"].shape[1:] != shape[1:] or m > shape[0] or earlier != configs[:m]:
+        saved_tests = saved["test_epochs"].tolist() if "test_epochs" in saved.files else None
+        same_fits = saved["score"].shape[1:] == shape[1:] and m <= shape[0] and earlier == configs[:m]
+        if not same_fits or saved_tests != test_epochs:
             return
         done = saved["done"] if "done" in saved.files else np.ones((m, shape[1]), bool)
         for key in ("score", "correct", "test_correct", "epoch_s"):
@@ -178,13 +195,15 @@ def _keep_earlier(path: Path, arrays: dict, configs: list[dict], shape: tuple) -
 
 def build_table(dataset, n: int, epochs: int, *, out: Path, provenance: dict, cv: int = 4, seed: int = 0,
                 jobs: int = 2, device: str = "cpu", engine: str = "batched", progress=None,
-                checkpoint_every: int = 200) -> Path:
+                checkpoint_every: int = 200, test_epochs=None) -> Path:
     """Fit and score every (config, fold) of ``n`` configs on ``engine`` (``batched``: the batched
     engine's one-model stacks, as a CPU run trains them; ``skorch``: one skorch net each). Resumable
     and growable: the fits in ``out``'s partial file, or in a smaller table at ``out`` (the first
-    configs of the same seed), are kept; only the others are fitted."""
+    configs of the same seed), are kept; only the others are fitted. ``test_epochs``: the epochs after
+    which the test set is scored (``None``: after every epoch)."""
     out = Path(out)
     partial = out.with_suffix(".partial.npz")
+    test_epochs = None if test_epochs is None else sorted({int(e) for e in test_epochs})
     configs = ParamGenerator(load_space(SPACE), seed).gen_values(n)
     folds = make_folds(dataset.y_train, cv, seed)
     shape = (n, cv, epochs)
@@ -193,22 +212,25 @@ def build_table(dataset, n: int, epochs: int, *, out: Path, provenance: dict, cv
               "done": np.zeros((n, cv), bool)}
     for earlier in (partial, out):  # a build cut short, or a smaller table of the same seed: its fits are kept
         if earlier.exists():
-            _keep_earlier(earlier, arrays, configs, shape)
+            _keep_earlier(earlier, arrays, configs, shape, test_epochs)
             break
     todo = [(i, k) for i in range(n) for k in range(cv) if not arrays["done"][i, k]]
     meta = {"held": np.array([len(h) for _, h in folds]), "n_test": np.array(len(dataset.y_test)),
             "macs": np.array([float(mlp_macs([dataset.n_features, *c.get("hidden", []), dataset.n_classes]))
                               for c in configs]),
             "configs": np.array(json.dumps(configs)), "provenance": np.array(json.dumps(provenance))}
+    if test_epochs is not None:
+        meta["test_epochs"] = np.array(test_epochs)
     finished = 0
     with Parallel(n_jobs=jobs, return_as="generator_unordered") as parallel:
         if engine == "batched":
             X_all = np.concatenate([dataset.X_train, dataset.X_test])
             y_all = np.concatenate([dataset.y_train, dataset.y_test])
             tasks = (delayed(batched_fold_fit)(configs[i], i, k, X_all, y_all, len(dataset.y_train), folds, seed,
-                                               epochs, dataset.n_classes, device) for i, k in todo)
+                                               epochs, dataset.n_classes, device, 1, test_epochs) for i, k in todo)
         else:
-            tasks = (delayed(fold_fit)(configs[i], i, k, dataset, folds, seed, epochs, 1, device) for i, k in todo)
+            tasks = (delayed(fold_fit)(configs[i], i, k, dataset, folds, seed, epochs, 1, device, test_epochs)
+                     for i, k in todo)
         for index, k, rows, seconds in parallel(tasks):
             score, correct, test = zip(*rows, strict=True)
             arrays["score"][index, k] = score
