@@ -81,3 +81,24 @@ def test_a_table_grows_from_a_smaller_one_to_what_a_fresh_build_gives(tmp_path):
     grown, fresh = load_table(tmp_path / "grown.npz"), load_table(tmp_path / "fresh.npz")
     assert grown.configs == fresh.configs and np.array_equal(grown.score, fresh.score, equal_nan=True)
     assert np.array_equal(grown.test_correct, fresh.test_correct) and not (tmp_path / "grown.partial.npz").exists()
+
+
+@pytest.mark.parametrize("engine", ["batched", "skorch"])
+def test_a_table_scoring_the_test_set_at_named_epochs_only_keeps_the_fits(engine, tmp_path):
+    digits = load_dataset("digits")
+    kw = dict(cv=CV, seed=3, jobs=1, engine=engine, provenance={})
+    build_table(digits, 2, 3, out=tmp_path / "every.npz", **kw)
+    build_table(digits, 2, 3, out=tmp_path / "sparse.npz", test_epochs=[3, 1], **kw)
+    every, sparse = load_table(tmp_path / "every.npz"), load_table(tmp_path / "sparse.npz")
+    # skipping the test set's scoring leaves every fit as it was: the held-out scores bit for bit
+    assert np.array_equal(every.score, sparse.score, equal_nan=True)
+    assert np.array_equal(every.correct, sparse.correct)
+    assert np.array_equal(sparse.test_correct[:, :, [0, 2]], every.test_correct[:, :, [0, 2]])
+    assert not sparse.test_correct[:, :, 1].any() and every.test_correct[:, :, 1].all()
+    assert sparse.test_accuracy(0, 3) == every.test_accuracy(0, 3) > 0.5
+    with pytest.raises(ValueError, match=r"after epochs \[1, 3\] only, not 2: replay with --max-epochs one of"):
+        sparse.test_accuracy(0, 2)
+    # a build naming other test epochs does not take these fits: it would mix what the test columns mean
+    totals = []
+    build_table(digits, 2, 3, out=tmp_path / "sparse.npz", progress=lambda d, t: totals.append(t), **kw)
+    assert set(totals) == {2 * CV} and load_table(tmp_path / "sparse.npz").test_epochs is None
