@@ -3,6 +3,7 @@
     python bench/replay.py --table digits --n 150 --seeds 20
     python bench/replay.py --table fashion --n 150 --seeds 20 --max-epochs 27
     python bench/replay.py --table digits --n 150 --seeds 20 --confirm   # and one real run against its replay
+    python bench/replay.py --table digits --n 150 --seeds 20 --bound     # and what keeping the winner costs
 
 One line per strategy: ``strategy=NAME compute_ratio=X gap_pts=Y best_pruned=F`` (compute_ratio:
 random search's compute over the strategy's, gap_pts: random search's best CV accuracy minus the
@@ -30,7 +31,8 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _replay import draw_configs, replay_racing, replay_sklearn_halving, replay_strategy  # noqa: E402,I001
+from _oracle import cheapest_cuts  # noqa: E402,I001
+from _replay import draw_configs, replay_racing, replay_sklearn_halving, replay_strategy  # noqa: E402
 from _tables import load_table  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -111,6 +113,19 @@ def figure(table, results: dict, max_epochs: int, path: Path, title: str) -> Non
     fig.savefig(path, dpi=110)
 
 
+def bound_line(table, n: int, seeds: int, max_epochs: int) -> str:
+    """What keeping random search's winner on 90% of the seeds costs a rule of one or two cuts, and how
+    often such a rule keeps it within a tenth of random search's compute (``_oracle``)."""
+    best = cheapest_cuts(table, n, seeds, max_epochs)
+    cheapest, within = best["cheapest"], best["within"]
+    first = (f"keeping random search's winner on >= 90% of seeds costs a one- or two-cut rule >= 1/"
+             f"{1 / cheapest.share:.1f} of its compute (cuts (epochs, keep) {cheapest.cuts}, chosen in hindsight)"
+             if cheapest else "no one- or two-cut rule keeps random search's winner on 90% of seeds")
+    second = (f"within 1/10 of its compute such a rule keeps it on at most {100 * within.kept:.0f}% of seeds "
+              f"(cuts {within.cuts})" if within else "no such rule fits in 1/10 of its compute")
+    return f"bound: {first}; {second}"
+
+
 def confirm(table, n: int, max_epochs: int) -> str:
     """One real ``hpsearch search --strategy halving`` run on the table's data, seed, folds and engine
     (its configs 0..n-1 are the table's rows 0..n-1) against the replay of those rows."""
@@ -151,6 +166,9 @@ def main(argv=None) -> int:
     parser.add_argument("--only", default=None, help="comma list of strategies")
     parser.add_argument("--confirm", action="store_true",
                         help="also run one real halving search on the table's data and compare it with its replay")
+    parser.add_argument("--bound", action="store_true",
+                        help="also print what keeping random search's winner costs any one- or two-cut rule "
+                             "(its cuts chosen in hindsight: see _oracle)")
     parser.add_argument("--figure", default=None,
                         help="the anytime curve's PNG (default bench/figures/replay_<table>.png)")
     args = parser.parse_args(argv)
@@ -192,6 +210,8 @@ def main(argv=None) -> int:
     figure(table, results, max_epochs, out, f"{p['dataset']}, n={args.n}, {args.seeds} seeds, "
            f"{max_epochs} epochs: median over seeds")
     print(f"\nanytime curve: {out}")
+    if args.bound:
+        print(bound_line(table, args.n, args.seeds, max_epochs))
     if args.confirm:
         print(confirm(table, args.n, max_epochs))
     return 0

@@ -1,0 +1,88 @@
+"""What keeping random search's winner costs, whatever the strategy: a bound read off a table.
+
+A strategy that stops configs early keeps random search's winner only if the winner ranks inside
+every cut it makes. Given the table, the cheapest rule of one cut (train all ``n`` configs ``e``
+epochs, the best ``k`` go on to the full budget) or two cuts (``e1, k1`` then ``e2, k2`` among the
+survivors) that keeps the winner on at least ``share`` of the seeds is found by trying every such
+rule, with the epochs and keeps chosen in hindsight on these very seeds: no real strategy can know
+them ahead, so no real strategy of that shape keeps the winner as often for less. Compute is counted
+as the replay counts it (epochs x folds x multiply-adds, survivors continuing), as a share of random
+search's on the same seed, the median over the seeds.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+from _replay import draw_configs
+from _tables import Table
+
+__all__ = ["Cut", "cheapest_cuts"]
+
+
+@dataclass(frozen=True)
+class Cut:
+    share: float                   # median compute over random search's
+    cuts: tuple                    # ((epochs, keep), ...)
+    kept: float                    # the share of seeds on which the winner survived every cut
+
+
+def _epoch_grid(max_epochs: int) -> list[int]:
+    grid = {1, 2, 3, 4, 5, 6, 8, 9, 11, 13, 15, 18, 20, 25, 27, 30, 33, 40, 50, 60, 75}
+    return sorted(e for e in grid | {max_epochs // 3, max_epochs // 9} if 1 <= e < max_epochs)
+
+
+def _keep_grid(n: int) -> list[int]:
+    return sorted({max(1, round(n / f)) for f in (1.5, 2, 2.5, 3, 4, 5, 6, 8, 10, 12, 15, 20, 25, 30, 40, 50, 75)}
+                  | {1, 2, 3})
+
+
+def _rules(table: Table, n: int, seeds: int, max_epochs: int):
+    """Every one- and two-cut rule on the grid: ``(cuts, median compute share, seeds keeping the winner)``."""
+    mean = table.score[:, :, :max_epochs].mean(1)
+    mean = np.where(np.isfinite(mean), mean, -np.inf)  # a diverged config ranks last
+    runs = []
+    for seed in range(seeds):
+        rows = np.array(draw_configs(table, n, seed))
+        scores, macs = mean[rows], table.macs[rows]
+        winner = int(np.argmax(scores[:, max_epochs - 1]))  # argmax takes the first: the draw order breaks ties
+        order = np.argsort(-scores, axis=0, kind="stable")  # (n, epochs): who ranks where after each epoch
+        runs.append((scores, macs, winner, order, max_epochs * macs.sum()))
+    epochs, keeps = _epoch_grid(max_epochs), [k for k in _keep_grid(n) if k < n]
+    for e, k in itertools.product(epochs, keeps):
+        shares, kept = [], 0
+        for _, macs, winner, order, full in runs:
+            top = order[:k, e - 1]
+            kept += winner in top
+            shares.append((e * macs.sum() + (max_epochs - e) * macs[top].sum()) / full)
+        yield ((e, k),), float(np.median(shares)), kept
+    for (e1, e2), k1 in itertools.product(itertools.combinations(epochs, 2), keeps):
+        survivors = [order[:k1, e1 - 1] for _, _, _, order, _ in runs]
+        ranked = [s[np.argsort(-scores[s, e2 - 1], kind="stable")] for s, (scores, *_) in
+                  zip(survivors, runs, strict=True)]
+        for k2 in (k for k in keeps if k < k1):
+            shares, kept = [], 0
+            for (_, macs, winner, _, full), s, r in zip(runs, survivors, ranked, strict=True):
+                kept += winner in r[:k2]
+                shares.append((e1 * macs.sum() + (e2 - e1) * macs[s].sum() + (max_epochs - e2) * macs[r[:k2]].sum())
+                              / full)
+            yield ((e1, k1), (e2, k2)), float(np.median(shares)), kept
+
+
+def cheapest_cuts(table: Table, n: int, seeds: int, max_epochs: int, share: float = 0.9,
+                  budget: float = 0.1) -> dict[str, Cut | None]:
+    """Over the one- and two-cut rules: ``"cheapest"``, the cheapest keeping random search's winner
+    (the best mean score at ``max_epochs`` among the seed's ``n``) on at least ``share`` of the seeds,
+    and ``"within"``, the one keeping it most often within ``budget`` of random search's compute
+    (None where no rule on the grid qualifies)."""
+    best: dict[str, Cut | None] = {"cheapest": None, "within": None}
+    for cuts, median, kept in _rules(table, n, seeds, max_epochs):
+        cut = Cut(median, cuts, kept / seeds)
+        if cut.kept >= share and (best["cheapest"] is None or median < best["cheapest"].share):
+            best["cheapest"] = cut
+        if median <= budget and (best["within"] is None or (cut.kept, -median) > (best["within"].kept,
+                                                                                   -best["within"].share)):
+            best["within"] = cut
+    return best

@@ -1,0 +1,41 @@
+"""The keep-the-winner bound (bench/_oracle.py) on made-up tables whose answer is known exactly."""
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+from _oracle import cheapest_cuts  # noqa: E402
+from _tables import Table  # noqa: E402
+
+N, FOLDS, EPOCHS = 10, 2, 9
+
+
+def made_up(score: np.ndarray) -> Table:
+    """A table of N configs of equal size whose mean score after each epoch is ``score`` (N, EPOCHS)."""
+    shape = (N, FOLDS, EPOCHS)
+    return Table({"score": np.repeat(score[:, None, :], FOLDS, axis=1), "correct": np.zeros(shape, np.uint16),
+                  "test_correct": np.zeros(shape, np.uint16), "held": np.array([5, 5]), "n_test": np.array(10),
+                  "epoch_s": np.zeros((N, FOLDS), np.float32), "macs": np.ones(N),
+                  "configs": np.array(json.dumps([{}] * N)), "provenance": np.array("{}")})
+
+
+def test_a_ranking_that_never_changes_keeps_the_winner_with_one_epoch_and_one_survivor():
+    table = made_up(np.tile(-np.arange(N, dtype=float)[:, None], (1, EPOCHS)))  # config 0 best from epoch 1
+    best = cheapest_cuts(table, N, seeds=3, max_epochs=EPOCHS, budget=0.25)
+    # every config 1 epoch, then config 0 alone to 9: (10 x 1 + 1 x 8) / (10 x 9)
+    assert best["cheapest"].cuts == ((1, 1),) and best["cheapest"].share == pytest.approx(18 / 90)
+    assert best["cheapest"].kept == 1.0 and best["within"].kept == 1.0
+
+
+def test_a_winner_last_until_the_full_budget_is_kept_by_no_rule():
+    score = np.tile(-np.arange(N, dtype=float)[:, None], (1, EPOCHS))
+    score[N - 1, EPOCHS - 1] = 1.0  # the worst config at every cut wins at the full budget
+    best = cheapest_cuts(table := made_up(score), N, seeds=3, max_epochs=EPOCHS, budget=0.5)
+    assert best["cheapest"] is None and best["within"].kept == 0.0
+    # scored at a shorter full budget, the ranking never changes again
+    assert cheapest_cuts(table, N, seeds=3, max_epochs=EPOCHS - 1)["cheapest"].cuts == ((1, 1),)
