@@ -1,7 +1,7 @@
 """Search strategies replayed on a table (``_tables``): hpsearch's own strategy classes run unchanged
 through an evaluate seam that looks scores up instead of training, scikit-learn's own
 ``HalvingRandomSearchCV`` runs on an estimator whose fits are look-ups (restarting survivors,
-counted), and fold racing (``hpsearch.strategies.racing``) inside halving's rungs.
+counted); halving's fold racing (``--fold-racing``) races on the table's folds.
 
 Per seed, the seed draws the ``n`` configs from the table (``default_rng(seed).choice(N, n)``, their
 order breaking ties); every strategy then sees the same ``n``. Compute is counted as a real run
@@ -21,11 +21,9 @@ from sklearn.experimental import enable_halving_search_cv  # noqa: F401
 from sklearn.model_selection import HalvingRandomSearchCV
 
 from hpsearch.strategies import STRATEGIES
-from hpsearch.strategies._base import top_fraction
-from hpsearch.strategies.halving import rung_budgets
 from hpsearch.strategies.racing import race
 
-__all__ = ["Replay", "replay_strategy", "replay_sklearn_halving", "replay_racing", "draw_configs"]
+__all__ = ["Replay", "replay_strategy", "replay_sklearn_halving", "draw_configs"]
 
 
 def draw_configs(table: Table, n: int, seed: int) -> list[int]:
@@ -91,16 +89,29 @@ class TableEvaluate:
                 scores[position] -= float(folds.std(ddof=1) / math.sqrt(len(folds)))
         return scores
 
+    def race(self, candidates: dict[int, dict], epochs: int, keep: int, margin: float) -> dict[int, float]:
+        """Fold racing on the table: each fold a config ran is counted, from the epochs it had reached."""
+        table, drawn = self.replay.table, self.replay.drawn
+        scores, ran = race(lambda live, k: {p: float(table.score[drawn[p], k, epochs - 1]) for p in live},
+                           list(candidates), table.n_folds, keep, margin)
+        for position in candidates:
+            self.replay.spend(position, epochs, folds=ran[position])
+            self.replay.scored(position, epochs, scores[position])
+        return scores
+
     def prune(self, indices) -> None:
         pass
 
 
 def replay_strategy(table: Table, drawn: list[int], name: str, max_epochs: int, seed: int, factor: int = 3,
-                    min_epochs: int | None = None, rank_by_bound: bool = False) -> Replay:
+                    min_epochs: int | None = None, rank_by_bound: bool = False,
+                    fold_racing: float | None = None) -> Replay:
     """hpsearch's strategy ``name`` (random, halving, hyperband) as the command line builds it; with
-    ``rank_by_bound`` a rung ranks by the fold-wise lower bound (mean - sd / sqrt(folds)) instead."""
+    ``rank_by_bound`` a rung ranks by the fold-wise lower bound (mean - sd / sqrt(folds)) instead;
+    ``fold_racing``: halving's ``--fold-racing`` margin."""
     replay = Replay(table, drawn)
     strategy = STRATEGIES[name](len(drawn), max_epochs, seed, factor, min_epochs, 10)
+    strategy.fold_racing = fold_racing
     strategy.check()
     strategy.run(TableEvaluate(replay, rank_by_bound, max_epochs))
     return replay
@@ -150,27 +161,4 @@ def replay_sklearn_halving(table: Table, drawn: list[int], max_epochs: int, seed
                                    refit=False, random_state=seed, error_score=np.nan, return_train_score=False)
     search.fit(rows, np.zeros(len(rows), dtype=int))
     replay.chosen = int(search.cv_results_["params"][search.best_index_]["row"])
-    return replay
-
-
-def replay_racing(table: Table, drawn: list[int], max_epochs: int, factor: int = 3, margin: float = 0.0,
-                  min_folds: int = 2) -> Replay:
-    """Halving (the quick start's automatic rungs) with fold racing at every rung but the last."""
-    replay = Replay(table, drawn)
-    candidates = list(range(len(drawn)))
-    budgets = rung_budgets(len(drawn), max_epochs, factor)
-    for j, epochs in enumerate(budgets):
-        last = j == len(budgets) - 1
-        keep = len(candidates) if last else math.ceil(len(candidates) / factor)
-
-        # the compute of a raced rung: each fold that ran, from the epochs the config had reached
-        before = {p: replay.reached.get(p, 0) for p in candidates}
-        scores, ran = race(lambda p, k, e=epochs: float(table.score[drawn[p], k, e - 1]), candidates,
-                           table.n_folds, keep, margin, min_folds)
-        for p in candidates:
-            replay.compute += (epochs - before[p]) * ran[p] * table.macs[drawn[p]]
-            replay.reached[p] = epochs
-            replay.scored(p, epochs, scores[p])
-        if not last:
-            candidates = top_fraction(scores, factor)
     return replay

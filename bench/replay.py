@@ -16,7 +16,7 @@ start runs it), ``halving-f2`` / ``halving-f4`` (factor 2 / 4), ``halving-min2``
 (the first rung at 2 / 3 epochs, ``--min-epochs``), ``halving-bound`` (a rung ranks by the fold-wise
 lower bound, mean - sd / sqrt(folds), instead of the mean), ``hyperband``, ``sklearn-halving``
 (scikit-learn's ``HalvingRandomSearchCV``, restarting survivors) and ``racing-m<margin>`` (halving
-with fold racing, ``hpsearch.strategies.racing``).
+with fold racing, ``--fold-racing <margin>``).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _oracle import cheapest_cuts  # noqa: E402,I001
-from _replay import draw_configs, replay_racing, replay_sklearn_halving, replay_strategy  # noqa: E402
+from _replay import draw_configs, replay_sklearn_halving, replay_strategy  # noqa: E402
 from _tables import load_table  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -53,7 +53,8 @@ def strategies(max_epochs: int) -> dict:
         "sklearn-halving": lambda t, d, s: replay_sklearn_halving(t, d, max_epochs, s),
     }
     for margin in RACING_MARGINS:
-        runs[f"racing-m{margin:g}"] = lambda t, d, s, m=margin: replay_racing(t, d, max_epochs, margin=m)
+        runs[f"racing-m{margin:g}"] = lambda t, d, s, m=margin: replay_strategy(t, d, "halving", max_epochs, s,
+                                                                                fold_racing=m)
     return runs
 
 

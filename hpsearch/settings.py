@@ -87,6 +87,11 @@ def _one_of(allowed: Callable[[], Iterable[str]]) -> Callable[[str, Any], None]:
     return check
 
 
+def _nonnegative(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0 or value == float("inf"):
+        raise UsageError(f"{param(name)} must be a number >= 0, got {value!r}; 0.02 is the measured choice")
+
+
 def _share(name: str, value) -> None:
     from .data.folder import check_share
 
@@ -209,6 +214,12 @@ class SearchSettings:
                                      "automatic, so the rungs end at max-epochs with at most FACTOR configs)",
                                      kind=int, unset="automatic",
                                      applies=("strategy", HALVING_STRATEGIES))
+    fold_racing: float | None = setting(None, "halving: train each rung's folds in turn and stop a config after "
+                                        "2 folds once it is below the rung's cut-off config on every fold so far by "
+                                        "more than MARGIN (in the score's units; 0.02 measured on the tables: "
+                                        "BENCHMARKS.md); the last rung runs every fold (default: off)", kind=float,
+                                        metavar="MARGIN", check=_optional(_nonnegative), unset="off",
+                                        applies=("strategy", ("halving",)))
     n_startup: int = setting(10, "tpe/tpe-halving: configs drawn at random before TPE proposes", kind=int,
                              applies=("strategy", TPE_STRATEGIES))
     max_train: int | None = setting(None, "search (and retrain) on a stratified, seeded slice of N training "

@@ -32,7 +32,8 @@ class BatchedEngine:
         self.fallback = SkorchEngine(context)
 
     def train(self, configs: dict[int, dict], epochs: int, keep_states: bool,
-              on_start: Callable[[int], None] | None = None) -> Iterator[tuple[int, CVResult]]:
+              on_start: Callable[[int], None] | None = None,
+              folds: list[int] | None = None) -> Iterator[tuple[int, CVResult]]:
         c = self.context
         s = c.settings
         batched = {}
@@ -46,19 +47,20 @@ class BatchedEngine:
                 parallel=c.parallel, n_jobs=c.jobs, on_start=on_start,
                 states_dir=c.run_dir if c.continues else None, keep_states=keep_states, run_id=c.run_id,
                 threads=c.backend.threads(c.jobs) if c.backend.name != "loky" else None,
-                remote=c.backend.name != "loky")
+                remote=c.backend.name != "loky", fold_ids=folds)
             for results in chunks:
                 if c.stop():
                     raise KeyboardInterrupt
                 yield from results
         rest = {i: config for i, config in configs.items() if i not in batched}
         if rest:
-            yield from self.fallback.train(rest, epochs, keep_states, on_start)
+            yield from self.fallback.train(rest, epochs, keep_states, on_start, folds)
 
 
-def plan_chunks(configs: dict[int, dict], n_folds: int, batch_size: int,
+def plan_chunks(configs: dict[int, dict], n_folds: int | list[int], batch_size: int,
                 max_models: int) -> list[list[tuple[int, int]]]:
-    """Group the ``(config index, fold)`` models into chunks of at most ``max_models``.
+    """Group the ``(config index, fold)`` models into chunks of at most ``max_models`` (``n_folds``:
+    how many folds, or which).
 
     A chunk holds one depth and one batch size; models are sorted by widths (then config, then
     fold) so that neighbours, and so a chunk's padding, are alike, and a config's folds sit side
@@ -71,7 +73,8 @@ def plan_chunks(configs: dict[int, dict], n_folds: int, batch_size: int,
     chunks = []
     for key in sorted(groups):
         members = sorted(groups[key], key=lambda i: (tuple(configs[i].get("hidden", (100,))), i))
-        models = [(i, k) for i in members for k in range(n_folds)]
+        fold_ids = range(n_folds) if isinstance(n_folds, int) else n_folds
+        models = [(i, k) for i in members for k in fold_ids]
         chunks += [models[m:m + max_models] for m in range(0, len(models), max_models)]
     return chunks
 
@@ -157,7 +160,7 @@ def evaluate_batched(configs: dict[int, dict], seeds: dict[int, int], X, y, fold
                      device="cpu", max_epochs=100, batch_size=128, patience=15, scoring="neg_log_loss",
                      max_models_per_chunk: int | None = None, parallel=None, n_jobs: int = 1,
                      eval_batch: int | None = None, on_start=None, states_dir=None, keep_states: bool = False,
-                     threads=None, remote: bool = False, run_id: str = ""):
+                     threads=None, remote: bool = False, run_id: str = "", fold_ids=None):
     """Cross-validate many MLP configs at once; yields ``[(index, CVResult), ...]`` as chunks come
     back: the configs whose last fold the chunk held (maybe none).
 
@@ -183,6 +186,9 @@ def evaluate_batched(configs: dict[int, dict], seeds: dict[int, int], X, y, fold
         also on a GPU or with one job.
     run_id : str
         With ``states_dir``: the run's digest, part of the owner each continuation state carries.
+    fold_ids : list of int, optional
+        Train only these folds (fold racing); each keeps its own index, so its fit is the one a
+        run of every fold makes.
     """
     bad = [i for i, c in configs.items() if not batchable(c)]
     if bad:
@@ -199,10 +205,11 @@ def evaluate_batched(configs: dict[int, dict], seeds: dict[int, int], X, y, fold
     settings = dict(device=device, max_epochs=max_epochs, batch_size=batch_size, patience=patience,
                     scoring=scoring, eval_batch=eval_batch, states_dir=states_dir, keep_states=keep_states,
                     run_id=run_id)
-    chunks = plan_chunks(configs, len(folds), batch_size, max_models_per_chunk)
+    fold_ids = list(range(len(folds))) if fold_ids is None else list(fold_ids)
+    chunks = plan_chunks(configs, fold_ids, batch_size, max_models_per_chunk)
 
     handed_out: set[int] = set()
-    gather = FoldGather(len(folds))
+    gather = FoldGather(fold_ids)
 
     def collect(results):  # the configs whose last fold these results held
         return [(i, r) for i, k, outcome in results if (r := gather.add(i, k, outcome)) is not None]

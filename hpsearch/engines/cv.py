@@ -41,6 +41,7 @@ class CVResult:
     epochs: list[int] = field(default_factory=list)
     error: str | None = None
     metrics: list[dict] = field(default_factory=list)  # per fold, the task's own (digit_0_accuracy, ...)
+    stopped: str | None = None  # fold racing stopped it after the folds listed (why): it cannot survive the rung
 
     @property
     def mean_test_score(self) -> float:
@@ -220,17 +221,17 @@ class FoldGather:
     """Fold outcomes (``_score_fold``'s dicts) as they come back, in any order: ``add`` returns a
     config's ``CVResult`` once its last fold is in, else None (both engines stream folds)."""
 
-    def __init__(self, n_folds: int):
-        self.n_folds = n_folds
+    def __init__(self, folds: int | list[int]):
+        self.folds = list(range(folds)) if isinstance(folds, int) else list(folds)  # how many, or which
         self.pending: dict = {}
 
     def add(self, key, k: int, outcome: dict) -> CVResult | None:
         parts = self.pending.setdefault(key, {})
         parts[k] = outcome
-        if len(parts) < self.n_folds:
+        if len(parts) < len(self.folds):
             return None
         del self.pending[key]
-        return _cv_result([parts[j] for j in range(self.n_folds)])
+        return _cv_result([parts[j] for j in self.folds])
 
     def check_empty(self) -> None:
         """Every config's folds came back: a lost fold must fail loudly, not drop its config."""

@@ -50,8 +50,10 @@ class Engine(Protocol):
     context: RunContext
 
     def train(self, configs: dict[int, dict], epochs: int, keep_states: bool,
-              on_start: Callable[[int], None] | None = None) -> Iterator[tuple[int, CVResult]]:
-        """Train every config on every fold up to ``epochs`` and yield ``(index, CVResult)`` as each
-        config's folds are done; ``on_start(index)`` when its first fold starts. A failed config
+              on_start: Callable[[int], None] | None = None,
+              folds: list[int] | None = None) -> Iterator[tuple[int, CVResult]]:
+        """Train every config on every fold (or on the folds ``folds`` names: fold racing trains them
+        in turn) up to ``epochs`` and yield ``(index, CVResult)`` as each config's folds are done, its
+        lists in the order of ``folds``; ``on_start(index)`` when its first fold starts. A failed config
         comes back with NaN scores and its reason (``CVResult.error``), never as an exception."""
         ...

@@ -25,8 +25,10 @@ class SkorchEngine:
         self.context = context
 
     def train(self, configs: dict[int, dict], epochs: int, keep_states: bool,
-              on_start: Callable[[int], None] | None = None) -> Iterator[tuple[int, CVResult]]:
+              on_start: Callable[[int], None] | None = None,
+              folds: list[int] | None = None) -> Iterator[tuple[int, CVResult]]:
         c = self.context
+        folds = list(range(len(c.folds))) if folds is None else list(folds)
         s, data = c.settings, c.dataset
         makers = {index: partial(
             make_net, config, data.n_features, data.n_classes, image_shape=data.image_shape, device=s.device,
@@ -36,7 +38,9 @@ class SkorchEngine:
         states = None
         if c.continues:
             states = {index: [(state_path(c.run_dir, index, k), keep_states, owner_of(c.run_id, index, k, config))
-                              for k in range(len(c.folds))] for index, config in configs.items()}
-        threads = c.backend.threads(min(c.jobs, len(makers) * len(c.folds)))  # the jobs that will be busy
-        yield from evaluate_configs(makers, c.X, data.y_train, c.folds, parallel=c.parallel, scoring=s.scoring,
+                              for k in folds] for index, config in configs.items()}
+        threads = c.backend.threads(min(c.jobs, len(makers) * len(folds)))  # the jobs that will be busy
+        # a fold's fit depends on its rows and the trial's seed only: a subset of the folds is exact
+        yield from evaluate_configs(makers, c.X, data.y_train, [c.folds[k] for k in folds], parallel=c.parallel,
+                                    scoring=s.scoring,
                                     threads=threads, stop=c.stop, states=states, on_start=on_start)

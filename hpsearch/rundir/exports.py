@@ -63,7 +63,7 @@ def results_frame(records: list[dict], chance: dict | None = None) -> pd.DataFra
         for k, value in enumerate(accs):
             row[f"split{k}_test_accuracy"] = value
         row["mean_test_accuracy"], row["std_test_accuracy"] = _mean(accs), _std(accs)
-        times = np.sum([r["split_fit_times"] for r in rec["rungs"] if r["split_fit_times"]], axis=0).tolist()
+        times = _fit_times(rec["rungs"])
         for name in (last.get("split_metrics") or [{}])[0]:  # the task's own: digit_0_accuracy, ...
             row[f"mean_test_{name}"] = _mean([m[name] for m in last["split_metrics"]])
         row["mean_fit_time"], row["std_fit_time"] = _mean(times), _std(times)
@@ -82,6 +82,17 @@ def results_frame(records: list[dict], chance: dict | None = None) -> pd.DataFra
     if chance is not None:
         frame["at_chance"] = at_chance(frame, chance)
     return frame.sort_values(["rank_test_score", "trial"], kind="stable").reset_index(drop=True)
+
+
+def _fit_times(rungs: list[dict]) -> list[float]:
+    """Each fold's fit time over the rungs (a config fold racing stopped ran fewer folds at its last)."""
+    times: list[float] = []
+    for rung in rungs:
+        for k, seconds in enumerate(rung["split_fit_times"] or []):
+            if k == len(times):
+                times.append(0.0)
+            times[k] += seconds
+    return times
 
 
 def _ranks(budgets: np.ndarray, scores: np.ndarray) -> np.ndarray:

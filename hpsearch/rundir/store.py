@@ -175,6 +175,8 @@ class TrialStore:
                 "split_epochs": result.epochs, "error": result.error}
         if result.metrics:
             rung["split_metrics"] = result.metrics
+        if result.stopped:  # fold racing: the folds it ran, and why it ran no more
+            rung["stopped"] = result.stopped
         self._storage.set_trial_user_attr(trial_id, f"rung{len(rec['rungs'])}", rung)
         rec["rungs"].append(rung)
         if result.error is not None:

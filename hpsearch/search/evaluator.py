@@ -11,6 +11,7 @@ from datetime import datetime
 import numpy as np
 
 from ..engines import make_engine
+from ..engines.cv import CVResult
 from ..engines.seam import Engine, RunContext
 from ..rundir.chance import chance_levels
 from ..rundir.exports import results_frame, write_exports
@@ -18,6 +19,7 @@ from ..rundir.states import remove_states
 from ..rundir.store import TrialStore
 from ..space.optuna_bridge import stored_params, suggest_config
 from ..space.search_space import ParamGenerator, SearchSpace
+from ..strategies.racing import race
 from ..strategies.seam import Config
 
 __all__ = ["Evaluator"]
@@ -28,7 +30,7 @@ EXPORT_EVERY_S = 2.0  # the ranking files follow the store at most this stale (a
 
 class Evaluator:
     """The run as a strategy sees it: satisfies ``hpsearch.strategies.seam.Evaluate`` (``draw``,
-    ``__call__(candidates, epochs)``, ``prune`` and ``concurrency``)."""
+    ``__call__(candidates, epochs)``, ``race``, ``prune`` and ``concurrency``)."""
 
     def __init__(self, context: RunContext, space: SearchSpace, store: TrialStore, bar):
         self.context, self.space, self.store, self.bar = context, space, store, bar
@@ -83,6 +85,43 @@ class Evaluator:
         self.export(force=True)
         return scores
 
+    def race(self, candidates: dict[int, Config], epochs: int, keep: int, margin: float) -> dict[int, float]:
+        if epochs >= self.context.settings.max_epochs:  # the last rung keeps everyone: nothing to race
+            return self(candidates, epochs)
+        stored = {i: r for i in candidates if (r := self.store.rung_result(i, epochs)) is not None}
+        failed = [i for i in candidates if i not in stored and i in self.store and self.store.state(i) == "FAIL"]
+        for index in failed:
+            remove_states(self.context.run_dir, index)
+        todo = {i: c for i, c in candidates.items() if i not in stored and i not in failed}
+        n_folds = len(self.context.folds)
+        ran: dict[int, list[CVResult]] = {i: [] for i in todo}
+
+        def score_fold(live: list[int], k: int) -> dict[int, float]:
+            scores = {i: _fold_score(stored[i], k) for i in live if i in stored}  # a resumed run: as stored
+            train = {i: todo[i] for i in live if i in todo}
+            for index, result in self.engine.train(train, epochs, keep_states=True, on_start=self._on_start,
+                                                   folds=[k]):
+                self._create_up_to(index, candidates)
+                ran[index].append(result)
+                scores[index] = result.mean_test_score
+                self.bar.update(1 / n_folds)
+            return scores
+
+        scores, folds_run = race(score_fold, [i for i in candidates if i not in failed], n_folds, keep, margin)
+        for index in sorted(todo):
+            result = _merged(ran[index])
+            if result.error is None and folds_run[index] < n_folds:
+                result.stopped = (f"fold racing: after {folds_run[index]} of {n_folds} folds below the rung's "
+                                  f"cut-off on every one by more than {margin:g}")
+            self.store.add_rung(index, epochs, result, final=False)
+            if result.error is not None or result.stopped:
+                remove_states(self.context.run_dir, index)
+            self.bar.update(1 - folds_run[index] / n_folds)  # its folds not run
+            self._progress(scores[index], epochs, advance=False)
+        self.bar.update(len(stored))
+        self.export(force=True)
+        return {**{i: math.nan for i in failed}, **scores}
+
     def prune(self, indices) -> None:
         for index in indices:
             if index in self.store:
@@ -116,11 +155,12 @@ class Evaluator:
             self.store.complete(index)
         remove_states(self.context.run_dir, index)
 
-    def _progress(self, score: float, epochs: int) -> None:
+    def _progress(self, score: float, epochs: int, advance: bool = True) -> None:
         if not math.isnan(score) and not score <= self.best:
             self.best = score
         self.bar.set_postfix(best=f"{self.best:.4f}", epochs=epochs)
-        self.bar.update()
+        if advance:
+            self.bar.update()
         self.export()
 
     def export(self, force: bool = False) -> None:
@@ -141,5 +181,23 @@ class Evaluator:
 
 
 def _mean_score(rung: dict) -> float:
+    """A stored rung's score as a strategy ranks it: NaN for a failed config or one fold racing stopped."""
     scores = rung["split_test_scores"]
-    return float(np.mean(scores)) if rung["error"] is None and scores else math.nan
+    return float(np.mean(scores)) if rung["error"] is None and scores and not rung.get("stopped") else math.nan
+
+
+def _fold_score(rung: dict, k: int) -> float:
+    """A stored rung's score on fold ``k`` (NaN: failed, or a fold racing did not run)."""
+    scores = rung["split_test_scores"] or []
+    return float(scores[k]) if rung["error"] is None and k < len(scores) else math.nan
+
+
+def _merged(folds: list[CVResult]) -> CVResult:
+    """One config's folds, trained one call each, as one ``CVResult`` (its first error, if any)."""
+    errors = [r.error for r in folds if r.error is not None]
+    if errors:
+        return CVResult(error=errors[0])
+    return CVResult(test_scores=[s for r in folds for s in r.test_scores],
+                    test_accuracies=[a for r in folds for a in r.test_accuracies],
+                    fit_times=[t for r in folds for t in r.fit_times], epochs=[e for r in folds for e in r.epochs],
+                    metrics=[m for r in folds for m in r.metrics])

@@ -38,15 +38,20 @@ def rung_budgets(n: int, max_epochs: int, factor: int, min_epochs: int | None = 
 
 
 def halve(evaluate: Evaluate, candidates: dict[int, dict], budgets: list[int], factor: int,
-          scored: dict[int, dict] | None = None) -> None:
+          scored: dict[int, dict] | None = None, margin: float | None = None) -> None:
     """One successive-halving bracket over ``budgets`` (shared by halving, Hyperband and tpe-halving).
 
     With ``scored`` (``{epochs: {index: score}}``, kept across brackets) a candidate is ranked against
     every config scored at that rung so far, not its bracket alone: asynchronous successive halving.
+    With ``margin`` every rung but the last races its folds (``evaluate.race``).
     """
     for k, epochs in enumerate(budgets):
-        scores = evaluate(candidates, epochs)
-        if k == len(budgets) - 1:
+        last = k == len(budgets) - 1
+        if margin is not None and not last:
+            scores = evaluate.race(candidates, epochs, math.ceil(len(candidates) / factor), margin)
+        else:
+            scores = evaluate(candidates, epochs)
+        if last:
             return
         if scored is not None:
             scored[epochs] = scores = {**scored.get(epochs, {}), **scores}
@@ -58,10 +63,18 @@ def halve(evaluate: Evaluate, candidates: dict[int, dict], budgets: list[int], f
 
 
 class SuccessiveHalving(Strategy):
-    """``--strategy halving``: ``n`` configs, rungs from ``rung_budgets``, the top 1/factor continue."""
+    """``--strategy halving``: ``n`` configs, rungs from ``rung_budgets``, the top 1/factor continue;
+    with ``fold_racing`` (a margin) every rung but the last races its folds (``racing``)."""
 
     name = "halving"
     continues = True
+    fold_racing: float | None = None
+
+    @classmethod
+    def from_settings(cls, settings) -> SuccessiveHalving:
+        strategy = super().from_settings(settings)
+        strategy.fold_racing = getattr(settings, "fold_racing", None)
+        return strategy
 
     def check(self) -> None:
         check_halving(self.n, self.max_epochs, self.factor, self.min_epochs)
@@ -70,13 +83,14 @@ class SuccessiveHalving(Strategy):
         return rung_budgets(self.n, self.max_epochs, self.factor, self.min_epochs)
 
     def fingerprint(self) -> dict:
-        return {"name": self.name, "n": self.n, "factor": self.factor, "budgets": self.budgets()}
+        racing = {} if self.fold_racing is None else {"fold_racing": self.fold_racing}  # older runs resume
+        return {"name": self.name, "n": self.n, "factor": self.factor, "budgets": self.budgets(), **racing}
 
     def plan(self) -> list[tuple[int, int]]:
         return _bracket_plan(self.n, self.budgets(), self.factor)
 
     def run(self, evaluate: Evaluate) -> None:
-        halve(evaluate, evaluate.draw(self.n), self.budgets(), self.factor)
+        halve(evaluate, evaluate.draw(self.n), self.budgets(), self.factor, margin=self.fold_racing)
 
 
 def _bracket_plan(n: int, budgets: list[int], factor: int) -> list[tuple[int, int]]:

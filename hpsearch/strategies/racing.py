@@ -24,10 +24,11 @@ from collections.abc import Callable
 __all__ = ["race"]
 
 
-def race(score_fold: Callable[[int, int], float], candidates: list[int], n_folds: int, keep: int,
+def race(score_fold: Callable[[list[int], int], dict[int, float]], candidates: list[int], n_folds: int, keep: int,
          margin: float, min_folds: int = 2) -> tuple[dict[int, float], dict[int, int]]:
-    """Race ``candidates`` over ``n_folds`` folds; ``score_fold(i, k)`` trains and scores config ``i``
-    on fold ``k`` (higher is better; NaN: failed, which stops it at once).
+    """Race ``candidates`` over ``n_folds`` folds; ``score_fold(live, k)`` trains and scores the configs
+    ``live`` on fold ``k`` (all at once: a run trains them in parallel) and returns ``{config: score}``
+    (higher is better; NaN: failed, which stops it at once).
 
     Returns ``(scores, folds_run)``: the mean over every fold for the configs that ran them all, NaN
     for a stopped or failed one (so it never survives the rung), and how many folds each config ran.
@@ -35,8 +36,9 @@ def race(score_fold: Callable[[int, int], float], candidates: list[int], n_folds
     seen: dict[int, list[float]] = {i: [] for i in candidates}
     live = list(candidates)
     for k in range(n_folds):
+        scores = score_fold(list(live), k)
         for i in live:
-            seen[i].append(float(score_fold(i, k)))
+            seen[i].append(float(scores[i]))
         live = [i for i in live if not math.isnan(seen[i][-1])]
         if k + 1 < min_folds or k + 1 == n_folds or len(live) <= keep:
             continue

@@ -35,6 +35,12 @@ class Evaluate(Protocol):
         trained again: resume lives in the seam, no strategy handles it."""
         ...
 
+    def race(self, candidates: dict[int, Config], epochs: int, keep: int, margin: float) -> dict[int, float]:
+        """``__call__`` with fold racing (``hpsearch.strategies.racing.race``): the candidates' folds
+        train in turn, and a config whose folds so far put it below the ``keep``-th by more than
+        ``margin`` on every one stops there (NaN: it cannot survive the rung)."""
+        ...
+
     def prune(self, indices: Any) -> None:
         """These configs go no further (Optuna PRUNED; their continuation states are removed)."""
         ...

@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
-from _replay import draw_configs, replay_racing, replay_sklearn_halving, replay_strategy  # noqa: E402
+from _replay import draw_configs, replay_sklearn_halving, replay_strategy  # noqa: E402
 from _tables import build_table, load_table  # noqa: E402
 
 from hpsearch.data import load_dataset  # noqa: E402
@@ -66,7 +66,7 @@ def test_scikit_learns_halving_restarts_and_racing_saves_folds(table):
     assert theirs.compute == restart + sum(CV * table.macs[drawn[p]] for p in survivors) + sum(
         CV * 3 * table.macs[drawn[p]] for p, e in theirs.reached.items() if e == 9)
     assert theirs.compute > ours.compute
-    raced = replay_racing(table, drawn, EPOCHS, margin=0.0)  # with 2 folds a rung has no fold left to save
+    raced = replay_strategy(table, drawn, "halving", EPOCHS, seed=1, fold_racing=0.0)  # 2 folds: none to save
     assert raced.compute == ours.compute and raced.chosen == ours.chosen
 
 

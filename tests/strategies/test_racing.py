@@ -10,9 +10,9 @@ from hpsearch.strategies.racing import race
 def _scores(table):
     asked = []
 
-    def score_fold(i, k):
-        asked.append((i, k))
-        return table[i][k]
+    def score_fold(live, k):
+        asked.extend((i, k) for i in live)
+        return {i: table[i][k] for i in live}
 
     return score_fold, asked
 

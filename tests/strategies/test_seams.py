@@ -31,4 +31,4 @@ def test_every_registered_engine_satisfies_the_engine_seam():
     for name, cls in ENGINES.items():
         assert isinstance(cls(context=None), Engine), name
         params = list(inspect.signature(cls.train).parameters)
-        assert params == ["self", "configs", "epochs", "keep_states", "on_start"], name
+        assert params == ["self", "configs", "epochs", "keep_states", "on_start", "folds"], name

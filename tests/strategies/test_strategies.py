@@ -25,7 +25,7 @@ class FakeEvaluate:
 
     def __init__(self, score=lambda i, config, epochs: -abs(math.log10(config["lr"]) + 2), concurrency=1):
         self.score, self.concurrency = score, concurrency
-        self.calls, self.pruned, self.next = [], [], 0
+        self.calls, self.pruned, self.raced, self.next = [], [], [], 0
         self.study = optuna.create_study(direction="maximize")
         self.generator = ParamGenerator(SPACE, 0)
         self.configs = {}
@@ -54,6 +54,10 @@ class FakeEvaluate:
                 params, dists = stored_params(SPACE, config)
                 self.study.add_trial(optuna.trial.create_trial(params=params, distributions=dists, value=scores[i]))
         return scores
+
+    def race(self, candidates, epochs, keep, margin):  # every fold scores as the config does: nobody stops
+        self.raced.append((len(candidates), epochs, keep, margin))
+        return self(candidates, epochs)
 
     def prune(self, indices):
         self.pruned += list(indices)
@@ -93,6 +97,17 @@ def test_halving_rungs_keep_the_top_third_by_score():
     assert rung1 == sorted(expected1)
     assert rung2 == sorted(sorted(rung1, key=lambda i: (-(i % 10), i))[:3])
     assert sorted(fake.pruned) == sorted(set(range(27)) - set(rung2))
+
+
+def test_halving_with_fold_racing_races_every_rung_but_the_last():
+    fake = FakeEvaluate(score=lambda i, config, epochs: float(i % 10))
+    halving = SuccessiveHalving(n=27, max_epochs=27, min_epochs=3)
+    halving.fold_racing = 0.02
+    halving.run(fake)
+    assert fake.raced == [(27, 3, 9, 0.02), (9, 9, 3, 0.02)]  # keep: the rung's survivors
+    assert [(len(c), e) for c, e in fake.calls] == [(27, 3), (9, 9), (3, 27)]  # the last rung: every fold
+    assert halving.fingerprint()["fold_racing"] == 0.02
+    assert "fold_racing" not in SuccessiveHalving(n=27, max_epochs=27).fingerprint()  # older runs resume
 
 
 def test_failed_configs_never_continue():
@@ -190,6 +205,8 @@ def test_bad_strategy_settings_are_refused(changes, message):
     (["--factor", "3"], "--factor applies only with --strategy halving or hyperband or tpe-halving; --strategy random"),
     (["--strategy", "tpe", "--min-epochs", "200"], "--min-epochs applies only with --strategy halving"),
     (["--strategy", "halving", "--n-startup", "5"], "--n-startup applies only with --strategy tpe or tpe-halving"),
+    (["--strategy", "hyperband", "--fold-racing", "0.02"], "--fold-racing applies only with --strategy halving;"),
+    (["--strategy", "halving", "--fold-racing", "-0.1"], "--fold-racing must be a number >= 0, got -0.1; 0.02 is"),
 ])
 def test_a_flag_the_strategy_would_ignore_is_refused(flags, message, tmp_path, capsys):
     from hpsearch.cli import main

@@ -1,0 +1,73 @@
+"""Fold racing in a real halving run (``--fold-racing``): each rung's folds train in turn, a config
+the rule stops is stored PRUNED with the folds it ran, and the run is what its replay on a table of
+the same fits says (bench/_replay.py): the same configs at every rung, the same folds, the same
+winner, the same compute. Run again, it trains nothing and ends the same."""
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+
+from _replay import replay_strategy  # noqa: E402
+from _tables import build_table, load_table  # noqa: E402
+
+from hpsearch.data import load_dataset  # noqa: E402
+from hpsearch.rundir.store import load_records, load_results  # noqa: E402
+from hpsearch.search.run import run_search  # noqa: E402
+from hpsearch.settings import SearchSettings  # noqa: E402
+
+N, EPOCHS, CV, MARGIN = 9, 9, 4, 0.0
+
+
+@pytest.fixture(scope="module", params=["batched", pytest.param("skorch", marks=pytest.mark.slow)])
+def table(request, tmp_path_factory):
+    path = tmp_path_factory.mktemp("table") / "digits.npz"
+    build_table(load_dataset("digits"), N, EPOCHS, cv=CV, seed=0, jobs=2, engine=request.param, out=path,
+                provenance={"engine": request.param})
+    return load_table(path)
+
+
+def _search(out, engine):
+    return run_search(SearchSettings(n=N, dataset="digits", cv=CV, max_epochs=EPOCHS, patience=0, seed=0, n_jobs=2,
+                                     strategy="halving", factor=3, engine=engine, fold_racing=MARGIN, out=str(out),
+                                     progress=False))
+
+
+def _compute(records, macs) -> float:
+    """What the run trained: each rung's new epochs x the folds it ran x the config's multiply-adds."""
+    total = 0.0
+    for rec in records:
+        before = 0
+        for rung in rec["rungs"]:
+            total += (rung["epochs"] - before) * len(rung["split_test_scores"] or []) * macs[rec["index"]]
+            before = rung["epochs"]
+    return total
+
+
+def test_a_raced_run_is_its_replay_and_resumes_without_training(table, tmp_path):
+    run = _search(tmp_path / "run", table.provenance["engine"])
+    records = load_records(run)
+    frame = load_results(run).set_index("trial")
+    replay = replay_strategy(table, list(range(N)), "halving", EPOCHS, seed=0, fold_racing=MARGIN)
+    assert {int(t): int(e) for t, e in frame["n_epochs"].items()} == replay.reached
+    stopped = [rec for rec in records if rec["rungs"][-1].get("stopped")]
+    assert stopped, "the rule stopped no config: the test would not exercise racing"
+    for rec in stopped:  # PRUNED with the folds it ran, each the table's score bit for bit
+        last = rec["rungs"][-1]
+        assert rec["state"] == "PRUNED" and 2 <= len(last["split_test_scores"]) < CV
+        assert last["stopped"].startswith(f"fold racing: after {len(last['split_test_scores'])} of {CV} folds")
+        assert last["split_test_scores"] == table.score[rec["index"], :len(last["split_test_scores"]),
+                                                        last["epochs"] - 1].tolist()
+    assert _compute(records, table.macs) == replay.compute
+    plain = replay_strategy(table, list(range(N)), "halving", EPOCHS, seed=0)
+    assert replay.compute < plain.compute
+    assert int(frame.index[0]) == replay.chosen == plain.chosen  # the same winner as without racing
+    winner = int(frame.index[0])
+    assert frame.loc[winner, "mean_test_score"] == table.mean_score(winner, EPOCHS)
+
+    again = load_results(_search(tmp_path / "run", table.provenance["engine"]))  # the same command: a resume
+    assert np.array_equal(again["mean_test_score"], load_results(run)["mean_test_score"], equal_nan=True)
+    assert load_records(run) == records  # no rung trained or stored twice
