@@ -127,13 +127,14 @@ def bound_line(table, n: int, seeds: int, max_epochs: int) -> str:
     return f"bound: {first}; {second}"
 
 
-def confirm(table, n: int, max_epochs: int) -> str:
-    """One real ``hpsearch search --strategy halving`` run on the table's data, seed, folds and engine
-    (its configs 0..n-1 are the table's rows 0..n-1) against the replay of those rows."""
+def confirm(table, n: int, max_epochs: int, fold_racing: float | None = None) -> tuple[str, float]:
+    """One real ``hpsearch search --strategy halving`` run (with ``--fold-racing``) on the table's data,
+    seed, folds and engine (its configs 0..n-1 are the table's rows 0..n-1) against the replay of those
+    rows: ``(a line, its wall seconds)``."""
     from strategies import stratified_slice
 
     from hpsearch.data import load_dataset
-    from hpsearch.rundir.store import load_results
+    from hpsearch.rundir.store import load_records, load_results
     from hpsearch.search.run import run_search
     from hpsearch.settings import SearchSettings
 
@@ -144,18 +145,24 @@ def confirm(table, n: int, max_epochs: int) -> str:
         start = time.perf_counter()
         run = run_search(SearchSettings(n=n, dataset=p["dataset"], cv=table.n_folds, max_epochs=max_epochs,
                                         patience=0, seed=p["seed"], n_jobs=2, strategy="halving",
-                                        engine=p["engine"], out=str(Path(tmp) / "run"), progress=False),
+                                        fold_racing=fold_racing, engine=p["engine"], out=str(Path(tmp) / "run"),
+                                        progress=False),
                          dataset=dataset)
         wall = time.perf_counter() - start
         frame = load_results(run).set_index("trial")
-    replay = replay_strategy(table, list(range(n)), "halving", max_epochs, p["seed"])
+        folds_run = sum(len(r["split_test_scores"] or []) * (r["epochs"] - before)
+                        for rec in load_records(run)
+                        for r, before in zip(rec["rungs"], [0] + [q["epochs"] for q in rec["rungs"]], strict=False))
+    replay = replay_strategy(table, list(range(n)), "halving", max_epochs, p["seed"], fold_racing=fold_racing)
     reached = {int(t): int(e) for t, e in frame["n_epochs"].items()}
-    same = all(frame.loc[t, "mean_test_score"] == table.mean_score(t, e) for t, e in reached.items())
-    real_fold_epochs = float((frame["mean_epochs"] * table.n_folds).sum())
-    return (f"confirm: a real halving run (n={n}, {wall:.0f} s): the same configs at every rung "
+    ran = frame.filter(like="_test_score").filter(regex=r"^split").notna().sum(axis=1)
+    same = all(frame.loc[t, "mean_test_score"] == table.score[t, :ran[t], e - 1].mean() for t, e in reached.items())
+    name = "halving" if fold_racing is None else f"halving --fold-racing {fold_racing:g}"
+    fold_epochs = sum(table.n_folds * e for e in replay.reached.values()) if fold_racing is None else None
+    return (f"confirm: a real {name} run (n={n}, {wall:.0f} s): the same configs at every rung "
             f"{reached == replay.reached}, the same scores bit for bit {same}, winner {int(frame.index[0])} "
-            f"(replay {replay.chosen}), fold-epochs {real_fold_epochs:.0f} (replay "
-            f"{table.n_folds * sum(replay.reached.values())})")
+            f"(replay {replay.chosen}), fold-epochs {folds_run:.0f}"
+            + (f" (replay {fold_epochs})" if fold_epochs is not None else "")), wall
 
 
 def main(argv=None) -> int:
@@ -166,7 +173,9 @@ def main(argv=None) -> int:
     parser.add_argument("--max-epochs", type=int, default=None, help="the full budget (default: the table's)")
     parser.add_argument("--only", default=None, help="comma list of strategies")
     parser.add_argument("--confirm", action="store_true",
-                        help="also run one real halving search on the table's data and compare it with its replay")
+                        help="also run a real halving search, and one with --fold-racing 0.02, on the table's data "
+                             "and compare each with its replay")
+    parser.add_argument("--confirm-n", type=int, default=None, help="configs of the real runs (default --n)")
     parser.add_argument("--bound", action="store_true",
                         help="also print what keeping random search's winner costs any one- or two-cut rule "
                              "(its cuts chosen in hindsight: see _oracle)")
@@ -214,7 +223,12 @@ def main(argv=None) -> int:
     if args.bound:
         print(bound_line(table, args.n, args.seeds, max_epochs))
     if args.confirm:
-        print(confirm(table, args.n, max_epochs))
+        n = args.confirm_n or args.n
+        plain, plain_s = confirm(table, n, max_epochs)
+        print(plain, flush=True)
+        raced, raced_s = confirm(table, n, max_epochs, fold_racing=0.02)
+        print(raced)
+        print(f"confirm: wall time halving / halving --fold-racing 0.02, side by side: {plain_s / raced_s:.2f}x")
     return 0
 
 
