@@ -12,9 +12,10 @@
 #           --device auto to its GPU (issue 16; carry the dask/distributed wheels in .whl too)
 #   part 5: Triple-MNIST from all of Fashion-MNIST's training split (issue 12): the seed's space
 #           (triple_cnn, 84x84, filters 32-128) searched on the GPU, then the 2 x 2 of head and loss
-#   part 6: the Fashion-MNIST table for bench/replay.py (issue 38): the 12,000-image slice, 300 configs
-#           x 4 folds x 27 epochs (it comes back under $OUT; a .partial.npz copied back into
-#           bench/tables/ resumes on the next call), then the replay over 20 seeds
+#   part 6: issue 38 on a GPU: the model-based peers (Optuna TPE + HyperbandPruner, DEHB: carry the dehb,
+#           ConfigSpace, loguru and more-itertools wheels too) beside halving at the issue's n = 150 on the
+#           12,000-image slice, then the table of all 60,000 images (bench/tables/fashion60k.npz comes
+#           back under $OUT; a .partial.npz copied back into bench/tables/ resumes on the next call)
 set -euo pipefail
 part=${1:?usage: bash bench/gpu_session.sh 1|2|3|4|5|6}
 python -m pip install -q --no-deps --no-index .whl/*.whl
@@ -30,10 +31,14 @@ elif [ "$part" = 3 ]; then
     python bench/strategies.py --device cuda --engine batched --data-dir bench/data --images 60000 --n 150 \
         --max-epochs 27 --min-epochs 2 --only random,halving,hyperband
 elif [ "$part" = 6 ]; then
-    timeout 500 python bench/table.py --table fashion --device cuda --jobs 1 --data-dir bench/data || true
-    cp bench/tables/fashion*.npz "${OUT:-/tmp}/" 2>/dev/null || true  # a .partial.npz: copy it back, call again
-    if [ -f bench/tables/fashion.npz ]; then
-        python bench/replay.py --table fashion --n 150 --seeds 20 --figure "${OUT:-/tmp}/replay_fashion.png"
+    timeout 400 python bench/strategies.py --device cuda --engine batched --data-dir bench/data --images 12000 \
+        --n 150 --max-epochs 27 --only halving,optuna-tpe-hyperband,dehb || true
+    timeout 150 python bench/table.py --table fashion --images 60000 --device cuda --jobs 1 --data-dir bench/data \
+        --out bench/tables/fashion60k.npz || true
+    cp bench/tables/fashion60k*.npz "${OUT:-/tmp}/" 2>/dev/null || true  # a .partial.npz: copy it back, call again
+    if [ -f bench/tables/fashion60k.npz ]; then
+        python bench/replay.py --table bench/tables/fashion60k.npz --n 150 --seeds 20 \
+            --figure "${OUT:-/tmp}/replay_fashion60k.png"
     fi
 elif [ "$part" = 5 ]; then
     hpsearch make-triple --from fashion-mnist --data-dir bench/data --out /tmp/triple --no-progress
