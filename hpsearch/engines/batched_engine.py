@@ -187,8 +187,9 @@ def evaluate_batched(configs: dict[int, dict], seeds: dict[int, int], X, y, fold
     run_id : str
         With ``states_dir``: the run's digest, part of the owner each continuation state carries.
     fold_ids : list of int, optional
-        Train only these folds (fold racing); each keeps its own index, so its fit is the one a
-        run of every fold makes.
+        Train only these folds (fold racing); each keeps its own index, so with one model per chunk
+        (the CPU's) its fit is the one a run of every fold makes; a chunk of several models then
+        groups one fold of several configs, whose dropout masks are other draws.
     """
     bad = [i for i, c in configs.items() if not batchable(c)]
     if bad:

@@ -40,14 +40,16 @@ def results_frame(records: list[dict], chance: dict | None = None) -> pd.DataFra
     Columns: ``trial``, ``param_*``, ``split{k}_test_score``, ``mean_test_score``,
     ``std_test_score``, ``rank_test_score``, ``split{k}_test_accuracy``, ``mean_test_accuracy``,
     ``std_test_accuracy``, for labels per position ``mean_test_digit_{k}_accuracy`` and
-    ``mean_test_exact_match``, ``mean_fit_time``, ``std_fit_time``, ``mean_epochs``, ``error``, then
+    ``mean_test_exact_match``, ``mean_fit_time``, ``std_fit_time``, ``mean_epochs``, ``error``, in a run
+    with ``--fold-racing`` ``stopped`` (why racing stopped it after the folds it ran), then
     ``n_epochs`` (the budget, in epochs, of the last rung the config reached), ``rung`` (that
     rung's number, from 0), ``state`` (Optuna's: COMPLETE, PRUNED, FAIL, or RUNNING while a rung is
     in progress) and, when the run has several budgets, ``score_{E}ep``: the mean score at each; with
     ``chance`` (``hpsearch.rundir.chance.chance_levels``), ``at_chance``: scored no better than guessing.
     The split columns are the last rung's; ``mean_fit_time`` adds up the rungs' fit times.
     A config that reached a higher rung ranks before every config that stopped at a lower one
-    (scikit-learn's rule for successive halving), then by score; failed trials rank last.
+    (scikit-learn's rule for successive halving), then one that ran every fold before one fold racing
+    stopped, then by score; failed trials rank last.
     """
     budgets = sorted({r["epochs"] for rec in records for r in rec["rungs"]})
     rows = []
@@ -69,6 +71,7 @@ def results_frame(records: list[dict], chance: dict | None = None) -> pd.DataFra
         row["mean_fit_time"], row["std_fit_time"] = _mean(times), _std(times)
         row["mean_epochs"] = _mean(last["split_epochs"])
         row["error"] = last.get("error") or ""
+        row["stopped"] = last.get("stopped") or ""  # fold racing: its scores are over the folds it ran
         row["n_epochs"], row["rung"], row["state"] = last["epochs"], len(rec["rungs"]) - 1, rec["state"]
         if len(budgets) > 1:
             at = {r["epochs"]: _mean(r["split_test_scores"]) for r in rec["rungs"]}
@@ -78,7 +81,11 @@ def results_frame(records: list[dict], chance: dict | None = None) -> pd.DataFra
     frame = pd.DataFrame(rows)
     if frame.empty:
         return frame
-    frame["rank_test_score"] = _ranks(frame["n_epochs"].to_numpy(), frame["mean_test_score"].to_numpy())
+    # a config fold racing stopped ranks after those that ran every fold at its budget (fewer folds: less evidence)
+    frame["rank_test_score"] = _ranks(2 * frame["n_epochs"].to_numpy() - (frame["stopped"] != "").to_numpy(),
+                                      frame["mean_test_score"].to_numpy())
+    if not frame["stopped"].any():
+        frame = frame.drop(columns="stopped")
     if chance is not None:
         frame["at_chance"] = at_chance(frame, chance)
     return frame.sort_values(["rank_test_score", "trial"], kind="stable").reset_index(drop=True)
@@ -97,7 +104,8 @@ def _fit_times(rungs: list[dict]) -> list[float]:
 
 def _ranks(budgets: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """1 + the number of configs strictly better (a higher budget reached, or the same budget and
-    a higher score); failed (NaN) configs all share the rank after the last finite one."""
+    a higher score; ``budgets`` may be any levels ordered so); failed (NaN) configs all share the
+    rank after the last finite one."""
     finite = ~np.isnan(scores)
     ranks = np.full(len(scores), int(finite.sum()) + 1)
     for i in np.flatnonzero(finite):

@@ -93,22 +93,26 @@ class Evaluator:
         for index in failed:
             remove_states(self.context.run_dir, index)
         todo = {i: c for i, c in candidates.items() if i not in stored and i not in failed}
+        if not todo:  # a resumed run past this rung: its decisions as stored (a failed config's folds are not)
+            self.bar.update(len(stored))
+            return {**{i: math.nan for i in failed}, **{i: _mean_score(r) for i, r in stored.items()}}
         n_folds = len(self.context.folds)
         ran: dict[int, list[CVResult]] = {i: [] for i in todo}
 
         def score_fold(live: list[int], k: int) -> dict[int, float]:
-            scores = {i: _fold_score(stored[i], k) for i in live if i in stored}  # a resumed run: as stored
+            # a run cut short while storing this rung: the configs stored answer from the store
+            scores = {i: _fold_score(stored[i], k) for i in live if i in stored}
             train = {i: todo[i] for i in live if i in todo}
+            self.bar.set_postfix(best=f"{self.best:.4f}", epochs=epochs, fold=f"{k + 1}/{n_folds}")
             for index, result in self.engine.train(train, epochs, keep_states=True, on_start=self._on_start,
                                                    folds=[k]):
                 self._create_up_to(index, candidates)
                 ran[index].append(result)
                 scores[index] = result.mean_test_score
-                self.bar.update(1 / n_folds)
             return scores
 
         scores, folds_run = race(score_fold, [i for i in candidates if i not in failed], n_folds, keep, margin)
-        for index in sorted(todo):
+        for index in sorted(todo):  # the rung is stored once its race is decided (Ctrl-C before: states remain)
             result = _merged(ran[index])
             if result.error is None and folds_run[index] < n_folds:
                 result.stopped = (f"fold racing: after {folds_run[index]} of {n_folds} folds below the rung's "
@@ -116,8 +120,7 @@ class Evaluator:
             self.store.add_rung(index, epochs, result, final=False)
             if result.error is not None or result.stopped:
                 remove_states(self.context.run_dir, index)
-            self.bar.update(1 - folds_run[index] / n_folds)  # its folds not run
-            self._progress(scores[index], epochs, advance=False)
+            self._progress(scores[index], epochs)
         self.bar.update(len(stored))
         self.export(force=True)
         return {**{i: math.nan for i in failed}, **scores}
@@ -155,12 +158,11 @@ class Evaluator:
             self.store.complete(index)
         remove_states(self.context.run_dir, index)
 
-    def _progress(self, score: float, epochs: int, advance: bool = True) -> None:
+    def _progress(self, score: float, epochs: int) -> None:
         if not math.isnan(score) and not score <= self.best:
             self.best = score
         self.bar.set_postfix(best=f"{self.best:.4f}", epochs=epochs)
-        if advance:
-            self.bar.update()
+        self.bar.update()
         self.export()
 
     def export(self, force: bool = False) -> None:

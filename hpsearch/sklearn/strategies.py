@@ -204,6 +204,9 @@ class EstimatorEvaluate:
                     trial.report(scores[index], epochs)
         return scores
 
+    def race(self, candidates: dict[int, dict], epochs: int, keep: int, margin: float) -> dict[int, float]:
+        raise NotImplementedError("fold racing is hpsearch search's --fold-racing; these estimators score every fold")
+
     def prune(self, indices) -> None:
         for index in indices:
             trial = self.trials.get(index)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 
+from ..errors import UsageError, param
 from ._base import Strategy, check_halving, top_fraction
 from .seam import Evaluate
 
@@ -74,6 +75,10 @@ class SuccessiveHalving(Strategy):
     def from_settings(cls, settings) -> SuccessiveHalving:
         strategy = super().from_settings(settings)
         strategy.fold_racing = getattr(settings, "fold_racing", None)
+        if strategy.fold_racing is not None and settings.cv < 3:
+            raise UsageError(f"{param('fold_racing')} needs {param('cv')} >= 3, got {settings.cv}: racing decides "
+                             f"after 2 folds, and with {settings.cv} none is left to save; raise {param('cv')} or "
+                             f"leave {param('fold_racing')} out")
         return strategy
 
     def check(self) -> None:

@@ -117,3 +117,16 @@ def test_a_failed_write_keeps_the_old_file_and_leaves_no_temporary(tmp_path):
     with pytest.raises(RuntimeError, match="disk full"):
         atomic_write(path, fail)
     assert path.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == ["summary.json"]
+
+
+def test_a_config_fold_racing_stopped_ranks_after_those_that_ran_every_fold_at_its_budget():
+    records = _records([{"lr": 0.1}, {"lr": 0.2}, {"lr": 0.3}, {"lr": 0.4}])
+    stopped = records[0]["rungs"][0]  # the best mean, but over 1 of 2 folds: racing stopped it
+    stopped.update(split_test_scores=[-0.01], split_test_accuracies=[0.95], split_fit_times=[1.0], split_epochs=[4],
+                   stopped="fold racing: after 1 of 2 folds below the rung's cut-off on every one by more than 0")
+    records[0]["state"] = "PRUNED"
+    frame = results_frame(records).set_index("trial")
+    assert frame["rank_test_score"].to_dict() == {1: 1, 2: 2, 0: 3, 3: 4}  # 3 failed: last
+    assert frame.loc[0, "stopped"].startswith("fold racing: after 1 of 2") and frame.loc[1, "stopped"] == ""
+    assert frame.loc[0, "mean_fit_time"] == 1.0 and frame.loc[0, "mean_test_score"] == -0.01
+    assert "stopped" not in results_frame(_records([{"lr": 0.1}, {"lr": 0.2}])).columns  # a run without racing

@@ -67,7 +67,18 @@ def test_a_raced_run_is_its_replay_and_resumes_without_training(table, tmp_path)
     assert int(frame.index[0]) == replay.chosen == plain.chosen  # the same winner as without racing
     winner = int(frame.index[0])
     assert frame.loc[winner, "mean_test_score"] == table.mean_score(winner, EPOCHS)
+    # trials.csv says why (its ranking: tests/rundir/test_exports.py)
+    assert set(frame.index[frame["stopped"] != ""]) == {rec["index"] for rec in stopped}
 
     again = load_results(_search(tmp_path / "run", table.provenance["engine"]))  # the same command: a resume
     assert np.array_equal(again["mean_test_score"], load_results(run)["mean_test_score"], equal_nan=True)
     assert load_records(run) == records  # no rung trained or stored twice
+
+
+def test_fold_racing_needs_three_folds_and_halving(tmp_path):
+    from hpsearch.errors import UsageError
+
+    with pytest.raises(UsageError, match=r"fold_racing needs cv >= 3, got 2: racing decides after 2 folds"):
+        SearchSettings(strategy="halving", cv=2, fold_racing=0.02).validate()
+    with pytest.raises(UsageError, match=r"fold_racing applies only with strategy halving; strategy random"):
+        SearchSettings(cv=4, fold_racing=0.02).validate()
