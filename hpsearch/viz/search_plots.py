@@ -182,7 +182,8 @@ def fold_spread(frame: pd.DataFrame) -> dict:
     rows = rows.sort_values("rank_test_score") if "rank_test_score" in rows else rows
     return {"trial": rows["trial"].to_numpy(int), "splits": rows[columns].to_numpy(float),
             "mean": rows["mean_test_score"].to_numpy(float),
-            "std": rows[columns].to_numpy(float).std(axis=1) if columns else np.zeros(len(rows))}
+            # a config fold racing stopped has fewer folds (NaN in the rest)
+            "std": np.nanstd(rows[columns].to_numpy(float), axis=1) if columns else np.zeros(len(rows))}
 
 
 def rungs(frame: pd.DataFrame) -> dict | Skipped:

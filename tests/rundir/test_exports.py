@@ -130,3 +130,7 @@ def test_a_config_fold_racing_stopped_ranks_after_those_that_ran_every_fold_at_i
     assert frame.loc[0, "stopped"].startswith("fold racing: after 1 of 2") and frame.loc[1, "stopped"] == ""
     assert frame.loc[0, "mean_fit_time"] == 1.0 and frame.loc[0, "mean_test_score"] == -0.01
     assert "stopped" not in results_frame(_records([{"lr": 0.1}, {"lr": 0.2}])).columns  # a run without racing
+    from hpsearch.viz.search_plots import fold_spread
+
+    spread = fold_spread(results_frame(records))  # the report's fold spread: over the folds it ran
+    assert list(spread["trial"][:3]) == [1, 2, 0] and spread["std"][2] == 0.0 and spread["std"][0] == pytest.approx(0.01)
