@@ -23,7 +23,21 @@ from sklearn.model_selection import HalvingRandomSearchCV
 from hpsearch.strategies import STRATEGIES
 from hpsearch.strategies.racing import race
 
-__all__ = ["Replay", "replay_strategy", "replay_sklearn_halving", "draw_configs"]
+__all__ = ["Replay", "replay_strategy", "replay_sklearn_halving", "draw_configs", "trained"]
+
+
+def trained(records: list[dict], weight=None) -> float:
+    """What a real run trained, from its stored records: each rung's new epochs x the folds it ran
+    (fold racing runs fewer), times ``weight[trial]`` (a config's multiply-adds) when given: what a
+    ``Replay`` counts as ``fold_epochs`` (no weight) or ``compute``."""
+    total = 0.0
+    for rec in records:
+        before = 0
+        for rung in rec["rungs"]:
+            scale = 1.0 if weight is None else weight[rec["index"]]
+            total += (rung["epochs"] - before) * len(rung["split_test_scores"] or []) * scale
+            before = rung["epochs"]
+    return total
 
 
 def draw_configs(table: Table, n: int, seed: int) -> list[int]:
@@ -43,10 +57,12 @@ class Replay:
     best: dict = field(default_factory=dict)  # epochs -> (score, -position) of the best so far
     curve: list = field(default_factory=list)
     chosen: int | None = None  # a table row
+    fold_epochs: int = 0  # the epochs trained, summed over (config, fold) fits
 
     def spend(self, position: int, epochs: int, folds: int | None = None, restart: bool = False) -> None:
         folds = self.table.n_folds if folds is None else folds
         start = 0 if restart else self.reached.get(position, 0)
+        self.fold_epochs += max(0, epochs - start) * folds
         self.compute += max(0, epochs - start) * folds * self.table.macs[self.drawn[position]]
         self.reached[position] = max(epochs, self.reached.get(position, 0))
 

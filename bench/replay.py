@@ -32,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _oracle import cheapest_cuts  # noqa: E402,I001
-from _replay import draw_configs, replay_sklearn_halving, replay_strategy  # noqa: E402
+from _replay import draw_configs, replay_sklearn_halving, replay_strategy, trained  # noqa: E402
 from _tables import load_table  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -150,19 +150,15 @@ def confirm(table, n: int, max_epochs: int, fold_racing: float | None = None) ->
                          dataset=dataset)
         wall = time.perf_counter() - start
         frame = load_results(run).set_index("trial")
-        folds_run = sum(len(r["split_test_scores"] or []) * (r["epochs"] - before)
-                        for rec in load_records(run)
-                        for r, before in zip(rec["rungs"], [0] + [q["epochs"] for q in rec["rungs"]], strict=False))
+        fold_epochs = trained(load_records(run))
     replay = replay_strategy(table, list(range(n)), "halving", max_epochs, p["seed"], fold_racing=fold_racing)
     reached = {int(t): int(e) for t, e in frame["n_epochs"].items()}
-    ran = frame.filter(like="_test_score").filter(regex=r"^split").notna().sum(axis=1)
+    ran = frame.filter(regex=r"^split\d+_test_score$").notna().sum(axis=1)  # racing: a stopped config ran fewer
     same = all(frame.loc[t, "mean_test_score"] == table.score[t, :ran[t], e - 1].mean() for t, e in reached.items())
     name = "halving" if fold_racing is None else f"halving --fold-racing {fold_racing:g}"
-    fold_epochs = sum(table.n_folds * e for e in replay.reached.values()) if fold_racing is None else None
     return (f"confirm: a real {name} run (n={n}, {wall:.0f} s): the same configs at every rung "
             f"{reached == replay.reached}, the same scores bit for bit {same}, winner {int(frame.index[0])} "
-            f"(replay {replay.chosen}), fold-epochs {folds_run:.0f}"
-            + (f" (replay {fold_epochs})" if fold_epochs is not None else "")), wall
+            f"(replay {replay.chosen}), fold-epochs {fold_epochs:.0f} (replay {replay.fold_epochs})"), wall
 
 
 def main(argv=None) -> int:

@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
-from _replay import replay_strategy  # noqa: E402
+from _replay import replay_strategy, trained  # noqa: E402
 from _tables import build_table, load_table  # noqa: E402
 
 from hpsearch.data import load_dataset  # noqa: E402
@@ -36,17 +36,6 @@ def _search(out, engine):
                                      progress=False))
 
 
-def _compute(records, macs) -> float:
-    """What the run trained: each rung's new epochs x the folds it ran x the config's multiply-adds."""
-    total = 0.0
-    for rec in records:
-        before = 0
-        for rung in rec["rungs"]:
-            total += (rung["epochs"] - before) * len(rung["split_test_scores"] or []) * macs[rec["index"]]
-            before = rung["epochs"]
-    return total
-
-
 def test_a_raced_run_is_its_replay_and_resumes_without_training(table, tmp_path):
     run = _search(tmp_path / "run", table.provenance["engine"])
     records = load_records(run)
@@ -61,7 +50,7 @@ def test_a_raced_run_is_its_replay_and_resumes_without_training(table, tmp_path)
         assert last["stopped"].startswith(f"fold racing: after {len(last['split_test_scores'])} of {CV} folds")
         assert last["split_test_scores"] == table.score[rec["index"], :len(last["split_test_scores"]),
                                                         last["epochs"] - 1].tolist()
-    assert _compute(records, table.macs) == replay.compute
+    assert trained(records, table.macs) == replay.compute
     plain = replay_strategy(table, list(range(N)), "halving", EPOCHS, seed=0)
     assert replay.compute < plain.compute
     assert int(frame.index[0]) == replay.chosen == plain.chosen  # the same winner as without racing
