@@ -52,6 +52,8 @@ def results_frame(records: list[dict], chance: dict | None = None) -> pd.DataFra
     stopped, then by score; failed trials rank last.
     """
     budgets = sorted({r["epochs"] for rec in records for r in rec["rungs"]})
+    # every row names every fold, in order: a config fold racing stopped has the folds it did not run empty
+    n_folds = max((len(rec["rungs"][-1]["split_test_scores"] or []) for rec in records), default=0)
     rows = []
     for rec in records:
         last = rec["rungs"][-1]
@@ -59,11 +61,11 @@ def results_frame(records: list[dict], chance: dict | None = None) -> pd.DataFra
         for key, value in sorted(rec["config"].items()):
             row[f"param_{key}"] = param_text(value)
         scores, accs = last["split_test_scores"] or [], last["split_test_accuracies"] or []
-        for k, value in enumerate(scores):
-            row[f"split{k}_test_score"] = value
+        for k in range(n_folds):
+            row[f"split{k}_test_score"] = scores[k] if k < len(scores) else float("nan")
         row["mean_test_score"], row["std_test_score"] = _mean(scores), _std(scores)
-        for k, value in enumerate(accs):
-            row[f"split{k}_test_accuracy"] = value
+        for k in range(n_folds):
+            row[f"split{k}_test_accuracy"] = accs[k] if k < len(accs) else float("nan")
         row["mean_test_accuracy"], row["std_test_accuracy"] = _mean(accs), _std(accs)
         times = _fit_times(rec["rungs"])
         for name in (last.get("split_metrics") or [{}])[0]:  # the task's own: digit_0_accuracy, ...

@@ -53,6 +53,13 @@ class Strategy:
     def check(self) -> None:
         """Raise ``UsageError`` for settings this strategy cannot run."""
 
+    @classmethod
+    def settle(cls, settings, made: dict | None):
+        """``settings`` with this strategy's automatic settings decided, for a new run (``made`` None) or
+        for the run whose store holds the strategy fingerprint ``made``, so that it resumes as it began.
+        The base strategy has none."""
+        return settings
+
     def fingerprint(self) -> dict:
         """The settings a resume of this strategy must keep (``--n`` may grow unless listed)."""
         return {"name": self.name}

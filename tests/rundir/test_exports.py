@@ -129,6 +129,10 @@ def test_a_config_fold_racing_stopped_ranks_after_those_that_ran_every_fold_at_i
     assert frame["rank_test_score"].to_dict() == {1: 1, 2: 2, 0: 3, 3: 4}  # 3 failed: last
     assert frame.loc[0, "stopped"].startswith("fold racing: after 1 of 2") and frame.loc[1, "stopped"] == ""
     assert frame.loc[0, "mean_fit_time"] == 1.0 and frame.loc[0, "mean_test_score"] == -0.01
+    # every row names both folds, in order, whichever record comes first; the fold it did not run is empty
+    assert [c for c in frame.columns if c.startswith("split")] == [
+        "split0_test_score", "split1_test_score", "split0_test_accuracy", "split1_test_accuracy"]
+    assert np.isnan(frame.loc[0, "split1_test_score"]) and np.isnan(frame.loc[0, "split1_test_accuracy"])
     assert "stopped" not in results_frame(_records([{"lr": 0.1}, {"lr": 0.2}])).columns  # a run without racing
     from hpsearch.viz.search_plots import fold_spread
 

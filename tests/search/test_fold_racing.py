@@ -71,3 +71,56 @@ def test_fold_racing_needs_three_folds_and_halving(tmp_path):
         SearchSettings(strategy="halving", cv=2, fold_racing=0.02).validate()
     with pytest.raises(UsageError, match=r"fold_racing applies only with strategy halving; strategy random"):
         SearchSettings(cv=4, fold_racing=0.02).validate()
+
+
+def test_settling_the_default_margin():
+    from hpsearch.strategies.halving import DEFAULT_FOLD_RACING, SuccessiveHalving
+
+    settle = SuccessiveHalving.settle
+    assert settle(SearchSettings(strategy="halving"), None).fold_racing == DEFAULT_FOLD_RACING == 0.02  # a new run
+    assert settle(SearchSettings(strategy="halving", cv=2), None).fold_racing == "off"  # 2 folds: nothing to save
+    assert settle(SearchSettings(strategy="halving"), {"name": "halving"}).fold_racing == "off"  # made without it
+    assert settle(SearchSettings(strategy="halving"), {"name": "halving", "fold_racing": 0.05}).fold_racing == 0.05
+    assert settle(SearchSettings(strategy="halving", fold_racing="off"), None).fold_racing == "off"  # as given
+    assert settle(SearchSettings(strategy="halving", fold_racing=0.0), {"name": "halving"}).fold_racing == 0.0
+
+
+def test_halving_races_by_default_and_a_run_made_without_racing_resumes_without(tmp_path, capsys):
+    """The command line: a new halving run races at 0.02; a run made before that default (its
+    settings.json without ``fold_racing``, its fingerprint without racing) resumes, by the same command
+    or ``--resume``, as it began: every fold, nothing trained again."""
+    import json
+
+    from hpsearch.cli import main
+    from hpsearch.rundir.store import run_fingerprint
+
+    def search(out, *flags):
+        return main(["search", "--dataset", "digits", "--strategy", "halving", "--n", "9", "--max-epochs", "3",
+                     "--engine", "batched", "--no-retrain", "--no-progress", "--out", str(out), *flags])
+
+    assert search(tmp_path / "new") == 0
+    assert "halving: folds raced, margin 0.02 (the default for a new run" in capsys.readouterr().out
+    assert json.loads((tmp_path / "new" / "settings.json").read_text())["fold_racing"] == 0.02
+    assert run_fingerprint(tmp_path / "new")["strategy"]["fold_racing"] == 0.02
+    assert any(rec["rungs"][-1].get("stopped") for rec in load_records(tmp_path / "new"))
+
+    old = tmp_path / "old"
+    assert search(old, "--fold-racing", "off") == 0
+    assert "fold_racing" not in run_fingerprint(old)["strategy"]  # the fingerprint of a run made before racing
+    settings = json.loads((old / "settings.json").read_text())
+    del settings["fold_racing"]  # as a run made before the flag stored it
+    (old / "settings.json").write_text(json.dumps(settings))
+    records = load_records(old)
+    assert not any(rec["rungs"][-1].get("stopped") for rec in records)
+    assert main(["search", "--resume", str(old), "--no-retrain", "--no-progress"]) == 0
+    assert search(old) == 0  # the same command as it began, without the flag
+    assert load_records(old) == records  # resumed without racing: nothing trained, nothing stopped
+    assert json.loads((old / "settings.json").read_text())["fold_racing"] == "off"
+
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exited:  # argparse's refusal: exit 2, the flag and what it takes
+        search(tmp_path / "bad", "--fold-racing", "fast")
+    err = capsys.readouterr().err
+    assert exited.value.code == 2
+    assert "argument --fold-racing: expected a margin (a number >= 0, such as 0.02) or off, got 'fast'" in err
+    assert "Traceback" not in err and not (tmp_path / "bad").exists()
