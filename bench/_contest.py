@@ -33,6 +33,9 @@ class Bench:
     tmp: Path
     engine: str = "skorch"  # hpsearch's contenders only; the peers are skorch
     device: str = "cpu"
+    # the fold-epochs hpsearch's halving trained in this bench (fold racing stops some folds), once it ran:
+    # DEHB's budget and the point where Optuna's incumbent is read at equal compute
+    halving_fold_epochs: float | None = None
 
 
 @dataclasses.dataclass

@@ -119,6 +119,7 @@ def optuna_tpe_sha(bench: Bench, pruner: str = "sha") -> Outcome:
         for config in bench.configs[:min(bench.n_startup, bench.n)]:
             study.enqueue_trial(stored_params(space, config)[0])
         fold_epochs, compute = 0, 0.0
+        spent = {}  # trial number -> fold-epochs trained when it ended
 
         def objective(trial: optuna.Trial) -> float:
             nonlocal fold_epochs, compute
@@ -143,6 +144,7 @@ def optuna_tpe_sha(bench: Bench, pruner: str = "sha") -> Outcome:
                 trained = sum(r[3] for r in results)
                 fold_epochs += trained
                 compute += compute_of(trained, config, data)
+                spent[trial.number] = fold_epochs
 
         start = time.perf_counter()
         with warnings.catch_warnings():
@@ -161,14 +163,27 @@ def optuna_tpe_sha(bench: Bench, pruner: str = "sha") -> Outcome:
     outcome.full_scores = {config_key(t.user_attrs["config"]): float(t.value) for t in complete}
     states = [t.state.name for t in study.trials]
     outcome.note = ", ".join(f"{states.count(s)} {s.lower()}" for s in ("COMPLETE", "PRUNED", "FAIL")
-                             if states.count(s))
+                             if states.count(s)) + _incumbent_at(complete, spent, _halving_fold_epochs(bench))
     return outcome
 
 
-def _halving_fold_epochs(bench: Bench) -> int:
-    """The fold-epochs hpsearch's halving trains on the bench's settings (survivors continuing)."""
+def _incumbent_at(complete: list, spent: dict, budget: float) -> str:
+    """The best complete trial by then, when the study had trained ``budget`` fold-epochs (equal compute)."""
+    done = [t for t in complete if spent[t.number] <= budget]
+    if not done:
+        return f"; none complete within halving's {budget:,.0f} fold-epochs"
+    best = max(done, key=lambda t: (t.value, -t.number))
+    return (f"; at halving's {budget:,.0f} fold-epochs: {len(done)} complete, the best trial {best.number} "
+            f"CV acc {100 * best.user_attrs['accuracy']:.2f}%, neg-log-loss {best.value:.4f}")
+
+
+def _halving_fold_epochs(bench: Bench) -> float:
+    """The fold-epochs hpsearch's halving trained in this bench, else (halving not among the
+    contenders) what it trains on the bench's settings with every fold (``--fold-racing off``)."""
     from hpsearch.strategies.halving import SuccessiveHalving
 
+    if bench.halving_fold_epochs is not None:
+        return bench.halving_fold_epochs
     plan = SuccessiveHalving(bench.n, bench.max_epochs, bench.seed, bench.factor, bench.min_epochs).plan()
     return sum(n * (epochs - before) * CV for (n, epochs), before in zip(plan, [0] + [e for _, e in plan],
                                                                           strict=False))
@@ -237,6 +252,6 @@ def dehb_search(bench: Bench) -> Outcome:
     outcome.config, outcome.budget, outcome.cv_score, outcome.cv_accuracy = top[0], float(top[1]), top[2], top[3]
     outcome.full_budget = len(full)
     outcome.full_scores = {config_key(c): s for c, _, s, _ in full}
-    outcome.note = (f"{len(evaluations)} evaluations (from scratch) until >= {budget:,} fold-epochs; "
+    outcome.note = (f"{len(evaluations)} evaluations (from scratch) until >= {budget:,.0f} fold-epochs; "
                     f"{len(full)} at the full budget")
     return outcome

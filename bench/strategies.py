@@ -43,8 +43,10 @@ Contenders (``--only`` takes a comma list of these names):
     DEHB (the ``dehb`` package: ``pip install --no-deps dehb ConfigSpace loguru``; its pins would
     downgrade numpy) over the Lab 3 space in ConfigSpace form (the second width as a share of the
     room below the first), fidelities ``min_epochs`` .. ``max_epochs`` with ``eta = factor``, asked
-    and told until it has trained as many fold-epochs as ``halving`` does on these settings (equal
-    compute in fold-epochs); every evaluation trains from scratch, as DEHB's examples do.
+    and told until it has trained as many fold-epochs as ``halving`` did in this run (fold racing
+    included; without ``halving`` among the contenders: what it trains with every fold), equal compute
+    in fold-epochs; every evaluation trains from scratch, as DEHB's examples do. Optuna's notes say
+    the same at equal compute for TPE: its best complete trial when it had trained that much.
 
 All rank by the held-out neg-log-loss (hpsearch's default) and record accuracy. Each contender's
 best config is then retrained once on the whole (sliced) training set for ``--max-epochs`` epochs
@@ -327,6 +329,8 @@ def main(argv=None) -> int:
                       f"{outcome.fold_epochs:,.0f}, CV acc {outcome.cv_accuracy:.4f} {outcome.error}",
                       file=sys.stderr, flush=True)
                 rounds[contender].append(outcome)
+                if contender == "halving" and not outcome.error:  # the peers' equal compute: what it trained
+                    bench.halving_fold_epochs = outcome.fold_epochs
         for contender in order:
             outcome = combine_rounds(rounds[contender])
             if not outcome.error:
