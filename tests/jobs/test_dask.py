@@ -36,9 +36,10 @@ def _scores(run) -> pd.DataFrame:
 
 
 def _pair(tmp_path, cluster, **settings):
-    loky = run_search(SearchSettings(out=str(tmp_path / "loky"), n_jobs=2, **TINY, **settings))
+    settings = {**TINY, **settings}
+    loky = run_search(SearchSettings(out=str(tmp_path / "loky"), n_jobs=2, **settings))
     dask = run_search(SearchSettings(out=str(tmp_path / "dask"), backend="dask", scheduler=cluster.scheduler_address,
-                                     **TINY, **settings))
+                                     **settings))
     return _scores(loky), _scores(dask)
 
 
@@ -58,11 +59,15 @@ def test_dask_scores_equal_loky_scores(tmp_path, cluster):
 
 
 @pytest.mark.parametrize("settings", [dict(n=3, max_epochs=2, engine="batched"),
-                                      dict(n=4, max_epochs=3, strategy="halving", min_epochs=1)],
-                         ids=["batched", "halving"])
+                                      dict(n=4, max_epochs=3, strategy="halving", min_epochs=1),
+                                      dict(n=9, max_epochs=3, strategy="halving", min_epochs=1, cv=3)],
+                         ids=["batched", "halving", "halving-raced"])
 def test_dask_scores_equal_loky_scores_batched_and_halving(tmp_path, cluster, settings):
     loky, dask = _pair(tmp_path, cluster, **settings)
     pd.testing.assert_frame_equal(loky, dask)
+    if settings.get("cv") == 3:  # halving's default fold racing, on Dask as on loky: the same folds stopped
+        stopped = [load_results(tmp_path / run)["split2_test_score"].isna().sum() for run in ("loky", "dask")]
+        assert stopped[0] == stopped[1] > 0
 
 
 @pytest.mark.slow
