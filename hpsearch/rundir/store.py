@@ -111,9 +111,8 @@ class TrialStore:
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 self.study.set_metric_names([metric])
         elif stored != fingerprint:
-            diffs = [k for k in sorted(set(stored) | set(fingerprint)) if stored.get(k) != fingerprint.get(k)]
-            shown = "; ".join(f"{k}: stored {_short(stored.get(k))}, now {_short(fingerprint.get(k))}"
-                              for k in diffs)
+            shown = "; ".join(f"{k}: stored {_short(was)}, now {_short(now)}"
+                              for k, was, now in _differences(stored, fingerprint))
             raise UsageError(
                 f"{self.run_dir} holds a search with other settings ({shown}); resume it with the "
                 f"same settings, or pass a different {param('out')} for a new search"
@@ -234,7 +233,22 @@ def open_study(run_dir, create: bool = False, **create_kwargs) -> optuna.Study:
         raise _damaged(path, f"it holds no study named {STUDY!r}") from None
 
 
+def _differences(stored: dict, now: dict, prefix: str = "") -> list[tuple[str, object, object]]:
+    """``(key, stored value, value now)`` where two fingerprints differ, inside nested settings too
+    (``strategy.fold_racing``), so the message names the setting rather than a cut-off dict."""
+    diffs = []
+    for key in sorted(set(stored) | set(now)):
+        was, is_now = stored.get(key), now.get(key)
+        if isinstance(was, dict) and isinstance(is_now, dict):
+            diffs += _differences(was, is_now, f"{prefix}{key}.")
+        elif was != is_now:
+            diffs.append((prefix + key, was, is_now))
+    return diffs
+
+
 def _short(value, width: int = 60) -> str:
+    if value is None:  # a setting the fingerprint leaves out at its default (an older run's, fold racing off)
+        return "(not set)"
     text = json.dumps(value) if not isinstance(value, str) else value.replace("\n", " ")
     return text if len(text) <= width else text[: width - 3] + "..."
 

@@ -104,6 +104,9 @@ def test_halving_races_by_default_and_a_run_made_without_racing_resumes_without(
     assert run_fingerprint(tmp_path / "new")["strategy"]["fold_racing"] == 0.02
     assert any(rec["rungs"][-1].get("stopped") for rec in load_records(tmp_path / "new"))
 
+    assert search(tmp_path / "new", "--fold-racing", "off") == 2  # another margin: refused, the setting named
+    assert "other settings (strategy.fold_racing: stored 0.02, now (not set))" in capsys.readouterr().err
+
     old = tmp_path / "old"
     assert search(old, "--fold-racing", "off") == 0
     assert "fold_racing" not in run_fingerprint(old)["strategy"]  # the fingerprint of a run made before racing
