@@ -122,7 +122,8 @@ class TableEvaluate:
 def replay_strategy(table: Table, drawn: list[int], name: str, max_epochs: int, seed: int, factor: int = 3,
                     min_epochs: int | None = None, rank_by_bound: bool = False,
                     fold_racing: float | None = None) -> Replay:
-    """hpsearch's strategy ``name`` (random, halving, hyperband) as the command line builds it; with
+    """hpsearch's strategy ``name`` (random, halving, hyperband) as the command line builds it (halving
+    with ``--fold-racing off`` unless ``fold_racing`` is given); with
     ``rank_by_bound`` a rung ranks by the fold-wise lower bound (mean - sd / sqrt(folds)) instead;
     ``fold_racing``: halving's ``--fold-racing`` margin."""
     replay = Replay(table, drawn)

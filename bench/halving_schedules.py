@@ -8,7 +8,7 @@ that table once (all ``n`` configs of ``bench/strategies.py``'s space, seed, fol
 to every checkpoint epoch in turn, continuing), then replays successive halving over it for each
 ``(min_epochs, factor)``:
 
-- the rungs, survivors and winner are exactly those ``--strategy halving`` would give (ties aside);
+- the rungs, survivors and winner are exactly those ``--strategy halving --fold-racing off`` would give (ties aside);
 - its cost is the fit seconds its configs spend up to their last rung, *measured* per config and
   checkpoint in this run, against random search's (every config to ``--max-epochs``): a compute
   ratio, not a wall-clock one: each config's fit seconds per step are fitted as ``a + b * epochs``
@@ -20,7 +20,8 @@ to every checkpoint epoch in turn, continuing), then replays successive halving 
     python bench/halving_schedules.py --engine batched --seed 2 --out /tmp/curves-s2   # 13-16 min
     python bench/halving_schedules.py --replay /tmp/curves-s2 /tmp/curves-s0           # seconds
 
-Then confirm a schedule side by side with ``bench/strategies.py --only random,halving``.
+Then confirm a schedule side by side with ``bench/strategies.py --only random,halving`` (whose halving races
+its folds, the default: fewer fold-epochs, the same winner on the tabulated benchmarks).
 """
 
 from __future__ import annotations

@@ -82,6 +82,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import env_note, machine_line  # noqa: E402,I001
 from _contest import CV, N_JOBS, SPACE, Bench, Outcome, compute_of, config_key  # noqa: E402
 from _model_peers import dehb_search, optuna_tpe_sha  # noqa: E402
+from _replay import trained  # noqa: E402
 from _sklearn_peers import hpsearch_halving_cv, sklearn_halving  # noqa: E402
 
 import pandas as pd  # noqa: E402
@@ -95,7 +96,7 @@ from hpsearch.training.net import make_net  # noqa: E402
 from hpsearch.settings import SearchSettings, setting_specs  # noqa: E402
 from hpsearch.search.run import run_search  # noqa: E402
 from hpsearch.space.search_space import ParamGenerator, load_space  # noqa: E402
-from hpsearch.rundir.store import load_results  # noqa: E402
+from hpsearch.rundir.store import load_records, load_results  # noqa: E402
 
 OURS = ("random", "halving", "hyperband", "tpe", "tpe-halving")
 PEERS = ("sklearn-halving", "sklearn-halving-samples", "hpsearch-halving-cv", "optuna-tpe-sha", "optuna-tpe-hyperband",
@@ -126,15 +127,14 @@ def hpsearch_strategy(bench: Bench, strategy: str) -> Outcome:
     run_dir = run_search(settings, dataset=bench.dataset)
     outcome.wall_s = time.perf_counter() - start
     frame = load_results(run_dir)
-    outcome.fold_epochs = float((frame["mean_epochs"] * CV).sum())
+    records = load_records(run_dir)  # what it trained: a config fold racing stopped ran fewer folds
     best = frame.iloc[0]
     outcome.cv_score, outcome.cv_accuracy = float(best["mean_test_score"]), float(best["mean_test_accuracy"])
     reached = frame["n_epochs"] if "n_epochs" in frame else pd.Series(float(bench.max_epochs), index=frame.index)
     outcome.budget = float(reached.iloc[0])
     configs = {c["trial"]: c["config"] for c in top_configs(run_dir, len(frame))}
-    outcome.compute = float(sum(compute_of(e * CV, configs[int(t)], bench.dataset)
-                                for t, e in zip(frame["trial"], frame["mean_epochs"], strict=True)
-                                if int(t) in configs and np.isfinite(e)))
+    outcome.fold_epochs = trained(records)
+    outcome.compute = trained(records, {r["index"]: compute_of(1, r["config"], bench.dataset) for r in records})
     outcome.config = configs[int(best["trial"])]
     full = frame[(reached == bench.max_epochs) & frame["mean_test_score"].notna()]
     outcome.full_budget = len(full)

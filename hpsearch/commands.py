@@ -159,24 +159,10 @@ def _print_plan(settings) -> None:
         rungs = ", ".join(f"{n} x {e}" for n, e in plan)
         about = "" if strategy.exact_plan else "about "
         print(f"{settings.strategy}: configs x epochs per rung: {about}{rungs} (x {settings.cv} folds)")
-    if strategy.name == "halving" and (margin := _racing_margin(settings)) is not None:
-        print(f"halving: folds raced, margin {margin}: a config below a rung's cut-off on every fold by more than "
-              "the margin stops after 2 folds (--fold-racing off: every fold)")
     if settings.strategy in ("tpe", "tpe-halving") and settings.n <= settings.n_startup:
         print(f"{settings.strategy}: --n {settings.n} is no more than --n-startup {settings.n_startup}, so every "
               "config is drawn at random and TPE proposes none: this is random search; raise --n or lower "
               "--n-startup", file=sys.stderr)
-
-
-def _racing_margin(settings) -> str | None:
-    """Halving's fold-racing margin as the plan line says it; None when it trains every fold."""
-    from .strategies.halving import DEFAULT_FOLD_RACING
-
-    if settings.fold_racing == "off" or (settings.fold_racing is None and settings.cv < 3):
-        return None
-    if settings.fold_racing is None:
-        return f"{DEFAULT_FOLD_RACING} (the default for a new run; one made without racing resumes without)"
-    return f"{settings.fold_racing:g}"
 
 
 def _retrain(run_dir, options: dict, device: str, progress: bool, backend=None):

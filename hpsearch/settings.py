@@ -230,11 +230,11 @@ class SearchSettings:
                                      kind=int, unset="automatic",
                                      applies=("strategy", HALVING_STRATEGIES))
     fold_racing: float | str | None = setting(
-        None, "halving: train each rung's folds in turn and stop a config after 2 folds once it is below the rung's "
-        "cut-off config on every fold so far by more than MARGIN (in the score's units); the last rung runs every "
-        "fold; off: every fold of every config (default: 0.02 with --cv 3 or more, measured on the tables in "
-        "BENCHMARKS.md to choose as without racing for 12-15%% less compute; a run made without racing resumes "
-        "without)", kind=_margin_or_off, metavar="MARGIN|off", check=_optional(_margin), unset="off",
+        None, "halving: train each rung's folds in turn and stop a config, from the 2nd fold on, once it is below "
+        "the rung's cut-off config on every fold so far by more than MARGIN (in the score's units); the last rung "
+        "runs every fold; off: every fold of every config (default: 0.02 with --cv 3 or more, measured on the "
+        "tables in BENCHMARKS.md to choose as without racing for 12-15%% less compute; a run made without racing "
+        "resumes without)", kind=_margin_or_off, metavar="MARGIN|off", check=_optional(_margin), unset="off",
         applies=("strategy", ("halving",)))
     n_startup: int = setting(10, "tpe/tpe-halving: configs drawn at random before TPE proposes", kind=int,
                              applies=("strategy", TPE_STRATEGIES))

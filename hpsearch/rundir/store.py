@@ -111,7 +111,7 @@ class TrialStore:
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 self.study.set_metric_names([metric])
         elif stored != fingerprint:
-            shown = "; ".join(f"{k}: stored {_short(was)}, now {_short(now)}"
+            shown = "; ".join(f"{k}: stored {_short(was, k)}, now {_short(now, k)}"
                               for k, was, now in _differences(stored, fingerprint))
             raise UsageError(
                 f"{self.run_dir} holds a search with other settings ({shown}); resume it with the "
@@ -246,9 +246,12 @@ def _differences(stored: dict, now: dict, prefix: str = "") -> list[tuple[str, o
     return diffs
 
 
-def _short(value, width: int = 60) -> str:
-    if value is None:  # a setting the fingerprint leaves out at its default (an older run's, fold racing off)
-        return "(not set)"
+def _short(value, key: str = "", width: int = 60) -> str:
+    if value is None:  # a setting the fingerprint leaves out when unset: as the report reads it (fold racing: off)
+        from ..settings import setting_specs
+
+        spec = setting_specs().get(key.rsplit(".", 1)[-1])
+        return spec.unset if spec is not None else "(not set)"
     text = json.dumps(value) if not isinstance(value, str) else value.replace("\n", " ")
     return text if len(text) <= width else text[: width - 3] + "..."
 
@@ -260,6 +263,19 @@ def load_records(run_dir) -> list[dict]:
     if not path.is_file():
         raise UsageError(f"{run_dir} holds no trials.db; is it a run folder made by hpsearch search?")
     return [rec for _, (_, rec) in sorted(_read_records(open_study(run_dir)).items()) if rec["rungs"]]
+
+
+def stored_fingerprint(run_dir) -> dict | None:
+    """The fingerprint a run's store keeps; None for a new run: no trials.db, or one without a study yet
+    (killed while it was created). A damaged store gives None too: ``TrialStore`` then names the damage
+    (an empty file is not opened here, so its check still sees it empty)."""
+    path = Path(run_dir) / TRIALS_DB
+    if not path.is_file() or path.stat().st_size == 0:
+        return None
+    try:
+        return open_study(run_dir).user_attrs.get("fingerprint")
+    except UsageError:
+        return None
 
 
 def run_fingerprint(run_dir) -> dict:

@@ -29,9 +29,9 @@ from ..jobs.resident import release_resident
 from ..rundir.atomic import atomic_write_text
 from ..rundir.chance import chance_levels
 from ..rundir.exports import results_frame, write_exports
-from ..rundir.names import DATASET_FILE, SETTINGS_FILE, SPACE_FILE, TRIALS_DB
+from ..rundir.names import DATASET_FILE, SETTINGS_FILE, SPACE_FILE
 from ..rundir.run_info import record_source, write_dataset_file
-from ..rundir.store import RunLock, TrialStore, run_fingerprint
+from ..rundir.store import RunLock, TrialStore, stored_fingerprint
 from ..settings import SearchSettings, fingerprint
 from ..space.checks import check_modules_for_data, check_space_for_data
 from ..space.search_space import SearchSpace, load_space, module_folder
@@ -120,9 +120,11 @@ def run_search(settings: SearchSettings, dataset: Dataset | None = None, backend
     # only now, with every setting, the space and the data checked, does the run folder appear
     run_dir = _prepare_run_dir(Path(settings.out) if settings.out else default_run_dir(settings, space))
     with RunLock(run_dir):
-        made = run_fingerprint(run_dir).get("strategy") if (run_dir / TRIALS_DB).is_file() else None
+        made = (stored_fingerprint(run_dir) or {}).get("strategy")
         settings = type(strategy).settle(settings, made)  # automatic defaults: as the run began, else today's
         strategy = make_strategy(settings)
+        if strategy.describe():
+            print(strategy.describe())
         store = TrialStore(run_dir, fingerprint(settings, space, dataset), metric=settings.scoring)
         atomic_write_text(run_dir / SPACE_FILE, space.source)
         stored = {**asdict(settings), "argv": sys.argv, "dataset_name": dataset.name,

@@ -60,6 +60,10 @@ class Strategy:
         The base strategy has none."""
         return settings
 
+    def describe(self) -> str | None:
+        """A line the run prints before it starts, for what the plan line does not say (None: nothing)."""
+        return None
+
     def fingerprint(self) -> dict:
         """The settings a resume of this strategy must keep (``--n`` may grow unless listed)."""
         return {"name": self.name}

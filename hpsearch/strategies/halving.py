@@ -91,13 +91,22 @@ class SuccessiveHalving(Strategy):
     def settle(cls, settings, made: dict | None):
         """Fold racing's automatic default: a new run races at ``DEFAULT_FOLD_RACING`` (with ``cv`` >= 3);
         a run made before that default, or without racing, resumes without it."""
-        if settings.fold_racing is not None:
+        if settings.fold_racing is not None or settings.strategy != SuccessiveHalving.name:  # tpe-halving: never
             return settings
-        if made is not None and made.get("name") == cls.name:
+        if settings.cv < 3:  # nothing to race (a resume with another cv is refused by its fingerprint)
+            margin = "off"
+        elif made is not None and made.get("name") == cls.name:
             margin = made.get("fold_racing", "off")  # older runs' fingerprints have no racing: they ran without
         else:
-            margin = DEFAULT_FOLD_RACING if settings.cv >= 3 else "off"
+            margin = DEFAULT_FOLD_RACING
         return replace(settings, fold_racing=margin)
+
+    def describe(self) -> str | None:
+        if self.fold_racing is None:
+            return None
+        return (f"halving: folds raced (--fold-racing {self.fold_racing:g}): at every rung but the last, a config "
+                "below the cut-off on every fold so far by more than the margin stops, from the 2nd fold on "
+                "(--fold-racing off: every fold)")
 
     def check(self) -> None:
         check_halving(self.n, self.max_epochs, self.factor, self.min_epochs)

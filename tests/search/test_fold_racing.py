@@ -18,6 +18,7 @@ from hpsearch.data import load_dataset  # noqa: E402
 from hpsearch.rundir.store import load_records, load_results  # noqa: E402
 from hpsearch.search.run import run_search  # noqa: E402
 from hpsearch.settings import SearchSettings  # noqa: E402
+from hpsearch.strategies import make_strategy  # noqa: E402
 
 N, EPOCHS, CV, MARGIN = 9, 9, 4, 0.0
 
@@ -83,6 +84,12 @@ def test_settling_the_default_margin():
     assert settle(SearchSettings(strategy="halving"), {"name": "halving", "fold_racing": 0.05}).fold_racing == 0.05
     assert settle(SearchSettings(strategy="halving", fold_racing="off"), None).fold_racing == "off"  # as given
     assert settle(SearchSettings(strategy="halving", fold_racing=0.0), {"name": "halving"}).fold_racing == 0.0
+    # a raced run resumed with --cv 2: not raced, so its fingerprint's refusal names what changed
+    assert settle(SearchSettings(strategy="halving", cv=2), {"name": "halving", "fold_racing": 0.02}).fold_racing \
+        == "off"
+    for strategy in ("random", "hyperband", "tpe", "tpe-halving"):  # racing applies to halving alone
+        settings = SearchSettings(strategy=strategy)
+        assert make_strategy(settings).settle(settings, None).fold_racing is None, strategy
 
 
 def test_halving_races_by_default_and_a_run_made_without_racing_resumes_without(tmp_path, capsys):
@@ -99,22 +106,27 @@ def test_halving_races_by_default_and_a_run_made_without_racing_resumes_without(
                      "--engine", "batched", "--no-retrain", "--no-progress", "--out", str(out), *flags])
 
     assert search(tmp_path / "new") == 0
-    assert "halving: folds raced, margin 0.02 (the default for a new run" in capsys.readouterr().out
+    assert "halving: folds raced (--fold-racing 0.02): at every rung but the last" in capsys.readouterr().out
     assert json.loads((tmp_path / "new" / "settings.json").read_text())["fold_racing"] == 0.02
     assert run_fingerprint(tmp_path / "new")["strategy"]["fold_racing"] == 0.02
     assert any(rec["rungs"][-1].get("stopped") for rec in load_records(tmp_path / "new"))
 
     assert search(tmp_path / "new", "--fold-racing", "off") == 2  # another margin: refused, the setting named
-    assert "other settings (strategy.fold_racing: stored 0.02, now (not set))" in capsys.readouterr().err
+    assert "other settings (strategy.fold_racing: stored 0.02, now off)" in capsys.readouterr().err
 
     old = tmp_path / "old"
     assert search(old, "--fold-racing", "off") == 0
     assert "fold_racing" not in run_fingerprint(old)["strategy"]  # the fingerprint of a run made before racing
     settings = json.loads((old / "settings.json").read_text())
-    del settings["fold_racing"]  # as a run made before the flag stored it
+    settings["fold_racing"] = None  # as a run made with the flag, before its default, stored it
     (old / "settings.json").write_text(json.dumps(settings))
     records = load_records(old)
     assert not any(rec["rungs"][-1].get("stopped") for rec in records)
+    capsys.readouterr()
+    assert main(["search", "--resume", str(old), "--no-retrain", "--no-progress"]) == 0
+    assert "folds raced" not in capsys.readouterr().out  # it says what it does: every fold
+    del settings["fold_racing"]  # as a run made before the flag stored it
+    (old / "settings.json").write_text(json.dumps(settings))
     assert main(["search", "--resume", str(old), "--no-retrain", "--no-progress"]) == 0
     assert search(old) == 0  # the same command as it began, without the flag
     assert load_records(old) == records  # resumed without racing: nothing trained, nothing stopped
@@ -127,3 +139,31 @@ def test_halving_races_by_default_and_a_run_made_without_racing_resumes_without(
     assert exited.value.code == 2
     assert "argument --fold-racing: expected a margin (a number >= 0, such as 0.02) or off, got 'fast'" in err
     assert "Traceback" not in err and not (tmp_path / "bad").exists()
+
+
+def test_a_tpe_halving_run_resumes_by_resume(tmp_path):
+    """halving's racing default must not leak into tpe-halving's settings (which refuses the flag)."""
+    import json
+
+    from hpsearch.cli import main
+
+    out = tmp_path / "run"
+    flags = ["--dataset", "digits", "--strategy", "tpe-halving", "--n", "4", "--n-startup", "2", "--max-epochs", "3",
+             "--min-epochs", "1", "--cv", "3", "--engine", "batched", "--no-retrain", "--no-progress"]
+    assert main(["search", *flags, "--out", str(out)]) == 0
+    assert json.loads((out / "settings.json").read_text())["fold_racing"] is None
+    assert main(["search", "--resume", str(out), "--no-retrain", "--no-progress"]) == 0
+
+
+def test_a_store_without_a_study_starts_afresh(tmp_path):
+    """A trials.db killed while it was created (no study in it) is a new run, as before racing's default."""
+    import sqlite3
+
+    from hpsearch.rundir.store import stored_fingerprint
+
+    (tmp_path / "run").mkdir()
+    sqlite3.connect(tmp_path / "run" / "trials.db").execute("create table t (x)").connection.close()
+    assert stored_fingerprint(tmp_path / "run") is None
+    run = run_search(SearchSettings(n=3, dataset="digits", cv=3, max_epochs=1, strategy="halving", factor=3,
+                                    engine="batched", out=str(tmp_path / "run"), progress=False))
+    assert len(load_records(run)) == 3
