@@ -99,8 +99,11 @@ class FoldPool:
             proc.join(10)
 
 
-def optuna_tpe_sha(bench: Bench, pruner: str = "sha") -> Outcome:
-    """Optuna's TPE with its successive-halving pruner (``sha``) or its ``HyperbandPruner``."""
+def optuna_tpe_sha(bench: Bench, pruner: str = "sha", equal_compute: bool = False) -> Outcome:
+    """Optuna's TPE with its successive-halving pruner (``sha``) or its ``HyperbandPruner``; with
+    ``equal_compute`` the study stops once it has trained halving's fold-epochs (``_halving_fold_epochs``):
+    its best complete trial then is what it found at equal compute, the same as the full study's at
+    that point (trials run one at a time)."""
     outcome = Outcome(f"optuna-tpe-{pruner}")
     data = bench.dataset
     space = load_space(SPACE)
@@ -111,6 +114,7 @@ def optuna_tpe_sha(bench: Bench, pruner: str = "sha") -> Outcome:
         pool.epoch()
         optuna.logging.set_verbosity(optuna.logging.WARNING)
         study = optuna.create_study(
+            study_name=f"tpe-{pruner}-seed{bench.seed}",  # HyperbandPruner's brackets hash the name: reproducible
             direction="maximize",
             sampler=optuna.samplers.TPESampler(seed=bench.seed, n_startup_trials=bench.n_startup),
             pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=bench.min_epochs, reduction_factor=bench.factor)
@@ -145,7 +149,10 @@ def optuna_tpe_sha(bench: Bench, pruner: str = "sha") -> Outcome:
                 fold_epochs += trained
                 compute += compute_of(trained, config, data)
                 spent[trial.number] = fold_epochs
+                if budget is not None and fold_epochs >= budget:
+                    trial.study.stop()  # after this trial
 
+        budget = _halving_fold_epochs(bench) if equal_compute else None
         start = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)

@@ -46,7 +46,8 @@ Contenders (``--only`` takes a comma list of these names):
     and told until it has trained as many fold-epochs as ``halving`` did in this run (fold racing
     included; without ``halving`` among the contenders: what it trains with every fold), equal compute
     in fold-epochs; every evaluation trains from scratch, as DEHB's examples do. Optuna's notes say
-    the same at equal compute for TPE: its best complete trial when it had trained that much.
+    the same at equal compute for TPE: its best complete trial when it had trained that much;
+    ``--equal-compute`` stops Optuna's studies there, so that trial is the one chosen and retrained.
 
 All rank by the held-out neg-log-loss (hpsearch's default) and record accuracy. Each contender's
 best config is then retrained once on the whole (sliced) training set for ``--max-epochs`` epochs
@@ -281,6 +282,8 @@ def main(argv=None) -> int:
     parser.add_argument("--only", default=",".join(CONTENDERS), help=f"comma list of {', '.join(CONTENDERS)}")
     parser.add_argument("--repeat", type=int, default=1,
                         help="rounds, in alternating order (A B B A ...); the wall time is each contender's median")
+    parser.add_argument("--equal-compute", action="store_true",
+                        help="Optuna's studies stop once they have trained halving's fold-epochs (DEHB always does)")
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error(f"--repeat must be a whole number >= 1, got {args.repeat}")
@@ -303,7 +306,8 @@ def main(argv=None) -> int:
     runners = {"sklearn-halving": sklearn_halving, "optuna-tpe-sha": optuna_tpe_sha,
                "sklearn-halving-samples": lambda bench: sklearn_halving(bench, "n_samples"),
                "hpsearch-halving-cv": hpsearch_halving_cv,
-               "optuna-tpe-hyperband": lambda bench: optuna_tpe_sha(bench, "hyperband"), "dehb": dehb_search}
+               "optuna-tpe-hyperband": lambda bench: optuna_tpe_sha(bench, "hyperband", args.equal_compute),
+               "dehb": dehb_search}
     outcomes = []
     with tempfile.TemporaryDirectory(prefix="bench-strategies-") as tmp:
         if any(c in OURS for c in only):  # the first run_search's one-off costs (imports, SQLite), not timed
