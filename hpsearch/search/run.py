@@ -123,8 +123,8 @@ def run_search(settings: SearchSettings, dataset: Dataset | None = None, backend
         made = (stored_fingerprint(run_dir) or {}).get("strategy")
         settings = type(strategy).settle(settings, made)  # automatic defaults: as the run began, else today's
         strategy = make_strategy(settings)
-        if strategy.describe():
-            print(strategy.describe())
+        if (said := strategy.describe()) is not None:  # what the settled strategy does beyond its rungs
+            print(said)
         store = TrialStore(run_dir, fingerprint(settings, space, dataset), metric=settings.scoring)
         atomic_write_text(run_dir / SPACE_FILE, space.source)
         stored = {**asdict(settings), "argv": sys.argv, "dataset_name": dataset.name,
