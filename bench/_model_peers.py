@@ -124,6 +124,8 @@ def optuna_tpe_sha(bench: Bench, pruner: str = "sha", equal_compute: bool = Fals
             study.enqueue_trial(stored_params(space, config)[0])
         fold_epochs, compute = 0, 0.0
         spent = {}  # trial number -> fold-epochs trained when it ended
+        equal = _halving_fold_epochs(bench)
+        stop_at = equal if equal_compute else None
 
         def objective(trial: optuna.Trial) -> float:
             nonlocal fold_epochs, compute
@@ -149,10 +151,9 @@ def optuna_tpe_sha(bench: Bench, pruner: str = "sha", equal_compute: bool = Fals
                 fold_epochs += trained
                 compute += compute_of(trained, config, data)
                 spent[trial.number] = fold_epochs
-                if budget is not None and fold_epochs >= budget:
+                if stop_at is not None and fold_epochs >= stop_at:
                     trial.study.stop()  # after this trial
 
-        budget = _halving_fold_epochs(bench) if equal_compute else None
         start = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
@@ -170,7 +171,7 @@ def optuna_tpe_sha(bench: Bench, pruner: str = "sha", equal_compute: bool = Fals
     outcome.full_scores = {config_key(t.user_attrs["config"]): float(t.value) for t in complete}
     states = [t.state.name for t in study.trials]
     outcome.note = ", ".join(f"{states.count(s)} {s.lower()}" for s in ("COMPLETE", "PRUNED", "FAIL")
-                             if states.count(s)) + _incumbent_at(complete, spent, _halving_fold_epochs(bench))
+                             if states.count(s)) + _incumbent_at(complete, spent, equal)
     return outcome
 
 

@@ -91,11 +91,12 @@ class SuccessiveHalving(Strategy):
     def settle(cls, settings, made: dict | None):
         """Fold racing's automatic default: a new run races at ``DEFAULT_FOLD_RACING`` (with ``cv`` >= 3);
         a run made before that default, or without racing, resumes without it."""
-        if settings.fold_racing is not None or settings.strategy != SuccessiveHalving.name:  # tpe-halving: never
+        halving = SuccessiveHalving.name  # not cls.name: tpe-halving inherits this and never races
+        if settings.fold_racing is not None or settings.strategy != halving:
             return settings
         if settings.cv < 3:  # nothing to race (a resume with another cv is refused by its fingerprint)
             margin = "off"
-        elif made is not None and made.get("name") == cls.name:
+        elif made is not None and made.get("name") == halving:
             margin = made.get("fold_racing", "off")  # older runs' fingerprints have no racing: they ran without
         else:
             margin = DEFAULT_FOLD_RACING
