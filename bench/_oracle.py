@@ -8,6 +8,10 @@ rule, with the epochs and keeps chosen in hindsight on these very seeds: no real
 them ahead, so no real strategy of that shape keeps the winner as often for less. Compute is counted
 as the replay counts it (epochs x folds x multiply-adds, survivors continuing), as a share of random
 search's on the same seed, the median over the seeds.
+
+``winner_ranks`` says why a rule misses: where random search's winner ranks among the seed's ``n``
+after each shorter budget, and how well the scores after that budget rank the table's configs at the
+full budget (Spearman): the short-horizon bias a first rung of few epochs meets.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import numpy as np
 from _replay import draw_configs
 from _tables import Table
 
-__all__ = ["Cut", "cheapest_cuts"]
+__all__ = ["Cut", "cheapest_cuts", "winner_ranks"]
 
 
 @dataclass(frozen=True)
@@ -39,10 +43,38 @@ def _keep_grid(n: int) -> list[int]:
                   | {1, 2, 3})
 
 
+def _mean_scores(table: Table, max_epochs: int) -> np.ndarray:
+    """(N, max_epochs) mean score over the folds; a diverged config -inf, so it ranks last."""
+    mean = table.score[:, :, :max_epochs].mean(1)
+    return np.where(np.isfinite(mean), mean, -np.inf)
+
+
+def winner_ranks(table: Table, n: int, seeds: int, max_epochs: int, budgets: list[int]) -> dict[int, dict]:
+    """Per budget ``e``: random search's winner's rank (1 = best) among the seed's ``n`` by the mean
+    score after ``e`` epochs, its median and 90th percentile over the seeds, and the Spearman rank
+    correlation between the table's scores after ``e`` epochs and after ``max_epochs`` (every config
+    that scored both)."""
+    from scipy.stats import spearmanr
+
+    mean = _mean_scores(table, max_epochs)
+    ranks: dict[int, list[int]] = {e: [] for e in budgets}
+    for seed in range(seeds):
+        scores = mean[np.array(draw_configs(table, n, seed))]
+        winner = int(np.argmax(scores[:, max_epochs - 1]))  # the first of equals, as random search takes it
+        for e in budgets:
+            ranks[e].append(1 + int(np.sum(scores[:, e - 1] > scores[winner, e - 1])))
+    final = mean[:, max_epochs - 1]
+    out = {}
+    for e in budgets:
+        both = np.isfinite(mean[:, e - 1]) & np.isfinite(final)
+        out[e] = {"median": float(np.median(ranks[e])), "p90": float(np.percentile(ranks[e], 90)),
+                  "spearman": float(spearmanr(mean[both, e - 1], final[both]).statistic)}
+    return out
+
+
 def _rules(table: Table, n: int, seeds: int, max_epochs: int):
     """Every one- and two-cut rule on the grid: ``(cuts, median compute share, seeds keeping the winner)``."""
-    mean = table.score[:, :, :max_epochs].mean(1)
-    mean = np.where(np.isfinite(mean), mean, -np.inf)  # a diverged config ranks last
+    mean = _mean_scores(table, max_epochs)
     runs = []
     for seed in range(seeds):
         rows = np.array(draw_configs(table, n, seed))

@@ -31,9 +31,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _oracle import cheapest_cuts  # noqa: E402,I001
+from _oracle import cheapest_cuts, winner_ranks  # noqa: E402,I001
 from _replay import draw_configs, replay_sklearn_halving, replay_strategy, trained  # noqa: E402
 from _tables import load_table  # noqa: E402
+
+from hpsearch.strategies import STRATEGIES  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RACING_MARGINS = (0.0, 0.02, 0.05)
@@ -132,7 +134,18 @@ def bound_line(table, n: int, seeds: int, max_epochs: int) -> str:
              if cheapest else "no one- or two-cut rule keeps random search's winner on 90% of seeds")
     second = (f"within 1/10 of its compute such a rule keeps it on at most {100 * within.kept:.0f}% of seeds "
               f"(cuts {within.cuts})" if within else "no such rule fits in 1/10 of its compute")
-    return f"bound: {first}; {second}"
+    return f"bound: {first}; {second}\n{horizon_line(table, n, seeds, max_epochs)}"
+
+
+def horizon_line(table, n: int, seeds: int, max_epochs: int) -> str:
+    """Where random search's winner ranks at each of halving's shorter rungs, against how many configs
+    that rung keeps, and how well those epochs' scores rank the table at the full budget."""
+    plan = STRATEGIES["halving"](n, max_epochs, 0, 3, None, 10).plan()  # [(configs, epochs)] per rung
+    ranks = winner_ranks(table, n, seeds, max_epochs, [epochs for _, epochs in plan[:-1]])
+    parts = [f"after {e} epoch{'s' * (e > 1)}: rank {r['median']:.0f} (90th percentile {r['p90']:.0f}), "
+             f"halving keeps {kept}, Spearman {r['spearman']:.2f}"
+             for (e, r), (kept, _) in zip(ranks.items(), plan[1:], strict=True)]
+    return f"short horizon: random search's winner among the {n} by the mean score {'; '.join(parts)}"
 
 
 def confirm(table, n: int, max_epochs: int, fold_racing: float | None = None) -> tuple[str, float]:

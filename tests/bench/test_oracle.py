@@ -9,7 +9,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 
-from _oracle import cheapest_cuts  # noqa: E402
+from _oracle import cheapest_cuts, winner_ranks  # noqa: E402
 from _tables import Table  # noqa: E402
 
 N, FOLDS, EPOCHS = 10, 2, 9
@@ -39,3 +39,16 @@ def test_a_winner_last_until_the_full_budget_is_kept_by_no_rule():
     assert best["cheapest"] is None and best["within"].kept == 0.0
     # scored at a shorter full budget, the ranking never changes again
     assert cheapest_cuts(table, N, seeds=3, max_epochs=EPOCHS - 1)["cheapest"].cuts == ((1, 1),)
+
+
+def test_winner_ranks_read_where_the_winner_stood_and_how_well_each_budget_ranks_the_full_one():
+    score = np.tile(-np.arange(N, dtype=float)[:, None], (1, EPOCHS))
+    assert winner_ranks(made_up(score), N, seeds=3, max_epochs=EPOCHS, budgets=[1, 3]) == {
+        e: {"median": 1.0, "p90": 1.0, "spearman": pytest.approx(1.0)} for e in (1, 3)}
+    score[N - 1, EPOCHS - 1] = 1.0  # the worst config until the full budget wins there
+    score[N - 1, 2] = -4.5  # after 3 epochs it has climbed to 6th of 10
+    ranks = winner_ranks(made_up(score), N, seeds=3, max_epochs=EPOCHS, budgets=[1, 3])
+    assert (ranks[1]["median"], ranks[1]["p90"], ranks[3]["median"]) == (10.0, 10.0, 6.0)
+    # the final ranking is 9, 0, 1, ..., 8: after 1 epoch Spearman's rho = 1 - 6 * sum(d^2) / (n (n^2 - 1))
+    d = np.array([1] * (N - 1) + [-(N - 1)])
+    assert ranks[1]["spearman"] == pytest.approx(1 - 6 * np.sum(d**2) / (N * (N**2 - 1)))
