@@ -9,6 +9,10 @@ them ahead, so no real strategy of that shape keeps the winner as often for less
 as the replay counts it (epochs x folds x multiply-adds, survivors continuing), as a share of random
 search's on the same seed, the median over the seeds.
 
+``"near"`` asks the gap target instead: the cheapest rule whose chosen config (its finalists' best
+at the full budget) lands within ``gap`` points of the winner's CV accuracy, the median over the
+seeds; its worst seed shows what the median hides.
+
 ``winner_ranks`` says why a rule misses: where random search's winner ranks among the seed's ``n``
 after each shorter budget, and how well the scores after that budget rank the table's configs at the
 full budget (Spearman): the short-horizon bias a first rung of few epochs meets.
@@ -31,6 +35,8 @@ class Cut:
     share: float                   # median compute over random search's
     cuts: tuple                    # ((epochs, keep), ...)
     kept: float                    # the share of seeds on which the winner survived every cut
+    gap: float = 0.0               # median points of CV accuracy, random search's winner minus the rule's choice
+    worst_gap: float = 0.0         # the same, the worst seed
 
 
 def _epoch_grid(max_epochs: int) -> list[int]:
@@ -73,48 +79,63 @@ def winner_ranks(table: Table, n: int, seeds: int, max_epochs: int, budgets: lis
 
 
 def _rules(table: Table, n: int, seeds: int, max_epochs: int):
-    """Every one- and two-cut rule on the grid: ``(cuts, median compute share, seeds keeping the winner)``."""
+    """Every one- and two-cut rule on the grid: ``(cuts, median compute share, seeds keeping the winner,
+    the rule's choice's CV accuracy gaps (points) per seed)``; a rule chooses the best of its finalists
+    at the full budget."""
     mean = _mean_scores(table, max_epochs)
+    accuracy = 100 * np.mean(table.correct[:, :, max_epochs - 1] / table.held, axis=1)
     runs = []
     for seed in range(seeds):
         rows = np.array(draw_configs(table, n, seed))
         scores, macs = mean[rows], table.macs[rows]
         winner = int(np.argmax(scores[:, max_epochs - 1]))  # argmax takes the first: the draw order breaks ties
         order = np.argsort(-scores, axis=0, kind="stable")  # (n, epochs): who ranks where after each epoch
-        runs.append((scores, macs, winner, order, max_epochs * macs.sum()))
+        runs.append((scores, macs, winner, order, max_epochs * macs.sum(), accuracy[rows]))
+
+    def gap(run, finalists) -> float:
+        scores, _, winner, _, _, acc = run
+        chosen = finalists[np.argmax(scores[finalists, max_epochs - 1])]
+        return float(acc[winner] - acc[chosen])
+
     epochs, keeps = _epoch_grid(max_epochs), [k for k in _keep_grid(n) if k < n]
     for e, k in itertools.product(epochs, keeps):
-        shares, kept = [], 0
-        for _, macs, winner, order, full in runs:
+        shares, kept, gaps = [], 0, []
+        for run in runs:
+            _, macs, winner, order, full, _ = run
             top = order[:k, e - 1]
             kept += winner in top
             shares.append((e * macs.sum() + (max_epochs - e) * macs[top].sum()) / full)
-        yield ((e, k),), float(np.median(shares)), kept
+            gaps.append(gap(run, top))
+        yield ((e, k),), float(np.median(shares)), kept, gaps
     for (e1, e2), k1 in itertools.product(itertools.combinations(epochs, 2), keeps):
-        survivors = [order[:k1, e1 - 1] for _, _, _, order, _ in runs]
-        ranked = [s[np.argsort(-scores[s, e2 - 1], kind="stable")] for s, (scores, *_) in
-                  zip(survivors, runs, strict=True)]
+        survivors = [run[3][:k1, e1 - 1] for run in runs]
+        ranked = [s[np.argsort(-run[0][s, e2 - 1], kind="stable")] for s, run in zip(survivors, runs, strict=True)]
         for k2 in (k for k in keeps if k < k1):
-            shares, kept = [], 0
-            for (_, macs, winner, _, full), s, r in zip(runs, survivors, ranked, strict=True):
+            shares, kept, gaps = [], 0, []
+            for run, s, r in zip(runs, survivors, ranked, strict=True):
+                _, macs, winner, _, full, _ = run
                 kept += winner in r[:k2]
                 shares.append((e1 * macs.sum() + (e2 - e1) * macs[s].sum() + (max_epochs - e2) * macs[r[:k2]].sum())
                               / full)
-            yield ((e1, k1), (e2, k2)), float(np.median(shares)), kept
+                gaps.append(gap(run, r[:k2]))
+            yield ((e1, k1), (e2, k2)), float(np.median(shares)), kept, gaps
 
 
 def cheapest_cuts(table: Table, n: int, seeds: int, max_epochs: int, share: float = 0.9,
-                  budget: float = 0.1) -> dict[str, Cut | None]:
+                  budget: float = 0.1, gap: float = 0.3) -> dict[str, Cut | None]:
     """Over the one- and two-cut rules: ``"cheapest"``, the cheapest keeping random search's winner
-    (the best mean score at ``max_epochs`` among the seed's ``n``) on at least ``share`` of the seeds,
-    and ``"within"``, the one keeping it most often within ``budget`` of random search's compute
-    (None where no rule on the grid qualifies)."""
-    best: dict[str, Cut | None] = {"cheapest": None, "within": None}
-    for cuts, median, kept in _rules(table, n, seeds, max_epochs):
-        cut = Cut(median, cuts, kept / seeds)
+    (the best mean score at ``max_epochs`` among the seed's ``n``) on at least ``share`` of the seeds;
+    ``"within"``, the one keeping it most often within ``budget`` of random search's compute; and
+    ``"near"``, the cheapest whose choice is within ``gap`` points of the winner's CV accuracy (median
+    over the seeds). None where no rule on the grid qualifies."""
+    best: dict[str, Cut | None] = {"cheapest": None, "within": None, "near": None}
+    for cuts, median, kept, gaps in _rules(table, n, seeds, max_epochs):
+        cut = Cut(median, cuts, kept / seeds, float(np.median(gaps)), float(np.max(gaps)))
         if cut.kept >= share and (best["cheapest"] is None or median < best["cheapest"].share):
             best["cheapest"] = cut
         if median <= budget and (best["within"] is None or (cut.kept, -median) > (best["within"].kept,
                                                                                    -best["within"].share)):
             best["within"] = cut
+        if cut.gap <= gap and (best["near"] is None or median < best["near"].share):
+            best["near"] = cut
     return best
