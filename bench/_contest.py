@@ -27,7 +27,7 @@ class Bench:
     n: int
     seed: int
     max_epochs: int
-    min_epochs: int
+    min_epochs: int | None  # None: halving's automatic rungs (the quick start's); the peers start at its first
     factor: int
     n_startup: int
     tmp: Path
@@ -36,6 +36,13 @@ class Bench:
     # the fold-epochs hpsearch's halving trained in this bench (fold racing stops some folds), once it ran:
     # DEHB's budget and the point where Optuna's incumbent is read at equal compute
     halving_fold_epochs: float | None = None
+
+    @property
+    def first_rung(self) -> int:
+        """The peers' minimum fidelity: ``min_epochs``, else halving's first automatic rung."""
+        from hpsearch.strategies.halving import rung_budgets
+
+        return self.min_epochs or rung_budgets(self.n, self.max_epochs, self.factor)[0]
 
 
 @dataclasses.dataclass

@@ -117,9 +117,9 @@ def optuna_tpe_sha(bench: Bench, pruner: str = "sha", equal_compute: bool = Fals
             study_name=f"tpe-{pruner}-seed{bench.seed}",  # HyperbandPruner's brackets hash the name: reproducible
             direction="maximize",
             sampler=optuna.samplers.TPESampler(seed=bench.seed, n_startup_trials=bench.n_startup),
-            pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=bench.min_epochs, reduction_factor=bench.factor)
+            pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=bench.first_rung, reduction_factor=bench.factor)
             if pruner == "sha" else optuna.pruners.HyperbandPruner(
-                min_resource=bench.min_epochs, max_resource=bench.max_epochs, reduction_factor=bench.factor))
+                min_resource=bench.first_rung, max_resource=bench.max_epochs, reduction_factor=bench.factor))
         for config in bench.configs[:min(bench.n_startup, bench.n)]:
             study.enqueue_trial(stored_params(space, config)[0])
         fold_epochs, compute = 0, 0.0
@@ -229,7 +229,7 @@ def dehb_search(bench: Bench) -> Outcome:
     try:
         pool.start({"hidden": [32]}, 0)  # warm the workers, not timed
         pool.epoch()
-        optimizer = DEHB(cs=_lab3_configspace(bench.seed), min_fidelity=bench.min_epochs,
+        optimizer = DEHB(cs=_lab3_configspace(bench.seed), min_fidelity=bench.first_rung,
                          max_fidelity=bench.max_epochs, eta=bench.factor, n_workers=1, seed=bench.seed,
                          output_path=str(bench.tmp / "dehb"), log_level="ERROR")
         fold_epochs, compute = 0, 0.0

@@ -106,12 +106,12 @@ def sklearn_halving(bench: Bench, resource: str = "max_epochs") -> Outcome:
                           n_features=data.n_features, n_classes=data.n_classes, threads=threads_per_job(N_JOBS),
                           log_dir=str(log_dir))
     if by_samples:  # as many rungs as by epochs, each 1/factor of the next one's images; max: all of them
-        rungs = 1 + min(math.floor(math.log(bench.max_epochs // bench.min_epochs, bench.factor) + 1e-9),
+        rungs = 1 + min(math.floor(math.log(bench.max_epochs // bench.first_rung, bench.factor) + 1e-9),
                         math.floor(math.log(bench.n, bench.factor) + 1e-9))  # HalvingRandomSearchCV's count
         min_resources = len(data.y_train) // bench.factor ** (rungs - 1)
         max_resources = min_resources * bench.factor ** (rungs - 1)  # the last rung: (nearly) all images
     else:
-        min_resources, max_resources = bench.min_epochs, bench.max_epochs
+        min_resources, max_resources = bench.first_rung, bench.max_epochs
     search = HalvingRandomSearchCV(
         estimator, {"config_index": list(range(bench.n))}, n_candidates=bench.n, factor=bench.factor,
         resource=resource, min_resources=min_resources, max_resources=max_resources, cv=folds,
@@ -179,7 +179,7 @@ def hpsearch_halving_cv(bench: Bench) -> Outcome:
     log_dir.mkdir(parents=True)
     net = make_net(bench.configs[0], data, max_epochs=bench.max_epochs, patience=0)
     search = ContinuingHalving(
-        net, load_space(SPACE), n_candidates=bench.n, factor=bench.factor, min_resources=bench.min_epochs,
+        net, load_space(SPACE), n_candidates=bench.n, factor=bench.factor, min_resources=bench.first_rung,
         max_resources=bench.max_epochs, cv=StratifiedKFold(CV, shuffle=True, random_state=bench.seed),
         scoring=LoggedNegLogLoss(str(log_dir)), refit=False, n_jobs=N_JOBS, random_state=bench.seed,
         return_train_score=False)

@@ -217,7 +217,8 @@ def report(outcomes: list[Outcome], bench: Bench, args, images: int) -> None:
     print(machine_line("cpu"))
     print(f"command: python {' '.join(sys.argv)}  ({env_note()}; dataset={bench.dataset.name}, train images={images}, "
           f"test images={len(bench.dataset.y_test)}, n={bench.n}, cv={CV}, n_jobs={N_JOBS} x 1 thread, "
-          f"max_epochs={bench.max_epochs}, min_epochs={bench.min_epochs}, factor={bench.factor}, "
+          f"max_epochs={bench.max_epochs}, min_epochs={bench.min_epochs or f'auto ({bench.first_rung})'}, "
+          f"factor={bench.factor}, "
           f"n_startup={bench.n_startup}, patience=0, seed={bench.seed}, space={SPACE}; retraining: "
           f"{bench.max_epochs} epochs on all train images, torch threads {torch.get_num_threads()})")
     print()
@@ -264,6 +265,14 @@ def report(outcomes: list[Outcome], bench: Bench, args, images: int) -> None:
                       f"max |Δ mean neg-log-loss| = {diff:.2g}")
 
 
+def _first_rung(text: str) -> int | None:
+    if text == "auto":
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"a whole number of epochs >= 1 or auto, got {text!r}")
+    return int(text)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="digits (bundled), n=18")
@@ -273,7 +282,9 @@ def main(argv=None) -> int:
     parser.add_argument("--dataset", default=None, help="fashion-mnist (default), digits (--quick) or mnist")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--max-epochs", type=int, default=27)
-    parser.add_argument("--min-epochs", type=int, default=3)
+    parser.add_argument("--min-epochs", type=_first_rung, default=3,
+                        help="the first rung's epochs, or auto: halving's automatic rungs (the quick start's; the "
+                             "peers then start at its first rung) (default 3)")
     parser.add_argument("--factor", type=int, default=3)
     parser.add_argument("--n-startup", type=int, default=10, help="random (enqueued) trials before TPE")
     parser.add_argument("--seed", type=int, default=0)
