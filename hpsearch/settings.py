@@ -9,13 +9,13 @@ same messages with its flags (``--cv``) through ``hpsearch.errors.param``.
 
 from __future__ import annotations
 
-import argparse
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from .errors import UsageError, check_whole, param
+from . import setting_checks as checks
+from .errors import UsageError, param
 from .training.net import DEFAULT_BATCH_SIZE, DEFAULT_MAX_EPOCHS, DEFAULT_PATIENCE
 
 __all__ = ["SearchSettings", "Spec", "setting_specs", "retrain_defaults", "fingerprint", "report_settings",
@@ -63,119 +63,15 @@ def setting(default, help: str, **spec) -> Any:
     return field(**factory, metadata={"spec": Spec(help=help, **spec)})
 
 
-# -- checks: each takes the parameter's name and its value ----------------------------------------
-def _whole(low: int, high: int | None = None, why: str = "", grouped: bool = True) -> Callable[[str, Any], None]:
-    def check(name: str, value) -> None:
-        check_whole(name, value, low)
-        if high is not None and value > high:
-            shown = (f"{high:,}", f"{value:,}") if grouped else (high, value)
-            raise UsageError(f"{param(name)} must be at most {shown[0]}{why}, got {shown[1]}")
-    return check
-
-
-def _optional(check: Callable[[str, Any], None]) -> Callable[[str, Any], None]:
-    return lambda name, value: None if value is None else check(name, value)
-
-
-def _one_of(allowed: Callable[[], Iterable[str]]) -> Callable[[str, Any], None]:
-    def check(name: str, value) -> None:
-        from .errors import did_you_mean
-
-        options = list(allowed())
-        if value not in options:
-            hint = did_you_mean(value, options) if isinstance(value, str) else ""
-            raise UsageError(f"{param(name)} must be one of {', '.join(options)}, got {value!r}{hint}")
-    return check
-
-
-def _margin(name: str, value) -> None:
-    if value == "off":
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0 or value == float("inf"):
-        raise UsageError(f"{param(name)} must be a margin >= 0 or off, got {value!r}; 0.02 is the measured choice "
-                         "(the default)")
-
-
-def _margin_or_off(text: str) -> float | str:
-    """The command line's reading of a margin: a number, or ``off``."""
-    if text.strip().lower() == "off":
-        return "off"
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a margin (a number >= 0, such as 0.02) or off, got {text!r}") \
-            from None
-
-
-def _share(name: str, value) -> None:
-    from .data.folder import check_share
-
-    check_share(name, value)
-
-
-def _image_size(name: str, value) -> None:
-    from .data.folder import parse_image_size
-
-    parse_image_size(name, value)
-
-
-def _colors():
-    from .data.folder import COLORS
-
-    return COLORS
-
-
-def _n_jobs(name: str, value) -> None:
-    from .jobs.resources import effective_jobs
-
-    effective_jobs(value, 1, name)
-
-
-def _scorings():
-    from .engines.cv import SCORINGS
-
-    return SCORINGS
-
-
-def _engines():
-    from .engines import ENGINES
-
-    return ENGINES
-
-
-def _schedules():
-    from .training.schedules import SCHEDULES
-
-    return SCHEDULES
-
-
-def _datasets():
-    from .data import DATASETS
-
-    return DATASETS
-
-
-def _strategies():
-    from .strategies import STRATEGIES
-
-    return STRATEGIES
-
-
-def _backends():
-    from .jobs.backends import BACKENDS
-
-    return BACKENDS
-
-
 @dataclass
 class SearchSettings:
     """Everything that defines a search; each field is one setting, declared here once (the command
     line's flags are these names with dashes: ``max_epochs`` is ``--max-epochs``)."""
 
-    n: int = setting(150, "number of configs to evaluate", kind=int, check=_whole(1, MAX_N, " configs (each one is a "
-                     "trial in the store)"))
+    n: int = setting(150, "number of configs to evaluate", kind=int,
+                     check=checks.whole(1, MAX_N, " configs (each one is a trial in the store)"))
     dataset: str = setting("digits", "the data: a bundled or published dataset, or your own (folder: image "
-                           "folders; npz: arrays)", choices=_datasets, strict=False)
+                           "folders; npz: arrays)", choices=checks.datasets, strict=False)
     data_dir: str | None = setting(
         None, "where the dataset's files are: your images (folder: DIR/train/<class>/<image>, and test/ if you have "
         "one), your arrays (npz: FILE.npz with X_train, y_train, X_test, y_test), the idx files (raw or .gz) of "
@@ -188,22 +84,22 @@ class SearchSettings:
                                       "\"mynets:SmallCNN\" (default: the space file's folder; an installed module "
                                       "is found anyway)", metavar="DIR", report=False)
     cv: int = setting(4, "cross-validation folds, shuffled and seeded, stratified for one label per image", kind=int,
-                      check=_whole(2), identity=True)
+                      check=checks.whole(2), identity=True)
     n_jobs: int = setting(-1, "parallel jobs, taking fold tasks of any config; -1 = one per core (on a GPU at most "
                           "one per fold); torch threads per job = cores // jobs; each job holds a fold's training "
                           "rows (~0.3 GB for 60k MNIST images), so lower it if memory is short", kind=int,
-                          check=_n_jobs, report=False)
+                          check=checks.n_jobs, report=False)
     max_epochs: int = setting(DEFAULT_MAX_EPOCHS, "epochs per fit unless the space sets max_epochs", kind=int,
-                              check=_whole(1), identity=True)
+                              check=checks.whole(1), identity=True)
     patience: int = setting(DEFAULT_PATIENCE, "early stopping: epochs without improvement of the loss on an "
-                            "internal 20%% validation split; 0 = off", kind=int, check=_whole(0), identity=True)
+                            "internal 20%% validation split; 0 = off", kind=int, check=checks.whole(0), identity=True)
     batch_size: int = setting(DEFAULT_BATCH_SIZE, "mini-batch size unless the space sets batch_size", kind=int,
-                              check=_whole(1), identity=True)
+                              check=checks.whole(1), identity=True)
     scoring: str = setting("neg_log_loss", "what ranks configs: neg_log_loss, the held-out fold's log-loss; "
-                           "accuracy is recorded either way", choices=_scorings, check=_one_of(_scorings),
-                           identity=True)
+                           "accuracy is recorded either way", choices=checks.scorings,
+                           check=checks.one_of(checks.scorings), identity=True)
     seed: int = setting(0, "seeds the configs, folds and weights", kind=int, identity=True,
-                        check=_whole(0, MAX_SEED, " (2**32 - 1)", grouped=False))
+                        check=checks.whole(0, MAX_SEED, " (2**32 - 1)", grouped=False))
     out: str | None = setting(None, "run folder (default results/<dataset>_<space>_seed<seed>, with _<strategy> "
                               "before _seed unless random)", report=False)
     device: str = setting("cpu", "cpu, cuda, cuda:N or auto")
@@ -211,17 +107,17 @@ class SearchSettings:
                              report=False)
     engine: str = setting("skorch", "skorch: one skorch net per config x fold, the reference; batched: many MLP "
                           "(config, fold) models trained at once as one stack on a GPU, one per chunk without "
-                          "skorch's overhead on the CPU (other model kinds fall back to skorch)", choices=_engines,
-                          check=_one_of(_engines), identity=True)
+                          "skorch's overhead on the CPU (other model kinds fall back to skorch)",
+                          choices=checks.engines, check=checks.one_of(checks.engines), identity=True)
     max_models_per_chunk: int | None = setting(None, "batched engine: (config, fold) models trained together; "
                                                "default: automatic (GPU memory; on the CPU one)", kind=int,
-                                               check=_optional(_whole(1)), report=False)
+                                               check=checks.optional(checks.whole(1)), report=False)
     strategy: str = setting(
         "random", "which configs get how many epochs: random (every config the full max-epochs), halving "
         "(successive halving: all configs train min-epochs on every fold, the best 1/factor continue from where "
         "they stopped, up to max-epochs), hyperband (several halving brackets starting at different epochs), tpe "
         "(Optuna's TPE sampler proposes each config from the scores so far) or tpe-halving (TPE proposes, and a "
-        "config continues past a rung only while in the top 1/factor of all scored there)", choices=_strategies,
+        "config continues past a rung only while in the top 1/factor of all scored there)", choices=checks.strategies,
         strict=False)
     factor: int = setting(3, "halving/hyperband/tpe-halving: 1/FACTOR of a rung's configs continue, and each rung "
                           "trains FACTOR times longer", kind=int, applies=("strategy", HALVING_STRATEGIES))
@@ -234,45 +130,47 @@ class SearchSettings:
         "the rung's cut-off config on every fold so far by more than MARGIN (in the score's units); the last rung "
         "runs every fold; off: every fold of every config (default: 0.02 with --cv 3 or more, measured on the "
         "tables in BENCHMARKS.md to choose as without racing for 12-15%% less compute; a run made without racing "
-        "resumes without)", kind=_margin_or_off, metavar="MARGIN|off", check=_optional(_margin), unset="off",
-        applies=("strategy", ("halving",)))
+        "resumes without)", kind=checks.margin_or_off, metavar="MARGIN|off", check=checks.optional(checks.margin),
+        unset="off", applies=("strategy", ("halving",)))
     n_startup: int = setting(10, "tpe/tpe-halving: configs drawn at random before TPE proposes", kind=int,
                              applies=("strategy", TPE_STRATEGIES))
     max_train: int | None = setting(None, "search (and retrain) on a stratified, seeded slice of N training "
                                     "images, for a quick try on a large dataset (default: all; the test set is "
-                                    "always whole)", kind=int, metavar="N", check=_optional(_whole(1)),
+                                    "always whole)", kind=int, metavar="N", check=checks.optional(checks.whole(1)),
                                     unset="all", identity_if_set=True)
     test_size: float = setting(0.2, "folder without test/: the share of each class held out as the test set, "
-                               "stratified and seeded by --seed", kind=float, check=_share,
+                               "stratified and seeded by --seed", kind=float, check=checks.share,
                                applies=("dataset", FOLDER_DATASETS), identity_if_set=True)
     image_size: str | None = setting(None, "folder: the size every image is resized to, a side (28) or WIDTHxHEIGHT "
                                      "(default: the most common size in train/)", metavar="SIZE",
-                                     check=_optional(_image_size), applies=("dataset", FOLDER_DATASETS),
+                                     check=checks.optional(checks.image_size), applies=("dataset", FOLDER_DATASETS),
                                      identity_if_set=True, unset="most common")
     color: str | None = setting(None, "folder: read the images as grey or rgb (default: rgb when any image holds "
-                                "colour, else grey)", choices=_colors, check=_optional(_one_of(_colors)),
+                                "colour, else grey)", choices=checks.colors,
+                                check=checks.optional(checks.one_of(checks.colors)),
                                 applies=("dataset", FOLDER_DATASETS), identity_if_set=True, unset="automatic")
     backend: str = setting("loky", "where the jobs run: loky, processes on this machine; dask, the workers of a "
                            "Dask cluster (pip install -e '.[dask]'); the trial store stays here either way",
-                           group="backend", choices=_backends, report=False)
+                           group="backend", choices=checks.backends, report=False)
     scheduler: str | None = setting(None, "with backend dask: a running scheduler's address (tcp://HOST:8786), "
                                     "or local:N for a cluster of N worker processes on this machine (default "
                                     "local: one per core)", group="backend", metavar="ADDRESS", report=False)
     # What follows the search; stored so that a resume (and a later hpsearch retrain) retrains as asked.
-    top: int = setting(15, "retrain the best TOP configs", group="retrain", kind=int, check=_whole(1))
+    top: int = setting(15, "retrain the best TOP configs", group="retrain", kind=int, check=checks.whole(1))
     retrain_epochs: int = setting(300, "epochs of each retraining on the whole training set, no early stopping",
-                                  group="retrain", kind=int, check=_whole(1))
+                                  group="retrain", kind=int, check=checks.whole(1))
     schedule: str | None = setting(None, "the retraining's learning-rate schedule over retrain-epochs (default: "
                                    "each config's own: none unless the space searched one)", group="retrain",
-                                   choices=_schedules, check=_optional(_one_of(_schedules)), report=False)
+                                   choices=checks.schedules, check=checks.optional(checks.one_of(checks.schedules)),
+                                   report=False)
     winner_by: str = setting("cv", "how the winner is chosen among the retrained configs: cv, the best search (CV) "
                              "rank that retrained without failing, so the test set is never read for the choice and "
                              "its accuracy is an honest estimate; test, the Lab 3 seed's rule, the best test "
                              "accuracy (labelled: selected on the test set, optimistic)", group="retrain",
-                             choices=lambda: WINNER_RULES, check=_one_of(lambda: WINNER_RULES))
+                             choices=lambda: WINNER_RULES, check=checks.one_of(lambda: WINNER_RULES))
     checkpoint_every: int = setting(1, "the retraining saves each config's whole state every N epochs (0: never), "
                                     "so the same command after Ctrl-C, kill -9 or a crash goes on from there",
-                                    group="retrain", kind=int, metavar="N", check=_whole(0), report=False)
+                                    group="retrain", kind=int, metavar="N", check=checks.whole(0), report=False)
     extra: dict = setting(dict, "free-form notes kept with the run", flag=False, report=False)
 
     def dataset_options(self) -> dict:
