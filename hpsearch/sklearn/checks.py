@@ -14,9 +14,24 @@ ROUTED = ("module__", "optimizer__", "criterion__", "iterator_train__", "iterato
           "dataset__")
 
 
-def _check_estimator(estimator) -> None:
+def _refuse_pipeline(search) -> None:
+    """A Pipeline as the estimator: scikit-learn's searches take one, these need the net itself (its
+    fits continue), so the search goes inside the pipeline instead."""
+    *before, (last, _) = search.estimator.steps
+    steps = "".join(f"{type(step).__name__}(), " for _, step in before if step not in (None, "passthrough"))
+    raise UsageError(f"estimator must be the skorch net itself, got a Pipeline (steps: "
+                     f"{', '.join(name for name, _ in search.estimator.steps)}); put the search inside the pipeline "
+                     f"instead, e.g. make_pipeline({steps}{type(search).__name__}({last}, ...)), with "
+                     f"param_distributions named without the '{last}__' prefix ('lr', not '{last}__lr')")
+
+
+def _check_estimator(search) -> None:
+    from sklearn.pipeline import Pipeline
     from skorch import NeuralNetClassifier
 
+    estimator = search.estimator
+    if isinstance(estimator, Pipeline) and estimator.steps:
+        _refuse_pipeline(search)
     if not isinstance(estimator, NeuralNetClassifier):
         kind = type(estimator).__name__
         why = "a regressor" if "Regressor" in kind else "not a skorch classifier"
@@ -67,7 +82,7 @@ def check_search(search) -> None:
     ``max_epochs`` for halving, a distribution that cannot be sampled, a parameter the net does not
     have (with did-you-mean), the resource among the searched parameters; a ``SearchSpace`` naming what
     only hpsearch's training loop does (``hpsearch.sklearn.spaces``)."""
-    _check_estimator(search.estimator)
+    _check_estimator(search)
     resource = getattr(search, "resource", None)
     if resource is not None and resource != "max_epochs":
         raise UsageError(f"resource must be 'max_epochs' (a survivor goes on from its last epoch), got {resource!r}; "

@@ -1,6 +1,7 @@
 """What every search estimator's ``fit`` does around its search: a folder for the fits' states (the
 ``storage`` the user named, else a temporary one), the epochs they trained, and the inputs, seed
-and jobs as the continuing nets want them."""
+and jobs as the continuing nets want them; ``Float32Input``, the same inputs for the fitted search's
+``predict``, ``score`` and the like."""
 
 from __future__ import annotations
 
@@ -10,12 +11,13 @@ from pathlib import Path
 
 import numpy as np
 from joblib import effective_n_jobs
+from sklearn.utils.metaestimators import available_if
 
 from ..errors import UsageError
 from ..jobs.resources import cpu_count
 from .continuing import EPOCHS_LOG
 
-__all__ = ["fit_storage", "trained_epochs", "as_float32", "seed_of", "jobs_of"]
+__all__ = ["fit_storage", "trained_epochs", "as_float32", "Float32Input", "seed_of", "jobs_of"]
 
 
 @contextmanager
@@ -45,6 +47,31 @@ def trained_epochs(folder: Path) -> list[int]:
 def as_float32(X):
     """skorch's modules want float32: float64 arrays (a StandardScaler's output) are converted."""
     return X.astype(np.float32) if isinstance(X, np.ndarray) and X.dtype == np.float64 else X
+
+
+def _with_float32(name: str):
+    """scikit-learn's ``name`` of the search, its ``X`` converted as ``fit``'s; there only where scikit-learn's
+    is (its own check: a search over a net without ``decision_function`` has none)."""
+
+    def method(self, X, *args, **kwargs):
+        return getattr(super(Float32Input, self), name)(as_float32(X), *args, **kwargs)
+
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = f"scikit-learn's ``{name}``, float64 ``X`` converted to float32 as in ``fit``."
+    return available_if(lambda self: hasattr(super(Float32Input, self), name))(method)
+
+
+class Float32Input:
+    """Mixed in before a scikit-learn search class: what ``fit`` takes (a StandardScaler's float64 output
+    included) the fitted search's ``predict``, ``score`` and the like take too (the net wants float32)."""
+
+    predict = _with_float32("predict")
+    predict_proba = _with_float32("predict_proba")
+    predict_log_proba = _with_float32("predict_log_proba")
+    decision_function = _with_float32("decision_function")
+    score_samples = _with_float32("score_samples")
+    transform = _with_float32("transform")
+    score = _with_float32("score")
 
 
 def seed_of(random_state) -> int:

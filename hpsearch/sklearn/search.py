@@ -35,7 +35,7 @@ from ..jobs.resources import threads_per_job
 from ..space.search_space import SearchSpace
 from .checks import check_search
 from .continuing import continuing
-from .fitting import as_float32, fit_storage, jobs_of, seed_of, trained_epochs
+from .fitting import Float32Input, as_float32, fit_storage, jobs_of, seed_of, trained_epochs
 from .spaces import config_column, is_space, net_params, space_configs
 
 __all__ = ["HalvingRandomSearchCV", "RandomizedSearchCV"]
@@ -86,7 +86,7 @@ class _ContinuingSearch:
         return compiled
 
 
-class HalvingRandomSearchCV(_ContinuingSearch, _SkHalving):
+class HalvingRandomSearchCV(Float32Input, _ContinuingSearch, _SkHalving):
     """scikit-learn's ``HalvingRandomSearchCV`` whose survivors continue (see the module's text).
 
     The resource is ``max_epochs``, the only one: each iteration trains its candidates for
@@ -128,7 +128,7 @@ class HalvingRandomSearchCV(_ContinuingSearch, _SkHalving):
             self.max_resources = "auto"
 
 
-class RandomizedSearchCV(_ContinuingSearch, _SkRandomized):
+class RandomizedSearchCV(Float32Input, _ContinuingSearch, _SkRandomized):
     """scikit-learn's ``RandomizedSearchCV`` with seeded fits and ``storage`` (see the module's text):
     every candidate trains its full ``max_epochs``; a second ``fit`` with the same ``storage`` restores
     the fits already done. Extra fitted attribute: ``n_fold_epochs_``."""

@@ -28,7 +28,7 @@ from ..space.search_space import ParamGenerator
 from ..strategies import make_strategy
 from .checks import check_search
 from .continuing import continuing
-from .fitting import as_float32, fit_storage, jobs_of, seed_of, trained_epochs
+from .fitting import Float32Input, as_float32, fit_storage, jobs_of, seed_of, trained_epochs
 from .spaces import config_column, is_space, net_params
 
 __all__ = ["SearchCV", "EstimatorEvaluate"]
@@ -246,7 +246,7 @@ def _results(rows: list[dict], n_splits: int, train_score: bool) -> dict:
     return results
 
 
-class SearchCV(BaseSearchCV):
+class SearchCV(Float32Input, BaseSearchCV):
     """hpsearch's strategies as a scikit-learn search estimator (see the module's text).
 
     ``strategy``: ``"random"`` (every candidate the full budget), ``"halving"`` (successive halving,

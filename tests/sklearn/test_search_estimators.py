@@ -1,7 +1,7 @@
 """hpsearch's HalvingRandomSearchCV and RandomizedSearchCV against scikit-learn's own, on digits with a
 skorch net around a module written here: the same keys, candidates and (with nets seeded alike) the
-same scores and best, from fewer fold-epochs; a resumed storage, Pipeline, clone, scorers, splitters
-and the errors raised before any training."""
+same scores and best, from fewer fold-epochs; a resumed storage, Pipeline, clone, scorers, splitters,
+float64 input after the fit and the errors raised before any training."""
 
 import hashlib
 import pickle
@@ -16,8 +16,8 @@ from sklearn.experimental import enable_halving_search_cv  # noqa: F401
 from sklearn.model_selection import HalvingRandomSearchCV as SkHalving
 from sklearn.model_selection import ParameterSampler, StratifiedKFold
 from sklearn.model_selection import RandomizedSearchCV as SkRandomized
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import FunctionTransformer
+from sklearn.pipeline import Pipeline, make_pipeline
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from sklearn.utils.validation import check_is_fitted
 from skorch import NeuralNetClassifier, NeuralNetRegressor
 from skorch.callbacks import Callback
@@ -119,6 +119,33 @@ def test_conventions_clone_params_and_a_pipeline(data, tmp_path):
     assert pipe.score(X, y) > 0.8
 
 
+@pytest.mark.parametrize("make", [
+    lambda net: HalvingRandomSearchCV(net, DISTRIBUTIONS, n_candidates=2, factor=2, min_resources=1, cv=2,
+                                      random_state=0),
+    lambda net: RandomizedSearchCV(net, DISTRIBUTIONS, n_iter=2, cv=2, random_state=0),
+    lambda net: SearchCV(net, DISTRIBUTIONS, n_candidates=2, factor=2, cv=2, random_state=0),
+], ids=["halving", "randomized", "search_cv"])
+def test_a_fitted_search_takes_float64_as_fit_does(data, make):
+    X, y = data[0][:200], data[1][:200]
+    X64 = X.astype(np.float64)  # X / 16 as load_digits gives it: the same values, float64
+    search = make(_net().set_params(max_epochs=2)).fit(X64, y)
+    np.testing.assert_array_equal(search.predict(X64), search.predict(X))
+    np.testing.assert_array_equal(search.predict_proba(X64), search.predict_proba(X))
+    assert search.score(X64, y) == search.score(X, y)
+    # only what the net has: a scorer must not find a decision_function that fails when called
+    assert not hasattr(search, "decision_function") and not hasattr(search, "predict_log_proba")
+
+
+def test_a_search_inside_a_pipeline_predicts_a_scalers_float64(data):
+    X, y = data[0][:200].astype(np.float64), data[1][:200]
+    search = RandomizedSearchCV(_net().set_params(max_epochs=2), DISTRIBUTIONS, n_iter=2, cv=2, random_state=0)
+    pipe = make_pipeline(StandardScaler(), search).fit(X, y)
+    scaled = pipe[0].transform(X)
+    assert scaled.dtype == np.float64
+    assert pipe.score(X, y) == search.score(scaled.astype(np.float32), y) > 0.2  # chance: 0.1
+    np.testing.assert_array_equal(pipe.predict_proba(X), search.predict_proba(scaled.astype(np.float32)))
+
+
 def test_a_second_fit_with_the_same_storage_resumes(data, tmp_path):
     X, y = data
     kw = dict(n_candidates=3, min_resources=3, cv=2, random_state=2, storage=str(tmp_path / "store"))
@@ -161,6 +188,12 @@ def test_randomized_search_sees_scikit_learns_candidates(data, tmp_path):
     (lambda: HalvingRandomSearchCV(_net(), {"max_epochs": [3, 9]}), "the resource halving gives each iteration"),
     (lambda: HalvingRandomSearchCV(_net(), DISTRIBUTIONS, resource="n_samples"),
      "resource must be 'max_epochs'"),
+    (lambda: HalvingRandomSearchCV(Pipeline([("scale", StandardScaler()), ("net", _net())]), {"net__lr": [0.1]}),
+     "estimator must be the skorch net itself, got a Pipeline (steps: scale, net); put the search inside the pipeline "
+     "instead, e.g. make_pipeline(StandardScaler(), HalvingRandomSearchCV(net, ...)), with param_distributions named "
+     "without the 'net__' prefix ('lr', not 'net__lr')"),
+    (lambda: SearchCV(make_pipeline(StandardScaler(), _net()), {"neuralnetclassifier__lr": [0.1]}),
+     "e.g. make_pipeline(StandardScaler(), SearchCV(neuralnetclassifier, ...))"),
 ])
 def test_errors_are_one_line_before_any_training(data, tmp_path, make, message):
     X, y = data
