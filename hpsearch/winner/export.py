@@ -8,7 +8,9 @@ softmax, or the head's), shape ``(n, K)``, or ``(n, positions, K)`` for labels p
 batch dimension is dynamic. ``check`` runs each file in its own runtime (onnxruntime, ``torch.jit``)
 on the run's test images and compares with the winner: the same argmax on every image and the largest
 difference of a probability, printed and held under ``TOLERANCE``. Files are written atomically; the
-card keeps a digest of ``winner.pt``, and exporting again is a no-op until the winner changes.
+card keeps a digest of ``winner.pt``, and exporting again is a no-op until the winner changes. The
+tracer's warnings are not hidden: a Python branch on a tensor value is exported as the example input took
+it, and one line per format and place says so on stderr (the export goes on).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import sys
 import warnings
 from pathlib import Path
 
@@ -33,6 +36,21 @@ FORMATS = {"onnx": "model.onnx", "torchscript": "model.ts"}
 CARD_FILE = "model.json"
 OPSET = 17
 TOLERANCE = 1e-4
+TRACE_ADVICE = ("the export follows only the path taken on the example input; check it, or avoid Python branches "
+                "on tensor values")
+# every step of hpsearch.data.preprocess.preprocess, for a deployment that has only the card
+HOW = ("decode with Pillow: EXIF orientation applied, the first frame, transparency (modes RGBA, LA, PA, or P with "
+       "a transparent colour) composited over white, then grey ('L') or 'RGB' as 'image_shape' (C, H, W) says; "
+       "as float32 (C, h, w), scale to [0, 1] by /255 (a 16-bit grey image by /65535; 'max_value' is only how the "
+       "training loader scaled its own files); invert (x = 1 - x) when 'invert' is true, or 'auto' and the mean of "
+       "the border pixels (first and last rows and columns, all channels) is above 0.5; an image already H x W "
+       "stays as it is, else it is resized: each channel alone, as float32 (Pillow mode 'F'), with Pillow's LANCZOS "
+       "filter, then clipped to [0, 1]; with 'center' true, the ink's box (where the channels' maximum is above "
+       "0.2 of its brightest) is cut out, padded with zeros to a square (the box in its middle), resized to "
+       "round('fit' * min(H, W)) pixels a side and pasted in the middle of a zero H x W frame (no ink: the whole "
+       "picture is resized); after resizing, with 'stretch' true, divide by the maximum (when above 0); last, "
+       "with 'levels' set, x = round(x * (levels - 1)) / (levels - 1). hpsearch.data.preprocess.preprocess is "
+       "the reference")
 
 
 class Probabilities(nn.Module):
@@ -51,6 +69,13 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:20]
 
 
+def _card_preprocess(settings: dict) -> dict:
+    """The winner's preprocessing with every flag ``preprocess`` reads spelled out (a bundle may lack
+    one: its default) and ``how``, the steps in words."""
+    grey = int(settings["image_shape"][0]) == 1
+    return {"invert": "auto", "center": False, "fit": 1.0, "stretch": grey, "levels": None, **settings, "how": HOW}
+
+
 def _card(net, info: dict, run_dir: Path, formats: list[str], digest: str) -> dict:
     from .. import __version__
     from ..rundir.states import run_digest
@@ -67,11 +92,7 @@ def _card(net, info: dict, run_dir: Path, formats: list[str], digest: str) -> di
                    "shape": ["n", positions, len(info["class_names"])] if positions else
                    ["n", len(info["class_names"])], "positions": positions},
         "class_names": list(info["class_names"]),
-        "preprocess": {**info["preprocess"], "how": "decode with Pillow (EXIF orientation, transparency over white), "
-                       "grey ('L') or RGB as image_shape says, scale to [0, 1] (/255), invert when 'invert' is "
-                       "true (or 'auto' and the border is light), resize to image_shape's height x width (with "
-                       "'center': the ink's box squared and scaled to 'fit' of the frame), then round to "
-                       "'levels' grey levels when given: hpsearch.data.preprocess.preprocess does exactly this"},
+        "preprocess": _card_preprocess(info["preprocess"]),
         "config": info.get("config"), "cv_score": info.get("cv_score"), "test_accuracy": info.get("test_accuracy"),
         "chosen_by": info.get("winner_by", "test"), "dataset": info.get("dataset"), "trial": info.get("trial"),
         "epochs": info.get("epochs"), "module": info.get("module"),
@@ -81,25 +102,38 @@ def _card(net, info: dict, run_dir: Path, formats: list[str], digest: str) -> di
     }
 
 
-def _export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> None:
-    def write(fh):
-        buffer = io.BytesIO()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(model, example, buffer, input_names=["images"], output_names=["probabilities"],
-                              dynamic_axes={"images": {0: "n"}, "probabilities": {0: "n"}}, opset_version=OPSET,
-                              dynamo=False)
-        fh.write(buffer.getvalue())
-    atomic_write(path, write, binary=True)
-
-
-def _export_torchscript(model: nn.Module, example: torch.Tensor, path: Path) -> None:
-    with warnings.catch_warnings():
+def _traced(fmt: str, trace) -> list[str]:
+    """``trace()`` with the exporters' noise (deprecations) ignored but not their TracerWarnings, which
+    say the file may hold only the path the example input took: one line each, by file and line."""
+    with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("ignore")
-        traced = torch.jit.trace(model, example, check_trace=False)
+        warnings.simplefilter("always", torch.jit.TracerWarning)  # "always": even one seen before
+        trace()
+    lines, seen = [], set()
+    for w in caught:
+        if (w.filename, w.lineno) not in seen:
+            seen.add((w.filename, w.lineno))
+            first = str(w.message).strip().splitlines()[0].split(". ")[0].rstrip(".")
+            lines.append(f"{fmt}: {Path(w.filename).name}:{w.lineno}: {first}: {TRACE_ADVICE}")
+    return lines
+
+
+def _export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> list[str]:
+    buffer = io.BytesIO()
+    lines = _traced("onnx", lambda: torch.onnx.export(
+        model, example, buffer, input_names=["images"], output_names=["probabilities"],
+        dynamic_axes={"images": {0: "n"}, "probabilities": {0: "n"}}, opset_version=OPSET, dynamo=False))
+    atomic_write(path, lambda fh: fh.write(buffer.getvalue()), binary=True)
+    return lines
+
+
+def _export_torchscript(model: nn.Module, example: torch.Tensor, path: Path) -> list[str]:
+    traced = []
+    lines = _traced("torchscript", lambda: traced.append(torch.jit.trace(model, example, check_trace=False)))
     with warnings.catch_warnings():  # torch 2.13 says jit is deprecated; libtorch reads these files all the same
         warnings.simplefilter("ignore", DeprecationWarning)
-        atomic_write(path, lambda fh: torch.jit.save(traced, fh), binary=True)
+        atomic_write(path, lambda fh: torch.jit.save(traced[0], fh), binary=True)
+    return lines
 
 
 def _run(fmt: str, path: Path, X: np.ndarray) -> np.ndarray:
@@ -117,7 +151,9 @@ def _run(fmt: str, path: Path, X: np.ndarray) -> np.ndarray:
 
 def export_winner(run_dir, formats=("onnx", "torchscript"), out=None, check: bool = True, dataset=None) -> dict:
     """Export the run's winner (see the module's text); returns ``{"card": path, "files": [...],
-    "checks": {format: {"same_argmax": bool, "max_abs_diff": float, "images": n}}, "skipped": bool}``."""
+    "checks": {format: {"same_argmax": bool, "max_abs_diff": float, "images": n}}, "skipped": bool,
+    "warnings": [line, ...]}``: the tracer's warnings, also printed to stderr, one line each (a Python
+    branch on a tensor value: the file holds only the path the example input took)."""
     from ..rundir.run_info import run_dataset
     from .bundle import load_winner
 
@@ -137,7 +173,8 @@ def export_winner(run_dir, formats=("onnx", "torchscript"), out=None, check: boo
             old = {}
         if old.get("winner_digest") == digest and all((out / FORMATS[f]).is_file() for f in formats) \
                 and set(formats) <= set(old.get("files", {})):
-            return {"card": card_path, "files": [out / FORMATS[f] for f in formats], "checks": {}, "skipped": True}
+            return {"card": card_path, "files": [out / FORMATS[f] for f in formats], "checks": {}, "skipped": True,
+                    "warnings": []}
     net = load_winner(run_dir)
     info = net.winner_
     # the winner's own predict nonlinearity: skorch's softmax for cross-entropy, the head's otherwise
@@ -148,17 +185,19 @@ def export_winner(run_dir, formats=("onnx", "torchscript"), out=None, check: boo
     except OSError as exc:
         raise UsageError(f"{param('out')} {out}: cannot make the folder ({exc.strerror}); give a writable "
                          "one") from None
-    files = []
+    files, traced = [], []
     for fmt in formats:
         path = out / FORMATS[fmt]
         try:
-            (_export_onnx if fmt == "onnx" else _export_torchscript)(model, example, path)
+            traced += (_export_onnx if fmt == "onnx" else _export_torchscript)(model, example, path)
         except ImportError as exc:
             raise UsageError(f"{fmt} export needs {exc.name}: pip install -e '.[export]'") from None
         except Exception as exc:  # noqa: BLE001 - a module the exporter cannot trace: one line, the reason
             raise UsageError(f"the winner ({type(net.module_).__name__}) cannot be exported as {fmt}: "
                              f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}") from None
         files.append(path)
+    for line in traced:  # before the check, which only tries the test images
+        print(line, file=sys.stderr, flush=True)
     checks = {}
     if check:
         data = dataset if dataset is not None else run_dataset(run_dir)
@@ -175,7 +214,7 @@ def export_winner(run_dir, formats=("onnx", "torchscript"), out=None, check: boo
     card = _card(net, info, run_dir, list(formats), digest)
     card["checks"] = checks
     atomic_write_text(card_path, json.dumps(card, indent=2, default=str) + "\n")
-    return {"card": card_path, "files": files, "checks": checks, "skipped": False}
+    return {"card": card_path, "files": files, "checks": checks, "skipped": False, "warnings": traced}
 
 
 def exported_answers(model, files):

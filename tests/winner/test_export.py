@@ -28,9 +28,10 @@ def _winner(tmp_path, data, config, epochs=2):
 
 
 @pytest.mark.parametrize("kind", list(CONFIGS))
-def test_every_model_kind_exports_and_agrees_with_the_winner(kind, digits, tmp_path):
+def test_every_model_kind_exports_and_agrees_with_the_winner(kind, digits, tmp_path, capsys):
     _winner(tmp_path, digits, CONFIGS[kind])
     done = export_winner(tmp_path, dataset=digits)
+    assert done["warnings"] == [] and capsys.readouterr().err == ""  # the tracer follows the built-in nets
     for fmt in ("onnx", "torchscript"):
         check = done["checks"][fmt]
         assert check["same_argmax"] and check["max_abs_diff"] < TOLERANCE and check["images"] == len(digits.y_test)
@@ -39,6 +40,12 @@ def test_every_model_kind_exports_and_agrees_with_the_winner(kind, digits, tmp_p
     assert card["class_names"] == list(digits.class_names) and card["output"]["shape"] == ["n", 10]
     assert card["preprocess"]["image_shape"] == [1, 8, 8] and card["config"] == CONFIGS[kind]
     assert card["files"] == {"onnx": "model.onnx", "torchscript": "model.ts"}
+    # every flag preprocess reads is on the card, and its "how" says what each does
+    how = card["preprocess"]["how"]
+    assert set(card["preprocess"]) == {"image_shape", "max_value", "invert", "center", "fit", "stretch", "levels",
+                                       "how"}
+    assert [k for k in card["preprocess"] if k != "how" and f"'{k}'" not in how] == []
+    assert "LANCZOS" in how and "divide by the maximum" in how and "border pixels" in how
     assert export_winner(tmp_path, dataset=digits)["skipped"]  # the same winner: nothing to do
 
 
@@ -115,3 +122,49 @@ def test_a_module_the_exporter_cannot_follow_is_one_line(digits, tmp_path):
     assert "the winner (Histogram) cannot be exported as onnx: UnsupportedOperatorError" in message
     assert "\n" not in message and "histc" in message
     assert export_winner(run, formats=("torchscript",), dataset=digits)["checks"]["torchscript"]["same_argmax"]
+
+
+BRANCHY = """
+from torch import nn
+
+
+class Branchy(nn.Module):
+    def __init__(self, image_shape, n_classes):
+        super().__init__()
+        self.linear = nn.Linear(64, n_classes)
+
+    def forward(self, x):
+        if float(x.mean()) > 2.0:  # never on images in [0, 1]: the trace keeps the other path
+            return -self.linear(x.flatten(1))
+        return self.linear(x.flatten(1))
+"""
+
+
+def test_a_python_branch_on_a_tensor_value_is_said_once_per_format(digits, tmp_path, capsys):
+    """The tracer's warning is not swallowed: a user's module the tracer follows on one path only."""
+    from hpsearch.training.models.user import add_module_path
+
+    (tmp_path / "nets").mkdir()
+    (tmp_path / "nets" / "branchnets.py").write_text(BRANCHY)
+    add_module_path(tmp_path / "nets")
+    run = tmp_path / "run"
+    run.mkdir()
+    _winner(run, digits, {"model": "branchnets:Branchy", "optimizer": "adam", "lr": 1e-3}, epochs=1)
+    capsys.readouterr()
+    assert main(["export", str(run), "--no-check"]) == 0
+    said = ": branchnets.py:11: Converting a tensor to a Python float might cause the trace to be incorrect: the " \
+        "export follows only the path taken on the example input; check it, or avoid Python branches on tensor values"
+    assert capsys.readouterr().err.splitlines() == [f"onnx{said}", f"torchscript{said}"]
+
+
+def test_the_example_own_network_exports_silently(digits, tmp_path, capsys):
+    from pathlib import Path
+
+    from hpsearch.training.models.user import add_module_path
+
+    add_module_path(Path(__file__).parents[2] / "examples" / "own_network")
+    _winner(tmp_path, digits, {"model": "mynets:SmallCNN", "width": 8, "depth": 1, "optimizer": "adam",
+                               "lr": 3e-3}, epochs=1)
+    done = export_winner(tmp_path, dataset=digits)
+    assert done["warnings"] == [] and capsys.readouterr().err == ""
+    assert all(c["same_argmax"] for c in done["checks"].values())
