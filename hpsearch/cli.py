@@ -128,8 +128,9 @@ def build_parser() -> argparse.ArgumentParser:
     retrain = sub.add_parser(
         "retrain", help="retrain a run's best configs on the whole training set, crown a winner",
         description="Retrain the top configs of a finished (or partial) search on the whole training "
-                    "set, score each on the test set, save the most accurate as the winner "
-                    "(winner.pt, retrain.csv, summary.json in RUN_DIR).")
+                    "set, score each on the test set, and save the winner: by default the best by the search's CV "
+                    "rank, the test set never read for the choice (--winner-by) (winner.pt, retrain.csv, "
+                    "summary.json in RUN_DIR).")
     retrain.add_argument("run_dir", metavar="RUN_DIR", help="a run folder made by hpsearch search")
     _add_retrain_args(retrain)
     _add_settings(retrain, "backend")
@@ -246,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
         with warnings.catch_warnings(), parameter_names(flag):
             warnings.simplefilter("default")
             warnings.formatwarning = lambda msg, cat, *a, **k: f"{cat.__name__}: {msg}\n"
+            if getattr(args, "run_dir", None) is not None and getattr(args, "model", None) is None:
+                commands.check_run_folder(args.run_dir)  # (predict --model takes image files, not a run)
             return args.func(args)
     except UsageError as exc:
         print(f"hpsearch: error: {exc}", file=sys.stderr)

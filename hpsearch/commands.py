@@ -136,6 +136,16 @@ def _report(run_dir) -> Path | None:
     return path
 
 
+def check_run_folder(run_dir) -> None:
+    """RUN_DIR names a folder: said before anything else, instead of a missing file inside it."""
+    path = Path(run_dir)
+    if not path.exists():
+        raise UsageError(f"RUN_DIR {run_dir}: no such folder; give the folder hpsearch search wrote (its --out, by "
+                         "default results/<dataset>_<space>[_<strategy>]_seed<seed>; ls results/)")
+    if not path.is_dir():
+        raise UsageError(f"RUN_DIR {run_dir} is a file, not a run folder: give the folder hpsearch search wrote")
+
+
 def cmd_report(args) -> int:
     from .report import write_report
 

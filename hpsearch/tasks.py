@@ -18,7 +18,9 @@ from skorch.dataset import ValidSplit
 
 from .errors import DivergedError
 
-__all__ = ["SingleLabel", "Positions", "task_of", "task_for"]
+VALID_SPLITS = 5  # early stopping watches a fifth of each training fold (skorch's default ValidSplit)
+
+__all__ = ["SingleLabel", "Positions", "task_of", "task_for", "VALID_SPLITS"]
 
 
 def _finite(proba: np.ndarray) -> None:
@@ -51,7 +53,7 @@ class SingleLabel:
 
     def valid_split(self) -> ValidSplit:
         """The 20% early stopping watches, inside a training fold (skorch's default)."""
-        return ValidSplit(5, stratified=True)
+        return ValidSplit(VALID_SPLITS, stratified=True)
 
     def predict(self, proba: np.ndarray) -> np.ndarray:
         return proba.argmax(axis=-1)
@@ -103,7 +105,7 @@ class Positions(SingleLabel):
         return KFold(cv, shuffle=True, random_state=seed)
 
     def valid_split(self) -> ValidSplit:
-        return ValidSplit(5, stratified=False)
+        return ValidSplit(VALID_SPLITS, stratified=False)
 
     def net_params(self):
         # skorch's default ``valid_acc`` is sklearn's accuracy_score, which refuses multi-output labels

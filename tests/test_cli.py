@@ -94,6 +94,21 @@ def test_bad_input_exits_2_with_message(tmp_path, capsys, make_args, message):
     assert len(err.strip().splitlines()) <= 2
 
 
+@pytest.mark.parametrize("command", [["predict", "{run}", "x.png"], ["retrain", "{run}"], ["export", "{run}"],
+                                     ["report", "{run}"], ["serve", "{run}"], ["plot", "all", "{run}"],
+                                     ["compare", "{run}"]])
+def test_a_run_folder_that_is_not_there_is_said_first(tmp_path, capsys, command):
+    run = tmp_path / "nope"
+    assert main([word.format(run=run) for word in command]) == 2
+    err = capsys.readouterr()
+    assert err.err == (f"hpsearch: error: RUN_DIR {run}: no such folder; give the folder hpsearch search wrote (its "
+                       "--out, by default results/<dataset>_<space>[_<strategy>]_seed<seed>; ls results/)\n")
+    assert err.out == ""  # nothing announced before it (retrain used to say what it would retrain)
+    (tmp_path / "a_file").write_text("x")
+    assert main([word.format(run=tmp_path / "a_file") for word in command]) == 2
+    assert "is a file, not a run folder" in capsys.readouterr().err
+
+
 def test_unknown_flag_exits_2_without_traceback(capsys):
     # argparse's own exit, as run_search.py (`sys.exit(main(["search", *argv]))`) passes it on: an
     # uncaught SystemExit(2) is exit status 2 and prints no traceback; any other exception would

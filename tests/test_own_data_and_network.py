@@ -401,3 +401,72 @@ def test_your_module_exports_and_agrees_with_the_winner(own_run, tmp_path):
     assert all(c["same_argmax"] and c["max_abs_diff"] < TOLERANCE for c in done["checks"].values())
     card = json.loads(done["card"].read_text())
     assert card["module"]["import"] == "mynets:SmallCNN" and card["preprocess"]["invert"] is False
+
+
+def _small_search(own, data_dir, out, *extra) -> list[str]:
+    return ["search", "--dataset", "folder", "--data-dir", str(data_dir), "--space", str(own / "nets" / "space.toml"),
+            "--n", "1", "--cv", "2", "--max-epochs", "1", "--no-progress", "--no-retrain", "--out", str(out), *extra]
+
+
+def test_a_resume_on_a_folder_edited_since_is_refused_and_keeps_the_run_as_it_was(own, tmp_path, capsys):
+    import shutil
+
+    tree, out = tmp_path / "tree", tmp_path / "run"
+    shutil.copytree(own / "tree", tree)
+    assert main(_small_search(own, tree, out)) == 0
+    recorded = (out / "dataset.json").read_text()
+    assert len(json.loads(recorded)["digest"]) == 64
+    # one image redrawn in place: the same names, counts and held-out files, other pixels
+    first, second = sorted((tree / "train" / "five").glob("*.png"))[:2]
+    Image.open(second).save(first)
+    capsys.readouterr()
+    assert main(_small_search(own, tree, out, "--n", "2")) == 2
+    err = capsys.readouterr().err
+    assert "its images or labels differ: digest now" in err and "the folder changed since the search" in err
+    assert (out / "dataset.json").read_text() == recorded  # not re-split, not re-recorded
+    assert (out / "trials.csv").read_text().count("\n") == 2  # the header and the first search's one config
+    with pytest.raises(UsageError, match="images or labels differ"):
+        run_dataset(out)  # retraining and pictures refuse it too
+
+
+def test_an_image_added_since_the_search_is_named_as_a_folder_change(own, tmp_path):
+    import shutil
+
+    tree, out = tmp_path / "tree", tmp_path / "run"
+    shutil.copytree(own / "tree", tree)
+    assert main(_small_search(own, tree, out)) == 0
+    extra = sorted((tree / "train" / "five").glob("*.png"))[0]
+    shutil.copy(extra, extra.with_name("added.png"))
+    with pytest.raises(UsageError, match=r"its training and test images are now 480 and 121, but the run was "
+                                         r"searched with 480 and 120 .* the folder changed since the search"):
+        run_dataset(out)
+
+
+def test_early_stopping_on_folds_too_small_for_its_split_is_refused_before_a_run_folder(own, digits, tmp_path,
+                                                                                       capsys):
+    tiny = tmp_path / "tiny"
+    rows = [i for label in (0, 1) for i in np.flatnonzero(digits.y_train == label)[:6]]
+    write_tree(tiny, digits.X_train[rows[0:4] + rows[6:10]], digits.y_train[rows[0:4] + rows[6:10]])  # 4 a class
+    write_tree(tiny, digits.X_train[rows[4:6] + rows[10:]], digits.y_train[rows[4:6] + rows[10:]], split="test")
+    out = tmp_path / "run"
+    code = main(["search", "--dataset", "folder", "--data-dir", str(tiny), "--space", str(own / "nets" / "space.toml"),
+                 "--n", "1", "--cv", "2", "--max-epochs", "1", "--no-progress", "--no-retrain", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "--patience 15: early stopping holds out a fifth of each training fold (5 splits), but a fold trains on " \
+           "only 4 images" in err and "pass --patience 0, fewer folds (--cv), or more images" in err
+    assert not out.exists()
+
+
+def test_a_run_folder_that_would_hold_your_module_is_refused_before_the_search(own, tmp_path, capsys):
+    import shutil
+
+    project = tmp_path / "project"
+    shutil.copytree(own / "nets", project)
+    assert main(["search", "--dataset", "folder", "--data-dir", str(own / "tree"), "--space",
+                 str(project / "space.toml"), "--n", "1", "--cv", "2", "--max-epochs", "1", "--no-progress",
+                 "--no-retrain", "--out", str(project)]) == 2
+    err = capsys.readouterr().err
+    assert f"--out {project.resolve()} holds your module's folder {project.resolve()}" in err
+    assert f"pass --out {project.resolve() / 'run'} or another folder" in err
+    assert not (project / "trials.db").exists()

@@ -80,9 +80,11 @@ def _scan(root: Path) -> dict[str, list[tuple[str, list[os.DirEntry]]]]:
         if not folder.is_dir():
             if split == "test":
                 continue
+            hint = (f"; {root} looks like train/ itself: give its parent, {param('data_dir')} {root.parent}"
+                    if root.name in SPLITS else "")
             raise FolderError(f"{folder}/ is missing: {param('dataset')} folder reads {root}/train/<class>/<image> "
                               "(and optionally test/<class>/<image>); put each class's images in a folder named "
-                              "after it under train/")
+                              f"after it under train/{hint}")
         classes = label_folders(folder, FolderError)
         for name, files in classes:
             if not files:
@@ -195,8 +197,8 @@ def _said(cached: dict) -> list[str]:
     resized, cmyk = int(cached["resized"]), int(cached["cmyk"])
     size += f", {resized:,} images resized" if resized else ""
     why = str(cached["why"]) or f"{param('color')} {cached['color']}"
-    return [size, f"{cached['color']} ({why}" + (f"; {cmyk} CMYK images converted to RGB by Pillow)" if cmyk
-                                                 else ")")]
+    converted = f"; {cmyk} CMYK image{'s' * (cmyk != 1)} converted to RGB by Pillow" if cmyk else ""
+    return [size, f"{cached['color']} ({why}{converted})"]
 
 
 def _held_out(y: np.ndarray, classes, test_size: float, seed: int, root: Path):

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from skorch.dataset import ValidSplit
 
 from ..jobs.resident import resident
+from ..tasks import VALID_SPLITS
 from ..training.models.mlp import MLP
 from ..training.models.user import is_user_model
 from .stack import OPTIMIZER_BETAS, MLPStack
@@ -103,7 +104,7 @@ def initial_module(config: dict, seed: int, n_features: int, n_classes: int) -> 
 def valid_split(train: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """skorch's ``ValidSplit(5, stratified=True)`` of the training fold ``train``: its indices."""
     labels = y[train]
-    cv = ValidSplit(5, stratified=True).check_cv(labels)
+    cv = ValidSplit(VALID_SPLITS, stratified=True).check_cv(labels)
     inner, valid = next(iter(cv.split(np.arange(len(train)), labels)))
     return train[inner], train[valid]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import zipfile
@@ -19,7 +20,7 @@ from .names import DATASET_FILE, SETTINGS_FILE, SOURCE_FILE, TRIALS_DB
 from .store import run_fingerprint
 
 __all__ = ["run_dataset", "read_settings", "read_json", "check_dataset_of", "write_dataset_file",
-           "read_dataset_file", "record_source"]
+           "read_dataset_file", "record_source", "check_source"]
 
 
 def read_json(path, *, replace_damaged: bool = False) -> dict:
@@ -67,32 +68,53 @@ def run_dataset(run_dir) -> Dataset:
     else:
         dataset = load_dataset(settings["dataset"], settings.get("data_dir"), **dataset_options(settings))
     dataset = dataset.training_slice(settings.get("max_train"), int(settings.get("seed", 0)))
+    check_source(Path(run_dir), dataset)  # a changed folder is named as such, before the counts below
     check_dataset_of(run_dir, dataset)
-    _check_source(Path(run_dir), dataset)
     return dataset
+
+
+def _digest(dataset: Dataset) -> str:
+    """The images and labels as read (pixels, not files): a moved, added, removed or edited image
+    changes it."""
+    digest = hashlib.sha256()
+    for array in (dataset.X_train, dataset.y_train, dataset.X_test, dataset.y_test):
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def _source(dataset: Dataset) -> dict:
+    return {**dataset.source, "images": [len(dataset.y_train), len(dataset.y_test)], "digest": _digest(dataset)}
 
 
 def record_source(run_dir: Path, dataset: Dataset) -> None:
     """Keep where an image folder's images came from and how they were read (size, colour, the held-out
-    test files) in ``dataset.json``, so later steps can tell the same data from a changed folder."""
+    test files, a digest of the images and labels) in ``dataset.json``, so later steps and a resume can
+    tell the same data from a changed folder."""
     if dataset.source:
-        atomic_write_text(Path(run_dir) / SOURCE_FILE, json.dumps(dataset.source, indent=1) + "\n")
+        atomic_write_text(Path(run_dir) / SOURCE_FILE, json.dumps(_source(dataset), indent=1) + "\n")
 
 
-def _check_source(run_dir: Path, dataset: Dataset) -> None:
-    recorded = read_json(run_dir / SOURCE_FILE)
+def check_source(run_dir: Path, dataset: Dataset) -> None:
+    """Raise a UsageError when ``dataset`` (an image folder) is not the one ``run_dir`` was searched on."""
+    recorded = read_json(Path(run_dir) / SOURCE_FILE)
     if not recorded or not dataset.source:
         return
+    now = _source(dataset)
     for key, what in (("image_size", "image size is"), ("color", "colour is"), ("test", "test set is"),
-                      ("test_files", "held-out test files are")):
-        if recorded.get(key) != dataset.source.get(key):
-            was, now = (_shown(v.get(key)) for v in (recorded, dataset.source))
-            raise UsageError(f"{dataset.source.get('root')}: its {what} now {now}, but the run was searched with "
-                             f"{was} ({run_dir / SOURCE_FILE}); the folder changed since the search: put it back "
-                             "as it was, or search it anew in a new run folder")
+                      ("images", "training and test images are"), ("test_files", "held-out test files are"),
+                      ("digest", "images or labels differ: digest")):
+        if key in recorded and recorded[key] != now[key]:  # a key a run recorded (older runs lack some)
+            was, shown = _shown(recorded[key], key), _shown(now[key], key)
+            raise UsageError(f"{dataset.source.get('root')}: its {what} now {shown}, but the run was searched with "
+                             f"{was} ({Path(run_dir) / SOURCE_FILE}); the folder changed since the search: put it "
+                             "back as it was, or search it anew in a new run folder")
 
 
-def _shown(value) -> str:
+def _shown(value, key: str = "") -> str:
+    if key == "digest":
+        return value[:12]
+    if key == "images":
+        return f"{value[0]:,} and {value[1]:,}"
     if isinstance(value, list) and len(value) > 3:
         return f"{len(value)} files ({', '.join(map(str, value[:2]))}, ...)"
     return "x".join(map(str, value)) if isinstance(value, list) else str(value)
@@ -128,6 +150,10 @@ def check_dataset_of(run_dir, dataset: Dataset) -> None:
         return
     was = (made.get("dataset"), made.get("n_train"))
     now = (dataset.name, int(len(dataset.y_train)))
+    if was != now and dataset.source and was[0] == now[0]:  # the same folder, other images
+        raise UsageError(f"{dataset.source.get('root')}: it now gives {now[1]:,} training images, but the run's "
+                         f"trials were made on {was[1]:,}; the folder changed since the search: put it back as it "
+                         "was, or search it anew in a new run folder")
     if was != now:
         raise UsageError(
             f"{run_dir}: its trials were made on {was[0]} ({was[1]} training images), but its settings.json now "

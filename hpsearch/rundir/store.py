@@ -83,6 +83,10 @@ def _read_records(study: optuna.Study) -> dict[int, tuple[int, dict]]:
             if "index" in t.user_attrs and "config" in t.user_attrs}
 
 
+# why a difference cannot resume, where the setting's name does not say it
+_WHY = {"strategy.n": " (halving's and Hyperband's rungs are planned for their n: another n is a new search)"}
+
+
 class TrialStore:
     """The trials of one run, in an Optuna study on SQLite, with an in-memory copy of what is stored
     (read once when the store opens, then kept up to date by its own writes: one writer per run).
@@ -111,7 +115,7 @@ class TrialStore:
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 self.study.set_metric_names([metric])
         elif stored != fingerprint:
-            shown = "; ".join(f"{k}: stored {_short(was, k)}, now {_short(now, k)}"
+            shown = "; ".join(f"{k}: stored {_short(was, k)}, now {_short(now, k)}{_WHY.get(k, '')}"
                               for k, was, now in _differences(stored, fingerprint))
             raise UsageError(
                 f"{self.run_dir} holds a search with other settings ({shown}); resume it with the "

@@ -30,12 +30,13 @@ from ..rundir.atomic import atomic_write_text
 from ..rundir.chance import chance_levels
 from ..rundir.exports import results_frame, write_exports
 from ..rundir.names import DATASET_FILE, SETTINGS_FILE, SPACE_FILE
-from ..rundir.run_info import record_source, write_dataset_file
+from ..rundir.run_info import check_source, record_source, write_dataset_file
 from ..rundir.store import RunLock, TrialStore, stored_fingerprint
 from ..settings import SearchSettings, fingerprint
 from ..space.checks import check_modules_for_data, check_space_for_data
 from ..space.search_space import SearchSpace, load_space, module_folder
 from ..strategies import make_strategy
+from ..tasks import VALID_SPLITS
 from ..training.models import is_user_model
 from .evaluator import Evaluator
 from .interrupt import ClusterLost, InterruptFlag, SearchInterrupted
@@ -79,6 +80,26 @@ def _check_space_for(strategy, space: SearchSpace) -> None:
                          f"fit; use {param('strategy')} random or tpe with loss = \"worst_class\"")
 
 
+def _check_early_stopping_room(settings: SearchSettings, folds) -> None:
+    """Refused before the first fit: a training fold too small for early stopping's split would fail
+    every config."""
+    smallest = min(len(train) for train, _ in folds)
+    if settings.patience > 0 and smallest < VALID_SPLITS:
+        raise UsageError(f"{param('patience')} {settings.patience}: early stopping holds out a fifth of each "
+                         f"training fold ({VALID_SPLITS} splits), but a fold trains on only {smallest} images; pass "
+                         f"{param('patience')} 0, fewer folds ({param('cv')}), or more images")
+
+
+def _check_out_beside_code(out: Path, module_dir: Path) -> None:
+    """A run folder never holds code (hpsearch never imports from one), so it must not hold your module:
+    the search would run, and every later step would refuse the module."""
+    out, module_dir = out.expanduser().resolve(), module_dir.resolve()
+    if out == module_dir or out in module_dir.parents:
+        raise UsageError(f"{param('out')} {out} holds your module's folder {module_dir}; a run folder never holds "
+                         f"code, so later steps could not import it: pass {param('out')} {out / 'run'} or another "
+                         "folder")
+
+
 def run_search(settings: SearchSettings, dataset: Dataset | None = None, backend=None) -> Path:
     """Run (or resume) a search and return its run folder.
 
@@ -109,6 +130,7 @@ def run_search(settings: SearchSettings, dataset: Dataset | None = None, backend
             raise
         raise UsageError(f"{exc}: the training images are a {param('max_train')} {settings.max_train} slice; raise "
                          f"{param('max_train')} or lower {param('cv')}") from None
+    _check_early_stopping_room(settings, folds)
     if settings.engine == "batched" and dataset.task.batched_engine_reason:
         print(f"{param('engine')} batched: {dataset.name} has {dataset.task.batched_engine_reason}; "
               "every config trains on the skorch engine", file=sys.stderr)
@@ -117,8 +139,11 @@ def run_search(settings: SearchSettings, dataset: Dataset | None = None, backend
             if is_user_model(kind):  # said once here, not per config
                 print(f"{param('engine')} batched: {unbatchable_reason({'model': kind})}; its configs train on the "
                       "skorch engine", file=sys.stderr)
+    out = Path(settings.out) if settings.out else default_run_dir(settings, space)
+    if own_module:
+        _check_out_beside_code(out, Path(module_folder(settings.space, settings.module_path)))
     # only now, with every setting, the space and the data checked, does the run folder appear
-    run_dir = _prepare_run_dir(Path(settings.out) if settings.out else default_run_dir(settings, space))
+    run_dir = _prepare_run_dir(out)
     with RunLock(run_dir):
         made = (stored_fingerprint(run_dir) or {}).get("strategy")
         settings = type(strategy).settle(settings, made)  # automatic defaults: as the run began, else today's
@@ -126,6 +151,7 @@ def run_search(settings: SearchSettings, dataset: Dataset | None = None, backend
         if (said := strategy.describe()) is not None:  # what the settled strategy does beyond its rungs
             print(said)
         store = TrialStore(run_dir, fingerprint(settings, space, dataset), metric=settings.scoring)
+        check_source(run_dir, dataset)  # the same settings on a changed image folder: refused, not re-split
         atomic_write_text(run_dir / SPACE_FILE, space.source)
         stored = {**asdict(settings), "argv": sys.argv, "dataset_name": dataset.name,
                   "chance": chance_levels(dataset.y_train, settings.scoring)}

@@ -130,7 +130,7 @@ def test_sixteen_bit_and_cmyk_are_converted_and_said(copy, digits, capsys):
     assert Image.open(png).mode.startswith("I")
     Image.fromarray(np.stack([grey] * 3, -1)).convert("CMYK").save(copy / "train" / "one" / "~cmyk.jpg")
     data = load_dataset("folder", copy)
-    assert "1 CMYK images converted to RGB by Pillow" in capsys.readouterr().err
+    assert "1 CMYK image converted to RGB by Pillow" in capsys.readouterr().err
     before = sum(len(list((copy / "train" / c).iterdir())) for c in data.class_names[:data.class_names.index("one")])
     row = before + files.index(png)  # rows: classes in order, files sorted
     assert np.array_equal(data.X_train[row, 0], grey / np.float32(255))
@@ -175,6 +175,12 @@ def test_bad_data_is_one_line_naming_the_file(copy, damage, message):
     with pytest.raises(UsageError) as exc:
         load_dataset("folder", copy)
     _one_line(exc, message)
+
+
+def test_train_itself_given_as_the_folder_is_told_to_give_its_parent(copy):
+    with pytest.raises(UsageError) as exc:
+        load_dataset("folder", copy / "train")
+    _one_line(exc, f"{copy / 'train'} looks like train/ itself: give its parent, data_dir {copy}")
 
 
 def test_the_command_line_refuses_folder_options_elsewhere_and_bad_values(tmp_path, capsys):

@@ -62,7 +62,8 @@ def add_module_path(folder) -> str:
     run = run_folder_holding(path)
     if run is not None:
         raise UsageError(f"module path {path} is in the run folder {run}; hpsearch never imports code from a run "
-                         "folder: keep your module beside the space file (or pass --module-path DIR)")
+                         "folder: keep your module beside the space file, outside any run folder (or name its "
+                         "folder with hpsearch search --module-path DIR)")
     text = str(path)
     if text in _PATHS:
         _PATHS.remove(text)
