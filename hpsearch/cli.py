@@ -13,7 +13,7 @@ import warnings
 from . import commands
 from .errors import UsageError, parameter_names
 
-__all__ = ["main", "build_parser", "flag"]
+__all__ = ["main", "build_parser", "parse_args", "flag"]
 
 EPILOG = """\
 examples:
@@ -238,11 +238,26 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line, its options anywhere: argparse fills a ``*`` or ``?`` positional before the first
+    option, so the names after one (``predict RUN --explain a.png``, ``plot grad-cam --layer X RUN``)
+    would be refused as unrecognized; they go where they belong instead."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    if extra and not any(word.startswith("-") for word in extra):
+        if isinstance(getattr(args, "files", None), list):
+            args.files, extra = [*args.files, *extra], []
+        elif hasattr(args, "method") and getattr(args, "run_dir", "") is None and len(extra) == 1:
+            args.run_dir, extra = extra[0], []
+    if extra:
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
     from .search.interrupt import ClusterLost, SearchInterrupted
 
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
     try:
         with warnings.catch_warnings(), parameter_names(flag):
             warnings.simplefilter("default")

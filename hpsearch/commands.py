@@ -5,6 +5,7 @@ and returns the exit code."""
 from __future__ import annotations
 
 import contextlib
+import json
 import sys
 import time
 from pathlib import Path
@@ -92,7 +93,7 @@ def _search_then_retrain(args, settings, backend) -> int:
     run_dir = run_search(settings, backend=backend)
     elapsed = time.perf_counter() - start
     frame = load_results(run_dir)
-    print(f"\n{len(frame)} configs in {run_dir} ({elapsed:.1f} s this session)")
+    print(f"\n{plural(len(frame), 'config')} in {run_dir} ({elapsed:.1f} s this session)")
     finished = frame[frame["mean_test_score"].notna()]
     if finished.empty:
         print(f"hpsearch: every one of the {len(frame)} configs failed; their reasons are in "
@@ -144,6 +145,9 @@ def check_run_folder(run_dir) -> None:
                          "default results/<dataset>_<space>[_<strategy>]_seed<seed>; ls results/)")
     if not path.is_dir():
         raise UsageError(f"RUN_DIR {run_dir} is a file, not a run folder: give the folder hpsearch search wrote")
+    if not (path / SETTINGS_FILE).is_file() and not (path / WINNER_FILE).is_file():
+        raise UsageError(f"RUN_DIR {run_dir} is not a run folder (no {SETTINGS_FILE}, no {WINNER_FILE}): give the "
+                         "folder hpsearch search wrote (its --out)")
 
 
 def cmd_report(args) -> int:
@@ -190,8 +194,8 @@ def _retrain(run_dir, options: dict, device: str, progress: bool, backend=None):
     elapsed = time.perf_counter() - start
     w = result.winner
     if result.trained == 0:
-        print(f"\nretraining already done ({RETRAIN_FILE}: {len(result.table)} configs, {epochs} epochs); "
-              "nothing to train")
+        print(f"\nretraining already done ({RETRAIN_FILE}: {plural(len(result.table), 'config')}, "
+              f"{plural(epochs, 'epoch')}); nothing to train")
     else:
         print(f"\nretrained {plural(result.trained, 'config')} for {plural(epochs, 'epoch')} on the whole training set "
               f"({elapsed:.1f} s)")
@@ -202,7 +206,7 @@ def _retrain(run_dir, options: dict, device: str, progress: bool, backend=None):
           f"{plural(w['epochs'], 'epoch')}")
     others = result.table[~result.table["winner"]]["test_accuracy"].dropna()
     if len(others) and options["winner_by"] == "cv":
-        print(f"        the other {len(others)} retrained configs: test accuracy {others.min():.4f} to "
+        print(f"        the other {plural(len(others), 'retrained config')}: test accuracy {others.min():.4f} to "
               f"{others.max():.4f} (reported, not used for the choice)")
     print("        " + "  ".join(f"{k}={v}" for k, v in w["config"].items()))
     print(f"wrote {Path(run_dir) / RETRAIN_FILE}, {WINNER_FILE}, {SUMMARY_FILE}")
@@ -228,11 +232,28 @@ def _stored_retrain_settings(run_dir, args) -> dict:
     return options
 
 
+def _remember_retrain_settings(run_dir, options: dict) -> None:
+    """The flags of this retraining kept in settings.json, so that the next plain ``hpsearch retrain RUN``
+    (or ``--resume``) goes on with them instead of retraining every config with the older ones. Only the
+    retraining's settings change: what a resume must match lives in trials.db."""
+    from .rundir.atomic import atomic_write_text
+
+    specs = setting_specs("retrain")
+    for key, value in options.items():  # a bad flag is refused before it is kept
+        if specs[key].check is not None:
+            specs[key].check(key, value)
+    path = Path(run_dir) / SETTINGS_FILE
+    stored = read_json(path)
+    if stored and any(stored.get(key) != value for key, value in options.items()):
+        atomic_write_text(path, json.dumps({**stored, **options}, indent=2) + "\n")
+
+
 def cmd_retrain(args) -> int:
     from .jobs.backends import check_backend_flags
     from .training.net import resolve_device
 
     options = _stored_retrain_settings(args.run_dir, args)
+    _remember_retrain_settings(args.run_dir, options)
     backend_name = args.backend or "loky"
     check_backend_flags(backend_name, args.scheduler)
     device = args.device if backend_name == "dask" and args.device == "auto" else resolve_device(args.device)
@@ -336,5 +357,6 @@ def cmd_compare(args) -> int:
     table = compare_groups(args.run_dir, by, args.retrain_epochs, device=resolve_device(args.device),
                            n_jobs=args.n_jobs, progress=not args.no_progress, same_config=args.same_config)
     print(markdown_table(table, by))
-    print(f"\n({len(table)} groups, {args.retrain_epochs} epochs each; {Path(args.run_dir) / COMPARE_FILE})")
+    print(f"\n({plural(len(table), 'group')}, {plural(args.retrain_epochs, 'epoch')} each; "
+          f"{Path(args.run_dir) / COMPARE_FILE})")
     return 0

@@ -109,6 +109,19 @@ def test_a_run_folder_that_is_not_there_is_said_first(tmp_path, capsys, command)
     assert "is a file, not a run folder" in capsys.readouterr().err
 
 
+def test_options_may_come_before_the_names_they_follow():
+    from hpsearch.cli import parse_args
+
+    args = parse_args(["predict", "RUN", "--explain", "--out-dir", "maps", "a.png", "b.png"])
+    assert (args.run_dir, args.files, args.explain, args.out_dir) == ("RUN", ["a.png", "b.png"], True, "maps")
+    args = parse_args(["plot", "grad-cam", "--layer", "features.2", "RUN", "--images", "2"])
+    assert (args.method, args.run_dir, args.layer, args.images) == ("grad-cam", "RUN", "features.2", 2)
+    with pytest.raises(SystemExit):  # a name nothing takes is still refused
+        parse_args(["plot", "grad-cam", "RUN", "--images", "2", "OTHER"])
+    with pytest.raises(SystemExit):
+        parse_args(["search", "--n", "5", "stray"])
+
+
 def test_unknown_flag_exits_2_without_traceback(capsys):
     # argparse's own exit, as run_search.py (`sys.exit(main(["search", *argv]))`) passes it on: an
     # uncaught SystemExit(2) is exit status 2 and prints no traceback; any other exception would

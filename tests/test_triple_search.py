@@ -101,6 +101,13 @@ def test_compare_by_a_key_no_config_has_is_refused(triple_run):
         compare_groups(run, ["nosuch"], 2, progress=False)
 
 
+def test_compare_by_a_key_every_config_shares_is_refused_before_training(triple_run):
+    run, *_ = triple_run
+    with pytest.raises(UsageError, match=r"by model: every config of .* has cnn, so there is nothing to compare; "
+                                         r"add same_config"):
+        compare_groups(run, ["model"], 2, progress=False)
+
+
 def test_compare_by_a_list_valued_parameter_is_refused(triple_run):
     run, *_ = triple_run
     with pytest.raises(UsageError, match="by filters: a list-valued parameter"):

@@ -75,6 +75,11 @@ def _groups(run_dir: Path, by: list[str], same_config: bool) -> list[tuple[tuple
         known = sorted({k for c in groups.values() for k in c["config"]})
         raise UsageError(f"{param('by')} {','.join(by)}: no config of {run_dir} has {missing[0]!r}; its keys are "
                          f"{', '.join(known)}")
+    if len(groups) == 1 and len(ranked) > 0:  # one group: a comparison of nothing, trained all the same
+        (only,) = groups
+        raise UsageError(f"{param('by')} {','.join(by)}: every config of {run_dir} has {_group_name(only)}, so there "
+                         f"is nothing to compare; add {param('same_config')} (the best config with each value the "
+                         f"space allows), or group {param('by')} a key the search drew several values of")
     return list(groups.items())
 
 

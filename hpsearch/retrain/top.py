@@ -283,7 +283,8 @@ def retrain_top(run_dir, top: int = _DEFAULTS["top"], retrain_epochs: int = _DEF
         raise SearchInterrupted(
             f"retraining interrupted: {len(rows)} of {len(candidates)} configs are retrained (retrain.csv) "
             f"and the best so far is in {run_dir / WINNER_FILE}; run the same command again (or hpsearch "
-            f"retrain {run_dir} --top {top} --retrain-epochs {retrain_epochs}) to retrain the rest") from None
+            f"retrain {run_dir} --top {top} --retrain-epochs {retrain_epochs}"
+            f"{f' --schedule {schedule}' if schedule else ''} --winner-by {winner_by}) to retrain the rest") from None
     finally:
         bar.close()
     if best is None:

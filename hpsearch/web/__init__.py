@@ -59,5 +59,22 @@ def serve(run_dir, host: str = "127.0.0.1", port: int = 8000, device: str = "cpu
                          f"one per position ({positions} digits); use hpsearch predict {run_dir} FILE ... "
                          f"(with --explain for a heat map per position)")
     app = load_app(run_dir, device=device)
+    sock = _listen(host, port)  # before the line that says it serves: a busy port is one error, exit 2
+    port = sock.getsockname()[1]  # --port 0: the one the system chose
     print(f"serving the winner of {run_dir} on http://{host}:{port}/ (Ctrl-C stops)", flush=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+    try:
+        uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+    except KeyboardInterrupt:  # as uvicorn.run: Ctrl-C stops the page, nothing was left unfinished
+        pass
+
+
+def _listen(host: str, port: int):
+    import os
+    import socket
+
+    try:
+        return socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
+    except (OSError, OverflowError) as exc:
+        why = os.strerror(exc.errno) if getattr(exc, "errno", None) else str(exc)  # without the address again
+        raise UsageError(f"{param('host')} {host} {param('port')} {port}: cannot listen there ({why}); choose "
+                         f"another {param('port')} (0: any free one), or stop what holds it") from None

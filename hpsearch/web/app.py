@@ -96,11 +96,13 @@ async def _upload(request: Request, max_bytes: int) -> bytes:
         form = await request.form(max_files=1, max_fields=4)
     except Exception as exc:  # noqa: BLE001 - malformed multipart, too many parts
         raise ImageRejected(f"malformed upload ({str(exc)[:120] or type(exc).__name__})", 400) from None
-    upload = form.get("file")
-    if not isinstance(upload, UploadFile):
-        raise ImageRejected("no file in the upload: send it as the multipart field 'file'", 400)
-    data = await upload.read(max_bytes + 1)
-    await upload.close()
+    try:  # every part closed, the file among them or not (a wrong field name left one open)
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise ImageRejected("no file in the upload: send it as the multipart field 'file'", 400)
+        data = await upload.read(max_bytes + 1)
+    finally:
+        await form.close()
     if len(data) > max_bytes:
         raise ImageRejected(f"upload too large: at most {max_bytes // (1024 * 1024)} MB", 413)
     if not data:

@@ -137,3 +137,17 @@ def test_the_command_line_says_how_the_winner_was_chosen(retrained, tmp_path, ca
     assert "SELECTED ON THE TEST SET: optimistic" in capsys.readouterr().out
     report = main(["report", str(run)]) == 0 and (run / "report.html").read_text()
     assert "<b>selected on the test set</b>" in report
+
+
+def test_a_retraining_s_flags_are_kept_so_a_plain_retrain_goes_on_with_them(retrained, tmp_path, capsys):
+    run = _copy(retrained.run_dir, tmp_path)
+    assert main(["retrain", str(run), "--top", "2", "--retrain-epochs", "3", "--no-progress"]) == 0
+    first = (run / "retrain.csv").read_text()
+    stored = json.loads((run / "settings.json").read_text())
+    assert (stored["top"], stored["retrain_epochs"]) == (2, 3)
+    capsys.readouterr()
+    assert main(["retrain", str(run), "--no-progress"]) == 0  # nothing new to train, nothing replaced
+    assert "retraining the best 2 for 3 epochs each" in capsys.readouterr().out
+    assert (run / "retrain.csv").read_text() == first
+    assert main(["retrain", str(run), "--top", "0"]) == 2  # refused, and not kept
+    assert json.loads((run / "settings.json").read_text())["top"] == 2

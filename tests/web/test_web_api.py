@@ -188,4 +188,35 @@ def test_serve_command_binds_localhost_and_names_a_missing_winner(tmp_path, caps
     args = build_parser().parse_args(["serve", str(tmp_path)])
     assert (args.host, args.port) == ("127.0.0.1", 8000)
     assert main(["serve", str(tmp_path)]) == 2
+    assert "is not a run folder (no settings.json, no winner.pt)" in capsys.readouterr().err
+    (tmp_path / "settings.json").write_text("{}")  # a search not yet retrained
+    assert main(["serve", str(tmp_path)]) == 2
     assert "holds no winner.pt" in capsys.readouterr().err
+
+
+def test_serve_says_the_real_address_and_a_busy_port_is_one_error(retrained_run, capsys):
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    from hpsearch.cli import main
+
+    with socket.create_server(("127.0.0.1", 0)) as busy:
+        port = busy.getsockname()[1]
+        assert main(["serve", str(retrained_run), "--port", str(port)]) == 2
+        captured = capsys.readouterr()
+        assert "serving" not in captured.out  # said only once it listens
+        assert f"--host 127.0.0.1 --port {port}: cannot listen there (Address already in use)" in captured.err
+    # --port 0: the system picks one, and the line names it
+    proc = subprocess.Popen([sys.executable, "-m", "hpsearch.cli", "serve", str(retrained_run), "--port", "0"],
+                            stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        address = line.split(" on ")[1].split(" ")[0]
+        assert address.startswith("http://127.0.0.1:") and not address.endswith(":0/")
+        with urllib.request.urlopen(address + "api/info", timeout=30) as answer:
+            assert answer.status == 200
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)

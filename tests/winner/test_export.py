@@ -66,6 +66,9 @@ def test_the_command_line_exports_and_refuses_clearly(retrained_run, tmp_path, c
     assert main(["export", str(retrained_run), "--format", "onnx", "--out", str(out)]) == 0
     assert "already exported for this winner" in capsys.readouterr().out
     assert main(["export", str(tmp_path)]) == 2
+    assert f"RUN_DIR {tmp_path} is not a run folder (no settings.json, no winner.pt)" in capsys.readouterr().err
+    (tmp_path / "settings.json").write_text("{}")  # a search not yet retrained
+    assert main(["export", str(tmp_path)]) == 2
     assert "holds no winner.pt; retrain first" in capsys.readouterr().err
 
 

@@ -68,6 +68,10 @@ def test_bad_run_is_a_usage_error(tmp_path, pngs, capsys):
     paths, _ = pngs
     assert main(["predict", str(tmp_path), str(paths[0])]) == 2
     err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"RUN_DIR {tmp_path} is not a run folder (no settings.json, no winner.pt)" in err
+    (tmp_path / "settings.json").write_text("{}")  # a search not yet retrained
+    assert main(["predict", str(tmp_path), str(paths[0])]) == 2
+    err = capsys.readouterr().err
     assert err.count("\n") == 1 and "winner.pt" in err and "hpsearch retrain" in err
     assert main(["predict", str(tmp_path)]) == 2  # no FILE
     assert "FILE is missing: hpsearch predict RUN_DIR FILE..." in capsys.readouterr().err
