@@ -72,6 +72,7 @@ BAD_INPUTS = [
     (lambda t: ["--space", _space(t, "dropuot = 0.1\n")], "unknown hyperparameter 'dropuot'"),
     (lambda t: ["--space", "nope"], "--space nope: no such file"),
     (lambda t: ["--out", str(_a_file(t) / "run")], "is not writable"),
+    (lambda t: ["--out", str(_a_file(t))], "is a file, not a folder; name a new folder, or a run folder to resume"),
     (lambda t: ["--device", "tpu"], "--device must be cpu, cuda, cuda:N or auto, got 'tpu'"),
     (lambda t: ["--resume", str(t)], "no settings.json there"),
     (lambda t: ["--strategy", "halving", "--factor", "1"], "--factor must be a whole number >= 2, got 1"),

@@ -160,6 +160,17 @@ class TrialStore:
         trial_id = self._storage.create_new_trial(self.study._study_id, template_trial=template)
         self._trials[index] = (trial_id, {"index": index, "config": _plain(config), "rungs": [], "state": "RUNNING"})
 
+    def reopen_orphan(self, index: int) -> bool:
+        """A trial a sampler created (``study.ask``) but a run cut off before ``adopt`` kept its config: put
+        it back in the queue (WAITING), so the next ``ask`` fills that very trial and Optuna's trial numbers
+        stay hpsearch's indices."""
+        if len(self) != index + 1 or index in self._trials:
+            return False
+        last = self.study.get_trials(deepcopy=False)[-1]
+        if last.number != index or last.state != optuna.trial.TrialState.RUNNING:
+            return False
+        return self._storage.set_trial_state_values(last._trial_id, optuna.trial.TrialState.WAITING)
+
     def adopt(self, trial: optuna.Trial, config: dict) -> int:
         """Take a trial a sampler created (``study.ask``) as config ``trial.number``; returns the index."""
         index = trial.number

@@ -133,7 +133,8 @@ class Evaluator:
 
     # -- bookkeeping ---------------------------------------------------------------------------
     def _ask(self, index: int, sampler) -> dict:
-        if len(self.store) != index:
+        reopened = self.store.reopen_orphan(index)  # asked, then cut off (Ctrl-C, kill -9) before it was stored
+        if len(self.store) != index + reopened:
             raise RuntimeError(f"a sampler's trial {len(self.store)} would not be trial {index}")
         self.store.study.sampler = sampler
         trial = self.store.study.ask()

@@ -52,6 +52,9 @@ def default_run_dir(settings: SearchSettings, space: SearchSpace) -> Path:
 
 
 def _prepare_run_dir(path: Path) -> Path:
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{param('out')} {path} is a file, not a folder; name a new folder, or a run folder to "
+                         "resume")
     try:
         path.mkdir(parents=True, exist_ok=True)
         probe = path / ".write-test"

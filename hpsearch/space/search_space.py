@@ -115,7 +115,7 @@ class SearchSpace:
                                  f"{did_you_mean(key, [*own, *PARAMETERS])}")
             raise UsageError(
                 f"unknown hyperparameter {key!r} in search space {name!r}"
-                f"{did_you_mean(key, PARAMETERS)} Allowed: {', '.join(PARAMETERS)}"
+                f"{did_you_mean(key, PARAMETERS) or '.'} Allowed: {', '.join(PARAMETERS)}"
             )
         params = {key: distribution_from(key, value) for key, value in spec.items()}
         params.setdefault("model", Constant("mlp"))

@@ -103,6 +103,8 @@ class SuccessiveHalving(Strategy):
         return replace(settings, fold_racing=margin)
 
     def describe(self) -> str | None:
+        if self.fold_racing is None and self.name == SuccessiveHalving.name:  # (tpe-halving never races)
+            return "halving: every fold of every config trains (no fold racing: --fold-racing off, or --cv below 3)"
         if self.fold_racing is None:
             return None
         return (f"halving: folds raced (--fold-racing {self.fold_racing:g}): at every rung but the last, a config "

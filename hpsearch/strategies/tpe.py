@@ -15,6 +15,7 @@ import warnings
 import optuna
 
 from ..errors import check_whole
+from ..training.seeds import trial_seed
 from ._base import Strategy
 from .seam import Evaluate
 
@@ -43,12 +44,14 @@ class TPE(Strategy):
         startup = min(self.n, self.n_startup)
         self.train(evaluate, evaluate.draw(startup))
         batch = max(1, evaluate.concurrency)
-        sampler = tpe_sampler(self.seed, batch)
-        left = self.n - startup
+        done, left = startup, self.n - startup
         while left > 0:
             step = min(batch, left)
+            # a sampler per batch, seeded by its first trial: a resumed run (or one whose --n grew) asks
+            # what a straight run asks, where one sampler's random state would have started afresh
+            sampler = tpe_sampler(trial_seed(self.seed, done), batch)
             self.train(evaluate, evaluate.draw(step, sampler=sampler))
-            left -= step
+            done, left = done + step, left - step
 
     def train(self, evaluate: Evaluate, candidates: dict[int, dict]) -> None:
         """Give one batch of configs its epochs (here the full budget) before the next is proposed."""

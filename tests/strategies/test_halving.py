@@ -209,6 +209,24 @@ def test_hyperband_and_tpe_runs(tmp_path):
     pd.testing.assert_frame_equal(load_results(tpe_run)[cols], load_results(again)[cols])
 
 
+def test_a_tpe_run_cut_off_or_grown_asks_what_a_straight_run_asks(tmp_path):
+    """A TPE run stopped after 5 configs, with a sixth asked of the sampler but cut off before it was
+    stored (Ctrl-C or kill -9 inside ``study.ask``), then resumed to 8: the same trial numbers and the
+    same configs and scores as one straight run of 8."""
+    def tpe(out, n):
+        return SearchSettings(out=str(tmp_path / out), strategy="tpe", n=n, n_startup=3, max_epochs=2, patience=0,
+                              **TINY)
+
+    straight = load_results(run_search(tpe("straight", 8)))
+    cut = run_search(tpe("cut", 5))
+    optuna.load_study(study_name="search", storage=f"sqlite:///{cut}/trials.db").ask()  # the orphan: trial 5
+    resumed = load_results(run_search(tpe("cut", 8)))
+    study = optuna.load_study(study_name="search", storage=f"sqlite:///{cut}/trials.db")
+    assert [t.number for t in study.trials] == [t.user_attrs["index"] for t in study.trials] == list(range(8))
+    cols = [c for c in straight if "fit_time" not in c]
+    pd.testing.assert_frame_equal(resumed[cols], straight[cols])
+
+
 def test_tpe_halving_run_prunes_as_it_goes_and_resumes_to_the_same_store(tmp_path):
     settings = SearchSettings(out=str(tmp_path / "th"), **{**TINY, "n_jobs": 1}, strategy="tpe-halving", n=6,
                               n_startup=3, min_epochs=1, max_epochs=3, patience=0)  # one job: batches of one
