@@ -138,7 +138,7 @@ def test_resume_with_other_settings_is_refused(tmp_path, capsys):
     assert main(["search", "--n", "1", "--out", out, "--n-jobs", "2", *FAST]) == 0
     code = main(["search", "--n", "2", "--out", out, "--space", "mlp_deep", "--n-jobs", "2", *FAST])
     err = capsys.readouterr().err
-    assert code == 2 and "holds a search with other settings (space: stored" in err
+    assert code == 2 and "holds a search with other settings (space." in err and "space.hidden.high: stored 600, now 512" in err
     code = main(["search", "--n", "2", "--out", out, "--n-jobs", "2", *BASE, "--patience", "9"])
     err = capsys.readouterr().err
     assert code == 2 and "patience: stored 0, now 9" in err
@@ -146,6 +146,20 @@ def test_resume_with_other_settings_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "engine: stored skorch, now batched" in err
     assert len(load_results(out)) == 1
+
+
+def test_a_space_file_changed_only_in_its_comments_resumes(tmp_path, capsys):
+    from hpsearch.space.search_space import load_space
+
+    out, space = str(tmp_path / "run"), tmp_path / "mine.toml"
+    space.write_text(load_space("mlp_mnist").source)
+    assert main(["search", "--n", "1", "--out", out, "--space", str(space), "--n-jobs", "2", *FAST]) == 0
+    space.write_text("# my copy, commented\n" + load_space("mlp_mnist").source.replace("\n", "\n\n", 3))
+    assert main(["search", "--n", "2", "--out", out, "--space", str(space), "--n-jobs", "2", *FAST]) == 0
+    assert len(load_results(out)) == 2
+    space.write_text(load_space("mlp_mnist").source.replace("high = 1e-1", "high = 0.5", 1))
+    assert main(["search", "--n", "3", "--out", out, "--space", str(space), "--n-jobs", "2", *FAST]) == 2
+    assert "other settings (space.lr.high: stored 0.1, now 0.5)" in capsys.readouterr().err
 
 
 def test_second_writer_is_refused(tmp_path, capsys):

@@ -15,6 +15,7 @@ import fcntl
 import json
 import logging
 import os
+import tomllib
 import warnings
 from datetime import datetime
 from pathlib import Path
@@ -114,9 +115,11 @@ class TrialStore:
             with warnings.catch_warnings():  # set_metric_names is marked experimental
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 self.study.set_metric_names([metric])
+        elif not (differences := _differences(stored, fingerprint)):  # the same space, other comments
+            self.digest = run_digest(stored)  # the owner its continuation states carry
         elif stored != fingerprint:
             shown = "; ".join(f"{k}: stored {_short(was, k)}, now {_short(now, k)}{_WHY.get(k, '')}"
-                              for k, was, now in _differences(stored, fingerprint))
+                              for k, was, now in differences)
             raise UsageError(
                 f"{self.run_dir} holds a search with other settings ({shown}); resume it with the "
                 f"same settings, or pass a different {param('out')} for a new search"
@@ -254,11 +257,20 @@ def _differences(stored: dict, now: dict, prefix: str = "") -> list[tuple[str, o
     diffs = []
     for key in sorted(set(stored) | set(now)):
         was, is_now = stored.get(key), now.get(key)
+        if key == "space" and not prefix:  # a space file's text: compared as TOML, comments and layout aside
+            was, is_now = _toml_or_text(was), _toml_or_text(is_now)
         if isinstance(was, dict) and isinstance(is_now, dict):
             diffs += _differences(was, is_now, f"{prefix}{key}.")
         elif was != is_now:
             diffs.append((prefix + key, was, is_now))
     return diffs
+
+
+def _toml_or_text(text):
+    try:
+        return tomllib.loads(text) if isinstance(text, str) else text
+    except tomllib.TOMLDecodeError:
+        return text
 
 
 def _short(value, key: str = "", width: int = 60) -> str:
