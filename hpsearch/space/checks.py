@@ -155,6 +155,11 @@ def check_space(params: Mapping) -> None:
         check = NET_CHECKS.get(key) or (PARAMETER_CHECKS.get(key) if built_in else None)
         if check is not None and key != "model":
             _check_draws(key, dist, check)
+    optimizers = _support(params, "optimizer", "adam")
+    if "momentum" in params and not {"sgd", "rmsprop"} & set(optimizers):  # the net passes it to those two only
+        raise UsageError(f"momentum applies to the sgd and rmsprop optimizers, but this space's optimizer is "
+                         f"{' or '.join(map(repr, optimizers))}, so it would be ignored; remove momentum or add "
+                         "optimizer = \"sgd\" (or \"rmsprop\")")
     worst_keys = [key for key in WORST_CLASS_KEYS if key in params]
     if worst_keys and "worst_class" not in _support(params, "loss", "ce"):
         raise UsageError(f"{worst_keys[0]} sets up a worst_class loss, but this space's loss is "

@@ -188,8 +188,11 @@ def distribution_from(name: str, spec):
     unknown = set(spec) - {"distribution", "low", "high", "choices", "p", "layers", "step"}
     if unknown:
         key = sorted(unknown)[0]
+        hint = did_you_mean(key, ["low", "high", "choices", "p", "step"]) or (
+            f"; in TOML a 'name = value' line after [{name}] belongs to that table: put {key} above the first "
+            "[table]")
         raise UsageError(f"[{name}] has unknown key {key!r}; allowed: distribution, low, high, "
-                         f"choices, p, layers, step{did_you_mean(key, ['low', 'high', 'choices', 'p', 'step'])}")
+                         f"choices, p, layers, step{hint}")
     kind = spec.get("distribution")
     kinds = ("uniform", "log_uniform", "int_uniform", "categorical", "decreasing_int", "int_list")
     if kind not in kinds:

@@ -50,6 +50,11 @@ BAD = [
     (f"[lr]\n{CAT}[1e-3, 0]", "[lr] choices", "> 0, got 0"),
     ("weight_decay = -1e-4", "weight_decay", "must be >= 0"),
     ("optimizer = 'sgd'\nmomentum = 1.5", "momentum", "in [0, 1), got 1.5"),
+    ("momentum = 0.9", "momentum applies to the sgd and rmsprop optimizers, but this space's optimizer is 'adam'",
+     "remove momentum or add optimizer = \"sgd\""),
+    ("[hidden]\ndistribution = 'decreasing_int'\nlow = 50\nhigh = 600\nlayers = 2\nbatch_size = 64",
+     "[hidden] has unknown key 'batch_size'", "a 'name = value' line after [hidden] belongs to that table: put "
+     "batch_size above the first [table]"),
     ("negative_slope = 'leaky'", "negative_slope", "finite number"),
     ("hidden = [0]", "hidden", "whole numbers >= 1, e.g. [64, 32], got [0]"),
     ("hidden = [100, -5]", "hidden", "got [100, -5]"),
