@@ -23,6 +23,7 @@ import os
 import signal
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -68,8 +69,12 @@ class LokyBackend:
         """A ``Parallel(return_as="generator_unordered")`` and ``X`` as the tasks get it (an array
         through a memory map; anything else, such as a whole Dataset, as it is: pickled per task)."""
         shared_X = shared_array(X) if isinstance(X, np.ndarray) else contextlib.nullcontext(X)
-        with shared_X as X_shared, Parallel(n_jobs=jobs, return_as="generator_unordered") as parallel:
-            yield parallel, X_shared
+        # outermost, so it holds while joblib closes: a search stopped by its own error (a full disk, Ctrl-C)
+        # cancels the tasks in flight on purpose, and joblib's advice on its input iterator would mislead
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*tasks which were still being processed", category=UserWarning)
+            with shared_X as X_shared, Parallel(n_jobs=jobs, return_as="generator_unordered") as parallel:
+                yield parallel, X_shared
 
     def sees(self, path) -> bool:
         return True
