@@ -19,6 +19,7 @@ import optuna
 import pandas as pd
 from matplotlib.figure import Figure
 
+from ..errors import plural
 from ..rundir.names import SETTINGS_FILE, SPACE_FILE, TRIALS_CSV, TRIALS_DB
 from ..rundir.run_info import read_json, read_settings
 from ..space.distributions import Categorical, Constant, DecreasingInts, IntLists, LogUniform
@@ -170,7 +171,7 @@ def run_importances(study: optuna.Study, frame: pd.DataFrame) -> dict | Skipped:
     if rung is None:
         values, basis = importances(study), "complete trials"
     else:
-        values, basis = importances(rung[0]), f"score at {rung[1]} epochs, the first rung"
+        values, basis = importances(rung[0]), f"score at {plural(rung[1], 'epoch')}, the first rung"
         basis += f", {len(rung[0].trials)} configs"
     return values if isinstance(values, Skipped) else {"values": values, "basis": basis}
 

@@ -83,7 +83,7 @@ def test_halving_importances_see_every_config_at_the_first_rung(halving_run):
     for t in copy.trials:
         assert t.value == by_trial[originals[t.params["lr"]]]
     data = run_importances(study, frame)
-    assert data["basis"] == "score at 1 epochs, the first rung, 6 configs"
+    assert data["basis"] == "score at 1 epoch, the first rung, 6 configs"
     assert sum(data["values"].values()) == pytest.approx(1.0)
     assert first_rung_study(open_study(halving_run), frame.drop(columns=["score_3ep"])) is None
 
