@@ -105,6 +105,9 @@ def test_report_of_a_search_that_finished_no_config(tmp_path):
 
 def test_report_of_a_folder_that_is_no_run_exits_2(tmp_path, capsys):
     assert main(["report", str(tmp_path)]) == 2
+    assert "is not a run folder (no settings.json, no winner.pt)" in capsys.readouterr().err
+    (tmp_path / "settings.json").write_text("{}")  # a search that stored nothing yet
+    assert main(["report", str(tmp_path)]) == 2
     assert "holds no trials.db or trials.csv; is it a run folder made by hpsearch search?" in capsys.readouterr().err
 
 
