@@ -166,6 +166,7 @@ def export_winner(run_dir, formats=("onnx", "torchscript"), out=None, check: boo
     out = Path(out) if out is not None else run_dir / "export"
     digest = _digest(run_dir / WINNER_FILE)
     card_path = out / CARD_FILE
+    old = {}
     if card_path.is_file():
         try:
             old = json.loads(card_path.read_text())
@@ -211,8 +212,11 @@ def export_winner(run_dir, formats=("onnx", "torchscript"), out=None, check: boo
                 raise UsageError(f"{path}: the exported {fmt} model disagrees with the winner on the test images "
                                  f"(same argmax: {checks[fmt]['same_argmax']}, largest probability difference "
                                  f"{checks[fmt]['max_abs_diff']:.2e}); it is left there, unfit for use")
-    card = _card(net, info, run_dir, list(formats), digest)
-    card["checks"] = checks
+    # a format exported earlier for this same winner, its file still there, stays on the card
+    kept = [f for f in FORMATS if f not in formats and f in old.get("files", {}) and (out / FORMATS[f]).is_file()] \
+        if old.get("winner_digest") == digest else []
+    card = _card(net, info, run_dir, [f for f in FORMATS if f in formats or f in kept], digest)
+    card["checks"] = {**{f: old["checks"][f] for f in kept if f in (old.get("checks") or {})}, **checks}
     atomic_write_text(card_path, json.dumps(card, indent=2, default=str) + "\n")
     return {"card": card_path, "files": files, "checks": checks, "skipped": False, "warnings": traced}
 

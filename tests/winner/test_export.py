@@ -65,6 +65,13 @@ def test_the_command_line_exports_and_refuses_clearly(retrained_run, tmp_path, c
     assert not (out / "model.ts").exists()
     assert main(["export", str(retrained_run), "--format", "onnx", "--out", str(out)]) == 0
     assert "already exported for this winner" in capsys.readouterr().out
+    # the other format into the same folder: the card lists both, and predict --model finds either
+    assert main(["export", str(retrained_run), "--format", "torchscript", "--out", str(out)]) == 0
+    card = json.loads((out / "model.json").read_text())
+    assert card["files"] == {"onnx": "model.onnx", "torchscript": "model.ts"} and set(card["checks"]) == {
+        "onnx", "torchscript"}
+    assert main(["export", str(retrained_run), "--format", "both", "--out", str(out)]) == 0
+    assert "already exported for this winner" in capsys.readouterr().out
     assert main(["export", str(tmp_path)]) == 2
     assert f"RUN_DIR {tmp_path} is not a run folder (no settings.json, no winner.pt)" in capsys.readouterr().err
     (tmp_path / "settings.json").write_text("{}")  # a search not yet retrained
