@@ -117,7 +117,7 @@ class TrialStore:
                 self.study.set_metric_names([metric])
         elif not (differences := _differences(stored, fingerprint)):  # the same space, other comments
             self.digest = run_digest(stored)  # the owner its continuation states carry
-        elif stored != fingerprint:
+        else:
             shown = "; ".join(f"{k}: stored {_short(was, k)}, now {_short(now, k)}{_WHY.get(k, '')}"
                               for k, was, now in differences)
             raise UsageError(
