@@ -62,8 +62,8 @@ def cmd_search(args) -> int:
     if not (settings.backend == "dask" and settings.device == "auto"):  # on Dask each worker resolves auto
         settings.device = resolve_device(settings.device)
     if not args.no_retrain:  # checked now, not after the search: a typo must not cost the night
-        check_whole("--images", args.images, 1)
-        check_whole("--units", args.units, 1)
+        check_whole("images", args.images, 1)
+        check_whole("units", args.units, 1)
     _print_plan(settings)
     with _backend(settings.backend, settings.scheduler) as backend:
         return _search_then_retrain(args, settings, backend)

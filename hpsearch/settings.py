@@ -111,7 +111,8 @@ class SearchSettings:
                           choices=checks.engines, check=checks.one_of(checks.engines), identity=True)
     max_models_per_chunk: int | None = setting(None, "batched engine: (config, fold) models trained together; "
                                                "default: automatic (GPU memory; on the CPU one)", kind=int,
-                                               check=checks.optional(checks.whole(1)), report=False)
+                                               check=checks.optional(checks.whole(1)), report=False,
+                                               applies=("engine", ("batched",)))
     strategy: str = setting(
         "random", "which configs get how many epochs: random (every config the full max-epochs), halving "
         "(successive halving: all configs train min-epochs on every fold, the best 1/factor continue from where "
@@ -190,7 +191,7 @@ class SearchSettings:
         make_strategy(self)  # checks the strategy and its own settings
         for name in setting_specs():
             if getattr(self, name) != defaults[name]:
-                check_applies(name, {"strategy": self.strategy, "dataset": self.dataset})
+                check_applies(name, {"strategy": self.strategy, "dataset": self.dataset, "engine": self.engine})
         check_backend_flags(self.backend, self.scheduler)
 
 

@@ -74,6 +74,10 @@ BAD_INPUTS = [
     (lambda t: ["--out", str(_a_file(t) / "run")], "is not writable"),
     (lambda t: ["--out", str(_a_file(t))], "is a file, not a folder; name a new folder, or a run folder to resume"),
     (lambda t: ["--device", "tpu"], "--device must be cpu, cuda, cuda:N or auto, got 'tpu'"),
+    (lambda t: ["--device", "cuda:x"], "--device must be cpu, cuda, cuda:N or auto, got 'cuda:x'"),
+    (lambda t: ["--max-models-per-chunk", "4"],
+     "--max-models-per-chunk applies only with --engine batched; --engine skorch would ignore it"),
+    (lambda t: ["--images", "0"], "--images must be a whole number >= 1, got 0"),
     (lambda t: ["--resume", str(t)], "no settings.json there"),
     (lambda t: ["--strategy", "halving", "--factor", "1"], "--factor must be a whole number >= 2, got 1"),
     (lambda t: ["--strategy", "halving", "--min-epochs", "9", "--max-epochs", "3"],
@@ -141,10 +145,10 @@ def test_resume_with_other_settings_is_refused(tmp_path, capsys):
     assert code == 2 and "holds a search with other settings (space." in err and "space.hidden.high: stored 600, now 512" in err
     code = main(["search", "--n", "2", "--out", out, "--n-jobs", "2", *BASE, "--patience", "9"])
     err = capsys.readouterr().err
-    assert code == 2 and "patience: stored 0, now 9" in err
+    assert code == 2 and "--patience: stored 0, now 9" in err
     code = main(["search", "--n", "2", "--out", out, "--n-jobs", "2", *FAST, "--engine", "batched"])
     err = capsys.readouterr().err
-    assert code == 2 and "engine: stored skorch, now batched" in err
+    assert code == 2 and "--engine: stored skorch, now batched" in err
     assert len(load_results(out)) == 1
 
 

@@ -84,8 +84,20 @@ def _read_records(study: optuna.Study) -> dict[int, tuple[int, dict]]:
             if "index" in t.user_attrs and "config" in t.user_attrs}
 
 
-# why a difference cannot resume, where the setting's name does not say it
-_WHY = {"strategy.n": " (halving's and Hyperband's rungs are planned for their n: another n is a new search)"}
+def _named(key: str) -> str:
+    """A fingerprint's key as the user gives it: a setting as its flag (``strategy.fold_racing`` is
+    ``--fold-racing`` on the command line), a space's parameter as ``space.lr.high``."""
+    from ..settings import setting_specs
+
+    last = key.rsplit(".", 1)[-1]
+    return param(last) if not key.startswith("space.") and last in setting_specs() else key
+
+
+def _why(key: str) -> str:
+    """Why a difference cannot resume, where the setting's name does not say it."""
+    if key == "strategy.n":
+        return f" (halving's and Hyperband's rungs are planned for their {param('n')}: another is a new search)"
+    return ""
 
 
 class TrialStore:
@@ -118,7 +130,7 @@ class TrialStore:
         elif not (differences := _differences(stored, fingerprint)):  # the same space, other comments
             self.digest = run_digest(stored)  # the owner its continuation states carry
         else:
-            shown = "; ".join(f"{k}: stored {_short(was, k)}, now {_short(now, k)}{_WHY.get(k, '')}"
+            shown = "; ".join(f"{_named(k)}: stored {_short(was, k)}, now {_short(now, k)}{_why(k)}"
                               for k, was, now in differences)
             raise UsageError(
                 f"{self.run_dir} holds a search with other settings ({shown}); resume it with the "

@@ -8,6 +8,7 @@ Config keys map onto skorch's dunder names: ``hidden`` -> ``module__hidden``, ``
 from __future__ import annotations
 
 import math
+import re
 from numbers import Integral
 
 import numpy as np
@@ -17,7 +18,7 @@ from skorch.dataset import unpack_data
 from skorch.utils import to_tensor
 
 from ..data.dataset import Dataset, square_image_shape
-from ..errors import UsageError, param
+from ..errors import UsageError, param, plural
 from ..tasks import SingleLabel
 from .augment import augment_batch, check_augment_name
 from .callbacks import ContinuableEarlyStopping, StopOnNonFiniteLoss
@@ -145,11 +146,14 @@ def resolve_device(device: str) -> str:
     """``"auto"`` -> ``"cuda"`` when CUDA is present, else ``"cpu"``; checks ``"cuda"`` exists."""
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
+    if device != "cpu" and not re.fullmatch(r"cuda(:\d+)?", device):  # cuda:x, cudax: refused here, not by torch
+        raise UsageError(f"{param('device')} must be cpu, cuda, cuda:N or auto, got {device!r}")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"{param('device')} {device} asked for CUDA, but no CUDA GPU is visible; "
                          f"use {param('device')} cpu (or auto)")
-    if device != "cpu" and not device.startswith("cuda"):
-        raise UsageError(f"{param('device')} must be cpu, cuda, cuda:N or auto, got {device!r}")
+    if ":" in device and int(device.split(":")[1]) >= torch.cuda.device_count():
+        raise UsageError(f"{param('device')} {device}: this machine shows {plural(torch.cuda.device_count(), 'GPU')} "
+                         f"(cuda:0 to cuda:{torch.cuda.device_count() - 1}); choose one of them")
     return device
 
 

@@ -112,10 +112,10 @@ def test_halving_races_by_default_and_a_run_made_without_racing_resumes_without(
     assert any(rec["rungs"][-1].get("stopped") for rec in load_records(tmp_path / "new"))
 
     assert search(tmp_path / "new", "--fold-racing", "off") == 2  # another margin: refused, the setting named
-    assert "other settings (strategy.fold_racing: stored 0.02, now off)" in capsys.readouterr().err
+    assert "other settings (--fold-racing: stored 0.02, now off)" in capsys.readouterr().err
     assert search(tmp_path / "new", "--n", "12") == 2  # halving's rungs were planned for its n: said why
-    assert ("strategy.n: stored 9, now 12 (halving's and Hyperband's rungs are planned for their n: another n is a "
-            "new search)") in capsys.readouterr().err
+    assert ("--n: stored 9, now 12 (halving's and Hyperband's rungs are planned for their --n: another is a new "
+            "search)") in capsys.readouterr().err
 
     old = tmp_path / "old"
     assert search(old, "--fold-racing", "off") == 0
