@@ -100,6 +100,19 @@ def test_predict_with_the_exported_file_alone_agrees_with_the_run(retrained_run,
     assert "no model.onnx or model.ts there" in capsys.readouterr().err
 
 
+def _own_winner(tmp_path, digits, module: str, source: str, cls: str):
+    """A run folder whose winner (1 epoch on digits) is ``module:cls``, written from ``source``."""
+    from hpsearch.training.models.user import add_module_path
+
+    (tmp_path / "nets").mkdir()
+    (tmp_path / "nets" / f"{module}.py").write_text(source)
+    add_module_path(tmp_path / "nets")
+    run = tmp_path / "run"
+    run.mkdir()
+    _winner(run, digits, {"model": f"{module}:{cls}", "optimizer": "adam", "lr": 1e-3}, epochs=1)
+    return run
+
+
 HISTOGRAM = """
 import torch
 from torch import nn
@@ -118,14 +131,8 @@ class Histogram(nn.Module):
 def test_a_module_the_exporter_cannot_follow_is_one_line(digits, tmp_path):
     """torch.histc has no ONNX operator: the export says so in one line (TorchScript traces it)."""
     from hpsearch.errors import UsageError
-    from hpsearch.training.models.user import add_module_path
 
-    (tmp_path / "nets").mkdir()
-    (tmp_path / "nets" / "histnets.py").write_text(HISTOGRAM)
-    add_module_path(tmp_path / "nets")
-    run = tmp_path / "run"
-    run.mkdir()
-    _winner(run, digits, {"model": "histnets:Histogram", "optimizer": "adam", "lr": 1e-3}, epochs=1)
+    run = _own_winner(tmp_path, digits, "histnets", HISTOGRAM, "Histogram")
     with pytest.raises(UsageError) as exc:
         export_winner(run, formats=("onnx",), dataset=digits)
     message = str(exc.value)
@@ -152,14 +159,7 @@ class Branchy(nn.Module):
 
 def test_a_python_branch_on_a_tensor_value_is_said_once_per_format(digits, tmp_path, capsys):
     """The tracer's warning is not swallowed: a user's module the tracer follows on one path only."""
-    from hpsearch.training.models.user import add_module_path
-
-    (tmp_path / "nets").mkdir()
-    (tmp_path / "nets" / "branchnets.py").write_text(BRANCHY)
-    add_module_path(tmp_path / "nets")
-    run = tmp_path / "run"
-    run.mkdir()
-    _winner(run, digits, {"model": "branchnets:Branchy", "optimizer": "adam", "lr": 1e-3}, epochs=1)
+    run = _own_winner(tmp_path, digits, "branchnets", BRANCHY, "Branchy")
     capsys.readouterr()
     assert main(["export", str(run), "--no-check"]) == 0
     said = ": branchnets.py:11: Converting a tensor to a Python float might cause the trace to be incorrect: the " \
