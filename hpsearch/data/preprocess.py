@@ -42,7 +42,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import UsageError
 
-__all__ = ["scale", "preprocessing_for", "preprocess", "open_image", "ImageRejected", "IMAGE_FORMATS",
+__all__ = ["scale", "preprocessing_for", "preprocess", "with_defaults", "open_image", "ImageRejected", "IMAGE_FORMATS",
            "MAX_PIXELS"]
 
 IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF")
@@ -178,6 +178,13 @@ def _centered(x: np.ndarray, size: tuple[int, int], fit: float) -> np.ndarray:
     return out
 
 
+def with_defaults(settings: dict) -> dict:
+    """``settings`` with every flag ``preprocess`` reads spelled out: a bundle may lack one (an older
+    one has no ``stretch``: grey data stretch)."""
+    grey = int(settings["image_shape"][0]) == 1
+    return {"invert": "auto", "center": False, "fit": 1.0, "stretch": grey, "levels": None, **settings}
+
+
 def preprocess(image, settings: dict) -> np.ndarray:
     """A picture as the net's input, the way its training data were made (see the module's text).
 
@@ -193,6 +200,7 @@ def preprocess(image, settings: dict) -> np.ndarray:
     -------
     ndarray of float32, shape ``image_shape`` (C, H, W), values in [0, 1].
     """
+    settings = with_defaults(settings)
     channels, height, width = settings["image_shape"]
     if isinstance(image, bytes | bytearray):
         image = open_image(bytes(image))
@@ -204,17 +212,17 @@ def preprocess(image, settings: dict) -> np.ndarray:
         if x.ndim != 3 or x.shape[0] not in (1, 3):
             raise UsageError(f"image must have shape (H, W) or (C, H, W), got {np.shape(image)}")
         x = x.mean(axis=0, keepdims=True) if channels == 1 else np.repeat(x, 3 // x.shape[0], axis=0)
-    invert = settings.get("invert", "auto")
+    invert = settings["invert"]
     if invert is True or (invert == "auto" and _light_background(x)):
         x = 1.0 - x
     if x.shape[1:] != (height, width):
-        if settings.get("center"):
-            x = _centered(x, (height, width), float(settings.get("fit", 1.0)))
+        if settings["center"]:
+            x = _centered(x, (height, width), float(settings["fit"]))
         else:
             x = _resize(x, (height, width))
-        if settings.get("stretch", channels == 1) and x.max() > 0:  # a bundle without the key: grey data stretch
+        if settings["stretch"] and x.max() > 0:
             x = x / x.max()
-    levels = settings.get("levels")
+    levels = settings["levels"]
     if levels:
         x = np.round(x * (levels - 1)) / (levels - 1)
     return np.ascontiguousarray(x, dtype=np.float32)

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data.preprocess import with_defaults
 from ..errors import UsageError, param
 from ..rundir.atomic import atomic_write, atomic_write_text
 from ..rundir.names import WINNER_FILE
@@ -69,13 +70,6 @@ def _digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:20]
 
 
-def _card_preprocess(settings: dict) -> dict:
-    """The winner's preprocessing with every flag ``preprocess`` reads spelled out (a bundle may lack
-    one: its default) and ``how``, the steps in words."""
-    grey = int(settings["image_shape"][0]) == 1
-    return {"invert": "auto", "center": False, "fit": 1.0, "stretch": grey, "levels": None, **settings, "how": HOW}
-
-
 def _card(net, info: dict, run_dir: Path, formats: list[str], digest: str) -> dict:
     from .. import __version__
     from ..rundir.states import run_digest
@@ -92,7 +86,7 @@ def _card(net, info: dict, run_dir: Path, formats: list[str], digest: str) -> di
                    "shape": ["n", positions, len(info["class_names"])] if positions else
                    ["n", len(info["class_names"])], "positions": positions},
         "class_names": list(info["class_names"]),
-        "preprocess": _card_preprocess(info["preprocess"]),
+        "preprocess": {**with_defaults(info["preprocess"]), "how": HOW},  # every flag preprocess reads
         "config": info.get("config"), "cv_score": info.get("cv_score"), "test_accuracy": info.get("test_accuracy"),
         "chosen_by": info.get("winner_by", "test"), "dataset": info.get("dataset"), "trial": info.get("trial"),
         "epochs": info.get("epochs"), "module": info.get("module"),

@@ -7,8 +7,8 @@ import json
 import numpy as np
 from PIL import Image
 
-from hpsearch.data.preprocess import preprocess, preprocessing_for
-from hpsearch.winner.export import _card_preprocess
+from hpsearch.data.preprocess import preprocess, preprocessing_for, with_defaults
+from hpsearch.winner.export import HOW
 
 CARDS = {  # the card's "preprocess" (through JSON, as the snippet reads it) of these data sets
     "digits": [1, 8, 8], "mnist": [1, 28, 28], "fashion-mnist": [1, 28, 28], "cifar10": [3, 32, 32],
@@ -55,7 +55,7 @@ def test_the_readme_snippet_gives_what_preprocess_gives(readme_snippets, digits,
     compared = 0
     for name, shape in CARDS.items():
         for card in (preprocessing_for(name, shape), {**preprocessing_for(name, shape), "invert": True}):
-            card = json.loads(json.dumps(_card_preprocess(card)))
+            card = json.loads(json.dumps({**with_defaults(card), "how": HOW}))  # as the card holds it
             for path in files:
                 expected = preprocess(path.read_bytes(), card)
                 got = namespace["to_input"](path, card)
