@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from _replay import draw_configs
@@ -78,6 +79,22 @@ def winner_ranks(table: Table, n: int, seeds: int, max_epochs: int, budgets: lis
     return out
 
 
+class _Seed(NamedTuple):
+    """One seed's draw, as every rule reads it."""
+
+    scores: np.ndarray    # (n, epochs) mean score
+    macs: np.ndarray      # (n,) multiply-adds per image
+    winner: int           # random search's: the best at the full budget (the first of equals: draw order)
+    order: np.ndarray     # (n, epochs): who ranks where after each epoch
+    full: float           # random search's compute
+    accuracy: np.ndarray  # (n,) CV accuracy at the full budget, in points
+
+    def gap(self, finalists, max_epochs: int) -> float:
+        """The winner's CV accuracy minus that of the finalists' best at the full budget."""
+        chosen = finalists[np.argmax(self.scores[finalists, max_epochs - 1])]
+        return float(self.accuracy[self.winner] - self.accuracy[chosen])
+
+
 def _rules(table: Table, n: int, seeds: int, max_epochs: int):
     """Every one- and two-cut rule on the grid: ``(cuts, median compute share, seeds keeping the winner,
     the rule's choice's CV accuracy gaps (points) per seed)``; a rule chooses the best of its finalists
@@ -88,36 +105,28 @@ def _rules(table: Table, n: int, seeds: int, max_epochs: int):
     for seed in range(seeds):
         rows = np.array(draw_configs(table, n, seed))
         scores, macs = mean[rows], table.macs[rows]
-        winner = int(np.argmax(scores[:, max_epochs - 1]))  # argmax takes the first: the draw order breaks ties
-        order = np.argsort(-scores, axis=0, kind="stable")  # (n, epochs): who ranks where after each epoch
-        runs.append((scores, macs, winner, order, max_epochs * macs.sum(), accuracy[rows]))
-
-    def gap(run, finalists) -> float:
-        scores, _, winner, _, _, acc = run
-        chosen = finalists[np.argmax(scores[finalists, max_epochs - 1])]
-        return float(acc[winner] - acc[chosen])
-
+        runs.append(_Seed(scores, macs, int(np.argmax(scores[:, max_epochs - 1])),
+                          np.argsort(-scores, axis=0, kind="stable"), max_epochs * macs.sum(), accuracy[rows]))
     epochs, keeps = _epoch_grid(max_epochs), [k for k in _keep_grid(n) if k < n]
     for e, k in itertools.product(epochs, keeps):
         shares, kept, gaps = [], 0, []
         for run in runs:
-            _, macs, winner, order, full, _ = run
-            top = order[:k, e - 1]
-            kept += winner in top
-            shares.append((e * macs.sum() + (max_epochs - e) * macs[top].sum()) / full)
-            gaps.append(gap(run, top))
+            top = run.order[:k, e - 1]
+            kept += run.winner in top
+            shares.append((e * run.macs.sum() + (max_epochs - e) * run.macs[top].sum()) / run.full)
+            gaps.append(run.gap(top, max_epochs))
         yield ((e, k),), float(np.median(shares)), kept, gaps
     for (e1, e2), k1 in itertools.product(itertools.combinations(epochs, 2), keeps):
-        survivors = [run[3][:k1, e1 - 1] for run in runs]
-        ranked = [s[np.argsort(-run[0][s, e2 - 1], kind="stable")] for s, run in zip(survivors, runs, strict=True)]
+        survivors = [run.order[:k1, e1 - 1] for run in runs]
+        ranked = [s[np.argsort(-run.scores[s, e2 - 1], kind="stable")] for s, run in zip(survivors, runs, strict=True)]
         for k2 in (k for k in keeps if k < k1):
             shares, kept, gaps = [], 0, []
             for run, s, r in zip(runs, survivors, ranked, strict=True):
-                _, macs, winner, _, full, _ = run
-                kept += winner in r[:k2]
+                macs = run.macs
+                kept += run.winner in r[:k2]
                 shares.append((e1 * macs.sum() + (e2 - e1) * macs[s].sum() + (max_epochs - e2) * macs[r[:k2]].sum())
-                              / full)
-                gaps.append(gap(run, r[:k2]))
+                              / run.full)
+                gaps.append(run.gap(r[:k2], max_epochs))
             yield ((e1, k1), (e2, k2)), float(np.median(shares)), kept, gaps
 
 
