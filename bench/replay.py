@@ -17,7 +17,9 @@ Strategies: ``random`` (every config the full budget), ``halving`` (automatic ru
 lower bound, mean - sd / sqrt(folds), instead of the mean), ``hyperband``, ``sklearn-halving``
 (scikit-learn's ``HalvingRandomSearchCV``, restarting survivors) and ``racing-m<margin>`` (halving
 with fold racing, ``--fold-racing <margin>``; ``racing-m0.02`` is what the quick start runs: halving's
-default). The variants other than racing race no folds.
+default). The variants other than racing race no folds. With ``--prior-from TABLE``, also
+``halving-prior``: halving whose shorter rungs rank by a forecast learned on the other table
+(``_prior``); ``--prior-from undrawn`` learns it per seed on the table's configs that seed did not draw.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _oracle import cheapest_cuts, winner_ranks  # noqa: E402,I001
+from _prior import fit_prior, replay_prior, undrawn  # noqa: E402
 from _replay import draw_configs, replay_sklearn_halving, replay_strategy, trained  # noqa: E402
 from _tables import load_table  # noqa: E402
 
@@ -187,6 +190,13 @@ def confirm(table, n: int, max_epochs: int, fold_racing: float | None = None) ->
             f"(replay {replay.chosen}), fold-epochs {fold_epochs:.0f} (replay {replay.fold_epochs})"), wall
 
 
+def _table_path(parser, flag: str, name: str) -> Path:
+    path = Path(name) if name.endswith(".npz") else HERE / "tables" / f"{name}.npz"
+    if not path.exists():
+        parser.error(f"{flag}: {path} does not exist; build it with python bench/table.py --table {name}")
+    return path
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--table", required=True, help="a name in bench/tables (digits, fashion) or a .npz path")
@@ -202,18 +212,32 @@ def main(argv=None) -> int:
                         help="also print what keeping random search's winner costs any one- or two-cut rule, the "
                              "cheapest such rule within 0.3 points of it (cuts chosen in hindsight: see _oracle), "
                              "and where the winner ranks at halving's shorter rungs")
+    parser.add_argument("--prior-from", default=None, metavar="TABLE",
+                        help="also replay halving-prior: halving whose shorter rungs rank by a forecast of the full "
+                             "budget's rank from the configs' hyperparameters, learned on this other table, or with "
+                             "'undrawn' per seed on the configs that seed did not draw (_prior)")
     parser.add_argument("--figure", default=None,
                         help="the anytime curve's PNG (default bench/figures/replay_<table>.png)")
     args = parser.parse_args(argv)
-    path = Path(args.table) if args.table.endswith(".npz") else HERE / "tables" / f"{args.table}.npz"
-    if not path.exists():
-        parser.error(f"--table: {path} does not exist; build it with python bench/table.py --table {args.table}")
+    path = _table_path(parser, "--table", args.table)
     table = load_table(path)
     max_epochs = args.max_epochs or table.max_epochs
     if not 1 <= max_epochs <= table.max_epochs or not 2 <= args.n <= table.n_configs:
         parser.error(f"the table has {table.n_configs} configs and {table.max_epochs} epochs: --n {args.n} and "
                      f"--max-epochs {max_epochs} must fit in them")
     runs = strategies(max_epochs)
+    if args.prior_from == "undrawn":
+        if 2 * args.n > table.n_configs:
+            parser.error(f"--prior-from undrawn learns on the {table.n_configs - args.n} configs a seed leaves, fewer "
+                         f"than --n {args.n}: lower --n to {table.n_configs // 2} or less")
+        runs["halving-prior"] = lambda t, d, s: replay_prior(
+            t, d, s, fit_prior(undrawn(t, d), args.n, max_epochs, draws=10), max_epochs)
+    elif args.prior_from:
+        source = load_table(_table_path(parser, "--prior-from", args.prior_from))
+        if source.n_configs < args.n:
+            parser.error(f"--prior-from {args.prior_from}: its {source.n_configs} configs are fewer than --n {args.n}")
+        models = fit_prior(source, args.n, max_epochs)
+        runs["halving-prior"] = lambda t, d, s: replay_prior(t, d, s, models, max_epochs)
     names = ["random", *[n for n in (args.only.split(",") if args.only else runs) if n != "random"]]
     unknown = [n for n in names if n not in runs]
     if unknown:
