@@ -103,6 +103,17 @@ def _check_out_beside_code(out: Path, module_dir: Path) -> None:
                          "folder")
 
 
+def _check_n_keeps_stored(store: TrialStore, n: int, run_dir: Path) -> None:
+    """A resume may grow ``--n`` or shrink it to the trials not yet scored, never below those stored:
+    settings.json would then say n configs while trials.csv ranks more."""
+    beyond = [rec["index"] for rec in store.records() if rec["index"] >= n]
+    if beyond:
+        last = max(beyond)
+        raise UsageError(f"{run_dir} already holds {len(beyond)} scored trial{'s' * (len(beyond) > 1)} numbered "
+                         f"{n} or above (up to {last}), beyond {param('n')} {n}; resume with {param('n')} "
+                         f"{last + 1} or more, or pass a different {param('out')} for a new search of {n}")
+
+
 def run_search(settings: SearchSettings, dataset: Dataset | None = None, backend=None) -> Path:
     """Run (or resume) a search and return its run folder.
 
@@ -155,6 +166,7 @@ def run_search(settings: SearchSettings, dataset: Dataset | None = None, backend
             print(said)
         store = TrialStore(run_dir, fingerprint(settings, space, dataset), metric=settings.scoring)
         check_source(run_dir, dataset)  # the same settings on a changed image folder: refused, not re-split
+        _check_n_keeps_stored(store, settings.n, run_dir)
         atomic_write_text(run_dir / SPACE_FILE, space.source)
         stored = {**asdict(settings), "argv": sys.argv, "dataset_name": dataset.name,
                   "chance": chance_levels(dataset.y_train, settings.scoring)}

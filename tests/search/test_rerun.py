@@ -171,3 +171,14 @@ def test_ctrl_c_in_retraining_keeps_finished_rows_and_says_how_to_continue(searc
 def _read_some(stream) -> str:
     """A chunk of a subprocess's output (tqdm redraws its bar without newlines)."""
     return os.read(stream.fileno(), 4096).decode(errors="replace")
+
+
+def test_a_resume_below_the_scored_trials_is_refused_and_keeps_the_settings(searched, tmp_path, digits):
+    run = _copy_search(searched, tmp_path)
+    before = (run / "settings.json").read_text()
+    for n in (2, 3):  # trials 0-3 are scored: --n 3 would leave trial 3 outside a run that says 3
+        with pytest.raises(UsageError, match=rf"already holds {4 - n} scored trials? numbered {n} or above "
+                                             rf"\(up to 3\), beyond n {n}; resume with n 4 or more"):
+            run_search(SearchSettings(n=n, out=str(run), **TINY), digits)
+    assert (run / "settings.json").read_text() == before  # refused before anything was rewritten
+    assert len(pd.read_csv(run / "trials.csv")) == 4
