@@ -31,7 +31,7 @@ import numpy as np
 
 from ..errors import UsageError, param
 from .dataset import Dataset, check_splits
-from .mnist import default_cache_dir, file_md5
+from .mnist import default_cache_dir, download_folder, file_md5
 from .preprocess import scale
 
 __all__ = ["CifarError", "CIFAR10_CLASSES", "CIFAR10_URL", "CIFAR10_MD5", "PYTHON_FILES", "BINARY_FILES",
@@ -314,7 +314,11 @@ def download_cifar10(target: str | os.PathLike, url: str | None = None, md5: str
     """
     url, md5 = url or CIFAR10_URL, md5 or CIFAR10_MD5
     target = Path(target)
-    target.mkdir(parents=True, exist_ok=True)
+    with download_folder(target):
+        return _download_archive(url, md5, target)
+
+
+def _download_archive(url: str, md5: str, target: Path) -> Path:
     archive = target / "cifar-10-python.tar.gz"
     fd, tmp = tempfile.mkstemp(dir=target, suffix=".part")
     os.close(fd)

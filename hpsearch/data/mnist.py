@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
@@ -74,6 +75,23 @@ def file_md5(path: Path) -> str:
     return digest.hexdigest()
 
 
+@contextlib.contextmanager
+def download_folder(target: Path):
+    """``target`` made for a download. A download that fails takes back the folders it made while they
+    are empty (the cache's ``mnist/``, ``hpsearch/``): verified files already there stay for a retry."""
+    made = [folder for folder in (target, *target.parents) if not folder.exists()]  # deepest first
+    target.mkdir(parents=True, exist_ok=True)
+    try:
+        yield target
+    except BaseException:
+        for folder in made:
+            try:
+                folder.rmdir()
+            except OSError:  # not empty: kept, and so are the folders above it
+                break
+        raise
+
+
 def download_idx(name: str, target: Path, base_url: str | None = None,
                  checksums: dict[str, str] | None = None) -> Path:
     """Download the four gzipped idx files of ``name`` into ``target``, verifying each MD5.
@@ -83,33 +101,37 @@ def download_idx(name: str, target: Path, base_url: str | None = None,
     default_url, default_sums = DOWNLOADS[name]
     base_url = base_url or default_url
     checksums = checksums or default_sums
-    target.mkdir(parents=True, exist_ok=True)
-    for filename, md5 in checksums.items():
-        final = target / filename
-        if final.is_file() and file_md5(final) == md5:
-            continue
-        fd, tmp = tempfile.mkstemp(dir=target, suffix=".part")
-        os.close(fd)
-        try:
-            with urllib.request.urlopen(base_url + filename, timeout=60) as resp, open(tmp, "wb") as out:
-                shutil.copyfileobj(resp, out)
-            got = file_md5(Path(tmp))
-            if got != md5:
-                raise IdxError(
-                    f"checksum mismatch for {base_url + filename}: md5 {got}, expected {md5}; "
-                    f"the download is corrupt or the mirror changed: retry, or pass {param('data_dir')}"
-                )
-            os.replace(tmp, final)
-        except OSError as exc:
-            raise IdxError(
-                f"could not download {name} ({base_url + filename}): {exc}. Without a network, put "
-                f"the four idx files ({', '.join(IDX_FILES.values())}, raw or .gz) in a folder "
-                f"and pass {param('data_dir')}"
-            ) from exc
-        finally:
-            if os.path.exists(tmp):
-                os.remove(tmp)
+    with download_folder(Path(target)):
+        for filename, md5 in checksums.items():
+            _download_file(base_url + filename, Path(target) / filename, md5, name)
     return target
+
+
+def _download_file(url: str, final: Path, md5: str, name: str) -> None:
+    """``url`` into ``final`` when ``final`` is not already that file, through a ``.part`` beside it."""
+    if final.is_file() and file_md5(final) == md5:
+        return
+    fd, tmp = tempfile.mkstemp(dir=final.parent, suffix=".part")
+    os.close(fd)
+    try:
+        with urllib.request.urlopen(url, timeout=60) as resp, open(tmp, "wb") as out:
+            shutil.copyfileobj(resp, out)
+        got = file_md5(Path(tmp))
+        if got != md5:
+            raise IdxError(
+                f"checksum mismatch for {url}: md5 {got}, expected {md5}; "
+                f"the download is corrupt or the mirror changed: retry, or pass {param('data_dir')}"
+            )
+        os.replace(tmp, final)
+    except OSError as exc:
+        raise IdxError(
+            f"could not download {name} ({url}): {exc}. Without a network, put "
+            f"the four idx files ({', '.join(IDX_FILES.values())}, raw or .gz) in a folder "
+            f"and pass {param('data_dir')}"
+        ) from exc
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def _locate(name: str, data_dir: str | os.PathLike | None) -> Path:

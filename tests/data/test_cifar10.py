@@ -228,17 +228,22 @@ def test_a_bad_checksum_or_no_network_keeps_nothing(tmp_path):
     with pytest.raises(CifarError, match=f"checksum mismatch for {archive.as_uri()}: md5 [0-9a-f]{{32}}, "
                                          "expected 0{32}; the download is corrupt"):
         download_cifar10(tmp_path / "cache", url=archive.as_uri(), md5="0" * 32)
-    assert list((tmp_path / "cache").iterdir()) == []
+    assert not (tmp_path / "cache").exists()  # no empty cache folder left for the next look-up
     with pytest.raises(CifarError, match=r"could not download CIFAR-10 .*pass data_dir"):
         download_cifar10(tmp_path / "cache", url=(tmp_path / "absent.tar.gz").as_uri())
-    assert list((tmp_path / "cache").iterdir()) == []
+    assert not (tmp_path / "cache").exists()  # no empty cache folder left for the next look-up
     wrong = tmp_path / "wrong.tar.gz"
     with tarfile.open(wrong, "w:gz") as tar:
         tar.add(tmp_path / "src" / "cifar-10-batches-py" / "test_batch", arcname="cifar-10-batches-py/test_batch")
     md5 = hashlib.md5(wrong.read_bytes()).hexdigest()
     with pytest.raises(CifarError, match="lacks cifar-10-batches-py/batches.meta; it is not the CIFAR-10 python"):
         download_cifar10(tmp_path / "cache", url=wrong.as_uri(), md5=md5)
-    assert list((tmp_path / "cache").iterdir()) == []
+    assert not (tmp_path / "cache").exists()
+    (tmp_path / "home" / "hpsearch").mkdir(parents=True)  # a folder that was there stays, empty
+    with pytest.raises(CifarError, match="could not download CIFAR-10"):  # the folders it made: taken back
+        download_cifar10(tmp_path / "home" / "hpsearch" / "cifar10" / "x", url=(tmp_path / "absent.tar.gz").as_uri())
+    assert list((tmp_path / "home").iterdir()) == [tmp_path / "home" / "hpsearch"]
+    assert list((tmp_path / "home" / "hpsearch").iterdir()) == []
 
 
 def test_the_cnn_cifar_space_searches_written_cifar_batches(tmp_path):

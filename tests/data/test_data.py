@@ -154,6 +154,13 @@ def test_no_network_message_explains_data_dir(http_folder, tmp_path):
     served, url = http_folder  # an empty folder: every file 404s
     with pytest.raises(IdxError, match="pass data_dir"):
         download_idx("mnist", tmp_path / "c", base_url=url)
+    assert not (tmp_path / "c").exists()  # no empty cache folder left behind for the next look-up
+    _write_mnist_like(served)  # one verified file, then a failure: the file stays for a retry
+    first = f"{IDX_FILES['train_images']}.gz"
+    sums = {first: hashlib.md5((served / first).read_bytes()).hexdigest(), "absent.gz": "0" * 32}
+    with pytest.raises(IdxError, match="absent.gz"):
+        download_idx("mnist", tmp_path / "c", base_url=url, checksums=sums)
+    assert [p.name for p in (tmp_path / "c").iterdir()] == [first]
 
 
 @pytest.mark.skipif(not FASHION_DIR.is_dir(), reason="Debian's dataset-fashion-mnist is not installed")
