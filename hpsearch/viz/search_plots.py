@@ -173,7 +173,21 @@ def run_importances(study: optuna.Study, frame: pd.DataFrame) -> dict | Skipped:
     else:
         values, basis = importances(rung[0]), f"score at {plural(rung[1], 'epoch')}, the first rung"
         basis += f", {len(rung[0].trials)} configs"
-    return values if isinstance(values, Skipped) else {"values": values, "basis": basis}
+    if isinstance(values, Skipped):
+        return values
+    return {"values": {_shown_name(name, frame): v for name, v in values.items()}, "basis": basis}
+
+
+def _shown_name(name: str, frame: pd.DataFrame) -> str:
+    """A layer width's Optuna name (``hidden_1``, ``hidden_layers``) as the parameter plot names it
+    (``hidden[1]``, ``hidden layers``): only where the run's parameter is the list ``hidden``."""
+    base, _, last = name.rpartition("_")
+    if base and f"param_{base}" in frame and f"param_{name}" not in frame:
+        if last.isdigit():
+            return f"{base}[{last}]"
+        if last == "layers":
+            return f"{base} layers"
+    return name
 
 
 def fold_spread(frame: pd.DataFrame) -> dict:

@@ -84,6 +84,9 @@ def test_halving_importances_see_every_config_at_the_first_rung(halving_run):
         assert t.value == by_trial[originals[t.params["lr"]]]
     data = run_importances(study, frame)
     assert data["basis"] == "score at 1 epoch, the first rung, 6 configs"
+    # layer widths named as the parameter plot names them: Optuna's hidden_1 is the first layer, hidden[1]
+    assert {"hidden[1]", "lr"} <= set(data["values"]) and not any("_" in name for name in data["values"]
+                                                                  if name.startswith("hidden"))
     assert sum(data["values"].values()) == pytest.approx(1.0)
     assert first_rung_study(open_study(halving_run), frame.drop(columns=["score_3ep"])) is None
 
