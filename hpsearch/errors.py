@@ -52,6 +52,20 @@ def did_you_mean(word: str, allowed) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
+def brief(exc: BaseException, width: int = 160) -> str:
+    """A library's error as one line of a message: its first line, cut at a word and marked with
+    ``...`` past ``width`` characters (``OSError``: its ``strerror``); its type name when it says nothing."""
+    text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+    lines = text.strip().splitlines()
+    if not lines:
+        return type(exc).__name__
+    first = lines[0]
+    if len(first) <= width:
+        return first
+    cut = first[:width].rsplit(" ", 1)[0] if " " in first[:width] else first[:width]
+    return cut.rstrip(" ,;:") + "..."
+
+
 def plural(n, word: str) -> str:
     """``1 epoch``, ``3 epochs``: a count said as a person would."""
     return f"{n} {word}" + ("" if str(n) == "1" else "s")

@@ -40,7 +40,7 @@ import warnings
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from ..errors import UsageError
+from ..errors import UsageError, brief
 
 __all__ = ["scale", "preprocessing_for", "preprocess", "with_defaults", "open_image", "ImageRejected", "IMAGE_FORMATS",
            "MAX_PIXELS"]
@@ -107,7 +107,7 @@ def open_image(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageRejected(f"image refused as a decompression bomb ({exc})", 413) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
-        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        reason = brief(exc)
         raise ImageRejected(f"the image cannot be read ({reason})", 400) from None
     return image
 

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from joblib import Parallel
 
-from ..errors import UsageError, param
+from ..errors import UsageError, brief, param
 from .resident import shared_array
 from .resources import cpu_count, effective_jobs, threads_per_job
 
@@ -220,7 +220,7 @@ class DaskBackend:
             return f"has had no worker for {self.no_worker_s:g} s"
         lost = (distributed.client.FutureCancelledError, distributed.KilledWorker, distributed.comm.CommClosedError)
         if isinstance(exc, lost):
-            return f"lost its workers or their tasks ({type(exc).__name__}: {str(exc)[:160]})"
+            return f"lost its workers or their tasks ({type(exc).__name__}: {brief(exc)})"
         return None
 
     def sees(self, path) -> bool:

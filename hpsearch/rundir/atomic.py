@@ -7,7 +7,7 @@ import secrets
 from collections.abc import Callable
 from pathlib import Path
 
-from ..errors import StorageError
+from ..errors import StorageError, brief
 
 __all__ = ["atomic_write", "atomic_write_text"]
 
@@ -48,7 +48,7 @@ def atomic_write(path: Path, write: Callable, binary: bool = False) -> None:
 
 
 def _storage_error(path: Path, exc: BaseException) -> StorageError:
-    reason = getattr(exc, "strerror", None) or str(exc).strip().splitlines()[0][:120]
+    reason = brief(exc)
     return StorageError(f"cannot write {path} ({reason}); free space on that disk or make {path.parent} "
                         "writable, then run the same command again: every finished result is kept")
 

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..data import load_dataset
 from ..data.dataset import Dataset
-from ..errors import UsageError
+from ..errors import UsageError, brief
 from ..settings import dataset_options
 from ..training.models.user import add_module_path
 from .atomic import atomic_write, atomic_write_text
@@ -133,7 +133,7 @@ def read_dataset_file(path: Path, name: str) -> Dataset:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in ("X_train", "y_train", "X_test", "y_test", "class_names")}
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-        raise UsageError(f"{path} cannot be read ({type(exc).__name__}: {str(exc)[:100]}); it keeps the data "
+        raise UsageError(f"{path} cannot be read ({type(exc).__name__}: {brief(exc)}); it keeps the data "
                          "run_search was given: put back a copy, or search again") from None
     return Dataset(name, arrays["X_train"], arrays["y_train"], arrays["X_test"], arrays["y_test"],
                    tuple(str(n) for n in arrays["class_names"]))

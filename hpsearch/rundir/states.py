@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from skorch.history import History
 
+from ..errors import brief
 from .atomic import atomic_write
 from .names import STATES_DIR
 
@@ -133,8 +134,7 @@ def load_state(path: Path, owner: dict) -> dict | None:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, TypeError,
             AttributeError, KeyError, IndexError) as exc:  # torch's reader raises any of these on bad bytes
-        first = (str(exc).strip().splitlines() or [""])[0][:120]
-        return refuse_state(path, f"cannot be read as data ({type(exc).__name__}: {first})")
+        return refuse_state(path, f"cannot be read as data ({type(exc).__name__}: {brief(exc)})")
     if not isinstance(state, dict) or "owner" not in state:
         return refuse_state(path, "holds no owner (not a state hpsearch wrote)")
     mine = _canonical(owner)

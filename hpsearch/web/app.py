@@ -27,6 +27,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.datastructures import UploadFile
 
 from ..data.preprocess import ImageRejected
+from ..errors import brief
 from ..winner.predict import Predictor
 
 __all__ = ["create_app", "MAX_UPLOAD_BYTES", "N_EXAMPLES"]
@@ -95,7 +96,7 @@ async def _upload(request: Request, max_bytes: int) -> bytes:
     try:
         form = await request.form(max_files=1, max_fields=4)
     except Exception as exc:  # noqa: BLE001 - malformed multipart, too many parts
-        raise ImageRejected(f"malformed upload ({str(exc)[:120] or type(exc).__name__})", 400) from None
+        raise ImageRejected(f"malformed upload ({brief(exc)})", 400) from None
     try:  # every part closed, the file among them or not (a wrong field name left one open)
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
@@ -142,7 +143,7 @@ def create_app(predictor: Predictor, *, max_bytes: int = MAX_UPLOAD_BYTES, examp
         except ImageRejected as exc:
             return _error(exc.status, str(exc))
         except Exception as exc:  # noqa: BLE001 - one bad request never takes the server down
-            return _error(500, f"prediction failed: {type(exc).__name__}: {str(exc)[:200]}")
+            return _error(500, f"prediction failed: {type(exc).__name__}: {brief(exc, 200)}")
         x, heat = out.pop("x"), out.pop("heat")
         out["input_png"] = _data_url(Predictor.image_png(x))
         out["heatmap_png"] = _data_url(Predictor.heatmap_png(x, heat))

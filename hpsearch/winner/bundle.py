@@ -20,7 +20,7 @@ from skorch.history import History
 
 from ..data.dataset import Dataset
 from ..data.preprocess import preprocessing_for
-from ..errors import UsageError
+from ..errors import UsageError, brief
 from ..rundir.atomic import atomic_write
 from ..rundir.names import WINNER_FILE
 from ..tasks import task_for
@@ -152,7 +152,7 @@ def _read_bundle(run_dir) -> dict:
     try:
         bundle = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - truncated zip, overwritten file, foreign pickle: all say the same
-        reason = str(exc).splitlines()[0][:120] if str(exc) else type(exc).__name__
+        reason = brief(exc)
         raise UsageError(f"{path} is damaged ({reason}); retrain to write it again: "
                          f"hpsearch retrain {run_dir}") from None
     if not isinstance(bundle, dict) or bundle.get("format") != BUNDLE_FORMAT:

@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from ..data.preprocess import with_defaults
-from ..errors import UsageError, param
+from ..errors import UsageError, brief, param
 from ..rundir.atomic import atomic_write, atomic_write_text
 from ..rundir.names import WINNER_FILE
 
@@ -189,7 +189,7 @@ def export_winner(run_dir, formats=("onnx", "torchscript"), out=None, check: boo
             raise UsageError(f"{fmt} export needs {exc.name}: pip install -e '.[export]'") from None
         except Exception as exc:  # noqa: BLE001 - a module the exporter cannot trace: one line, the reason
             raise UsageError(f"the winner ({type(net.module_).__name__}) cannot be exported as {fmt}: "
-                             f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}") from None
+                             f"{type(exc).__name__}: {brief(exc, 200)}") from None
         files.append(path)
     for line in traced:  # before the check, which only tries the test images
         print(line, file=sys.stderr, flush=True)
@@ -219,7 +219,7 @@ def exported_answers(model, files):
     """``hpsearch predict --model``: each image file through the card's preprocessing and the exported
     file alone (no run folder, no winner.pt): ``{path, class_name, probability, error}`` per file."""
     from ..data.preprocess import preprocess
-    from .predict import _reason, read_image_file
+    from .predict import read_image_file
 
     path = Path(model)
     if path.is_dir():
@@ -242,7 +242,7 @@ def exported_answers(model, files):
         try:
             x = preprocess(read_image_file(file), card["preprocess"])
         except (OSError, UsageError) as exc:
-            answer["error"] = f"cannot read it: {_reason(exc)}" if isinstance(exc, OSError) else str(exc)
+            answer["error"] = f"cannot read it: {brief(exc)}" if isinstance(exc, OSError) else str(exc)
             yield answer
             continue
         proba = _run(fmt, path, x[None])[0]

@@ -24,7 +24,7 @@ import numpy as np
 from PIL import Image
 
 from ..data.preprocess import preprocess
-from ..errors import UsageError, param
+from ..errors import UsageError, brief, param
 from ..viz.attribution import cam, grad_cam, hires_cam, saliency
 from ..viz.modules import conv_only, gap_only, positions_of
 from .familiar import Familiarity
@@ -232,11 +232,6 @@ def _blend(x: np.ndarray, h: np.ndarray, alpha: float) -> np.ndarray:
     return (((1 - alpha) * base + alpha * colours) * 255).round().astype(np.uint8)
 
 
-def _reason(exc: Exception) -> str:
-    text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
-    return text.splitlines()[0][:160] if text else type(exc).__name__
-
-
 MAX_FILE_BYTES = 50 * 1024 * 1024  # an image file larger than this is refused before it is read
 
 
@@ -296,7 +291,7 @@ def predict_files(predictor: Predictor, paths, explain: bool = False, out_dir=No
         try:
             out_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise UsageError(f"{param('out_dir')} {out_dir}: cannot create the folder ({_reason(exc)}); "
+            raise UsageError(f"{param('out_dir')} {out_dir}: cannot create the folder ({brief(exc)}); "
                              "give a writable folder") from None
     used: set[Path] = set()
     for path in map(Path, paths):
@@ -305,7 +300,7 @@ def predict_files(predictor: Predictor, paths, explain: bool = False, out_dir=No
         try:
             x = predictor.prepare(read_image_file(path))  # open_image: format check, size cap, decode
         except (OSError, UsageError) as exc:  # UsageError: open_image's ImageRejected, a line of its own
-            answer["error"] = f"cannot read it: {_reason(exc)}" if isinstance(exc, OSError) else str(exc)
+            answer["error"] = f"cannot read it: {brief(exc)}" if isinstance(exc, OSError) else str(exc)
             yield answer
             continue
         proba = predictor.predict_proba(x)[0]
@@ -331,7 +326,7 @@ def predict_files(predictor: Predictor, paths, explain: bool = False, out_dir=No
                 target.write_bytes(png)
                 answer["heatmap"] = str(target)
             except OSError as exc:
-                answer["error"] = (f"cannot write its heat map {target} ({_reason(exc)}); "
+                answer["error"] = (f"cannot write its heat map {target} ({brief(exc)}); "
                                    f"give {param('out_dir')} DIR to write the heat maps elsewhere")
         yield answer
 
