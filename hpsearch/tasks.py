@@ -11,6 +11,9 @@ picklable objects, so a job process gets the task with its net.
 
 from __future__ import annotations
 
+import contextlib
+import warnings
+
 import numpy as np
 from sklearn.metrics import accuracy_score, log_loss
 from sklearn.model_selection import KFold, StratifiedKFold
@@ -20,7 +23,28 @@ from .errors import DivergedError
 
 VALID_SPLITS = 5  # early stopping watches a fifth of each training fold (skorch's default ValidSplit)
 
-__all__ = ["SingleLabel", "Positions", "task_of", "task_for", "VALID_SPLITS"]
+__all__ = ["SingleLabel", "Positions", "task_of", "task_for", "VALID_SPLITS", "StratifiedValidSplit",
+           "few_members_quiet"]
+
+
+@contextlib.contextmanager
+def few_members_quiet():
+    """Without scikit-learn's warning that a class has fewer members than the splits, which early
+    stopping's split would give on every fit: a search says it once, before the first (search.run)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The least populated class in y has only", category=UserWarning)
+        yield
+
+
+class StratifiedValidSplit(ValidSplit):
+    """skorch's stratified ``ValidSplit`` (the 20% early stopping watches), quiet about small classes."""
+
+    def __init__(self, cv=VALID_SPLITS, stratified=True, random_state=None):
+        super().__init__(cv, stratified=stratified, random_state=random_state)
+
+    def __call__(self, dataset, y=None, groups=None):
+        with few_members_quiet():
+            return super().__call__(dataset, y, groups)
 
 
 def _finite(proba: np.ndarray) -> None:
@@ -53,7 +77,7 @@ class SingleLabel:
 
     def valid_split(self) -> ValidSplit:
         """The 20% early stopping watches, inside a training fold (skorch's default)."""
-        return ValidSplit(VALID_SPLITS, stratified=True)
+        return StratifiedValidSplit()
 
     def predict(self, proba: np.ndarray) -> np.ndarray:
         return proba.argmax(axis=-1)

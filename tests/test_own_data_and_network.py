@@ -458,6 +458,42 @@ def test_early_stopping_on_folds_too_small_for_its_split_is_refused_before_a_run
     assert not out.exists()
 
 
+def _few_of_a_class(digits, root: Path, per_class: dict[int, int]) -> Path:
+    """An image folder of digits with ``per_class[label]`` training images of each label, 2 test images each."""
+    rows = [i for label, k in per_class.items() for i in np.flatnonzero(digits.y_train == label)[:k + 2]]
+    train = [i for label, k in per_class.items() for i in np.flatnonzero(digits.y_train == label)[:k]]
+    test = [i for i in rows if i not in train]
+    write_tree(root, digits.X_train[train], digits.y_train[train])
+    write_tree(root, digits.X_train[test], digits.y_train[test], split="test")
+    return root
+
+
+@pytest.mark.parametrize("engine", ["skorch", "batched"])
+def test_early_stopping_where_every_class_is_too_small_for_its_split_is_refused(digits, tmp_path, capsys, engine):
+    tiny = _few_of_a_class(digits, tmp_path / "tiny", {0: 8, 1: 8, 2: 8})  # a fold trains on 4 of each: 12 images
+    out = tmp_path / "run"
+    code = main(["search", "--dataset", "folder", "--data-dir", str(tiny), "--n", "1", "--cv", "2", "--engine", engine,
+                 "--max-epochs", "1", "--no-progress", "--no-retrain", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert "--patience 15: early stopping holds out a fifth of each training fold, stratified (5 splits), but in a " \
+           "fold no class has more than 4 images; pass --patience 0, fewer folds (--cv), or more images" in err
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("engine", ["skorch", "batched"])
+def test_a_class_too_small_for_early_stoppings_split_is_said_once_not_on_every_fit(digits, tmp_path, engine):
+    folder = _few_of_a_class(digits, tmp_path / "few", {0: 24, 1: 24, 2: 6})  # a fold trains on 3 images of 2
+    done = subprocess.run([sys.executable, "-m", "hpsearch.cli", "search", "--dataset", "folder", "--data-dir",
+                           str(folder), "--n", "2", "--cv", "2", "--max-epochs", "2", "--n-jobs", "1", "--engine",
+                           engine, "--no-progress", "--no-retrain", "--out", str(tmp_path / "run")],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count("early stopping: class two has as few as 3 images in a training fold, fewer than its 5 "
+                             "splits, so some of its validation parts hold none") == 1
+    assert "least populated class" not in done.stderr  # scikit-learn's, once per fit before
+
+
 def test_a_run_folder_that_would_hold_your_module_is_refused_before_the_search(own, tmp_path, capsys):
     import shutil
 

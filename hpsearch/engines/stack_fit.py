@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from skorch.dataset import ValidSplit
 
 from ..jobs.resident import resident
-from ..tasks import VALID_SPLITS
+from ..tasks import VALID_SPLITS, few_members_quiet
 from ..training.models.mlp import MLP
 from ..training.models.user import is_user_model
 from .stack import OPTIMIZER_BETAS, MLPStack
@@ -105,7 +105,8 @@ def valid_split(train: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarra
     """skorch's ``ValidSplit(5, stratified=True)`` of the training fold ``train``: its indices."""
     labels = y[train]
     cv = ValidSplit(VALID_SPLITS, stratified=True).check_cv(labels)
-    inner, valid = next(iter(cv.split(np.arange(len(train)), labels)))
+    with few_members_quiet():
+        inner, valid = next(iter(cv.split(np.arange(len(train)), labels)))
     return train[inner], train[valid]
 
 

@@ -16,6 +16,7 @@ from collections import Counter
 from dataclasses import asdict
 from pathlib import Path
 
+import numpy as np
 from tqdm.auto import tqdm
 
 from ..data import load_dataset
@@ -83,14 +84,34 @@ def _check_space_for(strategy, space: SearchSpace) -> None:
                          f"fit; use {param('strategy')} random or tpe with loss = \"worst_class\"")
 
 
-def _check_early_stopping_room(settings: SearchSettings, folds) -> None:
+def _check_early_stopping_room(settings: SearchSettings, folds, dataset: Dataset) -> None:
     """Refused before the first fit: a training fold too small for early stopping's split would fail
-    every config."""
+    every config (a stratified split needs some class with a member in each of its parts)."""
+    if settings.patience <= 0:
+        return
     smallest = min(len(train) for train, _ in folds)
-    if settings.patience > 0 and smallest < VALID_SPLITS:
+    fix = f"pass {param('patience')} 0, fewer folds ({param('cv')}), or more images"
+    if smallest < VALID_SPLITS:
         raise UsageError(f"{param('patience')} {settings.patience}: early stopping holds out a fifth of each "
-                         f"training fold ({VALID_SPLITS} splits), but a fold trains on only {smallest} images; pass "
-                         f"{param('patience')} 0, fewer folds ({param('cv')}), or more images")
+                         f"training fold ({VALID_SPLITS} splits), but a fold trains on only {smallest} images; {fix}")
+    if not dataset.task.valid_split().stratified:
+        return
+    counts = [np.bincount(dataset.y_train[train], minlength=dataset.n_classes) for train, _ in folds]
+    largest = min(c.max() for c in counts)
+    if largest < VALID_SPLITS:
+        raise UsageError(f"{param('patience')} {settings.patience}: early stopping holds out a fifth of each "
+                         f"training fold, stratified ({VALID_SPLITS} splits), but in a fold no class has more "
+                         f"than {largest} images; {fix}")
+    few = np.min(counts, axis=0)
+    if few.min() < VALID_SPLITS:  # said once here, where scikit-learn would warn on every fit
+        names = [str(dataset.class_names[c]) for c in np.flatnonzero(few < VALID_SPLITS)]
+        said = f"class {names[0]} has" if len(names) == 1 else \
+            f"{len(names)} classes ({', '.join(names[:5])}{', ...' * (len(names) > 5)}) have"
+        print(f"early stopping: {said} "
+              f"as few as {few.min()} images in a training fold, fewer than "
+              f"its {VALID_SPLITS} splits, so some of its validation parts hold none; more images of "
+              f"{'it' if len(names) == 1 else 'them'} steady it ({param('patience')} 0: no early stopping)",
+              file=sys.stderr)
 
 
 def _check_out_beside_code(out: Path, module_dir: Path) -> None:
@@ -144,7 +165,7 @@ def run_search(settings: SearchSettings, dataset: Dataset | None = None, backend
             raise
         raise UsageError(f"{exc}: the training images are a {param('max_train')} {settings.max_train} slice; raise "
                          f"{param('max_train')} or lower {param('cv')}") from None
-    _check_early_stopping_room(settings, folds)
+    _check_early_stopping_room(settings, folds, dataset)
     if settings.engine == "batched" and dataset.task.batched_engine_reason:
         print(f"{param('engine')} batched: {dataset.name} has {dataset.task.batched_engine_reason}; "
               "every config trains on the skorch engine", file=sys.stderr)
