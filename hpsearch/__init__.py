@@ -2,23 +2,38 @@
 
 import importlib
 
-from .data import load_dataset
-from .data.dataset import Dataset
-from .engines.batched_engine import evaluate_batched
-from .engines.cv import evaluate_config, make_folds
-from .errors import DivergedError, UsageError
-from .retrain.top import retrain_top
-from .rundir.exports import read_sorted
-from .rundir.store import load_results
-from .search.run import run_search
-from .settings import SearchSettings
-from .sklearn import HalvingRandomSearchCV, RandomizedSearchCV, SearchCV
-from .space.search_space import ParamGenerator, SearchSpace, load_space
-from .training.models.mlp import MLP
-from .training.net import make_net
-from .winner.bundle import load_winner
-
 __version__ = "0.1.0"
+
+# Each public name and the module it lives in. Imported on first use (PEP 562), so that ``import
+# hpsearch`` (and the command line's ``--help``) does not pay for torch, scikit-learn and skorch;
+# ``from hpsearch import run_search`` works as before.
+_HOMES = {
+    "Dataset": ".data.dataset",
+    "load_dataset": ".data",
+    "DivergedError": ".errors",
+    "UsageError": ".errors",
+    "make_net": ".training.net",
+    "evaluate_config": ".engines.cv",
+    "make_folds": ".engines.cv",
+    "MLP": ".training.models.mlp",
+    "SearchSettings": ".settings",
+    "run_search": ".search.run",
+    "ParamGenerator": ".space.search_space",
+    "SearchSpace": ".space.search_space",
+    "load_space": ".space.search_space",
+    "load_results": ".rundir.store",
+    "read_sorted": ".rundir.exports",
+    "load_winner": ".winner.bundle",
+    "retrain_top": ".retrain.top",
+    "evaluate_batched": ".engines.batched_engine",
+    "HalvingRandomSearchCV": ".sklearn",
+    "RandomizedSearchCV": ".sklearn",
+    "SearchCV": ".sklearn",
+}
+
+# Subpackages imported on first use: ``import hpsearch; hpsearch.viz.receptive_fields(net)`` works,
+# while ``import hpsearch`` alone does not pay for matplotlib.
+_LAZY = ("viz",)
 
 __all__ = [
     "Dataset", "load_dataset", "DivergedError", "UsageError", "make_net", "evaluate_config",
@@ -27,16 +42,16 @@ __all__ = [
     "HalvingRandomSearchCV", "RandomizedSearchCV", "SearchCV",
 ]
 
-# Subpackages imported on first use: ``import hpsearch; hpsearch.viz.receptive_fields(net)`` works,
-# while ``import hpsearch`` alone does not pay for matplotlib.
-_LAZY = ("viz",)
-
 
 def __getattr__(name: str):
+    if name in _HOMES:
+        value = getattr(importlib.import_module(_HOMES[name], __name__), name)
+        globals()[name] = value  # once: later look-ups do not come back here
+        return value
     if name in _LAZY:
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_HOMES) | set(_LAZY))

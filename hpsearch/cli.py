@@ -7,6 +7,7 @@ and the fix; Ctrl-C exits with code 130 after saving every finished trial.
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
 import warnings
 
@@ -94,10 +95,15 @@ def _add_plot_args(p: argparse.ArgumentParser) -> None:
                    "(default 25; the output layer shows every class)")
 
 
-def _plot_methods() -> list[str]:
-    from .viz.plots import REGISTRY
+# The methods of hpsearch.viz.plots.REGISTRY, in its order: named here so that the help lists them without
+# importing the registry (matplotlib, torch); tests/test_cli_startup.py checks that they are its keys.
+PLOT_METHODS = ("receptive-fields", "maximizers", "confusion-matrix", "class-report", "misclassified",
+                "learning-curves", "cam", "grad-cam", "hires-cam", "saliency", "guided-backprop", "occlusion",
+                "explanations", "feature-maps", "filters", "conv-maximizers", "deepdream", "sanity")
 
-    return [*REGISTRY, "all", "search"]
+
+def _plot_methods() -> list[str]:
+    return [*PLOT_METHODS, "all", "search"]
 
 
 class _Parser(argparse.ArgumentParser):
@@ -105,6 +111,58 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _is_flag(word: str) -> bool:
+    """Whether a word argparse left over is an option (``--epochs``, ``-x``), not a value (``5``, ``-1``)."""
+    if not word.startswith("-") or word == "-":
+        return False
+    try:
+        float(word)
+    except ValueError:
+        return True
+    return False
+
+
+def _closest_flags(word: str, flags: list[str]) -> list[str]:
+    """The flags of ``flags`` closest to ``word`` (``--epochs``: ``--max-epochs``, ``--min-epochs``), the
+    equally close ones in their declared order; none when nothing is close. Compared without the
+    dashes, which every flag shares."""
+    names = {f.lstrip("-"): f for f in flags}
+    stem = word.split("=", 1)[0].lstrip("-")
+    close = difflib.get_close_matches(stem, names, n=3)
+    if not close:
+        return []
+    ratio = {c: difflib.SequenceMatcher(None, c, stem).ratio() for c in close}
+    best = max(ratio.values())
+    return [names[c] for c in names if c in ratio and ratio[c] == best]
+
+
+def _unrecognized(parser: argparse.ArgumentParser, extra: list[str]) -> str:
+    """``unrecognized argument --epochs; did you mean --max-epochs or --min-epochs?``: the words no flag
+    took (an unknown flag's value is left out: argparse cannot tell it from a stray word), and the
+    closest real flags of ``parser`` (the subcommand's)."""
+    flags = [o for action in parser._actions for o in action.option_strings if o.startswith("--")]
+    unknown = [word.split("=", 1)[0] for word in extra if _is_flag(word)] or extra
+    text = f"unrecognized argument{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}"
+    hints = [(word, close) for word in unknown if _is_flag(word) and (close := _closest_flags(word, flags))]
+    if len(unknown) == 1 and hints:
+        text += f"; did you mean {_either(hints[0][1])}?"
+    elif hints:
+        text += "; did you mean " + ", ".join(f"{_either(close)} for {word}" for word, close in hints) + "?"
+    return text
+
+
+def _either(words: list[str]) -> str:
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
+
+
+def _subparser(parser: argparse.ArgumentParser, command: str | None) -> argparse.ArgumentParser:
+    """The parser of the subcommand ``command`` (its flags, its --help), else ``parser`` itself."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            return action.choices[command]
+    return parser
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -249,8 +307,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             args.files, extra = [*args.files, *extra], []
         elif hasattr(args, "method") and getattr(args, "run_dir", "") is None and len(extra) == 1:
             args.run_dir, extra = extra[0], []
-    if extra:
-        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    if extra:  # named by the subcommand, whose help lists its flags
+        command = _subparser(parser, getattr(args, "command", None))
+        command.error(_unrecognized(command, extra))
     return args
 
 

@@ -11,14 +11,22 @@ import time
 from pathlib import Path
 
 from .errors import UsageError, check_whole, plural
-from .rundir.chance import chance_summary
 from .rundir.names import COMPARE_FILE, RETRAIN_FILE, SETTINGS_FILE, SPACE_FILE, SUMMARY_FILE, WINNER_FILE
-from .rundir.run_info import read_json
 from .settings import SearchSettings, check_applies, retrain_defaults, setting_specs
+
+# Light imports only: ``hpsearch.cli`` imports this module to build the parser, and ``--help`` must not
+# import torch, scikit-learn or skorch; each command imports what it needs.
 
 __all__ = ["cmd_search", "cmd_retrain", "cmd_plot", "cmd_report", "cmd_serve", "cmd_predict", "cmd_export",
            "cmd_make_triple",
            "cmd_compare"]
+
+
+def read_json(path, **options) -> dict:
+    """``hpsearch.rundir.run_info.read_json``, imported on first use (it imports torch)."""
+    from .rundir.run_info import read_json
+
+    return read_json(path, **options)
 
 
 def _search_flags() -> list[str]:
@@ -85,6 +93,7 @@ def _backend(name: str, scheduler: str | None):
 
 
 def _search_then_retrain(args, settings, backend) -> int:
+    from .rundir.chance import chance_summary
     from .rundir.store import load_results
     from .search.run import run_search
     from .training.net import resolve_device

@@ -1,6 +1,10 @@
 """The checks and choices that ``hpsearch.settings``' table declares: a check takes the parameter's
 name and its value and raises ``UsageError`` naming them; a choices function lists what a setting
-allows, imported on first use (the registries import torch, Optuna and Dask)."""
+allows, imported on first use (the registries import Optuna and numpy).
+
+The registries that import torch (engines, scorings, schedules, backends) are named here by plain
+lists instead, so that the command line's ``--help`` and its usage errors list them without
+importing torch; tests/test_cli_startup.py checks that each list is its registry's keys."""
 
 from __future__ import annotations
 
@@ -11,7 +15,20 @@ from typing import Any
 from .errors import UsageError, check_whole, param
 
 __all__ = ["whole", "optional", "one_of", "margin", "margin_or_off", "share", "image_size", "n_jobs", "colors",
-           "scorings", "engines", "schedules", "datasets", "strategies", "backends"]
+           "scorings", "engines", "schedules", "datasets", "strategies", "backends", "SCORINGS", "ENGINES",
+           "SCHEDULES", "BACKENDS"]
+
+# The names of the registries that import torch, as they hold them (same order).
+SCORINGS = ("neg_log_loss", "accuracy")  # hpsearch.engines.cv.SCORINGS
+ENGINES = ("skorch", "batched")  # hpsearch.engines.ENGINES
+BACKENDS = ("loky", "dask")  # hpsearch.jobs.backends.BACKENDS
+SCHEDULES = {  # hpsearch.training.schedules.SCHEDULES, with their descriptions (the help shows them)
+    "none": "a constant learning rate",
+    "cosine": "cosine decay from lr to 0 over the fit's epochs",
+    "step": "a tenth of the rate after each third of the epochs",
+    "plateau": "a tenth of the rate after 5 epochs without improvement of the (validation) loss",
+    "onecycle": "one cycle per fit, up to lr and down, stepped per batch",
+}
 
 
 def whole(low: int, high: int | None = None, why: str = "", grouped: bool = True) -> Callable[[str, Any], None]:
@@ -82,20 +99,14 @@ def n_jobs(name: str, value) -> None:
 
 
 def scorings():
-    from .engines.cv import SCORINGS
-
     return SCORINGS
 
 
 def engines():
-    from .engines import ENGINES
-
     return ENGINES
 
 
 def schedules():
-    from .training.schedules import SCHEDULES
-
     return SCHEDULES
 
 
@@ -112,6 +123,4 @@ def strategies():
 
 
 def backends():
-    from .jobs.backends import BACKENDS
-
     return BACKENDS

@@ -16,7 +16,6 @@ from typing import Any
 
 from . import setting_checks as checks
 from .errors import UsageError, param
-from .training.net import DEFAULT_BATCH_SIZE, DEFAULT_MAX_EPOCHS, DEFAULT_PATIENCE
 
 __all__ = ["SearchSettings", "Spec", "setting_specs", "retrain_defaults", "fingerprint", "report_settings",
            "check_applies", "dataset_options"]
@@ -27,6 +26,11 @@ HALVING_STRATEGIES = ("halving", "hyperband", "tpe-halving")
 TPE_STRATEGIES = ("tpe", "tpe-halving")
 FOLDER_DATASETS = ("folder",)
 WINNER_RULES = ("cv", "test")
+# make_net's defaults (hpsearch.training.net, which imports torch: the command line's --help must not),
+# the same numbers: tests/test_cli_startup.py checks them
+DEFAULT_MAX_EPOCHS = 100
+DEFAULT_BATCH_SIZE = 128
+DEFAULT_PATIENCE = 15
 
 
 @dataclass(frozen=True)

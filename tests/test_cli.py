@@ -134,7 +134,38 @@ def test_unknown_flag_exits_2_without_traceback(capsys):
         main(["search", "--nn", "5"])
     assert exc.value.code == 2
     err = capsys.readouterr().err
-    assert "unrecognized arguments: --nn" in err and "Traceback" not in err
+    assert "unrecognized argument --nn" in err and "Traceback" not in err
+
+
+def test_unknown_flag_names_the_subcommand_and_suggests_its_closest_flags(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["search", "--epochs", "5"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hpsearch search: error: unrecognized argument --epochs; did you mean --max-epochs")
+    assert err.rstrip().endswith("(see hpsearch search --help)") and "5" not in err and "Traceback" not in err
+    with pytest.raises(SystemExit) as exc:  # the subcommand's own flags: retrain has --top
+        main(["retrain", "RUN", "--topp", "3"])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err == ("hpsearch retrain: error: unrecognized argument --topp; did you mean --top? "
+                                       "(see hpsearch retrain --help)\n")
+    with pytest.raises(SystemExit):  # --flag=value, and several at once: a hint for each that has one
+        main(["plot", "grad-cam", "RUN", "--imgs=3", "--layr", "x", "--zzz"])
+    err = capsys.readouterr().err
+    assert err == ("hpsearch plot: error: unrecognized arguments --imgs, --layr, --zzz; did you mean --images for "
+                   "--imgs, --layer for --layr? (see hpsearch plot --help)\n")
+
+
+def test_unknown_flag_without_a_close_one_suggests_nothing(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["search", "--frobnicate", "1"])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err == ("hpsearch search: error: unrecognized argument --frobnicate "
+                                       "(see hpsearch search --help)\n")
+    with pytest.raises(SystemExit) as exc:  # a stray word: no flag to suggest
+        main(["search", "--n", "5", "stray"])
+    assert exc.value.code == 2
+    assert capsys.readouterr().err == "hpsearch search: error: unrecognized argument stray (see hpsearch search --help)\n"
 
 
 def test_resume_with_other_settings_is_refused(tmp_path, capsys):

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from joblib import Parallel, delayed
 
+from .. import setting_checks
 from ..errors import DivergedError, StorageError, UsageError, param
 from ..jobs.resident import resident
 from ..jobs.resources import effective_jobs, threads_per_job, torch_threads
@@ -28,7 +29,7 @@ __all__ = ["make_folds", "evaluate_config", "evaluate_configs", "score_probabili
            "SCORINGS"]
 
 
-SCORINGS = ("neg_log_loss", "accuracy")
+SCORINGS = setting_checks.SCORINGS  # named where --help reads them without torch
 
 
 @dataclass

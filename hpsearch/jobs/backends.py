@@ -29,13 +29,14 @@ from pathlib import Path
 import numpy as np
 from joblib import Parallel
 
+from .. import setting_checks
 from ..errors import UsageError, brief, param
 from .resident import shared_array
 from .resources import cpu_count, effective_jobs, threads_per_job
 
 __all__ = ["BACKENDS", "LokyBackend", "DaskBackend", "open_backend", "check_backend_flags", "NO_WORKER_S"]
 
-BACKENDS = ("loky", "dask")
+BACKENDS = setting_checks.BACKENDS  # named where --help reads them without torch
 CONNECT_TIMEOUT_S = float(os.environ.get("HPSEARCH_DASK_CONNECT_S", 10))  # a scheduler must answer (and have a worker)
 NO_WORKER_S = float(os.environ.get("HPSEARCH_DASK_NO_WORKER_S", 60))  # a cluster this long without workers stops
 INSTALL = "pip install -e '.[dask]'  (dask[distributed])"

@@ -19,6 +19,7 @@ from skorch.utils import to_tensor
 
 from ..data.dataset import Dataset, square_image_shape
 from ..errors import UsageError, param, plural
+from ..settings import DEFAULT_BATCH_SIZE, DEFAULT_MAX_EPOCHS, DEFAULT_PATIENCE  # noqa: F401 - one place, which --help reads
 from ..tasks import SingleLabel
 from .augment import augment_batch, check_augment_name
 from .callbacks import ContinuableEarlyStopping, StopOnNonFiniteLoss
@@ -36,9 +37,6 @@ OPTIMIZERS = {
     "sgd": torch.optim.SGD,
     "adamw": torch.optim.AdamW,
 }
-DEFAULT_BATCH_SIZE = 128
-DEFAULT_MAX_EPOCHS = 100
-DEFAULT_PATIENCE = 15
 
 
 class SeededNet(NeuralNetClassifier):

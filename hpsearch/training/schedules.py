@@ -26,17 +26,12 @@ import math
 from skorch.callbacks import LRScheduler
 from torch.optim.lr_scheduler import CosineAnnealingLR, OneCycleLR, ReduceLROnPlateau, StepLR
 
+from .. import setting_checks
 from ..errors import UsageError, param
 
 __all__ = ["SCHEDULES", "schedule_callback", "ResumableLRScheduler", "check_schedule_name"]
 
-SCHEDULES = {
-    "none": "a constant learning rate",
-    "cosine": "cosine decay from lr to 0 over the fit's epochs",
-    "step": "a tenth of the rate after each third of the epochs",
-    "plateau": "a tenth of the rate after 5 epochs without improvement of the (validation) loss",
-    "onecycle": "one cycle per fit, up to lr and down, stepped per batch",
-}
+SCHEDULES = setting_checks.SCHEDULES  # name -> what it does (kept where --help reads it without torch)
 
 
 class ResumableLRScheduler(LRScheduler):
