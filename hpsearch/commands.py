@@ -72,7 +72,7 @@ def cmd_search(args) -> int:
     if not args.no_retrain:  # checked now, not after the search: a typo must not cost the night
         check_whole("images", args.images, 1)
         check_whole("units", args.units, 1)
-    _print_plan(settings)
+    _check_plan(settings)
     with _backend(settings.backend, settings.scheduler) as backend:
         return _search_then_retrain(args, settings, backend)
 
@@ -167,21 +167,13 @@ def cmd_report(args) -> int:
     return 0
 
 
-def _print_plan(settings) -> None:
-    """One line saying what the strategy will train, before the (long) work starts."""
+def _check_plan(settings) -> None:
+    """The strategy's settings checked before the backend opens (its plan is said by the search, once the
+    run folder accepts it), and TPE that would only draw at random said."""
     from .strategies import make_strategy
 
     settings.validate()
-    strategy = make_strategy(settings)
-    plan = strategy.plan()
-    if hasattr(strategy, "bracket_plans"):  # Hyperband: one halving per bracket, each said on its own
-        said = "; ".join(f"bracket {b + 1}: " + ", ".join(f"{n} x {e}" for n, e in plan)
-                         for b, plan in enumerate(strategy.bracket_plans()))
-        print(f"{settings.strategy}: configs x epochs per rung, {said} (x {settings.cv} folds)")
-    elif len(plan) > 1:
-        rungs = ", ".join(f"{n} x {e}" for n, e in plan)
-        about = "" if strategy.exact_plan else "about "
-        print(f"{settings.strategy}: configs x epochs per rung: {about}{rungs} (x {settings.cv} folds)")
+    make_strategy(settings)
     if settings.strategy in ("tpe", "tpe-halving") and settings.n <= settings.n_startup:
         print(f"{settings.strategy}: --n {settings.n} is no more than --n-startup {settings.n_startup}, so every "
               "config is drawn at random and TPE proposes none: this is random search; raise --n or lower "

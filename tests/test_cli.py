@@ -321,6 +321,12 @@ def test_the_command_line_says_what_it_does(tmp_path, capsys):
     assert main(["search", "--strategy", "hyperband", "--n", "9", "--min-epochs", "1", "--max-epochs", "3",
                  "--cv", "2", "--patience", "0", "--no-progress", "--no-retrain", "--out", str(tmp_path / "hb")]) == 0
     assert "configs x epochs per rung, bracket 1: 5 x 1, 2 x 3; bracket 2: 4 x 3 (x 2 folds)" in capsys.readouterr().out
+    # a resume the run folder refuses says why, and not a plan it will never train
+    assert main(["search", "--strategy", "hyperband", "--n", "6", "--min-epochs", "1", "--max-epochs", "3",
+                 "--cv", "2", "--patience", "0", "--no-progress", "--no-retrain", "--out", str(tmp_path / "hb")]) == 2
+    said = capsys.readouterr()
+    assert "holds a search with other settings (" in said.err and "--n: stored 9, now 6" in said.err
+    assert "per rung" not in said.out
     assert main(["search", "--strategy", "tpe", "--n", "2", "--n-startup", "5", "--max-epochs", "1", "--cv", "2",
                  "--no-progress", "--no-retrain", "--out", str(tmp_path / "tpe")]) == 0
     assert "every config is drawn at random and TPE proposes none: this is random search" in capsys.readouterr().err

@@ -183,11 +183,13 @@ def run_search(settings: SearchSettings, dataset: Dataset | None = None, backend
         made = (stored_fingerprint(run_dir) or {}).get("strategy")
         settings = type(strategy).settle(settings, made)  # automatic defaults: as the run began, else today's
         strategy = make_strategy(settings)
-        if (said := strategy.describe()) is not None:  # what the settled strategy does beyond its rungs
-            print(said)
         store = TrialStore(run_dir, fingerprint(settings, space, dataset), metric=settings.scoring)
         check_source(run_dir, dataset)  # the same settings on a changed image folder: refused, not re-split
         _check_n_keeps_stored(store, settings.n, run_dir)
+        # said once the run folder has accepted the search (a refused resume says only why)
+        for said in (strategy.plan_line(settings.cv), strategy.describe()):
+            if said is not None:
+                print(said)
         atomic_write_text(run_dir / SPACE_FILE, space.source)
         stored = {**asdict(settings), "argv": sys.argv, "dataset_name": dataset.name,
                   "chance": chance_levels(dataset.y_train, settings.scoring)}

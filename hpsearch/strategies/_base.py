@@ -64,6 +64,15 @@ class Strategy:
         """A line the run prints before it starts, for what the plan line does not say (None: nothing)."""
         return None
 
+    def plan_line(self, folds: int) -> str | None:
+        """What a search says it will train, once its run folder has accepted it (None: one budget)."""
+        plan = self.plan()
+        if len(plan) < 2:
+            return None
+        about = "" if self.exact_plan else "about "
+        return (f"{self.name}: configs x epochs per rung: {about}{', '.join(f'{n} x {e}' for n, e in plan)} "
+                f"(x {folds} folds)")
+
     def fingerprint(self) -> dict:
         """The settings a resume of this strategy must keep (``--n`` may grow unless listed)."""
         return {"name": self.name}

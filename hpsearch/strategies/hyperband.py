@@ -68,6 +68,11 @@ class Hyperband(Strategy):
     def plan(self) -> list[tuple[int, int]]:
         return [step for plan in self.bracket_plans() for step in plan]
 
+    def plan_line(self, folds: int) -> str:  # one halving per bracket, each said on its own
+        said = "; ".join(f"bracket {b + 1}: " + ", ".join(f"{n} x {e}" for n, e in plan)
+                         for b, plan in enumerate(self.bracket_plans()))
+        return f"{self.name}: configs x epochs per rung, {said} (x {folds} folds)"
+
     def run(self, evaluate: Evaluate) -> None:
         for size, budgets in self.brackets():
             halve(evaluate, evaluate.draw(size), budgets, self.factor)
