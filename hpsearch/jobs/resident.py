@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -62,11 +63,11 @@ def shared_array(X: np.ndarray):
     folder of its own and, at the end, waits up to 1 s for that folder to empty, which it cannot
     while the workers keep ``resident`` views of it. Arrays under joblib's 1 MB memmapping
     threshold are returned as they are (joblib pickles those)."""
+    folder = SHM if os.access(SHM, os.W_OK) else None
+    sweep_stale_shared(folder)  # joblib's own memmaps of small arrays too: swept whatever X's size
     if X.nbytes < 1_000_000 or isinstance(X, np.memmap):
         yield X
         return
-    folder = SHM if os.access(SHM, os.W_OK) else None
-    sweep_stale_shared(folder)
     # the pid in the name lets a later search sweep what a killed one (kill -9) left behind
     with tempfile.TemporaryDirectory(prefix=f"hpsearch-{os.getpid()}-", dir=folder) as tmp:
         path = os.path.join(tmp, "X.npy")
@@ -77,20 +78,36 @@ def shared_array(X: np.ndarray):
 SHM = "/dev/shm"
 
 
+# What a process killed before it could clean up leaves in the shared-memory folder, named with its pid:
+# our shared training data, joblib's memmapped arrays, loky's semaphores. (glob, pid pattern, what it is)
+_LEFT_BEHIND = (
+    ("hpsearch-*-*", re.compile(r"hpsearch-(\d+)-"), "the shared training data of a search that was killed"),
+    ("joblib_memmapping_folder_*", re.compile(r"joblib_memmapping_folder_(\d+)_"),
+     "joblib's shared arrays of a process that was killed"),
+    ("sem.loky-*", re.compile(r"sem\.loky-(\d+)-"), "a loky semaphore of a process that was killed"),
+)
+
+
 def sweep_stale_shared(folder: str | None = None) -> list[str]:
-    """Remove the shared arrays (``hpsearch-<pid>-*``) that searches killed before they could clean up
-    left in ``folder`` (default: the temporary folder), saying so; returns what was removed."""
+    """Remove what processes killed before they could clean up (kill -9) left in ``folder`` (default:
+    the temporary folder): our shared arrays (``hpsearch-<pid>-*``), joblib's memmap folders and loky's
+    semaphores, only those of a pid that no longer runs; saying so. Returns what was removed."""
     folder = folder or tempfile.gettempdir()
     removed = []
-    for path in sorted(Path(folder).glob("hpsearch-*-*")):
-        pid = path.name.split("-")[1]
-        if not pid.isdigit() or _alive(int(pid)) or not path.is_dir() or path.is_symlink():
-            continue
-        size = sum(f.stat().st_size for f in path.glob("*") if f.is_file())
-        shutil.rmtree(path, ignore_errors=True)
-        removed.append(str(path))
-        print(f"hpsearch: removed {path} ({size / 1e6:.0f} MB), the shared training data of a search that was "
-              f"killed (pid {pid})", file=sys.stderr, flush=True)
+    for pattern, named, what in _LEFT_BEHIND:
+        for path in sorted(Path(folder).glob(pattern)):
+            match = named.match(path.name)
+            if match is None or _alive(int(match.group(1))) or path.is_symlink():
+                continue
+            size = sum(f.stat().st_size for f in path.glob("*") if f.is_file()) if path.is_dir() else \
+                path.stat().st_size
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            removed.append(str(path))
+            print(f"hpsearch: removed {path} ({size / 1e6:.0f} MB), {what} (pid {match.group(1)})", file=sys.stderr,
+                  flush=True)
     return removed
 
 

@@ -30,6 +30,22 @@ def test_stale_shared_data_of_a_dead_search_is_swept_and_a_live_ones_kept(tmp_pa
     assert str(stale) in err and "(2 MB)" in err and "killed" in err
 
 
+def test_joblibs_memmaps_and_lokys_semaphores_of_a_dead_process_are_swept_and_a_live_ones_kept(tmp_path, capsys):
+    dead, alive = _dead_pid(), os.getpid()
+    folders = [tmp_path / f"joblib_memmapping_folder_{pid}_0f3a_9b1c" for pid in (dead, alive)]
+    semaphores = [tmp_path / f"sem.loky-{pid}-0ax3vxos" for pid in (dead, alive)]
+    for folder in folders:
+        folder.mkdir()
+        (folder / "a.pkl").write_bytes(b"\0" * 3_000_000)
+    for semaphore in semaphores:
+        semaphore.write_bytes(b"\0" * 32)
+    assert sweep_stale_shared(str(tmp_path)) == [str(folders[0]), str(semaphores[0])]
+    assert not folders[0].exists() and not semaphores[0].exists() and folders[1].exists() and semaphores[1].exists()
+    err = capsys.readouterr().err
+    assert f"removed {folders[0]} (3 MB), joblib's shared arrays of a process that was killed (pid {dead})" in err
+    assert f"removed {semaphores[0]} (0 MB), a loky semaphore of a process that was killed (pid {dead})" in err
+
+
 def test_a_searchs_shared_copy_names_its_process_and_goes_away(tmp_path):
     X = np.ones((1000, 1, 16, 16), dtype=np.float32)  # over joblib's 1 MB threshold: shared as a file
     with shared_array(X) as shared:
