@@ -20,6 +20,7 @@ from hpsearch.rundir.states import load_state, owner_of, state_path
 from hpsearch.rundir.store import TrialStore, load_results
 from hpsearch.search.run import run_search
 from hpsearch.settings import SearchSettings
+from hpsearch.strategies import STRATEGIES
 from hpsearch.training.net import make_net
 from hpsearch.training.seeds import trial_seed
 
@@ -286,3 +287,12 @@ def test_a_fold_early_stopping_ended_is_scored_as_it_is_when_promoted(digits, tm
     for k, was_stopped in enumerate(stopped):
         if was_stopped:
             assert continued.epochs[k] == first.epochs[k] and continued.test_scores[k] == first.test_scores[k]
+
+
+def test_the_plan_line_says_the_rungs_and_whether_folds_race():
+    halving = STRATEGIES["halving"](9, 9, 0, 3, None, 10)
+    assert halving.plan_line(3) == "halving: configs x epochs per rung: 9 x 1, 3 x 3, 1 x 9 (x 3 folds)"
+    halving.fold_racing = 0.02
+    assert halving.plan_line(3) == ("halving: configs x epochs per rung: 9 x 1, 3 x 3, 1 x 9 (x up to 3 folds: "
+                                    "racing stops some configs sooner)")
+    assert STRATEGIES["random"](9, 9, 0, 3, None, 10).plan_line(3) is None  # one budget: nothing to plan
