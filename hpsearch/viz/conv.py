@@ -29,26 +29,41 @@ __all__ = [
 
 
 def conv_layers(model, *, after_activation: bool = True) -> list[tuple[str, nn.Module]]:
-    """``(name, layer)`` for each ``Conv2d`` in forward order; with ``after_activation`` the
-    layer is the first ``ReLU`` that follows that convolution (before the next one), if any."""
+    """``(name, layer)`` for each ``Conv2d`` in declaration order; with ``after_activation`` the layer
+    is the ``ReLU`` that follows that convolution in its ``nn.Sequential`` (before the next one), if any.
+
+    Only a ReLU of the same ``Sequential``, used once in the model, is certain to run right after the
+    convolution: one held as an attribute may be shared with a later layer or called in another order
+    than it was declared (a hook on it would then see another layer's output), so there the
+    convolution's own output is taken."""
     module = as_module(model)
-    named = list(module.named_modules())
+    uses: dict[int, int] = {}
+    for _, m in module.named_modules(remove_duplicate=False):
+        uses[id(m)] = uses.get(id(m), 0) + 1
     layers = []
-    for i, (name, m) in enumerate(named):
-        if not isinstance(m, nn.Conv2d):
-            continue
-        chosen = (name, m)
-        if after_activation:
-            for later_name, later in named[i + 1:]:
-                if isinstance(later, nn.Conv2d):
-                    break
-                if isinstance(later, nn.ReLU):
-                    chosen = (later_name, later)
-                    break
-        layers.append(chosen)
+    for name, m in module.named_modules():
+        if isinstance(m, nn.Conv2d):
+            relu = _own_relu(module, name, uses) if after_activation else None
+            layers.append(relu or (name, m))
     if not layers:
         raise UsageError(f"{type(module).__name__} has no Conv2d layer; this picture needs a CNN")
     return layers
+
+
+def _own_relu(module: nn.Module, name: str, uses: dict[int, int]) -> tuple[str, nn.Module] | None:
+    """The ReLU after the convolution ``name`` in its ``nn.Sequential``, used nowhere else (see ``conv_layers``)."""
+    parent_name, _, key = name.rpartition(".")
+    parent = module.get_submodule(parent_name) if parent_name else module
+    if not isinstance(parent, nn.Sequential):
+        return None
+    keys = list(parent._modules)
+    for later in keys[keys.index(key) + 1:]:
+        layer = parent._modules[later]
+        if any(isinstance(m, nn.Conv2d) for m in layer.modules()):
+            return None
+        if isinstance(layer, nn.ReLU):
+            return (f"{parent_name}.{later}" if parent_name else later, layer) if uses[id(layer)] == 1 else None
+    return None
 
 
 def _layer(model, layer) -> nn.Module:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import matplotlib
 
-from ..errors import UsageError, check_whole, did_you_mean
+from ..errors import UsageError, brief, check_whole, did_you_mean
 from ..jobs.resources import threads_per_job, torch_threads
 from ..rundir.atomic import atomic_write, atomic_write_text
 from ..rundir.names import SETTINGS_FILE, SUMMARY_FILE, TRIALS_CSV, TRIALS_DB
@@ -174,8 +174,19 @@ def draw_pictures(run_dir, method: str = "all", *, images: int = 25, units: int 
                 skipped.setdefault(reason, []).append(name)
                 _record_figures(run_dir, {k: record[k] for k in ("trial", "epochs")}, name, [], skipped=reason)
                 continue
+            try:
+                figures = entry.draw(net, dataset, options)
+            except UsageError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a net of the user's that a picture cannot read: said, not fatal
+                reason = f"it could not be drawn for this net ({type(exc).__name__}: {brief(exc)})"
+                if method != "all":
+                    raise UsageError(f"{name}: {reason}") from None
+                skipped.setdefault(reason, []).append(name)
+                _record_figures(run_dir, {k: record[k] for k in ("trial", "epochs")}, name, [], skipped=reason)
+                continue
             written = []
-            for stem, item in entry.draw(net, dataset, options).items():
+            for stem, item in figures.items():
                 if isinstance(item, str):
                     path = run_dir / stem
                     atomic_write_text(path, item)

@@ -28,6 +28,42 @@ def test_conv_layers_and_feature_maps_match_the_forward_pass():
         C.feature_maps(net, torch.rand(2, 1, 8, 8))
 
 
+class SharedReLU(nn.Module):
+    """A user's net whose one ReLU follows the convolution and the dense layer both."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.act, self.fc = nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Linear(4 * 8 * 8, 10)
+
+    def forward(self, x):
+        return self.fc(self.act(self.conv(x)).flatten(1)).relu()
+
+
+class LateReLU(nn.Module):
+    """ReLUs declared in another order than they run: the dense layer's first."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc_relu, self.conv, self.conv_relu = nn.ReLU(), nn.Conv2d(1, 4, 3, padding=1), nn.ReLU()
+        self.fc = nn.Linear(4 * 8 * 8, 10)
+
+    def forward(self, x):
+        return self.fc_relu(self.fc(self.conv_relu(self.conv(x)).flatten(1)))
+
+
+@pytest.mark.parametrize("make", [SharedReLU, LateReLU,
+                                  lambda: nn.Sequential(*(shared := [nn.Conv2d(1, 4, 3, padding=1), nn.ReLU()]),
+                                                        nn.Conv2d(4, 4, 3, padding=1), shared[1], nn.Flatten(),
+                                                        nn.Linear(256, 10))])
+def test_a_relu_that_may_run_elsewhere_is_not_taken_for_the_convolutions(make):
+    net, x = make().eval(), torch.rand(1, 8, 8)
+    convs = C.conv_layers(net, after_activation=False)
+    assert C.conv_layers(net) == convs  # the convolutions themselves: a hook on such a ReLU sees another layer
+    maps = C.feature_maps(net, x)
+    assert [m.shape for _, m in maps] == [(4, 8, 8)] * len(convs)
+    assert C.conv_maximizers(net, (1, 8, 8), channels=2, steps=2).shape == (2, 1, 8, 8)
+
+
 @pytest.mark.parametrize("make, expected", [
     (lambda: CNN(1, 8, 10, filters=(4, 6), dense=()), ["conv 1 (4 ch, 8\u00d78)", "conv 2 (6 ch, 8\u00d78)"]),
     (lambda: GAPCNN(1, 8, 10, filters=(4, 6, 5), pool_after=(1,)),

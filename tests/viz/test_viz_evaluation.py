@@ -8,6 +8,7 @@ import pytest
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
+from hpsearch.errors import UsageError
 from hpsearch.training.net import make_net
 from hpsearch.viz import (
     class_report,
@@ -140,3 +141,29 @@ def test_drawing_pictures_gives_the_callers_torch_threads_back(retrained_run, di
         assert torch.get_num_threads() == 3
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_picture_that_cannot_be_drawn_for_the_net_is_skipped_by_all_and_one_line_alone(retrained_run, digits,
+                                                                                          tmp_path, monkeypatch,
+                                                                                          capsys):
+    """A user's net a picture cannot read (it raised TypeError: Invalid shape () for image data on a
+    shared ReLU) costs that picture, said and recorded, not the search's other pictures and report."""
+    import json
+    import shutil
+
+    from hpsearch.viz import plots
+    from hpsearch.winner.pictures import draw_pictures
+
+    def cannot(net, dataset, options):
+        raise TypeError("Invalid shape () for image data")
+
+    run = tmp_path / "run"
+    shutil.copytree(retrained_run, run)
+    monkeypatch.setattr(plots, "REGISTRY", {"feature-maps": plots.PlotMethod("feature-maps", cannot, plots.always),
+                                            "confusion-matrix": plots.REGISTRY["confusion-matrix"]})
+    assert draw_pictures(run, "all", dataset=digits) == ["confusion_matrix.png"]
+    reason = "it could not be drawn for this net (TypeError: Invalid shape () for image data)"
+    assert f"skipped feature-maps: {reason}" in capsys.readouterr().out
+    assert json.loads((run / "summary.json").read_text())["figures"]["skipped"] == {"feature-maps": reason}
+    with pytest.raises(UsageError, match=r"^feature-maps: it could not be drawn for this net \(TypeError: Invalid"):
+        draw_pictures(run, "feature-maps", dataset=digits)
