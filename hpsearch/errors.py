@@ -52,14 +52,15 @@ def did_you_mean(word: str, allowed) -> str:
     return f"; did you mean {close[0]!r}?" if close else ""
 
 
-def brief(exc: BaseException, width: int = 160) -> str:
-    """A library's error as one line of a message: its first line, cut at a word and marked with
-    ``...`` past ``width`` characters (``OSError``: its ``strerror``); its type name when it says nothing."""
+def brief(exc: BaseException, width: int = 160, joined: bool = False) -> str:
+    """A library's error as one line of a message: its first line (``joined``: all its lines, where
+    the first only introduces the rest, as torch's ``load_state_dict`` does), cut at a word and marked
+    with ``...`` past ``width`` characters (``OSError``: its ``strerror``); its type name when it says nothing."""
     text = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
     lines = text.strip().splitlines()
     if not lines:
         return type(exc).__name__
-    first = lines[0]
+    first = " ".join(" ".join(lines).split()) if joined else lines[0]
     if len(first) <= width:
         return first
     cut = first[:width].rsplit(" ", 1)[0] if " " in first[:width] else first[:width]

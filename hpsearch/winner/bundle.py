@@ -144,6 +144,27 @@ def _import_module_of(bundle: dict, run_dir) -> None:
                          f"imported here: {exc.why}; {where} make it importable (PYTHONPATH, pip install)") from None
 
 
+def _changed(kind: str) -> str:
+    return (f"{kind} changed since the retraining: put it back as it was" if is_user_model(kind) else
+            f"the {kind} model of this hpsearch differs from the one that saved it: use that version")
+
+
+def _check_module_takes_config(config: dict, kind: str, run_dir) -> None:
+    """Your module must still take every argument the winner was trained with: one it no longer
+    takes would be dropped, and the net built with its default instead."""
+    if not is_user_model(kind):
+        return
+    from ..space.checks import NET_CHECKS  # the training settings: every other key went to the module
+
+    takes = set(module_keys(kind))
+    dropped = [key for key in config if key not in NET_CHECKS and key not in takes]
+    if dropped:
+        given = ", ".join(f"{key}={config[key]!r}" for key in dropped)
+        raise UsageError(f"{Path(run_dir) / WINNER_FILE}: the winner was trained with {given}, which {kind} no "
+                         f"longer takes (it takes {', '.join(sorted(takes))}); {_changed(kind)}, or retrain: "
+                         f"hpsearch retrain {run_dir}")
+
+
 def _read_bundle(run_dir) -> dict:
     path = Path(run_dir) / WINNER_FILE
     if not path.is_file():
@@ -210,12 +231,19 @@ def load_winner(run_dir, device: str = "cpu"):
     _import_module_of(bundle, run_dir)
     state = bundle.pop("state_dict")
     optimizer_state = bundle.pop("optimizer_state", None)  # absent in bundles written before it was saved
+    kind = str(bundle["config"].get("model", "mlp"))
+    _check_module_takes_config(bundle["config"], kind, run_dir)
     net = make_net(bundle["config"], bundle["n_features"], bundle["n_classes"],
                    image_shape=tuple(bundle["image_shape"]), device=device,
                    max_epochs=bundle["epochs"] or 1, batch_size=bundle["batch_size"], patience=0,
                    task=task_for(bundle["positions"]))
-    net.initialize()
-    net.module_.load_state_dict(state)
+    try:
+        net.initialize()
+        net.module_.load_state_dict(state)
+    except (RuntimeError, TypeError, ValueError) as exc:  # torch: missing or unexpected keys, other shapes
+        why = brief(exc, width=240, joined=True).rstrip(".")
+        raise UsageError(f"{Path(run_dir) / WINNER_FILE} no longer fits {kind}: {type(exc).__name__}: {why}; "
+                         f"{_changed(kind)}, or retrain: hpsearch retrain {run_dir}") from None
     if optimizer_state is not None:
         net.optimizer_.load_state_dict(optimizer_state)  # moves the moments to the parameters' device
     net.module_.eval()

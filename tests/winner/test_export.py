@@ -178,3 +178,49 @@ def test_the_example_own_network_exports_silently(digits, tmp_path, capsys):
     done = export_winner(tmp_path, dataset=digits)
     assert done["warnings"] == [] and capsys.readouterr().err == ""
     assert all(c["same_argmax"] for c in done["checks"].values())
+
+
+WIDE = """
+from torch import nn
+
+
+class Wide(nn.Module):
+    def __init__(self, image_shape, n_classes, width=16):
+        super().__init__()
+        self.hidden, self.out = nn.Linear(64, width), nn.Linear(width, n_classes)
+
+    def forward(self, x):
+        return self.out(self.hidden(x.flatten(1)).relu())
+"""
+
+
+@pytest.mark.parametrize("edit, said", [
+    (("self.hidden", "self.first"), r"no longer fits widenets:Wide: RuntimeError: Error\(s\) in loading state_dict "
+                                    r"for Wide: Missing key\(s\) in state_dict: \"first.weight\""),
+    (("width", "units"), r"the winner was trained with width=24, which widenets:Wide no longer takes \(it takes units\)"),
+])
+def test_a_module_changed_since_the_retraining_is_one_line(digits, tmp_path, edit, said):
+    """A layer renamed, or an argument the winner was trained with renamed (it would be dropped and
+    the net built with its default), is said in one line: put the module back, or retrain."""
+    import importlib
+    import shutil
+    import sys
+
+    from hpsearch import load_winner
+    from hpsearch.errors import UsageError
+
+    run = tmp_path / "run"
+    (tmp_path / "nets").mkdir()
+    (tmp_path / "nets" / "widenets.py").write_text(WIDE)
+    from hpsearch.training.models.user import add_module_path
+
+    add_module_path(tmp_path / "nets")
+    run.mkdir()
+    _winner(run, digits, {"model": "widenets:Wide", "width": 24, "optimizer": "adam", "lr": 1e-3}, epochs=1)
+    assert load_winner(run).module_.hidden.out_features == 24
+    (tmp_path / "nets" / "widenets.py").write_text(WIDE.replace(*edit))  # edited after the retraining
+    sys.modules.pop("widenets", None)
+    shutil.rmtree(tmp_path / "nets" / "__pycache__", ignore_errors=True)
+    importlib.invalidate_caches()
+    with pytest.raises(UsageError, match=said + r".*put it back as it was, or retrain: hpsearch retrain"):
+        load_winner(run)
