@@ -25,6 +25,7 @@ MAX_N = 1_000_000  # every config becomes a trial in the store; halving trains t
 HALVING_STRATEGIES = ("halving", "hyperband", "tpe-halving")
 TPE_STRATEGIES = ("tpe", "tpe-halving")
 FOLDER_DATASETS = ("folder",)
+FILE_DATASETS = ("mnist", "fashion-mnist", "cifar10", "triple-mnist", "npz", "folder")  # all but the bundled digits
 WINNER_RULES = ("cv", "test")
 # make_net's defaults (hpsearch.training.net, which imports torch: the command line's --help must not),
 # the same numbers: tests/test_cli_startup.py checks them
@@ -81,7 +82,8 @@ class SearchSettings:
         "one), your arrays (npz: FILE.npz with X_train, y_train, X_test, y_test), the idx files (raw or .gz) of "
         "mnist and fashion-mnist, CIFAR-10's batches (cifar-10-batches-py or -bin, or the folder holding it), or "
         "Triple-MNIST's train/ val/ test/ folders of PNGs (hpsearch make-triple); default for the published "
-        "datasets: the cache, Debian's /usr/share/datasets, or a checksummed download", report=False)
+        "datasets: the cache, Debian's /usr/share/datasets, or a checksummed download", report=False,
+        applies=("dataset", FILE_DATASETS))
     space: str = setting("mlp_mnist", "search space: a TOML file or a name in searches/ (mlp_mnist is the Lab 3 "
                          "space)")
     module_path: str | None = setting(None, "the folder of your own network's module, for a space with model = "
@@ -205,7 +207,8 @@ _DEFAULTS = {f.name: f.default for f in fields(SearchSettings)}
 def dataset_options(stored: dict) -> dict:
     """The loader options of a run whose settings are ``stored`` (a settings.json, or ``asdict``)."""
     options = {name: stored.get(name) for name, spec in setting_specs().items()
-               if spec.applies and spec.applies[0] == "dataset" and spec.holds(stored) and stored.get(name) is not None}
+               if spec.applies and spec.applies[0] == "dataset" and spec.holds(stored) and stored.get(name) is not None
+               and name != "data_dir"}  # the loaders' first argument, not an option
     return {**options, "seed": int(stored.get("seed", 0))}
 
 

@@ -78,6 +78,8 @@ BAD_INPUTS = [
     (lambda t: ["--max-models-per-chunk", "4"],
      "--max-models-per-chunk applies only with --engine batched; --engine skorch would ignore it"),
     (lambda t: ["--images", "0"], "--images must be a whole number >= 1, got 0"),
+    (lambda t: ["--data-dir", str(t)], "--data-dir applies only with --dataset mnist or fashion-mnist or cifar10 or "
+                                       "triple-mnist or npz or folder; --dataset digits would ignore it"),
     (lambda t: ["--resume", str(t)], "no settings.json there"),
     (lambda t: ["--strategy", "halving", "--factor", "1"], "--factor must be a whole number >= 2, got 1"),
     (lambda t: ["--strategy", "halving", "--min-epochs", "9", "--max-epochs", "3"],

@@ -81,5 +81,6 @@ def test_light_name_lists_match_their_registries():
     assert setting_checks.BACKENDS == tuple(BACKENDS)
     assert setting_checks.SCHEDULES == SCHEDULES and list(setting_checks.SCHEDULES) == list(SCHEDULES)
     assert cli.PLOT_METHODS == tuple(REGISTRY)
+    assert set(settings.FILE_DATASETS) == set(setting_checks.datasets()) - {"digits"}  # every loader but bundled
     assert (settings.DEFAULT_MAX_EPOCHS, settings.DEFAULT_BATCH_SIZE, settings.DEFAULT_PATIENCE) == \
         (net.DEFAULT_MAX_EPOCHS, net.DEFAULT_BATCH_SIZE, net.DEFAULT_PATIENCE)
