@@ -104,10 +104,23 @@ def check_source(run_dir: Path, dataset: Dataset) -> None:
                       ("images", "training and test images are"), ("test_files", "held-out test files are"),
                       ("digest", "images or labels differ: digest")):
         if key in recorded and recorded[key] != now[key]:  # a key a run recorded (older runs lack some)
-            was, shown = _shown(recorded[key], key), _shown(now[key], key)
-            raise UsageError(f"{dataset.source.get('root')}: its {what} now {shown}, but the run was searched with "
-                             f"{was} ({Path(run_dir) / SOURCE_FILE}); the folder changed since the search: put it "
-                             "back as it was, or search it anew in a new run folder")
+            if isinstance(now[key], list) and len(now[key]) > 3:  # files: which changed, not two cut-off lists
+                said = f"{what} now other files ({_changed_files(recorded[key], now[key])})"
+            else:
+                said = f"{what} now {_shown(now[key], key)}, but the run was searched with {_shown(recorded[key], key)}"
+            raise UsageError(f"{dataset.source.get('root')}: its {said} ({Path(run_dir) / SOURCE_FILE}); the folder "
+                             "changed since the search: put it back as it was, or search it anew in a new run folder")
+
+
+def _changed_files(was: list, now: list) -> str:
+    """``"2 held out that were not: a.png, b.png; 1 no longer: c.png"``."""
+    def some(files):
+        return ", ".join(map(str, files[:3])) + (", ..." if len(files) > 3 else "")
+
+    new, gone = [f for f in now if f not in set(was)], [f for f in was if f not in set(now)]
+    parts = ([f"{len(new)} held out that were not: {some(new)}"] if new else []) + \
+        ([f"{len(gone)} no longer: {some(gone)}"] if gone else [])
+    return "; ".join(parts) or "the same files in another order"
 
 
 def _shown(value, key: str = "") -> str:
