@@ -6,6 +6,7 @@ train it for the retraining's epochs, from its checkpoint when an earlier run wa
 from __future__ import annotations
 
 import time
+import warnings
 
 import torch
 from skorch.dataset import Dataset as SkorchDataset
@@ -70,7 +71,10 @@ def retrain_one(cand: dict, dataset: Dataset, *, device, epochs, batch_size, see
     Ctrl-C cut short comes back with ``row["error"] == "interrupted"`` and is never kept; with
     ``run_dir`` its checkpoint is, and the next call goes on from it."""
     die_with_parent()  # a kill -9 of the search must not leave this job training
-    with torch_threads(threads):
+    # joblib hands a job's large arrays over as read-only memory maps; torch warns on each, and the
+    # fit only reads them (as the search's resident data, which is quiet about it too)
+    with torch_threads(threads), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="The given NumPy array is not writable", category=UserWarning)
         callbacks = [("progress", EpochReport(cand["trial"], sink))]
         checkpoint = None
         if run_dir is not None and checkpoint_every > 0:

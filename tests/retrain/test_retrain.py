@@ -151,3 +151,19 @@ def test_a_retraining_s_flags_are_kept_so_a_plain_retrain_goes_on_with_them(retr
     assert (run / "retrain.csv").read_text() == first
     assert main(["retrain", str(run), "--top", "0"]) == 2  # refused, and not kept
     assert json.loads((run / "settings.json").read_text())["top"] == 2
+
+
+@pytest.mark.slow
+def test_parallel_retraining_of_large_arrays_is_quiet_about_their_read_only_maps(digits, tmp_path, capfd):
+    """Arrays past joblib's 1 MB threshold reach the retraining jobs as read-only memory maps, and
+    torch warned on each fit that it cannot write into them (it never does)."""
+    import dataclasses
+
+    big = dataclasses.replace(digits, X_train=np.repeat(np.repeat(digits.X_train, 2, axis=2), 2, axis=3),
+                              X_test=np.repeat(np.repeat(digits.X_test, 2, axis=2), 2, axis=3))
+    assert big.X_train.nbytes > 1_000_000
+    run = run_search(SearchSettings(n=2, dataset="digits", cv=2, max_epochs=1, patience=0, n_jobs=1,
+                                    out=str(tmp_path / "run"), progress=False), big)
+    capfd.readouterr()
+    result = retrain_top(run, top=2, retrain_epochs=1, dataset=big, progress=False, n_jobs=2)
+    assert result.trained == 2 and "not writable" not in capfd.readouterr().err
