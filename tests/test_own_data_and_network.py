@@ -287,6 +287,9 @@ def test_grad_cam_of_another_layer_and_a_wrong_layer_listing_the_choices(own_run
     assert main(["plot", "grad-cam", str(own_run), "--layer", "features.9"]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert "--layer 'features.9': SmallCNN has no such layer; its convolutions: features.0" in err
+    assert main(["plot", "saliency", str(own_run), "--layer", "features.0"]) == 2  # it would draw the same
+    assert "--layer applies only to grad-cam and hires-cam (and all, for those two); saliency would ignore it" \
+        in capsys.readouterr().err
     report = (own_run / "report.html").read_text()
     assert "not drawn for this winner: receptive-fields: receptive fields and maximizers need an MLP" in report
 

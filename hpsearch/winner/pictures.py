@@ -73,6 +73,9 @@ def _draw_search(run_dir: Path) -> list[str]:
     return files
 
 
+LAYER_METHODS = ("grad-cam", "hires-cam", "all")  # the pictures --layer steers
+
+
 def named_layer(module, name: str):
     """The submodule ``name`` (as ``module.named_modules()`` names it), or a ``UsageError`` listing the
     convolutions (the layers Grad-CAM explains) and what else there is."""
@@ -140,6 +143,9 @@ def draw_pictures(run_dir, method: str = "all", *, images: int = 25, units: int 
         raise UsageError(f"METHOD must be one of {', '.join(methods)}, got {method!r}{did_you_mean(method, methods)}")
     check_whole("images", images, 1)
     check_whole("units", units, 1)
+    if layer is not None and method not in LAYER_METHODS:
+        raise UsageError(f"--layer applies only to {' and '.join(LAYER_METHODS[:2])} (and all, for those two); "
+                         f"{method} would ignore it: leave it out")
     net = load_winner(run_dir, device=device)
     record = {"trial": int(net.winner_.get("trial", -1)), "epochs": int(net.winner_["epochs"]),
               "images": images, "units": units}
