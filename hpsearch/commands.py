@@ -207,8 +207,9 @@ def _retrain(run_dir, options: dict, device: str, progress: bool, backend=None):
           f"{plural(w['epochs'], 'epoch')}")
     others = result.table[~result.table["winner"]]["test_accuracy"].dropna()
     if len(others) and options["winner_by"] == "cv":
-        print(f"        the other {plural(len(others), 'retrained config')}: test accuracy {others.min():.4f} to "
-              f"{others.max():.4f} (reported, not used for the choice)")
+        spread = f"{others.min():.4f}" + (f" to {others.max():.4f}" if len(others) > 1 else "")
+        print(f"        the other {plural(len(others), 'retrained config')}: test accuracy {spread} (reported, not "
+              "used for the choice)")
     print("        " + "  ".join(f"{k}={v}" for k, v in w["config"].items()))
     print(f"wrote {Path(run_dir) / RETRAIN_FILE}, {WINNER_FILE}, {SUMMARY_FILE}")
     return result

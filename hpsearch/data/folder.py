@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UsageError, param
+from ..errors import UsageError, param, plural
 from .dataset import Dataset
 from .image_files import header_size, label_folders, listing_key, progress_bar, read_cache, write_cache
 from .preprocess import MAX_PIXELS, ImageRejected, _decoded, _resize, open_image, scale
@@ -195,7 +195,7 @@ def _said(cached: dict) -> list[str]:
     size = f"{width}x{height}" + (f" (the most common size: {count:,} of {total:,} training images; "
                                   f"{param('image_size')} to choose)" if total else "")
     resized, cmyk = int(cached["resized"]), int(cached["cmyk"])
-    size += f", {resized:,} images resized" if resized else ""
+    size += f", {plural(f'{resized:,}', 'image')} resized" if resized else ""
     why = str(cached["why"]) or f"{param('color')} {cached['color']}"
     converted = f"; {cmyk} CMYK image{'s' * (cmyk != 1)} converted to RGB by Pillow" if cmyk else ""
     return [size, f"{cached['color']} ({why}{converted})"]
@@ -245,7 +245,8 @@ def load_folder(data_dir=None, *, test_size: float | None = None, image_size=Non
                           "holding train/<class>/<image> (and optionally test/)")
     root = Path(data_dir).expanduser()
     if not root.is_dir():
-        raise FolderError(f"{param('data_dir')} {root}: no such folder; pass the folder holding "
+        what = "a file, not a folder" if root.is_file() else "no such folder"
+        raise FolderError(f"{param('data_dir')} {root}: {what}; pass the folder holding "
                           "train/<class>/<image> (and optionally test/)")
     size = parse_image_size("image_size", image_size)
     if color is not None and color not in COLORS:

@@ -191,7 +191,10 @@ def test_the_command_line_refuses_folder_options_elsewhere_and_bad_values(tmp_pa
              (["--dataset", "folder", "--data-dir", str(tmp_path), "--test-size", "1.5"],
               "--test-size must be a share between 0 and 1"),
              (["--dataset", "folder"], "--dataset folder reads your images: pass --data-dir DIR"),
-             (["--dataset", "folder", "--data-dir", str(tmp_path / "nowhere")], "no such folder")]
+             (["--dataset", "folder", "--data-dir", str(tmp_path / "nowhere")], "no such folder"),
+             (["--dataset", "folder", "--data-dir", str(tmp_path / "three.png")],
+              f"--data-dir {tmp_path / 'three.png'}: a file, not a folder; pass the folder holding")]
+    (tmp_path / "three.png").write_bytes(b"")
     for flags, message in cases:
         assert main(["search", "--out", str(tmp_path / "run"), "--no-progress", *flags]) == 2
         err = capsys.readouterr().err
