@@ -217,7 +217,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("run_dir", metavar="RUN_DIR", help="a run folder holding winner.pt")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, this "
                        "machine only; 0.0.0.0 opens it to the network)")
-    serve.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    serve.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: a free one, said on start)")
     serve.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     serve.set_defaults(func=commands.cmd_serve)
 
