@@ -43,7 +43,7 @@ CACHE_VERSION = 1  # bump when the cached arrays change meaning
 COLOUR_MODES = {"RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV", "P", "PA"}  # may hold colour; looked at
 GREY_TOLERANCE = 8  # channels this close (of 255) are one grey: JPEG's colour subsampling blurs R = G = B
 MAX_SIDE = 4096
-_SAID: set[str] = set()
+_SAID: set[tuple[str, str]] = set()
 _SIZE = re.compile(r"\s*(\d+)\s*(?:[xX×]\s*(\d+)\s*)?")
 
 
@@ -280,11 +280,11 @@ def load_folder(data_dir=None, *, test_size: float | None = None, image_size=Non
             X[part], labels[part], names[part] = X["train"][rows], labels["train"][rows], names["train"][rows]
         test_from = f"{test_size:g} of train/ held out (stratified, seed {seed})"
     said.append(f"test set: {test_from}")
-    line = (f"folder {root}: {len(labels['train']):,} training and {len(labels['test']):,} test images of "
-            f"{len(classes)} classes; " + "; ".join(said))
-    if line not in _SAID:  # once per process: retraining, pictures and the report load it again
-        _SAID.add(line)
-        print(line, file=sys.stderr, flush=True)
+    what = (f"{len(labels['train']):,} training and {len(labels['test']):,} test images of {len(classes)} classes; "
+            + "; ".join(said))
+    if (str(root.resolve()), what) not in _SAID:  # once per process: later steps load it again (by its full path)
+        _SAID.add((str(root.resolve()), what))
+        print(f"folder {root}: {what}", file=sys.stderr, flush=True)
     test_split = "test" if test_from == "test/" else "train"
     source = {"root": str(root.resolve()), "image_size": [int(v) for v in cached["size"]], "color": chosen,
               "test": test_from, "test_files": [f"{test_split}/{n}" for n in names["test"]]}
