@@ -44,7 +44,7 @@ def common_traits(frame: pd.DataFrame, mask: pd.Series, limit: int = 3) -> list[
     elsewhere (``optimizer=rmsprop: 10 of 12, 18% of the rest``), or a range of a number
     (``lr >= 0.012: 11 of 12, 20% of the rest``)."""
     chosen, rest = frame[mask], frame[~mask]
-    if chosen.empty:
+    if len(chosen) < 2:  # one config shares nothing with itself worth saying
         return []
     traits = []
     for column in (c for c in frame if c.startswith("param_")):
@@ -54,17 +54,22 @@ def common_traits(frame: pd.DataFrame, mask: pd.Series, limit: int = 3) -> list[
             low = values[mask].quantile(0.25)
             share_in = float((values[mask] >= low).mean())
             share_out = float((values[~mask] >= low).mean()) if len(rest) else 0.0
-            if share_out < share_in - 0.3:
+            if _most(int((values[mask] >= low).sum()), len(chosen)) and share_out < share_in - 0.3:
                 traits.append((share_in - share_out, f"{name} >= {low:.3g}: {int((values[mask] >= low).sum())} "
                                                      f"of {len(chosen)}, {share_out:.0%} of the rest"))
             continue
         counts = Counter(chosen[column].astype(str))
         value, count = counts.most_common(1)[0]
         share_out = float((rest[column].astype(str) == value).mean()) if len(rest) else 0.0
-        if count / len(chosen) >= 0.5 and share_out < count / len(chosen) - 0.3:
+        if _most(count, len(chosen)) and share_out < count / len(chosen) - 0.3:
             traits.append((count / len(chosen) - share_out,
                            f"{name}={value}: {count} of {len(chosen)}, {share_out:.0%} of the rest"))
     return [text for _, text in sorted(traits, reverse=True)[:limit]]
+
+
+def _most(count: int, of: int) -> bool:
+    """Whether ``count`` of ``of`` configs is "common to them": more than half, and at least two."""
+    return count >= 2 and count > of / 2
 
 
 def chance_summary(frame: pd.DataFrame, chance: dict | None) -> str | None:

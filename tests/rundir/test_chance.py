@@ -26,6 +26,10 @@ def test_at_chance_and_the_traits_they_share():
     assert list(frame["trial"][mask]) == [2, 3, 5]  # a failed (NaN) config is a failure, not at chance
     traits = common_traits(frame, mask)
     assert traits == ["optimizer=rmsprop: 3 of 3, 0% of the rest", "lr >= 0.045: 2 of 3, 0% of the rest"]
+    # one of two is no trait common to them, however rare it is elsewhere
+    two = frame.assign(param_optimizer=["adam", "adam", "rmsprop", "sgd", "adam", "adam", "adam", "adam"])
+    pair = pd.Series([False, False, True, True, False, False, False, False])
+    assert common_traits(two, pair) == [] and common_traits(frame, pair & (frame["trial"] == 2)) == []
 
 
 def test_a_search_with_configs_that_learn_nothing_says_so(tmp_path, capsys):
