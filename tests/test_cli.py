@@ -329,6 +329,11 @@ def test_the_command_line_says_what_it_does(tmp_path, capsys):
     said = capsys.readouterr()
     assert "holds a search with other settings (" in said.err and "--n: stored 9, now 6" in said.err
     assert "per rung" not in said.out
+    # another strategy: named first and alone, not with the settings only the stored strategy has
+    assert main(["search", "--strategy", "random", "--n", "9", "--max-epochs", "3", "--cv", "2", "--patience", "0",
+                 "--no-progress", "--no-retrain", "--out", str(tmp_path / "hb")]) == 2
+    assert "holds a search with other settings (--strategy: stored hyperband, now random); resume it" in \
+        capsys.readouterr().err
     assert main(["search", "--strategy", "tpe", "--n", "2", "--n-startup", "5", "--max-epochs", "1", "--cv", "2",
                  "--no-progress", "--no-retrain", "--out", str(tmp_path / "tpe")]) == 0
     assert "every config is drawn at random and TPE proposes none: this is random search" in capsys.readouterr().err

@@ -89,6 +89,8 @@ def _named(key: str) -> str:
     ``--fold-racing`` on the command line), a space's parameter as ``space.lr.high``."""
     from ..settings import setting_specs
 
+    if key == "strategy.name":
+        return param("strategy")
     last = key.rsplit(".", 1)[-1]
     return param(last) if not key.startswith("space.") and last in setting_specs() else key
 
@@ -131,7 +133,7 @@ class TrialStore:
             self.digest = run_digest(stored)  # the owner its continuation states carry
         else:
             shown = "; ".join(f"{_named(k)}: stored {_short(was, k)}, now {_short(now, k)}{_why(k)}"
-                              for k, was, now in differences)
+                              for k, was, now in _first_causes(differences))
             raise UsageError(
                 f"{self.run_dir} holds a search with other settings ({shown}); resume it with the "
                 f"same settings, or pass a different {param('out')} for a new search"
@@ -276,6 +278,15 @@ def _differences(stored: dict, now: dict, prefix: str = "") -> list[tuple[str, o
         elif was != is_now:
             diffs.append((prefix + key, was, is_now))
     return diffs
+
+
+def _first_causes(differences: list[tuple[str, object, object]]) -> list[tuple[str, object, object]]:
+    """The differences to name: another strategy first, without the settings only that strategy has
+    (random search keeps no factor: "--factor: stored 3, now default" says nothing the name does not)."""
+    if not any(key == "strategy.name" for key, _, _ in differences):
+        return differences
+    return sorted((d for d in differences if d[0] == "strategy.name" or not d[0].startswith("strategy.")),
+                  key=lambda d: d[0] != "strategy.name")
 
 
 def _toml_or_text(text):
