@@ -13,7 +13,7 @@ import json
 import sys
 import warnings
 from collections import Counter
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -155,6 +155,11 @@ def run_search(settings: SearchSettings, dataset: Dataset | None = None, backend
     if dataset is None:
         dataset = load_dataset(settings.dataset, settings.data_dir, **settings.dataset_options(),
                                progress=None if settings.progress else False)
+    if settings.max_train is not None and settings.max_train >= len(dataset.y_train):
+        # the whole set, stored as such: a later step or resume without the flag is the same run
+        print(f"{param('max_train')} {settings.max_train} is no fewer than the {len(dataset.y_train):,} training "
+              f"images of {dataset.name}: all of them are used", file=sys.stderr)
+        settings = replace(settings, max_train=None)
     dataset = dataset.training_slice(settings.max_train, settings.seed)
     check_space_for_data(space, dataset)  # a net too deep for the images: refused before the first fit
     check_modules_for_data(space, dataset, settings.space, settings.seed)  # your module: run once on blank images

@@ -133,6 +133,15 @@ def test_max_train_is_a_stratified_seeded_slice_recorded_in_the_run(tmp_path, di
         digits.training_slice(5)
 
 
+def test_a_max_train_past_the_training_set_is_the_whole_set_and_stored_as_such(tmp_path, digits, capsys):
+    run = run_search(SearchSettings(n=1, max_train=100_000, out=str(tmp_path / "run"), **TINY), digits)
+    assert "max_train 100000 is no fewer than the 1,437 training images of digits: all of them are used" in \
+        capsys.readouterr().err
+    assert json.loads((run / "settings.json").read_text())["max_train"] is None
+    run_search(SearchSettings(n=2, out=str(run), **TINY), digits)  # without it: the same run, resumed
+    assert len(pd.read_csv(run / "trials.csv")) == 2
+
+
 def test_a_search_where_every_config_failed_says_so_and_exits_1(tmp_path, capsys):
     space = tmp_path / "diverge.toml"
     space.write_text('model = "mlp"\nhidden = [32]\noptimizer = "sgd"\nlr = 1e6\n')
