@@ -79,7 +79,7 @@ def _add_settings(p: argparse.ArgumentParser, group: str) -> None:
 def _add_search_args(p: argparse.ArgumentParser) -> None:
     _add_settings(p, "search")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue the search stored in RUN_DIR "
-                   "with its stored settings (--n may raise its target)")
+                   "with its stored settings (a random or tpe run's --n may change, never below its scored trials)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_settings(p, "backend")
 
@@ -173,8 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     search = sub.add_parser(
         "search", help="sample configs, cross-validate each, rank them",
-        description="Random search as in the Lab 3 seed: sample configs from a space, score "
-                    "each by k-fold cross-validation, save the ranking.",
+        description="Sample configs from a space (random search as in the Lab 3 seed, successive halving, "
+                    "Hyperband or TPE: --strategy), score each by k-fold cross-validation, save the ranking, then "
+                    "retrain the best and draw the winner's pictures.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_search_args(search)
     _add_retrain_args(search)

@@ -24,7 +24,7 @@ from ..data.dataset import Dataset
 from ..engines.cv import make_folds
 from ..engines.seam import RunContext
 from ..engines.stack_fit import unbatchable_reason
-from ..errors import UsageError, param
+from ..errors import UsageError, param, plural
 from ..jobs.backends import open_backend
 from ..jobs.resident import release_resident
 from ..rundir.atomic import atomic_write_text
@@ -250,11 +250,12 @@ def _run_strategy(settings, dataset, space, store, strategy, folds, run_dir, bac
         done = sum(1 for r in store.records() if r["state"] != "RUNNING")
         if lost is not None:
             raise ClusterLost(
-                f"the Dask cluster at {backend.scheduler} {lost}: the search stopped; {done} finished trials (and "
-                f"every finished rung) are stored in {run_dir}; start workers (dask worker {backend.scheduler}) "
+                f"the Dask cluster at {backend.scheduler} {lost}: the search stopped; "
+                f"{plural(done, 'finished trial')} (and every finished rung) are stored in {run_dir}; start workers "
+                f"(dask worker {backend.scheduler}) "
                 "and run the same command again to continue") from None
         raise SearchInterrupted(
-            f"interrupted: {done} finished trials (and every finished rung) are stored in {run_dir}; "
+            f"interrupted: {plural(done, 'finished trial')} (and every finished rung) are stored in {run_dir}; "
             f"run the same command again (or add --resume {run_dir}) to continue"
         ) from None
     finally:
