@@ -11,6 +11,7 @@ their state) and records one ``cv_results_`` row per (candidate, budget).
 from __future__ import annotations
 
 import math
+import numbers
 import time
 from types import SimpleNamespace
 
@@ -18,10 +19,11 @@ import numpy as np
 from joblib import Parallel, delayed
 from sklearn.base import clone
 from sklearn.metrics import check_scoring
+from sklearn.metrics._scorer import _check_multimetric_scoring
 from sklearn.model_selection import ParameterSampler, check_cv
 from sklearn.model_selection._search import BaseSearchCV
 
-from ..errors import UsageError
+from ..errors import UsageError, parameter_names
 from ..jobs.resources import threads_per_job
 from ..space.optuna_bridge import stored_params, suggest_config
 from ..space.search_space import ParamGenerator
@@ -55,9 +57,36 @@ def _optuna_distribution(name: str, values):
                      f"scipy.stats {dist_name or type(values).__name__}: use one of those, or strategy 'random'")
 
 
+def _whole(name: str, value, low: int, fix: str) -> int:
+    """``value`` as an int when it is a whole number >= ``low`` (numpy's included), else one line naming
+    the parameter ``name``, what it takes, what it got and ``fix``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise UsageError(f"{name} must be a whole number >= {low}, got {value!r}; {fix}")
+    return int(value)
+
+
+def _ranking_metric(refit, names) -> str:
+    """The metric of several (``names``, scoring's) that ranks the candidates: ``refit``, which must name one."""
+    names = list(names)
+    if isinstance(refit, str) and refit in names:
+        return refit
+    raise UsageError(f"refit must name the metric that ranks the candidates when scoring has several "
+                     f"({', '.join(map(repr, names))}), got {refit!r}: SearchCV's strategies promote candidates, "
+                     f"and pick the best, by one metric; e.g. refit={names[0]!r}")
+
+
+def _score(scorer, net, X, y):
+    """The fitted ``net``'s score on ``(X, y)``: a float, or ``{metric: float}`` for a dict of scorers (or
+    a callable scorer returning a dict), as scikit-learn's multi-metric searches score."""
+    if isinstance(scorer, dict):
+        return {name: float(s(net, X, y)) for name, s in scorer.items()}
+    score = scorer(net, X, y)
+    return {name: float(v) for name, v in score.items()} if isinstance(score, dict) else float(score)
+
+
 def _fit_and_score(net, params: dict, X, y, train, test, scorer, train_score: bool, error_score) -> dict:
     """One (candidate, budget, fold): fit (continuing) and score, as scikit-learn's ``_fit_and_score``
-    does; a failing fit scores ``error_score`` (or raises with ``error_score="raise"``)."""
+    does; a failing fit scores ``error_score`` (or raises with ``error_score="raise"``), in every metric."""
     net = clone(net).set_params(**params)
     start = time.perf_counter()
     try:
@@ -69,9 +98,9 @@ def _fit_and_score(net, params: dict, X, y, train, test, scorer, train_score: bo
                 "score_time": 0.0, "error": f"{type(exc).__name__}: {exc}"}
     fit_time = time.perf_counter() - start
     start = time.perf_counter()
-    test = float(scorer(net, X[test], y[test]))
+    test = _score(scorer, net, X[test], y[test])
     score_time = time.perf_counter() - start
-    return {"test": test, "train": float(scorer(net, X[train], y[train])) if train_score else None,
+    return {"test": test, "train": _score(scorer, net, X[train], y[train]) if train_score else None,
             "fit_time": fit_time, "score_time": score_time, "error": None}
 
 
@@ -186,7 +215,7 @@ class EstimatorEvaluate:
             by_index.setdefault(index, []).append(outcome)
         scores = {}
         for index, folds in by_index.items():
-            tests = np.array([f["test"] for f in folds], dtype=float)
+            tests = np.array([self._ranked(f["test"]) for f in folds], dtype=float)
             scores[index] = float(tests.mean()) if np.all(np.isfinite(tests)) else math.nan
             self.rows.append({"index": index, "params": {**candidates[index], "max_epochs": epochs},
                               "n_resources": epochs, "folds": folds})
@@ -204,6 +233,10 @@ class EstimatorEvaluate:
                     trial.report(scores[index], epochs)
         return scores
 
+    def _ranked(self, score) -> float:
+        """The score a strategy ranks by: the one, or of several metrics ``refit``'s."""
+        return score[_ranking_metric(self.search.refit, score)] if isinstance(score, dict) else score
+
     def race(self, candidates: dict[int, dict], epochs: int, keep: int, margin: float) -> dict[int, float]:
         raise NotImplementedError("fold racing is hpsearch search's --fold-racing; these estimators score every fold")
 
@@ -215,6 +248,23 @@ class EstimatorEvaluate:
 
                 self.study.tell(trial, state=TrialState.PRUNED)
                 self.trials[index] = None
+
+
+def _metric_scores(rows: list[dict], part: str) -> dict[str, np.ndarray]:
+    """Each metric's ``part`` scores (``"test"``, ``"train"``), one row per (candidate, budget), one column per
+    fold: ``{"score": ...}`` for one metric, ``{name: ...}`` for several (a failed fit's error_score in each)."""
+    values = [[f[part] for f in r["folds"]] for r in rows]
+    names = next((list(v) for row in values for v in row if isinstance(v, dict)), ["score"])
+    return {name: np.array([[v[name] if isinstance(v, dict) else v for v in row] for row in values], dtype=float)
+            for name in names}
+
+
+def _ranks(means: np.ndarray) -> np.ndarray:
+    """1 for the best mean, a failed (NaN) one last; ties in row order."""
+    order = np.argsort(-np.where(np.isnan(means), -np.inf, means), kind="stable")
+    ranks = np.empty(len(means), dtype=np.int32)
+    ranks[order] = np.arange(1, len(means) + 1)
+    return ranks
 
 
 def _results(rows: list[dict], n_splits: int, train_score: bool) -> dict:
@@ -234,15 +284,12 @@ def _results(rows: list[dict], n_splits: int, train_score: bool) -> dict:
         results[f"param_{name}"] = column
     results["params"] = [r["params"] for r in rows]
     for part in ("test", "train") if train_score else ("test",):
-        scores = np.array([[f[part] for f in r["folds"]] for r in rows], dtype=float)
-        for k in range(n_splits):
-            results[f"split{k}_{part}_score"] = scores[:, k]
-        results[f"mean_{part}_score"], results[f"std_{part}_score"] = scores.mean(axis=1), scores.std(axis=1)
-    means = np.where(np.isnan(results["mean_test_score"]), -np.inf, results["mean_test_score"])
-    order = np.argsort(-means, kind="stable")
-    ranks = np.empty(len(rows), dtype=np.int32)
-    ranks[order] = np.arange(1, len(rows) + 1)
-    results["rank_test_score"] = ranks
+        for name, scores in _metric_scores(rows, part).items():  # scikit-learn's keys: ..._score, or ..._<metric>
+            for k in range(n_splits):
+                results[f"split{k}_{part}_{name}"] = scores[:, k]
+            results[f"mean_{part}_{name}"], results[f"std_{part}_{name}"] = scores.mean(axis=1), scores.std(axis=1)
+            if part == "test":
+                results[f"rank_test_{name}"] = _ranks(results[f"mean_test_{name}"])
     return results
 
 
@@ -259,6 +306,10 @@ class SearchCV(Float32Input, BaseSearchCV):
     budget reached; ``cv_results_`` has scikit-learn's keys plus ``iter`` and ``n_resources``.
     ``param_distributions`` may be an hpsearch ``SearchSpace`` (``hpsearch.sklearn.spaces``): then
     ``cv_results_["config"]`` and ``best_config_`` give the configs as the space writes them.
+    ``scoring`` with several metrics (a list or dict, as scikit-learn's ``RandomizedSearchCV`` takes) gives
+    ``cv_results_`` each metric's keys; ``refit`` must name the one that ranks, promotes and picks the best.
+    Every setting is checked before any training, and messages name them as here (``n_candidates``,
+    ``factor``, ``min_resources``, ``max_resources``, ``n_startup``).
     """
 
     resource = "max_epochs"  # the budget every strategy gives: not a searched parameter (check_search)
@@ -279,21 +330,48 @@ class SearchCV(Float32Input, BaseSearchCV):
         self.random_state = random_state
         self.storage = storage
 
+    def _max_epochs(self) -> int:
+        """The full budget: ``max_resources``, or with ``"auto"`` the net's ``max_epochs``."""
+        if self.max_resources != "auto":
+            return _whole("max_resources", self.max_resources, 1,
+                          "give the full budget in epochs, or 'auto' for the net's own max_epochs")
+        return _whole("the net's max_epochs", self.estimator.get_params()["max_epochs"], 1,
+                      "max_resources='auto' takes it as the full budget: set it, or give max_resources")
+
     def _strategy(self, max_epochs: int):
-        """The strategy, built and checked as ``hpsearch search`` builds it (its name refused with did-you-mean)."""
-        return make_strategy(SimpleNamespace(strategy=self.strategy, n=self.n_candidates, max_epochs=max_epochs,
-                                             seed=seed_of(self.random_state), factor=self.factor,
-                                             min_epochs=self.min_resources, n_startup=self.n_startup))
+        """The strategy, built and checked as ``hpsearch search`` builds it (its name refused with did-you-mean),
+        its settings checked first as this estimator's own (``n_candidates``, not the command line's ``n``)."""
+        n = _whole("n_candidates", self.n_candidates, 1, "draw at least one, e.g. n_candidates=27 (the default)")
+        factor = _whole("factor", self.factor, 2, "each rung keeps 1/factor of its candidates: e.g. factor=3 "
+                                                 "(the default)")
+        n_startup = _whole("n_startup", self.n_startup, 1, "TPE's random start: e.g. n_startup=10 (the default)")
+        min_epochs = None if self.min_resources is None else _whole(
+            "min_resources", self.min_resources, 1, "the first rung's epochs, or None for an automatic first rung")
+        # what the strategies check themselves names their settings as SearchCV's parameters
+        full = "max_resources" if self.max_resources != "auto" else "the net's max_epochs"
+        names = {"n": "n_candidates", "min_epochs": "min_resources", "max_epochs": full}
+        with parameter_names(lambda name: names.get(name, name)):
+            return make_strategy(SimpleNamespace(strategy=self.strategy, n=n, max_epochs=max_epochs,
+                                                 seed=seed_of(self.random_state), factor=factor,
+                                                 min_epochs=min_epochs, n_startup=n_startup))
+
+    def _scorers(self):
+        """``scorer_`` as scikit-learn's searches keep it: one scorer, or for several metrics a dict of
+        them, ``refit`` naming the one that ranks."""
+        if isinstance(self.scoring, list | tuple | set | dict):
+            scorers = _check_multimetric_scoring(self.estimator, self.scoring)
+            _ranking_metric(self.refit, scorers)
+            return scorers
+        return check_scoring(self.estimator, scoring=self.scoring)
 
     def fit(self, X, y=None, **params):
         check_search(self)
-        max_epochs = (int(self.estimator.get_params()["max_epochs"]) if self.max_resources == "auto"
-                      else int(self.max_resources))
+        max_epochs = self._max_epochs()
         strategy = self._strategy(max_epochs)
+        self.scorer_ = self._scorers()
         X, y = as_float32(X), np.asarray(y)
         folds = list(check_cv(self.cv, y, classifier=True).split(X, y))
         self.n_splits_ = len(folds)
-        self.scorer_ = check_scoring(self.estimator, scoring=self.scoring)
         jobs = jobs_of(self.n_jobs)
         with fit_storage(self.storage) as folder, Parallel(n_jobs=jobs) as parallel:
             net = continuing(self.estimator, folder, seed_of(self.random_state), threads_per_job(jobs))
@@ -304,20 +382,21 @@ class SearchCV(Float32Input, BaseSearchCV):
             if isinstance(evaluate.source, _Space):  # the space's own words beside the net's parameters
                 self.cv_results_["config"] = config_column(self.cv_results_["params"], evaluate.source.configs,
                                                            evaluate.source.compiled)
+            self.multimetric_ = any(isinstance(f["test"], dict) for r in evaluate.rows for f in r["folds"])
+            metric = self.refit if self.multimetric_ else "score"  # the ranking metric (checked before training)
             top = self.cv_results_["n_resources"].max()
-            means = np.where(self.cv_results_["n_resources"] == top, self.cv_results_["mean_test_score"], np.nan)
+            means = np.where(self.cv_results_["n_resources"] == top, self.cv_results_[f"mean_test_{metric}"], np.nan)
             if np.all(np.isnan(means)):
                 raise UsageError(f"every candidate failed at the full budget ({top} epochs); see cv_results_'s scores "
                                  "and the nets' errors (error_score='raise' shows the first)")
             self.best_index_ = int(np.nanargmax(means))
             self.best_params_ = self.cv_results_["params"][self.best_index_]
-            self.best_score_ = float(self.cv_results_["mean_test_score"][self.best_index_])
+            self.best_score_ = float(self.cv_results_[f"mean_test_{metric}"][self.best_index_])
             if "config" in self.cv_results_:
                 self.best_config_ = self.cv_results_["config"][self.best_index_]
             self.n_resources_ = sorted({int(r) for r in self.cv_results_["n_resources"]})
             self.n_candidates_ = [int(np.sum(self.cv_results_["n_resources"] == r)) for r in self.n_resources_]
             self.n_iterations_ = len(self.n_resources_)
-            self.multimetric_ = False
             if self.refit:  # seeded as the search's fits, then the user's own class again
                 start = time.perf_counter()
                 self.best_estimator_ = clone(net).set_params(**self.best_params_).fit(X, y)
