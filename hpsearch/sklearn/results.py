@@ -1,0 +1,84 @@
+"""What ``SearchCV`` records: each (candidate, budget, fold) fitted and scored as scikit-learn's
+``_fit_and_score`` does, in one metric or several, and ``cv_results_`` shaped as scikit-learn's halving
+search shapes it."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+from sklearn.base import clone
+
+__all__ = ["fit_and_score", "results_table"]
+
+
+def _score(scorer, net, X, y):
+    """The fitted ``net``'s score on ``(X, y)``: a float, or ``{metric: float}`` for a dict of scorers (or
+    a callable scorer returning a dict), as scikit-learn's multi-metric searches score."""
+    if isinstance(scorer, dict):
+        return {name: float(s(net, X, y)) for name, s in scorer.items()}
+    score = scorer(net, X, y)
+    return {name: float(v) for name, v in score.items()} if isinstance(score, dict) else float(score)
+
+
+def fit_and_score(net, params: dict, X, y, train, test, scorer, train_score: bool, error_score) -> dict:
+    """One (candidate, budget, fold): fit (continuing) and score, as scikit-learn's ``_fit_and_score``
+    does; a failing fit scores ``error_score`` (or raises with ``error_score="raise"``), in every metric."""
+    net = clone(net).set_params(**params)
+    start = time.perf_counter()
+    try:
+        net.fit(X[train], y[train])
+    except Exception as exc:  # noqa: BLE001 - a failing candidate is data, as in scikit-learn
+        if error_score == "raise":
+            raise
+        return {"test": error_score, "train": error_score, "fit_time": time.perf_counter() - start,
+                "score_time": 0.0, "error": f"{type(exc).__name__}: {exc}"}
+    fit_time = time.perf_counter() - start
+    start = time.perf_counter()
+    test = _score(scorer, net, X[test], y[test])
+    score_time = time.perf_counter() - start
+    return {"test": test, "train": _score(scorer, net, X[train], y[train]) if train_score else None,
+            "fit_time": fit_time, "score_time": score_time, "error": None}
+
+
+def _metric_scores(rows: list[dict], part: str) -> dict[str, np.ndarray]:
+    """Each metric's ``part`` scores (``"test"``, ``"train"``), one row per (candidate, budget), one column per
+    fold: ``{"score": ...}`` for one metric, ``{name: ...}`` for several (a failed fit's error_score in each)."""
+    values = [[f[part] for f in r["folds"]] for r in rows]
+    names = next((list(v) for row in values for v in row if isinstance(v, dict)), ["score"])
+    return {name: np.array([[v[name] if isinstance(v, dict) else v for v in row] for row in values], dtype=float)
+            for name in names}
+
+
+def _ranks(means: np.ndarray) -> np.ndarray:
+    """1 for the best mean, a failed (NaN) one last; ties in row order."""
+    order = np.argsort(-np.where(np.isnan(means), -np.inf, means), kind="stable")
+    ranks = np.empty(len(means), dtype=np.int32)
+    ranks[order] = np.arange(1, len(means) + 1)
+    return ranks
+
+
+def results_table(rows: list[dict], n_splits: int, train_score: bool) -> dict:
+    """``cv_results_`` as scikit-learn's halving search shapes it, one row per (candidate, budget)."""
+    budgets = sorted({r["n_resources"] for r in rows})
+    results: dict = {"iter": np.array([budgets.index(r["n_resources"]) for r in rows]),
+                     "n_resources": np.array([r["n_resources"] for r in rows])}
+    for key in ("fit_time", "score_time"):
+        values = np.array([[f[key] for f in r["folds"]] for r in rows])
+        results[f"mean_{key}"], results[f"std_{key}"] = values.mean(axis=1), values.std(axis=1)
+    names = sorted({k for r in rows for k in r["params"]})
+    for name in names:
+        column = np.ma.MaskedArray(np.empty(len(rows), dtype=object), mask=True)
+        for i, r in enumerate(rows):
+            if name in r["params"]:
+                column[i] = r["params"][name]
+        results[f"param_{name}"] = column
+    results["params"] = [r["params"] for r in rows]
+    for part in ("test", "train") if train_score else ("test",):
+        for name, scores in _metric_scores(rows, part).items():  # scikit-learn's keys: ..._score, or ..._<metric>
+            for k in range(n_splits):
+                results[f"split{k}_{part}_{name}"] = scores[:, k]
+            results[f"mean_{part}_{name}"], results[f"std_{part}_{name}"] = scores.mean(axis=1), scores.std(axis=1)
+            if part == "test":
+                results[f"rank_test_{name}"] = _ranks(results[f"mean_test_{name}"])
+    return results
