@@ -180,18 +180,24 @@ def _check_plan(settings) -> None:
               "--n-startup", file=sys.stderr)
 
 
-def _retrain(run_dir, options: dict, device: str, progress: bool, backend=None):
-    from .retrain.top import retrain_top
+def _retrain(run_dir, options: dict, device: str, progress: bool, backend=None, lock: bool = True):
+    """Retrain and say so; ``lock=False`` where the caller holds the run's lock already (``cmd_retrain``)."""
+    from .retrain.top import retrain_top, scored_counts
 
     top, epochs = options["top"], options["retrain_epochs"]
+    check_whole("top", top, 1)
+    scored, failed = scored_counts(run_dir)  # a run with no scored trial is refused before anything is said
+    fewer = (f" (the run has {plural(scored, 'scored config')}{f'; {failed} failed' if failed else ''})"
+             if top > scored else "")
     seed_budget = retrain_defaults()
     lighter = (f" (the Lab 3 seed's full budget is --top {seed_budget['top']} --retrain-epochs "
                f"{seed_budget['retrain_epochs']})" if epochs < seed_budget["retrain_epochs"] else "")
-    print(f"retraining the best {top} for {plural(epochs, 'epoch')} each{lighter}")  # always said before it starts
+    # always said before it starts
+    print(f"retraining the best {min(top, scored)}{fewer} for {plural(epochs, 'epoch')} each{lighter}")
     start = time.perf_counter()
     result = retrain_top(run_dir, top, epochs, device=device, progress=progress, backend=backend,
                          schedule=options["schedule"], checkpoint_every=options["checkpoint_every"],
-                         winner_by=options["winner_by"])
+                         winner_by=options["winner_by"], lock=lock)
     elapsed = time.perf_counter() - start
     w = result.winner
     if result.trained == 0:
@@ -234,16 +240,21 @@ def _stored_retrain_settings(run_dir, args) -> dict:
     return options
 
 
+def _check_retrain_settings(options: dict) -> None:
+    """A bad flag is refused before it is kept (and before the run is locked)."""
+    specs = setting_specs("retrain")
+    for key, value in options.items():
+        if specs[key].check is not None:
+            specs[key].check(key, value)
+
+
 def _remember_retrain_settings(run_dir, options: dict) -> None:
     """The flags of this retraining kept in settings.json, so that the next plain ``hpsearch retrain RUN``
     (or ``--resume``) goes on with them instead of retraining every config with the older ones. Only the
     retraining's settings change: what a resume must match lives in trials.db."""
     from .rundir.atomic import atomic_write_text
 
-    specs = setting_specs("retrain")
-    for key, value in options.items():  # a bad flag is refused before it is kept
-        if specs[key].check is not None:
-            specs[key].check(key, value)
+    _check_retrain_settings(options)
     path = Path(run_dir) / SETTINGS_FILE
     stored = read_json(path)
     if stored and any(stored.get(key) != value for key, value in options.items()):
@@ -252,15 +263,20 @@ def _remember_retrain_settings(run_dir, options: dict) -> None:
 
 def cmd_retrain(args) -> int:
     from .jobs.backends import check_backend_flags
+    from .retrain.top import LOCK_FIX
+    from .rundir.store import RunLock
     from .training.net import resolve_device
 
     options = _stored_retrain_settings(args.run_dir, args)
-    _remember_retrain_settings(args.run_dir, options)
+    _check_retrain_settings(options)
     backend_name = args.backend or "loky"
     check_backend_flags(backend_name, args.scheduler)
     device = args.device if backend_name == "dask" and args.device == "auto" else resolve_device(args.device)
-    with _backend(backend_name, args.scheduler) as backend:
-        _retrain(args.run_dir, options, device, not args.no_progress, backend)
+    # one lock over the flags kept and the retraining: a refused retraining changes nothing in the run
+    with RunLock(args.run_dir, fix=LOCK_FIX):
+        _remember_retrain_settings(args.run_dir, options)
+        with _backend(backend_name, args.scheduler) as backend:
+            _retrain(args.run_dir, options, device, not args.no_progress, backend, lock=False)
     return 0
 
 

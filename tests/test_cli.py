@@ -205,7 +205,7 @@ def test_second_writer_is_refused(tmp_path, capsys):
     with RunLock(out):
         code = main(["search", "--n", "1", "--out", str(out), *FAST])
     err = capsys.readouterr().err
-    assert code == 2 and "is in use by a running search (pid" in err
+    assert code == 2 and "is in use by a running search or retraining (pid" in err
     assert not (out / "trials.db").exists()
 
 

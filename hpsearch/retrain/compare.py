@@ -9,7 +9,8 @@ threads, checkpoints); the
 table goes to ``<run>/compare.csv`` and to the terminal (as Markdown), one row per combination:
 its best trial, CV score and accuracy, test accuracy (per position and exact match for labels
 per position). The run's winner is left alone. Each finished row is written at once; running the
-same command again trains only the combinations without one.
+same command again trains only the combinations without one. It holds the run's lock
+(``hpsearch.rundir.store.RunLock``): refused while a search or a retraining writes the run.
 """
 
 from __future__ import annotations
@@ -27,12 +28,13 @@ from ..jobs.backends import LokyBackend
 from ..rundir.atomic import atomic_write_text
 from ..rundir.names import COMPARE_FILE, SPACE_FILE
 from ..rundir.run_info import read_settings, run_dataset
+from ..rundir.store import RunLock
 from ..search.interrupt import InterruptFlag, SearchInterrupted
 from ..training.models.user import shipped
 from ..training.net import DEFAULT_BATCH_SIZE
 from .job import retrain_one
 from .progress import EpochBar, fit_sink
-from .top import top_configs
+from .top import LOCK_FIX, top_configs
 
 __all__ = ["compare_groups", "markdown_table"]
 
@@ -122,6 +124,14 @@ def compare_groups(run_dir, by: list[str], retrain_epochs: int = 30, *, device: 
         raise UsageError(f"{param('by')} needs config keys separated by commas, e.g. {param('by')} head,loss; "
                          f"got {by!r}")
     settings = read_settings(run_dir)
+    with RunLock(run_dir, fix=LOCK_FIX):  # it writes into the run: never beside a search or a retraining
+        return _compare(run_dir, settings, by, retrain_epochs, device=device, n_jobs=n_jobs, progress=progress,
+                        same_config=same_config)
+
+
+def _compare(run_dir: Path, settings: dict, by: list[str], retrain_epochs: int, *, device, n_jobs, progress,
+             same_config) -> pd.DataFrame:
+    """``compare_groups``'s work, its arguments checked and the run locked."""
     groups = _groups(run_dir, by, same_config)
     dataset = run_dataset(run_dir)
     path = run_dir / COMPARE_FILE

@@ -20,6 +20,11 @@ Files written into the run folder:
 
 ``retrain.csv``
     One row per retrained config, the winner first (then by the rule's order); ``chosen_by`` names the rule.
+    ``in_top`` is False for a row kept from an earlier, larger ``top``: listed after the others, never
+    chosen, and reused when ``top`` grows again.
+``retrain_weights/<trial>.pt``
+    Each retrained config's weights, optimizer state and history, so that another ``winner_by`` or a
+    smaller ``top`` crowns its winner from the rows already there, without training.
 ``winner.pt``
     The winner's bundle: weights, config, dataset name, image shape, class names, test accuracy,
     epochs and training history. ``load_winner(run_dir)`` rebuilds the fitted skorch net.
@@ -33,15 +38,21 @@ One progress bar counts the epochs of every config in flight.
 
 Resume: each finished config's row is in ``retrain.csv`` (with its ``retrain_epochs`` and
 ``schedule``) the moment it finishes; running the same retraining again trains only the configs that
-have no row yet, so a finished retraining is never redone. A config cut short goes on from its last
+have no row yet, so a finished retraining is never redone. Another ``winner_by`` or ``top`` trains only
+the configs of the new top without a row, and chooses the winner again among the top's rows; rows with
+other ``retrain_epochs`` or another ``schedule`` are another retraining: those configs are trained again
+(and such rows of configs beyond the top are dropped). A config cut short goes on from its last
 checkpoint (``<run>/retrain_states/<trial>.pt``, every ``checkpoint_every`` epochs: weights,
 optimizer, schedule, history, random state; ``hpsearch.rundir.checkpoints``), not from epoch 0, and ends with
 the weights of an uninterrupted fit.
+
+Lock: the retraining holds the run's lock (``hpsearch.rundir.store.RunLock``), so it is refused while a
+search or another retraining writes the run, and a search is refused while it retrains.
 """
 
 from __future__ import annotations
 
-import json
+import contextlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,27 +64,26 @@ from joblib import delayed
 from ..data.dataset import Dataset
 from ..errors import UsageError, check_whole, param
 from ..jobs.backends import LokyBackend
-from ..rundir.atomic import atomic_write_text
 from ..rundir.checkpoints import checkpoint_path, remove_checkpoint, resume_state
-from ..rundir.names import RETRAIN_FILE, SUMMARY_FILE, WINNER_FILE
-from ..rundir.run_info import read_json, read_settings, run_dataset
+from ..rundir.exports import unscored
+from ..rundir.names import RETRAIN_FILE, WINNER_FILE
+from ..rundir.run_info import read_settings, run_dataset
 from ..rundir.states import run_digest
-from ..rundir.store import load_records, load_results, run_fingerprint
+from ..rundir.store import RunLock, load_records, load_results, run_fingerprint
 from ..search.interrupt import InterruptFlag, SearchInterrupted
 from ..settings import WINNER_RULES, retrain_defaults
 from ..training.models.user import shipped
 from ..training.net import DEFAULT_BATCH_SIZE, resolve_device
 from ..training.schedules import check_schedule_name
-from ..winner.bundle import load_winner, read_winner_info, save_winner
+from ..winner.bundle import load_winner, save_winner
+from .files import ranked_table, write_summary, write_table
 from .job import checkpoint_meta, retrain_one
 from .progress import EpochBar, fit_sink
+from .reuse import crowned, drop_weights, keep_weights, stored_rows, stored_weights, winner_bundle
 
-__all__ = ["retrain_top", "RetrainResult", "top_configs"]
+__all__ = ["retrain_top", "RetrainResult", "top_configs", "scored_counts", "LOCK_FIX"]
 
-
-
-
-
+LOCK_FIX = "wait for it to finish (or stop it), then run this command again"  # RunLock's advice here
 
 TEST_MONITOR_LABEL = "test loss (recorded each epoch; never used to train, stop or choose)"
 
@@ -88,7 +98,7 @@ class RetrainResult:
     Attributes
     ----------
     table : DataFrame
-        ``retrain.csv``'s rows, best test accuracy first.
+        The rows of this ``top`` (``retrain.csv`` also keeps rows beyond it), the winner first.
     winner : dict
         The winner's row of ``table`` as a dict (``trial``, ``config``, ``test_accuracy`` ...).
     net : skorch net
@@ -105,22 +115,36 @@ class RetrainResult:
     trained: int = 0
 
 
+def _ranking(run_dir) -> tuple[list[dict], int]:
+    """Every scored trial of a run, best first (as ``top_configs`` gives them), and how many configs failed;
+    a UsageError naming the fix when none is scored (the search stopped before its first trial, or all failed)."""
+    run_dir = Path(run_dir)
+    frame = load_results(run_dir)
+    why = unscored(run_dir, frame)
+    if why is not None:
+        raise UsageError(why)
+    scored = frame[frame["mean_test_score"].notna()]
+    configs = {record["index"]: record["config"] for record in load_records(run_dir)}
+    ranked = [{"trial": int(row.trial), "search_rank": int(row.rank_test_score),
+               "cv_score": float(row.mean_test_score), "cv_accuracy": float(row.mean_test_accuracy),
+               "config": configs[int(row.trial)]}
+              for row in scored.itertuples()]
+    return ranked, len(frame) - len(scored)
+
+
 def top_configs(run_dir, top: int) -> list[dict]:
     """The ``top`` best finished trials of a run, best first: dicts with ``trial`` (the config's
     index), ``search_rank``, ``cv_score`` and ``config`` (the config dict as sampled).
 
-    Failed trials (NaN score) are never chosen.
+    Failed trials (NaN score) are never chosen; a run without a scored trial is a UsageError naming the fix.
     """
-    run_dir = Path(run_dir)
-    frame = load_results(run_dir)
-    frame = frame[frame["mean_test_score"].notna()]
-    if frame.empty:
-        raise UsageError(f"{run_dir} has no finished trial to retrain; run (or resume) the search first")
-    configs = {record["index"]: record["config"] for record in load_records(run_dir)}
-    return [{"trial": int(row.trial), "search_rank": int(row.rank_test_score),
-             "cv_score": float(row.mean_test_score), "cv_accuracy": float(row.mean_test_accuracy),
-             "config": configs[int(row.trial)]}
-            for row in frame.head(top).itertuples()]
+    return _ranking(run_dir)[0][:top]
+
+
+def scored_counts(run_dir) -> tuple[int, int]:
+    """How many configs of a run are scored (the most a retraining can take) and how many failed."""
+    ranked, failed = _ranking(run_dir)
+    return len(ranked), failed
 
 
 def _key(row: dict, winner_by: str) -> tuple:
@@ -143,42 +167,18 @@ def _best(rows: list[dict], winner_by: str) -> dict | None:
     return best
 
 
-def _finished_rows(run_dir: Path, candidates: list[dict], epochs: int, winner_by: str) -> list[dict]:
-    """Rows of ``retrain.csv`` a former call finished with the same epochs for these candidates,
-    kept only while ``winner.pt`` is the best of them (else they are retrained: nothing is guessed)."""
-    path = run_dir / RETRAIN_FILE
-    if not path.is_file():
-        return []
-    columns = pd.read_csv(path, nrows=0).columns
-    table = pd.read_csv(path, keep_default_na=False, na_values=[""],
-                        dtype={c: str for c in columns if c.startswith("param_")})  # written back as read
-    if "retrain_epochs" not in table:
-        return []
-    wanted = {c["trial"]: c["config"].get("schedule", "none") for c in candidates}
-    schedules = table["schedule"].fillna("none") if "schedule" in table else pd.Series("none", index=table.index)
-    table = table[(table["retrain_epochs"] == epochs) & table["trial"].isin(list(wanted))
-                  & (schedules == table["trial"].map(wanted))]
-    rows = [{k: v for k, v in row.items() if k not in ("retrain_rank", "winner", "chosen_by")}
-            for row in table.to_dict("records")]
-    for row in rows:
-        row["error"] = "" if pd.isna(row["error"]) else str(row["error"])
-    best = _best(rows, winner_by)
-    if best is None:
-        return rows
-    try:
-        info = read_winner_info(run_dir)
-    except UsageError:
-        return []
-    same = (info.get("trial") == best["trial"] and info.get("retrain_epochs") == epochs
-            and info.get("config", {}).get("schedule", "none") == wanted[best["trial"]])
-    return rows if same else []
+def _winner_extra(row: dict, epochs: int, monitor_test: bool, winner_by: str) -> dict:
+    """What winner.pt says of the winner beyond its bundle (read back by ``read_winner_info``)."""
+    return {"trial": row["trial"], "search_rank": row["search_rank"], "cv_score": row["cv_score"],
+            "retrain_epochs": epochs, "valid_label": TEST_MONITOR_LABEL if monitor_test else None,
+            "winner_by": winner_by}
 
 
 def retrain_top(run_dir, top: int = _DEFAULTS["top"], retrain_epochs: int = _DEFAULTS["retrain_epochs"], *,
                 device: str = "cpu", dataset: Dataset | None = None, monitor_test: bool = True,
                 progress: bool = True, n_jobs: int = -1, backend=None, schedule: str | None = None,
                 checkpoint_every: int = _DEFAULTS["checkpoint_every"],
-                winner_by: str = _DEFAULTS["winner_by"]) -> RetrainResult:
+                winner_by: str = _DEFAULTS["winner_by"], lock: bool = True) -> RetrainResult:
     """Retrain the ``top`` best configs of a search on the whole training set and crown a winner.
 
     Parameters
@@ -215,36 +215,75 @@ def retrain_top(run_dir, top: int = _DEFAULTS["top"], retrain_epochs: int = _DEF
     backend : hpsearch.jobs.backends backend, optional
         Where the configs retrain: loky processes here (default), or an open ``DaskBackend``
         (one config per worker task slot, the data scattered once; progress per config, not per epoch).
+    lock : bool
+        Hold the run's lock (``RunLock``) while retraining, refused while a search or another retraining
+        holds it; ``False`` only where the caller holds it already (one process cannot take it twice).
 
     Returns
     -------
     RetrainResult
-        The table (also written to ``retrain.csv``), the winner and its fitted net. The winner is
-        saved to ``winner.pt`` and named in ``summary.json``.
+        The table of the ``top`` configs (``retrain.csv`` also keeps rows beyond them), the winner and
+        its fitted net. The winner is saved to ``winner.pt`` and named in ``summary.json``.
     """
     run_dir = Path(run_dir)
     check_whole("top", top, 1)
     check_whole("retrain_epochs", retrain_epochs, 1)
-    settings = read_settings(run_dir)
-    name = settings.get("dataset_name", settings.get("dataset"))
-    if dataset is None:
-        dataset = run_dataset(run_dir)
-    elif dataset.name != name:
-        raise UsageError(f"dataset {dataset.name!r} is not the run's dataset {name!r}; pass the "
-                         "dataset the search used (or none, to load it)")
-    batch_size = int(settings.get("batch_size", DEFAULT_BATCH_SIZE))
-    seed = int(settings.get("seed", 0))
-    candidates = top_configs(run_dir, top)
-    if schedule is not None:  # --schedule beats the config's own
-        check_schedule_name(schedule)
-        candidates = [{**c, "config": {**c["config"], "schedule": schedule}} for c in candidates]
     check_whole("checkpoint_every", checkpoint_every, 0)
     if winner_by not in WINNER_RULES:
         raise UsageError(f"{param('winner_by')} must be one of {', '.join(WINNER_RULES)}, got {winner_by!r}")
-    rows = _finished_rows(run_dir, candidates, retrain_epochs, winner_by)
-    done = {row["trial"] for row in rows}
-    todo = [c for c in candidates if c["trial"] not in done]
-    best = _best(rows, winner_by)
+    if schedule is not None:
+        check_schedule_name(schedule)
+    settings = read_settings(run_dir)
+    name = settings.get("dataset_name", settings.get("dataset"))
+    if dataset is not None and dataset.name != name:
+        raise UsageError(f"dataset {dataset.name!r} is not the run's dataset {name!r}; pass the "
+                         "dataset the search used (or none, to load it)")
+    with RunLock(run_dir, fix=LOCK_FIX) if lock else contextlib.nullcontext():
+        return _retrain_top(run_dir, settings, top, retrain_epochs, device=device, dataset=dataset,
+                            monitor_test=monitor_test, progress=progress, n_jobs=n_jobs, backend=backend,
+                            schedule=schedule, checkpoint_every=checkpoint_every, winner_by=winner_by)
+
+
+def _retrain_top(run_dir: Path, settings: dict, top: int, retrain_epochs: int, *, device, dataset, monitor_test,
+                 progress, n_jobs, backend, schedule, checkpoint_every, winner_by) -> RetrainResult:
+    """``retrain_top``'s work, its arguments checked and the run locked."""
+    if dataset is None:
+        dataset = run_dataset(run_dir)
+    batch_size = int(settings.get("batch_size", DEFAULT_BATCH_SIZE))
+    seed = int(settings.get("seed", 0))
+    ranked, _ = _ranking(run_dir)
+    if schedule is not None:  # --schedule beats the config's own
+        ranked = [{**c, "config": {**c["config"], "schedule": schedule}} for c in ranked]
+    candidates = ranked[:top]
+    chosen = {c["trial"] for c in candidates}
+    run_id = run_digest(run_fingerprint(run_dir))
+
+    def owner(cand: dict) -> dict:
+        return checkpoint_meta(run_id, cand, retrain_epochs, monitor_test, batch_size, seed)
+
+    def extra(row: dict) -> dict:
+        return _winner_extra(row, retrain_epochs, monitor_test, winner_by)
+
+    stored = stored_rows(run_dir, ranked, retrain_epochs)
+    rows = [stored[c["trial"]] for c in candidates if c["trial"] in stored]
+    beyond = [row for trial, row in stored.items() if trial not in chosen]  # kept for a larger top, never chosen
+    # The winner among the rows already there, chosen again (this top, this rule) from the weights kept
+    # beside them: no training. A row whose weights are not kept (a retraining from before they were)
+    # cannot be crowned: that config is retrained (the same seed gives the same row).
+    bundle = winner_bundle(run_dir)
+    while (best := _best(rows, winner_by)) is not None:
+        cand = _candidate(candidates, best["trial"])
+        if crowned(bundle, cand, extra(best)):
+            break
+        payload = stored_weights(run_dir, bundle, cand, owner(cand), extra(best))
+        if payload is not None:
+            save_winner(payload, run_dir, dataset, config=cand["config"], test_accuracy=best["test_accuracy"],
+                        extra=extra(best))
+            break
+        rows = [r for r in rows if r["trial"] != best["trial"]]
+    todo = [c for c in candidates if c["trial"] not in {r["trial"] for r in rows}]
+    if rows:  # the rows as this call ranks them, at once: winner.pt may have changed above
+        write_table(run_dir, rows, beyond, winner_by)
 
     if progress:
         _say_resumed(run_dir, todo, retrain_epochs, monitor_test, batch_size, seed, checkpoint_every)
@@ -262,39 +301,42 @@ def retrain_top(run_dir, top: int = _DEFAULTS["top"], retrain_epochs: int = _DEF
             results = parallel(delayed(retrain_one)(
                 cand, dataset, device=device, epochs=retrain_epochs, batch_size=batch_size, seed=seed,
                 monitor_test=monitor_test, threads=threads, sink=sink, run_dir=checkpoints,
-                checkpoint_every=checkpoint_every, run_id=run_digest(run_fingerprint(run_dir)),
+                checkpoint_every=checkpoint_every, run_id=run_id,
                 **shipped(cand["config"])) for cand in todo)
             for row, payload in results:
                 if flag.raised or row["error"] == "interrupted":
                     raise KeyboardInterrupt
                 rows.append(row)
+                cand = _candidate(candidates, row["trial"])
+                if payload is not None:  # kept before its row is written: a row always has its weights
+                    keep_weights(run_dir, owner(cand), payload)
                 if _better(row, best, winner_by):  # each new best is saved the moment it appears
                     best = row
-                    save_winner(payload, run_dir, dataset, config=_config_of(candidates, row["trial"]),
-                                test_accuracy=row["test_accuracy"],
-                                extra={"trial": row["trial"], "search_rank": row["search_rank"],
-                                       "cv_score": row["cv_score"], "retrain_epochs": retrain_epochs,
-                                       "valid_label": TEST_MONITOR_LABEL if monitor_test else None,
-                                       "winner_by": winner_by})
+                    save_winner(payload, run_dir, dataset, config=cand["config"],
+                                test_accuracy=row["test_accuracy"], extra=extra(row))
                 bar.finished(best["test_accuracy"] if best else None)
-                atomic_write_text(run_dir / RETRAIN_FILE, _ranked(rows, winner_by).to_csv(index=False))
+                write_table(run_dir, rows, beyond, winner_by)
                 remove_checkpoint(run_dir, row["trial"])  # its row is kept: the checkpoint has served
     except KeyboardInterrupt:
+        said = (f"{len(rows)} of {len(candidates)} configs are retrained ({RETRAIN_FILE})" if rows else
+                "no config is retrained yet")
+        if best is not None:  # a winner.pt is named only where there is one
+            said += f" and the best so far is in {run_dir / WINNER_FILE}"
         raise SearchInterrupted(
-            f"retraining interrupted: {len(rows)} of {len(candidates)} configs are retrained (retrain.csv) "
-            f"and the best so far is in {run_dir / WINNER_FILE}; run the same command again (or hpsearch "
-            f"retrain {run_dir} --top {top} --retrain-epochs {retrain_epochs}"
-            f"{f' --schedule {schedule}' if schedule else ''} --winner-by {winner_by}) to retrain the rest") from None
+            f"retraining interrupted: {said}; run the same command again (or hpsearch retrain {run_dir} --top {top} "
+            f"--retrain-epochs {retrain_epochs}{f' --schedule {schedule}' if schedule else ''} --winner-by "
+            f"{winner_by}) to retrain {'the rest' if rows else 'them'}") from None
     finally:
         bar.close()
     if best is None:
         raise UsageError(f"every one of the {len(rows)} retrained configs failed (see "
                          f"{run_dir / RETRAIN_FILE}, column 'error'); try fewer {param('retrain_epochs')}")
-    table = _ranked(rows, winner_by)
-    atomic_write_text(run_dir / RETRAIN_FILE, table.to_csv(index=False))
+    table = ranked_table(rows, winner_by)
+    write_table(run_dir, rows, beyond, winner_by)
+    drop_weights(run_dir, {*(r["trial"] for r in rows), *(r["trial"] for r in beyond)})
     winner = table.iloc[0].to_dict()
     winner["config"] = _config_of(candidates, winner["trial"])
-    _write_summary(run_dir, settings, table, winner, retrain_epochs, device, monitor_test, winner_by)
+    write_summary(run_dir, settings, table, winner, retrain_epochs, device, monitor_test, winner_by)
     return RetrainResult(table, winner, load_winner(run_dir, device=resolve_device(device)), run_dir,
                          trained=len(todo))
 
@@ -314,46 +356,9 @@ def _say_resumed(run_dir: Path, todo: list[dict], epochs: int, monitor_test: boo
                       file=sys.stderr, flush=True)
 
 
+def _candidate(candidates: list[dict], trial: int) -> dict:
+    return next(c for c in candidates if c["trial"] == trial)
+
+
 def _config_of(candidates: list[dict], trial: int) -> dict:
-    return next(c["config"] for c in candidates if c["trial"] == trial)
-
-
-def _ranked(rows: list[dict], winner_by: str) -> pd.DataFrame:
-    """The retrained configs, the winner first: by search rank (``cv``; a failed one last) or by test
-    accuracy (``test``); ``retrain_rank`` is that order, ``winner`` marks the first."""
-    table = pd.DataFrame(rows)
-    failed = table["test_accuracy"].isna()
-    by = table["search_rank"] if winner_by == "cv" else -table["test_accuracy"]
-    order = pd.DataFrame({"failed": failed, "by": by, "search_rank": table["search_rank"]})
-    table = table.loc[order.sort_values(["failed", "by", "search_rank"], kind="stable").index].reset_index(drop=True)
-    table.insert(0, "retrain_rank", range(1, len(table) + 1))
-    table.insert(1, "winner", [i == 0 and not np.isnan(a) for i, a in enumerate(table["test_accuracy"])])
-    table.insert(2, "chosen_by", winner_by)
-    return table
-
-
-WINNER_LABELS = {
-    "cv": "chosen by its search (CV) rank; the test set was read only after the choice",
-    "test": "selected on the test set (the Lab 3 rule): its test accuracy is optimistic",
-}
-
-
-def _write_summary(run_dir, settings, table, winner, retrain_epochs, device, monitor_test, winner_by) -> None:
-    path = run_dir / SUMMARY_FILE
-    summary = read_json(path, replace_damaged=True)  # a damaged one must not stop a finished retraining
-    summary.update({
-        "dataset": settings.get("dataset_name", settings.get("dataset")),
-        "search": {k: settings.get(k) for k in ("n", "space", "cv", "scoring", "max_epochs", "patience",
-                                               "batch_size", "seed", "strategy", "max_train")},
-        "retrain": {"top": int(len(table)), "retrain_epochs": retrain_epochs, "device": device,
-                    "schedule": winner["config"].get("schedule", "none"),
-                    "train_set": "whole training set, no early stopping",
-                    "test_monitored_each_epoch": monitor_test, "table": RETRAIN_FILE},
-        "winner": {"trial": int(winner["trial"]), "search_rank": int(winner["search_rank"]),
-                   "config": winner["config"], "test_accuracy": float(winner["test_accuracy"]),
-                   "test_loss": float(winner["test_loss"]), "epochs": int(winner["epochs"]),
-                   **{k: float(v) for k, v in winner.items() if k.startswith("test_digit_") or k == "test_exact_match"},
-                   "fit_time": float(winner["fit_time"]), "file": WINNER_FILE,
-                   "chosen_by": winner_by, "chosen_how": WINNER_LABELS[winner_by]},
-    })
-    atomic_write_text(path, json.dumps(summary, indent=2) + "\n")
+    return _candidate(candidates, trial)["config"]

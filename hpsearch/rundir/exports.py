@@ -13,7 +13,7 @@ from .atomic import atomic_write_text
 from .chance import at_chance
 from .names import SORTED_PARAMS, SORTED_SCORES, TRIALS_CSV
 
-__all__ = ["results_frame", "write_exports", "param_text", "read_sorted"]
+__all__ = ["results_frame", "write_exports", "param_text", "read_sorted", "unscored"]
 
 
 def param_text(value) -> str:
@@ -91,6 +91,18 @@ def results_frame(records: list[dict], chance: dict | None = None) -> pd.DataFra
     if chance is not None:
         frame["at_chance"] = at_chance(frame, chance)
     return frame.sort_values(["rank_test_score", "trial"], kind="stable").reset_index(drop=True)
+
+
+def unscored(run_dir, frame: pd.DataFrame) -> str | None:
+    """Why a run's ``results_frame`` has no scored trial to retrain, compare or plot, as one line that names
+    the fix (the run stopped before its first trial finished, or every config failed); None when it has one."""
+    if "mean_test_score" in frame and frame["mean_test_score"].notna().any():
+        return None
+    if frame.empty:
+        return f"{run_dir} holds no scored trial yet; resume the search first (hpsearch search --resume {run_dir})"
+    return (f"{run_dir} holds no scored trial: each of its {len(frame)} configs failed (their reasons are in "
+            f"{Path(run_dir) / TRIALS_CSV}, column 'error'); search again with other settings, or resume it for "
+            f"more configs (hpsearch search --resume {run_dir} --n MORE)")
 
 
 def _fit_times(rungs: list[dict]) -> list[float]:

@@ -15,6 +15,7 @@ files from here.
       states/            halving's continuation: one state per (config, fold) between rungs
       retrain.csv        the retrained configs and their test scores
       retrain_states/    retraining checkpoints (a crashed retraining resumes from them)
+      retrain_weights/   each retrained config's weights (another rule or top chooses again without training)
       summary.json       the winner's summary (and which pictures were drawn)
       winner.pt          the winner bundle (weights and what rebuilds the net)
       report.html        the self-contained report
@@ -33,6 +34,7 @@ SOURCE_FILE = "dataset.json"
 STATES_DIR = "states"
 RETRAIN_FILE = "retrain.csv"
 CHECKPOINTS_DIR = "retrain_states"
+WEIGHTS_DIR = "retrain_weights"
 SUMMARY_FILE = "summary.json"
 WINNER_FILE = "winner.pt"
 REPORT_FILE = "report.html"

@@ -25,7 +25,7 @@ import optuna
 import pandas as pd
 import sqlalchemy.exc
 
-from ..errors import UsageError, param
+from ..errors import StorageError, UsageError, brief, param
 from .exports import results_frame
 from .names import LOCK_FILE, SETTINGS_FILE, TRIALS_CSV, TRIALS_DB
 from .states import run_digest
@@ -39,27 +39,35 @@ logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 class RunLock:
-    """An exclusive lock on a run folder, so only one search writes to it at a time.
+    """An exclusive lock on a run folder, so only one command writes to it at a time: a search, a
+    retraining (``hpsearch retrain``, and a search's own retraining after it) or a comparison.
 
-    The OS drops the lock when the process dies, even by ``kill -9``.
+    The OS drops the lock when the process dies, even by ``kill -9``. ``flock`` locks an open file
+    description: a second ``RunLock`` on the same folder in the same process is refused like another
+    process's, so a command takes it once (a search releases it before its retraining takes it).
+    ``fix`` says what to do when the folder is in use (by default: wait, or another ``out``).
     """
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, fix: str | None = None):
         self.path = Path(run_dir) / LOCK_FILE
+        self.fix = fix
         self._fh = None
 
     def __enter__(self):
-        self._fh = open(self.path, "a+")
+        try:
+            self._fh = open(self.path, "a+")
+        except OSError as exc:  # a read-only run folder: one line, as any other file it cannot write
+            raise StorageError(f"cannot write {self.path} ({brief(exc)}); make {self.path.parent} writable, then "
+                               "run the same command again: every finished result is kept") from None
         try:
             fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             self._fh.seek(0)
             holder = self._fh.read().strip() or "another process"
             self._fh.close()
-            raise UsageError(
-                f"{self.path.parent} is in use by a running search ({holder}); wait for it to "
-                f"finish, or pass a different {param('out')}"
-            ) from None
+            fix = self.fix or f"wait for it to finish, or pass a different {param('out')}"
+            raise UsageError(f"{self.path.parent} is in use by a running search or retraining ({holder}); {fix}") \
+                from None
         self._fh.seek(0)
         self._fh.truncate()
         self._fh.write(f"pid {os.getpid()}")

@@ -19,7 +19,8 @@ import optuna
 import pandas as pd
 from matplotlib.figure import Figure
 
-from ..errors import plural
+from ..errors import UsageError, plural
+from ..rundir.exports import unscored
 from ..rundir.names import SETTINGS_FILE, SPACE_FILE, TRIALS_CSV, TRIALS_DB
 from ..rundir.run_info import read_json, read_settings
 from ..space.distributions import Categorical, Constant, DecreasingInts, IntLists, LogUniform
@@ -331,11 +332,13 @@ def plot_rungs(data: dict, metric: str = "score") -> Figure:
 
 def search_plot_data(run_dir) -> dict[str, object]:
     """Every search picture's data for ``run_dir``, keyed by file stem (a ``Skipped`` where one
-    does not apply)."""
+    does not apply); a ``UsageError`` naming the fix for a run that holds no trial yet."""
     from ..rundir.store import open_study
 
     run_dir = Path(run_dir)
     frame = load_trials(run_dir)
+    if frame.empty:  # stopped before its first trial finished: nothing to draw, and no picture applies yet
+        raise UsageError(unscored(run_dir, frame))
     if (run_dir / SETTINGS_FILE).is_file():
         read_settings(run_dir)  # a space naming your module finds it where the search did
     space = load_space(run_dir / SPACE_FILE) if (run_dir / SPACE_FILE).is_file() else None

@@ -153,6 +153,46 @@ def test_a_retraining_s_flags_are_kept_so_a_plain_retrain_goes_on_with_them(retr
     assert json.loads((run / "settings.json").read_text())["top"] == 2
 
 
+def test_another_rule_or_top_chooses_again_from_the_rows_without_training(retrained, digits, tmp_path, capsys):
+    """Only the choice changes: the winner is chosen again among the rows there, its weights kept beside
+    its row; rows beyond a smaller top are kept (never chosen) and serve a larger top again."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(retrained.run_dir, run)
+    first = retrained.table  # trials by search rank, retrained for 8 epochs, the winner by CV rank
+    by_test = first.sort_values(["test_accuracy", "search_rank"], ascending=[False, True]).iloc[0]
+    assert by_test["trial"] != first["trial"].iloc[0]  # on this data the test rule crowns another config
+    assert main(["retrain", str(run), "--top", "3", "--retrain-epochs", "8", "--winner-by", "test",
+                 "--no-progress"]) == 0
+    assert "retraining already done (retrain.csv: 3 configs, 8 epochs); nothing to train" in capsys.readouterr().out
+    net = load_winner(run)  # that config's own weights, not the former winner's
+    assert net.winner_["trial"] == by_test["trial"] and net.winner_["winner_by"] == "test"
+    assert net.score(digits.X_test, digits.y_test) == by_test["test_accuracy"]
+    table = pd.read_csv(run / "retrain.csv")
+    assert table["trial"].iloc[0] == by_test["trial"] and set(table["chosen_by"]) == {"test"}
+    assert json.loads((run / "summary.json").read_text())["winner"]["trial"] == by_test["trial"]
+    # a smaller top: chosen among its configs alone; the other rows stay, after them
+    fewer = retrain_top(run, top=1, retrain_epochs=8, dataset=digits, progress=False, winner_by="test")
+    assert fewer.trained == 0 and list(fewer.table["trial"]) == [first["trial"].iloc[0]]
+    assert load_winner(run).winner_["trial"] == first["trial"].iloc[0]
+    table = pd.read_csv(run / "retrain.csv")
+    assert sorted(table["trial"]) == sorted(first["trial"]) and list(table["in_top"]) == [True, False, False]
+    assert list(table["winner"]) == [True, False, False] and list(table["retrain_rank"]) == [1, 2, 3]
+    assert json.loads((run / "summary.json").read_text())["retrain"]["top"] == 1
+    # the top as large again: nothing trained, the first retraining's table and winner
+    again = retrain_top(run, top=3, retrain_epochs=8, dataset=digits, progress=False)
+    assert again.trained == 0 and again.winner["trial"] == retrained.winner["trial"]
+    cols = ["trial", "search_rank", "test_accuracy", "test_loss", "epochs", "winner", "in_top"]
+    pd.testing.assert_frame_equal(again.table[cols], pd.read_csv(run / "retrain.csv")[cols])
+    np.testing.assert_array_equal(again.table["test_accuracy"], first["test_accuracy"])
+    np.testing.assert_array_equal(again.net.predict_proba(digits.X_test), retrained.net.predict_proba(digits.X_test))
+    # other epochs are another retraining: the top is trained again, the rows of the former one dropped
+    other = retrain_top(run, top=1, retrain_epochs=2, dataset=digits, progress=False)
+    assert other.trained == 1 and len(pd.read_csv(run / "retrain.csv")) == 1
+    assert sorted(p.name for p in (run / "retrain_weights").iterdir()) == [f"{first['trial'].iloc[0]}.pt"]
+
+
 @pytest.mark.slow
 def test_parallel_retraining_of_large_arrays_is_quiet_about_their_read_only_maps(digits, tmp_path, capfd):
     """Arrays past joblib's 1 MB threshold reach the retraining jobs as read-only memory maps, and

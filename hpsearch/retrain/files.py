@@ -1,0 +1,69 @@
+"""What a retraining writes besides the winner: ``retrain.csv``, its rows ranked by the rule that
+chose the winner, and the retraining's part of ``summary.json``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..rundir.atomic import atomic_write_text
+from ..rundir.names import RETRAIN_FILE, SUMMARY_FILE, WINNER_FILE
+from ..rundir.run_info import read_json
+
+__all__ = ["ranked_table", "write_table", "write_summary", "WINNER_LABELS"]
+
+
+def ranked_table(rows: list[dict], winner_by: str) -> pd.DataFrame:
+    """The retrained configs, the winner first: by search rank (``cv``; a failed one last) or by test
+    accuracy (``test``); ``retrain_rank`` is that order, ``winner`` marks the first."""
+    table = pd.DataFrame(rows)
+    failed = table["test_accuracy"].isna()
+    by = table["search_rank"] if winner_by == "cv" else -table["test_accuracy"]
+    order = pd.DataFrame({"failed": failed, "by": by, "search_rank": table["search_rank"]})
+    table = table.loc[order.sort_values(["failed", "by", "search_rank"], kind="stable").index].reset_index(drop=True)
+    table.insert(0, "retrain_rank", range(1, len(table) + 1))
+    table.insert(1, "winner", [i == 0 and not np.isnan(a) for i, a in enumerate(table["test_accuracy"])])
+    table.insert(2, "chosen_by", winner_by)
+    table.insert(3, "in_top", True)
+    return table
+
+
+def write_table(run_dir: Path, rows: list[dict], beyond: list[dict], winner_by: str) -> None:
+    """``retrain.csv``: the top's rows ranked, then the rows kept from a larger top (``in_top`` False, never the
+    winner), ranked the same way after them."""
+    table = ranked_table(rows, winner_by)
+    if beyond:
+        more = ranked_table(beyond, winner_by).assign(winner=False, in_top=False)
+        more["retrain_rank"] += len(table)
+        table = pd.concat([table, more], ignore_index=True)
+    atomic_write_text(run_dir / RETRAIN_FILE, table.to_csv(index=False))
+
+
+WINNER_LABELS = {
+    "cv": "chosen by its search (CV) rank; the test set was read only after the choice",
+    "test": "selected on the test set (the Lab 3 rule): its test accuracy is optimistic",
+}
+
+
+def write_summary(run_dir, settings, table, winner, retrain_epochs, device, monitor_test, winner_by) -> None:
+    path = run_dir / SUMMARY_FILE
+    summary = read_json(path, replace_damaged=True)  # a damaged one must not stop a finished retraining
+    summary.update({
+        "dataset": settings.get("dataset_name", settings.get("dataset")),
+        "search": {k: settings.get(k) for k in ("n", "space", "cv", "scoring", "max_epochs", "patience",
+                                               "batch_size", "seed", "strategy", "max_train")},
+        "retrain": {"top": int(len(table)), "retrain_epochs": retrain_epochs, "device": device,
+                    "schedule": winner["config"].get("schedule", "none"),
+                    "train_set": "whole training set, no early stopping",
+                    "test_monitored_each_epoch": monitor_test, "table": RETRAIN_FILE},
+        "winner": {"trial": int(winner["trial"]), "search_rank": int(winner["search_rank"]),
+                   "config": winner["config"], "test_accuracy": float(winner["test_accuracy"]),
+                   "test_loss": float(winner["test_loss"]), "epochs": int(winner["epochs"]),
+                   **{k: float(v) for k, v in winner.items() if k.startswith("test_digit_") or k == "test_exact_match"},
+                   "fit_time": float(winner["fit_time"]), "file": WINNER_FILE,
+                   "chosen_by": winner_by, "chosen_how": WINNER_LABELS[winner_by]},
+    })
+    atomic_write_text(path, json.dumps(summary, indent=2) + "\n")

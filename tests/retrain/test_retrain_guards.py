@@ -1,0 +1,133 @@
+"""A retraining as a user meets it around the search: refused with the fix on a run that holds no scored
+trial or that another command is writing, the count it says before it starts, and a Ctrl-C that names
+only what exists."""
+
+import os
+import shutil
+from datetime import datetime
+
+import pandas as pd
+import pytest
+
+from hpsearch import commands
+from hpsearch.cli import main
+from hpsearch.errors import UsageError
+from hpsearch.retrain import top
+from hpsearch.retrain.top import retrain_top
+from hpsearch.rundir.store import RunLock, TrialStore, load_records, load_results, run_fingerprint
+from hpsearch.search.interrupt import SearchInterrupted
+from hpsearch.search.run import run_search
+from hpsearch.settings import SearchSettings
+
+TINY = dict(dataset="digits", cv=2, max_epochs=2, patience=0, n_jobs=1, progress=False)
+
+
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory, digits):
+    return run_search(SearchSettings(n=4, out=str(tmp_path_factory.mktemp("searched") / "run"), **TINY), digits)
+
+
+def _copy(run, tmp_path):
+    shutil.copytree(run, tmp_path / "run")
+    return tmp_path / "run"
+
+
+def test_a_run_stopped_before_its_first_trial_finished_says_to_resume_it(searched, tmp_path, capsys):
+    run = tmp_path / "early"  # as a search stopped by Ctrl-C during its first trials leaves it
+    run.mkdir()
+    for name in ("settings.json", "space.toml"):
+        shutil.copy(searched / name, run / name)
+    TrialStore(run, run_fingerprint(searched)).create(0, load_records(searched)[0]["config"], {}, {}, datetime.now())
+    said = f"hpsearch: error: {run} holds no scored trial yet; resume the search first (hpsearch search --resume {run})\n"
+    for command in (["retrain", str(run)], ["compare", str(run), "--by", "optimizer"], ["plot", "search", str(run)]):
+        assert main(command) == 2, command
+        assert capsys.readouterr() == ("", said), command  # said first: nothing announced before it
+    assert sorted(p.name for p in run.iterdir()) == [".lock", "settings.json", "space.toml", "trials.db"]
+
+
+def test_a_run_in_use_is_refused_and_left_as_it_was(searched, tmp_path, capsys):
+    run = _copy(searched, tmp_path)
+    settings = (run / "settings.json").read_text()
+    said = (f"hpsearch: error: {run} is in use by a running search or retraining (pid {os.getpid()}); wait for it "
+            "to finish (or stop it), then run this command again\n")
+    with RunLock(run):  # as a running search holds it (flock: another open file is refused, in this process too)
+        for command in (["retrain", str(run), "--top", "2", "--retrain-epochs", "1", "--no-progress"],
+                        ["compare", str(run), "--by", "optimizer", "--retrain-epochs", "1", "--no-progress"]):
+            assert main(command) == 2, command
+            assert capsys.readouterr() == ("", said), command
+        with pytest.raises(UsageError, match="is in use by a running search or retraining"):
+            retrain_top(run, top=1, retrain_epochs=1, progress=False)
+    assert (run / "settings.json").read_text() == settings  # the refused flags are not kept
+    assert not (run / "retrain.csv").exists() and not (run / "compare.csv").exists()
+
+
+def test_a_retraining_holds_the_run_against_a_search(searched, tmp_path, digits, monkeypatch):
+    run = _copy(searched, tmp_path)
+    real, refused = top.retrain_one, []
+
+    def meanwhile(*args, **kwargs):  # a search started while the config trains (one job: in this process)
+        with pytest.raises(UsageError, match=r"in use by a running search or retraining \(pid \d+\); wait") as exc:
+            with RunLock(run):
+                pass
+        refused.append(str(exc.value))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(top, "retrain_one", meanwhile)
+    assert retrain_top(run, top=1, retrain_epochs=1, dataset=digits, progress=False, n_jobs=1).trained == 1
+    assert len(refused) == 1
+    with RunLock(run):  # released once it is done
+        pass
+
+
+def test_a_search_and_then_its_own_retraining_take_the_lock_in_turn(tmp_path, monkeypatch):
+    monkeypatch.setattr(commands, "_plot", lambda *args, **kwargs: 0)  # the winner's pictures: not checked here
+    out = tmp_path / "run"
+    assert main(["search", "--n", "2", "--out", str(out), "--dataset", "digits", "--cv", "2", "--max-epochs", "1",
+                 "--patience", "0", "--n-jobs", "1", "--no-progress", "--top", "1", "--retrain-epochs", "1"]) == 0
+    assert len(pd.read_csv(out / "retrain.csv")) == 1 and (out / "winner.pt").is_file()
+
+
+def test_ctrl_c_names_the_best_so_far_only_when_there_is_one(searched, tmp_path, digits, capsys, monkeypatch):
+    run = _copy(searched, tmp_path)
+    real, finishes = top.retrain_one, []
+
+    def ctrl_c(cand, *args, **kwargs):  # one job: the configs train in turn, in this process
+        if not finishes:
+            raise KeyboardInterrupt  # Ctrl-C during this fit
+        finishes.pop()
+        return real(cand, *args, **kwargs)
+
+    monkeypatch.setattr(top, "retrain_one", ctrl_c)
+    # one config: one job, in this process, whatever the cores
+    assert main(["retrain", str(run), "--top", "1", "--retrain-epochs", "3", "--no-progress"]) == 130
+    assert capsys.readouterr().err == (
+        f"\nretraining interrupted: no config is retrained yet; run the same command again (or hpsearch retrain {run} "
+        "--top 1 --retrain-epochs 3 --winner-by cv) to retrain them\n")
+    assert not (run / "winner.pt").exists() and not (run / "retrain.csv").exists()
+    finishes.append(1)  # the first config finishes, the second is cut short
+    with pytest.raises(SearchInterrupted) as info:
+        retrain_top(run, top=2, retrain_epochs=3, dataset=digits, progress=False, n_jobs=1)
+    assert str(info.value) == (
+        f"retraining interrupted: 1 of 2 configs are retrained (retrain.csv) and the best so far is in "
+        f"{run / 'winner.pt'}; run the same command again (or hpsearch retrain {run} --top 2 --retrain-epochs 3 "
+        "--winner-by cv) to retrain the rest")
+    assert (run / "winner.pt").is_file() and len(pd.read_csv(run / "retrain.csv")) == 1
+
+
+def test_the_count_said_is_the_count_retrained_and_why_fewer(searched, tmp_path, digits, capsys):
+    space = tmp_path / "space.toml"
+    space.write_text("hidden = [32]\noptimizer = 'sgd'\n[lr]\ndistribution = 'categorical'\nchoices = [1e6, 0.05]\n")
+    with pytest.warns(RuntimeWarning, match="configs failed"):
+        run = run_search(SearchSettings(n=8, space=str(space), out=str(tmp_path / "mixed"), **TINY), digits)
+    scores = load_results(run)["mean_test_score"]
+    scored, failed = int(scores.notna().sum()), int(scores.isna().sum())
+    assert (scored, failed) == (6, 2)
+    assert main(["retrain", str(run), "--top", "8", "--retrain-epochs", "1", "--no-progress"]) == 0
+    assert capsys.readouterr().out.startswith("retraining the best 6 (the run has 6 scored configs; 2 failed) for 1 "
+                                              "epoch each")
+    assert len(pd.read_csv(run / "retrain.csv")) == 6
+    # a --top past every config of a run where none failed
+    run = _copy(searched, tmp_path)
+    assert main(["retrain", str(run), "--top", "50", "--retrain-epochs", "1", "--no-progress"]) == 0
+    assert capsys.readouterr().out.startswith("retraining the best 4 (the run has 4 scored configs) for 1 epoch each")
+    assert len(pd.read_csv(run / "retrain.csv")) == 4
