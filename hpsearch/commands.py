@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import UsageError, check_whole, plural
+from .errors import UsageError, check_whole, param, plural
 from .rundir.names import COMPARE_FILE, RETRAIN_FILE, SETTINGS_FILE, SPACE_FILE, SUMMARY_FILE, WINNER_FILE
 from .settings import SearchSettings, check_applies, retrain_defaults, setting_specs
 
@@ -49,12 +49,38 @@ def _search_settings(args):
                              "would start a new one elsewhere with its settings; leave out --out to resume, or "
                              "--resume to start a new search in --out")
         stored = read_json(stored_path)
+        _check_resume_keeps(args.resume, given, stored)
         base = {k: stored[k] for k in _search_flags() if k in stored}
         base["out"] = str(args.resume)
         base["space"] = str(Path(args.resume) / SPACE_FILE)  # the space exactly as stored
         base.update(given)
         given = base
     return SearchSettings(**given, progress=not args.no_progress)
+
+
+# What makes a run's trials, besides the space (compared as TOML once it is read): a resume that names
+# another value is refused at once, by that flag (not later by another flag it clashes with, nor after
+# loading another dataset).
+_TRIAL_SETTINGS = ("dataset", "strategy", "factor", "min_epochs", "fold_racing", "n_startup")
+
+
+def _check_resume_keeps(run_dir, given: dict, stored: dict) -> None:
+    specs = setting_specs()
+    names = [k for k in given if k in _TRIAL_SETTINGS or specs[k].identity or specs[k].identity_if_set]
+    changed = [k for k in names if k in stored and not _same_setting(given[k], stored[k])]
+    if changed:
+        now = ", ".join(f"{param(k)} {given[k]}" for k in changed)
+        was = ", ".join(f"{param(k)} {stored[k]}" for k in changed)
+        raise UsageError(f"--resume {run_dir}: {now}, but the run was searched with {was}; leave "
+                         f"{' and '.join(param(k) for k in changed)} out to resume it, or start a new search "
+                         "in another --out")
+
+
+def _same_setting(given, stored) -> bool:
+    try:  # "0.02" from the command line, 0.02 in settings.json
+        return float(given) == float(stored)
+    except (TypeError, ValueError):
+        return str(given) == str(stored)
 
 
 def cmd_search(args) -> int:

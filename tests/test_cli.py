@@ -348,3 +348,11 @@ def test_a_run_searched_without_retraining_is_resumed_without_it(tmp_path, capsy
     out = capsys.readouterr().out
     assert "was searched with --no-retrain: resuming it does not retrain either" in out
     assert not (run / "retrain.csv").exists() and "retraining the best" not in out
+    # --resume with a flag that makes other trials: refused by that flag, before any data are loaded
+    # (not by --fold-racing, which it would clash with, nor after downloading another dataset)
+    before = (run / "settings.json").read_text()
+    assert main(["search", "--resume", str(run), "--strategy", "halving", "--dataset", "mnist",
+                 "--data-dir", str(tmp_path / "nowhere")]) == 2
+    assert f"--resume {run}: --dataset mnist, --strategy halving, but the run was searched with --dataset digits, " \
+           "--strategy random; leave --dataset and --strategy out to resume it" in capsys.readouterr().err
+    assert (run / "settings.json").read_text() == before
