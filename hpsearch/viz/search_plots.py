@@ -23,6 +23,7 @@ from ..errors import UsageError, plural
 from ..rundir.exports import unscored
 from ..rundir.names import SETTINGS_FILE, SPACE_FILE, TRIALS_CSV, TRIALS_DB
 from ..rundir.run_info import read_json, read_settings
+from ..settings import HALVING_STRATEGIES
 from ..space.distributions import Categorical, Constant, DecreasingInts, IntLists, LogUniform
 from ..space.search_space import load_space
 
@@ -202,10 +203,12 @@ def fold_spread(frame: pd.DataFrame) -> dict:
             "std": np.nanstd(rows[columns].to_numpy(float), axis=1) if columns else np.zeros(len(rows))}
 
 
-def rungs(frame: pd.DataFrame) -> dict | Skipped:
+def rungs(frame: pd.DataFrame, strategy: str | None = None) -> dict | Skipped:
     """For halving and Hyperband runs: the budgets (epochs) of the rungs, how many configs were
     scored at each, and their scores there (``score_{E}ep``)."""
     columns = sorted((c for c in frame if _BUDGET.fullmatch(c)), key=lambda c: int(_BUDGET.fullmatch(c)[1]))
+    if not columns and strategy in HALVING_STRATEGIES:  # a run stopped (or still going) in its first rung
+        return Skipped(f"no config of this {strategy} run has passed its first rung yet; resume it to draw the rungs")
     if not columns:
         return Skipped("rungs apply to halving and hyperband runs; this run gave every config one budget")
     scores = {int(_BUDGET.fullmatch(c)[1]): frame.loc[frame[c].notna(), ["trial", c]] for c in columns}
@@ -339,8 +342,9 @@ def search_plot_data(run_dir) -> dict[str, object]:
     frame = load_trials(run_dir)
     if frame.empty:  # stopped before its first trial finished: nothing to draw, and no picture applies yet
         raise UsageError(unscored(run_dir, frame))
+    strategy = None
     if (run_dir / SETTINGS_FILE).is_file():
-        read_settings(run_dir)  # a space naming your module finds it where the search did
+        strategy = read_settings(run_dir).get("strategy")  # (a space naming your module finds it where the search did)
     space = load_space(run_dir / SPACE_FILE) if (run_dir / SPACE_FILE).is_file() else None
     study = open_study(run_dir) if (run_dir / TRIALS_DB).is_file() else None
     maximize = study is None or study.direction == optuna.study.StudyDirection.MAXIMIZE
@@ -348,7 +352,7 @@ def search_plot_data(run_dir) -> dict[str, object]:
             "search_history": history(frame, maximize),
             "search_importances": run_importances(study, frame) if study is not None else Skipped("no trials.db"),
             "search_folds": fold_spread(frame),
-            "search_rungs": rungs(frame)}
+            "search_rungs": rungs(frame, strategy)}
 
 
 _DRAW = {"search_params": plot_score_vs_params, "search_history": plot_history,
