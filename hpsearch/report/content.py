@@ -158,6 +158,8 @@ def retrain_section(run_dir: Path, settings: dict) -> str:
         return H.note(f"not retrained yet: the best configs get their full training with "
                       f"hpsearch retrain {run_dir}", missing=True)
     frame = pd.read_csv(path)
+    if "in_top" in frame:  # rows kept from an earlier, larger --top: not this retraining's
+        frame = frame[frame["in_top"].astype(str) == "True"]
     per_position = [c for c in frame if c.startswith("test_digit_") or c == "test_exact_match"]
     keep = [c for c in ("retrain_rank", "winner", "chosen_by", "trial", "search_rank", "cv_score", "test_accuracy",
                         *per_position, "test_loss", "epochs", "fit_time", "error") if c in frame]

@@ -180,6 +180,9 @@ def test_another_rule_or_top_chooses_again_from_the_rows_without_training(retrai
     assert sorted(table["trial"]) == sorted(first["trial"]) and list(table["in_top"]) == [True, False, False]
     assert list(table["winner"]) == [True, False, False] and list(table["retrain_rank"]) == [1, 2, 3]
     assert json.loads((run / "summary.json").read_text())["retrain"]["top"] == 1
+    from hpsearch.report.content import retrain_section  # the report shows this retraining's rows alone
+
+    assert "The best 1 config of the search" in retrain_section(run, {})
     # the top as large again: nothing trained, the first retraining's table and winner
     again = retrain_top(run, top=3, retrain_epochs=8, dataset=digits, progress=False)
     assert again.trained == 0 and again.winner["trial"] == retrained.winner["trial"]
