@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import numbers
 import time
+import warnings
 from types import SimpleNamespace
 
 import numpy as np
@@ -20,7 +21,7 @@ from joblib import Parallel, delayed
 from sklearn.base import clone
 from sklearn.metrics import check_scoring
 from sklearn.metrics._scorer import _check_multimetric_scoring
-from sklearn.model_selection import ParameterSampler, check_cv
+from sklearn.model_selection import ParameterGrid, ParameterSampler, check_cv
 from sklearn.model_selection._search import BaseSearchCV
 
 from ..errors import UsageError, parameter_names
@@ -74,6 +75,17 @@ def _ranking_metric(refit, names) -> str:
     raise UsageError(f"refit must name the metric that ranks the candidates when scoring has several "
                      f"({', '.join(map(repr, names))}), got {refit!r}: SearchCV's strategies promote candidates, "
                      f"and pick the best, by one metric; e.g. refit={names[0]!r}")
+
+
+def _grid_size(param_distributions) -> int | None:
+    """How many candidates ``param_distributions`` holds when every value is a list (a grid); None when some
+    value is a distribution (or the distributions are an hpsearch space), which draws without end."""
+    if is_space(param_distributions):
+        return None
+    groups = param_distributions if isinstance(param_distributions, list) else [param_distributions]
+    if not all(isinstance(g, dict) and all(not hasattr(v, "rvs") for v in g.values()) for g in groups):
+        return None
+    return len(ParameterGrid(groups))
 
 
 class _Distributions:
@@ -140,12 +152,13 @@ class _Space:
 class EstimatorEvaluate:
     """The evaluate seam (``hpsearch.strategies.seam.Evaluate``) for an estimator and its folds."""
 
-    def __init__(self, search: SearchCV, net, X, y, folds, scorer, parallel: Parallel, jobs: int, max_epochs: int):
+    def __init__(self, search: SearchCV, net, X, y, folds, scorer, parallel: Parallel, jobs: int, max_epochs: int,
+                 n: int):
         self.search, self.net, self.X, self.y, self.folds = search, net, X, y, folds
         self.scorer, self.parallel, self.concurrency, self.max_epochs = scorer, parallel, jobs, max_epochs
-        source = search.param_distributions
-        self.source = (_Space(source, search.n_candidates, search.random_state, X[:1], y) if is_space(source)
-                       else _Distributions(source, search.n_candidates, search.random_state))
+        source = search.param_distributions  # n: the candidates to draw (n_candidates, or a smaller grid's all)
+        self.source = (_Space(source, n, search.random_state, X[:1], y) if is_space(source)
+                       else _Distributions(source, n, search.random_state))
         self.rows: list[dict] = []
         self.trials: dict = {}
         self.study = None
@@ -271,6 +284,11 @@ class SearchCV(Float32Input, BaseSearchCV):
         """The strategy, built and checked as ``hpsearch search`` builds it (its name refused with did-you-mean),
         its settings checked first as this estimator's own (``n_candidates``, not the command line's ``n``)."""
         n = _whole("n_candidates", self.n_candidates, 1, "draw at least one, e.g. n_candidates=27 (the default)")
+        size = _grid_size(self.param_distributions)
+        if size is not None and n > size:  # as scikit-learn's ParameterSampler does: every grid point, once
+            warnings.warn(f"The total space of parameters {size} is smaller than n_candidates={n}. Running {size} "
+                          "candidates. For exhaustive searches, use GridSearchCV.", UserWarning, stacklevel=3)
+            n = size
         factor = _whole("factor", self.factor, 2, "each rung keeps 1/factor of its candidates: e.g. factor=3 "
                                                  "(the default)")
         n_startup = _whole("n_startup", self.n_startup, 1, "TPE's random start: e.g. n_startup=10 (the default)")
@@ -304,7 +322,7 @@ class SearchCV(Float32Input, BaseSearchCV):
         jobs = jobs_of(self.n_jobs)
         with fit_storage(self.storage) as folder, Parallel(n_jobs=jobs) as parallel:
             net = continuing(self.estimator, folder, seed_of(self.random_state), threads_per_job(jobs))
-            evaluate = EstimatorEvaluate(self, net, X, y, folds, self.scorer_, parallel, jobs, max_epochs)
+            evaluate = EstimatorEvaluate(self, net, X, y, folds, self.scorer_, parallel, jobs, max_epochs, strategy.n)
             strategy.run(evaluate)
             self.n_fold_epochs_ = sum(trained_epochs(folder))
             self.cv_results_ = results_table(evaluate.rows, self.n_splits_, self.return_train_score)

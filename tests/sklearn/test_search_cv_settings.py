@@ -96,6 +96,16 @@ def test_search_cv_refuses_its_settings_by_their_names_before_any_training(data,
     assert EPOCHS == [] and not (tmp_path / "never").exists()
 
 
+def test_a_grid_smaller_than_n_candidates_runs_each_point_once_as_scikit_learn_does(data):
+    """6 grid points, 9 candidates asked: every point once and scikit-learn's warning (an IndexError before)."""
+    X, y = data
+    with pytest.warns(UserWarning, match="The total space of parameters 6 is smaller than n_candidates=9. Running 6"):
+        search = SearchCV(_net(max_epochs=1), DISTRIBUTIONS, strategy="random", n_candidates=9, cv=2,
+                          random_state=0).fit(X, y)
+    points = sorted((p["lr"], p["module__width"]) for p in search.cv_results_["params"])
+    assert points == sorted((lr, w) for lr in DISTRIBUTIONS["lr"] for w in DISTRIBUTIONS["module__width"])
+
+
 def test_search_cv_takes_numpy_whole_numbers(data):
     X, y = data
     search = SearchCV(_net(), DISTRIBUTIONS, strategy="halving", n_candidates=np.int64(3), factor=np.int64(3),
