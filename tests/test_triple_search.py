@@ -104,8 +104,13 @@ def test_compare_by_a_key_no_config_has_is_refused(triple_run):
 def test_compare_by_a_key_every_config_shares_is_refused_before_training(triple_run):
     run, *_ = triple_run
     with pytest.raises(UsageError, match=r"by model: every config of .* has cnn, so there is nothing to compare; "
-                                         r"add same_config"):
+                                         r"the space allows no other; group by a key the search drew several"):
         compare_groups(run, ["model"], 2, progress=False)
+    # where the space allows more than the search drew, --same-config is the way; where not, it is not offered
+    with pytest.raises(UsageError, match=r"by model: the run's space allows only cnn, so there is nothing to compare"):
+        compare_groups(run, ["model"], 2, progress=False, same_config=True)
+    with pytest.raises(UsageError, match=r"by model,model names model twice; name each key once"):
+        compare_groups(run, ["model", "model"], 2, progress=False)
 
 
 def test_compare_by_a_list_valued_parameter_is_refused(triple_run):

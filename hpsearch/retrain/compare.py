@@ -60,10 +60,16 @@ def _space_choices(run_dir: Path, name: str) -> tuple:
 def _groups(run_dir: Path, by: list[str], same_config: bool) -> list[tuple[tuple, dict]]:
     """``(values of by, candidate)`` per group: the best finished config of each combination the
     search drew, or (``same_config``) the search's best config with each combination the space allows."""
+    if len(set(by)) < len(by):
+        twice = next(name for name in by if by.count(name) > 1)
+        raise UsageError(f"{param('by')} {','.join(by)} names {twice} twice; name each key once")
     ranked = top_configs(run_dir, 10**9)  # every finished trial, best first
     if same_config:
         best = ranked[0]
-        combos = itertools.product(*(_space_choices(run_dir, name) for name in by))
+        combos = list(itertools.product(*(_space_choices(run_dir, name) for name in by)))
+        if len(combos) == 1:
+            raise UsageError(f"{param('by')} {','.join(by)}: the run's space allows only {_group_name(combos[0])}, so "
+                             f"there is nothing to compare; group {param('by')} a key the space chooses from a list")
         return [(key, {**best, "config": {**best["config"], **dict(zip(by, key, strict=True))}}) for key in combos]
     listed = sorted({name for cand in ranked for name in by if isinstance(cand["config"].get(name), list | tuple)})
     if listed:
@@ -79,10 +85,20 @@ def _groups(run_dir: Path, by: list[str], same_config: bool) -> list[tuple[tuple
                          f"{', '.join(known)}")
     if len(groups) == 1 and len(ranked) > 0:  # one group: a comparison of nothing, trained all the same
         (only,) = groups
+        fix = (f"add {param('same_config')} (the best config with each value the space allows), or group "
+               f"{param('by')} a key the search drew several values of" if _space_allows_more(run_dir, by) else
+               f"the space allows no other; group {param('by')} a key the search drew several values of")
         raise UsageError(f"{param('by')} {','.join(by)}: every config of {run_dir} has {_group_name(only)}, so there "
-                         f"is nothing to compare; add {param('same_config')} (the best config with each value the "
-                         f"space allows), or group {param('by')} a key the search drew several values of")
+                         f"is nothing to compare; {fix}")
     return list(groups.items())
+
+
+def _space_allows_more(run_dir: Path, by: list[str]) -> bool:
+    """Whether the space chooses the keys ``by`` from more than one combination (what --same-config compares)."""
+    try:
+        return len(list(itertools.product(*(_space_choices(run_dir, name) for name in by)))) > 1
+    except UsageError:  # a key the space does not choose from a list
+        return False
 
 
 def _group_name(key: tuple) -> str:
