@@ -285,10 +285,7 @@ class SearchCV(Float32Input, BaseSearchCV):
         its settings checked first as this estimator's own (``n_candidates``, not the command line's ``n``)."""
         n = _whole("n_candidates", self.n_candidates, 1, "draw at least one, e.g. n_candidates=27 (the default)")
         size = _grid_size(self.param_distributions)
-        if size is not None and n > size:  # as scikit-learn's ParameterSampler does: every grid point, once
-            warnings.warn(f"The total space of parameters {size} is smaller than n_candidates={n}. Running {size} "
-                          "candidates. For exhaustive searches, use GridSearchCV.", UserWarning, stacklevel=3)
-            n = size
+        asked, n = n, n if size is None else min(n, size)  # as scikit-learn's ParameterSampler: each grid point once
         factor = _whole("factor", self.factor, 2, "each rung keeps 1/factor of its candidates: e.g. factor=3 "
                                                  "(the default)")
         n_startup = _whole("n_startup", self.n_startup, 1, "TPE's random start: e.g. n_startup=10 (the default)")
@@ -298,9 +295,13 @@ class SearchCV(Float32Input, BaseSearchCV):
         full = "max_resources" if self.max_resources != "auto" else "the net's max_epochs"
         names = {"n": "n_candidates", "min_epochs": "min_resources", "max_epochs": full}
         with parameter_names(lambda name: names.get(name, name)):
-            return make_strategy(SimpleNamespace(strategy=self.strategy, n=n, max_epochs=max_epochs,
-                                                 seed=seed_of(self.random_state), factor=factor,
-                                                 min_epochs=min_epochs, n_startup=n_startup))
+            strategy = make_strategy(SimpleNamespace(strategy=self.strategy, n=n, max_epochs=max_epochs,
+                                                     seed=seed_of(self.random_state), factor=factor,
+                                                     min_epochs=min_epochs, n_startup=n_startup))
+        if n < asked:  # said once every setting has passed
+            warnings.warn(f"The total space of parameters {size} is smaller than n_candidates={asked}. Running {n} "
+                          "candidates. For exhaustive searches, use GridSearchCV.", UserWarning, stacklevel=3)
+        return strategy
 
     def _scorers(self):
         """``scorer_`` as scikit-learn's searches keep it: one scorer, or for several metrics a dict of
@@ -314,8 +315,8 @@ class SearchCV(Float32Input, BaseSearchCV):
     def fit(self, X, y=None, **params):
         check_search(self)
         max_epochs = self._max_epochs()
-        strategy = self._strategy(max_epochs)
         self.scorer_ = self._scorers()
+        strategy = self._strategy(max_epochs)  # last: it says when a grid holds fewer than n_candidates
         X, y = as_float32(X), np.asarray(y)
         folds = list(check_cv(self.cv, y, classifier=True).split(X, y))
         self.n_splits_ = len(folds)
