@@ -10,9 +10,10 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import UsageError, check_whole, param, plural
-from .rundir.names import COMPARE_FILE, RETRAIN_FILE, SETTINGS_FILE, SPACE_FILE, SUMMARY_FILE, WINNER_FILE
-from .settings import SearchSettings, check_applies, retrain_defaults, setting_specs
+from .errors import UsageError, check_whole, plural
+from .rundir.names import COMPARE_FILE, RETRAIN_FILE, SETTINGS_FILE, SUMMARY_FILE, WINNER_FILE
+from .search_flags import read_json, search_settings
+from .settings import retrain_defaults, setting_specs
 
 # Light imports only: ``hpsearch.cli`` imports this module to build the parser, and ``--help`` must not
 # import torch, scikit-learn or skorch; each command imports what it needs.
@@ -22,71 +23,10 @@ __all__ = ["cmd_search", "cmd_retrain", "cmd_plot", "cmd_report", "cmd_serve", "
            "cmd_compare"]
 
 
-def read_json(path, **options) -> dict:
-    """``hpsearch.rundir.run_info.read_json``, imported on first use (it imports torch)."""
-    from .rundir.run_info import read_json
-
-    return read_json(path, **options)
-
-
-def _search_flags() -> list[str]:
-    """The settings the command line has a flag for (``hpsearch.settings`` declares them)."""
-    return [name for name, spec in setting_specs().items() if spec.flag]
-
-
-def _search_settings(args):
-    given = {k: getattr(args, k) for k in _search_flags() if getattr(args, k) is not None}
-    if args.resume is None:  # a flag the strategy or dataset ignores is refused, even at its default value
-        for name in given:
-            check_applies(name, given)
-    if args.resume:
-        stored_path = Path(args.resume) / SETTINGS_FILE
-        if not stored_path.is_file():
-            raise UsageError(f"--resume {args.resume}: no settings.json there; is it a run folder "
-                             "made by hpsearch search?")
-        if args.out is not None and Path(args.out).resolve() != Path(args.resume).resolve():
-            raise UsageError(f"--resume {args.resume} continues the search in that folder, and --out {args.out} "
-                             "would start a new one elsewhere with its settings; leave out --out to resume, or "
-                             "--resume to start a new search in --out")
-        stored = read_json(stored_path)
-        _check_resume_keeps(args.resume, given, stored)
-        base = {k: stored[k] for k in _search_flags() if k in stored}
-        base["out"] = str(args.resume)
-        base["space"] = str(Path(args.resume) / SPACE_FILE)  # the space exactly as stored
-        base.update(given)
-        given = base
-    return SearchSettings(**given, progress=not args.no_progress)
-
-
-# What makes a run's trials, besides the space (compared as TOML once it is read): a resume that names
-# another value is refused at once, by that flag (not later by another flag it clashes with, nor after
-# loading another dataset).
-_TRIAL_SETTINGS = ("dataset", "strategy", "factor", "min_epochs", "fold_racing", "n_startup")
-
-
-def _check_resume_keeps(run_dir, given: dict, stored: dict) -> None:
-    specs = setting_specs()
-    names = [k for k in given if k in _TRIAL_SETTINGS or specs[k].identity or specs[k].identity_if_set]
-    changed = [k for k in names if k in stored and not _same_setting(given[k], stored[k])]
-    if changed:
-        now = ", ".join(f"{param(k)} {given[k]}" for k in changed)
-        was = ", ".join(f"{param(k)} {stored[k]}" for k in changed)
-        raise UsageError(f"--resume {run_dir}: {now}, but the run was searched with {was}; leave "
-                         f"{' and '.join(param(k) for k in changed)} out to resume it, or start a new search "
-                         "in another --out")
-
-
-def _same_setting(given, stored) -> bool:
-    try:  # "0.02" from the command line, 0.02 in settings.json
-        return float(given) == float(stored)
-    except (TypeError, ValueError):
-        return str(given) == str(stored)
-
-
 def cmd_search(args) -> int:
     from .training.net import resolve_device
 
-    settings = _search_settings(args)
+    settings = search_settings(args)
     if args.resume and read_json(Path(args.resume) / SETTINGS_FILE).get("extra", {}).get("no_retrain") \
             and not args.no_retrain:
         args.no_retrain = True  # the run was searched without retraining: resuming it does not start one
