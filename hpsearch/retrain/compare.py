@@ -66,7 +66,7 @@ def _groups(run_dir: Path, by: list[str], same_config: bool) -> list[tuple[tuple
     ranked = top_configs(run_dir, 10**9)  # every finished trial, best first
     if same_config:
         best = ranked[0]
-        combos = list(itertools.product(*(_space_choices(run_dir, name) for name in by)))
+        combos = _combinations(run_dir, by)
         if len(combos) == 1:
             raise UsageError(f"{param('by')} {','.join(by)}: the run's space allows only {_group_name(combos[0])}, so "
                              f"there is nothing to compare; group {param('by')} a key the space chooses from a list")
@@ -93,10 +93,14 @@ def _groups(run_dir: Path, by: list[str], same_config: bool) -> list[tuple[tuple
     return list(groups.items())
 
 
+def _combinations(run_dir: Path, by: list[str]) -> list[tuple]:
+    """Every combination of values the run's space allows the keys ``by`` (what --same-config compares)."""
+    return list(itertools.product(*(_space_choices(run_dir, name) for name in by)))
+
+
 def _space_allows_more(run_dir: Path, by: list[str]) -> bool:
-    """Whether the space chooses the keys ``by`` from more than one combination (what --same-config compares)."""
     try:
-        return len(list(itertools.product(*(_space_choices(run_dir, name) for name in by)))) > 1
+        return len(_combinations(run_dir, by)) > 1
     except UsageError:  # a key the space does not choose from a list
         return False
 
