@@ -100,8 +100,9 @@ def test_predict_with_the_exported_file_alone_agrees_with_the_run(retrained_run,
     assert "no model.onnx or model.ts there" in capsys.readouterr().err
 
 
-def _own_winner(tmp_path, digits, module: str, source: str, cls: str):
-    """A run folder whose winner (1 epoch on digits) is ``module:cls``, written from ``source``."""
+def _own_winner(tmp_path, digits, module: str, source: str, cls: str, **arguments):
+    """A run folder whose winner (1 epoch on digits) is ``module:cls``, written from ``source`` into
+    ``tmp_path/nets`` (built with ``arguments``)."""
     from hpsearch.training.models.user import add_module_path
 
     (tmp_path / "nets").mkdir()
@@ -109,7 +110,7 @@ def _own_winner(tmp_path, digits, module: str, source: str, cls: str):
     add_module_path(tmp_path / "nets")
     run = tmp_path / "run"
     run.mkdir()
-    _winner(run, digits, {"model": f"{module}:{cls}", "optimizer": "adam", "lr": 1e-3}, epochs=1)
+    _winner(run, digits, {"model": f"{module}:{cls}", **arguments, "optimizer": "adam", "lr": 1e-3}, epochs=1)
     return run
 
 
@@ -209,14 +210,7 @@ def test_a_module_changed_since_the_retraining_is_one_line(digits, tmp_path, edi
     from hpsearch import load_winner
     from hpsearch.errors import UsageError
 
-    run = tmp_path / "run"
-    (tmp_path / "nets").mkdir()
-    (tmp_path / "nets" / "widenets.py").write_text(WIDE)
-    from hpsearch.training.models.user import add_module_path
-
-    add_module_path(tmp_path / "nets")
-    run.mkdir()
-    _winner(run, digits, {"model": "widenets:Wide", "width": 24, "optimizer": "adam", "lr": 1e-3}, epochs=1)
+    run = _own_winner(tmp_path, digits, "widenets", WIDE, "Wide", width=24)
     assert load_winner(run).module_.hidden.out_features == 24
     (tmp_path / "nets" / "widenets.py").write_text(WIDE.replace(*edit))  # edited after the retraining
     sys.modules.pop("widenets", None)
