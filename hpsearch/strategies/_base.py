@@ -71,7 +71,11 @@ class Strategy:
             return None
         about = "" if self.exact_plan else "about "
         return (f"{self.name}: configs x epochs per rung: {about}{', '.join(f'{n} x {e}' for n, e in plan)} "
-                f"(x {folds} folds)")
+                f"(x {self.folds_said(folds)})")
+
+    def folds_said(self, folds: int) -> str:
+        """How many folds each (config, rung) trains, as the plan line says it."""
+        return f"{folds} folds"
 
     def fingerprint(self) -> dict:
         """The settings a resume of this strategy must keep (``--n`` may grow unless listed)."""

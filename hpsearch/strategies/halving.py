@@ -124,11 +124,10 @@ class SuccessiveHalving(Strategy):
     def plan(self) -> list[tuple[int, int]]:
         return _bracket_plan(self.n, self.budgets(), self.factor)
 
-    def plan_line(self, folds: int) -> str | None:
-        line = super().plan_line(folds)
-        if line is None or self.fold_racing is None:
-            return line
-        return line.replace(f"(x {folds} folds)", f"(x up to {folds} folds: racing stops some configs sooner)")
+    def folds_said(self, folds: int) -> str:
+        if self.fold_racing is None:
+            return super().folds_said(folds)
+        return f"up to {folds} folds: racing stops some configs sooner"
 
     def run(self, evaluate: Evaluate) -> None:
         halve(evaluate, evaluate.draw(self.n), self.budgets(), self.factor, margin=self.fold_racing)

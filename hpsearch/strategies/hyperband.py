@@ -71,7 +71,7 @@ class Hyperband(Strategy):
     def plan_line(self, folds: int) -> str:  # one halving per bracket, each said on its own
         said = "; ".join(f"bracket {b + 1}: " + ", ".join(f"{n} x {e}" for n, e in plan)
                          for b, plan in enumerate(self.bracket_plans()))
-        return f"{self.name}: configs x epochs per rung, {said} (x {folds} folds)"
+        return f"{self.name}: configs x epochs per rung, {said} (x {self.folds_said(folds)})"
 
     def run(self, evaluate: Evaluate) -> None:
         for size, budgets in self.brackets():
