@@ -121,7 +121,7 @@ class TableEvaluate:
 
 def replay_strategy(table: Table, drawn: list[int], name: str, max_epochs: int, seed: int, factor: int = 3,
                     min_epochs: int | None = None, rank_by_bound: bool = False,
-                    fold_racing: float | None = None) -> Replay:
+                    fold_racing: float | None = None, trend: float | None = None) -> Replay:
     """hpsearch's strategy ``name`` (random, halving, hyperband) as the command line builds it (halving
     with ``--fold-racing off`` unless ``fold_racing`` is given); with
     ``rank_by_bound`` a rung ranks by the fold-wise lower bound (mean - sd / sqrt(folds)) instead;
@@ -129,6 +129,7 @@ def replay_strategy(table: Table, drawn: list[int], name: str, max_epochs: int, 
     replay = Replay(table, drawn)
     strategy = STRATEGIES[name](len(drawn), max_epochs, seed, factor, min_epochs, 10)
     strategy.fold_racing = fold_racing
+    strategy.trend = trend
     strategy.check()
     strategy.run(TableEvaluate(replay, rank_by_bound, max_epochs))
     return replay

@@ -15,9 +15,11 @@ Strategies: ``random`` (every config the full budget), ``halving`` (automatic ru
 ``--fold-racing off``), ``halving-f2`` / ``halving-f4`` (factor 2 / 4), ``halving-min2`` / ``halving-min3``
 (the first rung at 2 / 3 epochs, ``--min-epochs``), ``halving-bound`` (a rung ranks by the fold-wise
 lower bound, mean - sd / sqrt(folds), instead of the mean), ``hyperband``, ``sklearn-halving``
-(scikit-learn's ``HalvingRandomSearchCV``, restarting survivors) and ``racing-m<margin>`` (halving
-with fold racing, ``--fold-racing <margin>``; ``racing-m0.02`` is what the quick start runs: halving's
-default). The variants other than racing race no folds. With ``--prior-from TABLE``, also
+(scikit-learn's ``HalvingRandomSearchCV``, restarting survivors), ``racing-m<margin>`` (halving
+with fold racing, ``--fold-racing <margin>``), ``halving-trend`` / ``halving-f4-trend`` (factor 3 / 4,
+rungs ranked by the trend, ``--trend 0.5``) and ``default``: what the quick start runs, halving's
+defaults (factor 4, ``--fold-racing 0.02``, ``--trend 0.5``). ``halving`` and its variants other than
+``default`` are factor 3 unless named, every fold, no trend. With ``--prior-from TABLE``, also
 ``halving-prior``: halving whose shorter rungs rank by a forecast learned on the other table
 (``_prior``); ``--prior-from undrawn`` learns it per seed on the table's configs that seed did not draw.
 """
@@ -39,12 +41,14 @@ from _replay import draw_configs, replay_sklearn_halving, replay_strategy, train
 from _tables import load_table  # noqa: E402
 
 from hpsearch.strategies import STRATEGIES  # noqa: E402
+from hpsearch.strategies.halving import DEFAULT_FACTOR, DEFAULT_FOLD_RACING, DEFAULT_TREND  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 RACING_MARGINS = (0.0, 0.02, 0.05)
 # the anytime figure's curves: name -> legend
-ANYTIME = {"random": "random", "halving": "halving, every fold",
-           "racing-m0.02": "halving (the default: fold racing 0.02)", "hyperband": "hyperband",
+ANYTIME = {"random": "random", "halving": "halving, factor 3, every fold",
+           "racing-m0.02": "halving, factor 3, fold racing 0.02 (the default until the eighth session)",
+           "default": "halving (the default: factor 4, fold racing 0.02, trend 0.5)", "hyperband": "hyperband",
            "sklearn-halving": "scikit-learn's HalvingRandomSearchCV"}
 
 
@@ -64,6 +68,11 @@ def strategies(max_epochs: int) -> dict:
     for margin in RACING_MARGINS:
         runs[f"racing-m{margin:g}"] = lambda t, d, s, m=margin: replay_strategy(t, d, "halving", max_epochs, s,
                                                                                 fold_racing=m)
+    runs["halving-trend"] = lambda t, d, s: replay_strategy(t, d, "halving", max_epochs, s, trend=DEFAULT_TREND)
+    runs["halving-f4-trend"] = lambda t, d, s: replay_strategy(t, d, "halving", max_epochs, s, factor=DEFAULT_FACTOR,
+                                                               trend=DEFAULT_TREND)
+    runs["default"] = lambda t, d, s: replay_strategy(t, d, "halving", max_epochs, s, factor=DEFAULT_FACTOR,
+                                                      fold_racing=DEFAULT_FOLD_RACING, trend=DEFAULT_TREND)
     return runs
 
 
@@ -155,10 +164,11 @@ def horizon_line(table, n: int, seeds: int, max_epochs: int) -> str:
     return f"short horizon: random search's winner among the {n} by the mean score {'; '.join(parts)}"
 
 
-def confirm(table, n: int, max_epochs: int, fold_racing: float | None = None) -> tuple[str, float]:
-    """One real ``hpsearch search --strategy halving`` run (with ``--fold-racing``) on the table's data,
-    seed, folds and engine (its configs 0..n-1 are the table's rows 0..n-1) against the replay of those
-    rows: ``(a line, its wall seconds)``. ``fold_racing`` None: every fold (``--fold-racing off``)."""
+def confirm(table, n: int, max_epochs: int, factor: int = 3, fold_racing: float | None = None,
+            trend: float | None = None) -> tuple[str, float]:
+    """One real ``hpsearch search --strategy halving`` run with these settings on the table's data, seed,
+    folds and engine (its configs 0..n-1 are the table's rows 0..n-1) against the replay of those rows:
+    ``(a line, its wall seconds)``. ``fold_racing`` / ``trend`` None: ``off``."""
     from strategies import stratified_slice
 
     from hpsearch.data import load_dataset
@@ -169,22 +179,24 @@ def confirm(table, n: int, max_epochs: int, fold_racing: float | None = None) ->
     p = table.provenance
     images = p["train_images"] if p["dataset"] != "digits" else None
     dataset = stratified_slice(load_dataset(p["dataset"]), images, p["seed"])
+    flags = {"factor": factor, "fold_racing": "off" if fold_racing is None else fold_racing,
+             "trend": "off" if trend is None else trend}
     with tempfile.TemporaryDirectory(prefix="replay-confirm-") as tmp:
         start = time.perf_counter()
         run = run_search(SearchSettings(n=n, dataset=p["dataset"], cv=table.n_folds, max_epochs=max_epochs,
-                                        patience=0, seed=p["seed"], n_jobs=2, strategy="halving",
-                                        fold_racing="off" if fold_racing is None else fold_racing,
-                                        engine=p["engine"], out=str(Path(tmp) / "run"),
-                                        progress=False),
+                                        patience=0, seed=p["seed"], n_jobs=2, strategy="halving", **flags,
+                                        engine=p["engine"], out=str(Path(tmp) / "run"), progress=False),
                          dataset=dataset)
         wall = time.perf_counter() - start
         frame = load_results(run).set_index("trial")
         fold_epochs = trained(load_records(run))
-    replay = replay_strategy(table, list(range(n)), "halving", max_epochs, p["seed"], fold_racing=fold_racing)
+    replay = replay_strategy(table, list(range(n)), "halving", max_epochs, p["seed"], factor=factor,
+                             fold_racing=fold_racing, trend=trend)
     reached = {int(t): int(e) for t, e in frame["n_epochs"].items()}
     ran = frame.filter(regex=r"^split\d+_test_score$").notna().sum(axis=1)  # racing: a stopped config ran fewer
     same = all(frame.loc[t, "mean_test_score"] == table.score[t, :ran[t], e - 1].mean() for t, e in reached.items())
-    name = "halving --fold-racing off" if fold_racing is None else f"halving --fold-racing {fold_racing:g}"
+    name = "halving " + " ".join(f"--{k.replace('_', '-')} {v:g}" if isinstance(v, float | int)
+                                 else f"--{k.replace('_', '-')} {v}" for k, v in flags.items())
     return (f"confirm: a real {name} run (n={n}, {wall:.0f} s): the same configs at every rung "
             f"{reached == replay.reached}, the same scores bit for bit {same}, winner {int(frame.index[0])} "
             f"(replay {replay.chosen}), fold-epochs {fold_epochs:.0f} (replay {replay.fold_epochs})"), wall
@@ -202,11 +214,14 @@ def main(argv=None) -> int:
     parser.add_argument("--table", required=True, help="a name in bench/tables (digits, fashion) or a .npz path")
     parser.add_argument("--n", type=int, default=150, help="configs per search (the quick start's 150)")
     parser.add_argument("--seeds", type=int, default=20)
+    parser.add_argument("--first-seed", type=int, default=0,
+                        help="the seeds are FIRST-SEED .. FIRST-SEED + SEEDS - 1 (20: a second set of draws)")
     parser.add_argument("--max-epochs", type=int, default=None, help="the full budget (default: the table's)")
     parser.add_argument("--only", default=None, help="comma list of strategies")
     parser.add_argument("--confirm", action="store_true",
-                        help="also run a real halving search, and one with --fold-racing 0.02, on the table's data "
-                             "and compare each with its replay")
+                        help="also run a real halving search (factor 3, every fold, no trend) and one with halving's "
+                             "defaults (factor 4, --fold-racing 0.02, --trend 0.5) on the table's data and compare "
+                             "each with its replay")
     parser.add_argument("--confirm-n", type=int, default=None, help="configs of the real runs (default --n)")
     parser.add_argument("--bound", action="store_true",
                         help="also print what keeping random search's winner costs any one- or two-cut rule, the "
@@ -243,7 +258,7 @@ def main(argv=None) -> int:
     if unknown:
         parser.error(f"--only: unknown {', '.join(unknown)}; choose from {', '.join(runs)}")
     results = {name: {} for name in names}
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         drawn = draw_configs(table, args.n, seed)
         for name in names:
             results[name][seed] = runs[name](table, drawn, seed)
@@ -251,7 +266,7 @@ def main(argv=None) -> int:
     p = table.provenance
     print(f"table {path.name}: {table.n_configs} configs x {table.n_folds} folds x {table.max_epochs} epochs of "
           f"{p['dataset']} ({p['train_images']} training images), commit {p['commit']}, {p['date']}; "
-          f"n={args.n}, seeds={args.seeds}, full budget {max_epochs} epochs")
+          f"n={args.n}, seeds {args.first_seed}..{args.first_seed + args.seeds - 1}, full budget {max_epochs} epochs")
     for name, s in summary.items():
         print(f"strategy={name} compute_ratio={s['ratio'][0]:.2f} gap_pts={s['gap'][0]:.2f} "
               f"best_pruned={s['pruned']:.2f}")
@@ -273,9 +288,10 @@ def main(argv=None) -> int:
         n = args.confirm_n or args.n
         plain, plain_s = confirm(table, n, max_epochs)
         print(plain, flush=True)
-        raced, raced_s = confirm(table, n, max_epochs, fold_racing=0.02)
-        print(raced)
-        print(f"confirm: wall time halving --fold-racing off / 0.02, side by side: {plain_s / raced_s:.2f}x")
+        default, default_s = confirm(table, n, max_epochs, DEFAULT_FACTOR, DEFAULT_FOLD_RACING, DEFAULT_TREND)
+        print(default)
+        print(f"confirm: wall time halving (factor 3, every fold, no trend) / the default, side by side: "
+              f"{plain_s / default_s:.2f}x")
     return 0
 
 

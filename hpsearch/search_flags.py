@@ -53,7 +53,7 @@ def search_settings(args) -> SearchSettings:
 # What makes a run's trials, besides the space (compared as TOML once it is read): a resume that names
 # another value is refused at once, by that flag (not later by another flag it clashes with, nor after
 # loading another dataset).
-_TRIAL_SETTINGS = ("dataset", "strategy", "factor", "min_epochs", "fold_racing", "n_startup")
+_TRIAL_SETTINGS = ("dataset", "strategy", "factor", "min_epochs", "fold_racing", "trend", "n_startup")
 
 
 def _check_resume_keeps(run_dir, given: dict, stored: dict) -> None:

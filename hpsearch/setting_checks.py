@@ -14,9 +14,9 @@ from typing import Any
 
 from .errors import UsageError, check_whole, param
 
-__all__ = ["whole", "optional", "one_of", "margin", "margin_or_off", "share", "image_size", "n_jobs", "colors",
-           "scorings", "engines", "schedules", "datasets", "strategies", "backends", "SCORINGS", "ENGINES",
-           "SCHEDULES", "BACKENDS"]
+__all__ = ["whole", "optional", "one_of", "margin", "margin_or_off", "weight", "weight_or_off", "share", "image_size",
+           "n_jobs", "colors", "scorings", "engines", "schedules", "datasets", "strategies", "backends", "SCORINGS",
+           "ENGINES", "SCHEDULES", "BACKENDS"]
 
 # The names of the registries that import torch, as they hold them (same order).
 SCORINGS = ("neg_log_loss", "accuracy")  # hpsearch.engines.cv.SCORINGS
@@ -55,23 +55,34 @@ def one_of(allowed: Callable[[], Iterable[str]]) -> Callable[[str, Any], None]:
     return check
 
 
-def margin(name: str, value) -> None:
-    if value == "off":
-        return
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0 or value == float("inf"):
-        raise UsageError(f"{param(name)} must be a margin >= 0 or off, got {value!r}; 0.02 is the measured choice "
-                         "(the default)")
+def at_least_zero_or_off(noun: str, measured: float) -> Callable[[str, Any], None]:
+    """A check of a setting that takes a number >= 0 (a ``noun``: margin, weight) or ``off``."""
+    def check(name: str, value) -> None:
+        if value == "off":
+            return
+        if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0 or value == float("inf"):
+            raise UsageError(f"{param(name)} must be a {noun} >= 0 or off, got {value!r}; {measured:g} is the "
+                             "measured choice (the default)")
+    return check
 
 
-def margin_or_off(text: str) -> float | str:
-    """The command line's reading of a margin: a number, or ``off``."""
-    if text.strip().lower() == "off":
-        return "off"
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a margin (a number >= 0, such as 0.02) or off, got {text!r}") \
-            from None
+def number_or_off(noun: str, example: float) -> Callable[[str], float | str]:
+    """The command line's reading of such a setting: a number, or ``off``."""
+    def read(text: str) -> float | str:
+        if text.strip().lower() == "off":
+            return "off"
+        try:
+            return float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a {noun} (a number >= 0, such as {example:g}) or off, got "
+                                             f"{text!r}") from None
+    return read
+
+
+margin = at_least_zero_or_off("margin", 0.02)
+margin_or_off = number_or_off("margin", 0.02)
+weight = at_least_zero_or_off("weight", 0.5)
+weight_or_off = number_or_off("weight", 0.5)
 
 
 def share(name: str, value) -> None:

@@ -126,8 +126,11 @@ class SearchSettings:
         "(Optuna's TPE sampler proposes each config from the scores so far) or tpe-halving (TPE proposes, and a "
         "config continues past a rung only while in the top 1/factor of all scored there)", choices=checks.strategies,
         strict=False)
-    factor: int = setting(3, "halving/hyperband/tpe-halving: 1/FACTOR of a rung's configs continue, and each rung "
-                          "trains FACTOR times longer", kind=int, applies=("strategy", HALVING_STRATEGIES))
+    factor: int | None = setting(
+        None, "halving/hyperband/tpe-halving: 1/FACTOR of a rung's configs continue, and each rung trains FACTOR "
+        "times longer (default: 4 for halving, with --trend measured on the tables in BENCHMARKS.md to spend less "
+        "than a tenth of random search's compute; 3 for hyperband and tpe-halving; a run resumes with the factor it "
+        "began with)", kind=int, unset="automatic", applies=("strategy", HALVING_STRATEGIES))
     min_epochs: int | None = setting(None, "halving/hyperband/tpe-halving: epochs of the first rung (default: "
                                      "automatic, so the rungs end at max-epochs with at most FACTOR configs)",
                                      kind=int, unset="automatic",
@@ -139,6 +142,13 @@ class SearchSettings:
         "tables in BENCHMARKS.md to choose as without racing for 12-15%% less compute; a run made without racing "
         "resumes without)", kind=checks.margin_or_off, metavar="MARGIN|off", check=checks.optional(checks.margin),
         unset="off", applies=("strategy", ("halving",)))
+    trend: float | str | None = setting(
+        None, "halving: rank each rung after the first by its score extrapolated to max-epochs along the config's "
+        "trend since the previous rung (in log-epochs), the extrapolated gain weighted by WEIGHT, so that a slow "
+        "starter still climbing goes on; off: by the score alone (default: 0.5, measured on the tables in "
+        "BENCHMARKS.md; a run made without resumes without). The scores stored and shown stay the scores",
+        kind=checks.weight_or_off, metavar="WEIGHT|off", check=checks.optional(checks.weight), unset="off",
+        applies=("strategy", ("halving",)))
     n_startup: int = setting(10, "tpe/tpe-halving: configs drawn at random before TPE proposes", kind=int,
                              applies=("strategy", TPE_STRATEGIES))
     max_train: int | None = setting(None, "search (and retrain) on a stratified, seeded slice of N training "

@@ -9,6 +9,7 @@ through the evaluate seam (``hpsearch.strategies.seam.Evaluate``: ``draw``, ``__
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 from ..errors import UsageError, check_whole, param
 from .seam import Evaluate
@@ -33,6 +34,7 @@ class Strategy:
     name = ""
     continues = False  # whether survivors continue across rungs (then fold states are kept)
     exact_plan = True  # whether plan() is what run() asks for, or an estimate (configs per rung unknown ahead)
+    default_factor: int | None = None  # the strategies that halve: the factor when --factor is left out
 
     def __init__(self, n: int, max_epochs: int, seed: int = 0, factor: int = 3, min_epochs: int | None = None,
                  n_startup: int = 10):
@@ -45,7 +47,8 @@ class Strategy:
 
     @classmethod
     def from_settings(cls, settings) -> Strategy:
-        strategy = cls(settings.n, settings.max_epochs, settings.seed, settings.factor, settings.min_epochs,
+        factor = settings.factor if settings.factor is not None else cls.default_factor  # (not settled yet)
+        strategy = cls(settings.n, settings.max_epochs, settings.seed, factor, settings.min_epochs,
                        settings.n_startup)
         strategy.check()
         return strategy
@@ -57,8 +60,12 @@ class Strategy:
     def settle(cls, settings, made: dict | None):
         """``settings`` with this strategy's automatic settings decided, for a new run (``made`` None) or
         for the run whose store holds the strategy fingerprint ``made``, so that it resumes as it began.
-        The base strategy has none."""
-        return settings
+        The base settles the factor of a strategy that halves: the one the run began with (runs made
+        before halving's default became 4 resume with their 3), else ``default_factor``."""
+        if settings.factor is not None or cls.default_factor is None:
+            return settings
+        began = made.get("factor") if made is not None and made.get("name") == cls.name else None
+        return replace(settings, factor=began or cls.default_factor)
 
     def describe(self) -> str | None:
         """A line the run prints before it starts, for what the plan line does not say (None: nothing)."""

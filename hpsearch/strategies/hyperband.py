@@ -40,6 +40,7 @@ class Hyperband(Strategy):
 
     name = "hyperband"
     continues = True
+    default_factor = 3
 
     def check(self) -> None:
         check_halving(self.n, self.max_epochs, self.factor, self.min_epochs)

@@ -3,6 +3,7 @@ small table of digits replays hpsearch's halving exactly as run_search runs it (
 for bit, the same configs at every rung, the same winner, the same fold-epochs), and scikit-learn's
 own HalvingRandomSearchCV replays on the same table."""
 
+import json
 import sys
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from hpsearch.data import load_dataset  # noqa: E402
 from hpsearch.rundir.store import load_results  # noqa: E402
 from hpsearch.search.run import run_search  # noqa: E402
 from hpsearch.settings import SearchSettings  # noqa: E402
+from hpsearch.strategies.halving import DEFAULT_TREND  # noqa: E402
 
 N, EPOCHS, CV = 9, 9, 2
 
@@ -38,11 +40,15 @@ def test_the_table_is_data_with_its_configs_and_provenance(table):
 
 
 def test_halving_replayed_on_the_table_is_the_real_run(table, tmp_path):
+    """Halving as a new run takes it (its rungs after the first ranked by the trend, ``--trend 0.5``),
+    factor 3 so that 9 configs make three rungs."""
     settings = SearchSettings(n=N, dataset="digits", cv=CV, max_epochs=EPOCHS, patience=0, seed=0, n_jobs=2,
                               strategy="halving", factor=3, engine=table.provenance["engine"],
                               out=str(tmp_path / "run"), progress=False)
-    frame = load_results(run_search(settings)).set_index("trial")
-    replay = replay_strategy(table, list(range(N)), "halving", EPOCHS, seed=0)
+    run = run_search(settings)
+    assert json.loads((run / "settings.json").read_text())["trend"] == DEFAULT_TREND
+    frame = load_results(run).set_index("trial")
+    replay = replay_strategy(table, list(range(N)), "halving", EPOCHS, seed=0, trend=DEFAULT_TREND)
     reached = {int(t): int(e) for t, e in frame["n_epochs"].items()}
     assert reached == replay.reached  # the same configs at every rung: 9 at 1 epoch, 3 at 3, 1 at 9
     assert sorted(reached.values()) == [1] * 6 + [3] * 2 + [9]

@@ -128,7 +128,7 @@ def test_halving_refuses_a_worst_class_loss(tmp_path):
     space = tmp_path / "space.toml"
     space.write_text("hidden = [8]\nloss = 'worst_class'\n")
     with pytest.raises(UsageError, match="loss 'worst_class' trains rounds x round_epochs whatever the budget"):
-        run_search(SearchSettings(dataset="digits", n=3, strategy="halving", space=str(space), out=str(tmp_path / "r"),
+        run_search(SearchSettings(dataset="digits", n=4, strategy="halving", space=str(space), out=str(tmp_path / "r"),
                                   progress=False))
     assert not (tmp_path / "r").exists()
 

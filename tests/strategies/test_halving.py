@@ -27,7 +27,7 @@ from hpsearch.training.seeds import trial_seed
 DATA = Path(__file__).resolve().parents[1] / "fixtures"
 ROOT = DATA.parents[1]
 TINY = dict(dataset="digits", cv=2, n_jobs=2, progress=False, seed=1)
-HALVING = dict(TINY, strategy="halving", n=9, min_epochs=1, max_epochs=9, patience=0)
+HALVING = dict(TINY, strategy="halving", n=9, factor=3, min_epochs=1, max_epochs=9, patience=0)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,110 @@
+"""Halving's ranking by the trend (``--trend``): a rung after the first ranks by each config's score
+extrapolated along its curve since the previous rung, so a slow starter still climbing goes on where
+the plain score would prune it; the first rung, a diverged config and the stored scores are as without.
+And halving's defaults that came with it (factor 4, trend 0.5): a new run takes them, a run made
+before them resumes as it began."""
+
+import json
+import math
+
+from hpsearch.rundir.store import load_records, run_fingerprint
+from hpsearch.settings import SearchSettings
+from hpsearch.strategies import make_strategy
+from hpsearch.strategies.halving import DEFAULT_FACTOR, DEFAULT_TREND, SuccessiveHalving, halve
+from hpsearch.strategies.trend import extrapolate
+
+
+def test_the_extrapolation_is_the_weighted_gain_per_log_epoch_times_the_log_epochs_left():
+    now = {0: -0.5, 1: -0.4, 2: math.nan, 3: -0.6, 4: -0.45}
+    before = {0: -1.0, 1: -0.45, 2: -0.3, 3: math.nan}  # 4: not scored before
+    # 1 -> 4 epochs, and 4 -> 16 left: as many log-epochs, so the gain carries on once, weighted
+    keys = extrapolate(now, before, epochs=4, before_epochs=1, max_epochs=16, weight=0.5)
+    assert keys[0] == -0.5 + 0.5 * 0.5 and keys[1] == -0.4 + 0.5 * 0.05
+    assert math.isnan(keys[2])  # diverged now: ranks last whatever it was
+    assert keys[3] == -0.6 and keys[4] == -0.45  # no earlier score to draw a trend from: the score
+    assert extrapolate(now, before, 4, 1, 64, 0.5)[0] == -0.5 + 0.5 * 2 * 0.5  # twice the log-epochs left
+    assert all(extrapolate(now, before, 4, 1, 16, 0.0)[i] == now[i] for i in (0, 1, 3, 4))  # weight 0: the score
+
+
+class Curves:
+    """An evaluate whose configs follow fixed curves (score per epochs); records each rung's candidates."""
+
+    def __init__(self, curves: dict[int, dict[int, float]]):
+        self.curves, self.rungs = curves, []
+
+    def __call__(self, candidates, epochs):
+        self.rungs.append((epochs, sorted(candidates)))
+        return {i: self.curves[i][epochs] for i in candidates}
+
+    def prune(self, indices):
+        pass
+
+
+# rungs 1 / 3 / 9, factor 3 (the trend's reach at 3 epochs: log(9/3) / log(3/1) = 1)
+CURVES = {i: {1: -2.0 - 0.1 * i, 3: -2.0 - 0.1 * i, 9: -2.0} for i in range(6)}  # flat losers
+CURVES[6] = {1: -0.5, 3: -0.45, 9: -0.4}  # a fast starter that has nearly stopped climbing
+CURVES[7] = {1: -0.6, 3: math.nan, 9: math.nan}  # diverges
+CURVES[8] = {1: -0.9, 3: -0.5, 9: -0.2}  # a slow starter, still climbing: the best at 9 epochs
+
+
+def test_the_trend_keeps_a_slow_starter_that_the_score_prunes():
+    plain, trended = Curves(CURVES), Curves(CURVES)
+    halve(plain, {i: {} for i in CURVES}, [1, 3, 9], 3)
+    halve(trended, {i: {} for i in CURVES}, [1, 3, 9], 3, trend=0.5)
+    assert plain.rungs[1] == trended.rungs[1] == (3, [6, 7, 8])  # the first rung ranks by the score alone
+    assert plain.rungs[2] == (9, [6])  # -0.45 against -0.5: the fast starter
+    assert trended.rungs[2] == (9, [8])  # -0.5 + 0.5 * 0.4 = -0.3 against -0.45 + 0.5 * 0.05 = -0.425
+    # a weight too small for the gain to close the gap keeps the fast starter
+    tiny = Curves(CURVES)
+    halve(tiny, {i: {} for i in CURVES}, [1, 3, 9], 3, trend=0.1)
+    assert tiny.rungs[2] == (9, [6])  # -0.46 against -0.445
+
+
+def _settled(**given):
+    settings = SearchSettings(**given)
+    return type(make_strategy(settings)).settle(settings, None)
+
+
+def test_halving_settles_factor_4_and_the_trend_others_keep_3_and_no_trend():
+    new = _settled(strategy="halving")
+    assert (new.factor, new.trend, new.fold_racing) == (DEFAULT_FACTOR, DEFAULT_TREND, 0.02) == (4, 0.5, 0.02)
+    assert make_strategy(new).fingerprint() == {"name": "halving", "n": 150, "factor": 4,
+                                                "budgets": [2, 6, 25, 100], "fold_racing": 0.02, "trend": 0.5}
+    for strategy in ("hyperband", "tpe-halving"):
+        settled = _settled(strategy=strategy)
+        assert (settled.factor, settled.trend) == (3, None), strategy
+    assert _settled(strategy="random").factor is None  # random search halves nothing
+    given = _settled(strategy="halving", factor=3, trend="off")
+    assert (given.factor, given.trend) == (3, "off") and make_strategy(given).trend is None
+    # a run made before these defaults (factor 3, no trend in its fingerprint) resumes as it began
+    made = {"name": "halving", "n": 150, "factor": 3, "budgets": [1, 4, 11, 33, 100], "fold_racing": 0.02}
+    old = SuccessiveHalving.settle(SearchSettings(strategy="halving"), made)
+    assert (old.factor, old.trend, old.fold_racing) == (3, "off", 0.02)
+    assert make_strategy(old).fingerprint() == made
+
+
+def test_a_run_made_before_the_defaults_resumes_as_it_began_and_another_trend_is_refused(tmp_path, capsys):
+    """The command line: a run made with factor 3 and no trend (as every halving run before them) resumes
+    by the same command without those flags and trains nothing; another --trend is refused by name."""
+    from hpsearch.cli import main
+
+    def search(*flags):
+        return main(["search", "--dataset", "digits", "--strategy", "halving", "--n", "9", "--max-epochs", "9",
+                     "--cv", "2", "--engine", "batched", "--no-retrain", "--no-progress", "--out",
+                     str(tmp_path / "run"), *flags])
+
+    assert search("--factor", "3", "--trend", "off") == 0
+    out = capsys.readouterr().out
+    assert "configs x epochs per rung: 9 x 1, 3 x 3, 1 x 9" in out
+    assert "halving: every rung ranks by the score (--trend off)" in out
+    assert "trend" not in run_fingerprint(tmp_path / "run")["strategy"]
+    records = load_records(tmp_path / "run")
+
+    assert search() == 0  # the defaults now are factor 4 and trend 0.5: the run keeps its own
+    assert "9 x 1, 3 x 3, 1 x 9" in capsys.readouterr().out
+    assert load_records(tmp_path / "run") == records  # nothing trained again
+    settings = json.loads((tmp_path / "run" / "settings.json").read_text())
+    assert (settings["factor"], settings["trend"]) == (3, "off")
+
+    assert search("--trend", "0.5") == 2
+    assert "holds a search with other settings (--trend: stored off, now 0.5)" in capsys.readouterr().err
