@@ -206,7 +206,13 @@ def test_second_writer_is_refused(tmp_path, capsys):
         code = main(["search", "--n", "1", "--out", str(out), *FAST])
     err = capsys.readouterr().err
     assert code == 2 and "is in use by a running search or retraining (pid" in err
+    assert "wait for it to finish, then run the same command again (it goes on from what is stored)" in err
     assert not (out / "trials.db").exists()
+    assert main(["search", "--n", "1", "--out", str(out), *FAST]) == 0  # free again: it runs
+    with RunLock(out):  # a --resume is told the same, not to pass --out (which --resume refuses)
+        assert main(["search", "--resume", str(out), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "then run the same command again" in err and "a new search beside it needs its own --out" in err
 
 
 def _wait_for_trials(out: Path, count: int, proc, timeout=240):
@@ -356,3 +362,24 @@ def test_a_run_searched_without_retraining_is_resumed_without_it(tmp_path, capsy
     assert f"--resume {run}: --dataset mnist, --strategy halving, but the run was searched with --dataset digits, " \
            "--strategy random; leave --dataset and --strategy out to resume it" in capsys.readouterr().err
     assert (run / "settings.json").read_text() == before
+
+
+def test_a_resume_keeps_the_command_that_began_the_run(tmp_path, monkeypatch):
+    """settings.json's argv stays the first command (what made the trials); a resume by another
+    command is kept beside it, and the report shows both."""
+    from hpsearch.report.content import run_section
+
+    out = str(tmp_path / "run")
+    first = ["hpsearch", "search", "--n", "2", "--out", out, *FAST]
+    monkeypatch.setattr(sys, "argv", first)
+    assert main(first[1:]) == 0
+    resume = ["hpsearch", "search", "--resume", out, "--no-progress"]
+    monkeypatch.setattr(sys, "argv", resume)
+    assert main(resume[1:]) == 0
+    settings = json.loads((Path(out) / "settings.json").read_text())
+    assert (settings["argv"], settings["resumed_argv"], settings["n"]) == (first, resume, 2)
+    assert f"{' '.join(first)}  (last resumed by: {' '.join(resume)})" in run_section(Path(out), settings)
+    monkeypatch.setattr(sys, "argv", first)  # the first command again: nothing left to say beside it
+    assert main(first[1:]) == 0
+    settings = json.loads((Path(out) / "settings.json").read_text())
+    assert settings["argv"] == first and "resumed_argv" not in settings

@@ -48,8 +48,9 @@ def _json(path: Path) -> dict:
 
 
 def _command(settings: dict) -> str:
-    argv = settings.get("argv")
-    return " ".join(argv) if argv else "(not recorded)"
+    argv, resumed = settings.get("argv"), settings.get("resumed_argv")
+    began = " ".join(argv) if argv else "(not recorded)"
+    return f"{began}  (last resumed by: {' '.join(resumed)})" if resumed else began
 
 
 def run_section(run_dir: Path, settings: dict) -> str:

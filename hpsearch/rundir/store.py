@@ -45,7 +45,8 @@ class RunLock:
     The OS drops the lock when the process dies, even by ``kill -9``. ``flock`` locks an open file
     description: a second ``RunLock`` on the same folder in the same process is refused like another
     process's, so a command takes it once (a search releases it before its retraining takes it).
-    ``fix`` says what to do when the folder is in use (by default: wait, or another ``out``).
+    ``fix`` says what to do when the folder is in use (by default: wait and run again, or a new search
+    in another ``out``).
     """
 
     def __init__(self, run_dir: Path, fix: str | None = None):
@@ -65,7 +66,9 @@ class RunLock:
             self._fh.seek(0)
             holder = self._fh.read().strip() or "another process"
             self._fh.close()
-            fix = self.fix or f"wait for it to finish, or pass a different {param('out')}"
+            # (not "pass another --out": a --resume takes none; a new search beside it is another command)
+            fix = self.fix or (f"wait for it to finish, then run the same command again (it goes on from what is "
+                               f"stored); a new search beside it needs its own {param('out')}")
             raise UsageError(f"{self.path.parent} is in use by a running search or retraining ({holder}); {fix}") \
                 from None
         self._fh.seek(0)

@@ -31,7 +31,7 @@ from ..rundir.atomic import atomic_write_text
 from ..rundir.chance import chance_levels
 from ..rundir.exports import results_frame, write_exports
 from ..rundir.names import DATASET_FILE, SETTINGS_FILE, SPACE_FILE
-from ..rundir.run_info import check_source, record_source, write_dataset_file
+from ..rundir.run_info import check_source, read_json, record_source, write_dataset_file
 from ..rundir.store import RunLock, TrialStore, stored_fingerprint
 from ..settings import SearchSettings, fingerprint
 from ..space.checks import check_modules_for_data, check_space_for_data
@@ -124,6 +124,15 @@ def _check_out_beside_code(out: Path, module_dir: Path) -> None:
                          "folder")
 
 
+def _commands(run_dir: Path) -> dict:
+    """settings.json's ``argv``, the command that began the run (a resume keeps it, so the report shows
+    what made the trials), and ``resumed_argv``, this command when it is another (``--resume RUN``)."""
+    began = read_json(run_dir / SETTINGS_FILE, replace_damaged=True).get("argv")
+    if not began or began == sys.argv:
+        return {"argv": sys.argv}
+    return {"argv": began, "resumed_argv": sys.argv}
+
+
 def _check_n_keeps_stored(store: TrialStore, n: int, run_dir: Path) -> None:
     """A resume may grow ``--n`` or shrink it to the trials not yet scored, never below those stored:
     settings.json would then say n configs while trials.csv ranks more."""
@@ -196,7 +205,7 @@ def run_search(settings: SearchSettings, dataset: Dataset | None = None, backend
             if said is not None:
                 print(said)
         atomic_write_text(run_dir / SPACE_FILE, space.source)
-        stored = {**asdict(settings), "argv": sys.argv, "dataset_name": dataset.name,
+        stored = {**asdict(settings), **_commands(run_dir), "dataset_name": dataset.name,
                   "chance": chance_levels(dataset.y_train, settings.scoring)}
         if settings.data_dir is not None:  # later steps may run from another folder
             stored["data_dir"] = str(Path(settings.data_dir).expanduser().resolve())
