@@ -107,7 +107,13 @@ def _plot_methods() -> list[str]:
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse that reports a bad flag in one line (not the whole usage block), exit code 2."""
+    """argparse that reports a bad flag in one line (not the whole usage block), exit code 2, and takes
+    no abbreviated flag: ``--max-epoch 3`` is named with the flag it was near (``--max-epochs``), not
+    silently taken for it, so a command line means the same after a flag is added."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)  # the subcommands' parsers are made by this class too
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")

@@ -158,6 +158,17 @@ def test_unknown_flag_names_the_subcommand_and_suggests_its_closest_flags(capsys
                    "--imgs, --layer for --layr? (see hpsearch plot --help)\n")
 
 
+def test_an_abbreviated_flag_is_not_taken_for_the_flag_it_starts(capsys):
+    """argparse would take --max-epoch for --max-epochs (and --re for nothing, being ambiguous): a flag
+    added later could change what an old command means, so only whole flags are taken."""
+    for command in (["search", "--max-epoch", "3"], ["retrain", "RUN", "--retrain-epoch", "3"]):
+        with pytest.raises(SystemExit) as exc:
+            main(command)
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert f"unrecognized argument {command[-2]}; did you mean {command[-2]}s?" in err, err
+
+
 def test_unknown_flag_without_a_close_one_suggests_nothing(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["search", "--frobnicate", "1"])
