@@ -149,6 +149,7 @@ def _check_plan(settings) -> None:
 def _retrain(run_dir, options: dict, device: str, progress: bool, backend=None, lock: bool = True):
     """Retrain and say so; ``lock=False`` where the caller holds the run's lock already (``cmd_retrain``)."""
     from .retrain.top import retrain_top, scored_counts
+    from .rundir.exports import param_text
 
     top, epochs = options["top"], options["retrain_epochs"]
     check_whole("top", top, 1)
@@ -182,7 +183,7 @@ def _retrain(run_dir, options: dict, device: str, progress: bool, backend=None, 
         spread = f"{others.min():.4f}" + (f" to {others.max():.4f}" if len(others) > 1 else "")
         print(f"        the other {plural(len(others), 'retrained config')}: test accuracy {spread} (reported, not "
               "used for the choice)")
-    print("        " + "  ".join(f"{k}={v}" for k, v in w["config"].items()))
+    print("        " + "  ".join(f"{k}={param_text(v)}" for k, v in w["config"].items()))  # as the best line
     print(f"wrote {Path(run_dir) / RETRAIN_FILE}, {WINNER_FILE}, {SUMMARY_FILE}")
     return result
 

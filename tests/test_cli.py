@@ -394,3 +394,17 @@ def test_a_resume_keeps_the_command_that_began_the_run(tmp_path, monkeypatch):
     assert main(first[1:]) == 0
     settings = json.loads((Path(out) / "settings.json").read_text())
     assert settings["argv"] == first and "resumed_argv" not in settings
+
+
+def test_the_winner_line_shows_its_config_as_the_best_line_does(tmp_path, capsys):
+    out = str(tmp_path / "run")
+    assert main(["search", "--n", "2", "--out", out, *FAST]) == 0
+    searched = capsys.readouterr().out.splitlines()
+    best = next(i for i, line in enumerate(searched) if line.startswith("best: trial"))
+    assert main(["retrain", out, "--top", "1", "--retrain-epochs", "1", "--no-progress"]) == 0
+    retrained = capsys.readouterr().out.splitlines()
+    winner = next(i for i, line in enumerate(retrained) if line.startswith("winner: trial"))
+    assert searched[best].split()[2] == retrained[winner].split()[2]  # --top 1: the same trial
+    params = searched[best + 1].split()
+    assert params == retrained[winner + 1].split() and any(p.startswith("lr=") for p in params)
+    assert all(len(p.split("=")[1]) <= 12 for p in params if p.startswith(("lr=", "dropout="))), params  # 6 digits
