@@ -408,3 +408,20 @@ def test_the_winner_line_shows_its_config_as_the_best_line_does(tmp_path, capsys
     params = searched[best + 1].split()
     assert params == retrained[winner + 1].split() and any(p.startswith("lr=") for p in params)
     assert all(len(p.split("=")[1]) <= 12 for p in params if p.startswith(("lr=", "dropout="))), params  # 6 digits
+
+
+def test_a_tpe_resume_with_other_jobs_says_its_configs_change(tmp_path, capsys):
+    """TPE asks one config per job at a time: a resume that asks with another number of jobs proposes
+    other configs than an uninterrupted run would, and says so; the same number says nothing."""
+    out = str(tmp_path / "run")
+    tpe = ["search", "--strategy", "tpe", "--n-startup", "2", "--out", out, *FAST]
+    assert main([*tpe, "--n", "3", "--n-jobs", "2"]) == 0
+    assert json.loads((Path(out) / "settings.json").read_text())["proposal_batch"] == 2
+    assert "note" not in capsys.readouterr().err
+    assert main([*tpe, "--n", "4", "--n-jobs", "1"]) == 0  # one proposal left, asked alone
+    assert ("hpsearch: note: this run's TPE proposed 2 configs at a time and now proposes 1 (--n-jobs 1), so the "
+            "configs it proposes from here differ from an uninterrupted run's; --n-jobs 2 proposes as it did"
+            ) in capsys.readouterr().err
+    assert json.loads((Path(out) / "settings.json").read_text())["proposal_batch"] == 1
+    assert main([*tpe, "--n", "4", "--n-jobs", "2"]) == 0  # nothing left to propose: nothing to say
+    assert "note" not in capsys.readouterr().err

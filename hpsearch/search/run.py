@@ -124,13 +124,25 @@ def _check_out_beside_code(out: Path, module_dir: Path) -> None:
                          "folder")
 
 
-def _commands(run_dir: Path) -> dict:
+def _commands(earlier: dict) -> dict:
     """settings.json's ``argv``, the command that began the run (a resume keeps it, so the report shows
     what made the trials), and ``resumed_argv``, this command when it is another (``--resume RUN``)."""
-    began = read_json(run_dir / SETTINGS_FILE, replace_damaged=True).get("argv")
+    began = earlier.get("argv")
     if not began or began == sys.argv:
         return {"argv": sys.argv}
     return {"argv": began, "resumed_argv": sys.argv}
+
+
+def _keep_proposal_batch(run_dir: Path, stored: dict, jobs: int, unfinished: bool) -> None:
+    """TPE proposes one config per job at a time, so its configs depend on how many jobs ask: a resume
+    with another number says so (its configs from here are not a straight run's), and the number is
+    kept in settings.json (``proposal_batch``) for the next resume."""
+    before = stored.get("proposal_batch")
+    if unfinished and before is not None and before != jobs:
+        print(f"hpsearch: note: this run's TPE proposed {before} configs at a time and now proposes {jobs} "
+              f"({param('n_jobs')} {stored.get('n_jobs')}), so the configs it proposes from here differ from an "
+              f"uninterrupted run's; {param('n_jobs')} {before} proposes as it did", file=sys.stderr)
+    atomic_write_text(run_dir / SETTINGS_FILE, json.dumps({**stored, "proposal_batch": jobs}, indent=2) + "\n")
 
 
 def _check_n_keeps_stored(store: TrialStore, n: int, run_dir: Path) -> None:
@@ -205,7 +217,8 @@ def run_search(settings: SearchSettings, dataset: Dataset | None = None, backend
             if said is not None:
                 print(said)
         atomic_write_text(run_dir / SPACE_FILE, space.source)
-        stored = {**asdict(settings), **_commands(run_dir), "dataset_name": dataset.name,
+        earlier = read_json(run_dir / SETTINGS_FILE, replace_damaged=True)
+        stored = {**asdict(settings), **_commands(earlier), "dataset_name": dataset.name,
                   "chance": chance_levels(dataset.y_train, settings.scoring)}
         if settings.data_dir is not None:  # later steps may run from another folder
             stored["data_dir"] = str(Path(settings.data_dir).expanduser().resolve())
@@ -215,6 +228,8 @@ def run_search(settings: SearchSettings, dataset: Dataset | None = None, backend
             write_dataset_file(run_dir / DATASET_FILE, given)
             stored["dataset_file"] = DATASET_FILE
         record_source(run_dir, dataset)
+        if "proposal_batch" in earlier:
+            stored["proposal_batch"] = earlier["proposal_batch"]  # (compared once the jobs are known)
         atomic_write_text(run_dir / SETTINGS_FILE, json.dumps(stored, indent=2) + "\n")
         own = backend is None
         backend = open_backend(settings.backend, settings.scheduler) if own else backend
@@ -225,7 +240,7 @@ def run_search(settings: SearchSettings, dataset: Dataset | None = None, backend
                                  f"put the run folder ({param('out')}) on a filesystem every worker mounts at "
                                  f"the same path, "
                                  f"or use {param('strategy')} random or tpe")
-            _run_strategy(settings, dataset, space, store, strategy, folds, run_dir, backend)
+            _run_strategy(settings, dataset, space, store, strategy, folds, run_dir, backend, stored)
         finally:
             if own:
                 backend.close()
@@ -233,11 +248,14 @@ def run_search(settings: SearchSettings, dataset: Dataset | None = None, backend
     return run_dir
 
 
-def _run_strategy(settings, dataset, space, store, strategy, folds, run_dir, backend):
+def _run_strategy(settings, dataset, space, store, strategy, folds, run_dir, backend, stored):
     # On the CPU the jobs take fold tasks of any config (one stream), so up to one job per core
     # even when there are fewer folds than cores; on a GPU, at most one job per fold shares it.
     on_gpu = str(settings.device).startswith("cuda") and backend.name == "loky"
     jobs = backend.jobs(settings.n_jobs, len(folds) if on_gpu else settings.n * len(folds))
+    if strategy.proposes_in_batches:
+        unfinished = sum(1 for r in store.records() if r["state"] != "RUNNING") < settings.n
+        _keep_proposal_batch(run_dir, stored, jobs, unfinished)
     plan = strategy.plan()
     single = len(plan) == 1
     bar = tqdm(total=sum(n for n, _ in plan), desc="configs" if single else "rungs", unit="cfg",

@@ -35,6 +35,7 @@ class Strategy:
     continues = False  # whether survivors continue across rungs (then fold states are kept)
     exact_plan = True  # whether plan() is what run() asks for, or an estimate (configs per rung unknown ahead)
     default_factor: int | None = None  # the strategies that halve: the factor when --factor is left out
+    proposes_in_batches = False  # whether its configs depend on how many jobs ask at once (TPE's)
 
     def __init__(self, n: int, max_epochs: int, seed: int = 0, factor: int = 3, min_epochs: int | None = None,
                  n_startup: int = 10):

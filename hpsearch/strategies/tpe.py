@@ -33,6 +33,7 @@ class TPE(Strategy):
     """``--strategy tpe``: Optuna's TPE sampler after ``n_startup`` random configs."""
 
     name = "tpe"
+    proposes_in_batches = True  # one config per job at a time: other jobs, other configs
 
     def check(self) -> None:
         check_whole("n_startup", self.n_startup, 1)
