@@ -238,6 +238,10 @@ def winner_section(run_dir: Path, summary: dict) -> str:
     body = (f'<p><span class="big">{winner["test_accuracy"]:.2%}</span> test accuracy '
             f"(test log-loss {winner['test_loss']:.4f}) after {H.plural(winner['epochs'], 'epoch')}: trial "
             f"{winner['trial']}, rank {winner['search_rank']} in the search.</p><p><code>{H.escape(config)}</code></p>")
+    if (summary.get("retrain") or {}).get("complete") is False:
+        retrained = summary["retrain"].get("top", "?")
+        body += H.note(f"the retraining stopped (Ctrl-C) after {retrained} of the top's configs: this is the best of "
+                       f"those so far; hpsearch retrain {run_dir} retrains the rest.", missing=True)
     figures = winner_figures(run_dir, summary)
     if not figures:
         return body + H.note(f"the winner's pictures are not drawn yet: hpsearch plot all {run_dir}", missing=True)

@@ -48,7 +48,13 @@ WINNER_LABELS = {
 }
 
 
-def write_summary(run_dir, settings, table, winner, retrain_epochs, device, monitor_test, winner_by) -> None:
+def write_summary(run_dir, settings, rows: list[dict], configs: dict, retrain_epochs, device, monitor_test, winner_by,
+                  complete: bool) -> tuple[pd.DataFrame, dict]:
+    """summary.json's retraining and winner as ``rows`` stand (``configs``: trial -> config), and that
+    ranked table and winner. Written with every new winner.pt, so the two agree even after a Ctrl-C or
+    ``kill -9``; ``complete`` False says the retraining stopped before every config was retrained."""
+    table = ranked_table(rows, winner_by)
+    winner = {**table.iloc[0].to_dict(), "config": configs[int(table.iloc[0]["trial"])]}
     path = run_dir / SUMMARY_FILE
     summary = read_json(path, replace_damaged=True)  # a damaged one must not stop a finished retraining
     summary.update({
@@ -58,7 +64,7 @@ def write_summary(run_dir, settings, table, winner, retrain_epochs, device, moni
         "retrain": {"top": int(len(table)), "retrain_epochs": retrain_epochs, "device": device,
                     "schedule": winner["config"].get("schedule", "none"),
                     "train_set": "whole training set, no early stopping",
-                    "test_monitored_each_epoch": monitor_test, "table": RETRAIN_FILE},
+                    "test_monitored_each_epoch": monitor_test, "table": RETRAIN_FILE, "complete": complete},
         "winner": {"trial": int(winner["trial"]), "search_rank": int(winner["search_rank"]),
                    "config": winner["config"], "test_accuracy": float(winner["test_accuracy"]),
                    "test_loss": float(winner["test_loss"]), "epochs": int(winner["epochs"]),
@@ -67,3 +73,4 @@ def write_summary(run_dir, settings, table, winner, retrain_epochs, device, moni
                    "chosen_by": winner_by, "chosen_how": WINNER_LABELS[winner_by]},
     })
     atomic_write_text(path, json.dumps(summary, indent=2) + "\n")
+    return table, winner

@@ -76,7 +76,7 @@ from ..training.models.user import shipped
 from ..training.net import DEFAULT_BATCH_SIZE, resolve_device
 from ..training.schedules import check_schedule_name
 from ..winner.bundle import load_winner, save_winner
-from .files import ranked_table, write_summary, write_table
+from .files import write_summary, write_table
 from .job import checkpoint_meta, retrain_one
 from .progress import EpochBar, fit_sink
 from .reuse import crowned, drop_weights, keep_weights, stored_rows, stored_weights, winner_bundle
@@ -261,6 +261,10 @@ def _retrain_top(run_dir: Path, settings: dict, top: int, retrain_epochs: int, *
     def owner(cand: dict) -> dict:
         return checkpoint_meta(run_id, cand, retrain_epochs, monitor_test, batch_size, seed)
 
+    def summarize(complete: bool = False) -> tuple:  # beside every new winner.pt (files.write_summary)
+        return write_summary(run_dir, settings, rows, {c["trial"]: c["config"] for c in candidates}, retrain_epochs,
+                             device, monitor_test, winner_by, complete)
+
     def extra(row: dict) -> dict:
         return _winner_extra(row, retrain_epochs, monitor_test, winner_by)
 
@@ -279,6 +283,7 @@ def _retrain_top(run_dir: Path, settings: dict, top: int, retrain_epochs: int, *
         if payload is not None:
             save_winner(payload, run_dir, dataset, config=cand["config"], test_accuracy=best["test_accuracy"],
                         extra=extra(best))
+            summarize()
             break
         rows = [r for r in rows if r["trial"] != best["trial"]]
     todo = [c for c in candidates if c["trial"] not in {r["trial"] for r in rows}]
@@ -314,6 +319,7 @@ def _retrain_top(run_dir: Path, settings: dict, top: int, retrain_epochs: int, *
                     best = row
                     save_winner(payload, run_dir, dataset, config=cand["config"],
                                 test_accuracy=row["test_accuracy"], extra=extra(row))
+                    summarize()
                 bar.finished(best["test_accuracy"] if best else None)
                 write_table(run_dir, rows, beyond, winner_by)
                 remove_checkpoint(run_dir, row["trial"])  # its row is kept: the checkpoint has served
@@ -331,12 +337,9 @@ def _retrain_top(run_dir: Path, settings: dict, top: int, retrain_epochs: int, *
     if best is None:
         raise UsageError(f"every one of the {len(rows)} retrained configs failed (see "
                          f"{run_dir / RETRAIN_FILE}, column 'error'); try fewer {param('retrain_epochs')}")
-    table = ranked_table(rows, winner_by)
     write_table(run_dir, rows, beyond, winner_by)
     drop_weights(run_dir, {*(r["trial"] for r in rows), *(r["trial"] for r in beyond)})
-    winner = table.iloc[0].to_dict()
-    winner["config"] = _config_of(candidates, winner["trial"])
-    write_summary(run_dir, settings, table, winner, retrain_epochs, device, monitor_test, winner_by)
+    table, winner = summarize(complete=True)
     return RetrainResult(table, winner, load_winner(run_dir, device=resolve_device(device)), run_dir,
                          trained=len(todo))
 
@@ -358,7 +361,3 @@ def _say_resumed(run_dir: Path, todo: list[dict], epochs: int, monitor_test: boo
 
 def _candidate(candidates: list[dict], trial: int) -> dict:
     return next(c for c in candidates if c["trial"] == trial)
-
-
-def _config_of(candidates: list[dict], trial: int) -> dict:
-    return _candidate(candidates, trial)["config"]

@@ -2,6 +2,7 @@
 trial or that another command is writing, the count it says before it starts, and a Ctrl-C that names
 only what exists."""
 
+import json
 import os
 import shutil
 from datetime import datetime
@@ -18,6 +19,7 @@ from hpsearch.rundir.store import RunLock, TrialStore, load_records, load_result
 from hpsearch.search.interrupt import SearchInterrupted
 from hpsearch.search.run import run_search
 from hpsearch.settings import SearchSettings
+from hpsearch.winner.bundle import load_winner
 
 TINY = dict(dataset="digits", cv=2, max_epochs=2, patience=0, n_jobs=1, progress=False)
 
@@ -112,6 +114,18 @@ def test_ctrl_c_names_the_best_so_far_only_when_there_is_one(searched, tmp_path,
         f"{run / 'winner.pt'}; run the same command again (or hpsearch retrain {run} --top 2 --retrain-epochs 3 "
         "--winner-by cv) to retrain the rest")
     assert (run / "winner.pt").is_file() and len(pd.read_csv(run / "retrain.csv")) == 1
+    # summary.json names winner.pt's config, not a winner from before, and says the retraining is not done
+    summary = json.loads((run / "summary.json").read_text())
+    retrained = pd.read_csv(run / "retrain.csv").iloc[0]
+    assert summary["winner"]["trial"] == retrained["trial"] and summary["retrain"]["complete"] is False
+    assert load_winner(run).winner_["config"] == summary["winner"]["config"]
+    from hpsearch.report.content import winner_section
+    assert "the retraining stopped (Ctrl-C) after 1 of the top&#x27;s configs" in winner_section(run, summary)
+    monkeypatch.setattr(top, "retrain_one", real)
+    retrain_top(run, top=2, retrain_epochs=3, dataset=digits, progress=False, n_jobs=1)  # the rest
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["retrain"]["complete"] is True and summary["retrain"]["top"] == 2
+    assert "stopped" not in winner_section(run, summary)
 
 
 def test_the_count_said_is_the_count_retrained_and_why_fewer(searched, tmp_path, digits, capsys):
