@@ -59,14 +59,19 @@ def _backend(name: str, scheduler: str | None):
 
 
 def _search_then_retrain(args, settings, backend) -> int:
+    from .search.run import run_search
+
+    with contextlib.ExitStack() as held:  # the run's lock, from the search through its retraining and pictures
+        start = time.perf_counter()
+        run_dir = run_search(settings, backend=backend, hold=held)
+        return _after_search(args, settings, backend, run_dir, time.perf_counter() - start)
+
+
+def _after_search(args, settings, backend, run_dir, elapsed: float) -> int:
     from .rundir.chance import chance_summary
     from .rundir.store import load_results
-    from .search.run import run_search
     from .training.net import resolve_device
 
-    start = time.perf_counter()
-    run_dir = run_search(settings, backend=backend)
-    elapsed = time.perf_counter() - start
     frame = load_results(run_dir)
     print(f"\n{plural(len(frame), 'config')} in {run_dir} ({elapsed:.1f} s this session)")
     finished = frame[frame["mean_test_score"].notna()]
@@ -89,7 +94,7 @@ def _search_then_retrain(args, settings, backend) -> int:
         print(f"\nopen first: {first}; retrain later with: hpsearch retrain {run_dir}")
         return 0
     options = {key: getattr(settings, key) for key in retrain_defaults()}
-    result = _retrain(run_dir, options, settings.device, settings.progress, backend)
+    result = _retrain(run_dir, options, settings.device, settings.progress, backend, lock=False)  # held already
     code = _plot(run_dir, "all", args, resolve_device(settings.device), redraw=result.trained > 0)
     report = _report(run_dir)
     print(f"\nresults in {run_dir}/; open first: {report.name + ' (the whole run on one page), ' if report else ''}"

@@ -44,7 +44,8 @@ class RunLock:
 
     The OS drops the lock when the process dies, even by ``kill -9``. ``flock`` locks an open file
     description: a second ``RunLock`` on the same folder in the same process is refused like another
-    process's, so a command takes it once (a search releases it before its retraining takes it).
+    process's, so a command takes it once (the command line's search keeps it through its own
+    retraining and pictures: ``run_search(hold=...)``).
     ``fix`` says what to do when the folder is in use (by default: wait and run again, or a new search
     in another ``out``).
     """

@@ -9,6 +9,7 @@ already stored (so a resumed run continues the rung in progress without re-train
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import warnings
@@ -156,13 +157,17 @@ def _check_n_keeps_stored(store: TrialStore, n: int, run_dir: Path) -> None:
                          f"{last + 1} or more, or pass a different {param('out')} for a new search of {n}")
 
 
-def run_search(settings: SearchSettings, dataset: Dataset | None = None, backend=None) -> Path:
+def run_search(settings: SearchSettings, dataset: Dataset | None = None, backend=None,
+               hold: contextlib.ExitStack | None = None) -> Path:
     """Run (or resume) a search and return its run folder.
 
     Every finished (config, rung) is committed to ``<run>/trials.db`` and the ranking files are
     kept current. Raises ``SearchInterrupted`` on Ctrl-C with all finished work kept (``ClusterLost``
     when a Dask cluster was left without workers). ``backend``: an open ``hpsearch.jobs.backends``
     backend to run the jobs on (default: the one ``settings.backend`` names, opened and closed here).
+    ``hold``: the run folder's lock goes into it and stays held after the search, so that what the
+    caller does next there (the command line's retraining and pictures) follows with no gap for
+    another command to write in.
     """
     settings.validate()
     strategy = make_strategy(settings)
@@ -205,7 +210,10 @@ def run_search(settings: SearchSettings, dataset: Dataset | None = None, backend
         _check_out_beside_code(out, Path(module_folder(settings.space, settings.module_path)))
     # only now, with every setting, the space and the data checked, does the run folder appear
     run_dir = _prepare_run_dir(out)
-    with RunLock(run_dir):
+    lock = RunLock(run_dir)
+    if hold is not None:
+        hold.enter_context(lock)
+    with contextlib.nullcontext() if hold is not None else lock:
         made = (stored_fingerprint(run_dir) or {}).get("strategy")
         settings = type(strategy).settle(settings, made)  # automatic defaults: as the run began, else today's
         strategy = make_strategy(settings)

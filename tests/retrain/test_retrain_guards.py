@@ -81,12 +81,24 @@ def test_a_retraining_holds_the_run_against_a_search(searched, tmp_path, digits,
         pass
 
 
-def test_a_search_and_then_its_own_retraining_take_the_lock_in_turn(tmp_path, monkeypatch):
-    monkeypatch.setattr(commands, "_plot", lambda *args, **kwargs: 0)  # the winner's pictures: not checked here
+def test_a_search_keeps_the_lock_through_its_own_retraining_and_pictures(tmp_path, monkeypatch):
+    """No gap between the search and its retraining where another command could write the run."""
+    held = []
+
+    def pictures(run_dir, *args, **kwargs):  # (drawn after the retraining; not drawn here)
+        with pytest.raises(UsageError, match="is in use by a running search or retraining"), RunLock(run_dir):
+            pass
+        held.append(run_dir)
+        return 0
+
+    monkeypatch.setattr(commands, "_plot", pictures)
     out = tmp_path / "run"
     assert main(["search", "--n", "2", "--out", str(out), "--dataset", "digits", "--cv", "2", "--max-epochs", "1",
                  "--patience", "0", "--n-jobs", "1", "--no-progress", "--top", "1", "--retrain-epochs", "1"]) == 0
     assert len(pd.read_csv(out / "retrain.csv")) == 1 and (out / "winner.pt").is_file()
+    assert held == [out]  # still held after the retraining, from the same process
+    with RunLock(out):  # and free once the command is done
+        pass
 
 
 def test_ctrl_c_names_the_best_so_far_only_when_there_is_one(searched, tmp_path, digits, capsys, monkeypatch):
