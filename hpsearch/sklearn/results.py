@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+from scipy.stats import rankdata
 from sklearn.base import clone
 
 __all__ = ["fit_and_score", "results_table"]
@@ -51,11 +52,12 @@ def _metric_scores(rows: list[dict], part: str) -> dict[str, np.ndarray]:
 
 
 def _ranks(means: np.ndarray) -> np.ndarray:
-    """1 for the best mean, a failed (NaN) one last; ties in row order."""
-    order = np.argsort(-np.where(np.isnan(means), -np.inf, means), kind="stable")
-    ranks = np.empty(len(means), dtype=np.int32)
-    ranks[order] = np.arange(1, len(means) + 1)
-    return ranks
+    """scikit-learn's ``rank_test_*``: 1 for the best mean, equal means the same (lowest) rank, the
+    failed (NaN) ones tied after the worst scored one (all 1 when every one failed)."""
+    if np.isnan(means).all():
+        return np.ones(len(means), dtype=np.int32)
+    filled = np.where(np.isnan(means), np.nanmin(means) - 1, means)
+    return rankdata(-filled, method="min").astype(np.int32)
 
 
 def results_table(rows: list[dict], n_splits: int, train_score: bool) -> dict:

@@ -172,3 +172,12 @@ def test_randomized_search_cv_searches_max_epochs_as_scikit_learns(data):
     np.testing.assert_array_equal(ours.cv_results_["mean_test_score"], theirs.cv_results_["mean_test_score"])
     assert ours.best_params_ == theirs.best_params_
     assert ours.n_fold_epochs_ == 2 * (1 + 1)  # from scratch: 2 * (1 + 2)
+
+
+def test_ranks_follow_scikit_learn_ties_share_the_best_rank_and_failures_tie_last():
+    from hpsearch.sklearn.results import _ranks
+
+    means = np.array([0.5, 0.7, np.nan, 0.7, 0.1, np.nan])
+    assert _ranks(means).tolist() == [3, 1, 5, 1, 4, 5]  # rankdata(method="min"), NaN after the worst
+    assert _ranks(np.array([np.nan, np.nan])).tolist() == [1, 1]  # every fit failed: scikit-learn's ones
+    assert _ranks(means).dtype == np.int32
