@@ -5,6 +5,7 @@ search shapes it."""
 from __future__ import annotations
 
 import time
+import warnings
 
 import numpy as np
 from scipy.stats import rankdata
@@ -13,13 +14,26 @@ from sklearn.base import clone
 __all__ = ["fit_and_score", "results_table"]
 
 
-def _score(scorer, net, X, y):
+def _score(scorer, net, X, y, error_score):
     """The fitted ``net``'s score on ``(X, y)``: a float, or ``{metric: float}`` for a dict of scorers (or
     a callable scorer returning a dict), as scikit-learn's multi-metric searches score."""
     if isinstance(scorer, dict):
-        return {name: float(s(net, X, y)) for name, s in scorer.items()}
-    score = scorer(net, X, y)
+        return {name: float(_one_score(s, net, X, y, error_score)) for name, s in scorer.items()}
+    score = _one_score(scorer, net, X, y, error_score)
     return {name: float(v) for name, v in score.items()} if isinstance(score, dict) else float(score)
+
+
+def _one_score(scorer, net, X, y, error_score):
+    """One scorer's value; a scorer that raises gives ``error_score`` with scikit-learn's warning (or raises
+    with ``error_score="raise"``), as its ``_score`` does."""
+    try:
+        return scorer(net, X, y)
+    except Exception as exc:  # noqa: BLE001 - a failing score is data, as in scikit-learn
+        if error_score == "raise":
+            raise
+        warnings.warn(f"Scoring failed. The score on this train-test partition for these parameters will be set to "
+                      f"{error_score}. Details: {type(exc).__name__}: {exc}", UserWarning, stacklevel=2)
+        return error_score
 
 
 def fit_and_score(net, params: dict, X, y, train, test, scorer, train_score: bool, error_score) -> dict:
@@ -36,9 +50,9 @@ def fit_and_score(net, params: dict, X, y, train, test, scorer, train_score: boo
                 "score_time": 0.0, "error": f"{type(exc).__name__}: {exc}"}
     fit_time = time.perf_counter() - start
     start = time.perf_counter()
-    test = _score(scorer, net, X[test], y[test])
+    test = _score(scorer, net, X[test], y[test], error_score)
     score_time = time.perf_counter() - start
-    return {"test": test, "train": _score(scorer, net, X[train], y[train]) if train_score else None,
+    return {"test": test, "train": _score(scorer, net, X[train], y[train], error_score) if train_score else None,
             "fit_time": fit_time, "score_time": score_time, "error": None}
 
 

@@ -181,3 +181,28 @@ def test_ranks_follow_scikit_learn_ties_share_the_best_rank_and_failures_tie_las
     assert _ranks(means).tolist() == [3, 1, 5, 1, 4, 5]  # rankdata(method="min"), NaN after the worst
     assert _ranks(np.array([np.nan, np.nan])).tolist() == [1, 1]  # every fit failed: scikit-learn's ones
     assert _ranks(means).dtype == np.int32
+
+
+def _picky(net, X, y):
+    """A scorer that fails for one learning rate."""
+    if net.lr == 0.3:
+        raise ValueError("no score for lr 0.3")
+    return float((net.predict(X) == y).mean())
+
+
+@pytest.mark.parametrize("scoring", [_picky, {"acc": _picky, "loss": "neg_log_loss"}], ids=["one", "several"])
+def test_a_scorer_that_raises_scores_error_score_as_in_scikit_learn(data, scoring):
+    X, y = data
+    refit = "loss" if isinstance(scoring, dict) else True  # (ours ranks by one metric: refit names it)
+    kw = dict(cv=2, scoring=scoring, refit=refit, random_state=0, error_score=-1.0)
+    with pytest.warns(UserWarning, match="Scoring failed"):  # every point of the 6-point grid, once
+        theirs = RandomizedSearchCV(_net(), DISTRIBUTIONS, n_iter=6, **kw).fit(X, y)
+    with pytest.warns(UserWarning, match="Scoring failed. The score on this train-test partition for these "
+                                         "parameters will be set to -1.0. Details: ValueError: no score for lr 0.3"):
+        ours = SearchCV(_net(), DISTRIBUTIONS, strategy="random", n_candidates=6, **kw).fit(X, y)
+    keys = [key for key in theirs.cv_results_ if key.startswith(("split", "mean_test", "rank_test"))]
+    assert any((theirs.cv_results_[key] == -1.0).any() for key in keys)  # the failing scores are there
+    for key in keys:
+        np.testing.assert_array_equal(ours.cv_results_[key], theirs.cv_results_[key], err_msg=key)
+    with pytest.raises(ValueError, match="no score for lr 0.3"):
+        SearchCV(_net(), DISTRIBUTIONS, strategy="random", n_candidates=6, **{**kw, "error_score": "raise"}).fit(X, y)
