@@ -77,6 +77,16 @@ def _ranking_metric(refit, names) -> str:
                      f"and pick the best, by one metric; e.g. refit={names[0]!r}")
 
 
+def _chosen_index(refit, cv_results: dict) -> int:
+    """The row a callable ``refit`` picks from ``cv_results_``, checked as scikit-learn checks it."""
+    index = refit(cv_results)
+    rows = len(cv_results["params"])
+    if isinstance(index, bool) or not isinstance(index, numbers.Integral) or not 0 <= index < rows:
+        raise UsageError(f"refit (a function of cv_results_) must return a row index from 0 to {rows - 1}, got "
+                         f"{index!r}; return e.g. int(np.argmax(cv_results['mean_test_score']))")
+    return int(index)
+
+
 def _grid_size(param_distributions) -> int | None:
     """How many candidates ``param_distributions`` holds when every value is a list (a grid); None when some
     value is a distribution (or the distributions are an hpsearch space), which draws without end."""
@@ -337,9 +347,12 @@ class SearchCV(Float32Input, BaseSearchCV):
             if np.all(np.isnan(means)):
                 raise UsageError(f"every candidate failed at the full budget ({top} epochs); see cv_results_'s scores "
                                  "and the nets' errors (error_score='raise' shows the first)")
-            self.best_index_ = int(np.nanargmax(means))
+            if callable(self.refit):  # scikit-learn's rule: the function picks, and there is no best_score_
+                self.best_index_ = _chosen_index(self.refit, self.cv_results_)
+            else:
+                self.best_index_ = int(np.nanargmax(means))
+                self.best_score_ = float(self.cv_results_[f"mean_test_{metric}"][self.best_index_])
             self.best_params_ = self.cv_results_["params"][self.best_index_]
-            self.best_score_ = float(self.cv_results_[f"mean_test_{metric}"][self.best_index_])
             if "config" in self.cv_results_:
                 self.best_config_ = self.cv_results_["config"][self.best_index_]
             self.n_resources_ = sorted({int(r) for r in self.cv_results_["n_resources"]})

@@ -206,3 +206,23 @@ def test_a_scorer_that_raises_scores_error_score_as_in_scikit_learn(data, scorin
         np.testing.assert_array_equal(ours.cv_results_[key], theirs.cv_results_[key], err_msg=key)
     with pytest.raises(ValueError, match="no score for lr 0.3"):
         SearchCV(_net(), DISTRIBUTIONS, strategy="random", n_candidates=6, **{**kw, "error_score": "raise"}).fit(X, y)
+
+
+def test_a_callable_refit_picks_the_best_as_in_randomized_search_cv(data):
+    """refit=f(cv_results_) -> index: that row is best_index_ and is refit; there is no best_score_."""
+    X, y = data
+
+    def worst(results):
+        return int(np.argmin(results["mean_test_score"]))
+
+    kw = dict(cv=2, refit=worst, random_state=0)
+    theirs = RandomizedSearchCV(_net(), DISTRIBUTIONS, n_iter=3, **kw).fit(X, y)
+    ours = SearchCV(_net(), DISTRIBUTIONS, strategy="random", n_candidates=3, **kw).fit(X, y)
+    assert ours.best_index_ == theirs.best_index_ == worst(theirs.cv_results_)
+    assert ours.best_index_ != int(np.argmax(ours.cv_results_["mean_test_score"]))  # not the best: the function's
+    assert {k: v for k, v in ours.best_params_.items() if k != "max_epochs"} == theirs.best_params_
+    assert not hasattr(ours, "best_score_") and not hasattr(theirs, "best_score_")
+    assert ours.best_estimator_.lr == theirs.best_estimator_.lr
+    with pytest.raises(UsageError, match=r"refit \(a function of cv_results_\) must return a row index from 0 to 2, "
+                                         r"got 3"):
+        SearchCV(_net(), DISTRIBUTIONS, strategy="random", n_candidates=3, cv=2, refit=lambda r: 3).fit(X, y)
