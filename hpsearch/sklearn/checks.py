@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import numbers
 
 from ..errors import UsageError, did_you_mean
 from .spaces import check_space_door, is_space
@@ -77,12 +78,21 @@ def _check_values(name: str, values) -> None:
                      f"(with rvs), got {values!r}; write [{values!r}] for one value, or e.g. loguniform(1e-4, 1e-1)")
 
 
+def _check_error_score(error_score) -> None:
+    """scikit-learn's rule, checked before any training rather than at the first failing fit."""
+    if error_score == "raise" or (isinstance(error_score, numbers.Number) and not isinstance(error_score, bool)):
+        return
+    raise UsageError(f"error_score must be the string 'raise' or a number (the score of a failing fit, np.nan by "
+                     f"default), got {error_score!r}")
+
+
 def check_search(search) -> None:
     """Refuse what cannot run: an estimator that is no skorch classifier, another resource than
     ``max_epochs`` for halving, a distribution that cannot be sampled, a parameter the net does not
     have (with did-you-mean), the resource among the searched parameters; a ``SearchSpace`` naming what
     only hpsearch's training loop does (``hpsearch.sklearn.spaces``)."""
     _check_estimator(search)
+    _check_error_score(search.error_score)
     resource = getattr(search, "resource", None)
     if resource is not None and resource != "max_epochs":
         raise UsageError(f"resource must be 'max_epochs' (a survivor goes on from its last epoch), got {resource!r}; "

@@ -85,6 +85,8 @@ def data():
     (dict(scoring=["accuracy", "neg_log_loss"], refit=False), "('accuracy', 'neg_log_loss'), got False"),
     (dict(scoring=SCORING, refit="accuracy"), "got 'accuracy'"),
     (dict(scoring=SCORING, refit=lambda results: 0), "got <function"),
+    (dict(error_score="nan"), "error_score must be the string 'raise' or a number (the score of a failing fit, "
+     "np.nan by default), got 'nan'"),
 ])
 def test_search_cv_refuses_its_settings_by_their_names_before_any_training(data, tmp_path, settings, message):
     X, y = data
