@@ -157,3 +157,18 @@ def test_the_count_said_is_the_count_retrained_and_why_fewer(searched, tmp_path,
     assert main(["retrain", str(run), "--top", "50", "--retrain-epochs", "1", "--no-progress"]) == 0
     assert capsys.readouterr().out.startswith("retraining the best 4 (the run has 4 scored configs) for 1 epoch each")
     assert len(pd.read_csv(run / "retrain.csv")) == 4
+
+
+def test_compare_offers_same_config_where_the_space_allows_more_than_the_search_drew(tmp_path, digits):
+    from hpsearch.retrain.compare import compare_groups
+
+    space = tmp_path / "space.toml"
+    space.write_text("hidden = [8]\n[optimizer]\ndistribution = 'categorical'\nchoices = ['adam', 'rmsprop']\n")
+    run = run_search(SearchSettings(n=1, space=str(space), out=str(tmp_path / "one"), **TINY), digits)
+    drawn = load_results(run)["param_optimizer"].iloc[0]
+    with pytest.raises(UsageError, match=rf"by optimizer: every config of .* has {drawn}, so there is nothing to "
+                                         r"compare; add same_config \(the best config with each value the space "
+                                         r"allows\), or group by a key the search drew several values of"):
+        compare_groups(run, ["optimizer"], 1, progress=False)
+    table = compare_groups(run, ["optimizer"], 1, progress=False, same_config=True, n_jobs=1)  # the offer works
+    assert sorted(table["optimizer"]) == ["adam", "rmsprop"] and table["trial"].nunique() == 1
