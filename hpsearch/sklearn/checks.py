@@ -8,7 +8,7 @@ import numbers
 from ..errors import UsageError, did_you_mean
 from .spaces import check_space_door, is_space
 
-__all__ = ["check_search"]
+__all__ = ["check_search", "whole_number", "ranking_metric", "chosen_index"]
 
 # skorch routes these prefixes to its parts (module__width goes to the module's constructor)
 ROUTED = ("module__", "optimizer__", "criterion__", "iterator_train__", "iterator_valid__", "callbacks__",
@@ -113,3 +113,31 @@ def check_search(search) -> None:
                                  "remove it (the net's own max_epochs, or max_resources, is the full budget)")
             _check_name(name, known, module_args, search.estimator)
             _check_values(name, values)
+
+
+def whole_number(name: str, value, low: int, fix: str) -> int:
+    """``value`` as an int when it is a whole number >= ``low`` (numpy's included), else one line naming
+    the parameter ``name``, what it takes, what it got and ``fix``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise UsageError(f"{name} must be a whole number >= {low}, got {value!r}; {fix}")
+    return int(value)
+
+
+def ranking_metric(refit, names) -> str:
+    """The metric of several (``names``, scoring's) that ranks the candidates: ``refit``, which must name one."""
+    names = list(names)
+    if isinstance(refit, str) and refit in names:
+        return refit
+    raise UsageError(f"refit must name the metric that ranks the candidates when scoring has several "
+                     f"({', '.join(map(repr, names))}), got {refit!r}: SearchCV's strategies promote candidates, "
+                     f"and pick the best, by one metric; e.g. refit={names[0]!r}")
+
+
+def chosen_index(refit, cv_results: dict) -> int:
+    """The row a callable ``refit`` picks from ``cv_results_``, checked as scikit-learn checks it."""
+    index = refit(cv_results)
+    rows = len(cv_results["params"])
+    if isinstance(index, bool) or not isinstance(index, numbers.Integral) or not 0 <= index < rows:
+        raise UsageError(f"refit (a function of cv_results_) must return a row index from 0 to {rows - 1}, got "
+                         f"{index!r}; return e.g. int(np.argmax(cv_results['mean_test_score']))")
+    return int(index)

@@ -11,7 +11,6 @@ their state) and records one ``cv_results_`` row per (candidate, budget).
 from __future__ import annotations
 
 import math
-import numbers
 import time
 import warnings
 from types import SimpleNamespace
@@ -29,7 +28,7 @@ from ..jobs.resources import threads_per_job
 from ..space.optuna_bridge import stored_params, suggest_config
 from ..space.search_space import ParamGenerator
 from ..strategies import make_strategy
-from .checks import check_search
+from .checks import check_search, chosen_index, ranking_metric, whole_number
 from .continuing import continuing
 from .fitting import Float32Input, as_float32, fit_storage, jobs_of, seed_of, trained_epochs
 from .results import fit_and_score, results_table
@@ -57,34 +56,6 @@ def _optuna_distribution(name: str, values):
         return optuna.distributions.IntDistribution(int(low), int(high))
     raise UsageError(f"param_distributions[{name!r}]: TPE translates lists, uniform, loguniform and randint; got "
                      f"scipy.stats {dist_name or type(values).__name__}: use one of those, or strategy 'random'")
-
-
-def _whole(name: str, value, low: int, fix: str) -> int:
-    """``value`` as an int when it is a whole number >= ``low`` (numpy's included), else one line naming
-    the parameter ``name``, what it takes, what it got and ``fix``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise UsageError(f"{name} must be a whole number >= {low}, got {value!r}; {fix}")
-    return int(value)
-
-
-def _ranking_metric(refit, names) -> str:
-    """The metric of several (``names``, scoring's) that ranks the candidates: ``refit``, which must name one."""
-    names = list(names)
-    if isinstance(refit, str) and refit in names:
-        return refit
-    raise UsageError(f"refit must name the metric that ranks the candidates when scoring has several "
-                     f"({', '.join(map(repr, names))}), got {refit!r}: SearchCV's strategies promote candidates, "
-                     f"and pick the best, by one metric; e.g. refit={names[0]!r}")
-
-
-def _chosen_index(refit, cv_results: dict) -> int:
-    """The row a callable ``refit`` picks from ``cv_results_``, checked as scikit-learn checks it."""
-    index = refit(cv_results)
-    rows = len(cv_results["params"])
-    if isinstance(index, bool) or not isinstance(index, numbers.Integral) or not 0 <= index < rows:
-        raise UsageError(f"refit (a function of cv_results_) must return a row index from 0 to {rows - 1}, got "
-                         f"{index!r}; return e.g. int(np.argmax(cv_results['mean_test_score']))")
-    return int(index)
 
 
 def _grid_size(param_distributions) -> int | None:
@@ -230,7 +201,7 @@ class EstimatorEvaluate:
 
     def _ranked(self, score) -> float:
         """The score a strategy ranks by: the one, or of several metrics ``refit``'s."""
-        return score[_ranking_metric(self.search.refit, score)] if isinstance(score, dict) else score
+        return score[ranking_metric(self.search.refit, score)] if isinstance(score, dict) else score
 
     def race(self, candidates: dict[int, dict], epochs: int, keep: int, margin: float) -> dict[int, float]:
         raise NotImplementedError("fold racing is hpsearch search's --fold-racing; these estimators score every fold")
@@ -285,21 +256,21 @@ class SearchCV(Float32Input, BaseSearchCV):
     def _max_epochs(self) -> int:
         """The full budget: ``max_resources``, or with ``"auto"`` the net's ``max_epochs``."""
         if self.max_resources != "auto":
-            return _whole("max_resources", self.max_resources, 1,
+            return whole_number("max_resources", self.max_resources, 1,
                           "give the full budget in epochs, or 'auto' for the net's own max_epochs")
-        return _whole("the net's max_epochs", self.estimator.get_params()["max_epochs"], 1,
+        return whole_number("the net's max_epochs", self.estimator.get_params()["max_epochs"], 1,
                       "max_resources='auto' takes it as the full budget: set it, or give max_resources")
 
     def _strategy(self, max_epochs: int):
         """The strategy, built and checked as ``hpsearch search`` builds it (its name refused with did-you-mean),
         its settings checked first as this estimator's own (``n_candidates``, not the command line's ``n``)."""
-        n = _whole("n_candidates", self.n_candidates, 1, "draw at least one, e.g. n_candidates=27 (the default)")
+        n = whole_number("n_candidates", self.n_candidates, 1, "draw at least one, e.g. n_candidates=27 (the default)")
         size = _grid_size(self.param_distributions)
         asked, n = n, n if size is None else min(n, size)  # as scikit-learn's ParameterSampler: each grid point once
-        factor = _whole("factor", self.factor, 2, "each rung keeps 1/factor of its candidates: e.g. factor=3 "
+        factor = whole_number("factor", self.factor, 2, "each rung keeps 1/factor of its candidates: e.g. factor=3 "
                                                  "(the default)")
-        n_startup = _whole("n_startup", self.n_startup, 1, "TPE's random start: e.g. n_startup=10 (the default)")
-        min_epochs = None if self.min_resources is None else _whole(
+        n_startup = whole_number("n_startup", self.n_startup, 1, "TPE's random start: e.g. n_startup=10 (the default)")
+        min_epochs = None if self.min_resources is None else whole_number(
             "min_resources", self.min_resources, 1, "the first rung's epochs, or None for an automatic first rung")
         # what the strategies check themselves names their settings as SearchCV's parameters
         full = "max_resources" if self.max_resources != "auto" else "the net's max_epochs"
@@ -318,7 +289,7 @@ class SearchCV(Float32Input, BaseSearchCV):
         them, ``refit`` naming the one that ranks."""
         if isinstance(self.scoring, list | tuple | set | dict):
             scorers = _check_multimetric_scoring(self.estimator, self.scoring)
-            _ranking_metric(self.refit, scorers)
+            ranking_metric(self.refit, scorers)
             return scorers
         return check_scoring(self.estimator, scoring=self.scoring)
 
@@ -348,7 +319,7 @@ class SearchCV(Float32Input, BaseSearchCV):
                 raise UsageError(f"every candidate failed at the full budget ({top} epochs); see cv_results_'s scores "
                                  "and the nets' errors (error_score='raise' shows the first)")
             if callable(self.refit):  # scikit-learn's rule: the function picks, and there is no best_score_
-                self.best_index_ = _chosen_index(self.refit, self.cv_results_)
+                self.best_index_ = chosen_index(self.refit, self.cv_results_)
             else:
                 self.best_index_ = int(np.nanargmax(means))
                 self.best_score_ = float(self.cv_results_[f"mean_test_{metric}"][self.best_index_])
