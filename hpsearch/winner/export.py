@@ -31,10 +31,11 @@ from ..errors import UsageError, brief, param
 from ..rundir.atomic import atomic_write, atomic_write_text
 from ..rundir.names import WINNER_FILE
 
-__all__ = ["export_winner", "exported_answers", "FORMATS", "TOLERANCE", "CARD_FILE"]
+__all__ = ["export_winner", "exported_answers", "FORMATS", "TOLERANCE", "CARD_FILE", "FAMILIAR_FILE"]
 
 FORMATS = {"onnx": "model.onnx", "torchscript": "model.ts"}
 CARD_FILE = "model.json"
+FAMILIAR_FILE = "familiarity.npz"  # the winner's reference images and threshold: "unlike the training images"
 OPSET = 17
 TOLERANCE = 1e-4
 TRACE_ADVICE = ("the export follows only the path taken on the example input; check it, or avoid Python branches "
@@ -94,6 +95,37 @@ def _card(net, info: dict, run_dir: Path, formats: list[str], digest: str) -> di
         "fingerprint": run_digest(fingerprint),
         "winner_digest": digest,
     }
+
+
+def _write_familiarity(info: dict, out: Path) -> dict | None:
+    """The winner's reference images (8 bits) and calibrated threshold as plain arrays beside the model
+    (``FAMILIAR_FILE``, read back with ``allow_pickle=False``), so ``predict --model`` flags an input
+    unlike the training images as ``predict RUN`` does; None for a winner that keeps none."""
+    entry = info.get("familiarity")
+    if not isinstance(entry, dict) or "reference" not in entry:
+        return None
+    reference = entry["reference"].numpy() if hasattr(entry["reference"], "numpy") else np.asarray(entry["reference"])
+    atomic_write(out / FAMILIAR_FILE, lambda f: np.savez_compressed(
+        f, reference=reference.astype(np.uint8), threshold=np.float64(entry["threshold"]),
+        quantile=np.float64(entry.get("quantile", 0.99))), binary=True)
+    return {"file": FAMILIAR_FILE, "threshold": float(entry["threshold"]), "images": int(len(reference)),
+            "measure": "RMS pixel distance to the nearest reference image, over the threshold; above 1: unlike"}
+
+
+def _read_familiarity(card: dict, folder: Path):
+    """The export's reference as ``Familiarity``, or None (an export without one, or its file gone)."""
+    from .familiar import Familiarity
+
+    entry = card.get("familiarity")
+    path = folder / (entry or {}).get("file", FAMILIAR_FILE)
+    if not entry or not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:  # a file is data: no pickle
+            return Familiarity({"reference": data["reference"], "threshold": float(data["threshold"]),
+                                "quantile": float(data["quantile"])})
+    except (OSError, ValueError, KeyError) as exc:
+        raise UsageError(f"{path}: cannot be read ({brief(exc)}); export again (hpsearch export)") from None
 
 
 def _traced(fmt: str, trace) -> list[str]:
@@ -167,7 +199,7 @@ def export_winner(run_dir, formats=("onnx", "torchscript"), out=None, check: boo
         except ValueError:
             old = {}
         if old.get("winner_digest") == digest and all((out / FORMATS[f]).is_file() for f in formats) \
-                and set(formats) <= set(old.get("files", {})):
+                and set(formats) <= set(old.get("files", {})) and "familiarity" in old:
             return {"card": card_path, "files": [out / FORMATS[f] for f in formats], "checks": {}, "skipped": True,
                     "warnings": []}
     net = load_winner(run_dir)
@@ -210,6 +242,7 @@ def export_winner(run_dir, formats=("onnx", "torchscript"), out=None, check: boo
     kept = [f for f in FORMATS if f not in formats and f in old.get("files", {}) and (out / FORMATS[f]).is_file()] \
         if old.get("winner_digest") == digest else []
     card = _card(net, info, run_dir, [f for f in FORMATS if f in formats or f in kept], digest)
+    card["familiarity"] = _write_familiarity(info, out)
     card["checks"] = {**{f: old["checks"][f] for f in kept if f in (old.get("checks") or {})}, **checks}
     atomic_write_text(card_path, json.dumps(card, indent=2, default=str) + "\n")
     return {"card": card_path, "files": files, "checks": checks, "skipped": False, "warnings": traced}
@@ -219,6 +252,7 @@ def exported_answers(model, files):
     """``hpsearch predict --model``: each image file through the card's preprocessing and the exported
     file alone (no run folder, no winner.pt): ``{path, class_name, probability, error}`` per file."""
     from ..data.preprocess import preprocess
+    from .familiar import unlike
     from .predict import read_image_file
 
     path = Path(model)
@@ -237,6 +271,7 @@ def exported_answers(model, files):
     except (OSError, ValueError) as exc:
         raise UsageError(f"{card_path}: the card beside {path.name} cannot be read ({exc}); export again") from None
     fmt = "onnx" if path.suffix == ".onnx" else "torchscript"
+    familiarity = _read_familiarity(card, path.parent)
     for file in map(Path, files):
         answer = {"path": str(file), "class_name": None, "probability": None, "error": None}
         try:
@@ -254,4 +289,5 @@ def exported_answers(model, files):
         else:
             best = int(proba.argmax())
             answer.update(class_name=card["class_names"][best], probability=float(proba[best]))
+        answer.update(unlike(familiarity, x))
         yield answer

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["familiarity_reference", "distances", "Familiarity", "QUANTILE"]
+__all__ = ["familiarity_reference", "distances", "Familiarity", "QUANTILE", "unlike"]
 
 REFERENCE = 1000
 CALIBRATION = 1000
@@ -61,3 +61,12 @@ class Familiarity:
         """Distance to the nearest reference image over the calibrated threshold, per image; > 1: unlike."""
         X = np.asarray(X)
         return distances(X.reshape(-1, *self.reference.shape[1:]), self.reference) / self.threshold
+
+
+def unlike(familiarity: Familiarity | None, x: np.ndarray) -> dict:
+    """``ood_score`` (one preprocessed image's distance over the threshold) and ``unlike_training``
+    (above 1), or None for both without a reference (a winner or an export from before it was kept)."""
+    if familiarity is None:
+        return {"ood_score": None, "unlike_training": None}
+    score = float(familiarity.score(x[None])[0])
+    return {"ood_score": round(score, 4), "unlike_training": score > 1.0}

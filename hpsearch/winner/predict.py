@@ -27,7 +27,7 @@ from ..data.preprocess import preprocess
 from ..errors import UsageError, brief, param
 from ..viz.attribution import cam, grad_cam, hires_cam, saliency
 from ..viz.modules import conv_only, gap_only, positions_of
-from .familiar import Familiarity
+from .familiar import Familiarity, unlike
 
 __all__ = ["Predictor", "heat_method", "predict_files", "answer_line", "METHOD_NAMES", "HEATMAP_SUFFIX"]
 
@@ -148,10 +148,7 @@ class Predictor:
     def unlike(self, x: np.ndarray) -> dict:
         """``ood_score`` (the distance to the training images over the calibrated threshold) and
         ``unlike_training`` (above 1), or None for both when the winner keeps no reference."""
-        if self.familiarity is None:
-            return {"ood_score": None, "unlike_training": None}
-        score = float(self.familiarity.score(x[None])[0])
-        return {"ood_score": round(score, 4), "unlike_training": score > 1.0}
+        return unlike(self.familiarity, x)
 
     def predict_image(self, image, top: int = 3) -> dict:
         """Everything the page shows for one picture: the class, the ``top`` probabilities, the

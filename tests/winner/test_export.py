@@ -90,12 +90,29 @@ def test_predict_with_the_exported_file_alone_agrees_with_the_run(retrained_run,
         path = tmp_path / f"digit{i}.png"
         Image.fromarray(255 - (digits.X_test[i][0] * 255).round().astype(np.uint8)).resize((64, 64)).save(path)
         files.append(str(path))
+    noise = tmp_path / "noise.png"  # nothing like a digit: flagged beside its class, by the run and the export
+    Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64), dtype=np.uint8)).save(noise)
+    files.append(str(noise))
     capsys.readouterr()
     assert main(["predict", str(retrained_run), *files]) == 0
-    by_run = [line.split("\t")[1] for line in capsys.readouterr().out.splitlines()]
+
+    def said(printed):  # each file's class and "unlike the training images (score S > 1)", if said
+        return [(line.split("\t")[1], line.split("\t")[3:]) for line in printed.splitlines()]
+
+    by_run = said(capsys.readouterr().out)
+    assert by_run[-1][1][0].startswith("unlike the training images (score ") and not by_run[0][1]
+    with np.load(out / "familiarity.npz", allow_pickle=False) as kept:  # plain arrays, no pickle
+        assert kept["reference"].dtype == np.uint8 and float(kept["threshold"]) > 0
     for model in (out, out / "model.onnx", out / "model.ts"):
         assert main(["predict", "--model", str(model), *files]) == 0
-        assert [line.split("\t")[1] for line in capsys.readouterr().out.splitlines()] == by_run, model
+        assert said(capsys.readouterr().out) == by_run, model
+    import json  # an export made before the reference was kept beside it gets it on the next export
+    card = json.loads((out / "model.json").read_text())
+    del card["familiarity"]
+    (out / "model.json").write_text(json.dumps(card))
+    (out / "familiarity.npz").unlink()
+    assert not export_winner(retrained_run, out=out, check=False)["skipped"] and (out / "familiarity.npz").is_file()
+    assert export_winner(retrained_run, out=out, check=False)["skipped"]  # and then it is up to date
     assert main(["predict", "--model", str(tmp_path), *files]) == 2
     assert "no model.onnx or model.ts there" in capsys.readouterr().err
 
