@@ -5,8 +5,10 @@ train it for the retraining's epochs, from its checkpoint when an earlier run wa
 
 from __future__ import annotations
 
+import sys
 import time
 import warnings
+from pathlib import Path
 
 import torch
 from skorch.dataset import Dataset as SkorchDataset
@@ -18,14 +20,14 @@ from ..jobs.resources import torch_threads
 from ..jobs.workers import die_with_parent
 from ..rundir.checkpoints import EpochCheckpoint, checkpoint_path, resume_state
 from ..rundir.exports import param_text
-from ..rundir.states import restore
+from ..rundir.states import restore, run_digest
 from ..training.models.user import shipped
 from ..training.net import make_net
 from ..training.seeds import trial_seed
 from ..winner.bundle import winner_payload
 from .progress import EpochReport
 
-__all__ = ["build_retrain_net", "retrain_one", "checkpoint_meta"]
+__all__ = ["build_retrain_net", "retrain_one", "checkpoint_meta", "say_resumed"]
 
 
 def build_retrain_net(config: dict, dataset: Dataset, *, device: str, epochs: int, batch_size: int,
@@ -105,3 +107,20 @@ def retrain_one(cand: dict, dataset: Dataset, *, device, epochs, batch_size, see
                "fit_time": time.perf_counter() - start, "error": error,
                **{f"param_{k}": param_text(v) for k, v in sorted(cand["config"].items())}}
         return row, (winner_payload(net) if error == "" else None)
+
+
+def say_resumed(run_dir: Path, todo: list[dict], epochs: int, monitor_test: bool, batch_size: int, seed: int,
+                 checkpoint_every: int) -> None:
+    """Which configs go on from a checkpoint, and from which epoch (said before the work starts)."""
+    from ..rundir.store import run_fingerprint  # (not at the top: the jobs import this module, not the store)
+
+    if checkpoint_every <= 0:
+        return
+    run_id = run_digest(run_fingerprint(run_dir))
+    for cand in todo:
+        path = checkpoint_path(run_dir, cand["trial"])
+        if path.is_file():
+            state = resume_state(path, checkpoint_meta(run_id, cand, epochs, monitor_test, batch_size, seed))
+            if state is not None:
+                print(f"trial {cand['trial']} goes on from epoch {len(state['history'])} of {epochs} (its checkpoint)",
+                      file=sys.stderr, flush=True)

@@ -53,7 +53,6 @@ search or another retraining writes the run, and a search is refused while it re
 from __future__ import annotations
 
 import contextlib
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,7 +63,7 @@ from joblib import delayed
 from ..data.dataset import Dataset
 from ..errors import UsageError, check_whole, param
 from ..jobs.backends import LokyBackend
-from ..rundir.checkpoints import checkpoint_path, remove_checkpoint, resume_state
+from ..rundir.checkpoints import remove_checkpoint
 from ..rundir.exports import unscored
 from ..rundir.names import RETRAIN_FILE, WINNER_FILE
 from ..rundir.run_info import read_settings, run_dataset
@@ -77,7 +76,7 @@ from ..training.net import DEFAULT_BATCH_SIZE, resolve_device
 from ..training.schedules import check_schedule_name
 from ..winner.bundle import load_winner, save_winner
 from .files import write_summary, write_table
-from .job import checkpoint_meta, retrain_one
+from .job import checkpoint_meta, retrain_one, say_resumed
 from .progress import EpochBar, fit_sink
 from .reuse import crowned, drop_weights, keep_weights, stored_rows, stored_weights, winner_bundle
 
@@ -291,7 +290,7 @@ def _retrain_top(run_dir: Path, settings: dict, top: int, retrain_epochs: int, *
         write_table(run_dir, rows, beyond, winner_by)
 
     if progress:
-        _say_resumed(run_dir, todo, retrain_epochs, monitor_test, batch_size, seed, checkpoint_every)
+        say_resumed(run_dir, todo, retrain_epochs, monitor_test, batch_size, seed, checkpoint_every)
     backend = backend or LokyBackend()
     remote = backend.name != "loky"
     on_gpu = str(device).startswith("cuda") and not remote
@@ -342,21 +341,6 @@ def _retrain_top(run_dir: Path, settings: dict, top: int, retrain_epochs: int, *
     table, winner = summarize(complete=True)
     return RetrainResult(table, winner, load_winner(run_dir, device=resolve_device(device)), run_dir,
                          trained=len(todo))
-
-
-def _say_resumed(run_dir: Path, todo: list[dict], epochs: int, monitor_test: bool, batch_size: int, seed: int,
-                 checkpoint_every: int) -> None:
-    """Which configs go on from a checkpoint, and from which epoch (said before the work starts)."""
-    if checkpoint_every <= 0:
-        return
-    run_id = run_digest(run_fingerprint(run_dir))
-    for cand in todo:
-        path = checkpoint_path(run_dir, cand["trial"])
-        if path.is_file():
-            state = resume_state(path, checkpoint_meta(run_id, cand, epochs, monitor_test, batch_size, seed))
-            if state is not None:
-                print(f"trial {cand['trial']} goes on from epoch {len(state['history'])} of {epochs} (its checkpoint)",
-                      file=sys.stderr, flush=True)
 
 
 def _candidate(candidates: list[dict], trial: int) -> dict:
