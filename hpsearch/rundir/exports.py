@@ -13,7 +13,7 @@ from .atomic import atomic_write_text
 from .chance import at_chance
 from .names import SORTED_PARAMS, SORTED_SCORES, TRIALS_CSV
 
-__all__ = ["results_frame", "write_exports", "param_text", "read_sorted", "unscored"]
+__all__ = ["results_frame", "write_exports", "param_text", "read_sorted", "unscored", "trend_of"]
 
 
 def param_text(value) -> str:
@@ -34,7 +34,34 @@ def _std(values) -> float:
     return float(np.std(values)) if values else float("nan")
 
 
-def results_frame(records: list[dict], chance: dict | None = None) -> pd.DataFrame:
+def trend_of(settings) -> tuple[float, int] | None:
+    """``(weight, max_epochs)`` of a halving run that ranks its rungs by the trend (``--trend``), from its
+    settings (a ``SearchSettings`` or settings.json's dict), else None."""
+    get = settings.get if isinstance(settings, dict) else lambda key: getattr(settings, key, None)
+    weight = get("trend")
+    if get("strategy") != "halving" or isinstance(weight, bool) or not isinstance(weight, int | float):
+        return None
+    return float(weight), int(get("max_epochs"))
+
+
+def _trend_keys(rungs: list[dict], trend: tuple[float, int]) -> dict[int, float]:
+    """What ranked each of a config's rungs after the first (``hpsearch.strategies.trend.extrapolate``):
+    its score extrapolated along its trend since the rung before; NaN where fold racing stopped it."""
+    from ..strategies.trend import extrapolate
+
+    weight, max_epochs = trend
+    keys = {}
+    for before, now in zip(rungs, rungs[1:], strict=False):
+        if now["epochs"] >= max_epochs:
+            break  # the full budget ranks by the score
+        score = float("nan") if now.get("stopped") else _mean(now["split_test_scores"])
+        keys[now["epochs"]] = extrapolate({0: score}, {0: _mean(before["split_test_scores"])}, now["epochs"],
+                                          before["epochs"], max_epochs, weight)[0]
+    return keys
+
+
+def results_frame(records: list[dict], chance: dict | None = None,
+                  trend: tuple[float, int] | None = None) -> pd.DataFrame:
     """One row per trial, shaped like sklearn's ``cv_results_`` and ranked best first.
 
     Columns: ``trial``, ``param_*``, ``split{k}_test_score``, ``mean_test_score``,
@@ -45,6 +72,8 @@ def results_frame(records: list[dict], chance: dict | None = None) -> pd.DataFra
     ``n_epochs`` (the budget, in epochs, of the last rung the config reached), ``rung`` (that
     rung's number, from 0), ``state`` (Optuna's: COMPLETE, PRUNED, FAIL, or RUNNING while a rung is
     in progress) and, when the run has several budgets, ``score_{E}ep``: the mean score at each; with
+    ``trend`` (``trend_of``: a halving run's ``--trend``), ``trend_{E}ep`` for each rung after the first but
+    the last: the extrapolated score that ranked it; with
     ``chance`` (``hpsearch.rundir.chance.chance_levels``), ``at_chance``: scored no better than guessing.
     The split columns are the last rung's; ``mean_fit_time`` adds up the rungs' fit times.
     A config that reached a higher rung ranks before every config that stopped at a lower one
@@ -79,6 +108,11 @@ def results_frame(records: list[dict], chance: dict | None = None) -> pd.DataFra
             at = {r["epochs"]: _mean(r["split_test_scores"]) for r in rec["rungs"]}
             for epochs in budgets:
                 row[f"score_{epochs}ep"] = at.get(epochs, float("nan"))
+        if trend is not None and len(budgets) > 2:
+            keys = _trend_keys(rec["rungs"], trend)
+            for epochs in budgets[1:]:
+                if epochs < trend[1]:
+                    row[f"trend_{epochs}ep"] = keys.get(epochs, float("nan"))
         rows.append(row)
     frame = pd.DataFrame(rows)
     if frame.empty:

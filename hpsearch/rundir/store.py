@@ -26,7 +26,7 @@ import pandas as pd
 import sqlalchemy.exc
 
 from ..errors import StorageError, UsageError, brief, param
-from .exports import results_frame
+from .exports import results_frame, trend_of
 from .names import LOCK_FILE, SETTINGS_FILE, TRIALS_CSV, TRIALS_DB
 from .states import run_digest
 
@@ -351,10 +351,12 @@ def load_results(run_dir) -> pd.DataFrame:
     """The ranked ``results_frame`` of the trials stored in ``run_dir`` (read-only), with ``at_chance``
     where the run recorded its chance levels (``settings.json``, key ``chance``)."""
     settings_path = Path(run_dir) / SETTINGS_FILE
-    chance = None
+    settings = {}
     if settings_path.is_file():
         try:
-            chance = json.loads(settings_path.read_text()).get("chance")
-        except (ValueError, OSError, AttributeError):  # a damaged settings.json: the frame without the column
-            chance = None
-    return results_frame(load_records(run_dir), chance if isinstance(chance, dict) else None)
+            settings = json.loads(settings_path.read_text())
+        except (ValueError, OSError):  # a damaged settings.json: the frame without those columns
+            settings = {}
+    settings = settings if isinstance(settings, dict) else {}
+    chance = settings.get("chance")
+    return results_frame(load_records(run_dir), chance if isinstance(chance, dict) else None, trend_of(settings))

@@ -14,7 +14,7 @@ from ..engines import make_engine
 from ..engines.cv import CVResult
 from ..engines.seam import Engine, RunContext
 from ..rundir.chance import chance_levels
-from ..rundir.exports import results_frame, write_exports
+from ..rundir.exports import results_frame, trend_of, write_exports
 from ..rundir.states import remove_states
 from ..rundir.store import TrialStore
 from ..space.optuna_bridge import stored_params, suggest_config
@@ -169,7 +169,8 @@ class Evaluator:
     def export(self, force: bool = False) -> None:
         """Rewrite the ranking files (at most every ``EXPORT_EVERY_S``, unless ``force``)."""
         if force or time.monotonic() - self._exported >= EXPORT_EVERY_S:
-            write_exports(self.context.run_dir, results_frame(self.store.records(), self.chance))
+            write_exports(self.context.run_dir, results_frame(self.store.records(), self.chance,
+                                                              trend_of(self.context.settings)))
             self._exported = time.monotonic()
 
     def close(self) -> None:

@@ -30,7 +30,7 @@ from ..jobs.backends import open_backend
 from ..jobs.resident import release_resident
 from ..rundir.atomic import atomic_write_text
 from ..rundir.chance import chance_levels
-from ..rundir.exports import results_frame, write_exports
+from ..rundir.exports import results_frame, trend_of, write_exports
 from ..rundir.names import DATASET_FILE, SETTINGS_FILE, SPACE_FILE
 from ..rundir.run_info import check_source, read_json, record_source, write_dataset_file
 from ..rundir.store import RunLock, TrialStore, stored_fingerprint
@@ -281,7 +281,8 @@ def _run_strategy(settings, dataset, space, store, strategy, folds, run_dir, bac
         if not isinstance(exc, KeyboardInterrupt) and lost is None:
             raise
         # the throttled exports catch up with the store
-        write_exports(run_dir, results_frame(store.records(), chance_levels(dataset.y_train, settings.scoring)))
+        write_exports(run_dir, results_frame(store.records(), chance_levels(dataset.y_train, settings.scoring),
+                                             trend_of(settings)))
         done = sum(1 for r in store.records() if r["state"] != "RUNNING")
         if lost is not None:
             raise ClusterLost(

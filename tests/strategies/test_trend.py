@@ -108,3 +108,25 @@ def test_a_run_made_before_the_defaults_resumes_as_it_began_and_another_trend_is
 
     assert search("--trend", "0.5") == 2
     assert "holds a search with other settings (--trend: stored off, now 0.5)" in capsys.readouterr().err
+
+
+def test_trials_csv_shows_what_ranked_each_rung_and_the_promoted_lead_it(tmp_path):
+    """A real run with --trend: ``trend_{E}ep`` is the extrapolated score that ranked the rung, and the
+    configs that went on are that rung's best by it (not necessarily by its score)."""
+    import numpy as np
+    import pandas as pd
+
+    from hpsearch.cli import main
+
+    out = tmp_path / "run"
+    assert main(["search", "--dataset", "digits", "--strategy", "halving", "--n", "9", "--max-epochs", "9", "--cv",
+                 "2", "--factor", "3", "--trend", "0.5", "--engine", "batched", "--no-retrain", "--no-progress",
+                 "--out", str(out)]) == 0
+    frame = pd.read_csv(out / "trials.csv")
+    assert "trend_3ep" in frame and "trend_1ep" not in frame and "trend_9ep" not in frame
+    at3 = frame[frame["n_epochs"] >= 3]
+    expected = at3["score_3ep"] + 0.5 * (np.log(9 / 3) / np.log(3 / 1)) * (at3["score_3ep"] - at3["score_1ep"])
+    np.testing.assert_array_equal(at3["trend_3ep"], expected)
+    went_on = set(frame.loc[frame["n_epochs"] == 9, "trial"])
+    assert went_on == set(at3.nlargest(len(went_on), "trend_3ep")["trial"])
+    assert frame.loc[frame["n_epochs"] == 1, "trend_3ep"].isna().all()  # pruned at the first rung: no trend
