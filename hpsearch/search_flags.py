@@ -42,7 +42,10 @@ def search_settings(args) -> SearchSettings:
                              "--resume to start a new search in --out")
         stored = read_json(stored_path)
         _check_resume_keeps(args.resume, given, stored)
-        base = {k: stored[k] for k in _search_flags() if k in stored}
+        # a stored setting its own run ignores is dropped: older runs stored defaults that did not apply
+        # (factor 3 with random search, before halving's became automatic), which a resume would refuse
+        specs = setting_specs()
+        base = {k: stored[k] for k in _search_flags() if k in stored and specs[k].holds(stored)}
         base["out"] = str(args.resume)
         base["space"] = str(Path(args.resume) / SPACE_FILE)  # the space exactly as stored
         base.update(given)

@@ -425,3 +425,15 @@ def test_a_tpe_resume_with_other_jobs_says_its_configs_change(tmp_path, capsys):
     assert json.loads((Path(out) / "settings.json").read_text())["proposal_batch"] == 1
     assert main([*tpe, "--n", "4", "--n-jobs", "2"]) == 0  # nothing left to propose: nothing to say
     assert "note" not in capsys.readouterr().err
+
+
+def test_a_run_that_stored_a_setting_it_ignores_resumes(tmp_path):
+    """Runs made before halving's factor became automatic stored factor 3 with random search too; a
+    --resume drops a stored setting that its own run ignores instead of refusing it."""
+    out = tmp_path / "run"
+    assert main(["search", "--n", "2", "--out", str(out), *FAST]) == 0
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["factor"] is None and settings["strategy"] == "random"
+    (out / "settings.json").write_text(json.dumps({**settings, "factor": 3}))  # as an older version wrote it
+    assert main(["search", "--resume", str(out), "--n", "3", "--no-progress"]) == 0
+    assert len(load_results(out)) == 3 and json.loads((out / "settings.json").read_text())["factor"] is None

@@ -105,6 +105,11 @@ def test_a_run_made_before_the_defaults_resumes_as_it_began_and_another_trend_is
     assert load_records(tmp_path / "run") == records  # nothing trained again
     settings = json.loads((tmp_path / "run" / "settings.json").read_text())
     assert (settings["factor"], settings["trend"]) == (3, "off")
+    del settings["trend"]  # as a version before the flag wrote it: --resume goes on without the trend too
+    (tmp_path / "run" / "settings.json").write_text(json.dumps(settings))
+    assert main(["search", "--resume", str(tmp_path / "run"), "--no-progress"]) == 0
+    assert "halving: every rung ranks by the score (--trend off)" in capsys.readouterr().out
+    assert load_records(tmp_path / "run") == records
 
     assert search("--trend", "0.5") == 2
     assert "holds a search with other settings (--trend: stored off, now 0.5)" in capsys.readouterr().err
