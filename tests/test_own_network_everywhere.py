@@ -60,7 +60,7 @@ def test_a_resumed_search_keeps_its_trials(own, tmp_path):
 
 
 def test_on_dask_your_module_scores_as_on_loky(own, tmp_path, cluster):
-    halving = ["--strategy", "halving", "--n", "3", "--min-epochs", "1", "--max-epochs", "3"]
+    halving = ["--strategy", "halving", "--n", "3", "--factor", "3", "--min-epochs", "1", "--max-epochs", "3"]
     assert _search(own, tmp_path / "loky", *halving, "--n-jobs", "2") == 0
     assert _search(own, tmp_path / "dask", *halving, "--backend", "dask", "--scheduler",
                    cluster.scheduler_address) == 0
