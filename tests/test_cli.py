@@ -381,7 +381,7 @@ def test_a_resume_keeps_the_command_that_began_the_run(tmp_path, monkeypatch):
     from hpsearch.report.content import run_section
 
     out = str(tmp_path / "run")
-    first = ["hpsearch", "search", "--n", "2", "--out", out, *FAST]
+    first = ["hpsearch", "search", "--n", "2", "--out", out, *FAST, "--max-epochs", "1"]
     monkeypatch.setattr(sys, "argv", first)
     assert main(first[1:]) == 0
     resume = ["hpsearch", "search", "--resume", out, "--no-progress"]
@@ -398,7 +398,7 @@ def test_a_resume_keeps_the_command_that_began_the_run(tmp_path, monkeypatch):
 
 def test_the_winner_line_shows_its_config_as_the_best_line_does(tmp_path, capsys):
     out = str(tmp_path / "run")
-    assert main(["search", "--n", "2", "--out", out, *FAST]) == 0
+    assert main(["search", "--n", "2", "--out", out, *FAST, "--max-epochs", "1"]) == 0
     searched = capsys.readouterr().out.splitlines()
     best = next(i for i, line in enumerate(searched) if line.startswith("best: trial"))
     assert main(["retrain", out, "--top", "1", "--retrain-epochs", "1", "--no-progress"]) == 0
@@ -414,7 +414,7 @@ def test_a_tpe_resume_with_other_jobs_says_its_configs_change(tmp_path, capsys):
     """TPE asks one config per job at a time: a resume that asks with another number of jobs proposes
     other configs than an uninterrupted run would, and says so; the same number says nothing."""
     out = str(tmp_path / "run")
-    tpe = ["search", "--strategy", "tpe", "--n-startup", "2", "--out", out, *FAST]
+    tpe = ["search", "--strategy", "tpe", "--n-startup", "2", "--out", out, *FAST, "--max-epochs", "1"]
     assert main([*tpe, "--n", "3", "--n-jobs", "2"]) == 0
     assert json.loads((Path(out) / "settings.json").read_text())["proposal_batch"] == 2
     assert "note" not in capsys.readouterr().err
@@ -431,7 +431,7 @@ def test_a_run_that_stored_a_setting_it_ignores_resumes(tmp_path):
     """Runs made before halving's factor became automatic stored factor 3 with random search too; a
     --resume drops a stored setting that its own run ignores instead of refusing it."""
     out = tmp_path / "run"
-    assert main(["search", "--n", "2", "--out", str(out), *FAST]) == 0
+    assert main(["search", "--n", "2", "--out", str(out), *FAST, "--max-epochs", "1"]) == 0
     settings = json.loads((out / "settings.json").read_text())
     assert settings["factor"] is None and settings["strategy"] == "random"
     (out / "settings.json").write_text(json.dumps({**settings, "factor": 3}))  # as an older version wrote it

@@ -89,19 +89,19 @@ def test_a_run_made_before_the_defaults_resumes_as_it_began_and_another_trend_is
     from hpsearch.cli import main
 
     def search(*flags):
-        return main(["search", "--dataset", "digits", "--strategy", "halving", "--n", "9", "--max-epochs", "9",
+        return main(["search", "--dataset", "digits", "--strategy", "halving", "--n", "9", "--max-epochs", "3",
                      "--cv", "2", "--engine", "batched", "--no-retrain", "--no-progress", "--out",
                      str(tmp_path / "run"), *flags])
 
     assert search("--factor", "3", "--trend", "off") == 0
     out = capsys.readouterr().out
-    assert "configs x epochs per rung: 9 x 1, 3 x 3, 1 x 9" in out
+    assert "configs x epochs per rung: 9 x 1, 3 x 3 (x 2 folds)" in out
     assert "halving: every rung ranks by the score (--trend off)" in out
     assert "trend" not in run_fingerprint(tmp_path / "run")["strategy"]
     records = load_records(tmp_path / "run")
 
     assert search() == 0  # the defaults now are factor 4 and trend 0.5: the run keeps its own
-    assert "9 x 1, 3 x 3, 1 x 9" in capsys.readouterr().out
+    assert "9 x 1, 3 x 3 (x 2 folds)" in capsys.readouterr().out  # (its factor 3: settings.json, below)
     assert load_records(tmp_path / "run") == records  # nothing trained again
     settings = json.loads((tmp_path / "run" / "settings.json").read_text())
     assert (settings["factor"], settings["trend"]) == (3, "off")
