@@ -195,8 +195,7 @@ def confirm(table, n: int, max_epochs: int, factor: int = 3, fold_racing: float 
     reached = {int(t): int(e) for t, e in frame["n_epochs"].items()}
     ran = frame.filter(regex=r"^split\d+_test_score$").notna().sum(axis=1)  # racing: a stopped config ran fewer
     same = all(frame.loc[t, "mean_test_score"] == table.score[t, :ran[t], e - 1].mean() for t, e in reached.items())
-    name = "halving " + " ".join(f"--{k.replace('_', '-')} {v:g}" if isinstance(v, float | int)
-                                 else f"--{k.replace('_', '-')} {v}" for k, v in flags.items())
+    name = "halving " + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in flags.items())  # (0.02, 0.5, 3, off)
     return (f"confirm: a real {name} run (n={n}, {wall:.0f} s): the same configs at every rung "
             f"{reached == replay.reached}, the same scores bit for bit {same}, winner {int(frame.index[0])} "
             f"(replay {replay.chosen}), fold-epochs {fold_epochs:.0f} (replay {replay.fold_epochs})"), wall

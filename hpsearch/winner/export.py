@@ -101,13 +101,15 @@ def _write_familiarity(info: dict, out: Path) -> dict | None:
     """The winner's reference images (8 bits) and calibrated threshold as plain arrays beside the model
     (``FAMILIAR_FILE``, read back with ``allow_pickle=False``), so ``predict --model`` flags an input
     unlike the training images as ``predict RUN`` does; None for a winner that keeps none."""
+    from .familiar import QUANTILE
+
     entry = info.get("familiarity")
     if not isinstance(entry, dict) or "reference" not in entry:
         return None
     reference = entry["reference"].numpy() if hasattr(entry["reference"], "numpy") else np.asarray(entry["reference"])
     atomic_write(out / FAMILIAR_FILE, lambda f: np.savez_compressed(
         f, reference=reference.astype(np.uint8), threshold=np.float64(entry["threshold"]),
-        quantile=np.float64(entry.get("quantile", 0.99))), binary=True)
+        quantile=np.float64(entry.get("quantile", QUANTILE))), binary=True)
     return {"file": FAMILIAR_FILE, "threshold": float(entry["threshold"]), "images": int(len(reference)),
             "measure": "RMS pixel distance to the nearest reference image, over the threshold; above 1: unlike"}
 
