@@ -97,7 +97,8 @@ class SuccessiveHalving(Strategy):
         margin = getattr(settings, "fold_racing", None)  # None: not settled yet (``settle``), raced by no one
         strategy.fold_racing = None if margin in (None, "off") else float(margin)
         trend = getattr(settings, "trend", None)
-        strategy.trend = None if trend in (None, "off") else float(trend)
+        # weight 0 ranks by the score, as off does: one fingerprint, so a resume may swap them
+        strategy.trend = None if trend in (None, "off") or float(trend) == 0 else float(trend)
         if strategy.fold_racing is not None and settings.cv < 3:
             raise UsageError(f"{param('fold_racing')} needs {param('cv')} >= 3, got {settings.cv}: racing decides "
                              f"after 2 folds, and with {settings.cv} none is left to save; raise {param('cv')} or "

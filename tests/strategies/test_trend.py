@@ -111,6 +111,10 @@ def test_a_run_made_before_the_defaults_resumes_as_it_began_and_another_trend_is
     assert "halving: every rung ranks by the score (--trend off)" in capsys.readouterr().out
     assert load_records(tmp_path / "run") == records
 
+    assert search("--trend", "0") == 0  # weight 0 ranks by the score: the same run as off
+    assert "halving: every rung ranks by the score (--trend off)" in capsys.readouterr().out
+    assert load_records(tmp_path / "run") == records
+
     assert search("--trend", "0.5") == 2
     assert "holds a search with other settings (--trend: stored off, now 0.5)" in capsys.readouterr().err
 
