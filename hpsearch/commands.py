@@ -1,19 +1,19 @@
 """What each ``hpsearch`` command does once its flags are parsed (``hpsearch.cli`` builds the
-parser): search, retrain, plot, report, serve, predict, make-triple, compare. Each ``cmd_*`` takes the parsed arguments
-and returns the exit code."""
+parser): search, retrain (``hpsearch.retrain_command``), plot, report, serve, predict, make-triple, compare.
+Each ``cmd_*`` takes the parsed arguments and returns the exit code."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 import time
 from pathlib import Path
 
 from .errors import UsageError, check_whole, plural
-from .rundir.names import COMPARE_FILE, RETRAIN_FILE, SETTINGS_FILE, SUMMARY_FILE, WINNER_FILE
+from .retrain_command import cmd_retrain, per_position, retrain_and_say
+from .rundir.names import COMPARE_FILE, SETTINGS_FILE, WINNER_FILE
 from .search_flags import read_json, search_settings
-from .settings import retrain_defaults, setting_specs
+from .settings import retrain_defaults
 
 # Light imports only: ``hpsearch.cli`` imports this module to build the parser, and ``--help`` must not
 # import torch, scikit-learn or skorch; each command imports what it needs.
@@ -24,6 +24,7 @@ __all__ = ["cmd_search", "cmd_retrain", "cmd_plot", "cmd_report", "cmd_serve", "
 
 
 def cmd_search(args) -> int:
+    from .jobs.backends import backend_session
     from .training.net import resolve_device
 
     settings = search_settings(args)
@@ -39,23 +40,8 @@ def cmd_search(args) -> int:
         check_whole("images", args.images, 1)
         check_whole("units", args.units, 1)
     _check_plan(settings)
-    with _backend(settings.backend, settings.scheduler) as backend:
+    with backend_session(settings.backend, settings.scheduler) as backend:
         return _search_then_retrain(args, settings, backend)
-
-
-@contextlib.contextmanager
-def _backend(name: str, scheduler: str | None):
-    """The backend the search and its retraining share (one Dask cluster for both), closed after."""
-    from .jobs.backends import open_backend
-
-    backend = open_backend(name, scheduler)
-    if name == "dask":
-        slots = backend.slots()
-        print(f"dask: {len(slots)} workers, {sum(slots.values())} task slots at {backend.scheduler}")
-    try:
-        yield backend
-    finally:
-        backend.close()
 
 
 def _search_then_retrain(args, settings, backend) -> int:
@@ -83,7 +69,7 @@ def _after_search(args, settings, backend, run_dir, elapsed: float) -> int:
     params = {c[len("param_"):]: best[c] for c in frame if c.startswith("param_")}
     print(f"best: trial {best['trial']}  {settings.scoring} {best['mean_test_score']:.4f} "
           f"± {best['std_test_score']:.4f}  accuracy {best['mean_test_accuracy']:.4f}"
-          + _per_position(best, "mean_test_"))
+          + per_position(best, "mean_test_"))
     print("      " + "  ".join(f"{k}={v}" for k, v in params.items()))
     said = chance_summary(frame, read_json(run_dir / SETTINGS_FILE).get("chance"))
     if said:
@@ -94,7 +80,7 @@ def _after_search(args, settings, backend, run_dir, elapsed: float) -> int:
         print(f"\nopen first: {first}; retrain later with: hpsearch retrain {run_dir}")
         return 0
     options = {key: getattr(settings, key) for key in retrain_defaults()}
-    result = _retrain(run_dir, options, settings.device, settings.progress, backend, lock=False)  # held already
+    result = retrain_and_say(run_dir, options, settings.device, settings.progress, backend, lock=False)  # held already
     code = _plot(run_dir, "all", args, resolve_device(settings.device), redraw=result.trained > 0)
     report = _report(run_dir)
     print(f"\nresults in {run_dir}/; open first: {report.name + ' (the whole run on one page), ' if report else ''}"
@@ -151,107 +137,6 @@ def _check_plan(settings) -> None:
               "--n-startup", file=sys.stderr)
 
 
-def _retrain(run_dir, options: dict, device: str, progress: bool, backend=None, lock: bool = True):
-    """Retrain and say so; ``lock=False`` where the caller holds the run's lock already (``cmd_retrain``)."""
-    from .retrain.top import retrain_top, scored_counts
-    from .rundir.exports import param_text
-
-    top, epochs = options["top"], options["retrain_epochs"]
-    check_whole("top", top, 1)
-    scored, failed = scored_counts(run_dir)  # a run with no scored trial is refused before anything is said
-    fewer = (f" (the run has {plural(scored, 'scored config')}{f'; {failed} failed' if failed else ''})"
-             if top > scored else "")
-    seed_budget = retrain_defaults()
-    lighter = (f" (the Lab 3 seed's full budget is --top {seed_budget['top']} --retrain-epochs "
-               f"{seed_budget['retrain_epochs']})" if epochs < seed_budget["retrain_epochs"] else "")
-    # always said before it starts
-    print(f"retraining the best {min(top, scored)}{fewer} for {plural(epochs, 'epoch')} each{lighter}")
-    start = time.perf_counter()
-    result = retrain_top(run_dir, top, epochs, device=device, progress=progress, backend=backend,
-                         schedule=options["schedule"], checkpoint_every=options["checkpoint_every"],
-                         winner_by=options["winner_by"], lock=lock)
-    elapsed = time.perf_counter() - start
-    w = result.winner
-    if result.trained == 0:
-        print(f"\nretraining already done ({RETRAIN_FILE}: {plural(len(result.table), 'config')}, "
-              f"{plural(epochs, 'epoch')}); nothing to train")
-    else:
-        print(f"\nretrained {plural(result.trained, 'config')} for {plural(epochs, 'epoch')} on the whole training set "
-              f"({elapsed:.1f} s)")
-    how = ("chosen by search rank; test set read after the choice" if options["winner_by"] == "cv"
-           else "SELECTED ON THE TEST SET: optimistic")
-    print(f"winner: trial {w['trial']} (search rank {w['search_rank']}, {how})  test accuracy "
-          f"{w['test_accuracy']:.4f}{_per_position(w, 'test_')}  test loss {w['test_loss']:.4f}  "
-          f"{plural(w['epochs'], 'epoch')}")
-    others = result.table[~result.table["winner"]]["test_accuracy"].dropna()
-    if len(others) and options["winner_by"] == "cv":
-        spread = f"{others.min():.4f}" + (f" to {others.max():.4f}" if len(others) > 1 else "")
-        print(f"        the other {plural(len(others), 'retrained config')}: test accuracy {spread} (reported, not "
-              "used for the choice)")
-    print("        " + "  ".join(f"{k}={param_text(v)}" for k, v in w["config"].items()))  # as the best line
-    print(f"wrote {Path(run_dir) / RETRAIN_FILE}, {WINNER_FILE}, {SUMMARY_FILE}")
-    return result
-
-
-def _per_position(row, prefix: str) -> str:
-    """`` (per digit 0.91 0.88 0.90, exact match 0.74)`` for labels per position, else ``""``."""
-    digits = [row[k] for k in sorted(k for k in row.keys() if k.startswith(f"{prefix}digit_"))]
-    if not digits or f"{prefix}exact_match" not in row.keys():
-        return ""
-    return f" (per digit {' '.join(f'{v:.4f}' for v in digits)}, exact match {row[f'{prefix}exact_match']:.4f})"
-
-
-def _stored_retrain_settings(run_dir, args) -> dict:
-    """The retraining's options: the flags given, else the run's stored choice, else the defaults."""
-    path = Path(run_dir) / SETTINGS_FILE
-    stored = read_json(path)
-    options = {}
-    for key, default in retrain_defaults().items():
-        given = getattr(args, key, None)
-        options[key] = given if given is not None else stored.get(key, default)
-    return options
-
-
-def _check_retrain_settings(options: dict) -> None:
-    """A bad flag is refused before it is kept (and before the run is locked)."""
-    specs = setting_specs("retrain")
-    for key, value in options.items():
-        if specs[key].check is not None:
-            specs[key].check(key, value)
-
-
-def _remember_retrain_settings(run_dir, options: dict) -> None:
-    """The flags of this retraining kept in settings.json, so that the next plain ``hpsearch retrain RUN``
-    (or ``--resume``) goes on with them instead of retraining every config with the older ones. Only the
-    retraining's settings change: what a resume must match lives in trials.db."""
-    from .rundir.atomic import atomic_write_text
-
-    _check_retrain_settings(options)
-    path = Path(run_dir) / SETTINGS_FILE
-    stored = read_json(path)
-    if stored and any(stored.get(key) != value for key, value in options.items()):
-        atomic_write_text(path, json.dumps({**stored, **options}, indent=2) + "\n")
-
-
-def cmd_retrain(args) -> int:
-    from .jobs.backends import check_backend_flags
-    from .retrain.top import LOCK_FIX
-    from .rundir.store import RunLock
-    from .training.net import resolve_device
-
-    options = _stored_retrain_settings(args.run_dir, args)
-    _check_retrain_settings(options)
-    backend_name = args.backend or "loky"
-    check_backend_flags(backend_name, args.scheduler)
-    device = args.device if backend_name == "dask" and args.device == "auto" else resolve_device(args.device)
-    # one lock over the flags kept and the retraining: a refused retraining changes nothing in the run
-    with RunLock(args.run_dir, fix=LOCK_FIX):
-        _remember_retrain_settings(args.run_dir, options)
-        with _backend(backend_name, args.scheduler) as backend:
-            _retrain(args.run_dir, options, device, not args.no_progress, backend, lock=False)
-    return 0
-
-
 def _plot(run_dir, method: str, args, device: str, redraw: bool = True) -> int:
     from .winner.pictures import draw_pictures
 
@@ -298,7 +183,8 @@ def cmd_export(args) -> int:
 
 def cmd_predict(args) -> int:
     from .training.net import resolve_device
-    from .winner.predict import Predictor, answer_line, predict_files
+    from .winner.predict import Predictor
+    from .winner.predict_files import answer_line, predict_files
 
     if args.out_dir is not None and not args.explain:
         raise UsageError(f"--out-dir {args.out_dir} only says where --explain writes the heat maps; add --explain, "

@@ -13,7 +13,8 @@ import pandas as pd
 import pytest
 
 from hpsearch.cli import main
-from hpsearch.rundir.store import RunLock, load_results
+from hpsearch.rundir.lock import RunLock
+from hpsearch.rundir.store import load_results
 
 ROOT = Path(__file__).resolve().parent.parent
 BASE = ["--dataset", "digits", "--cv", "2", "--max-epochs", "4", "--no-progress", "--no-retrain"]

@@ -34,7 +34,8 @@ from ..errors import UsageError, brief, param
 from .resident import shared_array
 from .resources import cpu_count, effective_jobs, threads_per_job
 
-__all__ = ["BACKENDS", "LokyBackend", "DaskBackend", "open_backend", "check_backend_flags", "NO_WORKER_S"]
+__all__ = ["BACKENDS", "LokyBackend", "DaskBackend", "open_backend", "backend_session", "check_backend_flags",
+           "NO_WORKER_S"]
 
 BACKENDS = setting_checks.BACKENDS  # named where --help reads them without torch
 CONNECT_TIMEOUT_S = float(os.environ.get("HPSEARCH_DASK_CONNECT_S", 10))  # a scheduler must answer (and have a worker)
@@ -278,3 +279,17 @@ def open_backend(name: str = "loky", scheduler: str | None = None):
     """The backend ``name`` (``loky`` or ``dask`` on ``scheduler``), connected; close it when done."""
     check_backend_flags(name, scheduler)
     return LokyBackend() if name == "loky" else DaskBackend(scheduler)
+
+
+@contextlib.contextmanager
+def backend_session(name: str, scheduler: str | None):
+    """The backend a command's search and its retraining share (one Dask cluster for both), said when it
+    is a cluster, and closed after."""
+    backend = open_backend(name, scheduler)
+    if name == "dask":
+        slots = backend.slots()
+        print(f"dask: {len(slots)} workers, {sum(slots.values())} task slots at {backend.scheduler}")
+    try:
+        yield backend
+    finally:
+        backend.close()

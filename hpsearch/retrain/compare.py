@@ -10,7 +10,7 @@ table goes to ``<run>/compare.csv`` and to the terminal (as Markdown), one row p
 its best trial, CV score and accuracy, test accuracy (per position and exact match for labels
 per position). The run's winner is left alone. Each finished row is written at once; running the
 same command again trains only the combinations without one. It holds the run's lock
-(``hpsearch.rundir.store.RunLock``): refused while a search or a retraining writes the run.
+(``hpsearch.rundir.lock.RunLock``): refused while a search or a retraining writes the run.
 """
 
 from __future__ import annotations
@@ -26,9 +26,9 @@ from joblib import delayed
 from ..errors import UsageError, check_whole, param
 from ..jobs.backends import LokyBackend
 from ..rundir.atomic import atomic_write_text
+from ..rundir.lock import RunLock
 from ..rundir.names import COMPARE_FILE, SPACE_FILE
 from ..rundir.run_info import read_settings, run_dataset
-from ..rundir.store import RunLock
 from ..search.interrupt import InterruptFlag, SearchInterrupted
 from ..training.models.user import shipped
 from ..training.net import DEFAULT_BATCH_SIZE

@@ -46,7 +46,7 @@ checkpoint (``<run>/retrain_states/<trial>.pt``, every ``checkpoint_every`` epoc
 optimizer, schedule, history, random state; ``hpsearch.rundir.checkpoints``), not from epoch 0, and ends with
 the weights of an uninterrupted fit.
 
-Lock: the retraining holds the run's lock (``hpsearch.rundir.store.RunLock``), so it is refused while a
+Lock: the retraining holds the run's lock (``hpsearch.rundir.lock.RunLock``), so it is refused while a
 search or another retraining writes the run, and a search is refused while it retrains.
 """
 
@@ -65,10 +65,11 @@ from ..errors import UsageError, check_whole, param
 from ..jobs.backends import LokyBackend
 from ..rundir.checkpoints import remove_checkpoint
 from ..rundir.exports import unscored
+from ..rundir.lock import RunLock
 from ..rundir.names import RETRAIN_FILE, WINNER_FILE
 from ..rundir.run_info import read_settings, run_dataset
 from ..rundir.states import run_digest
-from ..rundir.store import RunLock, load_records, load_results, run_fingerprint
+from ..rundir.store import load_records, load_results, run_fingerprint
 from ..search.interrupt import InterruptFlag, SearchInterrupted
 from ..settings import WINNER_RULES, retrain_defaults
 from ..training.models.user import shipped

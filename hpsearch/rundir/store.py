@@ -11,10 +11,8 @@ kept). ``optuna-dashboard sqlite:///<run>/trials.db`` and Optuna's plots open it
 
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
-import os
 import tomllib
 import warnings
 from datetime import datetime
@@ -25,62 +23,17 @@ import optuna
 import pandas as pd
 import sqlalchemy.exc
 
-from ..errors import StorageError, UsageError, brief, param
+from ..errors import UsageError, param
 from .exports import results_frame, trend_of
-from .names import LOCK_FILE, SETTINGS_FILE, TRIALS_CSV, TRIALS_DB
+from .names import SETTINGS_FILE, TRIALS_CSV, TRIALS_DB
 from .states import run_digest
 
-__all__ = ["TrialStore", "RunLock", "load_records", "load_results", "open_study", "run_fingerprint", "STUDY"]
+__all__ = ["TrialStore", "load_records", "load_results", "open_study", "run_fingerprint", "STUDY"]
 
 STUDY = "search"
 State = optuna.trial.TrialState
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 logging.getLogger("alembic").setLevel(logging.WARNING)
-
-
-class RunLock:
-    """An exclusive lock on a run folder, so only one command writes to it at a time: a search, a
-    retraining (``hpsearch retrain``, and a search's own retraining after it) or a comparison.
-
-    The OS drops the lock when the process dies, even by ``kill -9``. ``flock`` locks an open file
-    description: a second ``RunLock`` on the same folder in the same process is refused like another
-    process's, so a command takes it once (the command line's search keeps it through its own
-    retraining and pictures: ``run_search(hold=...)``).
-    ``fix`` says what to do when the folder is in use (by default: wait and run again, or a new search
-    in another ``out``).
-    """
-
-    def __init__(self, run_dir: Path, fix: str | None = None):
-        self.path = Path(run_dir) / LOCK_FILE
-        self.fix = fix
-        self._fh = None
-
-    def __enter__(self):
-        try:
-            self._fh = open(self.path, "a+")
-        except OSError as exc:  # a read-only run folder: one line, as any other file it cannot write
-            raise StorageError(f"cannot write {self.path} ({brief(exc)}); make {self.path.parent} writable, then "
-                               "run the same command again: every finished result is kept") from None
-        try:
-            fcntl.flock(self._fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._fh.seek(0)
-            holder = self._fh.read().strip() or "another process"
-            self._fh.close()
-            # (not "pass another --out": a --resume takes none; a new search beside it is another command)
-            fix = self.fix or (f"wait for it to finish, then run the same command again (it goes on from what is "
-                               f"stored); a new search beside it needs its own {param('out')}")
-            raise UsageError(f"{self.path.parent} is in use by a running search or retraining ({holder}); {fix}") \
-                from None
-        self._fh.seek(0)
-        self._fh.truncate()
-        self._fh.write(f"pid {os.getpid()}")
-        self._fh.flush()
-        return self
-
-    def __exit__(self, *exc):
-        fcntl.flock(self._fh, fcntl.LOCK_UN)
-        self._fh.close()
 
 
 def _record(trial: optuna.trial.FrozenTrial) -> dict:

@@ -31,9 +31,10 @@ from ..jobs.resident import release_resident
 from ..rundir.atomic import atomic_write_text
 from ..rundir.chance import chance_levels
 from ..rundir.exports import results_frame, trend_of, write_exports
+from ..rundir.lock import RunLock
 from ..rundir.names import DATASET_FILE, SETTINGS_FILE, SPACE_FILE
 from ..rundir.run_info import check_source, read_json, record_source, write_dataset_file
-from ..rundir.store import RunLock, TrialStore, stored_fingerprint
+from ..rundir.store import TrialStore, stored_fingerprint
 from ..settings import SearchSettings, fingerprint
 from ..space.checks import check_modules_for_data, check_space_for_data
 from ..space.search_space import SearchSpace, load_space, module_folder

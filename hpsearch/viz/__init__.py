@@ -31,7 +31,7 @@ __all__ = [
     "plot_misclassified", "plot_learning_curves",
 ]
 
-_SUBMODULES = ("attribution", "conv", "heatmaps", "plots", "evaluation", "neurons")
+_SUBMODULES = ("attribution", "conv", "conv_plots", "heatmaps", "plots", "evaluation", "neurons")
 
 
 def __getattr__(name: str):

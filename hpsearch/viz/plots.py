@@ -210,20 +210,23 @@ def _draw_explanations(net, dataset, options):
 
 
 def _draw_feature_maps(net, dataset, options):
-    from .conv import feature_maps, plot_feature_maps
+    from .conv import feature_maps
+    from .conv_plots import plot_feature_maps
 
     image = dataset.X_test[0]
     return {"feature_maps": plot_feature_maps(feature_maps(net, image), image)}
 
 
 def _draw_filters(net, dataset, options):
-    from .conv import first_layer_filters, plot_filters
+    from .conv import first_layer_filters
+    from .conv_plots import plot_filters
 
     return {"filters": plot_filters(first_layer_filters(net))}
 
 
 def _draw_conv_maximizers(net, dataset, options):
-    from .conv import conv_layers, conv_maximizers, plot_images
+    from .conv import conv_layers, conv_maximizers
+    from .conv_plots import plot_images
 
     figures = {}
     for i, (_, conv) in enumerate(conv_layers(net, after_activation=False)):
@@ -236,7 +239,8 @@ def _draw_conv_maximizers(net, dataset, options):
 
 
 def _draw_deepdream(net, dataset, options):
-    from .conv import deep_dream, plot_deep_dream
+    from .conv import deep_dream
+    from .conv_plots import plot_deep_dream
 
     images = dataset.X_test[:options.n_images]
     dreamed = deep_dream(net, images, steps=options.extra.get("steps", 20), seed=options.seed)

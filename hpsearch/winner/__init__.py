@@ -1,3 +1,3 @@
-"""The winner: its bundle ``winner.pt`` (bundle), ``Predictor`` and ``predict`` (predict), and its
-pictures (pictures).
+"""The winner: its bundle ``winner.pt`` (bundle), ``Predictor`` (predict), ``hpsearch predict`` on
+image files (predict_files), and its pictures (pictures).
 """

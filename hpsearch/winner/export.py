@@ -255,7 +255,7 @@ def exported_answers(model, files):
     file alone (no run folder, no winner.pt): ``{path, class_name, probability, error}`` per file."""
     from ..data.preprocess import preprocess
     from .familiar import unlike
-    from .predict import read_image_file
+    from .predict_files import read_image_file
 
     path = Path(model)
     if path.is_dir():

@@ -15,7 +15,8 @@ from hpsearch.cli import main
 from hpsearch.errors import UsageError
 from hpsearch.retrain import top
 from hpsearch.retrain.top import retrain_top
-from hpsearch.rundir.store import RunLock, TrialStore, load_records, load_results, run_fingerprint
+from hpsearch.rundir.lock import RunLock
+from hpsearch.rundir.store import TrialStore, load_records, load_results, run_fingerprint
 from hpsearch.search.interrupt import SearchInterrupted
 from hpsearch.search.run import run_search
 from hpsearch.settings import SearchSettings

@@ -19,7 +19,8 @@ from hpsearch.viz.positions import label_text, position_maps, position_report, w
 from hpsearch.viz.targets import resolve_targets
 from hpsearch.winner.bundle import save_winner
 from hpsearch.winner.pictures import draw_pictures
-from hpsearch.winner.predict import Predictor, answer_line, predict_files
+from hpsearch.winner.predict import Predictor
+from hpsearch.winner.predict_files import answer_line, predict_files
 
 CONFIG = {"model": "cnn", "filters": [16, 32], "dense": [64], "lr": 3e-3}
 

@@ -10,6 +10,7 @@ from hpsearch.errors import UsageError
 from hpsearch.training.models.cnn import CNN
 from hpsearch.training.models.gapcnn import GAPCNN
 from hpsearch.viz import conv as C
+from hpsearch.viz import conv_plots as P
 from hpsearch.viz.plots import REGISTRY, PlotOptions
 
 
@@ -71,7 +72,7 @@ def test_a_relu_that_may_run_elsewhere_is_not_taken_for_the_convolutions(make):
 ])
 def test_feature_maps_are_labelled_by_layer_not_module_name(make, expected):
     net, x = make(), torch.rand(1, 8, 8)
-    fig = C.plot_feature_maps(C.feature_maps(net, x), x.numpy())
+    fig = P.plot_feature_maps(C.feature_maps(net, x), x.numpy())
     labels = [ax.get_title(loc="left") for ax in fig.axes if ax.get_title(loc="left")]
     assert labels == expected
     assert not any("features" in ax.get_title(loc=loc) for ax in fig.axes for loc in ("left", "center"))
@@ -144,13 +145,13 @@ def test_deep_dream_amplifies_the_layer_and_stays_in_range(count_hooks):
 def test_figures():
     net = CNN(1, 8, 10, filters=(4, 6), dense=())
     x = torch.rand(1, 8, 8)
-    fig = C.plot_feature_maps(C.feature_maps(net, x), x.numpy())
+    fig = P.plot_feature_maps(C.feature_maps(net, x), x.numpy())
     assert isinstance(fig, Figure) and len(fig.axes) == 3 * 6
-    assert isinstance(C.plot_filters(C.first_layer_filters(net)), Figure)
+    assert isinstance(P.plot_filters(C.first_layer_filters(net)), Figure)
     imgs = np.random.rand(5, 3, 8, 8)
-    fig = C.plot_images(imgs, ncols=4)
+    fig = P.plot_images(imgs, ncols=4)
     np.testing.assert_allclose(fig.axes[2].get_images()[0].get_array(), imgs[2].transpose(1, 2, 0))
-    assert isinstance(C.plot_deep_dream(imgs[:2], imgs[2:4]), Figure)
+    assert isinstance(P.plot_deep_dream(imgs[:2], imgs[2:4]), Figure)
 
 
 def test_registry_entries_apply_and_draw(digits):

@@ -4,7 +4,8 @@ fires on noise, gradients and another dataset's images."""
 import numpy as np
 
 from hpsearch.winner.familiar import QUANTILE, Familiarity, distances, familiarity_reference
-from hpsearch.winner.predict import Predictor, answer_line
+from hpsearch.winner.predict import Predictor
+from hpsearch.winner.predict_files import answer_line
 
 
 def test_distances_are_root_mean_squares_to_the_nearest():

@@ -110,7 +110,8 @@ def test_an_unwritable_heat_map_is_that_files_error(retrained_run, pngs, tmp_pat
     blocker.write_text("")
     assert main(["predict", str(retrained_run), str(paths[0]), "--explain", "--out-dir", str(blocker)]) == 2
     assert "--out-dir" in capsys.readouterr().err
-    from hpsearch.winner.predict import Predictor, predict_files
+    from hpsearch.winner.predict import Predictor
+    from hpsearch.winner.predict_files import predict_files
 
     predictor = Predictor.from_run(retrained_run)
     (heat_dir := tmp_path / "ro").mkdir()
