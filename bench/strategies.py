@@ -15,6 +15,9 @@ Contenders (``--only`` takes a comma list of these names):
 ``random``, ``halving``, ``hyperband``, ``tpe``, ``tpe-halving``
     ``run_search`` with ``strategy=<name>``, ``n_jobs=2``, in a fresh temporary run folder.
     Fold-epochs trained = sum over the trials of ``mean_epochs * cv`` (survivors continue).
+``halving-before``
+    ``halving`` with the defaults it had until the eighth session: ``factor=3``, ``trend="off"`` (fold
+    racing at its default), to measure the defaults' change beside the others.
 ``sklearn-halving``
     ``HalvingRandomSearchCV`` over the same n configs, ``resource="max_epochs"``, rungs
     ``min_epochs * factor**k`` up to ``max_epochs``; every rung trains from scratch (a
@@ -50,8 +53,9 @@ Contenders (``--only`` takes a comma list of these names):
     ``--equal-compute`` stops Optuna's studies there, so that trial is the one chosen and retrained.
 
 All rank by the held-out neg-log-loss (hpsearch's default) and record accuracy. Each contender's
-best config is then retrained once on the whole (sliced) training set for ``--max-epochs`` epochs
-(``make_net(patience=0)``, ``random_state=seed`` for all) and scored on the test set. The wall time
+best config is then retrained on the whole (sliced) training set for ``--max-epochs`` epochs
+(``make_net(patience=0)``, ``random_state=seed`` for all; ``--retrains R``: R times, seeded seed,
+seed + 1, ..., and the mean reported) and scored on the test set. The wall time
 is the search's alone (workers warmed first; retraining excluded). Work is counted twice: as
 fold-epochs, and as compute (fold-epochs x the config's multiply-adds per image), since a wide
 config's epoch costs many narrow ones'. The machine is shared and its
@@ -99,7 +103,9 @@ from hpsearch.search.run import run_search  # noqa: E402
 from hpsearch.space.search_space import ParamGenerator, load_space  # noqa: E402
 from hpsearch.rundir.store import load_records, load_results  # noqa: E402
 
-OURS = ("random", "halving", "hyperband", "tpe", "tpe-halving")
+OURS = ("random", "halving", "halving-before", "hyperband", "tpe", "tpe-halving")
+# contenders that are an hpsearch strategy with other settings: (strategy, the settings given)
+VARIANTS = {"halving-before": ("halving", {"factor": 3, "trend": "off"})}  # the default until the eighth session
 PEERS = ("sklearn-halving", "sklearn-halving-samples", "hpsearch-halving-cv", "optuna-tpe-sha", "optuna-tpe-hyperband",
          "dehb")
 CONTENDERS = OURS + PEERS
@@ -107,11 +113,12 @@ CONTENDERS = OURS + PEERS
 # ----------------------------------------------------------------------------- hpsearch
 
 
-def _settings(bench: Bench, strategy: str, out: Path) -> SearchSettings:
+def _settings(bench: Bench, contender: str, out: Path) -> SearchSettings:
+    strategy, given = VARIANTS.get(contender, (contender, {}))
     kwargs = dict(n=bench.n, dataset=bench.dataset.name, data_dir=None, space=SPACE, cv=CV, n_jobs=N_JOBS,
                   max_epochs=bench.max_epochs, patience=0, seed=bench.seed, out=str(out), progress=False,
                   strategy=strategy, factor=bench.factor, min_epochs=bench.min_epochs, n_startup=bench.n_startup,
-                  engine=bench.engine, device=bench.device)
+                  engine=bench.engine, device=bench.device) | given
     for name, spec in setting_specs().items():  # the strategy settings this strategy takes (others are refused)
         if name in kwargs and not spec.holds({"strategy": strategy}):
             kwargs.pop(name)
@@ -149,14 +156,18 @@ def hpsearch_strategy(bench: Bench, strategy: str) -> Outcome:
 # ----------------------------------------------------------------------------- retrain, report
 
 
-def retrain(config: dict, dataset: Dataset, epochs: int, seed: int, device: str = "cpu") -> tuple[float, float]:
-    """The config trained on the whole training set (no early stopping); its test accuracy and time."""
+def retrain(config: dict, dataset: Dataset, epochs: int, seed: int, device: str = "cpu",
+            times: int = 1) -> tuple[list[float], float]:
+    """The config trained on the whole training set (no early stopping) ``times`` times, seeded ``seed``,
+    ``seed + 1``, ...: each one's test accuracy, and the time of all."""
     start = time.perf_counter()
-    net = make_net(config, dataset.n_features, dataset.n_classes, image_shape=dataset.image_shape,
-                   max_epochs=epochs, patience=0, random_state=seed, device=device)
-    net.fit(dataset.X_train, dataset.y_train)
-    accuracy = float(np.mean(net.predict(dataset.X_test) == dataset.y_test))
-    return accuracy, time.perf_counter() - start
+    accuracies = []
+    for k in range(times):
+        net = make_net(config, dataset.n_features, dataset.n_classes, image_shape=dataset.image_shape,
+                       max_epochs=epochs, patience=0, random_state=seed + k, device=device)
+        net.fit(dataset.X_train, dataset.y_train)
+        accuracies.append(float(np.mean(net.predict(dataset.X_test) == dataset.y_test)))
+    return accuracies, time.perf_counter() - start
 
 
 def stratified_slice(dataset: Dataset, images: int | None, seed: int) -> Dataset:
@@ -295,7 +306,12 @@ def main(argv=None) -> int:
                         help="rounds, in alternating order (A B B A ...); the wall time is each contender's median")
     parser.add_argument("--equal-compute", action="store_true",
                         help="Optuna's studies stop once they have trained halving's fold-epochs (DEHB always does)")
+    parser.add_argument("--retrains", type=int, default=1,
+                        help="retrain each chosen config this many times (seeds seed, seed+1, ...) and report the "
+                             "mean test accuracy: one retraining's test accuracy varies by tenths of a point")
     args = parser.parse_args(argv)
+    if args.retrains < 1:
+        parser.error(f"--retrains must be a whole number >= 1, got {args.retrains}")
     if args.repeat < 1:
         parser.error(f"--repeat must be a whole number >= 1, got {args.repeat}")
     only = [name.strip() for name in args.only.split(",") if name.strip()]
@@ -349,8 +365,13 @@ def main(argv=None) -> int:
         for contender in order:
             outcome = combine_rounds(rounds[contender])
             if not outcome.error:
-                outcome.test_accuracy, outcome.retrain_s = retrain(outcome.config, dataset, args.max_epochs,
-                                                                   args.seed, args.device)
+                accuracies, outcome.retrain_s = retrain(outcome.config, dataset, args.max_epochs, args.seed,
+                                                        args.device, args.retrains)
+                outcome.test_accuracy = float(np.mean(accuracies))
+                if args.retrains > 1:
+                    each = ", ".join(f"{100 * a:.2f}" for a in accuracies)
+                    outcome.note = "; ".join(filter(None, [outcome.note, f"test acc of the {args.retrains} "
+                                                           f"retrainings: {each}%"]))
             outcomes.append(outcome)
     report(outcomes, bench, args, len(dataset.y_train))
     return 0
