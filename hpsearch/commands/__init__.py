@@ -1,5 +1,5 @@
 """What each ``hpsearch`` command does once its flags are parsed (``hpsearch.cli`` builds the
-parser): search, retrain (``hpsearch.retrain_command``), plot, report, serve, predict, make-triple, compare.
+parser): search, retrain (``hpsearch.commands.retrain``), plot, report, serve, predict, make-triple, compare.
 Each ``cmd_*`` takes the parsed arguments and returns the exit code."""
 
 from __future__ import annotations
@@ -9,11 +9,11 @@ import sys
 import time
 from pathlib import Path
 
-from .errors import UsageError, check_whole, plural
-from .retrain_command import cmd_retrain, per_position, retrain_and_say
-from .rundir.names import COMPARE_FILE, SETTINGS_FILE, WINNER_FILE
-from .search_flags import read_json, search_settings
-from .settings import retrain_defaults
+from ..errors import UsageError, check_whole, plural
+from ..rundir.names import COMPARE_FILE, SETTINGS_FILE, WINNER_FILE
+from ..search_flags import read_json, search_settings
+from ..settings import retrain_defaults
+from .retrain import cmd_retrain, per_position, retrain_and_say
 
 # Light imports only: ``hpsearch.cli`` imports this module to build the parser, and ``--help`` must not
 # import torch, scikit-learn or skorch; each command imports what it needs.
@@ -24,8 +24,8 @@ __all__ = ["cmd_search", "cmd_retrain", "cmd_plot", "cmd_report", "cmd_serve", "
 
 
 def cmd_search(args) -> int:
-    from .jobs.backends import backend_session
-    from .training.net import resolve_device
+    from ..jobs.backends import backend_session
+    from ..training.net import resolve_device
 
     settings = search_settings(args)
     if args.resume and read_json(Path(args.resume) / SETTINGS_FILE).get("extra", {}).get("no_retrain") \
@@ -45,7 +45,7 @@ def cmd_search(args) -> int:
 
 
 def _search_then_retrain(args, settings, backend) -> int:
-    from .search.run import run_search
+    from ..search.run import run_search
 
     with contextlib.ExitStack() as held:  # the run's lock, from the search through its retraining and pictures
         start = time.perf_counter()
@@ -54,9 +54,9 @@ def _search_then_retrain(args, settings, backend) -> int:
 
 
 def _after_search(args, settings, backend, run_dir, elapsed: float) -> int:
-    from .rundir.chance import chance_summary
-    from .rundir.store import load_results
-    from .training.net import resolve_device
+    from ..rundir.chance import chance_summary
+    from ..rundir.store import load_results
+    from ..training.net import resolve_device
 
     frame = load_results(run_dir)
     print(f"\n{plural(len(frame), 'config')} in {run_dir} ({elapsed:.1f} s this session)")
@@ -91,7 +91,7 @@ def _after_search(args, settings, backend, run_dir, elapsed: float) -> int:
 def _report(run_dir) -> Path | None:
     """Write the run's report.html at the end of a search; a failure to write it costs the search
     nothing (every result is saved), so it is said, not raised."""
-    from .report import write_report
+    from ..report import write_report
 
     try:
         path = write_report(run_dir)
@@ -117,7 +117,7 @@ def check_run_folder(run_dir) -> None:
 
 
 def cmd_report(args) -> int:
-    from .report import write_report
+    from ..report import write_report
 
     path = write_report(args.run_dir)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB, every image inlined); open it in a browser")
@@ -127,7 +127,7 @@ def cmd_report(args) -> int:
 def _check_plan(settings) -> None:
     """The strategy's settings checked before the backend opens (its plan is said by the search, once the
     run folder accepts it), and TPE that would only draw at random said."""
-    from .strategies import make_strategy
+    from ..strategies import make_strategy
 
     settings.validate()
     make_strategy(settings)
@@ -138,7 +138,7 @@ def _check_plan(settings) -> None:
 
 
 def _plot(run_dir, method: str, args, device: str, redraw: bool = True) -> int:
-    from .winner.pictures import draw_pictures
+    from ..winner.pictures import draw_pictures
 
     draw_pictures(run_dir, method, images=args.images, units=args.units, device=device, redraw=redraw,
                   layer=getattr(args, "layer", None))
@@ -146,8 +146,8 @@ def _plot(run_dir, method: str, args, device: str, redraw: bool = True) -> int:
 
 
 def cmd_plot(args) -> int:
-    from .training.net import resolve_device
-    from .viz.plots import REGISTRY
+    from ..training.net import resolve_device
+    from ..viz.plots import REGISTRY
 
     if args.run_dir is None:  # one word given: a run folder without its METHOD, or a METHOD without its folder
         methods = ", ".join([*REGISTRY, "all", "search"])
@@ -159,15 +159,15 @@ def cmd_plot(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from .training.net import resolve_device
-    from .web import serve
+    from ..training.net import resolve_device
+    from ..web import serve
 
     serve(args.run_dir, host=args.host, port=args.port, device=resolve_device(args.device))
     return 0
 
 
 def cmd_export(args) -> int:
-    from .winner.export import export_winner
+    from ..winner.export import export_winner
 
     formats = ("onnx", "torchscript") if args.format == "both" else (args.format,)
     done = export_winner(args.run_dir, formats, out=args.out, check=not args.no_check)
@@ -182,15 +182,15 @@ def cmd_export(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from .training.net import resolve_device
-    from .winner.predict import Predictor
-    from .winner.predict_files import answer_line, predict_files
+    from ..training.net import resolve_device
+    from ..winner.predict import Predictor
+    from ..winner.predict_files import answer_line, predict_files
 
     if args.out_dir is not None and not args.explain:
         raise UsageError(f"--out-dir {args.out_dir} only says where --explain writes the heat maps; add --explain, "
                          "or leave --out-dir out")
     if args.model is not None:  # the exported file and its card alone: RUN_DIR is the first file
-        from .winner.export import exported_answers
+        from ..winner.export import exported_answers
 
         if args.explain:
             raise UsageError("--explain needs the run's winner (its layers); leave out --model, or --explain")
@@ -215,7 +215,7 @@ def cmd_predict(args) -> int:
 
 
 def cmd_make_triple(args) -> int:
-    from .data.make_triple import make_triple
+    from ..data.make_triple import make_triple
 
     build = make_triple(args.source, args.out, data_dir=args.data_dir, n_train=args.n_train, n_val=args.n_val,
                         n_test=args.n_test, seed=args.seed, overwrite=args.overwrite, progress=not args.no_progress)
@@ -226,8 +226,8 @@ def cmd_make_triple(args) -> int:
 
 
 def cmd_compare(args) -> int:
-    from .retrain.compare import compare_groups, markdown_table
-    from .training.net import resolve_device
+    from ..retrain.compare import compare_groups, markdown_table
+    from ..training.net import resolve_device
 
     by = [name.strip() for name in args.by.split(",") if name.strip()]
     table = compare_groups(args.run_dir, by, args.retrain_epochs, device=resolve_device(args.device),

@@ -7,20 +7,20 @@ import json
 import time
 from pathlib import Path
 
-from .errors import check_whole, plural
-from .rundir.names import RETRAIN_FILE, SETTINGS_FILE, SUMMARY_FILE, WINNER_FILE
-from .search_flags import read_json
-from .settings import retrain_defaults, setting_specs
+from ..errors import check_whole, plural
+from ..rundir.names import RETRAIN_FILE, SETTINGS_FILE, SUMMARY_FILE, WINNER_FILE
+from ..search_flags import read_json
+from ..settings import retrain_defaults, setting_specs
 
-# Light imports only, as in ``hpsearch.commands``: ``--help`` must not import torch.
+# Light imports only, as in the package: ``--help`` must not import torch.
 
 __all__ = ["cmd_retrain", "retrain_and_say", "per_position"]
 
 
 def retrain_and_say(run_dir, options: dict, device: str, progress: bool, backend=None, lock: bool = True):
     """Retrain and say so; ``lock=False`` where the caller holds the run's lock already (``cmd_retrain``)."""
-    from .retrain.top import retrain_top, scored_counts
-    from .rundir.exports import param_text
+    from ..retrain.top import retrain_top, scored_counts
+    from ..rundir.exports import param_text
 
     top, epochs = options["top"], options["retrain_epochs"]
     check_whole("top", top, 1)
@@ -90,7 +90,7 @@ def _remember_retrain_settings(run_dir, options: dict) -> None:
     """The flags of this retraining kept in settings.json, so that the next plain ``hpsearch retrain RUN``
     (or ``--resume``) goes on with them instead of retraining every config with the older ones. Only the
     retraining's settings change: what a resume must match lives in trials.db."""
-    from .rundir.atomic import atomic_write_text
+    from ..rundir.atomic import atomic_write_text
 
     _check_retrain_settings(options)
     path = Path(run_dir) / SETTINGS_FILE
@@ -100,10 +100,10 @@ def _remember_retrain_settings(run_dir, options: dict) -> None:
 
 
 def cmd_retrain(args) -> int:
-    from .jobs.backends import backend_session, check_backend_flags
-    from .retrain.top import LOCK_FIX
-    from .rundir.lock import RunLock
-    from .training.net import resolve_device
+    from ..jobs.backends import backend_session, check_backend_flags
+    from ..retrain.top import LOCK_FIX
+    from ..rundir.lock import RunLock
+    from ..training.net import resolve_device
 
     options = _stored_retrain_settings(args.run_dir, args)
     _check_retrain_settings(options)
