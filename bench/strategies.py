@@ -308,7 +308,8 @@ def main(argv=None) -> int:
                         help="Optuna's studies stop once they have trained halving's fold-epochs (DEHB always does)")
     parser.add_argument("--retrains", type=int, default=1,
                         help="retrain each chosen config this many times (seeds seed, seed+1, ...) and report the "
-                             "mean test accuracy: one retraining's test accuracy varies by tenths of a point")
+                             "mean test accuracy: one retraining's test accuracy varied by up to 1.5 points "
+                             "on the Fashion slice (BENCHMARKS.md)")
     args = parser.parse_args(argv)
     if args.retrains < 1:
         parser.error(f"--retrains must be a whole number >= 1, got {args.retrains}")
