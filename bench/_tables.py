@@ -15,7 +15,8 @@ A table is one compressed ``.npz`` file:
   10,000 test images cost a fifth of a fit per epoch, and a replay reads them at its full budget);
 - ``epoch_s`` float32 ``(N, folds)``: seconds per epoch; ``macs`` ``(N,)``: multiply-adds per image;
 - ``configs`` and ``provenance`` (JSON text): the configs (``ParamGenerator(space, seed)``'s first N)
-  and how the table was made (commit, seed, engine, data, machine, date).
+  and how the table was made (commit, seed, engine, data, machine, date; a table grown from a smaller
+  one holds that one's provenance under ``grown_from``: its rows were fitted there).
 
 Every fit is the one ``hpsearch search --patience 0`` makes on the engine the table names: the
 batched engine's (a one-model stack per (config, fold), as on the CPU, seeded from
@@ -177,20 +178,22 @@ def _save(path: Path, arrays: dict) -> None:
     os.replace(part, path)  # a crash leaves the last whole file
 
 
-def _keep_earlier(path: Path, arrays: dict, configs: list[dict], shape: tuple, test_epochs) -> None:
+def _keep_earlier(path: Path, arrays: dict, configs: list[dict], shape: tuple, test_epochs) -> dict | None:
     """Copy the fits of an earlier table (or partial build) whose configs are a prefix of ``configs``
-    (``ParamGenerator``'s draws are prefix-stable) and whose folds, epochs and test epochs are the same."""
+    (``ParamGenerator``'s draws are prefix-stable) and whose folds, epochs and test epochs are the same;
+    return its provenance (``None`` if nothing was kept)."""
     with np.load(path, allow_pickle=False) as saved:
         earlier = json.loads(str(saved["configs"]))
         m = len(earlier)
         saved_tests = saved["test_epochs"].tolist() if "test_epochs" in saved.files else None
         same_fits = saved["score"].shape[1:] == shape[1:] and m <= shape[0] and earlier == configs[:m]
         if not same_fits or saved_tests != test_epochs:
-            return
+            return None
         done = saved["done"] if "done" in saved.files else np.ones((m, shape[1]), bool)
         for key in ("score", "correct", "test_correct", "epoch_s"):
             arrays[key][:m] = saved[key]
         arrays["done"][:m] = done
+        return json.loads(str(saved["provenance"]))
 
 
 def build_table(dataset, n: int, epochs: int, *, out: Path, provenance: dict, cv: int = 4, seed: int = 0,
@@ -212,7 +215,11 @@ def build_table(dataset, n: int, epochs: int, *, out: Path, provenance: dict, cv
               "done": np.zeros((n, cv), bool)}
     for earlier in (partial, out):  # a build cut short, or a smaller table of the same seed: its fits are kept
         if earlier.exists():
-            _keep_earlier(earlier, arrays, configs, shape, test_epochs)
+            kept = _keep_earlier(earlier, arrays, configs, shape, test_epochs)
+            # rows fitted by an earlier build (maybe another machine or commit) keep its provenance
+            history = kept.get("grown_from") if earlier == partial and kept else kept
+            if history:
+                provenance = {**provenance, "grown_from": history}
             break
     todo = [(i, k) for i in range(n) for k in range(cv) if not arrays["done"][i, k]]
     meta = {"held": np.array([len(h) for _, h in folds]), "n_test": np.array(len(dataset.y_test)),

@@ -100,6 +100,24 @@ def summarize(table, results: dict, max_epochs: int) -> dict:
     return summary
 
 
+def versus_line(table, results: dict, first: str, second: str, max_epochs: int) -> str:
+    """Two strategies seed by seed, on the same draws: the second's chosen config minus the first's, in
+    points of CV and test accuracy (medians hide whether one is ahead on most seeds or far ahead on a few)."""
+    cv, test, ratio = [], [], []
+    for seed, a in results[first].items():
+        b = results[second][seed]
+        cv.append(100 * (table.cv_accuracy(b.chosen, max_epochs) - table.cv_accuracy(a.chosen, max_epochs)))
+        test.append(100 * (table.test_accuracy(b.chosen, max_epochs) - table.test_accuracy(a.chosen, max_epochs)))
+        ratio.append(a.compute / b.compute)
+    cv, test = np.array(cv), np.array(test)
+    same = sum(results[first][s].chosen == results[second][s].chosen for s in results[first])
+    return (f"versus: {second} - {first}, per seed: CV accuracy median {np.median(cv):+.2f} pts (mean "
+            f"{cv.mean():+.2f}; higher on {(cv > 0).sum()}, lower on {(cv < 0).sum()} of {len(cv)} seeds), test "
+            f"accuracy median {np.median(test):+.2f} (mean {test.mean():+.2f}; higher on {(test > 0).sum()}, lower "
+            f"on {(test < 0).sum()}), the same config on {same}; {second} spends 1/{np.median(ratio):.2f} of "
+            f"{first}'s compute (median)")
+
+
 def figure(table, results: dict, max_epochs: int, path: Path, title: str) -> None:
     """The anytime curves, medians over the seeds, against compute (a share of random search's): the
     incumbent's full-budget CV neg-log-loss (the score every strategy ranks by) and its CV accuracy. The
@@ -230,6 +248,8 @@ def main(argv=None) -> int:
                         help="also replay halving-prior: halving whose shorter rungs rank by a forecast of the full "
                              "budget's rank from the configs' hyperparameters, learned on this other table, or with "
                              "'undrawn' per seed on the configs that seed did not draw (_prior)")
+    parser.add_argument("--versus", default=None, metavar="A,B",
+                        help="also compare two of the strategies replayed seed by seed (B's choice minus A's)")
     parser.add_argument("--figure", default=None,
                         help="the anytime curve's PNG (default bench/figures/replay_<table>.png)")
     args = parser.parse_args(argv)
@@ -256,6 +276,10 @@ def main(argv=None) -> int:
     unknown = [n for n in names if n not in runs]
     if unknown:
         parser.error(f"--only: unknown {', '.join(unknown)}; choose from {', '.join(runs)}")
+    versus = args.versus.split(",") if args.versus else []
+    if versus and (len(versus) != 2 or not set(versus) <= set(names)):
+        parser.error(f"--versus: two of the strategies replayed ({', '.join(names)}), comma-separated; "
+                     f"got {args.versus!r}")
     results = {name: {} for name in names}
     for seed in range(args.first_seed, args.first_seed + args.seeds):
         drawn = draw_configs(table, args.n, seed)
@@ -281,6 +305,8 @@ def main(argv=None) -> int:
     figure(table, results, max_epochs, out, f"{p['dataset']}, n={args.n}, {args.seeds} seeds, "
            f"{max_epochs} epochs: median over seeds")
     print(f"\nanytime curve: {out}")
+    if versus:
+        print(versus_line(table, results, *versus, max_epochs))
     if args.bound:
         print(bound_line(table, args.n, args.seeds, max_epochs))
     if args.confirm:

@@ -78,12 +78,15 @@ def test_scikit_learns_halving_restarts_and_racing_saves_folds(table):
 
 def test_a_table_grows_from_a_smaller_one_to_what_a_fresh_build_gives(tmp_path):
     digits = load_dataset("digits")
-    kw = dict(cv=CV, seed=3, jobs=2, engine="batched", provenance={})
-    build_table(digits, 3, 2, out=tmp_path / "grown.npz", **kw)
+    kw = dict(cv=CV, seed=3, jobs=2, engine="batched")
+    build_table(digits, 3, 2, out=tmp_path / "grown.npz", provenance={"machine": "first"}, **kw)
     totals = []
-    build_table(digits, 5, 2, out=tmp_path / "grown.npz", progress=lambda done, total: totals.append(total), **kw)
+    build_table(digits, 5, 2, out=tmp_path / "grown.npz", provenance={"machine": "second"},
+                progress=lambda done, total: totals.append(total), **kw)
     assert set(totals) == {2 * CV}  # only configs 3 and 4 were fitted: 0-2 came from the smaller table
-    build_table(digits, 5, 2, out=tmp_path / "fresh.npz", **kw)
+    # the rows kept say where they were fitted
+    assert load_table(tmp_path / "grown.npz").provenance == {"machine": "second", "grown_from": {"machine": "first"}}
+    build_table(digits, 5, 2, out=tmp_path / "fresh.npz", provenance={}, **kw)
     grown, fresh = load_table(tmp_path / "grown.npz"), load_table(tmp_path / "fresh.npz")
     assert grown.configs == fresh.configs and np.array_equal(grown.score, fresh.score, equal_nan=True)
     assert np.array_equal(grown.test_correct, fresh.test_correct) and not (tmp_path / "grown.partial.npz").exists()
@@ -108,3 +111,23 @@ def test_a_table_scoring_the_test_set_at_named_epochs_only_keeps_the_fits(engine
     totals = []
     build_table(digits, 2, 3, out=tmp_path / "sparse.npz", progress=lambda d, t: totals.append(t), **kw)
     assert set(totals) == {2 * CV} and load_table(tmp_path / "sparse.npz").test_epochs is None
+
+
+def test_versus_compares_two_strategies_on_the_same_draws(table):
+    from replay import versus_line
+
+    results = {"random": {}, "halving": {}}
+    for seed in range(3):
+        drawn = draw_configs(table, N, seed)
+        results["random"][seed] = replay_strategy(table, drawn, "random", EPOCHS, seed)
+        results["halving"][seed] = replay_strategy(table, drawn, "halving", EPOCHS, seed)
+    itself = versus_line(table, {"a": results["halving"], "b": results["halving"]}, "a", "b", EPOCHS)
+    assert "CV accuracy median +0.00 pts (mean +0.00; higher on 0, lower on 0 of 3 seeds)" in itself
+    assert "the same config on 3; b spends 1/1.00 of a's compute" in itself
+    cv = [100 * (table.cv_accuracy(results["halving"][s].chosen, EPOCHS)
+                 - table.cv_accuracy(results["random"][s].chosen, EPOCHS)) for s in range(3)]
+    line = versus_line(table, results, "random", "halving", EPOCHS)
+    assert f"CV accuracy median {np.median(cv):+.2f} pts" in line
+    assert f"higher on {sum(c > 0 for c in cv)}, lower on {sum(c < 0 for c in cv)} of 3 seeds" in line
+    ratio = np.median([results["random"][s].compute / results["halving"][s].compute for s in range(3)])
+    assert ratio > 1 and f"halving spends 1/{ratio:.2f} of random's compute" in line
