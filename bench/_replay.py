@@ -40,9 +40,10 @@ def trained(records: list[dict], weight=None) -> float:
     return total
 
 
-def draw_configs(table: Table, n: int, seed: int) -> list[int]:
-    """The ``n`` table rows a seed's search sees, in its order."""
-    return [int(i) for i in np.random.default_rng(seed).choice(table.n_configs, n, replace=False)]
+def draw_configs(table: Table, n: int, seed: int, rows: range | None = None) -> list[int]:
+    """The ``n`` table rows a seed's search sees, in its order (drawn from ``rows`` only, if given)."""
+    pool = table.n_configs if rows is None else np.asarray(rows)
+    return [int(i) for i in np.random.default_rng(seed).choice(pool, n, replace=False)]
 
 
 @dataclass

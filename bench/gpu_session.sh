@@ -32,8 +32,8 @@ elif [ "$part" = 3 ]; then
         --max-epochs 27 --min-epochs 2 --only random,halving,hyperband
 elif [ "$part" = 6 ]; then
     timeout 400 python bench/strategies.py --device cuda --engine batched --data-dir bench/data --images 12000 \
-        --n 150 --factor 4 --min-epochs auto --max-epochs 27 --only halving,optuna-tpe-hyperband,dehb \
-        --equal-compute || true  # halving's defaults since the eighth session: factor 4, racing, trend
+        --n 150 --min-epochs auto --max-epochs 27 --only halving,halving-f4-trend,optuna-tpe-hyperband,dehb \
+        --equal-compute --retrains 3 || true  # halving's defaults (factor 3, racing) and the eighth session's
     timeout 150 python bench/table.py --table fashion --images 60000 --device cuda --jobs 1 --data-dir bench/data \
         --out bench/tables/fashion60k.npz || true
     cp bench/tables/fashion60k*.npz "${OUT:-/tmp}/" 2>/dev/null || true  # a .partial.npz: copy it back, call again

@@ -4,6 +4,8 @@
     python bench/replay.py --table fashion --n 150 --seeds 20 --max-epochs 27
     python bench/replay.py --table digits --n 150 --seeds 20 --confirm   # and one real run against its replay
     python bench/replay.py --table digits --n 150 --seeds 20 --bound     # and what keeping the winner costs, why
+    python bench/replay.py --table fashion --seeds 40 --only racing-m0.02,f4-racing-trend \
+        --versus racing-m0.02,f4-racing-trend                           # two strategies seed by seed
 
 One line per strategy: ``strategy=NAME compute_ratio=X gap_pts=Y best_pruned=F`` (compute_ratio:
 random search's compute over the strategy's, gap_pts: random search's best CV accuracy minus the
@@ -17,11 +19,13 @@ Strategies: ``random`` (every config the full budget), ``halving`` (automatic ru
 lower bound, mean - sd / sqrt(folds), instead of the mean), ``hyperband``, ``sklearn-halving``
 (scikit-learn's ``HalvingRandomSearchCV``, restarting survivors), ``racing-m<margin>`` (halving
 with fold racing, ``--fold-racing <margin>``), ``halving-trend`` / ``halving-f4-trend`` (factor 3 / 4,
-rungs ranked by the trend, ``--trend 0.5``) and ``default``: what the quick start runs, halving's
-defaults (factor 4, ``--fold-racing 0.02``, ``--trend 0.5``). ``halving`` and its variants other than
-``default`` are factor 3 unless named, every fold, no trend. With ``--prior-from TABLE``, also
-``halving-prior``: halving whose shorter rungs rank by a forecast learned on the other table
-(``_prior``); ``--prior-from undrawn`` learns it per seed on the table's configs that seed did not draw.
+rungs ranked by the trend, ``--trend 0.5``), ``f4-racing-trend`` (factor 4, ``--fold-racing 0.02``,
+``--trend 0.5``: halving's defaults from the eighth session to the tenth) and ``default``: what the
+quick start runs, halving's defaults now (factor 3, ``--fold-racing 0.02``, no trend: the same as
+``racing-m0.02``). ``halving`` and its variants are factor 3 unless named, every fold, no trend.
+With ``--prior-from TABLE``, also ``halving-prior``: halving whose shorter rungs rank by a forecast
+learned on the other table (``_prior``); ``--prior-from undrawn`` learns it per seed on the table's
+configs that seed did not draw.
 """
 
 from __future__ import annotations
@@ -32,12 +36,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _oracle import cheapest_cuts, winner_ranks  # noqa: E402,I001
 from _prior import fit_prior, replay_prior, undrawn  # noqa: E402
 from _replay import draw_configs, replay_sklearn_halving, replay_strategy, trained  # noqa: E402
+from _replay_report import figure, summarize, versus_line  # noqa: E402
 from _tables import load_table  # noqa: E402
 
 from hpsearch.strategies import STRATEGIES  # noqa: E402
@@ -45,11 +48,7 @@ from hpsearch.strategies.halving import DEFAULT_FACTOR, DEFAULT_FOLD_RACING, DEF
 
 HERE = Path(__file__).resolve().parent
 RACING_MARGINS = (0.0, 0.02, 0.05)
-# the anytime figure's curves: name -> legend
-ANYTIME = {"random": "random", "halving": "halving, factor 3, every fold",
-           "racing-m0.02": "halving, factor 3, fold racing 0.02 (the default until the eighth session)",
-           "default": "halving (the default: factor 4, fold racing 0.02, trend 0.5)", "hyperband": "hyperband",
-           "sklearn-halving": "scikit-learn's HalvingRandomSearchCV"}
+TREND = 0.5  # the trend's weight measured (halving's default from the eighth session to the tenth)
 
 
 def strategies(max_epochs: int) -> dict:
@@ -68,90 +67,13 @@ def strategies(max_epochs: int) -> dict:
     for margin in RACING_MARGINS:
         runs[f"racing-m{margin:g}"] = lambda t, d, s, m=margin: replay_strategy(t, d, "halving", max_epochs, s,
                                                                                 fold_racing=m)
-    runs["halving-trend"] = lambda t, d, s: replay_strategy(t, d, "halving", max_epochs, s, trend=DEFAULT_TREND)
-    runs["halving-f4-trend"] = lambda t, d, s: replay_strategy(t, d, "halving", max_epochs, s, factor=DEFAULT_FACTOR,
-                                                               trend=DEFAULT_TREND)
+    runs["halving-trend"] = lambda t, d, s: replay_strategy(t, d, "halving", max_epochs, s, trend=TREND)
+    runs["halving-f4-trend"] = lambda t, d, s: replay_strategy(t, d, "halving", max_epochs, s, factor=4, trend=TREND)
+    runs["f4-racing-trend"] = lambda t, d, s: replay_strategy(t, d, "halving", max_epochs, s, factor=4,
+                                                              fold_racing=DEFAULT_FOLD_RACING, trend=TREND)
     runs["default"] = lambda t, d, s: replay_strategy(t, d, "halving", max_epochs, s, factor=DEFAULT_FACTOR,
                                                       fold_racing=DEFAULT_FOLD_RACING, trend=DEFAULT_TREND)
     return runs
-
-
-def _median_iqr(values) -> tuple[float, float, float]:
-    values = np.asarray(values, dtype=float)
-    return float(np.median(values)), float(np.percentile(values, 25)), float(np.percentile(values, 75))
-
-
-def summarize(table, results: dict, max_epochs: int) -> dict:
-    """Per strategy: compute ratios, CV and test gaps (points), best-pruned share, over the seeds."""
-    summary = {}
-    for name, runs in results.items():
-        ratios, gaps, test_gaps, pruned = [], [], [], []
-        for seed, replay in runs.items():
-            reference = results["random"][seed]
-            best = reference.chosen
-            ratios.append(reference.compute / replay.compute)
-            gaps.append(100 * (table.cv_accuracy(best, max_epochs) - table.cv_accuracy(replay.chosen, max_epochs)))
-            test_gaps.append(100 * (table.test_accuracy(best, max_epochs)
-                                    - table.test_accuracy(replay.chosen, max_epochs)))
-            # pruned: random's winner never reached the strategy's largest budget (scikit-learn's may be < max)
-            pruned.append(replay.reached.get(replay.drawn.index(best), 0) < max(replay.reached.values()))
-        summary[name] = {"ratio": _median_iqr(ratios), "gap": _median_iqr(gaps), "test_gap": _median_iqr(test_gaps),
-                         "pruned": float(np.mean(pruned)), "worst_gap": float(np.max(gaps))}
-    return summary
-
-
-def versus_line(table, results: dict, first: str, second: str, max_epochs: int) -> str:
-    """Two strategies seed by seed, on the same draws: the second's chosen config minus the first's, in
-    points of CV and test accuracy (medians hide whether one is ahead on most seeds or far ahead on a few)."""
-    cv, test, ratio = [], [], []
-    for seed, a in results[first].items():
-        b = results[second][seed]
-        cv.append(100 * (table.cv_accuracy(b.chosen, max_epochs) - table.cv_accuracy(a.chosen, max_epochs)))
-        test.append(100 * (table.test_accuracy(b.chosen, max_epochs) - table.test_accuracy(a.chosen, max_epochs)))
-        ratio.append(a.compute / b.compute)
-    cv, test = np.array(cv), np.array(test)
-    same = sum(results[first][s].chosen == results[second][s].chosen for s in results[first])
-    return (f"versus: {second} - {first}, per seed: CV accuracy median {np.median(cv):+.2f} pts (mean "
-            f"{cv.mean():+.2f}; higher on {(cv > 0).sum()}, lower on {(cv < 0).sum()} of {len(cv)} seeds), test "
-            f"accuracy median {np.median(test):+.2f} (mean {test.mean():+.2f}; higher on {(test > 0).sum()}, lower "
-            f"on {(test < 0).sum()}), the same config on {same}; {second} spends 1/{np.median(ratio):.2f} of "
-            f"{first}'s compute (median)")
-
-
-def figure(table, results: dict, max_epochs: int, path: Path, title: str) -> None:
-    """The anytime curves, medians over the seeds, against compute (a share of random search's): the
-    incumbent's full-budget CV neg-log-loss (the score every strategy ranks by) and its CV accuracy. The
-    incumbent is the best config at the largest budget scored so far, so either curve may dip when a
-    longer rung crowns another config (random search's cannot: it scores only the full budget)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
-    grid = np.logspace(-3, 0, 200)
-    measures = (("CV neg-log-loss", lambda row: table.mean_score(row, max_epochs)),
-                ("CV accuracy (%)", lambda row: 100 * table.cv_accuracy(row, max_epochs)))
-    for name in [n for n in results if n in ANYTIME]:
-        for ax, (_, measure) in zip(axes, measures, strict=True):
-            curves = []
-            for seed, replay in results[name].items():
-                xs = np.array([c for c, _ in replay.curve]) / results["random"][seed].compute
-                ys = np.array([measure(row) for _, row in replay.curve])
-                at = np.searchsorted(xs, grid, side="right") - 1
-                curves.append(np.where(at >= 0, ys[np.clip(at, 0, None)], np.nan))
-            # drawn from where every seed has scored: a median over the seeds that have would mix other seeds
-            ax.plot(grid, np.median(np.array(curves), axis=0), label=ANYTIME[name])
-    for ax, (label, _) in zip(axes, measures, strict=True):
-        ax.set_xscale("log")
-        ax.set_xlabel("compute spent (share of random search's)")
-        ax.set_ylabel(f"incumbent's {label} at the full budget")
-        ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=8)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
 
 
 def bound_line(table, n: int, seeds: int, max_epochs: int) -> str:
@@ -226,6 +148,21 @@ def _table_path(parser, flag: str, name: str) -> Path:
     return path
 
 
+def _rows(parser, args, n_configs: int) -> range | None:
+    """``--rows FIRST:END`` as a range, checked against the table and ``--n``."""
+    if args.rows is None:
+        return None
+    try:
+        first, end = (int(part) for part in args.rows.split(":"))
+    except ValueError:
+        parser.error(f"--rows: FIRST:END, two whole numbers (300:450), got {args.rows!r}")
+    if not 0 <= first < end <= n_configs or end - first < args.n:
+        parser.error(f"--rows {args.rows}: a range of at least --n {args.n} rows within the table's {n_configs}")
+    if args.bound or args.confirm or args.prior_from:
+        parser.error("--rows applies to the replays and --versus only; leave out --bound, --confirm and --prior-from")
+    return range(first, end)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--table", required=True, help="a name in bench/tables (digits, fashion) or a .npz path")
@@ -236,9 +173,9 @@ def main(argv=None) -> int:
     parser.add_argument("--max-epochs", type=int, default=None, help="the full budget (default: the table's)")
     parser.add_argument("--only", default=None, help="comma list of strategies")
     parser.add_argument("--confirm", action="store_true",
-                        help="also run a real halving search (factor 3, every fold, no trend) and one with halving's "
-                             "defaults (factor 4, --fold-racing 0.02, --trend 0.5) on the table's data and compare "
-                             "each with its replay")
+                        help="also run a real halving search (factor 3, every fold, no trend) and one with factor 4, "
+                             "--fold-racing 0.02, --trend 0.5 (the default from the eighth session to the tenth) on "
+                             "the table's data and compare each with its replay")
     parser.add_argument("--confirm-n", type=int, default=None, help="configs of the real runs (default --n)")
     parser.add_argument("--bound", action="store_true",
                         help="also print what keeping random search's winner costs any one- or two-cut rule, the "
@@ -248,6 +185,9 @@ def main(argv=None) -> int:
                         help="also replay halving-prior: halving whose shorter rungs rank by a forecast of the full "
                              "budget's rank from the configs' hyperparameters, learned on this other table, or with "
                              "'undrawn' per seed on the configs that seed did not draw (_prior)")
+    parser.add_argument("--rows", default=None, metavar="FIRST:END",
+                        help="draw each seed's configs from table rows FIRST..END-1 only (300:450: the rows a grown "
+                             "table added, configs no default was chosen on)")
     parser.add_argument("--versus", default=None, metavar="A,B",
                         help="also compare two of the strategies replayed seed by seed (B's choice minus A's)")
     parser.add_argument("--figure", default=None,
@@ -259,6 +199,7 @@ def main(argv=None) -> int:
     if not 1 <= max_epochs <= table.max_epochs or not 2 <= args.n <= table.n_configs:
         parser.error(f"the table has {table.n_configs} configs and {table.max_epochs} epochs: --n {args.n} and "
                      f"--max-epochs {max_epochs} must fit in them")
+    rows = _rows(parser, args, table.n_configs)
     runs = strategies(max_epochs)
     if args.prior_from == "undrawn":
         if 2 * args.n > table.n_configs:
@@ -282,13 +223,14 @@ def main(argv=None) -> int:
                      f"got {args.versus!r}")
     results = {name: {} for name in names}
     for seed in range(args.first_seed, args.first_seed + args.seeds):
-        drawn = draw_configs(table, args.n, seed)
+        drawn = draw_configs(table, args.n, seed, rows)
         for name in names:
             results[name][seed] = runs[name](table, drawn, seed)
     summary = summarize(table, results, max_epochs)
     p = table.provenance
     print(f"table {path.name}: {table.n_configs} configs x {table.n_folds} folds x {table.max_epochs} epochs of "
           f"{p['dataset']} ({p['train_images']} training images), commit {p['commit']}, {p['date']}; "
+          f"{'' if rows is None else f'rows {rows.start}..{rows.stop - 1} only, '}"
           f"n={args.n}, seeds {args.first_seed}..{args.first_seed + args.seeds - 1}, full budget {max_epochs} epochs")
     for name, s in summary.items():
         print(f"strategy={name} compute_ratio={s['ratio'][0]:.2f} gap_pts={s['gap'][0]:.2f} "
@@ -313,10 +255,10 @@ def main(argv=None) -> int:
         n = args.confirm_n or args.n
         plain, plain_s = confirm(table, n, max_epochs)
         print(plain, flush=True)
-        default, default_s = confirm(table, n, max_epochs, DEFAULT_FACTOR, DEFAULT_FOLD_RACING, DEFAULT_TREND)
-        print(default)
-        print(f"confirm: wall time halving (factor 3, every fold, no trend) / the default, side by side: "
-              f"{plain_s / default_s:.2f}x")
+        trended, trended_s = confirm(table, n, max_epochs, 4, DEFAULT_FOLD_RACING, TREND)
+        print(trended)
+        print(f"confirm: wall time halving (factor 3, every fold, no trend) / (factor 4, racing, trend), side by "
+              f"side: {plain_s / trended_s:.2f}x")
     return 0
 
 

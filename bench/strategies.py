@@ -16,8 +16,11 @@ Contenders (``--only`` takes a comma list of these names):
     ``run_search`` with ``strategy=<name>``, ``n_jobs=2``, in a fresh temporary run folder.
     Fold-epochs trained = sum over the trials of ``mean_epochs * cv`` (survivors continue).
 ``halving-before``
-    ``halving`` with the defaults it had until the eighth session: ``factor=3``, ``trend="off"`` (fold
-    racing at its default), to measure the defaults' change beside the others.
+    ``halving`` with ``factor=3``, ``trend="off"`` (fold racing at its default), whatever ``--factor``
+    says: its defaults until the eighth session and again since the tenth.
+``halving-f4-trend``
+    ``halving`` with ``factor=4``, ``trend=0.5`` (fold racing at its default): its defaults from the
+    eighth session to the tenth.
 ``sklearn-halving``
     ``HalvingRandomSearchCV`` over the same n configs, ``resource="max_epochs"``, rungs
     ``min_epochs * factor**k`` up to ``max_epochs``; every rung trains from scratch (a
@@ -103,9 +106,11 @@ from hpsearch.search.run import run_search  # noqa: E402
 from hpsearch.space.search_space import ParamGenerator, load_space  # noqa: E402
 from hpsearch.rundir.store import load_records, load_results  # noqa: E402
 
-OURS = ("random", "halving", "halving-before", "hyperband", "tpe", "tpe-halving")
-# contenders that are an hpsearch strategy with other settings: (strategy, the settings given)
-VARIANTS = {"halving-before": ("halving", {"factor": 3, "trend": "off"})}  # the default until the eighth session
+OURS = ("random", "halving", "halving-before", "halving-f4-trend", "hyperband", "tpe", "tpe-halving")
+# contenders that are an hpsearch strategy with other settings: (strategy, the settings given); halving's
+# defaults until the eighth session and since the tenth, and from the eighth to the tenth
+VARIANTS = {"halving-before": ("halving", {"factor": 3, "trend": "off"}),
+            "halving-f4-trend": ("halving", {"factor": 4, "trend": 0.5})}
 PEERS = ("sklearn-halving", "sklearn-halving-samples", "hpsearch-halving-cv", "optuna-tpe-sha", "optuna-tpe-hyperband",
          "dehb")
 CONTENDERS = OURS + PEERS

@@ -2,7 +2,7 @@
 (see ``_tables``), for ``bench/replay.py`` to replay strategies on.
 
     python bench/table.py --table digits                  # N=1000 configs x 4 folds x 100 epochs
-    python bench/table.py --table fashion                 # N=300 x 4 x 27 epochs, 12,000-image slice
+    python bench/table.py --table fashion                 # N=450 x 4 x 27 epochs, 12,000-image slice
     python bench/table.py --table fashion --images 60000 --device cuda   # the whole training set, on a GPU
     python bench/table.py --table digits --n 300 --epochs 27             # a smaller table
 
@@ -32,7 +32,7 @@ from hpsearch.data import load_dataset  # noqa: E402
 TABLES = {  # name: (dataset, training images, configs, epochs, test-set epochs: None = every epoch)
     "digits": ("digits", None, 1000, 100, None),
     # the 10,000 test images cost a fifth of a fit's time per epoch: scored at the powers-of-3 budgets only
-    "fashion": ("fashion-mnist", 12_000, 300, 27, (1, 3, 9, 27)),
+    "fashion": ("fashion-mnist", 12_000, 450, 27, (1, 3, 9, 27)),
 }
 HERE = Path(__file__).resolve().parent
 
@@ -48,7 +48,7 @@ def _commit() -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--table", choices=sorted(TABLES), required=True)
-    parser.add_argument("--n", type=int, default=None, help="configs (digits 1000, fashion 300)")
+    parser.add_argument("--n", type=int, default=None, help="configs (digits 1000, fashion 450)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs per fit (digits 100, fashion 27)")
     parser.add_argument("--images", type=int, default=None, help="training images (fashion: 12,000 stratified)")
     parser.add_argument("--test-epochs", default=None,

@@ -22,7 +22,7 @@ examples:
   run_search.py --n 150 --dataset mnist --data-dir ~/data/mnist
   run_search.py --n 150 --dataset fashion-mnist           # Debian's dataset-fashion-mnist
   run_search.py --resume results/digits_mlp_mnist_seed0   # continue an interrupted search
-  run_search.py --n 150 --strategy halving                # successive halving, factor 4, trend 0.5
+  run_search.py --n 150 --strategy halving                # successive halving, factor 3, folds raced
   run_search.py --n 150 --strategy hyperband --min-epochs 2 --max-epochs 54
   run_search.py --n 60 --strategy tpe                     # Optuna's TPE sampler
   run_search.py --n 150 --backend dask --scheduler tcp://HOST:8786   # on a Dask cluster

@@ -86,7 +86,7 @@ BAD_INPUTS = [
     (lambda t: ["--strategy", "halving", "--min-epochs", "9", "--max-epochs", "3"],
      "--min-epochs (9) must be <= --max-epochs (3)"),
     (lambda t: ["--strategy", "nosuch"], "--strategy must be one of random, halving, hyperband, tpe, tpe-halving, got 'nosuch'"),
-    (lambda t: ["--strategy", "halving", "--n", "3"], "--n (3) must be >= --factor (4) for successive halving"),
+    (lambda t: ["--strategy", "halving", "--n", "2"], "--n (2) must be >= --factor (3) for successive halving"),
     (lambda t: ["--strategy", "halving", "--space", _space(t, "max_epochs = 5\n")],
      "--strategy halving gives each rung its epochs, but the space"),
 ]

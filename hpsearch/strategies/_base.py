@@ -61,8 +61,8 @@ class Strategy:
     def settle(cls, settings, made: dict | None):
         """``settings`` with this strategy's automatic settings decided, for a new run (``made`` None) or
         for the run whose store holds the strategy fingerprint ``made``, so that it resumes as it began.
-        The base settles the factor of a strategy that halves: the one the run began with (runs made
-        before halving's default became 4 resume with their 3), else ``default_factor``."""
+        The base settles the factor of a strategy that halves: the one the run began with (a halving run
+        made while its default was 4 resumes with 4), else ``default_factor``."""
         if settings.factor is not None or cls.default_factor is None:
             return settings
         began = made.get("factor") if made is not None and made.get("name") == cls.name else None

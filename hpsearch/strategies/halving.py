@@ -22,11 +22,11 @@ __all__ = ["SuccessiveHalving", "rung_budgets", "halve", "DEFAULT_FOLD_RACING", 
 # Measured on both tabulated benchmarks (BENCHMARKS.md, 20 seeds each): the same chosen config as
 # halving without racing on every seed, for 12% (digits) and 15% (Fashion-MNIST) less compute.
 DEFAULT_FOLD_RACING = 0.02
-# Measured together on both tables (BENCHMARKS.md, 2 x 20 seeds each, n = 150): factor 4 with rungs ranked by
-# the trend spends 1/16-1/21 of random search's compute within 0.3 points of its winner (median); factor 4
-# alone lost 0.6-0.8 points on Fashion-MNIST, factor 3 spent 1/8.6 there.
-DEFAULT_FACTOR = 4
-DEFAULT_TREND = 0.5
+# Factor 3, rungs ranked by the score (BENCHMARKS.md, "Back to factor 3"): from the eighth session to the
+# tenth the default was factor 4 with the trend at 0.5, which spent about half the compute on the tables;
+# nine real runs on the Fashion-MNIST slice and a grown table said its chosen configs test worse.
+DEFAULT_FACTOR = 3
+DEFAULT_TREND: float | None = None  # None: rank by the score (--trend off)
 
 
 def rung_budgets(n: int, max_epochs: int, factor: int, min_epochs: int | None = None) -> list[int]:
@@ -108,8 +108,9 @@ class SuccessiveHalving(Strategy):
     @classmethod
     def settle(cls, settings, made: dict | None):
         """Halving's automatic defaults: a new run takes factor ``DEFAULT_FACTOR``, races its folds at
-        ``DEFAULT_FOLD_RACING`` (with ``cv`` >= 3) and ranks by the trend at ``DEFAULT_TREND``; a run made
-        before a default, or without it, resumes as it began."""
+        ``DEFAULT_FOLD_RACING`` (with ``cv`` >= 3) and ranks by ``DEFAULT_TREND`` (None: the score); a run
+        made with other defaults (factor 4 and the trend at 0.5 from the eighth session to the tenth), or
+        without racing, resumes as it began."""
         settings = super().settle(settings, made)  # the factor
         halving = SuccessiveHalving.name  # not cls.name: tpe-halving inherits this and neither races nor trends
         if settings.strategy != halving:
@@ -123,7 +124,8 @@ class SuccessiveHalving(Strategy):
                 settings = replace(settings, fold_racing=began.get("fold_racing", "off") if began is not None
                                    else DEFAULT_FOLD_RACING)
         if settings.trend is None:
-            settings = replace(settings, trend=began.get("trend", "off") if began is not None else DEFAULT_TREND)
+            new = "off" if DEFAULT_TREND is None else DEFAULT_TREND
+            settings = replace(settings, trend=began.get("trend", "off") if began is not None else new)
         return settings
 
     def describe(self) -> str | None:

@@ -27,7 +27,7 @@ class TPEHalving(TPE, SuccessiveHalving):
     name = "tpe-halving"
     continues = True
     exact_plan = False
-    default_factor = 3  # halving's 4 was measured with --trend, which tpe-halving's shared rungs do not use
+    default_factor = 3
 
     def check(self) -> None:
         TPE.check(self)

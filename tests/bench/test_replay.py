@@ -19,7 +19,6 @@ from hpsearch.data import load_dataset  # noqa: E402
 from hpsearch.rundir.store import load_results  # noqa: E402
 from hpsearch.search.run import run_search  # noqa: E402
 from hpsearch.settings import SearchSettings  # noqa: E402
-from hpsearch.strategies.halving import DEFAULT_TREND  # noqa: E402
 
 N, EPOCHS, CV = 9, 9, 2
 
@@ -40,15 +39,15 @@ def test_the_table_is_data_with_its_configs_and_provenance(table):
 
 
 def test_halving_replayed_on_the_table_is_the_real_run(table, tmp_path):
-    """Halving as a new run takes it (its rungs after the first ranked by the trend, ``--trend 0.5``),
-    factor 3 so that 9 configs make three rungs."""
+    """Halving with its rungs after the first ranked by the trend (``--trend 0.5``: the replay runs the
+    same ranking code), factor 3 so that 9 configs make three rungs."""
     settings = SearchSettings(n=N, dataset="digits", cv=CV, max_epochs=EPOCHS, patience=0, seed=0, n_jobs=2,
-                              strategy="halving", factor=3, engine=table.provenance["engine"],
+                              strategy="halving", factor=3, trend=0.5, engine=table.provenance["engine"],
                               out=str(tmp_path / "run"), progress=False)
     run = run_search(settings)
-    assert json.loads((run / "settings.json").read_text())["trend"] == DEFAULT_TREND
+    assert json.loads((run / "settings.json").read_text())["trend"] == 0.5
     frame = load_results(run).set_index("trial")
-    replay = replay_strategy(table, list(range(N)), "halving", EPOCHS, seed=0, trend=DEFAULT_TREND)
+    replay = replay_strategy(table, list(range(N)), "halving", EPOCHS, seed=0, trend=0.5)
     reached = {int(t): int(e) for t, e in frame["n_epochs"].items()}
     assert reached == replay.reached  # the same configs at every rung: 9 at 1 epoch, 3 at 3, 1 at 9
     assert sorted(reached.values()) == [1] * 6 + [3] * 2 + [9]
@@ -114,7 +113,7 @@ def test_a_table_scoring_the_test_set_at_named_epochs_only_keeps_the_fits(engine
 
 
 def test_versus_compares_two_strategies_on_the_same_draws(table):
-    from replay import versus_line
+    from _replay_report import versus_line
 
     results = {"random": {}, "halving": {}}
     for seed in range(3):
@@ -131,3 +130,13 @@ def test_versus_compares_two_strategies_on_the_same_draws(table):
     assert f"higher on {sum(c > 0 for c in cv)}, lower on {sum(c < 0 for c in cv)} of 3 seeds" in line
     ratio = np.median([results["random"][s].compute / results["halving"][s].compute for s in range(3)])
     assert ratio > 1 and f"halving spends 1/{ratio:.2f} of random's compute" in line
+
+
+def test_a_seed_draws_from_the_rows_named_and_otherwise_as_before(table):
+    drawn = draw_configs(table, 4, seed=2, rows=range(5, N))
+    assert len(set(drawn)) == 4 and set(drawn) <= set(range(5, N))
+    # the whole table without rows: the draws every figure in BENCHMARKS.md was made with
+    assert draw_configs(table, 6, seed=2) == [int(i) for i in np.random.default_rng(2).choice(N, 6, replace=False)]
+    # and a grown table's first rows draw as the smaller table did: its figures stay reproducible (--rows 0:300)
+    assert draw_configs(table, 6, seed=2, rows=range(N - 1)) == [
+        int(i) for i in np.random.default_rng(2).choice(N - 1, 6, replace=False)]

@@ -189,7 +189,7 @@ def test_stored_params_obey_the_space_for_every_sampled_config():
     (dict(strategy="halving", factor=1), "factor must be a whole number >= 2, got 1"),
     (dict(strategy="halving", min_epochs=200, max_epochs=100), "min_epochs (200) must be <= max_epochs (100)"),
     (dict(strategy="nosuch"), "strategy must be one of random, halving, hyperband, tpe, tpe-halving, got 'nosuch'"),
-    (dict(strategy="halving", n=3), "n (3) must be >= factor (4) for successive halving"),
+    (dict(strategy="halving", n=2), "n (2) must be >= factor (3) for successive halving"),
     (dict(strategy="hyperband", n=2), "n (2) must be >= factor (3) for successive halving"),
     (dict(strategy="hyperband", n=4, max_epochs=100, min_epochs=1), "must be >= the number of Hyperband brackets (6"),
     (dict(strategy="tpe", n_startup=0), "n_startup must be a whole number >= 1, got 0"),

@@ -1,8 +1,8 @@
 """Halving's ranking by the trend (``--trend``): a rung after the first ranks by each config's score
 extrapolated along its curve since the previous rung, so a slow starter still climbing goes on where
 the plain score would prune it; the first rung, a diverged config and the stored scores are as without.
-And halving's defaults that came with it (factor 4, trend 0.5): a new run takes them, a run made
-before them resumes as it began."""
+And halving's defaults: factor 3 ranked by the score for a new run (factor 4 with the trend at 0.5 from
+the eighth session to the tenth); a run made with either resumes as it began."""
 
 import json
 import math
@@ -65,44 +65,65 @@ def _settled(**given):
     return type(make_strategy(settings)).settle(settings, None)
 
 
-def test_halving_settles_factor_4_and_the_trend_others_keep_3_and_no_trend():
+def test_halving_settles_factor_3_and_no_trend_and_a_run_made_with_factor_4_and_the_trend_keeps_them():
     new = _settled(strategy="halving")
-    assert (new.factor, new.trend, new.fold_racing) == (DEFAULT_FACTOR, DEFAULT_TREND, 0.02) == (4, 0.5, 0.02)
-    assert make_strategy(new).fingerprint() == {"name": "halving", "n": 150, "factor": 4,
-                                                "budgets": [2, 6, 25, 100], "fold_racing": 0.02, "trend": 0.5}
+    assert (new.factor, new.trend, new.fold_racing) == (DEFAULT_FACTOR, "off", 0.02) == (3, "off", 0.02)
+    assert DEFAULT_TREND is None and make_strategy(new).trend is None
+    assert make_strategy(new).fingerprint() == {"name": "halving", "n": 150, "factor": 3,
+                                                "budgets": [1, 4, 11, 33, 100], "fold_racing": 0.02}
     for strategy in ("hyperband", "tpe-halving"):
         settled = _settled(strategy=strategy)
         assert (settled.factor, settled.trend) == (3, None), strategy
     assert _settled(strategy="random").factor is None  # random search halves nothing
-    given = _settled(strategy="halving", factor=3, trend="off")
-    assert (given.factor, given.trend) == (3, "off") and make_strategy(given).trend is None
-    # a run made before these defaults (factor 3, no trend in its fingerprint) resumes as it began
-    made = {"name": "halving", "n": 150, "factor": 3, "budgets": [1, 4, 11, 33, 100], "fold_racing": 0.02}
+    given = _settled(strategy="halving", factor=4, trend=0.5)
+    assert (given.factor, given.trend) == (4, 0.5) and make_strategy(given).trend == 0.5
+    # a run made with the eighth to tenth sessions' defaults (factor 4, trend 0.5) resumes as it began
+    made = {"name": "halving", "n": 150, "factor": 4, "budgets": [2, 6, 25, 100], "fold_racing": 0.02, "trend": 0.5}
+    kept = SuccessiveHalving.settle(SearchSettings(strategy="halving"), made)
+    assert (kept.factor, kept.trend, kept.fold_racing) == (4, 0.5, 0.02)
+    assert make_strategy(kept).fingerprint() == made
+    # and one made before the fifth session (no racing, no trend in its fingerprint) as it began
+    made = {"name": "halving", "n": 150, "factor": 3, "budgets": [1, 4, 11, 33, 100]}
     old = SuccessiveHalving.settle(SearchSettings(strategy="halving"), made)
-    assert (old.factor, old.trend, old.fold_racing) == (3, "off", 0.02)
+    assert (old.factor, old.trend, old.fold_racing) == (3, "off", "off")
     assert make_strategy(old).fingerprint() == made
 
 
-def test_a_run_made_before_the_defaults_resumes_as_it_began_and_another_trend_is_refused(tmp_path, capsys):
-    """The command line: a run made with factor 3 and no trend (as every halving run before them) resumes
-    by the same command without those flags and trains nothing; another --trend is refused by name."""
+def _search(main, out, *flags):
+    return main(["search", "--dataset", "digits", "--strategy", "halving", "--n", "9", "--max-epochs", "3",
+                 "--cv", "2", "--engine", "batched", "--no-retrain", "--no-progress", "--out", str(out), *flags])
+
+
+def test_a_run_made_with_the_trend_resumes_with_it_and_another_trend_is_refused(tmp_path, capsys):
+    """The command line: a run made with factor 4 and the trend at 0.5 (halving's defaults from the eighth
+    session to the tenth) resumes by the same command without those flags and trains nothing; another
+    --trend is refused by name."""
     from hpsearch.cli import main
 
-    def search(*flags):
-        return main(["search", "--dataset", "digits", "--strategy", "halving", "--n", "9", "--max-epochs", "3",
-                     "--cv", "2", "--engine", "batched", "--no-retrain", "--no-progress", "--out",
-                     str(tmp_path / "run"), *flags])
+    assert _search(main, tmp_path / "run", "--factor", "4", "--trend", "0.5") == 0
+    assert "trend since the previous rung (--trend 0.5;" in capsys.readouterr().out
+    assert run_fingerprint(tmp_path / "run")["strategy"]["trend"] == 0.5
+    records = load_records(tmp_path / "run")
+    assert _search(main, tmp_path / "run") == 0  # the defaults now are factor 3 and no trend: the run keeps its own
+    assert "(--trend 0.5" in capsys.readouterr().out
+    assert load_records(tmp_path / "run") == records  # nothing trained again
+    settings = json.loads((tmp_path / "run" / "settings.json").read_text())
+    assert (settings["factor"], settings["trend"]) == (4, 0.5)
+    assert _search(main, tmp_path / "run", "--trend", "off") == 2
+    assert "holds a search with other settings (--trend: stored 0.5, now off)" in capsys.readouterr().err
 
-    assert search("--factor", "3", "--trend", "off") == 0
+
+def test_a_new_run_ranks_by_the_score_and_a_weight_of_0_is_off(tmp_path, capsys):
+    """A new run takes factor 3 and no trend, and a run made before the flag existed (no trend in its
+    settings.json) resumes without it; --trend 0 is the same run as off."""
+    from hpsearch.cli import main
+
+    assert _search(main, tmp_path / "run") == 0
     out = capsys.readouterr().out
     assert "configs x epochs per rung: 9 x 1, 3 x 3 (x 2 folds)" in out
     assert "halving: every rung ranks by the score (--trend off)" in out
     assert "trend" not in run_fingerprint(tmp_path / "run")["strategy"]
     records = load_records(tmp_path / "run")
-
-    assert search() == 0  # the defaults now are factor 4 and trend 0.5: the run keeps its own
-    assert "9 x 1, 3 x 3 (x 2 folds)" in capsys.readouterr().out  # (its factor 3: settings.json, below)
-    assert load_records(tmp_path / "run") == records  # nothing trained again
     settings = json.loads((tmp_path / "run" / "settings.json").read_text())
     assert (settings["factor"], settings["trend"]) == (3, "off")
     del settings["trend"]  # as a version before the flag wrote it: --resume goes on without the trend too
@@ -111,11 +132,11 @@ def test_a_run_made_before_the_defaults_resumes_as_it_began_and_another_trend_is
     assert "halving: every rung ranks by the score (--trend off)" in capsys.readouterr().out
     assert load_records(tmp_path / "run") == records
 
-    assert search("--trend", "0") == 0  # weight 0 ranks by the score: the same run as off
+    assert _search(main, tmp_path / "run", "--trend", "0") == 0  # weight 0 ranks by the score: the same run
     assert "halving: every rung ranks by the score (--trend off)" in capsys.readouterr().out
     assert load_records(tmp_path / "run") == records
 
-    assert search("--trend", "0.5") == 2
+    assert _search(main, tmp_path / "run", "--trend", "0.5") == 2
     assert "holds a search with other settings (--trend: stored off, now 0.5)" in capsys.readouterr().err
 
 
