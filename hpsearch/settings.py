@@ -128,8 +128,7 @@ class SearchSettings:
         strict=False)
     factor: int | None = setting(
         None, "halving/hyperband/tpe-halving: 1/FACTOR of a rung's configs continue, and each rung trains FACTOR "
-        "times longer (default: 3; a run resumes with the factor it began with, so a halving run made with the "
-        "factor 4 of the eighth to tenth sessions keeps 4)", kind=int, unset="automatic",
+        "times longer (default: 3; a run resumes with the factor it began with)", kind=int, unset="automatic",
         applies=("strategy", HALVING_STRATEGIES))
     min_epochs: int | None = setting(None, "halving/hyperband/tpe-halving: epochs of the first rung (default: "
                                      "automatic, so the rungs end at max-epochs with at most FACTOR configs)",
@@ -145,9 +144,9 @@ class SearchSettings:
     trend: float | str | None = setting(
         None, "halving: rank each rung after the first by its score extrapolated to max-epochs along the config's "
         "trend since the previous rung (in log-epochs), the extrapolated gain weighted by WEIGHT, so that a slow "
-        "starter still climbing goes on; off: by the score alone (default: off, measured in BENCHMARKS.md: 0.5 with "
-        "factor 4 spent half the compute but chose configs that tested worse on real runs; a run made with a "
-        "trend resumes with it). The scores stored and shown stay the scores",
+        "starter still climbing goes on; off: by the score alone (default: off; in BENCHMARKS.md 0.5 with --factor 4 "
+        "spent half the compute but chose configs that tested worse in real runs; a run made with a trend resumes "
+        "with it). The scores stored and shown stay the scores",
         kind=checks.weight_or_off, metavar="WEIGHT|off", check=checks.optional(checks.weight), unset="off",
         applies=("strategy", ("halving",)))
     n_startup: int = setting(10, "tpe/tpe-halving: configs drawn at random before TPE proposes", kind=int,
