@@ -331,6 +331,7 @@ def test_ctrl_c_exits_130_keeps_trials_and_resumes(tmp_path, capsys):
     assert list(_stored(out).index) == list(range(n))
 
 
+@pytest.mark.slow
 def test_the_command_line_says_what_it_does(tmp_path, capsys):
     """plot with a run folder but no METHOD names the missing METHOD; Hyperband's plan is said per
     bracket; a tpe run that cannot propose anything says it is random search."""
@@ -376,6 +377,7 @@ def test_a_run_searched_without_retraining_is_resumed_without_it(tmp_path, capsy
     assert (run / "settings.json").read_text() == before
 
 
+@pytest.mark.slow
 def test_a_resume_keeps_the_command_that_began_the_run(tmp_path, monkeypatch):
     """settings.json's argv stays the first command (what made the trials); a resume by another
     command is kept beside it, and the report shows both."""
@@ -411,6 +413,7 @@ def test_the_winner_line_shows_its_config_as_the_best_line_does(tmp_path, capsys
     assert all(len(p.split("=")[1]) <= 12 for p in params if p.startswith(("lr=", "dropout="))), params  # 6 digits
 
 
+@pytest.mark.slow
 def test_a_tpe_resume_with_other_jobs_says_its_configs_change(tmp_path, capsys):
     """TPE asks one config per job at a time: a resume that asks with another number of jobs proposes
     other configs than an uninterrupted run would, and says so; the same number says nothing."""

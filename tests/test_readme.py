@@ -5,12 +5,14 @@ on the line before the block."""
 
 import numpy as np
 import pandas as pd
+import pytest
 
 import hpsearch
 
 README_RUN = "results/digits_mlp_mnist_seed0"  # the run folder the snippets name
 
 
+@pytest.mark.slow
 def test_every_python_snippet_of_the_readme_runs(readme_snippets, retrained_run, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # a snippet that writes a file writes it here
     from hpsearch.winner.export import export_winner

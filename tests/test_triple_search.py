@@ -119,6 +119,7 @@ def test_compare_by_a_list_valued_parameter_is_refused(triple_run):
         compare_groups(run, ["filters"], 2, progress=False)
 
 
+@pytest.mark.slow
 def test_a_cnn_learns_every_position_of_a_built_set(tmp_path):
     from hpsearch.training.net import make_net
 

@@ -23,7 +23,7 @@ from hpsearch.settings import SearchSettings  # noqa: E402
 N, EPOCHS, CV = 9, 9, 2
 
 
-@pytest.fixture(scope="module", params=["batched", "skorch"])
+@pytest.fixture(scope="module", params=["batched", pytest.param("skorch", marks=pytest.mark.slow)])
 def table(request, tmp_path_factory):
     path = tmp_path_factory.mktemp("table") / "digits.npz"
     build_table(load_dataset("digits"), N, EPOCHS, cv=CV, seed=0, jobs=2, engine=request.param, out=path,

@@ -30,6 +30,7 @@ def test_every_layout_reads_as_the_same_images(digits, tmp_path):
     assert uint8_hwc.class_names[3] == "three"
 
 
+@pytest.mark.slow
 def test_a_search_retraining_and_winner_on_an_npz(digits, tmp_path, capsys):
     path = _save(tmp_path / "digits.npz", digits)
     run = tmp_path / "run"

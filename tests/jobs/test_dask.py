@@ -62,6 +62,7 @@ def test_dask_scores_equal_loky_scores(tmp_path, cluster):
                                       dict(n=4, max_epochs=3, strategy="halving", min_epochs=1),
                                       dict(n=9, max_epochs=3, strategy="halving", min_epochs=1, cv=3)],
                          ids=["batched", "halving", "halving-raced"])
+@pytest.mark.slow
 def test_dask_scores_equal_loky_scores_batched_and_halving(tmp_path, cluster, settings):
     loky, dask = _pair(tmp_path, cluster, **settings)
     pd.testing.assert_frame_equal(loky, dask)

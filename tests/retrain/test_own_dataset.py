@@ -5,6 +5,7 @@ use that data, not a dataset of ours with the same settings."""
 import json
 
 import numpy as np
+import pytest
 
 from hpsearch.cli import main
 from hpsearch.data.dataset import Dataset
@@ -15,6 +16,7 @@ from hpsearch.settings import SearchSettings
 WORDS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 
 
+@pytest.mark.slow
 def test_a_dataset_object_goes_through_retraining_the_winner_and_pictures(digits, tmp_path):
     keep = digits.y_train < 5  # not any dataset of ours: half the classes, named by words
     test = digits.y_test < 5

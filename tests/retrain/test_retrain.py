@@ -125,6 +125,7 @@ def test_winner_by_test_is_the_seeds_rule_and_says_so(retrained, digits, tmp_pat
     assert summary["winner"]["chosen_by"] == "test" and "selected on the test set" in summary["winner"]["chosen_how"]
 
 
+@pytest.mark.slow
 def test_the_command_line_says_how_the_winner_was_chosen(retrained, tmp_path, capsys):
     run = _copy(retrained.run_dir, tmp_path)
     assert main(["retrain", str(run), "--top", "3", "--retrain-epochs", "8", "--no-progress"]) == 0

@@ -37,6 +37,7 @@ def _search(out, engine):
                                      progress=False))
 
 
+@pytest.mark.slow
 def test_a_raced_run_is_its_replay_and_resumes_without_training(table, tmp_path):
     run = _search(tmp_path / "run", table.provenance["engine"])
     records = load_records(run)
@@ -92,6 +93,7 @@ def test_settling_the_default_margin():
         assert make_strategy(settings).settle(settings, None).fold_racing is None, strategy
 
 
+@pytest.mark.slow
 def test_halving_races_by_default_and_a_run_made_without_racing_resumes_without(tmp_path, capsys):
     """The command line: a new halving run races at 0.02; a run made before that default (its
     settings.json without ``fold_racing``, its fingerprint without racing) resumes, by the same command
@@ -145,6 +147,7 @@ def test_halving_races_by_default_and_a_run_made_without_racing_resumes_without(
     assert "Traceback" not in err and not (tmp_path / "bad").exists()
 
 
+@pytest.mark.slow
 def test_a_tpe_halving_run_resumes_by_resume(tmp_path):
     """halving's racing default must not leak into tpe-halving's settings (which refuses the flag)."""
     import json

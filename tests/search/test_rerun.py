@@ -41,6 +41,7 @@ def _copy_search(run, tmp_path):
     return target
 
 
+@pytest.mark.slow
 def test_parallel_retraining_resumes_and_equals_one_job(searched, tmp_path, digits):
     sequential = retrain_top(_copy_search(searched, tmp_path / "a"), top=3, retrain_epochs=4, dataset=digits,
                              progress=False, n_jobs=1)

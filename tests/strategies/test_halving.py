@@ -186,6 +186,7 @@ def test_random_strategy_is_unchanged(tmp_path, starting_environ, digits):
     assert not (run / "states").exists()
 
 
+@pytest.mark.slow
 def test_hyperband_and_tpe_runs(tmp_path):
     hb_settings = SearchSettings(out=str(tmp_path / "hb"), strategy="hyperband", n=8, min_epochs=1, max_epochs=3,
                                  patience=0, **TINY)
@@ -210,6 +211,7 @@ def test_hyperband_and_tpe_runs(tmp_path):
     pd.testing.assert_frame_equal(load_results(tpe_run)[cols], load_results(again)[cols])
 
 
+@pytest.mark.slow
 def test_a_tpe_run_cut_off_or_grown_asks_what_a_straight_run_asks(tmp_path):
     """A TPE run stopped after 5 configs, with a sixth asked of the sampler but cut off before it was
     stored (Ctrl-C or kill -9 inside ``study.ask``), then resumed to 8: the same trial numbers and the

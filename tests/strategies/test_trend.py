@@ -7,6 +7,8 @@ the eighth session to the tenth); a run made with either resumes as it began."""
 import json
 import math
 
+import pytest
+
 from hpsearch.rundir.store import load_records, run_fingerprint
 from hpsearch.settings import SearchSettings
 from hpsearch.strategies import make_strategy
@@ -94,6 +96,7 @@ def _search(main, out, *flags):
                  "--cv", "2", "--engine", "batched", "--no-retrain", "--no-progress", "--out", str(out), *flags])
 
 
+@pytest.mark.slow
 def test_a_run_made_with_the_trend_resumes_with_it_and_another_trend_is_refused(tmp_path, capsys):
     """The command line: a run made with factor 4 and the trend at 0.5 (halving's defaults from the eighth
     session to the tenth) resumes by the same command without those flags and trains nothing; another

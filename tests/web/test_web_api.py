@@ -194,6 +194,7 @@ def test_serve_command_binds_localhost_and_names_a_missing_winner(tmp_path, caps
     assert "holds no winner.pt" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_serve_says_the_real_address_and_a_busy_port_is_one_error(retrained_run, capsys):
     import socket
     import subprocess
