@@ -42,6 +42,16 @@ def test_the_progress_manager_dies_with_a_killed_retraining():
     assert all(_gone(pid) for pid in helpers), helpers
 
 
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds a process has used (0 if it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _descendants(root: int) -> set[int]:
     children: dict[int, list[int]] = {}
     for stat in os.listdir("/proc"):
@@ -76,7 +86,10 @@ def test_kill_9_of_a_retraining_leaves_no_process(tmp_path):
         time.sleep(0.2)
         tree = _descendants(proc.pid)
     assert len(tree) >= 3, tree
-    time.sleep(1.0)
+    # kill once both jobs train (each has imported torch and begun a task, so its watchdog runs): a fixed
+    # wait raced a loaded machine, where an idle worker that never got a task outlived the 10 s below
+    while time.monotonic() < deadline and sum(_cpu_s(pid) > 2.0 for pid in _descendants(proc.pid)) < 2:
+        time.sleep(0.2)
     tree |= _descendants(proc.pid)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
