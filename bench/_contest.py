@@ -36,6 +36,7 @@ class Bench:
     # the fold-epochs hpsearch's halving trained in this bench (fold racing stops some folds), once it ran:
     # DEHB's budget and the point where Optuna's incumbent is read at equal compute
     halving_fold_epochs: float | None = None
+    trend: float | str | None = None  # halving's --trend (None: its default)
 
     @property
     def first_rung(self) -> int:

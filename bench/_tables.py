@@ -216,8 +216,9 @@ def build_table(dataset, n: int, epochs: int, *, out: Path, provenance: dict, cv
     for earlier in (partial, out):  # a build cut short, or a smaller table of the same seed: its fits are kept
         if earlier.exists():
             kept = _keep_earlier(earlier, arrays, configs, shape, test_epochs)
-            # rows fitted by an earlier build (maybe another machine or commit) keep its provenance
-            history = kept.get("grown_from") if earlier == partial and kept else kept
+            # rows fitted by an earlier build (maybe another machine or commit) keep its provenance; a
+            # partial file is this same build cut short, so only what it had grown from carries over
+            history = (kept or {}).get("grown_from") if earlier == partial else kept
             if history:
                 provenance = {**provenance, "grown_from": history}
             break

@@ -123,7 +123,7 @@ def _settings(bench: Bench, contender: str, out: Path) -> SearchSettings:
     kwargs = dict(n=bench.n, dataset=bench.dataset.name, data_dir=None, space=SPACE, cv=CV, n_jobs=N_JOBS,
                   max_epochs=bench.max_epochs, patience=0, seed=bench.seed, out=str(out), progress=False,
                   strategy=strategy, factor=bench.factor, min_epochs=bench.min_epochs, n_startup=bench.n_startup,
-                  engine=bench.engine, device=bench.device) | given
+                  engine=bench.engine, device=bench.device, trend=bench.trend) | given
     for name, spec in setting_specs().items():  # the strategy settings this strategy takes (others are refused)
         if name in kwargs and not spec.holds({"strategy": strategy}):
             kwargs.pop(name)
@@ -302,6 +302,9 @@ def main(argv=None) -> int:
                         help="the first rung's epochs, or auto: halving's automatic rungs (the quick start's; the "
                              "peers then start at its first rung) (default 3)")
     parser.add_argument("--factor", type=int, default=3)
+    parser.add_argument("--trend", default=None, metavar="WEIGHT|off", type=lambda v: v if v == "off" else float(v),
+                        help="halving's --trend (default: halving's own, off since the tenth session; --factor 4 "
+                             "--trend 0.5 is the halving of the eighth and ninth sessions' runs)")
     parser.add_argument("--n-startup", type=int, default=10, help="random (enqueued) trials before TPE")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--engine", default="skorch", help="hpsearch's engine for its contenders: skorch or batched")
@@ -348,7 +351,7 @@ def main(argv=None) -> int:
                          1, Path(tmp))
             run_search(_settings(tiny, "random", Path(tmp) / "warm-up"), dataset=tiny.dataset)
         bench = Bench(dataset, configs, n, args.seed, args.max_epochs, args.min_epochs, args.factor,
-                      args.n_startup, Path(tmp), args.engine, args.device)
+                      args.n_startup, Path(tmp), args.engine, args.device, trend=args.trend)
         order = [c for c in CONTENDERS if c in only]
         rounds: dict[str, list[Outcome]] = {c: [] for c in order}
         for r in range(args.repeat):

@@ -2,7 +2,7 @@
 seed and in the median, read from the runs' printed tables (one log per seed, stdout as written).
 
     for s in 5 6 7 8; do
-        python bench/strategies.py --n 150 --max-epochs 27 --factor 4 --min-epochs auto --equal-compute \\
+        python bench/strategies.py --n 150 --max-epochs 27 --factor 4 --trend 0.5 --min-epochs auto --equal-compute \\
             --only halving,halving-before,dehb,optuna-tpe-hyperband --retrains 3 --seed $s > seed$s.log
     done
     python bench/strategies_summary.py seed*.log

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from hpsearch.rundir.names import CHECKPOINTS_DIR
 from hpsearch.search.run import run_search
 from hpsearch.settings import SearchSettings
 
@@ -42,26 +43,21 @@ def test_the_progress_manager_dies_with_a_killed_retraining():
     assert all(_gone(pid) for pid in helpers), helpers
 
 
-def _cpu_s(pid: int) -> float:
-    """User + system CPU seconds a process has used (0 if it is gone)."""
+def _stat(pid: int) -> list[str]:
+    """/proc/PID/stat's fields after the command name (state, ppid, ...); [] if the process is gone."""
     try:
         with open(f"/proc/{pid}/stat") as fh:
-            fields = fh.read().rsplit(")", 1)[1].split()
+            return fh.read().rsplit(")", 1)[1].split()
     except (OSError, IndexError):
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return []
 
 
 def _descendants(root: int) -> set[int]:
     children: dict[int, list[int]] = {}
-    for stat in os.listdir("/proc"):
-        if stat.isdigit():
-            try:
-                with open(f"/proc/{stat}/stat") as fh:
-                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            children.setdefault(ppid, []).append(int(stat))
+    for entry in os.listdir("/proc"):
+        fields = _stat(int(entry)) if entry.isdigit() else []
+        if fields:
+            children.setdefault(int(fields[1]), []).append(int(entry))
     found, todo = set(), [root]
     while todo:
         for child in children.get(todo.pop(), []):
@@ -86,9 +82,10 @@ def test_kill_9_of_a_retraining_leaves_no_process(tmp_path):
         time.sleep(0.2)
         tree = _descendants(proc.pid)
     assert len(tree) >= 3, tree
-    # kill once both jobs train (each has imported torch and begun a task, so its watchdog runs): a fixed
-    # wait raced a loaded machine, where an idle worker that never got a task outlived the 10 s below
-    while time.monotonic() < deadline and sum(_cpu_s(pid) > 2.0 for pid in _descendants(proc.pid)) < 2:
+    # kill once both jobs train: each has checkpointed an epoch, so its task (and the watchdog the task
+    # starts) runs. A fixed wait, or CPU time, raced the imports: a worker that had not begun its task
+    # yet has no watchdog and outlived the 10 s below
+    while time.monotonic() < deadline and len(list((run / CHECKPOINTS_DIR).glob("*.pt"))) < 2:
         time.sleep(0.2)
     tree |= _descendants(proc.pid)
     os.kill(proc.pid, signal.SIGKILL)
