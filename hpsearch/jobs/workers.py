@@ -1,8 +1,10 @@
 """Job processes that end with the process that started them.
 
 joblib's (loky's) workers outlive a parent killed with ``kill -9``: each holds its share of the
-data (hundreds of MB) and trains on for a minute or more. A worker that notices its parent is gone
-(the OS re-parents an orphan, so its parent pid changes) exits at once.
+data (hundreds of MB) and trains on for a minute or more, and an idle one waits for tasks until
+loky's idle timeout (300 s). A worker that notices its parent is gone (the OS re-parents an orphan,
+so its parent pid changes) exits at once. ``job_parallel`` starts that watchdog as a worker starts
+(loky's initializer); the tasks call ``die_with_parent`` too, for workers made elsewhere (Dask).
 """
 
 from __future__ import annotations
@@ -12,7 +14,9 @@ import os
 import threading
 import time
 
-__all__ = ["die_with_parent"]
+from joblib import Parallel
+
+__all__ = ["die_with_parent", "job_parallel"]
 
 _WATCHED_IN: int | None = None  # the pid of the process whose watchdog runs
 
@@ -21,10 +25,13 @@ def die_with_parent(interval_s: float = 0.5) -> None:
     """In a job process (a no-op in the main one): exit within ``interval_s`` of the parent's end.
     Cheap to call at the start of every task: one watchdog thread per process."""
     global _WATCHED_IN
-    if _WATCHED_IN == os.getpid() or multiprocessing.parent_process() is None:
+    creator = multiprocessing.parent_process()
+    if _WATCHED_IN == os.getpid() or creator is None:
         return
     _WATCHED_IN = os.getpid()
     parent = os.getppid()
+    if parent != creator.pid and not _alive(creator.pid):
+        os._exit(1)  # the parent died while this process was starting: it has been re-parented already
 
     def watch():
         while os.getppid() == parent:
@@ -32,3 +39,26 @@ def die_with_parent(interval_s: float = 0.5) -> None:
         os._exit(1)  # nothing of a job's is worth keeping without its parent: the store is the parent's
 
     threading.Thread(target=watch, name="hpsearch-die-with-parent", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie, dead but not yet reaped, does not). A process started by a fork
+    server has that server, not its creator, for parent: its creator is alive and it must stay."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+    except OSError:  # no /proc: ask the OS whether the pid exists
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+
+def job_parallel(n_jobs: int | None, **kwargs) -> Parallel:
+    """``joblib.Parallel(n_jobs, **kwargs)`` whose process workers start the watchdog as they start,
+    before any task: a kill -9 in a run's first seconds left its idle workers (and loky's resource
+    trackers) for minutes. Backends other than loky's and multiprocessing's (threads, Dask) ignore it."""
+    return Parallel(n_jobs=n_jobs, initializer=die_with_parent, **kwargs)
