@@ -41,13 +41,18 @@ def state_path(run_dir, index: int, fold: int) -> Path:
 
 
 def early_stopping_of(net):
-    """The net's ``ContinuableEarlyStopping`` callback, or None (``--patience 0``)."""
-    return dict(net.callbacks_).get("early_stopping")
+    """The net's ``ContinuableEarlyStopping`` callback, or None (``--patience 0``). Found by its kind, not
+    its name: a user's own callback may be called "early_stopping"."""
+    from ..training.callbacks import ContinuableEarlyStopping
+
+    return next((cb for _, cb in net.callbacks_ if isinstance(cb, ContinuableEarlyStopping)), None)
 
 
 def _schedule_of(net):
     """The net's learning-rate schedule callback (``hpsearch.training.schedules``), or None."""
-    return dict(net.callbacks_).get("lr_schedule")
+    from ..training.schedules import ResumableLRScheduler
+
+    return next((cb for _, cb in net.callbacks_ if isinstance(cb, ResumableLRScheduler)), None)
 
 
 def capture(net) -> dict:

@@ -3,17 +3,21 @@
 scikit-learn's searches clone the estimator and call ``fit(X_train, y_train)`` with
 ``max_epochs = n_resources`` at every iteration, from scratch. ``continuing(net, storage, ...)``
 returns the same net as an instance of a subclass of its own class whose ``fit`` first looks in
-``storage`` for a state of the same fit (the same parameters but ``max_epochs``, the same rows) at
-fewer epochs: it restores it (weights, optimizer, history, random state) and trains only the epochs
-left, then keeps its own state for the next iteration. A state at exactly the epochs asked is a fit
-already done (a resumed search): restored, nothing trained. Every net is seeded from the search's
-``random_state`` and its parameters, so a continued fit equals a straight one, and states are read
-as data only (``torch.load(weights_only=True)``, checked against their owner).
+``storage`` for a state of the same fit (the same parameters but ``max_epochs``, the same seed and
+rows) at fewer epochs: it restores it (weights, optimizer, history, random state, the user's callbacks'
+state: ``callback_states``) and trains only the epochs left, then keeps its own state, as it was
+before any ``on_train_end``, for the next iteration. A state at exactly the epochs asked is a fit
+already done (a resumed search), and one that ended before the epochs it was asked for stopped early
+for good: restored, nothing trained. Every net is seeded from the search's ``random_state`` and its
+parameters, so a continued fit equals a straight one; a fit puts the caller's torch random state
+back. States are read as data only (``torch.load(weights_only=True)``, checked against their owner).
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 import json
 import os
 from pathlib import Path
@@ -23,6 +27,7 @@ import torch
 
 from ..jobs.resources import torch_threads
 from ..rundir.states import capture, load_state, restore, save_state
+from .callback_states import callback_states, put_back_callback_states
 
 __all__ = ["continuing", "fit_key", "described", "EPOCHS_LOG"]
 
@@ -31,7 +36,9 @@ _VOLATILE = ("max_epochs", "verbose", "warm_start")  # what does not make anothe
 
 
 def described(value):
-    """A stable description of a parameter's value (classes by name, estimators by their params)."""
+    """A stable description of a parameter's value: equal for equal values, in any process, and
+    different for values that train differently (two tensors, functions or modules of one kind
+    included: candidates told apart only by their type's name shared each other's fits)."""
     if isinstance(value, type):
         return f"{value.__module__}.{value.__qualname__}"
     if hasattr(value, "get_params"):
@@ -39,12 +46,50 @@ def described(value):
     if isinstance(value, list | tuple):
         return [described(v) for v in value]
     if isinstance(value, dict):
-        return {str(k): described(v) for k, v in sorted(value.items())}
+        return {str(k): described(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
     if isinstance(value, np.generic):
         return value.item()
     if value is None or isinstance(value, bool | int | float | str):
         return value
-    return type(value).__qualname__  # an object without parameters: its kind
+    if isinstance(value, torch.Tensor | np.ndarray):
+        return ["array", _digest(value)]
+    if isinstance(value, torch.nn.Module):  # its settings (repr, attributes) and its weights
+        settings = {k: described(v) for k, v in sorted(vars(value).items()) if not k.startswith("_")}
+        return [type(value).__qualname__, repr(value), settings, {k: _digest(t) for k, t in value.state_dict().items()}]
+    if isinstance(value, functools.partial):
+        return ["partial", described(value.func), described(value.args), described(value.keywords)]
+    if callable(value) and hasattr(value, "__code__"):  # a function, lambda or method: its code and its data
+        cells = [c.cell_contents for c in getattr(value, "__closure__", None) or ()]
+        bound = getattr(value, "__self__", None)
+        return [f"{value.__module__}.{value.__qualname__}", _code(value.__code__),
+                described(value.__defaults__ or ()), described(cells),
+                None if bound is None or inspect.ismodule(bound) else described(bound)]
+    if callable(value) and hasattr(value, "__qualname__"):  # a builtin such as torch.relu
+        return f"{getattr(value, '__module__', None)}.{value.__qualname__}"
+    if type(value).__repr__ is not object.__repr__:
+        return [type(value).__qualname__, repr(value)]
+    if hasattr(value, "__dict__"):
+        return [type(value).__qualname__, {k: described(v) for k, v in sorted(vars(value).items())}]
+    return type(value).__qualname__  # an object without parameters or state: its kind
+
+
+def _code(code) -> str:
+    """A function's code as a digest that every process computes alike (no addresses, sets sorted)."""
+    def const(c):
+        if inspect.iscode(c):
+            return _code(c)
+        if isinstance(c, frozenset):
+            return sorted(map(const, c))
+        return [const(v) for v in c] if isinstance(c, tuple) else repr(c)
+
+    return hashlib.sha256((code.co_code.hex() + repr([const(c) for c in code.co_consts]) + repr(code.co_names))
+                          .encode()).hexdigest()[:20]
+
+
+def _digest(array) -> str:
+    a = array.detach().cpu().numpy() if isinstance(array, torch.Tensor) else np.asarray(array)
+    a = np.ascontiguousarray(a)
+    return hashlib.sha256(f"{a.dtype}{a.shape}".encode() + a.tobytes()).hexdigest()[:20]
 
 
 def fit_key(net) -> str:
@@ -71,6 +116,8 @@ class Continuing:
     _hp_storage: str = ""
     _hp_seed: int = 0
     _hp_threads: int = 1
+    _hp_resume: dict | None = None  # the restored state, for the user's callbacks after on_train_begin
+    _hp_paused: dict | None = None  # the state as the last fit ended, before any on_train_end
 
     def _hp_fit_seed(self) -> int:
         return int(hashlib.sha256(f"{self._hp_seed}:{fit_key(self)}".encode()).hexdigest()[:8], 16)
@@ -79,27 +126,57 @@ class Continuing:
         torch.manual_seed(self._hp_fit_seed())  # weights, shuffling, dropout: one seed per candidate
         return super().initialize()
 
+    def notify(self, method_name, **cb_kwargs):
+        if method_name == "on_train_end":  # the pause, before a callback's on_train_end changes the net
+            self._hp_paused = {**capture(self), "callbacks": callback_states(self)}
+        super().notify(method_name, **cb_kwargs)
+        if method_name == "on_train_begin" and self._hp_resume is not None:
+            put_back_callback_states(self, self._hp_resume.get("callbacks", {}), self._hp_resume["optimizer"])
+            self._hp_resume = None
+
     def fit(self, X, y=None, **fit_params):
         key, target = fit_key(self), int(self.max_epochs)
-        folder = Path(self._hp_storage) / "states" / key / _rows_key(X, y)
-        owner = {"fit": key, "rows": folder.name}
-        with torch_threads(self._hp_threads):
-            done = sorted((int(p.stem) for p in folder.glob("*.pt") if p.stem.isdigit() and int(p.stem) <= target),
-                          reverse=True)
-            state = next((s for s in (load_state(folder / f"{e}.pt", owner) for e in done) if s is not None), None)
-            if state is None:
-                super().fit(X, y, **fit_params)
-                trained = len(self.history)
-            else:
-                restore(self, state)
-                start = len(self.history)
-                if start < target:
-                    self.partial_fit(X, y, epochs=target - start, **fit_params)
-                trained = len(self.history) - start
-            save_state(folder / f"{target}.pt", capture(self), owner)
+        # the seed is part of the fit: another random_state with the same storage trains anew
+        folder = Path(self._hp_storage) / "states" / f"seed{self._hp_seed}" / key / _rows_key(X, y)
+        owner = {"fit": key, "seed": self._hp_seed, "rows": folder.name}
+        outside = torch.get_rng_state()  # the caller's: a fit neither resets nor draws from it
+        try:
+            with torch_threads(self._hp_threads):
+                trained = self._fit_from(self._last_state(folder, owner, target), X, y, target, **fit_params)
+                save_state(folder / f"{target}.pt", self._hp_paused, owner)
+        finally:
+            torch.set_rng_state(outside)
+            self._hp_paused = self._hp_resume = None  # tensors a fitted net has no use for
         with open(Path(self._hp_storage) / EPOCHS_LOG, "a") as log:  # one short line: an atomic append
             log.write(f"{trained}\n")
         return self
+
+    def _last_state(self, folder: Path, owner: dict, target: int) -> dict | None:
+        """The state of this fit at the most epochs up to ``target``, or None."""
+        done = sorted((int(p.stem) for p in folder.glob("*.pt") if p.stem.isdigit() and int(p.stem) <= target),
+                      reverse=True)
+        return next((s for s in (load_state(folder / f"{e}.pt", owner) for e in done) if s is not None), None)
+
+    def _fit_from(self, state: dict | None, X, y, target: int, **fit_params) -> int:
+        """Train to ``target`` epochs from ``state`` (None: from scratch); the epochs trained. A fit that
+        ended before the epochs it was asked for (early stopping) ended there for good, as a
+        straight fit would have."""
+        if state is None:
+            super().fit(X, y, **fit_params)
+            self._hp_paused["asked"] = target
+            return len(self.history)
+        restore(self, state)
+        put_back_callback_states(self, state.get("callbacks", {}))
+        start = len(self.history)
+        if start >= target or start < state.get("asked", start):  # a fit already done, or one that stopped early
+            self._hp_paused = state
+            self.notify("on_train_end", X=X, y=y)  # what a straight fit does last (an EarlyStopping's load_best)
+            self._hp_paused = state
+            return 0
+        self._hp_resume = state
+        self.partial_fit(X, y, epochs=target - start, **fit_params)
+        self._hp_paused["asked"] = target
+        return len(self.history) - start
 
 
 def continuing(net, storage, seed: int, threads: int):

@@ -1,0 +1,129 @@
+"""A continued fit is the straight fit, whatever the net holds: candidates told apart only by a tensor,
+a function or a module instance are separate fits; a user's own LRScheduler and EarlyStopping (under
+any name, hpsearch's own names included) go on where they paused; a fit that stopped early stays
+stopped; the storage is per random_state; a fit leaves the caller's torch random state alone."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.datasets import load_digits
+from skorch import NeuralNetClassifier
+from skorch.callbacks import EarlyStopping, LRScheduler
+from torch import nn
+from torch.optim.lr_scheduler import StepLR
+
+from hpsearch import RandomizedSearchCV
+from hpsearch.sklearn.continuing import continuing, fit_key
+from hpsearch.sklearn.fitting import trained_epochs
+
+
+class Net(nn.Module):
+    def __init__(self, width=16, act=None):
+        super().__init__()
+        self.layers = nn.Sequential(nn.Linear(64, width), act or nn.ReLU(), nn.Linear(width, 10))
+
+    def forward(self, x):
+        return self.layers(x)
+
+
+@pytest.fixture(scope="module")
+def data():
+    X, y = load_digits(return_X_y=True)
+    return (X[:300] / 16).astype(np.float32), y[:300]
+
+
+def _net(**kw):
+    return NeuralNetClassifier(Net, max_epochs=3, lr=0.1, batch_size=16, optimizer=torch.optim.SGD,
+                               criterion=nn.CrossEntropyLoss, train_split=None, verbose=0, **kw)
+
+
+def _fits(net, folder, data, *epochs):
+    """``net`` fitted (as a continuing net in ``folder``) to each of ``epochs`` in turn, as halving's rungs
+    do; the last fit and the epochs each trained."""
+    made = continuing(net, folder, 0, 1)
+    for target in epochs:
+        fitted = clone(made).set_params(max_epochs=target).fit(*data)
+    return fitted, trained_epochs(folder)
+
+
+def _weights(net):
+    return [p.detach().clone() for p in net.module_.parameters()]
+
+
+@pytest.mark.parametrize("one, other", [
+    (torch.ones(10), torch.tensor([100.0] + [0.01] * 9)),
+    (np.ones(10, np.float32), np.arange(10, dtype=np.float32)),
+    (nn.LeakyReLU(0.01), nn.LeakyReLU(5.0)),
+    (torch.relu, torch.tanh),
+    (lambda x: x * 2, lambda x: x * 3),
+], ids=["tensor", "array", "module", "builtin", "lambda"])
+def test_values_of_one_kind_are_different_fits_and_equal_values_the_same(one, other):
+    name = "module__act" if isinstance(one, nn.Module) else "criterion__weight"
+    key = fit_key(_net(**{name: one}))
+    assert key != fit_key(_net(**{name: other}))
+    twin = one.clone() if isinstance(one, torch.Tensor) else np.copy(one) if isinstance(one, np.ndarray) else one
+    if isinstance(one, nn.Module):
+        twin = nn.LeakyReLU(one.negative_slope)
+    assert fit_key(_net(**{name: twin})) == key
+
+
+def test_candidates_told_apart_by_a_tensor_each_train(data):
+    """Two class weightings of the loss: each candidate trains its own 2 folds x 3 epochs."""
+    weights = [torch.ones(10), torch.tensor([100.0] + [0.01] * 9)]
+    search = RandomizedSearchCV(_net(), {"criterion__weight": weights}, n_iter=2, cv=2, random_state=0,
+                                refit=False).fit(*data)
+    assert search.n_fold_epochs_ == 2 * 2 * 3
+    first, second = search.cv_results_["split0_test_score"]
+    assert first != second
+
+
+def test_a_users_lr_scheduler_named_as_hpsearch_names_its_own_continues_as_a_straight_fit(tmp_path, data):
+    schedule = ("lr_schedule", LRScheduler(StepLR, step_size=1, gamma=0.1))
+    straight, _ = _fits(_net(callbacks=[schedule]), tmp_path / "straight", data, 3)
+    continued, trained = _fits(_net(callbacks=[schedule]), tmp_path / "continued", data, 1, 3)
+    assert trained == [1, 2]
+    assert continued.history[:, "event_lr"] == straight.history[:, "event_lr"] == pytest.approx([0.1, 0.01, 0.001])
+    for mine, theirs in zip(_weights(continued), _weights(straight), strict=True):
+        assert torch.equal(mine, theirs)
+
+
+def test_a_users_early_stopping_waits_on_across_the_pause_and_a_stopped_fit_stays_stopped(tmp_path, data):
+    """No epoch after the first improves by 10: the straight fit stops after epoch 3 (2 misses). Paused
+    after epoch 2 (1 miss), the continued fit stops after epoch 3 too; asked for 20 epochs next, it
+    trains none, as the straight fit with 20 would."""
+    stopping = ("early_stopping", EarlyStopping(monitor="train_loss", patience=2, threshold=10,
+                                                threshold_mode="abs", load_best=True))
+    straight, _ = _fits(_net(callbacks=[stopping]), tmp_path / "straight", data, 8)
+    assert len(straight.history) == 3
+    continued, trained = _fits(_net(callbacks=[stopping]), tmp_path / "continued", data, 2, 8, 20)
+    assert trained == [2, 1, 0]
+    assert len(continued.history) == 3
+    for mine, theirs in zip(_weights(continued), _weights(straight), strict=True):
+        assert torch.equal(mine, theirs)  # load_best's weights (epoch 1's), as the straight fit ends
+
+
+def test_the_storage_keeps_each_random_state_apart(tmp_path, data):
+    space = {"lr": [0.05, 0.1, 0.2]}
+    kw = dict(n_iter=2, cv=2, refit=False, storage=tmp_path / "store")
+    first = RandomizedSearchCV(_net(), space, random_state=0, **kw).fit(*data)
+    again = RandomizedSearchCV(_net(), space, random_state=0, **kw).fit(*data)
+    other = RandomizedSearchCV(_net(), space, random_state=1, **kw).fit(*data)
+    assert first.n_fold_epochs_ == other.n_fold_epochs_ == 2 * 2 * 3 and again.n_fold_epochs_ == 0
+    np.testing.assert_array_equal(again.cv_results_["mean_test_score"], first.cv_results_["mean_test_score"])
+
+
+def test_a_fit_leaves_the_callers_random_state_as_it_was(tmp_path, data):
+    """A fit is seeded by the search, and puts the caller's torch random state back: after a search the
+    draws follow the caller's seed (they were the same whatever it was). Scoring still draws from it,
+    as skorch's predictions do (each DataLoader takes a seed)."""
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    continuing(_net(), tmp_path, 0, 1).fit(*data)
+    assert torch.equal(torch.get_rng_state(), before)
+    draws = []
+    for seed in (123, 999):
+        torch.manual_seed(seed)
+        RandomizedSearchCV(_net(), {"lr": [0.05, 0.1]}, n_iter=2, cv=2, random_state=0, n_jobs=1).fit(*data)
+        draws.append(torch.rand(1).item())
+    assert draws[0] != draws[1]
