@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import inspect
 import numbers
+from collections.abc import Sequence
+
+import numpy as np
 
 from ..errors import UsageError, did_you_mean
 from .spaces import check_space_door, is_space
@@ -45,10 +48,12 @@ def _names(estimator) -> tuple[set, list]:
     known = set(estimator.get_params(deep=False))
     module = estimator.get_params(deep=False).get("module")
     try:
-        args = [p for p in inspect.signature(module).parameters if p != "self"] if isinstance(module, type) else []
+        params = inspect.signature(module).parameters if isinstance(module, type) else {}
     except (TypeError, ValueError):
-        args = []
-    return known, args
+        params = {}
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return known, []  # **kwargs takes any name: the module itself says what it refuses
+    return known, [p for p in params if p != "self"]
 
 
 def _check_name(name: str, known: set, module_args: list, estimator) -> None:
@@ -70,12 +75,16 @@ def _check_name(name: str, known: set, module_args: list, estimator) -> None:
 
 
 def _check_values(name: str, values) -> None:
+    """scikit-learn's rule: a distribution (with ``rvs``) or a non-empty sequence of values (a list, a
+    tuple, a range, a numpy array)."""
     if hasattr(values, "rvs"):
         return
-    if isinstance(values, list | tuple) and len(values) > 0:
+    listed = isinstance(values, Sequence | np.ndarray) and not isinstance(values, str | bytes)
+    if listed and np.ndim(values) != 0 and len(values) > 0:
         return
+    fix = "give at least one value" if listed else f"write [{values!r}] for one value"
     raise UsageError(f"param_distributions[{name!r}] must be a non-empty list of values or a scipy.stats distribution "
-                     f"(with rvs), got {values!r}; write [{values!r}] for one value, or e.g. loguniform(1e-4, 1e-1)")
+                     f"(with rvs), got {values!r}; {fix}, or e.g. loguniform(1e-4, 1e-1)")
 
 
 def _check_error_score(error_score) -> None:
@@ -95,14 +104,16 @@ def check_search(search) -> None:
     _check_error_score(search.error_score)
     resource = getattr(search, "resource", None)
     if resource is not None and resource != "max_epochs":
+        why = ("'n_samples' would show a survivor new rows, so no fit could continue" if resource == "n_samples" else
+               "epochs are the budget a survivor's fit goes on with")
         raise UsageError(f"resource must be 'max_epochs' (a survivor goes on from its last epoch), got {resource!r}; "
-                         "'n_samples' would show a survivor new rows, so no fit could continue")
+                         f"{why}")
     distributions = search.param_distributions
     if is_space(distributions):
         check_space_door(distributions)
         return
     groups = distributions if isinstance(distributions, list) else [distributions]
-    if not groups or not all(isinstance(g, dict) and g for g in groups):
+    if not groups or not all(isinstance(g, dict) for g in groups):  # {}: the net as it is, one candidate
         raise UsageError(f"param_distributions must be a dict (or a list of dicts) of parameter name -> values, or an "
                          f"hpsearch SearchSpace (load_space(...)), got {distributions!r}")
     known, module_args = _names(search.estimator)

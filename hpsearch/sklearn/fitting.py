@@ -5,6 +5,7 @@ and jobs as the continuing nets want them; ``Float32Input``, the same inputs for
 
 from __future__ import annotations
 
+import numbers
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -81,4 +82,7 @@ def seed_of(random_state) -> int:
 
 def jobs_of(n_jobs) -> int:
     """The jobs a ``Parallel(n_jobs)`` runs here (None: 1, or a parallel_backend's count), at most the cores."""
+    if n_jobs is not None and (isinstance(n_jobs, bool) or not isinstance(n_jobs, numbers.Integral) or n_jobs == 0):
+        raise UsageError(f"n_jobs must be a whole number of parallel jobs other than 0 (-1: one per core) or None (1), "
+                         f"got {n_jobs!r}; e.g. n_jobs=-1")
     return min(effective_n_jobs(n_jobs), cpu_count())

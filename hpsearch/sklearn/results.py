@@ -10,6 +10,7 @@ import warnings
 import numpy as np
 from scipy.stats import rankdata
 from sklearn.base import clone
+from sklearn.utils.validation import _check_method_params
 
 __all__ = ["fit_and_score", "results_table"]
 
@@ -36,13 +37,15 @@ def _one_score(scorer, net, X, y, error_score):
         return error_score
 
 
-def fit_and_score(net, params: dict, X, y, train, test, scorer, train_score: bool, error_score) -> dict:
+def fit_and_score(net, params: dict, X, y, train, test, scorer, train_score: bool, error_score,
+                  fit_params: dict | None = None) -> dict:
     """One (candidate, budget, fold): fit (continuing) and score, as scikit-learn's ``_fit_and_score``
-    does; a failing fit scores ``error_score`` (or raises with ``error_score="raise"``), in every metric."""
+    does (``fit_params`` cut to the fold's rows, as there); a failing fit scores ``error_score`` (or raises
+    with ``error_score="raise"``), in every metric."""
     net = clone(net).set_params(**params)
     start = time.perf_counter()
     try:
-        net.fit(X[train], y[train])
+        net.fit(X[train], y[train], **_check_method_params(X, fit_params or {}, train))
     except Exception as exc:  # noqa: BLE001 - a failing candidate is data, as in scikit-learn
         if error_score == "raise":
             raise

@@ -135,8 +135,9 @@ class EstimatorEvaluate:
     """The evaluate seam (``hpsearch.strategies.seam.Evaluate``) for an estimator and its folds."""
 
     def __init__(self, search: SearchCV, net, X, y, folds, scorer, parallel: Parallel, jobs: int, max_epochs: int,
-                 n: int):
+                 n: int, fit_params: dict | None = None):
         self.search, self.net, self.X, self.y, self.folds = search, net, X, y, folds
+        self.fit_params = fit_params or {}
         self.scorer, self.parallel, self.concurrency, self.max_epochs = scorer, parallel, jobs, max_epochs
         source = search.param_distributions  # n: the candidates to draw (n_candidates, or a smaller grid's all)
         self.source = (_Space(source, n, search.random_state, X[:1], y) if is_space(source)
@@ -175,7 +176,8 @@ class EstimatorEvaluate:
         tasks = [(index, k, {**config, "max_epochs": epochs}) for index, config in candidates.items()
                  for k in range(len(self.folds))]
         outcomes = self.parallel(delayed(fit_and_score)(self.net, params, self.X, self.y, *self.folds[k],
-                                                         self.scorer, s.return_train_score, s.error_score)
+                                                         self.scorer, s.return_train_score, s.error_score,
+                                                         self.fit_params)
                                  for _, k, params in tasks)
         by_index: dict[int, list] = {}
         for (index, _, _), outcome in zip(tasks, outcomes, strict=True):
@@ -300,12 +302,14 @@ class SearchCV(Float32Input, BaseSearchCV):
         self.scorer_ = self._scorers()
         strategy = self._strategy(max_epochs)  # last: it says when a grid holds fewer than n_candidates
         X, y = as_float32(X), np.asarray(y)
-        folds = list(check_cv(self.cv, y, classifier=True).split(X, y))
+        groups = params.pop("groups", None)  # the splitter's (GroupKFold's); the rest go to each fit, per fold
+        folds = list(check_cv(self.cv, y, classifier=True).split(X, y, groups))
         self.n_splits_ = len(folds)
         jobs = jobs_of(self.n_jobs)
         with fit_storage(self.storage) as folder, job_parallel(jobs) as parallel:
             net = continuing(self.estimator, folder, seed_of(self.random_state), threads_per_job(jobs))
-            evaluate = EstimatorEvaluate(self, net, X, y, folds, self.scorer_, parallel, jobs, max_epochs, strategy.n)
+            evaluate = EstimatorEvaluate(self, net, X, y, folds, self.scorer_, parallel, jobs, max_epochs, strategy.n,
+                                         params)
             strategy.run(evaluate)
             self.n_fold_epochs_ = sum(trained_epochs(folder))
             self.cv_results_ = results_table(evaluate.rows, self.n_splits_, self.return_train_score)
@@ -332,7 +336,7 @@ class SearchCV(Float32Input, BaseSearchCV):
             self.n_iterations_ = len(self.n_resources_)
             if self.refit:  # seeded as the search's fits, then the user's own class again
                 start = time.perf_counter()
-                self.best_estimator_ = clone(net).set_params(**self.best_params_).fit(X, y)
+                self.best_estimator_ = clone(net).set_params(**self.best_params_).fit(X, y, **params)
                 self.best_estimator_.__class__ = type(self.estimator)
                 self.refit_time_ = time.perf_counter() - start
         return self
