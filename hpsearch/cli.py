@@ -17,15 +17,16 @@ from .errors import UsageError, parameter_names
 __all__ = ["main", "build_parser", "parse_args", "flag"]
 
 EPILOG = """\
-examples:
-  run_search.py --n 150 --dataset digits                  # offline, bundled data
-  run_search.py --n 150 --dataset mnist --data-dir ~/data/mnist
-  run_search.py --n 150 --dataset fashion-mnist           # Debian's dataset-fashion-mnist
-  run_search.py --resume results/digits_mlp_mnist_seed0   # continue an interrupted search
-  run_search.py --n 150 --strategy halving                # successive halving, factor 3, folds raced
-  run_search.py --n 150 --strategy hyperband --min-epochs 2 --max-epochs 54
-  run_search.py --n 60 --strategy tpe                     # Optuna's TPE sampler
-  run_search.py --n 150 --backend dask --scheduler tcp://HOST:8786   # on a Dask cluster
+examples (run_search.py, the Lab 3 seed's name, takes the same flags):
+  hpsearch search --n 150 --dataset digits                  # offline, bundled data
+  hpsearch search --n 150 --dataset mnist --data-dir ~/data/mnist
+  hpsearch search --n 150 --dataset fashion-mnist           # Debian's dataset-fashion-mnist
+  hpsearch search --dataset folder --data-dir my_images --space my_space.toml   # your images, your network
+  hpsearch search --resume results/digits_mlp_mnist_seed0   # continue an interrupted search
+  hpsearch search --n 150 --strategy halving                # successive halving, factor 3, folds raced
+  hpsearch search --n 150 --strategy hyperband --min-epochs 2 --max-epochs 54
+  hpsearch search --n 60 --strategy tpe                     # Optuna's TPE sampler
+  hpsearch search --n 150 --backend dask --scheduler tcp://HOST:8786   # on a Dask cluster
 
 outputs (in --out): trials.db (every finished trial), trials.csv (cv_results_-shaped),
 sorted_scores.dat and sorted_params.dat (best first, line i matches line i), space.toml,
@@ -320,6 +321,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def _for_the_run(args, exc: UsageError):
+    """A run's own network that is gone from where the search found it, said for the command's run folder."""
+    run = getattr(args, "run_dir", None) or getattr(args, "resume", None)
+    if run is None or not hasattr(exc, "top"):
+        return exc
+    from .training.models.user import gone_from_the_run
+
+    return gone_from_the_run(run, exc) or exc
+
+
 def main(argv: list[str] | None = None) -> int:
     from .search.interrupt import ClusterLost, SearchInterrupted
 
@@ -332,7 +343,7 @@ def main(argv: list[str] | None = None) -> int:
                 commands.check_run_folder(args.run_dir)  # (predict --model takes image files, not a run)
             return args.func(args)
     except UsageError as exc:
-        print(f"hpsearch: error: {exc}", file=sys.stderr)
+        print(f"hpsearch: error: {_for_the_run(args, exc)}", file=sys.stderr)
         return 2
     except ClusterLost as exc:  # not a Ctrl-C: the cluster went away; everything finished is kept
         print(f"\nhpsearch: error: {exc}", file=sys.stderr)

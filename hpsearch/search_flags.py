@@ -28,6 +28,8 @@ def _search_flags() -> list[str]:
 def search_settings(args) -> SearchSettings:
     """``SearchSettings`` from the parsed flags (and, with ``--resume``, the run's stored ones)."""
     given = {k: getattr(args, k) for k in _search_flags() if getattr(args, k) is not None}
+    if "module_path" in given:
+        _check_module_path(given["module_path"])
     if args.resume is None:  # a flag the strategy or dataset ignores is refused, even at its default value
         for name in given:
             check_applies(name, given)
@@ -48,9 +50,22 @@ def search_settings(args) -> SearchSettings:
         base = {k: stored[k] for k in _search_flags() if k in stored and specs[k].holds(stored)}
         base["out"] = str(args.resume)
         base["space"] = str(Path(args.resume) / SPACE_FILE)  # the space exactly as stored
+        if "data_dir" not in given and base.get("data_dir") and not Path(base["data_dir"]).exists():
+            raise UsageError(f"--resume {args.resume} was searched on {base['data_dir']}, which is not there now: "
+                             "put it back there (a resume reads the same images)")
         base.update(given)
         given = base
     return SearchSettings(**given, progress=not args.no_progress)
+
+
+def _check_module_path(folder: str) -> None:
+    """--module-path names a folder (the one holding mynets.py), not the file and not a missing folder."""
+    path = Path(folder).expanduser()
+    if path.is_file():
+        raise UsageError(f"--module-path {folder} is a file; pass the folder it is in ({path.parent}): the space's "
+                         f"model names the module (\"{path.stem}:MyClass\")")
+    if not path.is_dir():
+        raise UsageError(f"--module-path {folder}: no such folder; pass the folder holding your module's .py file")
 
 
 # What makes a run's trials, besides the space (compared as TOML once it is read): a resume that names

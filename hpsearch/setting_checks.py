@@ -16,7 +16,7 @@ from .errors import UsageError, check_whole, param
 
 __all__ = ["whole", "optional", "one_of", "margin", "margin_or_off", "weight", "weight_or_off", "share", "image_size",
            "n_jobs", "colors", "scorings", "engines", "schedules", "datasets", "strategies", "backends", "SCORINGS",
-           "ENGINES", "SCHEDULES", "BACKENDS"]
+           "ENGINES", "SCHEDULES", "BACKENDS", "canonical_dataset", "DATASET_ALIASES"]
 
 # The names of the registries that import torch, as they hold them (same order).
 SCORINGS = ("neg_log_loss", "accuracy")  # hpsearch.engines.cv.SCORINGS
@@ -125,6 +125,15 @@ def datasets():
     from .data import DATASETS
 
     return DATASETS
+
+
+DATASET_ALIASES = {"fashionmnist": "fashion-mnist", "cifar-10": "cifar10", "triplemnist": "triple-mnist"}
+
+
+def canonical_dataset(name) -> str:
+    """The registry's name of dataset ``name`` as the loader reads it (any case, ``_`` for ``-``, aliases)."""
+    key = str(name).lower().replace("_", "-")
+    return DATASET_ALIASES.get(key, key)
 
 
 def strategies():

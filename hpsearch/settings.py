@@ -59,7 +59,8 @@ class Spec:
         if self.applies is None:
             return True
         key, values = self.applies
-        return stored.get(key, _DEFAULTS.get(key)) in values
+        value = stored.get(key, _DEFAULTS.get(key))
+        return (checks.canonical_dataset(value) if key == "dataset" else value) in values  # --dataset Folder, cifar-10
 
 
 def setting(default, help: str, **spec) -> Any:

@@ -220,26 +220,68 @@ def test_the_batched_engine_says_it_hands_your_module_to_skorch(own, tmp_path, c
 
 
 @pytest.mark.slow
-def test_a_winner_whose_module_is_gone_says_what_to_do(own_run, own, tmp_path):
+def _copy_with(run, to, **settings):
+    """A copy of run folder ``run`` (without its states) whose settings.json says ``settings``."""
     import shutil
 
-    moved = tmp_path / "copy"
-    shutil.copytree(own_run, moved, ignore=shutil.ignore_patterns("states", "retrain_states"))
-    settings = json.loads((moved / "settings.json").read_text())
-    settings["module_path"] = str(tmp_path / "gone")
-    (moved / "settings.json").write_text(json.dumps(settings))
-    script = "import sys; from hpsearch.winner.bundle import load_winner; load_winner(sys.argv[1])"
+    shutil.copytree(run, to, ignore=shutil.ignore_patterns("states", "retrain_states"))
+    stored = json.loads((to / "settings.json").read_text())
+    (to / "settings.json").write_text(json.dumps({**stored, **settings}))
+    return to
+
+
+def _run_without_the_module(own, script: str, run):
+    """``python -c script run`` in a fresh process while mynets.py is away (no PYTHONPATH either)."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
     (own / "nets" / "mynets.py").rename(own / "nets" / "mynets.py.away")
     try:
-        fresh = subprocess.run([sys.executable, "-c", script, str(moved)], cwd=tmp_path, env=env,
-                               capture_output=True, text=True, timeout=120)
+        return subprocess.run([sys.executable, "-c", script, str(run)], cwd=run.parent, env=env,
+                              capture_output=True, text=True, timeout=240)
     finally:
         (own / "nets" / "mynets.py.away").rename(own / "nets" / "mynets.py")
+
+
+def test_a_winner_whose_module_is_gone_says_what_to_do(own_run, own, tmp_path):
+    moved = _copy_with(own_run, tmp_path / "copy", module_path=str(tmp_path / "gone"))
+    script = "import sys; from hpsearch.winner.bundle import load_winner; load_winner(sys.argv[1])"
+    fresh = _run_without_the_module(own, script, moved)
     assert fresh.returncode != 0
     last = fresh.stderr.strip().splitlines()[-1]
     assert "the winner is your network 'mynets:SmallCNN', which cannot be imported here: no module mynets" in last
     assert f"put mynets.py (or mynets/) back in {(own / 'nets').resolve()}" in last
+
+
+def test_a_run_whose_module_or_images_are_gone_says_to_put_them_back(own_run, own, tmp_path, capsys):
+    """report, retrain and search --resume take no --space, --module-path or --data-dir: they name where
+    the search found the module and the images instead."""
+    moved = _copy_with(own_run, tmp_path / "copy", module_path=str(tmp_path / "nets"))
+    script = ("import sys; from hpsearch.cli import main; run = sys.argv[1]\n"
+              "for command in (['report', run], ['retrain', run, '--top', '1', '--no-progress'], "
+              "['search', '--resume', run, '--no-progress']):\n    print(main(command), flush=True)")
+    fresh = _run_without_the_module(own, script, moved)
+    assert [line for line in fresh.stdout.split("\n") if line.isdigit()] == ["2", "2", "2"], fresh.stderr
+    said = [line for line in fresh.stderr.splitlines() if line.startswith("hpsearch: error:")]
+    assert len(said) == 3, fresh.stderr
+    for line in said:  # retrain finds the winner's network first: the winner names where it was found
+        assert "cannot be imported here: no module mynets" in line and "(where the search found it)" in line, line
+        assert "--space" not in line and "--module-path" not in line, line
+    for line in (said[0], said[2]):
+        assert line.startswith(f"hpsearch: error: {moved}: the run's own network cannot be imported here"), line
+        assert f"put mynets.py (or mynets/) back in {tmp_path / 'nets'} (where the search found it)" in line, line
+    settings = json.loads((own_run / "settings.json").read_text())
+    (moved / "settings.json").write_text(json.dumps({**settings, "data_dir": str(tmp_path / "tree")}))
+    assert main(["retrain", str(moved), "--top", "1", "--no-progress"]) == 2
+    assert f"{moved} was searched on {tmp_path / 'tree'}, which is not there now: put it back" in capsys.readouterr().err
+    assert main(["search", "--resume", str(moved), "--no-progress"]) == 2
+    assert f"was searched on {tmp_path / 'tree'}, which is not there now" in capsys.readouterr().err
+
+
+def test_a_module_path_that_is_a_file_or_missing_is_named(own, tmp_path, capsys):
+    for folder, said in [(own / "nets" / "mynets.py", f"is a file; pass the folder it is in ({own / 'nets'})"),
+                         (tmp_path / "nowhere", "no such folder")]:
+        assert main([*_small_search(own, own / "tree", tmp_path / "run"), "--module-path", str(folder)]) == 2
+        assert f"--module-path {folder}" in (err := capsys.readouterr().err) and said in err, err
+    assert not (tmp_path / "run").exists()
 
 
 def test_a_run_folder_is_never_a_module_path(own_run):

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from functools import partial
 
 from ..errors import UsageError, did_you_mean, param
+from ..setting_checks import DATASET_ALIASES, canonical_dataset
 from .cifar10 import load_cifar10
 from .dataset import DIGIT_CLASSES, Dataset
 from .digits import load_digits_dataset
@@ -47,7 +48,7 @@ DATASETS: dict[str, Callable[[str | os.PathLike | None], Dataset]] = {
     "npz": load_npz,  # your own arrays: --data-dir FILE.npz
     "folder": load_folder,  # your own images: --data-dir DIR holding train/<class>/<image> (and test/)
 }
-ALIASES = {"fashionmnist": "fashion-mnist", "cifar-10": "cifar10", "triplemnist": "triple-mnist"}
+ALIASES = DATASET_ALIASES
 
 
 def load_dataset(name: str, data_dir: str | os.PathLike | None = None, **options) -> Dataset:
@@ -89,8 +90,7 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, **options
         CIFAR-10 batch is missing, damaged, unsafe or wrong, ``TripleError`` (a ``UsageError``) when
         a Triple-MNIST folder is, each in one line naming the file.
     """
-    key = name.lower().replace("_", "-")
-    key = ALIASES.get(key, key)
+    key = canonical_dataset(name)
     if key in DATASETS:
         loader = DATASETS[key]
         takes = inspect.signature(loader).parameters

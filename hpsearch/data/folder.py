@@ -20,6 +20,7 @@ hpsearch cache), keyed by every file's name, size and mtime and by the size and 
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sys
@@ -210,11 +211,16 @@ def _held_out(y: np.ndarray, classes, test_size: float, seed: int, root: Path):
         small = classes[int(counts.argmin())]
         raise FolderError(f"{root / 'train' / small}/ holds {counts.min()} image; holding out a test split needs "
                           f"at least 2 per class: add images, or give the test images in {root / 'test'}/")
+    held = math.ceil(test_size * len(y))  # as scikit-learn's train_test_split counts the test rows
+    if len(y) - held < len(classes):
+        raise FolderError(f"{param('test_size')} {test_size} of {len(y)} images leaves {len(y) - held} to train on, "
+                          f"fewer than the {len(classes)} classes; lower {param('test_size')} (e.g. 0.2), or give "
+                          f"the test images in {root / 'test'}/")
     try:
         train, test = train_test_split(np.arange(len(y)), test_size=test_size, stratify=y, random_state=seed)
-    except ValueError as exc:  # fewer test images than classes
-        raise FolderError(f"{param('test_size')} {test_size} of {len(y)} images leaves too few to hold out one of "
-                          f"each of {len(classes)} classes ({exc}); raise {param('test_size')}, or give "
+    except ValueError:  # fewer test images than classes
+        raise FolderError(f"{param('test_size')} {test_size} of {len(y)} images holds out {held}, too few for one of "
+                          f"each of {len(classes)} classes; raise {param('test_size')}, or give the test images in "
                           f"{root / 'test'}/") from None
     return np.sort(train), np.sort(test)
 

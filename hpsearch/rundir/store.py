@@ -267,7 +267,7 @@ def _short(value, key: str = "", width: int = 60) -> str:
 
         spec = setting_specs().get(key.rsplit(".", 1)[-1])
         return spec.unset if spec is not None else "(not set)"
-    text = json.dumps(value) if not isinstance(value, str) else value.replace("\n", " ")
+    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value.replace("\n", " ")
     return text if len(text) <= width else text[: width - 3] + "..."
 
 

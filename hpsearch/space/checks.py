@@ -19,7 +19,7 @@ from ..training.heads import HEADS
 from ..training.losses import WORST_CLASS_KEYS
 from ..training.models import MODELS, is_user_model, model_class, module_keys, takes_positions
 from ..training.models.parameters import PARAMETER_CHECKS, check_number, max_pools
-from ..training.models.user import user_model
+from ..training.models.user import ModuleImportError, user_model
 from ..training.net import OPTIMIZERS
 
 __all__ = ["NET_CHECKS", "check_model_kinds", "check_space", "check_space_for_data", "check_modules_for_data"]
@@ -107,6 +107,8 @@ def _check_draws(key: str, dist, check) -> None:
     for value in dist.support():
         try:
             check(value, key)
+        except ModuleImportError:
+            raise  # as it is: a command on a run folder says where the search found the module
         except UsageError as exc:
             if (getattr(dist, "distribution", "") in ("uniform", "log_uniform") and isinstance(value, float)
                     and value.is_integer() and _passes(check, int(value), key)):

@@ -45,7 +45,7 @@ import numpy as np
 
 from ..errors import UsageError, did_you_mean, param
 from ..training.models import is_user_model, module_keys
-from ..training.models.user import add_module_path
+from ..training.models.user import ModuleImportError, add_module_path
 from .checks import check_model_kinds, check_space
 from .distributions import (
     Constant,
@@ -157,6 +157,8 @@ def load_space(path_or_name: str | os.PathLike, module_path=None) -> SearchSpace
         add_module_path(folder)
     try:
         return SearchSpace.from_dict(spec, name=path.stem, source=text)
+    except ModuleImportError as exc:  # kept as such: a command on a run folder says where the module was
+        raise ModuleImportError(f"{param('space')} {path}: {exc}", exc.why, exc.top) from None
     except UsageError as exc:
         raise UsageError(f"{param('space')} {path}: {exc}") from None
 

@@ -265,8 +265,9 @@ def exported_answers(model, files):
                              "export")
         path = found[0]
     if path.suffix not in (".onnx", ".ts") or not path.is_file():
-        raise UsageError(f"{param('model')} {path}: give a model.onnx or model.ts that hpsearch export wrote (or their "
-                         "folder)")
+        missing = "no such file; " if not path.exists() else ""
+        raise UsageError(f"{param('model')} {path}: {missing}give a model.onnx or model.ts that hpsearch export wrote "
+                         "(or their folder)")
     card_path = path.parent / CARD_FILE
     try:
         card = json.loads(card_path.read_text())

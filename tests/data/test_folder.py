@@ -72,6 +72,16 @@ def test_options_size_colour_and_share(tree):
     assert load_dataset("folder", tree, image_size=16).image_shape == (1, 16, 16)
 
 
+def test_a_held_out_share_that_leaves_too_few_says_which_way_to_move_it(tree):
+    """300 images of 10 classes: 0.99 leaves 3 to train on (lower it), 0.02 holds out 6 (raise it)."""
+    with pytest.raises(FolderError) as exc:
+        load_dataset("folder", tree, test_size=0.99)
+    _one_line(exc, "test_size 0.99 of 300 images leaves 3 to train on, fewer than the 10 classes; lower")
+    with pytest.raises(FolderError) as exc:
+        load_dataset("folder", tree, test_size=0.02)
+    _one_line(exc, "test_size 0.02 of 300 images holds out 6, too few for one of each of 10 classes; raise")
+
+
 def test_a_test_folder_is_the_test_set_and_its_classes_must_be_known(copy, digits):
     write_tree(copy, digits.X_test[:40], digits.y_test[:40], split="test", mixed=False)
     data = load_dataset("folder", copy)
@@ -192,6 +202,9 @@ def test_the_command_line_refuses_folder_options_elsewhere_and_bad_values(tmp_pa
               "--test-size must be a share between 0 and 1"),
              (["--dataset", "folder"], "--dataset folder reads your images: pass --data-dir DIR"),
              (["--dataset", "folder", "--data-dir", str(tmp_path / "nowhere")], "no such folder"),
+             # a name the loader reads (any case, an alias) takes --data-dir as its own name does
+             (["--dataset", "Folder", "--data-dir", str(tmp_path / "nowhere")], "no such folder"),
+             (["--dataset", "CIFAR-10", "--data-dir", str(tmp_path / "nowhere")], "does not exist"),
              (["--dataset", "folder", "--data-dir", str(tmp_path / "three.png")],
               f"--data-dir {tmp_path / 'three.png'}: a file, not a folder; pass the folder holding")]
     (tmp_path / "three.png").write_bytes(b"")

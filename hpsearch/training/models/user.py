@@ -23,6 +23,7 @@ import importlib
 import importlib.machinery
 import importlib.util
 import inspect
+import json
 import os
 import re
 import sys
@@ -32,7 +33,8 @@ from torch import nn
 
 from ...errors import UsageError, did_you_mean
 
-__all__ = ["ModuleImportError", "is_user_model", "user_model", "add_module_path", "module_paths", "CONTRACT",
+__all__ = ["ModuleImportError", "gone_from_the_run", "is_user_model", "user_model", "add_module_path", "module_paths",
+           "CONTRACT",
            "module_root", "run_folder_holding", "shipped", "received", "ShippedModule"]
 
 CONTRACT = "Class(image_shape=(C, H, W), n_classes=K, **params) returning logits (n, K)"
@@ -89,9 +91,25 @@ def module_root(cls: type) -> str | None:
 class ModuleImportError(UsageError):
     """Your module cannot be imported; ``why`` says so in a few words, the message adds the fix."""
 
-    def __init__(self, message: str, why: str):
+    def __init__(self, message: str, why: str, top: str = ""):
         super().__init__(message)
         self.why = why
+        self.top = top  # the top-level module that could not be imported
+
+
+def gone_from_the_run(run_dir, exc: ModuleImportError) -> str | None:
+    """For a command on run folder ``run_dir`` whose own network is not found now (moved, renamed): where
+    the search found it and how to make it found again (the flags a search takes, --space and
+    --module-path, are not this command's); None when the module is there but fails to import."""
+    if not exc.why.startswith("no module"):
+        return None
+    try:
+        found = json.loads((Path(run_dir) / "settings.json").read_text()).get("module_path")
+    except (OSError, ValueError, AttributeError):
+        found = None
+    top = exc.top or "your module"
+    back = f"put {top}.py (or {top}/) back in {found} (where the search found it), or " if found else ""
+    return f"{run_dir}: the run's own network cannot be imported here: {exc.why}; {back}make it importable (PYTHONPATH)"
 
 
 def _stamp(file: str) -> tuple[str, int]:
@@ -134,16 +152,16 @@ def _import(name: str, ref: str):
     except ModuleNotFoundError as exc:
         if exc.name and exc.name != name and not name.startswith(exc.name + "."):
             why = f"{name} imports {exc.name}, which is not installed"
-            raise ModuleImportError(f"model {ref!r}: {why} here; install it", why) from None
+            raise ModuleImportError(f"model {ref!r}: {why} here; install it", why, name.split(".")[0]) from None
         where = f" in {' or '.join(_PATHS)}" if _PATHS else ""
         why = f"no module {name} (no {name.replace('.', '/')}.py{where}, and none installed)"
         raise ModuleImportError(f"model {ref!r}: {why}; put {name.split('.')[0]}.py (or the package "
                                 f"{name.split('.')[0]}/) beside the space file, pass --module-path with its folder, "
-                                "or install it", why) from None
+                                "or install it", why, name.split(".")[0]) from None
     except Exception as exc:  # noqa: BLE001 - the user's module: a SyntaxError or what its top level raises
         why = (f"importing {name} failed ({type(exc).__name__}: "
                f"{str(exc).splitlines()[0][:150] if str(exc) else ''})")
-        raise ModuleImportError(f"model {ref!r}: {why}; fix the module", why) from None
+        raise ModuleImportError(f"model {ref!r}: {why}; fix the module", why, name.split(".")[0]) from None
 
 
 def _by_value() -> None:
@@ -178,8 +196,9 @@ def user_model(ref: str) -> type[nn.Module]:
         raise UsageError(f"model {ref!r}: {name} has no {class_name}{did_you_mean(class_name, modules)} "
                          f"(its nn.Module classes: {', '.join(modules) or 'none'})")
     if not (isinstance(cls, type) and issubclass(cls, nn.Module)):
-        raise UsageError(f"model {ref!r}: {class_name} is a {type(cls).__name__}, not an nn.Module class; name a "
-                         f"class built as {CONTRACT}")
+        kind = type(cls).__name__
+        raise UsageError(f"model {ref!r}: {class_name} is {'an' if kind[0] in 'aeiou' else 'a'} {kind}, not an "
+                         f"nn.Module class; name a class built as {CONTRACT}")
     try:
         parameters = inspect.signature(cls).parameters
     except (TypeError, ValueError):
