@@ -280,6 +280,10 @@ def load_folder(data_dir=None, *, test_size: float | None = None, image_size=Non
     names = {split: cached[f"names_{split}"] for split in labels}
     if "test" in labels:
         test_from = "test/"
+        missing = [c for i, c in enumerate(classes) if not np.any(labels["test"] == i)]
+        if missing:
+            said.append(f"no test images of {', '.join(missing)} (their test scores have support 0: add some to "
+                        "test/, or leave test/ out to hold out a share of train/)")
     else:
         train, test = _held_out(labels["train"], classes, test_size, seed, root)
         for part, rows in (("test", test), ("train", train)):

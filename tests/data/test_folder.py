@@ -98,6 +98,16 @@ def test_a_test_folder_is_the_test_set_and_its_classes_must_be_known(copy, digit
     _one_line(exc, copy / "test" / "eleven", "lacks", "rename it")
 
 
+def test_a_test_folder_without_a_class_says_so(copy, digits, capsys):
+    keep = digits.y_test[:60] != 0
+    write_tree(copy, digits.X_test[:60][keep], digits.y_test[:60][keep], split="test", mixed=False)
+    data = load_dataset("folder", copy)
+    missing = WORDS[0]  # digit 0's folder
+    assert data.class_names.index(missing) not in set(data.y_test) and len(data.class_names) == 10
+    said = capsys.readouterr().err
+    assert f"no test images of {missing} (their test scores have support 0" in said, said
+
+
 def test_colour_is_decided_by_the_pixels(copy, capsys):
     first = sorted((copy / "train" / "zero").glob("*.png"))[0]
     grey = np.asarray(Image.open(first).convert("L"))
