@@ -200,6 +200,8 @@ def build_parser() -> argparse.ArgumentParser:
     retrain.add_argument("run_dir", metavar="RUN_DIR", help="a run folder made by hpsearch search")
     _add_retrain_args(retrain)
     _add_settings(retrain, "backend")
+    retrain.add_argument("--n-jobs", type=int, default=None, help="parallel jobs, one config each; -1 = one per "
+                         "core, torch threads per job = cores // jobs (default: the run's stored --n-jobs, else -1)")
     retrain.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     retrain.add_argument("--no-progress", action="store_true", help="no progress bar")
     retrain.set_defaults(func=commands.cmd_retrain)

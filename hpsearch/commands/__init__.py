@@ -80,7 +80,8 @@ def _after_search(args, settings, backend, run_dir, elapsed: float) -> int:
         print(f"\nopen first: {first}; retrain later with: hpsearch retrain {run_dir}")
         return 0
     options = {key: getattr(settings, key) for key in retrain_defaults()}
-    result = retrain_and_say(run_dir, options, settings.device, settings.progress, backend, lock=False)  # held already
+    result = retrain_and_say(run_dir, options, settings.device, settings.progress, backend, lock=False,  # held already
+                             n_jobs=settings.n_jobs)
     code = _plot(run_dir, "all", args, resolve_device(settings.device), redraw=result.trained > 0)
     report = _report(run_dir)
     print(f"\nresults in {run_dir}/; open first: {report.name + ' (the whole run on one page), ' if report else ''}"

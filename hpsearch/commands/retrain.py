@@ -17,8 +17,10 @@ from ..settings import retrain_defaults, setting_specs
 __all__ = ["cmd_retrain", "retrain_and_say", "per_position"]
 
 
-def retrain_and_say(run_dir, options: dict, device: str, progress: bool, backend=None, lock: bool = True):
-    """Retrain and say so; ``lock=False`` where the caller holds the run's lock already (``cmd_retrain``)."""
+def retrain_and_say(run_dir, options: dict, device: str, progress: bool, backend=None, lock: bool = True,
+                    n_jobs: int = -1):
+    """Retrain and say so; ``lock=False`` where the caller holds the run's lock already (``cmd_retrain``).
+    ``n_jobs``: the search's (a machine shared with other work keeps its share in the retraining too)."""
     from ..retrain.top import retrain_top, scored_counts
     from ..rundir.exports import param_text
 
@@ -33,7 +35,7 @@ def retrain_and_say(run_dir, options: dict, device: str, progress: bool, backend
     # always said before it starts
     print(f"retraining the best {min(top, scored)}{fewer} for {plural(epochs, 'epoch')} each{lighter}")
     start = time.perf_counter()
-    result = retrain_top(run_dir, top, epochs, device=device, progress=progress, backend=backend,
+    result = retrain_top(run_dir, top, epochs, device=device, progress=progress, backend=backend, n_jobs=n_jobs,
                          schedule=options["schedule"], checkpoint_every=options["checkpoint_every"],
                          winner_by=options["winner_by"], lock=lock)
     elapsed = time.perf_counter() - start
@@ -107,6 +109,8 @@ def cmd_retrain(args) -> int:
 
     options = _stored_retrain_settings(args.run_dir, args)
     _check_retrain_settings(options)
+    n_jobs = args.n_jobs if args.n_jobs is not None else read_json(Path(args.run_dir) / SETTINGS_FILE).get("n_jobs", -1)
+    setting_specs()["n_jobs"].check("n_jobs", n_jobs)
     backend_name = args.backend or "loky"
     check_backend_flags(backend_name, args.scheduler)
     device = args.device if backend_name == "dask" and args.device == "auto" else resolve_device(args.device)
@@ -114,5 +118,5 @@ def cmd_retrain(args) -> int:
     with RunLock(args.run_dir, fix=LOCK_FIX):
         _remember_retrain_settings(args.run_dir, options)
         with backend_session(backend_name, args.scheduler) as backend:
-            retrain_and_say(args.run_dir, options, device, not args.no_progress, backend, lock=False)
+            retrain_and_say(args.run_dir, options, device, not args.no_progress, backend, lock=False, n_jobs=n_jobs)
     return 0
