@@ -132,6 +132,23 @@ def test_versus_compares_two_strategies_on_the_same_draws(table):
     assert ratio > 1 and f"halving spends 1/{ratio:.2f} of random's compute" in line
 
 
+def test_the_summary_gives_the_gaps_median_tail_and_worst(table):
+    from _replay_report import summarize
+
+    results = {"random": {}, "halving": {}}
+    for seed in range(5):
+        drawn = draw_configs(table, N, seed)
+        for name in results:
+            results[name][seed] = replay_strategy(table, drawn, name, EPOCHS, seed)
+    gaps = [100 * (table.cv_accuracy(results["random"][s].chosen, EPOCHS)
+                   - table.cv_accuracy(results["halving"][s].chosen, EPOCHS)) for s in range(5)]
+    halving = summarize(table, results, EPOCHS)["halving"]
+    assert halving["gap"][0] == pytest.approx(np.median(gaps)) and halving["worst_gap"] == pytest.approx(max(gaps))
+    assert halving["p90_gap"] == pytest.approx(np.percentile(gaps, 90))
+    assert halving["gap"][0] <= halving["p90_gap"] <= halving["worst_gap"]
+    assert summarize(table, results, EPOCHS)["random"]["p90_gap"] == 0  # random against itself
+
+
 def test_a_seed_draws_from_the_rows_named_and_otherwise_as_before(table):
     drawn = draw_configs(table, 4, seed=2, rows=range(5, N))
     assert len(set(drawn)) == 4 and set(drawn) <= set(range(5, N))
