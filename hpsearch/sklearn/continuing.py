@@ -139,7 +139,7 @@ class Continuing:
         # the seed is part of the fit: another random_state with the same storage trains anew
         folder = Path(self._hp_storage) / "states" / f"seed{self._hp_seed}" / key / _rows_key(X, y)
         owner = {"fit": key, "seed": self._hp_seed, "rows": folder.name}
-        outside = torch.get_rng_state()  # the caller's: a fit neither resets nor draws from it
+        outside = torch.get_rng_state()  # the caller's (the CPU's): a fit neither resets nor draws from it
         try:
             with torch_threads(self._hp_threads):
                 trained = self._fit_from(self._last_state(folder, owner, target), X, y, target, **fit_params)
@@ -169,9 +169,8 @@ class Continuing:
         put_back_callback_states(self, state.get("callbacks", {}))
         start = len(self.history)
         if start >= target or start < state.get("asked", start):  # a fit already done, or one that stopped early
-            self._hp_paused = state
             self.notify("on_train_end", X=X, y=y)  # what a straight fit does last (an EarlyStopping's load_best)
-            self._hp_paused = state
+            self._hp_paused = state  # kept as it was, not as on_train_end left the net
             return 0
         self._hp_resume = state
         self.partial_fit(X, y, epochs=target - start, **fit_params)
