@@ -44,8 +44,10 @@ def retrain_and_say(run_dir, options: dict, device: str, progress: bool, backend
         print(f"\nretraining already done ({RETRAIN_FILE}: {plural(len(result.table), 'config')}, "
               f"{plural(epochs, 'epoch')}); nothing to train")
     else:
-        print(f"\nretrained {plural(result.trained, 'config')} for {plural(epochs, 'epoch')} on the whole training set "
-              f"({elapsed:.1f} s)")
+        from ..retrain.files import train_set_words
+
+        on = train_set_words(read_json(Path(run_dir) / SETTINGS_FILE))
+        print(f"\nretrained {plural(result.trained, 'config')} for {plural(epochs, 'epoch')} on {on} ({elapsed:.1f} s)")
     how = ("chosen by search rank; test set read after the choice" if options["winner_by"] == "cv"
            else "SELECTED ON THE TEST SET: optimistic")
     print(f"winner: trial {w['trial']} (search rank {w['search_rank']}, {how})  test accuracy "
@@ -119,4 +121,23 @@ def cmd_retrain(args) -> int:
         _remember_retrain_settings(args.run_dir, options)
         with backend_session(backend_name, args.scheduler) as backend:
             retrain_and_say(args.run_dir, options, device, not args.no_progress, backend, lock=False, n_jobs=n_jobs)
+            _redraw_an_earlier_winners_pictures(args.run_dir, device)
     return 0
+
+
+def _redraw_an_earlier_winners_pictures(run_dir, device: str) -> None:
+    """Pictures in the run folder of a winner this retraining replaced (another --winner-by, --top) are
+    drawn again for the new one: a confusion matrix titled with the old winner's accuracy must not
+    stay beside the new winner.pt. A run never drawn is told how to draw them."""
+    from ..winner.pictures import draw_pictures
+
+    summary = read_json(Path(run_dir) / SUMMARY_FILE)
+    record, winner = summary.get("figures") or {}, summary.get("winner") or {}
+    if not record.get("methods"):
+        print(f"draw the winner's pictures with: hpsearch plot all {run_dir}")
+        return
+    if {k: record.get(k) for k in ("trial", "epochs")} == {k: winner.get(k) for k in ("trial", "epochs")}:
+        return
+    print(f"the pictures in {run_dir} are of the earlier winner (trial {record.get('trial')}): drawing the new "
+          f"winner's (trial {winner.get('trial')})")
+    draw_pictures(run_dir, "all", device=device, redraw=True)

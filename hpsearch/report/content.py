@@ -102,7 +102,9 @@ def ranking_table(frame: pd.DataFrame, top: int = RANKED_SHOWN) -> pd.DataFrame:
     out["CV accuracy"] = scored["mean_test_accuracy"]
     for column in (c for c in frame if c.startswith("mean_test_digit_") or c == "mean_test_exact_match"):
         out[column[len("mean_test_"):].replace("_accuracy", "").replace("_", " ")] = scored[column]
-    if "n_epochs" in scored:
+    if "mean_epochs" in scored:  # reached (early stopping may end a fold before its budget)
+        out["epochs trained"] = scored["mean_epochs"]
+    elif "n_epochs" in scored:
         out["epochs"] = scored["n_epochs"]
     out["fit time (s)"] = scored["mean_fit_time"]
     return out
@@ -112,15 +114,20 @@ def ranking_section(run_dir: Path, frame: pd.DataFrame | None, settings: dict) -
     if frame is None or frame.empty:
         return H.note("no trial is stored yet: the search has not finished a config. Run or resume it: "
                       f"run_search.py --resume {run_dir}", missing=True)
-    states = frame["state"].value_counts().to_dict() if "state" in frame else {}
-    failed = int(frame["mean_test_score"].isna().sum())
     parts = [f"{len(frame)} configs" + (f" of the {settings['n']} asked" if settings.get("n") else "")]
-    parts += [f"{n} {s.lower()}" for s, n in sorted(states.items())]
-    parts.append(f"{failed} failed" if failed else "none failed")
+    if "state" in frame:  # each config counted once, by its state (a failed one is FAIL)
+        words = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running"}
+        counts = sorted(frame["state"].value_counts().items())
+        parts += [f"{n} {words.get(state, state.lower())}" for state, n in counts]
+    if "state" not in frame or "FAIL" not in set(frame["state"]):
+        failed = int(frame["mean_test_score"].isna().sum())
+        parts.append(f"{failed} failed" if failed else "none failed")
     metric = settings.get("scoring", "score")
+    raced = (" (one that fold racing stopped: over the folds it trained)" if settings.get("fold_racing") is not None
+             else "")
     text = (f"<p>{H.escape(', '.join(parts))}. Ranked by {H.escape(metric)}, the mean over "
-            f"{H.escape(settings.get('cv', 'k'))} folds of the held-out fold's score (higher is better); a config "
-            "that reached a higher rung ranks before every config that stopped lower. The best "
+            f"{H.escape(settings.get('cv', 'k'))} folds of the held-out fold's score{raced} (higher is better); a "
+            "config trained for more epochs ranks before every config stopped at fewer. The best "
             f"{min(RANKED_SHOWN, len(frame))}:</p>")
     return text + H.table(ranking_table(frame))
 
@@ -172,9 +179,12 @@ def retrain_section(run_dir: Path, settings: dict) -> str:
             "its test accuracy is an honest estimate; the others' test accuracies are shown, not used for the choice"
             if by == "cv" else "the most accurate on the test set is the winner: <b>selected on the test set</b>, so "
             "its test accuracy is optimistic (choose by CV rank with --winner-by cv)")
+    from ..retrain.files import train_set_words
+
     return (f"<p>The best {H.plural(len(frame), 'config')} of the search, each retrained for "
-            f"{H.escape(H.plural(epochs, 'epoch'))} on the "
-            f"whole training set (no early stopping) and scored once on the test set; {rule}.</p>" + H.table(shown))
+            f"{H.escape(H.plural(epochs, 'epoch'))} on "
+            f"{H.escape(train_set_words(settings))} (no early stopping) and scored once on the test set; {rule}.</p>"
+            + H.table(shown))
 
 
 def winner_figures(run_dir: Path, summary: dict) -> list[tuple[str, str, Path]]:

@@ -48,6 +48,14 @@ WINNER_LABELS = {
 }
 
 
+def train_set_words(settings: dict) -> str:
+    """What the retraining trained on: the whole training set, or the search's --max-train slice of it."""
+    max_train = settings.get("max_train")
+    if max_train:
+        return f"the search's slice of at most {int(max_train):,} training images (--max-train)"
+    return "the whole training set"
+
+
 def write_summary(run_dir, settings, rows: list[dict], configs: dict, retrain_epochs, device, monitor_test, winner_by,
                   complete: bool) -> tuple[pd.DataFrame, dict]:
     """summary.json's retraining and winner as ``rows`` stand (``configs``: trial -> config), and that
@@ -63,7 +71,7 @@ def write_summary(run_dir, settings, rows: list[dict], configs: dict, retrain_ep
                                                "batch_size", "seed", "strategy", "max_train")},
         "retrain": {"top": int(len(table)), "retrain_epochs": retrain_epochs, "device": device,
                     "schedule": winner["config"].get("schedule", "none"),
-                    "train_set": "whole training set, no early stopping",
+                    "train_set": f"{train_set_words(settings).removeprefix('the ')}, no early stopping",
                     "test_monitored_each_epoch": monitor_test, "table": RETRAIN_FILE, "complete": complete},
         "winner": {"trial": int(winner["trial"]), "search_rank": int(winner["search_rank"]),
                    "config": winner["config"], "test_accuracy": float(winner["test_accuracy"]),

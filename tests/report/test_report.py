@@ -78,6 +78,30 @@ def test_report_numbers_equal_the_run_files(run):
     assert f"{len(trials)} configs of the 2 asked" in text
 
 
+def test_the_ranking_counts_each_config_once_and_shows_the_epochs_trained(tmp_path):
+    """A failed config is counted by its state only (it was counted twice: "1 fail, 1 failed"); the epochs
+    column is what the folds trained (early stopping), not the budget."""
+    from hpsearch.report.content import ranking_section
+
+    frame = pd.DataFrame({"trial": [0, 1, 2, 3], "state": ["COMPLETE", "PRUNED", "PRUNED", "FAIL"],
+                          "rank_test_score": [1, 2, 3, 4], "mean_test_score": [-0.2, -0.5, -0.6, np.nan],
+                          "std_test_score": [0.01, 0.02, 0.03, np.nan], "mean_test_accuracy": [0.9, 0.8, 0.7, np.nan],
+                          "n_epochs": [6, 2, 2, 6], "mean_epochs": [4.5, 2.0, 2.0, 6.0],
+                          "mean_fit_time": [1.0, 0.3, 0.3, 0.1]})
+    text = html.unescape(ranking_section(tmp_path, frame, {"n": 4, "cv": 2, "fold_racing": 0.02}))
+    assert "4 configs of the 4 asked, 1 complete, 1 failed, 2 pruned. Ranked" in text
+    assert "(one that fold racing stopped: over the folds it trained)" in text
+    assert ranking_table(frame)["epochs trained"].tolist() == [4.5, 2.0, 2.0]
+
+
+def test_the_retraining_says_it_trained_on_the_searchs_slice(run):
+    from hpsearch.report.content import retrain_section
+
+    assert "on the whole training set (no early stopping)" in html.unescape(retrain_section(run, {}))
+    sliced = html.unescape(retrain_section(run, {"max_train": 300}))
+    assert "on the search's slice of at most 300 training images (--max-train) (no early stopping)" in sliced
+
+
 def test_report_of_a_run_stopped_before_the_retraining(tmp_path):
     run = tmp_path / "early"
     code = main(["search", "--n", "2", "--dataset", "digits", "--cv", "2", "--max-epochs", "1", "--patience", "0",
@@ -119,6 +143,24 @@ def test_pictures_of_an_earlier_winner_are_left_out(run, tmp_path):
     (copy / "summary.json").write_text(json.dumps(summary))
     path = write_report(copy)
     assert "the winner's pictures are not drawn yet" in html.unescape(path.read_text())
+
+
+def test_a_retraining_that_replaced_the_winner_draws_the_new_ones_pictures(run, retrained_run, tmp_path, capsys):
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    summary = json.loads((copy / "summary.json").read_text())
+    summary["figures"]["trial"] = summary["winner"]["trial"] + 1  # as if drawn for another winner
+    (copy / "summary.json").write_text(json.dumps(summary))
+    assert main(["retrain", str(copy), "--top", "1", "--retrain-epochs", "2", "--no-progress"]) == 0
+    said = capsys.readouterr().out
+    assert f"are of the earlier winner (trial {summary['winner']['trial'] + 1}): drawing the new winner's" in said
+    redrawn = json.loads((copy / "summary.json").read_text())
+    assert redrawn["figures"]["trial"] == redrawn["winner"]["trial"]
+    assert redrawn["figures"]["methods"]["confusion-matrix"] == ["confusion_matrix.png"]
+    bare = tmp_path / "bare"  # never drawn: told how
+    shutil.copytree(retrained_run, bare)
+    assert main(["retrain", str(bare), "--top", "1", "--retrain-epochs", "2", "--no-progress"]) == 0
+    assert f"draw the winner's pictures with: hpsearch plot all {bare}" in capsys.readouterr().out
 
 
 def test_report_in_headless_chromium_has_no_broken_image(run, browser):
