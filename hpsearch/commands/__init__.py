@@ -67,9 +67,9 @@ def _after_search(args, settings, backend, run_dir, elapsed: float) -> int:
         return 1
     best = finished.iloc[0]
     params = {c[len("param_"):]: best[c] for c in frame if c.startswith("param_")}
+    accuracy = "" if settings.scoring == "accuracy" else f"  accuracy {best['mean_test_accuracy']:.4f}"  # once
     print(f"best: trial {best['trial']}  {settings.scoring} {best['mean_test_score']:.4f} "
-          f"± {best['std_test_score']:.4f}  accuracy {best['mean_test_accuracy']:.4f}"
-          + per_position(best, "mean_test_"))
+          f"± {best['std_test_score']:.4f}{accuracy}" + per_position(best, "mean_test_"))
     print("      " + "  ".join(f"{k}={v}" for k, v in params.items()))
     said = chance_summary(frame, read_json(run_dir / SETTINGS_FILE).get("chance"))
     if said:

@@ -43,7 +43,8 @@ def common_traits(frame: pd.DataFrame, mask: pd.Series, limit: int = 3) -> list[
     """What the configs of ``mask`` share more than the others: a choice most of them made that is rarer
     elsewhere (``optimizer=rmsprop: 10 of 12, 18% of the rest``), or a range of a number
     (``lr >= 0.012: 11 of 12, 20% of the rest``)."""
-    chosen, rest = frame[mask], frame[~mask]
+    scored = frame["mean_test_score"].notna() if "mean_test_score" in frame else pd.Series(True, index=frame.index)
+    chosen, rest = frame[mask], frame[~mask & scored]  # the rest: configs that scored (a failed one did not)
     if len(chosen) < 2:  # one config shares nothing with itself worth saying
         return []
     traits = []
@@ -51,9 +52,9 @@ def common_traits(frame: pd.DataFrame, mask: pd.Series, limit: int = 3) -> list[
         name = column.removeprefix("param_")
         values = pd.to_numeric(frame[column], errors="coerce")
         if values.notna().all() and values.nunique() > 3:
-            low = values[mask].quantile(0.25)
+            low = _round_down(values[mask].quantile(0.25))  # as shown: "lr >= 16.5" counts what it says
             share_in = float((values[mask] >= low).mean())
-            share_out = float((values[~mask] >= low).mean()) if len(rest) else 0.0
+            share_out = float((values[rest.index] >= low).mean()) if len(rest) else 0.0
             if _most(int((values[mask] >= low).sum()), len(chosen)) and share_out < share_in - 0.3:
                 traits.append((share_in - share_out, f"{name} >= {low:.3g}: {int((values[mask] >= low).sum())} "
                                                      f"of {len(chosen)}, {share_out:.0%} of the rest"))
@@ -65,6 +66,14 @@ def common_traits(frame: pd.DataFrame, mask: pd.Series, limit: int = 3) -> list[
             traits.append((count / len(chosen) - share_out,
                            f"{name}={value}: {count} of {len(chosen)}, {share_out:.0%} of the rest"))
     return [text for _, text in sorted(traits, reverse=True)[:limit]]
+
+
+def _round_down(value: float, digits: int = 3) -> float:
+    """``value`` to ``digits`` significant digits, rounded down (so ``>= shown`` holds for ``value``)."""
+    if not np.isfinite(value) or value == 0:
+        return float(value)
+    scale = 10.0 ** (digits - 1 - int(np.floor(np.log10(abs(value)))))
+    return float(np.floor(value * scale) / scale)
 
 
 def _most(count: int, of: int) -> bool:
@@ -82,5 +91,11 @@ def chance_summary(frame: pd.DataFrame, chance: dict | None) -> str | None:
     if chance.get("scoring") == "neg_log_loss":
         reference += f", or log-loss worse than the class frequencies' {-chance['neg_log_loss']:.3f}"
     traits = common_traits(frame, mask)
-    return (f"{int(mask.sum())} of {len(frame)} configs scored no better than chance ({reference}): trials {trials}"
-            + (f"; common to them: {'; '.join(traits)}" if traits else "") + " (trials.csv, column at_chance)")
+    short = ""
+    if "n_epochs" in frame and frame["n_epochs"].nunique() > 1:  # halving: a config pruned early scored early
+        full = frame["n_epochs"].max()
+        early = int((mask & (frame["n_epochs"] < full)).sum())
+        short = f" ({early} of them scored at a rung of fewer than {full} epochs)" if early else ""
+    return (f"{int(mask.sum())} of {len(frame)} configs scored no better than chance ({reference}){short}: trials "
+            f"{trials}" + (f"; common to them: {'; '.join(traits)}" if traits else "") + " (trials.csv, column "
+            "at_chance)")

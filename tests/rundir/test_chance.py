@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from hpsearch.cli import main
-from hpsearch.rundir.chance import at_chance, chance_levels, common_traits
+from hpsearch.rundir.chance import at_chance, chance_levels, chance_summary, common_traits
 
 
 def test_chance_levels_are_guessing_from_the_class_frequencies():
@@ -30,6 +30,24 @@ def test_at_chance_and_the_traits_they_share():
     two = frame.assign(param_optimizer=["adam", "adam", "rmsprop", "sgd", "adam", "adam", "adam", "adam"])
     pair = pd.Series([False, False, True, True, False, False, False, False])
     assert common_traits(two, pair) == [] and common_traits(frame, pair & (frame["trial"] == 2)) == []
+
+
+def test_a_trait_holds_as_printed_among_the_configs_that_scored_and_a_short_rung_is_said():
+    """The range's bound is rounded down (16.5769 shows as 16.5, not 16.6, which it is below); the rest
+    are the configs that scored (a failed one is neither at chance nor the rest); halving's configs at
+    chance that were scored at a short rung are counted as such."""
+    frame = pd.DataFrame({"trial": range(7), "mean_test_score": [-9.0, -9.5, -8.0, -0.2, -0.3, -0.25, np.nan],
+                          "mean_test_accuracy": [0.1, 0.1, 0.1, 0.9, 0.9, 0.9, np.nan],
+                          "param_lr": [16.5769, 16.5769, 40.0, 0.01, 0.02, 0.03, 900.0],
+                          "param_optimizer": ["sgd", "sgd", "sgd", "adam", "adam", "adam", "sgd"],
+                          "n_epochs": [1, 1, 6, 6, 6, 6, 1]})
+    chance = chance_levels(np.repeat(np.arange(10), 5), "neg_log_loss")
+    frame["at_chance"] = at_chance(frame, chance)
+    assert common_traits(frame, frame["at_chance"]) == ["optimizer=sgd: 3 of 3, 0% of the rest",
+                                                        "lr >= 16.5: 3 of 3, 0% of the rest"]
+    said = chance_summary(frame, chance)
+    assert said.startswith("3 of 7 configs scored no better than chance (") and said.count("of the rest") == 2
+    assert "(2 of them scored at a rung of fewer than 6 epochs): trials 0, 1, 2" in said
 
 
 def test_a_search_with_configs_that_learn_nothing_says_so(tmp_path, capsys):
