@@ -169,8 +169,8 @@ def retrain_section(run_dir: Path, settings: dict) -> str:
     if "in_top" in frame:  # rows kept from an earlier, larger --top: not this retraining's
         frame = frame[frame["in_top"].astype(str) == "True"]
     per_position = [c for c in frame if c.startswith("test_digit_") or c == "test_exact_match"]
-    keep = [c for c in ("retrain_rank", "winner", "chosen_by", "trial", "search_rank", "cv_score", "test_accuracy",
-                        *per_position, "test_loss", "epochs", "fit_time", "error") if c in frame]
+    keep = [c for c in ("retrain_rank", "winner", "chosen_by", "trial", "search_rank", "cv_score", "cv_epochs",
+                        "test_accuracy", *per_position, "test_loss", "epochs", "fit_time", "error") if c in frame]
     shown = frame[keep + [c for c in frame if c.startswith("param_")]].rename(
         columns=lambda c: c.removeprefix("param_").replace("_", " "))
     epochs = frame["retrain_epochs"].iloc[0] if "retrain_epochs" in frame and len(frame) else "?"

@@ -101,7 +101,7 @@ def retrain_one(cand: dict, dataset: Dataset, *, device, epochs, batch_size, see
         except (DivergedError, ValueError, RuntimeError) as exc:
             error = f"{type(exc).__name__}: {exc}"
         row = {"trial": cand["trial"], "search_rank": cand["search_rank"], "cv_score": cand["cv_score"],
-               "cv_accuracy": cand["cv_accuracy"], **tested,
+               "cv_accuracy": cand["cv_accuracy"], "cv_epochs": cand.get("cv_epochs"), **tested,
                "epochs": len(net.history) if error == "" else 0, "retrain_epochs": epochs,
                "schedule": cand["config"].get("schedule", "none"),
                "fit_time": time.perf_counter() - start, "error": error,

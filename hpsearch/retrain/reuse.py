@@ -39,7 +39,7 @@ def stored_rows(run_dir: Path, ranked: list[dict], epochs: int) -> dict[int, dic
         row["error"] = "" if pd.isna(row["error"]) else str(row["error"])
         cand = by_trial[int(row["trial"])]
         row.update(trial=cand["trial"], search_rank=cand["search_rank"], cv_score=cand["cv_score"],
-                   cv_accuracy=cand["cv_accuracy"])
+                   cv_accuracy=cand["cv_accuracy"], cv_epochs=cand.get("cv_epochs"))
         rows[cand["trial"]] = row
     return rows
 

@@ -127,6 +127,8 @@ def _ranking(run_dir) -> tuple[list[dict], int]:
     configs = {record["index"]: record["config"] for record in load_records(run_dir)}
     ranked = [{"trial": int(row.trial), "search_rank": int(row.rank_test_score),
                "cv_score": float(row.mean_test_score), "cv_accuracy": float(row.mean_test_accuracy),
+               # the budget the CV score is of: a halving config pruned at a short rung scored there
+               "cv_epochs": int(row.n_epochs) if "n_epochs" in scored else None,
                "config": configs[int(row.trial)]}
               for row in scored.itertuples()]
     return ranked, len(frame) - len(scored)
