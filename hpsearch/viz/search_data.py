@@ -203,8 +203,12 @@ def rungs(frame: pd.DataFrame, strategy: str | None = None) -> dict | Skipped:
     if not columns:
         return Skipped("rungs apply to halving and hyperband runs; this run gave every config one budget")
     scores = {int(_BUDGET.fullmatch(c)[1]): frame.loc[frame[c].notna(), ["trial", c]] for c in columns}
+    # a config that failed at a rung (diverged) was trained there too, with no score to show
+    failed_at = (frame.loc[frame["state"] == "FAIL", "n_epochs"] if {"state", "n_epochs"} <= set(frame)
+                 else pd.Series(dtype=int))
+    failed = np.array([int((failed_at == epochs).sum()) for epochs in scores], int)
     return {"epochs": np.array(list(scores), int),
-            "configs": np.array([len(s) for s in scores.values()], int),
+            "configs": np.array([len(s) for s in scores.values()], int) + failed, "failed": failed,
             "trials": [s["trial"].to_numpy(int) for s in scores.values()],
             "scores": [s.iloc[:, 1].to_numpy(float) for s in scores.values()]}
 

@@ -115,7 +115,7 @@ def plot_importances(data: dict) -> Figure:
     return fig
 
 
-def plot_fold_spread(data: dict, metric: str = "score", top: int = 40) -> Figure:
+def plot_fold_spread(data: dict, metric: str = "score", top: int = 40, floor: float | None = None) -> Figure:
     splits, trials = data["splits"][:top], data["trial"][:top]
     fig = Figure(figsize=(max(5.0, 0.25 * len(trials) + 2), 3.5), layout="constrained")
     ax = fig.subplots()
@@ -125,20 +125,30 @@ def plot_fold_spread(data: dict, metric: str = "score", top: int = 40) -> Figure
     ax.scatter(x, data["mean"][:top], marker="_", s=120, color="C3", label="mean")
     ax.set_xticks(x, [str(t) for t in trials], rotation=90, fontsize=7)
     ax.set(xlabel="trial (best first)", ylabel=metric, title="fold scores per config")
+    _scale_to_learned(ax, x, data["mean"][:top], floor)
     ax.legend()
     return fig
 
 
-def plot_rungs(data: dict, metric: str = "score") -> Figure:
+def plot_rungs(data: dict, metric: str = "score", chance: float | None = None) -> Figure:
     fig = Figure(figsize=(9, 3.5), layout="constrained")
     count, spread = fig.subplots(1, 2)
     labels = [str(e) for e in data["epochs"]]
-    count.bar(labels, data["configs"])
+    bars = count.bar(labels, data["configs"])
+    failed = data.get("failed")
+    if failed is not None and failed.any():  # trained there, and failed (no score on the right)
+        count.bar_label(bars, [f"{f} failed" if f else "" for f in failed], fontsize=7)
     count.set(xlabel="rung budget (epochs)", ylabel="configs", title="configs per rung")
     for i, scores in enumerate(data["scores"]):
         spread.scatter(np.full(len(scores), i), scores, s=14, alpha=0.7, color="C0")
     spread.set_xticks(range(len(labels)), labels)
     spread.set(xlabel="rung budget (epochs)", ylabel=metric, title="score per rung budget")
+    if chance is not None:  # scaled to the scores above chance at their rung, the rest on the lower edge
+        xs = np.concatenate([np.full(len(scores), i) for i, scores in enumerate(data["scores"])])
+        scores = np.concatenate(data["scores"]) if data["scores"] else np.array([])
+        learned = scores[scores > chance]
+        _scale_to_learned(spread, xs, scores, float(learned.min()) if len(learned) < len(scores) and len(learned)
+                          else None)
     return fig
 
 
@@ -150,8 +160,8 @@ _DRAW = {"search_params": plot_score_vs_params, "search_history": plot_history,
 def draw_search_plots(run_dir, skipped: dict | None = None) -> dict[str, Figure]:
     """``{stem: Figure}`` of the search pictures that apply to ``run_dir``; the reasons for the
     others go into ``skipped`` when given."""
-    settings = Path(run_dir) / SETTINGS_FILE
-    metric = read_json(settings).get("scoring", "score")
+    stored = read_json(Path(run_dir) / SETTINGS_FILE)
+    metric = stored.get("scoring", "score")
     figures = {}
     for stem, data in search_plot_data(run_dir).items():
         if isinstance(data, Skipped):
@@ -160,8 +170,17 @@ def draw_search_plots(run_dir, skipped: dict | None = None) -> dict[str, Figure]
             continue
         if stem == "search_importances":
             figures[stem] = _DRAW[stem](data)
-        elif stem in ("search_params", "search_history"):  # scaled to the configs that learned
+        elif stem in ("search_params", "search_history", "search_folds"):  # scaled to the configs that learned
             figures[stem] = _DRAW[stem](data, metric=metric, floor=learned_floor(load_trials(run_dir)))
+        elif stem == "search_rungs":
+            figures[stem] = _DRAW[stem](data, metric=metric, chance=_chance_score(stored))
         else:
             figures[stem] = _DRAW[stem](data, metric=metric)
     return figures
+
+
+def _chance_score(settings: dict) -> float | None:
+    """What guessing from the class frequencies scores in the run's metric (settings.json's chance)."""
+    chance = settings.get("chance") or {}
+    value = chance.get(settings.get("scoring", "neg_log_loss"))
+    return float(value) if isinstance(value, int | float) else None

@@ -139,3 +139,27 @@ def test_plot_search_says_what_it_skipped(random_run, capsys):
     out = capsys.readouterr().out
     assert "skipped search_rungs: rungs apply to halving" in out
     assert (random_run / "search_history.png").is_file() and not (random_run / "search_rungs.png").exists()
+
+
+def test_rungs_count_the_configs_that_failed_there_and_every_plot_keeps_chance_on_its_edge(tmp_path):
+    """lr 1e6 diverges at the first rung (trained there, no score), 1e-7 learns nothing (at chance): the
+    rung's bar counts every config trained, and the fold and rung plots scale to the configs that learned."""
+    space = tmp_path / "space.toml"
+    space.write_text('hidden = [32]\noptimizer = "sgd"\n'
+                     'lr = { distribution = "categorical", choices = [0.05, 1e-7, 1e6] }\n')
+    run = tmp_path / "run"
+    with pytest.warns(RuntimeWarning, match="failed"):
+        assert main(["search", "--dataset", "digits", "--space", str(space), "--strategy", "halving", "--n", "9",
+                     "--cv", "2", "--min-epochs", "1", "--max-epochs", "3", "--patience", "0", "--n-jobs", "1",
+                     "--no-progress", "--no-retrain", "--out", str(run)]) == 0
+    frame = pd.read_csv(run / "trials.csv")
+    failed = int((frame["state"] == "FAIL").sum())
+    assert failed > 0 and frame["at_chance"].any()
+    data = rungs(frame, "halving")
+    assert data["configs"][0] == 9 and data["failed"][0] == failed  # every config trained the first rung
+    figures = draw_search_plots(run)
+    learned = frame.loc[~frame["at_chance"] & frame["mean_test_score"].notna(), "mean_test_score"]
+    low = figures["search_folds"].axes[0].get_ylim()[0]
+    assert learned.min() > low > frame["mean_test_score"].min()  # chance's scores below, on the edge
+    spread = figures["search_rungs"].axes[1]
+    assert spread.get_ylim()[0] > np.nanmin(np.concatenate(data["scores"]))
