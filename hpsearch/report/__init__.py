@@ -8,14 +8,15 @@ makes it.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from pathlib import Path
 
 import matplotlib
 
-from ..errors import UsageError
+from ..errors import UsageError, brief
 from ..rundir.atomic import atomic_write_text
-from ..rundir.names import REPORT_FILE, SETTINGS_FILE, SUMMARY_FILE, TRIALS_CSV, TRIALS_DB
+from ..rundir.names import REPORT_FILE, RETRAIN_FILE, SETTINGS_FILE, SUMMARY_FILE, TRIALS_CSV, TRIALS_DB
 from ..rundir.run_info import read_json
 from . import html as H
 from .content import failures_section, ranking_section, retrain_section, run_section, search_section, winner_section
@@ -28,6 +29,18 @@ def _read_json(path: Path) -> dict:
     return read_json(path)
 
 
+@contextlib.contextmanager
+def _damage_named(run_dir: Path, name: str, fix: str):
+    """A file of a shared (or hand-edited) run folder that parses but holds the wrong kinds of values is
+    one line naming it and the fix, not a traceback from deep in the report."""
+    try:
+        yield
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
+        if isinstance(exc, UsageError):
+            raise
+        raise UsageError(f"{run_dir / name} is damaged ({type(exc).__name__}: {brief(exc)}); {fix}") from None
+
+
 def build_report(run_dir) -> str:
     """The report of ``run_dir`` as one HTML document (a string)."""
     from ..viz.search_plots import load_trials
@@ -38,17 +51,21 @@ def build_report(run_dir) -> str:
         raise UsageError(f"{run_dir} holds no trials.db or trials.csv; is it a run folder made by hpsearch search?")
     settings = _read_json(run_dir / SETTINGS_FILE)
     summary = _read_json(run_dir / SUMMARY_FILE)
-    frame = load_trials(run_dir)
-    has_trials = frame is not None and not frame.empty
-    sections = [
-        ("run", "Settings and data", run_section(run_dir, settings)),
-        ("ranking", "Ranking", ranking_section(run_dir, frame, settings)),
-        ("failures", "Failures", failures_section(frame if has_trials else None, settings.get("chance"))),
-        ("search", "Search plots", search_section(run_dir) if has_trials else H.note(
-            "no trial stored yet: nothing to plot.", missing=True)),
-        ("retraining", "Retraining", retrain_section(run_dir, settings)),
-        ("winner", "Winner", winner_section(run_dir, summary)),
-    ]
+    with _damage_named(run_dir, SETTINGS_FILE, "put back a copy of it: hpsearch search wrote it"):
+        sections = [("run", "Settings and data", run_section(run_dir, settings))]
+    with _damage_named(run_dir, TRIALS_CSV, f"hpsearch search --resume {run_dir} writes it again from trials.db"):
+        frame = load_trials(run_dir)
+        has_trials = frame is not None and not frame.empty
+        sections += [
+            ("ranking", "Ranking", ranking_section(run_dir, frame, settings)),
+            ("failures", "Failures", failures_section(frame if has_trials else None, settings.get("chance"))),
+            ("search", "Search plots", search_section(run_dir) if has_trials else H.note(
+                "no trial stored yet: nothing to plot.", missing=True)),
+        ]
+    with _damage_named(run_dir, RETRAIN_FILE, f"hpsearch retrain {run_dir} writes it again"):
+        sections.append(("retraining", "Retraining", retrain_section(run_dir, settings)))
+    with _damage_named(run_dir, SUMMARY_FILE, f"hpsearch retrain {run_dir} writes it again"):
+        sections.append(("winner", "Winner", winner_section(run_dir, summary)))
     strategy = settings.get("strategy", "random")
     title = f"hpsearch run {run_dir.name}"
     subtitle = (f"{settings.get('dataset', '?')} · {settings.get('space', '?')} space · {strategy} search · "

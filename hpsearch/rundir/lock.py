@@ -31,8 +31,12 @@ class RunLock:
         self._fh = None
 
     def __enter__(self):
+        if self.path.is_symlink():  # a shared folder's .lock -> ~/.bashrc would be truncated below
+            raise UsageError(f"{self.path} is a symbolic link (to {os.readlink(self.path)}), not the lock file "
+                             f"hpsearch writes; remove it (it is made anew), then run the same command again")
         try:
-            self._fh = open(self.path, "a+")
+            # O_NOFOLLOW: a link made between the check above and here is refused too, not followed
+            self._fh = os.fdopen(os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_NOFOLLOW, 0o644), "a+")
         except OSError as exc:  # a read-only run folder: one line, as any other file it cannot write
             raise StorageError(f"cannot write {self.path} ({brief(exc)}); make {self.path.parent} writable, then "
                                "run the same command again: every finished result is kept") from None

@@ -198,3 +198,39 @@ def test_a_state_from_a_later_rung_is_not_a_fits_past(tmp_path, digits, capsys):
     fresh = _score_fold(make(2), X, y, *folds[0], "neg_log_loss", 1)
     assert refused["epochs"] == 2 and refused["score"] == fresh["score"]
     assert "more than this rung's 2" in capsys.readouterr().err
+
+
+def test_a_lock_file_that_is_a_link_is_refused_and_its_target_left_alone(retrained_run, tmp_path, capsys):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(retrained_run, run)
+    victim = tmp_path / "precious.txt"
+    victim.write_text("PRECIOUS")
+    (run / ".lock").unlink(missing_ok=True)
+    (run / ".lock").symlink_to(victim)
+    assert main(["retrain", str(run), "--top", "1", "--retrain-epochs", "2", "--no-progress"]) == 2
+    assert f"{run / '.lock'} is a symbolic link (to {victim})" in capsys.readouterr().err
+    assert victim.read_text() == "PRECIOUS"
+
+
+@pytest.mark.parametrize("name, damage, fix", [
+    ("summary.json", lambda s: {**s, "winner": {**s["winner"], "test_accuracy": "abc"}}, "hpsearch retrain"),
+    ("summary.json", lambda s: {**s, "winner": [1]}, "hpsearch retrain"),
+    ("trials.csv", None, "hpsearch search --resume"),
+    ("retrain.csv", None, "hpsearch retrain"),
+])
+def test_a_file_with_values_of_the_wrong_kind_is_one_line_naming_it(retrained_run, tmp_path, capsys, name, damage,
+                                                                     fix):
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(retrained_run, run)
+    if damage is None:  # bytes that are no text at all
+        (run / name).write_bytes(bytes(range(128, 256)) * 8)
+    else:
+        (run / name).write_text(json.dumps(damage(json.loads((run / name).read_text()))))
+    assert main(["report", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"hpsearch: error: {run / name} is damaged (") and f"; {fix} {run}" in err, err
+    assert err.count("\n") == 1 and "Traceback" not in err
