@@ -268,6 +268,16 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("run_dir", metavar="RUN_DIR", help="a run folder made by hpsearch search")
     report.set_defaults(func=commands.cmd_report)
 
+    trusting = sub.add_parser(
+        "trust", help="let hpsearch import the network module a run (someone else's) names",
+        description="A run of your own network names its module (settings.json's module path, space.toml's "
+                    "model = \"mynets:SmallCNN\"). Importing a module runs its code, so for a run folder hpsearch "
+                    "imports only modules you searched with on this machine. Read the module the run names, "
+                    "then trust it with this command: its folder and module names are kept in hpsearch's state "
+                    "folder ($HPSEARCH_STATE_DIR, else ~/.local/state/hpsearch), never in the run folder.")
+    trusting.add_argument("run_dir", metavar="RUN_DIR", help="a run folder made by hpsearch search")
+    trusting.set_defaults(func=commands.cmd_trust)
+
     triple = sub.add_parser(
         "make-triple", help="build Triple-MNIST (three digits per image) from digits, mnist or fashion-mnist",
         description="Write OUT/train, OUT/val and OUT/test, one folder per label (the three digits, e.g. 042/) of "

@@ -1,8 +1,11 @@
 import os
 import random
 import shutil
+import tempfile
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+# the modules a run may import are trusted in the user's state folder: the tests keep their own
+os.environ.setdefault("HPSEARCH_STATE_DIR", tempfile.mkdtemp(prefix="hpsearch-test-state-"))
 # The environment as the tests were started, for a subprocess that must see exactly that.
 STARTING_ENVIRON = dict(os.environ)
 # One torch thread everywhere, as _one_thread below gives each test: in the steps that place their
@@ -21,6 +24,16 @@ FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 
 
 HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+
+
+@pytest.fixture(autouse=True)
+def _not_on_a_run():
+    """Each test starts as a fresh command: not working on any run folder (``trust.on_a_run``)."""
+    from hpsearch.training.models import trust
+
+    trust.forget_runs()
+    yield
+    trust.forget_runs()
 
 
 @pytest.fixture(autouse=True)

@@ -251,6 +251,7 @@ def test_a_winner_whose_module_is_gone_says_what_to_do(own_run, own, tmp_path):
     assert f"put mynets.py (or mynets/) back in {(own / 'nets').resolve()}" in last
 
 
+@pytest.mark.slow  # commands end to end on a copied run, about 15 s
 def test_a_run_whose_module_or_images_are_gone_says_to_put_them_back(own_run, own, tmp_path, capsys):
     """report, retrain and search --resume take no --space, --module-path or --data-dir: they name where
     the search found the module and the images instead."""
@@ -377,6 +378,30 @@ def test_no_code_is_ever_imported_from_a_run_folder(own_run, tmp_path, capsys):
                            text=True, timeout=120)
     assert fresh.returncode != 0 and not mark.exists()
     assert "is in a run folder, where hpsearch never imports from" in fresh.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.slow  # commands end to end on a copied run, about 15 s
+def test_a_shared_run_imports_the_module_it_names_only_once_trusted(own_run, tmp_path, monkeypatch, capsys):
+    """Someone else's run, with a module beside it (a zip of run/ and evil/): the report reads it without
+    importing anything; what needs the network says to read the module and trust it; hpsearch trust
+    does, and only then does the module run."""
+    monkeypatch.setenv("HPSEARCH_STATE_DIR", str(tmp_path / "state"))  # this user trusts nothing yet
+    shared = _copy_with(own_run, tmp_path / "zip" / "run", module_path=str(tmp_path / "zip" / "evil"))
+    mark = tmp_path / "RAN"
+    (tmp_path / "zip" / "evil").mkdir()
+    (tmp_path / "zip" / "evil" / "mynets.py").write_text(f"import pathlib\npathlib.Path({str(mark)!r}).write_text('ran')\n")
+    assert main(["report", str(shared)]) == 0 and not mark.exists()
+    capsys.readouterr()
+    for command in (["retrain", str(shared), "--top", "1", "--no-progress"],
+                    ["search", "--resume", str(shared), "--no-progress"], ["plot", "all", str(shared)]):
+        assert main(command) == 2, command
+        err = capsys.readouterr().err
+        assert "which hpsearch has not imported for you before, and importing a module runs its code" in err, err
+        assert f"hpsearch trust {shared}" in err and not mark.exists()
+    assert main(["trust", str(shared)]) == 0
+    assert f"trusting {tmp_path / 'zip' / 'evil'} (the modules there: mynets.py)" in capsys.readouterr().out
+    assert main(["retrain", str(shared), "--top", "1", "--no-progress"]) == 2  # it is no network, but it ran
+    assert mark.exists()
 
 
 @pytest.mark.slow

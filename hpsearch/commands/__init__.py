@@ -19,7 +19,7 @@ from .retrain import cmd_retrain, per_position, retrain_and_say
 # import torch, scikit-learn or skorch; each command imports what it needs.
 
 __all__ = ["cmd_search", "cmd_retrain", "cmd_plot", "cmd_report", "cmd_serve", "cmd_predict", "cmd_export",
-           "cmd_make_triple",
+           "cmd_make_triple", "cmd_trust",
            "cmd_compare"]
 
 
@@ -115,6 +115,38 @@ def check_run_folder(run_dir) -> None:
     if not (path / SETTINGS_FILE).is_file() and not (path / WINNER_FILE).is_file():
         raise UsageError(f"RUN_DIR {run_dir} is not a run folder (no {SETTINGS_FILE}, no {WINNER_FILE}): give the "
                          "folder hpsearch search wrote (its --out)")
+
+
+def cmd_trust(args) -> int:
+    """Trust the module folder and module names run folder ``RUN_DIR`` names (see ``trust``)."""
+    import tomllib
+
+    from ..rundir.names import SPACE_FILE
+    from ..space.search_space import module_tops
+    from ..training.models import trust
+
+    run = Path(args.run_dir)
+    check_run_folder(run)
+    folder = read_json(run / SETTINGS_FILE).get("module_path")
+    try:
+        tops = module_tops(tomllib.loads((run / SPACE_FILE).read_text())) if (run / SPACE_FILE).is_file() else []
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise UsageError(f"{run / SPACE_FILE} cannot be read ({exc}); put back a copy of it") from None
+    if not folder and not tops:
+        print(f"{run} names no network module of its own (its model is built into hpsearch): nothing to trust")
+        return 0
+    if folder and not (isinstance(folder, str) and Path(folder).is_absolute() and Path(folder).is_dir()):
+        raise UsageError(f"{run / SETTINGS_FILE} names the module folder {folder!r}, which is no absolute path of a "
+                         "folder here; hpsearch trusts only such a folder: put the module there")
+    if folder:
+        files = sorted(p.name for p in Path(folder).iterdir() if p.suffix == ".py" or (p / "__init__.py").is_file())
+        print(f"trusting {folder} (the modules there: {', '.join(files) or 'none'})")
+    if tops:
+        print(f"trusting the module name{'s' * (len(tops) > 1)} {', '.join(sorted(set(tops)))} (installed, where "
+              f"not in that folder)")
+    trust.trust([folder] if folder else [], tops)
+    print(f"kept in {trust.state_file()}; hpsearch imports them for any run from now on")
+    return 0
 
 
 def cmd_report(args) -> int:

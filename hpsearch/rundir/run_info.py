@@ -14,7 +14,8 @@ from ..data import load_dataset
 from ..data.dataset import Dataset
 from ..errors import UsageError, brief
 from ..settings import dataset_options
-from ..training.models.user import add_module_path
+from ..training.models import trust
+from ..training.models.user import add_module_path, run_folder_holding
 from .atomic import atomic_write, atomic_write_text
 from .names import DATASET_FILE, SETTINGS_FILE, SOURCE_FILE, TRIALS_DB
 from .store import run_fingerprint
@@ -54,8 +55,13 @@ def read_settings(run_dir: Path) -> dict:
     if not path.is_file():
         raise UsageError(f"{run_dir} holds no settings.json; is it a run folder made by hpsearch search?")
     settings = read_json(path)
-    if settings.get("module_path"):  # the run's own network is found where the search found it
-        add_module_path(settings["module_path"])
+    trust.on_a_run(run_dir)  # from now on the modules this run names need trust (see trust)
+    folder = settings.get("module_path")
+    if isinstance(folder, str) and folder:  # the run's own network is found where the search found it, if trusted
+        if Path(folder).is_absolute() and (trust.trusted("", folder) or run_folder_holding(folder) is not None):
+            add_module_path(folder)  # (one in a run folder is refused there, in one line)
+        elif Path(folder).is_absolute():
+            trust.note_named(folder)  # kept off the import path: a folder shipped beside the run is code
     return settings
 
 

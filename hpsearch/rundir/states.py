@@ -32,7 +32,7 @@ from .atomic import atomic_write
 from .names import STATES_DIR
 
 __all__ = ["state_path", "capture", "restore", "save_state", "load_state", "refuse_state", "remove_states",
-           "early_stopping_of", "owner_of", "run_digest"]
+           "early_stopping_of", "owner_of", "run_digest", "unreadable"]
 
 
 
@@ -139,7 +139,7 @@ def load_state(path: Path, owner: dict) -> dict | None:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, TypeError,
             AttributeError, KeyError, IndexError) as exc:  # torch's reader raises any of these on bad bytes
-        return refuse_state(path, f"cannot be read as data ({type(exc).__name__}: {brief(exc)})")
+        return refuse_state(path, f"cannot be read as data ({unreadable(exc)})")
     if not isinstance(state, dict) or "owner" not in state:
         return refuse_state(path, "holds no owner (not a state hpsearch wrote)")
     mine = _canonical(owner)
@@ -148,6 +148,14 @@ def load_state(path: Path, owner: dict) -> dict | None:
         what = sorted(k for k in set(theirs) | set(mine) if theirs.get(k) != mine.get(k))
         return refuse_state(path, f"belongs to another {' and '.join(what) or 'fit'} (copied in from elsewhere?)")
     return state
+
+
+def unreadable(exc: BaseException) -> str:
+    """Why ``torch.load(weights_only=True)`` refused a file, in our words: torch's own text advises
+    loading it with ``weights_only=False``, the very thing that would run a crafted file's code."""
+    if isinstance(exc, pickle.UnpicklingError) and "weights only" in str(exc).lower():
+        return "it holds objects, not only tensors and plain values: possibly crafted, so never loaded"
+    return f"{type(exc).__name__}: {brief(exc)}"
 
 
 def refuse_state(path: Path, why: str) -> None:

@@ -19,6 +19,7 @@ from ..training.heads import HEADS
 from ..training.losses import WORST_CLASS_KEYS
 from ..training.models import MODELS, is_user_model, model_class, module_keys, takes_positions
 from ..training.models.parameters import PARAMETER_CHECKS, check_number, max_pools
+from ..training.models.trust import UntrustedModule
 from ..training.models.user import ModuleImportError, user_model
 from ..training.net import OPTIMIZERS
 
@@ -107,7 +108,7 @@ def _check_draws(key: str, dist, check) -> None:
     for value in dist.support():
         try:
             check(value, key)
-        except ModuleImportError:
+        except (ModuleImportError, UntrustedModule):
             raise  # as it is: a command on a run folder says where the search found the module
         except UsageError as exc:
             if (getattr(dist, "distribution", "") in ("uniform", "log_uniform") and isinstance(value, float)

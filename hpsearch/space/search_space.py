@@ -44,8 +44,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UsageError, did_you_mean, param
-from ..training.models import is_user_model, module_keys
-from ..training.models.user import ModuleImportError, add_module_path
+from ..training.models import is_user_model, module_keys, trust
+from ..training.models.user import ModuleImportError, add_module_path, run_folder_holding
 from .checks import check_model_kinds, check_space
 from .distributions import (
     Constant,
@@ -153,10 +153,20 @@ def load_space(path_or_name: str | os.PathLike, module_path=None) -> SearchSpace
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{param('space')} {path}: not valid TOML: {exc}") from None
     folder = module_folder(path, module_path)
+    run = run_folder_holding(path)
+    if run is not None:  # a run's copy of its space: what it names is imported only when trusted
+        trust.on_a_run(run)
+    elif _names_a_module(spec):  # your own space file: you chose what it names
+        trust.trust([folder] if folder else [], module_tops(spec))
     if folder is not None and _names_a_module(spec):
-        add_module_path(folder)
+        if run is None or trust.trusted("", folder):
+            add_module_path(folder)
+        else:
+            trust.note_named(folder)
     try:
         return SearchSpace.from_dict(spec, name=path.stem, source=text)
+    except trust.UntrustedModule:
+        raise  # as it is: it names the run, not a --space the command was never given
     except ModuleImportError as exc:  # kept as such: a command on a run folder says where the module was
         raise ModuleImportError(f"{param('space')} {path}: {exc}", exc.why, exc.top) from None
     except UsageError as exc:
@@ -172,6 +182,13 @@ def module_folder(space_path, module_path=None) -> str | None:
     if (folder / "trials.db").exists() or folder == SEARCHES_DIR or not Path(space_path).is_file():
         return None
     return str(folder)
+
+
+def module_tops(spec: Mapping) -> list[str]:
+    """The top-level modules the space's model values name (``mynets`` of ``"mynets.cnn:Small"``)."""
+    model = spec.get("model")
+    values = model.get("choices", [model.get("value")]) if isinstance(model, dict) else [model]
+    return [v.split(":")[0].split(".")[0] for v in values if isinstance(v, str) and is_user_model(v)]
 
 
 def _names_a_module(spec: Mapping) -> bool:

@@ -21,6 +21,7 @@ from ..rundir.run_info import read_settings
 from ..settings import HALVING_STRATEGIES
 from ..space.distributions import Categorical, Constant, DecreasingInts, IntLists, LogUniform
 from ..space.search_space import load_space
+from ..training.models.trust import UntrustedModule
 
 __all__ = ["Skipped", "ParamPoints", "load_trials", "score_vs_params", "history", "importances", "first_rung_study",
            "run_importances", "fold_spread", "rungs", "learned_floor", "search_plot_data"]
@@ -237,7 +238,10 @@ def search_plot_data(run_dir) -> dict[str, object]:
     strategy = None
     if (run_dir / SETTINGS_FILE).is_file():
         strategy = read_settings(run_dir).get("strategy")  # (a space naming your module finds it where the search did)
-    space = load_space(run_dir / SPACE_FILE) if (run_dir / SPACE_FILE).is_file() else None
+    try:
+        space = load_space(run_dir / SPACE_FILE) if (run_dir / SPACE_FILE).is_file() else None
+    except UntrustedModule:  # the plots read the trials; only the axes' scales came from the space
+        space = None
     study = open_study(run_dir) if (run_dir / TRIALS_DB).is_file() else None
     maximize = study is None or study.direction == optuna.study.StudyDirection.MAXIMIZE
     return {"search_params": score_vs_params(frame, space),

@@ -23,8 +23,9 @@ from ..data.preprocess import preprocessing_for
 from ..errors import UsageError, brief
 from ..rundir.atomic import atomic_write
 from ..rundir.names import WINNER_FILE
+from ..rundir.states import unreadable
 from ..tasks import task_for
-from ..training.models import is_user_model, model_class, module_keys
+from ..training.models import is_user_model, model_class, module_keys, trust
 from ..training.models.user import ModuleImportError, add_module_path, module_root, run_folder_holding
 from ..training.net import make_net, resolve_device
 from .familiar import familiarity_reference
@@ -129,8 +130,11 @@ def _import_module_of(bundle: dict, run_dir) -> None:
     path = entry.get("path")
     usable = isinstance(path, str) and Path(path).is_absolute() and Path(path).is_dir()
     in_run = usable and run_folder_holding(path) is not None
-    if usable and not in_run:
+    trust.on_a_run(run_dir)
+    if usable and not in_run and trust.trusted("", path):
         add_module_path(path)
+    elif usable and not in_run:
+        trust.note_named(path)  # imported only once trusted (hpsearch trust RUN)
     ref = str(entry.get("import"))
     try:
         model_class(ref)
@@ -173,8 +177,7 @@ def _read_bundle(run_dir) -> dict:
     try:
         bundle = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - truncated zip, overwritten file, foreign pickle: all say the same
-        reason = brief(exc)
-        raise UsageError(f"{path} is damaged ({reason}); retrain to write it again: "
+        raise UsageError(f"{path} is damaged ({unreadable(exc)}); retrain to write it again: "
                          f"hpsearch retrain {run_dir}") from None
     if not isinstance(bundle, dict) or bundle.get("format") != BUNDLE_FORMAT:
         found = bundle.get("format") if isinstance(bundle, dict) else type(bundle).__name__

@@ -145,6 +145,7 @@ def test_pictures_of_an_earlier_winner_are_left_out(run, tmp_path):
     assert "the winner's pictures are not drawn yet" in html.unescape(path.read_text())
 
 
+@pytest.mark.slow  # commands end to end on a copied run, about 15 s
 def test_a_retraining_that_replaced_the_winner_draws_the_new_ones_pictures(run, retrained_run, tmp_path, capsys):
     copy = tmp_path / "run"
     shutil.copytree(run, copy)

@@ -32,6 +32,7 @@ from pathlib import Path
 from torch import nn
 
 from ...errors import UsageError, did_you_mean
+from . import trust
 
 __all__ = ["ModuleImportError", "gone_from_the_run", "is_user_model", "user_model", "add_module_path", "module_paths",
            "CONTRACT",
@@ -67,6 +68,7 @@ def add_module_path(folder) -> str:
                          "folder: keep your module beside the space file, outside any run folder (or name its "
                          "folder with hpsearch search --module-path DIR)")
     text = str(path)
+    trust.trust([text])  # named here by you (a space file, --module-path, your code): a run's are checked first
     if text in _PATHS:
         _PATHS.remove(text)
     _PATHS.insert(0, text)
@@ -145,7 +147,26 @@ def _import_top(top: str):
     return module
 
 
+def _check_trusted(top: str, ref: str) -> None:
+    """On a run folder, a module it names is imported only when trusted (``trust``): found in a trusted
+    folder, or installed under a trusted name. Finding a spec imports nothing."""
+    if trust.working_on() is None:
+        return
+    spec = importlib.machinery.PathFinder.find_spec(top, _PATHS) if _PATHS else None
+    folder = next((p for p in _PATHS if spec is not None and spec.origin
+                   and Path(spec.origin).resolve().is_relative_to(p)), None)
+    if folder is None:
+        named = trust.named_holding(top)
+        if named is not None:
+            raise trust.untrusted_message(ref, named)
+        if importlib.util.find_spec(top) is None:
+            return  # nothing would be imported: the message that it is missing follows
+    if not trust.trusted(top, folder):
+        raise trust.untrusted_message(ref, folder)
+
+
 def _import(name: str, ref: str):
+    _check_trusted(name.split(".")[0], ref)
     try:
         _import_top(name.split(".")[0])
         return importlib.import_module(name)
