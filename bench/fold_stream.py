@@ -23,13 +23,14 @@ import sys
 from functools import partial
 from pathlib import Path
 
+from joblib import Parallel
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import alternate, env_note, machine_line, median  # noqa: E402,I001
 
 from hpsearch.data import load_dataset  # noqa: E402
 from hpsearch.training.net import make_net  # noqa: E402
 from hpsearch.jobs.resources import effective_jobs, threads_per_job  # noqa: E402
-from hpsearch.jobs.workers import job_parallel  # noqa: E402
 from hpsearch.engines.cv import evaluate_config, evaluate_configs, make_folds  # noqa: E402
 from hpsearch.training.seeds import trial_seed  # noqa: E402
 from hpsearch.space.search_space import ParamGenerator, load_space  # noqa: E402
@@ -64,8 +65,8 @@ def main(argv=None):
     threads = threads_per_job(jobs)
     scores = {}
 
-    with job_parallel(jobs) as barrier_parallel, \
-            job_parallel(jobs, return_as="generator_unordered") as stream_parallel:
+    with Parallel(n_jobs=jobs) as barrier_parallel, \
+            Parallel(n_jobs=jobs, return_as="generator_unordered") as stream_parallel:
         def barrier():
             scores["barrier"] = {i: evaluate_config(make, X, y, folds, n_jobs=jobs, parallel=barrier_parallel)
                                  for i, make in makers.items()}

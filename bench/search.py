@@ -23,7 +23,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
-from joblib import delayed
+from joblib import Parallel, delayed
 from sklearn.model_selection import cross_val_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -39,7 +39,6 @@ from hpsearch.search.run import run_search  # noqa: E402
 from hpsearch.training.seeds import trial_seed  # noqa: E402
 from hpsearch.space.search_space import ParamGenerator, load_space  # noqa: E402
 from hpsearch.rundir.store import load_results  # noqa: E402
-from hpsearch.jobs.workers import job_parallel  # noqa: E402
 
 
 def _warm_worker(X, y, n_features, n_classes):
@@ -93,7 +92,7 @@ def main(argv=None):
     # start and warm joblib's workers (imports, a first fit) before any timing: both sides then
     # reuse loky's executor; without this the side that runs first pays the warm-up
     warm = (dataset.X_train[:256], dataset.y_train[:256], dataset.n_features, dataset.n_classes)
-    job_parallel(-1)(delayed(_warm_worker)(*warm) for _ in range(8))
+    Parallel(n_jobs=-1)(delayed(_warm_worker)(*warm) for _ in range(8))
     with tempfile.TemporaryDirectory() as tmp:
         for repeat in range(args.repeats):
             for side in sides:

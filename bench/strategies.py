@@ -95,7 +95,7 @@ from _sklearn_peers import hpsearch_halving_cv, sklearn_halving  # noqa: E402
 
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
-from joblib import delayed  # noqa: E402
+from joblib import Parallel, delayed  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 
 from hpsearch.data.dataset import Dataset  # noqa: E402
@@ -105,7 +105,6 @@ from hpsearch.settings import SearchSettings, setting_specs  # noqa: E402
 from hpsearch.search.run import run_search  # noqa: E402
 from hpsearch.space.search_space import ParamGenerator, load_space  # noqa: E402
 from hpsearch.rundir.store import load_records, load_results  # noqa: E402
-from hpsearch.jobs.workers import job_parallel  # noqa: E402
 
 OURS = ("random", "halving", "halving-before", "halving-f4-trend", "hyperband", "tpe", "tpe-halving")
 # contenders that are an hpsearch strategy with other settings: (strategy, the settings given); halving's
@@ -337,7 +336,7 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)  # retraining: 1 thread (2 OpenMP threads crawl when other work shares the cores)
     # start and warm loky's workers (reused by run_search and HalvingRandomSearchCV) before any timing
     warm = (dataset.X_train[:256], dataset.y_train[:256], dataset.n_features, dataset.n_classes)
-    job_parallel(N_JOBS)(delayed(_warm_worker)(*warm) for _ in range(2 * N_JOBS))
+    Parallel(n_jobs=N_JOBS)(delayed(_warm_worker)(*warm) for _ in range(2 * N_JOBS))
     make_net({"hidden": [32]}, *warm[2:], max_epochs=1, patience=0).fit(*warm[:2])  # and this process (retraining)
 
     runners = {"sklearn-halving": sklearn_halving, "optuna-tpe-sha": optuna_tpe_sha,

@@ -316,33 +316,6 @@ def test_kill_9_of_a_search_leaves_no_worker_behind(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads the process table from /proc")
-def test_kill_9_as_the_workers_start_leaves_no_process_behind(tmp_path):
-    """Killed as its job processes start, before any has a task: they go too (and loky's resource
-    trackers with them), where they used to wait for tasks until loky's idle timeout of 300 s."""
-    proc = _start(tmp_path / "run", 40, jobs=2)
-    deadline, workers = time.time() + 120, []
-    while time.time() < deadline and len(workers) < 2:
-        time.sleep(0.05)
-        workers = [pid for pid in _children(proc.pid) if "loky.backend.popen" in _cmdline(pid)]
-    assert len(workers) == 2, "the search runs its folds in 2 job processes"
-    helpers = _children(proc.pid)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait(timeout=30)
-    deadline = time.time() + 10
-    while time.time() < deadline and any(_alive(pid) for pid in helpers):
-        time.sleep(0.2)
-    assert [_cmdline(pid) for pid in helpers if _alive(pid)] == []
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_text().replace("\0", " ")
-    except OSError:
-        return ""
-
-
-@pytest.mark.slow
 def test_ctrl_c_exits_130_keeps_trials_and_resumes(tmp_path, capsys):
     out, n = tmp_path / "run", 4
     proc = _start(out, n)

@@ -21,7 +21,7 @@ from .. import setting_checks
 from ..errors import DivergedError, StorageError, UsageError, param
 from ..jobs.resident import resident
 from ..jobs.resources import effective_jobs, threads_per_job, torch_threads
-from ..jobs.workers import die_with_parent, job_parallel
+from ..jobs.workers import die_with_parent
 from ..rundir.states import capture, early_stopping_of, load_state, refuse_state, restore, save_state
 from ..tasks import task_of
 
@@ -159,7 +159,7 @@ def evaluate_config(make_net, X: np.ndarray, y: np.ndarray, folds, *, n_jobs: in
         A running ``Parallel`` to reuse (keeps workers warm across configs).
     """
     jobs = effective_jobs(n_jobs, len(folds))
-    parallel = parallel or job_parallel(jobs)
+    parallel = parallel or Parallel(n_jobs=jobs)
     [(_, result)] = evaluate_configs({0: make_net}, X, y, folds, parallel=parallel, scoring=scoring,
                                      threads=threads_per_job(jobs))
     return result

@@ -33,7 +33,6 @@ from .. import setting_checks
 from ..errors import UsageError, brief, param
 from .resident import shared_array
 from .resources import cpu_count, effective_jobs, threads_per_job
-from .workers import job_parallel
 
 __all__ = ["BACKENDS", "LokyBackend", "DaskBackend", "open_backend", "backend_session", "check_backend_flags",
            "NO_WORKER_S"]
@@ -76,7 +75,7 @@ class LokyBackend:
         # cancels the tasks in flight on purpose, and joblib's advice on its input iterator would mislead
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message=".*tasks which were still being processed", category=UserWarning)
-            with shared_X as X_shared, job_parallel(jobs, return_as="generator_unordered") as parallel:
+            with shared_X as X_shared, Parallel(n_jobs=jobs, return_as="generator_unordered") as parallel:
                 yield parallel, X_shared
 
     def sees(self, path) -> bool:

@@ -25,7 +25,6 @@ from sklearn.model_selection._search import BaseSearchCV
 
 from ..errors import UsageError, parameter_names
 from ..jobs.resources import threads_per_job
-from ..jobs.workers import job_parallel
 from ..space.optuna_bridge import stored_params, suggest_config
 from ..space.search_space import ParamGenerator
 from ..strategies import make_strategy
@@ -306,7 +305,7 @@ class SearchCV(Float32Input, BaseSearchCV):
         folds = list(check_cv(self.cv, y, classifier=True).split(X, y, groups))
         self.n_splits_ = len(folds)
         jobs = jobs_of(self.n_jobs)
-        with fit_storage(self.storage) as folder, job_parallel(jobs) as parallel:
+        with fit_storage(self.storage) as folder, Parallel(n_jobs=jobs) as parallel:
             net = continuing(self.estimator, folder, seed_of(self.random_state), threads_per_job(jobs))
             evaluate = EstimatorEvaluate(self, net, X, y, folds, self.scorer_, parallel, jobs, max_epochs, strategy.n,
                                          params)

@@ -82,8 +82,9 @@ def test_kill_9_of_a_retraining_leaves_no_process(tmp_path):
         time.sleep(0.2)
         tree = _descendants(proc.pid)
     assert len(tree) >= 3, tree
-    # kill once both jobs train (each has checkpointed an epoch): the jobs at work must stop too. A kill
-    # before any task is test_cli's test_kill_9_as_the_workers_start_leaves_no_process_behind
+    # kill once both jobs train: each has checkpointed an epoch, so its task (and the watchdog the task
+    # starts) runs. A fixed wait, or CPU time, raced the imports: a worker that had not begun its task
+    # yet has no watchdog and outlived the 10 s below
     while time.monotonic() < deadline and len(list((run / CHECKPOINTS_DIR).glob("*.pt"))) < 2:
         time.sleep(0.2)
     tree |= _descendants(proc.pid)
