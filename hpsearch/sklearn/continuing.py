@@ -100,13 +100,7 @@ def fit_key(net) -> str:
 
 
 def _rows_key(X, y) -> str:
-    digest = hashlib.sha256()
-    for array in (X, y):
-        if array is not None:
-            a = np.ascontiguousarray(array.cpu().numpy() if isinstance(array, torch.Tensor) else np.asarray(array))
-            digest.update(f"{a.dtype}{a.shape}".encode())
-            digest.update(a.tobytes())
-    return digest.hexdigest()[:20]
+    return hashlib.sha256("".join(_digest(a) for a in (X, y) if a is not None).encode()).hexdigest()[:20]
 
 
 class Continuing:

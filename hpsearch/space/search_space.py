@@ -152,13 +152,13 @@ def load_space(path_or_name: str | os.PathLike, module_path=None) -> SearchSpace
         spec = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{param('space')} {path}: not valid TOML: {exc}") from None
-    folder = module_folder(path, module_path)
+    folder, tops = module_folder(path, module_path), module_tops(spec)
     run = run_folder_holding(path)
     if run is not None:  # a run's copy of its space: what it names is imported only when trusted
         trust.on_a_run(run)
-    elif _names_a_module(spec):  # your own space file: you chose what it names
-        trust.trust([folder] if folder else [], module_tops(spec))
-    if folder is not None and _names_a_module(spec):
+    elif tops:  # your own space file: you chose what it names
+        trust.trust([folder] if folder else [], tops)
+    if folder is not None and tops:
         if run is None or trust.trusted("", folder):
             add_module_path(folder)
         else:
@@ -190,11 +190,6 @@ def module_tops(spec: Mapping) -> list[str]:
     values = model.get("choices", [model.get("value")]) if isinstance(model, dict) else [model]
     return [v.split(":")[0].split(".")[0] for v in values if isinstance(v, str) and is_user_model(v)]
 
-
-def _names_a_module(spec: Mapping) -> bool:
-    model = spec.get("model")
-    values = model.get("choices", [model.get("value")]) if isinstance(model, dict) else [model]
-    return any(is_user_model(v) for v in values if isinstance(v, str))
 
 
 class ParamGenerator:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 from ...errors import UsageError
@@ -60,7 +61,7 @@ def trust(folders=(), modules=()) -> None:
         os.replace(temp, path)
     except OSError as exc:  # without it a later command on the run asks again: said, not fatal
         print(f"hpsearch: warning: cannot write {path} ({exc.strerror}); the next command on a run of this module "
-              "will ask for hpsearch trust again", flush=True)
+              "will ask for hpsearch trust again", file=sys.stderr, flush=True)
 
 
 def trusted(top: str, folder: str | None) -> bool:

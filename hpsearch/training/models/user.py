@@ -35,8 +35,7 @@ from ...errors import UsageError, did_you_mean
 from . import trust
 
 __all__ = ["ModuleImportError", "gone_from_the_run", "is_user_model", "user_model", "add_module_path", "module_paths",
-           "CONTRACT",
-           "module_root", "run_folder_holding", "shipped", "received", "ShippedModule"]
+           "CONTRACT", "module_root", "run_folder_holding", "shipped", "received", "ShippedModule"]
 
 CONTRACT = "Class(image_shape=(C, H, W), n_classes=K, **params) returning logits (n, K)"
 _REF = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
