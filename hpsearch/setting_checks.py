@@ -15,8 +15,8 @@ from typing import Any
 from .errors import UsageError, check_whole, param
 
 __all__ = ["whole", "optional", "one_of", "margin", "margin_or_off", "weight", "weight_or_off", "share", "image_size",
-           "n_jobs", "colors", "scorings", "engines", "schedules", "datasets", "strategies", "backends", "SCORINGS",
-           "ENGINES", "SCHEDULES", "BACKENDS", "canonical_dataset", "DATASET_ALIASES"]
+           "n_jobs", "colors", "color_name", "scorings", "engines", "schedules", "datasets", "strategies", "backends",
+           "SCORINGS", "ENGINES", "SCHEDULES", "BACKENDS", "canonical_dataset", "DATASET_ALIASES"]
 
 # The names of the registries that import torch, as they hold them (same order).
 SCORINGS = ("neg_log_loss", "accuracy")  # hpsearch.engines.cv.SCORINGS
@@ -101,6 +101,13 @@ def colors():
     from .data.folder import COLORS
 
     return COLORS
+
+
+def color_name(text: str) -> str:
+    """The command line's reading of --color: any case, and the American ``gray`` for ``grey``."""
+    from .data.folder import color_name as canonical
+
+    return canonical(text)
 
 
 def n_jobs(name: str, value) -> None:

@@ -164,7 +164,7 @@ class SearchSettings:
                                      check=checks.optional(checks.image_size), applies=("dataset", FOLDER_DATASETS),
                                      identity_if_set=True, unset="most common")
     color: str | None = setting(None, "folder: read the images as grey or rgb (default: rgb when any image holds "
-                                "colour, else grey)", choices=checks.colors,
+                                "colour, else grey; gray is grey)", choices=checks.colors, kind=checks.color_name,
                                 check=checks.optional(checks.one_of(checks.colors)),
                                 applies=("dataset", FOLDER_DATASETS), identity_if_set=True, unset="automatic")
     backend: str = setting("loky", "where the jobs run: loky, processes on this machine; dask, the workers of a "

@@ -34,11 +34,13 @@ from .dataset import Dataset
 from .image_files import header_size, label_folders, listing_key, progress_bar, read_cache, write_cache
 from .preprocess import MAX_PIXELS, ImageRejected, _decoded, _resize, open_image, scale
 
-__all__ = ["load_folder", "FolderError", "parse_image_size", "COLORS"]
+__all__ = ["load_folder", "FolderError", "parse_image_size", "COLORS", "color_name"]
 
 SPLITS = ("train", "test")
 DEFAULT_TEST_SIZE = 0.2
 COLORS = ("grey", "rgb")
+COLOR_ALIASES = {"gray": "grey", "greyscale": "grey", "grayscale": "grey", "l": "grey", "color": "rgb",
+                 "colour": "rgb"}
 CACHE_FILE = ".hpsearch-folder-cache.npz"  # hidden: the loader skips dot-files
 CACHE_VERSION = 1  # bump when the cached arrays change meaning
 COLOUR_MODES = {"RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV", "P", "PA"}  # may hold colour; looked at
@@ -50,6 +52,14 @@ _SIZE = re.compile(r"\s*(\d+)\s*(?:[xX×]\s*(\d+)\s*)?")
 
 class FolderError(UsageError):
     """An image folder that cannot be read; the message names the folder or file and the fix."""
+
+
+def color_name(color):
+    """``color`` as ``COLORS`` spell it (``Gray`` is ``grey``); anything else as given, for the check to name."""
+    if not isinstance(color, str):
+        return color
+    key = color.strip().lower()
+    return COLOR_ALIASES.get(key, key) if COLOR_ALIASES.get(key, key) in COLORS else color
 
 
 def check_share(name: str, value) -> None:
@@ -255,6 +265,7 @@ def load_folder(data_dir=None, *, test_size: float | None = None, image_size=Non
         raise FolderError(f"{param('data_dir')} {root}: {what}; pass the folder holding "
                           "train/<class>/<image> (and optionally test/)")
     size = parse_image_size("image_size", image_size)
+    color = color_name(color)
     if color is not None and color not in COLORS:
         raise UsageError(f"{param('color')} must be one of {', '.join(COLORS)}, got {color!r}")
     if test_size is not None:

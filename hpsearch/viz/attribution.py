@@ -185,23 +185,30 @@ def guided_backprop(model, X, target=None) -> np.ndarray:
     return to_numpy(attr)
 
 
-def occlusion(model, X, target=None, *, window: int = 3, stride: int = 1,
+DEFAULT_WINDOW = 3  # occlusion's patch side unless the images are smaller
+
+
+def occlusion(model, X, target=None, *, window: int | None = None, stride: int = 1,
               baseline: float = 0.0) -> np.ndarray:
     """Occlusion (Captum's ``Occlusion``): how much the target logit drops when a
     ``window x window`` patch (all channels) is replaced by ``baseline``, averaged over the
     windows covering each pixel. A one-pixel window with a zero baseline on a linear model gives
-    ``x * W[c]``.
+    ``x * W[c]``. ``window`` defaults to 3, or the images' shorter side where that is less
+    (an image folder read at ``--image-size 2``).
 
     Returns
     -------
     ndarray (n, C, H, W)
     """
     for name, value in (("window", window), ("stride", stride)):
+        if name == "window" and value is None:
+            continue
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise UsageError(f"occlusion {name} must be a whole number >= 1, got {value!r}")
     module = as_module(model)
     with model_session(module):
         X = as_batch(module, X)
+        window = min(DEFAULT_WINDOW, *X.shape[2:]) if window is None else window
         if window > min(X.shape[2:]):
             raise UsageError(f"occlusion window {window} is larger than the {X.shape[2]}x{X.shape[3]} "
                              "images; use a smaller window")

@@ -260,7 +260,7 @@ register("saliency", _draw_attribution("saliency", "saliency"), always,
 register("guided-backprop", _draw_attribution("guided_backprop", "guided_backprop"), _relu_only,
          "guided backpropagation (Captum); needs ReLU modules")
 register("occlusion", _draw_attribution("occlusion", "occlusion"), always,
-         "drop of the class logit when a 3x3 patch is zeroed (Captum)")
+         "drop of the class logit when a 3x3 patch (smaller images: their side) is zeroed (Captum)")
 register("explanations", _draw_explanations, _conv_only,
          "CNN: input, CAM (GAP nets), Grad-CAM, saliency, guided backprop, occlusion side by side")
 register("feature-maps", _draw_feature_maps, _conv_only, "CNN: each conv layer's maps for the first test image")

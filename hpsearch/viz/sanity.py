@@ -84,11 +84,11 @@ def _per_pixel(maps) -> np.ndarray:
 
 def occlusion_options(image_shape) -> dict:
     """Occlusion's settings in the sanity check: stride ``ceil(min(H, W) / 10)``, window
-    ``max(3, stride)``. On 8x8 digits that is ``plot occlusion``'s 3x3 window moved 1 pixel; on
-    28x28 images a 3x3 window moved 3 pixels (81 windows instead of 676: seconds, not a minute,
-    for the check's every step)."""
+    ``max(3, stride)``, at most the shorter side. On 8x8 digits that is ``plot occlusion``'s 3x3
+    window moved 1 pixel; on 28x28 images a 3x3 window moved 3 pixels (81 windows instead of 676:
+    seconds, not a minute, for the check's every step)."""
     stride = max(1, -(-min(image_shape[-2:]) // 10))
-    return {"window": max(3, stride), "stride": stride}
+    return {"window": min(max(3, stride), *image_shape[-2:]), "stride": stride}
 
 
 def _builtin(name: str, kw: dict, module: nn.Module, X: torch.Tensor, target: torch.Tensor):

@@ -70,6 +70,10 @@ def test_options_size_colour_and_share(tree):
     assert data.image_shape == (3, 10, 12) and len(data.y_test) == 150
     assert np.array_equal(data.X_train[:, 0], data.X_train[:, 2])  # grey pictures in three equal channels
     assert load_dataset("folder", tree, image_size=16).image_shape == (1, 16, 16)
+    gray = load_dataset("folder", tree, color="Gray")  # the American spelling, any case
+    assert gray.image_shape == (1, 8, 8) and gray.source["color"] == "grey"
+    with pytest.raises(UsageError, match="color must be one of grey, rgb, got 'grau'"):
+        load_dataset("folder", tree, color="grau")
 
 
 def test_a_held_out_share_that_leaves_too_few_says_which_way_to_move_it(tree):
@@ -206,6 +210,8 @@ def test_train_itself_given_as_the_folder_is_told_to_give_its_parent(copy):
 def test_the_command_line_refuses_folder_options_elsewhere_and_bad_values(tmp_path, capsys):
     cases = [(["--dataset", "digits", "--image-size", "16"],
               "--image-size applies only with --dataset folder; --dataset digits would ignore it"),
+             # gray is read as grey (else argparse's "invalid choice" would come first)
+             (["--dataset", "digits", "--color", "Gray"], "--color applies only with --dataset folder"),
              (["--dataset", "folder", "--data-dir", str(tmp_path), "--image-size", "0"],
               "--image-size must be a side (28) or WIDTHxHEIGHT (32x24) of 1 to 4096 pixels, got '0'"),
              (["--dataset", "folder", "--data-dir", str(tmp_path), "--test-size", "1.5"],

@@ -99,6 +99,16 @@ def test_occlusion_single_pixel_zero_baseline_is_x_times_w():
     np.testing.assert_allclose(attr.reshape(3, 64), X.reshape(3, 64).numpy() * W[2], rtol=1e-4, atol=1e-6)
 
 
+def test_occlusion_window_fits_images_smaller_than_its_default():
+    """An image folder read at --image-size 2: the default 3x3 patch becomes the image's 2x2, the
+    same map as asking for window 2; a window asked for that does not fit is still refused."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 3))
+    X = torch.rand(2, 1, 2, 2)
+    np.testing.assert_array_equal(occlusion(model, X, 1), occlusion(model, X, 1, window=2))
+    with pytest.raises(UsageError, match="occlusion window 3 is larger than the 2x2 images"):
+        occlusion(model, X, 1, window=3)
+
+
 class PatchReader(nn.Module):
     """Reads only pixels [2:4, 4:6] of the image."""
 

@@ -232,6 +232,7 @@ def test_occlusion_is_coarser_on_larger_images_only(mlp, digits):
     assert occlusion_options((1, 8, 8)) == {"window": 3, "stride": 1}  # as plot occlusion
     assert occlusion_options((1, 28, 28)) == {"window": 3, "stride": 3}
     assert occlusion_options((3, 32, 32)) == {"window": 4, "stride": 4}
+    assert occlusion_options((1, 2, 2)) == {"window": 2, "stride": 1}  # --image-size 2: the window fits
     with pytest.raises(UsageError, match="keyed by method"):
         sanity_check(mlp, digits.X_test, options={"occlusoin": {}})
     seen = sanity_check(mlp, digits.X_test, methods=["occlusion"], options={"occlusion": {"window": 2}})
