@@ -10,7 +10,7 @@ from .errors import UsageError, param
 from .rundir.names import SETTINGS_FILE, SPACE_FILE
 from .settings import SearchSettings, check_applies, setting_specs
 
-__all__ = ["search_settings", "read_json"]
+__all__ = ["search_settings", "read_json", "read_stored_settings"]
 
 
 def read_json(path, **options) -> dict:
@@ -18,6 +18,13 @@ def read_json(path, **options) -> dict:
     from .rundir.run_info import read_json
 
     return read_json(path, **options)
+
+
+def read_stored_settings(run_dir) -> dict:
+    """``hpsearch.rundir.run_info.read_stored_settings``, imported on first use (it imports torch)."""
+    from .rundir.run_info import read_stored_settings
+
+    return read_stored_settings(run_dir)
 
 
 def _search_flags() -> list[str]:
@@ -42,7 +49,7 @@ def search_settings(args) -> SearchSettings:
             raise UsageError(f"--resume {args.resume} continues the search in that folder, and --out {args.out} "
                              "would start a new one elsewhere with its settings; leave out --out to resume, or "
                              "--resume to start a new search in --out")
-        stored = read_json(stored_path)
+        stored = read_stored_settings(args.resume)
         _check_resume_keeps(args.resume, given, stored)
         # a stored setting its own run ignores is dropped: older runs stored defaults that did not apply
         # (factor 3 with random search, before halving's became automatic), which a resume would refuse

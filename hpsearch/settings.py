@@ -15,10 +15,10 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from . import setting_checks as checks
-from .errors import UsageError, param
+from .errors import UsageError, param, parameter_names
 
 __all__ = ["SearchSettings", "Spec", "setting_specs", "retrain_defaults", "fingerprint", "report_settings",
-           "check_applies", "dataset_options"]
+           "check_applies", "dataset_options", "check_stored"]
 
 MAX_SEED = 2**32 - 1  # scikit-learn's folds take a 32-bit seed
 MAX_N = 1_000_000  # every config becomes a trial in the store; halving trains them all at once
@@ -232,6 +232,42 @@ def check_applies(name: str, stored: dict) -> None:
     key, values = spec.applies
     raise UsageError(f"{param(name)} applies only with {param(key)} {' or '.join(values)}; {param(key)} "
                      f"{stored.get(key, _DEFAULTS[key])} would ignore it: leave it out, or choose one of those")
+
+
+_TYPES = {"int": int, "float": (int, float), "str": str, "bool": bool, "dict": dict, "None": type(None)}
+
+
+def check_stored(stored: dict, where) -> None:
+    """Raise a ``UsageError`` naming file ``where`` (a run's settings.json) and its first setting whose value
+    no search writes: of another type (``"cv": "two"``) or out of range. It is the file's fault, so the
+    message names the file's key, not the flag, which the command reading it may not even have."""
+    for f in fields(SearchSettings):
+        if f.name not in stored:
+            continue  # an older run's: the default
+        value, spec = stored[f.name], f.metadata["spec"]
+        allowed = tuple(t for name in f.type.split("|") for t in _flat(_TYPES[name.strip()]))
+        try:
+            if isinstance(value, bool) and bool not in allowed or not isinstance(value, allowed):
+                raise UsageError(f"{f.name} must be {_kind_words(f.type)}, got {value!r}")
+            if spec.check is not None:
+                with parameter_names(str):
+                    spec.check(f.name, value)
+        except UsageError as exc:
+            raise UsageError(f"{where} is damaged: its {exc}; put back a copy of it (hpsearch search wrote "
+                             "it)") from None
+    if not isinstance(stored.get("chance"), dict | None):  # None: labels per position have no chance level
+        raise UsageError(f"{where} is damaged: its chance must be an object or null, got {stored['chance']!r}; put "
+                         "back a copy of it (hpsearch search wrote it)")
+
+
+def _flat(kind) -> tuple:
+    return kind if isinstance(kind, tuple) else (kind,)
+
+
+def _kind_words(annotation: str) -> str:
+    words = {"int": "a whole number", "float": "a number", "str": "a string", "bool": "true or false",
+             "dict": "an object", "None": "null"}
+    return " or ".join(words[name.strip()] for name in annotation.split("|"))
 
 
 def setting_specs(group: str | None = None) -> dict[str, Spec]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..errors import UsageError, check_whole, plural
 from ..rundir.names import COMPARE_FILE, SETTINGS_FILE, WINNER_FILE
-from ..search_flags import read_json, search_settings
+from ..search_flags import read_stored_settings, search_settings
 from ..settings import retrain_defaults
 from .retrain import cmd_retrain, per_position, retrain_and_say
 
@@ -28,7 +28,7 @@ def cmd_search(args) -> int:
     from ..training.net import resolve_device
 
     settings = search_settings(args)
-    if args.resume and read_json(Path(args.resume) / SETTINGS_FILE).get("extra", {}).get("no_retrain") \
+    if args.resume and read_stored_settings(args.resume).get("extra", {}).get("no_retrain") \
             and not args.no_retrain:
         args.no_retrain = True  # the run was searched without retraining: resuming it does not start one
         print(f"{args.resume} was searched with --no-retrain: resuming it does not retrain either; retrain with "
@@ -71,7 +71,7 @@ def _after_search(args, settings, backend, run_dir, elapsed: float) -> int:
     print(f"best: trial {best['trial']}  {settings.scoring} {best['mean_test_score']:.4f} "
           f"± {best['std_test_score']:.4f}{accuracy}" + per_position(best, "mean_test_"))
     print("      " + "  ".join(f"{k}={v}" for k, v in params.items()))
-    said = chance_summary(frame, read_json(run_dir / SETTINGS_FILE).get("chance"))
+    said = chance_summary(frame, read_stored_settings(run_dir).get("chance"))
     if said:
         print(said)
     if args.no_retrain:
@@ -127,7 +127,7 @@ def cmd_trust(args) -> int:
 
     run = Path(args.run_dir)
     check_run_folder(run)
-    folder = read_json(run / SETTINGS_FILE).get("module_path")
+    folder = read_stored_settings(run).get("module_path")
     try:
         tops = module_tops(tomllib.loads((run / SPACE_FILE).read_text())) if (run / SPACE_FILE).is_file() else []
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:

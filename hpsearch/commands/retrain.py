@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..errors import check_whole, plural
 from ..rundir.names import RETRAIN_FILE, SETTINGS_FILE, SUMMARY_FILE, WINNER_FILE
-from ..search_flags import read_json
+from ..search_flags import read_json, read_stored_settings
 from ..settings import retrain_defaults, setting_specs
 
 # Light imports only, as in the package: ``--help`` must not import torch.
@@ -46,7 +46,7 @@ def retrain_and_say(run_dir, options: dict, device: str, progress: bool, backend
     else:
         from ..retrain.files import train_set_words
 
-        on = train_set_words(read_json(Path(run_dir) / SETTINGS_FILE))
+        on = train_set_words(read_stored_settings(run_dir))
         print(f"\nretrained {plural(result.trained, 'config')} for {plural(epochs, 'epoch')} on {on} ({elapsed:.1f} s)")
     how = ("chosen by search rank; test set read after the choice" if options["winner_by"] == "cv"
            else "SELECTED ON THE TEST SET: optimistic")
@@ -73,8 +73,10 @@ def per_position(row, prefix: str) -> str:
 
 def _stored_retrain_settings(run_dir, args) -> dict:
     """The retraining's options: the flags given, else the run's stored choice, else the defaults."""
-    path = Path(run_dir) / SETTINGS_FILE
-    stored = read_json(path)
+    from ..rundir.run_info import check_settings_of
+
+    stored = read_stored_settings(run_dir)
+    check_settings_of(run_dir, stored)  # before the retraining is announced
     options = {}
     for key, default in retrain_defaults().items():
         given = getattr(args, key, None)
@@ -98,7 +100,7 @@ def _remember_retrain_settings(run_dir, options: dict) -> None:
 
     _check_retrain_settings(options)
     path = Path(run_dir) / SETTINGS_FILE
-    stored = read_json(path)
+    stored = read_stored_settings(run_dir)
     if stored and any(stored.get(key) != value for key, value in options.items()):
         atomic_write_text(path, json.dumps({**stored, **options}, indent=2) + "\n")
 
@@ -111,7 +113,7 @@ def cmd_retrain(args) -> int:
 
     options = _stored_retrain_settings(args.run_dir, args)
     _check_retrain_settings(options)
-    n_jobs = args.n_jobs if args.n_jobs is not None else read_json(Path(args.run_dir) / SETTINGS_FILE).get("n_jobs", -1)
+    n_jobs = args.n_jobs if args.n_jobs is not None else read_stored_settings(args.run_dir).get("n_jobs", -1)
     setting_specs()["n_jobs"].check("n_jobs", n_jobs)
     backend_name = args.backend or "loky"
     check_backend_flags(backend_name, args.scheduler)

@@ -17,7 +17,7 @@ import matplotlib
 from ..errors import UsageError, brief
 from ..rundir.atomic import atomic_write_text
 from ..rundir.names import REPORT_FILE, RETRAIN_FILE, SETTINGS_FILE, SUMMARY_FILE, TRIALS_CSV, TRIALS_DB
-from ..rundir.run_info import read_json
+from ..rundir.run_info import read_json, read_stored_settings
 from . import html as H
 from .content import failures_section, ranking_section, retrain_section, run_section, search_section, winner_section
 
@@ -49,7 +49,7 @@ def build_report(run_dir) -> str:
     run_dir = Path(run_dir)
     if not (run_dir / TRIALS_DB).is_file() and not (run_dir / TRIALS_CSV).is_file():
         raise UsageError(f"{run_dir} holds no trials.db or trials.csv; is it a run folder made by hpsearch search?")
-    settings = _read_json(run_dir / SETTINGS_FILE)
+    settings = read_stored_settings(run_dir)
     summary = _read_json(run_dir / SUMMARY_FILE)
     with _damage_named(run_dir, SETTINGS_FILE, "put back a copy of it: hpsearch search wrote it"):
         sections = [("run", "Settings and data", run_section(run_dir, settings))]

@@ -67,7 +67,7 @@ from ..rundir.checkpoints import remove_checkpoint
 from ..rundir.exports import unscored
 from ..rundir.lock import RunLock
 from ..rundir.names import RETRAIN_FILE, WINNER_FILE
-from ..rundir.run_info import read_settings, run_dataset
+from ..rundir.run_info import check_settings_of, read_settings, run_dataset
 from ..rundir.states import run_digest
 from ..rundir.store import load_records, load_results, run_fingerprint
 from ..search.interrupt import InterruptFlag, SearchInterrupted
@@ -236,6 +236,7 @@ def retrain_top(run_dir, top: int = _DEFAULTS["top"], retrain_epochs: int = _DEF
     if schedule is not None:
         check_schedule_name(schedule)
     settings = read_settings(run_dir)
+    check_settings_of(run_dir, settings)
     name = settings.get("dataset_name", settings.get("dataset"))
     if dataset is not None and dataset.name != name:
         raise UsageError(f"dataset {dataset.name!r} is not the run's dataset {name!r}; pass the "

@@ -13,15 +13,15 @@ import numpy as np
 from ..data import load_dataset
 from ..data.dataset import Dataset
 from ..errors import UsageError, brief
-from ..settings import dataset_options
+from ..settings import check_stored, dataset_options, setting_specs
 from ..training.models import trust
 from ..training.models.user import add_module_path, run_folder_holding
 from .atomic import atomic_write, atomic_write_text
 from .names import DATASET_FILE, SETTINGS_FILE, SOURCE_FILE, TRIALS_DB
 from .store import run_fingerprint
 
-__all__ = ["run_dataset", "read_settings", "read_json", "check_dataset_of", "write_dataset_file",
-           "read_dataset_file", "record_source", "check_source"]
+__all__ = ["run_dataset", "read_settings", "read_stored_settings", "read_json", "check_dataset_of", "check_settings_of",
+           "write_dataset_file", "read_dataset_file", "record_source", "check_source"]
 
 
 def read_json(path, *, replace_damaged: bool = False) -> dict:
@@ -47,6 +47,15 @@ def read_json(path, *, replace_damaged: bool = False) -> dict:
     return value
 
 
+def read_stored_settings(run_dir) -> dict:
+    """A run folder's ``settings.json`` as stored (``{}`` when there is none), its values checked: a
+    damaged or hand-edited one is a ``UsageError`` naming the file and the key (``check_stored``)."""
+    path = Path(run_dir) / SETTINGS_FILE
+    stored = read_json(path)
+    check_stored(stored, path)
+    return stored
+
+
 def read_settings(run_dir: Path) -> dict:
     """A run folder's ``settings.json``, or a ``UsageError`` naming the folder (or the damaged file). A run
     of your own module makes its module path known (``hpsearch.training.models.user``): reading the run
@@ -54,7 +63,7 @@ def read_settings(run_dir: Path) -> dict:
     path = Path(run_dir) / SETTINGS_FILE
     if not path.is_file():
         raise UsageError(f"{run_dir} holds no settings.json; is it a run folder made by hpsearch search?")
-    settings = read_json(path)
+    settings = read_stored_settings(run_dir)
     trust.on_a_run(run_dir)  # from now on the modules this run names need trust (see trust)
     folder = settings.get("module_path")
     if isinstance(folder, str) and folder:  # the run's own network is found where the search found it, if trusted
@@ -80,6 +89,7 @@ def run_dataset(run_dir) -> Dataset:
     dataset = dataset.training_slice(settings.get("max_train"), int(settings.get("seed", 0)))
     check_source(Path(run_dir), dataset)  # a changed folder is named as such, before the counts below
     check_dataset_of(run_dir, dataset)
+    check_settings_of(run_dir, settings)
     return dataset
 
 
@@ -160,6 +170,21 @@ def read_dataset_file(path: Path, name: str) -> Dataset:
                          "run_search was given: put back a copy, or search again") from None
     return Dataset(name, arrays["X_train"], arrays["y_train"], arrays["X_test"], arrays["y_test"],
                    tuple(str(n) for n in arrays["class_names"]))
+
+
+def check_settings_of(run_dir, settings: dict) -> None:
+    """Raise a UsageError unless the settings that made the run's trials (cv, seed, max_epochs, ...: the
+    fingerprint in trials.db) are the ones ``settings`` (its settings.json) gives: one copied in from
+    another run on the same data would retrain with that run's seed and retraining budget, silently."""
+    made = run_fingerprint(run_dir) if (Path(run_dir) / TRIALS_DB).is_file() else {}
+    differ = [name for name, spec in setting_specs().items()
+              if spec.identity and name in made and name in settings and made[name] != settings[name]]
+    if differ:
+        was = ", ".join(f"{name} {made[name]}" for name in differ)
+        now = ", ".join(f"{name} {settings[name]}" for name in differ)
+        raise UsageError(f"{run_dir}: its trials were made with {was}, but its settings.json gives {now}; that "
+                         "settings.json is another run's (copied in?): put back this run's own, or retrain the run "
+                         "it came from")
 
 
 def check_dataset_of(run_dir, dataset: Dataset) -> None:

@@ -10,13 +10,10 @@ a ``Skipped`` with the reason.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 from matplotlib.figure import Figure
 
-from ..rundir.names import SETTINGS_FILE
-from ..rundir.run_info import read_json
+from ..rundir.run_info import read_stored_settings
 from .search_data import (
     ParamPoints,
     Skipped,
@@ -160,7 +157,7 @@ _DRAW = {"search_params": plot_score_vs_params, "search_history": plot_history,
 def draw_search_plots(run_dir, skipped: dict | None = None) -> dict[str, Figure]:
     """``{stem: Figure}`` of the search pictures that apply to ``run_dir``; the reasons for the
     others go into ``skipped`` when given."""
-    stored = read_json(Path(run_dir) / SETTINGS_FILE)
+    stored = read_stored_settings(run_dir)
     metric = stored.get("scoring", "score")
     figures = {}
     for stem, data in search_plot_data(run_dir).items():

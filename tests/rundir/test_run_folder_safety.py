@@ -172,6 +172,33 @@ def test_damaged_json_files_are_named_or_written_anew(tmp_path, capsys):
     assert json.loads((run / "summary.json").read_text())["winner"]["trial"] in (0, 1)
 
 
+def test_settings_json_values_of_the_wrong_kind_are_named_by_their_key(tmp_path, capsys):
+    """A hand-edited settings.json: report, retrain and resume name the file and its key (the commands
+    have no such flag to blame), and a settings.json copied in from another run on the same data is
+    refused before any retraining starts (it would retrain with that run's seed and budget)."""
+    run = run_search(SearchSettings(dataset="digits", n=2, cv=2, max_epochs=1, patience=0, progress=False,
+                                    out=str(tmp_path / "run")))
+    settings = json.loads((run / "settings.json").read_text())
+    commands = (["report", str(run)], ["retrain", str(run), "--no-progress"],
+                ["search", "--resume", str(run), "--no-progress"])
+    for key, value, said in (("cv", "two", "its cv must be a whole number, got 'two'"),
+                             ("top", 0, "its top must be a whole number >= 1, got 0"),
+                             ("data_dir", 5, "its data_dir must be a string or null, got 5"),
+                             ("extra", [], "its extra must be an object, got []")):
+        (run / "settings.json").write_text(json.dumps({**settings, key: value}))
+        for argv in commands:
+            assert main(argv) == 2, (key, argv)
+            err = capsys.readouterr().err
+            assert f"{run / 'settings.json'} is damaged: {said}; put back a copy" in err, err
+            assert err.count("\n") == 1 and f"--{key.replace('_', '-')}" not in err, err
+    copied = {**settings, "cv": 3, "seed": 1, "top": 15, "retrain_epochs": 300}  # another run's, same data
+    (run / "settings.json").write_text(json.dumps(copied))
+    assert main(["retrain", str(run), "--no-progress"]) == 2
+    out, err = capsys.readouterr()
+    assert "its trials were made with cv 2, seed 0, but its settings.json gives cv 3, seed 1" in err, err
+    assert "retraining" not in out and not (run / "retrain.csv").exists()
+
+
 def test_a_state_from_a_later_rung_is_not_a_fits_past(tmp_path, digits, capsys):
     """A state with more epochs than the rung asks for (another rung's, copied back) is refused on both
     engines: the fit trains from scratch and scores what a fresh fit scores."""
