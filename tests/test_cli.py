@@ -367,6 +367,15 @@ def test_a_run_searched_without_retraining_is_resumed_without_it(tmp_path, capsy
     out = capsys.readouterr().out
     assert "was searched with --no-retrain: resuming it does not retrain either" in out
     assert not (run / "retrain.csv").exists() and "retraining the best" not in out
+    assert f"retrain later with: hpsearch retrain {run}" in out
+    # retrained since: a resume names that winner instead of asking for a retraining as if there were none
+    assert main(["retrain", str(run), "--top", "1", "--retrain-epochs", "1", "--no-progress"]) == 0
+    winner = json.loads((run / "summary.json").read_text())["winner"]["trial"]
+    capsys.readouterr()
+    assert main(["search", "--resume", str(run), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert f"the winner retrained earlier is trial {winner} (summary.json); hpsearch retrain {run} brings it up to " \
+           "date" in out and "retrain later" not in out
     # --resume with a flag that makes other trials: refused by that flag, before any data are loaded
     # (not by --fold-racing, which it would clash with, nor after downloading another dataset)
     before = (run / "settings.json").read_text()

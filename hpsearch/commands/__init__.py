@@ -77,7 +77,13 @@ def _after_search(args, settings, backend, run_dir, elapsed: float) -> int:
     if args.no_retrain:
         report = _report(run_dir)
         first = f"{report} (the run on one page)" if report else f"{run_dir / 'sorted_scores.dat'} (the ranking)"
-        print(f"\nopen first: {first}; retrain later with: hpsearch retrain {run_dir}")
+        winner = _retrained_winner(run_dir)
+        if winner is None:
+            print(f"\nopen first: {first}; retrain later with: hpsearch retrain {run_dir}")
+        else:  # retrained before this resume: its configs may have moved the top
+            print(f"\nopen first: {first}; the winner retrained earlier is trial {winner} (summary.json); hpsearch "
+                  f"retrain {run_dir} brings it up to date with this session's configs (a config retrained already "
+                  "is reused, not trained again)")
         return 0
     options = {key: getattr(settings, key) for key in retrain_defaults()}
     result = retrain_and_say(run_dir, options, settings.device, settings.progress, backend, lock=False,  # held already
@@ -87,6 +93,18 @@ def _after_search(args, settings, backend, run_dir, elapsed: float) -> int:
     print(f"\nresults in {run_dir}/; open first: {report.name + ' (the whole run on one page), ' if report else ''}"
           "summary.json (the winner), sorted_scores.dat (the ranking), confusion_matrix.png")
     return code
+
+
+def _retrained_winner(run_dir) -> int | None:
+    """The trial summary.json names as the run's retrained winner, or None (never retrained, or damaged)."""
+    from ..rundir.names import SUMMARY_FILE
+    from ..search_flags import read_json
+
+    try:
+        trial = read_json(Path(run_dir) / SUMMARY_FILE).get("winner", {}).get("trial")
+    except (UsageError, AttributeError):
+        return None
+    return trial if isinstance(trial, int) else None
 
 
 def _report(run_dir) -> Path | None:
