@@ -5,12 +5,16 @@ it), the output, the config and its scores, the data, the versions and the run's
 
 The exported network returns **probabilities** (the winner's own output activation applied:
 softmax, or the head's), shape ``(n, K)``, or ``(n, positions, K)`` for labels per position. The
-batch dimension is dynamic. ``check`` runs each file in its own runtime (onnxruntime, ``torch.jit``)
-on the run's test images and compares with the winner: the same argmax on every image and the largest
-difference of a probability, printed and held under ``TOLERANCE``. Files are written atomically; the
-card keeps a digest of ``winner.pt``, and exporting again is a no-op until the winner changes. The
-tracer's warnings are not hidden: a Python branch on a tensor value is exported as the example input took
-it, and one line per format and place says so on stderr (the export goes on).
+batch dimension is dynamic, and each file is run on batches of 1 and 3 besides the traced 2, always
+(a forward reading ``len(x)`` is traced as a constant). ``check`` runs each file in its own runtime
+(onnxruntime, ``torch.jit``; ``hpsearch.winner.exported``) on the run's test images and compares with
+the winner: the same argmax on every image and the largest difference of a probability, printed and
+held under ``TOLERANCE``. The files are staged and put in place only once they pass, so a failed
+export leaves the folder as it was. The card keeps a digest of ``winner.pt`` and of each file, and
+exporting again is a no-op until the winner changes, a file is damaged or replaced, or a check is
+asked that was not run. The tracer's warnings are not hidden: a Python branch on a tensor value is
+exported as the example input took it, and one line per format and place says so on stderr (the
+export goes on).
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -27,17 +32,16 @@ import torch
 from torch import nn
 
 from ..data.preprocess import with_defaults
-from ..errors import UsageError, brief, param
+from ..errors import UsageError, brief, param, plural
 from ..rundir.atomic import atomic_write, atomic_write_text
 from ..rundir.names import WINNER_FILE
+from .exported import BATCH_ADVICE, CARD_FILE, FAMILIAR_FILE, FORMATS, exported_answers, run_batch, runner
 
 __all__ = ["export_winner", "exported_answers", "FORMATS", "TOLERANCE", "CARD_FILE", "FAMILIAR_FILE"]
 
-FORMATS = {"onnx": "model.onnx", "torchscript": "model.ts"}
-CARD_FILE = "model.json"
-FAMILIAR_FILE = "familiarity.npz"  # the winner's reference images and threshold: "unlike the training images"
 OPSET = 17
 TOLERANCE = 1e-4
+PROBE_BATCHES = (1, 3)  # batch sizes each file is run on besides the traced example's 2
 TRACE_ADVICE = ("the export follows only the path taken on the example input; check it, or avoid Python branches "
                 "on tensor values")
 # every step of hpsearch.data.preprocess.preprocess, for a deployment that has only the card
@@ -114,22 +118,6 @@ def _write_familiarity(info: dict, out: Path) -> dict | None:
             "measure": "RMS pixel distance to the nearest reference image, over the threshold; above 1: unlike"}
 
 
-def _read_familiarity(card: dict, folder: Path):
-    """The export's reference as ``Familiarity``, or None (an export without one, or its file gone)."""
-    from .familiar import Familiarity
-
-    entry = card.get("familiarity")
-    path = folder / (entry or {}).get("file", FAMILIAR_FILE)
-    if not entry or not path.is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as data:  # a file is data: no pickle
-            return Familiarity({"reference": data["reference"], "threshold": float(data["threshold"]),
-                                "quantile": float(data["quantile"])})
-    except (OSError, ValueError, KeyError) as exc:
-        raise UsageError(f"{path}: cannot be read ({brief(exc)}); export again (hpsearch export)") from None
-
-
 def _traced(fmt: str, trace) -> list[str]:
     """``trace()`` with the exporters' noise (deprecations) ignored but not their TracerWarnings, which
     say the file may hold only the path the example input took: one line each, by file and line."""
@@ -164,24 +152,13 @@ def _export_torchscript(model: nn.Module, example: torch.Tensor, path: Path) -> 
     return lines
 
 
-def _run(fmt: str, path: Path, X: np.ndarray) -> np.ndarray:
-    if fmt == "onnx":
-        import onnxruntime
-
-        session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-        return session.run(None, {"images": X.astype(np.float32)})[0]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        loaded = torch.jit.load(str(path), map_location="cpu")
-    with torch.no_grad():
-        return loaded(torch.as_tensor(X)).numpy()
-
-
 def export_winner(run_dir, formats=("onnx", "torchscript"), out=None, check: bool = True, dataset=None) -> dict:
     """Export the run's winner (see the module's text); returns ``{"card": path, "files": [...],
     "checks": {format: {"same_argmax": bool, "max_abs_diff": float, "images": n}}, "skipped": bool,
     "warnings": [line, ...]}``: the tracer's warnings, also printed to stderr, one line each (a Python
-    branch on a tensor value: the file holds only the path the example input took)."""
+    branch on a tensor value: the file holds only the path the example input took). The files are put
+    in place only once they run at other batch sizes than the traced one and (``check``) agree with
+    the winner on the test images: a failed export leaves ``out`` as it was."""
     from ..rundir.run_info import run_dataset
     from .bundle import load_winner
 
@@ -192,105 +169,123 @@ def export_winner(run_dir, formats=("onnx", "torchscript"), out=None, check: boo
     if not (run_dir / WINNER_FILE).is_file():
         raise UsageError(f"{run_dir} holds no {WINNER_FILE}; retrain first: hpsearch retrain {run_dir}")
     out = Path(out) if out is not None else run_dir / "export"
+    if out.is_file():
+        raise UsageError(f"{param('out')} {out} is a file; give a folder (the export writes "
+                         f"{', '.join(FORMATS.values())} and {CARD_FILE} in it)")
     digest = _digest(run_dir / WINNER_FILE)
     card_path = out / CARD_FILE
-    old = {}
-    if card_path.is_file():
-        try:
-            old = json.loads(card_path.read_text())
-        except ValueError:
-            old = {}
-        if old.get("winner_digest") == digest and all((out / FORMATS[f]).is_file() for f in formats) \
-                and set(formats) <= set(old.get("files", {})) and "familiarity" in old:
-            return {"card": card_path, "files": [out / FORMATS[f] for f in formats], "checks": {}, "skipped": True,
-                    "warnings": []}
+    old = _old_card(card_path)
+    if _up_to_date(old, out, formats, digest, check):
+        return {"card": card_path, "files": [out / FORMATS[f] for f in formats], "checks": {}, "skipped": True,
+                "warnings": []}
     net = load_winner(run_dir)
     info = net.winner_
+    if old.get("winner_digest") not in (None, digest):  # another run's, or an earlier winner's: said, not silent
+        print(f"{out} holds the export of another winner (trial {old.get('trial')} on {old.get('dataset')}); "
+              "it is replaced", file=sys.stderr, flush=True)
     # the winner's own predict nonlinearity: skorch's softmax for cross-entropy, the head's otherwise
     model = Probabilities(net.module_.eval(), net._get_predict_nonlinearity()).eval()
-    example = torch.zeros((2, *[int(v) for v in info["image_shape"]]))
+    shape = tuple(int(v) for v in info["image_shape"])
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise UsageError(f"{param('out')} {out}: cannot make the folder ({exc.strerror}); give a writable "
                          "one") from None
-    files, traced = [], []
-    for fmt in formats:
-        path = out / FORMATS[fmt]
+    staged = {fmt: out / f".{FORMATS[fmt]}.staged" for fmt in formats}  # hidden until checked
+    try:
+        traced = _write_staged(net, model, shape, staged)
+        runs = {fmt: runner(fmt, path) for fmt, path in staged.items()}
+        _check_other_batches(model, shape, runs, out)
+        checks = {}
+        if check:
+            data = dataset if dataset is not None else run_dataset(run_dir)
+            checks = _check_test_images(net, data.X_test.astype(np.float32), runs, out)
+        for fmt, path in staged.items():
+            os.replace(path, out / FORMATS[fmt])
+    finally:
+        for path in staged.values():
+            path.unlink(missing_ok=True)
+    files = [out / FORMATS[f] for f in formats]
+    # a format exported earlier for this same winner, its file still as written, stays on the card
+    kept = [f for f in FORMATS if f not in formats and _intact(old, out, f)] if old.get("winner_digest") == digest \
+        else []
+    card = _card(net, info, run_dir, [f for f in FORMATS if f in formats or f in kept], digest)
+    card["familiarity"] = _write_familiarity(info, out)
+    card["checks"] = {**{f: old["checks"][f] for f in kept if f in (old.get("checks") or {})}, **checks}
+    card["file_digests"] = {f: _digest(out / FORMATS[f]) for f in card["files"]}
+    atomic_write_text(card_path, json.dumps(card, indent=2, default=str) + "\n")
+    return {"card": card_path, "files": files, "checks": checks, "skipped": False, "warnings": traced}
+
+
+def _old_card(card_path: Path) -> dict:
+    try:
+        old = json.loads(card_path.read_text()) if card_path.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+    return old if isinstance(old, dict) else {}
+
+
+def _intact(card: dict, out: Path, fmt: str) -> bool:
+    """The card names ``fmt``'s file, and the file there is the one it wrote (not damaged, not replaced)."""
+    digests = card.get("file_digests")
+    path = out / FORMATS[fmt]
+    return (fmt in card.get("files", {}) and isinstance(digests, dict) and path.is_file()
+            and digests.get(fmt) == _digest(path))
+
+
+def _up_to_date(old: dict, out: Path, formats, digest: str, check: bool) -> bool:
+    """Exporting again would write the same files: this winner's, intact, checked if a check is asked."""
+    return (old.get("winner_digest") == digest and "familiarity" in old and all(_intact(old, out, f) for f in formats)
+            and (not check or all(f in (old.get("checks") or {}) for f in formats)))
+
+
+def _write_staged(net, model: nn.Module, shape: tuple, staged: dict) -> list[str]:
+    """Trace ``model`` on a batch of 2 into each staged file; the tracer's warnings, printed and returned."""
+    example = torch.zeros((2, *shape))
+    traced = []
+    for fmt, path in staged.items():
         try:
             traced += (_export_onnx if fmt == "onnx" else _export_torchscript)(model, example, path)
+        except UsageError:
+            raise  # the folder's fault (StorageError: full, read-only), not the model's
         except ImportError as exc:
             raise UsageError(f"{fmt} export needs {exc.name}: pip install -e '.[export]'") from None
         except Exception as exc:  # noqa: BLE001 - a module the exporter cannot trace: one line, the reason
             raise UsageError(f"the winner ({type(net.module_).__name__}) cannot be exported as {fmt}: "
                              f"{type(exc).__name__}: {brief(exc, 200)}") from None
-        files.append(path)
-    for line in traced:  # before the check, which only tries the test images
+    for line in traced:  # before the checks, which only try some inputs
         print(line, file=sys.stderr, flush=True)
+    return traced
+
+
+def _check_other_batches(model: nn.Module, shape: tuple, runs: dict, out: Path) -> None:
+    """Each file run on batches of 1 and 3 random images gives the module's own answers: a shape traced
+    as a constant (``len(x)``) passes the batch of 2 it was traced on and nothing else. Runs even with
+    ``check`` off: it costs a few milliseconds, and a file fixed at 2 images is no use to anyone."""
+    generator = torch.Generator().manual_seed(0)
+    for n in PROBE_BATCHES:
+        probe = torch.rand((n, *shape), generator=generator)
+        with torch.no_grad():
+            expected = model(probe).numpy()
+        for fmt, run in runs.items():
+            got = run_batch(run, probe.numpy(), fmt, out / FORMATS[fmt], left=out)
+            if got.shape != expected.shape or not np.abs(got - expected).max() < TOLERANCE:
+                said = (f"gives shape {got.shape}, not {expected.shape}" if got.shape != expected.shape
+                        else f"differs by up to {np.abs(got - expected).max():.2e}")
+                raise UsageError(f"the winner exported as {fmt} {said} on a batch of {plural(n, 'image')} (traced on "
+                                 f"2); {BATCH_ADVICE}; {TRACE_ADVICE}; nothing written, {out} is as it was")
+
+
+def _check_test_images(net, X: np.ndarray, runs: dict, out: Path) -> dict:
+    """Each file against the winner on the run's test images: the same argmax, probabilities within TOLERANCE."""
+    expected = net.predict_proba(X)
     checks = {}
-    if check:
-        data = dataset if dataset is not None else run_dataset(run_dir)
-        X = data.X_test.astype(np.float32)
-        expected = net.predict_proba(X)
-        for fmt, path in zip(formats, files, strict=True):
-            got = _run(fmt, path, X)
-            checks[fmt] = {"same_argmax": bool(np.array_equal(got.argmax(-1), expected.argmax(-1))),
-                           "max_abs_diff": float(np.abs(got - expected).max()), "images": int(len(X))}
-            if not checks[fmt]["same_argmax"] or checks[fmt]["max_abs_diff"] >= TOLERANCE:
-                raise UsageError(f"{path}: the exported {fmt} model disagrees with the winner on the test images "
-                                 f"(same argmax: {checks[fmt]['same_argmax']}, largest probability difference "
-                                 f"{checks[fmt]['max_abs_diff']:.2e}); it is left there, unfit for use")
-    # a format exported earlier for this same winner, its file still there, stays on the card
-    kept = [f for f in FORMATS if f not in formats and f in old.get("files", {}) and (out / FORMATS[f]).is_file()] \
-        if old.get("winner_digest") == digest else []
-    card = _card(net, info, run_dir, [f for f in FORMATS if f in formats or f in kept], digest)
-    card["familiarity"] = _write_familiarity(info, out)
-    card["checks"] = {**{f: old["checks"][f] for f in kept if f in (old.get("checks") or {})}, **checks}
-    atomic_write_text(card_path, json.dumps(card, indent=2, default=str) + "\n")
-    return {"card": card_path, "files": files, "checks": checks, "skipped": False, "warnings": traced}
-
-
-def exported_answers(model, files):
-    """``hpsearch predict --model``: each image file through the card's preprocessing and the exported
-    file alone (no run folder, no winner.pt): ``{path, class_name, probability, error}`` per file."""
-    from ..data.preprocess import preprocess
-    from .familiar import unlike
-    from .predict_files import read_image_file
-
-    path = Path(model)
-    if path.is_dir():
-        found = [path / name for name in FORMATS.values() if (path / name).is_file()]
-        if not found:
-            raise UsageError(f"{param('model')} {path}: no model.onnx or model.ts there; make them with hpsearch "
-                             "export")
-        path = found[0]
-    if path.suffix not in (".onnx", ".ts") or not path.is_file():
-        missing = "no such file; " if not path.exists() else ""
-        raise UsageError(f"{param('model')} {path}: {missing}give a model.onnx or model.ts that hpsearch export wrote "
-                         "(or their folder)")
-    card_path = path.parent / CARD_FILE
-    try:
-        card = json.loads(card_path.read_text())
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"{card_path}: the card beside {path.name} cannot be read ({exc}); export again") from None
-    fmt = "onnx" if path.suffix == ".onnx" else "torchscript"
-    familiarity = _read_familiarity(card, path.parent)
-    for file in map(Path, files):
-        answer = {"path": str(file), "class_name": None, "probability": None, "error": None}
-        try:
-            x = preprocess(read_image_file(file), card["preprocess"])
-        except (OSError, UsageError) as exc:
-            answer["error"] = f"cannot read it: {brief(exc)}" if isinstance(exc, OSError) else str(exc)
-            yield answer
-            continue
-        proba = _run(fmt, path, x[None])[0]
-        if proba.ndim == 2:  # one label per position: the digits, the product of their probabilities
-            from ..viz.positions import label_text
-
-            answer.update(class_name=label_text(proba.argmax(-1), card["class_names"]),
-                          probability=float(np.prod(proba.max(-1))))
-        else:
-            best = int(proba.argmax())
-            answer.update(class_name=card["class_names"][best], probability=float(proba[best]))
-        answer.update(unlike(familiarity, x))
-        yield answer
+    for fmt, run in runs.items():
+        got = run_batch(run, X, fmt, out / FORMATS[fmt], left=out)
+        checks[fmt] = {"same_argmax": bool(np.array_equal(got.argmax(-1), expected.argmax(-1))),
+                       "max_abs_diff": float(np.abs(got - expected).max()), "images": int(len(X))}
+        if not checks[fmt]["same_argmax"] or checks[fmt]["max_abs_diff"] >= TOLERANCE:
+            raise UsageError(f"the winner exported as {fmt} disagrees with the winner on the test images (same "
+                             f"argmax: {checks[fmt]['same_argmax']}, largest probability difference "
+                             f"{checks[fmt]['max_abs_diff']:.2e}); {TRACE_ADVICE}; nothing written, {out} is as it was")
+    return checks

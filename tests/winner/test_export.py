@@ -235,3 +235,55 @@ def test_a_module_changed_since_the_retraining_is_one_line(digits, tmp_path, edi
     importlib.invalidate_caches()
     with pytest.raises(UsageError, match=said + r".*put it back as it was, or retrain: hpsearch retrain"):
         load_winner(run)
+
+
+BATCH_OF_TWO = """
+from torch import nn
+
+
+class BatchOfTwo(nn.Module):
+    def __init__(self, image_shape, n_classes):
+        super().__init__()
+        self.linear = nn.Linear(64, n_classes)
+
+    def forward(self, x):
+        return self.linear(x.reshape(len(x), -1))  # len(x): a constant to the tracer
+"""
+
+
+def test_a_file_fixed_at_the_traced_batch_is_refused_and_leaves_the_folder_as_it_was(digits, tmp_path, capsys):
+    """len(x) in a forward is traced as the example's 2: such a file used to be written, said checked
+    (--no-check) or fail with a runtime's traceback (the check). Now both are one line with the fix, and
+    the folder keeps what it held (here an earlier winner's export, still on its card)."""
+    run = _own_winner(tmp_path, digits, "twonets", BATCH_OF_TWO, "BatchOfTwo")
+    out = tmp_path / "exported"
+    (tmp_path / "other").mkdir()
+    _winner(tmp_path / "other", digits, CONFIGS["mlp"], epochs=1)
+    export_winner(tmp_path / "other", out=out, check=False)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    for flags in ([], ["--no-check"]):
+        assert main(["export", str(run), "--out", str(out), *flags]) == 2
+        err = capsys.readouterr().err.splitlines()[-1]
+        assert "the winner exported as onnx fails on a batch of 1 image (" in err, err
+        assert "is traced as a fixed batch of 2: write x.flatten(1)" in err and f"nothing written, {out} is as it" in err
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no staged file left either
+
+
+def test_a_later_export_checks_what_no_check_skipped_and_replaces_a_damaged_file(retrained_run, tmp_path, capsys):
+    out = tmp_path / "exported"
+    assert main(["export", str(retrained_run), "--out", str(out), "--no-check"]) == 0
+    assert json.loads((out / "model.json").read_text())["checks"] == {}
+    capsys.readouterr()
+    assert main(["export", str(retrained_run), "--out", str(out)]) == 0  # the check asked for now is run
+    printed = capsys.readouterr().out
+    assert "already exported" not in printed and "onnx: same class as the winner on all 360 test images" in printed
+    (out / "model.ts").write_bytes(b"junk")  # damaged, or replaced by another file
+    assert main(["predict", "--model", str(out / "model.ts"), str(out / "model.json")]) == 2
+    err = capsys.readouterr().err
+    assert f"{out / 'model.ts'} cannot be read as a torchscript model (" in err and "export it again" in err, err
+    assert err.count("\n") == 1
+    assert main(["export", str(retrained_run), "--out", str(out)]) == 0
+    assert "already exported" not in capsys.readouterr().out and (out / "model.ts").read_bytes() != b"junk"
+    assert main(["export", str(retrained_run), "--out", str(out / "model.json")]) == 2
+    assert f"--out {out / 'model.json'} is a file; give a folder" in capsys.readouterr().err

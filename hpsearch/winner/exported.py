@@ -1,0 +1,126 @@
+"""An exported winner at work, without the run folder: ``model.onnx`` or ``model.ts`` loaded in its own
+runtime (onnxruntime, ``torch.jit``) and run on a batch, and ``hpsearch predict --model``'s answers from
+the file and its card alone. The export (``hpsearch.winner.export``) checks its files through the same
+runner, so what it checks is what a user of the file runs."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import UsageError, brief, param, plural
+
+__all__ = ["runner", "run_batch", "exported_answers", "FORMATS", "CARD_FILE", "FAMILIAR_FILE", "BATCH_ADVICE"]
+
+FORMATS = {"onnx": "model.onnx", "torchscript": "model.ts"}
+CARD_FILE = "model.json"
+FAMILIAR_FILE = "familiarity.npz"  # the winner's reference images and threshold: "unlike the training images"
+# The tracer records a Python number as a constant: len(x) in a forward fixes the batch at the example's 2.
+BATCH_ADVICE = ("a forward that takes the batch size as a Python number (len(x), or x.shape[0] passed through int()) "
+                "is traced as a fixed batch of 2: write x.flatten(1) or x.view(x.size(0), -1) in your module, and "
+                "export again")
+
+
+def runner(fmt: str, path: Path) -> Callable[[np.ndarray], np.ndarray]:
+    """The exported file ``path`` loaded once in its runtime, as a function of a float32 batch (NCHW) that
+    returns the probabilities; a file that does not load (damaged, replaced) is a ``UsageError`` naming it."""
+    try:
+        if fmt == "onnx":
+            import onnxruntime
+
+            session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            return lambda X: session.run(None, {"images": np.asarray(X, np.float32)})[0]
+        with warnings.catch_warnings():  # torch 2.13 says jit is deprecated; it reads these files all the same
+            warnings.simplefilter("ignore", DeprecationWarning)
+            loaded = torch.jit.load(str(path), map_location="cpu")
+    except ImportError as exc:
+        raise UsageError(f"{fmt} needs {exc.name}: pip install -e '.[export]'") from None
+    except Exception as exc:  # noqa: BLE001 - the runtimes raise their own types for a file they cannot read
+        raise UsageError(f"{path} cannot be read as a {fmt} model ({type(exc).__name__}: {brief(exc)}); export it "
+                         "again: hpsearch export RUN_DIR") from None
+
+    def run(X: np.ndarray) -> np.ndarray:
+        with torch.no_grad():
+            return loaded(torch.as_tensor(np.asarray(X, np.float32))).numpy()
+    return run
+
+
+def run_batch(run: Callable[[np.ndarray], np.ndarray], X: np.ndarray, fmt: str, path: Path,
+              left: Path | None = None) -> np.ndarray:
+    """``run(X)``, a runtime's failure on this batch (a shape fixed at the traced batch) said in one line;
+    ``left``: the export's folder, which a failure during the export leaves as it was."""
+    try:
+        return run(X)
+    except Exception as exc:  # noqa: BLE001 - onnxruntime and torch.jit raise their own types
+        what = f"the winner exported as {fmt}" if left is not None else f"{path}: the exported {fmt} model"
+        after = f"; nothing written, {left} is as it was" if left is not None else ""
+        raise UsageError(f"{what} fails on a batch of {plural(len(X), 'image')} ({type(exc).__name__}: "
+                         f"{brief(exc)}); {BATCH_ADVICE}{after}") from None
+
+
+def _read_familiarity(card: dict, folder: Path):
+    """The export's reference as ``Familiarity``, or None (an export without one, or its file gone)."""
+    from .familiar import Familiarity
+
+    entry = card.get("familiarity")
+    path = folder / (entry or {}).get("file", FAMILIAR_FILE)
+    if not entry or not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as data:  # a file is data: no pickle
+            return Familiarity({"reference": data["reference"], "threshold": float(data["threshold"]),
+                                "quantile": float(data["quantile"])})
+    except (OSError, ValueError, KeyError) as exc:
+        raise UsageError(f"{path}: cannot be read ({brief(exc)}); export again (hpsearch export)") from None
+
+
+def exported_answers(model, files):
+    """``hpsearch predict --model``: each image file through the card's preprocessing and the exported
+    file alone (no run folder, no winner.pt): ``{path, class_name, probability, error}`` per file."""
+    from ..data.preprocess import preprocess
+    from .familiar import unlike
+    from .predict_files import read_image_file
+
+    path = Path(model)
+    if path.is_dir():
+        found = [path / name for name in FORMATS.values() if (path / name).is_file()]
+        if not found:
+            raise UsageError(f"{param('model')} {path}: no model.onnx or model.ts there; make them with hpsearch "
+                             "export")
+        path = found[0]
+    if path.suffix not in (".onnx", ".ts") or not path.is_file():
+        missing = "no such file; " if not path.exists() else ""
+        raise UsageError(f"{param('model')} {path}: {missing}give a model.onnx or model.ts that hpsearch export wrote "
+                         "(or their folder)")
+    card_path = path.parent / CARD_FILE
+    try:
+        card = json.loads(card_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{card_path}: the card beside {path.name} cannot be read ({exc}); export again") from None
+    fmt = "onnx" if path.suffix == ".onnx" else "torchscript"
+    familiarity = _read_familiarity(card, path.parent)
+    run = runner(fmt, path)  # once, not per image
+    for file in map(Path, files):
+        answer = {"path": str(file), "class_name": None, "probability": None, "error": None}
+        try:
+            x = preprocess(read_image_file(file), card["preprocess"])
+        except (OSError, UsageError) as exc:
+            answer["error"] = f"cannot read it: {brief(exc)}" if isinstance(exc, OSError) else str(exc)
+            yield answer
+            continue
+        proba = run_batch(run, x[None], fmt, path)[0]
+        if proba.ndim == 2:  # one label per position: the digits, the product of their probabilities
+            from ..viz.positions import label_text
+
+            answer.update(class_name=label_text(proba.argmax(-1), card["class_names"]),
+                          probability=float(np.prod(proba.max(-1))))
+        else:
+            best = int(proba.argmax())
+            answer.update(class_name=card["class_names"][best], probability=float(proba[best]))
+        answer.update(unlike(familiarity, x))
+        yield answer
