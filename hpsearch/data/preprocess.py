@@ -43,11 +43,14 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from ..errors import UsageError, brief
 
 __all__ = ["scale", "preprocessing_for", "preprocess", "with_defaults", "open_image", "ImageRejected", "IMAGE_FORMATS",
-           "MAX_PIXELS"]
+           "MAX_PIXELS", "MAX_BOX_SIDE"]
 
 IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF")
 MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
 MAX_PIXELS = 4096 * 4096  # larger pictures are refused before they are decoded (decompression bombs)
+# centring pads the ink's box to a square: a longer box is first shrunk to this side (a 200000x1 image
+# would otherwise make a square of 149 GiB)
+MAX_BOX_SIDE = 4096
 INK_THRESHOLD = 0.2
 # name -> (the raw maximum the loader divides by, center, fit, levels)
 _CONVENTIONS = {
@@ -99,16 +102,20 @@ def open_image(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
             image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
             width, height = image.size
             if width * height > max_pixels:
-                raise ImageRejected(f"image of {width}x{height} pixels refused: at most {max_pixels} pixels", 413)
+                raise ImageRejected(f"image of {width}x{height} pixels refused: at most {max_pixels:,} pixels; make "
+                                    "it smaller", 413)
             image.seek(0)
             image.load()
     except ImageRejected:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageRejected(f"image refused as a decompression bomb ({exc})", 413) from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, EOFError) as exc:
-        reason = brief(exc)
-        raise ImageRejected(f"the image cannot be read ({reason})", 400) from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # Pillow's own, larger cap: ours said
+        raise ImageRejected(f"image refused: at most {max_pixels:,} pixels, and its header declares far more (a "
+                            "decompression bomb?)", 413) from None
+    except UnidentifiedImageError:  # Pillow's message names its BytesIO object
+        raise ImageRejected("the image cannot be read (cut short, or not the format its first bytes say)",
+                            400) from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise ImageRejected(f"the image cannot be read ({brief(exc)})", 400) from None
     return image
 
 
@@ -166,6 +173,9 @@ def _centered(x: np.ndarray, size: tuple[int, int], fit: float) -> np.ndarray:
         return _resize(x, size)
     box = x[:, rows.min():rows.max() + 1, cols.min():cols.max() + 1]
     side = max(box.shape[1:])
+    if side > MAX_BOX_SIDE:  # a thin strip: its shape kept, memory bounded (no 200000-pixel square)
+        box = _resize(box, tuple(max(1, round(n * MAX_BOX_SIDE / side)) for n in box.shape[1:]))
+        side = max(box.shape[1:])
     square = np.zeros((x.shape[0], side, side), dtype=np.float32)
     top, left = (side - box.shape[1]) // 2, (side - box.shape[2]) // 2
     square[:, top:top + box.shape[1], left:left + box.shape[2]] = box

@@ -75,6 +75,10 @@ def _listen(host: str, port: int):
     try:
         return socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
     except (OSError, OverflowError) as exc:
-        why = os.strerror(exc.errno) if getattr(exc, "errno", None) else str(exc)  # without the address again
+        errno = getattr(exc, "errno", None)  # negative: getaddrinfo's codes (a host name that does not resolve)
+        if errno is not None and errno < 0:
+            raise UsageError(f"{param('host')} {host}: no such host name here; give this machine's address "
+                             "(127.0.0.1 for this machine alone, 0.0.0.0 for the network)") from None
+        why = os.strerror(errno) if errno else str(exc)
         raise UsageError(f"{param('host')} {host} {param('port')} {port}: cannot listen there ({why}); choose "
                          f"another {param('port')} (0: any free one), or stop what holds it") from None

@@ -52,8 +52,10 @@ HOW = ("decode with Pillow: EXIF orientation applied, the first frame, transpare
        "the border pixels (first and last rows and columns, all channels) is above 0.5; an image already H x W "
        "stays as it is, else it is resized: each channel alone, as float32 (Pillow mode 'F'), with Pillow's LANCZOS "
        "filter, then clipped to [0, 1]; with 'center' true, the ink's box (where the channels' maximum is above "
-       "0.2 of its brightest) is cut out, padded with zeros to a square (the box in its middle), resized to "
-       "round('fit' * min(H, W)) pixels a side and pasted in the middle of a zero H x W frame (no ink: the whole "
+       "0.2 of its brightest) is cut out (a box longer than 4096 pixels first resized, as below, to 4096 on its "
+       "longer side and the other in proportion, rounded, at least 1), padded with zeros to a square (the box in "
+       "its middle), resized to round('fit' * min(H, W)) pixels a side and pasted in the middle of a zero H x W "
+       "frame (no ink: the whole "
        "picture is resized); after resizing, with 'stretch' true, divide by the maximum (when above 0); last, "
        "with 'levels' set, x = round(x * (levels - 1)) / (levels - 1). hpsearch.data.preprocess.preprocess is "
        "the reference")

@@ -117,6 +117,14 @@ def lab_tiff() -> bytes:
     return out.getvalue()
 
 
+def thin_png(width=200_000) -> bytes:
+    pixels = np.zeros((1, width), np.uint8)
+    pixels[0, [0, -1]] = 255  # ink at both ends: its box is the whole image
+    out = io.BytesIO()
+    Image.fromarray(pixels).save(out, format="PNG")
+    return out.getvalue()
+
+
 def test_every_error_path_and_the_server_survives(client, digits):
     good = png_bytes(digits.X_test[0])
     cases = [
@@ -129,6 +137,7 @@ def test_every_error_path_and_the_server_survives(client, digits):
         (post(client, b""), 400, "empty"),
         (client.post("/api/predict", data={"other": "x"}, files={"x": ("a", good)}), 400, "field 'file'"),
         (post(client, bomb_png()), 413, "pixels"),
+        (post(client, good[:8]), 400, "cannot be read (cut short, or not the format its first bytes say)"),
         (post(client, lab_tiff(), name="a.tif", content_type="image/tiff"), 415, "a LAB image cannot be read"),
     ]
     for response, status, words in cases:
@@ -137,6 +146,29 @@ def test_every_error_path_and_the_server_survives(client, digits):
     for path in ("/static/../winner.pt", "/static/..%2f..%2fwinner.pt", "/static/%2e%2e/app.py", "/winner.pt"):
         assert client.get(path).status_code == 404
     assert post(client, good).status_code == 200  # still serving
+    # 200000 x 1 pixels in a few hundred bytes, ink at both ends: centring used to pad its box to a
+    # 200000-pixel square (149 GiB, a 500); the box is shrunk to 4096 first
+    assert post(client, thin_png()).status_code == 200
+
+
+def test_a_prediction_runs_beside_the_event_loop(mlp, digits, monkeypatch):
+    """The net runs in a worker thread: a slow prediction (a 12-megapixel photo takes a second) does not
+    hold up the page and /api/info for everyone else, as it did on the event loop."""
+    import asyncio
+
+    seen, original = [], mlp.predict_image
+
+    def watched(data):
+        try:
+            asyncio.get_running_loop()
+            seen.append("on the event loop")
+        except RuntimeError:
+            seen.append("in a worker thread")
+        return original(data)
+
+    monkeypatch.setattr(mlp, "predict_image", watched)
+    assert post(TestClient(create_app(mlp)), png_bytes(digits.X_test[0])).status_code == 200
+    assert seen == ["in a worker thread"]
 
 
 def test_pillow_decompression_bomb_is_refused(monkeypatch):
@@ -192,6 +224,15 @@ def test_serve_command_binds_localhost_and_names_a_missing_winner(tmp_path, caps
     (tmp_path / "settings.json").write_text("{}")  # a search not yet retrained
     assert main(["serve", str(tmp_path)]) == 2
     assert "holds no winner.pt" in capsys.readouterr().err
+
+
+def test_a_host_name_that_does_not_resolve_is_said_as_such():
+    from hpsearch.errors import UsageError
+    from hpsearch.web import _listen
+
+    with pytest.raises(UsageError) as info:  # it used to say "Unknown error -2" and to choose another port
+        _listen("nosuchhost.invalid", 0)
+    assert str(info.value).startswith("host nosuchhost.invalid: no such host name here; give this machine's address")
 
 
 @pytest.mark.slow

@@ -31,6 +31,9 @@ def _files(folder, digits):
                                                      constant_values=255)),
         "transparent, 24x20": Image.fromarray(np.dstack([photo[:20, :24], photo[:20, 5:29, 0]]), "RGBA"),
         "palette with a transparent colour, 12x18": Image.fromarray(photo[:18, :12]).quantize(8),
+        # ink at both ends of a 5000-pixel strip: its box is shrunk to 4096 before it is squared
+        "thin strip, 5000x2": Image.fromarray(np.where(np.arange(5000) % 4999 == 0, 0, 255).astype(np.uint8)[None]
+                                              .repeat(2, axis=0)),
     }
     files["palette with a transparent colour, 12x18"].info["transparency"] = 3
     paths = []
