@@ -43,7 +43,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from ..errors import UsageError, brief
 
 __all__ = ["scale", "preprocessing_for", "preprocess", "with_defaults", "open_image", "ImageRejected", "IMAGE_FORMATS",
-           "MAX_PIXELS", "MAX_BOX_SIDE"]
+           "MAX_PIXELS", "MAX_BOX_SIDE", "steps_in_words"]
 
 IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF")
 MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
@@ -236,3 +236,21 @@ def preprocess(image, settings: dict) -> np.ndarray:
     if levels:
         x = np.round(x * (levels - 1)) / (levels - 1)
     return np.ascontiguousarray(x, dtype=np.float32)
+
+
+def steps_in_words(settings: dict) -> str:
+    """What ``preprocess`` does with these settings, as a sentence for people (the page's footer):
+    only the steps it takes, in its order."""
+    settings = with_defaults(settings)
+    channels, height, width = settings["image_shape"]
+    invert = {True: "inverted", False: None, "auto": "inverted when its border is light (ink made bright on "
+              "dark)"}[settings["invert"]]
+    fit = float(settings["fit"])
+    frame = f"{height}\u00d7{width}"
+    resize = f"its ink's box centred and scaled to {fit:.0%} of the {frame} frame" if settings["center"] \
+        else f"resized to {frame}"
+    stretch = " and stretched so its brightest pixel is 1" if settings["stretch"] else ""
+    steps = ["RGB" if channels == 3 else "grey", "scaled to [0, 1]", invert,
+             f"{resize}{stretch} (an image of {frame} stays as it is)",
+             f"rounded to {settings['levels']} levels" if settings["levels"] else None]
+    return ", ".join(step for step in steps if step)

@@ -27,7 +27,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from ..data.preprocess import ImageRejected
+from ..data.preprocess import ImageRejected, steps_in_words
 from ..errors import brief
 from ..winner.predict import Predictor
 
@@ -60,6 +60,7 @@ def _info(predictor: Predictor) -> dict:
         "method": predictor.method,
         "image_shape": list(predictor.image_shape),
         "preprocess": predictor.settings,
+        "preprocess_words": steps_in_words(predictor.settings),
         "max_upload_bytes": MAX_UPLOAD_BYTES,
     }
 

@@ -71,6 +71,11 @@ def test_info_describes_the_winner(client, mlp, retrained_run):
     assert info["test_accuracy"] == pytest.approx(bundle["test_accuracy"])
     assert info["image_shape"] == [1, 8, 8]
     assert info["preprocess"] == preprocessing_for("digits", (1, 8, 8))
+    # the footer says the winner's own steps (it used to name a fixed list, without the stretch and the levels)
+    assert info["preprocess_words"] == (
+        "grey, scaled to [0, 1], inverted when its border is light (ink made bright on dark), its ink's box centred "
+        "and scaled to 100% of the 8\u00d78 frame and stretched so its brightest pixel is 1 (an image of 8\u00d78 stays "
+        "as it is), rounded to 17 levels")
     assert client.get("/").headers["content-type"].startswith("text/html")
     assert "app.js" in client.get("/").text and client.get("/static/app.js").status_code == 200
 

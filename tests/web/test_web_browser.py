@@ -71,6 +71,7 @@ def test_pick_and_drop_a_test_image(server, browser, digits, tmp_path):
     url, predictor = server
     browser.get(url + "/")
     wait_for(browser, lambda d: "winner" in d.find_element(By.ID, "info").text)
+    assert "rounded to 17 levels" in browser.find_element(By.ID, "steps").text  # the footer: this winner's steps
     index = 0
     path = tmp_path / "digit.png"  # a test image as a user has it: 64x64, dark ink on white
     pixels = 255 - (digits.X_test[index][0] * 255).round().astype(np.uint8)

@@ -60,6 +60,7 @@ async function loadInfo() {
   $("info").textContent = `${info.dataset}: ${info.model} winner, test accuracy ${acc}; ` +
     `input ${h}\u00d7${w}${c === 3 ? " RGB" : " grey"}; heat map: ${info.method}`;
   $("seen-caption").textContent = `what the net saw (${h}\u00d7${w})`;
+  $("steps").textContent = info.preprocess_words;
 }
 
 async function loadExamples() {
