@@ -6,7 +6,11 @@ The CNN methods live in submodules loaded on first use (``hpsearch.viz.attributi
 
 import importlib
 
-from .evaluation import (
+from .fonts import use_fallback_fonts
+
+use_fallback_fonts()  # before any figure: class names in scripts DejaVu Sans lacks (零) are drawn, not boxes
+
+from .evaluation import (  # noqa: E402
     class_report,
     learning_curves,
     misclassified,
@@ -15,7 +19,7 @@ from .evaluation import (
     plot_learning_curves,
     plot_misclassified,
 )
-from .neurons import (
+from .neurons import (  # noqa: E402
     box_maximizer,
     maximize_activation,
     plot_maximizers,

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -13,6 +14,7 @@ from ..jobs.resources import threads_per_job, torch_threads
 from ..rundir.atomic import atomic_write, atomic_write_text
 from ..rundir.names import SETTINGS_FILE, SUMMARY_FILE, TRIALS_CSV, TRIALS_DB
 from ..rundir.run_info import read_json, run_dataset
+from ..viz.fonts import glyph_note
 from .bundle import load_winner
 
 __all__ = ["draw_pictures"]
@@ -166,6 +168,9 @@ def draw_pictures(run_dir, method: str = "all", *, images: int = 25, units: int 
 
             dataset = load_dataset(net.winner_["dataset"])
         _check_labels(run_dir, int(net.winner_.get("positions", 0)), dataset)
+        note = glyph_note(dataset.class_names)
+        if note is not None:
+            print(note.replace("RUN_DIR", str(run_dir)), file=sys.stderr, flush=True)
         if layer is not None:
             _check_spatial(net, cam_layer["layer"], layer, dataset.X_test[:1])
         options = PlotOptions(n_images=images, units=units, extra={"gradcam": cam_layer, "hirescam": cam_layer})
