@@ -344,16 +344,19 @@ def _for_the_run(args, exc: UsageError):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .search.interrupt import ClusterLost, SearchInterrupted
+    from .search.interrupt import ClusterLost, SearchInterrupted, keep_swallowed_interrupts, raise_if_interrupted
 
     args = parse_args(argv)
+    keep_swallowed_interrupts()
     try:
         with warnings.catch_warnings(), parameter_names(flag):
             warnings.simplefilter("default")
             warnings.formatwarning = lambda msg, cat, *a, **k: f"{cat.__name__}: {msg}\n"
             if getattr(args, "run_dir", None) is not None and getattr(args, "model", None) is None:
                 commands.check_run_folder(args.run_dir)  # (predict --model takes image files, not a run)
-            return args.func(args)
+            code = args.func(args)
+            raise_if_interrupted()  # a Ctrl-C lost in a callback: the command is said interrupted, not done
+            return code
     except UsageError as exc:
         print(f"hpsearch: error: {_for_the_run(args, exc)}", file=sys.stderr)
         return 2

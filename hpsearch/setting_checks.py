@@ -55,14 +55,14 @@ def one_of(allowed: Callable[[], Iterable[str]]) -> Callable[[str, Any], None]:
     return check
 
 
-def at_least_zero_or_off(noun: str, measured: float) -> Callable[[str, Any], None]:
-    """A check of a setting that takes a number >= 0 (a ``noun``: margin, weight) or ``off``."""
+def at_least_zero_or_off(noun: str, hint: str) -> Callable[[str, Any], None]:
+    """A check of a setting that takes a number >= 0 (a ``noun``: margin, weight) or ``off``; ``hint``
+    says what to choose."""
     def check(name: str, value) -> None:
         if value == "off":
             return
         if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0 or value == float("inf"):
-            raise UsageError(f"{param(name)} must be a {noun} >= 0 or off, got {value!r}; {measured:g} is the "
-                             "measured choice (the default)")
+            raise UsageError(f"{param(name)} must be a {noun} >= 0 or off, got {value!r}; {hint}")
     return check
 
 
@@ -79,9 +79,10 @@ def number_or_off(noun: str, example: float) -> Callable[[str], float | str]:
     return read
 
 
-margin = at_least_zero_or_off("margin", 0.02)
+margin = at_least_zero_or_off("margin", "0.02 is the measured choice (the default)")
 margin_or_off = number_or_off("margin", 0.02)
-weight = at_least_zero_or_off("weight", 0.5)
+weight = at_least_zero_or_off("weight", "off is the default (0.5, measured in BENCHMARKS.md, chose configs that tested "
+                                         "worse in real runs)")
 weight_or_off = number_or_off("weight", 0.5)
 
 

@@ -346,7 +346,9 @@ def test_the_command_line_says_what_it_does(tmp_path, capsys):
     assert main(["search", "--strategy", "hyperband", "--n", "6", "--min-epochs", "1", "--max-epochs", "3",
                  "--cv", "2", "--patience", "0", "--no-progress", "--no-retrain", "--out", str(tmp_path / "hb")]) == 2
     said = capsys.readouterr()
-    assert "holds a search with other settings (" in said.err and "--n: stored 9, now 6" in said.err
+    # the setting first and alone: Hyperband's brackets follow from --n (they were dumped before it)
+    assert "holds a search with other settings (--n: stored 9, now 6 (halving's and Hyperband's rungs" in said.err
+    assert "brackets" not in said.err
     assert "per rung" not in said.out
     # another strategy: named first and alone, not with the settings only the stored strategy has
     assert main(["search", "--strategy", "random", "--n", "9", "--max-epochs", "3", "--cv", "2", "--patience", "0",
@@ -356,6 +358,10 @@ def test_the_command_line_says_what_it_does(tmp_path, capsys):
     assert main(["search", "--strategy", "tpe", "--n", "2", "--n-startup", "5", "--max-epochs", "1", "--cv", "2",
                  "--no-progress", "--no-retrain", "--out", str(tmp_path / "tpe")]) == 0
     assert "every config is drawn at random and TPE proposes none: this is random search" in capsys.readouterr().err
+    # a resume keeps its --n-startup: the note does not advise lowering it
+    assert main(["search", "--resume", str(tmp_path / "tpe"), "--no-progress", "--no-retrain"]) == 0
+    err = capsys.readouterr().err
+    assert "this is random search; raise --n" in err and "--n-startup\n" not in err and "lower" not in err, err
 
 
 def test_a_run_searched_without_retraining_is_resumed_without_it(tmp_path, capsys):

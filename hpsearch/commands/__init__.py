@@ -39,7 +39,7 @@ def cmd_search(args) -> int:
     if not args.no_retrain:  # checked now, not after the search: a typo must not cost the night
         check_whole("images", args.images, 1)
         check_whole("units", args.units, 1)
-    _check_plan(settings)
+    _check_plan(settings, resuming=args.resume is not None)
     with backend_session(settings.backend, settings.scheduler) as backend:
         return _search_then_retrain(args, settings, backend)
 
@@ -175,17 +175,17 @@ def cmd_report(args) -> int:
     return 0
 
 
-def _check_plan(settings) -> None:
+def _check_plan(settings, resuming: bool = False) -> None:
     """The strategy's settings checked before the backend opens (its plan is said by the search, once the
-    run folder accepts it), and TPE that would only draw at random said."""
+    run folder accepts it), and TPE that would only draw at random said (a resume keeps its n_startup)."""
     from ..strategies import make_strategy
 
     settings.validate()
     make_strategy(settings)
     if settings.strategy in ("tpe", "tpe-halving") and settings.n <= settings.n_startup:
         print(f"{settings.strategy}: --n {settings.n} is no more than --n-startup {settings.n_startup}, so every "
-              "config is drawn at random and TPE proposes none: this is random search; raise --n or lower "
-              "--n-startup", file=sys.stderr)
+              "config is drawn at random and TPE proposes none: this is random search; "
+              + ("raise --n" if resuming else "raise --n or lower --n-startup"), file=sys.stderr)
 
 
 def _plot(run_dir, method: str, args, device: str, redraw: bool = True) -> int:

@@ -247,11 +247,17 @@ def _differences(stored: dict, now: dict, prefix: str = "") -> list[tuple[str, o
 
 def _first_causes(differences: list[tuple[str, object, object]]) -> list[tuple[str, object, object]]:
     """The differences to name: another strategy first, without the settings only that strategy has
-    (random search keeps no factor: "--factor: stored 3, now default" says nothing the name does not)."""
-    if not any(key == "strategy.name" for key, _, _ in differences):
-        return differences
-    return sorted((d for d in differences if d[0] == "strategy.name" or not d[0].startswith("strategy.")),
-                  key=lambda d: d[0] != "strategy.name")
+    (random search keeps no factor: "--factor: stored 3, now default" says nothing the name does not);
+    and a strategy's plan (Hyperband's brackets, halving's rungs) only where no setting that makes it
+    differs (--n 15 for 12: the brackets follow)."""
+    from ..settings import setting_specs
+
+    if any(key == "strategy.name" for key, _, _ in differences):
+        return sorted((d for d in differences if d[0] == "strategy.name" or not d[0].startswith("strategy.")),
+                      key=lambda d: d[0] != "strategy.name")
+    derived = [d for d in differences
+               if d[0].startswith("strategy.") and d[0].rsplit(".", 1)[-1] not in setting_specs()]
+    return [d for d in differences if d not in derived] or differences
 
 
 def _toml_or_text(text):

@@ -4,8 +4,11 @@ and the flag that tells a half-trained skorch net from a finished one."""
 from __future__ import annotations
 
 import signal
+import sys
 
-__all__ = ["SearchInterrupted", "ClusterLost", "InterruptFlag"]
+__all__ = ["SearchInterrupted", "ClusterLost", "InterruptFlag", "keep_swallowed_interrupts", "raise_if_interrupted"]
+
+_swallowed = {"interrupt": False, "hook": None}
 
 
 class SearchInterrupted(KeyboardInterrupt):
@@ -34,3 +37,28 @@ class InterruptFlag:
 
     def __exit__(self, *exc):
         signal.signal(signal.SIGINT, self._previous)
+
+
+def keep_swallowed_interrupts() -> None:
+    """Keep a Ctrl-C that Python would lose. Its KeyboardInterrupt is raised wherever the signal lands;
+    in a garbage collector's callback or a ``__del__`` Python prints "Exception ignored ... Traceback"
+    and drops it, so a run went on drawing every picture and exited 0. Such an interrupt is now kept,
+    silently, and raised again by ``raise_if_interrupted`` between steps and at the command's end."""
+    if sys.unraisablehook is _swallowed["hook"] and _swallowed["hook"] is not None:
+        return  # (installed again where another took its place: pytest wraps each test)
+    default = sys.unraisablehook
+
+    def hook(unraisable) -> None:
+        if isinstance(unraisable.exc_value, KeyboardInterrupt):
+            _swallowed["interrupt"] = True
+            return
+        default(unraisable)
+
+    _swallowed["hook"] = sys.unraisablehook = hook
+
+
+def raise_if_interrupted() -> None:
+    """Raise the KeyboardInterrupt a Ctrl-C lost in a callback (see ``keep_swallowed_interrupts``), once."""
+    if _swallowed["interrupt"]:
+        _swallowed["interrupt"] = False
+        raise KeyboardInterrupt

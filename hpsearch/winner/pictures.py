@@ -14,6 +14,7 @@ from ..jobs.resources import threads_per_job, torch_threads
 from ..rundir.atomic import atomic_write, atomic_write_text
 from ..rundir.names import SETTINGS_FILE, SUMMARY_FILE, TRIALS_CSV, TRIALS_DB
 from ..rundir.run_info import read_json, run_dataset
+from ..search.interrupt import raise_if_interrupted
 from ..viz.fonts import glyph_note
 from .bundle import load_winner
 
@@ -177,6 +178,7 @@ def draw_pictures(run_dir, method: str = "all", *, images: int = 25, units: int 
         chosen = list(REGISTRY) if method == "all" else [method]
         files, skipped = [], {}
         for name in chosen:
+            raise_if_interrupted()  # a Ctrl-C lost in a callback stops here, not after every picture
             entry = REGISTRY[name]
             reason = entry.applies(net.module_)
             if reason is not None:

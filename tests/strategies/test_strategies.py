@@ -208,6 +208,8 @@ def test_bad_strategy_settings_are_refused(changes, message):
     (["--strategy", "halving", "--n-startup", "5"], "--n-startup applies only with --strategy tpe or tpe-halving"),
     (["--strategy", "hyperband", "--fold-racing", "0.02"], "--fold-racing applies only with --strategy halving;"),
     (["--strategy", "halving", "--fold-racing", "-0.1"], "--fold-racing must be a margin >= 0 or off, got -0.1; 0.02 is"),
+    # the trend's default is off: its message once called 0.5 "the measured choice (the default)"
+    (["--strategy", "halving", "--trend", "-1"], "--trend must be a weight >= 0 or off, got -1.0; off is the default"),
 ])
 def test_a_flag_the_strategy_would_ignore_is_refused(flags, message, tmp_path, capsys):
     from hpsearch.cli import main

@@ -164,3 +164,35 @@ def test_a_fifo_a_device_and_a_huge_sparse_file_are_refused_unread(retrained_run
     assert errors[1] == "hpsearch: error: /dev/zero: it is a device, not an image file"
     assert errors[2] == f"hpsearch: error: {sparse}: 8,589,934,592 bytes: an image file may have at most 50 MB"
     assert [line.split("\t")[0] for line in out.strip().splitlines()] == [str(paths[0])]
+
+
+def test_a_ctrl_c_lost_in_a_callback_still_stops_the_pictures(retrained_run, tmp_path, monkeypatch, capsys):
+    """A Ctrl-C whose KeyboardInterrupt lands in a __del__ or a garbage collector's callback: Python
+    printed "Exception ignored ... Traceback", dropped it, and the run drew every picture and exited 0.
+    It now stops before the next picture, exit code 130, with the interrupt line and no traceback."""
+    import dataclasses
+    import shutil
+
+    from hpsearch.cli import main
+    from hpsearch.viz.plots import REGISTRY
+
+    class LostInACallback:
+        def __del__(self):
+            raise KeyboardInterrupt  # as the signal handler does when SIGINT lands here
+
+    entry = REGISTRY["confusion-matrix"]
+
+    def draw(net, dataset, options):
+        LostInACallback()  # collected at once: its exception cannot propagate
+        return entry.draw(net, dataset, options)
+
+    monkeypatch.setitem(REGISTRY, "confusion-matrix", dataclasses.replace(entry, draw=draw))
+    run = tmp_path / "run"
+    shutil.copytree(retrained_run, run)
+    for picture in run.glob("*.png"):
+        picture.unlink()
+    assert main(["plot", "all", str(run)]) == 130
+    out, err = capsys.readouterr()
+    assert "confusion-matrix: wrote confusion_matrix.png" in out and "class-report" not in out
+    assert "interrupted; everything finished is kept" in err and "Exception ignored" not in err, err
+    assert not (run / "class_report.png").exists()
