@@ -139,7 +139,7 @@ def load_state(path: Path, owner: dict) -> dict | None:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, TypeError,
             AttributeError, KeyError, IndexError) as exc:  # torch's reader raises any of these on bad bytes
-        return refuse_state(path, f"cannot be read as data ({unreadable(exc)})")
+        return refuse_state(path, f"cannot be read as data ({unreadable(exc, path)})")
     if not isinstance(state, dict) or "owner" not in state:
         return refuse_state(path, "holds no owner (not a state hpsearch wrote)")
     mine = _canonical(owner)
@@ -150,12 +150,25 @@ def load_state(path: Path, owner: dict) -> dict | None:
     return state
 
 
-def unreadable(exc: BaseException) -> str:
+def unreadable(exc: BaseException, path: Path | None = None) -> str:
     """Why ``torch.load(weights_only=True)`` refused a file, in our words: torch's own text advises
-    loading it with ``weights_only=False``, the very thing that would run a crafted file's code."""
+    loading it with ``weights_only=False``, the very thing that would run a crafted file's code. A file
+    that is not torch.save's archive at all (empty, text, cut before its header) is said as such, not
+    as possibly crafted."""
+    if path is not None and not _an_archive(path):
+        return "not a file torch.save wrote: empty, cut short or replaced by another kind of file"
     if isinstance(exc, pickle.UnpicklingError) and "weights only" in str(exc).lower():
         return "it holds objects, not only tensors and plain values: possibly crafted, so never loaded"
     return f"{type(exc).__name__}: {brief(exc)}"
+
+
+def _an_archive(path: Path) -> bool:
+    """Whether ``path`` begins as torch.save's files do (a zip archive, since torch 1.6)."""
+    try:
+        with open(path, "rb") as file:
+            return file.read(4) == b"PK\x03\x04"
+    except OSError:
+        return True  # unreadable for another reason: the exception says it
 
 
 def refuse_state(path: Path, why: str) -> None:

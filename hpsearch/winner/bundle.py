@@ -177,7 +177,7 @@ def _read_bundle(run_dir) -> dict:
     try:
         bundle = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - truncated zip, overwritten file, foreign pickle: all say the same
-        raise UsageError(f"{path} is damaged ({unreadable(exc)}); retrain to write it again: "
+        raise UsageError(f"{path} is damaged ({unreadable(exc, path)}); retrain to write it again: "
                          f"hpsearch retrain {run_dir}") from None
     if not isinstance(bundle, dict) or bundle.get("format") != BUNDLE_FORMAT:
         found = bundle.get("format") if isinstance(bundle, dict) else type(bundle).__name__

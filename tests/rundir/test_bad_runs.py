@@ -75,3 +75,5 @@ def test_a_damaged_winner_is_named_with_what_to_do(damage, run_copy, capsys):
     assert main(["plot", "all", str(run_copy)]) == 2
     err = capsys.readouterr().err
     assert "winner.pt is damaged" in err and "Traceback" not in err
+    if damage is _overwrite:  # text, not an archive: said as such, not as "possibly crafted" (nor "EOFError")
+        assert "(not a file torch.save wrote: empty, cut short or replaced by another kind of file)" in err, err
