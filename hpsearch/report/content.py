@@ -127,9 +127,10 @@ def ranking_section(run_dir: Path, frame: pd.DataFrame | None, settings: dict) -
              else "")
     text = (f"<p>{H.escape(', '.join(parts))}. Ranked by {H.escape(metric)}, the mean over "
             f"{H.escape(settings.get('cv', 'k'))} folds of the held-out fold's score{raced} (higher is better); a "
-            "config trained for more epochs ranks before every config stopped at fewer. The best "
-            f"{min(RANKED_SHOWN, len(frame))}:</p>")
-    return text + H.table(ranking_table(frame))
+            "config trained for more epochs ranks before every config stopped at fewer. ")
+    table = ranking_table(frame)
+    failed = "" if len(table) == len(frame) or len(table) == RANKED_SHOWN else " (the failed ones are under Failures)"
+    return text + f"The best {len(table)}{failed}:</p>" + H.table(table)
 
 
 def failures_section(frame: pd.DataFrame | None, chance: dict | None = None) -> str:
@@ -219,6 +220,14 @@ def _which(caption: str, stem: str) -> str:
     return f"{caption} — {part}" if part else caption
 
 
+def _not_drawn_yet(summary: dict, accounted: set[str]) -> list[str]:
+    """The registry's pictures neither drawn for this winner (files still there) nor skipped as not applying."""
+    from ..viz.plots import REGISTRY
+
+    record = (summary.get("figures") or {}).get("methods") or {}
+    return [m for m in REGISTRY if m not in accounted and not (m in record and not record[m])]
+
+
 def _skipped_pictures(summary: dict) -> dict[str, str]:
     """The pictures ``plot all`` skipped for this winner, with the reason (a structure the net lacks)."""
     record, winner = summary.get("figures") or {}, summary.get("winner") or {}
@@ -245,7 +254,9 @@ def winner_section(run_dir: Path, summary: dict) -> str:
     if not winner:
         return H.note(f"no winner yet: it is crowned by the retraining (hpsearch retrain {run_dir}).", missing=True)
     config = "  ".join(f"{k}={param_text(v)}" for k, v in winner.get("config", {}).items())
-    body = (f'<p><span class="big">{winner["test_accuracy"]:.2%}</span> test accuracy '
+    chosen = (" <strong>(selected on the test set: optimistic)</strong>" if winner.get("chosen_by") == "test"
+              else "")  # --winner-by test: the choice read the test set, so its accuracy is biased upward
+    body = (f'<p><span class="big">{winner["test_accuracy"]:.2%}</span> test accuracy{chosen} '
             f"(test log-loss {winner['test_loss']:.4f}) after {H.plural(winner['epochs'], 'epoch')}: trial "
             f"{winner['trial']}, rank {winner['search_rank']} in the search.</p><p><code>{H.escape(config)}</code></p>")
     if (summary.get("retrain") or {}).get("complete") is False:
@@ -259,6 +270,10 @@ def winner_section(run_dir: Path, summary: dict) -> str:
     skipped = _skipped_pictures(summary)
     if skipped:
         parts.append(H.note("not drawn for this winner: " + "; ".join(f"{m}: {why}" for m, why in skipped.items())))
+    missing = _not_drawn_yet(summary, {method for method, _, _ in figures} | set(skipped))
+    if missing:  # a pictures step stopped part way (Ctrl-C, kill), or only some methods were asked for
+        parts.append(H.note(f"not drawn yet: {', '.join(missing)}; hpsearch plot all {run_dir} draws them",
+                            missing=True))
     for method, caption, path in figures:
         heading = f"<h3>{H.escape(method)}</h3>" if method not in seen else ""
         seen.add(method)

@@ -15,7 +15,7 @@ import optuna
 import pandas as pd
 
 from ..errors import UsageError, plural
-from ..rundir.exports import unscored
+from ..rundir.exports import param_text, unscored
 from ..rundir.names import SETTINGS_FILE, SPACE_FILE, TRIALS_CSV, TRIALS_DB
 from ..rundir.run_info import read_settings
 from ..settings import HALVING_STRATEGIES
@@ -95,8 +95,10 @@ def score_vs_params(frame: pd.DataFrame, space=None) -> list[ParamPoints]:
                 panels.append(_strip(f"{name} layers", [len(w) for w in widths], score, trial, epochs,
                                      list(range(dist.min_layers, dist.max_layers + 1))))
         elif isinstance(dist, Categorical) or (dist is None and not pd.api.types.is_numeric_dtype(values)):
-            choices = [str(c) for c in dist.choices] if dist is not None else sorted(set(map(str, values)))
-            panels.append(_strip(name, [str(v) for v in values], score, trial, epochs, choices))
+            # as trials.csv writes them (a list choice is "16" or "[]", not "(16,)"), so each point finds its strip
+            choices = ([param_text(c) for c in dist.choices] if dist is not None
+                       else sorted(set(map(param_text, values))))
+            panels.append(_strip(name, [param_text(v) for v in values], score, trial, epochs, choices))
         else:
             panels.append(ParamPoints(name, "numeric", values.astype(float).tolist(), score, trial, epochs,
                                       log=isinstance(dist, LogUniform)))

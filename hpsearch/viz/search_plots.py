@@ -10,9 +10,12 @@ a ``Skipped`` with the reason.
 
 from __future__ import annotations
 
+import matplotlib
+import matplotlib.lines
 import numpy as np
 from matplotlib.figure import Figure
 
+from ..errors import plural
 from ..rundir.run_info import read_stored_settings
 from .search_data import (
     ParamPoints,
@@ -67,25 +70,36 @@ def _scale_to_learned(ax, xs, scores, floor: float | None) -> None:
 def plot_score_vs_params(panels: list[ParamPoints], metric: str = "score", floor: float | None = None) -> Figure:
     fig, axes = _grid(max(len(panels), 1))
     budgets = sorted({int(e) for p in panels for e in p.epochs})
+    colours = dict(zip(budgets, matplotlib.colormaps["viridis"](np.linspace(0, 0.9, len(budgets))), strict=True))
     for ax, p in zip(axes, panels, strict=False):
-        color = p.epochs if len(budgets) > 1 else None
         if p.kind == "categorical":
             where = {c: i for i, c in enumerate(p.categories)}
             jitter = np.random.default_rng(0).uniform(-0.15, 0.15, len(p.x))
             xs = [where.get(v, -1) + j for v, j in zip(p.x, jitter, strict=True)]
-            ax.scatter(xs, p.score, c=color, s=16, alpha=0.8)
             ax.set_xticks(range(len(p.categories)), [str(c) for c in p.categories])
         else:
             xs = p.x
-            ax.scatter(p.x, p.score, c=color, s=16, alpha=0.8)
             if p.log:
                 ax.set_xscale("log")
+                ax.tick_params(axis="x", which="both", labelrotation=30)  # a narrow range labels minor ticks too
+        epochs = np.asarray(p.epochs, int)
+        for budget in budgets:  # one colour per budget, named in the legend (halving's rungs)
+            at = epochs == budget
+            if at.any():
+                ax.scatter(np.asarray(xs, float)[at], np.asarray(p.score, float)[at], s=16, alpha=0.8,
+                           color=colours[budget] if len(budgets) > 1 else None, label=f"{plural(budget, 'epoch')}")
         _scale_to_learned(ax, xs, p.score, floor)
+        if p.kind == "categorical":  # every strip and its label on the axis, whatever the jitter drew
+            ax.set_xlim(-0.5, len(p.categories) - 0.5)
         ax.set_xlabel(p.name)
         ax.set_ylabel(metric)
     if not panels:
         axes[0].text(0.5, 0.5, "no searched parameters", ha="center", transform=axes[0].transAxes)
-    fig.suptitle(f"{metric} vs each hyperparameter" + (" (colour: epochs)" if len(budgets) > 1 else ""))
+    fig.suptitle(f"{metric} vs each hyperparameter" + (" (colour: epochs trained)" if len(budgets) > 1 else ""))
+    if len(budgets) > 1:
+        handles = [matplotlib.lines.Line2D([], [], marker="o", linestyle="", color=colours[b], label=plural(b, "epoch"))
+                   for b in budgets]
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(budgets), 6), fontsize=8)
     return fig
 
 

@@ -92,6 +92,24 @@ def test_the_ranking_counts_each_config_once_and_shows_the_epochs_trained(tmp_pa
     assert "4 configs of the 4 asked, 1 complete, 1 failed, 2 pruned. Ranked" in text
     assert "(one that fold racing stopped: over the folds it trained)" in text
     assert ranking_table(frame)["epochs trained"].tolist() == [4.5, 2.0, 2.0]
+    assert "The best 3 (the failed ones are under Failures):" in text  # it said "The best 4" over 3 rows
+
+
+def test_pictures_a_stopped_step_left_undrawn_and_a_test_chosen_winner_are_said(run, tmp_path):
+    """A pictures step stopped part way (Ctrl-C, kill -9) left some out without a word; a winner chosen
+    on the test set had its accuracy headlined without saying so."""
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    summary = json.loads((copy / "summary.json").read_text())
+    left = [m for m in ("sanity", "occlusion") if m in summary["figures"]["methods"]]
+    for method in left:  # as if the step stopped before them
+        del summary["figures"]["methods"][method]
+    summary["winner"]["chosen_by"] = "test"
+    (copy / "summary.json").write_text(json.dumps(summary))
+    text = html.unescape(build_report(copy))
+    assert left and f"not drawn yet: {', '.join(m for m in REGISTRY if m in left)}; hpsearch plot all {copy}" in text
+    assert "test accuracy <strong>(selected on the test set: optimistic)</strong>" in text
+    assert "not drawn yet" not in html.unescape(build_report(run))  # every picture there: nothing said
 
 
 def test_the_retraining_says_it_trained_on_the_searchs_slice(run):

@@ -145,7 +145,7 @@ def test_rungs_count_the_configs_that_failed_there_and_every_plot_keeps_chance_o
     """lr 1e6 diverges at the first rung (trained there, no score), 1e-7 learns nothing (at chance): the
     rung's bar counts every config trained, and the fold and rung plots scale to the configs that learned."""
     space = tmp_path / "space.toml"
-    space.write_text('hidden = [32]\noptimizer = "sgd"\n'
+    space.write_text('optimizer = "sgd"\nhidden = { distribution = "categorical", choices = [[32], [16, 8]] }\n'
                      'lr = { distribution = "categorical", choices = [0.05, 1e-7, 1e6] }\n')
     run = tmp_path / "run"
     with pytest.warns(RuntimeWarning, match="failed"):
@@ -163,3 +163,11 @@ def test_rungs_count_the_configs_that_failed_there_and_every_plot_keeps_chance_o
     assert learned.min() > low > frame["mean_test_score"].min()  # chance's scores below, on the edge
     spread = figures["search_rungs"].axes[1]
     assert spread.get_ylim()[0] > np.nanmin(np.concatenate(data["scores"]))
+    # a list choice's strip is named as trials.csv writes it ("16-8", not "(16, 8)"): every point on a
+    # labelled strip, both strips on the axis; the rungs' colours are named in a legend
+    panel = next(p for p in score_vs_params(frame, load_space(run / "space.toml")) if p.name == "hidden")
+    assert panel.categories == ["32", "16-8"] and set(panel.x) <= set(panel.categories)
+    params = figures["search_params"]
+    hidden = next(ax for ax in params.axes if ax.get_xlabel() == "hidden")
+    assert [t.get_text() for t in hidden.get_xticklabels()] == ["32", "16-8"] and hidden.get_xlim() == (-0.5, 1.5)
+    assert [t.get_text() for t in params.legends[0].get_texts()] == ["1 epoch", "3 epochs"]
