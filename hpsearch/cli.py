@@ -300,9 +300,9 @@ def build_parser() -> argparse.ArgumentParser:
         "compare", help="retrain the best config of each head x loss (or other) group, test them side by side",
         description="For each combination of the --by config keys the search drew (default head,loss: the "
                     "Triple-MNIST seed's softmax/sigmoid x categorical/binary cross-entropy study), retrain its "
-                    "best config on the whole training set and score it on the test set; print the table "
-                    "(Markdown) and write RUN_DIR/compare.csv. The run's winner is left alone; a rerun trains "
-                    "only the groups without a row.")
+                    "best config on the run's training set (its --max-train slice, if any) and score it on the "
+                    "test set; print the table (Markdown) and write RUN_DIR/compare.csv. The run's winner is "
+                    "left alone; a rerun trains only the groups without a row.")
     compare.add_argument("run_dir", metavar="RUN_DIR", help="a run folder made by hpsearch search")
     compare.add_argument("--by", default="head,loss", help="config keys to group by, comma-separated "
                          "(default head,loss)")

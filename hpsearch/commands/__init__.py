@@ -283,7 +283,16 @@ def cmd_compare(args) -> int:
     by = [name.strip() for name in args.by.split(",") if name.strip()]
     table = compare_groups(args.run_dir, by, args.retrain_epochs, device=resolve_device(args.device),
                            n_jobs=args.n_jobs, progress=not args.no_progress, same_config=args.same_config)
+    from ..retrain.files import train_set_words
+
+    settings = read_stored_settings(args.run_dir)
     print(markdown_table(table, by))
-    print(f"\n({plural(len(table), 'group')}, {plural(args.retrain_epochs, 'epoch')} each; "
-          f"{Path(args.run_dir) / COMPARE_FILE})")
+    chance = (settings.get("chance") or {}).get("accuracy")
+    if chance is not None and "cv_accuracy" in table:  # a group whose best config learned nothing, said so
+        low = [row["group"] for row in table.to_dict("records") if row["cv_accuracy"] <= chance]
+        if low:
+            print(f"\nat chance (CV accuracy <= {chance:.2%}, the majority class's share): {', '.join(low)}; its "
+                  "test accuracy says nothing of the group")
+    print(f"\n({plural(len(table), 'group')}, {plural(args.retrain_epochs, 'epoch')} each on "
+          f"{train_set_words(settings)}; {Path(args.run_dir) / COMPARE_FILE})")
     return 0

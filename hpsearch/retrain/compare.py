@@ -3,7 +3,8 @@ study of output activation and loss (``hpsearch compare RUN --by head,loss``).
 
 For each combination of the ``--by`` parameters the search drew, its best config (by the search's
 ranking), or with ``--same-config`` the search's best config with each combination the space
-allows (all else equal: the seed's own study), is retrained on the whole training set for
+allows (all else equal: the seed's own study), is retrained on the run's training set (its
+``--max-train`` slice, if it searched one) for
 ``--retrain-epochs`` and scored on the test set, as ``hpsearch retrain`` retrains (same seeds, same
 threads, checkpoints); the
 table goes to ``<run>/compare.csv`` and to the terminal (as Markdown), one row per combination:
@@ -75,6 +76,7 @@ def _groups(run_dir: Path, by: list[str], same_config: bool) -> list[tuple[tuple
     if listed:
         raise UsageError(f"{param('by')} {listed[0]}: a list-valued parameter (a value per layer); group by "
                          "parameters with one value per config, such as head, loss, optimizer or model")
+    _check_drawn_from_lists(run_dir, by)
     groups: dict[tuple, dict] = {}
     for cand in ranked:
         groups.setdefault(tuple(cand["config"].get(name, DEFAULTS.get(name)) for name in by), cand)
@@ -91,6 +93,19 @@ def _groups(run_dir: Path, by: list[str], same_config: bool) -> list[tuple[tuple
         raise UsageError(f"{param('by')} {','.join(by)}: every config of {run_dir} has {_group_name(only)}, so there "
                          f"is nothing to compare; {fix}")
     return list(groups.items())
+
+
+def _check_drawn_from_lists(run_dir: Path, by: list[str]) -> None:
+    """A key the space draws from a range (dropout, lr) makes a group of each config: refused, said so."""
+    from ..space.distributions import Categorical, Constant
+    from ..space.search_space import load_space
+
+    params = load_space(run_dir / SPACE_FILE).params if (run_dir / SPACE_FILE).is_file() else {}
+    ranged = [name for name in by if name in params and not isinstance(params[name], Categorical | Constant)]
+    if ranged:
+        raise UsageError(f"{param('by')} {ranged[0]}: the run's space draws it from a range "
+                         f"({type(params[ranged[0]]).__name__}), so each config would be a group of its own; group "
+                         "by a key the space chooses from a list, such as head, loss, optimizer or model")
 
 
 def _combinations(run_dir: Path, by: list[str]) -> list[tuple]:

@@ -64,6 +64,23 @@ def test_a_run_in_use_is_refused_and_left_as_it_was(searched, tmp_path, capsys):
     assert not (run / "retrain.csv").exists() and not (run / "compare.csv").exists()
 
 
+def test_compare_says_what_it_trained_on_and_what_learned_nothing(searched, tmp_path, capsys):
+    """compare said nothing of a group at chance, nor what it retrained on; a key drawn from a range
+    (dropout) made one group per config without a word."""
+    run = _copy(searched, tmp_path)
+    assert main(["compare", str(run), "--by", "dropout", "--retrain-epochs", "1", "--no-progress"]) == 2
+    assert "--by dropout: the run's space draws it from a range (Uniform), so each config would be a group of its " \
+           "own" in capsys.readouterr().err
+    settings = json.loads((run / "settings.json").read_text())
+    settings["chance"]["accuracy"] = 1.0  # every group at or under it: each is named
+    (run / "settings.json").write_text(json.dumps(settings))
+    assert main(["compare", str(run), "--by", "optimizer", "--retrain-epochs", "1", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    groups = pd.read_csv(run / "compare.csv")["group"].tolist()
+    assert f"at chance (CV accuracy <= 100.00%, the majority class's share): {', '.join(groups)};" in out
+    assert f"({len(groups)} groups, 1 epoch each on the whole training set;" in out
+
+
 def test_a_retraining_holds_the_run_against_a_search(searched, tmp_path, digits, monkeypatch):
     run = _copy(searched, tmp_path)
     real, refused = top.retrain_one, []
