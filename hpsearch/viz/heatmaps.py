@@ -205,7 +205,8 @@ def plot_explanations(model, X, methods: Sequence[str] = ("gradcam", "saliency",
 def plot_attribution(model, X, method: str, target=None, *, class_names: Sequence[str] | None = None,
                      alpha: float = 0.5, **options) -> Figure:
     """Compute ``method`` for the images ``X`` and draw each map over its image, titled with the
-    class it explains (and the prediction when that differs), on one scale with a colour bar.
+    prediction (``pred 3``), and the class it explains when that differs (``explains 5, pred 3``),
+    as the explanations figure says them; on one scale with a colour bar.
 
     Returns
     -------
@@ -214,6 +215,7 @@ def plot_attribution(model, X, method: str, target=None, *, class_names: Sequenc
     module, images, t, predicted = _explained_batch(model, X, target)
     maps, signed = _picture(module, images, method, t, options)
     name = (lambda c: class_names[c]) if class_names is not None else str
-    titles = [name(c) if c == p else f"{name(c)} (pred {name(p)})" for c, p in zip(t, predicted, strict=True)]
+    titles = [f"pred {name(p)}" if c == p else f"explains {name(c)}, pred {name(p)}"
+              for c, p in zip(t, predicted, strict=True)]
     return plot_heatmaps(images, maps, titles=titles, alpha=alpha, suptitle=TITLES.get(method, method),
                          signed=signed, label=LABELS.get(method, method))
