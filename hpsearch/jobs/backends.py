@@ -261,18 +261,35 @@ def _connect(distributed, scheduler: str):
     ``__del__`` waits 20 s at exit and prints a traceback."""
     client = distributed.Client.__new__(distributed.Client)
     try:
+        _handshake(scheduler)  # Dask's own waits for the handshake without end (a dashboard's port, a silent one)
         client.__init__(scheduler, timeout=CONNECT_TIMEOUT_S, set_as_default=False)
         return client
     except (OSError, TimeoutError) as exc:
         reason = (f"no Dask scheduler answered within {CONNECT_TIMEOUT_S:g} s ({type(exc).__name__}); start one with "
-                  f"`dask scheduler` (and workers with `dask worker {scheduler}`), check the address, or use "
-                  f"{param('scheduler')} local:N")
+                  f"`dask scheduler` (and workers with `dask worker {scheduler}`), check the address (the "
+                  f"scheduler's port, 8786 by default, not its dashboard's), or use {param('scheduler')} local:N")
     except Exception as exc:  # noqa: BLE001 - something answered in another protocol (garbage, a huge length, ...)
         reason = (f"something answers there but not as a Dask scheduler ({type(exc).__name__}); check the address "
                   "and port (the scheduler's, not its dashboard's)")
     with contextlib.suppress(Exception):
         client.close(timeout=1)
     raise UsageError(f"{param('scheduler')} {scheduler}: {reason}") from None
+
+
+def _handshake(scheduler: str) -> None:
+    """Connect to ``scheduler`` and read its handshake within ``CONNECT_TIMEOUT_S``, then hang up: TimeoutError
+    when nothing answers as Dask does, OSError when nothing listens."""
+    import asyncio
+
+    from distributed.comm import connect
+    from distributed.comm.addressing import normalize_address
+
+    async def shake() -> None:
+        comm = await asyncio.wait_for(connect(normalize_address(scheduler), timeout=CONNECT_TIMEOUT_S),
+                                      CONNECT_TIMEOUT_S + 1)
+        await comm.close()
+
+    asyncio.run(shake())
 
 
 def open_backend(name: str = "loky", scheduler: str | None = None):

@@ -213,3 +213,25 @@ def test_a_server_that_is_no_scheduler_is_one_line_without_a_wait(tmp_path, caps
     err = capsys.readouterr().err
     assert code == 2 and "not as a Dask scheduler" in err and "Traceback" not in err and "timed out" not in err
     assert not (tmp_path / "run").exists()
+
+
+def test_a_port_that_never_answers_is_one_line_not_a_wait_without_end(tmp_path, capsys, monkeypatch):
+    """A port that takes the connection and never says a word (a silent service; a dashboard's HTTP
+    answers nothing Dask reads): Dask's client waited for the handshake without end. Now the handshake
+    must come within the connect timeout: one line, exit 2."""
+    import socket
+
+    monkeypatch.setattr(backends, "CONNECT_TIMEOUT_S", 1.0)
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()  # the kernel accepts into the backlog; nothing ever reads or writes
+        port = server.getsockname()[1]
+        done = []
+        search = threading.Thread(target=lambda: done.append(main(
+            ["search", "--n", "1", "--dataset", "digits", "--no-progress", "--no-retrain", "--out",
+             str(tmp_path / "run"), "--backend", "dask", "--scheduler", f"tcp://127.0.0.1:{port}"])), daemon=True)
+        search.start()
+        search.join(timeout=120)  # a guard against the old endless wait, not a measure of speed
+    assert done == [2], "the search still waits for a handshake"
+    err = capsys.readouterr().err
+    assert f"--scheduler tcp://127.0.0.1:{port}: no Dask scheduler answered within 1 s" in err and "Traceback" not in err
