@@ -142,16 +142,22 @@ class DaskBackend:
                              f"{INSTALL}") from None
         self.scheduler = scheduler or "local"
         n_local = _parse_local(self.scheduler)
+        self._quiet = contextlib.ExitStack()
+        self._quiet.enter_context(_quiet_dask())  # until close(): a client reconnecting logs after the search
         self.cluster = None
         self.lost = False
+        self.scheduler_lost = False
         self._watch_stop = threading.Event()
-        if n_local is not None:
-            self.cluster = distributed.LocalCluster(n_workers=n_local, threads_per_worker=1, processes=True,
-                                                    dashboard_address=None, silence_logs=logging.ERROR)
-            logging.getLogger("distributed").setLevel(logging.ERROR)  # its scheduler runs here: no INFO chatter
-            self.client = distributed.Client(self.cluster, set_as_default=False)
-        else:
-            self.client = _connect(distributed, self.scheduler)
+        try:
+            if n_local is not None:  # its workers' logs too: their tracebacks after a Ctrl-C are no news
+                self.cluster = distributed.LocalCluster(n_workers=n_local, threads_per_worker=1, processes=True,
+                                                        dashboard_address=None, silence_logs=logging.CRITICAL)
+                self.client = distributed.Client(self.cluster, set_as_default=False)
+            else:
+                self.client = _connect(distributed, self.scheduler)
+        except BaseException:
+            self._quiet.close()
+            raise
         try:
             self.client.wait_for_workers(1, timeout=CONNECT_TIMEOUT_S)
         except (OSError, TimeoutError):
@@ -209,9 +215,11 @@ class DaskBackend:
 
         _register_remote_backend()
         scatter = [a for a in (X, *shared) if a is not None]
-        with parallel_config(backend=_REMOTE, client=self.client, scatter=scatter), \
-                Parallel(n_jobs=jobs, return_as="generator_unordered") as parallel:
-            yield parallel, X
+        with warnings.catch_warnings():  # a stopped search cancels its tasks on purpose (as loky's)
+            warnings.filterwarnings("ignore", message=".*tasks which were still being processed", category=UserWarning)
+            with parallel_config(backend=_REMOTE, client=self.client, scatter=scatter), \
+                    Parallel(n_jobs=jobs, return_as="generator_unordered") as parallel:
+                yield parallel, X
 
     def failure(self, exc: BaseException) -> str | None:
         """What went wrong with the cluster when ``exc`` (raised by a task's future) is the cluster's
@@ -221,9 +229,18 @@ class DaskBackend:
         if self.lost:
             return f"has had no worker for {self.no_worker_s:g} s"
         lost = (distributed.client.FutureCancelledError, distributed.KilledWorker, distributed.comm.CommClosedError)
-        if isinstance(exc, lost):
+        if isinstance(exc, lost) and "scheduler-connection-lost" in str(exc):
+            self.scheduler_lost = True
+            return "lost its scheduler (the connection to it closed)"
+        if isinstance(exc, lost):  # the data scattered to the workers go with the last one: its tasks are cancelled
             return f"lost its workers or their tasks ({type(exc).__name__}: {brief(exc)})"
         return None
+
+    def restart_advice(self) -> str:
+        """What to start again before the same command resumes the search."""
+        if self.scheduler_lost:
+            return f"start the scheduler again (dask scheduler) and its workers (dask worker {self.scheduler})"
+        return f"start workers (dask worker {self.scheduler})"
 
     def sees(self, path) -> bool:
         """Whether every worker sees ``path`` as a folder (halving keeps its continuation states there)."""
@@ -237,9 +254,26 @@ class DaskBackend:
         if self.cluster is not None:
             with contextlib.suppress(Exception):
                 self.cluster.close()
+        self._quiet.close()
 
 
 _REMOTE = "hpsearch-dask"
+
+
+@contextlib.contextmanager
+def _quiet_dask():
+    """Dask's and tornado's own logs off while a cluster is in use: a lost scheduler or a Ctrl-C printed their
+    tracebacks (40 lines of CommClosedError) before hpsearch's one line, which says the same and the fix."""
+    names = [name for name in logging.root.manager.loggerDict if name.split(".")[0] in ("distributed", "tornado")]
+    loggers = [logging.getLogger(name) for name in names]  # each: Dask's config gives its children own levels
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL)
+    try:
+        yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
 
 
 def _register_remote_backend() -> None:

@@ -288,9 +288,8 @@ def _run_strategy(settings, dataset, space, store, strategy, folds, run_dir, bac
         if lost is not None:
             raise ClusterLost(
                 f"the Dask cluster at {backend.scheduler} {lost}: the search stopped; "
-                f"{plural(done, 'finished trial')} (and every finished rung) are stored in {run_dir}; start workers "
-                f"(dask worker {backend.scheduler}) "
-                "and run the same command again to continue") from None
+                f"{plural(done, 'finished trial')} (and every finished rung) are stored in {run_dir}; "
+                f"{backend.restart_advice()} and run the same command again to continue") from None
         raise SearchInterrupted(
             f"interrupted: {plural(done, 'finished trial')} (and every finished rung) are stored in {run_dir}; "
             f"run the same command again (or add --resume {run_dir}) to continue"

@@ -2,6 +2,7 @@
 and halving), a worker killed mid-search loses nothing, a cluster left without workers stops the
 search keeping every finished trial, and bad flags or a scheduler that does not answer exit 2."""
 
+import json
 import os
 import signal
 import threading
@@ -235,3 +236,43 @@ def test_a_port_that_never_answers_is_one_line_not_a_wait_without_end(tmp_path, 
     assert done == [2], "the search still waits for a handshake"
     err = capsys.readouterr().err
     assert f"--scheduler tcp://127.0.0.1:{port}: no Dask scheduler answered within 1 s" in err and "Traceback" not in err
+
+
+@pytest.mark.slow
+def test_a_scheduler_killed_mid_search_is_one_line_that_says_so(tmp_path, capfd):
+    """kill -9 of the scheduler: Dask's client logged 40 lines of ConnectionRefusedError tracebacks before
+    hpsearch's line, which told the user to start workers when the scheduler was what died."""
+    import subprocess
+    import sys
+
+    dask = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
+    info = tmp_path / "scheduler.json"
+    scheduler = subprocess.Popen([*dask, "--port", "0", "--dashboard-address", ":0", "--scheduler-file", str(info)],
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = None
+    try:
+        deadline = time.monotonic() + 60
+        while not info.is_file() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        address = json.loads(info.read_text())["address"]
+        worker = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1"],
+                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+        def kill_the_scheduler():  # once a config is finished and stored
+            while not (tmp_path / "run" / "trials.csv").is_file() and time.monotonic() < deadline + 60:
+                time.sleep(0.1)
+            scheduler.kill()
+
+        threading.Thread(target=kill_the_scheduler, daemon=True).start()
+        code = main(["search", "--dataset", "digits", "--cv", "2", "--n", "40", "--max-epochs", "10", "--patience", "0",
+                     "--no-progress", "--no-retrain", "--backend", "dask", "--scheduler", address,
+                     "--out", str(tmp_path / "run")])
+    finally:
+        for process in (scheduler, worker):
+            if process is not None:
+                process.kill()
+                process.wait(timeout=30)
+    err = capfd.readouterr().err
+    assert code == 1 and f"the Dask cluster at {address} lost its scheduler" in err, err
+    assert "start the scheduler again (dask scheduler)" in err and "Traceback" not in err, err
+    assert len(load_results(tmp_path / "run")) >= 1  # what finished is kept
