@@ -34,13 +34,14 @@ def cmd_search(args) -> int:
         print(f"{args.resume} was searched with --no-retrain: resuming it does not retrain either; retrain with "
               f"hpsearch retrain {args.resume}")
     settings.extra = {**settings.extra, "no_retrain": bool(args.no_retrain)}
-    if not (settings.backend == "dask" and settings.device == "auto"):  # on Dask each worker resolves auto
+    if settings.backend != "dask":  # on Dask the workers have the device, not this machine (checked there)
         settings.device = resolve_device(settings.device)
     if not args.no_retrain:  # checked now, not after the search: a typo must not cost the night
         check_whole("images", args.images, 1)
         check_whole("units", args.units, 1)
     _check_plan(settings, resuming=args.resume is not None)
     with backend_session(settings.backend, settings.scheduler) as backend:
+        backend.check_device(settings.device)
         return _search_then_retrain(args, settings, backend)
 
 
@@ -88,7 +89,8 @@ def _after_search(args, settings, backend, run_dir, elapsed: float) -> int:
     options = {key: getattr(settings, key) for key in retrain_defaults()}
     result = retrain_and_say(run_dir, options, settings.device, settings.progress, backend, lock=False,  # held already
                              n_jobs=settings.n_jobs)
-    code = _plot(run_dir, "all", args, resolve_device(settings.device), redraw=result.trained > 0)
+    here = "auto" if settings.backend == "dask" else settings.device  # the pictures are drawn on this machine
+    code = _plot(run_dir, "all", args, resolve_device(here), redraw=result.trained > 0)
     report = _report(run_dir)
     print(f"\nresults in {run_dir}/; open first: {report.name + ' (the whole run on one page), ' if report else ''}"
           "summary.json (the winner), sorted_scores.dat (the ranking), confusion_matrix.png")

@@ -117,13 +117,15 @@ def cmd_retrain(args) -> int:
     setting_specs()["n_jobs"].check("n_jobs", n_jobs)
     backend_name = args.backend or "loky"
     check_backend_flags(backend_name, args.scheduler)
-    device = args.device if backend_name == "dask" and args.device == "auto" else resolve_device(args.device)
+    device = args.device if backend_name == "dask" else resolve_device(args.device)  # Dask: the workers', checked there
     # one lock over the flags kept and the retraining: a refused retraining changes nothing in the run
     with RunLock(args.run_dir, fix=LOCK_FIX):
         _remember_retrain_settings(args.run_dir, options)
         with backend_session(backend_name, args.scheduler) as backend:
+            backend.check_device(device)
             retrain_and_say(args.run_dir, options, device, not args.no_progress, backend, lock=False, n_jobs=n_jobs)
-            _redraw_an_earlier_winners_pictures(args.run_dir, device)
+            _redraw_an_earlier_winners_pictures(args.run_dir, resolve_device("auto") if backend_name == "dask"
+                                                else device)  # drawn on this machine
     return 0
 
 

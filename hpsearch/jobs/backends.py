@@ -30,7 +30,7 @@ import numpy as np
 from joblib import Parallel
 
 from .. import setting_checks
-from ..errors import UsageError, brief, param
+from ..errors import UsageError, brief, param, plural
 from .resident import shared_array
 from .resources import cpu_count, effective_jobs, threads_per_job
 
@@ -83,6 +83,9 @@ class LokyBackend:
 
     def failure(self, exc: BaseException) -> None:
         return None
+
+    def check_device(self, device: str) -> None:
+        """The device is this machine's: resolved (and checked) before the backend opens."""
 
     def close(self) -> None:
         pass
@@ -236,6 +239,15 @@ class DaskBackend:
             return f"lost its workers or their tasks ({type(exc).__name__}: {brief(exc)})"
         return None
 
+    def check_device(self, device: str) -> None:
+        """``device`` checked on every worker, where the configs train (a CPU laptop may drive GPU workers)."""
+        found = self.client.run(_device_problem, device)
+        bad = {worker: problem for worker, problem in found.items() if problem}
+        if bad:
+            worker, problem = next(iter(bad.items()))
+            raise UsageError(f"{param('device')} {device}: {len(bad)} of {plural(len(found), 'Dask worker')} cannot "
+                             f"train on it (worker {worker} says: {problem})")
+
     def restart_advice(self) -> str:
         """What to start again before the same command resumes the search."""
         if self.scheduler_lost:
@@ -258,6 +270,17 @@ class DaskBackend:
 
 
 _REMOTE = "hpsearch-dask"
+
+
+def _device_problem(device: str) -> str | None:
+    """On a worker: why ``device`` cannot be used there, or None."""
+    from ..training.net import resolve_device
+
+    try:
+        resolve_device(device)
+    except UsageError as exc:
+        return str(exc)
+    return None
 
 
 @contextlib.contextmanager

@@ -147,6 +147,21 @@ def _keep_proposal_batch(run_dir: Path, stored: dict, jobs: int, unfinished: boo
     atomic_write_text(run_dir / SETTINGS_FILE, json.dumps({**stored, "proposal_batch": jobs}, indent=2) + "\n")
 
 
+def _unbatched_choices(space) -> list[str]:
+    """Why the space's listed choices (a CNN model, an SGD optimizer, a schedule) cannot be batched, one
+    reason per choice: a built-in CNN fell back to skorch without a word, as if the flag had done its work."""
+    from ..space.distributions import Categorical, Constant
+
+    reasons = []
+    for name, dist in space.params.items():
+        if isinstance(dist, Categorical | Constant):
+            for value in dist.support():
+                reason = unbatchable_reason({name: value})
+                if reason is not None and reason not in reasons:
+                    reasons.append(reason)
+    return reasons
+
+
 def _check_n_keeps_stored(store: TrialStore, n: int, run_dir: Path) -> None:
     """A resume may grow ``--n`` or shrink it to the trials not yet scored, never below those stored:
     settings.json would then say n configs while trials.csv ranks more."""
@@ -202,10 +217,8 @@ def run_search(settings: SearchSettings, dataset: Dataset | None = None, backend
         print(f"{param('engine')} batched: {dataset.name} has {dataset.task.batched_engine_reason}; "
               "every config trains on the skorch engine", file=sys.stderr)
     elif settings.engine == "batched":
-        for kind in space.params["model"].support():
-            if is_user_model(kind):  # said once here, not per config
-                print(f"{param('engine')} batched: {unbatchable_reason({'model': kind})}; its configs train on the "
-                      "skorch engine", file=sys.stderr)
+        for reason in _unbatched_choices(space):  # said once here, not per config
+            print(f"{param('engine')} batched: {reason}; its configs train on the skorch engine", file=sys.stderr)
     out = Path(settings.out) if settings.out else default_run_dir(settings, space)
     if own_module:
         _check_out_beside_code(out, Path(module_folder(settings.space, settings.module_path)))

@@ -264,3 +264,14 @@ def test_the_folds_of_a_config_may_train_in_chunks_of_their_own(digits):
             assert result.error is None and result.epochs == reference.epochs
             np.testing.assert_allclose(result.test_scores, reference.test_scores, rtol=1e-5)
         assert reference.mean_test_score > -1.0  # they learned (10 classes: chance is -2.30)
+
+
+def test_the_space_choices_the_batched_engine_leaves_to_skorch_are_said():
+    """A built-in CNN (and an SGD optimizer) fell back to skorch without a word under --engine batched;
+    each listed choice that cannot be batched is now said once, and the Lab 3 space has none."""
+    from hpsearch.search.run import _unbatched_choices
+    from hpsearch.space.search_space import load_space
+
+    assert _unbatched_choices(load_space("mlp_mnist")) == []
+    assert _unbatched_choices(load_space("cnn_mnist")) == [
+        "model 'cnn' (only MLPs are batched)", "optimizer other than adam or rmsprop without momentum"]

@@ -157,6 +157,9 @@ def test_the_watchdog_stops_a_search_whose_cluster_stays_empty(monkeypatch):
     (["--backend", "dask", "--scheduler", "tcp://127.0.0.1:99999"], "must be a scheduler address (tcp://HOST:8786"),
     (["--backend", "dask", "--scheduler", "tcp://:8786"], "must be a scheduler address (tcp://HOST:8786"),
     (["--backend", "dask", "--scheduler", "tcp://127.0.0.1:9"], "no Dask scheduler answered within 1 s"),
+    # the device is the workers' to have (a CPU laptop may drive GPU workers), checked on them, not here
+    (["--backend", "dask", "--scheduler", "local:1", "--device", "cuda:1"],
+     "--device cuda:1: 1 of 1 Dask worker cannot train on it (worker tcp://"),
 ])
 def test_bad_backend_flags_exit_2(tmp_path, capsys, monkeypatch, flags, message):
     monkeypatch.setattr(backends, "CONNECT_TIMEOUT_S", 1.0)
