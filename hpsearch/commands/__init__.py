@@ -280,13 +280,12 @@ def cmd_make_triple(args) -> int:
 
 def cmd_compare(args) -> int:
     from ..retrain.compare import compare_groups, markdown_table
+    from ..retrain.files import train_set_words
     from ..training.net import resolve_device
 
     by = [name.strip() for name in args.by.split(",") if name.strip()]
     table = compare_groups(args.run_dir, by, args.retrain_epochs, device=resolve_device(args.device),
                            n_jobs=args.n_jobs, progress=not args.no_progress, same_config=args.same_config)
-    from ..retrain.files import train_set_words
-
     settings = read_stored_settings(args.run_dir)
     print(markdown_table(table, by))
     chance = (settings.get("chance") or {}).get("accuracy")

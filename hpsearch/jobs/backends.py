@@ -335,8 +335,10 @@ def _connect(distributed, scheduler: str):
 
 def _handshake(scheduler: str) -> None:
     """Connect to ``scheduler`` and read its handshake within ``CONNECT_TIMEOUT_S``, then hang up: TimeoutError
-    when nothing answers as Dask does, OSError when nothing listens."""
+    when nothing answers as Dask does, OSError when nothing listens. On a thread of its own, with its own
+    event loop: the caller may be running one (a notebook)."""
     import asyncio
+    from concurrent.futures import ThreadPoolExecutor
 
     from distributed.comm import connect
     from distributed.comm.addressing import normalize_address
@@ -346,7 +348,8 @@ def _handshake(scheduler: str) -> None:
                                       CONNECT_TIMEOUT_S + 1)
         await comm.close()
 
-    asyncio.run(shake())
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, shake()).result()
 
 
 def open_backend(name: str = "loky", scheduler: str | None = None):

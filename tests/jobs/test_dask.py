@@ -279,3 +279,22 @@ def test_a_scheduler_killed_mid_search_is_one_line_that_says_so(tmp_path, capfd)
     assert code == 1 and f"the Dask cluster at {address} lost its scheduler" in err, err
     assert "start the scheduler again (dask scheduler)" in err and "Traceback" not in err, err
     assert len(load_results(tmp_path / "run")) >= 1  # what finished is kept
+
+
+def test_the_handshake_is_read_beside_a_running_event_loop(monkeypatch):
+    """A notebook runs an event loop: the handshake's own loop runs on a thread of its own (asyncio.run
+    inside a running loop would be a RuntimeError, said as 'not a Dask scheduler')."""
+    import asyncio
+    import socket
+
+    monkeypatch.setattr(backends, "CONNECT_TIMEOUT_S", 1.0)
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+
+        async def in_a_notebook():
+            backends._handshake(f"tcp://127.0.0.1:{port}")
+
+        with pytest.raises(TimeoutError):
+            asyncio.run(in_a_notebook())
