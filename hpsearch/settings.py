@@ -234,40 +234,31 @@ def check_applies(name: str, stored: dict) -> None:
                      f"{stored.get(key, _DEFAULTS[key])} would ignore it: leave it out, or choose one of those")
 
 
-_TYPES = {"int": int, "float": (int, float), "str": str, "bool": bool, "dict": dict, "None": type(None)}
+# A field's annotation, name by name: the types a settings.json value may have, and how to say them.
+_KINDS = {"int": ((int,), "a whole number"), "float": ((int, float), "a number"), "str": ((str,), "a string"),
+          "bool": ((bool,), "true or false"), "dict": ((dict,), "an object"), "None": ((type(None),), "null")}
 
 
 def check_stored(stored: dict, where) -> None:
     """Raise a ``UsageError`` naming file ``where`` (a run's settings.json) and its first setting whose value
     no search writes: of another type (``"cv": "two"``) or out of range. It is the file's fault, so the
     message names the file's key, not the flag, which the command reading it may not even have."""
-    for f in fields(SearchSettings):
-        if f.name not in stored:
-            continue  # an older run's: the default
-        value, spec = stored[f.name], f.metadata["spec"]
-        allowed = tuple(t for name in f.type.split("|") for t in _flat(_TYPES[name.strip()]))
-        try:
+    try:
+        for f in fields(SearchSettings):
+            if f.name not in stored:
+                continue  # an older run's: the default
+            value, spec = stored[f.name], f.metadata["spec"]
+            kinds = [_KINDS[name.strip()] for name in f.type.split("|")]
+            allowed = tuple(t for types, _ in kinds for t in types)
             if isinstance(value, bool) and bool not in allowed or not isinstance(value, allowed):
-                raise UsageError(f"{f.name} must be {_kind_words(f.type)}, got {value!r}")
+                raise UsageError(f"{f.name} must be {' or '.join(words for _, words in kinds)}, got {value!r}")
             if spec.check is not None:
                 with parameter_names(str):
                     spec.check(f.name, value)
-        except UsageError as exc:
-            raise UsageError(f"{where} is damaged: its {exc}; put back a copy of it (hpsearch search wrote "
-                             "it)") from None
-    if not isinstance(stored.get("chance"), dict | None):  # None: labels per position have no chance level
-        raise UsageError(f"{where} is damaged: its chance must be an object or null, got {stored['chance']!r}; put "
-                         "back a copy of it (hpsearch search wrote it)")
-
-
-def _flat(kind) -> tuple:
-    return kind if isinstance(kind, tuple) else (kind,)
-
-
-def _kind_words(annotation: str) -> str:
-    words = {"int": "a whole number", "float": "a number", "str": "a string", "bool": "true or false",
-             "dict": "an object", "None": "null"}
-    return " or ".join(words[name.strip()] for name in annotation.split("|"))
+        if not isinstance(stored.get("chance"), dict | None):  # None: labels per position have no chance level
+            raise UsageError(f"chance must be an object or null, got {stored['chance']!r}")
+    except UsageError as exc:
+        raise UsageError(f"{where} is damaged: its {exc}; put back a copy of it (hpsearch search wrote it)") from None
 
 
 def setting_specs(group: str | None = None) -> dict[str, Spec]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from ..errors import UsageError, check_whole, plural
 from ..rundir.names import COMPARE_FILE, SETTINGS_FILE, WINNER_FILE
-from ..search_flags import read_stored_settings, search_settings
+from ..search_flags import read_json, read_stored_settings, search_settings
 from ..settings import retrain_defaults
 from .retrain import cmd_retrain, per_position, retrain_and_say
 
@@ -100,7 +100,6 @@ def _after_search(args, settings, backend, run_dir, elapsed: float) -> int:
 def _retrained_winner(run_dir) -> int | None:
     """The trial summary.json names as the run's retrained winner, or None (never retrained, or damaged)."""
     from ..rundir.names import SUMMARY_FILE
-    from ..search_flags import read_json
 
     try:
         trial = read_json(Path(run_dir) / SUMMARY_FILE).get("winner", {}).get("trial")

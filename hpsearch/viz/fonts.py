@@ -6,6 +6,8 @@ can draw is said once, with the package that draws it, instead of boxes without 
 
 from __future__ import annotations
 
+import functools
+
 import matplotlib
 from matplotlib import font_manager
 
@@ -15,14 +17,12 @@ __all__ = ["use_fallback_fonts", "missing_glyphs", "glyph_note", "FALLBACK_FAMIL
 # fonts-wqy-microhei, fonts-wqy-zenhei, fonts-droid-fallback), most complete first.
 FALLBACK_FAMILIES = ("Noto Sans CJK JP", "Noto Sans CJK SC", "Noto Sans CJK KR", "WenQuanYi Micro Hei",
                      "WenQuanYi Zen Hei", "Droid Sans Fallback")
-_done: list[str] = []
 
 
-def use_fallback_fonts() -> list[str]:
-    """Add the installed ``FALLBACK_FAMILIES`` after ``font.family`` (once per process); returns them.
-    Fonts installed after matplotlib cached its list are found too (its cache is not rebuilt by itself)."""
-    if _done:
-        return _done[1:]
+@functools.cache  # once per process
+def use_fallback_fonts() -> tuple[str, ...]:
+    """Add the installed ``FALLBACK_FAMILIES`` after ``font.family``; returns them. Fonts installed
+    after matplotlib cached its list are found too (its cache is not rebuilt by itself)."""
     known = {entry.fname for entry in font_manager.fontManager.ttflist}
     for path in font_manager.findSystemFonts():
         if path not in known:
@@ -31,10 +31,9 @@ def use_fallback_fonts() -> list[str]:
             except (OSError, RuntimeError, ValueError):  # a file FreeType cannot read: not ours to fix
                 continue
     names = {entry.name for entry in font_manager.fontManager.ttflist}
-    found = [family for family in FALLBACK_FAMILIES if family in names]
+    found = tuple(family for family in FALLBACK_FAMILIES if family in names)
     family = list(matplotlib.rcParams["font.family"])
     matplotlib.rcParams["font.family"] = family + [f for f in found if f not in family]
-    _done[:] = ["done", *found]
     return found
 
 
