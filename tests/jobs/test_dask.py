@@ -15,7 +15,7 @@ from joblib import delayed
 distributed = pytest.importorskip("distributed", reason="the dask extra is not installed: pip install -e '.[dask]'")
 
 from hpsearch.cli import main  # noqa: E402
-from hpsearch.jobs import backends  # noqa: E402
+from hpsearch.jobs import dask_backend  # noqa: E402
 from hpsearch.rundir.store import load_results  # noqa: E402
 from hpsearch.search.interrupt import ClusterLost  # noqa: E402
 from hpsearch.search.run import run_search  # noqa: E402
@@ -104,10 +104,10 @@ def test_a_worker_killed_mid_search_loses_nothing(tmp_path, cluster, loky_refere
 
 @pytest.mark.slow
 def test_a_cluster_without_workers_stops_the_search_keeping_what_finished(tmp_path, monkeypatch):
-    monkeypatch.setattr(backends, "NO_WORKER_S", 1.0)
+    monkeypatch.setattr(dask_backend, "NO_WORKER_S", 1.0)
     with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
                                   silence_logs=50) as lonely:
-        backend = backends.DaskBackend(lonely.scheduler_address)
+        backend = dask_backend.DaskBackend(lonely.scheduler_address)
         with backend.parallel(1, None) as (parallel, _):  # joblib runs one job in-process: not on a cluster
             pids = set(parallel(delayed(os.getpid)() for _ in range(3)))
         backend.close()
@@ -130,13 +130,13 @@ def test_a_cluster_without_workers_stops_the_search_keeping_what_finished(tmp_pa
 def test_the_watchdog_stops_a_search_whose_cluster_stays_empty(monkeypatch):
     """Dask would wait for a worker forever: after NO_WORKER_S without one the backend marks itself
     lost and sends this process SIGINT, which the search turns into ClusterLost."""
-    monkeypatch.setattr(backends, "NO_WORKER_S", 1.0)
+    monkeypatch.setattr(dask_backend, "NO_WORKER_S", 1.0)
     got = []
     previous = signal.signal(signal.SIGINT, lambda *a: got.append("SIGINT"))
     try:
         with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=True, dashboard_address=None,
                                       silence_logs=50) as lonely:
-            backend = backends.DaskBackend(lonely.scheduler_address)
+            backend = dask_backend.DaskBackend(lonely.scheduler_address)
             lonely.scale(0)
             deadline = time.monotonic() + 20
             while not got and time.monotonic() < deadline:
@@ -162,7 +162,7 @@ def test_the_watchdog_stops_a_search_whose_cluster_stays_empty(monkeypatch):
      "--device cuda:1: 1 of 1 Dask worker cannot train on it (worker tcp://"),
 ])
 def test_bad_backend_flags_exit_2(tmp_path, capsys, monkeypatch, flags, message):
-    monkeypatch.setattr(backends, "CONNECT_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(dask_backend, "CONNECT_TIMEOUT_S", 1.0)
     code = main(["search", "--n", "1", "--dataset", "digits", "--no-progress", "--no-retrain",
                  "--out", str(tmp_path / "run"), *flags])
     err = capsys.readouterr().err
@@ -191,7 +191,7 @@ def test_a_server_that_is_no_scheduler_is_one_line_without_a_wait(tmp_path, caps
     import gc
     import socket
 
-    monkeypatch.setattr(backends, "CONNECT_TIMEOUT_S", 2.0)
+    monkeypatch.setattr(dask_backend, "CONNECT_TIMEOUT_S", 2.0)
     server = socket.socket()
     server.bind(("127.0.0.1", 0))
     server.listen()
@@ -225,7 +225,7 @@ def test_a_port_that_never_answers_is_one_line_not_a_wait_without_end(tmp_path, 
     must come within the connect timeout: one line, exit 2."""
     import socket
 
-    monkeypatch.setattr(backends, "CONNECT_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(dask_backend, "CONNECT_TIMEOUT_S", 1.0)
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen()  # the kernel accepts into the backlog; nothing ever reads or writes
@@ -287,14 +287,14 @@ def test_the_handshake_is_read_beside_a_running_event_loop(monkeypatch):
     import asyncio
     import socket
 
-    monkeypatch.setattr(backends, "CONNECT_TIMEOUT_S", 1.0)
+    monkeypatch.setattr(dask_backend, "CONNECT_TIMEOUT_S", 1.0)
     with socket.socket() as server:
         server.bind(("127.0.0.1", 0))
         server.listen()
         port = server.getsockname()[1]
 
         async def in_a_notebook():
-            backends._handshake(f"tcp://127.0.0.1:{port}")
+            dask_backend._handshake(f"tcp://127.0.0.1:{port}")
 
         with pytest.raises(TimeoutError):
             asyncio.run(in_a_notebook())
