@@ -7,11 +7,11 @@ and the fix; Ctrl-C exits with code 130 after saving every finished trial.
 from __future__ import annotations
 
 import argparse
-import difflib
 import sys
 import warnings
 
 from . import commands
+from .cli_parsing import OneLineParser, subparser, unrecognized
 from .errors import UsageError, parameter_names
 
 __all__ = ["main", "build_parser", "parse_args", "flag"]
@@ -107,73 +107,8 @@ def _plot_methods() -> list[str]:
     return [*PLOT_METHODS, "all", "search"]
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a bad flag in one line (not the whole usage block), exit code 2, and takes
-    no abbreviated flag: ``--max-epoch 3`` is named with the flag it was near (``--max-epochs``), not
-    silently taken for it, so a command line means the same after a flag is added."""
-
-    def __init__(self, *args, **kwargs):
-        kwargs.setdefault("allow_abbrev", False)  # the subcommands' parsers are made by this class too
-        super().__init__(*args, **kwargs)
-
-    def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
-
-
-def _is_flag(word: str) -> bool:
-    """Whether a word argparse left over is an option (``--epochs``, ``-x``), not a value (``5``, ``-1``)."""
-    if not word.startswith("-") or word == "-":
-        return False
-    try:
-        float(word)
-    except ValueError:
-        return True
-    return False
-
-
-def _closest_flags(word: str, flags: list[str]) -> list[str]:
-    """The flags of ``flags`` closest to ``word`` (``--epochs``: ``--max-epochs``, ``--min-epochs``), the
-    equally close ones in their declared order; none when nothing is close. Compared without the
-    dashes, which every flag shares."""
-    names = {f.lstrip("-"): f for f in flags}
-    stem = word.split("=", 1)[0].lstrip("-")
-    close = difflib.get_close_matches(stem, names, n=3)
-    if not close:
-        return []
-    ratio = {c: difflib.SequenceMatcher(None, c, stem).ratio() for c in close}
-    best = max(ratio.values())
-    return [names[c] for c in names if c in ratio and ratio[c] == best]
-
-
-def _unrecognized(parser: argparse.ArgumentParser, extra: list[str]) -> str:
-    """``unrecognized argument --epochs; did you mean --max-epochs or --min-epochs?``: the words no flag
-    took (an unknown flag's value is left out: argparse cannot tell it from a stray word), and the
-    closest real flags of ``parser`` (the subcommand's)."""
-    flags = [o for action in parser._actions for o in action.option_strings if o.startswith("--")]
-    unknown = [word.split("=", 1)[0] for word in extra if _is_flag(word)] or extra
-    text = f"unrecognized argument{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}"
-    hints = [(word, close) for word in unknown if _is_flag(word) and (close := _closest_flags(word, flags))]
-    if len(unknown) == 1 and hints:
-        text += f"; did you mean {_either(hints[0][1])}?"
-    elif hints:
-        text += "; did you mean " + ", ".join(f"{_either(close)} for {word}" for word, close in hints) + "?"
-    return text
-
-
-def _either(words: list[str]) -> str:
-    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
-
-
-def _subparser(parser: argparse.ArgumentParser, command: str | None) -> argparse.ArgumentParser:
-    """The parser of the subcommand ``command`` (its flags, its --help), else ``parser`` itself."""
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
-            return action.choices[command]
-    return parser
-
-
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = OneLineParser(
         prog="hpsearch",
         description="Hyperparameter search and visual explanation of small PyTorch image "
                     "classifiers.")
@@ -328,8 +263,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         elif hasattr(args, "method") and getattr(args, "run_dir", "") is None and len(extra) == 1:
             args.run_dir, extra = extra[0], []
     if extra:  # named by the subcommand, whose help lists its flags
-        command = _subparser(parser, getattr(args, "command", None))
-        command.error(_unrecognized(command, extra))
+        command = subparser(parser, getattr(args, "command", None))
+        command.error(unrecognized(command, extra))
     return args
 
 
