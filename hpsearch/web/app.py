@@ -83,6 +83,15 @@ def _examples(predictor: Predictor, n: int) -> list[dict]:
              "png": _data_url(Predictor.image_png(data.X_test[i], size=0))} for i in picks]
 
 
+def _complete(content_type: str, body: bytes) -> bool:
+    """Whether a multipart ``body`` reaches its closing boundary: the parser drops a part cut off in
+    its middle without a word, which would then be said as a missing file."""
+    boundary = next((value.strip().strip('"') for key, _, value in
+                     (item.strip().partition("=") for item in content_type.split(";")[1:])
+                     if key.strip().lower() == "boundary"), "")
+    return bool(boundary) and f"--{boundary}--".encode() in body
+
+
 async def _upload(request: Request, max_bytes: int) -> bytes:
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > max_bytes + 64 * 1024:
@@ -102,6 +111,9 @@ async def _upload(request: Request, max_bytes: int) -> bytes:
     try:  # every part closed, the file among them or not (a wrong field name left one open)
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
+            if not _complete(request.headers["content-type"], body):
+                raise ImageRejected("the upload was cut off before its end (no closing multipart boundary): send "
+                                    "it again", 400)
             raise ImageRejected("no file in the upload: send it as the multipart field 'file'", 400)
         data = await upload.read(max_bytes + 1)
     finally:

@@ -130,6 +130,14 @@ def thin_png(width=200_000) -> bytes:
     return out.getvalue()
 
 
+def cut_off_upload(client, data: bytes):
+    """A multipart body cut short inside its file part, its closing boundary never sent."""
+    head = (b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n'
+            b"Content-Type: image/png\r\n\r\n")
+    return client.post("/api/predict", content=head + data[: len(data) // 2],
+                       headers={"content-type": "multipart/form-data; boundary=XyZ"})
+
+
 def test_every_error_path_and_the_server_survives(client, digits):
     good = png_bytes(digits.X_test[0])
     cases = [
@@ -144,6 +152,7 @@ def test_every_error_path_and_the_server_survives(client, digits):
         (post(client, bomb_png()), 413, "pixels"),
         (post(client, good[:8]), 400, "cannot be read (cut short, or not the format its first bytes say)"),
         (post(client, lab_tiff(), name="a.tif", content_type="image/tiff"), 415, "a LAB image cannot be read"),
+        (cut_off_upload(client, good), 400, "cut off before its end"),  # said as a missing file before
     ]
     for response, status, words in cases:
         assert response.status_code == status, response.text
