@@ -76,7 +76,7 @@ def score_vs_params(frame: pd.DataFrame, space=None) -> list[ParamPoints]:
     categorical ones as strips, and widths of decreasing layers one panel per layer."""
     rows = _scored(frame)
     score, trial = rows["mean_test_score"].to_numpy(float), rows["trial"].to_numpy(int)
-    epochs = rows["n_epochs"].to_numpy(int) if "n_epochs" in rows else np.zeros(len(rows), int)
+    epochs = _epochs(rows)
     params = space.params if space is not None else {c[6:]: None for c in frame if c.startswith("param_")}
     panels = []
     for name, dist in params.items():
@@ -109,12 +109,22 @@ def _strip(name, labels, score, trial, epochs, categories) -> ParamPoints:
     return ParamPoints(name, "categorical", list(labels), score, trial, epochs, categories=list(categories))
 
 
+def _epochs(rows: pd.DataFrame) -> np.ndarray:
+    """Each row's epochs trained (halving's rung reached; 0 where trials.csv does not say)."""
+    return rows["n_epochs"].to_numpy(int) if "n_epochs" in rows else np.zeros(len(rows), int)
+
+
 def history(frame: pd.DataFrame, maximize: bool = True) -> dict:
-    """Each scored trial's mean CV score in trial order, and the best so far (monotone)."""
+    """Each scored trial's mean CV score in trial order, and the best so far (monotone). Where the
+    trials were scored at several budgets (halving's rungs), the best so far is over the largest
+    budget's alone (``best_epochs``; NaN before its first): a short rung's score is no rival to it."""
     rows = _scored(frame).sort_values("trial")
-    score = rows["mean_test_score"].to_numpy(float)
-    best = np.maximum.accumulate(score) if maximize else np.minimum.accumulate(score)
-    return {"trial": rows["trial"].to_numpy(int), "score": score, "best": best}
+    score, epochs = rows["mean_test_score"].to_numpy(float), _epochs(rows)
+    top = int(epochs.max()) if len(epochs) and len(set(epochs)) > 1 else None
+    counted = np.where(epochs == top, score, np.nan) if top is not None else score
+    accumulate = np.fmax.accumulate if maximize else np.fmin.accumulate  # NaN until the first counted score
+    return {"trial": rows["trial"].to_numpy(int), "score": score, "best": accumulate(counted), "epochs": epochs,
+            "best_epochs": top}
 
 
 def importances(study: optuna.Study) -> dict[str, float] | Skipped:
@@ -192,7 +202,7 @@ def fold_spread(frame: pd.DataFrame) -> dict:
     rows = _scored(frame)
     rows = rows.sort_values("rank_test_score") if "rank_test_score" in rows else rows
     return {"trial": rows["trial"].to_numpy(int), "splits": rows[columns].to_numpy(float),
-            "mean": rows["mean_test_score"].to_numpy(float),
+            "mean": rows["mean_test_score"].to_numpy(float), "epochs": _epochs(rows),
             # a config fold racing stopped has fewer folds (NaN in the rest)
             "std": np.nanstd(rows[columns].to_numpy(float), axis=1) if columns else np.zeros(len(rows))}
 

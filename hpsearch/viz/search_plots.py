@@ -67,10 +67,24 @@ def _scale_to_learned(ax, xs, scores, floor: float | None) -> None:
                 fontsize=7, color="0.35", transform=ax.transAxes)
 
 
+def _budget_colours(epochs) -> dict[int, object]:
+    """One colour per budget the configs were scored at (halving's rungs), in order; ``{}`` for one budget."""
+    budgets = sorted({int(e) for e in epochs})
+    if len(budgets) < 2:
+        return {}
+    return dict(zip(budgets, matplotlib.colormaps["viridis"](np.linspace(0, 0.9, len(budgets))), strict=True))
+
+
+def _budget_legend(fig: Figure, colours: dict[int, object]) -> None:
+    handles = [matplotlib.lines.Line2D([], [], marker="o", linestyle="", color=c, label=plural(b, "epoch"))
+               for b, c in colours.items()]
+    fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6), fontsize=8)
+
+
 def plot_score_vs_params(panels: list[ParamPoints], metric: str = "score", floor: float | None = None) -> Figure:
     fig, axes = _grid(max(len(panels), 1))
-    budgets = sorted({int(e) for p in panels for e in p.epochs})
-    colours = dict(zip(budgets, matplotlib.colormaps["viridis"](np.linspace(0, 0.9, len(budgets))), strict=True))
+    colours = _budget_colours(e for p in panels for e in p.epochs)
+    budgets = list(colours) or sorted({int(e) for p in panels for e in p.epochs})
     for ax, p in zip(axes, panels, strict=False):
         if p.kind == "categorical":
             where = {c: i for i, c in enumerate(p.categories)}
@@ -87,7 +101,7 @@ def plot_score_vs_params(panels: list[ParamPoints], metric: str = "score", floor
             at = epochs == budget
             if at.any():
                 ax.scatter(np.asarray(xs, float)[at], np.asarray(p.score, float)[at], s=16, alpha=0.8,
-                           color=colours[budget] if len(budgets) > 1 else None, label=f"{plural(budget, 'epoch')}")
+                           color=colours.get(budget), label=f"{plural(budget, 'epoch')}")
         _scale_to_learned(ax, xs, p.score, floor)
         if p.kind == "categorical":  # every strip and its label on the axis, whatever the jitter drew
             ax.set_xlim(-0.5, len(p.categories) - 0.5)
@@ -95,22 +109,28 @@ def plot_score_vs_params(panels: list[ParamPoints], metric: str = "score", floor
         ax.set_ylabel(metric)
     if not panels:
         axes[0].text(0.5, 0.5, "no searched parameters", ha="center", transform=axes[0].transAxes)
-    fig.suptitle(f"{metric} vs each hyperparameter" + (" (colour: epochs trained)" if len(budgets) > 1 else ""))
-    if len(budgets) > 1:
-        handles = [matplotlib.lines.Line2D([], [], marker="o", linestyle="", color=colours[b], label=plural(b, "epoch"))
-                   for b in budgets]
-        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(budgets), 6), fontsize=8)
+    fig.suptitle(f"{metric} vs each hyperparameter" + (" (colour: epochs trained)" if colours else ""))
+    if colours:
+        _budget_legend(fig, colours)
     return fig
 
 
 def plot_history(data: dict, metric: str = "score", floor: float | None = None) -> Figure:
     fig = Figure(figsize=(6, 3.5), layout="constrained")
     ax = fig.subplots()
-    ax.scatter(data["trial"], data["score"], s=14, alpha=0.7, label="trial")
+    colours = _budget_colours(data.get("epochs", ()))
+    epochs = np.asarray(data.get("epochs", np.zeros(len(data["trial"]))), int)
+    ax.scatter(data["trial"], data["score"], s=14, alpha=0.7, label=None if colours else "trial",
+               color=[colours[int(e)] for e in epochs] if colours else None)
     _scale_to_learned(ax, data["trial"], data["score"], floor)
-    ax.step(data["trial"], data["best"], where="post", color="C3", label="best so far")
-    ax.set(xlabel="trial", ylabel=metric, title="optimization history")
+    top = data.get("best_epochs")
+    ax.step(data["trial"], data["best"], where="post", color="C3",
+            label=f"best so far at {plural(top, 'epoch')}" if top else "best so far")
+    ax.set(xlabel="trial", ylabel=metric,
+           title="optimization history" + (" (colour: epochs trained)" if colours else ""))
     ax.legend()
+    if colours:
+        _budget_legend(fig, colours)
     return fig
 
 
@@ -131,13 +151,19 @@ def plot_fold_spread(data: dict, metric: str = "score", top: int = 40, floor: fl
     fig = Figure(figsize=(max(5.0, 0.25 * len(trials) + 2), 3.5), layout="constrained")
     ax = fig.subplots()
     x = np.arange(len(trials))
+    colours = _budget_colours(data.get("epochs", ())[:top])
+    fold_colour = [colours[int(e)] for e in data["epochs"][:top]] if colours else "C0"
     for k in range(splits.shape[1]):
-        ax.scatter(x, splits[:, k], s=12, color="C0", alpha=0.6, label="fold" if k == 0 else None)
+        ax.scatter(x, splits[:, k], s=12, color=fold_colour, alpha=0.6)
+    ax.scatter([], [], s=12, color="0.5" if colours else "C0", label="fold")  # in no budget's colour
     ax.scatter(x, data["mean"][:top], marker="_", s=120, color="C3", label="mean")
     ax.set_xticks(x, [str(t) for t in trials], rotation=90, fontsize=7)
-    ax.set(xlabel="trial (best first)", ylabel=metric, title="fold scores per config")
+    ax.set(xlabel="trial (best first)", ylabel=metric,
+           title="fold scores per config" + (" (colour: epochs trained)" if colours else ""))
     _scale_to_learned(ax, x, data["mean"][:top], floor)
     ax.legend()
+    if colours:
+        _budget_legend(fig, colours)
     return fig
 
 

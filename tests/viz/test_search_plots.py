@@ -64,6 +64,26 @@ def test_history_running_best_is_monotone(random_run):
     assert data["best"][-1] == _csv(random_run)["mean_test_score"].max()
 
 
+def test_halving_history_and_folds_say_each_configs_budget(halving_run):
+    """Halving scores configs at 1 and 3 epochs: the history's running best is over the 3-epoch scores
+    alone (a 1-epoch score is no rival to them), and both plots colour each config by its budget."""
+    frame = _csv(halving_run)
+    data = history(frame)
+    scored = frame[frame["mean_test_score"].notna()].sort_values("trial")
+    at_top = (scored["n_epochs"] == 3).to_numpy()
+    assert data["best_epochs"] == 3 and at_top.any() and not at_top.all()
+    np.testing.assert_array_equal(data["epochs"], scored["n_epochs"])
+    first = int(np.argmax(at_top))
+    assert np.isnan(data["best"][:first]).all()
+    assert data["best"][-1] == scored.loc[scored["n_epochs"] == 3, "mean_test_score"].max()
+    assert history(_csv(halving_run).assign(n_epochs=3))["best_epochs"] is None  # one budget: every score counts
+    figures = draw_search_plots(halving_run)
+    for stem in ("search_history", "search_folds"):
+        assert [t.get_text() for t in figures[stem].legends[0].get_texts()] == ["1 epoch", "3 epochs"], stem
+    labels = [t.get_text() for t in figures["search_history"].axes[0].get_legend().get_texts()]
+    assert labels == ["best so far at 3 epochs"]
+
+
 def test_importances_are_optunas_and_sum_to_one(random_run):
     study = open_study(random_run)
     result = importances(study)
