@@ -6,6 +6,7 @@ and jobs as the continuing nets want them; ``Float32Input``, the same inputs for
 from __future__ import annotations
 
 import numbers
+import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,7 +19,8 @@ from ..errors import UsageError
 from ..jobs.resources import cpu_count
 from .continuing import EPOCHS_LOG
 
-__all__ = ["fit_storage", "trained_epochs", "as_float32", "Float32Input", "seed_of", "jobs_of"]
+__all__ = ["fit_storage", "trained_epochs", "as_float32", "as_rows", "Float32Input", "seed_of", "jobs_of",
+           "callers_state_kept"]
 
 
 @contextmanager
@@ -46,8 +48,52 @@ def trained_epochs(folder: Path) -> list[int]:
 
 
 def as_float32(X):
-    """skorch's modules want float32: float64 arrays (a StandardScaler's output) are converted."""
-    return X.astype(np.float32) if isinstance(X, np.ndarray) and X.dtype == np.float64 else X
+    """skorch's modules want float32: other float arrays (a StandardScaler's float64) are converted."""
+    return X.astype(np.float32) if isinstance(X, np.ndarray) and X.dtype.kind == "f" and X.dtype != np.float32 else X
+
+
+def _some(values: np.ndarray) -> str:
+    """The first few values as Python writes them: ``'cat', 'dog', ...``."""
+    shown = ", ".join(repr(v.item() if isinstance(v, np.generic) else v) for v in values[:4])
+    return shown + (", ..." if len(values) > 4 else "")
+
+
+def as_rows(X, y):
+    """``X`` and ``y`` as the searches index them (a list becomes an array, floats float32), or one line
+    before any training for what the net cannot take: integer images (unscaled) and labels that are not
+    whole numbers, which skorch would refuse from deep inside torch in every fit."""
+    if isinstance(X, list | tuple):
+        X = np.asarray(X)
+    if isinstance(X, np.ndarray) and X.dtype.kind != "f":
+        fix = ("scale them to floats first, e.g. X = X.astype('float32') / 255 for 8-bit images"
+               if X.dtype.kind in "biu" else "give the pixels or features as numbers")
+        raise UsageError(f"X holds {X.dtype} values, and the net takes floats; {fix}")
+    if y is not None:
+        y = np.asarray(y)
+        if y.dtype.kind not in "iu":
+            labels = np.unique(y) if y.dtype.kind in "biufSU" else y.ravel()
+            kind = "text" if y.dtype.kind in "OSU" else str(y.dtype)
+            raise UsageError(f"y must hold whole-number class labels (the index of the net's output), got {kind} "
+                             f"values ({_some(labels)}); encode them: y = "
+                             "sklearn.preprocessing.LabelEncoder().fit_transform(y)")
+    return as_float32(X), y
+
+
+@contextmanager
+def callers_state_kept():
+    """The caller's torch random state (CPU) and Optuna's log level as they were after a search's ``fit``:
+    scoring draws from the one (skorch's loaders), a TPE study sets the other."""
+    import torch
+
+    optuna = sys.modules.get("optuna")
+    level = optuna.logging.get_verbosity() if optuna is not None else None
+    with torch.random.fork_rng(devices=[]):
+        try:
+            yield
+        finally:
+            optuna = sys.modules.get("optuna")
+            if optuna is not None:
+                optuna.logging.set_verbosity(level if level is not None else optuna.logging.INFO)
 
 
 def _with_float32(name: str):

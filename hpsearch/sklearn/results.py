@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import time
 import warnings
+from collections import Counter
 
 import numpy as np
 from scipy.stats import rankdata
 from sklearn.base import clone
+from sklearn.exceptions import FitFailedWarning
 from sklearn.utils.validation import _check_method_params
 
-__all__ = ["fit_and_score", "results_table"]
+__all__ = ["fit_and_score", "results_table", "warn_fit_failures", "first_fit_error"]
 
 
 def _score(scorer, net, X, y, error_score):
@@ -101,3 +103,23 @@ def results_table(rows: list[dict], n_splits: int, train_score: bool) -> dict:
             if part == "test":
                 results[f"rank_test_{name}"] = _ranks(results[f"mean_test_{name}"])
     return results
+
+
+def warn_fit_failures(outcomes: list[dict], error_score) -> None:
+    """scikit-learn's ``FitFailedWarning`` for the fits of one budget that raised: how many, the score they
+    got, and each distinct error with its count (a search over nets that all fail says why, not only NaN)."""
+    errors = Counter(o["error"] for o in outcomes if o.get("error"))
+    if not errors:
+        return
+    details = "\n".join(f"{n} fit{'s' if n > 1 else ''} failed with: {error}" for error, n in errors.most_common())
+    warnings.warn(f"{errors.total()} fits failed out of a total of {len(outcomes)}.\nThe score on these train-test "
+                  f"partitions for these parameters will be set to {error_score}.\nIf these failures are not "
+                  f"expected, you can try to debug them by setting error_score='raise'.\n\n{details}",
+                  FitFailedWarning, stacklevel=3)
+
+
+def first_fit_error(rows: list[dict]) -> str | None:
+    """The first line of the first error a fit raised, in the order the rows were recorded; None when every
+    fit trained."""
+    error = next((f["error"] for r in rows for f in r["folds"] if f.get("error")), None)
+    return error.splitlines()[0] if error else None

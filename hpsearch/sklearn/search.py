@@ -35,8 +35,8 @@ from ..jobs.resources import threads_per_job
 from ..space.search_space import SearchSpace
 from .checks import check_search
 from .continuing import continuing
-from .fitting import Float32Input, as_float32, fit_storage, jobs_of, seed_of, trained_epochs
-from .spaces import config_column, is_space, net_params, space_configs
+from .fitting import Float32Input, as_rows, callers_state_kept, fit_storage, jobs_of, seed_of, trained_epochs
+from .spaces import check_space_on_rows, config_column, is_space, net_params, space_configs
 
 __all__ = ["HalvingRandomSearchCV", "RandomizedSearchCV"]
 
@@ -45,8 +45,14 @@ class _ContinuingSearch:
     """What both estimators add to scikit-learn's ``fit`` (mixed in before scikit-learn's class)."""
 
     def fit(self, X, y=None, **params):
+        with callers_state_kept():
+            return self._fit(X, y, **params)
+
+    def _fit(self, X, y=None, **params):
         check_search(self)
-        X = as_float32(X)
+        X, y = as_rows(X, y)
+        if is_space(self.param_distributions):
+            check_space_on_rows(self.param_distributions, X, y, self.random_state)
         # a SearchSpace's configs compile on the rows' shape and classes (kept during this fit only)
         self._hp_rows, self._hp_drawn = (X[:1], y), None
         try:

@@ -26,7 +26,7 @@ from ..space.search_space import ParamGenerator, SearchSpace
 from .continuing import described
 from .fitting import seed_of
 
-__all__ = ["is_space", "check_space_door", "net_params", "space_configs", "config_column"]
+__all__ = ["is_space", "check_space_door", "check_space_on_rows", "net_params", "space_configs", "config_column"]
 
 # the space's words that act through hpsearch's training loop, not through a net parameter, and what
 # a value of theirs other than the harmless one would need
@@ -69,6 +69,47 @@ def _shape(X) -> tuple[int, tuple | None]:
     if len(shape) == 2:
         shape = (1, *shape)
     return math.prod(shape), (shape if len(shape) == 3 else None)
+
+
+def check_space_on_rows(space: SearchSpace, X, y, random_state) -> None:
+    """What ``hpsearch search`` checks once its data are loaded, on the rows given to ``fit``: labels that are
+    the net's output indices (0..K-1, as the net the space builds has K outputs), a net not too deep for
+    the images, and each model kind built with the first config and run on two rows (your module
+    included): one that raises or does not give ``(n, K)`` logits is refused in one line, before training."""
+    import torch
+
+    from ..space.checks import check_space_for_data
+    from ..training.net import make_net
+
+    labels = np.unique(y)
+    if not np.array_equal(labels, np.arange(len(labels))):
+        shown = ", ".join(str(v) for v in labels[:6]) + (", ..." if len(labels) > 6 else "")
+        raise UsageError(f"y's labels must be 0..{len(labels) - 1} with a SearchSpace (the net it builds has one "
+                         f"output per class), got {shown}; encode them: y = LabelEncoder().fit_transform(y), and "
+                         "inverse_transform the predictions")
+    n_features, image_shape = _shape(X)
+    if image_shape is not None:
+        check_space_for_data(space, image_shape)
+    first = ParamGenerator(space, seed_of(random_state)).sample(0)  # the search's own first config
+    rows = torch.as_tensor(np.asarray(X[:2]))
+    for kind in _values(space, "model") or ("mlp",):
+        start = f"search space {space.name!r}: model {kind!r}"
+        try:
+            net = make_net({**first, "model": kind}, n_features, len(labels), image_shape=image_shape, patience=0)
+            net.initialize()
+            with torch.no_grad():
+                out = net.module_(rows)
+        except UsageError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the module's code, yours included, whatever it raises
+            hint = (" (images go in as (n, C, H, W): X[:, None] adds grey images' channel axis)"
+                    if np.ndim(X) != 4 else "")
+            raise UsageError(f"{start} fails on the first config with X of shape {np.shape(X)}{hint}: "
+                             f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}") from None
+        shape = tuple(getattr(out, "shape", ()))
+        if shape != (len(rows), len(labels)):
+            raise UsageError(f"{start} returns {type(out).__name__} of shape {shape} for {len(rows)} rows; the search "
+                             f"needs logits ({len(rows)}, {len(labels)}): one score per class of y")
 
 
 def net_params(config: dict, X, y) -> dict:

@@ -20,114 +20,20 @@ from joblib import Parallel, delayed
 from sklearn.base import clone
 from sklearn.metrics import check_scoring
 from sklearn.metrics._scorer import _check_multimetric_scoring
-from sklearn.model_selection import ParameterGrid, ParameterSampler, check_cv
+from sklearn.model_selection import check_cv
 from sklearn.model_selection._search import BaseSearchCV
 
-from ..errors import UsageError, parameter_names
+from ..errors import UsageError, parameter_names, plural
 from ..jobs.resources import threads_per_job
-from ..space.optuna_bridge import stored_params, suggest_config
-from ..space.search_space import ParamGenerator
 from ..strategies import make_strategy
+from .candidates import Distributions, SpaceCandidates, grid_size
 from .checks import check_search, chosen_index, ranking_metric, whole_number
 from .continuing import continuing
-from .fitting import Float32Input, as_float32, fit_storage, jobs_of, seed_of, trained_epochs
-from .results import fit_and_score, results_table
-from .spaces import config_column, is_space, net_params
+from .fitting import Float32Input, as_rows, callers_state_kept, fit_storage, jobs_of, seed_of, trained_epochs
+from .results import first_fit_error, fit_and_score, results_table, warn_fit_failures
+from .spaces import check_space_on_rows, config_column, is_space
 
 __all__ = ["SearchCV", "EstimatorEvaluate"]
-
-
-def _optuna_distribution(name: str, values):
-    """An Optuna distribution for TPE from a list or a scipy.stats frozen distribution."""
-    import optuna
-
-    if isinstance(values, list | tuple):
-        if not all(v is None or isinstance(v, bool | int | float | str) for v in values):
-            raise UsageError(f"param_distributions[{name!r}]: TPE takes lists of numbers, strings, booleans or None; "
-                             f"got {values!r}: use strategy 'random' or 'halving' for other values")
-        return optuna.distributions.CategoricalDistribution(list(values))
-    dist_name = getattr(getattr(values, "dist", None), "name", "")
-    low, high = (float(v) for v in values.support())
-    if dist_name in ("loguniform", "reciprocal"):
-        return optuna.distributions.FloatDistribution(low, high, log=True)
-    if dist_name == "uniform":
-        return optuna.distributions.FloatDistribution(low, high)
-    if dist_name == "randint":
-        return optuna.distributions.IntDistribution(int(low), int(high))
-    raise UsageError(f"param_distributions[{name!r}]: TPE translates lists, uniform, loguniform and randint; got "
-                     f"scipy.stats {dist_name or type(values).__name__}: use one of those, or strategy 'random'")
-
-
-def _grid_size(param_distributions) -> int | None:
-    """How many candidates ``param_distributions`` holds when every value is a list (a grid); None when some
-    value is a distribution (or the distributions are an hpsearch space), which draws without end."""
-    if is_space(param_distributions):
-        return None
-    groups = param_distributions if isinstance(param_distributions, list) else [param_distributions]
-    if not all(isinstance(g, dict) and all(not hasattr(v, "rvs") for v in g.values()) for g in groups):
-        return None
-    return len(ParameterGrid(groups))
-
-
-class _Distributions:
-    """Candidates from scikit-learn's ``param_distributions``: ``ParameterSampler``'s at ``random_state``,
-    and for TPE an Optuna study over their translation (``_optuna_distribution``)."""
-
-    def __init__(self, param_distributions, n: int, random_state):
-        self.groups, self.random_state = param_distributions, random_state
-        self.candidates = list(ParameterSampler(param_distributions, n, random_state=random_state))
-        self.distributions = None
-
-    def sample(self, index: int) -> dict:
-        if index >= len(self.candidates):  # the strategy asks for more than n_candidates: draw on
-            self.candidates = list(ParameterSampler(self.groups, index + 1, random_state=self.random_state))
-        return dict(self.candidates[index])
-
-    def _optuna(self) -> dict:
-        if self.distributions is None:
-            if isinstance(self.groups, list):
-                raise UsageError("strategy tpe takes param_distributions as one dict, not a list of dicts")
-            self.distributions = {k: _optuna_distribution(k, v) for k, v in self.groups.items()}
-        return self.distributions
-
-    def remember(self, study, params: dict):
-        study.enqueue_trial({k: (v.item() if hasattr(v, "item") else v) for k, v in params.items()})
-        return study.ask(self._optuna())
-
-    def ask(self, study) -> tuple[dict, object]:
-        trial = study.ask(self._optuna())
-        return dict(trial.params), trial
-
-
-class _Space:
-    """Candidates from an hpsearch ``SearchSpace``: its configs (``hpsearch search``'s at the seed; TPE's
-    through the space's own Optuna encoding), compiled to the net's parameters on the data's shape."""
-
-    def __init__(self, space, n: int, random_state, X, y):
-        self.space, self.X, self.y = space, X, y  # X: a row is enough (its shape)
-        self.generator = ParamGenerator(space, seed=seed_of(random_state))
-        self.configs: list[dict] = []
-        self.compiled: list[dict] = []
-
-    def _compiled(self, config: dict) -> dict:
-        params = net_params(config, self.X, self.y)
-        self.configs.append(config)
-        self.compiled.append(params)
-        return params
-
-    def sample(self, index: int) -> dict:
-        return self._compiled(self.generator.sample(index))
-
-    def remember(self, study, params: dict):
-        config = self.configs[self.compiled.index(params)]
-        study.enqueue_trial(stored_params(self.space, config)[0])
-        trial = study.ask()
-        suggest_config(self.space, trial)  # the enqueued values, recorded in the space's encoding
-        return trial
-
-    def ask(self, study) -> tuple[dict, object]:
-        trial = study.ask()
-        return self._compiled(suggest_config(self.space, trial)), trial
 
 
 class EstimatorEvaluate:
@@ -139,8 +45,8 @@ class EstimatorEvaluate:
         self.fit_params = fit_params or {}
         self.scorer, self.parallel, self.concurrency, self.max_epochs = scorer, parallel, jobs, max_epochs
         source = search.param_distributions  # n: the candidates to draw (n_candidates, or a smaller grid's all)
-        self.source = (_Space(source, n, search.random_state, X[:1], y) if is_space(source)
-                       else _Distributions(source, n, search.random_state))
+        self.source = (SpaceCandidates(source, n, search.random_state, X[:1], y) if is_space(source)
+                       else Distributions(source, n, search.random_state))
         self.rows: list[dict] = []
         self.trials: dict = {}
         self.study = None
@@ -178,6 +84,8 @@ class EstimatorEvaluate:
                                                          self.scorer, s.return_train_score, s.error_score,
                                                          self.fit_params)
                                  for _, k, params in tasks)
+        outcomes = list(outcomes)
+        warn_fit_failures(outcomes, s.error_score)
         by_index: dict[int, list] = {}
         for (index, _, _), outcome in zip(tasks, outcomes, strict=True):
             by_index.setdefault(index, []).append(outcome)
@@ -267,7 +175,7 @@ class SearchCV(Float32Input, BaseSearchCV):
         """The strategy, built and checked as ``hpsearch search`` builds it (its name refused with did-you-mean),
         its settings checked first as this estimator's own (``n_candidates``, not the command line's ``n``)."""
         n = whole_number("n_candidates", self.n_candidates, 1, "draw at least one, e.g. n_candidates=27 (the default)")
-        size = _grid_size(self.param_distributions)
+        size = grid_size(self.param_distributions)
         asked, n = n, n if size is None else min(n, size)  # as scikit-learn's ParameterSampler: each grid point once
         factor = whole_number("factor", self.factor, 2, "each rung keeps 1/factor of its candidates: e.g. factor=3 "
                                                  "(the default)")
@@ -277,10 +185,18 @@ class SearchCV(Float32Input, BaseSearchCV):
         # what the strategies check themselves names their settings as SearchCV's parameters
         full = "max_resources" if self.max_resources != "auto" else "the net's max_epochs"
         names = {"n": "n_candidates", "min_epochs": "min_resources", "max_epochs": full}
-        with parameter_names(lambda name: names.get(name, name)):
-            strategy = make_strategy(SimpleNamespace(strategy=self.strategy, n=n, max_epochs=max_epochs,
-                                                     seed=seed_of(self.random_state), factor=factor,
-                                                     min_epochs=min_epochs, n_startup=n_startup))
+        try:
+            with parameter_names(lambda name: names.get(name, name)):
+                strategy = make_strategy(SimpleNamespace(strategy=self.strategy, n=n, max_epochs=max_epochs,
+                                                         seed=seed_of(self.random_state), factor=factor,
+                                                         min_epochs=min_epochs, n_startup=n_startup))
+        except UsageError as exc:  # the grid's size, not n_candidates, is what falls short: say so
+            if n < asked and str(exc).startswith(f"n_candidates ({n})"):
+                need = str(exc).split(" must be ", 1)[-1].split(";")[0]
+                raise UsageError(f"param_distributions holds only {plural(n, 'candidate')} (every combination of its "
+                                 f"lists), and their count must be {need}; add values to its lists, lower factor, or "
+                                 "use strategy='random'") from None
+            raise
         if n < asked:  # said once every setting has passed
             warnings.warn(f"The total space of parameters {size} is smaller than n_candidates={asked}. Running {n} "
                           "candidates. For exhaustive searches, use GridSearchCV.", UserWarning, stacklevel=3)
@@ -296,11 +212,17 @@ class SearchCV(Float32Input, BaseSearchCV):
         return check_scoring(self.estimator, scoring=self.scoring)
 
     def fit(self, X, y=None, **params):
+        with callers_state_kept():
+            return self._fit(X, y, **params)
+
+    def _fit(self, X, y=None, **params):
         check_search(self)
         max_epochs = self._max_epochs()
         self.scorer_ = self._scorers()
         strategy = self._strategy(max_epochs)  # last: it says when a grid holds fewer than n_candidates
-        X, y = as_float32(X), np.asarray(y)
+        X, y = as_rows(X, y)
+        if is_space(self.param_distributions):
+            check_space_on_rows(self.param_distributions, X, y, self.random_state)
         groups = params.pop("groups", None)  # the splitter's (GroupKFold's); the rest go to each fit, per fold
         folds = list(check_cv(self.cv, y, classifier=True).split(X, y, groups))
         self.n_splits_ = len(folds)
@@ -312,7 +234,7 @@ class SearchCV(Float32Input, BaseSearchCV):
             strategy.run(evaluate)
             self.n_fold_epochs_ = sum(trained_epochs(folder))
             self.cv_results_ = results_table(evaluate.rows, self.n_splits_, self.return_train_score)
-            if isinstance(evaluate.source, _Space):  # the space's own words beside the net's parameters
+            if isinstance(evaluate.source, SpaceCandidates):  # the space's own words beside the net's parameters
                 self.cv_results_["config"] = config_column(self.cv_results_["params"], evaluate.source.configs,
                                                            evaluate.source.compiled)
             self.multimetric_ = any(isinstance(f["test"], dict) for r in evaluate.rows for f in r["folds"])
@@ -320,8 +242,11 @@ class SearchCV(Float32Input, BaseSearchCV):
             top = self.cv_results_["n_resources"].max()
             means = np.where(self.cv_results_["n_resources"] == top, self.cv_results_[f"mean_test_{metric}"], np.nan)
             if np.all(np.isnan(means)):
-                raise UsageError(f"every candidate failed at the full budget ({top} epochs); see cv_results_'s scores "
-                                 "and the nets' errors (error_score='raise' shows the first)")
+                error = first_fit_error(evaluate.rows)
+                why = (f"the first fit raised {error}" if error else "no fit raised: the nets diverged or the scorer "
+                       "failed (see the warnings)")
+                raise UsageError(f"every candidate failed at the full budget ({top} epochs): {why}; "
+                                 "error_score='raise' shows the first failure's traceback")
             if callable(self.refit):  # scikit-learn's rule: the function picks, and there is no best_score_
                 self.best_index_ = chosen_index(self.refit, self.cv_results_)
             else:

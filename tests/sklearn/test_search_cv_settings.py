@@ -9,6 +9,7 @@ import hashlib
 import numpy as np
 import pytest
 import torch
+from sklearn.exceptions import FitFailedWarning
 from sklearn.experimental import enable_halving_search_cv  # noqa: F401
 from sklearn.model_selection import HalvingRandomSearchCV as SkHalving
 from sklearn.model_selection import RandomizedSearchCV as SkRandomized
@@ -106,6 +107,15 @@ def test_a_grid_smaller_than_n_candidates_runs_each_point_once_as_scikit_learn_d
                           random_state=0).fit(X, y)
     points = sorted((p["lr"], p["module__width"]) for p in search.cv_results_["params"])
     assert points == sorted((lr, w) for lr in DISTRIBUTIONS["lr"] for w in DISTRIBUTIONS["module__width"])
+
+
+def test_a_grid_too_small_for_halving_names_the_grid_not_n_candidates(data):
+    """2 grid points under the default 27 candidates: raising n_candidates, as the message said, cannot help."""
+    X, y = data
+    with pytest.raises(UsageError, match=r"param_distributions holds only 2 candidates \(every combination of its "
+                                         r"lists\), and their count must be >= factor \(3\).*add values to its "
+                                         r"lists, lower factor, or use strategy='random'"):
+        SearchCV(_net(max_epochs=1), {"lr": [0.05, 0.1]}, cv=2).fit(X, y)
 
 
 def test_search_cv_takes_numpy_whole_numbers(data):
@@ -228,3 +238,57 @@ def test_a_callable_refit_picks_the_best_as_in_randomized_search_cv(data):
     with pytest.raises(UsageError, match=r"refit \(a function of cv_results_\) must return a row index from 0 to 2, "
                                          r"got 3"):
         SearchCV(_net(), DISTRIBUTIONS, strategy="random", n_candidates=3, cv=2, refit=lambda r: 3).fit(X, y)
+
+
+class Picky(nn.Module):
+    """Raises in its constructor for widths above 8, as a user's module may."""
+
+    def __init__(self, width=4):
+        super().__init__()
+        if width > 8:
+            raise ValueError(f"width {width} is too wide")
+        self.layers = nn.Sequential(nn.Flatten(), nn.Linear(64, width), nn.ReLU(), nn.Linear(width, 10))
+
+    def forward(self, x):
+        return self.layers(x)
+
+
+def test_failed_fits_say_why_as_scikit_learn_says(data):
+    """A fit that raises scores NaN with scikit-learn's FitFailedWarning naming the error (it was silent),
+    and when every candidate fails the error says the first failure (it said only 'see cv_results_')."""
+    X, y = data
+    net = NeuralNetClassifier(Picky, max_epochs=1, train_split=None, verbose=0, lr=0.1)
+    with pytest.warns(FitFailedWarning, match=r"(?s)2 fits failed out of a total of 4\..*2 fits failed with: "
+                                              r"ValueError: width 16 is too wide"):
+        search = SearchCV(net, {"module__width": [4, 16]}, strategy="random", n_candidates=2, cv=2).fit(X, y)
+    assert np.isnan(search.cv_results_["mean_test_score"]).sum() == 1
+    with pytest.warns(FitFailedWarning), pytest.raises(
+            UsageError, match=r"every candidate failed at the full budget \(1 epochs\): the first fit raised "
+                              r"ValueError: width \d+ is too wide"):
+        SearchCV(net, {"module__width": [16, 32]}, strategy="random", n_candidates=2, cv=2).fit(X, y)
+
+
+def test_inputs_the_net_cannot_take_are_one_line_and_a_list_is_an_array(data):
+    X, y = data
+    search = SearchCV(_net(max_epochs=1), {"lr": [0.05, 0.1]}, strategy="random", n_candidates=2, cv=2)
+    with pytest.raises(UsageError, match=r"X holds uint8 values, and the net takes floats; scale them .* / 255"):
+        search.fit((X * 255).astype(np.uint8), y)
+    with pytest.raises(UsageError, match=r"y must hold whole-number class labels .* got text values \('0', '1', "):
+        search.fit(X, y.astype(str))
+    with pytest.raises(UsageError, match=r"got float64 values \(0\.0, 1\.0, .*LabelEncoder"):
+        search.fit(X, y.astype(float))
+    assert search.fit(X.tolist(), y.tolist()).best_score_ == search.fit(X, y).best_score_
+
+
+def test_a_tpe_fit_leaves_the_callers_random_state_and_optunas_log_level(data):
+    """Scoring draws from torch's global generator (skorch's loaders) and a TPE study set Optuna's level."""
+    import optuna
+
+    X, y = data
+    optuna.logging.set_verbosity(optuna.logging.INFO)
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    SearchCV(_net(max_epochs=2), {"lr": [0.02, 0.05, 0.1, 0.2]}, strategy="tpe", n_candidates=3, n_startup=2,
+             cv=2, random_state=0).fit(X, y)
+    assert torch.equal(torch.get_rng_state(), before)
+    assert optuna.logging.get_verbosity() == optuna.logging.INFO

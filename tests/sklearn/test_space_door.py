@@ -108,3 +108,36 @@ def test_a_space_only_hpsearch_search_can_run_is_refused(images, extra, message)
     space = SearchSpace.from_dict({**SPACE, **extra})
     with pytest.raises(UsageError, match=message):
         HalvingRandomSearchCV(_net(), space, n_candidates=3, min_resources=1, cv=2).fit(X, y)
+
+
+WRONG_OUT = '''import torch.nn as nn
+
+
+class WrongOut(nn.Module):  # three logits too many
+    def __init__(self, image_shape=(1, 8, 8), n_classes=10):
+        super().__init__()
+        self.layer = nn.Linear(image_shape[0] * image_shape[1] * image_shape[2], n_classes + 3)
+
+    def forward(self, x):
+        return self.layer(x.flatten(1))
+'''
+
+
+@pytest.mark.parametrize("make", [HalvingRandomSearchCV, SearchCV])
+def test_rows_the_space_cannot_take_are_refused_before_training(images, tmp_path, make):
+    """What `hpsearch search` checks on its loaded data, checked on the rows given to fit: labels that
+    are not the net's output indices (they failed every fit), grey images without their channel axis
+    for a CNN (a conv error deep in torch), and your module's output (13 logits for 10 classes trained
+    silently, predict_proba wider than classes_)."""
+    X, y = images
+    three = np.isin(y, [0, 5, 9])
+    with pytest.raises(UsageError, match=r"y's labels must be 0\.\.2 with a SearchSpace .* got 0, 5, 9; encode"):
+        make(_net(), SearchSpace.from_dict(SPACE), cv=2).fit(X[three], y[three])
+    with pytest.raises(UsageError, match=r"model 'cnn' fails on the first config with X of shape \(1797, 8, 8\) "
+                                         r"\(images go in as \(n, C, H, W\): X\[:, None\]"):
+        make(_net(), load_space("cnn_mnist"), cv=2).fit(X[:, 0], y)
+    (tmp_path / "badnets.py").write_text(WRONG_OUT)
+    (tmp_path / "space.toml").write_text('model = "badnets:WrongOut"\nlr = 0.01\n')
+    with pytest.raises(UsageError, match=r"model 'badnets:WrongOut' returns Tensor of shape \(2, 13\) for 2 rows; "
+                                         r"the search needs logits \(2, 10\)"):
+        make(_net(), load_space(tmp_path / "space.toml"), cv=2).fit(X, y)
