@@ -12,6 +12,7 @@ picklable objects, so a job process gets the task with its net.
 from __future__ import annotations
 
 import contextlib
+import re
 import warnings
 
 import numpy as np
@@ -24,6 +25,7 @@ from .errors import DivergedError
 VALID_SPLITS = 5  # early stopping watches a fifth of each training fold (skorch's default ValidSplit)
 
 __all__ = ["SingleLabel", "Positions", "task_of", "task_for", "VALID_SPLITS", "StratifiedValidSplit",
+           "position_names", "position_titles",
            "few_members_quiet"]
 
 
@@ -175,3 +177,25 @@ def task_of(y: np.ndarray):
     """The task of labels ``y``: ``(n,)`` one label per image, ``(n, k)`` one per position."""
     y = np.asarray(y)
     return Positions(y.shape[1]) if y.ndim == 2 else SingleLabel()
+
+
+_WHERE = {1: ("",), 2: ("left", "right"), 3: ("left", "middle", "right")}
+
+
+def position_names(positions: int) -> list[str]:
+    """``["digit 1 (left)", "digit 2 (middle)", "digit 3 (right)"]`` for 3 positions (left, right
+    for 2; ``"digit k"`` for more): printed lines and pictures count positions from 1, the files from 0."""
+    where = _WHERE.get(positions)
+    return [f"digit {k + 1}" + (f" ({where[k]})" if where and where[k] else "") for k in range(positions)]
+
+
+def position_titles(columns) -> dict[str, str]:
+    """Table titles of the per-position score columns among ``columns`` (``test_digit_0_accuracy`` ->
+    ``"digit 1 (left)"``, ``..._exact_match`` -> ``"exact match"``), as printed lines name them."""
+    columns = list(columns)
+    digit = re.compile(r"(?:^|_)digit_(\d+)_accuracy$")
+    found = {c: int(m[1]) for c in columns if (m := digit.search(c))}
+    names = position_names(max(found.values(), default=-1) + 1)
+    titles = {c: names[k] for c, k in found.items()}
+    titles.update({c: "exact match" for c in columns if c.endswith("exact_match")})
+    return titles

@@ -88,7 +88,10 @@ def test_compare_retrains_the_best_config_with_every_head_and_loss(triple_run):
         ("sigmoid", "bce"), ("sigmoid", "ce"), ("softmax", "bce"), ("softmax", "ce")]
     assert table["trial"].nunique() == 1  # one config, four heads x losses
     assert (table["error"] == "").all() and table["test_exact_match"].between(0, 1).all()
-    assert "| softmax | bce |" in markdown_table(table, ["head", "loss"])
+    printed = markdown_table(table, ["head", "loss"])
+    assert "| softmax | bce |" in printed  # positions counted from 1, as every printed line counts them
+    assert printed.startswith("| head | loss | trial | test acc. | digit 1 (left) | digit 2 (middle) | digit 3 (right) "
+                              "| exact match |")
     assert not (run / "compare_states").exists()
     again = compare_groups(run, ["head", "loss"], 2, same_config=True, progress=False, n_jobs=1)
     cols = ["group", "trial", "test_accuracy", "test_exact_match", "fit_time"]

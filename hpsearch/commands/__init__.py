@@ -288,11 +288,15 @@ def cmd_compare(args) -> int:
     settings = read_stored_settings(args.run_dir)
     print(markdown_table(table, by))
     chance = (settings.get("chance") or {}).get("accuracy")
-    if chance is not None and "cv_accuracy" in table:  # a group whose best config learned nothing, said so
-        low = [row["group"] for row in table.to_dict("records") if row["cv_accuracy"] <= chance]
+    # a group whose config learned nothing, said so: by its CV accuracy, or with --same-config (one config's CV
+    # accuracy for every group) by each variant's own test accuracy
+    score = "test_accuracy" if args.same_config else "cv_accuracy"
+    if chance is not None and score in table:
+        low = [row["group"] for row in table.to_dict("records") if row[score] <= chance]
         if low:
-            print(f"\nat chance (CV accuracy <= {chance:.2%}, the majority class's share): {', '.join(low)}; its "
-                  "test accuracy says nothing of the group")
+            said, meaning = (("test accuracy", "the variant learned nothing in these epochs") if args.same_config
+                             else ("CV accuracy", "its test accuracy says nothing of the group"))
+            print(f"\nat chance ({said} <= {chance:.2%}, the majority class's share): {', '.join(low)}; {meaning}")
     print(f"\n({plural(len(table), 'group')}, {plural(args.retrain_epochs, 'epoch')} each on "
           f"{train_set_words(settings)}; {Path(args.run_dir) / COMPARE_FILE})")
     return 0

@@ -20,6 +20,7 @@ from ..rundir.chance import chance_summary
 from ..rundir.exports import param_text
 from ..rundir.names import RETRAIN_FILE
 from ..settings import report_settings, setting_specs
+from ..tasks import position_titles
 from . import html as H
 
 __all__ = ["SEARCH_CAPTIONS", "run_section", "ranking_section", "failures_section", "search_section",
@@ -100,8 +101,9 @@ def ranking_table(frame: pd.DataFrame, top: int = RANKED_SHOWN) -> pd.DataFrame:
         out["worst fold"] = scored[splits].min(axis=1)
         out["best fold"] = scored[splits].max(axis=1)
     out["CV accuracy"] = scored["mean_test_accuracy"]
-    for column in (c for c in frame if c.startswith("mean_test_digit_") or c == "mean_test_exact_match"):
-        out[column[len("mean_test_"):].replace("_accuracy", "").replace("_", " ")] = scored[column]
+    per_position = position_titles(c for c in frame if c.startswith("mean_test_digit_") or c == "mean_test_exact_match")
+    for column, title in per_position.items():
+        out[title] = scored[column]
     if "mean_epochs" in scored:  # reached (early stopping may end a fold before its budget)
         out["epochs trained"] = scored["mean_epochs"]
     elif "n_epochs" in scored:
@@ -172,8 +174,9 @@ def retrain_section(run_dir: Path, settings: dict) -> str:
     per_position = [c for c in frame if c.startswith("test_digit_") or c == "test_exact_match"]
     keep = [c for c in ("retrain_rank", "winner", "chosen_by", "trial", "search_rank", "cv_score", "cv_epochs",
                         "test_accuracy", *per_position, "test_loss", "epochs", "fit_time", "error") if c in frame]
+    titles = position_titles(per_position)
     shown = frame[keep + [c for c in frame if c.startswith("param_")]].rename(
-        columns=lambda c: c.removeprefix("param_").replace("_", " "))
+        columns=lambda c: titles.get(c) or c.removeprefix("param_").replace("_", " "))
     epochs = frame["retrain_epochs"].iloc[0] if "retrain_epochs" in frame and len(frame) else "?"
     by = frame["chosen_by"].iloc[0] if "chosen_by" in frame and len(frame) else "test"  # older runs: the seed's
     rule = ("the winner is the one with the best search (CV) rank: the test set was read only after the choice, so "

@@ -31,6 +31,7 @@ from ..rundir.lock import RunLock
 from ..rundir.names import COMPARE_FILE, SPACE_FILE
 from ..rundir.run_info import read_settings, run_dataset
 from ..search.interrupt import InterruptFlag, SearchInterrupted
+from ..tasks import position_titles
 from ..training.models.user import shipped
 from ..training.net import DEFAULT_BATCH_SIZE
 from .job import retrain_one
@@ -124,16 +125,35 @@ def _group_name(key: tuple) -> str:
     return "-".join(str(v) for v in key)
 
 
-def _finished(path: Path, epochs: int, same_config: bool) -> dict[str, dict]:
-    """The rows of an earlier call with the same epochs and mode, by group name."""
+def _earlier(path: Path, by: list[str], epochs: int, same_config: bool) -> tuple[list[dict], dict[str, dict]]:
+    """compare.csv's rows of other calls (another ``--by``, ``--retrain-epochs`` or mode: kept in the file as
+    they are) and, by group name, the finished rows of a call like this one."""
     if not path.is_file():
-        return {}
+        return [], {}
     table = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={"group": str})
     if "retrain_epochs" not in table or "same_config" not in table:
-        return {}
-    table = table[(table["retrain_epochs"] == epochs) & (table["same_config"] == same_config)]
+        return [], {}
+    if "by" not in table:  # written before the file said its grouping: rows whose groups have every key of ``by``
+        table["by"] = ",".join(by) if all(name in table for name in by) else ""
     table["error"] = table["error"].astype(object).fillna("").astype(str)
-    return {row["group"]: row for row in table.to_dict("records") if row["error"] == ""}
+    alike = (table["retrain_epochs"] == epochs) & (table["same_config"] == same_config) & (table["by"] == ",".join(by))
+    others = table[~alike].to_dict("records")
+    return others, {row["group"]: row for row in table[alike].to_dict("records") if row["error"] == ""}
+
+
+def _still_best(done: dict[str, dict], groups: list[tuple[tuple, dict]]) -> tuple[dict[str, dict], list[str]]:
+    """The finished rows whose trial is still the group's candidate, and the groups whose candidate changed
+    (a resumed search found a better config): those are trained again."""
+    kept, changed = {}, []
+    for key, cand in groups:
+        row = done.get(_group_name(key))
+        if row is None:
+            continue
+        if int(row["trial"]) == int(cand["trial"]):
+            kept[_group_name(key)] = row
+        else:
+            changed.append(f"{_group_name(key)} (trial {int(row['trial'])} -> {int(cand['trial'])})")
+    return kept, changed
 
 
 def compare_groups(run_dir, by: list[str], retrain_epochs: int = 30, *, device: str = "cpu",
@@ -170,7 +190,11 @@ def _compare(run_dir: Path, settings: dict, by: list[str], retrain_epochs: int, 
     groups = _groups(run_dir, by, same_config)
     dataset = run_dataset(run_dir)
     path = run_dir / COMPARE_FILE
-    done = _finished(path, retrain_epochs, same_config)
+    others, earlier = _earlier(path, by, retrain_epochs, same_config)
+    done, changed = _still_best(earlier, groups)
+    if changed:
+        print(f"compare: the search's best config changed since the last comparison for {', '.join(changed)}; "
+              "trained again")
     rows = [done[_group_name(key)] for key, _ in groups if _group_name(key) in done]
     todo = [(key, cand) for key, cand in groups if _group_name(key) not in done]
     states = run_dir / "compare_states"  # not the retraining's checkpoints: those are its own
@@ -188,10 +212,10 @@ def _compare(run_dir: Path, settings: dict, by: list[str], retrain_epochs: int, 
             for key, row in results:
                 if flag.raised or row["error"] == "interrupted":
                     raise KeyboardInterrupt
-                rows.append({"group": _group_name(key), **dict(zip(by, key, strict=True)),
+                rows.append({"group": _group_name(key), **dict(zip(by, key, strict=True)), "by": ",".join(by),
                              "same_config": same_config, **row})
                 bar.finished(None)
-                atomic_write_text(path, _ordered(rows, by).to_csv(index=False))
+                _write(path, others, _ordered(rows, by))
                 shutil.rmtree(states / _group_name(key), ignore_errors=True)  # its row is kept
     except KeyboardInterrupt:
         raise SearchInterrupted(f"comparison interrupted: {len(rows)} of {len(groups)} groups are in {path}; "
@@ -201,8 +225,13 @@ def _compare(run_dir: Path, settings: dict, by: list[str], retrain_epochs: int, 
     with contextlib.suppress(OSError):
         states.rmdir()  # empty once every group is done
     table = _ordered(rows, by)
-    atomic_write_text(path, table.to_csv(index=False))
+    _write(path, others, table)
     return table
+
+
+def _write(path: Path, others: list[dict], table: pd.DataFrame) -> None:
+    """compare.csv: the other calls' rows as they were, then this call's."""
+    atomic_write_text(path, pd.concat([pd.DataFrame(others), table], ignore_index=True).to_csv(index=False))
 
 
 def _retrain_group(key, cand, data, **kwargs):
@@ -221,8 +250,8 @@ def markdown_table(table: pd.DataFrame, by: list[str]) -> str:
     columns = [*by, "trial", "cv_accuracy", "test_accuracy", *tests]
     if table.get("same_config", pd.Series([False])).any():  # one config: its CV accuracy says nothing per group
         columns.remove("cv_accuracy")
-    names = [*by, "trial", *(["CV acc."] if "cv_accuracy" in columns else []), "test acc.",
-             *(c[5:].replace("_accuracy", "").replace("_", " ") for c in tests)]
+    titles = position_titles(tests)
+    names = [*by, "trial", *(["CV acc."] if "cv_accuracy" in columns else []), "test acc.", *(titles[c] for c in tests)]
     lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
     for row in table.to_dict("records"):
         cells = [str(row[c]) for c in by] + [str(int(row["trial"]))]

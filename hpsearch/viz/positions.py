@@ -23,6 +23,7 @@ from matplotlib.patches import Rectangle
 from sklearn.metrics import ConfusionMatrixDisplay
 
 from ..errors import UsageError
+from ..tasks import position_names
 from .attribution import attribute
 from .evaluation import check_image_count, class_report, message_figure
 from .heatmaps import LABELS, SIGNED_METHODS, TITLES, _colorbar, _overlay, heat_scale, heatmap, plot_heatmaps
@@ -36,16 +37,6 @@ __all__ = ["MAX_IMAGES", "EXPLAINED_IMAGES", "position_names", "label_text", "po
 
 MAX_IMAGES = 12  # images of a per-position heat-map figure: three images (nine maps) per row, four rows
 EXPLAINED_IMAGES = 3  # images of plot_position_explanations: one row per (image, position), nine rows
-_WHERE = {1: ("",), 2: ("left", "right"), 3: ("left", "middle", "right")}
-
-
-def position_names(positions: int) -> list[str]:
-    """``["digit 1 (left)", "digit 2 (middle)", "digit 3 (right)"]`` for 3 positions (left, right
-    for 2; ``"digit k"`` for more)."""
-    where = _WHERE.get(positions)
-    return [f"digit {k + 1}" + (f" ({where[k]})" if where and where[k] else "") for k in range(positions)]
-
-
 def _check(y_true, y_pred) -> tuple[np.ndarray, np.ndarray]:
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     if y_true.shape != y_pred.shape or y_true.ndim != 2:

@@ -190,3 +190,48 @@ def test_compare_offers_same_config_where_the_space_allows_more_than_the_search_
         compare_groups(run, ["optimizer"], 1, progress=False)
     table = compare_groups(run, ["optimizer"], 1, progress=False, same_config=True, n_jobs=1)  # the offer works
     assert sorted(table["optimizer"]) == ["adam", "rmsprop"] and table["trial"].nunique() == 1
+
+
+def test_compare_keeps_other_calls_rows_and_retrains_a_group_whose_best_changed(searched, tmp_path, capsys):
+    """Another mode's rows were dropped from compare.csv (and trained again on the next call); a group whose
+    best config changed (a resumed search) kept its old row, presented as the search's best."""
+    from hpsearch.retrain.compare import compare_groups
+
+    run = _copy(searched, tmp_path)
+    same = compare_groups(run, ["optimizer"], 1, progress=False, same_config=True, n_jobs=1)
+    own = compare_groups(run, ["optimizer"], 1, progress=False, n_jobs=1)
+    stored = pd.read_csv(run / "compare.csv")
+    assert len(stored) == len(same) + len(own) and set(stored["same_config"]) == {True, False}
+    assert set(stored["by"]) == {"optimizer"}
+    again = compare_groups(run, ["optimizer"], 1, progress=False, same_config=True, n_jobs=1)  # nothing trained
+    key = ["group", "trial", "test_accuracy"]
+    assert again[key].values.tolist() == same[key].values.tolist()
+    table = pd.read_csv(run / "compare.csv")
+    stale = table.index[~table["same_config"]][0]
+    group, trial = table.loc[stale, "group"], int(table.loc[stale, "trial"])
+    table.loc[stale, "trial"] = trial + 100  # as a row of a config that was best before the search resumed
+    table.to_csv(run / "compare.csv", index=False)
+    capsys.readouterr()
+    fresh = compare_groups(run, ["optimizer"], 1, progress=False, n_jobs=1)
+    assert (f"best config changed since the last comparison for {group} (trial {trial + 100} -> {trial}); trained "
+            "again") in capsys.readouterr().out
+    assert int(fresh.set_index("group").loc[group, "trial"]) == trial
+    assert len(pd.read_csv(run / "compare.csv")) == len(same) + len(own)
+
+
+def test_compare_same_config_says_a_variant_at_chance_by_its_own_test_accuracy(searched, tmp_path, capsys):
+    """With --same-config every group shares one config's CV accuracy: each variant at chance is said by
+    its own test accuracy (every group was named from the one CV figure)."""
+    run = _copy(searched, tmp_path)
+    command = ["compare", str(run), "--by", "optimizer", "--same-config", "--retrain-epochs", "1", "--no-progress"]
+    assert main(command) == 0
+    table = pd.read_csv(run / "compare.csv").sort_values("test_accuracy")
+    low, high = table["test_accuracy"].iloc[0], table["test_accuracy"].iloc[-1]
+    assert low < high, table
+    settings = json.loads((run / "settings.json").read_text())
+    settings["chance"]["accuracy"] = float(low)  # the worse variant at chance, the better above it
+    (run / "settings.json").write_text(json.dumps(settings))
+    capsys.readouterr()
+    assert main(command) == 0  # the rows are kept: said again, nothing trained
+    assert f"at chance (test accuracy <= {low:.2%}, the majority class's share): {table['group'].iloc[0]}; the " \
+           "variant learned nothing in these epochs" in capsys.readouterr().out
