@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,9 @@ def _source(source: str, data_dir):
     if key not in TRIPLE_SOURCES:
         raise TripleError(f"{param('source')} must be one of {', '.join(TRIPLE_SOURCES)}, got {source!r}"
                           + did_you_mean(key, TRIPLE_SOURCES))
+    if key == "digits" and data_dir is not None:
+        raise TripleError(f"{param('data_dir')} {data_dir}: digits is bundled with scikit-learn and reads no files; "
+                          f"leave {param('data_dir')} out (it is for mnist and fashion-mnist)")
     from . import load_dataset  # here, not at the top: the package imports this module
 
     ds = load_dataset(key, data_dir)
@@ -91,6 +95,16 @@ def _compose(images: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 
 
 
+# what makes two builds the same files: an interrupted one with these goes on where it stopped
+_SAME_BUILD = ("made_by", "source", "seed", "counts", "val_fraction", "image_size", "pools")
+
+
+def _unfinished(out: Path, meta: dict) -> bool:
+    """Whether ``out`` holds this very build, interrupted (``complete: false``): the same command goes on."""
+    found = _read_meta(out) if out.is_dir() else None
+    return bool(found) and found.get("complete") is False and all(found.get(k) == meta[k] for k in _SAME_BUILD)
+
+
 def _prepare_out(out: Path, overwrite: bool) -> None:
     if out.is_symlink() and not out.exists():
         raise TripleError(f"{param('out')} {out} is a link that leads nowhere (or in a loop); pass a new or "
@@ -104,7 +118,8 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
         # --overwrite deletes only a folder make-triple wrote: a typo such as --out ~ must cost nothing
         meta = _read_meta(out)
         if not meta or meta.get("made_by") != MADE_BY:
-            raise TripleError(f"{param('out')} {out} holds files make-triple did not write (no {META_FILE} of "
+            has = "an unreadable" if (out / META_FILE).exists() else "no"
+            raise TripleError(f"{param('out')} {out} holds files make-triple did not write ({has} {META_FILE} of "
                               f"its own); {param('overwrite')} replaces only a make-triple folder: choose a new or "
                               "empty folder")
         for name in (*TRIPLE_SPLITS, META_FILE, SOURCES_FILE, CACHE_FILE):
@@ -174,28 +189,30 @@ def make_triple(source: str, out, *, data_dir=None, n_train: int | None = None, 
             raise TripleError(f"{param(f'n_{split}')} {n}: the {split} pool of {key} holds {len(pools[split])} images, "
                               "at least 3 are needed; change val_fraction or the source")
     out = Path(out).expanduser()
-    _prepare_out(out, overwrite)
     s = X_src.shape[-1]
     meta = {"made_by": MADE_BY, "complete": False, "source": key, "seed": seed, "counts": counts,
             "val_fraction": val_fraction, "image_size": [3 * s, 3 * s],
             "pools": {split: len(pool) for split, pool in pools.items()}, "source_split": source_split,
             "layout": "SPLIT/LABEL/INDEX.png, LABEL the three digits left to right; sources.csv names the "
                       "source images (indices into the source's train or test split)"}
+    resume = not overwrite and _unfinished(out, meta)  # the same command after a Ctrl-C: the files written are kept
+    if not resume:
+        _prepare_out(out, overwrite)
     try:
-        return _write(out, meta, counts, pools, source_split, X_src, y_src, X_src_test, y_src_test, seed, progress)
+        return _write(out, meta, counts, pools, source_split, X_src, y_src, X_src_test, y_src_test, seed, progress,
+                      resume)
     except OSError as exc:  # a full or read-only disk: the build stays marked incomplete
         raise TripleError(f"{param('out')} {out}: writing stopped ({exc.strerror or exc}); free space on that disk "
                           f"or choose another folder, then run again with {param('overwrite')}") from None
 
 
-def _write(out, meta, counts, pools, source_split, X_src, y_src, X_src_test, y_src_test, seed, progress):
+def _write(out, meta, counts, pools, source_split, X_src, y_src, X_src_test, y_src_test, seed, progress, resume):
     from PIL import Image
     from tqdm.auto import tqdm
 
     s = X_src.shape[-1]
     # Written first with complete=false: an interrupted build is recognised (by --overwrite and the loader).
     (out / META_FILE).write_text(json.dumps(meta, indent=1) + "\n")
-    width = max(5, len(str(max(counts.values()) - 1)))
     result = {"files": {}, "labels": {}, "sources": {}}
     bar = tqdm(total=sum(counts.values()), desc="make-triple", unit="img", disable=not progress, dynamic_ncols=True)
     with open(out / SOURCES_FILE, "w", newline="") as fh:
@@ -203,6 +220,7 @@ def _write(out, meta, counts, pools, source_split, X_src, y_src, X_src_test, y_s
         rows.writerow(["split", "file", "label", "source_split", "source0", "source1", "source2"])
         for index, split in enumerate(TRIPLE_SPLITS):
             n, pool = counts[split], pools[split]
+            width = max(5, len(str(n - 1)))  # per split: another split's count leaves these names as they are
             images, labels = (X_src, y_src) if source_split[split] == "train" else (X_src_test, y_src_test)
             rng = np.random.default_rng([seed, 1 + index])
             picks = pool[_draw_three(rng, len(pool), n)] if n else np.zeros((0, 3), np.int64)
@@ -215,7 +233,10 @@ def _write(out, meta, counts, pools, source_split, X_src, y_src, X_src_test, y_s
                     (out / split / label).mkdir(parents=True, exist_ok=True)
                     made.add(label)
                 name = f"{split}/{label}/{i:0{width}d}.png"
-                Image.fromarray(_compose(images[picks[i]], offsets[i])).save(out / name, format="PNG")
+                if not (resume and (out / name).is_file()):  # each file whole or absent: written aside, then renamed
+                    part = out / f"{name}.part"
+                    Image.fromarray(_compose(images[picks[i]], offsets[i])).save(part, format="PNG")
+                    os.replace(part, out / name)
                 rows.writerow([split, name, label, source_split[split], *(int(p) for p in picks[i])])
                 files.append(name)
                 bar.update(1)

@@ -159,8 +159,8 @@ def read_triple_arrays(data_dir=None, progress: bool | None = None) -> dict[str,
                               "train/ and test/")
     meta = _read_meta(root)
     if meta and meta.get("made_by") == MADE_BY and not meta.get("complete"):
-        raise TripleError(f"{root / META_FILE}: make-triple was interrupted while building {root}; build it "
-                          f"again with the same command and --overwrite")
+        raise TripleError(f"{root / META_FILE}: make-triple was interrupted while building {root}; run the same "
+                          "make-triple command again to finish it (the images written are kept)")
     splits = _scan(root)
     key = _listing_key(splits)
     cached = read_cache(root, CACHE_FILE, "triple-mnist-cache", key)

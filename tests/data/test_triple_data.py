@@ -228,7 +228,35 @@ def test_a_non_image_and_an_interrupted_build_are_named(copy):
     (copy / "meta.json").write_text(json.dumps({**meta, "complete": False}))
     with pytest.raises(TripleError) as exc:
         read_triple_arrays(copy)
-    _one_line(exc, "interrupted", "--overwrite")
+    _one_line(exc, "interrupted", "run the same make-triple command again to finish it")
+
+
+def test_the_same_command_after_an_interrupt_finishes_the_build(built, tmp_path, monkeypatch):
+    """A Ctrl-C mid-build said 'run the same command again', which then refused the folder (not empty);
+    now the same command goes on: the files written are kept, and the folder equals an uninterrupted build."""
+    import hpsearch.data.make_triple as builder
+
+    real, calls = builder.os.replace, []
+
+    def interrupted(src, dst):  # as a Ctrl-C lands: this file's .part written, not yet renamed
+        calls.append(dst)
+        if len(calls) == 37:
+            raise KeyboardInterrupt
+        real(src, dst)
+
+    out = tmp_path / "t"
+    monkeypatch.setattr(builder.os, "replace", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        _build(out)
+    monkeypatch.setattr(builder.os, "replace", real)
+    kept = {p: p.stat().st_mtime_ns for p in out.rglob("*.png")}
+    assert len(kept) == 36 and json.loads((out / "meta.json").read_text())["complete"] is False
+    _build(out)
+    assert all(p.stat().st_mtime_ns == t for p, t in kept.items())  # not written again
+    assert _files(out) == {k: v for k, v in _files(built.out).items() if k != md.CACHE_FILE}
+    with pytest.raises(TripleError) as exc:  # another build in that folder: still refused, nothing lost
+        _build(out, seed=2)
+    _one_line(exc, out, "overwrite")
 
 
 def test_the_builder_refuses_bad_input_naming_the_parameter(copy, tmp_path):
@@ -251,6 +279,9 @@ def test_the_builder_refuses_bad_input_naming_the_parameter(copy, tmp_path):
     with pytest.raises(UsageError) as exc:
         make_triple("digits", tmp_path / "c", n_train=0)
     _one_line(exc, "n_train", ">= 1", "0")
+    with pytest.raises(TripleError) as exc:  # it was ignored without a word
+        make_triple("digits", tmp_path / "c", data_dir=tmp_path / "nowhere")
+    _one_line(exc, "data_dir", "digits is bundled", "leave")
     assert not (tmp_path / "c").exists()  # refused before anything is written
 
 
