@@ -168,6 +168,11 @@ def check_space(params: Mapping) -> None:
         raise UsageError(f"{worst_keys[0]} sets up a worst_class loss, but this space's loss is "
                          f"{' or '.join(map(repr, _support(params, 'loss', 'ce')))}, so it would be ignored; "
                          f"remove {worst_keys[0]} or add loss = \"worst_class\"")
+    heads = [h for h in _support(params, "head", "softmax") if h != "softmax"]
+    if heads and "worst_class" in _support(params, "loss", "ce"):  # each config that drew both would fail
+        raise UsageError(f"loss 'worst_class' trains one softmax label per image, but this space's head may be "
+                         f"{heads[0]!r}, so the configs that draw both would fail; draw head \"softmax\" with "
+                         "worst_class, or loss 'ce' or 'bce' with the other heads")
     for kind in kinds:
         if hasattr(model_class(kind), "check_draws"):
             model_class(kind).check_draws(_draws(params, model_class(kind)))
