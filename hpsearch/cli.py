@@ -11,7 +11,8 @@ import sys
 import warnings
 
 from . import commands
-from .cli_parsing import OneLineParser, subparser, unrecognized
+from .cli_parsing import OneLineParser, subparser, unrecognized, value_type
+from .cli_parsing import whole_number as whole
 from .errors import UsageError, parameter_names
 
 __all__ = ["main", "build_parser", "parse_args", "flag"]
@@ -73,8 +74,12 @@ def _add_settings(p: argparse.ArgumentParser, group: str) -> None:
         if not spec.flag:
             continue
         choices = tuple(spec.choices()) if spec.choices is not None and spec.strict else None
-        p.add_argument(flag(name), type=spec.kind if spec.kind is not str else None, choices=choices,
-                       metavar=spec.metavar, help=_setting_help(name, spec, defaults[name], group == "retrain"))
+        kind = value_type(spec.kind) if spec.kind is not str else None
+        named = tuple(spec.choices()) if spec.choices is not None else ()
+        if named and all(isinstance(c, str) and c == c.lower() for c in named):
+            kind = str.lower  # --strategy TPE is tpe, as --dataset Digits is digits
+        p.add_argument(flag(name), type=kind, choices=choices, metavar=spec.metavar,
+                       help=_setting_help(name, spec, defaults[name], group == "retrain"))
 
 
 def _add_search_args(p: argparse.ArgumentParser) -> None:
@@ -90,9 +95,9 @@ def _add_retrain_args(p: argparse.ArgumentParser) -> None:
 
 
 def _add_plot_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--images", type=int, default=25, help="images to show, for per-image pictures "
+    p.add_argument("--images", type=whole, default=25, help="images to show, for per-image pictures "
                    "such as misclassified (default 25)")
-    p.add_argument("--units", type=int, default=25, help="units per hidden layer in neuron pictures "
+    p.add_argument("--units", type=whole, default=25, help="units per hidden layer in neuron pictures "
                    "(default 25; the output layer shows every class)")
 
 
@@ -135,7 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     retrain.add_argument("run_dir", metavar="RUN_DIR", help="a run folder made by hpsearch search")
     _add_retrain_args(retrain)
     _add_settings(retrain, "backend")
-    retrain.add_argument("--n-jobs", type=int, default=None, help="parallel jobs, one config each; -1 = one per "
+    retrain.add_argument("--n-jobs", type=whole, default=None, help="parallel jobs, one config each; -1 = one per "
                          "core, torch threads per job = cores // jobs (default: the run's stored --n-jobs, else -1)")
     retrain.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     retrain.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -147,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Draw METHOD for the winner saved in RUN_DIR and write <RUN_DIR>/<name>.png "
                     f"(and .txt/.csv for reports). METHOD: {', '.join(methods)}; 'all' draws every "
                     "method that applies to the winner and says which it skipped and why.")
-    plot.add_argument("method", metavar="METHOD", help=", ".join(methods))
+    plot.add_argument("method", metavar="METHOD", type=str.lower, help=", ".join(methods))
     plot.add_argument("run_dir", metavar="RUN_DIR", nargs="?", help="a run folder holding winner.pt")
     _add_plot_args(plot)
     plot.add_argument("--layer", metavar="NAME", help="the layer grad-cam and hires-cam explain, as the module "
@@ -162,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("run_dir", metavar="RUN_DIR", help="a run folder holding winner.pt")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, this "
                        "machine only; 0.0.0.0 opens it to the network)")
-    serve.add_argument("--port", type=int, default=8000, help="port (default 8000; 0: a free one, said on start)")
+    serve.add_argument("--port", type=whole, default=8000, help="port (default 8000; 0: a free one, said on start)")
     serve.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     serve.set_defaults(func=commands.cmd_serve)
 
@@ -170,7 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
         "predict", help="the winner's class and probability for image files, heat maps with --explain",
         description="Load the winner of RUN_DIR once; print per FILE (preprocessed as the page does) its path, "
                     "class and probability, tab-separated, or an error line; exit code 1 if some file failed.")
-    predict.add_argument("run_dir", metavar="RUN_DIR", help="a run folder holding winner.pt")
+    predict.add_argument("run_dir", metavar="RUN_DIR", nargs="?", help="a run folder holding winner.pt (none with "
+                         "--model)")
     predict.add_argument("files", metavar="FILE", nargs="*", help="PNG, JPEG, GIF, BMP, WebP or TIFF files")
     predict.add_argument("--model", metavar="FILE_OR_DIR", help="predict with an exported model.onnx or model.ts "
                          "(or their folder) and its model.json alone, no run folder: then every positional is a FILE")
@@ -188,7 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "with the winner (same argmax, probabilities within 1e-4). Again: a no-op until the winner "
                     "changes.")
     export.add_argument("run_dir", metavar="RUN_DIR", help="a run folder holding winner.pt")
-    export.add_argument("--format", choices=("onnx", "torchscript", "both"), default="both",
+    export.add_argument("--format", choices=("onnx", "torchscript", "both"), default="both", type=str.lower,
                         help="which files (default both)")
     export.add_argument("--out", metavar="DIR", help="where to write them (default RUN_DIR/export)")
     export.add_argument("--no-check", action="store_true", help="skip running the files against the winner")
@@ -223,10 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
                         help="digits (bundled), mnist or fashion-mnist")
     triple.add_argument("--data-dir", metavar="DIR", help="the source's idx files (as for run_search.py --data-dir)")
     triple.add_argument("--out", required=True, metavar="OUT", help="a new or empty folder")
-    triple.add_argument("--n-train", type=int, metavar="N", help="training images (default 64000; digits 3000)")
-    triple.add_argument("--n-val", type=int, metavar="N", help="validation images, 0: none (default 16000; digits 600)")
-    triple.add_argument("--n-test", type=int, metavar="N", help="test images (default 20000; digits 600)")
-    triple.add_argument("--seed", type=int, default=0, help="same seed, same files byte for byte (default 0)")
+    triple.add_argument("--n-train", type=whole, metavar="N", help="training images (default 64000; digits 3000)")
+    triple.add_argument("--n-val", type=whole, metavar="N",
+                        help="validation images, 0: none (default 16000; digits 600)")
+    triple.add_argument("--n-test", type=whole, metavar="N", help="test images (default 20000; digits 600)")
+    triple.add_argument("--seed", type=whole, default=0, help="same seed, same files byte for byte (default 0)")
     triple.add_argument("--overwrite", action="store_true", help="replace a Triple-MNIST make-triple built in OUT")
     triple.add_argument("--no-progress", action="store_true", help="no progress bar")
     triple.set_defaults(func=commands.cmd_make_triple)
@@ -241,10 +248,10 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("run_dir", metavar="RUN_DIR", help="a run folder made by hpsearch search")
     compare.add_argument("--by", default="head,loss", help="config keys to group by, comma-separated "
                          "(default head,loss)")
-    compare.add_argument("--retrain-epochs", type=int, default=30, help="epochs of each retraining (default 30)")
+    compare.add_argument("--retrain-epochs", type=whole, default=30, help="epochs of each retraining (default 30)")
     compare.add_argument("--same-config", action="store_true", help="retrain the search's best config with "
                          "every combination its space allows (all else equal), not each combination's own best")
-    compare.add_argument("--n-jobs", type=int, default=-1, help="groups retrained at once (default -1: one per core)")
+    compare.add_argument("--n-jobs", type=whole, default=-1, help="groups retrained at once (default -1: one per core)")
     compare.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     compare.add_argument("--no-progress", action="store_true", help="no progress bar")
     compare.set_defaults(func=commands.cmd_compare)

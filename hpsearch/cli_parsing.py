@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import re
 
-__all__ = ["OneLineParser", "is_flag", "unrecognized", "subparser"]
+__all__ = ["OneLineParser", "is_flag", "unrecognized", "subparser", "whole_number", "number", "value_type"]
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -17,6 +18,8 @@ class OneLineParser(argparse.ArgumentParser):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("allow_abbrev", False)  # the subcommands' parsers are made by this class too
         super().__init__(*args, **kwargs)
+        # "-inf", "-1x", "-1e3" are a flag's (bad) value, not a missing one: argparse takes only -12 and -1.5 so
+        self._negative_number_matcher = re.compile(r"^-(\d|\.\d|inf|nan)", re.IGNORECASE)
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
@@ -72,3 +75,24 @@ def subparser(parser: argparse.ArgumentParser, command: str | None) -> argparse.
         if isinstance(action, argparse._SubParsersAction) and command in action.choices:
             return action.choices[command]
     return parser
+
+
+def whole_number(text: str) -> int:
+    """An int flag's value, or argparse's one line saying what it takes (not "invalid int value")."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+
+
+def number(text: str) -> float:
+    """A float flag's value, or argparse's one line saying what it takes."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number, got {text!r}") from None
+
+
+def value_type(kind):
+    """The argparse type for a setting's kind: ints and floats said in words, any other as it is."""
+    return {int: whole_number, float: number}.get(kind, kind)

@@ -48,8 +48,10 @@ def check_whole(name: str, value, low: int) -> None:
 
 def did_you_mean(word: str, allowed) -> str:
     """``"; did you mean 'lr'?"`` when ``word`` is close to one of ``allowed``, else ``""``."""
-    close = difflib.get_close_matches(word, list(allowed), n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    allowed = list(allowed)
+    by_lower = {str(a).lower(): a for a in allowed}  # TPE is close to tpe
+    close = difflib.get_close_matches(str(word).lower(), list(by_lower), n=1)
+    return f"; did you mean {by_lower[close[0]]!r}?" if close else ""
 
 
 def brief(exc: BaseException, width: int = 160, joined: bool = False) -> str:

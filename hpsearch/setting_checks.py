@@ -31,6 +31,10 @@ SCHEDULES = {  # hpsearch.training.schedules.SCHEDULES, with their descriptions 
 }
 
 
+MAX_EPOCHS = 1_000_000  # the store keeps epochs as 64-bit integers; a few zeros too many is a typo, not a plan
+MAX_IMAGES = 1_000_000_000  # a batch (or slice) larger than the data takes all of it
+
+
 def whole(low: int, high: int | None = None, why: str = "", grouped: bool = True) -> Callable[[str, Any], None]:
     def check(name: str, value) -> None:
         check_whole(name, value, low)

@@ -22,6 +22,7 @@ __all__ = ["SearchSettings", "Spec", "setting_specs", "retrain_defaults", "finge
 
 MAX_SEED = 2**32 - 1  # scikit-learn's folds take a 32-bit seed
 MAX_N = 1_000_000  # every config becomes a trial in the store; halving trains them all at once
+MAX_EPOCHS, MAX_IMAGES = checks.MAX_EPOCHS, checks.MAX_IMAGES
 HALVING_STRATEGIES = ("halving", "hyperband", "tpe-halving")
 TPE_STRATEGIES = ("tpe", "tpe-halving")
 FOLDER_DATASETS = ("folder",)
@@ -97,11 +98,12 @@ class SearchSettings:
                           "rows (~0.3 GB for 60k MNIST images), so lower it if memory is short", kind=int,
                           check=checks.n_jobs, report=False)
     max_epochs: int = setting(DEFAULT_MAX_EPOCHS, "epochs per fit unless the space sets max_epochs", kind=int,
-                              check=checks.whole(1), identity=True)
+                              check=checks.whole(1, MAX_EPOCHS), identity=True)
     patience: int = setting(DEFAULT_PATIENCE, "early stopping: epochs without improvement of the loss on an "
-                            "internal 20%% validation split; 0 = off", kind=int, check=checks.whole(0), identity=True)
+                            "internal 20%% validation split; 0 = off", kind=int, check=checks.whole(0, MAX_EPOCHS),
+                            identity=True)
     batch_size: int = setting(DEFAULT_BATCH_SIZE, "mini-batch size unless the space sets batch_size", kind=int,
-                              check=checks.whole(1), identity=True)
+                              check=checks.whole(1, MAX_IMAGES), identity=True)
     scoring: str = setting("neg_log_loss", "what ranks configs: neg_log_loss, the held-out fold's log-loss; "
                            "accuracy is recorded either way", choices=checks.scorings,
                            check=checks.one_of(checks.scorings), identity=True)
@@ -154,8 +156,9 @@ class SearchSettings:
                              applies=("strategy", TPE_STRATEGIES))
     max_train: int | None = setting(None, "search (and retrain) on a stratified, seeded slice of N training "
                                     "images, for a quick try on a large dataset (default: all; the test set is "
-                                    "always whole)", kind=int, metavar="N", check=checks.optional(checks.whole(1)),
-                                    unset="all", identity_if_set=True)
+                                    "always whole)", kind=int, metavar="N",
+                                    check=checks.optional(checks.whole(1, MAX_IMAGES)), unset="all",
+                                    identity_if_set=True)
     test_size: float = setting(0.2, "folder without test/: the share of each class held out as the test set, "
                                "stratified and seeded by --seed", kind=float, check=checks.share,
                                applies=("dataset", FOLDER_DATASETS), identity_if_set=True)
@@ -174,9 +177,9 @@ class SearchSettings:
                                     "or local:N for a cluster of N worker processes on this machine (default "
                                     "local: one per core)", group="backend", metavar="ADDRESS", report=False)
     # What follows the search; stored so that a resume (and a later hpsearch retrain) retrains as asked.
-    top: int = setting(15, "retrain the best TOP configs", group="retrain", kind=int, check=checks.whole(1))
+    top: int = setting(15, "retrain the best TOP configs", group="retrain", kind=int, check=checks.whole(1, MAX_N))
     retrain_epochs: int = setting(300, "epochs of each retraining on the whole training set, no early stopping",
-                                  group="retrain", kind=int, check=checks.whole(1))
+                                  group="retrain", kind=int, check=checks.whole(1, MAX_EPOCHS))
     schedule: str | None = setting(None, "the retraining's learning-rate schedule over retrain-epochs (default: "
                                    "each config's own: none unless the space searched one)", group="retrain",
                                    choices=checks.schedules, check=checks.optional(checks.one_of(checks.schedules)),
@@ -188,7 +191,8 @@ class SearchSettings:
                              choices=lambda: WINNER_RULES, check=checks.one_of(lambda: WINNER_RULES))
     checkpoint_every: int = setting(1, "the retraining saves each config's whole state every N epochs (0: never), "
                                     "so the same command after Ctrl-C, kill -9 or a crash goes on from there",
-                                    group="retrain", kind=int, metavar="N", check=checks.whole(0), report=False)
+                                    group="retrain", kind=int, metavar="N", check=checks.whole(0, MAX_EPOCHS),
+                                    report=False)
     extra: dict = setting(dict, "free-form notes kept with the run", flag=False, report=False)
 
     def dataset_options(self) -> dict:
@@ -230,8 +234,9 @@ def check_applies(name: str, stored: dict) -> None:
     if spec.holds(stored):
         return
     key, values = spec.applies
+    choose = f"{param(key)} {values[0]}" if len(values) == 1 else "one of those"
     raise UsageError(f"{param(name)} applies only with {param(key)} {' or '.join(values)}; {param(key)} "
-                     f"{stored.get(key, _DEFAULTS[key])} would ignore it: leave it out, or choose one of those")
+                     f"{stored.get(key, _DEFAULTS[key])} would ignore it: leave it out, or choose {choose}")
 
 
 # A field's annotation, name by name: the types a settings.json value may have, and how to say them.

@@ -130,6 +130,23 @@ def test_options_may_come_before_the_names_they_follow():
         parse_args(["search", "--n", "5", "stray"])
 
 
+def test_a_choice_is_taken_in_any_case_and_a_near_miss_named_in_any_case(capsys):
+    """--dataset Digits was taken while --strategy TPE, --engine Batched and export --format ONNX were refused,
+    and TPE got no did-you-mean."""
+    from hpsearch.cli import parse_args
+
+    args = parse_args(["search", "--strategy", "TPE", "--engine", "Batched", "--schedule", "Cosine", "--winner-by",
+                       "CV", "--backend", "Loky", "--scoring", "Accuracy"])
+    assert (args.strategy, args.engine, args.schedule, args.winner_by, args.backend, args.scoring) == (
+        "tpe", "batched", "cosine", "cv", "loky", "accuracy")
+    assert parse_args(["export", "RUN", "--format", "ONNX"]).format == "onnx"
+    assert parse_args(["plot", "Confusion-Matrix", "RUN"]).method == "confusion-matrix"
+    assert main(["search", "--strategy", "TPX", "--n", "2"]) == 2
+    assert "got 'tpx'; did you mean 'tpe'?" in capsys.readouterr().err
+    assert main(["predict", "--model", "model.onnx"]) == 2  # no FILE: not "RUN_DIR is required"
+    assert capsys.readouterr().err == "hpsearch: error: FILE is missing: hpsearch predict --model model.onnx FILE...\n"
+
+
 def test_unknown_flag_exits_2_without_traceback(capsys):
     # argparse's own exit, as run_search.py (`sys.exit(main(["search", *argv]))`) passes it on: an
     # uncaught SystemExit(2) is exit status 2 and prints no traceback; any other exception would

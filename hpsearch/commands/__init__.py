@@ -246,11 +246,14 @@ def cmd_predict(args) -> int:
 
         if args.explain:
             raise UsageError("--explain needs the run's winner (its layers); leave out --model, or --explain")
-        args.files = [args.run_dir, *args.files]
+        args.files = [f for f in (args.run_dir, *args.files) if f is not None]
+        if not args.files:
+            raise UsageError("FILE is missing: hpsearch predict --model model.onnx FILE...")
         answers = exported_answers(args.model, args.files)
     else:
-        if not args.files:
-            raise UsageError("FILE is missing: hpsearch predict RUN_DIR FILE... (or hpsearch predict --model "
+        if args.run_dir is None or not args.files:
+            missing = "FILE is" if args.run_dir else "RUN_DIR and FILE are"
+            raise UsageError(f"{missing} missing: hpsearch predict RUN_DIR FILE... (or hpsearch predict --model "
                              "model.onnx FILE...)")
         predictor = Predictor.from_run(args.run_dir, device=resolve_device(args.device))
         answers = predict_files(predictor, args.files, explain=args.explain, out_dir=args.out_dir)

@@ -33,6 +33,15 @@ def load_npz(data_dir: str | os.PathLike | None = None) -> Dataset:
         raise UsageError(f"{param('data_dir')} {path}: no such file; pass the .npz file holding "
                          f"{', '.join(NPZ_KEYS)}")
     try:
+        with open(path, "rb") as fh:
+            head = fh.read(6)
+    except OSError as exc:
+        raise UsageError(f"{param('data_dir')} {path}: cannot be read ({exc.strerror}); check its permissions") \
+            from None
+    if not head.startswith(b"PK"):  # np.load would say any other file holds pickled data
+        raise UsageError(f"{param('data_dir')} {path} is not an .npz file (not a zip archive); save "
+                         f"{', '.join(NPZ_KEYS)} with np.savez")
+    try:
         with np.load(path, allow_pickle=False) as archive:
             missing = [key for key in NPZ_KEYS if key not in archive.files]
             if missing:

@@ -24,13 +24,14 @@ from pathlib import Path
 import pandas as pd
 from joblib import delayed
 
-from ..errors import UsageError, check_whole, param
+from ..errors import UsageError, param
 from ..jobs.backends import LokyBackend
 from ..rundir.atomic import atomic_write_text
 from ..rundir.lock import RunLock
 from ..rundir.names import COMPARE_FILE, SPACE_FILE
 from ..rundir.run_info import read_settings, run_dataset
 from ..search.interrupt import InterruptFlag, SearchInterrupted
+from ..setting_checks import MAX_EPOCHS, whole
 from ..tasks import position_titles
 from ..training.models.user import shipped
 from ..training.net import DEFAULT_BATCH_SIZE
@@ -174,7 +175,7 @@ def compare_groups(run_dir, by: list[str], retrain_epochs: int = 30, *, device: 
         else equal, the seed's 2 x 2), instead of each combination's own best config.
     """
     run_dir = Path(run_dir)
-    check_whole("retrain_epochs", retrain_epochs, 1)
+    whole(1, MAX_EPOCHS)("retrain_epochs", retrain_epochs)
     if not by or any(not isinstance(name, str) or not name for name in by):
         raise UsageError(f"{param('by')} needs config keys separated by commas, e.g. {param('by')} head,loss; "
                          f"got {by!r}")

@@ -14,6 +14,7 @@ import inspect
 from collections.abc import Callable, Mapping
 
 from ..errors import UsageError, did_you_mean, param
+from ..setting_checks import MAX_EPOCHS, MAX_IMAGES
 from ..training import augment, losses, schedules
 from ..training.heads import HEADS
 from ..training.losses import WORST_CLASS_KEYS
@@ -48,11 +49,13 @@ def _bounded(low: float, high: float | None, fix: str, low_open: bool = False):
     return check
 
 
-def _count(fix: str):
-    """A check for a whole number >= 1."""
+def _count(fix: str, high: int = MAX_EPOCHS):
+    """A check for a whole number from 1 to ``high`` (beyond it, a typo: the store keeps 64-bit integers)."""
     def check(value, name: str) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise UsageError(f"{name} must be a whole number >= 1, got {value!r}; {fix}")
+        if value > high:
+            raise UsageError(f"{name} must be at most {high:,}, got {value:,}; {fix}")
         return value
     return check
 
@@ -72,7 +75,7 @@ NET_CHECKS = {
     "lr": _bounded(0, None, "use a positive learning rate such as 1e-3", low_open=True),
     "weight_decay": _bounded(0, None, "use 0 for no L2 penalty"),
     "momentum": _bounded(0, 1, "use e.g. 0.9 (0 for none)"),
-    "batch_size": _count("use e.g. batch_size = 128"),
+    "batch_size": _count("use e.g. batch_size = 128", MAX_IMAGES),
     "max_epochs": _count("0 epochs would rank untrained nets; use e.g. max_epochs = 20"),
     "loss": _one_of(lambda: losses.LOSSES, "the training losses"),
     "head": _one_of(lambda: dict.fromkeys(HEADS), "the output activations"),

@@ -72,3 +72,12 @@ def test_a_missing_file_or_none_says_to_pass_one(tmp_path):
         load_dataset("npz")
     with pytest.raises(UsageError, match="no such file"):
         load_dataset("npz", tmp_path / "nope.npz")
+
+
+def test_a_file_that_is_no_npz_is_said_so_not_pickled(tmp_path):
+    """numpy says any file neither zip nor .npy "contains pickled (object) data"; it was passed on, cut off."""
+    path = tmp_path / "notes.txt"
+    path.write_text("hello, I am text\n")
+    with pytest.raises(UsageError, match=r"^data_dir .*notes\.txt is not an \.npz file \(not a zip archive\); save "
+                                         r"X_train, y_train, X_test, y_test with np\.savez$"):
+        load_dataset("npz", path)

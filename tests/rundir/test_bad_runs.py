@@ -23,7 +23,14 @@ QUICK = ["--dataset", "digits", "--n", "2", "--cv", "2", "--max-epochs", "1", "-
     (["--max-train", "0"], "--max-train must be"),
     (["--max-train", "5"], "--max-train 5 is too small"),
     (["--n", str(10**12), "--strategy", "halving"], "--n must be at most 1,000,000"),
-    (["--n", "abc"], "argument --n: invalid int value: 'abc' (see hpsearch search --help)"),
+    (["--n", "abc"], "argument --n: must be a whole number, got 'abc' (see hpsearch search --help)"),
+    (["--test-size", "half"], "argument --test-size: must be a number, got 'half'"),
+    (["--n", "-1x"], "argument --n: must be a whole number, got '-1x'"),  # was "expected one argument"
+    (["--max-epochs", str(10**20)], "--max-epochs must be at most 1,000,000, got 100,000,000,000,000,000,000"),
+    (["--batch-size", str(10**20)], "--batch-size must be at most 1,000,000,000"),  # every config failed
+    (["--retrain-epochs", str(10**7)], "--retrain-epochs must be at most 1,000,000"),  # trained without end
+    (["--fold-racing", "0.1"], "--fold-racing applies only with --strategy halving; --strategy random would ignore "
+                               "it: leave it out, or choose --strategy halving"),
     (["--strategy", "halving", "--factor", "1"], "--factor must be a whole number >= 2"),
 ])
 def test_bad_flags_are_refused_before_the_run_folder_exists(flags, message, tmp_path, capsys):

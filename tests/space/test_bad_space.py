@@ -89,6 +89,8 @@ BAD = [
     (f"block_size = 2\n[model]\n{CAT}['mlp', 'gapcnn']", "block_size is a parameter of cnn", "'mlp' or 'gapcnn'"),
     (f"dropout = 1.0\n[model]\n{CAT}['mlp', 'cnn']", "dropout", "in [0, 1)"),
     (f"kernel_size = 4\n[model]\n{CAT}['mlp', 'cnn']", "kernel_size", "odd"),
+    ("max_epochs = 99999999999999999999", "max_epochs", "must be at most 1,000,000"),  # a traceback from the store
+    ("batch_size = 99999999999999999999", "batch_size", "must be at most 1,000,000,000"),
     # each config drawing both failed in the search (NaN), none was refused up front
     (f"[head]\n{CAT}['softmax', 'sigmoid']\n[loss]\n{CAT}['ce', 'worst_class']", "loss 'worst_class'",
      "head may be 'sigmoid', so the configs that draw both would fail"),

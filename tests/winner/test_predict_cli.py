@@ -75,6 +75,8 @@ def test_bad_run_is_a_usage_error(tmp_path, pngs, capsys):
     assert err.count("\n") == 1 and "winner.pt" in err and "hpsearch retrain" in err
     assert main(["predict", str(tmp_path)]) == 2  # no FILE
     assert "FILE is missing: hpsearch predict RUN_DIR FILE..." in capsys.readouterr().err
+    assert main(["predict", "--model", str(tmp_path)]) == 2  # it blamed a missing RUN_DIR, which --model needs not
+    assert "error: FILE is missing: hpsearch predict --model model.onnx FILE..." in capsys.readouterr().err
     assert main(["predict", str(tmp_path), str(paths[0]), "--out-dir", str(tmp_path)]) == 2
     assert "only says where --explain writes the heat maps; add --explain" in capsys.readouterr().err
 
