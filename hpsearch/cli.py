@@ -76,7 +76,7 @@ def _add_settings(p: argparse.ArgumentParser, group: str) -> None:
         choices = tuple(spec.choices()) if spec.choices is not None and spec.strict else None
         kind = value_type(spec.kind) if spec.kind is not str else None
         named = tuple(spec.choices()) if spec.choices is not None else ()
-        if named and all(isinstance(c, str) and c == c.lower() for c in named):
+        if spec.kind is str and named and all(isinstance(c, str) and c == c.lower() for c in named):
             kind = str.lower  # --strategy TPE is tpe, as --dataset Digits is digits
         p.add_argument(flag(name), type=kind, choices=choices, metavar=spec.metavar,
                        help=_setting_help(name, spec, defaults[name], group == "retrain"))

@@ -25,7 +25,7 @@ BACKENDS = ("loky", "dask")  # hpsearch.jobs.backends.BACKENDS
 SCHEDULES = {  # hpsearch.training.schedules.SCHEDULES, with their descriptions (the help shows them)
     "none": "a constant learning rate",
     "cosine": "cosine decay from lr to 0 over the fit's epochs",
-    "step": "a tenth of the rate after each third of the epochs",
+    "step": "a tenth of the rate after each of the first two thirds of the epochs",
     "plateau": "a tenth of the rate after 5 epochs without improvement of the (validation) loss",
     "onecycle": "one cycle per fit, up to lr and down, stepped per batch",
 }

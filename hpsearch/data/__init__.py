@@ -98,6 +98,10 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, **options
         for option in given:
             if option not in takes and option not in ("seed", "progress"):
                 users = [n for n, f in DATASETS.items() if option in inspect.signature(f).parameters]
+                if not users:  # no loader takes it: a misspelt option
+                    known = [k for k in takes if k != "data_dir" and not k.startswith("_")]
+                    raise UsageError(f"{param('dataset')} {key} takes no option {option!r} (it takes "
+                                     f"{', '.join(known) or 'none'}){did_you_mean(option, known)}")
                 raise UsageError(f"{param(option)} applies only to {param('dataset')} {' or '.join(users)}; "
                                  f"{param('dataset')} {key} would ignore it: leave it out")
         return loader(data_dir, **{k: v for k, v in given.items() if k in takes})

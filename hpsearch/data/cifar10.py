@@ -60,6 +60,13 @@ def _latin1(text, encoding="utf-8"):
     return codecs.encode(text, "latin-1")
 
 
+def _no_bytes(*args):
+    """``bytes()`` as protocol 2 pickles an empty bytes object (an empty batch's): with no argument only."""
+    if args:
+        raise pickle.UnpicklingError(f"bytes{args!r}, not the empty bytes()")
+    return b""
+
+
 def _allowed() -> dict[tuple[str, str], object]:
     try:
         from numpy._core import multiarray, numeric  # numpy 2; the pickles may name numpy.core
@@ -67,7 +74,8 @@ def _allowed() -> dict[tuple[str, str], object]:
         from numpy.core import multiarray, numeric
 
     allowed: dict[tuple[str, str], object] = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
-                                              ("_codecs", "encode"): _latin1}
+                                              ("_codecs", "encode"): _latin1, ("__builtin__", "bytes"): _no_bytes,
+                                              ("builtins", "bytes"): _no_bytes}
     for package in ("numpy.core", "numpy._core"):
         allowed[(f"{package}.multiarray", "_reconstruct")] = multiarray._reconstruct
         allowed[(f"{package}.multiarray", "scalar")] = multiarray.scalar
@@ -136,7 +144,10 @@ def _labels(values, path: Path, n: int) -> np.ndarray:
     if not isinstance(values, np.ndarray):
         raise CifarError(f"{path}: b'labels' is a {type(values).__name__}, expected a list of whole numbers 0..9")
     labels = values
-    if labels.ndim != 1 or len(labels) != n:
+    if labels.ndim != 1:
+        raise CifarError(f"{path}: b'labels' has shape {labels.shape}, expected ({n},), one label per image; is it a "
+                         "CIFAR-10 batch?")
+    if len(labels) != n:
         raise CifarError(f"{path} holds {n} images but {labels.size} labels; the counts must match: re-download it")
     if n and not np.issubdtype(labels.dtype, np.integer):
         raise CifarError(f"{path} holds {labels.dtype} labels, expected integers 0..9; is it a CIFAR-10 batch?")
@@ -247,7 +258,8 @@ def load_cifar10(data_dir: str | os.PathLike | None = None) -> Dataset:
     if data_dir is not None:
         directory = Path(data_dir).expanduser()
         if not directory.is_dir():
-            raise UsageError(f"{param('data_dir')} {directory} does not exist; pass the folder that holds the CIFAR-10 "
+            what = "is a file, not a folder" if directory.exists() else "does not exist"
+            raise UsageError(f"{param('data_dir')} {directory} {what}; pass the folder that holds the CIFAR-10 "
                              "batches (cifar-10-batches-py, or the folder it is in)")
         found = _find_folder(directory)
         if found is None:

@@ -69,9 +69,11 @@ def check_share(name: str, value) -> None:
 
 
 def parse_image_size(name: str, value) -> tuple[int, int] | None:
-    """``"28"`` or ``"32x24"`` (width x height) as ``(width, height)``; None stays None."""
+    """``"28"``, ``"32x24"`` (width x height) or ``(32, 24)`` as ``(width, height)``; None stays None."""
     if value is None:
         return None
+    if isinstance(value, tuple | list) and len(value) == 2 and all(isinstance(v, int) for v in value):
+        value = f"{value[0]}x{value[1]}"  # the Python API's (width, height)
     match = _SIZE.fullmatch(str(value))
     if match:
         width = int(match.group(1))

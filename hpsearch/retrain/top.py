@@ -72,6 +72,7 @@ from ..rundir.states import run_digest
 from ..rundir.store import load_records, load_results, run_fingerprint
 from ..search.interrupt import InterruptFlag, SearchInterrupted
 from ..settings import WINNER_RULES, retrain_defaults
+from ..training.losses import fit_epochs
 from ..training.models.user import shipped
 from ..training.net import DEFAULT_BATCH_SIZE, resolve_device
 from ..training.schedules import check_schedule_name
@@ -127,8 +128,10 @@ def _ranking(run_dir) -> tuple[list[dict], int]:
     configs = {record["index"]: record["config"] for record in load_records(run_dir)}
     ranked = [{"trial": int(row.trial), "search_rank": int(row.rank_test_score),
                "cv_score": float(row.mean_test_score), "cv_accuracy": float(row.mean_test_accuracy),
-               # the budget the CV score is of: a halving config pruned at a short rung scored there
-               "cv_epochs": int(row.n_epochs) if "n_epochs" in scored else None,
+               # the epochs the CV score is of: a halving config pruned at a short rung scored there, a
+               # worst-class one (or one whose space set max_epochs) trained its own
+               "cv_epochs": (fit_epochs(configs[int(row.trial)], int(row.n_epochs)) if "n_epochs" in scored
+                             else None),
                "config": configs[int(row.trial)]}
               for row in scored.itertuples()]
     return ranked, len(frame) - len(scored)

@@ -107,17 +107,25 @@ def _source(dataset: Dataset) -> dict:
 
 
 def record_source(run_dir: Path, dataset: Dataset) -> None:
-    """Keep where an image folder's images came from and how they were read (size, colour, the held-out
-    test files, a digest of the images and labels) in ``dataset.json``, so later steps and a resume can
-    tell the same data from a changed folder."""
-    if dataset.source:
-        atomic_write_text(Path(run_dir) / SOURCE_FILE, json.dumps(_source(dataset), indent=1) + "\n")
+    """Keep a digest of the images and labels as read, and their counts, in ``dataset.json`` (for an image
+    folder also where they came from and how they were read: size, colour, the held-out test files), so
+    later steps and a resume can tell the same data from changed files."""
+    atomic_write_text(Path(run_dir) / SOURCE_FILE, json.dumps(_source(dataset), indent=1) + "\n")
 
 
 def check_source(run_dir: Path, dataset: Dataset) -> None:
-    """Raise a UsageError when ``dataset`` (an image folder) is not the one ``run_dir`` was searched on."""
+    """Raise a UsageError when ``dataset`` is not the one ``run_dir`` was searched on (its images or labels,
+    as the digest in ``dataset.json`` keeps them; runs made before it kept one are not checked)."""
     recorded = read_json(Path(run_dir) / SOURCE_FILE)
-    if not recorded or not dataset.source:
+    if not recorded:
+        return
+    if not dataset.source:  # a named dataset (MNIST, CIFAR-10 files, an npz): its files, not a folder of images
+        now = _source(dataset)
+        if "digest" in recorded and recorded["digest"] != now["digest"]:
+            raise UsageError(f"{dataset.name}: its images or labels are not the ones the run was searched on (digest "
+                             f"{now['digest'][:12]}, the run's {recorded['digest'][:12]} in "
+                             f"{Path(run_dir) / SOURCE_FILE}); its files changed since the search: put them back as "
+                             "they were, or search the new files in a new run folder")
         return
     now = _source(dataset)
     for key, what in (("image_size", "image size is"), ("color", "colour is"), ("test", "test set is"),

@@ -32,7 +32,7 @@ from ..errors import UsageError
 from .heads import HEAD_LOSSES, HEADS, HeadLoss
 
 __all__ = ["LOSSES", "WorstClassLoss", "WorstClassRounds", "worst_classes", "misclassified_counts",
-           "loss_setup", "DEFAULT_ROUNDS", "DEFAULT_ROUND_EPOCHS", "DEFAULT_WORST_WEIGHT"]
+           "loss_setup", "DEFAULT_ROUNDS", "DEFAULT_ROUND_EPOCHS", "DEFAULT_WORST_WEIGHT", "fit_epochs"]
 
 DEFAULT_ROUNDS = 6          # the seed: 6 rounds of 15 epochs
 DEFAULT_ROUND_EPOCHS = 15
@@ -129,6 +129,16 @@ class WorstClassRounds(Callback):
 
 
 LOSSES = {"ce": nn.CrossEntropyLoss, "bce": HeadLoss, "worst_class": WorstClassLoss}
+
+
+def fit_epochs(config: dict, budget: int) -> int:
+    """The epochs a fit of ``config`` trains when given ``budget``: the config's own ``max_epochs``, else a
+    worst-class config's ``rounds x round_epochs``, else the budget."""
+    if "max_epochs" in config:
+        return int(config["max_epochs"])
+    if config.get("loss") == "worst_class":
+        return int(config.get("rounds", DEFAULT_ROUNDS)) * int(config.get("round_epochs", DEFAULT_ROUND_EPOCHS))
+    return int(budget)
 
 
 def loss_setup(config: dict, n_classes: int, use_valid: bool,

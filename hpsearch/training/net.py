@@ -24,7 +24,7 @@ from ..tasks import SingleLabel
 from .augment import augment_batch, check_augment_name
 from .callbacks import ContinuableEarlyStopping, StopOnNonFiniteLoss
 from .heads import head_probabilities
-from .losses import loss_setup
+from .losses import fit_epochs, loss_setup
 from .models import MODELS, class_arguments, config_keys, is_user_model, model_class, takes_positions
 from .models.user import received
 from .schedules import schedule_callback
@@ -291,7 +291,7 @@ def make_net(config: dict, n_features: int | Dataset, n_classes: int | None = No
         train_split = None
     # a worst-class loss picks its classes on the split made here, else on the training data (a
     # caller's train_split may be the test set: retrain's monitor)
-    criterion, loss_params, loss_callbacks, rounds_epochs = loss_setup(
+    criterion, loss_params, loss_callbacks, _ = loss_setup(
         config, n_classes, use_valid=train_split is not None and "train_split" not in net_kwargs,
         positions=task.positions)
     params.update(loss_params)
@@ -300,8 +300,8 @@ def make_net(config: dict, n_features: int | Dataset, n_classes: int | None = No
     own += loss_callbacks
     # a schedule spans the fit's epochs; plateau watches the validation loss only of a split made
     # here (a caller's train_split may be the test set: retrain's monitor), else the training loss
-    fit_epochs = int(config.get("max_epochs", rounds_epochs or max_epochs))
-    schedule = schedule_callback(config.get("schedule", "none"), fit_epochs, float(config.get("lr", 1e-3)),
+    schedule = schedule_callback(config.get("schedule", "none"), fit_epochs(config, max_epochs),
+                                 float(config.get("lr", 1e-3)),
                                  validates=train_split is not None and "train_split" not in net_kwargs)
     if schedule is not None:
         own.append(schedule)
@@ -310,7 +310,7 @@ def make_net(config: dict, n_features: int | Dataset, n_classes: int | None = No
         criterion=criterion,  # the modules return logits
         optimizer=OPTIMIZERS[optimizer],
         lr=float(config.get("lr", 1e-3)),
-        max_epochs=int(config.get("max_epochs", rounds_epochs or max_epochs)),
+        max_epochs=fit_epochs(config, max_epochs),
         batch_size=int(config.get("batch_size", batch_size)),
         iterator_train__shuffle=True,
         train_split=train_split,

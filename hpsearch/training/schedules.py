@@ -6,9 +6,12 @@ The defaults, for a fit of ``E`` epochs at learning rate ``lr`` (epochs counted 
 - ``cosine``: ``CosineAnnealingLR(T_max=E, eta_min=0)``, stepped per epoch: epoch ``e`` trains at
   ``lr * (1 + cos(pi * e / E)) / 2``, from ``lr`` down towards 0 (the last epoch at
   ``lr * (1 + cos(pi * (E - 1) / E)) / 2``);
-- ``step``: ``StepLR(step_size=max(1, E // 3), gamma=0.1)``: a tenth of the rate after each third;
+- ``step``: ``MultiStepLR(milestones=[ceil(E / 3), ceil(2E / 3)], gamma=0.1)``: a tenth of the rate after
+  each of the first two thirds, so a fit of 3 epochs or more ends at ``lr / 100`` (``StepLR(E // 3)``
+  cut three times when ``E`` is not a multiple of 3: 100 epochs ended at ``lr / 1000``);
 - ``plateau``: ``ReduceLROnPlateau(factor=0.1, patience=5)`` on the validation loss when the fit has a
-  validation split (early stopping's, or the retraining's test monitor), else on the training loss;
+  validation split of its own (early stopping's; never the retraining's test monitor), else on the
+  training loss;
 - ``onecycle``: ``OneCycleLR(max_lr=lr)`` stepped per batch over ``E x ceil(n / batch_size)``
   steps (``n``: the rows the fit is given, an upper bound of its training split's, so the cycle
   never runs out), rising for 30% of them, then annealing to ``lr / 1e4 / 25``.
@@ -24,7 +27,7 @@ from __future__ import annotations
 import math
 
 from skorch.callbacks import LRScheduler
-from torch.optim.lr_scheduler import CosineAnnealingLR, OneCycleLR, ReduceLROnPlateau, StepLR
+from torch.optim.lr_scheduler import CosineAnnealingLR, MultiStepLR, OneCycleLR, ReduceLROnPlateau
 
 from .. import setting_checks
 from ..errors import UsageError, param
@@ -93,7 +96,8 @@ def schedule_callback(name: str, epochs: int, lr: float, validates: bool):
     if name == "cosine":
         callback = ResumableLRScheduler(CosineAnnealingLR, T_max=epochs, eta_min=0.0)
     elif name == "step":
-        callback = ResumableLRScheduler(StepLR, step_size=max(1, epochs // 3), gamma=0.1)
+        thirds = [math.ceil(epochs / 3), math.ceil(2 * epochs / 3)]
+        callback = ResumableLRScheduler(MultiStepLR, milestones=thirds, gamma=0.1)
     elif name == "plateau":
         callback = ResumableLRScheduler(ReduceLROnPlateau, monitor="valid_loss" if validates else "train_loss",
                                         factor=0.1, patience=5)

@@ -138,6 +138,15 @@ def test_wrong_shape_label_10_and_counts_are_named(tmp_path):
     assert "data_batch_2: label 10 (image 0; 1 in all) is outside 0..9" in message
     _rewrite(folder, "data_batch_2", {b"labels": [1] * 19})
     assert "data_batch_2 holds 20 images but 19 labels" in _error(folder)
+    _rewrite(folder, "data_batch_2", {b"labels": np.ones((20, 1), np.int64)})  # was "20 images but 20 labels"
+    assert "data_batch_2: b'labels' has shape (20, 1), expected (20,), one label per image" in _error(folder)
+    # an empty batch at protocol 2, the real files': b'' pickles as __builtin__.bytes(), which was refused as a
+    # global that "could run code"
+    _rewrite(folder, "data_batch_2", {b"data": np.zeros((0, 3072), np.uint8), b"labels": []})
+    assert "data_batch_2 holds no image; re-download it" in _error(folder)
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(UsageError, match=r"data_dir .*a_file is a file, not a folder; pass the folder"):
+        load_dataset("cifar10", tmp_path / "a_file")
     with open(folder / "data_batch_2", "wb") as fh:
         pickle.dump([1, 2, 3], fh)
     assert "data_batch_2 holds a list, not a CIFAR-10 batch" in _error(folder)

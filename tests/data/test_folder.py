@@ -70,6 +70,10 @@ def test_options_size_colour_and_share(tree):
     assert data.image_shape == (3, 10, 12) and len(data.y_test) == 150
     assert np.array_equal(data.X_train[:, 0], data.X_train[:, 2])  # grey pictures in three equal channels
     assert load_dataset("folder", tree, image_size=16).image_shape == (1, 16, 16)
+    assert load_dataset("folder", tree, image_size=(12, 10)).image_shape[1:] == (10, 12)  # (width, height), documented
+    with pytest.raises(UsageError, match=r"^dataset folder takes no option 'imagesize' \(it takes test_size, "
+                                         r"image_size, color, seed, progress\); did you mean 'image_size'\?$"):
+        load_dataset("folder", tree, imagesize=16)  # it said "applies only to dataset ;"
     gray = load_dataset("folder", tree, color="Gray")  # the American spelling, any case
     assert gray.image_shape == (1, 8, 8) and gray.source["color"] == "grey"
     with pytest.raises(UsageError, match="color must be one of grey, rgb, got 'grau'"):

@@ -81,3 +81,24 @@ def test_a_file_that_is_no_npz_is_said_so_not_pickled(tmp_path):
     with pytest.raises(UsageError, match=r"^data_dir .*notes\.txt is not an \.npz file \(not a zip archive\); save "
                                          r"X_train, y_train, X_test, y_test with np\.savez$"):
         load_dataset("npz", path)
+
+
+def test_files_changed_since_the_search_are_refused_by_a_resume_and_a_retraining(digits, tmp_path, capsys):
+    """Only an image folder's images were checked: a resume on replaced files (as CIFAR-10 or MNIST files
+    replaced under --data-dir) ranked trials of two datasets together, and retrained on the new one."""
+    path = _save(tmp_path / "digits.npz", digits)
+    run = tmp_path / "run"
+    assert main(["search", "--dataset", "npz", "--data-dir", str(path), "--n", "2", "--cv", "2", "--max-epochs", "1",
+                 "--patience", "0", "--n-jobs", "1", "--no-progress", "--no-retrain", "--out", str(run)]) == 0
+    X = digits.X_train.copy()
+    X[0, 0, 0, 0] = 1.0 - X[0, 0, 0, 0]  # one pixel of one image: same shapes, same counts
+    _save(path, digits, X_train=X)
+    capsys.readouterr()
+    for command in (["search", "--resume", str(run), "--n", "3", "--no-progress", "--no-retrain"],
+                    ["retrain", str(run), "--top", "1", "--retrain-epochs", "1", "--no-progress"]):
+        assert main(command) == 2, command
+        err = capsys.readouterr().err
+        assert err.startswith("hpsearch: error: npz: its images or labels are not the ones the run was searched on "
+                              "(digest ") and "its files changed since the search: put them back" in err, err
+    _save(path, digits)  # put back: the resume goes on
+    assert main(["search", "--resume", str(run), "--n", "3", "--no-progress", "--no-retrain"]) == 0

@@ -123,6 +123,10 @@ def test_search_and_retrain_with_worst_class(tmp_path, digits):
     assert frame["mean_test_score"].notna().all() and (frame["mean_test_accuracy"] > 0.5).all()
     result = retrain_top(run, top=2, retrain_epochs=2, dataset=digits, progress=False, n_jobs=1)
     assert len(result.table) == 2 and result.table["test_accuracy"].notna().all()
+    # what each CV score is of: the worst-class config trained its 2 x 2 epochs, not --max-epochs 3
+    cv_epochs = dict(zip(result.table["param_loss"], result.table["cv_epochs"], strict=True))
+    assert cv_epochs == {"ce": 3, "worst_class": 4}
+    assert dict(zip(frame["param_loss"], frame["mean_epochs"], strict=True)) == {"ce": 3, "worst_class": 4}
 
 
 def test_a_continued_fit_keeps_its_worst_set(digits):

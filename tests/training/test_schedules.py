@@ -40,8 +40,12 @@ def test_cosine_and_step_give_the_documented_rates(digits):
     cosine = _fit(digits, "cosine").history[:, "event_lr"]
     np.testing.assert_allclose(cosine, [LR * (1 + math.cos(math.pi * e / EPOCHS)) / 2 for e in range(EPOCHS)],
                                rtol=1e-12)
-    step = _fit(digits, "step").history[:, "event_lr"]  # a tenth after each third (step_size 2)
+    step = _fit(digits, "step").history[:, "event_lr"]  # a tenth after each of the first two thirds
     np.testing.assert_allclose(step, [LR, LR, LR / 10, LR / 10, LR / 100, LR / 100], rtol=1e-12)
+    step = _fit(digits, "step", epochs=4).history[:, "event_lr"]  # StepLR(4 // 3) cut three times: lr / 1000
+    np.testing.assert_allclose(step, [LR, LR, LR / 10, LR / 100], rtol=1e-12)
+    step = _fit(digits, "step", epochs=5).history[:, "event_lr"]
+    np.testing.assert_allclose(step, [LR, LR, LR / 10, LR / 10, LR / 100], rtol=1e-12)
     assert "event_lr" not in _fit(digits, "none", epochs=2).history[-1]
 
 
