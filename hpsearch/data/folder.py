@@ -95,7 +95,8 @@ def _scan(root: Path) -> dict[str, list[tuple[str, list[os.DirEntry]]]]:
                 continue
             hint = (f"; {root} looks like train/ itself: give its parent, {param('data_dir')} {root.parent}"
                     if root.name in SPLITS else "")
-            raise FolderError(f"{folder}/ is missing: {param('dataset')} folder reads {root}/train/<class>/<image> "
+            raise FolderError(f"{param('data_dir')} {root}: {folder.name}/ is missing: {param('dataset')} folder reads "
+                              f"{root}/train/<class>/<image> "
                               "(and optionally test/<class>/<image>); put each class's images in a folder named "
                               f"after it under train/{hint}")
         classes = label_folders(folder, FolderError)

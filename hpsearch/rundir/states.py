@@ -21,6 +21,7 @@ import json
 import pickle
 import shutil
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -159,6 +160,9 @@ def unreadable(exc: BaseException, path: Path | None = None) -> str:
         return "not a file torch.save wrote: empty, cut short or replaced by another kind of file"
     if isinstance(exc, pickle.UnpicklingError) and "weights only" in str(exc).lower():
         return "it holds objects, not only tensors and plain values: possibly crafted, so never loaded"
+    if any(word in str(exc) for word in ("PytorchStreamReader", "zip archive", "miniz")) or (
+            path is not None and not zipfile.is_zipfile(path)):  # torch's own words, or an errno
+        return "a torch.save archive cut short or damaged (its zip directory or a record cannot be read)"
     return f"{type(exc).__name__}: {brief(exc)}"
 
 

@@ -172,7 +172,7 @@ def test_sixteen_bit_and_cmyk_are_converted_and_said(copy, digits, capsys):
     ("bomb", "a decompression bomb"),
     ("fifo", "not a regular file"),
     ("one image", "holds 1 image; holding out a test split needs at least 2 per class"),
-    ("no train", "train/ is missing"),
+    ("no train", "data_dir {copy}: train/ is missing"),  # named by the parameter the user gave
     ("empty test", "test/ holds no class folders; put the test images in test/<class>/, or remove the empty test/"),
     ("test file", "is a file where test/ holds the test images in class folders"),
 ])
@@ -202,7 +202,7 @@ def test_bad_data_is_one_line_naming_the_file(copy, damage, message):
         (copy / "test").write_text("not a folder")
     with pytest.raises(UsageError) as exc:
         load_dataset("folder", copy)
-    _one_line(exc, message)
+    _one_line(exc, message.format(copy=copy))
 
 
 def test_train_itself_given_as_the_folder_is_told_to_give_its_parent(copy):
