@@ -172,8 +172,9 @@ def retrain_section(run_dir: Path, settings: dict) -> str:
     if "in_top" in frame:  # rows kept from an earlier, larger --top: not this retraining's
         frame = frame[frame["in_top"].astype(str) == "True"]
     per_position = [c for c in frame if c.startswith("test_digit_") or c == "test_exact_match"]
-    keep = [c for c in ("retrain_rank", "winner", "chosen_by", "trial", "search_rank", "cv_score", "cv_epochs",
-                        "test_accuracy", *per_position, "test_loss", "epochs", "fit_time", "error") if c in frame]
+    keep = [c for c in ("retrain_rank", "winner", "chosen_by", "trial", "search_rank", "cv_score", "cv_accuracy",
+                        "cv_epochs", "test_accuracy", *per_position, "test_loss", "epochs", "schedule", "fit_time",
+                        "error") if c in frame]
     titles = position_titles(per_position)
     shown = frame[keep + [c for c in frame if c.startswith("param_")]].rename(
         columns=lambda c: titles.get(c) or c.removeprefix("param_").replace("_", " "))
@@ -252,11 +253,29 @@ def _own_file(run_dir: Path, name) -> Path | None:
     return path
 
 
+# summary.json's winner fields the report writes into the page, and the kind each must be
+_WINNER_KINDS = {"trial": int, "search_rank": int, "epochs": int, "test_accuracy": float, "test_loss": float,
+                 "config": dict}
+
+
+def _damaged_field(winner: dict) -> str | None:
+    """The first winner field of another kind than the retraining writes (a hand-edited or crafted
+    summary.json: its text would go into the page as markup), else None."""
+    for key, kind in _WINNER_KINDS.items():
+        value = winner.get(key)
+        if isinstance(value, bool) or not isinstance(value, int | float if kind is float else kind):
+            return key
+    return None
+
+
 def winner_section(run_dir: Path, summary: dict) -> str:
     winner = summary.get("winner")
     if not winner:
         return H.note(f"no winner yet: it is crowned by the retraining (hpsearch retrain {run_dir}).", missing=True)
-    config = "  ".join(f"{k}={param_text(v)}" for k, v in winner.get("config", {}).items())
+    damaged = _damaged_field(winner) if isinstance(winner, dict) else "winner"
+    if damaged is not None:  # the report says the file is damaged, in one line (build_report's _damage_named)
+        raise TypeError(f"its winner's {damaged} is not what the retraining writes")
+    config = "  ".join(f"{k}={param_text(v)}" for k, v in winner["config"].items())
     chosen = (" <strong>(selected on the test set: optimistic)</strong>" if winner.get("chosen_by") == "test"
               else "")  # --winner-by test: the choice read the test set, so its accuracy is biased upward
     body = (f'<p><span class="big">{winner["test_accuracy"]:.2%}</span> test accuracy{chosen} '

@@ -29,7 +29,7 @@ from starlette.datastructures import UploadFile
 
 from ..data.preprocess import ImageRejected, steps_in_words
 from ..errors import brief
-from ..winner.predict import Predictor
+from ..winner.predict import METHOD_NAMES, Predictor
 
 __all__ = ["create_app", "MAX_UPLOAD_BYTES", "N_EXAMPLES"]
 
@@ -55,9 +55,12 @@ def _info(predictor: Predictor) -> dict:
         "model": config.get("model", "mlp"),
         "config": config,
         "test_accuracy": bundle.get("test_accuracy"),
+        # "test": the winner was chosen by that very accuracy (the seed's rule), so it is optimistic
+        "winner_by": bundle.get("winner_by", "cv"),
         "epochs": bundle.get("epochs"),
         "trial": bundle.get("trial"),
         "method": predictor.method,
+        "method_name": METHOD_NAMES[predictor.method],
         "image_shape": list(predictor.image_shape),
         "preprocess": predictor.settings,
         "preprocess_words": steps_in_words(predictor.settings),
@@ -96,7 +99,7 @@ async def _upload(request: Request, max_bytes: int) -> bytes:
     length = request.headers.get("content-length")
     if length is not None and length.isdigit() and int(length) > max_bytes + 64 * 1024:
         raise ImageRejected(f"upload too large: at most {max_bytes // (1024 * 1024)} MB", 413)
-    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+    if not request.headers.get("content-type", "").lower().startswith("multipart/form-data"):  # any case (RFC 2045)
         raise ImageRejected("send the image as multipart/form-data, field 'file'", 415)
     limit, body = max_bytes + 64 * 1024, bytearray()  # a body without a length is read up to the cap
     async for chunk in request.stream():

@@ -17,6 +17,7 @@ import pytest
 from PIL import Image
 
 from hpsearch.cli import main
+from hpsearch.errors import UsageError
 from hpsearch.report import build_report, write_report
 from hpsearch.report.content import SEARCH_CAPTIONS, ranking_table
 from hpsearch.rundir.names import REPORT_FILE
@@ -75,6 +76,7 @@ def test_report_numbers_equal_the_run_files(run):
     assert f"{winner['test_accuracy']:.2%}" in text
     retrain = pd.read_csv(run / "retrain.csv")
     assert f"{retrain['test_accuracy'].iloc[0]:.4g}" in text
+    assert "<th>cv accuracy</th>" in text and "<th>schedule</th>" in text  # retrain.csv's columns, as README says
     assert f"{len(trials)} configs of the 2 asked" in text
 
 
@@ -110,6 +112,24 @@ def test_pictures_a_stopped_step_left_undrawn_and_a_test_chosen_winner_are_said(
     assert left and f"not drawn yet: {', '.join(m for m in REGISTRY if m in left)}; hpsearch plot all {copy}" in text
     assert "test accuracy <strong>(selected on the test set: optimistic)</strong>" in text
     assert "not drawn yet" not in html.unescape(build_report(run))  # every picture there: nothing said
+
+
+def test_a_crafted_summary_json_puts_no_markup_into_the_page(run, tmp_path):
+    """summary.json's winner trial, rank and epochs went into the page unescaped: a shared run folder's
+    could run a script in the reader's browser."""
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    summary = json.loads((copy / "summary.json").read_text())
+    summary["winner"]["trial"] = '<img src=x onerror="document.title=1">'
+    summary["winner"]["epochs"] = "<b>2</b>"
+    (copy / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(UsageError, match=r"summary.json is damaged \(TypeError: its winner's trial is not what the "
+                                         r"retraining writes\); hpsearch retrain"):
+        build_report(copy)
+    summary["winner"]["trial"] = 0
+    (copy / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(UsageError, match=r"its winner's epochs is not what the retraining writes"):
+        build_report(copy)
 
 
 def test_the_retraining_says_it_trained_on_the_searchs_slice(run):

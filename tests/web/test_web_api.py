@@ -70,6 +70,9 @@ def test_info_describes_the_winner(client, mlp, retrained_run):
     assert info["classes"] == [str(c) for c in bundle["class_names"]]
     assert info["test_accuracy"] == pytest.approx(bundle["test_accuracy"])
     assert info["image_shape"] == [1, 8, 8]
+    # how the winner was chosen (a test-chosen one's accuracy is optimistic: the page says so), the method's name
+    assert info["winner_by"] == bundle.get("winner_by", "cv") == "cv"
+    assert info["method_name"] == "saliency (|gradient| per pixel)"
     assert info["preprocess"] == preprocessing_for("digits", (1, 8, 8))
     # the footer says the winner's own steps (it used to name a fixed list, without the stretch and the levels)
     assert info["preprocess_words"] == (
@@ -130,12 +133,12 @@ def thin_png(width=200_000) -> bytes:
     return out.getvalue()
 
 
-def cut_off_upload(client, data: bytes):
+def cut_off_upload(client, data: bytes, media_type: str = "multipart/form-data"):
     """A multipart body cut short inside its file part, its closing boundary never sent."""
     head = (b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\n'
             b"Content-Type: image/png\r\n\r\n")
     return client.post("/api/predict", content=head + data[: len(data) // 2],
-                       headers={"content-type": "multipart/form-data; boundary=XyZ"})
+                       headers={"content-type": f"{media_type}; boundary=XyZ"})
 
 
 def test_every_error_path_and_the_server_survives(client, digits):
@@ -160,6 +163,10 @@ def test_every_error_path_and_the_server_survives(client, digits):
     for path in ("/static/../winner.pt", "/static/..%2f..%2fwinner.pt", "/static/%2e%2e/app.py", "/winner.pt"):
         assert client.get(path).status_code == 404
     assert post(client, good).status_code == 200  # still serving
+    whole = (b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\nContent-Type: image/png'
+             b"\r\n\r\n" + good + b"\r\n--XyZ--\r\n")  # a media type is case-insensitive: it was a 415
+    assert client.post("/api/predict", content=whole,
+                       headers={"content-type": "Multipart/Form-Data; boundary=XyZ"}).status_code == 200
     # 200000 x 1 pixels in a few hundred bytes, ink at both ends: centring used to pad its box to a
     # 200000-pixel square (149 GiB, a 500); the box is shrunk to 4096 first
     assert post(client, thin_png()).status_code == 200

@@ -85,6 +85,9 @@ def test_pick_and_drop_a_test_image(server, browser, digits, tmp_path):
         "const i = arguments[0]; return i.complete && i.naturalWidth > 0", heat))
     assert heat.is_displayed() and heat.get_attribute("src").startswith("data:image/png;base64,")
     assert "saliency" in browser.find_element(By.ID, "method").text
+    assert browser.find_element(By.ID, "info").text.endswith("heat map: saliency (|gradient| per pixel)")  # not its key
+    # no console error (every page load logged a 404 for /favicon.ico)
+    assert [e for e in browser.get_log("browser") if e["level"] == "SEVERE"] == []
 
     # a drop on the zone: a File made in the page from another test image's PNG bytes
     other = next(i for i in range(len(digits.y_test)) if predictor.net.predict(digits.X_test[i:i + 1])[0] != got)

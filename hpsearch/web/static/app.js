@@ -56,9 +56,11 @@ async function send(file, name) {
 async function loadInfo() {
   const info = await (await fetch("/api/info")).json();
   const acc = info.test_accuracy == null ? "?" : (100 * info.test_accuracy).toFixed(2) + "%";
+  // a winner chosen by its test accuracy (--winner-by test): that accuracy is optimistic, said as the report says it
+  const chosen = info.winner_by === "test" ? " (selected on the test set: optimistic)" : "";
   const [c, h, w] = info.image_shape;
-  $("info").textContent = `${info.dataset}: ${info.model} winner, test accuracy ${acc}; ` +
-    `input ${h}\u00d7${w}${c === 3 ? " RGB" : " grey"}; heat map: ${info.method}`;
+  $("info").textContent = `${info.dataset}: ${info.model} winner, test accuracy ${acc}${chosen}; ` +
+    `input ${h}\u00d7${w}${c === 3 ? " RGB" : " grey"}; heat map: ${info.method_name}`;
   $("seen-caption").textContent = `what the net saw (${h}\u00d7${w})`;
   $("steps").textContent = info.preprocess_words;
 }
@@ -90,7 +92,9 @@ drop.addEventListener("drop", (e) => {
   const file = e.dataTransfer && e.dataTransfer.files[0];
   if (file) send(file);
 });
-drop.addEventListener("keydown", (e) => { if (e.key === "Enter" || e.key === " ") $("file").click(); });
+drop.addEventListener("keydown", (e) => {  // the zone is a button: Space opens the picker without scrolling
+  if (e.key === "Enter" || e.key === " ") { e.preventDefault(); $("file").click(); }
+});
 $("file").addEventListener("change", (e) => {
   const file = e.target.files[0];
   if (file) send(file);
