@@ -163,7 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser(
         "serve", help="a local page: drop an image, see the winner's class and heat map",
         description="Load the winner of RUN_DIR once and serve a page (and a JSON API: GET /api/info, "
-                    "POST /api/predict) on http://HOST:PORT/. Needs the web extra: pip install -e '.[web]'.")
+                    "GET /api/examples, POST /api/predict) on http://HOST:PORT/. Needs the web extra: "
+                    "pip install -e '.[web]'.")
     serve.add_argument("run_dir", metavar="RUN_DIR", help="a run folder holding winner.pt")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1, this "
                        "machine only; 0.0.0.0 opens it to the network)")
