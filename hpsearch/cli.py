@@ -156,7 +156,8 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("run_dir", metavar="RUN_DIR", nargs="?", help="a run folder holding winner.pt")
     _add_plot_args(plot)
     plot.add_argument("--layer", metavar="NAME", help="the layer grad-cam and hires-cam explain, as the module "
-                      "names it (features.2); default: the last Conv2d (a wrong name lists the choices)")
+                      "names it (features.2); default: the activation after the last Conv2d (a wrong name lists the "
+                      "choices)")
     plot.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     plot.set_defaults(func=commands.cmd_plot)
 

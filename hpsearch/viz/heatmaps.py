@@ -42,12 +42,25 @@ LABELS = {  # colour-bar labels (short: they sit under one column of plot_explan
 }
 TITLES = {  # titles of the one-method figures
     "cam": "CAM (class activation map, \u03a3 w\u00b7A), positive part",
-    "gradcam": "Grad-CAM at the last conv layer (its ReLU keeps the positive part)",
-    "hirescam": "HiResCAM at the last conv layer: gradient x activation per cell (positive part)",
+    "gradcam": "Grad-CAM at the last conv layer's activation (its ReLU keeps the positive part)",
+    "hirescam": "HiResCAM at the last conv layer's activation: gradient x activation per cell (positive part)",
     "saliency": "saliency: |gradient of the class logit| per pixel",
     "guided_backprop": "guided backpropagation (red: raises the class logit, blue: lowers it)",
     "occlusion": "occlusion: drop of the class logit when a patch is zeroed (red: the patch helps the class)",
 }
+LAYERED = ("gradcam", "hirescam")  # the methods a --layer applies to
+
+
+def method_title(module, method: str, options: dict) -> str:
+    """A one-method figure's title; with a ``layer`` (``--layer``) the layer it explains, by name."""
+    title = TITLES.get(method, method)
+    layer = options.get("layer")
+    if method in LAYERED and layer is not None:
+        name = next((n for n, m in module.named_modules() if m is layer), type(layer).__name__)
+        title = title.replace("the last conv layer's activation", f"layer {name}")
+    return title
+
+
 MAX_EXPLAINED = 8  # rows of plot_explanations: 8 images x 5 methods are 1080 x 1440 px at 120 dpi
 
 
@@ -217,5 +230,5 @@ def plot_attribution(model, X, method: str, target=None, *, class_names: Sequenc
     name = (lambda c: class_names[c]) if class_names is not None else str
     titles = [f"pred {name(p)}" if c == p else f"explains {name(c)}, pred {name(p)}"
               for c, p in zip(t, predicted, strict=True)]
-    return plot_heatmaps(images, maps, titles=titles, alpha=alpha, suptitle=TITLES.get(method, method),
+    return plot_heatmaps(images, maps, titles=titles, alpha=alpha, suptitle=method_title(module, method, options),
                          signed=signed, label=LABELS.get(method, method))

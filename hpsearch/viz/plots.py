@@ -206,7 +206,8 @@ def _draw_explanations(net, dataset, options):
         methods.insert(0, "cam")
     plot = plot_position_explanations if _positions(net) else plot_explanations
     return {"explanations": plot(net, dataset.X_test[:options.n_images], methods, options.target,
-                                 class_names=dataset.class_names)}
+                                 class_names=dataset.class_names,  # --layer: its Grad-CAM and HiResCAM columns too
+                                 options={m: options.extra[m] for m in methods if m in options.extra})}
 
 
 def _draw_feature_maps(net, dataset, options):

@@ -26,7 +26,16 @@ from ..errors import UsageError
 from ..tasks import position_names
 from .attribution import attribute
 from .evaluation import check_image_count, class_report, message_figure
-from .heatmaps import LABELS, SIGNED_METHODS, TITLES, _colorbar, _overlay, heat_scale, heatmap, plot_heatmaps
+from .heatmaps import (
+    LABELS,
+    SIGNED_METHODS,
+    _colorbar,
+    _overlay,
+    heat_scale,
+    heatmap,
+    method_title,
+    plot_heatmaps,
+)
 from .images import show_image
 from .modules import as_batch, as_module, model_session, positions_of, to_numpy
 
@@ -166,7 +175,7 @@ def plot_position_attribution(model, X, method: str, target: int | None = None, 
         for k in range(positions):
             c, p = int(predicted[i, k]) if target is None else int(target), int(predicted[i, k])
             titles.append(f"{names[k]}: {name(c)}" + (f" (pred {name(p)})" if c != p else ""))
-    suptitle = TITLES.get(method, method) + ", one map per position"
+    suptitle = method_title(module, method, options) + ", one map per position"
     if total > len(images):
         suptitle += f" (the first {len(images)} of {total} images)"
     return plot_heatmaps(np.repeat(images, positions, axis=0), maps.reshape(-1, *maps.shape[2:]), titles=titles,

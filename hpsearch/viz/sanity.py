@@ -74,6 +74,12 @@ def rank_correlation(trained, randomized) -> np.ndarray:
     return out
 
 
+def _ranks_pixels(maps) -> np.ndarray:
+    """Per image: whether its map ranks the pixels (finite, not constant), so that a change can be measured."""
+    flat = _per_pixel(maps)
+    return np.isfinite(flat).all(axis=1) & (np.ptp(np.nan_to_num(flat), axis=1) > 0)
+
+
 def _per_pixel(maps) -> np.ndarray:
     maps = maps.detach().cpu().numpy() if torch.is_tensor(maps) else np.asarray(maps)
     maps = np.abs(maps.astype(np.float64))
@@ -93,6 +99,17 @@ def occlusion_options(image_shape) -> dict:
 
 def _builtin(name: str, kw: dict, module: nn.Module, X: torch.Tensor, target: torch.Tensor):
     return attribute(module, X, name, target.cpu().numpy(), **kw)
+
+
+def _on_the_copy(original: nn.Module, copied: nn.Module, options: dict | None) -> dict | None:
+    """``options`` with each module of ``original`` they hold (Grad-CAM's ``layer``) replaced by the same
+    module of ``copied``: the test explains the copy, whose hooks the original's module would never see."""
+    if not options:
+        return options
+    names = {id(m): name for name, m in original.named_modules()}
+    return {method: {key: copied.get_submodule(names[id(value)]) if isinstance(value, nn.Module)
+                     and id(value) in names else value for key, value in opts.items()}
+            for method, opts in options.items()}
 
 
 def _methods(module: nn.Module, methods, extra, options, image_shape) -> tuple[dict[str, Callable], dict[str, str]]:
@@ -163,12 +180,16 @@ def sanity_check(model, X, *, methods: Sequence[str] | None = None,
         One row per (step, method): ``step``, ``layer`` (qualified name of the layer re-initialized
         last, ``"none"`` at step 0), ``label`` (``"trained"``, ``"output"``, ``"layer 2"``, ...
         counting from the input), ``kind`` (its class), ``method``, ``spearman_mean`` and
-        ``spearman_std`` over the images, ``n_images``. ``attrs`` holds ``threshold``, ``seed``
+        ``spearman_std`` over the images, ``n_images`` (those whose trained map ranks the pixels: a
+        constant or non-finite trained map is left out, and a method with none left has NaN, said
+        untestable). ``attrs`` holds ``images`` (explained), ``untestable`` ({method: images left out}),
+        ``threshold``, ``seed``
         and ``skipped`` (built-in methods that do not apply, with the reason).
     """
     if isinstance(n_images, bool) or not isinstance(n_images, int) or n_images < 1:
         raise UsageError(f"n_images must be a whole number >= 1, got {n_images!r}")
     net = copy.deepcopy(as_module(model))
+    options = _on_the_copy(as_module(model), net, options)  # a --layer names the original's module
     layers = randomizable_layers(net)
     if not layers:
         raise UsageError(f"{type(net).__name__} has no layer with parameters to re-initialize")
@@ -189,6 +210,9 @@ def sanity_check(model, X, *, methods: Sequence[str] | None = None,
             return fn(net, X.clone(), t.clone())
 
     trained = {name: explain(fn) for name, fn in chosen.items()}
+    # an image whose trained map is constant (or not finite) has no ranking of pixels to lose: it is
+    # left out of that method's test, not counted as a map that changed
+    testable = {name: _ranks_pixels(maps) for name, maps in trained.items()}
     rows = []
     steps = [("none", "trained", "-")] + [(name, "output" if i == 0 else f"layer {len(layers) - i}", type(m).__name__)
                                          for i, (name, m) in enumerate(layers)]
@@ -196,12 +220,15 @@ def sanity_check(model, X, *, methods: Sequence[str] | None = None,
         if step:
             net.get_submodule(layer).load_state_dict(fresh.get_submodule(layer).state_dict())
         for method, fn in chosen.items():
-            rho = rank_correlation(trained[method], trained[method] if step == 0 else explain(fn))
+            kept = testable[method]
+            rho = rank_correlation(trained[method], trained[method] if step == 0 else explain(fn))[kept] \
+                if kept.any() else np.zeros(0)
             rows.append({"step": step, "layer": layer, "label": label, "kind": kind, "method": method,
-                         "spearman_mean": float(rho.mean()), "spearman_std": float(rho.std()),
-                         "n_images": len(rho)})
+                         "spearman_mean": float(rho.mean()) if len(rho) else float("nan"),
+                         "spearman_std": float(rho.std()) if len(rho) else float("nan"), "n_images": len(rho)})
     frame = pd.DataFrame(rows, columns=COLUMNS)
-    frame.attrs.update(threshold=float(threshold), seed=int(seed), skipped=skipped)
+    frame.attrs.update(threshold=float(threshold), seed=int(seed), skipped=skipped, images=len(X),
+                       untestable={m: int((~k).sum()) for m, k in testable.items() if not k.all()})
     return frame
 
 
@@ -219,17 +246,24 @@ def verdict_text(frame: pd.DataFrame, threshold: float | None = None) -> str:
     """The verdict as plain text, one line per method (and the methods skipped)."""
     threshold = frame.attrs.get("threshold", THRESHOLD) if threshold is None else threshold
     verdict = sanity_verdict(frame, threshold)
-    n_layers, n = int(frame["step"].max()), int(frame["n_images"].iloc[0])
+    n_layers, n = int(frame["step"].max()), int(frame.attrs.get("images", frame["n_images"].max()))
     lines = [f"Sanity check (cascading randomization, Adebayo et al. 2018): {n_layers} layers re-initialized "
              f"from the output down, seed {frame.attrs.get('seed', 0)}, {n} test images.",
              "Spearman rank correlation of |map| between the trained and the fully randomized net; "
              f"a method above {threshold:g} is flagged: its maps barely change, so they do not explain the model.",
              ""]
+    untestable, total = frame.attrs.get("untestable", {}), frame.attrs.get("images", n)
     for method, row in verdict.iterrows():
         rho = row["spearman_randomized"]
+        if not np.isfinite(rho):
+            lines.append(f"{method}: untestable: its trained map is constant (or not finite) on every one of the "
+                         f"{total} images, so no change can be measured")
+            continue
         said = (f"> {threshold:g}  FLAGGED: not explaining the model" if row["flagged"]
                 else f"<= {threshold:g}  ok: depends on the weights")
-        lines.append(f"{method}: {rho:.3f} {said}")
+        left = untestable.get(method, 0)
+        lines.append(f"{method}: {rho:.3f} {said}" + (f" (over {total - left} of {total} images: {left} trained "
+                                                       "maps constant, left out)" if left else ""))
     for method, reason in frame.attrs.get("skipped", {}).items():
         lines.append(f"{method}: skipped ({reason})")
     return "\n".join(lines) + "\n"
@@ -248,7 +282,8 @@ def plot_sanity(frame: pd.DataFrame, threshold: float | None = None) -> Figure:
     for method, rows in frame.groupby("method", sort=False):
         rows = rows.sort_values("step")
         x, y, s = rows["step"].to_numpy(), rows["spearman_mean"].to_numpy(), rows["spearman_std"].to_numpy()
-        name = f"{method} (FLAGGED)" if flagged[method] else method
+        name = (f"{method} (FLAGGED)" if flagged[method] else
+                f"{method} (untestable: constant maps)" if rows["spearman_mean"].isna().all() else method)
         (line,) = ax.plot(x, y, marker="X" if flagged[method] else "o", label=name)
         ax.fill_between(x, y - s, y + s, color=line.get_color(), alpha=0.15, linewidth=0)
     ax.axhline(threshold, color="grey", linestyle="--", linewidth=1.2, label=f"threshold {threshold:g}")

@@ -133,7 +133,7 @@ def draw_pictures(run_dir, method: str = "all", *, images: int = 25, units: int 
     winner needed). ``dataset`` is the test data to draw on (default: the run's, loaded again).
     A winner with one label per position gets the per-position pictures (``hpsearch.viz.positions``);
     a method that does not apply to it is skipped by ``all`` and refused by name, saying why.
-    ``layer``: the module name Grad-CAM and HiResCAM explain (``"features.2"``; default the last
+    ``layer``: the module name Grad-CAM and HiResCAM explain (``"features.2"``; default the activation after the last
     ``Conv2d``), refused with the choices when the net has no such layer."""
     matplotlib.use("Agg")
     from ..viz.plots import REGISTRY, PlotOptions

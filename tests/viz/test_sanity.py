@@ -197,6 +197,21 @@ def test_cnn_gets_gradcam_and_guided_backprop_rows(cnn, cnn_frame):
     assert ticks[0] == "trained" and ticks[1] == "+output\nLinear" and len(ticks) == len(layers) + 1
 
 
+def test_a_layer_of_the_callers_net_is_explained_on_the_copy_and_named_in_the_title(cnn, digits):
+    """plot all --layer handed the sanity check the loaded net's module: the check explains a copy, whose
+    forward never runs that module, so Captum's hook saw nothing and the check was skipped; the Grad-CAM
+    figure's title said "the last conv layer" whatever layer it explained."""
+    from hpsearch.viz.heatmaps import plot_attribution
+
+    layer = cnn.module_.get_submodule("features.0")
+    frame = sanity_check(cnn, digits.X_test, methods=["gradcam"], options={"gradcam": {"layer": layer}}, n_images=4)
+    assert frame["method"].unique().tolist() == ["gradcam"] and frame["spearman_mean"].iloc[0] == 1.0
+    fig = plot_attribution(cnn, digits.X_test[:2], "gradcam", layer=layer)
+    assert fig.get_suptitle().startswith("Grad-CAM at layer features.0 ")
+    assert plot_attribution(cnn, digits.X_test[:2], "gradcam").get_suptitle().startswith(
+        "Grad-CAM at the last conv layer's activation")
+
+
 def test_cli_plot_sanity_writes_png_csv_and_txt(retrained_run, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(retrained_run, run)
@@ -219,13 +234,26 @@ def test_a_map_that_collapses_counts_as_zero(mlp, digits):
     def collapsing(module, X, target):  # the input while the output layer is trained, zeros after
         return X if torch.equal(randomizable_layers(module)[0][1].weight, output_weight) else torch.zeros_like(X)
 
+    def half(module, X, target):  # the input (model-independent) on odd images, zeros on even ones
+        out = X.clone()
+        out[::2] = 0
+        return out
+
     frame = sanity_check(mlp, digits.X_test, methods=[],
-                         extra={"collapsing": collapsing, "zeros": lambda m, X, t: torch.zeros_like(X)})
+                         extra={"collapsing": collapsing, "zeros": lambda m, X, t: torch.zeros_like(X), "half": half})
     rows = frame.set_index(["method", "step"])["spearman_mean"]
     n = frame["step"].max()
     assert rows["collapsing"].tolist() == [1.0] + [0.0] * n  # constant after randomization: 0
-    assert rows["zeros"].tolist() == [1.0] * (n + 1)  # identical (constant) maps: 1, and flagged
-    assert sanity_verdict(frame)["flagged"].to_dict() == {"collapsing": False, "zeros": True}
+    # a constant trained map has no ranking to lose: left out, not counted as a change (a barely trained
+    # GAP-CNN's all-zero Grad-CAM maps read "ok: depends on the weights")
+    assert rows["zeros"].isna().all() and (frame.loc[frame["method"] == "zeros", "n_images"] == 0).all()
+    assert rows["half"].tolist() == [1.0] * (n + 1) and (frame.loc[frame["method"] == "half", "n_images"] == 4).all()
+    assert sanity_verdict(frame)["flagged"].to_dict() == {"collapsing": False, "zeros": False, "half": True}
+    text = verdict_text(frame)
+    assert ("zeros: untestable: its trained map is constant (or not finite) on every one of the 8 images, so no "
+            "change can be measured") in text
+    assert "half: 1.000 > 0.5  FLAGGED: not explaining the model (over 4 of 8 images: 4 trained maps constant, left " \
+           "out)" in text
 
 
 def test_occlusion_is_coarser_on_larger_images_only(mlp, digits):
