@@ -333,6 +333,10 @@ def test_grad_cam_of_another_layer_and_a_wrong_layer_listing_the_choices(own_run
     assert main(["plot", "saliency", str(own_run), "--layer", "features.0"]) == 2  # it would draw the same
     assert "--layer applies only to grad-cam and hires-cam (and all, for those two); saliency would ignore it" \
         in capsys.readouterr().err
+    assert main(["plot", "grad-cam", str(own_run), "--layer", ""]) == 2  # it asked "did you mean ''?"
+    err = capsys.readouterr().err
+    assert "--layer '': SmallCNN an empty name names no layer; its convolutions: features.0" in err
+    assert "did you mean" not in err
     report = (own_run / "report.html").read_text()
     assert "not drawn for this winner: receptive-fields: receptive fields and maximizers need an MLP" in report
 

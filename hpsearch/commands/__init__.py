@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import UsageError, check_whole, plural
+from ..errors import UsageError, plural
 from ..rundir.names import COMPARE_FILE, SETTINGS_FILE, WINNER_FILE
 from ..search_flags import read_json, read_stored_settings, search_settings
 from ..settings import retrain_defaults
@@ -37,8 +37,9 @@ def cmd_search(args) -> int:
     if settings.backend != "dask":  # on Dask the workers have the device, not this machine (checked there)
         settings.device = resolve_device(settings.device)
     if not args.no_retrain:  # checked now, not after the search: a typo must not cost the night
-        check_whole("images", args.images, 1)
-        check_whole("units", args.units, 1)
+        from ..winner.pictures import check_panels
+
+        check_panels(args.images, args.units)
     _check_plan(settings, resuming=args.resume is not None)
     with backend_session(settings.backend, settings.scheduler) as backend:
         backend.check_device(settings.device)

@@ -247,6 +247,11 @@ def load_winner(run_dir, device: str = "cpu"):
         why = brief(exc, width=240, joined=True).rstrip(".")
         raise UsageError(f"{Path(run_dir) / WINNER_FILE} no longer fits {kind}: {type(exc).__name__}: {why}; "
                          f"{_changed(kind)}, or retrain: hpsearch retrain {run_dir}") from None
+    bad = next((name for name, value in state.items()
+                if torch.is_tensor(value) and value.is_floating_point() and not torch.isfinite(value).all()), None)
+    if bad is not None:  # every prediction would be the argmax of NaN: pictures of nothing, exit 0
+        raise UsageError(f"{Path(run_dir) / WINNER_FILE} is damaged: its weights {bad} are not finite (NaN or inf); "
+                         f"retrain to write it again: hpsearch retrain {run_dir}")
     if optimizer_state is not None:
         net.optimizer_.load_state_dict(optimizer_state)  # moves the moments to the parameters' device
     net.module_.eval()

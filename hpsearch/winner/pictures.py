@@ -9,12 +9,13 @@ from pathlib import Path
 
 import matplotlib
 
-from ..errors import UsageError, brief, check_whole, did_you_mean
+from ..errors import UsageError, brief, did_you_mean
 from ..jobs.resources import threads_per_job, torch_threads
 from ..rundir.atomic import atomic_write, atomic_write_text
 from ..rundir.names import SETTINGS_FILE, SUMMARY_FILE, TRIALS_CSV, TRIALS_DB
 from ..rundir.run_info import read_json, run_dataset
 from ..search.interrupt import raise_if_interrupted
+from ..setting_checks import whole
 from ..viz.fonts import glyph_note
 from .bundle import load_winner
 
@@ -77,6 +78,7 @@ def _draw_search(run_dir: Path) -> list[str]:
 
 
 LAYER_METHODS = ("grad-cam", "hires-cam", "all")  # the pictures --layer steers
+MAX_PANELS = 1000  # --images and --units at most
 
 
 def named_layer(module, name: str):
@@ -84,14 +86,16 @@ def named_layer(module, name: str):
     convolutions (the layers Grad-CAM explains) and what else there is."""
     from torch import nn
 
-    layers = dict(module.named_modules())
-    if name in layers and name:
+    layers = {k: m for k, m in module.named_modules() if k}  # the net itself ("") is no layer
+    if name in layers:
         return layers[name]
     convs = [k for k, m in layers.items() if isinstance(m, nn.Conv2d)]
-    others = [k for k in layers if k and k not in convs]
-    raise UsageError(f"--layer {name!r}: {type(module).__name__} has no such layer; its convolutions: "
+    others = [k for k in layers if k not in convs]
+    what = "an empty name names no layer" if not name.strip() else "has no such layer"
+    hint = did_you_mean(name, list(layers)) if name.strip() else ""
+    raise UsageError(f"--layer {name!r}: {type(module).__name__} {what}; its convolutions: "
                      f"{', '.join(convs) or 'none'} (other layers: {', '.join(others[:12]) or 'none'}"
-                     f"{', ...' if len(others) > 12 else ''}){did_you_mean(name, list(layers))}")
+                     f"{', ...' if len(others) > 12 else ''}){hint}")
 
 
 def _check_spatial(net, module, name: str, X) -> None:
@@ -125,6 +129,13 @@ def _check_labels(run_dir, positions: int, dataset) -> None:
                          f"have {say(dataset.task.positions)}; draw it on the data it was trained on")
 
 
+def check_panels(images: int, units: int) -> None:
+    """``images`` and ``units`` as the pictures take them: each image (unit) is a panel, and beyond
+    ``MAX_PANELS`` a picture is too large to draw in minutes or to open."""
+    for name, value in (("images", images), ("units", units)):
+        whole(1, MAX_PANELS, " (one panel each)")(name, value)
+
+
 def draw_pictures(run_dir, method: str = "all", *, images: int = 25, units: int = 25, device: str = "cpu",
                   redraw: bool = True, dataset=None, layer: str | None = None) -> list[str]:
     """Draw ``method`` (or ``"all"`` that apply) for the run's winner into the run folder; the
@@ -144,8 +155,7 @@ def draw_pictures(run_dir, method: str = "all", *, images: int = 25, units: int 
     if method != "all" and method not in REGISTRY:
         methods = [*REGISTRY, "all", "search"]
         raise UsageError(f"METHOD must be one of {', '.join(methods)}, got {method!r}{did_you_mean(method, methods)}")
-    check_whole("images", images, 1)
-    check_whole("units", units, 1)
+    check_panels(images, units)
     if layer is not None and method not in LAYER_METHODS:
         raise UsageError(f"--layer applies only to {' and '.join(LAYER_METHODS[:2])} (and all, for those two); "
                          f"{method} would ignore it: leave it out")
@@ -159,6 +169,11 @@ def draw_pictures(run_dir, method: str = "all", *, images: int = 25, units: int 
         reason = REGISTRY[method].applies(net.module_)
         if reason is not None:
             raise UsageError(f"{method} does not apply to this winner: {reason}")
+    if layer is not None and method == "all":  # the methods it is for, refused by name before the layer is looked up
+        reason = REGISTRY[LAYER_METHODS[0]].applies(net.module_)
+        if reason is not None:
+            raise UsageError(f"--layer applies to {' and '.join(LAYER_METHODS[:2])}, which do not apply to this "
+                             f"winner ({reason}); leave --layer out")
     cam_layer = {"layer": named_layer(net.module_, layer)} if layer is not None else {}
     # as the search places them: never more than the cores; the caller's count comes back after
     with torch_threads(threads_per_job(1)):

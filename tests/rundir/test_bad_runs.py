@@ -20,6 +20,7 @@ QUICK = ["--dataset", "digits", "--n", "2", "--cv", "2", "--max-epochs", "1", "-
     (["--retrain-epochs", "0"], "--retrain-epochs must be"),
     (["--images", "0"], "--images must be"),
     (["--units", "-1"], "--units must be"),
+    (["--images", str(10**10)], "--images must be at most 1,000 (one panel each), got 10,000,000,000"),
     (["--max-train", "0"], "--max-train must be"),
     (["--max-train", "5"], "--max-train 5 is too small"),
     (["--n", str(10**12), "--strategy", "halving"], "--n must be at most 1,000,000"),
@@ -72,6 +73,24 @@ def test_a_damaged_trials_db_is_named_with_what_to_do(damage, run_copy, capsys):
         with pytest.raises(UsageError, match="trials.db is damaged"):
             load_results(run_copy)
         assert main(["retrain", str(run_copy), "--no-progress"]) == 2
+
+
+def test_a_winner_with_weights_that_are_not_finite_is_refused(run_copy, capsys):
+    """Every prediction was the argmax of NaN ("pred 0" on every panel) and the pictures exited 0."""
+    import torch
+
+    good = (run_copy / "winner.pt").read_bytes()
+    bundle = torch.load(run_copy / "winner.pt", weights_only=True)
+    first = next(iter(bundle["state_dict"]))
+    bundle["state_dict"][first] = bundle["state_dict"][first] * float("nan")
+    torch.save(bundle, run_copy / "winner.pt")
+    assert main(["plot", "confusion-matrix", str(run_copy)]) == 2
+    err = capsys.readouterr().err
+    assert f"winner.pt is damaged: its weights {first} are not finite (NaN or inf); retrain" in err, err
+    # an MLP: the layer's methods do not apply, said before the layer is looked up (it said "name a convolution (none)")
+    (run_copy / "winner.pt").write_bytes(good)
+    assert main(["plot", "all", str(run_copy), "--layer", "layers.1"]) == 2
+    assert "--layer applies to grad-cam and hires-cam, which do not apply to this winner" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("damage", [_truncate, _overwrite])
