@@ -85,9 +85,15 @@ def _check_resume_keeps(run_dir, given: dict, stored: dict) -> None:
     specs = setting_specs()
     names = [k for k in given if k in _TRIAL_SETTINGS or specs[k].identity or specs[k].identity_if_set]
     changed = [k for k in names if k in stored and not _same_setting(given[k], stored[k])]
+    framing = [k for k in changed if k in ("dataset", "strategy")]  # what the other flags apply to: said first
+    if not framing:
+        for name in given:  # a flag the run's own strategy or dataset ignores: said so (not "searched with None")
+            if not specs[name].holds(stored):
+                check_applies(name, stored)
+    changed = framing or changed
     if changed:
         now = ", ".join(f"{param(k)} {given[k]}" for k in changed)
-        was = ", ".join(f"{param(k)} {stored[k]}" for k in changed)
+        was = ", ".join(f"{param(k)} {stored[k]}" if stored[k] is not None else f"no {param(k)}" for k in changed)
         raise UsageError(f"--resume {run_dir}: {now}, but the run was searched with {was}; leave "
                          f"{' and '.join(param(k) for k in changed)} out to resume it, or start a new search "
                          "in another --out")

@@ -407,6 +407,10 @@ def test_a_run_searched_without_retraining_is_resumed_without_it(tmp_path, capsy
     assert f"--resume {run}: --dataset mnist, --strategy halving, but the run was searched with --dataset digits, " \
            "--strategy random; leave --dataset and --strategy out to resume it" in capsys.readouterr().err
     assert (run / "settings.json").read_text() == before
+    # a flag this run's strategy ignores: said so, as a new search says it (it was "searched with --factor None")
+    assert main(["search", "--resume", str(run), "--factor", "3"]) == 2
+    assert "--factor applies only with --strategy halving or hyperband or tpe-halving; --strategy random would " \
+           "ignore it: leave it out" in capsys.readouterr().err
 
 
 @pytest.mark.slow

@@ -135,13 +135,23 @@ def _commands(earlier: dict) -> dict:
     return {"argv": began, "resumed_argv": sys.argv}
 
 
+def _kept_words(records: list[dict]) -> str:
+    """What an interrupted search keeps, counted: ``"3 finished trials are"``, and the rungs that configs
+    still in the search finished (halving's first rung: no trial is finished yet, and its work is kept)."""
+    done = sum(1 for r in records if r["state"] != "RUNNING")
+    rungs = sum(len(r.get("rungs") or ()) for r in records if r["state"] == "RUNNING")
+    said = plural(done, "finished trial") + (f" and {plural(rungs, 'finished rung')} of configs still in the "
+                                             "search" if rungs else "")
+    return said + (" is" if done == 1 and not rungs else " are")
+
+
 def _keep_proposal_batch(run_dir: Path, stored: dict, jobs: int, unfinished: bool) -> None:
     """TPE proposes one config per job at a time, so its configs depend on how many jobs ask: a resume
     with another number says so (its configs from here are not a straight run's), and the number is
     kept in settings.json (``proposal_batch``) for the next resume."""
     before = stored.get("proposal_batch")
     if unfinished and before is not None and before != jobs:
-        print(f"hpsearch: note: this run's TPE proposed {before} configs at a time and now proposes {jobs} "
+        print(f"hpsearch: note: this run's TPE proposed {plural(before, 'config')} at a time and now proposes {jobs} "
               f"({param('n_jobs')} {stored.get('n_jobs')}), so the configs it proposes from here differ from an "
               f"uninterrupted run's; {param('n_jobs')} {before} proposes as it did", file=sys.stderr)
     atomic_write_text(run_dir / SETTINGS_FILE, json.dumps({**stored, "proposal_batch": jobs}, indent=2) + "\n")
@@ -297,16 +307,14 @@ def _run_strategy(settings, dataset, space, store, strategy, folds, run_dir, bac
         # the throttled exports catch up with the store
         write_exports(run_dir, results_frame(store.records(), chance_levels(dataset.y_train, settings.scoring),
                                              trend_of(settings)))
-        done = sum(1 for r in store.records() if r["state"] != "RUNNING")
+        kept = _kept_words(store.records())
         if lost is not None:
             raise ClusterLost(
-                f"the Dask cluster at {backend.scheduler} {lost}: the search stopped; "
-                f"{plural(done, 'finished trial')} (and every finished rung) are stored in {run_dir}; "
+                f"the Dask cluster at {backend.scheduler} {lost}: the search stopped; {kept} stored in {run_dir}; "
                 f"{backend.restart_advice()} and run the same command again to continue") from None
         raise SearchInterrupted(
-            f"interrupted: {plural(done, 'finished trial')} (and every finished rung) are stored in {run_dir}; "
-            f"run the same command again (or add --resume {run_dir}) to continue"
-        ) from None
+            f"interrupted: {kept} stored in {run_dir}; run the same command again (or add --resume {run_dir}) to "
+            "continue") from None
     finally:
         bar.close()
         release_resident()  # this process's copy of the data (on a GPU: device memory)

@@ -192,3 +192,14 @@ def test_a_resume_below_the_scored_trials_is_refused_and_keeps_the_settings(sear
             run_search(SearchSettings(n=n, out=str(run), **TINY), digits)
     assert (run / "settings.json").read_text() == before  # refused before anything was rewritten
     assert len(pd.read_csv(run / "trials.csv")) == 4
+
+
+def test_an_interrupt_counts_the_rungs_of_configs_still_in_the_search():
+    """Ctrl-C during halving's first rung said "0 finished trials (and every finished rung) are stored"
+    while trials.db held finished rungs, and the resume kept them."""
+    from hpsearch.search.run import _kept_words
+
+    running = {"state": "RUNNING", "rungs": [{"epochs": 1}]}
+    assert _kept_words([running, running, {"state": "RUNNING", "rungs": []}]) == \
+        "0 finished trials and 2 finished rungs of configs still in the search are"
+    assert _kept_words([{"state": "COMPLETE", "rungs": [{"epochs": 9}]}]) == "1 finished trial is"
