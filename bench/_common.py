@@ -17,6 +17,23 @@ import numpy as np
 import torch
 
 
+def whole(low: int, high: int | None = None):
+    """An argparse type: a whole number from ``low`` (to ``high``), else argparse's one line saying so
+    (0 and negatives used to fall back to defaults or end in a traceback)."""
+    import argparse
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            span = f"from {low:,} to {high:,}" if high is not None else f">= {low:,}"
+            raise argparse.ArgumentTypeError(f"must be a whole number {span}, got {value:,}")
+        return value
+    return parse
+
+
 def mlp_macs(widths) -> int:
     """Multiply-adds of one image's forward pass through an MLP of these layer widths (input first);
     a training step costs about 3x this (6x in FLOP)."""

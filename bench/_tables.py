@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -178,22 +179,34 @@ def _save(path: Path, arrays: dict) -> None:
     os.replace(part, path)  # a crash leaves the last whole file
 
 
-def _keep_earlier(path: Path, arrays: dict, configs: list[dict], shape: tuple, test_epochs) -> dict | None:
+# what makes a fit: an earlier table's rows are kept only when its provenance says the same of each
+SAME_FITS = ("engine", "dataset", "train_images", "test_images", "cv", "seed", "space", "device")
+
+
+def _keep_earlier(path: Path, arrays: dict, configs: list[dict], shape: tuple, test_epochs,
+                  provenance: dict) -> dict | None:
     """Copy the fits of an earlier table (or partial build) whose configs are a prefix of ``configs``
-    (``ParamGenerator``'s draws are prefix-stable) and whose folds, epochs and test epochs are the same;
-    return its provenance (``None`` if nothing was kept)."""
+    (``ParamGenerator``'s draws are prefix-stable), whose folds, epochs and test epochs are the same and
+    whose provenance names the same engine, data, folds, seed and device (``SAME_FITS``); return its
+    provenance (``None`` if nothing was kept, said with the reason)."""
     with np.load(path, allow_pickle=False) as saved:
         earlier = json.loads(str(saved["configs"]))
         m = len(earlier)
         saved_tests = saved["test_epochs"].tolist() if "test_epochs" in saved.files else None
         same_fits = saved["score"].shape[1:] == shape[1:] and m <= shape[0] and earlier == configs[:m]
-        if not same_fits or saved_tests != test_epochs:
+        made = json.loads(str(saved["provenance"]))
+        other = [k for k in SAME_FITS if k in made and made[k] != provenance.get(k)]
+        if not same_fits or saved_tests != test_epochs or other:
+            why = (f"its {', '.join(f'{k} {made[k]}' for k in other)} differ" if other else
+                   "its configs, folds, epochs or test epochs differ")
+            print(f"{path}: not kept ({why}); every fit is made anew", file=sys.stderr)
             return None
         done = saved["done"] if "done" in saved.files else np.ones((m, shape[1]), bool)
         for key in ("score", "correct", "test_correct", "epoch_s"):
             arrays[key][:m] = saved[key]
         arrays["done"][:m] = done
-        return json.loads(str(saved["provenance"]))
+        print(f"{path}: its {m} configs' fits are kept", file=sys.stderr)
+        return made
 
 
 def build_table(dataset, n: int, epochs: int, *, out: Path, provenance: dict, cv: int = 4, seed: int = 0,
@@ -215,13 +228,14 @@ def build_table(dataset, n: int, epochs: int, *, out: Path, provenance: dict, cv
               "done": np.zeros((n, cv), bool)}
     for earlier in (partial, out):  # a build cut short, or a smaller table of the same seed: its fits are kept
         if earlier.exists():
-            kept = _keep_earlier(earlier, arrays, configs, shape, test_epochs)
+            kept = _keep_earlier(earlier, arrays, configs, shape, test_epochs, provenance)
             # rows fitted by an earlier build (maybe another machine or commit) keep its provenance; a
             # partial file is this same build cut short, so only what it had grown from carries over
             history = (kept or {}).get("grown_from") if earlier == partial else kept
             if history:
                 provenance = {**provenance, "grown_from": history}
-            break
+            if kept is not None:
+                break
     todo = [(i, k) for i in range(n) for k in range(cv) if not arrays["done"][i, k]]
     meta = {"held": np.array([len(h) for _, h in folds]), "n_test": np.array(len(dataset.y_test)),
             "macs": np.array([float(mlp_macs([dataset.n_features, *c.get("hidden", []), dataset.n_classes]))

@@ -18,6 +18,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _common import whole  # noqa: E402,I001
 
 from hpsearch import load_dataset, make_net  # noqa: E402
 from hpsearch.data.preprocess import preprocess, preprocessing_for  # noqa: E402
@@ -26,8 +29,8 @@ from hpsearch.winner.familiar import Familiarity, familiarity_reference  # noqa:
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--epochs", type=int, default=30)
-    p.add_argument("--n", type=int, default=1000)
+    p.add_argument("--epochs", type=whole(1), default=30)
+    p.add_argument("--n", type=whole(1), default=1000)
     args = p.parse_args(argv)
     digits = load_dataset("digits")
     net = make_net({"hidden": [128], "optimizer": "adam", "lr": 3e-3}, digits, max_epochs=args.epochs, patience=0)

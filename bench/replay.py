@@ -37,7 +37,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _oracle import cheapest_cuts, winner_ranks  # noqa: E402,I001
+from _common import whole  # noqa: E402,I001
+from _oracle import cheapest_cuts, winner_ranks  # noqa: E402
 from _prior import fit_prior, replay_prior, undrawn  # noqa: E402
 from _replay import draw_configs, replay_sklearn_halving, replay_strategy, trained  # noqa: E402
 from _replay_report import figure, summarize, versus_line  # noqa: E402
@@ -166,17 +167,18 @@ def _rows(parser, args, n_configs: int) -> range | None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--table", required=True, help="a name in bench/tables (digits, fashion) or a .npz path")
-    parser.add_argument("--n", type=int, default=150, help="configs per search (the quick start's 150)")
-    parser.add_argument("--seeds", type=int, default=20)
-    parser.add_argument("--first-seed", type=int, default=0,
+    parser.add_argument("--n", type=whole(2), default=150, help="configs per search (the quick start's 150)")
+    parser.add_argument("--seeds", type=whole(1, 10_000), default=20,
+                        help="searches replayed per strategy, each drawing its configs by its seed (default 20)")
+    parser.add_argument("--first-seed", type=whole(0), default=0,
                         help="the seeds are FIRST-SEED .. FIRST-SEED + SEEDS - 1 (20: a second set of draws)")
-    parser.add_argument("--max-epochs", type=int, default=None, help="the full budget (default: the table's)")
+    parser.add_argument("--max-epochs", type=whole(1), default=None, help="the full budget (default: the table's)")
     parser.add_argument("--only", default=None, help="comma list of strategies")
     parser.add_argument("--confirm", action="store_true",
                         help="also run a real halving search (factor 3, every fold, no trend) and one with factor 4, "
                              "--fold-racing 0.02, --trend 0.5 (the default from the eighth session to the tenth) on "
                              "the table's data and compare each with its replay")
-    parser.add_argument("--confirm-n", type=int, default=None, help="configs of the real runs (default --n)")
+    parser.add_argument("--confirm-n", type=whole(2), default=None, help="configs of the real runs (default --n)")
     parser.add_argument("--bound", action="store_true",
                         help="also print what keeping random search's winner costs any one- or two-cut rule, the "
                              "cheapest such rule within 0.3 points of it (cuts chosen in hindsight: see _oracle), "
@@ -191,14 +193,20 @@ def main(argv=None) -> int:
     parser.add_argument("--versus", default=None, metavar="A,B",
                         help="also compare two of the strategies replayed seed by seed (B's choice minus A's)")
     parser.add_argument("--figure", default=None,
-                        help="the anytime curve's PNG (default bench/figures/replay_<table>.png)")
+                        help="also draw the anytime curve into this PNG (BENCHMARKS.md's are in bench/figures/)")
     args = parser.parse_args(argv)
     path = _table_path(parser, "--table", args.table)
     table = load_table(path)
-    max_epochs = args.max_epochs or table.max_epochs
+    max_epochs = table.max_epochs if args.max_epochs is None else args.max_epochs
     if not 1 <= max_epochs <= table.max_epochs or not 2 <= args.n <= table.n_configs:
         parser.error(f"the table has {table.n_configs} configs and {table.max_epochs} epochs: --n {args.n} and "
-                     f"--max-epochs {max_epochs} must fit in them")
+                     f"--max-epochs {max_epochs} must fit in them (--n at least 2)")
+    tested = table.test_epochs
+    if tested is not None and max_epochs not in tested:  # the test gap needs the test set scored at the budget
+        parser.error(f"this table scored the test set after epochs {sorted(tested)} only: --max-epochs must be one "
+                     "of them")
+    if args.confirm_n is not None and args.confirm_n > table.n_configs:
+        parser.error(f"--confirm-n {args.confirm_n}: the table has {table.n_configs} configs")
     rows = _rows(parser, args, table.n_configs)
     runs = strategies(max_epochs)
     if args.prior_from == "undrawn":
@@ -244,16 +252,17 @@ def main(argv=None) -> int:
         print(f"| {name} | {r[0]:.2f} ({r[1]:.2f}–{r[2]:.2f}) | {g[0]:.2f} ({g[1]:.2f}–{g[2]:.2f}) | "
               f"{s['p90_gap']:.2f} | {s['worst_gap']:.2f} | {t[0]:.2f} ({t[1]:.2f}–{t[2]:.2f}) | "
               f"{100 * s['pruned']:.0f}% |")
-    out = Path(args.figure) if args.figure else HERE / "figures" / f"replay_{path.stem}.png"
-    figure(table, results, max_epochs, out, f"{p['dataset']}, n={args.n}, {args.seeds} seeds, "
-           f"{max_epochs} epochs: median over seeds")
-    print(f"\nanytime curve: {out}")
+    if args.figure:  # never by default: the command must not overwrite BENCHMARKS.md's pictures
+        out = Path(args.figure)
+        figure(table, results, max_epochs, out, f"{p['dataset']}, n={args.n}, {args.seeds} seeds, "
+               f"{max_epochs} epochs: median over seeds")
+        print(f"\nanytime curve: {out}")
     if versus:
         print(versus_line(table, results, *versus, max_epochs))
     if args.bound:
         print(bound_line(table, args.n, args.seeds, max_epochs))
     if args.confirm:
-        n = args.confirm_n or args.n
+        n = args.confirm_n if args.confirm_n is not None else args.n
         plain, plain_s = confirm(table, n, max_epochs)
         print(plain, flush=True)
         trended, trended_s = confirm(table, n, max_epochs, 4, DEFAULT_FOLD_RACING, TREND)

@@ -87,7 +87,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import env_note, machine_line  # noqa: E402,I001
+from _common import env_note, machine_line, whole  # noqa: E402,I001
 from _contest import CV, N_JOBS, SPACE, Bench, Outcome, compute_of, config_key  # noqa: E402
 from _model_peers import dehb_search, optuna_tpe_sha  # noqa: E402
 from _replay import trained  # noqa: E402
@@ -230,7 +230,7 @@ def _config_text(config: dict | None) -> str:
 
 def report(outcomes: list[Outcome], bench: Bench, args, images: int) -> None:
     ref = next((o for o in outcomes if o.name == "random" and not o.error), None)
-    print(machine_line("cpu"))
+    print(machine_line(getattr(args, "device", "cpu")))  # names the GPU when hpsearch's contenders used one
     print(f"command: python {' '.join(sys.argv)}  ({env_note()}; dataset={bench.dataset.name}, train images={images}, "
           f"test images={len(bench.dataset.y_test)}, n={bench.n}, cv={CV}, n_jobs={N_JOBS} x 1 thread, "
           f"max_epochs={bench.max_epochs}, min_epochs={bench.min_epochs or f'auto ({bench.first_rung})'}, "
@@ -292,21 +292,21 @@ def _first_rung(text: str) -> int | None:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="digits (bundled), n=18")
-    parser.add_argument("--n", type=int, default=None, help="configs / trials per contender (18 quick, 27 full)")
+    parser.add_argument("--n", type=whole(1), default=None, help="configs / trials per contender (18 quick, 27 full)")
     parser.add_argument("--images", type=int, default=None,
                         help="stratified training images (default 12,000; --quick: all of digits)")
     parser.add_argument("--dataset", default=None, help="fashion-mnist (default), digits (--quick) or mnist")
     parser.add_argument("--data-dir", default=None)
-    parser.add_argument("--max-epochs", type=int, default=27)
+    parser.add_argument("--max-epochs", type=whole(1), default=27)
     parser.add_argument("--min-epochs", type=_first_rung, default=3,
                         help="the first rung's epochs, or auto: halving's automatic rungs (the quick start's; the "
                              "peers then start at its first rung) (default 3)")
-    parser.add_argument("--factor", type=int, default=3)
+    parser.add_argument("--factor", type=whole(2), default=3)
     parser.add_argument("--trend", default=None, metavar="WEIGHT|off", type=lambda v: v if v == "off" else float(v),
                         help="halving's --trend (default: halving's own, off since the tenth session; --factor 4 "
                              "--trend 0.5 is the halving of the eighth and ninth sessions' runs)")
-    parser.add_argument("--n-startup", type=int, default=10, help="random (enqueued) trials before TPE")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--n-startup", type=whole(1), default=10, help="random (enqueued) trials before TPE")
+    parser.add_argument("--seed", type=whole(0), default=0)
     parser.add_argument("--engine", default="skorch", help="hpsearch's engine for its contenders: skorch or batched")
     parser.add_argument("--device", default="cpu", help="hpsearch's device for its contenders (cpu, cuda)")
     parser.add_argument("--only", default=",".join(CONTENDERS), help=f"comma list of {', '.join(CONTENDERS)}")

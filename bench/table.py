@@ -7,8 +7,9 @@
     python bench/table.py --table digits --n 300 --epochs 27             # a smaller table
 
 The file lands in ``bench/tables/<table>.npz`` (``--out``), with its provenance (commit, seed, engine,
-data, machine, date, seconds). An interrupted build resumes from ``<out>.partial.npz`` (written every
-200 fits): run the same command again.
+data, machine, date, the command). An interrupted build resumes from ``<out>.partial.npz`` (written every
+``--checkpoint-every`` fits, 200): run the same command again. Rows of an earlier table at ``--out`` are
+kept only when its engine, data, folds, seed and device are this build's (it says which it kept).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import machine_line  # noqa: E402,I001
+from _common import machine_line, whole  # noqa: E402,I001
 from _tables import build_table  # noqa: E402
 
 import torch  # noqa: E402
@@ -48,25 +49,34 @@ def _commit() -> str:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--table", choices=sorted(TABLES), required=True)
-    parser.add_argument("--n", type=int, default=None, help="configs (digits 1000, fashion 450)")
-    parser.add_argument("--epochs", type=int, default=None, help="epochs per fit (digits 100, fashion 27)")
-    parser.add_argument("--images", type=int, default=None, help="training images (fashion: 12,000 stratified)")
+    parser.add_argument("--n", type=whole(1, 1_000_000), default=None, help="configs (digits 1000, fashion 450)")
+    parser.add_argument("--epochs", type=whole(1, 10_000), default=None, help="epochs per fit (digits 100, fashion 27)")
+    parser.add_argument("--images", type=whole(40), default=None, help="training images (fashion: 12,000 stratified)")
     parser.add_argument("--test-epochs", default=None,
                         help="epochs after which the test set is scored, comma-separated, or 'all' "
                              "(digits: all; fashion: 1,3,9,27)")
-    parser.add_argument("--cv", type=int, default=4)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--jobs", type=int, default=2, help="parallel fits, one torch thread each")
+    parser.add_argument("--cv", type=whole(2, 100), default=4)
+    parser.add_argument("--seed", type=whole(0, 2**32 - 1), default=0)
+    parser.add_argument("--jobs", type=whole(1, 1024), default=2, help="parallel fits, one torch thread each")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--engine", choices=("batched", "skorch"), default="batched",
                         help="whose fits the table holds (a replay matches a real run on that engine)")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--out", default=None, help="default: bench/tables/<table>.npz")
+    parser.add_argument("--checkpoint-every", type=whole(1), default=200,
+                        help="write <out>.partial.npz after every N fits, so a stopped build resumes (default 200)")
     args = parser.parse_args(argv)
     name, default_images, default_n, default_epochs, test_epochs = TABLES[args.table]
-    n, epochs = args.n or default_n, args.epochs or default_epochs
+    n = default_n if args.n is None else args.n
+    epochs = default_epochs if args.epochs is None else args.epochs
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error(f"--device {args.device}: no CUDA GPU is visible here; use --device cpu")
     if args.test_epochs is not None:
-        test_epochs = None if args.test_epochs == "all" else [int(e) for e in args.test_epochs.split(",")]
+        words = args.test_epochs.split(",")
+        if args.test_epochs != "all" and not all(w.strip().isdigit() and int(w) >= 1 for w in words):
+            parser.error(f"--test-epochs must be 'all' or epochs >= 1, comma-separated (1,3,9,27), got "
+                         f"{args.test_epochs!r}")
+        test_epochs = None if args.test_epochs == "all" else [int(e) for e in words]
     if test_epochs is not None:
         test_epochs = [e for e in test_epochs if e <= epochs] + ([] if epochs in test_epochs else [epochs])
     images = args.images if args.images is not None else default_images
@@ -90,7 +100,8 @@ def main(argv=None) -> int:
 
     provenance["command"] = "python bench/table.py " + " ".join(argv if argv is not None else sys.argv[1:])
     build_table(dataset, n, epochs, cv=args.cv, seed=args.seed, jobs=args.jobs, device=args.device,
-                engine=args.engine, out=out, provenance=provenance, progress=progress, test_epochs=test_epochs)
+                engine=args.engine, out=out, provenance=provenance, progress=progress, test_epochs=test_epochs,
+                checkpoint_every=args.checkpoint_every)
     bar.close()
     print(f"{out}: {n} configs x {args.cv} folds x {epochs} epochs in {time.perf_counter() - start:.0f} s "
           f"({out.stat().st_size / 1e6:.1f} MB)")
