@@ -108,7 +108,7 @@ def _run_chunk(models, configs, seeds, X, y, folds, n_classes, settings, threads
     """Train one chunk of ``(index, fold)`` models as one stack and score each on its held-out
     fold; returns ``[(index, fold, outcome)]``."""
     die_with_parent()  # a kill -9 of the search must not leave this job training
-    with torch_threads(threads or torch.get_num_threads()):
+    with torch_threads(threads or threads_per_job(1)):  # in the caller's process: the cores, not its count
         start = time.perf_counter()
         specs = []
         n_features = int(np.prod(X.shape[1:]))

@@ -159,6 +159,9 @@ def evaluate_config(make_net, X: np.ndarray, y: np.ndarray, folds, *, n_jobs: in
         A running ``Parallel`` to reuse (keeps workers warm across configs).
     """
     jobs = effective_jobs(n_jobs, len(folds))
+    if parallel is not None:  # its own processes share the cores, whatever n_jobs says
+        jobs = effective_jobs(parallel.n_jobs if isinstance(parallel.n_jobs, int) and parallel.n_jobs else -1,
+                              len(folds))
     parallel = parallel or Parallel(n_jobs=jobs)
     [(_, result)] = evaluate_configs({0: make_net}, X, y, folds, parallel=parallel, scoring=scoring,
                                      threads=threads_per_job(jobs))

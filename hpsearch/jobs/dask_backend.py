@@ -21,7 +21,7 @@ from pathlib import Path
 from joblib import Parallel
 
 from ..errors import UsageError, brief, param, plural
-from .resources import cpu_count, effective_jobs
+from .resources import cpu_count, effective_jobs, omp_cap
 
 __all__ = ["DaskBackend", "parse_scheduler", "CONNECT_TIMEOUT_S", "NO_WORKER_S"]
 
@@ -65,8 +65,7 @@ def _check_address(scheduler: str) -> None:
 
 def _host_threads() -> tuple[int, int]:
     """On a worker: its host's cores and the ``$OMP_NUM_THREADS`` cap (0: none)."""
-    cap = os.environ.get("OMP_NUM_THREADS", "")
-    return cpu_count(), int(cap) if cap.isdigit() else 0
+    return cpu_count(), omp_cap()
 
 
 class DaskBackend:
@@ -92,8 +91,19 @@ class DaskBackend:
         self._watch_stop = threading.Event()
         try:
             if n_local is not None:  # its workers' logs too: their tracebacks after a Ctrl-C are no news
-                self.cluster = distributed.LocalCluster(n_workers=n_local, threads_per_worker=1, processes=True,
-                                                        dashboard_address=None, silence_logs=logging.CRITICAL)
+                # its nannies run in this process and set their workers' environment here too (an unset
+                # OMP_NUM_THREADS became 1: the pictures after the search drew on one thread)
+                kept = {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                                       "MALLOC_TRIM_THRESHOLD_")}
+                try:
+                    self.cluster = distributed.LocalCluster(n_workers=n_local, threads_per_worker=1, processes=True,
+                                                            dashboard_address=None, silence_logs=logging.CRITICAL)
+                finally:
+                    for key, value in kept.items():
+                        if value is None:
+                            os.environ.pop(key, None)
+                        else:
+                            os.environ[key] = value
                 self.client = distributed.Client(self.cluster, set_as_default=False)
             else:
                 self.client = _connect(distributed, self.scheduler)

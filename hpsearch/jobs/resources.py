@@ -10,22 +10,34 @@ import torch
 
 from ..errors import UsageError, param
 
-__all__ = ["effective_jobs", "threads_per_job", "task_threads", "torch_threads", "cpu_count"]
+__all__ = ["effective_jobs", "threads_per_job", "task_threads", "torch_threads", "cpu_count", "omp_cap"]
 
 
 def cpu_count() -> int:
+    """The cores this process may use: its affinity (``taskset``) and a container's CPU quota (cgroup
+    ``cpu.max``), as joblib counts them, so ``n_jobs=-1`` means the same here and in scikit-learn."""
+    import joblib
+
     try:
-        return len(os.sched_getaffinity(0))
+        affinity = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
+        affinity = os.cpu_count() or 1
+    return max(1, min(affinity, joblib.cpu_count()))
+
+
+def omp_cap() -> int:
+    """``$OMP_NUM_THREADS`` as a cap on the threads of one team: its first number (OpenMP also takes
+    a list per nesting level, ``"1,1"``), 0 when unset or not a number."""
+    first = os.environ.get("OMP_NUM_THREADS", "").split(",")[0].strip()
+    return int(first) if first.isdigit() else 0
 
 
 def threads_per_job(n_jobs: int) -> int:
     """Torch threads per job so that jobs x threads <= cores; ``$OMP_NUM_THREADS``, when set,
     caps it (on a machine shared with other work, 1 thread per job avoids OpenMP's spin-waits)."""
     threads = max(1, cpu_count() // max(1, n_jobs))
-    cap = os.environ.get("OMP_NUM_THREADS", "")
-    return min(threads, int(cap)) if cap.isdigit() and int(cap) > 0 else threads
+    cap = omp_cap()
+    return min(threads, cap) if cap > 0 else threads
 
 
 def task_threads(threads) -> int:
@@ -35,7 +47,8 @@ def task_threads(threads) -> int:
         try:
             from distributed import get_worker
 
-            return threads.get(get_worker().address) or max(1, cpu_count() // max(1, get_worker().state.nthreads))
+            # a worker that joined after the plan: its host's cores over its own slots, under its OMP cap
+            return threads.get(get_worker().address) or threads_per_job(get_worker().state.nthreads)
         except (ImportError, ValueError):  # not on a Dask worker
             return threads_per_job(1)
     return threads

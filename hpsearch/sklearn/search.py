@@ -70,12 +70,14 @@ class _ContinuingSearch:
         original = self.estimator
         with fit_storage(self.storage) as folder:
             # during scikit-learn's fit only: clone(self.estimator) must see the user's net afterwards
-            self.estimator = continuing(original, folder, seed_of(self.random_state),
-                                        threads_per_job(jobs_of(self.n_jobs)))
+            jobs, asked = jobs_of(self.n_jobs), self.n_jobs
+            self.estimator = continuing(original, folder, seed_of(self.random_state), threads_per_job(jobs))
+            # and scikit-learn's Parallel runs those jobs, at most the cores (n_jobs=4 ran 4 on 2 cores)
+            self.n_jobs = jobs
             try:
                 super().fit(X, y, **params)
             finally:
-                self.estimator = original
+                self.estimator, self.n_jobs = original, asked
             trained = trained_epochs(folder)
         if hasattr(self, "best_estimator_"):
             self.best_estimator_.__class__ = type(original)  # the user's own class again (picklable as theirs)

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from ..errors import UsageError, brief, param, plural
+from ..jobs.resources import threads_per_job
 
 __all__ = ["runner", "run_batch", "exported_answers", "FORMATS", "CARD_FILE", "FAMILIAR_FILE", "BATCH_ADVICE"]
 
@@ -26,14 +27,22 @@ BATCH_ADVICE = ("a forward that takes the batch size as a Python number (len(x),
                 "export again")
 
 
+def onnx_session(path):
+    """ONNX Runtime's session of ``path`` on the CPU, its threads as a job's: its own pool ignores
+    ``$OMP_NUM_THREADS`` and ``taskset``, so it is told the count (jobs x threads <= cores)."""
+    import onnxruntime
+
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads, options.inter_op_num_threads = threads_per_job(1), 1
+    return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
 def runner(fmt: str, path: Path) -> Callable[[np.ndarray], np.ndarray]:
     """The exported file ``path`` loaded once in its runtime, as a function of a float32 batch (NCHW) that
     returns the probabilities; a file that does not load (damaged, replaced) is a ``UsageError`` naming it."""
     try:
         if fmt == "onnx":
-            import onnxruntime
-
-            session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            session = onnx_session(path)
             return lambda X: session.run(None, {"images": np.asarray(X, np.float32)})[0]
         with warnings.catch_warnings():  # torch 2.13 says jit is deprecated; it reads these files all the same
             warnings.simplefilter("ignore", DeprecationWarning)

@@ -163,11 +163,15 @@ def test_the_watchdog_stops_a_search_whose_cluster_stays_empty(monkeypatch):
 ])
 def test_bad_backend_flags_exit_2(tmp_path, capsys, monkeypatch, flags, message):
     monkeypatch.setattr(dask_backend, "CONNECT_TIMEOUT_S", 1.0)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     code = main(["search", "--n", "1", "--dataset", "digits", "--no-progress", "--no-retrain",
                  "--out", str(tmp_path / "run"), *flags])
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err
     assert not (tmp_path / "run").exists()
+    # a LocalCluster's nannies set an unset OMP_NUM_THREADS to 1 in this process too: the pictures after the
+    # search drew on one thread
+    assert "OMP_NUM_THREADS" not in os.environ
 
 
 @pytest.mark.slow

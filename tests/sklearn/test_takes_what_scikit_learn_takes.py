@@ -2,6 +2,7 @@
 empty dict (the net as it is), a module whose constructor takes **kwargs, SearchCV's groups and fit
 parameters; and a bad n_jobs or resource is one line that names it."""
 
+import os
 import warnings
 
 import numpy as np
@@ -11,6 +12,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import GroupKFold
 from sklearn.model_selection import RandomizedSearchCV as SkRandomized
 from skorch import NeuralNetClassifier
+from skorch.callbacks import Callback
 from torch import nn
 
 from hpsearch import HalvingRandomSearchCV, RandomizedSearchCV, SearchCV
@@ -86,3 +88,28 @@ def test_another_resource_is_refused_for_its_own_reason(data):
     with pytest.raises(UsageError, match="got 'lr'; epochs are the budget") as refused:
         HalvingRandomSearchCV(_net(), {"module__width": [8, 16]}, resource="lr").fit(*data)
     assert "n_samples" not in str(refused.value)
+
+
+class RecordPid(Callback):
+    """Appends the pid of the process each fit runs in to a file."""
+
+    def __init__(self, path=None):
+        self.path = path
+
+    def on_train_begin(self, net, **kwargs):
+        with open(self.path, "a") as fh:
+            fh.write(f"{os.getpid()}\n")
+
+
+def test_more_jobs_than_cores_run_at_most_one_process_per_core(data, tmp_path):
+    """HalvingRandomSearchCV / RandomizedSearchCV handed n_jobs=8 to scikit-learn's Parallel as it was: 8
+    processes on 2 cores (their threads were computed from the capped count, so each still took one)."""
+    from hpsearch.jobs.resources import cpu_count
+
+    log = tmp_path / "pids.txt"
+    net = NeuralNetClassifier(Net, max_epochs=1, lr=0.1, train_split=None, verbose=0,
+                              callbacks=[("pid", RecordPid(str(log)))])
+    search = RandomizedSearchCV(net, {"lr": [0.02, 0.05, 0.1, 0.2], "module__width": [8, 16]}, n_iter=8, cv=2,
+                                n_jobs=8, refit=False, random_state=0).fit(*data)
+    assert search.n_jobs == 8  # the user's parameter as given (get_params, clone)
+    assert 1 <= len(set(log.read_text().split())) <= cpu_count()

@@ -63,6 +63,11 @@ def test_the_command_line_exports_and_refuses_clearly(retrained_run, tmp_path, c
     printed = capsys.readouterr().out
     assert "onnx: same class as the winner on all 360 test images" in printed and (out / "model.onnx").is_file()
     assert not (out / "model.ts").exists()
+    from hpsearch.jobs.resources import threads_per_job
+    from hpsearch.winner.exported import onnx_session
+
+    options = onnx_session(out / "model.onnx").get_session_options()  # its own pool ignored OMP_NUM_THREADS
+    assert (options.intra_op_num_threads, options.inter_op_num_threads) == (threads_per_job(1), 1)
     assert main(["export", str(retrained_run), "--format", "onnx", "--out", str(out)]) == 0
     assert "already exported for this winner" in capsys.readouterr().out
     # the other format into the same folder: the card lists both, and predict --model finds either
