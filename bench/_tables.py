@@ -197,7 +197,8 @@ def _keep_earlier(path: Path, arrays: dict, configs: list[dict], shape: tuple, t
         made = json.loads(str(saved["provenance"]))
         other = [k for k in SAME_FITS if k in made and made[k] != provenance.get(k)]
         if not same_fits or saved_tests != test_epochs or other:
-            why = (f"its {', '.join(f'{k} {made[k]}' for k in other)} differ" if other else
+            why = (f"its {', '.join(f'{k} {made[k]}' for k in other)} {'differs' if len(other) == 1 else 'differ'}"
+                   if other else
                    "its configs, folds, epochs or test epochs differ")
             print(f"{path}: not kept ({why}); every fit is made anew", file=sys.stderr)
             return None

@@ -85,7 +85,8 @@ def _check_resume_keeps(run_dir, given: dict, stored: dict) -> None:
     specs = setting_specs()
     names = [k for k in given if k in _TRIAL_SETTINGS or specs[k].identity or specs[k].identity_if_set]
     changed = [k for k in names if k in stored and not _same_setting(given[k], stored[k])]
-    framing = [k for k in changed if k in ("dataset", "strategy")]  # what the other flags apply to: said first
+    framing_keys = {spec.applies[0] for spec in specs.values() if spec.applies}  # dataset, strategy, engine
+    framing = [k for k in changed if k in framing_keys]  # what the other flags apply to: said first
     if not framing:
         for name in given:  # a flag the run's own strategy or dataset ignores: said so (not "searched with None")
             if not specs[name].holds(stored):

@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from hpsearch.cli import main
+from hpsearch.errors import UsageError
 from hpsearch.rundir.lock import RunLock
 from hpsearch.rundir.store import load_results
 
@@ -145,6 +146,24 @@ def test_a_choice_is_taken_in_any_case_and_a_near_miss_named_in_any_case(capsys)
     assert "got 'tpx'; did you mean 'tpe'?" in capsys.readouterr().err
     assert main(["predict", "--model", "model.onnx"]) == 2  # no FILE: not "RUN_DIR is required"
     assert capsys.readouterr().err == "hpsearch: error: FILE is missing: hpsearch predict --model model.onnx FILE...\n"
+
+
+def test_a_resume_that_changes_the_engine_is_named_by_the_engine(tmp_path):
+    """--max-models-per-chunk with --engine batched on a skorch run was refused as "applies only with engine
+    batched ... choose engine batched", which the user had done: the engine change is the reason."""
+    from hpsearch.search_flags import _check_resume_keeps
+
+    stored = {"engine": "skorch", "max_models_per_chunk": None, "strategy": "random", "dataset": "digits"}
+    with pytest.raises(UsageError, match=r"engine batched, but the run was searched with engine skorch"):
+        _check_resume_keeps(tmp_path, {"engine": "batched", "max_models_per_chunk": 4}, stored)
+
+
+def test_a_misspelt_loader_option_lists_only_the_users_options():
+    from hpsearch.data import load_dataset
+
+    with pytest.raises(UsageError) as refused:
+        load_dataset("mnist", None, colr=1)
+    assert "takes no option 'colr'" in str(refused.value) and "class_names" not in str(refused.value)
 
 
 def test_unknown_flag_exits_2_without_traceback(capsys):

@@ -99,7 +99,8 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, **options
             if option not in takes and option not in ("seed", "progress"):
                 users = [n for n, f in DATASETS.items() if option in inspect.signature(f).parameters]
                 if not users:  # no loader takes it: a misspelt option
-                    known = [k for k in takes if k != "data_dir" and not k.startswith("_")]
+                    bound = getattr(loader, "keywords", {})  # a functools.partial's own (an idx set's class names)
+                    known = [k for k in takes if k != "data_dir" and k not in bound and not k.startswith("_")]
                     raise UsageError(f"{param('dataset')} {key} takes no option {option!r} (it takes "
                                      f"{', '.join(known) or 'none'}){did_you_mean(option, known)}")
                 raise UsageError(f"{param(option)} applies only to {param('dataset')} {' or '.join(users)}; "

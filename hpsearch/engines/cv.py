@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, effective_n_jobs
 
 from .. import setting_checks
 from ..errors import DivergedError, StorageError, UsageError, param
 from ..jobs.resident import resident
-from ..jobs.resources import effective_jobs, threads_per_job, torch_threads
+from ..jobs.resources import cpu_count, effective_jobs, threads_per_job, torch_threads
 from ..jobs.workers import die_with_parent
 from ..rundir.states import capture, early_stopping_of, load_state, refuse_state, restore, save_state
 from ..tasks import task_of
@@ -159,9 +159,8 @@ def evaluate_config(make_net, X: np.ndarray, y: np.ndarray, folds, *, n_jobs: in
         A running ``Parallel`` to reuse (keeps workers warm across configs).
     """
     jobs = effective_jobs(n_jobs, len(folds))
-    if parallel is not None:  # its own processes share the cores, whatever n_jobs says
-        jobs = effective_jobs(parallel.n_jobs if isinstance(parallel.n_jobs, int) and parallel.n_jobs else -1,
-                              len(folds))
+    if parallel is not None:  # its own processes share the cores, whatever n_jobs says (joblib's -2 included)
+        jobs = max(1, min(effective_n_jobs(parallel.n_jobs), len(folds), cpu_count()))
     parallel = parallel or Parallel(n_jobs=jobs)
     [(_, result)] = evaluate_configs({0: make_net}, X, y, folds, parallel=parallel, scoring=scoring,
                                      threads=threads_per_job(jobs))

@@ -48,12 +48,13 @@ class EpochBar:
         self.bar = tqdm(total=total_epochs, desc=desc, unit="epoch", disable=not enabled, dynamic_ncols=True)
         self.n_fits, self.done = n_fits, 0
         self.best = None
-        self.reached: dict = {}  # each fit's last epoch: one resumed from a checkpoint counts the epochs it had
+        self.seen: set = set()  # a fit resumed from a checkpoint counts the epochs it had at its first report
 
     def put(self, event) -> None:
         key, epoch, max_epochs, loss, acc = event
-        self.bar.update(max(1, epoch - self.reached.get(key, 0)))
-        self.reached[key] = epoch
+        # only at a key's first report: compare's --same-config groups share a trial, and train side by side
+        self.bar.update(1 if key in self.seen else max(1, epoch))
+        self.seen.add(key)
         fields = [f"trial {key} epoch {epoch}/{max_epochs}"]
         if loss is not None:
             fields.append(f"loss {loss:.4f}")

@@ -125,8 +125,8 @@ def check_source(run_dir: Path, dataset: Dataset) -> None:
         if recorded.get("images") == now["images"] and recorded.get("digest", now["digest"]) != now["digest"]:
             raise UsageError(f"{dataset.name}: its images or labels are not the ones the run was searched on (digest "
                              f"{now['digest'][:12]}, the run's {recorded['digest'][:12]} in "
-                             f"{Path(run_dir) / SOURCE_FILE}); its files changed since the search: put them back as "
-                             "they were, or search the new files in a new run folder")
+                             f"{Path(run_dir) / SOURCE_FILE}); the data changed since the search (its files, or the "
+                             "arrays given): put them back as they were, or search the new data in a new run folder")
         return
     now = _source(dataset)
     for key, what in (("image_size", "image size is"), ("color", "colour is"), ("test", "test set is"),

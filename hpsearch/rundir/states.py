@@ -16,6 +16,7 @@ or final.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import pickle
@@ -160,8 +161,9 @@ def unreadable(exc: BaseException, path: Path | None = None) -> str:
         return "not a file torch.save wrote: empty, cut short or replaced by another kind of file"
     if isinstance(exc, pickle.UnpicklingError) and "weights only" in str(exc).lower():
         return "it holds objects, not only tensors and plain values: possibly crafted, so never loaded"
+    cannot_open = isinstance(exc, OSError) and exc.errno not in (None, errno.EINVAL)  # a permission, a missing file
     if any(word in str(exc) for word in ("PytorchStreamReader", "zip archive", "miniz")) or (
-            path is not None and not zipfile.is_zipfile(path)):  # torch's own words, or an errno
+            path is not None and not cannot_open and not zipfile.is_zipfile(path)):  # torch's words, or EINVAL
         return "a torch.save archive cut short or damaged (its zip directory or a record cannot be read)"
     return f"{type(exc).__name__}: {brief(exc)}"
 

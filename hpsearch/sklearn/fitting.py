@@ -66,7 +66,8 @@ def as_rows(X, y):
         X = np.asarray(X)
     if isinstance(X, np.ndarray) and X.dtype.kind != "f":
         fix = ("scale them to floats first, e.g. X = X.astype('float32') / 255 for 8-bit images"
-               if X.dtype.kind in "biu" else "give the pixels or features as numbers")
+               if X.dtype.kind in "iu" else "give them as float32, e.g. X = X.astype('float32')" if X.dtype.kind == "b"
+               else "give the pixels or features as numbers")
         raise UsageError(f"X holds {X.dtype} values, and the net takes floats; {fix}")
     if y is not None:
         y = np.asarray(y)

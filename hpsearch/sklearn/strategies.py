@@ -81,8 +81,8 @@ class EstimatorEvaluate:
         tasks = [(index, k, {**config, "max_epochs": epochs}) for index, config in candidates.items()
                  for k in range(len(self.folds))]
         if s.verbose:  # as scikit-learn's searches say each iteration
-            print(f"Fitting {len(self.folds)} folds for each of {len(candidates)} candidates at {epochs} epochs, "
-                  f"totalling {len(tasks)} fits")
+            print(f"Fitting {len(self.folds)} folds for each of {len(candidates)} candidates at "
+                  f"{plural(epochs, 'epoch')}, totalling {len(tasks)} fits")
         outcomes = self.parallel(delayed(fit_and_score)(self.net, params, self.X, self.y, *self.folds[k],
                                                          self.scorer, s.return_train_score, s.error_score,
                                                          self.fit_params)

@@ -55,8 +55,9 @@ def _info(predictor: Predictor) -> dict:
         "model": config.get("model", "mlp"),
         "config": config,
         "test_accuracy": bundle.get("test_accuracy"),
-        # "test": the winner was chosen by that very accuracy (the seed's rule), so it is optimistic
-        "winner_by": bundle.get("winner_by", "cv"),
+        # "test": the winner was chosen by that very accuracy (the seed's rule, and every winner.pt written
+        # before the choice was recorded), so it is optimistic
+        "winner_by": bundle.get("winner_by", "test"),
         "epochs": bundle.get("epochs"),
         "trial": bundle.get("trial"),
         "method": predictor.method,

@@ -247,8 +247,8 @@ def load_winner(run_dir, device: str = "cpu"):
         why = brief(exc, width=240, joined=True).rstrip(".")
         raise UsageError(f"{Path(run_dir) / WINNER_FILE} no longer fits {kind}: {type(exc).__name__}: {why}; "
                          f"{_changed(kind)}, or retrain: hpsearch retrain {run_dir}") from None
-    bad = next((name for name, value in state.items()
-                if torch.is_tensor(value) and value.is_floating_point() and not torch.isfinite(value).all()), None)
+    bad = next((name for name, value in net.module_.named_parameters()  # (a buffer may be a -inf mask)
+                if not torch.isfinite(value).all()), None)
     if bad is not None:  # every prediction would be the argmax of NaN: pictures of nothing, exit 0
         raise UsageError(f"{Path(run_dir) / WINNER_FILE} is damaged: its weights {bad} are not finite (NaN or inf); "
                          f"retrain to write it again: hpsearch retrain {run_dir}")

@@ -101,7 +101,7 @@ def test_fits_of_another_engine_or_other_data_are_not_kept(tmp_path, capsys):
     build_table(digits, 2, 2, provenance={"engine": "skorch", "train_images": 1437}, engine="skorch",
                 progress=lambda done, total: totals.append(total), **kw)
     assert set(totals) == {2 * CV}  # every fit made anew
-    assert "t.npz: not kept (its engine batched differ); every fit is made anew" in capsys.readouterr().err
+    assert "t.npz: not kept (its engine batched differs); every fit is made anew" in capsys.readouterr().err
     assert load_table(tmp_path / "t.npz").provenance == {"engine": "skorch", "train_images": 1437}
 
 

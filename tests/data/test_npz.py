@@ -99,6 +99,6 @@ def test_files_changed_since_the_search_are_refused_by_a_resume_and_a_retraining
         assert main(command) == 2, command
         err = capsys.readouterr().err
         assert err.startswith("hpsearch: error: npz: its images or labels are not the ones the run was searched on "
-                              "(digest ") and "its files changed since the search: put them back" in err, err
+                              "(digest ") and "the data changed since the search (its files, or the arrays given)" in err, err
     _save(path, digits)  # put back: the resume goes on
     assert main(["search", "--resume", str(run), "--n", "3", "--no-progress", "--no-retrain"]) == 0

@@ -299,6 +299,6 @@ def test_verbose_says_each_rung_as_scikit_learns_searches_do(data, capsys):
     SearchCV(_net(max_epochs=3), {"lr": [0.02, 0.05, 0.1]}, strategy="halving", n_candidates=3, min_resources=1,
              cv=2, verbose=1).fit(X, y)
     assert capsys.readouterr().out.splitlines() == [
-        "Fitting 2 folds for each of 3 candidates at 1 epochs, totalling 6 fits",
+        "Fitting 2 folds for each of 3 candidates at 1 epoch, totalling 6 fits",
         "Fitting 2 folds for each of 1 candidates at 3 epochs, totalling 2 fits"]
 
