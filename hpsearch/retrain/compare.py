@@ -134,8 +134,8 @@ def _earlier(path: Path, by: list[str], epochs: int, same_config: bool) -> tuple
     table = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={"group": str})
     if "retrain_epochs" not in table or "same_config" not in table:
         return [], {}
-    if "by" not in table:  # written before the file said its grouping: rows whose groups have every key of ``by``
-        table["by"] = ",".join(by) if all(name in table for name in by) else ""
+    if "by" not in table:  # written before the file said its grouping: kept as they are, never taken for this call's
+        table["by"] = ""
     table["error"] = table["error"].astype(object).fillna("").astype(str)
     alike = (table["retrain_epochs"] == epochs) & (table["same_config"] == same_config) & (table["by"] == ",".join(by))
     others = table[~alike].to_dict("records")

@@ -107,6 +107,9 @@ def check_space_on_rows(space: SearchSpace, X, y, random_state) -> None:
             raise UsageError(f"{start} fails on the first config with X of shape {np.shape(X)}{hint}: "
                              f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}") from None
         shape = tuple(getattr(out, "shape", ()))
+        if shape == (len(rows), len(labels)) and not torch.is_floating_point(out):  # as check_modules_for_data
+            raise UsageError(f"{start} returns {out.dtype} values; the search needs float logits: return the last "
+                             "layer's output as it is")
         if shape != (len(rows), len(labels)):
             raise UsageError(f"{start} returns {type(out).__name__} of shape {shape} for {len(rows)} rows; the search "
                              f"needs logits ({len(rows)}, {len(labels)}): one score per class of y")
