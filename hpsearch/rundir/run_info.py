@@ -106,29 +106,30 @@ def _source(dataset: Dataset) -> dict:
     return {**dataset.source, "images": [len(dataset.y_train), len(dataset.y_test)], "digest": _digest(dataset)}
 
 
-def record_source(run_dir: Path, dataset: Dataset) -> None:
+def record_source(run_dir: Path, dataset: Dataset, source: dict | None = None) -> None:
     """Keep a digest of the images and labels as read, and their counts, in ``dataset.json`` (for an image
     folder also where they came from and how they were read: size, colour, the held-out test files), so
-    later steps and a resume can tell the same data from changed files."""
-    atomic_write_text(Path(run_dir) / SOURCE_FILE, json.dumps(_source(dataset), indent=1) + "\n")
+    later steps and a resume can tell the same data from changed files. ``source``: what ``check_source``
+    computed of this dataset, if it did (the digest reads every pixel)."""
+    atomic_write_text(Path(run_dir) / SOURCE_FILE, json.dumps(source or _source(dataset), indent=1) + "\n")
 
 
-def check_source(run_dir: Path, dataset: Dataset) -> None:
+def check_source(run_dir: Path, dataset: Dataset) -> dict | None:
     """Raise a UsageError when ``dataset`` is not the one ``run_dir`` was searched on (its images or labels,
-    as the digest in ``dataset.json`` keeps them; runs made before it kept one are not checked)."""
+    as the digest in ``dataset.json`` keeps them; runs made before it kept one are not checked). Returns
+    what it computed of ``dataset`` (for ``record_source``), None when there was nothing to check."""
     recorded = read_json(Path(run_dir) / SOURCE_FILE)
     if not recorded:
-        return
+        return None
+    now = _source(dataset)
     if not dataset.source:  # a named dataset (MNIST, CIFAR-10 files, an npz): its files, not a folder of images
-        now = _source(dataset)
         # other counts are another slice or dataset (an edited settings.json): check_dataset_of says that
         if recorded.get("images") == now["images"] and recorded.get("digest", now["digest"]) != now["digest"]:
             raise UsageError(f"{dataset.name}: its images or labels are not the ones the run was searched on (digest "
                              f"{now['digest'][:12]}, the run's {recorded['digest'][:12]} in "
                              f"{Path(run_dir) / SOURCE_FILE}); the data changed since the search (its files, or the "
                              "arrays given): put them back as they were, or search the new data in a new run folder")
-        return
-    now = _source(dataset)
+        return now
     for key, what in (("image_size", "image size is"), ("color", "colour is"), ("test", "test set is"),
                       ("images", "training and test images are"), ("test_files", "held-out test files are"),
                       ("digest", "images or labels differ: digest")):
@@ -139,6 +140,7 @@ def check_source(run_dir: Path, dataset: Dataset) -> None:
                 said = f"{what} now {_shown(now[key], key)}, but the run was searched with {_shown(recorded[key], key)}"
             raise UsageError(f"{dataset.source.get('root')}: its {said} ({Path(run_dir) / SOURCE_FILE}); the folder "
                              "changed since the search: put it back as it was, or search it anew in a new run folder")
+    return now
 
 
 def _changed_files(was: list, now: list) -> str:

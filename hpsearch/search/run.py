@@ -242,7 +242,7 @@ def run_search(settings: SearchSettings, dataset: Dataset | None = None, backend
         settings = type(strategy).settle(settings, made)  # automatic defaults: as the run began, else today's
         strategy = make_strategy(settings)
         store = TrialStore(run_dir, fingerprint(settings, space, dataset), metric=settings.scoring)
-        check_source(run_dir, dataset)  # the same settings on a changed image folder: refused, not re-split
+        source = check_source(run_dir, dataset)  # the same settings on changed data: refused, not re-split
         _check_n_keeps_stored(store, settings.n, run_dir)
         # said once the run folder has accepted the search (a refused resume says only why)
         for said in (strategy.plan_line(settings.cv), strategy.describe()):
@@ -259,7 +259,7 @@ def run_search(settings: SearchSettings, dataset: Dataset | None = None, backend
         if given is not None:
             write_dataset_file(run_dir / DATASET_FILE, given)
             stored["dataset_file"] = DATASET_FILE
-        record_source(run_dir, dataset)
+        record_source(run_dir, dataset, source)
         if "proposal_batch" in earlier:
             stored["proposal_batch"] = earlier["proposal_batch"]  # (compared once the jobs are known)
         atomic_write_text(run_dir / SETTINGS_FILE, json.dumps(stored, indent=2) + "\n")

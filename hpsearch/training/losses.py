@@ -142,11 +142,11 @@ def fit_epochs(config: dict, budget: int) -> int:
 
 
 def loss_setup(config: dict, n_classes: int, use_valid: bool,
-               positions: int = 0) -> tuple[type, dict, list, int | None]:
+               positions: int = 0) -> tuple[type, dict, list]:
     """What ``make_net`` needs for ``config["loss"]`` and ``config["head"]``: ``(criterion, net
-    params, callbacks, max_epochs)``; ``max_epochs`` is ``rounds * round_epochs`` for a
-    worst-class loss, else None. The softmax head with ``"ce"`` on one label per image is plain
-    ``CrossEntropyLoss``; any other head or loss, or labels per position, a ``heads.HeadLoss``."""
+    params, callbacks)`` (a worst-class fit's epochs are ``fit_epochs``'). The softmax head with
+    ``"ce"`` on one label per image is plain ``CrossEntropyLoss``; any other head or loss, or labels
+    per position, a ``heads.HeadLoss``."""
     loss, head = config.get("loss", "ce"), config.get("head", "softmax")
     if loss not in LOSSES:
         raise UsageError(f"loss must be one of {', '.join(map(repr, LOSSES))}, got {loss!r}")
@@ -157,12 +157,11 @@ def loss_setup(config: dict, n_classes: int, use_valid: bool,
                          + ("these labels are one per position: use loss 'ce' or 'bce'" if positions
                             else f"head {head!r} needs loss 'ce' or 'bce'"))
     if loss == "ce" and head == "softmax" and not positions:
-        return nn.CrossEntropyLoss, {}, [], None
+        return nn.CrossEntropyLoss, {}, []
     if loss in HEAD_LOSSES:
-        return HeadLoss, {"criterion__head": head, "criterion__loss": loss}, [], None
-    rounds = int(config.get("rounds", DEFAULT_ROUNDS))
+        return HeadLoss, {"criterion__head": head, "criterion__loss": loss}, []
     round_epochs = int(config.get("round_epochs", DEFAULT_ROUND_EPOCHS))
     params = {"criterion__n_classes": n_classes,
               "criterion__worst_weight": float(config.get("worst_weight", DEFAULT_WORST_WEIGHT))}
     callbacks = [("worst_class", WorstClassRounds(round_epochs, use_valid=use_valid))]
-    return WorstClassLoss, params, callbacks, rounds * round_epochs
+    return WorstClassLoss, params, callbacks

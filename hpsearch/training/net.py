@@ -291,7 +291,7 @@ def make_net(config: dict, n_features: int | Dataset, n_classes: int | None = No
         train_split = None
     # a worst-class loss picks its classes on the split made here, else on the training data (a
     # caller's train_split may be the test set: retrain's monitor)
-    criterion, loss_params, loss_callbacks, _ = loss_setup(
+    criterion, loss_params, loss_callbacks = loss_setup(
         config, n_classes, use_valid=train_split is not None and "train_split" not in net_kwargs,
         positions=task.positions)
     params.update(loss_params)
