@@ -78,7 +78,7 @@ def check_space_on_rows(space: SearchSpace, X, y, random_state) -> None:
     included): one that raises or does not give ``(n, K)`` logits is refused in one line, before training."""
     import torch
 
-    from ..space.checks import check_space_for_data
+    from ..space.checks import check_space_for_data, probe_first_config
     from ..training.net import make_net
 
     labels = np.unique(y)
@@ -92,27 +92,14 @@ def check_space_on_rows(space: SearchSpace, X, y, random_state) -> None:
         check_space_for_data(space, image_shape)
     first = ParamGenerator(space, seed_of(random_state)).sample(0)  # the search's own first config
     rows = torch.as_tensor(np.asarray(X[:2]))
+    hint = " (images go in as (n, C, H, W): X[:, None] adds grey images' channel axis)" if np.ndim(X) != 4 else ""
     for kind in _values(space, "model") or ("mlp",):
-        start = f"search space {space.name!r}: model {kind!r}"
-        try:
-            net = make_net({**first, "model": kind}, n_features, len(labels), image_shape=image_shape, patience=0)
-            net.initialize()
-            with torch.no_grad():
-                out = net.module_(rows)
-        except UsageError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the module's code, yours included, whatever it raises
-            hint = (" (images go in as (n, C, H, W): X[:, None] adds grey images' channel axis)"
-                    if np.ndim(X) != 4 else "")
-            raise UsageError(f"{start} fails on the first config with X of shape {np.shape(X)}{hint}: "
-                             f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}") from None
-        shape = tuple(getattr(out, "shape", ()))
-        if shape == (len(rows), len(labels)) and not torch.is_floating_point(out):  # as check_modules_for_data
-            raise UsageError(f"{start} returns {out.dtype} values; the search needs float logits: return the last "
-                             "layer's output as it is")
-        if shape != (len(rows), len(labels)):
-            raise UsageError(f"{start} returns {type(out).__name__} of shape {shape} for {len(rows)} rows; the search "
-                             f"needs logits ({len(rows)}, {len(labels)}): one score per class of y")
+        probe_first_config(
+            f"search space {space.name!r}: model {kind!r}",
+            lambda kind=kind: make_net({**first, "model": kind}, n_features, len(labels), image_shape=image_shape,
+                                       patience=0),
+            rows, (len(rows), len(labels)), given=f"with X of shape {np.shape(X)}{hint}", unit="rows",
+            needs=f"the search needs logits ({len(rows)}, {len(labels)})", per_class="one score per class of y")
 
 
 def net_params(config: dict, X, y) -> dict:

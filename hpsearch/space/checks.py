@@ -24,7 +24,8 @@ from ..training.models.trust import UntrustedModule
 from ..training.models.user import ModuleImportError, user_model
 from ..training.net import OPTIMIZERS
 
-__all__ = ["NET_CHECKS", "check_model_kinds", "check_space", "check_space_for_data", "check_modules_for_data"]
+__all__ = ["NET_CHECKS", "check_model_kinds", "check_space", "check_space_for_data", "check_modules_for_data",
+           "probe_first_config"]
 
 
 def _one_of(allowed: Callable[[], Mapping], what: str):
@@ -221,6 +222,33 @@ def check_space_for_data(space, dataset) -> None:
             raise UsageError(f"{start}{what}" + need.format(side=2 ** pools, height=height, width=width) + f"; {fix}")
 
 
+def probe_first_config(start: str, build: Callable, rows, expected: tuple, *, given: str, unit: str, needs: str,
+                       per_class: str, fix: str = "") -> None:
+    """Build a net with ``build()`` and run ``rows`` (``unit``: "rows", "images") through its module: a
+    constructor or forward that raises (``given``: what it was given; ``fix``: what to do), or an output
+    that is not float logits of shape ``expected`` (``needs``: "... needs logits (n, K)"; ``per_class``:
+    what a logit is), is refused in one line beginning ``start``."""
+    import torch
+
+    try:
+        net = build()
+        net.initialize()
+        with torch.no_grad():
+            out = net.module_(rows)
+    except UsageError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the module's code, yours included, whatever it raises
+        raise UsageError(f"{start} fails on the first config {given}: {type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0][:160] if str(exc) else ''}{fix}") from None
+    shape = tuple(getattr(out, "shape", ()))
+    if shape == expected and not torch.is_floating_point(out):
+        raise UsageError(f"{start} returns {out.dtype} values; {needs.replace('logits', 'float logits', 1)}: "
+                         "return the last layer's output as it is")
+    if shape != expected:
+        raise UsageError(f"{start} returns {type(out).__name__} of shape {shape} for {len(rows)} {unit}; "
+                         f"{needs}: {per_class}")
+
+
 def check_modules_for_data(space, dataset, where: str | None = None, seed: int = 0) -> None:
     """Build each of your modules the space names with the first config's values on ``dataset``'s
     shape and run two blank images through it: a constructor that raises or an output that is not
@@ -234,28 +262,15 @@ def check_modules_for_data(space, dataset, where: str | None = None, seed: int =
     first = ParamGenerator(space, seed).sample(0)  # the search's own first config
     positions = dataset.task.positions
     expected = (2, positions, dataset.n_classes) if positions else (2, dataset.n_classes)
+    what = f"(n, {positions}, {dataset.n_classes})" if positions else f"(n, {dataset.n_classes})"
     for kind in _support(space.params, "model", "mlp"):
         if not is_user_model(kind):
             continue
         start = f"{param('space')} {where}: model {kind!r}" if where else f"search space {space.name!r}: model {kind!r}"
-        try:
-            net = make_net({**first, "model": kind}, dataset, patience=0, max_epochs=1)
-            net.initialize()
-            with torch.no_grad():
-                out = net.module_(torch.zeros((2, *dataset.image_shape)))
-        except UsageError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the user's code, whatever it raises
-            keys = {k: first[k] for k in module_keys(kind) if k in first}
-            raise UsageError(f"{start} fails on the first config ({keys}) with {dataset.image_shape} images: "
-                             f"{type(exc).__name__}: {str(exc).splitlines()[0][:160] if str(exc) else ''}; fix "
-                             "the module or the space's ranges") from None
-        shape = tuple(getattr(out, "shape", ()))
-        if shape == expected and not torch.is_floating_point(out):
-            raise UsageError(f"{start} returns {out.dtype} values; hpsearch needs float logits (n, "
-                             f"{dataset.n_classes}): return the last layer's output as it is")
-        if shape != expected:
-            what = f"(n, {positions}, {dataset.n_classes})" if positions else f"(n, {dataset.n_classes})"
-            raise UsageError(f"{start} returns {type(out).__name__} of shape {shape} for 2 images; hpsearch needs "
-                             f"logits {what}: one score per class of {dataset.name} ({dataset.n_classes} classes, "
-                             f"n_classes={dataset.n_classes})")
+        keys = {k: first[k] for k in module_keys(kind) if k in first}
+        probe_first_config(
+            start, lambda kind=kind: make_net({**first, "model": kind}, dataset, patience=0, max_epochs=1),
+            torch.zeros((2, *dataset.image_shape)), expected,
+            given=f"({keys}) with {dataset.image_shape} images", unit="images", needs=f"hpsearch needs logits {what}",
+            per_class=f"one score per class of {dataset.name} ({dataset.n_classes} classes, "
+                      f"n_classes={dataset.n_classes})", fix="; fix the module or the space's ranges")
