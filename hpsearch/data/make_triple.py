@@ -7,6 +7,7 @@ training split, so no test (or val) source image is ever seen in training.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import shutil
@@ -99,10 +100,26 @@ def _compose(images: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 _SAME_BUILD = ("made_by", "source", "seed", "counts", "val_fraction", "image_size", "pools")
 
 
-def _unfinished(out: Path, meta: dict) -> bool:
-    """Whether ``out`` holds this very build, interrupted (``complete: false``): the same command goes on."""
+def _source_digest(*arrays: np.ndarray) -> str:
+    """The source images and labels as read: another ``data_dir``'s files of the same counts change it."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
+
+
+def _unfinished(out: Path, meta: dict, data_dir) -> bool:
+    """Whether ``out`` holds this very build, interrupted (``complete: false``): the same command goes on.
+    The same build from other source files (another ``data_dir``) is refused: its images would mix."""
     found = _read_meta(out) if out.is_dir() else None
-    return bool(found) and found.get("complete") is False and all(found.get(k) == meta[k] for k in _SAME_BUILD)
+    if not found or found.get("complete") is not False or any(found.get(k) != meta[k] for k in _SAME_BUILD):
+        return False
+    if found.get("source_digest", meta["source_digest"]) != meta["source_digest"]:  # older builds kept none
+        raise TripleError(f"{param('out')} {out} holds this build, interrupted, from other {meta['source']} images "
+                          f"than {param('data_dir')} {data_dir or '(the default)'} holds (digest "
+                          f"{meta['source_digest'][:12]}, the build's {found['source_digest'][:12]}); run it with "
+                          f"the {param('data_dir')} it was started with, or pass {param('overwrite')} to start over")
+    return True
 
 
 def _prepare_out(out: Path, overwrite: bool) -> None:
@@ -193,9 +210,10 @@ def make_triple(source: str, out, *, data_dir=None, n_train: int | None = None, 
     meta = {"made_by": MADE_BY, "complete": False, "source": key, "seed": seed, "counts": counts,
             "val_fraction": val_fraction, "image_size": [3 * s, 3 * s],
             "pools": {split: len(pool) for split, pool in pools.items()}, "source_split": source_split,
+            "source_digest": _source_digest(X_src, y_src, X_src_test, y_src_test),
             "layout": "SPLIT/LABEL/INDEX.png, LABEL the three digits left to right; sources.csv names the "
                       "source images (indices into the source's train or test split)"}
-    resume = not overwrite and _unfinished(out, meta)  # the same command after a Ctrl-C: the files written are kept
+    resume = not overwrite and _unfinished(out, meta, data_dir)  # the same command after a Ctrl-C: keeps the files
     if not resume:
         _prepare_out(out, overwrite)
     try:

@@ -8,28 +8,20 @@ import shutil
 
 import numpy as np
 import pytest
+from fixtures.triple import COUNTS, build_triple, files_of, one_line
 from PIL import Image
 
-from hpsearch.cli import main
 from hpsearch.data import load_dataset
 from hpsearch.data import multidigit as md
 from hpsearch.data.dataset import DIGIT_CLASSES
 from hpsearch.data.make_triple import make_triple
 from hpsearch.data.multidigit import TripleError, read_triple_arrays
-from hpsearch.errors import UsageError
-
-COUNTS = {"train": 60, "val": 20, "test": 20}
-
-
-def _build(out, seed=1, **kw):
-    return make_triple("digits", out, n_train=COUNTS["train"], n_val=COUNTS["val"], n_test=COUNTS["test"],
-                       seed=seed, **kw)
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory):
     out = tmp_path_factory.mktemp("triple") / "t"
-    return _build(out)
+    return build_triple(out)
 
 
 @pytest.fixture
@@ -38,10 +30,6 @@ def copy(built, tmp_path):
     target = tmp_path / "t"
     shutil.copytree(built.out, target, ignore=shutil.ignore_patterns(md.CACHE_FILE))
     return target
-
-
-def _files(root):
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
 def _source_uint8():
@@ -69,10 +57,10 @@ def test_the_layout_is_three_splits_of_label_folders_of_24x24_grey_pngs(built):
 
 
 def test_the_same_seed_writes_the_same_bytes_and_another_seed_differs(built, tmp_path):
-    again = _build(tmp_path / "again")
-    assert _files(again.out) == {k: v for k, v in _files(built.out).items() if k != md.CACHE_FILE}
-    other = _build(tmp_path / "other", seed=2)
-    assert _files(other.out)["meta.json"] != _files(again.out)["meta.json"]
+    again = build_triple(tmp_path / "again")
+    assert files_of(again.out) == {k: v for k, v in files_of(built.out).items() if k != md.CACHE_FILE}
+    other = build_triple(tmp_path / "other", seed=2)
+    assert files_of(other.out)["meta.json"] != files_of(again.out)["meta.json"]
     assert not np.array_equal(other.sources["train"], again.sources["train"])
 
 
@@ -154,21 +142,13 @@ def test_a_second_load_uses_the_cache_and_a_changed_folder_is_read_again(copy, m
     assert np.load(copy / md.CACHE_FILE)["labels_test"].shape == (19, 3)
 
 
-def _one_line(exc_info, *parts):
-    message = str(exc_info.value)
-    assert "\n" not in message
-    for part in parts:
-        assert str(part) in message, (part, message)
-    return message
-
-
 def test_an_image_of_another_size_is_named_with_both_sizes(copy):
     odd = copy / "test" / "999" / "00000.png"
     odd.parent.mkdir()
     Image.fromarray(np.zeros((10, 12), np.uint8)).save(odd)
     with pytest.raises(TripleError) as exc:
         read_triple_arrays(copy)
-    _one_line(exc, odd, "12x10", "24x24")
+    one_line(exc, odd, "12x10", "24x24")
 
 
 def test_a_folder_not_named_by_three_digits_is_named(copy):
@@ -176,7 +156,7 @@ def test_a_folder_not_named_by_three_digits_is_named(copy):
         (copy / "train" / bad).mkdir()
         with pytest.raises(TripleError) as exc:
             read_triple_arrays(copy)
-        _one_line(exc, copy / "train" / bad, "three digits")
+        one_line(exc, copy / "train" / bad, "three digits")
         (copy / "train" / bad).rmdir()
 
 
@@ -185,11 +165,11 @@ def test_an_empty_or_missing_split_is_named(copy):
     (copy / "test" / "042").mkdir(parents=True)
     with pytest.raises(TripleError) as exc:
         read_triple_arrays(copy)
-    _one_line(exc, copy / "test", "no images")
+    one_line(exc, copy / "test", "no images")
     shutil.rmtree(copy / "test")
     with pytest.raises(TripleError) as exc:
         read_triple_arrays(copy)
-    _one_line(exc, copy / "test", "missing")
+    one_line(exc, copy / "test", "missing")
     fresh = make_triple("digits", copy / "fresh", n_train=60, n_val=0, n_test=20, seed=1).out
     assert not (fresh / "val").exists()  # val/ is optional: none written, and the folder loads
     assert len(read_triple_arrays(fresh)["y_train"]) == 60
@@ -198,12 +178,12 @@ def test_an_empty_or_missing_split_is_named(copy):
 def test_a_missing_folder_says_how_to_make_one(tmp_path, monkeypatch):
     with pytest.raises(TripleError) as exc:
         read_triple_arrays(tmp_path / "nowhere")
-    _one_line(exc, tmp_path / "nowhere", "hpsearch make-triple")
+    one_line(exc, tmp_path / "nowhere", "hpsearch make-triple")
     monkeypatch.setenv("HPSEARCH_DATA", str(tmp_path / "cache"))
     with pytest.raises(TripleError) as exc:
         load_dataset("triple-mnist")
-    _one_line(exc, tmp_path / "cache" / "triple-mnist", "make-triple --from digits", "data_dir")
-    _build(tmp_path / "cache" / "triple-mnist")  # once there, it is found without a --data-dir
+    one_line(exc, tmp_path / "cache" / "triple-mnist", "make-triple --from digits", "data_dir")
+    build_triple(tmp_path / "cache" / "triple-mnist")  # once there, it is found without a --data-dir
     assert load_dataset("triple-mnist").y_train.shape == (80, 3)
 
 
@@ -222,80 +202,13 @@ def test_a_non_image_and_an_interrupted_build_are_named(copy):
     junk.write_text("not a picture")
     with pytest.raises(TripleError) as exc:
         read_triple_arrays(copy)
-    _one_line(exc, junk, "not a readable image")
+    one_line(exc, junk, "not a readable image")
     junk.unlink()
     meta = json.loads((copy / "meta.json").read_text())
     (copy / "meta.json").write_text(json.dumps({**meta, "complete": False}))
     with pytest.raises(TripleError) as exc:
         read_triple_arrays(copy)
-    _one_line(exc, "interrupted", "run the same make-triple command again to finish it")
-
-
-def test_the_same_command_after_an_interrupt_finishes_the_build(built, tmp_path, monkeypatch):
-    """A Ctrl-C mid-build said 'run the same command again', which then refused the folder (not empty);
-    now the same command goes on: the files written are kept, and the folder equals an uninterrupted build."""
-    import hpsearch.data.make_triple as builder
-
-    real, calls = builder.os.replace, []
-
-    def interrupted(src, dst):  # as a Ctrl-C lands: this file's .part written, not yet renamed
-        calls.append(dst)
-        if len(calls) == 37:
-            raise KeyboardInterrupt
-        real(src, dst)
-
-    out = tmp_path / "t"
-    monkeypatch.setattr(builder.os, "replace", interrupted)
-    with pytest.raises(KeyboardInterrupt):
-        _build(out)
-    monkeypatch.setattr(builder.os, "replace", real)
-    kept = {p: p.stat().st_mtime_ns for p in out.rglob("*.png")}
-    assert len(kept) == 36 and json.loads((out / "meta.json").read_text())["complete"] is False
-    _build(out)
-    assert all(p.stat().st_mtime_ns == t for p, t in kept.items())  # not written again
-    assert _files(out) == {k: v for k, v in _files(built.out).items() if k != md.CACHE_FILE}
-    with pytest.raises(TripleError) as exc:  # another build in that folder: still refused, nothing lost
-        _build(out, seed=2)
-    _one_line(exc, out, "overwrite")
-
-
-def test_the_builder_refuses_bad_input_naming_the_parameter(copy, tmp_path):
-    with pytest.raises(TripleError) as exc:
-        _build(copy)
-    _one_line(exc, copy, "overwrite")
-    assert len(_build(copy, overwrite=True).files["train"]) == 60  # its own folder: replaced
-    (tmp_path / "mine").mkdir()
-    (tmp_path / "mine" / "thesis.tex").write_text("precious")
-    with pytest.raises(TripleError) as exc:
-        _build(tmp_path / "mine", overwrite=True)
-    _one_line(exc, "did not write")
-    assert (tmp_path / "mine" / "thesis.tex").read_text() == "precious"
-    with pytest.raises(TripleError) as exc:
-        make_triple("cifar10", tmp_path / "c")
-    _one_line(exc, "colour", "digits")
-    with pytest.raises(TripleError) as exc:
-        make_triple("mnst", tmp_path / "c")
-    _one_line(exc, "source", "'mnst'", "did you mean 'mnist'")
-    with pytest.raises(UsageError) as exc:
-        make_triple("digits", tmp_path / "c", n_train=0)
-    _one_line(exc, "n_train", ">= 1", "0")
-    with pytest.raises(TripleError) as exc:  # it was ignored without a word
-        make_triple("digits", tmp_path / "c", data_dir=tmp_path / "nowhere")
-    _one_line(exc, "data_dir", "digits is bundled", "leave")
-    assert not (tmp_path / "c").exists()  # refused before anything is written
-
-
-def test_make_triple_on_the_command_line(tmp_path, capsys):
-    out = tmp_path / "d"
-    code = main(["make-triple", "--from", "digits", "--out", str(out), "--n-train", "60", "--n-val", "20",
-                 "--n-test", "20", "--seed", "1", "--no-progress"])
-    assert code == 0 and "60 train, 20 val, 20 test" in capsys.readouterr().out
-    assert len(list((out / "train").glob("*/*.png"))) == 60
-    assert main(["make-triple", "--from", "digits", "--out", str(tmp_path / "e"), "--n-test", "-3"]) == 2
-    err = capsys.readouterr().err.strip()
-    assert err.count("\n") == 0 and "--n-test" in err and "-3" in err
-    assert main(["make-triple", "--from", "cifar10", "--out", str(tmp_path / "e")]) == 2
-    assert "colour" in capsys.readouterr().err
+    one_line(exc, "interrupted", "run the same make-triple command again to finish it")
 
 
 def test_a_16_bit_or_float_grey_image_reads_as_its_8_bit_picture(copy):
@@ -312,21 +225,6 @@ def test_a_16_bit_or_float_grey_image_reads_as_its_8_bit_picture(copy):
     assert np.array_equal(arrays["X_train"][1, 0], grey[1] / np.float32(255))
 
 
-def test_make_triple_refuses_absurd_counts_and_looping_out(tmp_path, capsys):
-    loop = tmp_path / "loop"
-    loop.symlink_to(tmp_path / "loop2")
-    (tmp_path / "loop2").symlink_to(loop)
-    cases = [(["--n-train", "100000000000"], "--n-train 100,000,000,000: at most 1,000,000 images per split"),
-             (["--out", str(loop)], "is a link that leads nowhere (or in a loop)"),
-             (["--out", str(loop / "sub")], "cannot make the folder (Too many levels of symbolic links)")]
-    for flags, message in cases:
-        out = ["--out", str(tmp_path / "t")] if "--out" not in flags else []
-        assert main(["make-triple", "--from", "digits", *out, *flags, "--no-progress"]) == 2
-        err = capsys.readouterr().err
-        assert message in err and err.count("\n") == 1 and "Traceback" not in err
-    assert not (tmp_path / "t").exists()
-
-
 def test_an_outlier_is_named_even_first_and_hazards_are_refused_unread(copy):
     """The image of another size is named even when it sorts first (not the normal one after it); a FIFO
     (a read would block), a link in a loop and a decompression bomb (a huge size in a small file) are
@@ -337,20 +235,20 @@ def test_an_outlier_is_named_even_first_and_hazards_are_refused_unread(copy):
     Image.fromarray(np.zeros((10, 12), np.uint8)).save(first)
     with pytest.raises(TripleError) as exc:
         read_triple_arrays(copy)
-    _one_line(exc, first, "12x10", "of the", "24x24")
+    one_line(exc, first, "12x10", "of the", "24x24")
     Image.fromarray(np.zeros((24, 24), np.uint8)).save(first)
     label = first.parent
     os.mkfifo(label / "zz-pipe.png")
     with pytest.raises(TripleError) as exc:
         read_triple_arrays(copy)
-    _one_line(exc, label / "zz-pipe.png", "not a regular file")
+    one_line(exc, label / "zz-pipe.png", "not a regular file")
     (label / "zz-pipe.png").unlink()
     (label / "zz-loop.png").symlink_to(label / "zz-loop.png")
     with pytest.raises(TripleError) as exc:
         read_triple_arrays(copy)
-    _one_line(exc, label / "zz-loop.png", "not a regular file")
+    one_line(exc, label / "zz-loop.png", "not a regular file")
     (label / "zz-loop.png").unlink()
     Image.new("L", (24, 24 * 30_000)).save(label / "zz-bomb.png")  # 720,000 x 24 pixels in a few kB
     with pytest.raises(TripleError) as exc:
         read_triple_arrays(copy)
-    _one_line(exc, label / "zz-bomb.png")
+    one_line(exc, label / "zz-bomb.png")
