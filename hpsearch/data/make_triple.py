@@ -110,11 +110,14 @@ def _source_digest(*arrays: np.ndarray) -> str:
 
 def _unfinished(out: Path, meta: dict, data_dir) -> bool:
     """Whether ``out`` holds this very build, interrupted (``complete: false``): the same command goes on.
-    The same build from other source files (another ``data_dir``) is refused: its images would mix."""
+    The same build from other source files (another ``data_dir``) is refused: its images would mix. One
+    by an earlier version is not gone on with (the folder is refused unless ``overwrite``)."""
     found = _read_meta(out) if out.is_dir() else None
     if not found or found.get("complete") is not False or any(found.get(k) != meta[k] for k in _SAME_BUILD):
         return False
-    if found.get("source_digest", meta["source_digest"]) != meta["source_digest"]:  # older builds kept none
+    if "source_digest" not in found:  # an older version's build: it wrote in place, so a file may be cut short
+        return False
+    if found["source_digest"] != meta["source_digest"]:
         raise TripleError(f"{param('out')} {out} holds this build, interrupted, from other {meta['source']} images "
                           f"than {param('data_dir')} {data_dir or '(the default)'} holds (digest "
                           f"{meta['source_digest'][:12]}, the build's {found['source_digest'][:12]}); run it with "

@@ -49,7 +49,8 @@ def test_the_same_command_after_an_interrupt_finishes_the_build(built, tmp_path,
 def test_a_resume_from_other_source_files_is_refused(tmp_path, monkeypatch):
     """The same make-triple command after a Ctrl-C, given another --data-dir whose MNIST files hold other
     images of the same counts, went on and mixed the two sources' digits in one build; now it is refused,
-    naming the folder, and the --data-dir it was started with finishes the build."""
+    naming the folder, and the --data-dir it was started with finishes the build. An earlier version's
+    interrupted build (no digest: it wrote its files in place) is not gone on with."""
     import hpsearch.data.make_triple as builder
     from hpsearch.data.idx import write_idx
     from hpsearch.data.mnist import IDX_FILES
@@ -78,6 +79,12 @@ def test_a_resume_from_other_source_files_is_refused(tmp_path, monkeypatch):
         make_triple("mnist", out, data_dir=tmp_path / "b", **counts)
     one_line(exc, out, "interrupted, from other mnist images", tmp_path / "b", "data_dir it was started with")
     assert sorted(out.rglob("*.png")) == first  # nothing written from b
+    meta = json.loads((out / "meta.json").read_text())
+    (out / "meta.json").write_text(json.dumps({k: v for k, v in meta.items() if k != "source_digest"}))
+    with pytest.raises(TripleError) as exc:  # an earlier version's build wrote in place: a file may be cut short
+        make_triple("mnist", out, data_dir=tmp_path / "a", **counts)
+    one_line(exc, out, "overwrite")
+    (out / "meta.json").write_text(json.dumps(meta))
     assert len(make_triple("mnist", out, data_dir=tmp_path / "a", **counts).files["train"]) == 4
 
 
