@@ -32,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
+from _common import machine_line  # noqa: E402,I001
 from hpsearch.data import FASHION_CLASSES, load_dataset  # noqa: E402
 from hpsearch.data.dataset import Dataset  # noqa: E402
 from hpsearch.retrain.top import retrain_top  # noqa: E402
@@ -75,6 +76,7 @@ def main(argv=None) -> None:
     p.add_argument("--n", type=int, default=9)
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
+    print(machine_line(), flush=True)
     tree = Path(args.tree)
     idx = load_dataset("fashion-mnist")
     if not (tree / "train").is_dir():

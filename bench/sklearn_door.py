@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from _common import machine_line  # noqa: E402,I001
 from scipy.stats import loguniform, uniform  # noqa: E402
 from sklearn.experimental import enable_halving_search_cv  # noqa: E402, F401
 from sklearn.model_selection import HalvingRandomSearchCV as SkHalving  # noqa: E402
@@ -61,6 +62,7 @@ def main(argv=None) -> None:
     p.add_argument("--max-epochs", type=int, default=27)
     p.add_argument("--repeat", type=int, default=2)
     args = p.parse_args(argv)
+    print(machine_line(), flush=True)
     data = load_dataset("digits" if args.data == "digits" else "fashion-mnist")
     data = data.training_slice(args.images, 0)
     X, y = data.X_train.reshape(len(data.y_train), -1), data.y_train
