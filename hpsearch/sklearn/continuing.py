@@ -20,6 +20,7 @@ import hashlib
 import inspect
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -66,11 +67,16 @@ def described(value):
                 None if bound is None or inspect.ismodule(bound) else described(bound)]
     if callable(value) and hasattr(value, "__qualname__"):  # a builtin such as torch.relu
         return f"{getattr(value, '__module__', None)}.{value.__qualname__}"
-    if type(value).__repr__ is not object.__repr__:
-        return [type(value).__qualname__, repr(value)]
+    if type(value).__repr__ is not object.__repr__ and not _ADDRESS.search(text := repr(value)):
+        return [type(value).__qualname__, text]
     if hasattr(value, "__dict__"):
         return [type(value).__qualname__, {k: described(v) for k, v in sorted(vars(value).items())}]
     return type(value).__qualname__  # an object without parameters or state: its kind
+
+
+# a repr naming the object's memory address (skorch's ValidSplit, the default train_split, has one) differs
+# between a net and its clone, and between processes: such a value is described by its attributes instead
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 
 
 def _code(code) -> str:

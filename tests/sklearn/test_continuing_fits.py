@@ -68,6 +68,23 @@ def test_values_of_one_kind_are_different_fits_and_equal_values_the_same(one, ot
     assert fit_key(_net(**{name: twin})) == key
 
 
+def test_skorchs_default_train_split_is_one_fit_that_continues(tmp_path, data):
+    """skorch's default train_split, ValidSplit(5), has a repr naming its memory address: it was part of the
+    fit's key, so a clone was another fit (a survivor trained again from epoch 0) and the fit's seed changed
+    from run to run. It is now described by its settings: the fit continues, equal to the straight one."""
+    from skorch.dataset import ValidSplit
+
+    def net():
+        return NeuralNetClassifier(Net, max_epochs=3, lr=0.1, batch_size=16, optimizer=torch.optim.SGD, verbose=0)
+
+    assert fit_key(net()) == fit_key(clone(net())) != fit_key(net().set_params(train_split=ValidSplit(3)))
+    straight, _ = _fits(net(), tmp_path / "straight", data, 3)
+    continued, trained = _fits(net(), tmp_path / "continued", data, 1, 3)
+    assert trained == [1, 2]
+    for mine, theirs in zip(_weights(continued), _weights(straight), strict=True):
+        assert torch.equal(mine, theirs)
+
+
 def test_candidates_told_apart_by_a_tensor_each_train(data):
     """Two class weightings of the loss: each candidate trains its own 2 folds x 3 epochs."""
     weights = [torch.ones(10), torch.tensor([100.0] + [0.01] * 9)]
