@@ -50,7 +50,7 @@ def check_splits(arrays: Mapping[str, np.ndarray], n_classes: int, names: Mappin
                         "or one per position (n, positions >= 2); flatten a column of labels with y.ravel()")
         if len(images) != len(labels):
             raise error(f"{where}: {img} holds {len(images)} images but {lab} holds {len(labels)} labels; "
-                        "the counts must match: re-download them, or does the folder mix two datasets?")
+                        "the counts must match: re-download or re-save them, or do the files mix two datasets?")
         if not (np.issubdtype(labels.dtype, np.integer) and labels.dtype != np.bool_):
             raise error(f"{where}: {lab} holds {labels.dtype} labels, expected integers 0..{n_classes - 1}")
         outside = (labels < 0) | (labels >= n_classes)
@@ -62,12 +62,12 @@ def check_splits(arrays: Mapping[str, np.ndarray], n_classes: int, names: Mappin
     if arrays["train_labels"].shape[1:] != arrays["test_labels"].shape[1:]:
         raise error(f"{where}: {names['train_labels']} has shape {arrays['train_labels'].shape} but "
                     f"{names['test_labels']} {arrays['test_labels'].shape}; train and test need as many "
-                    "labels per image: does the folder mix two datasets?")
+                    "labels per image: do the files mix two datasets?")
     train_lab, test_lab = names["train_labels"], names["test_labels"]
     train, test = arrays["train_images"], arrays["test_images"]
     if train.shape[1:] != test.shape[1:]:
         raise error(f"{where}: {test_img} holds {_size(test.shape[1:])} images but {train_img} holds "
-                    f"{_size(train.shape[1:])}; train and test need one size: does the folder mix two datasets?")
+                    f"{_size(train.shape[1:])}; train and test need one size: do the files mix two datasets?")
     classes = np.unique(arrays["train_labels"])
     if len(classes) < 2:
         found = f"only class {int(classes[0])}" if len(classes) else "no labels"
@@ -77,7 +77,7 @@ def check_splits(arrays: Mapping[str, np.ndarray], n_classes: int, names: Mappin
     if len(unseen):
         listed = ", ".join(str(int(c)) for c in unseen[:5]) + (", ..." if len(unseen) > 5 else "")
         raise error(f"{where}: {test_lab} holds class {listed}, which {train_lab} never has; "
-                    "does the folder mix two datasets?")
+                    "do the files mix two datasets?")
 
 
 @dataclass(frozen=True, eq=False)

@@ -39,6 +39,11 @@ def label_folders(split_dir: Path, error: type[UsageError], check_name: Callable
             continue
         if not entry.is_dir():
             raise error(f"{entry.path}: a file where {split}/ holds only class folders; move it out")
+        if _undecodable(entry.name):
+            shown = os.fsencode(entry.path).decode("utf-8", "backslashreplace")
+            raise error(f"{shown}/: a class folder whose name is not UTF-8 text (the class name would be unreadable "
+                        "in the pictures, the report and the page); rename it (convmv -f latin1 -t utf8 -r --notest "
+                        "converts a whole tree)")
         why = check_name(entry.name) if check_name else None
         if why:
             raise error(f"{entry.path}/: {why}")
@@ -56,6 +61,15 @@ def label_folders(split_dir: Path, error: type[UsageError], check_name: Callable
                             "loop); remove it")
         labels.append((entry.name, files))
     return labels
+
+
+def _undecodable(name: str) -> bool:
+    """Whether the file system's bytes for ``name`` were not UTF-8 (Python keeps them as surrogates)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 def header_size(path: str, error: type[UsageError]) -> tuple[tuple[int, int], str]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UsageError, param
-from .dataset import Dataset
+from .dataset import Dataset, check_splits
 
 __all__ = ["load_npz", "NPZ_KEYS"]
 
@@ -61,6 +61,22 @@ def load_npz(data_dir: str | os.PathLike | None = None) -> Dataset:
     X_train, X_test = (_images(arrays[key], path, key) for key in ("X_train", "X_test"))
     y_train, y_test = (_labels(arrays[key], path, key) for key in ("y_train", "y_test"))
     n_classes = int(max(y_train.max(initial=0), y_test.max(initial=0))) + 1
+    check_splits({"train_images": X_train, "train_labels": y_train, "test_images": X_test, "test_labels": y_test},
+                 n_classes, {"train_images": "X_train", "train_labels": "y_train", "test_images": "X_test",
+                             "test_labels": "y_test"}, where=str(path))
+    if not len(y_test):  # the winner is scored there: every retraining failed after the whole search
+        raise UsageError(f"{path}: X_test holds no images; the winner is scored on the test set: keep some images "
+                         "of each class for it")
+    missing = np.setdiff1d(np.arange(n_classes), y_train)
+    if len(missing):  # an output no image trains: labels 3 and 7 made an 8-class net scored below chance
+        def listed(values):
+            return ", ".join(str(int(c)) for c in values[:6]) + (", ..." if len(values) > 6 else "")
+
+        raise UsageError(f"{path}: y_train has no image of class {listed(missing)} (its labels: "
+                         f"{listed(np.unique(y_train))}); "
+                         f"labels are class indices 0..K-1, each with training images: renumber them with classes, "
+                         "y_train = np.unique(y_train, return_inverse=True), then y_test = np.searchsorted(classes, "
+                         "y_test)")
     if names is None:
         class_names = tuple(str(k) for k in range(n_classes))
     else:
@@ -87,9 +103,13 @@ def _images(X: np.ndarray, path: Path, key: str) -> np.ndarray:
     if X.dtype.kind != "f":
         raise UsageError(f"{path}: {key} is {X.dtype}; save images as uint8 (0..255) or float in [0, 1]")
     X = X.astype(np.float32)
-    if not np.isfinite(X).all() or X.min(initial=0.0) < 0 or X.max(initial=0.0) > 1:
-        raise UsageError(f"{path}: {key} holds values outside [0, 1] (from {np.nanmin(X):g} to {np.nanmax(X):g}); "
-                         "divide by 255 or save as uint8")
+    if np.isnan(X).any():
+        raise UsageError(f"{path}: {key} holds NaN (at image {int(np.isnan(X).any(axis=(1, 2, 3)).argmax())}); "
+                         "images are pixel values in [0, 1]: replace or drop those images")
+    if X.min(initial=0.0) < 0 or X.max(initial=0.0) > 1:
+        low, high = (np.format_float_positional(v) for v in (X.min(), X.max()))  # 1.0000001, not 1 as :g says
+        raise UsageError(f"{path}: {key} holds values outside [0, 1] (from {low} to {high}); divide by 255 or "
+                         "save as uint8 (np.clip(X, 0, 1) if only rounding put them outside)")
     return X
 
 

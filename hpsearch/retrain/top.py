@@ -255,6 +255,9 @@ def _retrain_top(run_dir: Path, settings: dict, top: int, retrain_epochs: int, *
     """``retrain_top``'s work, its arguments checked and the run locked."""
     if dataset is None:
         dataset = run_dataset(run_dir)
+    if not len(dataset.y_test):  # each retraining would fail on it, after its training
+        raise UsageError(f"dataset {dataset.name!r} holds no test images; the retrained configs are scored on them: "
+                         "pass a dataset with a test set")
     batch_size = int(settings.get("batch_size", DEFAULT_BATCH_SIZE))
     seed = int(settings.get("seed", 0))
     ranked, _ = _ranking(run_dir)

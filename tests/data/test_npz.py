@@ -67,6 +67,34 @@ def test_bad_files_are_one_line(digits, tmp_path, changes, message):
     assert message in str(info.value) and "\n" not in str(info.value)
 
 
+def _two_classes(d):  # digits 3 and 7 only, kept as they are: an 8-output net that no image of 0-2, 4-6 trains
+    train, test = np.isin(d.y_train, [3, 7]), np.isin(d.y_test, [3, 7])
+    return {"X_train": d.X_train[train], "y_train": d.y_train[train], "X_test": d.X_test[test], "y_test": d.y_test[test]}
+
+
+def _nan(d):
+    X = d.X_train.copy()
+    X[5, 0, 0, 0] = np.nan
+    return {"X_train": X}
+
+
+@pytest.mark.parametrize("change, message", [
+    (_two_classes, "y_train has no image of class 0, 1, 2, 4, 5, 6 (its labels: 3, 7); labels are class indices"),
+    (lambda d: {"X_test": d.X_test[:0], "y_test": d.y_test[:0]}, "X_test holds no images"),
+    (_nan, "X_train holds NaN (at image 5)"),
+    (lambda d: {"X_train": d.X_train * np.float32(1.0000001) + np.float32(1e-7)}, "to 1.0000002)"),
+    (lambda d: {"y_train": d.y_train[:-1]}, "holds 1437 images but y_train holds 1436 labels"),
+], ids=["labels-3-and-7", "empty-test", "nan", "rounded-above-1", "one-label-short"])
+def test_what_trained_wrongly_or_failed_late_is_refused_naming_the_file(digits, tmp_path, change, message):
+    """Labels 3 and 7 searched an 8-class net scored below chance; an empty test set failed every retraining
+    after the search; NaN read "outside [0, 1] (from 0 to 1)"; 1.0000001 printed as 1; a count mismatch
+    named "dataset 'npz'", not the file."""
+    path = _save(tmp_path / "bad.npz", digits, **change(digits))
+    with pytest.raises(UsageError) as info:
+        load_dataset("npz", path)
+    assert str(info.value).startswith(f"{path}: ") and message in str(info.value) and "\n" not in str(info.value)
+
+
 def test_a_missing_file_or_none_says_to_pass_one(tmp_path):
     with pytest.raises(UsageError, match="npz reads your arrays from a file: pass data_dir FILE.npz"):
         load_dataset("npz")

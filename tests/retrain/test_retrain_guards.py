@@ -235,3 +235,12 @@ def test_compare_same_config_says_a_variant_at_chance_by_its_own_test_accuracy(s
     assert main(command) == 0  # the rows are kept: said again, nothing trained
     assert f"at chance (test accuracy <= {low:.2%}, the majority class's share): {table['group'].iloc[0]}; the " \
            "variant learned nothing in these epochs" in capsys.readouterr().out
+
+
+def test_a_dataset_without_test_images_is_refused_before_training(searched, tmp_path, digits):
+    """Every retraining failed on it after its training ('need at least one array to concatenate'), then the
+    error advised fewer epochs; it is named first, and nothing is written."""
+    run = _copy(searched, tmp_path)
+    with pytest.raises(UsageError, match="dataset 'digits' holds no test images; the retrained configs are scored"):
+        retrain_top(run, top=1, retrain_epochs=2, dataset=digits.subset(None, 0), progress=False, n_jobs=1)
+    assert not (run / "retrain.csv").exists() and not (run / "winner.pt").exists()
