@@ -9,6 +9,7 @@ importing torch; tests/test_cli_startup.py checks that each list is its registry
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -42,6 +43,13 @@ def whole(low: int, high: int | None = None, why: str = "", grouped: bool = True
             shown = (f"{high:,}", f"{value:,}") if grouped else (high, value)
             raise UsageError(f"{param(name)} must be at most {shown[0]}{why}, got {shown[1]}")
     return check
+
+
+def device_name(name: str, device) -> None:
+    """A device hpsearch can name: cpu, cuda, cuda:N or auto (cuda:x, cudax, cuda:01 refused here, not by torch
+    inside a job); whether this machine has it is ``hpsearch.training.net.resolve_device``'s question."""
+    if not isinstance(device, str) or not re.fullmatch(r"cpu|auto|cuda(:(0|[1-9]\d*))?", device):
+        raise UsageError(f"{param(name)} must be cpu, cuda, cuda:N or auto, got {device!r}")
 
 
 def optional(check: Callable[[str, Any], None]) -> Callable[[str, Any], None]:

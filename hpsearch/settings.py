@@ -111,7 +111,8 @@ class SearchSettings:
                         check=checks.whole(0, MAX_SEED, " (2**32 - 1)", grouped=False))
     out: str | None = setting(None, "run folder (default results/<dataset>_<space>_seed<seed>, with _<strategy> "
                               "before _seed unless random)", report=False)
-    device: str = setting("cpu", "cpu, cuda, cuda:N or auto")
+    device: str = setting("cpu", "cpu, cuda, cuda:N or auto (auto: cuda when this machine, or a Dask worker, has a "
+                          "CUDA GPU, else cpu)", check=checks.device_name)
     progress: bool = setting(True, "a progress bar (the command line's --no-progress turns it off)", flag=False,
                              report=False)
     engine: str = setting("skorch", "skorch: one skorch net per config x fold, the reference; batched: many MLP "

@@ -77,6 +77,7 @@ BAD_INPUTS = [
     (lambda t: ["--out", str(_a_file(t))], "is a file, not a folder; name a new folder, or a run folder to resume"),
     (lambda t: ["--device", "tpu"], "--device must be cpu, cuda, cuda:N or auto, got 'tpu'"),
     (lambda t: ["--device", "cuda:x"], "--device must be cpu, cuda, cuda:N or auto, got 'cuda:x'"),
+    (lambda t: ["--device", "cuda:01"], "--device must be cpu, cuda, cuda:N or auto, got 'cuda:01'"),  # torch's
     (lambda t: ["--max-models-per-chunk", "4"],
      "--max-models-per-chunk applies only with --engine batched; --engine skorch would ignore it"),
     (lambda t: ["--images", "0"], "--images must be a whole number >= 1, got 0"),

@@ -25,7 +25,6 @@ __all__ = ["cmd_search", "cmd_retrain", "cmd_plot", "cmd_report", "cmd_serve", "
 
 def cmd_search(args) -> int:
     from ..jobs.backends import backend_session
-    from ..training.net import resolve_device
 
     settings = search_settings(args)
     if args.resume and read_stored_settings(args.resume).get("extra", {}).get("no_retrain") \
@@ -35,7 +34,7 @@ def cmd_search(args) -> int:
               f"hpsearch retrain {args.resume}")
     settings.extra = {**settings.extra, "no_retrain": bool(args.no_retrain)}
     if settings.backend != "dask":  # on Dask the workers have the device, not this machine (checked there)
-        settings.device = resolve_device(settings.device)
+        _device_here(settings.device, args)
     if not args.no_retrain:  # checked now, not after the search: a typo must not cost the night
         from ..winner.pictures import check_panels
 
@@ -44,6 +43,23 @@ def cmd_search(args) -> int:
     with backend_session(settings.backend, settings.scheduler) as backend:
         backend.check_device(settings.device)
         return _search_then_retrain(args, settings, backend)
+
+
+def _device_here(device: str, args) -> str:
+    """``device`` resolved on this machine, said when auto finds no GPU; a resumed run's stored device that
+    is not here is named as the run's."""
+    from ..training.net import resolve_device
+
+    try:
+        resolved = resolve_device(device)
+    except UsageError as exc:
+        if args.resume and args.device is None:  # not typed: the run's settings.json holds it
+            raise UsageError(f"{exc} (--resume {args.resume} was searched with --device {device}, kept in its "
+                             f"settings.json; pass --device cpu to resume it on this machine)") from None
+        raise
+    if device == "auto" and resolved == "cpu":
+        print("--device auto: no CUDA GPU is visible, so the configs train on the CPU", file=sys.stderr)
+    return resolved
 
 
 def _search_then_retrain(args, settings, backend) -> int:

@@ -198,6 +198,8 @@ def evaluate_batched(configs: dict[int, dict], seeds: dict[int, int], X, y, fold
                          f"{unbatchable_reason(configs[bad[0]])}); run them with {param('engine')} skorch")
     if not configs:
         return
+    if not remote:  # this machine's device, checked before a chunk starts (a worker's is checked there)
+        device = resolve_device(device)
     on_gpu = str(device).startswith("cuda")
     eval_batch = eval_batch or (4096 if on_gpu else 1024)
     if max_models_per_chunk is None:

@@ -195,7 +195,7 @@ def retrain_top(run_dir, top: int = _DEFAULTS["top"], retrain_epochs: int = _DEF
     retrain_epochs : int
         Epochs of each retraining; no early stopping (the seed's 300).
     device : str
-        ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
     dataset : Dataset, optional
         The data to use; by default the run's dataset is loaded again. Its name must match.
     monitor_test : bool
@@ -234,6 +234,8 @@ def retrain_top(run_dir, top: int = _DEFAULTS["top"], retrain_epochs: int = _DEF
     check_whole("top", top, 1)
     check_whole("retrain_epochs", retrain_epochs, 1)
     check_whole("checkpoint_every", checkpoint_every, 0)
+    if backend is None or backend.name == "loky":  # this machine's (a Dask worker's is checked there)
+        device = resolve_device(device)  # before anything is written: one not here failed every row of retrain.csv
     if winner_by not in WINNER_RULES:
         raise UsageError(f"{param('winner_by')} must be one of {', '.join(WINNER_RULES)}, got {winner_by!r}")
     if schedule is not None:
@@ -349,7 +351,8 @@ def _retrain_top(run_dir: Path, settings: dict, top: int, retrain_epochs: int, *
     write_table(run_dir, rows, beyond, winner_by)
     drop_weights(run_dir, {*(r["trial"] for r in rows), *(r["trial"] for r in beyond)})
     table, winner = summarize(complete=True)
-    return RetrainResult(table, winner, load_winner(run_dir, device=resolve_device(device)), run_dir,
+    here = "auto" if remote else device  # the winner is loaded on this machine, which a Dask worker's GPU is not
+    return RetrainResult(table, winner, load_winner(run_dir, device=resolve_device(here)), run_dir,
                          trained=len(todo))
 
 

@@ -41,6 +41,7 @@ from ..space.search_space import SearchSpace, load_space, module_folder
 from ..strategies import make_strategy
 from ..tasks import VALID_SPLITS
 from ..training.models import is_user_model
+from ..training.net import resolve_device
 from .evaluator import Evaluator
 from .interrupt import ClusterLost, InterruptFlag, SearchInterrupted
 
@@ -196,6 +197,9 @@ def run_search(settings: SearchSettings, dataset: Dataset | None = None, backend
     another command to write in.
     """
     settings.validate()
+    asked = settings.device  # stored as given: a run searched with auto resumes on whatever this machine has
+    if settings.backend != "dask":  # on Dask the workers have the device (checked there), not this machine
+        settings = replace(settings, device=resolve_device(settings.device))
     strategy = make_strategy(settings)
     space = load_space(settings.space, settings.module_path)
     own_module = any(is_user_model(kind) for kind in space.params["model"].support())
@@ -250,7 +254,7 @@ def run_search(settings: SearchSettings, dataset: Dataset | None = None, backend
                 print(said)
         atomic_write_text(run_dir / SPACE_FILE, space.source)
         earlier = read_json(run_dir / SETTINGS_FILE, replace_damaged=True)
-        stored = {**asdict(settings), **_commands(earlier), "dataset_name": dataset.name,
+        stored = {**asdict(settings), **_commands(earlier), "dataset_name": dataset.name, "device": asked,
                   "chance": chance_levels(dataset.y_train, settings.scoring)}
         if settings.data_dir is not None:  # later steps may run from another folder
             stored["data_dir"] = str(Path(settings.data_dir).expanduser().resolve())

@@ -43,6 +43,36 @@ def _check_estimator(search) -> None:
                          f"({why}); wrap your module: NeuralNetClassifier(MyModule, max_epochs=..., lr=...)")
 
 
+def _check_device(estimator) -> None:
+    """The net's device, refused in one line before any fit where every fit would fail on it (each with
+    scikit-learn's traceback); on a Dask cluster the workers' devices are theirs, so only the name is checked."""
+    import joblib
+    import torch
+
+    device = getattr(estimator, "device", "cpu")
+    if device is None:  # skorch: the module stays where it is
+        return
+    if str(device) == "auto":
+        raise UsageError("the net's device='auto' is hpsearch's command-line word, not one skorch knows; pass "
+                         "device='cuda' if torch.cuda.is_available() else 'cpu'")
+    try:
+        kind = torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise UsageError(f"the net's device={device!r} is not a device torch knows; pass 'cpu', 'cuda' or "
+                         "'cuda:N'") from None
+    if kind.type not in ("cpu", "cuda"):
+        raise UsageError(f"the net's device={device!r}: hpsearch trains on 'cpu' or 'cuda' (its continued fits keep "
+                         "those devices' random states); pass one of them")
+    if kind.type == "cpu" or "Dask" in type(joblib.parallel.get_active_backend()[0]).__name__:
+        return
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if not count:
+        raise UsageError(f"the net's device={device!r} asks for CUDA, but no CUDA GPU is visible; pass device='cpu'")
+    if kind.index is not None and kind.index >= count:
+        raise UsageError(f"the net's device={device!r}: this machine shows {count} GPU(s) (cuda:0 to "
+                         f"cuda:{count - 1}); choose one of them")
+
+
 def _names(estimator) -> tuple[set, list]:
     """The parameter names the net takes as they are, and its module's constructor arguments."""
     known = set(estimator.get_params(deep=False))
@@ -101,6 +131,7 @@ def check_search(search) -> None:
     have (with did-you-mean), the resource among the searched parameters; a ``SearchSpace`` naming what
     only hpsearch's training loop does (``hpsearch.sklearn.spaces``)."""
     _check_estimator(search)
+    _check_device(search.estimator)
     _check_error_score(search.error_score)
     resource = getattr(search, "resource", None)
     if resource is not None and resource != "max_epochs":

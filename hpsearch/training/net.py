@@ -8,7 +8,6 @@ Config keys map onto skorch's dunder names: ``hidden`` -> ``module__hidden``, ``
 from __future__ import annotations
 
 import math
-import re
 from numbers import Integral
 
 import numpy as np
@@ -19,6 +18,7 @@ from skorch.utils import to_tensor
 
 from ..data.dataset import Dataset, square_image_shape
 from ..errors import UsageError, param, plural
+from ..setting_checks import device_name
 from ..settings import DEFAULT_BATCH_SIZE, DEFAULT_MAX_EPOCHS, DEFAULT_PATIENCE  # noqa: F401 - one place, which --help reads
 from ..tasks import SingleLabel
 from .augment import augment_batch, check_augment_name
@@ -142,10 +142,9 @@ def _batch_as_is(batch):
 
 def resolve_device(device: str) -> str:
     """``"auto"`` -> ``"cuda"`` when CUDA is present, else ``"cpu"``; checks ``"cuda"`` exists."""
+    device_name("device", device)
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device != "cpu" and not re.fullmatch(r"cuda(:\d+)?", device):  # cuda:x, cudax: refused here, not by torch
-        raise UsageError(f"{param('device')} must be cpu, cuda, cuda:N or auto, got {device!r}")
     if device.startswith("cuda") and not torch.cuda.is_available():
         raise UsageError(f"{param('device')} {device} asked for CUDA, but no CUDA GPU is visible; "
                          f"use {param('device')} cpu (or auto)")
