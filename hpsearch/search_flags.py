@@ -59,7 +59,8 @@ def search_settings(args) -> SearchSettings:
         base["space"] = str(Path(args.resume) / SPACE_FILE)  # the space exactly as stored
         if "data_dir" not in given and base.get("data_dir") and not Path(base["data_dir"]).exists():
             raise UsageError(f"--resume {args.resume} was searched on {base['data_dir']}, which is not there now: "
-                             "put it back there (a resume reads the same images)")
+                             "put it back there, or pass --data-dir with where it is now (a resume reads the same "
+                             "images: they are checked against the ones the run read)")
         base.update(given)
         given = base
     return SearchSettings(**given, progress=not args.no_progress)

@@ -299,7 +299,7 @@ def fingerprint(settings: SearchSettings, space, dataset) -> dict:
         "strategy": make_strategy(settings).fingerprint(),
         **{name: getattr(settings, name) for name, spec in setting_specs().items()
            if spec.identity_if_set and getattr(settings, name) is not None and spec.holds(asdict(settings))},
-        # an image folder: which one, and its classes (another folder must not resume this run)
-        **({"source": {"root": dataset.source.get("root"), "classes": list(dataset.class_names)}}
-           if dataset.source else {}),
+        # an image folder's classes; not where it is (a run follows its folder when moved): its images are
+        # compared by their digest in dataset.json, so another folder's do not resume this run
+        **({"source": {"classes": list(dataset.class_names)}} if dataset.source else {}),
     }

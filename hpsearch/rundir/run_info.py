@@ -84,7 +84,8 @@ def run_dataset(run_dir) -> Dataset:
         gone = settings.get("data_dir") and not Path(settings["data_dir"]).exists()
         if gone:  # the loader would name --data-dir, which a command on a run folder does not take
             raise UsageError(f"{run_dir} was searched on {settings['data_dir']}, which is not there now: put it back "
-                             "there (the images are checked against the ones the run read)")
+                             f"there, or tell the run where it is now with hpsearch search --resume {run_dir} "
+                             "--data-dir NEW (the images are checked against the ones the run read)")
         dataset = load_dataset(settings["dataset"], settings.get("data_dir"), **dataset_options(settings))
     dataset = dataset.training_slice(settings.get("max_train"), int(settings.get("seed", 0)))
     check_source(Path(run_dir), dataset)  # a changed folder is named as such, before the counts below

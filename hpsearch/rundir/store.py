@@ -230,11 +230,18 @@ def open_study(run_dir, create: bool = False, **create_kwargs) -> optuna.Study:
         raise _damaged(path, f"it holds no study named {STUDY!r}") from None
 
 
+# where an image folder was, kept in fingerprints before a run could follow its folder to a new place: the
+# images themselves are compared by dataset.json's digest (check_source)
+_MOVABLE = {"source.root"}
+
+
 def _differences(stored: dict, now: dict, prefix: str = "") -> list[tuple[str, object, object]]:
     """``(key, stored value, value now)`` where two fingerprints differ, inside nested settings too
     (``strategy.fold_racing``), so the message names the setting rather than a cut-off dict."""
     diffs = []
     for key in sorted(set(stored) | set(now)):
+        if prefix + key in _MOVABLE:
+            continue
         was, is_now = stored.get(key), now.get(key)
         if key == "space" and not prefix:  # a space file's text: compared as TOML, comments and layout aside
             was, is_now = _toml_or_text(was), _toml_or_text(is_now)
