@@ -44,20 +44,38 @@ __all__ = ["compare_groups", "markdown_table"]
 DEFAULTS = {"head": "softmax", "loss": "ce"}  # what a config without the key trains with
 
 
-def _space_choices(run_dir: Path, name: str) -> tuple:
-    """The values the run's space can give ``name``: its choices, its constant, or the default."""
-    from ..space.distributions import Categorical, Constant
-    from ..space.search_space import load_space
+# a whole-number range this short is a list of groups (depth 1..3), one this long a group per config
+MAX_WHOLE_GROUPS = 10
 
-    dist = load_space(run_dir / SPACE_FILE).params.get(name)
+
+def _listed(dist) -> tuple | None:
+    """The values ``dist`` can give, where they are few enough to group by: its choices, its constant, a
+    short whole-number range; None for a range of numbers."""
+    from ..space.distributions import Categorical, Constant, IntUniform
+
     if isinstance(dist, Categorical):
         return dist.choices
     if isinstance(dist, Constant):
         return (dist.value,)
+    if isinstance(dist, IntUniform) and dist.high - dist.low < MAX_WHOLE_GROUPS:
+        return tuple(range(dist.low, dist.high + 1))
+    return None
+
+
+def _space_choices(run_dir: Path, name: str) -> tuple:
+    """The values the run's space can give ``name``: its choices, its constant, a short whole-number range,
+    or the default."""
+    from ..space.search_space import load_space
+
+    dist = load_space(run_dir / SPACE_FILE).params.get(name)
     if dist is None and name in DEFAULTS:
         return (DEFAULTS[name],)
-    raise UsageError(f"{param('by')} {name}: the run's space does not choose {name} from a list; "
-                     f"{param('same_config')} needs categorical (or constant) keys")
+    listed = _listed(dist)
+    if listed is None:
+        raise UsageError(f"{param('by')} {name}: the run's space does not choose {name} from a list; "
+                         f"{param('same_config')} needs categorical (or constant) keys, or a whole-number range of "
+                         f"at most {MAX_WHOLE_GROUPS} values")
+    return listed
 
 
 def _groups(run_dir: Path, by: list[str], same_config: bool) -> list[tuple[tuple, dict]]:
@@ -98,16 +116,19 @@ def _groups(run_dir: Path, by: list[str], same_config: bool) -> list[tuple[tuple
 
 
 def _check_drawn_from_lists(run_dir: Path, by: list[str]) -> None:
-    """A key the space draws from a range (dropout, lr) makes a group of each config: refused, said so."""
-    from ..space.distributions import Categorical, Constant
+    """A key the space draws from a range (dropout, lr) makes a group of each config: refused, naming the keys
+    this space does draw a few values of."""
     from ..space.search_space import load_space
 
     params = load_space(run_dir / SPACE_FILE).params if (run_dir / SPACE_FILE).is_file() else {}
-    ranged = [name for name in by if name in params and not isinstance(params[name], Categorical | Constant)]
+    ranged = [name for name in by if name in params and _listed(params[name]) is None]
     if ranged:
+        groupable = [name for name, dist in params.items() if len(_listed(dist) or ()) > 1]
+        offer = (f"such as {', '.join(groupable)}" if groupable else
+                 "but this space draws none with several values")
         raise UsageError(f"{param('by')} {ranged[0]}: the run's space draws it from a range "
                          f"({type(params[ranged[0]]).__name__}), so each config would be a group of its own; group "
-                         "by a key the space chooses from a list, such as head, loss, optimizer or model")
+                         f"by a key the space chooses from a list or a short whole-number range, {offer}")
 
 
 def _combinations(run_dir: Path, by: list[str]) -> list[tuple]:

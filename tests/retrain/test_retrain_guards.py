@@ -69,8 +69,9 @@ def test_compare_says_what_it_trained_on_and_what_learned_nothing(searched, tmp_
     (dropout) made one group per config without a word."""
     run = _copy(searched, tmp_path)
     assert main(["compare", str(run), "--by", "dropout", "--retrain-epochs", "1", "--no-progress"]) == 2
+    err = capsys.readouterr().err
     assert "--by dropout: the run's space draws it from a range (Uniform), so each config would be a group of its " \
-           "own" in capsys.readouterr().err
+           "own" in err and err.rstrip().endswith("short whole-number range, such as optimizer")
     settings = json.loads((run / "settings.json").read_text())
     settings["chance"]["accuracy"] = 1.0  # every group at or under it: each is named
     (run / "settings.json").write_text(json.dumps(settings))
@@ -244,3 +245,15 @@ def test_a_dataset_without_test_images_is_refused_before_training(searched, tmp_
     with pytest.raises(UsageError, match="dataset 'digits' holds no test images; the retrained configs are scored"):
         retrain_top(run, top=1, retrain_epochs=2, dataset=digits.subset(None, 0), progress=False, n_jobs=1)
     assert not (run / "retrain.csv").exists() and not (run / "winner.pt").exists()
+
+
+def test_compare_groups_by_a_short_whole_number_range(tmp_path, digits, capsys):
+    """--by batch_size, drawn from 32..33 (int_uniform), was refused as "a range", naming keys the space
+    did not draw (head, loss, model); a short whole-number range is a list of groups."""
+    space = tmp_path / "space.toml"
+    space.write_text('model = "mlp"\nhidden = [32]\nlr = 0.05\noptimizer = "adam"\n'
+                     'batch_size = { distribution = "int_uniform", low = 32, high = 33 }\n')
+    run = run_search(SearchSettings(n=6, space=str(space), out=str(tmp_path / "run"), **TINY), digits)
+    assert main(["compare", str(run), "--by", "batch_size", "--retrain-epochs", "1", "--no-progress"]) == 0
+    table = pd.read_csv(run / "compare.csv")
+    assert sorted(table["batch_size"]) == [32, 33]
