@@ -10,7 +10,8 @@ import torch
 
 from ..errors import UsageError, param
 
-__all__ = ["effective_jobs", "threads_per_job", "task_threads", "torch_threads", "cpu_count", "omp_cap"]
+__all__ = ["effective_jobs", "threads_per_job", "task_threads", "torch_threads", "cpu_count", "omp_cap",
+           "rng_kept"]
 
 
 def cpu_count() -> int:
@@ -64,6 +65,12 @@ def torch_threads(threads):
         yield
     finally:
         torch.set_num_threads(previous)
+
+
+def rng_kept():
+    """Torch's random states as they were, put back after the block: the CPU's and every visible GPU's
+    (``torch.manual_seed`` reseeds them all, so a caller's CUDA draws would change too)."""
+    return torch.random.fork_rng(devices=list(range(torch.cuda.device_count())))
 
 
 def effective_jobs(n_jobs: int, n_tasks: int, name: str = "n_jobs") -> int:

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..jobs.resources import torch_threads
+from ..jobs.resources import rng_kept, torch_threads
 from ..rundir.states import capture, load_state, restore, save_state
 from .callback_states import callback_states, put_back_callback_states
 
@@ -139,13 +139,11 @@ class Continuing:
         # the seed is part of the fit: another random_state with the same storage trains anew
         folder = Path(self._hp_storage) / "states" / f"seed{self._hp_seed}" / key / _rows_key(X, y)
         owner = {"fit": key, "seed": self._hp_seed, "rows": folder.name}
-        outside = torch.get_rng_state()  # the caller's (the CPU's): a fit neither resets nor draws from it
-        try:
-            with torch_threads(self._hp_threads):
+        try:  # the caller's random states (CPU and GPUs): a fit neither reseeds nor draws from them
+            with rng_kept(), torch_threads(self._hp_threads):
                 trained = self._fit_from(self._last_state(folder, owner, target), X, y, target, **fit_params)
                 save_state(folder / f"{target}.pt", self._hp_paused, owner)
         finally:
-            torch.set_rng_state(outside)
             self._hp_paused = self._hp_resume = None  # tensors a fitted net has no use for
         with open(Path(self._hp_storage) / EPOCHS_LOG, "a") as log:  # one short line: an atomic append
             log.write(f"{trained}\n")

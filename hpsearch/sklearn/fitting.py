@@ -82,13 +82,13 @@ def as_rows(X, y):
 
 @contextmanager
 def callers_state_kept():
-    """The caller's torch random state (CPU) and Optuna's log level as they were after a search's ``fit``:
-    scoring draws from the one (skorch's loaders), a TPE study sets the other."""
-    import torch
-
+    """The caller's torch random states (the CPU's and the GPUs') and Optuna's log level as they were, after a
+    search's ``fit``: scoring draws from the one (skorch's loaders), a TPE study sets the other."""
     optuna = sys.modules.get("optuna")
     level = optuna.logging.get_verbosity() if optuna is not None else None
-    with torch.random.fork_rng(devices=[]):
+    from ..jobs.resources import rng_kept
+
+    with rng_kept():
         try:
             yield
         finally:

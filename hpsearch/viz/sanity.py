@@ -22,6 +22,7 @@ from scipy.stats import spearmanr
 from torch import nn
 
 from ..errors import UsageError
+from ..jobs.resources import rng_kept
 from .attribution import METHODS, attribute
 from .modules import as_batch, as_module, conv_only, gap_only, model_session, relu_only
 from .targets import resolve_targets
@@ -200,7 +201,7 @@ def sanity_check(model, X, *, methods: Sequence[str] | None = None,
     with model_session(net):
         t = resolve_targets(net, X, target)
     fresh = copy.deepcopy(net)
-    with torch.random.fork_rng(devices=[]):
+    with rng_kept():  # the caller's draws, a GPU's included, are not reseeded
         torch.manual_seed(seed)
         for _, layer in randomizable_layers(fresh):
             layer.reset_parameters()

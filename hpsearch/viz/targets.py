@@ -76,7 +76,8 @@ def resolve_targets(module: nn.Module, X: torch.Tensor, target=None) -> torch.Te
     n, n_classes = logits.shape
     if target is None:
         return logits.argmax(dim=1)
-    t = torch.as_tensor(np.asarray(target), dtype=torch.long, device=X.device).reshape(-1)
+    given = target.detach().cpu() if isinstance(target, torch.Tensor) else target  # a GPU tensor too
+    t = torch.as_tensor(np.asarray(given), dtype=torch.long, device=X.device).reshape(-1)
     if t.numel() == 1:
         t = t.expand(n)
     if t.numel() != n:

@@ -144,3 +144,14 @@ def test_a_fit_leaves_the_callers_random_state_as_it_was(tmp_path, data):
         RandomizedSearchCV(_net(), {"lr": [0.05, 0.1]}, n_iter=2, cv=2, random_state=0, n_jobs=1).fit(*data)
         draws.append(torch.rand(1).item())
     assert draws[0] != draws[1]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_fit_on_a_gpu_leaves_the_callers_cuda_random_state(tmp_path, data):
+    """A fit seeds itself with torch.manual_seed, which reseeds every GPU too: only the CPU's state was put
+    back, so the caller's CUDA draws changed."""
+    torch.cuda.manual_seed_all(1234)
+    before = torch.cuda.get_rng_state_all()
+    _fits(_net(device="cuda"), tmp_path / "gpu", data, 1, 3)
+    assert all(torch.equal(a, b) for a, b in zip(torch.cuda.get_rng_state_all(), before, strict=True))
