@@ -69,7 +69,7 @@ def capture(net) -> dict:
         "early_stopping": stopping.counters() if stopping is not None else None,
         "stopped": bool(stopping is not None and stopping.stopped),
         "rng": torch.get_rng_state(),
-        "cuda_rng": torch.cuda.get_rng_state_all() if str(net.device).startswith("cuda") else None,
+        "cuda_rng": torch.cuda.get_rng_state(net.device) if str(net.device).startswith("cuda") else None,
     }
 
 
@@ -87,8 +87,20 @@ def restore(net, state: dict) -> None:
     if schedule is not None and state.get("lr_schedule") is not None:
         schedule.resume_from(state["lr_schedule"])
     torch.set_rng_state(state["rng"])
-    if state.get("cuda_rng") is not None:
-        torch.cuda.set_rng_state_all(state["cuda_rng"])
+    _restore_cuda_rng(net, state.get("cuda_rng"))
+
+
+def _restore_cuda_rng(net, saved) -> None:
+    """The net's own GPU's random state: the one ``capture`` keeps, or, from a state kept before, its
+    device's entry of every GPU's (put back whole on a machine with fewer GPUs, that failed the fit)."""
+    if saved is None or not str(net.device).startswith("cuda"):
+        return  # a CPU state, or a GPU fit going on on the CPU: no GPU draws to restore
+    device = torch.device(net.device)
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    if isinstance(saved, list | tuple):
+        saved = saved[index] if index < len(saved) else None
+    if saved is not None:
+        torch.cuda.set_rng_state(saved, index)
 
 
 def run_digest(fingerprint: dict) -> str:

@@ -155,3 +155,15 @@ def test_a_fit_on_a_gpu_leaves_the_callers_cuda_random_state(tmp_path, data):
     before = torch.cuda.get_rng_state_all()
     _fits(_net(device="cuda"), tmp_path / "gpu", data, 1, 3)
     assert all(torch.equal(a, b) for a, b in zip(torch.cuda.get_rng_state_all(), before, strict=True))
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_a_continued_fit_on_a_gpu_is_the_straight_fit(tmp_path, data):
+    """The state keeps the net's own GPU's random state (every GPU's was kept, and put back whole, which a
+    machine with fewer GPUs refused); dropout draws on the GPU go on as in a straight fit."""
+    straight, _ = _fits(_net(device="cuda", module__act=nn.Dropout(0.3)), tmp_path / "straight", data, 3)
+    continued, trained = _fits(_net(device="cuda", module__act=nn.Dropout(0.3)), tmp_path / "continued", data, 1, 3)
+    assert trained == [1, 2]
+    for mine, theirs in zip(_weights(continued), _weights(straight), strict=True):
+        assert torch.equal(mine, theirs)
