@@ -127,9 +127,35 @@ def history(frame: pd.DataFrame, maximize: bool = True) -> dict:
             "best_epochs": top}
 
 
+def _shared_distributions(trials) -> dict:
+    """One distribution per parameter for every trial: a decreasing width's range depends on the width
+    before it (hidden_2 in [51, hidden_1 - 1]), so each trial kept its own, and Optuna's importances,
+    which compare a parameter only across trials of one distribution, gave every later width 0."""
+    shared: dict = {}
+    for trial in trials:
+        for name, dist in trial.distributions.items():
+            seen = shared.setdefault(name, dist)
+            if seen != dist and type(seen) is type(dist) and isinstance(dist, optuna.distributions.IntDistribution
+                                                                        | optuna.distributions.FloatDistribution) \
+                    and (seen.log, seen.step) == (dist.log, dist.step):
+                shared[name] = type(dist)(min(seen.low, dist.low), max(seen.high, dist.high), log=dist.log,
+                                          step=dist.step)
+    return shared
+
+
+def _comparable_study(direction, valued: list) -> optuna.Study:
+    """An in-memory study of ``(trial, value)`` pairs whose parameters share one distribution each."""
+    shared = _shared_distributions([t for t, _ in valued])
+    copy = optuna.create_study(direction=direction)
+    for t, value in valued:
+        copy.add_trial(optuna.trial.create_trial(params=t.params, distributions={n: shared[n] for n in t.params},
+                                                 value=value))
+    return copy
+
+
 def importances(study: optuna.Study) -> dict[str, float] | Skipped:
-    """``optuna.importance.get_param_importances`` on the run's study (normalized: they sum to
-    1), or the reason it cannot compute them."""
+    """``optuna.importance.get_param_importances`` on the run's complete trials, each parameter under one
+    range (normalized: they sum to 1), or the reason it cannot compute them."""
     complete = [t for t in study.get_trials(deepcopy=False) if t.state == optuna.trial.TrialState.COMPLETE]
     if len(complete) < 2:
         return Skipped(f"parameter importances need at least 2 complete trials, the study has {len(complete)}")
@@ -139,7 +165,8 @@ def importances(study: optuna.Study) -> dict[str, float] | Skipped:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            result = optuna.importance.get_param_importances(study)
+            result = optuna.importance.get_param_importances(
+                _comparable_study(study.direction, [(t, t.value) for t in complete]))
     except (ValueError, RuntimeError, ZeroDivisionError) as exc:
         return Skipped(f"Optuna could not compute parameter importances: {exc}")
     values = np.array(list(result.values()), float)
@@ -161,12 +188,9 @@ def first_rung_study(study: optuna.Study, frame: pd.DataFrame) -> tuple[optuna.S
         return None
     first = budgets[0]
     scores = frame.set_index("trial")[f"score_{first}ep"].dropna().to_dict()
-    copy = optuna.create_study(direction=study.direction)
-    for t in study.get_trials(deepcopy=False):
-        score = scores.get(t.user_attrs.get("index"))
-        if score is not None and np.isfinite(score) and t.params:
-            copy.add_trial(optuna.trial.create_trial(params=t.params, distributions=t.distributions, value=score))
-    return copy, first
+    valued = [(t, scores.get(t.user_attrs.get("index"))) for t in study.get_trials(deepcopy=False)]
+    return _comparable_study(study.direction, [(t, v) for t, v in valued
+                                               if v is not None and np.isfinite(v) and t.params]), first
 
 
 def run_importances(study: optuna.Study, frame: pd.DataFrame) -> dict | Skipped:

@@ -90,6 +90,8 @@ def test_importances_are_optunas_and_sum_to_one(random_run):
     assert not isinstance(result, Skipped)
     assert set(result) == set(study.trials[0].params)
     assert sum(result.values()) == pytest.approx(1.0)
+    # each trial kept hidden_2 under its own range ([51, hidden_1 - 1]): Optuna compared it across none, 0.0
+    assert result["hidden_2"] > 0
 
 
 def test_halving_importances_see_every_config_at_the_first_rung(halving_run):
@@ -107,7 +109,7 @@ def test_halving_importances_see_every_config_at_the_first_rung(halving_run):
     # layer widths named as the parameter plot names them: Optuna's hidden_1 is the first layer, hidden[1]
     assert {"hidden[1]", "lr"} <= set(data["values"]) and not any("_" in name for name in data["values"]
                                                                   if name.startswith("hidden"))
-    assert sum(data["values"].values()) == pytest.approx(1.0)
+    assert sum(data["values"].values()) == pytest.approx(1.0) and data["values"]["hidden[2]"] > 0
     assert first_rung_study(open_study(halving_run), frame.drop(columns=["score_3ep"])) is None
 
 
