@@ -23,7 +23,7 @@ import optuna
 import pandas as pd
 import sqlalchemy.exc
 
-from ..errors import UsageError, param
+from ..errors import UsageError, param, plural
 from .exports import results_frame, trend_of
 from .names import SETTINGS_FILE, TRIALS_CSV, TRIALS_DB
 from .states import run_digest
@@ -47,6 +47,21 @@ def _read_records(study: optuna.Study) -> dict[int, tuple[int, dict]]:
     """``{index: (trial_id, record)}`` of the trials that have a config."""
     return {t.user_attrs["index"]: (t._trial_id, _record(t)) for t in study.get_trials(deepcopy=False)
             if "index" in t.user_attrs and "config" in t.user_attrs}
+
+
+def _refuse_foreign_trials(study: optuna.Study, run_dir: Path) -> None:
+    """Trials made outside hpsearch (study.optimize, enqueue_trial) take Optuna numbers hpsearch's configs
+    own: a search cannot go on beside them (it failed with a traceback). hpsearch's own unadopted last
+    trial (a run cut off between a sampler's ask and its config) is not one: ``reopen_orphan`` takes it."""
+    trials = study.get_trials(deepcopy=False)
+    foreign = [t for t in trials if "index" not in t.user_attrs
+               and (t.number != len(trials) - 1 or t.state.is_finished() or "fixed_params" in t.system_attrs)]
+    if foreign:
+        shown = ", ".join(f"{t.number} ({t.state.name})" for t in foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+        raise UsageError(f"{run_dir / TRIALS_DB} holds {plural(len(foreign), 'trial')} hpsearch did not make "
+                         f"(Optuna's trial {shown}: added by study.optimize or enqueue_trial?); hpsearch numbers its "
+                         "trials as its configs, so it cannot search on beside them: put back a copy of trials.db "
+                         f"from before, or search in a new {param('out')}")
 
 
 def _named(key: str) -> str:
@@ -104,6 +119,7 @@ class TrialStore:
                 f"same settings, or pass a different {param('out')} for a new search"
             )
         self._trials = _read_records(self.study)
+        _refuse_foreign_trials(self.study, self.run_dir)
 
     # -- reading -------------------------------------------------------------------------------
     def __contains__(self, index: int) -> bool:
@@ -226,6 +242,14 @@ def open_study(run_dir, create: bool = False, **create_kwargs) -> optuna.Study:
         return optuna.load_study(study_name=STUDY, storage=f"sqlite:///{path}")
     except sqlalchemy.exc.DatabaseError as exc:
         raise _damaged(path, str(exc.orig) if exc.orig is not None else type(exc).__name__) from None
+    except RuntimeError as exc:  # Optuna's schema check: the file was written by another Optuna
+        if "schema" not in str(exc):
+            raise
+        fix = (f"upgrade it with optuna storage upgrade --storage sqlite:///{path}" if "upgrade" in str(exc) else
+               "open it with the Optuna that wrote it (pip install -c constraints.txt -e . pins the one hpsearch "
+               "was tested with)")
+        raise UsageError(f"{path} was written by another Optuna than this environment's {optuna.__version__} "
+                         f"({str(exc).split('.')[0]}); {fix}") from None
     except KeyError:  # optuna: no study of that name in the file
         raise _damaged(path, f"it holds no study named {STUDY!r}") from None
 
