@@ -8,9 +8,23 @@ import os
 from pathlib import Path
 
 from ..errors import StorageError, UsageError, brief, param
-from .names import LOCK_FILE
+from .names import CHECKPOINTS_DIR, LOCK_FILE, STATES_DIR, TRIALS_DB, WEIGHTS_DIR
 
-__all__ = ["RunLock"]
+__all__ = ["RunLock", "refuse_links_out"]
+
+# what a command writes or deletes inside: a link there would take those writes and deletions out of the run
+WRITTEN_INSIDE = (TRIALS_DB, STATES_DIR, CHECKPOINTS_DIR, WEIGHTS_DIR, "export")
+
+
+def refuse_links_out(run_dir, names=WRITTEN_INSIDE) -> None:
+    """Refuse a run folder (someone else's, shared) whose database or working folders are symbolic links:
+    SQLite would create its tables in the link's target, a retraining delete and write files there."""
+    for name in names:
+        path = Path(run_dir) / name
+        if path.is_symlink():
+            raise UsageError(f"{path} is a symbolic link (to {os.readlink(path)}), not the run's own "
+                             f"{'file' if name == TRIALS_DB else 'folder'}: hpsearch never writes through it; put "
+                             "the real one in its place (cp -rL, or remove the link), then run the same command again")
 
 
 class RunLock:
@@ -31,6 +45,7 @@ class RunLock:
         self._fh = None
 
     def __enter__(self):
+        refuse_links_out(self.path.parent)
         if self.path.is_symlink():  # a shared folder's .lock -> ~/.bashrc would be truncated below
             raise UsageError(f"{self.path} is a symbolic link (to {os.readlink(self.path)}), not the lock file "
                              f"hpsearch writes; remove it (it is made anew), then run the same command again")

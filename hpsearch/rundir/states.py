@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import os
 import pickle
 import shutil
 import sys
@@ -29,7 +30,7 @@ import numpy as np
 import torch
 from skorch.history import History
 
-from ..errors import brief
+from ..errors import UsageError, brief
 from .atomic import atomic_write
 from .names import STATES_DIR
 
@@ -137,6 +138,9 @@ def save_state(path: Path, state: dict, owner: dict) -> None:
     """Write ``state`` with its ``owner`` (``owner_of``), so that a reader sees the previous file or
     this one, never half of it."""
     path = Path(path)
+    if path.parent.is_symlink():  # a config's folder linked out of the run: never written through
+        raise UsageError(f"{path.parent} is a symbolic link (to {os.readlink(path.parent)}), not a folder hpsearch "
+                         "made; remove it, then run the same command again")
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {**_plain(state), "owner": _canonical(owner)}
     atomic_write(path, lambda fh: torch.save(payload, fh), binary=True)

@@ -25,6 +25,7 @@ import sqlalchemy.exc
 
 from ..errors import UsageError, param, plural
 from .exports import results_frame, trend_of
+from .lock import refuse_links_out
 from .names import SETTINGS_FILE, TRIALS_CSV, TRIALS_DB
 from .states import run_digest
 
@@ -233,6 +234,7 @@ def open_study(run_dir, create: bool = False, **create_kwargs) -> optuna.Study:
     ``UsageError`` naming the file when it is damaged (truncated, overwritten, not an hpsearch
     store) instead of SQLAlchemy's traceback."""
     path = Path(run_dir) / TRIALS_DB
+    refuse_links_out(run_dir, (TRIALS_DB,))  # even reading: Optuna creates its tables in a new file
     if create and path.is_file() and path.stat().st_size == 0 and (path.parent / TRIALS_CSV).is_file():
         raise _damaged(path, "empty, while trials.csv lists finished trials")  # SQLite would start afresh
     try:

@@ -34,6 +34,7 @@ from torch import nn
 from ..data.preprocess import with_defaults
 from ..errors import UsageError, brief, param, plural
 from ..rundir.atomic import atomic_write, atomic_write_text
+from ..rundir.lock import refuse_links_out
 from ..rundir.names import WINNER_FILE
 from .exported import BATCH_ADVICE, CARD_FILE, FAMILIAR_FILE, FORMATS, exported_answers, run_batch, runner
 
@@ -170,6 +171,8 @@ def export_winner(run_dir, formats=("onnx", "torchscript"), out=None, check: boo
         raise UsageError(f"{param('format')} must be onnx, torchscript or both, got {', '.join(unknown) or 'none'}")
     if not (run_dir / WINNER_FILE).is_file():
         raise UsageError(f"{run_dir} holds no {WINNER_FILE}; retrain first: hpsearch retrain {run_dir}")
+    if out is None:  # the run's own folder: never written through a link a shared run holds there
+        refuse_links_out(run_dir, ("export",))
     out = Path(out) if out is not None else run_dir / "export"
     if out.is_file():
         raise UsageError(f"{param('out')} {out} is a file; give a folder (the export writes "
