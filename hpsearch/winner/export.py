@@ -36,7 +36,17 @@ from ..errors import UsageError, brief, param, plural
 from ..rundir.atomic import atomic_write, atomic_write_text
 from ..rundir.lock import refuse_links_out
 from ..rundir.names import WINNER_FILE
-from .exported import BATCH_ADVICE, CARD_FILE, FAMILIAR_FILE, FORMATS, exported_answers, run_batch, runner
+from ..training.models.trust import trust
+from .exported import (
+    BATCH_ADVICE,
+    CARD_FILE,
+    FAMILIAR_FILE,
+    FORMATS,
+    exported_answers,
+    run_batch,
+    runner,
+    script_digest,
+)
 
 __all__ = ["export_winner", "exported_answers", "FORMATS", "TOLERANCE", "CARD_FILE", "FAMILIAR_FILE"]
 
@@ -199,12 +209,14 @@ def export_winner(run_dir, formats=("onnx", "torchscript"), out=None, check: boo
     staged = {fmt: out / f".{FORMATS[fmt]}.staged" for fmt in formats}  # hidden until checked
     try:
         traced = _write_staged(net, model, shape, staged)
-        runs = {fmt: runner(fmt, path) for fmt, path in staged.items()}
+        runs = {fmt: runner(fmt, path, made_here=True) for fmt, path in staged.items()}
         _check_other_batches(model, shape, runs, out)
         checks = {}
         if check:
             data = dataset if dataset is not None else run_dataset(run_dir)
             checks = _check_test_images(net, data.X_test.astype(np.float32), runs, out)
+        if "torchscript" in staged:  # a program this export made: predict --model may load it here
+            trust(torchscript=[script_digest(staged["torchscript"])])
         for fmt, path in staged.items():
             os.replace(path, out / FORMATS[fmt])
     finally:

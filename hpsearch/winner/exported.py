@@ -5,6 +5,7 @@ runner, so what it checks is what a user of the file runs."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import warnings
 from collections.abc import Callable
@@ -15,6 +16,7 @@ import torch
 
 from ..errors import UsageError, brief, param, plural
 from ..jobs.resources import threads_per_job
+from ..training.models.trust import trusted_torchscript
 
 __all__ = ["runner", "run_batch", "exported_answers", "FORMATS", "CARD_FILE", "FAMILIAR_FILE", "BATCH_ADVICE"]
 
@@ -37,9 +39,19 @@ def onnx_session(path):
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
-def runner(fmt: str, path: Path) -> Callable[[np.ndarray], np.ndarray]:
+def script_digest(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def runner(fmt: str, path: Path, made_here: bool = False) -> Callable[[np.ndarray], np.ndarray]:
     """The exported file ``path`` loaded once in its runtime, as a function of a float32 batch (NCHW) that
-    returns the probabilities; a file that does not load (damaged, replaced) is a ``UsageError`` naming it."""
+    returns the probabilities; a file that does not load (damaged, replaced) is a ``UsageError`` naming it.
+    TorchScript is a program (loading it runs what it holds): only a file this machine's export wrote is
+    loaded (``made_here``: the export's own staged file)."""
+    if fmt == "torchscript" and not made_here and not trusted_torchscript(script_digest(path)):
+        raise UsageError(f"{path} is TorchScript, a program: loading it runs the code it holds, and it is not a file "
+                         "hpsearch export wrote on this machine; predict with the model.onnx beside it (data, not "
+                         "code), or export the run here (hpsearch export RUN)")
     try:
         if fmt == "onnx":
             session = onnx_session(path)

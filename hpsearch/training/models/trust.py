@@ -21,8 +21,8 @@ from pathlib import Path
 
 from ...errors import UsageError
 
-__all__ = ["UntrustedModule", "trust", "trusted", "on_a_run", "working_on", "untrusted_message", "state_file",
-           "note_named", "named_holding", "forget_runs"]
+__all__ = ["UntrustedModule", "trust", "trusted", "trusted_torchscript", "on_a_run", "working_on",
+           "untrusted_message", "state_file", "note_named", "named_holding", "forget_runs"]
 
 _ON_A_RUN: list[str] = []  # the run folder this process works on, once a command has read one
 _NAMED: list[str] = []  # module folders a run named that are not trusted (not on any import path)
@@ -35,24 +35,32 @@ def state_file() -> Path:
     return Path(base) / "trusted_modules.json"
 
 
+_KINDS = ("folders", "modules", "torchscript")  # torchscript: digests of the files this machine's export wrote
+
+
 def _read() -> dict:
     try:
         data = json.loads(state_file().read_text())
-    except (OSError, ValueError):
-        return {"folders": [], "modules": []}
-    return {k: [str(v) for v in data.get(k, []) if isinstance(v, str)] for k in ("folders", "modules")} \
-        if isinstance(data, dict) else {"folders": [], "modules": []}
+    except (OSError, ValueError, RecursionError):
+        data = None
+    if not isinstance(data, dict):
+        return {k: [] for k in _KINDS}
+    return {k: [str(v) for v in data.get(k, []) if isinstance(v, str)] if isinstance(data.get(k), list) else []
+            for k in _KINDS}
 
 
-def trust(folders=(), modules=()) -> None:
-    """Trust these module folders (absolute) and installed top-level module names from now on."""
+def trust(folders=(), modules=(), torchscript=()) -> None:
+    """Trust these module folders (absolute), installed top-level module names and TorchScript files (by
+    their sha256, as ``hpsearch export`` wrote them here) from now on."""
     data = _read()
     new_folders = [str(Path(f).resolve()) for f in folders if str(Path(f).resolve()) not in data["folders"]]
     new_modules = [m for m in modules if m not in data["modules"]]
-    if not new_folders and not new_modules:
+    new_scripts = [d for d in torchscript if d not in data["torchscript"]]
+    if not new_folders and not new_modules and not new_scripts:
         return
     data["folders"] += new_folders
     data["modules"] += new_modules
+    data["torchscript"] += new_scripts
     path = state_file()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -68,6 +76,11 @@ def trusted(top: str, folder: str | None) -> bool:
     """Whether module ``top``, found in ``folder`` (None: installed), may be imported for a run."""
     data = _read()
     return str(Path(folder).resolve()) in data["folders"] if folder else top in data["modules"]
+
+
+def trusted_torchscript(digest: str) -> bool:
+    """Whether a TorchScript file of this sha256 was written by this machine's ``hpsearch export``."""
+    return digest in _read()["torchscript"]
 
 
 def on_a_run(run_dir) -> None:

@@ -1,0 +1,44 @@
+"""TorchScript is a program: loading a model.ts runs what it holds (a crafted one wrote a file outside on
+hpsearch predict --model). Only a file this machine's hpsearch export wrote is loaded; a received one is
+refused in one line naming the ONNX file beside it, and its code never runs."""
+
+import shutil
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import nn
+
+from hpsearch.cli import main
+
+
+class _Writes(nn.Module):
+    """A model whose forward overwrites ``marker`` (8 bytes) as it classifies: what a shared model.ts can do."""
+
+    def __init__(self, marker: str):
+        super().__init__()
+        self.marker = marker
+
+    def forward(self, x):
+        target = torch.from_file(self.marker, shared=True, size=8, dtype=torch.uint8)
+        target.fill_(66)
+        return torch.softmax(x.flatten(1)[:, :10], dim=1)
+
+
+def test_a_received_torchscript_file_is_never_run(retrained_run, tmp_path, capsys):
+    picture = tmp_path / "digit.png"
+    Image.fromarray(np.full((8, 8), 128, np.uint8)).save(picture)
+    mine = tmp_path / "mine"
+    assert main(["export", str(retrained_run), "--out", str(mine), "--no-check"]) == 0
+    assert main(["predict", "--model", str(mine / "model.ts"), str(picture)]) == 0  # made here: loaded
+    received = tmp_path / "received"
+    shutil.copytree(mine, received)
+    marker = tmp_path / "marker.bin"
+    marker.write_bytes(b"AAAAAAAA")
+    torch.jit.save(torch.jit.script(_Writes(str(marker))), str(received / "model.ts"))
+    capsys.readouterr()
+    assert main(["predict", "--model", str(received / "model.ts"), str(picture)]) == 2
+    err = capsys.readouterr().err
+    assert f"{received / 'model.ts'} is TorchScript, a program" in err and "predict with the model.onnx beside it" in err
+    assert marker.read_bytes() == b"AAAAAAAA"
+    assert main(["predict", "--model", str(received), str(picture)]) == 0  # the folder: its ONNX file
