@@ -166,7 +166,7 @@ def cmd_trust(args) -> int:
     folder = read_stored_settings(run).get("module_path")
     try:
         tops = module_tops(tomllib.loads((run / SPACE_FILE).read_text())) if (run / SPACE_FILE).is_file() else []
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, RecursionError) as exc:
         raise UsageError(f"{run / SPACE_FILE} cannot be read ({exc}); put back a copy of it") from None
     if not folder and not tops:
         print(f"{run} names no network module of its own (its model is built into hpsearch): nothing to trust")

@@ -42,10 +42,12 @@ class TripleError(UsageError):
 
 
 def _read_meta(folder: Path) -> dict | None:
+    """meta.json as make-triple wrote it (an object), else None: missing, damaged or of another kind."""
     try:
-        return json.loads((folder / META_FILE).read_text())
-    except (OSError, ValueError):
+        meta = json.loads((folder / META_FILE).read_text())
+    except (OSError, ValueError, RecursionError):
         return None
+    return meta if isinstance(meta, dict) else None
 
 
 def _label_name(name: str) -> str | None:

@@ -29,7 +29,7 @@ from ..jobs.backends import LokyBackend
 from ..rundir.atomic import atomic_write_text
 from ..rundir.lock import RunLock
 from ..rundir.names import COMPARE_FILE, SPACE_FILE
-from ..rundir.run_info import read_settings, run_dataset
+from ..rundir.run_info import read_settings, read_table, run_dataset
 from ..search.interrupt import InterruptFlag, SearchInterrupted
 from ..setting_checks import MAX_EPOCHS, whole
 from ..tasks import position_titles
@@ -152,9 +152,12 @@ def _earlier(path: Path, by: list[str], epochs: int, same_config: bool) -> tuple
     they are) and, by group name, the finished rows of a call like this one."""
     if not path.is_file():
         return [], {}
-    table = pd.read_csv(path, keep_default_na=False, na_values=[""], dtype={"group": str})
-    if "retrain_epochs" not in table or "same_config" not in table:
+    table = read_table(path, ("group", "trial", "retrain_epochs", "same_config"), "its groups are trained again",
+                       keep_default_na=False, na_values=[""], dtype={"group": str})
+    if table is None:
         return [], {}
+    if "error" not in table:
+        table["error"] = ""
     if "by" not in table:  # written before the file said its grouping: kept as they are, never taken for this call's
         table["by"] = ""
     table["error"] = table["error"].astype(object).fillna("").astype(str)

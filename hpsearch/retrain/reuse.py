@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 
 from ..rundir.names import RETRAIN_FILE, WEIGHTS_DIR, WINNER_FILE
+from ..rundir.run_info import read_table
 from ..rundir.states import load_state, save_state
 
 __all__ = ["stored_rows", "keep_weights", "winner_bundle", "crowned", "stored_weights", "drop_weights"]
@@ -23,10 +24,12 @@ def stored_rows(run_dir: Path, ranked: list[dict], epochs: int) -> dict[int, dic
     path = run_dir / RETRAIN_FILE
     if not path.is_file():
         return {}
-    columns = pd.read_csv(path, nrows=0).columns
-    table = pd.read_csv(path, keep_default_na=False, na_values=[""],
-                        dtype={c: str for c in columns if c.startswith("param_")})  # written back as read
-    if "retrain_epochs" not in table:
+    head = read_table(path, ("trial", "retrain_epochs"), "its configs are trained again", nrows=0)
+    if head is None:
+        return {}
+    table = read_table(path, (), "its configs are trained again", keep_default_na=False, na_values=[""],
+                       dtype={c: str for c in head.columns if c.startswith("param_")})  # written back as read
+    if table is None:
         return {}
     by_trial = {c["trial"]: c for c in ranked}
     wanted = {trial: c["config"].get("schedule", "none") for trial, c in by_trial.items()}
@@ -36,7 +39,7 @@ def stored_rows(run_dir: Path, ranked: list[dict], epochs: int) -> dict[int, dic
     rows = {}
     for row in table.to_dict("records"):
         row = {k: v for k, v in row.items() if k not in ("retrain_rank", "winner", "chosen_by", "in_top")}
-        row["error"] = "" if pd.isna(row["error"]) else str(row["error"])
+        row["error"] = "" if pd.isna(row.get("error", "")) else str(row.get("error", ""))
         cand = by_trial[int(row["trial"])]
         row.update(trial=cand["trial"], search_rank=cand["search_rank"], cv_score=cand["cv_score"],
                    cv_accuracy=cand["cv_accuracy"], cv_epochs=cand.get("cv_epochs"))

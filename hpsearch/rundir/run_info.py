@@ -7,6 +7,7 @@ import json
 import sys
 import zipfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -20,8 +21,11 @@ from .atomic import atomic_write, atomic_write_text
 from .names import DATASET_FILE, SETTINGS_FILE, SOURCE_FILE, TRIALS_DB
 from .store import run_fingerprint
 
-__all__ = ["run_dataset", "read_settings", "read_stored_settings", "read_json", "check_dataset_of", "check_settings_of",
-           "write_dataset_file", "read_dataset_file", "record_source", "check_source"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = ["run_dataset", "read_settings", "read_stored_settings", "read_json", "read_table", "check_dataset_of",
+           "check_settings_of", "write_dataset_file", "read_dataset_file", "record_source", "check_source"]
 
 
 def read_json(path, *, replace_damaged: bool = False) -> dict:
@@ -36,8 +40,8 @@ def read_json(path, *, replace_damaged: bool = False) -> dict:
         value = json.loads(path.read_text())
         if not isinstance(value, dict):
             raise ValueError(f"a JSON {type(value).__name__}, not an object")
-    except (ValueError, UnicodeDecodeError) as exc:  # json.JSONDecodeError is a ValueError
-        why = str(exc).splitlines()[0][:100]
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # json.JSONDecodeError is a ValueError
+        why = str(exc).splitlines()[0][:100] if not isinstance(exc, RecursionError) else "nested too deeply"
         if replace_damaged:
             print(f"hpsearch: warning: {path} is damaged ({why}); writing it anew", file=sys.stderr, flush=True)
             return {}
@@ -45,6 +49,24 @@ def read_json(path, *, replace_damaged: bool = False) -> dict:
                          "that writes it again (hpsearch retrain for summary.json; the search's own command "
                          "line, which resumes, for settings.json)") from None
     return value
+
+
+def read_table(path, required: tuple, then: str, **read_csv) -> pd.DataFrame | None:
+    """A run's CSV that a command keeps as a cache of finished rows (retrain.csv, compare.csv) or writes again
+    (trials.csv); None, with a warning saying ``then`` (what happens instead), when it is missing a column
+    of ``required`` or cannot be read (damaged, overwritten): never a traceback from the command that would
+    write it again."""
+    import pandas as pd
+
+    try:
+        table = pd.read_csv(path, **read_csv)
+        missing = [c for c in required if c not in table]
+        if missing:
+            raise ValueError(f"no {', '.join(missing)} column")
+    except (ValueError, UnicodeDecodeError, OSError, pd.errors.ParserError) as exc:  # EmptyDataError: ValueError
+        print(f"hpsearch: warning: {path} is damaged ({brief(exc)}); {then}", file=sys.stderr, flush=True)
+        return None
+    return table
 
 
 def read_stored_settings(run_dir) -> dict:

@@ -296,7 +296,7 @@ def _first_causes(differences: list[tuple[str, object, object]]) -> list[tuple[s
 def _toml_or_text(text):
     try:
         return tomllib.loads(text) if isinstance(text, str) else text
-    except tomllib.TOMLDecodeError:
+    except (tomllib.TOMLDecodeError, RecursionError):
         return text
 
 
@@ -347,7 +347,7 @@ def load_results(run_dir) -> pd.DataFrame:
     if settings_path.is_file():
         try:
             settings = json.loads(settings_path.read_text())
-        except (ValueError, OSError):  # a damaged settings.json: the frame without those columns
+        except (ValueError, OSError, RecursionError):  # a damaged settings.json: the frame without those columns
             settings = {}
     settings = settings if isinstance(settings, dict) else {}
     chance = settings.get("chance")

@@ -152,6 +152,8 @@ def load_space(path_or_name: str | os.PathLike, module_path=None) -> SearchSpace
         spec = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{param('space')} {path}: not valid TOML: {exc}") from None
+    except RecursionError:  # a crafted file: tomllib recurses per level of nesting
+        raise UsageError(f"{param('space')} {path}: not valid TOML: nested too deeply") from None
     folder, tops = module_folder(path, module_path), module_tops(spec)
     run = run_folder_holding(path)
     if run is not None:  # a run's copy of its space: what it names is imported only when trusted

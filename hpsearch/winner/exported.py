@@ -121,8 +121,12 @@ def exported_answers(model, files):
     card_path = path.parent / CARD_FILE
     try:
         card = json.loads(card_path.read_text())
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"{card_path}: the card beside {path.name} cannot be read ({exc}); export again") from None
+        if not isinstance(card, dict) or not isinstance(card.get("preprocess"), dict) \
+                or not isinstance(card.get("class_names"), list):
+            raise ValueError("not the card hpsearch export writes (an object with its preprocess and class names)")
+    except (OSError, ValueError, RecursionError) as exc:
+        why = "nested too deeply" if isinstance(exc, RecursionError) else exc
+        raise UsageError(f"{card_path}: the card beside {path.name} cannot be read ({why}); export again") from None
     fmt = "onnx" if path.suffix == ".onnx" else "torchscript"
     familiarity = _read_familiarity(card, path.parent)
     run = runner(fmt, path)  # once, not per image

@@ -246,7 +246,6 @@ def test_a_lock_file_that_is_a_link_is_refused_and_its_target_left_alone(retrain
 @pytest.mark.parametrize("name, damage, fix", [
     ("summary.json", lambda s: {**s, "winner": {**s["winner"], "test_accuracy": "abc"}}, "hpsearch retrain"),
     ("summary.json", lambda s: {**s, "winner": [1]}, "hpsearch retrain"),
-    ("trials.csv", None, "hpsearch search --resume"),
     ("retrain.csv", None, "hpsearch retrain"),
 ])
 def test_a_file_with_values_of_the_wrong_kind_is_one_line_naming_it(retrained_run, tmp_path, capsys, name, damage,

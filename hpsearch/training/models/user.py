@@ -106,7 +106,7 @@ def gone_from_the_run(run_dir, exc: ModuleImportError) -> str | None:
         return None
     try:
         found = json.loads((Path(run_dir) / "settings.json").read_text()).get("module_path")
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):
         found = None
     top = exc.top or "your module"
     back = f"put {top}.py (or {top}/) back in {found} (where the search found it), or " if found else ""

@@ -1,0 +1,67 @@
+"""Run files damaged or crafted: a cache of finished rows (retrain.csv, compare.csv) that cannot be read is
+said and trained again, trials.csv read from the study instead; a JSON or TOML file nested past Python's
+recursion limit, a card or meta.json of another kind, each one line naming the file; never a traceback,
+least of all from the command that would write the file again."""
+
+import json
+import shutil
+
+import pytest
+
+from hpsearch.cli import main
+
+DEEP = "[" * 100_000 + "]" * 100_000
+JUNK = bytes(range(256)) * 12
+
+
+@pytest.fixture
+def run(retrained_run, tmp_path):
+    shutil.copytree(retrained_run, tmp_path / "run")
+    return tmp_path / "run"
+
+
+@pytest.mark.parametrize("damage", [JUNK, b"trial,cv_score\n1,0.5\n"], ids=["bytes", "columns"])
+def test_a_damaged_retrain_csv_is_said_and_its_configs_trained_again(run, capsys, damage):
+    (run / "retrain.csv").write_bytes(damage)
+    assert main(["retrain", str(run), "--top", "1", "--retrain-epochs", "2", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    assert f"hpsearch: warning: {run / 'retrain.csv'} is damaged (" in err and "its configs are trained again" in err
+    assert "trial" in (run / "retrain.csv").read_text()  # written anew
+
+
+def test_a_damaged_compare_csv_and_trials_csv_are_said_and_read_around(run, capsys):
+    (run / "compare.csv").write_bytes(JUNK)
+    assert main(["compare", str(run), "--by", "optimizer", "--retrain-epochs", "1", "--no-progress"]) == 0
+    assert f"{run / 'compare.csv'} is damaged (" in capsys.readouterr().err
+    (run / "trials.csv").write_bytes(JUNK)  # the report refused the run; it is read from trials.db now
+    for command in (["plot", "search", str(run)], ["report", str(run)]):
+        assert main(command) == 0, command
+        err = capsys.readouterr().err
+        assert f"{run / 'trials.csv'} is damaged (" in err and f"hpsearch search --resume {run} writes it again" in err
+    assert (run / "search_history.png").is_file() and (run / "report.html").is_file()
+
+
+def test_nesting_past_the_recursion_limit_is_one_line(run, capsys):
+    (run / "settings.json").write_text(DEEP)
+    assert main(["report", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert f"{run / 'settings.json'} is damaged (nested too deeply)" in err and err.count("\n") == 1
+    space = run.parent / "space.toml"
+    space.write_text("x = " + "[" * 50_000 + "]" * 50_000 + "\n")
+    assert main(["search", "--space", str(space), "--n", "1", "--no-progress", "--out", str(run.parent / "new")]) == 2
+    assert "not valid TOML: nested too deeply" in capsys.readouterr().err
+
+
+def test_a_card_or_meta_json_of_another_kind_is_one_line(run, tmp_path, capsys):
+    out = tmp_path / "export"
+    assert main(["export", str(run), "--out", str(out), "--no-check"]) == 0
+    for card in ([1], {"preprocess": "x", "class_names": []}):
+        (out / "model.json").write_text(json.dumps(card))
+        assert main(["predict", "--model", str(out / "model.onnx"), str(out / "model.json")]) == 2
+        err = capsys.readouterr().err
+        assert f"{out / 'model.json'}: the card beside model.onnx cannot be read (not the card" in err, err
+    triple = tmp_path / "triple"
+    triple.mkdir()
+    (triple / "meta.json").write_text("[1]")
+    assert main(["make-triple", "--from", "digits", "--out", str(triple), "--overwrite", "--no-progress"]) == 2
+    assert "holds files make-triple did not write" in capsys.readouterr().err
