@@ -5,14 +5,15 @@
   a link in a loop raise), and skipping dot-files (``.DS_Store``);
 - ``header_size`` reads an image's size from its header, nothing decoded;
 - ``listing_key`` digests every file's name, size and mtime, so a decoded cache
-  (``read_cache`` / ``write_cache``: plain arrays, ``allow_pickle=False``) is used only for the same
-  files and a changed folder is read again;
+  (``read_cache`` / ``write_cache``: plain arrays, ``allow_pickle=False``, sealed with this user's key)
+  is used only for the same files and a changed folder is read again, and only when written here;
 - ``progress_bar`` is the bar large folders load with.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 import tempfile
 import zipfile
@@ -103,13 +104,56 @@ def _cache_paths(root: Path, file_name: str, subdir: str) -> list[Path]:
     return [root / file_name, default_cache_dir() / subdir / f"{tag}.npz"]
 
 
+def _cache_secret() -> bytes:
+    """This user's key for sealing caches (in hpsearch's state folder, never a data folder): a cache whose
+    seal it does not open was not written here. A state folder that cannot be written gives a key for
+    this process alone (the caches are then read again, only slower)."""
+    from ..training.models.trust import state_file
+
+    path = state_file().parent / "cache_secret"
+    try:
+        secret = path.read_bytes()
+        if len(secret) == 32:
+            return secret
+    except OSError:
+        pass
+    secret = os.urandom(32)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(secret)
+    except OSError:
+        _SESSION_SECRET.setdefault("secret", secret)
+        return _SESSION_SECRET["secret"]
+    return secret
+
+
+_SESSION_SECRET: dict[str, bytes] = {}
+
+
+def _seal(key: str, arrays: dict) -> str:
+    """An HMAC of the listing key and every array (name, dtype, shape, bytes) under this user's secret: a
+    cache shipped in someone else's folder, its key matching the files (tar and rsync keep mtimes), could
+    otherwise swap pixels or labels unseen."""
+    mac = hmac.new(_cache_secret(), key.encode(), hashlib.sha256)
+    for name in sorted(arrays):
+        array = np.ascontiguousarray(arrays[name])
+        mac.update(f"\0{name}\0{array.dtype.str}\0{array.shape}\0".encode())
+        mac.update(array.tobytes())
+    return mac.hexdigest()
+
+
 def read_cache(root: Path, file_name: str, subdir: str, key: str) -> dict | None:
-    """The arrays ``write_cache`` kept under ``key``, or None (absent, damaged or of other files)."""
+    """The arrays ``write_cache`` kept under ``key`` and sealed here, or None (absent, damaged, of other files
+    or not written by this user: the images are read again)."""
     for path in _cache_paths(root, file_name, subdir):
         try:
             with np.load(path, allow_pickle=False) as z:
                 if str(z["key"]) == key:
-                    return {name: z[name] for name in z.files if name != "key"}
+                    arrays = {name: z[name] for name in z.files if name not in ("key", "seal")}
+                    if hmac.compare_digest(str(z["seal"]), _seal(key, arrays)):
+                        return arrays
         except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):  # absent or damaged: read again
             continue
     return None
@@ -123,7 +167,7 @@ def write_cache(root: Path, file_name: str, subdir: str, key: str, arrays: dict)
             fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")
             try:
                 with os.fdopen(fd, "wb") as fh:
-                    np.savez_compressed(fh, key=np.array(key), **arrays)
+                    np.savez_compressed(fh, key=np.array(key), seal=np.array(_seal(key, arrays)), **arrays)
                 os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide the cache from the folder's other readers
                 os.replace(tmp, path)  # a reader never sees half a cache
             finally:
