@@ -27,9 +27,21 @@ class IdxError(UsageError):
 
 
 def _decompress(path: Path) -> bytes:
+    """The decompressed idx header and at most one byte more than the data it declares: a small file of
+    gigabytes of padding (a crafted .gz) is said padded without being held in memory."""
     try:
         with gzip.open(path, "rb") as fh:
-            return fh.read()
+            head = fh.read(4)
+            if len(head) < 4 or head[:2] != b"\0\0" or head[2] not in _IDX_DTYPES or not 1 <= head[3] <= MAX_NDIM:
+                return head + fh.read(64)  # no idx header: enough to name what it is
+            dims = fh.read(4 * head[3])
+            if len(dims) < 4 * head[3]:
+                return head + dims
+            size = math.prod(struct.unpack(f">{head[3]}I", dims)) * np.dtype(_IDX_DTYPES[head[2]]).itemsize
+            data = fh.read(size + 1)
+            if len(data) <= size:  # not padded: read to the end, where gzip checks its trailer (CRC, length)
+                data += fh.read(1)
+            return head + dims + data
     except EOFError:
         reason = "it ends before the compressed data do"
     except (OSError, zlib.error) as exc:  # gzip.BadGzipFile is an OSError
@@ -109,8 +121,9 @@ def read_idx(path: str | os.PathLike, ndim: int | None = None, dtype=None) -> np
     held = len(raw) - header
     if held != size:
         problem = "truncated" if held < size else "padded"
+        holds = "more" if gzipped and held > size else held  # (decompressed only one byte past the data)
         raise IdxError(f"{path} is {problem}: header says shape {shape} ({size} bytes of data), file "
-                       f"holds {held}; re-download it")
+                       f"holds {holds}; re-download it")
     return np.frombuffer(raw, dtype=found, offset=header).reshape(shape).astype(found.newbyteorder("="))
 
 

@@ -175,3 +175,25 @@ def test_real_fashion_mnist():
     with gzip.open(FASHION_DIR / "t10k-labels-idx1-ubyte.gz") as fh:
         assert fh.read(4) == b"\x00\x00\x08\x01"
     assert os.path.getsize(FASHION_DIR / "train-images-idx3-ubyte.gz") > 1_000_000
+
+
+def test_a_gzip_idx_padded_by_gigabytes_is_said_without_holding_them(tmp_path):
+    """A small .gz (a header of one 28x28 image, then 200 MB of zeros) was decompressed whole before its
+    size was checked (a 15 MB file would need about 30 GB); reading stops one byte past the declared data."""
+    import struct
+    import tracemalloc
+
+    path = tmp_path / "train-images-idx3-ubyte.gz"
+    with gzip.open(path, "wb") as fh:
+        fh.write(b"\x00\x00\x08\x03" + struct.pack(">3I", 1, 28, 28))
+        for _ in range(200):
+            fh.write(bytes(1 << 20))
+    tracemalloc.start()
+    try:
+        with pytest.raises(IdxError, match=r"is padded: header says shape \(1, 28, 28\) \(784 bytes of data\), "
+                                           r"file holds more"):
+            read_idx(path, 3)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 20 << 20, peak  # 200 MB of padding never held
