@@ -183,7 +183,49 @@ def _read_bundle(run_dir) -> dict:
         found = bundle.get("format") if isinstance(bundle, dict) else type(bundle).__name__
         raise UsageError(f"{path} has bundle format {found!r}; this hpsearch reads "
                          f"format {BUNDLE_FORMAT}; retrain the run again to rewrite it")
+    why = _malformed(bundle)
+    if why:  # data, but not what a retraining writes: a traceback, or gigabytes for a crafted image size
+        raise UsageError(f"{path} is damaged ({why}); retrain to write it again: hpsearch retrain {run_dir}")
     return _with_defaults(bundle)
+
+
+_MAX_SIDE, _MAX_CLASSES = 4096, 100_000  # an image side, the outputs: far past any real winner
+
+
+def _whole(value, low: int, high: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+
+
+def _image_shape_fault(shape) -> str | None:
+    if not isinstance(shape, list | tuple) or len(shape) != 3 or not all(_whole(v, 1, _MAX_SIDE) for v in shape):
+        return f"image_shape {shape!r} is not [channels, height, width] of sides 1..{_MAX_SIDE}"
+    return None
+
+
+def _malformed(bundle: dict) -> str | None:
+    """What in a bundle read as data is not of the kind or size a retraining writes, or None."""
+    for key, kind in (("state_dict", dict), ("config", dict), ("history", list)):
+        if not isinstance(bundle.get(key), kind):
+            return f"its {key} is {type(bundle.get(key)).__name__}, not a {kind.__name__}"
+    for key, low, high in (("n_classes", 1, _MAX_CLASSES), ("n_features", 1, 3 * _MAX_SIDE ** 2),
+                           ("batch_size", 1, 10 ** 9), ("epochs", 0, 10 ** 6)):
+        if not _whole(bundle.get(key), low, high):
+            return f"its {key} {bundle.get(key)!r} is not a whole number in {low}..{high:,}"
+    if not _whole(bundle.get("positions", 0), 0, 64):
+        return f"its positions {bundle.get('positions')!r} is not a whole number in 0..64"
+    fault = _image_shape_fault(bundle.get("image_shape"))
+    if fault:
+        return fault
+    names = bundle.get("class_names")
+    if names is not None and (not isinstance(names, list) or len(names) != bundle["n_classes"]
+                              or not all(isinstance(n, str) for n in names)):
+        return f"its class_names are not {bundle['n_classes']} names, one per class"
+    preprocess = bundle.get("preprocess")
+    if preprocess is not None and (not isinstance(preprocess, dict)
+                                   or _image_shape_fault(preprocess.get("image_shape"))):
+        return "its preprocess is not the settings a retraining writes (an image_shape of sides 1.." \
+               f"{_MAX_SIDE})"
+    return None
 
 
 def _with_defaults(bundle: dict) -> dict:

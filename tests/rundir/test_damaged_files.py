@@ -65,3 +65,29 @@ def test_a_card_or_meta_json_of_another_kind_is_one_line(run, tmp_path, capsys):
     (triple / "meta.json").write_text("[1]")
     assert main(["make-triple", "--from", "digits", "--out", str(triple), "--overwrite", "--no-progress"]) == 2
     assert "holds files make-triple did not write" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("change, said", [
+    ({"config": [1, 2]}, "its config is list, not a dict"),
+    ({"image_shape": "abc"}, "image_shape 'abc' is not [channels, height, width]"),
+    ({"history": 5}, "its history is int, not a list"),
+    ({"preprocess": {"image_shape": [1, 100_000, 100_000]}}, "its preprocess is not the settings a retraining"),
+    ({"class_names": ["zero"]}, "its class_names are not 10 names, one per class"),
+    ({"n_classes": -3}, "its n_classes -3 is not a whole number"),
+])
+def test_a_winner_bundle_of_the_wrong_kind_is_damaged_in_one_line(run, tmp_path, capsys, change, said):
+    """weights_only keeps a crafted winner.pt from running code, but its values went unchecked: tracebacks,
+    or a preprocess image size that took all the memory."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    bundle = torch.load(run / "winner.pt", map_location="cpu", weights_only=True)
+    torch.save({**bundle, **change}, run / "winner.pt")
+    picture = tmp_path / "digit.png"
+    Image.fromarray(np.full((8, 8), 128, np.uint8)).save(picture)
+    for command in (["predict", str(run), str(picture)], ["plot", "learning-curves", str(run)]):
+        assert main(command) == 2, command
+        err = capsys.readouterr().err
+        assert f"{run / 'winner.pt'} is damaged ({said}" in err and "hpsearch retrain" in err, err
+        assert err.count("\n") == 1
