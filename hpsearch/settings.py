@@ -261,8 +261,12 @@ def check_stored(stored: dict, where) -> None:
             if spec.check is not None:
                 with parameter_names(str):
                     spec.check(f.name, value)
-        if not isinstance(stored.get("chance"), dict | None):  # None: labels per position have no chance level
-            raise UsageError(f"chance must be an object or null, got {stored['chance']!r}")
+        chance = stored.get("chance")
+        if not isinstance(chance, dict | None):  # None: labels per position have no chance level
+            raise UsageError(f"chance must be an object or null, got {chance!r}")
+        levels = {k: v for k, v in (chance or {}).items() if k != "scoring"}  # scoring: the score's name
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in levels.values()):
+            raise UsageError(f"chance must hold numbers (the chance levels of each score), got {chance!r}")
     except UsageError as exc:
         raise UsageError(f"{where} is damaged: its {exc}; put back a copy of it (hpsearch search wrote it)") from None
 

@@ -44,10 +44,20 @@ def _record(trial: optuna.trial.FrozenTrial) -> dict:
     return {"index": attrs["index"], "config": attrs["config"], "rungs": rungs, "state": trial.state.name}
 
 
-def _read_records(study: optuna.Study) -> dict[int, tuple[int, dict]]:
-    """``{index: (trial_id, record)}`` of the trials that have a config."""
-    return {t.user_attrs["index"]: (t._trial_id, _record(t)) for t in study.get_trials(deepcopy=False)
-            if "index" in t.user_attrs and "config" in t.user_attrs}
+def _read_records(study: optuna.Study, path: Path | None = None) -> dict[int, tuple[int, dict]]:
+    """``{index: (trial_id, record)}`` of the trials that have a config; one whose attributes are not of the
+    kinds hpsearch writes is the file's damage, named (``path``: trials.db)."""
+    records = {}
+    for t in study.get_trials(deepcopy=False):
+        if "index" not in t.user_attrs or "config" not in t.user_attrs:
+            continue
+        record = _record(t)
+        if not isinstance(record["index"], int) or not isinstance(record["config"], dict) \
+                or not all(isinstance(r, dict) and isinstance(r.get("epochs"), int) for r in record["rungs"]):
+            raise _damaged(path or Path(TRIALS_DB), f"Optuna's trial {t.number} holds attributes of another kind "
+                                                    "than hpsearch writes (index, config, rungs)")
+        records[record["index"]] = (t._trial_id, record)
+    return records
 
 
 def _refuse_foreign_trials(study: optuna.Study, run_dir: Path) -> None:
@@ -105,6 +115,8 @@ class TrialStore:
         self.digest = run_digest(fingerprint)  # the owner this run's continuation states carry
         self._storage = self.study._storage
         stored = self.study.user_attrs.get("fingerprint")
+        if stored is not None and not isinstance(stored, dict):
+            raise _damaged(self.run_dir / TRIALS_DB, f"its fingerprint is a {type(stored).__name__}, not an object")
         if stored is None:
             self.study.set_user_attr("fingerprint", fingerprint)
             with warnings.catch_warnings():  # set_metric_names is marked experimental
@@ -119,7 +131,7 @@ class TrialStore:
                 f"{self.run_dir} holds a search with other settings ({shown}); resume it with the "
                 f"same settings, or pass a different {param('out')} for a new search"
             )
-        self._trials = _read_records(self.study)
+        self._trials = _read_records(self.study, self.run_dir / TRIALS_DB)
         _refuse_foreign_trials(self.study, self.run_dir)
 
     # -- reading -------------------------------------------------------------------------------
@@ -316,7 +328,7 @@ def load_records(run_dir) -> list[dict]:
     path = Path(run_dir) / TRIALS_DB
     if not path.is_file():
         raise UsageError(f"{run_dir} holds no trials.db; is it a run folder made by hpsearch search?")
-    return [rec for _, (_, rec) in sorted(_read_records(open_study(run_dir)).items()) if rec["rungs"]]
+    return [rec for _, (_, rec) in sorted(_read_records(open_study(run_dir), path).items()) if rec["rungs"]]
 
 
 def stored_fingerprint(run_dir) -> dict | None:
@@ -327,16 +339,20 @@ def stored_fingerprint(run_dir) -> dict | None:
     if not path.is_file() or path.stat().st_size == 0:
         return None
     try:
-        return open_study(run_dir).user_attrs.get("fingerprint")
+        fingerprint = open_study(run_dir).user_attrs.get("fingerprint")
     except UsageError:
         return None
+    return fingerprint if isinstance(fingerprint, dict) else None  # another kind: TrialStore names it
 
 
 def run_fingerprint(run_dir) -> dict:
     """What the run's trials were made with (``hpsearch.settings.fingerprint``), as its store keeps it."""
     if not (Path(run_dir) / TRIALS_DB).is_file():
         raise UsageError(f"{run_dir} holds no trials.db; is it a run folder made by hpsearch search?")
-    return open_study(run_dir).user_attrs.get("fingerprint") or {}
+    fingerprint = open_study(run_dir).user_attrs.get("fingerprint") or {}
+    if not isinstance(fingerprint, dict):
+        raise _damaged(Path(run_dir) / TRIALS_DB, f"its fingerprint is a {type(fingerprint).__name__}, not an object")
+    return fingerprint
 
 
 def load_results(run_dir) -> pd.DataFrame:

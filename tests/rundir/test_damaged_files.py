@@ -91,3 +91,34 @@ def test_a_winner_bundle_of_the_wrong_kind_is_damaged_in_one_line(run, tmp_path,
         err = capsys.readouterr().err
         assert f"{run / 'winner.pt'} is damaged ({said}" in err and "hpsearch retrain" in err, err
         assert err.count("\n") == 1
+
+
+def test_trials_db_attributes_of_another_kind_are_the_files_damage(run, capsys):
+    """A fingerprint or a trial's config of another kind gave AttributeError tracebacks; a chance level
+    that is no number was blamed on trials.csv, whose rewriting could not fix it."""
+    import optuna
+
+    storage = f"sqlite:///{run / 'trials.db'}"
+    study = optuna.load_study(study_name="search", storage=storage)
+    made = study.user_attrs["fingerprint"]
+    study.set_user_attr("fingerprint", [1, 2])
+    for command in (["retrain", str(run), "--top", "1", "--no-progress"],
+                    ["search", "--resume", str(run), "--no-progress", "--no-retrain"]):
+        assert main(command) == 2, command
+        err = capsys.readouterr().err
+        assert f"{run / 'trials.db'} is damaged (its fingerprint is a list, not an object)" in err, err
+    study.set_user_attr("fingerprint", made)
+    import sqlite3
+
+    with sqlite3.connect(run / "trials.db") as db:  # a finished trial: Optuna's API no longer writes it
+        row, kept = db.execute("select trial_user_attribute_id, value_json from trial_user_attributes where key = "
+                               "'config' order by trial_id").fetchone()
+        db.execute("update trial_user_attributes set value_json = '[1]' where trial_user_attribute_id = ?", (row,))
+    assert main(["retrain", str(run), "--top", "1", "--no-progress"]) == 2
+    assert "is damaged (Optuna's trial 0 holds attributes of another kind" in capsys.readouterr().err
+    with sqlite3.connect(run / "trials.db") as db:
+        db.execute("update trial_user_attributes set value_json = ? where trial_user_attribute_id = ?", (kept, row))
+    settings = json.loads((run / "settings.json").read_text())
+    (run / "settings.json").write_text(json.dumps({**settings, "chance": {"accuracy": "x"}}))
+    assert main(["report", str(run)]) == 2
+    assert f"{run / 'settings.json'} is damaged: its chance must hold numbers" in capsys.readouterr().err
