@@ -69,7 +69,9 @@ def write_summary(run_dir, settings, rows: list[dict], configs: dict, retrain_ep
         "dataset": settings.get("dataset_name", settings.get("dataset")),
         "search": {k: settings.get(k) for k in ("n", "space", "cv", "scoring", "max_epochs", "patience",
                                                "batch_size", "seed", "strategy", "max_train")},
-        "retrain": {"top": int(len(table)), "retrain_epochs": retrain_epochs, "device": device,
+        # where the winner was trained: a call that reuses its row trained nothing, on no device of its own
+        "retrain": {"top": int(len(table)), "retrain_epochs": retrain_epochs,
+                    "device": winner["device"] if isinstance(winner.get("device"), str) else device,
                     "schedule": winner["config"].get("schedule", "none"),
                     "train_set": f"{train_set_words(settings).removeprefix('the ')}, no early stopping",
                     "test_monitored_each_epoch": monitor_test, "table": RETRAIN_FILE, "complete": complete},

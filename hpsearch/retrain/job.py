@@ -104,7 +104,7 @@ def retrain_one(cand: dict, dataset: Dataset, *, device, epochs, batch_size, see
                "cv_accuracy": cand["cv_accuracy"], "cv_epochs": cand.get("cv_epochs"), **tested,
                "epochs": len(net.history) if error == "" else 0, "retrain_epochs": epochs,
                "schedule": cand["config"].get("schedule", "none"),
-               "fit_time": time.perf_counter() - start, "error": error,
+               "fit_time": time.perf_counter() - start, "device": str(net.device), "error": error,
                **{f"param_{k}": param_text(v) for k, v in sorted(cand["config"].items())}}
         return row, (winner_payload(net) if error == "" else None)
 

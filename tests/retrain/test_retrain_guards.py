@@ -257,3 +257,16 @@ def test_compare_groups_by_a_short_whole_number_range(tmp_path, digits, capsys):
     assert main(["compare", str(run), "--by", "batch_size", "--retrain-epochs", "1", "--no-progress"]) == 0
     table = pd.read_csv(run / "compare.csv")
     assert sorted(table["batch_size"]) == [32, 33]
+
+
+def test_summary_names_the_device_the_winner_was_trained_on_not_this_calls(searched, tmp_path, digits):
+    """A retraining that reuses every row trains nothing, yet summary.json's retraining named its device."""
+    run = _copy(searched, tmp_path)
+    retrain_top(run, top=1, retrain_epochs=1, dataset=digits, progress=False, n_jobs=1)
+    table = pd.read_csv(run / "retrain.csv")
+    assert list(table["device"]) == ["cpu"]
+    table["device"] = "cuda:1"  # as a retraining on a GPU machine wrote it
+    table.to_csv(run / "retrain.csv", index=False)
+    result = retrain_top(run, top=1, retrain_epochs=1, dataset=digits, progress=False, n_jobs=1)
+    assert result.trained == 0
+    assert json.loads((run / "summary.json").read_text())["retrain"]["device"] == "cuda:1"
