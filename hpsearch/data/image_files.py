@@ -106,27 +106,37 @@ def _cache_paths(root: Path, file_name: str, subdir: str) -> list[Path]:
 
 def _cache_secret() -> bytes:
     """This user's key for sealing caches (in hpsearch's state folder, never a data folder): a cache whose
-    seal it does not open was not written here. A state folder that cannot be written gives a key for
-    this process alone (the caches are then read again, only slower)."""
+    seal it does not open was not written here. Made once, whole (linked into place: two jobs starting at
+    once settle on one); a state folder that cannot be written gives a key for this process alone (the
+    caches are then read again, only slower)."""
     from ..training.models.trust import state_file
 
     path = state_file().parent / "cache_secret"
-    try:
-        secret = path.read_bytes()
-        if len(secret) == 32:
-            return secret
-    except OSError:
-        pass
-    secret = os.urandom(32)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(secret)
-    except OSError:
-        _SESSION_SECRET.setdefault("secret", secret)
-        return _SESSION_SECRET["secret"]
-    return secret
+    for _ in range(2):
+        try:
+            secret = path.read_bytes()
+            if len(secret) == 32:
+                return secret
+        except OSError:
+            pass
+        made = os.urandom(32)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".cache_secret.")  # 0600
+            try:
+                with os.fdopen(fd, "wb") as fh:
+                    fh.write(made)
+                try:
+                    os.link(tmp, path)  # atomic, and never over another process's key
+                except FileExistsError:
+                    if path.stat().st_size != 32:  # a damaged key: replaced whole
+                        os.replace(tmp, path)
+            finally:
+                if os.path.exists(tmp):
+                    os.remove(tmp)
+        except OSError:
+            return _SESSION_SECRET.setdefault("secret", made)
+    return _SESSION_SECRET.setdefault("secret", os.urandom(32))
 
 
 _SESSION_SECRET: dict[str, bytes] = {}
@@ -142,6 +152,16 @@ def _seal(key: str, arrays: dict) -> str:
         mac.update(f"\0{name}\0{array.dtype.str}\0{array.shape}\0".encode())
         mac.update(array.tobytes())
     return mac.hexdigest()
+
+
+def _sealed_here(path: Path) -> bool:
+    """Whether the cache at ``path`` opens with this user's key (whatever files it is of)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {name: z[name] for name in z.files if name not in ("key", "seal")}
+            return hmac.compare_digest(str(z["seal"]), _seal(str(z["key"]), arrays))
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return True  # damaged or not a cache: ours to replace
 
 
 def read_cache(root: Path, file_name: str, subdir: str, key: str) -> dict | None:
@@ -162,6 +182,8 @@ def read_cache(root: Path, file_name: str, subdir: str, key: str) -> dict | None
 def write_cache(root: Path, file_name: str, subdir: str, key: str, arrays: dict) -> None:
     """Keep ``arrays`` beside the images (else in the cache), whole or not at all; no cache is only slower."""
     for path in _cache_paths(root, file_name, subdir):
+        if path.parent == root and path.is_file() and not _sealed_here(path):
+            continue  # another user's cache in a shared folder: kept, ours goes to our own cache folder
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".part")

@@ -178,8 +178,10 @@ class TrialStore:
         if len(self) != index + 1 or index in self._trials:
             return False
         last = self.study.get_trials(deepcopy=False)[-1]
-        if last.number != index or last.state != optuna.trial.TrialState.RUNNING:
+        if last.number != index or last.state not in (optuna.trial.TrialState.RUNNING, optuna.trial.TrialState.WAITING):
             return False
+        if last.state == optuna.trial.TrialState.WAITING:  # put back already, by a run cut off before its ask
+            return True
         return self._storage.set_trial_state_values(last._trial_id, optuna.trial.TrialState.WAITING)
 
     def adopt(self, trial: optuna.Trial, config: dict) -> int:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -189,7 +190,8 @@ def _read_bundle(run_dir) -> dict:
     return _with_defaults(bundle)
 
 
-_MAX_SIDE, _MAX_CLASSES = 4096, 100_000  # an image side, the outputs: far past any real winner
+# the values an input's preprocessing allocates for: far past any image a loader takes (3 x 4096 x 4096)
+_MAX_VALUES, _MAX_CLASSES = 3 * 4096 ** 2, 10 ** 6
 
 
 def _whole(value, low: int, high: int) -> bool:
@@ -197,8 +199,9 @@ def _whole(value, low: int, high: int) -> bool:
 
 
 def _image_shape_fault(shape) -> str | None:
-    if not isinstance(shape, list | tuple) or len(shape) != 3 or not all(_whole(v, 1, _MAX_SIDE) for v in shape):
-        return f"image_shape {shape!r} is not [channels, height, width] of sides 1..{_MAX_SIDE}"
+    if not isinstance(shape, list | tuple) or len(shape) != 3 or not all(_whole(v, 1, _MAX_VALUES) for v in shape) \
+            or math.prod(shape) > _MAX_VALUES:
+        return f"image_shape {shape!r} is not [channels, height, width] of at most {_MAX_VALUES:,} values"
     return None
 
 
@@ -207,12 +210,12 @@ def _malformed(bundle: dict) -> str | None:
     for key, kind in (("state_dict", dict), ("config", dict), ("history", list)):
         if not isinstance(bundle.get(key), kind):
             return f"its {key} is {type(bundle.get(key)).__name__}, not a {kind.__name__}"
-    for key, low, high in (("n_classes", 1, _MAX_CLASSES), ("n_features", 1, 3 * _MAX_SIDE ** 2),
+    for key, low, high in (("n_classes", 1, _MAX_CLASSES), ("n_features", 1, _MAX_VALUES),
                            ("batch_size", 1, 10 ** 9), ("epochs", 0, 10 ** 6)):
         if not _whole(bundle.get(key), low, high):
             return f"its {key} {bundle.get(key)!r} is not a whole number in {low}..{high:,}"
-    if not _whole(bundle.get("positions", 0), 0, 64):
-        return f"its positions {bundle.get('positions')!r} is not a whole number in 0..64"
+    if not _whole(bundle.get("positions", 0), 0, _MAX_VALUES):
+        return f"its positions {bundle.get('positions')!r} is not a whole number of labels per image"
     fault = _image_shape_fault(bundle.get("image_shape"))
     if fault:
         return fault
@@ -223,8 +226,8 @@ def _malformed(bundle: dict) -> str | None:
     preprocess = bundle.get("preprocess")
     if preprocess is not None and (not isinstance(preprocess, dict)
                                    or _image_shape_fault(preprocess.get("image_shape"))):
-        return "its preprocess is not the settings a retraining writes (an image_shape of sides 1.." \
-               f"{_MAX_SIDE})"
+        return (f"its preprocess is not the settings a retraining writes (an image_shape of at most {_MAX_VALUES:,} "
+                "values)")
     return None
 
 

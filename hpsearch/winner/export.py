@@ -36,7 +36,7 @@ from ..errors import UsageError, brief, param, plural
 from ..rundir.atomic import atomic_write, atomic_write_text
 from ..rundir.lock import refuse_links_out
 from ..rundir.names import WINNER_FILE
-from ..training.models.trust import trust
+from ..training.models.trust import trust, trusted_torchscript
 from .exported import (
     BATCH_ADVICE,
     CARD_FILE,
@@ -251,9 +251,12 @@ def _intact(card: dict, out: Path, fmt: str) -> bool:
 
 
 def _up_to_date(old: dict, out: Path, formats, digest: str, check: bool) -> bool:
-    """Exporting again would write the same files: this winner's, intact, checked if a check is asked."""
+    """Exporting again would write the same files: this winner's, intact, checked if a check is asked, and a
+    TorchScript file this machine trusts (a received run's model.ts is written anew here, so it loads)."""
+    script = out / FORMATS["torchscript"]
+    trusted_here = "torchscript" not in formats or (script.is_file() and trusted_torchscript(script_digest(script)))
     return (old.get("winner_digest") == digest and "familiarity" in old and all(_intact(old, out, f) for f in formats)
-            and (not check or all(f in (old.get("checks") or {}) for f in formats)))
+            and (not check or all(f in (old.get("checks") or {}) for f in formats)) and trusted_here)
 
 
 def _write_staged(net, model: nn.Module, shape: tuple, staged: dict) -> list[str]:

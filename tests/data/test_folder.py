@@ -152,16 +152,24 @@ def test_the_second_load_reads_the_cache_and_a_changed_file_is_read_again(copy, 
 def test_a_cache_not_written_by_this_user_is_never_read(copy, tmp_path, monkeypatch):
     """A shared folder's cache whose key matches its files (tar and rsync keep mtimes) but whose pixels were
     swapped was read as the images, unseen; a cache is now read only under its seal from this user's key."""
+    monkeypatch.setenv("HPSEARCH_DATA", str(tmp_path / "my-cache"))  # where a cache goes past a foreign one
     first = load_dataset("folder", copy)
     with np.load(copy / CACHE_FILE, allow_pickle=False) as z:
         arrays = {name: z[name] for name in z.files}
     arrays["images_train"] = np.full_like(arrays["images_train"], 255)  # the same key, other pixels
     np.savez_compressed(copy / CACHE_FILE, **arrays)
     assert np.array_equal(load_dataset("folder", copy).X_train, first.X_train)  # read from the images again
-    monkeypatch.setenv("HPSEARCH_STATE_DIR", str(tmp_path / "another-user"))  # another user's key: their own
+    (copy / CACHE_FILE).unlink()
+    load_dataset("folder", copy)  # the folder's cache, this user's
     calls = []
     real = folder_module._decode_all
     monkeypatch.setattr(folder_module, "_decode_all", lambda *a, **k: calls.append(1) or real(*a, **k))
+    with monkeypatch.context() as other:  # another user of the shared folder: their own key and cache folder
+        other.setenv("HPSEARCH_STATE_DIR", str(tmp_path / "another-user"))
+        other.setenv("HPSEARCH_DATA", str(tmp_path / "another-user-cache"))
+        assert np.array_equal(load_dataset("folder", copy).X_train, first.X_train) and calls == [1]
+        assert np.array_equal(load_dataset("folder", copy).X_train, first.X_train) and calls == [1]  # their cache
+    # the folder's cache is still this user's: not overwritten by theirs, read without decoding
     assert np.array_equal(load_dataset("folder", copy).X_train, first.X_train) and calls == [1]
 
 

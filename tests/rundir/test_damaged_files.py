@@ -70,6 +70,7 @@ def test_a_card_or_meta_json_of_another_kind_is_one_line(run, tmp_path, capsys):
 @pytest.mark.parametrize("change, said", [
     ({"config": [1, 2]}, "its config is list, not a dict"),
     ({"image_shape": "abc"}, "image_shape 'abc' is not [channels, height, width]"),
+    ({"image_shape": [1, 100_000, 100_000]}, "image_shape [1, 100000, 100000] is not [channels, height, width] of"),
     ({"history": 5}, "its history is int, not a list"),
     ({"preprocess": {"image_shape": [1, 100_000, 100_000]}}, "its preprocess is not the settings a retraining"),
     ({"class_names": ["zero"]}, "its class_names are not 10 names, one per class"),
@@ -122,3 +123,16 @@ def test_trials_db_attributes_of_another_kind_are_the_files_damage(run, capsys):
     (run / "settings.json").write_text(json.dumps({**settings, "chance": {"accuracy": "x"}}))
     assert main(["report", str(run)]) == 2
     assert f"{run / 'settings.json'} is damaged: its chance must hold numbers" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("change", [{"positions": 70}, {"image_shape": [1, 1, 5000], "n_features": 5000},
+                                    {"image_shape": [3, 32, 32], "epochs": 0}])
+def test_what_a_search_makes_is_never_called_damaged(run, change):
+    """A bound on each side (4096) and on positions (64) refused winners a search had made (70 labels per
+    image, a 1 x 5000 signal) and their retraining again; only the values an input allocates are bounded."""
+    import torch
+
+    from hpsearch.winner.bundle import _malformed
+
+    bundle = torch.load(run / "winner.pt", map_location="cpu", weights_only=True)
+    assert _malformed({**bundle, **change}) is None

@@ -212,17 +212,22 @@ def test_hyperband_and_tpe_runs(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_tpe_run_cut_off_or_grown_asks_what_a_straight_run_asks(tmp_path):
+@pytest.mark.parametrize("put_back", [False, True], ids=["asked", "put-back"])
+def test_a_tpe_run_cut_off_or_grown_asks_what_a_straight_run_asks(tmp_path, put_back):
     """A TPE run stopped after 5 configs, with a sixth asked of the sampler but cut off before it was
     stored (Ctrl-C or kill -9 inside ``study.ask``), then resumed to 8: the same trial numbers and the
-    same configs and scores as one straight run of 8."""
+    same configs and scores as one straight run of 8. Also when a resume had put that trial back in the
+    queue (WAITING) and was cut off before its own ask: every later resume failed with a traceback."""
     def tpe(out, n):
         return SearchSettings(out=str(tmp_path / out), strategy="tpe", n=n, n_startup=3, max_epochs=2, patience=0,
                               **TINY)
 
     straight = load_results(run_search(tpe("straight", 8)))
     cut = run_search(tpe("cut", 5))
-    optuna.load_study(study_name="search", storage=f"sqlite:///{cut}/trials.db").ask()  # the orphan: trial 5
+    study = optuna.load_study(study_name="search", storage=f"sqlite:///{cut}/trials.db")
+    orphan = study.ask()  # the orphan: trial 5
+    if put_back:
+        study._storage.set_trial_state_values(orphan._trial_id, optuna.trial.TrialState.WAITING)
     resumed = load_results(run_search(tpe("cut", 8)))
     study = optuna.load_study(study_name="search", storage=f"sqlite:///{cut}/trials.db")
     assert [t.number for t in study.trials] == [t.user_attrs["index"] for t in study.trials] == list(range(8))

@@ -42,3 +42,19 @@ def test_a_received_torchscript_file_is_never_run(retrained_run, tmp_path, capsy
     assert f"{received / 'model.ts'} is TorchScript, a program" in err and "predict with the model.onnx beside it" in err
     assert marker.read_bytes() == b"AAAAAAAA"
     assert main(["predict", "--model", str(received), str(picture)]) == 0  # the folder: its ONNX file
+
+
+def test_exporting_a_received_run_here_makes_its_torchscript_loadable(retrained_run, tmp_path, capsys, monkeypatch):
+    """The refusal says to export the run here; that export said 'already exported' (the card's digests
+    matched) and left the model.ts this machine does not trust, so predict refused it again."""
+    picture = tmp_path / "digit.png"
+    Image.fromarray(np.full((8, 8), 128, np.uint8)).save(picture)
+    run = tmp_path / "run"
+    shutil.copytree(retrained_run, run)
+    assert main(["export", str(run), "--no-check"]) == 0  # on the machine that sends it
+    monkeypatch.setenv("HPSEARCH_STATE_DIR", str(tmp_path / "receiver"))  # the colleague's machine
+    assert main(["predict", "--model", str(run / "export" / "model.ts"), str(picture)]) == 2
+    capsys.readouterr()
+    assert main(["export", str(run), "--no-check"]) == 0
+    assert "already exported" not in capsys.readouterr().out
+    assert main(["predict", "--model", str(run / "export" / "model.ts"), str(picture)]) == 0
