@@ -9,6 +9,8 @@ with a ``UsageError`` before anything is served (``hpsearch predict`` answers it
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from ..errors import UsageError, param
 
 __all__ = ["create_app", "serve", "load_app"]
@@ -35,15 +37,18 @@ def create_app(predictor, **options):
 
 
 def load_app(run_dir, device: str = "cpu", **options):
-    """The app serving the winner of ``run_dir``."""
+    """The app serving the winner of ``run_dir``, loaded again when a retraining replaces it."""
+    from ..rundir.names import WINNER_FILE
     from ..winner.predict import Predictor
 
     _require_web()
-    return create_app(Predictor.from_run(run_dir, device=device), **options)
+    return create_app(Predictor.from_run(run_dir, device=device), reload=lambda: Predictor.from_run(run_dir, device),
+                      watch=Path(run_dir) / WINNER_FILE, **options)
 
 
 def serve(run_dir, host: str = "127.0.0.1", port: int = 8000, device: str = "cpu") -> None:
-    """Load the winner of ``run_dir`` once and serve the page on ``http://host:port/`` until Ctrl-C."""
+    """Load the winner of ``run_dir`` and serve the page on ``http://host:port/`` until Ctrl-C (a winner.pt a
+    retraining replaces is loaded before the next request)."""
     _require_web()
     import uvicorn
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import threading
+from collections.abc import Callable
 from importlib.resources import files
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from ..data.preprocess import ImageRejected, steps_in_words
-from ..errors import brief
+from ..errors import UsageError, brief
 from ..winner.predict import METHOD_NAMES, Predictor
 
 __all__ = ["create_app", "MAX_UPLOAD_BYTES", "N_EXAMPLES"]
@@ -129,14 +130,48 @@ async def _upload(request: Request, max_bytes: int) -> bytes:
     return data
 
 
-def create_app(predictor: Predictor, *, max_bytes: int = MAX_UPLOAD_BYTES, examples: int = N_EXAMPLES) -> FastAPI:
-    """The app serving ``predictor`` (a ``hpsearch.winner.predict.Predictor``, loaded once); the page shows
-    one class per image, so a winner with one label per position is refused (``UsageError``)."""
+def _mark(path: Path | None):
+    """What tells a replaced file (a retraining's new winner.pt, put in place whole) from the one loaded."""
+    try:
+        st = path.stat() if path is not None else None
+    except OSError:
+        return None
+    return None if st is None else (st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+def create_app(predictor: Predictor, *, max_bytes: int = MAX_UPLOAD_BYTES, examples: int = N_EXAMPLES,
+               reload: Callable[[], Predictor] | None = None, watch: Path | None = None) -> FastAPI:
+    """The app serving ``predictor`` (a ``hpsearch.winner.predict.Predictor``); the page shows one class per
+    image, so a winner with one label per position is refused (``UsageError``). With ``watch`` (the run's
+    winner.pt) and ``reload``, a replaced winner (a retraining chose another) is loaded before the next
+    request is answered; one that cannot be loaded is said in every answer, the old one still served."""
     predictor.check_single_label("the page of hpsearch serve")
     app = FastAPI(title="hpsearch serve", docs_url=None, redoc_url=None, openapi_url=None)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     lock = threading.Lock()  # one net, explained with hooks: one request at a time
     cache: dict = {}
+    state = {"predictor": predictor, "mark": _mark(watch), "stale": None}
+
+    def current() -> Predictor:
+        mark = _mark(watch)
+        if reload is None or mark == state["mark"]:
+            return state["predictor"]
+        with lock:
+            if mark != state["mark"]:
+                state["mark"] = mark  # tried once per change, not per request
+                try:
+                    fresh = reload()
+                    fresh.check_single_label("the page of hpsearch serve")
+                except UsageError as exc:
+                    state["stale"] = (f"{watch} changed since it was loaded, and the new one cannot be served "
+                                      f"({exc}); the page still serves trial {state['predictor'].info.get('trial')}")
+                else:
+                    state.update(predictor=fresh, stale=None)
+                    cache.clear()
+        return state["predictor"]
+
+    def said(out: dict) -> dict:
+        return {**out, "stale": state["stale"]} if state["stale"] else out
 
     @app.get("/", include_in_schema=False)
     def page():
@@ -144,17 +179,21 @@ def create_app(predictor: Predictor, *, max_bytes: int = MAX_UPLOAD_BYTES, examp
 
     @app.get("/api/info")
     def info():
-        return _info(predictor)
+        return said(_info(current()))
 
     @app.get("/api/examples")
     def example_images():
+        served = current()
         if "examples" not in cache:
-            cache["examples"] = _examples(predictor, examples)
+            cache["examples"] = _examples(served, examples)
         return cache["examples"]
 
     def answer(data: bytes) -> dict:
+        served = current()
         with lock:
-            out = predictor.predict_image(data)
+            out = served.predict_image(data)
+        out["trial"] = served.info.get("trial")  # which winner answered
+        out = said(out)
         x, heat = out.pop("x"), out.pop("heat")
         out["input_png"] = _data_url(Predictor.image_png(x))
         out["heatmap_png"] = _data_url(Predictor.heatmap_png(x, heat))

@@ -283,3 +283,30 @@ def test_serve_says_the_real_address_and_a_busy_port_is_one_error(retrained_run,
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_a_winner_a_retraining_replaces_is_served_from_the_next_request(retrained_run, gap_run, digits, tmp_path):
+    """The page kept the winner it started with: after a retraining chose another, /api/info and every answer
+    were the old winner's, and nothing said so. Now the new winner.pt is loaded before the next request, an
+    answer names the trial that gave it, and a new winner.pt that cannot be loaded is said."""
+    import shutil
+
+    from hpsearch.web import load_app
+
+    run = tmp_path / "run"
+    shutil.copytree(retrained_run, run)
+    client = TestClient(load_app(run))
+    first = client.get("/api/info").json()
+    assert first["model"] == "mlp" and "stale" not in first
+    answer = post(client, png_bytes(digits.X_test[0])).json()
+    assert answer["trial"] == first["trial"]
+    shutil.copy(gap_run / WINNER_FILE, run / "new.pt")
+    (run / "new.pt").replace(run / WINNER_FILE)  # as a retraining puts its winner in place
+    assert client.get("/api/info").json()["model"] == "gapcnn"
+    assert post(client, png_bytes(digits.X_test[0])).json()["method"] == "cam"
+    (run / "junk.pt").write_bytes(b"junk")
+    (run / "junk.pt").replace(run / WINNER_FILE)
+    info = client.get("/api/info").json()
+    assert info["model"] == "gapcnn" and f"{run / WINNER_FILE} changed since it was loaded, and the new one cannot " \
+        "be served" in info["stale"]
+    assert post(client, png_bytes(digits.X_test[0])).status_code == 200
