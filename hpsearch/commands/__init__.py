@@ -224,7 +224,15 @@ def cmd_plot(args) -> int:
             raise UsageError(f"METHOD is missing before {args.method}: hpsearch plot all {args.method} draws every "
                              f"picture that applies (methods: {methods})")
         raise UsageError(f"RUN_DIR is missing: hpsearch plot {args.method} RUN_DIR (a run folder holding winner.pt)")
-    return _plot(args.run_dir, args.method, args, resolve_device(args.device))
+    device = resolve_device(args.device)
+    if args.method == "search" or not Path(args.run_dir).is_dir():  # the search's own plots: drawn while it runs
+        return _plot(args.run_dir, args.method, args, device)
+    from ..retrain.top import LOCK_FIX
+    from ..rundir.lock import RunLock
+
+    # the winner's pictures and summary.json's list of them: never beside a retraining that replaces the winner
+    with RunLock(args.run_dir, fix=LOCK_FIX):
+        return _plot(args.run_dir, args.method, args, device)
 
 
 def cmd_serve(args) -> int:
@@ -239,7 +247,14 @@ def cmd_export(args) -> int:
     from ..winner.export import export_winner
 
     formats = ("onnx", "torchscript") if args.format == "both" else (args.format,)
-    done = export_winner(args.run_dir, formats, out=args.out, check=not args.no_check)
+    if args.out is None and Path(args.run_dir).is_dir():  # the run's own export/: one writer at a time
+        from ..retrain.top import LOCK_FIX
+        from ..rundir.lock import RunLock
+
+        with RunLock(args.run_dir, fix=LOCK_FIX):
+            done = export_winner(args.run_dir, formats, out=args.out, check=not args.no_check)
+    else:
+        done = export_winner(args.run_dir, formats, out=args.out, check=not args.no_check)
     if done["skipped"]:
         print(f"already exported for this winner: {done['card']} ({', '.join(p.name for p in done['files'])})")
         return 0

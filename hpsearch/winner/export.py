@@ -206,7 +206,8 @@ def export_winner(run_dir, formats=("onnx", "torchscript"), out=None, check: boo
     except OSError as exc:
         raise UsageError(f"{param('out')} {out}: cannot make the folder ({exc.strerror}); give a writable "
                          "one") from None
-    staged = {fmt: out / f".{FORMATS[fmt]}.staged" for fmt in formats}  # hidden until checked
+    # hidden until checked, and this process's own: two exports at once unlinked each other's files
+    staged = {fmt: out / f".{FORMATS[fmt]}.{os.getpid()}.staged" for fmt in formats}
     try:
         traced = _write_staged(net, model, shape, staged)
         runs = {fmt: runner(fmt, path, made_here=True) for fmt, path in staged.items()}

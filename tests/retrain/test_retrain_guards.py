@@ -270,3 +270,21 @@ def test_summary_names_the_device_the_winner_was_trained_on_not_this_calls(searc
     result = retrain_top(run, top=1, retrain_epochs=1, dataset=digits, progress=False, n_jobs=1)
     assert result.trained == 0
     assert json.loads((run / "summary.json").read_text())["retrain"]["device"] == "cuda:1"
+
+
+def test_plot_and_export_wait_for_a_retraining_that_may_replace_the_winner(retrained_run, tmp_path, capsys):
+    """plot all took no lock: beside a retraining that chose another winner it overwrote the new winner's
+    pictures with the old one's and summary.json's list of them; two exports at once unlinked each other's
+    staged files (a traceback). Both now hold the run; plot search (drawn while a search runs) and an export
+    elsewhere do not need to."""
+    import shutil
+
+    run = tmp_path / "run"
+    shutil.copytree(retrained_run, run)
+    with RunLock(run):  # as a retraining holds it
+        for command in (["plot", "confusion-matrix", str(run)], ["export", str(run), "--no-check"]):
+            assert main(command) == 2, command
+            assert f"{run} is in use by a running search or retraining" in capsys.readouterr().err
+        assert main(["plot", "search", str(run)]) == 0
+        assert main(["export", str(run), "--out", str(tmp_path / "elsewhere"), "--no-check"]) == 0
+    assert main(["plot", "confusion-matrix", str(run)]) == 0 and main(["export", str(run), "--no-check"]) == 0
