@@ -71,7 +71,15 @@ def capture(net) -> dict:
         "stopped": bool(stopping is not None and stopping.stopped),
         "rng": torch.get_rng_state(),
         "cuda_rng": torch.cuda.get_rng_state(net.device) if str(net.device).startswith("cuda") else None,
+        # parameters a callback froze (skorch's Freezer): a fresh module trains them all
+        "frozen": [name for name, p in net.module_.named_parameters() if not p.requires_grad],
+        # the shuffling of a loader given its own generator: the next epoch's order, as a straight fit's
+        "loader_rng": loader.get_state() if isinstance(loader := _loader_generator(net), torch.Generator) else None,
     }
+
+
+def _loader_generator(net):
+    return net.get_params(deep=False).get("iterator_train__generator")
 
 
 def restore(net, state: dict) -> None:
@@ -89,6 +97,13 @@ def restore(net, state: dict) -> None:
         schedule.resume_from(state["lr_schedule"])
     torch.set_rng_state(state["rng"])
     _restore_cuda_rng(net, state.get("cuda_rng"))
+    frozen = set(state.get("frozen") or ())
+    for name, parameter in net.module_.named_parameters():
+        if name in frozen:
+            parameter.requires_grad_(False)
+    loader = _loader_generator(net)
+    if isinstance(loader, torch.Generator) and state.get("loader_rng") is not None:
+        loader.set_state(state["loader_rng"])
 
 
 def _restore_cuda_rng(net, saved) -> None:

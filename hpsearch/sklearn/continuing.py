@@ -42,10 +42,20 @@ def described(value):
     included: candidates told apart only by their type's name shared each other's fits)."""
     if isinstance(value, type):
         return f"{value.__module__}.{value.__qualname__}"
+    if id(value) in _DESCRIBING:  # an object reached again through itself (an initialized Freezer's schedule)
+        return [type(value).__qualname__, "itself"]
     if hasattr(value, "get_params"):
-        return [type(value).__qualname__, {k: described(v) for k, v in sorted(value.get_params(deep=False).items())}]
+        return _within(value, lambda: [type(value).__qualname__,
+                                       {k: described(v) for k, v in sorted(value.get_params(deep=False).items())}])
     if isinstance(value, list | tuple):
         return [described(v) for v in value]
+    if isinstance(value, set | frozenset):  # in a sorted order: a set's own order changes from process to process
+        return ["set", sorted((described(v) for v in value), key=lambda d: json.dumps(d, sort_keys=True, default=str))]
+    if isinstance(value, torch.Generator):  # its state (its repr names an address): another seed, another fit
+        return ["generator", _digest(value.get_state())]
+    if isinstance(value, np.random.RandomState | np.random.Generator):
+        state = value.get_state() if isinstance(value, np.random.RandomState) else value.bit_generator.state
+        return ["random", hashlib.sha256(repr(state).encode()).hexdigest()[:20]]
     if isinstance(value, dict):
         return {str(k): described(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
     if isinstance(value, np.generic):
@@ -55,8 +65,11 @@ def described(value):
     if isinstance(value, torch.Tensor | np.ndarray):
         return ["array", _digest(value)]
     if isinstance(value, torch.nn.Module):  # its settings (repr, attributes) and its weights
-        settings = {k: described(v) for k, v in sorted(vars(value).items()) if not k.startswith("_")}
-        return [type(value).__qualname__, repr(value), settings, {k: _digest(t) for k, t in value.state_dict().items()}]
+        # not `training`: a fit of the net before the search sets it, and it changes nothing a fit does
+        return _within(value, lambda: [
+            type(value).__qualname__, repr(value),
+            {k: described(v) for k, v in sorted(vars(value).items()) if not k.startswith("_") and k != "training"},
+            {k: _digest(t) for k, t in value.state_dict().items()}])
     if isinstance(value, functools.partial):
         return ["partial", described(value.func), described(value.args), described(value.keywords)]
     if callable(value) and hasattr(value, "__code__"):  # a function, lambda or method: its code and its data
@@ -70,8 +83,21 @@ def described(value):
     if type(value).__repr__ is not object.__repr__ and not _ADDRESS.search(text := repr(value)):
         return [type(value).__qualname__, text]
     if hasattr(value, "__dict__"):
-        return [type(value).__qualname__, {k: described(v) for k, v in sorted(vars(value).items())}]
+        return _within(value, lambda: [type(value).__qualname__,
+                                       {k: described(v) for k, v in sorted(vars(value).items())}])
     return type(value).__qualname__  # an object without parameters or state: its kind
+
+
+_DESCRIBING: set[int] = set()  # the objects being described, further up this call
+
+
+def _within(value, describe):
+    """``describe()`` with ``value`` marked as being described, so a path back to it ends there."""
+    _DESCRIBING.add(id(value))
+    try:
+        return describe()
+    finally:
+        _DESCRIBING.discard(id(value))
 
 
 # a repr naming the object's memory address (skorch's ValidSplit, the default train_split, has one) differs
@@ -167,6 +193,7 @@ class Continuing:
         put_back_callback_states(self, state.get("callbacks", {}))
         start = len(self.history)
         if start >= target or start < state.get("asked", start):  # a fit already done, or one that stopped early
+            self.check_data(X, y)  # what fit learns of y (a classifier's classes_, which scikit-learn's scorers read)
             self.notify("on_train_end", X=X, y=y)  # what a straight fit does last (an EarlyStopping's load_best)
             self._hp_paused = state  # kept as it was, not as on_train_end left the net
             return 0
