@@ -64,15 +64,13 @@ from ..data.dataset import Dataset
 from ..errors import UsageError, check_whole, param
 from ..jobs.backends import LokyBackend
 from ..rundir.checkpoints import remove_checkpoint
-from ..rundir.exports import unscored
 from ..rundir.lock import RunLock
 from ..rundir.names import RETRAIN_FILE, WINNER_FILE
 from ..rundir.run_info import check_settings_of, read_settings, run_dataset
 from ..rundir.states import run_digest
-from ..rundir.store import load_records, load_results, run_fingerprint
+from ..rundir.store import run_fingerprint
 from ..search.interrupt import InterruptFlag, SearchInterrupted
 from ..settings import WINNER_RULES, retrain_defaults
-from ..training.losses import fit_epochs
 from ..training.models.user import shipped
 from ..training.net import DEFAULT_BATCH_SIZE, resolve_device
 from ..training.schedules import check_schedule_name
@@ -80,6 +78,7 @@ from ..winner.bundle import load_winner, save_winner
 from .files import write_summary, write_table
 from .job import checkpoint_meta, retrain_one, say_resumed
 from .progress import EpochBar, fit_sink
+from .ranking import ranking, scored_counts, top_configs
 from .reuse import crowned, drop_weights, keep_weights, stored_rows, stored_weights, winner_bundle
 
 __all__ = ["retrain_top", "RetrainResult", "top_configs", "scored_counts", "LOCK_FIX"]
@@ -114,42 +113,6 @@ class RetrainResult:
     net: object
     run_dir: Path
     trained: int = 0
-
-
-def _ranking(run_dir) -> tuple[list[dict], int]:
-    """Every scored trial of a run, best first (as ``top_configs`` gives them), and how many configs failed;
-    a UsageError naming the fix when none is scored (the search stopped before its first trial, or all failed)."""
-    run_dir = Path(run_dir)
-    frame = load_results(run_dir)
-    why = unscored(run_dir, frame)
-    if why is not None:
-        raise UsageError(why)
-    scored = frame[frame["mean_test_score"].notna()]
-    configs = {record["index"]: record["config"] for record in load_records(run_dir)}
-    ranked = [{"trial": int(row.trial), "search_rank": int(row.rank_test_score),
-               "cv_score": float(row.mean_test_score), "cv_accuracy": float(row.mean_test_accuracy),
-               # the epochs the CV score is of: a halving config pruned at a short rung scored there, a
-               # worst-class one (or one whose space set max_epochs) trained its own
-               "cv_epochs": (fit_epochs(configs[int(row.trial)], int(row.n_epochs)) if "n_epochs" in scored
-                             else None),
-               "config": configs[int(row.trial)]}
-              for row in scored.itertuples()]
-    return ranked, len(frame) - len(scored)
-
-
-def top_configs(run_dir, top: int) -> list[dict]:
-    """The ``top`` best finished trials of a run, best first: dicts with ``trial`` (the config's
-    index), ``search_rank``, ``cv_score`` and ``config`` (the config dict as sampled).
-
-    Failed trials (NaN score) are never chosen; a run without a scored trial is a UsageError naming the fix.
-    """
-    return _ranking(run_dir)[0][:top]
-
-
-def scored_counts(run_dir) -> tuple[int, int]:
-    """How many configs of a run are scored (the most a retraining can take) and how many failed."""
-    ranked, failed = _ranking(run_dir)
-    return len(ranked), failed
 
 
 def _key(row: dict, winner_by: str) -> tuple:
@@ -262,7 +225,7 @@ def _retrain_top(run_dir: Path, settings: dict, top: int, retrain_epochs: int, *
                          "pass a dataset with a test set")
     batch_size = int(settings.get("batch_size", DEFAULT_BATCH_SIZE))
     seed = int(settings.get("seed", 0))
-    ranked, _ = _ranking(run_dir)
+    ranked, _ = ranking(run_dir)
     if schedule is not None:  # --schedule beats the config's own
         ranked = [{**c, "config": {**c["config"], "schedule": schedule}} for c in ranked]
     candidates = ranked[:top]
