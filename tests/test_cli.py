@@ -254,7 +254,7 @@ def test_second_writer_is_refused(tmp_path, capsys):
     with RunLock(out):
         code = main(["search", "--n", "1", "--out", str(out), *FAST])
     err = capsys.readouterr().err
-    assert code == 2 and "is in use by a running search or retraining (pid" in err
+    assert code == 2 and "is in use by another hpsearch command (pid" in err
     assert "wait for it to finish, then run the same command again (it goes on from what is stored)" in err
     assert not (out / "trials.db").exists()
     assert main(["search", "--n", "1", "--out", str(out), *FAST]) == 0  # free again: it runs

@@ -29,7 +29,8 @@ def refuse_links_out(run_dir, names=WRITTEN_INSIDE) -> None:
 
 class RunLock:
     """An exclusive lock on a run folder, so only one command writes to it at a time: a search, a
-    retraining (``hpsearch retrain``, and a search's own retraining after it) or a comparison.
+    retraining (``hpsearch retrain``, and a search's own retraining after it), a comparison, the winner's
+    pictures (``hpsearch plot``) or an export into the run's ``export/``.
 
     The OS drops the lock when the process dies, even by ``kill -9``. ``flock`` locks an open file
     description: a second ``RunLock`` on the same folder in the same process is refused like another
@@ -64,8 +65,8 @@ class RunLock:
             # (not "pass another --out": a --resume takes none; a new search beside it is another command)
             fix = self.fix or (f"wait for it to finish, then run the same command again (it goes on from what is "
                                f"stored); a new search beside it needs its own {param('out')}")
-            raise UsageError(f"{self.path.parent} is in use by a running search or retraining ({holder}); {fix}") \
-                from None
+            raise UsageError(f"{self.path.parent} is in use by another hpsearch command ({holder}: a search, "
+                             f"retraining, comparison, plot or export); {fix}") from None
         self._fh.seek(0)
         self._fh.truncate()
         self._fh.write(f"pid {os.getpid()}")

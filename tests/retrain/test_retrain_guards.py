@@ -51,14 +51,14 @@ def test_a_run_stopped_before_its_first_trial_finished_says_to_resume_it(searche
 def test_a_run_in_use_is_refused_and_left_as_it_was(searched, tmp_path, capsys):
     run = _copy(searched, tmp_path)
     settings = (run / "settings.json").read_text()
-    said = (f"hpsearch: error: {run} is in use by a running search or retraining (pid {os.getpid()}); wait for it "
-            "to finish (or stop it), then run this command again\n")
+    said = (f"hpsearch: error: {run} is in use by another hpsearch command (pid {os.getpid()}: a search, retraining, "
+            "comparison, plot or export); wait for it to finish (or stop it), then run this command again\n")
     with RunLock(run):  # as a running search holds it (flock: another open file is refused, in this process too)
         for command in (["retrain", str(run), "--top", "2", "--retrain-epochs", "1", "--no-progress"],
                         ["compare", str(run), "--by", "optimizer", "--retrain-epochs", "1", "--no-progress"]):
             assert main(command) == 2, command
             assert capsys.readouterr() == ("", said), command
-        with pytest.raises(UsageError, match="is in use by a running search or retraining"):
+        with pytest.raises(UsageError, match="is in use by another hpsearch command"):
             retrain_top(run, top=1, retrain_epochs=1, progress=False)
     assert (run / "settings.json").read_text() == settings  # the refused flags are not kept
     assert not (run / "retrain.csv").exists() and not (run / "compare.csv").exists()
@@ -87,7 +87,7 @@ def test_a_retraining_holds_the_run_against_a_search(searched, tmp_path, digits,
     real, refused = top.retrain_one, []
 
     def meanwhile(*args, **kwargs):  # a search started while the config trains (one job: in this process)
-        with pytest.raises(UsageError, match=r"in use by a running search or retraining \(pid \d+\); wait") as exc:
+        with pytest.raises(UsageError, match=r"in use by another hpsearch command \(pid \d+: a search, retraining, comparison, plot or export\); wait") as exc:
             with RunLock(run):
                 pass
         refused.append(str(exc.value))
@@ -105,7 +105,7 @@ def test_a_search_keeps_the_lock_through_its_own_retraining_and_pictures(tmp_pat
     held = []
 
     def pictures(run_dir, *args, **kwargs):  # (drawn after the retraining; not drawn here)
-        with pytest.raises(UsageError, match="is in use by a running search or retraining"), RunLock(run_dir):
+        with pytest.raises(UsageError, match="is in use by another hpsearch command"), RunLock(run_dir):
             pass
         held.append(run_dir)
         return 0
@@ -284,7 +284,7 @@ def test_plot_and_export_wait_for_a_retraining_that_may_replace_the_winner(retra
     with RunLock(run):  # as a retraining holds it
         for command in (["plot", "confusion-matrix", str(run)], ["export", str(run), "--no-check"]):
             assert main(command) == 2, command
-            assert f"{run} is in use by a running search or retraining" in capsys.readouterr().err
+            assert f"{run} is in use by another hpsearch command" in capsys.readouterr().err
         assert main(["plot", "search", str(run)]) == 0
         assert main(["export", str(run), "--out", str(tmp_path / "elsewhere"), "--no-check"]) == 0
     assert main(["plot", "confusion-matrix", str(run)]) == 0 and main(["export", str(run), "--no-check"]) == 0
