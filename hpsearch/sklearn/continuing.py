@@ -21,6 +21,7 @@ import inspect
 import json
 import os
 import re
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +43,7 @@ def described(value):
     included: candidates told apart only by their type's name shared each other's fits)."""
     if isinstance(value, type):
         return f"{value.__module__}.{value.__qualname__}"
-    if id(value) in _DESCRIBING:  # an object reached again through itself (an initialized Freezer's schedule)
+    if id(value) in _describing():  # an object reached again through itself (an initialized Freezer's schedule)
         return [type(value).__qualname__, "itself"]
     if hasattr(value, "get_params"):
         return _within(value, lambda: [type(value).__qualname__,
@@ -88,16 +89,23 @@ def described(value):
     return type(value).__qualname__  # an object without parameters or state: its kind
 
 
-_DESCRIBING: set[int] = set()  # the objects being described, further up this call
+_ACTIVE = threading.local()  # per thread: a search on joblib's threading backend describes nets at once
+
+
+def _describing() -> set[int]:
+    """The objects being described further up this thread's call."""
+    if not hasattr(_ACTIVE, "ids"):
+        _ACTIVE.ids = set()
+    return _ACTIVE.ids
 
 
 def _within(value, describe):
     """``describe()`` with ``value`` marked as being described, so a path back to it ends there."""
-    _DESCRIBING.add(id(value))
+    _describing().add(id(value))
     try:
         return describe()
     finally:
-        _DESCRIBING.discard(id(value))
+        _describing().discard(id(value))
 
 
 # a repr naming the object's memory address (skorch's ValidSplit, the default train_split, has one) differs
