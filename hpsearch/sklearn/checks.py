@@ -49,12 +49,14 @@ def _check_device(estimator) -> None:
     import joblib
     import torch
 
+    from ..training.net import missing_gpu
+
     device = getattr(estimator, "device", "cpu")
     if device is None:  # skorch: the module stays where it is
         return
     if str(device) == "auto":
-        raise UsageError("the net's device='auto' is hpsearch's command-line word, not one skorch knows; pass "
-                         "device='cuda' if torch.cuda.is_available() else 'cpu'")
+        raise UsageError("the net's device='auto' is hpsearch's command-line word, not one skorch knows; pass 'cuda' "
+                         "or 'cpu' (hpsearch.training.net.resolve_device('auto') names the one this machine has)")
     try:
         kind = torch.device(device)
     except (RuntimeError, ValueError, TypeError):
@@ -63,14 +65,13 @@ def _check_device(estimator) -> None:
     if kind.type not in ("cpu", "cuda"):
         raise UsageError(f"the net's device={device!r}: hpsearch trains on 'cpu' or 'cuda' (its continued fits keep "
                          "those devices' random states); pass one of them")
-    if kind.type == "cpu" or "Dask" in type(joblib.parallel.get_active_backend()[0]).__name__:
+    if "Dask" in type(joblib.parallel.get_active_backend()[0]).__name__:
         return
-    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if not count:
-        raise UsageError(f"the net's device={device!r} asks for CUDA, but no CUDA GPU is visible; pass device='cpu'")
-    if kind.index is not None and kind.index >= count:
-        raise UsageError(f"the net's device={device!r}: this machine shows {count} GPU(s) (cuda:0 to "
-                         f"cuda:{count - 1}); choose one of them")
+    why = missing_gpu(kind)
+    if why == "no CUDA GPU is visible":
+        raise UsageError(f"the net's device={device!r} asks for CUDA, but {why}; pass device='cpu'")
+    if why is not None:
+        raise UsageError(f"the net's device={device!r}: {why}")
 
 
 def _names(estimator) -> tuple[set, list]:

@@ -29,7 +29,7 @@ from .models import MODELS, class_arguments, config_keys, is_user_model, model_c
 from .models.user import received
 from .schedules import schedule_callback
 
-__all__ = ["SeededNet", "make_net", "OPTIMIZERS", "resolve_device"]
+__all__ = ["SeededNet", "make_net", "OPTIMIZERS", "resolve_device", "missing_gpu"]
 
 OPTIMIZERS = {
     "adam": torch.optim.Adam,
@@ -140,17 +140,30 @@ def _batch_as_is(batch):
     return batch
 
 
+def missing_gpu(device) -> str | None:
+    """Why a CUDA ``device`` (``torch.device`` or its name) is not on this machine, or None (it is, or it is
+    no CUDA device): no GPU visible, or an index past the ones there."""
+    kind = torch.device(device)
+    if kind.type != "cuda":
+        return None
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if not count:
+        return "no CUDA GPU is visible"
+    if kind.index is not None and kind.index >= count:
+        return f"this machine shows {plural(count, 'GPU')} (cuda:0 to cuda:{count - 1}); choose one of them"
+    return None
+
+
 def resolve_device(device: str) -> str:
     """``"auto"`` -> ``"cuda"`` when CUDA is present, else ``"cpu"``; checks ``"cuda"`` exists."""
     device_name("device", device)
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise UsageError(f"{param('device')} {device} asked for CUDA, but no CUDA GPU is visible; "
-                         f"use {param('device')} cpu (or auto)")
-    if ":" in device and int(device.split(":")[1]) >= torch.cuda.device_count():
-        raise UsageError(f"{param('device')} {device}: this machine shows {plural(torch.cuda.device_count(), 'GPU')} "
-                         f"(cuda:0 to cuda:{torch.cuda.device_count() - 1}); choose one of them")
+    why = missing_gpu(device)
+    if why == "no CUDA GPU is visible":
+        raise UsageError(f"{param('device')} {device} asked for CUDA, but {why}; use {param('device')} cpu (or auto)")
+    if why is not None:
+        raise UsageError(f"{param('device')} {device}: {why}")
     return device
 
 

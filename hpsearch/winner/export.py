@@ -19,7 +19,6 @@ export goes on).
 
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import os
@@ -85,7 +84,7 @@ class Probabilities(nn.Module):
 
 
 def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()[:20]
+    return script_digest(path)[:20]
 
 
 def _card(net, info: dict, run_dir: Path, formats: list[str], digest: str) -> dict:

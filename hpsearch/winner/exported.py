@@ -40,6 +40,7 @@ def onnx_session(path):
 
 
 def script_digest(path: Path) -> str:
+    """A file's sha256 (the trust state keeps a TorchScript file's whole; the card the first 20 digits)."""
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
