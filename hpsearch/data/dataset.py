@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -13,6 +14,14 @@ from ..errors import UsageError, param
 DIGIT_CLASSES = tuple(str(i) for i in range(10))
 
 SPLITS = ("train_images", "train_labels", "test_images", "test_labels")
+
+
+def arrays_digest(*arrays) -> str:
+    """A sha256 of arrays' values as they are (pixels and labels, not files): any changed value changes it."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return digest.hexdigest()
 
 
 def square_image_shape(n_features: int) -> tuple[int, int, int] | None:

@@ -7,7 +7,6 @@ training split, so no test (or val) source image is ever seen in training.
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 import shutil
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import check_whole, did_you_mean, param
+from .dataset import arrays_digest
 from .multidigit import CACHE_FILE, MADE_BY, META_FILE, SOURCES_FILE, TRIPLE_SPLITS, TripleError, _read_meta
 
 __all__ = ["make_triple", "TripleBuild", "TRIPLE_SOURCES"]
@@ -98,14 +98,6 @@ def _compose(images: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 
 # what makes two builds the same files: an interrupted one with these goes on where it stopped
 _SAME_BUILD = ("made_by", "source", "seed", "counts", "val_fraction", "image_size", "pools")
-
-
-def _source_digest(*arrays: np.ndarray) -> str:
-    """The source images and labels as read: another ``data_dir``'s files of the same counts change it."""
-    digest = hashlib.sha256()
-    for array in arrays:
-        digest.update(np.ascontiguousarray(array).tobytes())
-    return digest.hexdigest()
 
 
 def _unfinished(out: Path, meta: dict, data_dir) -> bool:
@@ -213,7 +205,7 @@ def make_triple(source: str, out, *, data_dir=None, n_train: int | None = None, 
     meta = {"made_by": MADE_BY, "complete": False, "source": key, "seed": seed, "counts": counts,
             "val_fraction": val_fraction, "image_size": [3 * s, 3 * s],
             "pools": {split: len(pool) for split, pool in pools.items()}, "source_split": source_split,
-            "source_digest": _source_digest(X_src, y_src, X_src_test, y_src_test),
+            "source_digest": arrays_digest(X_src, y_src, X_src_test, y_src_test),
             "layout": "SPLIT/LABEL/INDEX.png, LABEL the three digits left to right; sources.csv names the "
                       "source images (indices into the source's train or test split)"}
     resume = not overwrite and _unfinished(out, meta, data_dir)  # the same command after a Ctrl-C: keeps the files

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import sys
 import zipfile
@@ -12,7 +11,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..data import load_dataset
-from ..data.dataset import Dataset
+from ..data.dataset import Dataset, arrays_digest
 from ..errors import UsageError, brief
 from ..settings import check_stored, dataset_options, setting_specs
 from ..training.models import trust
@@ -119,10 +118,7 @@ def run_dataset(run_dir) -> Dataset:
 def _digest(dataset: Dataset) -> str:
     """The images and labels as read (pixels, not files): a moved, added, removed or edited image
     changes it."""
-    digest = hashlib.sha256()
-    for array in (dataset.X_train, dataset.y_train, dataset.X_test, dataset.y_test):
-        digest.update(np.ascontiguousarray(array).tobytes())
-    return digest.hexdigest()
+    return arrays_digest(dataset.X_train, dataset.y_train, dataset.X_test, dataset.y_test)
 
 
 def _source(dataset: Dataset) -> dict:
