@@ -45,9 +45,9 @@ def cmd_search(args) -> int:
         return _search_then_retrain(args, settings, backend)
 
 
-def _device_here(device: str, args) -> str:
-    """``device`` resolved on this machine, said when auto finds no GPU; a resumed run's stored device that
-    is not here is named as the run's."""
+def _device_here(device: str, args) -> None:
+    """Refuses ``device`` when this machine lacks it, naming a resumed run's stored device as the run's; says
+    when auto finds no GPU. run_search resolves it again, keeping ``auto`` in settings.json for a resume."""
     from ..training.net import resolve_device
 
     try:
@@ -59,7 +59,6 @@ def _device_here(device: str, args) -> str:
         raise
     if device == "auto" and resolved == "cpu":
         print("--device auto: no CUDA GPU is visible, so the configs train on the CPU", file=sys.stderr)
-    return resolved
 
 
 def _search_then_retrain(args, settings, backend) -> int:
