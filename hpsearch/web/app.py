@@ -150,50 +150,56 @@ def create_app(predictor: Predictor, *, max_bytes: int = MAX_UPLOAD_BYTES, examp
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     lock = threading.Lock()  # one net, explained with hooks: one request at a time
     cache: dict = {}
-    state = {"predictor": predictor, "mark": _mark(watch), "stale": None}
+    # served: the winner and how many times a replaced one was loaded (one tuple, swapped whole). Every answer
+    # carries that count, so the page can tell its header describes another winner than the one that answered
+    # (a retraining of the same trial included)
+    state = {"served": (predictor, 0), "mark": _mark(watch), "stale": None}
 
-    def current() -> Predictor:
+    def current() -> tuple[Predictor, int]:
         mark = _mark(watch)
         if reload is None or mark == state["mark"]:
-            return state["predictor"]
+            return state["served"]
         with lock:
             if mark != state["mark"]:
                 state["mark"] = mark  # tried once per change, not per request
+                served, version = state["served"]
                 try:
                     fresh = reload()
                     fresh.check_single_label("the page of hpsearch serve")
                 except UsageError as exc:
                     state["stale"] = (f"{watch} changed since it was loaded, and the new one cannot be served "
-                                      f"({exc}); the page still serves trial {state['predictor'].info.get('trial')}")
+                                      f"({exc}); the page still serves trial {served.info.get('trial')}")
                 else:
-                    state.update(predictor=fresh, stale=None)
+                    state.update(served=(fresh, version + 1), stale=None)
                     cache.clear()
-        return state["predictor"]
+        return state["served"]
 
-    def said(out: dict) -> dict:
+    def said(out: dict, version: int) -> dict:
+        out = {**out, "winner_version": version}
         return {**out, "stale": state["stale"]} if state["stale"] else out
 
-    @app.get("/", include_in_schema=False)
+    @app.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)  # HEAD: a link checker's or curl -I's
     def page():
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
     @app.get("/api/info")
     def info():
-        return said(_info(current()))
+        served, version = current()
+        return said(_info(served), version)
 
     @app.get("/api/examples")
     def example_images():
-        served = current()
+        served, _ = current()
         if "examples" not in cache:
             cache["examples"] = _examples(served, examples)
         return cache["examples"]
 
     def answer(data: bytes) -> dict:
-        served = current()
+        served, version = current()
         with lock:
             out = served.predict_image(data)
         out["trial"] = served.info.get("trial")  # which winner answered
-        out = said(out)
+        out = said(out, version)
         x, heat = out.pop("x"), out.pop("heat")
         out["input_png"] = _data_url(Predictor.image_png(x))
         out["heatmap_png"] = _data_url(Predictor.heatmap_png(x, heat))

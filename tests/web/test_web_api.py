@@ -21,7 +21,7 @@ from hpsearch.data.preprocess import preprocess, preprocessing_for  # noqa: E402
 from hpsearch.rundir.names import WINNER_FILE  # noqa: E402
 from hpsearch.viz.attribution import cam  # noqa: E402
 from hpsearch.web import create_app  # noqa: E402
-from hpsearch.winner.bundle import load_winner, save_winner  # noqa: E402
+from hpsearch.winner.bundle import load_winner  # noqa: E402
 from hpsearch.winner.predict import Predictor  # noqa: E402
 
 
@@ -48,19 +48,6 @@ def mlp(retrained_run):
 @pytest.fixture(scope="module")
 def client(mlp):
     return TestClient(create_app(mlp))
-
-
-@pytest.fixture(scope="module")
-def gap_run(tmp_path_factory, digits):
-    """A tiny GAP-CNN trained 2 epochs on digits, saved as a run's winner."""
-    from hpsearch import make_net
-
-    config = {"model": "gapcnn", "filters": [8, 16], "pool_after": [], "lr": 0.01, "max_epochs": 2}
-    net = make_net(config, digits, patience=0).fit(digits.X_train, digits.y_train)
-    run = tmp_path_factory.mktemp("gap")
-    accuracy = float((net.predict(digits.X_test) == digits.y_test).mean())
-    save_winner(net, run, digits, config=config, test_accuracy=accuracy)
-    return run
 
 
 def test_info_describes_the_winner(client, mlp, retrained_run):
@@ -163,6 +150,8 @@ def test_every_error_path_and_the_server_survives(client, digits):
     for path in ("/static/../winner.pt", "/static/..%2f..%2fwinner.pt", "/static/%2e%2e/app.py", "/winner.pt"):
         assert client.get(path).status_code == 404
     assert post(client, good).status_code == 200  # still serving
+    head = client.head("/")  # curl -I, a link checker: it was a 405
+    assert head.status_code == 200 and head.headers["content-type"].startswith("text/html")
     whole = (b'--XyZ\r\nContent-Disposition: form-data; name="file"; filename="a.png"\r\nContent-Type: image/png'
              b"\r\n\r\n" + good + b"\r\n--XyZ--\r\n")  # a media type is case-insensitive: it was a 415
     assert client.post("/api/predict", content=whole,
@@ -297,13 +286,14 @@ def test_a_winner_a_retraining_replaces_is_served_from_the_next_request(retraine
     shutil.copytree(retrained_run, run)
     client = TestClient(load_app(run))
     first = client.get("/api/info").json()
-    assert first["model"] == "mlp" and "stale" not in first
+    assert first["model"] == "mlp" and "stale" not in first and first["winner_version"] == 0
     answer = post(client, png_bytes(digits.X_test[0])).json()
-    assert answer["trial"] == first["trial"]
+    assert answer["trial"] == first["trial"] and answer["winner_version"] == 0
     shutil.copy(gap_run / WINNER_FILE, run / "new.pt")
     (run / "new.pt").replace(run / WINNER_FILE)  # as a retraining puts its winner in place
     assert client.get("/api/info").json()["model"] == "gapcnn"
-    assert post(client, png_bytes(digits.X_test[0])).json()["method"] == "cam"
+    answer = post(client, png_bytes(digits.X_test[0])).json()
+    assert answer["method"] == "cam" and answer["winner_version"] == 1  # the page compares it with its header's
     (run / "junk.pt").write_bytes(b"junk")
     (run / "junk.pt").replace(run / WINNER_FILE)
     info = client.get("/api/info").json()

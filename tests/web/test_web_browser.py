@@ -4,6 +4,7 @@ the heat map. Skipped, saying why, where Chromium or chromedriver is missing (``
 Debian's ``chromium`` and ``chromium-driver``). With ``HPSEARCH_SCREENSHOT=path.png`` it also saves a
 screenshot of the page (how ``docs/serve.png`` was made). The ``browser`` fixture is conftest's."""
 
+import contextlib
 import io
 import os
 import socket
@@ -25,17 +26,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(retrained_run):
+@contextlib.contextmanager
+def serving(app):
+    """``app`` served by uvicorn on a free local port in a thread; yields its address."""
     import uvicorn
 
-    from hpsearch.web import create_app
-    from hpsearch.winner.predict import Predictor
-
-    predictor = Predictor.from_run(retrained_run)
     port = free_port()
-    config = uvicorn.Config(create_app(predictor), host="127.0.0.1", port=port, log_level="warning")
-    srv = uvicorn.Server(config)
+    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=srv.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -43,9 +40,21 @@ def server(retrained_run):
         if time.monotonic() > deadline or not thread.is_alive():
             pytest.fail("uvicorn did not start within 10 s")
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", predictor
-    srv.should_exit = True
-    thread.join(timeout=5)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        srv.should_exit = True
+        thread.join(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def server(retrained_run):
+    from hpsearch.web import create_app
+    from hpsearch.winner.predict import Predictor
+
+    predictor = Predictor.from_run(retrained_run)
+    with serving(create_app(predictor)) as url:
+        yield url, predictor
 
 
 def wait_for(driver, condition, timeout=15):
@@ -123,6 +132,22 @@ def test_page_shows_the_error_of_a_bad_file_and_clears_the_last_answer(server, b
     assert "415" in error.text and "not an image" in error.text
     assert not browser.find_element(By.ID, "result").is_displayed()  # the digit's answer is gone
 
+    # a non-image dropped, then the digit at once: whichever answer arrives last, the page shows the digit's
+    # (the non-image's 415 sat beside it, or hid it)
+    browser.execute_script("""
+        const drop = (bytes, name, type) => {
+          const dt = new DataTransfer();
+          dt.items.add(new File([bytes], name, {type}));
+          document.getElementById("drop").dispatchEvent(new DragEvent("drop", {dataTransfer: dt, bubbles: true}));
+        };
+        drop(new TextEncoder().encode("not an image"), "notes.txt", "text/plain");
+        drop(Uint8Array.from(atob(arguments[0]), c => c.charCodeAt(0)), "digit.png", "image/png");
+    """, __import__("base64").b64encode(good.read_bytes()).decode())
+    wait_for(browser, lambda d: d.find_element(By.ID, "result").is_displayed())
+    time.sleep(1)  # the non-image's answer, had it been shown, has arrived by now
+    assert browser.find_element(By.ID, "result").is_displayed()
+    assert not browser.find_element(By.ID, "error").is_displayed()
+
 
 def test_noise_is_flagged_and_a_phone_never_scrolls_sideways(server, browser, tmp_path):
     from selenium.webdriver.common.by import By
@@ -141,3 +166,46 @@ def test_noise_is_flagged_and_a_phone_never_scrolls_sideways(server, browser, tm
         assert width <= 390, width
     finally:
         browser.set_window_size(1000, 760)
+
+
+def test_the_page_says_a_replaced_winner_and_one_it_cannot_load(retrained_run, gap_run, browser, digits, tmp_path):
+    """A retraining replaced winner.pt while the page was open: the header kept the old winner's accuracy, and a
+    new winner.pt the server could not load (said in the API's ``stale``) was shown nowhere. Now the page says
+    the winner changed, describes the one that answered, names its trial, and shows ``stale``."""
+    import shutil
+
+    from selenium.webdriver.common.by import By
+
+    from hpsearch.rundir.names import WINNER_FILE
+    from hpsearch.web import load_app
+    from hpsearch.winner.bundle import read_winner_info
+
+    run = tmp_path / "run"
+    shutil.copytree(retrained_run, run)
+    image = tmp_path / "digit.png"
+    Image.fromarray((digits.X_test[0][0] * 255).round().astype(np.uint8)).save(image)
+    with serving(load_app(run)) as url:
+        browser.get(url + "/")
+        wait_for(browser, lambda d: "mlp winner" in d.find_element(By.ID, "info").text)
+        browser.find_element(By.ID, "file").send_keys(str(image))
+        shown_class(browser)
+        trial = read_winner_info(run)["trial"]
+        assert browser.find_element(By.ID, "answered-by").text == f"answered by the winner of trial {trial}"
+        assert not browser.find_element(By.ID, "changed").is_displayed()
+
+        shutil.copy(gap_run / WINNER_FILE, run / "new.pt")
+        (run / "new.pt").replace(run / WINNER_FILE)  # as a retraining puts its winner in place
+        browser.find_element(By.ID, "file").send_keys(str(image))
+        wait_for(browser, lambda d: "gapcnn winner" in d.find_element(By.ID, "info").text)
+        changed = browser.find_element(By.ID, "changed")
+        new_trial = read_winner_info(gap_run)["trial"]
+        assert changed.is_displayed() and f"answers now come from trial {new_trial}" in changed.text
+
+        (run / "junk.pt").write_bytes(b"junk")
+        (run / "junk.pt").replace(run / WINNER_FILE)
+        browser.find_element(By.ID, "file").send_keys(str(image))
+        stale = wait_for(browser, lambda d: d.find_element(By.ID, "stale")
+                         if d.find_element(By.ID, "stale").is_displayed() else False)
+        assert "changed since it was loaded, and the new one cannot be served" in stale.text
+        assert f"still serves trial {new_trial}" in stale.text
+        assert browser.find_element(By.ID, "result").is_displayed()  # the old winner still answers

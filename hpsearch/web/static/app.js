@@ -2,6 +2,13 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
+let shownVersion = null;  // the winner_version the header describes (the server counts the winners it loaded)
+let latest = 0;  // the newest file sent: an older one's answer arriving late is dropped, not shown as this one's
+
+function showStale(out) {  // a new winner.pt the server could not load: it still serves the old one, and says so
+  $("stale").textContent = out.stale || "";
+  $("stale").hidden = !out.stale;
+}
 
 function showError(message) {
   const box = $("error");
@@ -33,23 +40,39 @@ function render(out) {
     ? `This does not look like the training images (score ${out.ood_score.toFixed(2)}; above 1 means farther ` +
       "from them than 99% of held-out training images): the prediction above says little."
     : "";
+  $("answered-by").textContent = `answered by the winner of trial ${out.trial ?? "?"}`;
+  showStale(out);
+  if (shownVersion !== null && out.winner_version !== shownVersion) {
+    // a retraining replaced winner.pt since the header was written: say so, and describe the one that answered
+    $("changed").textContent = `The winner was replaced since this page loaded (a retraining wrote a new ` +
+      `winner.pt): answers now come from trial ${out.trial ?? "?"}, and the line above describes it.`;
+    $("changed").hidden = false;
+    loadInfo().catch((err) => showError(`could not load /api/info: ${err}`));
+  }
   $("result").hidden = false;
 }
 
 async function send(file, name) {
+  const mine = ++latest;
   showError("");
+  $("result").hidden = true;  // the last answer is not this file's
+  $("busy").textContent = `classifying ${name || file.name || "the image"}\u2026`;
+  $("busy").hidden = false;
   const form = new FormData();
   form.append("file", file, name || file.name || "image");
   try {
     const response = await fetch("/api/predict", { method: "POST", body: form });
     const out = await response.json();
+    if (mine !== latest) return;
     if (!response.ok) {
       showError(`${response.status}: ${out.detail}`);
       return;
     }
     render(out);
   } catch (err) {
-    showError(`the server did not answer: ${err}`);
+    if (mine === latest) showError(`the server did not answer: ${err}`);
+  } finally {
+    if (mine === latest) $("busy").hidden = true;
   }
 }
 
@@ -63,6 +86,8 @@ async function loadInfo() {
     `input ${h}\u00d7${w}${c === 3 ? " RGB" : " grey"}; heat map: ${info.method_name}`;
   $("seen-caption").textContent = `what the net saw (${h}\u00d7${w})`;
   $("steps").textContent = info.preprocess_words;
+  shownVersion = info.winner_version;
+  showStale(info);
 }
 
 async function loadExamples() {
