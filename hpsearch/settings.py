@@ -306,4 +306,15 @@ def fingerprint(settings: SearchSettings, space, dataset) -> dict:
         # an image folder's classes; not where it is (a run follows its folder when moved): its images are
         # compared by their digest in dataset.json, so another folder's do not resume this run
         **({"source": {"classes": list(dataset.class_names)}} if dataset.source else {}),
+        # your network's code: trials of an edited module do not rank against the old one's
+        **({"module_code": code} if (code := module_code(space)) else {}),
     }
+
+
+def module_code(space) -> dict[str, str]:
+    """``{ref: code_digest(ref)}`` for each of your own networks the space names (``model = "mynets:Small"``)."""
+    from .training.models.user import code_digest, is_user_model
+
+    model = space.params.get("model")
+    kinds = model.support() if model is not None else []
+    return {kind: code_digest(kind) for kind in kinds if is_user_model(kind)}

@@ -73,10 +73,11 @@ def per_position(row, prefix: str) -> str:
 
 def _stored_retrain_settings(run_dir, args) -> dict:
     """The retraining's options: the flags given, else the run's stored choice, else the defaults."""
-    from ..rundir.run_info import check_settings_of
+    from ..rundir.run_info import check_code_of, check_settings_of, read_settings
 
-    stored = read_stored_settings(run_dir)
+    stored = read_settings(run_dir)  # (a run of your own network: where its module is)
     check_settings_of(run_dir, stored)  # before the retraining is announced
+    check_code_of(run_dir)
     options = {}
     for key, default in retrain_defaults().items():
         given = getattr(args, key, None)

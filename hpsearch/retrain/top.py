@@ -66,7 +66,7 @@ from ..jobs.backends import LokyBackend
 from ..rundir.checkpoints import remove_checkpoint
 from ..rundir.lock import RunLock
 from ..rundir.names import RETRAIN_FILE, WINNER_FILE
-from ..rundir.run_info import check_settings_of, read_settings, run_dataset
+from ..rundir.run_info import check_code_of, check_settings_of, read_settings, run_dataset
 from ..rundir.states import run_digest
 from ..rundir.store import run_fingerprint
 from ..search.interrupt import InterruptFlag, SearchInterrupted
@@ -205,6 +205,8 @@ def retrain_top(run_dir, top: int = _DEFAULTS["top"], retrain_epochs: int = _DEF
         check_schedule_name(schedule)
     settings = read_settings(run_dir)
     check_settings_of(run_dir, settings)
+    if dataset is not None:  # (run_dataset checks it otherwise)
+        check_code_of(run_dir)
     name = settings.get("dataset_name", settings.get("dataset"))
     if dataset is not None and dataset.name != name:
         raise UsageError(f"dataset {dataset.name!r} is not the run's dataset {name!r}; pass the "

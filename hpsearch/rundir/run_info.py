@@ -24,7 +24,8 @@ if TYPE_CHECKING:
     import pandas as pd
 
 __all__ = ["run_dataset", "read_settings", "read_stored_settings", "read_json", "read_table", "check_dataset_of",
-           "check_settings_of", "write_dataset_file", "read_dataset_file", "record_source", "check_source"]
+           "check_settings_of", "check_code_of", "write_dataset_file", "read_dataset_file", "record_source",
+           "check_source"]
 
 
 def read_json(path, *, replace_damaged: bool = False) -> dict:
@@ -112,7 +113,24 @@ def run_dataset(run_dir) -> Dataset:
     check_source(Path(run_dir), dataset)  # a changed folder is named as such, before the counts below
     check_dataset_of(run_dir, dataset)
     check_settings_of(run_dir, settings)
+    check_code_of(run_dir)
     return dataset
+
+
+def check_code_of(run_dir) -> None:
+    """Raise a UsageError when your network's code (its module and the modules beside it that it imports)
+    changed since the run's trials were made: a retraining would build its configs from the edited code and
+    crown a winner under scores that code never earned. A run made before the code was recorded passes."""
+    from ..training.models.user import code_digest
+
+    if not (Path(run_dir) / TRIALS_DB).is_file():
+        return
+    made = run_fingerprint(run_dir).get("module_code")
+    for ref, digest in (made.items() if isinstance(made, dict) else ()):
+        if code_digest(ref) != digest:
+            raise UsageError(f"{run_dir}: the code of {ref} (its module and the modules beside it that it imports) "
+                             "changed since the run's search, so its trials' scores are not the edited code's; put "
+                             "the code back as it was, or search the edited one in a new run folder")
 
 
 def _digest(dataset: Dataset) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import tomllib
 import warnings
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +24,7 @@ import sqlalchemy.exc
 
 from ..errors import UsageError, param, plural
 from .exports import results_frame, trend_of
+from .fingerprints import differences_shown
 from .lock import refuse_links_out
 from .names import SETTINGS_FILE, TRIALS_CSV, TRIALS_DB
 from .states import run_digest
@@ -75,24 +75,6 @@ def _refuse_foreign_trials(study: optuna.Study, run_dir: Path) -> None:
                          f"from before, or search in a new {param('out')}")
 
 
-def _named(key: str) -> str:
-    """A fingerprint's key as the user gives it: a setting as its flag (``strategy.fold_racing`` is
-    ``--fold-racing`` on the command line), a space's parameter as ``space.lr.high``."""
-    from ..settings import setting_specs
-
-    if key == "strategy.name":
-        return param("strategy")
-    last = key.rsplit(".", 1)[-1]
-    return param(last) if not key.startswith("space.") and last in setting_specs() else key
-
-
-def _why(key: str) -> str:
-    """Why a difference cannot resume, where the setting's name does not say it."""
-    if key == "strategy.n":
-        return f" (halving's and Hyperband's rungs are planned for their {param('n')}: another is a new search)"
-    return ""
-
-
 class TrialStore:
     """The trials of one run, in an Optuna study on SQLite, with an in-memory copy of what is stored
     (read once when the store opens, then kept up to date by its own writes: one writer per run).
@@ -122,11 +104,9 @@ class TrialStore:
             with warnings.catch_warnings():  # set_metric_names is marked experimental
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 self.study.set_metric_names([metric])
-        elif not (differences := _differences(stored, fingerprint)):  # the same space, other comments
+        elif not (shown := differences_shown(stored, fingerprint)):  # the same space, other comments
             self.digest = run_digest(stored)  # the owner its continuation states carry
         else:
-            shown = "; ".join(f"{_named(k)}: stored {_short(was, k)}, now {_short(now, k)}{_why(k)}"
-                              for k, was, now in _first_causes(differences))
             raise UsageError(
                 f"{self.run_dir} holds a search with other settings ({shown}); resume it with the "
                 f"same settings, or pass a different {param('out')} for a new search"
@@ -268,60 +248,6 @@ def open_study(run_dir, create: bool = False, **create_kwargs) -> optuna.Study:
                          f"({str(exc).split('.')[0]}); {fix}") from None
     except KeyError:  # optuna: no study of that name in the file
         raise _damaged(path, f"it holds no study named {STUDY!r}") from None
-
-
-# where an image folder was, kept in fingerprints before a run could follow its folder to a new place: the
-# images themselves are compared by dataset.json's digest (check_source)
-_MOVABLE = {"source.root"}
-
-
-def _differences(stored: dict, now: dict, prefix: str = "") -> list[tuple[str, object, object]]:
-    """``(key, stored value, value now)`` where two fingerprints differ, inside nested settings too
-    (``strategy.fold_racing``), so the message names the setting rather than a cut-off dict."""
-    diffs = []
-    for key in sorted(set(stored) | set(now)):
-        if prefix + key in _MOVABLE:
-            continue
-        was, is_now = stored.get(key), now.get(key)
-        if key == "space" and not prefix:  # a space file's text: compared as TOML, comments and layout aside
-            was, is_now = _toml_or_text(was), _toml_or_text(is_now)
-        if isinstance(was, dict) and isinstance(is_now, dict):
-            diffs += _differences(was, is_now, f"{prefix}{key}.")
-        elif was != is_now:
-            diffs.append((prefix + key, was, is_now))
-    return diffs
-
-
-def _first_causes(differences: list[tuple[str, object, object]]) -> list[tuple[str, object, object]]:
-    """The differences to name: another strategy first, without the settings only that strategy has
-    (random search keeps no factor: "--factor: stored 3, now default" says nothing the name does not);
-    and a strategy's plan (Hyperband's brackets, halving's rungs) only where no setting that makes it
-    differs (--n 15 for 12: the brackets follow)."""
-    from ..settings import setting_specs
-
-    if any(key == "strategy.name" for key, _, _ in differences):
-        return sorted((d for d in differences if d[0] == "strategy.name" or not d[0].startswith("strategy.")),
-                      key=lambda d: d[0] != "strategy.name")
-    derived = [d for d in differences
-               if d[0].startswith("strategy.") and d[0].rsplit(".", 1)[-1] not in setting_specs()]
-    return [d for d in differences if d not in derived] or differences
-
-
-def _toml_or_text(text):
-    try:
-        return tomllib.loads(text) if isinstance(text, str) else text
-    except (tomllib.TOMLDecodeError, RecursionError):
-        return text
-
-
-def _short(value, key: str = "", width: int = 60) -> str:
-    if value is None:  # a setting the fingerprint leaves out when unset: as the report reads it (fold racing: off)
-        from ..settings import setting_specs
-
-        spec = setting_specs().get(key.rsplit(".", 1)[-1])
-        return spec.unset if spec is not None else "(not set)"
-    text = json.dumps(value, ensure_ascii=False) if not isinstance(value, str) else value.replace("\n", " ")
-    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def load_records(run_dir) -> list[dict]:

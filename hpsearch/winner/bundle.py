@@ -27,7 +27,7 @@ from ..rundir.names import WINNER_FILE
 from ..rundir.states import unreadable
 from ..tasks import task_for
 from ..training.models import is_user_model, model_class, module_keys, trust
-from ..training.models.user import ModuleImportError, add_module_path, module_root, run_folder_holding
+from ..training.models.user import ModuleImportError, add_module_path, code_digest, module_root, run_folder_holding
 from ..training.net import make_net, resolve_device
 from .familiar import familiarity_reference
 
@@ -117,17 +117,18 @@ def _module_entry(config: dict) -> dict:
     kind = config.get("model")
     if not is_user_model(kind):
         return {}
-    return {"module": {"import": kind, "path": module_root(model_class(kind)),
+    return {"module": {"import": kind, "path": module_root(model_class(kind)), "code": code_digest(kind),
                        "args": {k: config[k] for k in module_keys(kind) if k in config}}}
 
 
-def _import_module_of(bundle: dict, run_dir) -> None:
-    """Make the winner's own module importable again, or say what to do. The folder the bundle names
-    is used only when it exists, is absolute and lies in no run folder (a shared winner.pt names code,
-    it never brings any)."""
+def _import_module_of(bundle: dict, run_dir) -> bool:
+    """Make the winner's own module importable again, or say what to do; returns whether its code changed
+    since the retraining (a winner written before the code was recorded: never). The folder the bundle
+    names is used only when it exists, is absolute and lies in no run folder (a shared winner.pt names
+    code, it never brings any)."""
     entry = bundle.get("module")
     if not isinstance(entry, dict):
-        return
+        return False
     path = entry.get("path")
     usable = isinstance(path, str) and Path(path).is_absolute() and Path(path).is_dir()
     in_run = usable and run_folder_holding(path) is not None
@@ -139,6 +140,7 @@ def _import_module_of(bundle: dict, run_dir) -> None:
     ref = str(entry.get("import"))
     try:
         model_class(ref)
+        return "code" in entry and code_digest(ref) != entry["code"]
     except ModuleImportError as exc:
         top = ref.split(":")[0].split(".")[0]
         where = (f"the folder it names, {path}, is in a run folder, where hpsearch never imports from: put {top}.py "
@@ -276,7 +278,7 @@ def load_winner(run_dir, device: str = "cpu"):
                          "load with device='cpu' (or 'auto', which picks CUDA when there is one)")
     device = resolve_device(device)
     bundle = _read_bundle(run_dir)
-    _import_module_of(bundle, run_dir)
+    code_changed = _import_module_of(bundle, run_dir)
     state = bundle.pop("state_dict")
     optimizer_state = bundle.pop("optimizer_state", None)  # absent in bundles written before it was saved
     kind = str(bundle["config"].get("model", "mlp"))
@@ -292,6 +294,9 @@ def load_winner(run_dir, device: str = "cpu"):
         why = brief(exc, width=240, joined=True).rstrip(".")
         raise UsageError(f"{Path(run_dir) / WINNER_FILE} no longer fits {kind}: {type(exc).__name__}: {why}; "
                          f"{_changed(kind)}, or retrain: hpsearch retrain {run_dir}") from None
+    if code_changed:  # the weights fit, so the edit is silent: another forward, or another layer of one shape
+        raise UsageError(f"{Path(run_dir) / WINNER_FILE}: the winner's network {_changed(kind)} (its code: the "
+                         "module and the modules beside it that it imports, comments and layout aside)")
     bad = next((name for name, value in net.module_.named_parameters()  # (a buffer may be a -inf mask)
                 if not torch.isfinite(value).all()), None)
     if bad is not None:  # every prediction would be the argmax of NaN: pictures of nothing, exit 0

@@ -35,7 +35,7 @@ from ...errors import UsageError, did_you_mean
 from . import trust
 
 __all__ = ["ModuleImportError", "gone_from_the_run", "is_user_model", "user_model", "add_module_path", "module_paths",
-           "CONTRACT", "module_root", "run_folder_holding", "shipped", "received", "ShippedModule"]
+           "CONTRACT", "module_root", "run_folder_holding", "shipped", "received", "ShippedModule", "code_digest"]
 
 CONTRACT = "Class(image_shape=(C, H, W), n_classes=K, **params) returning logits (n, K)"
 _REF = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
@@ -230,6 +230,44 @@ def user_model(ref: str) -> type[nn.Module]:
                          f"it as {CONTRACT}: add {', '.join(missing)} to its arguments")
     _by_value()
     return cls
+
+
+def code_digest(ref: str) -> str:
+    """A digest (sha256, 16 digits) of the code your class ``ref`` is built from, as its files stand now: its
+    top-level module (a package: every .py in it) and the modules of its folder that those import, read as
+    source (nothing runs) and compared as syntax, comments and layout aside. An edit there changes it: a
+    run's trials, or a winner's weights, were made with other code (an installed module: its own files)."""
+    import ast
+    import hashlib
+
+    cls = user_model(ref)
+    root = module_root(cls)
+    digest, seen, todo = hashlib.sha256(), set(), [cls.__module__.split(".")[0]]
+    while todo:
+        top = todo.pop()
+        if top in seen:
+            continue
+        seen.add(top)
+        spec = importlib.machinery.PathFinder.find_spec(top, [root]) if root else importlib.util.find_spec(top)
+        if spec is None or not spec.origin or not spec.origin.endswith(".py"):
+            continue  # a name its code imports that is installed (torch), or a compiled module
+        package = spec.submodule_search_locations
+        files = sorted(Path(package[0]).rglob("*.py")) if package else [Path(spec.origin)]
+        base = Path(package[0]).parent if package else Path(spec.origin).parent
+        for file in files:
+            source = file.read_bytes()
+            try:
+                tree = ast.parse(source)
+            except (SyntaxError, ValueError):
+                tree = None  # compared as bytes
+            digest.update(f"{file.relative_to(base)}\0".encode()
+                          + (ast.dump(tree).encode() if tree is not None else source) + b"\0")
+            if root and tree is not None:  # the neighbours it imports, by their top-level name
+                todo += [alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
+                         for alias in node.names]
+                todo += [node.module.split(".")[0] for node in ast.walk(tree)
+                         if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module]
+    return digest.hexdigest()[:16]
 
 
 class ShippedModule:
