@@ -85,7 +85,7 @@ _TRIAL_SETTINGS = ("dataset", "strategy", "factor", "min_epochs", "fold_racing",
 def _check_resume_keeps(run_dir, given: dict, stored: dict) -> None:
     specs = setting_specs()
     names = [k for k in given if k in _TRIAL_SETTINGS or specs[k].identity or specs[k].identity_if_set]
-    changed = [k for k in names if k in stored and not _same_setting(given[k], stored[k])]
+    changed = [k for k in names if k in stored and not _same_setting(k, given[k], stored[k])]
     framing_keys = {spec.applies[0] for spec in specs.values() if spec.applies}  # dataset, strategy, engine
     framing = [k for k in changed if k in framing_keys]  # what the other flags apply to: said first
     if not framing:
@@ -101,7 +101,9 @@ def _check_resume_keeps(run_dir, given: dict, stored: dict) -> None:
                          "in another --out")
 
 
-def _same_setting(given, stored) -> bool:
+def _same_setting(name: str, given, stored) -> bool:
+    if name == "trend":  # weight 0 ranks by the score, as off does (halving's fingerprint is one for both)
+        given, stored = ("0" if v == "off" else v for v in (given, stored))
     try:  # "0.02" from the command line, 0.02 in settings.json
         return float(given) == float(stored)
     except (TypeError, ValueError):

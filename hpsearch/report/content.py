@@ -125,8 +125,8 @@ def ranking_section(run_dir: Path, frame: pd.DataFrame | None, settings: dict) -
         failed = int(frame["mean_test_score"].isna().sum())
         parts.append(f"{failed} failed" if failed else "none failed")
     metric = settings.get("scoring", "score")
-    raced = (" (one that fold racing stopped: over the folds it trained)" if settings.get("fold_racing") is not None
-             else "")
+    racing = settings.get("fold_racing")  # halving stores "off" when it does not race
+    raced = " (one that fold racing stopped: over the folds it trained)" if racing not in (None, "off") else ""
     text = (f"<p>{H.escape(', '.join(parts))}. Ranked by {H.escape(metric)}, the mean over "
             f"{H.escape(settings.get('cv', 'k'))} folds of the held-out fold's score{raced} (higher is better); a "
             "config trained for more epochs ranks before every config stopped at fewer. ")

@@ -93,6 +93,8 @@ def test_the_ranking_counts_each_config_once_and_shows_the_epochs_trained(tmp_pa
     text = html.unescape(ranking_section(tmp_path, frame, {"n": 4, "cv": 2, "fold_racing": 0.02}))
     assert "4 configs of the 4 asked, 1 complete, 1 failed, 2 pruned. Ranked" in text
     assert "(one that fold racing stopped: over the folds it trained)" in text
+    unraced = html.unescape(ranking_section(tmp_path, frame, {"n": 4, "cv": 2, "fold_racing": "off"}))
+    assert "fold racing" not in unraced  # halving without racing stores "off": it was said for those runs too
     assert ranking_table(frame)["epochs trained"].tolist() == [4.5, 2.0, 2.0]
     assert "The best 3 (the failed ones are under Failures):" in text  # it said "The best 4" over 3 rows
 

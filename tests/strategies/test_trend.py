@@ -135,7 +135,12 @@ def test_a_new_run_ranks_by_the_score_and_a_weight_of_0_is_off(tmp_path, capsys)
     assert "halving: every rung ranks by the score (--trend off)" in capsys.readouterr().out
     assert load_records(tmp_path / "run") == records
 
-    assert _search(main, tmp_path / "run", "--trend", "0") == 0  # weight 0 ranks by the score: the same run
+    assert json.loads((tmp_path / "run" / "settings.json").read_text())["trend"] == "off"
+    # weight 0 ranks by the score, as off does: --resume takes it (it refused: "--trend 0.0, but the run was
+    # searched with --trend off"), and so does the same command again
+    assert main(["search", "--resume", str(tmp_path / "run"), "--trend", "0", "--no-progress"]) == 0
+    assert load_records(tmp_path / "run") == records
+    assert _search(main, tmp_path / "run", "--trend", "0") == 0
     assert "halving: every rung ranks by the score (--trend off)" in capsys.readouterr().out
     assert load_records(tmp_path / "run") == records
 
