@@ -13,8 +13,8 @@ The defaults, for a fit of ``E`` epochs at learning rate ``lr`` (epochs counted 
   validation split of its own (early stopping's; never the retraining's test monitor), else on the
   training loss;
 - ``onecycle``: ``OneCycleLR(max_lr=lr)`` stepped per batch over ``E x ceil(n / batch_size)``
-  steps (``n``: the rows the fit is given, an upper bound of its training split's, so the cycle
-  never runs out), rising for 30% of them, then annealing to ``lr / 1e4 / 25``.
+  steps (``n``: the rows the fit trains on, after early stopping's split), rising for 30% of them,
+  then annealing to ``lr / 1e4 / 25``.
 
 A schedule's horizon is the fit's own epochs, so a schedule needs a fit that knows its end: with
 ``--strategy halving`` or ``hyperband`` a survivor continues at a new budget, which would change
@@ -63,16 +63,26 @@ class ResumableLRScheduler(LRScheduler):
 
 
 class _OneCycle(ResumableLRScheduler):
-    """OneCycleLR sized at the start of the fit, when the rows and the batch size are known."""
+    """OneCycleLR over the batches the fit trains: sized on the rows it is given when it begins, then
+    again on the first epoch's training rows (early stopping's split keeps back a fifth: sized on all
+    of them, the cycle ended at 28% of ``lr``, its peak late)."""
 
     def __init__(self, max_lr: float, epochs: int):
         super().__init__(OneCycleLR, step_every="batch", max_lr=max_lr, total_steps=1)
         self.fit_epochs_ = epochs  # skorch passes every attribute not ending in "_" to the policy
 
+    def _size(self, rows: int, batch_size: int) -> None:
+        self.total_steps = max(1, self.fit_epochs_ * math.ceil(rows / batch_size))
+
     def on_train_begin(self, net, X=None, y=None, **kwargs):
-        batches = math.ceil(len(X) / net.batch_size) if X is not None else 1
-        self.total_steps = max(1, self.fit_epochs_ * batches)
+        self._size(len(X) if X is not None else 1, net.batch_size)
         super().on_train_begin(net, X=X, y=y, **kwargs)
+
+    def on_epoch_begin(self, net, dataset_train=None, **kwargs):
+        if len(net.history) == 1 and dataset_train is not None:  # a fit's first epoch (a resumed one keeps its own)
+            self._size(len(dataset_train), net.batch_size)
+            self.lr_scheduler_ = self._get_scheduler(net, self.policy_, **{**self.kwargs, "last_epoch": -1})
+        super().on_epoch_begin(net, dataset_train=dataset_train, **kwargs)
 
 
 def check_schedule_name(name, where: str = "schedule") -> str:

@@ -30,9 +30,9 @@ ROOT = Path(__file__).resolve().parents[2]
 LR, EPOCHS = 0.01, 6
 
 
-def _fit(digits, schedule, epochs=EPOCHS, **kw):
+def _fit(digits, schedule, epochs=EPOCHS, patience=0, **kw):
     net = make_net({"model": "mlp", "hidden": [16], "lr": LR, "optimizer": "adam", "schedule": schedule}, digits,
-                   max_epochs=epochs, patience=0, **kw)
+                   max_epochs=epochs, patience=patience, **kw)
     return net.fit(digits.X_train[:300], digits.y_train[:300])
 
 
@@ -55,6 +55,16 @@ def test_onecycle_spans_the_fit_and_peaks_at_lr(digits):
     assert len(rates) == EPOCHS * math.ceil(300 / 128)
     assert dict(net.callbacks_)["lr_schedule"].lr_scheduler_.total_steps == len(rates)  # the cycle spans the fit
     assert 0.98 * LR < max(rates) <= LR and rates[0] == pytest.approx(LR / 25)  # up to lr (between steps), from lr/25
+
+
+def test_onecycle_runs_whole_beside_early_stoppings_split(digits):
+    """Sized on the rows the fit was given, the cycle of a search's fit (early stopping keeps a fifth back)
+    ended at 28% of lr, its peak late; it spans the batches the fit trains."""
+    net = _fit(digits, "onecycle", patience=EPOCHS + 1)  # a split, and no stop before the last epoch
+    rates = [b["event_lr"] for epoch in net.history for b in epoch["batches"] if "event_lr" in b]  # training ones
+    assert len(net.history) == EPOCHS and len(rates) == EPOCHS * math.ceil(240 / 128)  # 240: 300 less the fifth
+    assert dict(net.callbacks_)["lr_schedule"].lr_scheduler_.total_steps == len(rates)
+    assert rates[-1] < LR / 1000 and int(np.argmax(rates)) == round(0.3 * len(rates)) - 1
 
 
 def test_plateau_watches_the_validation_loss_only_of_its_own_split(digits):
