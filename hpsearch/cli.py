@@ -11,7 +11,7 @@ import sys
 import warnings
 
 from . import commands
-from .cli_parsing import OneLineParser, subparser, unrecognized, value_type
+from .cli_parsing import OneLineParser, empty_value, subparser, unrecognized, value_type
 from .cli_parsing import whole_number as whole
 from .errors import UsageError, parameter_names
 
@@ -271,9 +271,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             args.files, extra = [*args.files, *extra], []
         elif hasattr(args, "method") and getattr(args, "run_dir", "") is None and len(extra) == 1:
             args.run_dir, extra = extra[0], []
+    command = subparser(parser, getattr(args, "command", None))
     if extra:  # named by the subcommand, whose help lists its flags
-        command = subparser(parser, getattr(args, "command", None))
         command.error(unrecognized(command, extra))
+    if (empty := empty_value(command, args)) is not None:
+        command.error(empty)
     return args
 
 

@@ -7,7 +7,8 @@ import argparse
 import difflib
 import re
 
-__all__ = ["OneLineParser", "is_flag", "unrecognized", "subparser", "whole_number", "number", "value_type"]
+__all__ = ["OneLineParser", "is_flag", "unrecognized", "empty_value", "subparser", "whole_number", "number",
+           "value_type"]
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -63,6 +64,19 @@ def unrecognized(parser: argparse.ArgumentParser, extra: list[str]) -> str:
     elif hints:
         text += "; did you mean " + ", ".join(f"{_either(close)} for {word}" for word, close in hints) + "?"
     return text
+
+
+def empty_value(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str | None:
+    """``--resume is empty ('')...`` for the first flag or name of ``parser`` given as an empty word, else None.
+    No value of hpsearch's means anything empty, and some were taken as not given: ``--resume "$RUN"``
+    with RUN unset started a new search, ``--out ''`` wrote to the default folder."""
+    for action in parser._actions:
+        value = getattr(args, action.dest, None)
+        if value == "" or (isinstance(value, list) and "" in value):
+            if action.option_strings:
+                return f"{action.option_strings[-1]} is empty (''); give a value, or leave the flag out"
+            return f"{action.metavar or action.dest} is empty (''); give a value"
+    return None
 
 
 def _either(words: list[str]) -> str:

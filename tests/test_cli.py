@@ -196,6 +196,24 @@ def test_unknown_flag_names_the_subcommand_and_suggests_its_closest_flags(capsys
                    "--imgs, --layer for --layr? (see hpsearch plot --help)\n")
 
 
+@pytest.mark.parametrize("argv, said", [
+    (["search", "--resume", ""], "hpsearch search: error: --resume is empty (''); give a value, or leave the flag out"),
+    (["search", "--out", ""], "--out is empty"),
+    (["search", "--dataset", "mnist", "--data-dir", ""], "--data-dir is empty"),
+    (["retrain", ""], "hpsearch retrain: error: RUN_DIR is empty (''); give a value (see hpsearch retrain --help)"),
+    (["predict", "RUN", "a.png", ""], "FILE is empty"),
+    (["serve", "RUN", "--host", ""], "--host is empty"),
+])
+def test_an_empty_value_is_refused_not_taken_for_none(argv, said, tmp_path, monkeypatch, capsys):
+    """--resume "$RUN" with RUN unset started a new search, --out '' wrote to the default folder, --data-dir ''
+    was named as '.', serve --host '' would bind every address: an empty word is refused by its flag."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2 and said in capsys.readouterr().err
+    assert list(tmp_path.iterdir()) == []  # no run folder started
+
+
 def test_an_abbreviated_flag_is_not_taken_for_the_flag_it_starts(capsys):
     """argparse would take --max-epoch for --max-epochs (and --re for nothing, being ambiguous): a flag
     added later could change what an old command means, so only whole flags are taken."""
