@@ -59,6 +59,12 @@ def retrain_and_say(run_dir, options: dict, device: str, progress: bool, backend
         print(f"        the other {plural(len(others), 'retrained config')}: test accuracy {spread} (reported, not "
               "used for the choice)")
     print("        " + "  ".join(f"{k}={param_text(v)}" for k, v in w["config"].items()))  # as the best line
+    from ..rundir.chance import winner_at_chance
+    from ..rundir.store import load_results
+
+    note = winner_at_chance(load_results(run_dir), w["trial"])
+    if note:
+        print(f"        note: {note}")
     print(f"wrote {Path(run_dir) / RETRAIN_FILE}, {WINNER_FILE}, {SUMMARY_FILE}")
     return result
 

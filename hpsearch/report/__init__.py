@@ -19,7 +19,15 @@ from ..rundir.atomic import atomic_write_text
 from ..rundir.names import REPORT_FILE, RETRAIN_FILE, SETTINGS_FILE, SUMMARY_FILE, TRIALS_CSV, TRIALS_DB
 from ..rundir.run_info import read_json, read_stored_settings
 from . import html as H
-from .content import failures_section, ranking_section, retrain_section, run_section, search_section, winner_section
+from .content import (
+    failures_section,
+    pending,
+    ranking_section,
+    retrain_section,
+    run_section,
+    search_section,
+)
+from .winner_section import winner_section
 
 __all__ = ["build_report", "write_report"]
 
@@ -62,10 +70,11 @@ def build_report(run_dir) -> str:
             ("search", "Search plots", search_section(run_dir) if has_trials else H.note(
                 "no trial stored yet: nothing to plot.", missing=True)),
         ]
+        waiting = pending(run_dir, frame, settings)
     with _damage_named(run_dir, RETRAIN_FILE, f"hpsearch retrain {run_dir} writes it again"):
-        sections.append(("retraining", "Retraining", retrain_section(run_dir, settings)))
+        sections.append(("retraining", "Retraining", retrain_section(run_dir, settings, summary, waiting)))
     with _damage_named(run_dir, SUMMARY_FILE, f"hpsearch retrain {run_dir} writes it again"):
-        sections.append(("winner", "Winner", winner_section(run_dir, summary)))
+        sections.append(("winner", "Winner", winner_section(run_dir, summary, frame, waiting)))
     strategy = settings.get("strategy", "random")
     title = f"hpsearch run {run_dir.name}"
     subtitle = (f"{settings.get('dataset', '?')} · {settings.get('space', '?')} space · {strategy} search · "

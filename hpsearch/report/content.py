@@ -1,5 +1,6 @@
 """What the report says, section by section, read from a run folder: the settings and data, the
-ranking and the failures, the search plots, the retraining and the winner with its pictures.
+ranking and the failures, the search plots and the retraining (the winner with its pictures:
+``winner_section``).
 
 Each ``*_section(run_dir, ...)`` returns the section's HTML body; a part of the run that does not
 exist yet (a search stopped early, no retraining, no pictures) is said to be missing, with the
@@ -17,17 +18,15 @@ import pandas as pd
 
 from ..errors import UsageError, param
 from ..rundir.chance import chance_summary
-from ..rundir.exports import param_text
 from ..rundir.names import RETRAIN_FILE
 from ..settings import report_settings, setting_specs
 from ..tasks import position_titles
 from . import html as H
 
 __all__ = ["SEARCH_CAPTIONS", "run_section", "ranking_section", "failures_section", "search_section",
-           "retrain_section", "winner_section", "ranking_table", "winner_figures"]
+           "retrain_section", "ranking_table", "unfinished", "pending"]
 
 RANKED_SHOWN = 15  # the Lab 3 seed retrains its best 15
-FIRST = ("confusion-matrix", "learning-curves", "class-report", "misclassified")  # how it does, then what it learned
 
 SEARCH_CAPTIONS = {
     "search_params": "Each config's mean CV score against each hyperparameter (log axis for log-uniform "
@@ -112,10 +111,39 @@ def ranking_table(frame: pd.DataFrame, top: int = RANKED_SHOWN) -> pd.DataFrame:
     return out
 
 
+def unfinished(run_dir: Path, frame: pd.DataFrame | None, settings: dict) -> str | None:
+    """Why the search is not finished, with the command that finishes it, or None: configs a Ctrl-C or a kill
+    left running (halving's scored at an early rung only), or fewer configs stored than asked."""
+    if frame is None or frame.empty:
+        return None  # the ranking says no trial is stored
+    running = int((frame["state"] == "RUNNING").sum()) if "state" in frame else 0
+    asked = settings.get("n")
+    fewer = isinstance(asked, int) and len(frame) < asked
+    if not running and not fewer:
+        return None
+    parts = ([f"{len(frame)} of the {asked} configs asked have a score"] if fewer else []) + (
+        [f"{running} still running (scored short of their budget)"] if running else [])
+    return (f"the search is unfinished ({', '.join(parts)}): it was stopped; finish it with hpsearch search "
+            f"--resume {run_dir} (what is finished is kept)")
+
+
+def pending(run_dir: Path, frame: pd.DataFrame | None, settings: dict) -> str | None:
+    """Why there is nothing to retrain yet (an unfinished search, or no config that scored), or None."""
+    if frame is not None and not frame.empty and frame["mean_test_score"].notna().sum() == 0:
+        return ("nothing to retrain: no config of the search scored (each failed, see Failures); search again "
+                "with other settings (another space, lower learning rates)")
+    why = unfinished(run_dir, frame, settings)
+    if why is None:
+        return None
+    then = "" if (settings.get("extra") or {}).get("no_retrain") else ", which then retrains its best configs"
+    return f"the search is unfinished: hpsearch search --resume {run_dir} finishes it{then}"
+
+
 def ranking_section(run_dir: Path, frame: pd.DataFrame | None, settings: dict) -> str:
     if frame is None or frame.empty:
         return H.note("no trial is stored yet: the search has not finished a config. Run or resume it: "
                       f"run_search.py --resume {run_dir}", missing=True)
+    stopped = unfinished(run_dir, frame, settings)
     parts = [f"{len(frame)} configs" + (f" of the {settings['n']} asked" if settings.get("n") else "")]
     if "state" in frame:  # each config counted once, by its state (a failed one is FAIL)
         words = {"COMPLETE": "complete", "PRUNED": "pruned", "FAIL": "failed", "RUNNING": "running"}
@@ -132,7 +160,8 @@ def ranking_section(run_dir: Path, frame: pd.DataFrame | None, settings: dict) -
             "config trained for more epochs ranks before every config stopped at fewer. ")
     table = ranking_table(frame)
     failed = "" if len(table) == len(frame) or len(table) == RANKED_SHOWN else " (the failed ones are under Failures)"
-    return text + f"The best {len(table)}{failed}:</p>" + H.table(table)
+    said = H.note(stopped, missing=True) if stopped else ""
+    return said + text + f"The best {len(table)}{failed}:</p>" + H.table(table)
 
 
 def failures_section(frame: pd.DataFrame | None, chance: dict | None = None) -> str:
@@ -163,11 +192,12 @@ def search_section(run_dir: Path) -> str:
     return "\n".join(parts)
 
 
-def retrain_section(run_dir: Path, settings: dict) -> str:
+def retrain_section(run_dir: Path, settings: dict, summary: dict | None = None, waiting: str | None = None) -> str:
+    """The retraining's table; ``waiting``: why nothing is retrained yet (``pending``)."""
     path = run_dir / RETRAIN_FILE
     if not path.is_file():
-        return H.note(f"not retrained yet: the best configs get their full training with "
-                      f"hpsearch retrain {run_dir}", missing=True)
+        return H.note(f"not retrained yet: {waiting}" if waiting else "not retrained yet: the best configs get their "
+                      f"full training with hpsearch retrain {run_dir}", missing=True)
     frame = pd.read_csv(path)
     if "in_top" in frame:  # rows kept from an earlier, larger --top: not this retraining's
         frame = frame[frame["in_top"].astype(str) == "True"]
@@ -186,121 +216,12 @@ def retrain_section(run_dir: Path, settings: dict) -> str:
             "its test accuracy is optimistic (choose by CV rank with --winner-by cv)")
     from ..retrain.files import train_set_words
 
-    return (f"<p>The best {H.plural(len(frame), 'config')} of the search, each retrained for "
+    done = (summary or {}).get("retrain") or {}
+    best = f"The best {H.plural(len(frame), 'config')} of the search"
+    if done.get("complete") is False and isinstance(done.get("top"), int):  # a Ctrl-C: so far, of the top asked
+        best = (f"{len(frame)} of the best {done['top']} configs of the search so far (the retraining stopped; "
+                f"hpsearch retrain {H.escape(run_dir)} retrains the rest)")
+    return (f"<p>{best}, each retrained for "
             f"{H.escape(H.plural(epochs, 'epoch'))} on "
             f"{H.escape(train_set_words(settings))} (no early stopping) and scored once on the test set; {rule}.</p>"
             + H.table(shown))
-
-
-def winner_figures(run_dir: Path, summary: dict) -> list[tuple[str, str, Path]]:
-    """``(method, caption, path)`` of every picture (``.png``) and text report (``.txt``) drawn for
-    the winner that is still there, in the order of ``hpsearch plot``'s registry; the caption is the
-    method's one-line help."""
-    from ..viz.plots import REGISTRY
-
-    record, winner = summary.get("figures") or {}, summary.get("winner") or {}
-    current = {k: record.get(k) for k in ("trial", "epochs")} == {k: winner.get(k) for k in ("trial", "epochs")}
-    drawn = record.get("methods", {}) if current else {}  # pictures of an earlier winner are not this one's
-    order = [*FIRST, *(m for m in REGISTRY if m not in FIRST)]
-    out = []
-    for method, files in sorted(drawn.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else len(order)):
-        caption = REGISTRY[method].help if method in REGISTRY else ""
-        for name in files:
-            path = _own_file(run_dir, name)
-            if path is not None and path.suffix in (".png", ".txt"):
-                out.append((method, _which(caption, path.stem) or name, path))
-    return out
-
-
-def _which(caption: str, stem: str) -> str:
-    """A method's caption, said of this one file (a layer's pictures are not all "layer 1")."""
-    if not caption:
-        return caption
-    layer = re.search(r"_layer(\d+)", stem)
-    part = (f"hidden layer {layer.group(1)}" if layer and "conv_" not in stem else
-            f"convolution {layer.group(1)}" if layer else "the output layer" if stem.endswith("_output") else "")
-    if stem.endswith("_box"):
-        part += ": the exact maximizer of each unit over the [0, 1] box"
-    return f"{caption} — {part}" if part else caption
-
-
-def _not_drawn_yet(summary: dict, accounted: set[str]) -> list[str]:
-    """The registry's pictures neither drawn for this winner (files still there) nor skipped as not applying."""
-    from ..viz.plots import REGISTRY
-
-    record = (summary.get("figures") or {}).get("methods") or {}
-    return [m for m in REGISTRY if m not in accounted and not (m in record and not record[m])]
-
-
-def _skipped_pictures(summary: dict) -> dict[str, str]:
-    """The pictures ``plot all`` skipped for this winner, with the reason (a structure the net lacks)."""
-    record, winner = summary.get("figures") or {}, summary.get("winner") or {}
-    if {k: record.get(k) for k in ("trial", "epochs")} != {k: winner.get(k) for k in ("trial", "epochs")}:
-        return {}
-    skipped = record.get("skipped") or {}
-    return {str(k): str(v) for k, v in skipped.items()} if isinstance(skipped, dict) else {}
-
-
-def _own_file(run_dir: Path, name) -> Path | None:
-    """``run_dir / name`` when ``name`` is a plain file name of a regular file in the run folder itself;
-    None for anything else (a path, ``..``, a link leading out): a shared summary.json must not make
-    the report inline a file from elsewhere (``~/.ssh/...``)."""
-    if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
-        return None
-    path = Path(run_dir) / name
-    if path.is_symlink() or not path.is_file() or path.resolve().parent != Path(run_dir).resolve():
-        return None
-    return path
-
-
-# summary.json's winner fields the report writes into the page, and the kind each must be
-_WINNER_KINDS = {"trial": int, "search_rank": int, "epochs": int, "test_accuracy": float, "test_loss": float,
-                 "config": dict}
-
-
-def _damaged_field(winner: dict) -> str | None:
-    """The first winner field of another kind than the retraining writes (a hand-edited or crafted
-    summary.json: its text would go into the page as markup), else None."""
-    for key, kind in _WINNER_KINDS.items():
-        value = winner.get(key)
-        if isinstance(value, bool) or not isinstance(value, int | float if kind is float else kind):
-            return key
-    return None
-
-
-def winner_section(run_dir: Path, summary: dict) -> str:
-    winner = summary.get("winner")
-    if not winner:
-        return H.note(f"no winner yet: it is crowned by the retraining (hpsearch retrain {run_dir}).", missing=True)
-    damaged = _damaged_field(winner) if isinstance(winner, dict) else "winner"
-    if damaged is not None:  # the report says the file is damaged, in one line (build_report's _damage_named)
-        raise TypeError(f"its winner's {damaged} is not what the retraining writes")
-    config = "  ".join(f"{k}={param_text(v)}" for k, v in winner["config"].items())
-    chosen = (" <strong>(selected on the test set: optimistic)</strong>" if winner.get("chosen_by") == "test"
-              else "")  # --winner-by test: the choice read the test set, so its accuracy is biased upward
-    body = (f'<p><span class="big">{winner["test_accuracy"]:.2%}</span> test accuracy{chosen} '
-            f"(test log-loss {winner['test_loss']:.4f}) after {H.plural(winner['epochs'], 'epoch')}: trial "
-            f"{winner['trial']}, rank {winner['search_rank']} in the search.</p><p><code>{H.escape(config)}</code></p>")
-    if (summary.get("retrain") or {}).get("complete") is False:
-        retrained = summary["retrain"].get("top", "?")
-        body += H.note(f"the retraining stopped (Ctrl-C) after {retrained} of the top's configs: this is the best of "
-                       f"those so far; hpsearch retrain {run_dir} retrains the rest.", missing=True)
-    figures = winner_figures(run_dir, summary)
-    if not figures:
-        return body + H.note(f"the winner's pictures are not drawn yet: hpsearch plot all {run_dir}", missing=True)
-    parts, seen = [], set()
-    skipped = _skipped_pictures(summary)
-    if skipped:
-        parts.append(H.note("not drawn for this winner: " + "; ".join(f"{m}: {why}" for m, why in skipped.items())))
-    missing = _not_drawn_yet(summary, {method for method, _, _ in figures} | set(skipped))
-    if missing:  # a pictures step stopped part way (Ctrl-C, kill), or only some methods were asked for
-        parts.append(H.note(f"not drawn yet: {', '.join(missing)}; hpsearch plot all {run_dir} draws them",
-                            missing=True))
-    for method, caption, path in figures:
-        heading = f"<h3>{H.escape(method)}</h3>" if method not in seen else ""
-        seen.add(method)
-        if path.suffix == ".txt":
-            parts.append(f'{heading}<div class="scroll"><pre>{H.escape(path.read_text())}</pre></div>')
-        else:
-            parts.append(heading + H.figure(path.read_bytes(), f"{caption} ({path.name})", alt=path.stem))
-    return body + "\n".join(parts)

@@ -70,7 +70,8 @@ def write_summary(run_dir, settings, rows: list[dict], configs: dict, retrain_ep
         "search": {k: settings.get(k) for k in ("n", "space", "cv", "scoring", "max_epochs", "patience",
                                                "batch_size", "seed", "strategy", "max_train")},
         # where the winner was trained: a call that reuses its row trained nothing, on no device of its own
-        "retrain": {"top": int(len(table)), "retrain_epochs": retrain_epochs,
+        # top: the configs asked for; retrained: those done (fewer when the retraining stopped, complete False)
+        "retrain": {"top": len(configs), "retrained": int(len(table)), "retrain_epochs": retrain_epochs,
                     "device": winner["device"] if isinstance(winner.get("device"), str) else device,
                     "schedule": winner["config"].get("schedule", "none"),
                     "train_set": f"{train_set_words(settings).removeprefix('the ')}, no early stopping",

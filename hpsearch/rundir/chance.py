@@ -15,7 +15,7 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
-__all__ = ["chance_levels", "at_chance", "common_traits", "chance_summary"]
+__all__ = ["chance_levels", "at_chance", "common_traits", "chance_summary", "winner_at_chance"]
 
 
 def chance_levels(y: np.ndarray, scoring: str) -> dict | None:
@@ -45,7 +45,7 @@ def common_traits(frame: pd.DataFrame, mask: pd.Series, limit: int = 3) -> list[
     (``lr >= 0.012: 11 of 12, 20% of the rest``)."""
     scored = frame["mean_test_score"].notna() if "mean_test_score" in frame else pd.Series(True, index=frame.index)
     chosen, rest = frame[mask], frame[~mask & scored]  # the rest: configs that scored (a failed one did not)
-    if len(chosen) < 2:  # one config shares nothing with itself worth saying
+    if len(chosen) < 2 or rest.empty:  # one config shares nothing with itself; with no rest, nothing sets them apart
         return []
     traits = []
     for column in (c for c in frame if c.startswith("param_")):
@@ -54,14 +54,14 @@ def common_traits(frame: pd.DataFrame, mask: pd.Series, limit: int = 3) -> list[
         if values.notna().all() and values.nunique() > 3:
             low = _round_down(values[mask].quantile(0.25))  # as shown: "lr >= 16.5" counts what it says
             share_in = float((values[mask] >= low).mean())
-            share_out = float((values[rest.index] >= low).mean()) if len(rest) else 0.0
+            share_out = float((values[rest.index] >= low).mean())
             if _most(int((values[mask] >= low).sum()), len(chosen)) and share_out < share_in - 0.3:
                 traits.append((share_in - share_out, f"{name} >= {low:.3g}: {int((values[mask] >= low).sum())} "
                                                      f"of {len(chosen)}, {share_out:.0%} of the rest"))
             continue
         counts = Counter(chosen[column].astype(str))
         value, count = counts.most_common(1)[0]
-        share_out = float((rest[column].astype(str) == value).mean()) if len(rest) else 0.0
+        share_out = float((rest[column].astype(str) == value).mean())
         if _most(count, len(chosen)) and share_out < count / len(chosen) - 0.3:
             traits.append((count / len(chosen) - share_out,
                            f"{name}={value}: {count} of {len(chosen)}, {share_out:.0%} of the rest"))
@@ -99,3 +99,16 @@ def chance_summary(frame: pd.DataFrame, chance: dict | None) -> str | None:
     return (f"{int(mask.sum())} of {len(frame)} configs scored no better than chance ({reference}){short}: trials "
             f"{trials}" + (f"; common to them: {'; '.join(traits)}" if traits else "") + " (trials.csv, column "
             "at_chance)")
+
+
+def winner_at_chance(frame: pd.DataFrame | None, trial) -> str | None:
+    """A note when the winning ``trial`` scored no better than chance in the search (``frame``: the run's
+    results, with ``at_chance``), else None: the best of configs that learned nothing is no finding."""
+    if frame is None or "at_chance" not in frame:
+        return None
+    row = frame[frame["trial"] == trial]
+    if row.empty or not bool(row["at_chance"].iloc[0]):
+        return None
+    return (f"trial {trial} scored no better than chance in the search (trials.csv, at_chance): the winner is the "
+            "best retrained of configs that learned nothing there; search again with other settings before "
+            "trusting it")

@@ -154,7 +154,7 @@ def _draw_learning_curves(net, dataset, options):
 
 _PER_CLASS = "its output units are (position, digit) pairs, not the classes these pictures label"
 register("receptive-fields", _draw_receptive_fields, single_label(_mlp_only, _PER_CLASS),
-         "MLP: first 25 units of each hidden layer and every class, weights (products for deeper layers)")
+         "MLP: the first --units units of each hidden layer and every class, weights (products for deeper layers)")
 register("maximizers", _draw_maximizers, single_label(_mlp_only, _PER_CLASS),
          "MLP: images in [0, 1] maximizing each unit (gradient ascent; exact box for layer 1)")
 register("confusion-matrix", _draw_confusion_matrix, always, "test-set confusion matrix")

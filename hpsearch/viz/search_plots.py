@@ -63,7 +63,8 @@ def _scale_to_learned(ax, xs, scores, floor: float | None) -> None:
     if below.any():
         ax.scatter(np.asarray(xs)[below], np.full(int(below.sum()), low), marker="v", s=22, color="0.5",
                    clip_on=False, zorder=3)
-        ax.text(0.99, 0.02, f"{int(below.sum())} at chance (below, on the edge)", ha="right", va="bottom",
+        # counted as drawn: below the axis, not the at_chance column (a config at chance may score above it)
+        ax.text(0.99, 0.02, f"{int(below.sum())} below the axis (on the edge)", ha="right", va="bottom",
                 fontsize=7, color="0.35", transform=ax.transAxes)
 
 

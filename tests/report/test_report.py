@@ -99,6 +99,29 @@ def test_the_ranking_counts_each_config_once_and_shows_the_epochs_trained(tmp_pa
     assert "The best 3 (the failed ones are under Failures):" in text  # it said "The best 4" over 3 rows
 
 
+def test_an_unfinished_search_and_one_where_nothing_scored_say_what_to_run(tmp_path):
+    """A search stopped by Ctrl-C was reported as done, its early-rung scores ranked as final, and the user sent
+    to hpsearch retrain; a search where every config failed was sent there too, which refuses it."""
+    from hpsearch.report.content import pending, ranking_section
+
+    frame = pd.DataFrame({"trial": [0, 1, 2], "state": ["PRUNED", "RUNNING", "RUNNING"], "rank_test_score": [3, 1, 2],
+                          "mean_test_score": [-0.9, -0.5, -0.6], "std_test_score": [0.1] * 3,
+                          "mean_test_accuracy": [0.7, 0.8, 0.8], "n_epochs": [2, 2, 2], "mean_fit_time": [0.2] * 3})
+    settings = {"n": 9, "cv": 2, "strategy": "halving"}
+    text = html.unescape(ranking_section(tmp_path, frame, settings))
+    assert (f"the search is unfinished (3 of the 9 configs asked have a score, 2 still running (scored short of their "
+            f"budget)): it was stopped; finish it with hpsearch search --resume {tmp_path}") in text
+    assert pending(tmp_path, frame, settings) == (f"the search is unfinished: hpsearch search --resume {tmp_path} "
+                                                  "finishes it, which then retrains its best configs")
+    assert pending(tmp_path, frame, {**settings, "extra": {"no_retrain": True}}).endswith("finishes it")
+    done = frame.assign(state=["PRUNED", "COMPLETE", "PRUNED"])
+    assert pending(tmp_path, done, {**settings, "n": 3}) is None
+    assert "unfinished" not in ranking_section(tmp_path, done, {**settings, "n": 3})
+    failed = done.assign(state="FAIL", mean_test_score=np.nan)
+    assert pending(tmp_path, failed, {**settings, "n": 3}).startswith("nothing to retrain: no config of the search "
+                                                                      "scored")
+
+
 def test_pictures_a_stopped_step_left_undrawn_and_a_test_chosen_winner_are_said(run, tmp_path):
     """A pictures step stopped part way (Ctrl-C, kill -9) left some out without a word; a winner chosen
     on the test set had its accuracy headlined without saying so."""
@@ -241,7 +264,7 @@ def test_a_long_run_folder_path_wraps_on_a_phone(run, browser, tmp_path):
 
 def test_captions_say_which_layer_and_counts_read_as_words(run):
     from hpsearch.errors import plural
-    from hpsearch.report.content import _which
+    from hpsearch.report.winner_section import _which
 
     assert _which("MLP: images maximizing each unit", "maximizers_layer2") == (
         "MLP: images maximizing each unit — hidden layer 2")

@@ -150,12 +150,16 @@ def test_ctrl_c_names_the_best_so_far_only_when_there_is_one(searched, tmp_path,
     retrained = pd.read_csv(run / "retrain.csv").iloc[0]
     assert summary["winner"]["trial"] == retrained["trial"] and summary["retrain"]["complete"] is False
     assert load_winner(run).winner_["config"] == summary["winner"]["config"]
-    from hpsearch.report.content import winner_section
-    assert "the retraining stopped (Ctrl-C) after 1 of the top&#x27;s configs" in winner_section(run, summary)
+    from hpsearch.report.winner_section import winner_section
+    assert (summary["retrain"]["top"], summary["retrain"]["retrained"]) == (2, 1)  # "top" said 1: the ones done
+    assert "the retraining stopped (Ctrl-C) after 1 of the top 2 configs" in winner_section(run, summary)
+    from hpsearch.report.content import retrain_section
+    assert f"1 of the best 2 configs of the search so far (the retraining stopped; hpsearch retrain {run} retrains " \
+           "the rest)" in retrain_section(run, {}, summary)  # it said "The best 1 config of the search"
     monkeypatch.setattr(top, "retrain_one", real)
     retrain_top(run, top=2, retrain_epochs=3, dataset=digits, progress=False, n_jobs=1)  # the rest
     summary = json.loads((run / "summary.json").read_text())
-    assert summary["retrain"]["complete"] is True and summary["retrain"]["top"] == 2
+    assert summary["retrain"]["complete"] is True and summary["retrain"]["top"] == summary["retrain"]["retrained"] == 2
     assert "stopped" not in winner_section(run, summary)
 
 

@@ -1,6 +1,8 @@
 """Configs no better than chance are counted, named and described (CLI, trials.csv, the report), on a
 real digits search whose space makes some of them learn nothing."""
 
+import html
+import json
 import math
 
 import numpy as np
@@ -30,6 +32,9 @@ def test_at_chance_and_the_traits_they_share():
     two = frame.assign(param_optimizer=["adam", "adam", "rmsprop", "sgd", "adam", "adam", "adam", "adam"])
     pair = pd.Series([False, False, True, True, False, False, False, False])
     assert common_traits(two, pair) == [] and common_traits(frame, pair & (frame["trial"] == 2)) == []
+    # no config learned: nothing sets them apart (it said "model=mlp: 4 of 4, 0% of the rest" of no rest)
+    nothing = frame.assign(param_model="mlp", mean_test_accuracy=0.1, mean_test_score=-2.5).iloc[:7]
+    assert common_traits(nothing, at_chance(nothing, chance_levels(np.repeat(np.arange(10), 5), "neg_log_loss"))) == []
 
 
 def test_a_trait_holds_as_printed_among_the_configs_that_scored_and_a_short_rung_is_said():
@@ -73,4 +78,20 @@ def test_a_search_with_configs_that_learn_nothing_says_so(tmp_path, capsys):
     figures = draw_search_plots(run)
     ax = figures["search_history"].axes[0]
     assert trials["mean_test_score"].min() < ax.get_ylim()[0] < floor
-    assert f"{int(slow.sum())} at chance (below, on the edge)" in [t.get_text() for t in ax.texts]
+    assert f"{int(slow.sum())} below the axis (on the edge)" in [t.get_text() for t in ax.texts]
+
+
+def test_a_winner_that_scored_at_chance_in_the_search_is_said(tmp_path, capsys):
+    """The winner was crowned, on the console and in the report, without a word that the search scored it no
+    better than chance (every config learned nothing there)."""
+    space = tmp_path / "space.toml"
+    space.write_text('hidden = [16]\noptimizer = "sgd"\nlr = { distribution = "categorical", choices = [1e-7, 2e-7] }\n')
+    run = tmp_path / "run"
+    assert main(["search", "--dataset", "digits", "--space", str(space), "--n", "2", "--cv", "2", "--max-epochs", "1",
+                 "--patience", "0", "--no-progress", "--top", "1", "--retrain-epochs", "1", "--images", "2",
+                 "--units", "2", "--out", str(run)]) == 0
+    winner = json.loads((run / "summary.json").read_text())["winner"]["trial"]
+    assert pd.read_csv(run / "trials.csv").set_index("trial")["at_chance"][winner]
+    said = f"trial {winner} scored no better than chance in the search (trials.csv, at_chance)"
+    assert f"note: {said}" in capsys.readouterr().out
+    assert said in html.unescape((run / "report.html").read_text())

@@ -11,7 +11,7 @@ import torch
 
 from hpsearch.cli import main
 from hpsearch.errors import UsageError
-from hpsearch.report.content import winner_figures
+from hpsearch.report.winner_section import winner_figures
 from hpsearch.retrain.top import retrain_top
 from hpsearch.rundir.checkpoints import resume_state
 from hpsearch.rundir.states import capture, load_state, owner_of, save_state, state_path
