@@ -48,7 +48,9 @@ def flag(name: str) -> str:
     return FLAGS.get(name, "--" + name.replace("_", "-"))
 
 
-def _setting_help(name: str, spec, default, stored: bool) -> str:
+def _setting_help(name: str, spec, default, stored: str) -> str:
+    """A setting's --help line; ``stored``: "" for a search's own setting, "retrain" where the flag's default is
+    the run's stored choice (hpsearch retrain), "resume" where it is with --resume only (hpsearch search)."""
     text = spec.help
     if spec.choices is not None:
         choices = spec.choices()
@@ -56,13 +58,15 @@ def _setting_help(name: str, spec, default, stored: bool) -> str:
             text += ": " + "; ".join(f"{k}: {v}" for k, v in choices.items())
         elif not spec.strict:  # argparse lists strict choices itself
             text += f" (one of {', '.join(choices)})"
-    if stored:  # retraining's settings: a flag given, else the run's stored choice, else the default
-        otherwise = "" if default is None else f", else {default}"
-        return text + f" (default: the run's stored {flag(name)}{otherwise})"
+    fallback = spec.unset if default is None else default
+    if stored == "retrain":  # a flag given, else the run's stored choice, else the default
+        return text + f" (default: the run's stored {flag(name)}, else {fallback})"
+    if stored == "resume":  # a search (or the same command again) takes the default; --resume the stored choice
+        return text + f" (default {fallback}; with --resume, the run's stored {flag(name)})"
     return text if "default" in text or default is None else text + f" (default {default})"
 
 
-def _add_settings(p: argparse.ArgumentParser, group: str) -> None:
+def _add_settings(p: argparse.ArgumentParser, group: str, stored: str = "") -> None:
     """One flag per setting of ``group``, as ``hpsearch.settings`` declares it. Defaults are None so
     that --resume (and hpsearch retrain) can tell the flags given from the stored settings."""
     from dataclasses import fields
@@ -79,7 +83,7 @@ def _add_settings(p: argparse.ArgumentParser, group: str) -> None:
         if spec.kind is str and named and all(isinstance(c, str) and c == c.lower() for c in named):
             kind = str.lower  # --strategy TPE is tpe, as --dataset Digits is digits
         p.add_argument(flag(name), type=kind, choices=choices, metavar=spec.metavar,
-                       help=_setting_help(name, spec, defaults[name], group == "retrain"))
+                       help=_setting_help(name, spec, defaults[name], stored))
 
 
 def _add_search_args(p: argparse.ArgumentParser) -> None:
@@ -90,8 +94,8 @@ def _add_search_args(p: argparse.ArgumentParser) -> None:
     _add_settings(p, "backend")
 
 
-def _add_retrain_args(p: argparse.ArgumentParser) -> None:
-    _add_settings(p, "retrain")
+def _add_retrain_args(p: argparse.ArgumentParser, stored: str) -> None:
+    _add_settings(p, "retrain", stored)
 
 
 def _add_plot_args(p: argparse.ArgumentParser) -> None:
@@ -125,7 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "retrain the best and draw the winner's pictures.",
         epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_search_args(search)
-    _add_retrain_args(search)
+    _add_retrain_args(search, "resume")
     search.add_argument("--no-retrain", action="store_true", help="stop after the ranking: no "
                         "retraining, no winner, no pictures")
     _add_plot_args(search)
@@ -138,7 +142,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "rank, the test set never read for the choice (--winner-by) (winner.pt, retrain.csv, "
                     "summary.json in RUN_DIR).")
     retrain.add_argument("run_dir", metavar="RUN_DIR", help="a run folder made by hpsearch search")
-    _add_retrain_args(retrain)
+    _add_retrain_args(retrain, "retrain")
     _add_settings(retrain, "backend")
     retrain.add_argument("--n-jobs", type=whole, default=None, help="parallel jobs, one config each; -1 = one per "
                          "core, torch threads per job = cores // jobs (default: the run's stored --n-jobs, else -1)")
@@ -156,8 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     plot.add_argument("run_dir", metavar="RUN_DIR", nargs="?", help="a run folder holding winner.pt")
     _add_plot_args(plot)
     plot.add_argument("--layer", metavar="NAME", help="the layer grad-cam and hires-cam explain, as the module "
-                      "names it (features.2); default: the activation after the last Conv2d (a wrong name lists the "
-                      "choices)")
+                      "names it (features.2); default: the last convolution's ReLU for the built-in CNNs, the last "
+                      "Conv2d for your own network (a wrong name lists the choices)")
     plot.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto (default cpu)")
     plot.set_defaults(func=commands.cmd_plot)
 
@@ -217,7 +221,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "model = \"mynets:SmallCNN\"). Importing a module runs its code, so for a run folder hpsearch "
                     "imports only modules you searched with on this machine. Read the module the run names, "
                     "then trust it with this command: its folder and module names are kept in hpsearch's state "
-                    "folder ($HPSEARCH_STATE_DIR, else ~/.local/state/hpsearch), never in the run folder.")
+                    "folder ($HPSEARCH_STATE_DIR, else $XDG_STATE_HOME/hpsearch, else ~/.local/state/hpsearch), "
+                    "never in the run folder.")
     trusting.add_argument("run_dir", metavar="RUN_DIR", help="a run folder made by hpsearch search")
     trusting.set_defaults(func=commands.cmd_trust)
 

@@ -181,10 +181,10 @@ class SearchSettings:
     top: int = setting(15, "retrain the best TOP configs", group="retrain", kind=int, check=checks.whole(1, MAX_N))
     retrain_epochs: int = setting(300, "epochs of each retraining on the whole training set, no early stopping",
                                   group="retrain", kind=int, check=checks.whole(1, MAX_EPOCHS))
-    schedule: str | None = setting(None, "the retraining's learning-rate schedule over retrain-epochs (default: "
-                                   "each config's own: none unless the space searched one)", group="retrain",
-                                   choices=checks.schedules, check=checks.optional(checks.one_of(checks.schedules)),
-                                   report=False)
+    schedule: str | None = setting(None, "the retraining's learning-rate schedule over retrain-epochs",
+                                   group="retrain", choices=checks.schedules,
+                                   check=checks.optional(checks.one_of(checks.schedules)), report=False,
+                                   unset="each config's own: none unless the space searched one")
     winner_by: str = setting("cv", "how the winner is chosen among the retrained configs: cv, the best search (CV) "
                              "rank that retrained without failing, so the test set is never read for the choice and "
                              "its accuracy is an honest estimate; test, the Lab 3 seed's rule, the best test "

@@ -214,6 +214,29 @@ def test_an_empty_value_is_refused_not_taken_for_none(argv, said, tmp_path, monk
     assert list(tmp_path.iterdir()) == []  # no run folder started
 
 
+def _help(command: str, capsys) -> str:
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    return " ".join(capsys.readouterr().out.split())
+
+
+def test_help_says_where_a_retraining_flag_takes_its_default(capsys):
+    """search --help said "(default: the run's stored --top, else 15)", but a search (or the same command
+    again) takes 15; only --resume and hpsearch retrain take the stored one. --schedule named two defaults."""
+    search, retrain = _help("search", capsys), _help("retrain", capsys)
+    assert "retrain the best TOP configs (default 15; with --resume, the run's stored --top)" in search
+    assert "retrain the best TOP configs (default: the run's stored --top, else 15)" in retrain
+    assert search.count("default each config's own: none unless the space searched one; with --resume, the run's "
+                        "stored --schedule") == 1
+    assert retrain.count("(default: the run's stored --schedule, else each config's own") == 1
+
+
+def test_bad_picture_counts_are_refused_with_no_retrain_too(tmp_path, capsys):
+    """--no-retrain ran with --units 0 --images -3 (plot refuses them): checked before any search."""
+    assert main(["search", "--no-retrain", "--units", "0", "--n", "1", "--out", str(tmp_path / "run")]) == 2
+    assert "--units must be" in capsys.readouterr().err and not (tmp_path / "run").exists()
+
+
 def test_an_abbreviated_flag_is_not_taken_for_the_flag_it_starts(capsys):
     """argparse would take --max-epoch for --max-epochs (and --re for nothing, being ambiguous): a flag
     added later could change what an old command means, so only whole flags are taken."""

@@ -35,10 +35,10 @@ def cmd_search(args) -> int:
     settings.extra = {**settings.extra, "no_retrain": bool(args.no_retrain)}
     if settings.backend != "dask":  # on Dask the workers have the device, not this machine (checked there)
         _device_here(settings.device, args)
-    if not args.no_retrain:  # checked now, not after the search: a typo must not cost the night
-        from ..winner.pictures import check_panels
+    from ..winner.pictures import check_panels
 
-        check_panels(args.images, args.units)
+    check_panels(args.images, args.units)  # now, not after the search (a typo must not cost the night), also
+    # with --no-retrain: a bad value is said, not kept unsaid
     _check_plan(settings, resuming=args.resume is not None)
     with backend_session(settings.backend, settings.scheduler) as backend:
         backend.check_device(settings.device)
