@@ -313,7 +313,8 @@ def fingerprint(settings: SearchSettings, space, dataset) -> dict:
 
 def module_code(space) -> dict[str, str]:
     """``{ref: code_digest(ref)}`` for each of your own networks the space names (``model = "mynets:Small"``)."""
-    from .training.models.user import code_digest, is_user_model
+    from .training.models.code import code_digest
+    from .training.models.user import is_user_model
 
     model = space.params.get("model")
     kinds = model.support() if model is not None else []

@@ -183,6 +183,9 @@ def test_the_class_travels_by_value_to_a_worker_that_cannot_import_it(own, tmp_p
 
 @pytest.mark.parametrize("model, extra, message", [
     ("mynetz:SmallCNN", "", "no module mynetz (no mynetz.py in"),
+    ("mynet:SmallCNN", "", "and none installed); did you mean 'mynets'? Or put mynet.py (or the package mynet/)"),
+    ("mynets:TupleOut", "", "returns tuple, not a tensor, for 2 images; hpsearch needs logits (n, 10): return only the "
+                            "logits from forward"),
     ("mynets:SmallCN", "", "mynets has no SmallCN; did you mean 'SmallCNN'?"),
     ("mynets:not_a_module", "", "not_a_module is a function, not an nn.Module class"),
     ("mynets:NoClasses", "", "NoClasses's constructor lacks n_classes"),
@@ -190,7 +193,7 @@ def test_the_class_travels_by_value_to_a_worker_that_cannot_import_it(own, tmp_p
     ("mynets:SmallCNN", "hidden = [10]\n", "hidden is a parameter of mlp models"),
     ("mynets:Fussy", "", "fails on the first config ({'width': 8, 'depth': 1}) with (1, 8, 8) images: ValueError: "
                          "width 8 is too narrow for me"),
-    ("mynets:WrongOutput", "", "returns Tensor of shape (2, 3) for 2 images; hpsearch needs logits (n, 10)"),
+    ("mynets:WrongOutput", "", "returns a tensor of shape (2, 3) for 2 images; hpsearch needs logits (n, 10)"),
     ("mynets:IntOut", "", "returns torch.int64 values; hpsearch needs float logits (n, 10)"),
     ("mynets:Clash", "lr = 0.01\n", "lr is a training setting, and 'mynets:Clash' also takes an argument 'lr'"),
     ("mynets.py:SmallCNN", "", 'names a file; write the module\'s name without .py: "mynets:SmallCNN"'),
@@ -207,6 +210,22 @@ def test_a_bad_module_is_refused_before_the_search_in_one_line(own, tmp_path, ca
     line = [li for li in err.splitlines() if li.startswith("hpsearch: error")]
     assert len(line) == 1 and message in line[0] and str(space) in line[0], err
     assert not out.exists()
+
+
+def test_a_near_miss_or_a_quoted_number_is_said_in_your_modules_words(own, tmp_path, capsys):
+    """A key near a built-in model's parameter was offered it ("did you mean 'kernel_size'?"), which the next run
+    refused as a parameter of cnn and gapcnn models; near a training setting it still is."""
+    for extra, said in (("kernel_sizes = 3\n", "neither an argument of mynets:SmallCNN (depth, width) nor a training "
+                                              "setting"),
+                        ("lrr = 0.01\n", "nor a training setting; did you mean 'lr'?"),
+                        # a quoted number: the constructor said "not all arguments converted during string formatting"
+                        ('width = { distribution = "categorical", choices = ["8", "16"] }\n',
+                         "width draws '8', a string, but mynets:SmallCNN's default is width=8, a number: write 8 without "
+                         "quotes")):
+        space = own / "nets" / f"near_{abs(hash(extra))}.toml"
+        space.write_text(f'model = "mynets:SmallCNN"\n{extra}')
+        assert main(["search", "--space", str(space), "--n", "1", "--no-retrain", "--out", str(tmp_path / "r")]) == 2
+        assert capsys.readouterr().err.strip().endswith(said)
 
 
 def test_the_batched_engine_says_it_hands_your_module_to_skorch(own, tmp_path, capsys):
@@ -333,10 +352,10 @@ def test_grad_cam_of_another_layer_and_a_wrong_layer_listing_the_choices(own_run
     assert main(["plot", "saliency", str(own_run), "--layer", "features.0"]) == 2  # it would draw the same
     assert "--layer applies only to grad-cam and hires-cam (and all, for those two); saliency would ignore it" \
         in capsys.readouterr().err
-    assert main(["plot", "grad-cam", str(own_run), "--layer", ""]) == 2  # it asked "did you mean ''?"
+    with pytest.raises(SystemExit) as empty:  # it asked "did you mean ''?"; refused as every empty flag value
+        main(["plot", "grad-cam", str(own_run), "--layer", ""])
     err = capsys.readouterr().err
-    assert "--layer '': SmallCNN an empty name names no layer; its convolutions: features.0" in err
-    assert "did you mean" not in err
+    assert empty.value.code == 2 and "--layer is empty (''); give a value, or leave the flag out" in err
     report = (own_run / "report.html").read_text()
     assert "not drawn for this winner: receptive-fields: receptive fields and maximizers need an MLP" in report
 

@@ -11,8 +11,7 @@ from hpsearch.errors import UsageError
 from hpsearch.rundir.store import load_records, open_study
 from hpsearch.winner.bundle import load_winner
 
-SEARCH = ["--dataset", "digits", "--cv", "2", "--max-epochs", "1", "--patience", "0", "--no-progress",
-          "--top", "1", "--retrain-epochs", "1", "--images", "2", "--units", "2"]
+SEARCH = ["--dataset", "digits", "--cv", "2", "--max-epochs", "1", "--patience", "0", "--no-progress", "--no-retrain"]
 
 
 @pytest.fixture
@@ -45,6 +44,8 @@ def test_an_edit_of_your_code_is_refused_by_a_resume_a_retraining_and_the_winner
     assert "holds a search with other settings (the code of mynets:SmallCNN: stored " in err
     assert "put that code back, or search the edited one in a new folder" in err and "Traceback" not in err
     assert len(load_records(run)) == 2  # no trial of the edited code joined them
+    assert main(["report", str(run)]) == 0  # a report reads what the run holds: its data too (it said they failed)
+    assert "the data could not be loaded here" not in (run / "report.html").read_text()
     assert main(["retrain", str(run), "--top", "1", "--retrain-epochs", "1"]) == 2
     out, err = capsys.readouterr()
     assert f"{run}: the code of mynets:SmallCNN (its module and the modules beside it that it imports) changed " \
@@ -67,3 +68,43 @@ def test_a_run_made_before_the_code_was_recorded_resumes(nets, tmp_path):
     assert set(fingerprint["module_code"]) == {"mynets:SmallCNN"}
     study.set_user_attr("fingerprint", {k: v for k, v in fingerprint.items() if k != "module_code"})
     assert _search(nets, run, 2) == 0 and len(load_records(run)) == 2
+
+
+def test_an_edited_neighbour_is_imported_anew_in_the_same_process(nets):
+    """Only the module the space names was stamped: an edit of the neighbour it imports (blocks.py) kept the old
+    neighbour in a notebook's process, while the run recorded the edited files' digest."""
+    import os
+
+    from hpsearch.training.models.code import code_digest
+    from hpsearch.training.models.user import add_module_path, user_model
+
+    add_module_path(nets.parent)
+    before = code_digest("mynets:SmallCNN")
+    assert user_model("mynets:SmallCNN")((1, 8, 8), 10).features[0].bias is not None
+    _edit(nets.parent / "blocks.py", "padding=1)", "padding=1, bias=False)")
+    os.utime(nets.parent / "blocks.py", ns=(1, 10**18))  # another mtime, however fast the edit
+    assert user_model("mynets:SmallCNN")((1, 8, 8), 10).features[0].bias is None  # the edited neighbour's conv
+    assert code_digest("mynets:SmallCNN") != before
+
+
+def test_the_same_bytes_are_the_same_code_under_another_python_and_a_namespace_package_is_read(tmp_path):
+    """The syntax digest (ast.dump) differs between Python versions: a shared winner.pt was refused as edited on a
+    colleague's other Python. A namespace package (no __init__.py) was digested as nothing: an edit went unseen."""
+    from hpsearch.training.models.code import code_digest, same_code
+    from hpsearch.training.models.user import add_module_path
+
+    raw, syntax, version = code_digest_of = "0123456789abcdef:fedcba9876543210:3.11".split(":")
+    assert same_code(":".join(code_digest_of), f"{raw}:{'0' * 16}:3.99")  # the same bytes: any Python
+    assert same_code(":".join(code_digest_of), f"{'1' * 16}:{syntax}:{version}")  # a comment edited: one Python
+    assert not same_code(":".join(code_digest_of), f"{'1' * 16}:{syntax}:3.12")  # edited, read by another Python
+    assert not same_code("0123456789abcdef", f"{raw}:{syntax}:{version}")  # not a digest of this kind
+
+    (tmp_path / "pkgns").mkdir()
+    module = tmp_path / "pkgns" / "tiny.py"
+    module.write_text("from torch import nn\n\n\nclass Tiny(nn.Module):\n    def __init__(self, image_shape, "
+                      "n_classes):\n        super().__init__()\n        self.act = nn.ReLU()\n")
+    add_module_path(tmp_path)
+    before = code_digest("pkgns.tiny:Tiny")
+    assert before.split(":")[0] != __import__("hashlib").sha256(b"").hexdigest()[:16]  # not the digest of nothing
+    _edit(module, "nn.ReLU()", "nn.Tanh()")
+    assert not same_code(before, code_digest("pkgns.tiny:Tiny"))

@@ -3,6 +3,7 @@ picture), with ``$OMP_NUM_THREADS`` as a cap."""
 
 from __future__ import annotations
 
+import functools
 import os
 from contextlib import contextmanager
 
@@ -11,7 +12,7 @@ import torch
 from ..errors import UsageError, param
 
 __all__ = ["effective_jobs", "threads_per_job", "task_threads", "torch_threads", "cpu_count", "omp_cap",
-           "rng_kept"]
+           "rng_kept", "keeps_rng"]
 
 
 def cpu_count() -> int:
@@ -71,6 +72,17 @@ def rng_kept():
     """Torch's random states as they were, put back after the block: the CPU's and every visible GPU's
     (``torch.manual_seed`` reseeds them all, so a caller's CUDA draws would change too)."""
     return torch.random.fork_rng(devices=list(range(torch.cuda.device_count())))
+
+
+def keeps_rng(function):
+    """``function`` run inside ``rng_kept``: a caller's torch draws after it are the ones it would have made
+    without it (the fits run in this process reseed torch: the door and the sanity checks kept them, a search
+    or retraining run in a notebook did not)."""
+    @functools.wraps(function)
+    def kept(*args, **kwargs):
+        with rng_kept():
+            return function(*args, **kwargs)
+    return kept
 
 
 def effective_jobs(n_jobs: int, n_tasks: int, name: str = "n_jobs") -> int:

@@ -218,7 +218,8 @@ def retrain_section(run_dir: Path, settings: dict, summary: dict | None = None, 
 
     done = (summary or {}).get("retrain") or {}
     best = f"The best {H.plural(len(frame), 'config')} of the search"
-    if done.get("complete") is False and isinstance(done.get("top"), int):  # a Ctrl-C: so far, of the top asked
+    # a Ctrl-C: so far, of the top asked (a summary written before "retrained" was kept counted "top" so far)
+    if done.get("complete") is False and isinstance(done.get("top"), int) and "retrained" in done:
         best = (f"{len(frame)} of the best {done['top']} configs of the search so far (the retraining stopped; "
                 f"hpsearch retrain {H.escape(run_dir)} retrains the rest)")
     return (f"<p>{best}, each retrained for "

@@ -29,7 +29,7 @@ from ..jobs.backends import LokyBackend
 from ..rundir.atomic import atomic_write_text
 from ..rundir.lock import RunLock
 from ..rundir.names import COMPARE_FILE, SPACE_FILE
-from ..rundir.run_info import read_settings, read_table, run_dataset
+from ..rundir.run_info import check_code_of, read_settings, read_table, run_dataset
 from ..search.interrupt import InterruptFlag, SearchInterrupted
 from ..setting_checks import MAX_EPOCHS, whole
 from ..tasks import position_titles
@@ -204,6 +204,7 @@ def compare_groups(run_dir, by: list[str], retrain_epochs: int = 30, *, device: 
         raise UsageError(f"{param('by')} needs config keys separated by commas, e.g. {param('by')} head,loss; "
                          f"got {by!r}")
     settings = read_settings(run_dir)
+    check_code_of(run_dir)  # its groups are retrained from your module: the code the search scored
     with RunLock(run_dir, fix=LOCK_FIX):  # it writes into the run: never beside a search or a retraining
         return _compare(run_dir, settings, by, retrain_epochs, device=device, n_jobs=n_jobs, progress=progress,
                         same_config=same_config)

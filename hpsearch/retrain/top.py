@@ -63,6 +63,7 @@ from joblib import delayed
 from ..data.dataset import Dataset
 from ..errors import UsageError, check_whole, param
 from ..jobs.backends import LokyBackend
+from ..jobs.resources import keeps_rng
 from ..rundir.checkpoints import remove_checkpoint
 from ..rundir.lock import RunLock
 from ..rundir.names import RETRAIN_FILE, WINNER_FILE
@@ -142,6 +143,7 @@ def _winner_extra(row: dict, epochs: int, monitor_test: bool, winner_by: str) ->
             "winner_by": winner_by}
 
 
+@keeps_rng
 def retrain_top(run_dir, top: int = _DEFAULTS["top"], retrain_epochs: int = _DEFAULTS["retrain_epochs"], *,
                 device: str = "cpu", dataset: Dataset | None = None, monitor_test: bool = True,
                 progress: bool = True, n_jobs: int = -1, backend=None, schedule: str | None = None,
@@ -205,8 +207,7 @@ def retrain_top(run_dir, top: int = _DEFAULTS["top"], retrain_epochs: int = _DEF
         check_schedule_name(schedule)
     settings = read_settings(run_dir)
     check_settings_of(run_dir, settings)
-    if dataset is not None:  # (run_dataset checks it otherwise)
-        check_code_of(run_dir)
+    check_code_of(run_dir)
     name = settings.get("dataset_name", settings.get("dataset"))
     if dataset is not None and dataset.name != name:
         raise UsageError(f"dataset {dataset.name!r} is not the run's dataset {name!r}; pass the "

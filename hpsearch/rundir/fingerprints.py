@@ -35,11 +35,22 @@ def _differences(stored: dict, now: dict, prefix: str = "") -> list[tuple[str, o
         was, is_now = stored.get(key), now.get(key)
         if key == "space" and not prefix:  # a space file's text: compared as TOML, comments and layout aside
             was, is_now = _toml_or_text(was), _toml_or_text(is_now)
+        if key == "module_code" and not prefix and isinstance(was, dict) and isinstance(is_now, dict):
+            diffs += _code_differences(was, is_now)
+            continue
         if isinstance(was, dict) and isinstance(is_now, dict):
             diffs += _differences(was, is_now, f"{prefix}{key}.")
         elif was != is_now:
             diffs.append((prefix + key, was, is_now))
     return diffs
+
+
+def _code_differences(stored: dict, now: dict) -> list[tuple[str, object, object]]:
+    """Your networks whose code differs (``same_code``: the same bytes, or the same syntax under one Python)."""
+    from ..training.models.code import same_code
+
+    return [(f"module_code.{ref}", stored.get(ref), now.get(ref)) for ref in sorted(set(stored) | set(now))
+            if not (ref in stored and ref in now and same_code(stored[ref], now[ref]))]
 
 
 def _first_causes(differences: list[tuple[str, object, object]]) -> list[tuple[str, object, object]]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import threading
 
 __all__ = ["SearchInterrupted", "ClusterLost", "InterruptFlag", "keep_swallowed_interrupts", "raise_if_interrupted"]
 
@@ -26,17 +27,24 @@ class InterruptFlag:
     def __init__(self):
         self.raised = False
         self._previous = None
+        self._installed = False
 
     def _handler(self, signum, frame):
         self.raised = True
         raise KeyboardInterrupt
 
     def __enter__(self):
-        self._previous = signal.signal(signal.SIGINT, self._handler)
+        # only the main thread receives signals, and only it may set a handler: a search run from another
+        # thread (a web app's callback, a notebook widget) raised "signal only works in main thread"
+        self._installed = threading.current_thread() is threading.main_thread()
+        if self._installed:
+            self._previous = signal.signal(signal.SIGINT, self._handler)
         return self
 
     def __exit__(self, *exc):
-        signal.signal(signal.SIGINT, self._previous)
+        if self._installed:
+            signal.signal(signal.SIGINT, self._previous)
+            self._installed = False
 
 
 def keep_swallowed_interrupts() -> None:

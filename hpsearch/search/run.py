@@ -28,6 +28,7 @@ from ..engines.stack_fit import unbatchable_reason
 from ..errors import UsageError, param, plural
 from ..jobs.backends import open_backend
 from ..jobs.resident import release_resident
+from ..jobs.resources import keeps_rng
 from ..rundir.atomic import atomic_write_text
 from ..rundir.chance import chance_levels
 from ..rundir.exports import results_frame, trend_of, write_exports
@@ -184,6 +185,7 @@ def _check_n_keeps_stored(store: TrialStore, n: int, run_dir: Path) -> None:
                          f"{last + 1} or more, or pass a different {param('out')} for a new search of {n}")
 
 
+@keeps_rng
 def run_search(settings: SearchSettings, dataset: Dataset | None = None, backend=None,
                hold: contextlib.ExitStack | None = None) -> Path:
     """Run (or resume) a search and return its run folder.
@@ -194,7 +196,8 @@ def run_search(settings: SearchSettings, dataset: Dataset | None = None, backend
     backend to run the jobs on (default: the one ``settings.backend`` names, opened and closed here).
     ``hold``: the run folder's lock goes into it and stays held after the search, so that what the
     caller does next there (the command line's retraining and pictures) follows with no gap for
-    another command to write in.
+    another command to write in. The caller's torch random state is put back (``keeps_rng``), and it runs
+    from any thread (Ctrl-C is then the main thread's to handle).
     """
     settings.validate()
     asked = settings.device  # stored as given: a run searched with auto resumes on whatever this machine has

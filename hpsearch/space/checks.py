@@ -136,6 +136,18 @@ def _draws(params: Mapping, model: type) -> Callable[[str], list]:
     return lambda key: _support(params, key, _default(model, key))
 
 
+def _check_like_default(key: str, dist, kind: str) -> None:
+    """A quoted value for an argument of your module that defaults to a number or a bool is refused, naming the
+    key: the constructor would fail on it ("not all arguments converted during string formatting")."""
+    default = _default(model_class(kind), key)
+    if isinstance(default, bool | int | float):
+        quoted = next((v for v in dist.support() if isinstance(v, str)), None)
+        if quoted is not None:
+            kind_of = "true or false" if isinstance(default, bool) else "a number"
+            raise UsageError(f"{key} draws {quoted!r}, a string, but {kind}'s default is {key}={default!r}, "
+                             f"{kind_of}: write {quoted} without quotes")
+
+
 def check_model_kinds(dist) -> None:
     """Raise a UsageError unless every model ``dist`` can draw is a kind or your importable module."""
     _check_draws("model", dist, NET_CHECKS["model"])
@@ -159,6 +171,8 @@ def check_space(params: Mapping) -> None:
         if clashing:
             raise UsageError(f"{key} is a training setting, and {clashing[0]!r} also takes an argument {key!r}: one "
                              f"value would go to both; rename the module's argument (e.g. module_{key})")
+        for kind in (k for k in kinds if is_user_model(k) and key in module_keys(k)):
+            _check_like_default(key, dist, kind)
         check = NET_CHECKS.get(key) or (PARAMETER_CHECKS.get(key) if built_in else None)
         if check is not None and key != "model":
             _check_draws(key, dist, check)
@@ -240,13 +254,15 @@ def probe_first_config(start: str, build: Callable, rows, expected: tuple, *, gi
     except Exception as exc:  # noqa: BLE001 - the module's code, yours included, whatever it raises
         raise UsageError(f"{start} fails on the first config {given}: {type(exc).__name__}: "
                          f"{str(exc).splitlines()[0][:160] if str(exc) else ''}{fix}") from None
-    shape = tuple(getattr(out, "shape", ()))
+    if not torch.is_tensor(out):  # a tuple (logits, features), a dict: it said "tuple of shape ()"
+        raise UsageError(f"{start} returns {type(out).__name__}, not a tensor, for {len(rows)} {unit}; {needs}: "
+                         "return only the logits from forward")
+    shape = tuple(out.shape)
     if shape == expected and not torch.is_floating_point(out):
         raise UsageError(f"{start} returns {out.dtype} values; {needs.replace('logits', 'float logits', 1)}: "
                          "return the last layer's output as it is")
     if shape != expected:
-        raise UsageError(f"{start} returns {type(out).__name__} of shape {shape} for {len(rows)} {unit}; "
-                         f"{needs}: {per_class}")
+        raise UsageError(f"{start} returns a tensor of shape {shape} for {len(rows)} {unit}; {needs}: {per_class}")
 
 
 def check_modules_for_data(space, dataset, where: str | None = None, seed: int = 0) -> None:

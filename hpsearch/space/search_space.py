@@ -46,7 +46,7 @@ import numpy as np
 from ..errors import UsageError, did_you_mean, param
 from ..training.models import is_user_model, module_keys, trust
 from ..training.models.user import ModuleImportError, add_module_path, run_folder_holding
-from .checks import check_model_kinds, check_space
+from .checks import NET_CHECKS, check_model_kinds, check_space
 from .distributions import (
     Constant,
     distribution_from,
@@ -110,9 +110,13 @@ class SearchSpace:
             key = unknown[0]
             if own:  # your module: its constructor's arguments are the space's words too
                 mine = " or ".join(k for k in model.support() if is_user_model(k))
+                # suggested: the module's arguments and the training settings (a built-in model's own words
+                # only where the space also draws a built-in model: "kernel_size" would be refused next)
+                built_in = any(not is_user_model(kind) for kind in model.support())
+                words = [*own, *(PARAMETERS if built_in else NET_CHECKS)]
                 raise UsageError(f"unknown hyperparameter {key!r} in search space {name!r}: neither an argument of "
                                  f"{mine} ({', '.join(sorted(own))}) nor a training setting"
-                                 f"{did_you_mean(key, [*own, *PARAMETERS])}")
+                                 f"{did_you_mean(key, words)}")
             raise UsageError(
                 f"unknown hyperparameter {key!r} in search space {name!r}"
                 f"{did_you_mean(key, PARAMETERS) or '.'} Allowed: {', '.join(PARAMETERS)}"

@@ -27,7 +27,8 @@ from ..rundir.names import WINNER_FILE
 from ..rundir.states import unreadable
 from ..tasks import task_for
 from ..training.models import is_user_model, model_class, module_keys, trust
-from ..training.models.user import ModuleImportError, add_module_path, code_digest, module_root, run_folder_holding
+from ..training.models.code import code_digest, same_code
+from ..training.models.user import ModuleImportError, add_module_path, module_root, run_folder_holding
 from ..training.net import make_net, resolve_device
 from .familiar import familiarity_reference
 
@@ -140,7 +141,7 @@ def _import_module_of(bundle: dict, run_dir) -> bool:
     ref = str(entry.get("import"))
     try:
         model_class(ref)
-        return "code" in entry and code_digest(ref) != entry["code"]
+        return "code" in entry and not same_code(entry["code"], code_digest(ref))
     except ModuleImportError as exc:
         top = ref.split(":")[0].split(".")[0]
         where = (f"the folder it names, {path}, is in a run folder, where hpsearch never imports from: put {top}.py "

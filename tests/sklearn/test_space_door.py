@@ -138,6 +138,6 @@ def test_rows_the_space_cannot_take_are_refused_before_training(images, tmp_path
         make(_net(), load_space("cnn_mnist"), cv=2).fit(X[:, 0], y)
     (tmp_path / "badnets.py").write_text(WRONG_OUT)
     (tmp_path / "space.toml").write_text('model = "badnets:WrongOut"\nlr = 0.01\n')
-    with pytest.raises(UsageError, match=r"model 'badnets:WrongOut' returns Tensor of shape \(2, 13\) for 2 rows; "
+    with pytest.raises(UsageError, match=r"model 'badnets:WrongOut' returns a tensor of shape \(2, 13\) for 2 rows; "
                                          r"the search needs logits \(2, 10\)"):
         make(_net(), load_space(tmp_path / "space.toml"), cv=2).fit(X, y)

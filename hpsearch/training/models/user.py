@@ -35,12 +35,13 @@ from ...errors import UsageError, did_you_mean
 from . import trust
 
 __all__ = ["ModuleImportError", "gone_from_the_run", "is_user_model", "user_model", "add_module_path", "module_paths",
-           "CONTRACT", "module_root", "run_folder_holding", "shipped", "received", "ShippedModule", "code_digest"]
+           "CONTRACT", "module_root", "run_folder_holding", "shipped", "received", "ShippedModule"]
 
 CONTRACT = "Class(image_shape=(C, H, W), n_classes=K, **params) returning logits (n, K)"
 _REF = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
 _PATHS: list[str] = []  # the module paths, the most recently named first
-_STAMPS: dict[str, tuple[str, int]] = {}  # a top-level module imported from a module path: (its file, its mtime)
+# a top-level module imported from a module path: (its file, {file: (mtime, size)} of every module-path module then)
+_STAMPS: dict[str, tuple[str, dict[str, tuple[int, int]]]] = {}
 RUN_MARKERS = ("trials.db", "winner.pt")
 
 
@@ -58,8 +59,9 @@ def run_folder_holding(path) -> Path | None:
 def add_module_path(folder) -> str:
     """Look for your modules in ``folder`` first (before the folders named earlier, and before what is
     installed); returns it, absolute. A folder in a run folder is refused: what a shared run folder holds
-    is data, never code. The folder also goes to the *end* of ``sys.path``, so that your module's own
-    imports of its neighbours work while nothing there can shadow the standard library."""
+    is data, never code. The folder also goes to the *end* of ``sys.path`` (the module paths there in the
+    same order), so that your module's own imports of its neighbours work while nothing there can shadow
+    the standard library."""
     path = Path(folder).expanduser().resolve()
     run = run_folder_holding(path)
     if run is not None:
@@ -71,8 +73,9 @@ def add_module_path(folder) -> str:
     if text in _PATHS:
         _PATHS.remove(text)
     _PATHS.insert(0, text)
-    if text not in sys.path:
-        sys.path.append(text)
+    # at the end of sys.path, in the module paths' order: a neighbour (``from blocks import conv``) is found in
+    # the folder named last, as its module is (it was found in the folder named first)
+    sys.path[:] = [p for p in sys.path if p not in _PATHS] + _PATHS
     return text
 
 
@@ -113,11 +116,21 @@ def gone_from_the_run(run_dir, exc: ModuleImportError) -> str | None:
     return f"{run_dir}: the run's own network cannot be imported here: {exc.why}; {back}make it importable (PYTHONPATH)"
 
 
-def _stamp(file: str) -> tuple[str, int]:
+def _stamp(file: str) -> tuple[int, int]:
     try:
-        return file, os.stat(file).st_mtime_ns
+        stat = os.stat(file)
     except OSError:
-        return file, -1
+        return -1, -1
+    return stat.st_mtime_ns, stat.st_size
+
+
+def _path_files() -> dict[str, str]:
+    """``{module name: file}`` of the modules imported from a module path: yours, and the neighbours yours import."""
+    # by the file's text: the module paths are resolved, and so are the files found in them (no stat per module:
+    # this runs for every class looked up, over thousands of torch's modules)
+    prefixes = tuple(os.path.join(p, "") for p in _PATHS)
+    files = {name: getattr(module, "__file__", None) for name, module in list(sys.modules.items())}
+    return {name: file for name, file in files.items() if isinstance(file, str) and file.startswith(prefixes)}
 
 
 def _forget(top: str) -> None:
@@ -127,13 +140,19 @@ def _forget(top: str) -> None:
 
 def _import_top(top: str):
     """The top-level module ``top``: from the module paths first (the most recent first), else installed.
-    One imported before from another file (another space's folder) or edited since is imported anew."""
+    One imported before from another place (another space's folder), or whose files or neighbours' files
+    (``from blocks import conv``) were edited since, is imported anew, with its neighbours."""
     spec = importlib.machinery.PathFinder.find_spec(top, _PATHS) if _PATHS else None
     current = sys.modules.get(top)
-    if spec is None or spec.origin is None:
+    if spec is None:
         return current if current is not None else importlib.import_module(top)
-    if current is not None and _STAMPS.get(top) == _stamp(spec.origin):
+    where = spec.origin or str(list(spec.submodule_search_locations or []))  # a namespace package: its folders
+    place, stamps = _STAMPS.get(top, (None, {}))
+    edited = {file for file, stamp in stamps.items() if _stamp(file) != stamp}
+    if current is not None and place == where and not edited:
         return current
+    for name in _path_files():  # its neighbours are imported anew too: edited, or another folder's same name
+        del sys.modules[name]  # (a module imported before keeps its own; its next import checks its files)
     _forget(top)
     module = importlib.util.module_from_spec(spec)
     sys.modules[top] = module
@@ -142,7 +161,7 @@ def _import_top(top: str):
     except BaseException:
         _forget(top)
         raise
-    _STAMPS[top] = _stamp(spec.origin)
+    _STAMPS[top] = (where, {file: _stamp(file) for file in _path_files().values()})
     return module
 
 
@@ -174,14 +193,28 @@ def _import(name: str, ref: str):
             why = f"{name} imports {exc.name}, which is not installed"
             raise ModuleImportError(f"model {ref!r}: {why} here; install it", why, name.split(".")[0]) from None
         where = f" in {' or '.join(_PATHS)}" if _PATHS else ""
+        near = did_you_mean(name, _modules_in_paths()) if "." not in name else ""
         why = f"no module {name} (no {name.replace('.', '/')}.py{where}, and none installed)"
-        raise ModuleImportError(f"model {ref!r}: {why}; put {name.split('.')[0]}.py (or the package "
-                                f"{name.split('.')[0]}/) beside the space file, pass --module-path with its folder, "
-                                "or install it", why, name.split(".")[0]) from None
+        top = name.split(".")[0]
+        raise ModuleImportError(f"model {ref!r}: {why}{f'{near} Or' if near else ';'} put {top}.py (or the package "
+                                f"{top}/) beside the space file, pass --module-path with its folder, or install it",
+                                why, top) from None
     except Exception as exc:  # noqa: BLE001 - the user's module: a SyntaxError or what its top level raises
         why = (f"importing {name} failed ({type(exc).__name__}: "
                f"{str(exc).splitlines()[0][:150] if str(exc) else ''})")
         raise ModuleImportError(f"model {ref!r}: {why}; fix the module", why, name.split(".")[0]) from None
+
+
+def _modules_in_paths() -> list[str]:
+    """The top-level modules and packages in the module paths (what a typo of a module's name was near)."""
+    found = []
+    for folder in map(Path, _PATHS):
+        try:
+            found += [p.stem if p.suffix == ".py" else p.name for p in folder.iterdir()
+                      if p.suffix == ".py" or (p / "__init__.py").is_file()]
+        except OSError:
+            continue
+    return sorted(set(found))
 
 
 def _by_value() -> None:
@@ -190,12 +223,9 @@ def _by_value() -> None:
     import cloudpickle
 
     registered = set(cloudpickle.list_registry_pickle_by_value())
-    for name, module in list(sys.modules.items()):
-        file = getattr(module, "__file__", None)
-        if "." in name or name in registered or not file or not _PATHS:
-            continue
-        if any(Path(file).resolve().is_relative_to(p) for p in _PATHS):
-            cloudpickle.register_pickle_by_value(module)
+    for name in _path_files():
+        if "." not in name and name not in registered:
+            cloudpickle.register_pickle_by_value(sys.modules[name])
 
 
 def user_model(ref: str) -> type[nn.Module]:
@@ -230,44 +260,6 @@ def user_model(ref: str) -> type[nn.Module]:
                          f"it as {CONTRACT}: add {', '.join(missing)} to its arguments")
     _by_value()
     return cls
-
-
-def code_digest(ref: str) -> str:
-    """A digest (sha256, 16 digits) of the code your class ``ref`` is built from, as its files stand now: its
-    top-level module (a package: every .py in it) and the modules of its folder that those import, read as
-    source (nothing runs) and compared as syntax, comments and layout aside. An edit there changes it: a
-    run's trials, or a winner's weights, were made with other code (an installed module: its own files)."""
-    import ast
-    import hashlib
-
-    cls = user_model(ref)
-    root = module_root(cls)
-    digest, seen, todo = hashlib.sha256(), set(), [cls.__module__.split(".")[0]]
-    while todo:
-        top = todo.pop()
-        if top in seen:
-            continue
-        seen.add(top)
-        spec = importlib.machinery.PathFinder.find_spec(top, [root]) if root else importlib.util.find_spec(top)
-        if spec is None or not spec.origin or not spec.origin.endswith(".py"):
-            continue  # a name its code imports that is installed (torch), or a compiled module
-        package = spec.submodule_search_locations
-        files = sorted(Path(package[0]).rglob("*.py")) if package else [Path(spec.origin)]
-        base = Path(package[0]).parent if package else Path(spec.origin).parent
-        for file in files:
-            source = file.read_bytes()
-            try:
-                tree = ast.parse(source)
-            except (SyntaxError, ValueError):
-                tree = None  # compared as bytes
-            digest.update(f"{file.relative_to(base)}\0".encode()
-                          + (ast.dump(tree).encode() if tree is not None else source) + b"\0")
-            if root and tree is not None:  # the neighbours it imports, by their top-level name
-                todo += [alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import)
-                         for alias in node.names]
-                todo += [node.module.split(".")[0] for node in ast.walk(tree)
-                         if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module]
-    return digest.hexdigest()[:16]
 
 
 class ShippedModule:
