@@ -12,8 +12,6 @@ import contextlib
 import time
 from pathlib import Path
 
-import matplotlib
-
 from ..errors import UsageError, brief
 from ..rundir.atomic import atomic_write_text
 from ..rundir.names import REPORT_FILE, RETRAIN_FILE, SETTINGS_FILE, SUMMARY_FILE, TRIALS_CSV, TRIALS_DB
@@ -53,7 +51,6 @@ def build_report(run_dir) -> str:
     """The report of ``run_dir`` as one HTML document (a string)."""
     from ..viz.search_plots import load_trials
 
-    matplotlib.use("Agg")
     run_dir = Path(run_dir)
     if not (run_dir / TRIALS_DB).is_file() and not (run_dir / TRIALS_CSV).is_file():
         raise UsageError(f"{run_dir} holds no trials.db or trials.csv; is it a run folder made by hpsearch search?")

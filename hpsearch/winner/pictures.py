@@ -7,8 +7,6 @@ import json
 import sys
 from pathlib import Path
 
-import matplotlib
-
 from ..errors import UsageError, brief, did_you_mean
 from ..jobs.resources import threads_per_job, torch_threads
 from ..rundir.atomic import atomic_write, atomic_write_text
@@ -144,9 +142,9 @@ def draw_pictures(run_dir, method: str = "all", *, images: int = 25, units: int 
     winner needed). ``dataset`` is the test data to draw on (default: the run's, loaded again).
     A winner with one label per position gets the per-position pictures (``hpsearch.viz.positions``);
     a method that does not apply to it is skipped by ``all`` and refused by name, saying why.
-    ``layer``: the module name Grad-CAM and HiResCAM explain (``"features.2"``; default the activation after the last
-    ``Conv2d``), refused with the choices when the net has no such layer."""
-    matplotlib.use("Agg")
+    ``layer``: the module name Grad-CAM and HiResCAM explain (``"features.2"``; default the last convolution's ReLU
+    for the built-in CNNs, the last ``Conv2d`` for your own network), refused with the choices when the net has no
+    such layer. The figures are drawn without pyplot: the caller's matplotlib backend is left as it is."""
     from ..viz.plots import REGISTRY, PlotOptions
 
     run_dir = Path(run_dir)

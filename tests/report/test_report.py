@@ -274,3 +274,19 @@ def test_captions_say_which_layer_and_counts_read_as_words(run):
     text = html.unescape(build_report(run))
     assert "1 epochs" not in text and "1 configs" not in text
     assert "columns: the table scrolls sideways" in text  # the ranking is wider than a card: said
+
+
+def test_the_report_and_the_pictures_leave_the_callers_matplotlib_backend(run):
+    """Both switched the process to Agg: in a notebook, plt.show() then showed nothing (they draw without pyplot)."""
+    import matplotlib
+
+    from hpsearch.report import write_report
+
+    before = matplotlib.get_backend()
+    matplotlib.use("svg")
+    try:
+        write_report(run)
+        draw_pictures(run, "confusion-matrix")
+        assert matplotlib.get_backend() == "svg"
+    finally:
+        matplotlib.use(before)
