@@ -24,7 +24,7 @@ from joblib import Parallel, delayed
 from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import env_note, machine_line, sync  # noqa: E402,I001
+from _common import env_note, machine_line, sync, whole  # noqa: E402,I001
 
 import torch  # noqa: E402
 
@@ -74,18 +74,18 @@ def _agreement(frame, skorch, ratio):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="CPU-sized: 8 configs, 4,000 images, 5 epochs")
-    parser.add_argument("--n", type=int, default=None, help="configs (default 150; --quick 8)")
-    parser.add_argument("--images", type=int, default=None, help="training images (default 60,000; --quick 4,000)")
-    parser.add_argument("--max-epochs", type=int, default=None, help="default 20 (--quick 5)")
-    parser.add_argument("--patience", type=int, default=15, help="early stopping patience (default 15)")
-    parser.add_argument("--skorch-sample", type=int, default=8, help="configs the skorch engine runs (default 8)")
+    parser.add_argument("--n", type=whole(1), default=None, help="configs (default 150; --quick 8)")
+    parser.add_argument("--images", type=whole(1), default=None, help="training images (default 60,000; --quick 4,000)")
+    parser.add_argument("--max-epochs", type=whole(1), default=None, help="default 20 (--quick 5)")
+    parser.add_argument("--patience", type=whole(0), default=15, help="early stopping patience (default 15)")
+    parser.add_argument("--skorch-sample", type=whole(1), default=8, help="configs the skorch engine runs (default 8)")
     parser.add_argument("--max-models-per-chunk", default="auto",
                         help="batched engine chunk size(s): auto or a comma list, each timed (default auto)")
     parser.add_argument("--space", default="mlp_mnist")
     parser.add_argument("--dataset", default="fashion-mnist")
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=whole(0), default=0)
     parser.add_argument("--tf32", default="off", help="TF32 matmuls on the GPU for the batched engine: "
                         "off, on, or off,on to time both (default off)")
     parser.add_argument("--no-skorch", action="store_true", help="time the batched engine only")

@@ -29,7 +29,7 @@ from joblib import Parallel, delayed
 from sklearn.model_selection import cross_val_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import alternate, env_note, fashion_slice, machine_line, median, report_stream, set_threads  # noqa: E402,I001
+from _common import alternate, env_note, fashion_slice, machine_line, median, report_stream, set_threads, whole  # noqa: E402,I001
 
 from hpsearch.training.net import make_net  # noqa: E402
 from hpsearch.jobs.resources import effective_jobs  # noqa: E402
@@ -49,11 +49,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="2,000 images, 8 epochs max, 2 rounds")
     parser.add_argument("--hidden", default="300,100", help="hidden widths of the MLP (default 300,100)")
-    parser.add_argument("--n", type=int, default=None, help="images (default 12,000)")
-    parser.add_argument("--max-epochs", type=int, default=None)
-    parser.add_argument("--patience", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=None)
-    parser.add_argument("--cv", type=int, default=4)
+    parser.add_argument("--n", type=whole(1), default=None, help="images (default 12,000)")
+    parser.add_argument("--max-epochs", type=whole(1), default=None)
+    parser.add_argument("--patience", type=whole(0), default=5)
+    parser.add_argument("--repeats", type=whole(1), default=None)
+    parser.add_argument("--cv", type=whole(2), default=4)
     parser.add_argument("--data-dir", default=None)
     args = parser.parse_args(argv)
     n = args.n or (2_000 if args.quick else 12_000)

@@ -26,7 +26,7 @@ from pathlib import Path
 from joblib import Parallel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import alternate, env_note, machine_line, median  # noqa: E402,I001
+from _common import alternate, env_note, machine_line, median, whole  # noqa: E402,I001
 
 from hpsearch.data import load_dataset  # noqa: E402
 from hpsearch.training.net import make_net  # noqa: E402
@@ -39,13 +39,13 @@ from hpsearch.space.search_space import ParamGenerator, load_space  # noqa: E402
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="4 configs, 2,000 images, 10 epochs max")
-    parser.add_argument("--n", type=int, default=None, help="configs (default 12; --quick 4)")
+    parser.add_argument("--n", type=whole(1), default=None, help="configs (default 12; --quick 4)")
     parser.add_argument("--dataset", default="fashion-mnist")
-    parser.add_argument("--images", type=int, default=None,
+    parser.add_argument("--images", type=whole(1), default=None,
                         help="training images (default 12,000, --quick 2,000; 0: all)")
-    parser.add_argument("--max-epochs", type=int, default=None, help="default 30 (--quick 10)")
-    parser.add_argument("--patience", type=int, default=3)
-    parser.add_argument("--repeats", type=int, default=None, help="default 3 (--quick 2)")
+    parser.add_argument("--max-epochs", type=whole(1), default=None, help="default 30 (--quick 10)")
+    parser.add_argument("--patience", type=whole(0), default=3)
+    parser.add_argument("--repeats", type=whole(1), default=None, help="default 3 (--quick 2)")
     parser.add_argument("--space", default="mlp_mnist")
     parser.add_argument("--data-dir", default=None)
     args = parser.parse_args(argv)

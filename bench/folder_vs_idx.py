@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -32,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from _common import machine_line  # noqa: E402,I001
+from _common import machine_line, whole  # noqa: E402,I001
 from hpsearch.data import FASHION_CLASSES, load_dataset  # noqa: E402
 from hpsearch.data.dataset import Dataset  # noqa: E402
 from hpsearch.retrain.top import retrain_top  # noqa: E402
@@ -71,10 +72,12 @@ def test_accuracy(config: dict, data: Dataset, max_train: int, seed: int, epochs
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--tree", default="/tmp/fashion_tree")
-    p.add_argument("--max-train", type=int, default=12000)
-    p.add_argument("--epochs", type=int, default=10, help="epochs of the retraining and of each comparison fit")
-    p.add_argument("--n", type=int, default=9)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-train", type=whole(1), default=12000)
+    p.add_argument("--epochs", type=whole(1), default=10, help="epochs of the retraining and of each comparison fit")
+    p.add_argument("--n", type=whole(1), default=9)
+    p.add_argument("--seed", type=whole(0), default=0)
+    p.add_argument("--out", default=None, help="the run folder (default: a new one under the temp folder, said at "
+                                                "the start; a folder of an earlier run with other settings is refused)")
     args = p.parse_args(argv)
     print(machine_line(), flush=True)
     tree = Path(args.tree)
@@ -89,7 +92,8 @@ def main(argv=None) -> None:
     same = all(np.array_equal(a, b) for a, b in ((folder.X_train, ordered.X_train), (folder.y_train, ordered.y_train),
                                                  (folder.X_test, ordered.X_test), (folder.y_test, ordered.y_test)))
     print(f"every image and label equals the idx loader's: {same}", flush=True)
-    out = ROOT / "results" / "fashion_folder_own_network"
+    out = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="bench-folder-"))  # never the repository
+    print(f"run folder: {out}", flush=True)
     settings = SearchSettings(dataset="folder", data_dir=str(tree), space=str(ROOT / "examples/own_network/space.toml"),
                               strategy="halving", n=args.n, cv=2, min_epochs=1, max_epochs=9, patience=0,
                               max_train=args.max_train, seed=args.seed, out=str(out), progress=False)
@@ -107,4 +111,10 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from hpsearch.errors import UsageError
+
+    try:
+        main()
+    except UsageError as exc:  # e.g. an --out of an earlier run with other settings: one line, not a traceback
+        print(f"folder_vs_idx.py: error: {exc}", file=sys.stderr)
+        sys.exit(2)

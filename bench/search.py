@@ -27,7 +27,7 @@ from joblib import Parallel, delayed
 from sklearn.model_selection import cross_val_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import env_note, machine_line, median, report_stream, sync  # noqa: E402,I001
+from _common import env_note, machine_line, median, report_stream, sync, whole  # noqa: E402,I001
 
 import time  # noqa: E402
 
@@ -67,11 +67,11 @@ def seed_search(settings: SearchSettings, dataset) -> list[float]:
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="4 configs, 2,000 images, 6 epochs max")
-    parser.add_argument("--n", type=int, default=None, help="configs (default 20)")
-    parser.add_argument("--images", type=int, default=None, help="training images (default 12,000)")
-    parser.add_argument("--max-epochs", type=int, default=None, help="default 20 (--quick: 6)")
-    parser.add_argument("--patience", type=int, default=5)
-    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--n", type=whole(1), default=None, help="configs (default 20)")
+    parser.add_argument("--images", type=whole(1), default=None, help="training images (default 12,000)")
+    parser.add_argument("--max-epochs", type=whole(1), default=None, help="default 20 (--quick: 6)")
+    parser.add_argument("--patience", type=whole(0), default=5)
+    parser.add_argument("--repeats", type=whole(1), default=1)
     parser.add_argument("--space", default="mlp_mnist")
     parser.add_argument("--dataset", default="fashion-mnist")
     parser.add_argument("--data-dir", default=None)

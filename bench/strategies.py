@@ -387,4 +387,8 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
+    import signal
+
+    # a kill (SIGTERM, a timeout's) unwinds like Ctrl-C: the temporary folder of the runs is removed, not left
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     raise SystemExit(main())

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import alternate, env_note, fashion_slice, machine_line, median, mlp_macs, set_threads  # noqa: E402
+from _common import alternate, env_note, fashion_slice, machine_line, median, mlp_macs, set_threads, whole  # noqa: E402
 
 from hpsearch.training.models.mlp import MLP  # noqa: E402
 from hpsearch.training.net import make_net  # noqa: E402
@@ -59,9 +59,9 @@ def net_epoch(X, y, hidden, n_features, n_classes, device, lean):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="10,000 images, 3 rounds")
-    parser.add_argument("--n", type=int, default=None, help="training images (default 45,000)")
-    parser.add_argument("--repeats", type=int, default=None)
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    parser.add_argument("--n", type=whole(1), default=None, help="training images (default 45,000)")
+    parser.add_argument("--repeats", type=whole(1), default=None)
+    parser.add_argument("--threads", type=whole(1), default=None, help="torch threads (default: torch's)")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--data-dir", default=None)
     args = parser.parse_args(argv)

@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from _common import machine_line  # noqa: E402
+from _common import machine_line, whole  # noqa: E402
 
 from hpsearch import load_dataset, make_net  # noqa: E402
 from hpsearch.training.losses import WorstClassRounds  # noqa: E402
@@ -84,11 +84,11 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="6,000 training / 2,000 test images, 3 x 2 epochs")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or auto")
-    parser.add_argument("--seeds", type=int, default=1, help="seeds per side")
-    parser.add_argument("--rounds", type=int)
-    parser.add_argument("--round-epochs", type=int)
+    parser.add_argument("--seeds", type=whole(1), default=1, help="seeds per side")
+    parser.add_argument("--rounds", type=whole(1))
+    parser.add_argument("--round-epochs", type=whole(1))
     parser.add_argument("--worst-weight", type=float, default=1.0)
-    parser.add_argument("--n-train", type=int, help="training images (default: all, 6,000 with --quick)")
+    parser.add_argument("--n-train", type=whole(1), help="training images (default: all, 6,000 with --quick)")
     parser.add_argument("--record", action="store_true", help="append the table to BENCHMARKS.md")
     args = parser.parse_args(argv)
     args.device = resolve_device(args.device)
