@@ -70,21 +70,30 @@ def test_a_run_made_before_the_code_was_recorded_resumes(nets, tmp_path):
     assert _search(nets, run, 2) == 0 and len(load_records(run)) == 2
 
 
-def test_an_edited_neighbour_is_imported_anew_in_the_same_process(nets):
-    """Only the module the space names was stamped: an edit of the neighbour it imports (blocks.py) kept the old
-    neighbour in a notebook's process, while the run recorded the edited files' digest."""
+def test_an_edited_neighbour_is_imported_anew_in_the_same_process(tmp_path):
+    """Only the module the space names was stamped: an edit of the neighbour it imports kept the old neighbour in
+    a notebook's process, while the run recorded the edited files' digest. A math.py beside it is not the math
+    it imports: editing it is no edit of the code (it was refused as one)."""
     import os
 
-    from hpsearch.training.models.code import code_digest
+    from hpsearch.training.models.code import code_digest, same_code
     from hpsearch.training.models.user import add_module_path, user_model
 
-    add_module_path(nets.parent)
-    before = code_digest("mynets:SmallCNN")
-    assert user_model("mynets:SmallCNN")((1, 8, 8), 10).features[0].bias is not None
-    _edit(nets.parent / "blocks.py", "padding=1)", "padding=1, bias=False)")
-    os.utime(nets.parent / "blocks.py", ns=(1, 10**18))  # another mtime, however fast the edit
-    assert user_model("mynets:SmallCNN")((1, 8, 8), 10).features[0].bias is None  # the edited neighbour's conv
-    assert code_digest("mynets:SmallCNN") != before
+    (tmp_path / "edited_blocks.py").write_text("from torch import nn\n\n\ndef conv(c_in, c_out):\n"
+                                               "    return nn.Conv2d(c_in, c_out, 3, padding=1)\n")
+    (tmp_path / "edited_net.py").write_text("import math\n\nimport edited_blocks as b\nfrom torch import nn\n\n\n"
+                                            "class Net(nn.Module):\n    def __init__(self, image_shape, n_classes):\n"
+                                            "        super().__init__()\n        self.conv = b.conv(1, 2)\n")
+    (tmp_path / "math.py").write_text("# a scratch file, never imported: the standard library's math is\n")
+    add_module_path(tmp_path)
+    before = code_digest("edited_net:Net")
+    assert user_model("edited_net:Net")((1, 8, 8), 10).conv.bias is not None
+    (tmp_path / "math.py").write_text("# edited\n")
+    assert same_code(before, code_digest("edited_net:Net"))
+    _edit(tmp_path / "edited_blocks.py", "padding=1)", "padding=1, bias=False)")
+    os.utime(tmp_path / "edited_blocks.py", ns=(1, 10**18))  # another mtime, however fast the edit
+    assert user_model("edited_net:Net")((1, 8, 8), 10).conv.bias is None  # the edited neighbour's conv
+    assert not same_code(before, code_digest("edited_net:Net"))
 
 
 def test_the_same_bytes_are_the_same_code_under_another_python_and_a_namespace_package_is_read(tmp_path):
@@ -97,7 +106,8 @@ def test_the_same_bytes_are_the_same_code_under_another_python_and_a_namespace_p
     assert same_code(":".join(code_digest_of), f"{raw}:{'0' * 16}:3.99")  # the same bytes: any Python
     assert same_code(":".join(code_digest_of), f"{'1' * 16}:{syntax}:{version}")  # a comment edited: one Python
     assert not same_code(":".join(code_digest_of), f"{'1' * 16}:{syntax}:3.12")  # edited, read by another Python
-    assert not same_code("0123456789abcdef", f"{raw}:{syntax}:{version}")  # not a digest of this kind
+    assert same_code(syntax, f"{'1' * 16}:{syntax}:{version}")  # a syntax digest alone (the first record's)
+    assert not same_code(raw, f"{raw}:{syntax}:{version}") and not same_code(None, f"{raw}:{syntax}:{version}")
 
     (tmp_path / "pkgns").mkdir()
     module = tmp_path / "pkgns" / "tiny.py"
@@ -108,3 +118,24 @@ def test_the_same_bytes_are_the_same_code_under_another_python_and_a_namespace_p
     assert before.split(":")[0] != __import__("hashlib").sha256(b"").hexdigest()[:16]  # not the digest of nothing
     _edit(module, "nn.ReLU()", "nn.Tanh()")
     assert not same_code(before, code_digest("pkgns.tiny:Tiny"))
+    # an editor's lock link to nothing, and a file Python imports whose syntax is too deep to dump: read, no traceback
+    (tmp_path / "pkgns" / ".#tiny.py").symlink_to(tmp_path / "nowhere")
+    (tmp_path / "pkgns" / "table.py").write_text("TOTAL = " + " + ".join(["1"] * 3000) + "\n")
+    assert code_digest("pkgns.tiny:Tiny").count(":") == 2
+
+
+def test_a_neighbour_comes_from_its_modules_own_folder(tmp_path):
+    """Two folders in one process, each with a blocks.py: the module of one ran the other's (found first on
+    sys.path), while the run recorded its own folder's file."""
+    from hpsearch.training.models.user import add_module_path, user_model
+
+    for name in ("one", "two"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "shared_blocks.py").write_text(f"WHO = {name!r}\n")
+        (tmp_path / name / f"net_{name}.py").write_text(
+            "import shared_blocks\nfrom torch import nn\n\n\nclass Net(nn.Module):\n"
+            "    def __init__(self, image_shape, n_classes):\n        super().__init__()\n"
+            "        self.who = shared_blocks.WHO\n")
+        add_module_path(tmp_path / name)
+    assert user_model("net_one:Net")((1, 8, 8), 10).who == "one"
+    assert user_model("net_two:Net")((1, 8, 8), 10).who == "two"

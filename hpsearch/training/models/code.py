@@ -3,11 +3,13 @@ resume, a retraining or a winner's reload can tell the code was edited since (it
 were made with other code).
 
 ``code_digest(ref)`` reads the sources (nothing runs): the top-level module or package that ``ref``
-names, the one its class was defined in (a class re-exported from a neighbour), and the modules of its
-folder that those import, found in their ``import`` lines. It holds two digests: of the files' bytes,
-which any Python reads the same (a colleague's copy, another interpreter), and of their syntax
-(``ast.dump``), which leaves comments and layout aside but whose text changes between Python versions;
-``same_code`` takes either, the syntax only under the same Python version.
+names, the one its class was defined in (a class re-exported from a neighbour), and the neighbours
+those import, as Python resolves each import (the standard library and what is installed come first:
+a ``math.py`` beside your module is not the ``math`` it imports) when the file lies in your module's
+folder or a module path. It holds two digests: of the files' bytes, which any Python reads the same (a
+colleague's copy, another interpreter), and of their syntax (``ast.dump``), which leaves comments and
+layout aside but whose text changes between Python versions; ``same_code`` takes either, the syntax
+only under the same Python version.
 """
 
 from __future__ import annotations
@@ -16,69 +18,106 @@ import ast
 import hashlib
 import importlib.machinery
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
-from .user import module_paths, module_root, user_model
+from .user import module_paths, user_model
 
 __all__ = ["code_digest", "same_code"]
 
+_READ: dict[str, tuple[tuple[int, int], bytes, bytes, list[str]]] = {}  # file -> (stamp, raw, syntax, imports)
 
-def _files(top: str, root: str | None) -> list[tuple[Path, Path]]:
-    """``(file, base)`` of the sources of top-level module ``top``: its file, or every .py of a package
-    (a namespace package's folders too); found in the module paths (``root`` first), else installed."""
-    paths = [root, *(p for p in module_paths() if p != root)] if root else None
-    spec = importlib.machinery.PathFinder.find_spec(top, paths) if paths else importlib.util.find_spec(top)
-    if spec is None:
-        return []
+
+def _spec(name: str, first: bool):
+    """The spec Python's import gives ``name`` (``first``: the module paths before the rest, as hpsearch
+    finds the module a space names); None where there is none."""
+    try:
+        spec = importlib.machinery.PathFinder.find_spec(name, list(module_paths())) if first else None
+        return spec or importlib.util.find_spec(name)
+    except (ImportError, ValueError, AttributeError):
+        return None
+
+
+def _files(spec) -> list[tuple[Path, Path]]:
+    """``(file, base)`` of a top-level module's sources: its file, or every .py of a package (a namespace
+    package's folders too; dot files, an editor's lock links, are left out)."""
     folders = list(spec.submodule_search_locations or [])
     if folders:
-        return [(file, Path(folder).parent) for folder in folders for file in sorted(Path(folder).rglob("*.py"))]
-    if spec.origin and spec.origin.endswith(".py"):
+        return [(file, Path(folder).parent) for folder in folders for file in sorted(Path(folder).rglob("*.py"))
+                if not file.name.startswith(".") and file.is_file()]
+    if spec.origin and spec.origin.endswith(".py") and os.path.isfile(spec.origin):
         return [(Path(spec.origin), Path(spec.origin).parent)]
     return []  # a compiled or built-in module
 
 
-def _imported(tree: ast.AST) -> list[str]:
-    """The top-level names a module's import lines name (in functions and branches too)."""
-    names = [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
-    names += [node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level == 0
-              and node.module]
-    return [name.split(".")[0] for name in names]
+def _read(file: Path) -> tuple[bytes, bytes, list[str]]:
+    """A file's bytes, its syntax (``ast.dump``; its bytes where it does not parse) and the top-level names its
+    import lines name; kept per file while its mtime and size stay (a package of a thousand files)."""
+    stat = file.stat()
+    stamp = (stat.st_mtime_ns, stat.st_size)
+    kept = _READ.get(str(file))
+    if kept is not None and kept[0] == stamp:
+        return kept[1:]
+    raw = file.read_bytes()
+    try:
+        tree = ast.parse(raw)
+        syntax = ast.dump(tree).encode()
+        names = [alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names]
+        names += [node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.level == 0
+                  and node.module]
+    except (SyntaxError, ValueError, RecursionError, MemoryError):  # a file Python never parses as we do
+        syntax, names = raw, []
+    _READ[str(file)] = (stamp, raw, syntax, [name.split(".")[0] for name in names])
+    return raw, syntax, _READ[str(file)][3]
+
+
+def _ours(spec, folders: set[str]) -> bool:
+    """Whether an imported module is your code: its file in your module's folder or a module path."""
+    place = spec.origin if spec.origin and spec.origin.endswith(".py") else next(
+        iter(spec.submodule_search_locations or []), None)
+    return place is not None and any(os.path.abspath(place).startswith(os.path.join(f, "")) for f in folders)
 
 
 def code_digest(ref: str) -> str:
     """``"<bytes digest>:<syntax digest>:<python version>"`` of the code your class ``ref`` is built from."""
     cls = user_model(ref)
-    root = module_root(cls)
-    raw, syntax, seen = hashlib.sha256(), hashlib.sha256(), set()
-    todo = [ref.split(":")[0].split(".")[0], cls.__module__.split(".")[0]]
+    raw_digest, syntax_digest, seen = hashlib.sha256(), hashlib.sha256(), set()
+    todo = [(ref.split(":")[0].split(".")[0], True), (cls.__module__.split(".")[0], True)]
+    folders = set(module_paths())
     while todo:
-        top = todo.pop()
+        top, named = todo.pop()
         if top in seen:
             continue
         seen.add(top)
-        for file, base in _files(top, root):
-            source = file.read_bytes()
-            name = file.relative_to(base).as_posix().encode() + b"\0"
-            raw.update(name + source + b"\0")
+        spec = _spec(top, first=named)
+        if spec is None or not (named or _ours(spec, folders)):
+            continue  # an import of the standard library or of what is installed
+        for file, base in _files(spec):
+            if named:  # your module's own folder: its neighbours are looked for there too
+                folders.add(os.path.abspath(base))
             try:
-                tree = ast.parse(source)
-            except (SyntaxError, ValueError):
-                syntax.update(name + source + b"\0")
-                continue
-            syntax.update(name + ast.dump(tree).encode() + b"\0")
-            if root:  # the neighbours it imports from its folder (an installed name finds no file there)
-                todo += _imported(tree)
+                raw, syntax, names = _read(file)
+            except OSError:
+                continue  # gone, or a link to nothing
+            label = file.relative_to(base).as_posix().encode() + b"\0"
+            raw_digest.update(label + raw + b"\0")
+            syntax_digest.update(label + syntax + b"\0")
+            todo += [(name, False) for name in names]
     version = f"{sys.version_info.major}.{sys.version_info.minor}"
-    return f"{raw.hexdigest()[:16]}:{syntax.hexdigest()[:16]}:{version}"
+    return f"{raw_digest.hexdigest()[:16]}:{syntax_digest.hexdigest()[:16]}:{version}"
 
 
 def same_code(stored, now: str) -> bool:
     """Whether the code recorded as ``stored`` is the code ``now``: the same bytes, or the same syntax under
     the same Python version (comments and layout aside)."""
-    if not isinstance(stored, str) or stored.count(":") != 2:
+    if not isinstance(stored, str):
         return False
-    raw, syntax, version = stored.split(":")
+    parts = stored.split(":")
     raw_now, syntax_now, version_now = now.split(":")
+    if len(parts) == 1:  # a syntax digest alone (this session's first record of the code): this Python's
+        return parts[0] == syntax_now
+    if len(parts) != 3:
+        return False
+    raw, syntax, version = parts
     return raw == raw_now or (version == version_now and syntax == syntax_now)

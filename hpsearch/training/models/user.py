@@ -19,6 +19,7 @@ run folder never holds code, and no folder in one is ever a module path.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.machinery
 import importlib.util
@@ -59,9 +60,8 @@ def run_folder_holding(path) -> Path | None:
 def add_module_path(folder) -> str:
     """Look for your modules in ``folder`` first (before the folders named earlier, and before what is
     installed); returns it, absolute. A folder in a run folder is refused: what a shared run folder holds
-    is data, never code. The folder also goes to the *end* of ``sys.path`` (the module paths there in the
-    same order), so that your module's own imports of its neighbours work while nothing there can shadow
-    the standard library."""
+    is data, never code. The folder also goes to the *end* of ``sys.path``, so that your module's own
+    imports of its neighbours work while nothing there can shadow the standard library."""
     path = Path(folder).expanduser().resolve()
     run = run_folder_holding(path)
     if run is not None:
@@ -73,9 +73,8 @@ def add_module_path(folder) -> str:
     if text in _PATHS:
         _PATHS.remove(text)
     _PATHS.insert(0, text)
-    # at the end of sys.path, in the module paths' order: a neighbour (``from blocks import conv``) is found in
-    # the folder named last, as its module is (it was found in the folder named first)
-    sys.path[:] = [p for p in sys.path if p not in _PATHS] + _PATHS
+    if text not in sys.path:
+        sys.path.append(text)
     return text
 
 
@@ -89,7 +88,8 @@ def module_root(cls: type) -> str | None:
     file = getattr(sys.modules.get(cls.__module__), "__file__", None)
     if not file:
         return None
-    return next((p for p in _PATHS if Path(file).resolve().is_relative_to(p)), None)
+    places = (Path(os.path.abspath(file)), Path(file).resolve())  # a module file that is a link: where it was found
+    return next((p for p in _PATHS if any(place.is_relative_to(p) for place in places)), None)
 
 
 class ModuleImportError(UsageError):
@@ -141,7 +141,7 @@ def _forget(top: str) -> None:
 def _import_top(top: str):
     """The top-level module ``top``: from the module paths first (the most recent first), else installed.
     One imported before from another place (another space's folder), or whose files or neighbours' files
-    (``from blocks import conv``) were edited since, is imported anew, with its neighbours."""
+    (``from blocks import conv``) were edited since, is imported anew, with the edited neighbours."""
     spec = importlib.machinery.PathFinder.find_spec(top, _PATHS) if _PATHS else None
     current = sys.modules.get(top)
     if spec is None:
@@ -151,18 +151,44 @@ def _import_top(top: str):
     edited = {file for file, stamp in stamps.items() if _stamp(file) != stamp}
     if current is not None and place == where and not edited:
         return current
-    for name in _path_files():  # its neighbours are imported anew too: edited, or another folder's same name
-        del sys.modules[name]  # (a module imported before keeps its own; its next import checks its files)
+    found = spec.origin or next(iter(spec.submodule_search_locations))
+    folder = next((p for p in _PATHS if os.path.abspath(found).startswith(os.path.join(p, ""))), None)
+    for name, file in _path_files().items():  # imported anew by its import: the edited neighbours, and a
+        # neighbour of the same name from another module path (two folders' blocks.py in one notebook)
+        if file in edited or (folder and not file.startswith(os.path.join(folder, "")) and _holds(folder, name)):
+            del sys.modules[name]
     _forget(top)
     module = importlib.util.module_from_spec(spec)
     sys.modules[top] = module
     try:
-        spec.loader.exec_module(module)
+        with _searched_first(folder) if folder else contextlib.nullcontext():
+            spec.loader.exec_module(module)
     except BaseException:
         _forget(top)
         raise
     _STAMPS[top] = (where, {file: _stamp(file) for file in _path_files().values()})
     return module
+
+
+def _holds(folder: str, name: str) -> bool:
+    """Whether module path ``folder`` holds a top-level module or package ``name``."""
+    return "." not in name and (os.path.isfile(os.path.join(folder, f"{name}.py"))
+                                or os.path.isdir(os.path.join(folder, name)))
+
+
+@contextlib.contextmanager
+def _searched_first(folder: str):
+    """While your module runs its imports, its own folder comes first among the module paths on sys.path (still
+    after the standard library and what is installed): its neighbours are its folder's, not another's."""
+    ours = [i for i, p in enumerate(sys.path) if p in _PATHS]
+    if not ours or sys.path[ours[0]] == folder:
+        yield
+        return
+    sys.path.insert(ours[0], folder)
+    try:
+        yield
+    finally:
+        del sys.path[ours[0]]
 
 
 def _check_trusted(top: str, ref: str) -> None:
