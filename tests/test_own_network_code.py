@@ -124,9 +124,10 @@ def test_the_same_bytes_are_the_same_code_under_another_python_and_a_namespace_p
     assert code_digest("pkgns.tiny:Tiny").count(":") == 2
 
 
-def test_a_neighbour_comes_from_its_modules_own_folder(tmp_path):
-    """Two folders in one process, each with a blocks.py: the module of one ran the other's (found first on
-    sys.path), while the run recorded its own folder's file."""
+def test_a_neighbours_digest_is_its_own_folders_whatever_else_is_loaded(tmp_path):
+    """Two folders in one process, each with a neighbour of one name: the digest of one module followed the
+    neighbour loaded last (another folder's), so it changed with the lookup order and with the other's edits."""
+    from hpsearch.training.models.code import code_digest, same_code
     from hpsearch.training.models.user import add_module_path, user_model
 
     for name in ("one", "two"):
@@ -134,8 +135,32 @@ def test_a_neighbour_comes_from_its_modules_own_folder(tmp_path):
         (tmp_path / name / "shared_blocks.py").write_text(f"WHO = {name!r}\n")
         (tmp_path / name / f"net_{name}.py").write_text(
             "import shared_blocks\nfrom torch import nn\n\n\nclass Net(nn.Module):\n"
-            "    def __init__(self, image_shape, n_classes):\n        super().__init__()\n"
-            "        self.who = shared_blocks.WHO\n")
-        add_module_path(tmp_path / name)
-    assert user_model("net_one:Net")((1, 8, 8), 10).who == "one"
-    assert user_model("net_two:Net")((1, 8, 8), 10).who == "two"
+            "    def __init__(self, image_shape, n_classes):\n        super().__init__()\n")
+    add_module_path(tmp_path / "one")
+    alone = code_digest("net_one:Net")
+    add_module_path(tmp_path / "two")
+    user_model("net_two:Net")
+    assert code_digest("net_one:Net") == alone
+    (tmp_path / "two" / "shared_blocks.py").write_text("WHO = 'edited'\n")
+    assert code_digest("net_one:Net") == alone
+    (tmp_path / "one" / "shared_blocks.py").write_text("WHO = 'edited'\n")
+    assert not same_code(alone, code_digest("net_one:Net"))
+
+
+def test_an_edit_of_a_packages_submodule_is_imported_anew(tmp_path):
+    """A package's submodule was imported after its __init__ was stamped: an edit of it kept the old code running
+    in the process, while the digest read the edited file."""
+    import os
+
+    from hpsearch.training.models.user import add_module_path, user_model
+
+    (tmp_path / "editpkg").mkdir()
+    (tmp_path / "editpkg" / "__init__.py").write_text("")
+    nets = tmp_path / "editpkg" / "nets.py"
+    nets.write_text("from torch import nn\n\n\nclass Net(nn.Module):\n    def __init__(self, image_shape, "
+                    "n_classes):\n        super().__init__()\n        self.tag = 1\n")
+    add_module_path(tmp_path)
+    assert user_model("editpkg.nets:Net")((1, 8, 8), 10).tag == 1
+    _edit(nets, "self.tag = 1", "self.tag = 2")
+    os.utime(nets, ns=(1, 10**18))
+    assert user_model("editpkg.nets:Net")((1, 8, 8), 10).tag == 2

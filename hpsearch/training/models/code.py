@@ -5,11 +5,11 @@ were made with other code).
 ``code_digest(ref)`` reads the sources (nothing runs): the top-level module or package that ``ref``
 names, the one its class was defined in (a class re-exported from a neighbour), and the neighbours
 those import, as Python resolves each import (the standard library and what is installed come first:
-a ``math.py`` beside your module is not the ``math`` it imports) when the file lies in your module's
-folder or a module path. It holds two digests: of the files' bytes, which any Python reads the same (a
-colleague's copy, another interpreter), and of their syntax (``ast.dump``), which leaves comments and
-layout aside but whose text changes between Python versions; ``same_code`` takes either, the syntax
-only under the same Python version.
+a ``math.py`` beside your module is not the ``math`` it imports), else from your module's own folder.
+It holds two digests: of the files' bytes, which any Python reads the same (a colleague's copy, another
+interpreter), and of their syntax (``ast.dump``), which leaves comments and layout aside but whose
+text changes between Python versions; ``same_code`` takes either, the syntax only under the same
+Python version.
 """
 
 from __future__ import annotations
@@ -29,12 +29,19 @@ __all__ = ["code_digest", "same_code"]
 _READ: dict[str, tuple[tuple[int, int], bytes, bytes, list[str]]] = {}  # file -> (stamp, raw, syntax, imports)
 
 
-def _spec(name: str, first: bool):
-    """The spec Python's import gives ``name`` (``first``: the module paths before the rest, as hpsearch
-    finds the module a space names); None where there is none."""
+def _spec(name: str, folders: list[str] | None):
+    """The spec of ``name`` as an import finds it. ``folders`` None: the module a space names, the module paths
+    first. Else a neighbour of your module: as Python resolves it (the standard library, what is installed
+    and the folders on sys.path before the module paths win), else from your module's ``folders`` (never from
+    ``sys.modules``: another folder's module of that name may be the one loaded); None where there is none."""
+    paths = list(module_paths())
     try:
-        spec = importlib.machinery.PathFinder.find_spec(name, list(module_paths())) if first else None
-        return spec or importlib.util.find_spec(name)
+        if folders is None:
+            return importlib.machinery.PathFinder.find_spec(name, paths) or importlib.util.find_spec(name)
+        if name in sys.builtin_module_names:
+            return None
+        before = importlib.machinery.PathFinder.find_spec(name, [p for p in sys.path if p not in paths])
+        return before or importlib.machinery.PathFinder.find_spec(name, folders + paths)
     except (ImportError, ValueError, AttributeError):
         return None
 
@@ -72,11 +79,16 @@ def _read(file: Path) -> tuple[bytes, bytes, list[str]]:
     return raw, syntax, _READ[str(file)][3]
 
 
-def _ours(spec, folders: set[str]) -> bool:
-    """Whether an imported module is your code: its file in your module's folder or a module path."""
+def _ours(spec, folders: list[str]) -> bool:
+    """Whether an imported module is your code: its file in your module's folder or a module path (through
+    links too: a folder on PYTHONPATH that is a link)."""
     place = spec.origin if spec.origin and spec.origin.endswith(".py") else next(
         iter(spec.submodule_search_locations or []), None)
-    return place is not None and any(os.path.abspath(place).startswith(os.path.join(f, "")) for f in folders)
+    if place is None:
+        return False
+    places = {os.path.abspath(place), os.path.realpath(place)}
+    roots = {os.path.join(f, "") for folder in folders for f in (folder, os.path.realpath(folder))}
+    return any(p.startswith(root) for p in places for root in roots)
 
 
 def code_digest(ref: str) -> str:
@@ -84,18 +96,18 @@ def code_digest(ref: str) -> str:
     cls = user_model(ref)
     raw_digest, syntax_digest, seen = hashlib.sha256(), hashlib.sha256(), set()
     todo = [(ref.split(":")[0].split(".")[0], True), (cls.__module__.split(".")[0], True)]
-    folders = set(module_paths())
+    folders: list[str] = []  # your module's own folders, where its neighbours are looked for first
     while todo:
         top, named = todo.pop()
         if top in seen:
             continue
         seen.add(top)
-        spec = _spec(top, first=named)
-        if spec is None or not (named or _ours(spec, folders)):
+        spec = _spec(top, None if named else folders)
+        if spec is None or not (named or _ours(spec, [*folders, *module_paths()])):
             continue  # an import of the standard library or of what is installed
         for file, base in _files(spec):
-            if named:  # your module's own folder: its neighbours are looked for there too
-                folders.add(os.path.abspath(base))
+            if named and os.path.abspath(base) not in folders:  # your module's own folder
+                folders.append(os.path.abspath(base))
             try:
                 raw, syntax, names = _read(file)
             except OSError:

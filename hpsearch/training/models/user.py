@@ -19,7 +19,6 @@ run folder never holds code, and no folder in one is ever a module path.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import importlib.machinery
 import importlib.util
@@ -151,44 +150,27 @@ def _import_top(top: str):
     edited = {file for file, stamp in stamps.items() if _stamp(file) != stamp}
     if current is not None and place == where and not edited:
         return current
-    found = spec.origin or next(iter(spec.submodule_search_locations))
-    folder = next((p for p in _PATHS if os.path.abspath(found).startswith(os.path.join(p, ""))), None)
-    for name, file in _path_files().items():  # imported anew by its import: the edited neighbours, and a
-        # neighbour of the same name from another module path (two folders' blocks.py in one notebook)
-        if file in edited or (folder and not file.startswith(os.path.join(folder, "")) and _holds(folder, name)):
+    for name, file in _path_files().items():  # the edited neighbours are imported anew by its import
+        if file in edited:
             del sys.modules[name]
     _forget(top)
     module = importlib.util.module_from_spec(spec)
     sys.modules[top] = module
     try:
-        with _searched_first(folder) if folder else contextlib.nullcontext():
-            spec.loader.exec_module(module)
+        spec.loader.exec_module(module)
     except BaseException:
         _forget(top)
         raise
-    _STAMPS[top] = (where, {file: _stamp(file) for file in _path_files().values()})
+    _restamp(top, where)
     return module
 
 
-def _holds(folder: str, name: str) -> bool:
-    """Whether module path ``folder`` holds a top-level module or package ``name``."""
-    return "." not in name and (os.path.isfile(os.path.join(folder, f"{name}.py"))
-                                or os.path.isdir(os.path.join(folder, name)))
-
-
-@contextlib.contextmanager
-def _searched_first(folder: str):
-    """While your module runs its imports, its own folder comes first among the module paths on sys.path (still
-    after the standard library and what is installed): its neighbours are its folder's, not another's."""
-    ours = [i for i, p in enumerate(sys.path) if p in _PATHS]
-    if not ours or sys.path[ours[0]] == folder:
-        yield
+def _restamp(top: str, where: str | None = None) -> None:
+    """Stamp the module-path files ``top`` was imported with (again after a package's submodule is imported:
+    its file too, or an edit of it went unseen)."""
+    if where is None and top not in _STAMPS:
         return
-    sys.path.insert(ours[0], folder)
-    try:
-        yield
-    finally:
-        del sys.path[ours[0]]
+    _STAMPS[top] = (where or _STAMPS[top][0], {file: _stamp(file) for file in _path_files().values()})
 
 
 def _check_trusted(top: str, ref: str) -> None:
@@ -213,7 +195,9 @@ def _import(name: str, ref: str):
     _check_trusted(name.split(".")[0], ref)
     try:
         _import_top(name.split(".")[0])
-        return importlib.import_module(name)
+        module = importlib.import_module(name)
+        _restamp(name.split(".")[0])
+        return module
     except ModuleNotFoundError as exc:
         if exc.name and exc.name != name and not name.startswith(exc.name + "."):
             why = f"{name} imports {exc.name}, which is not installed"
