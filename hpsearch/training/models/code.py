@@ -75,8 +75,9 @@ def _read(file: Path) -> tuple[bytes, bytes, list[str]]:
                   and node.module]
     except (SyntaxError, ValueError, RecursionError, MemoryError):  # a file Python never parses as we do
         syntax, names = raw, []
-    _READ[str(file)] = (stamp, raw, syntax, [name.split(".")[0] for name in names])
-    return raw, syntax, _READ[str(file)][3]
+    tops = [name.split(".")[0] for name in names]
+    _READ[str(file)] = (stamp, raw, syntax, tops)
+    return raw, syntax, tops
 
 
 def _ours(spec, folders: list[str]) -> bool:

@@ -125,8 +125,8 @@ def _stamp(file: str) -> tuple[int, int]:
 
 def _path_files() -> dict[str, str]:
     """``{module name: file}`` of the modules imported from a module path: yours, and the neighbours yours import."""
-    # by the file's text: the module paths are resolved, and so are the files found in them (no stat per module:
-    # this runs for every class looked up, over thousands of torch's modules)
+    # by the file's text: a module found in a module path has a file named under it (no stat per module: this
+    # runs for every class looked up, over thousands of torch's modules)
     prefixes = tuple(os.path.join(p, "") for p in _PATHS)
     files = {name: getattr(module, "__file__", None) for name, module in list(sys.modules.items())}
     return {name: file for name, file in files.items() if isinstance(file, str) and file.startswith(prefixes)}
