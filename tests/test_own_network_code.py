@@ -164,3 +164,34 @@ def test_an_edit_of_a_packages_submodule_is_imported_anew(tmp_path):
     _edit(nets, "self.tag = 1", "self.tag = 2")
     os.utime(nets, ns=(1, 10**18))
     assert user_model("editpkg.nets:Net")((1, 8, 8), 10).tag == 2
+
+
+def test_an_edit_during_a_search_stops_it_before_a_rung_trains_on_the_edited_code(nets, tmp_path, capsys,
+                                                                                 monkeypatch):
+    """Each rung built the class anew from the files: an edit made while a halving search ran was trained by
+    its later rungs, under the digest the run recorded at its start (nothing refused it after). The run stops
+    at the next rung, keeping what it finished; put back, the same command goes on."""
+    from hpsearch.rundir.store import TrialStore
+
+    run, module = tmp_path / "run", nets.parent / "mynets.py"
+    prune = TrialStore.prune
+
+    def prune_then_edit(store, index):  # the user edits the file between two rungs
+        prune(store, index)
+        if "2 * self.head" not in module.read_text():
+            _edit(module, "return self.head(", "return 2 * self.head(")
+
+    monkeypatch.setattr(TrialStore, "prune", prune_then_edit)
+    halving = ["--strategy", "halving", "--factor", "3", "--min-epochs", "1", "--max-epochs", "3",
+               "--fold-racing", "off", "--n-jobs", "1"]
+    args = ["search", "--space", str(nets), "--out", str(run), "--n", "3", *SEARCH, *halving]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "the code of mynets:SmallCNN (its module and the modules beside it that it imports) was edited while " \
+           "the run went on; its finished work is kept" in err and "Traceback" not in err
+    records = load_records(run)
+    assert len(records) == 3 and {r["epochs"] for rec in records for r in rec["rungs"]} == {1}  # none of 3 epochs
+    monkeypatch.undo()
+    _edit(module, "return 2 * self.head(", "return self.head(")
+    assert main(args) == 0
+    assert {r["epochs"] for rec in load_records(run) for r in rec["rungs"]} == {1, 3}

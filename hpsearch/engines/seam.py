@@ -41,6 +41,7 @@ class RunContext:
     stop: Callable[[], bool]  # Ctrl-C was pressed
     backend: LokyBackend | Any = None  # where the jobs run (hpsearch.jobs.backends): jobs, threads, the data's way
     run_id: str = ""  # the run's digest (hpsearch.rundir.states.run_digest): the owner its states carry
+    module_code: dict | None = None  # your network's code as the run recorded it: each rung is built from it
 
 
 @runtime_checkable

@@ -33,7 +33,7 @@ class SkorchEngine:
         makers = {index: partial(
             make_net, config, data.n_features, data.n_classes, image_shape=data.image_shape, device=s.device,
             max_epochs=epochs, batch_size=s.batch_size, patience=s.patience,
-            random_state=trial_seed(s.seed, index), task=data.task, **shipped(config),
+            random_state=trial_seed(s.seed, index), task=data.task, **shipped(config, c.module_code),
         ) for index, config in configs.items()}
         states = None
         if c.continues:

@@ -204,14 +204,14 @@ def compare_groups(run_dir, by: list[str], retrain_epochs: int = 30, *, device: 
         raise UsageError(f"{param('by')} needs config keys separated by commas, e.g. {param('by')} head,loss; "
                          f"got {by!r}")
     settings = read_settings(run_dir)
-    check_code_of(run_dir)  # its groups are retrained from your module: the code the search scored
+    recorded = check_code_of(run_dir)  # its groups are retrained from your module: the code the search scored
     with RunLock(run_dir, fix=LOCK_FIX):  # it writes into the run: never beside a search or a retraining
         return _compare(run_dir, settings, by, retrain_epochs, device=device, n_jobs=n_jobs, progress=progress,
-                        same_config=same_config)
+                        same_config=same_config, recorded=recorded)
 
 
 def _compare(run_dir: Path, settings: dict, by: list[str], retrain_epochs: int, *, device, n_jobs, progress,
-             same_config) -> pd.DataFrame:
+             same_config, recorded) -> pd.DataFrame:
     """``compare_groups``'s work, its arguments checked and the run locked."""
     groups = _groups(run_dir, by, same_config)
     dataset = run_dataset(run_dir)
@@ -234,7 +234,7 @@ def _compare(run_dir: Path, settings: dict, by: list[str], retrain_epochs: int, 
                 key, cand, data, device=device, epochs=retrain_epochs,
                 batch_size=int(settings.get("batch_size", DEFAULT_BATCH_SIZE)), seed=int(settings.get("seed", 0)),
                 monitor_test=False, threads=backend.threads(jobs), sink=sink, run_dir=states / _group_name(key),
-                **shipped(cand["config"])) for key, cand in todo)
+                **shipped(cand["config"], recorded)) for key, cand in todo)
             for key, row in results:
                 if flag.raised or row["error"] == "interrupted":
                     raise KeyboardInterrupt

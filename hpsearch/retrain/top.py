@@ -233,7 +233,9 @@ def _retrain_top(run_dir: Path, settings: dict, top: int, retrain_epochs: int, *
         ranked = [{**c, "config": {**c["config"], "schedule": schedule}} for c in ranked]
     candidates = ranked[:top]
     chosen = {c["trial"] for c in candidates}
-    run_id = run_digest(run_fingerprint(run_dir))
+    made = run_fingerprint(run_dir)
+    run_id = run_digest(made)
+    recorded = made.get("module_code") if isinstance(made.get("module_code"), dict) else None
 
     def owner(cand: dict) -> dict:
         return checkpoint_meta(run_id, cand, retrain_epochs, monitor_test, batch_size, seed)
@@ -284,7 +286,7 @@ def _retrain_top(run_dir: Path, settings: dict, top: int, retrain_epochs: int, *
                 cand, dataset, device=device, epochs=retrain_epochs, batch_size=batch_size, seed=seed,
                 monitor_test=monitor_test, threads=threads, sink=sink, run_dir=checkpoints,
                 checkpoint_every=checkpoint_every, run_id=run_id,
-                **shipped(cand["config"])) for cand in todo)
+                **shipped(cand["config"], recorded)) for cand in todo)
             for row, payload in results:
                 if flag.raised or row["error"] == "interrupted":
                     raise KeyboardInterrupt

@@ -116,21 +116,26 @@ def run_dataset(run_dir) -> Dataset:
     return dataset
 
 
-def check_code_of(run_dir) -> None:
+def check_code_of(run_dir) -> dict | None:
     """Raise a UsageError when your network's code (its module and the modules beside it that it imports)
     changed since the run's trials were made: a retraining or a comparison would build its configs from the
     edited code and crown a winner under scores that code never earned. A run made before the code was
-    recorded passes. (Not in ``run_dataset``: a report only reads what the run holds.)"""
+    recorded passes. (Not in ``run_dataset``: a report only reads what the run holds.) Returns the recorded
+    ``{ref: digest}`` (None where there is none), which each job's class is checked against again
+    (``shipped``): an edit during a long retraining."""
     from ..training.models.code import code_digest, same_code
 
     if not (Path(run_dir) / TRIALS_DB).is_file():
-        return
+        return None
     made = run_fingerprint(run_dir).get("module_code")
-    for ref, digest in (made.items() if isinstance(made, dict) else ()):
+    if not isinstance(made, dict):
+        return None
+    for ref, digest in made.items():
         if not same_code(digest, code_digest(ref)):
             raise UsageError(f"{run_dir}: the code of {ref} (its module and the modules beside it that it imports) "
                              "changed since the run's search, so its trials' scores are not the edited code's; put "
                              "the code back as it was, or search the edited one in a new run folder")
+    return made
 
 
 def _digest(dataset: Dataset) -> str:

@@ -248,7 +248,8 @@ def run_search(settings: SearchSettings, dataset: Dataset | None = None, backend
         made = (stored_fingerprint(run_dir) or {}).get("strategy")
         settings = type(strategy).settle(settings, made)  # automatic defaults: as the run began, else today's
         strategy = make_strategy(settings)
-        store = TrialStore(run_dir, fingerprint(settings, space, dataset), metric=settings.scoring)
+        made_with = fingerprint(settings, space, dataset)
+        store = TrialStore(run_dir, made_with, metric=settings.scoring)
         source = check_source(run_dir, dataset)  # the same settings on changed data: refused, not re-split
         _check_n_keeps_stored(store, settings.n, run_dir)
         # said once the run folder has accepted the search (a refused resume says only why)
@@ -279,7 +280,8 @@ def run_search(settings: SearchSettings, dataset: Dataset | None = None, backend
                                  f"put the run folder ({param('out')}) on a filesystem every worker mounts at "
                                  f"the same path, "
                                  f"or use {param('strategy')} random or tpe")
-            _run_strategy(settings, dataset, space, store, strategy, folds, run_dir, backend, stored)
+            _run_strategy(settings, dataset, space, store, strategy, folds, run_dir, backend, stored,
+                          made_with.get("module_code"))
         finally:
             if own:
                 backend.close()
@@ -287,7 +289,7 @@ def run_search(settings: SearchSettings, dataset: Dataset | None = None, backend
     return run_dir
 
 
-def _run_strategy(settings, dataset, space, store, strategy, folds, run_dir, backend, stored):
+def _run_strategy(settings, dataset, space, store, strategy, folds, run_dir, backend, stored, module_code):
     # On the CPU the jobs take fold tasks of any config (one stream), so up to one job per core
     # even when there are fewer folds than cores; on a GPU, at most one job per fold shares it.
     on_gpu = str(settings.device).startswith("cuda") and backend.name == "loky"
@@ -303,7 +305,8 @@ def _run_strategy(settings, dataset, space, store, strategy, folds, run_dir, bac
         shared = [dataset.y_train, *(rows for fold in folds for rows in fold)]
         with InterruptFlag() as flag, backend.parallel(jobs, dataset.X_train, shared) as (parallel, X):
             context = RunContext(settings, dataset, X, folds, parallel, jobs, run_dir, strategy.continues,
-                                 stop=lambda: flag.raised, backend=backend, run_id=store.digest)
+                                 stop=lambda: flag.raised, backend=backend, run_id=store.digest,
+                                 module_code=module_code)
             evaluate = Evaluator(context, space, store, bar)
             strategy.run(evaluate)
             evaluate.close()

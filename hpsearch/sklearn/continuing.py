@@ -21,6 +21,7 @@ import inspect
 import json
 import os
 import re
+import sys
 import threading
 from pathlib import Path
 
@@ -29,9 +30,11 @@ import torch
 
 from ..jobs.resources import rng_kept, torch_threads
 from ..rundir.states import capture, load_state, restore, save_state
+from ..search.interrupt import InterruptFlag
+from ..training.models.code import module_digest
 from .callback_states import callback_states, put_back_callback_states
 
-__all__ = ["continuing", "fit_key", "described", "EPOCHS_LOG"]
+__all__ = ["continuing", "fit_key", "code_key", "described", "EPOCHS_LOG"]
 
 EPOCHS_LOG = "epochs.log"  # one line per fit: the epochs it trained (a resumed fit trains 0)
 _VOLATILE = ("max_epochs", "verbose", "warm_start")  # what does not make another fit
@@ -139,6 +142,45 @@ def fit_key(net) -> str:
     return hashlib.sha256(json.dumps(described(params), sort_keys=True).encode()).hexdigest()[:20]
 
 
+def code_key(net) -> str:
+    """The code of your own classes among the net's parameters (its module's above all; '' when none is yours):
+    a fit of an edited class is another fit, whose states were trained by other code."""
+    codes = sorted({f"{c.__module__}.{c.__qualname__}={d}" for c in _classes(net.get_params(deep=False), set())
+                    if (d := _class_code(c)) is not None})
+    return hashlib.sha256(repr(codes).encode()).hexdigest()[:12] if codes else ""
+
+
+def _classes(value, seen: set[int]):
+    """The classes ``value`` names or holds instances of (through lists, dicts and estimators' parameters)."""
+    if id(value) in seen or value is None or isinstance(value, bool | int | float | str | bytes):
+        return
+    seen.add(id(value))
+    if isinstance(value, type):
+        yield value
+        return
+    yield type(value)
+    if isinstance(value, dict):
+        value = list(value.values())
+    if isinstance(value, list | tuple | set | frozenset):
+        for item in value:
+            yield from _classes(item, seen)
+    elif hasattr(value, "get_params") and not isinstance(value, type):
+        yield from _classes(value.get_params(deep=False), seen)
+
+
+def _class_code(cls: type) -> str | None:
+    """A digest of your class's code, None for one installed (torch's, skorch's): its module's syntax and its
+    neighbours' (``module_digest``); for a class with no file to read (a script's ``__main__``, a notebook
+    cell's, ``exec``'s) the bytecode of its methods and of its bases' from the same place."""
+    if getattr(sys.modules.get(cls.__module__), "__file__", None) and cls.__module__ not in ("__main__", "__mp_main__"):
+        digest = module_digest(cls.__module__)
+        return None if digest is None else digest.split(":", 1)[1]  # the syntax: comments and layout aside
+    codes = [f"{name}={_code(f.__code__)}" for c in cls.__mro__ if c.__module__ == cls.__module__
+             for name, v in sorted(vars(c).items())
+             if (f := getattr(v, "__func__", v)) is not None and hasattr(f, "__code__")]
+    return hashlib.sha256(repr(codes).encode()).hexdigest()[:20] if codes else None
+
+
 def _rows_key(X, y) -> str:
     return hashlib.sha256("".join(_digest(a) for a in (X, y) if a is not None).encode()).hexdigest()[:20]
 
@@ -171,11 +213,17 @@ class Continuing:
     def fit(self, X, y=None, **fit_params):
         key, target = fit_key(self), int(self.max_epochs)
         # the seed is part of the fit: another random_state with the same storage trains anew
-        folder = Path(self._hp_storage) / "states" / f"seed{self._hp_seed}" / key / _rows_key(X, y)
-        owner = {"fit": key, "seed": self._hp_seed, "rows": folder.name}
+        code = code_key(self)  # a fit of edited code is another fit (its seed stays: the parameters' and the search's)
+        place = f"{key}-{code}" if code else key
+        folder = Path(self._hp_storage) / "states" / f"seed{self._hp_seed}" / place / _rows_key(X, y)
+        owner = {"fit": place, "seed": self._hp_seed, "rows": folder.name}
         try:  # the caller's random states (CPU and GPUs): a fit neither reseeds nor draws from them
-            with rng_kept(), torch_threads(self._hp_threads):
+            with rng_kept(), torch_threads(self._hp_threads), InterruptFlag() as ctrl_c:
                 trained = self._fit_from(self._last_state(folder, owner, target), X, y, target, **fit_params)
+                # skorch swallows a Ctrl-C and returns the net as it was: a fit cut short is not kept as done
+                # (every later fit with this storage restored it) and the search stops, as without skorch
+                if ctrl_c.raised or (trained and "dur" not in self.history[-1]):
+                    raise KeyboardInterrupt
                 save_state(folder / f"{target}.pt", self._hp_paused, owner)
         finally:
             self._hp_paused = self._hp_resume = None  # tensors a fitted net has no use for

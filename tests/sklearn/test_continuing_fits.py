@@ -3,18 +3,21 @@ a function or a module instance are separate fits; a user's own LRScheduler and 
 any name, hpsearch's own names included) go on where they paused; a fit that stopped early stays
 stopped; the storage is per random_state; a fit leaves the caller's torch random state alone."""
 
+import os
+import signal
+
 import numpy as np
 import pytest
 import torch
 from sklearn.base import clone
 from sklearn.datasets import load_digits
 from skorch import NeuralNetClassifier
-from skorch.callbacks import EarlyStopping, LRScheduler
+from skorch.callbacks import Callback, EarlyStopping, LRScheduler
 from torch import nn
 from torch.optim.lr_scheduler import StepLR
 
 from hpsearch import RandomizedSearchCV
-from hpsearch.sklearn.continuing import continuing, fit_key
+from hpsearch.sklearn.continuing import EPOCHS_LOG, continuing, fit_key
 from hpsearch.sklearn.fitting import trained_epochs
 
 
@@ -167,3 +170,71 @@ def test_a_continued_fit_on_a_gpu_is_the_straight_fit(tmp_path, data):
     assert trained == [1, 2]
     for mine, theirs in zip(_weights(continued), _weights(straight), strict=True):
         assert torch.equal(mine, theirs)
+
+
+
+_PRESSED = []  # once per test: the callback's state is not its parameters, so both fits are one fit
+
+
+class _CtrlC(Callback):
+    """A Ctrl-C in the middle of epoch 2 (a real SIGINT to this process), once."""
+
+    def on_batch_end(self, net, **kwargs):
+        if not _PRESSED and len(net.history) == 2 and len(net.history[-1]["batches"]) == 3:
+            _PRESSED.append(True)
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_a_ctrl_c_stops_the_search_and_keeps_no_fit_it_cut_short(data, tmp_path):
+    """skorch swallows a Ctrl-C: the search went on, and the cut fit was kept as done, its epoch half
+    trained; every later fit with that storage restored it, under a score no whole fit earned."""
+    _PRESSED.clear()
+    made = continuing(_net(callbacks=[("ctrl_c", _CtrlC())]), tmp_path, 0, 1)
+    with pytest.raises(KeyboardInterrupt):
+        clone(made).set_params(max_epochs=3).fit(*data)
+    assert _PRESSED and not list(tmp_path.glob("states/**/*.pt")) and not (tmp_path / EPOCHS_LOG).exists()
+    whole = clone(made).set_params(max_epochs=3).fit(*data)  # the same fit: trained anew, whole
+    assert len(whole.history) == 3 and "dur" in whole.history[-1] and trained_epochs(tmp_path) == [3]
+
+
+def test_a_fit_of_edited_code_is_a_new_fit_and_a_comment_is_no_edit(data, tmp_path, monkeypatch):
+    """Only the class's name made the fit: a module edited between two fits with one storage restored the old
+    code's weights into the new code (scores neither code earned), or failed every fit on their shapes; a class
+    redefined in a notebook cell did the same. The seed stays the parameters': an edit changes only the code."""
+    import importlib
+
+    folder = tmp_path / "code"
+    folder.mkdir()
+    (folder / "door_net.py").write_text("from torch import nn\n\n\nclass Net(nn.Module):\n    def __init__(self):\n"
+                                        "        super().__init__()\n        self.layers = nn.Sequential(nn.Linear(64, "
+                                        "8), nn.ReLU(), nn.Linear(8, 10))\n\n    def forward(self, x):\n"
+                                        "        return self.layers(x)\n")
+    monkeypatch.syspath_prepend(str(folder))
+    module = importlib.import_module("door_net")
+
+    def fit(cls):
+        made = continuing(_net().set_params(module=cls), tmp_path / "storage", 0, 1)
+        return clone(made).set_params(max_epochs=2).fit(*data)
+
+    first = fit(module.Net)
+    assert fit(module.Net) is not None and trained_epochs(tmp_path / "storage") == [2, 0]  # the same code: restored
+    source = (folder / "door_net.py").read_text()
+    (folder / "door_net.py").write_text("# a comment\n" + source.replace("from torch import nn\n", "from torch import nn  # torch's\n\n"))
+    fit(importlib.reload(module).Net)
+    assert trained_epochs(tmp_path / "storage") == [2, 0, 0]  # comments and layout are not the code
+    (folder / "door_net.py").write_text(source.replace("nn.ReLU()", "nn.Tanh()"))
+    edited = fit(importlib.reload(module).Net)
+    assert trained_epochs(tmp_path / "storage") == [2, 0, 0, 2]  # trained anew, by the edited code
+    assert isinstance(edited.module_.layers[1], nn.Tanh) and fit_key(edited) == fit_key(first)
+
+    cells = [compile(f"class Cell(nn.Module):\n    def __init__(self):\n        super().__init__()\n"
+                     f"        self.layers = nn.Sequential(nn.Linear(64, 8), nn.{act}(), nn.Linear(8, 10))\n\n"
+                     "    def forward(self, x):\n        return self.layers(x)\n", "<cell>", "exec")
+             for act in ("ReLU", "Sigmoid")]
+    classes = []
+    for cell in cells:  # a notebook's cell run, edited, run again: one name, two codes
+        space = {"nn": nn, "__name__": "__main__"}
+        exec(cell, space)
+        classes.append(space["Cell"])
+    fit(classes[0]), fit(classes[1])
+    assert trained_epochs(tmp_path / "storage")[-2:] == [2, 2]

@@ -20,11 +20,12 @@ import importlib.machinery
 import importlib.util
 import os
 import sys
+import sysconfig
 from pathlib import Path
 
 from .user import module_paths, user_model
 
-__all__ = ["code_digest", "same_code"]
+__all__ = ["code_digest", "module_digest", "same_code"]
 
 _READ: dict[str, tuple[tuple[int, int], bytes, bytes, list[str]]] = {}  # file -> (stamp, raw, syntax, imports)
 
@@ -95,8 +96,35 @@ def _ours(spec, folders: list[str]) -> bool:
 def code_digest(ref: str) -> str:
     """``"<bytes digest>:<syntax digest>:<python version>"`` of the code your class ``ref`` is built from."""
     cls = user_model(ref)
+    return _digest([(ref.split(":")[0].split(".")[0], True), (cls.__module__.split(".")[0], True)])
+
+
+def module_digest(name: str) -> str | None:
+    """``code_digest``'s record of module ``name`` (imported by any means: a scikit-learn user's ``import mynet``)
+    and the neighbours it imports; None for one installed or in the standard library, and for one with no file
+    to read (a script's ``__main__``, a notebook's cell)."""
+    top = name.split(".")[0]
+    if top in _NOT_YOURS or top in ("__main__", "__mp_main__"):
+        return None
+    spec = _spec(top, None)
+    if spec is None:
+        return None
+    place = (spec.origin if spec.origin not in (None, "built-in", "frozen")
+             else next(iter(spec.submodule_search_locations or []), None))
+    if not place or not os.path.exists(place) or os.path.realpath(place).startswith(_INSTALLED):
+        _NOT_YOURS.add(top)  # torch's, the standard library's: asked of every criterion and optimizer
+        return None
+    return _digest([(top, True)])
+
+
+_INSTALLED = tuple({os.path.join(os.path.realpath(path), "") for key, path in sysconfig.get_paths().items()
+                    if key in ("stdlib", "platstdlib", "purelib", "platlib")})
+_NOT_YOURS: set[str] = set()
+
+
+def _digest(todo: list[tuple[str, bool]]) -> str:
+    """The digest of the top-level modules ``todo`` names (``(name, True)``) and of the neighbours they import."""
     raw_digest, syntax_digest, seen = hashlib.sha256(), hashlib.sha256(), set()
-    todo = [(ref.split(":")[0].split(".")[0], True), (cls.__module__.split(".")[0], True)]
     folders: list[str] = []  # your module's own folders, where its neighbours are looked for first
     while todo:
         top, named = todo.pop()

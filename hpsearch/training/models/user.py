@@ -35,7 +35,7 @@ from ...errors import UsageError, did_you_mean
 from . import trust
 
 __all__ = ["ModuleImportError", "gone_from_the_run", "is_user_model", "user_model", "add_module_path", "module_paths",
-           "CONTRACT", "module_root", "run_folder_holding", "shipped", "received", "ShippedModule"]
+           "CONTRACT", "module_root", "run_folder_holding", "shipped", "CodeChangedError", "received", "ShippedModule"]
 
 CONTRACT = "Class(image_shape=(C, H, W), n_classes=K, **params) returning logits (n, K)"
 _REF = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
@@ -296,11 +296,27 @@ class ShippedModule:
 _LOADED: dict[str, type[nn.Module]] = {}
 
 
-def shipped(config: dict) -> dict:
+def shipped(config: dict, recorded: dict | None = None) -> dict:
     """``{"module": ShippedModule}`` for a config of your module (else ``{}``): what a job's ``make_net``
-    call takes along, so a worker builds the class it was sent instead of importing it again."""
+    call takes along, so a worker builds the class it was sent instead of importing it again.
+    ``recorded``: the run's ``{ref: code digest}`` (its fingerprint's ``module_code``); a module edited since
+    the run recorded it is refused (``CodeChangedError``), so a long run never trains on two codes."""
     kind = config.get("model")
-    return {"module": ShippedModule(user_model(kind))} if is_user_model(kind) else {}
+    if not is_user_model(kind):
+        return {}
+    cls = user_model(kind)
+    if recorded and kind in recorded:
+        from .code import code_digest, same_code
+
+        if not same_code(recorded[kind], code_digest(kind)):
+            raise CodeChangedError(f"the code of {kind} (its module and the modules beside it that it imports) was "
+                                   "edited while the run went on; its finished work is kept: put the code back as it "
+                                   "was and run the same command again, or search the edited code in a new run folder")
+    return {"module": ShippedModule(cls)}
+
+
+class CodeChangedError(UsageError):
+    """Your module was edited during a run: the run stops rather than train on a second code."""
 
 
 def received(module) -> type[nn.Module]:
