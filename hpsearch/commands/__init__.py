@@ -311,6 +311,28 @@ def cmd_make_triple(args) -> int:
     return 0
 
 
+def _say_at_chance(table, chance, same_config: bool) -> None:
+    """The groups whose config learned nothing: by the search's own rule (``at_chance``: its CV accuracy, or its
+    log-loss no better than the class shares'), or with --same-config (one config's CV scores for every group)
+    by each variant's own test accuracy."""
+    from ..rundir.chance import at_chance
+
+    if not isinstance(chance, dict) or not isinstance(chance.get("accuracy"), float) or table.empty:
+        return
+    if same_config:
+        low, said = table["test_accuracy"] <= chance["accuracy"] + 1e-9, "test accuracy"
+        meaning, log_loss = "the variant learned nothing in these epochs", ""
+    else:
+        low = at_chance(table.rename(columns={"cv_accuracy": "mean_test_accuracy", "cv_score": "mean_test_score"}),
+                        chance)
+        said, meaning = "CV accuracy", "its test accuracy says nothing of the group"
+        by_loss = chance.get("scoring") == "neg_log_loss"
+        log_loss = ", or CV log-loss no better than the class shares'" if by_loss else ""
+    if low.any():
+        print(f"\nat chance ({said} <= {chance['accuracy']:.2%}, the majority class's share{log_loss}): "
+              f"{', '.join(table['group'][low])}; {meaning}")
+
+
 def cmd_compare(args) -> int:
     from ..retrain.compare import compare_groups, markdown_table
     from ..retrain.files import train_set_words
@@ -321,16 +343,7 @@ def cmd_compare(args) -> int:
                            n_jobs=args.n_jobs, progress=not args.no_progress, same_config=args.same_config)
     settings = read_stored_settings(args.run_dir)
     print(markdown_table(table, by))
-    chance = (settings.get("chance") or {}).get("accuracy")
-    # a group whose config learned nothing, said so: by its CV accuracy, or with --same-config (one config's CV
-    # accuracy for every group) by each variant's own test accuracy
-    score = "test_accuracy" if args.same_config else "cv_accuracy"
-    if chance is not None and score in table:
-        low = [row["group"] for row in table.to_dict("records") if row[score] <= chance]
-        if low:
-            said, meaning = (("test accuracy", "the variant learned nothing in these epochs") if args.same_config
-                             else ("CV accuracy", "its test accuracy says nothing of the group"))
-            print(f"\nat chance ({said} <= {chance:.2%}, the majority class's share): {', '.join(low)}; {meaning}")
+    _say_at_chance(table, settings.get("chance"), args.same_config)
     print(f"\n({plural(len(table), 'group')}, {plural(args.retrain_epochs, 'epoch')} each on "
           f"{train_set_words(settings)}; {Path(args.run_dir) / COMPARE_FILE})")
     return 0

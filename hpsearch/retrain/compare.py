@@ -174,8 +174,9 @@ def _still_best(done: dict[str, dict], groups: list[tuple[tuple, dict]]) -> tupl
         row = done.get(_group_name(key))
         if row is None:
             continue
-        if int(row["trial"]) == int(cand["trial"]):
-            kept[_group_name(key)] = row
+        if int(row["trial"]) == int(cand["trial"]):  # its rank and CV scores as the search ranks them now
+            kept[_group_name(key)] = {**row, **{k: cand[k] for k in ("search_rank", "cv_score", "cv_accuracy",
+                                                                       "cv_epochs") if k in cand}}
         else:
             changed.append(f"{_group_name(key)} (trial {int(row['trial'])} -> {int(cand['trial'])})")
     return kept, changed

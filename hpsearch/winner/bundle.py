@@ -173,11 +173,22 @@ def _check_module_takes_config(config: dict, kind: str, run_dir) -> None:
                          f"hpsearch retrain {run_dir}")
 
 
+def _nothing_to_retrain(run_dir) -> str | None:
+    """Why ``hpsearch retrain`` would refuse this run too (no trial scored), said instead of sending you there."""
+    from ..rundir.exports import unscored
+    from ..rundir.store import load_results
+
+    try:
+        return unscored(run_dir, load_results(run_dir))
+    except UsageError:  # no trials.db, or a damaged one: the retraining names that itself
+        return None
+
+
 def _read_bundle(run_dir) -> dict:
     path = Path(run_dir) / WINNER_FILE
     if not path.is_file():
-        raise UsageError(f"{run_dir} holds no {WINNER_FILE}; retrain the search's best configs first: "
-                         f"hpsearch retrain {run_dir}")
+        raise UsageError(_nothing_to_retrain(run_dir) or f"{run_dir} holds no {WINNER_FILE}; retrain the search's "
+                         f"best configs first: hpsearch retrain {run_dir}")
     try:
         bundle = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - truncated zip, overwritten file, foreign pickle: all say the same

@@ -148,15 +148,15 @@ def draw_pictures(run_dir, method: str = "all", *, images: int = 25, units: int 
     from ..viz.plots import REGISTRY, PlotOptions
 
     run_dir = Path(run_dir)
-    if method == "search":
-        return _draw_search(run_dir)
-    if method != "all" and method not in REGISTRY:
+    if method not in ("all", "search") and method not in REGISTRY:
         methods = [*REGISTRY, "all", "search"]
         raise UsageError(f"METHOD must be one of {', '.join(methods)}, got {method!r}{did_you_mean(method, methods)}")
-    check_panels(images, units)
+    check_panels(images, units)  # (search draws no panels, but a bad value is refused as for every method)
     if layer is not None and method not in LAYER_METHODS:
         raise UsageError(f"--layer applies only to {' and '.join(LAYER_METHODS[:2])} (and all, for those two); "
                          f"{method} would ignore it: leave it out")
+    if method == "search":
+        return _draw_search(run_dir)
     net = load_winner(run_dir, device=device)
     record = {"trial": int(net.winner_.get("trial", -1)), "epochs": int(net.winner_["epochs"]),
               "images": images, "units": units}

@@ -78,8 +78,17 @@ def test_compare_says_what_it_trained_on_and_what_learned_nothing(searched, tmp_
     assert main(["compare", str(run), "--by", "optimizer", "--retrain-epochs", "1", "--no-progress"]) == 0
     out = capsys.readouterr().out
     groups = pd.read_csv(run / "compare.csv")["group"].tolist()
-    assert f"at chance (CV accuracy <= 100.00%, the majority class's share): {', '.join(groups)};" in out
+    either = ", or CV log-loss no better than the class shares'"
+    assert settings["chance"]["scoring"] == "neg_log_loss"
+    assert f"at chance (CV accuracy <= 100.00%, the majority class's share{either}): {', '.join(groups)};" in out
     assert f"({len(groups)} groups, 1 epoch each on the whole training set;" in out
+    # the search's own rule: a log-loss no better than the class shares' is at chance whatever the accuracy
+    # (compare named a group the search called at chance by its accuracy only, and without the search's tolerance)
+    settings["chance"].update(accuracy=0.0, neg_log_loss=0.0)
+    (run / "settings.json").write_text(json.dumps(settings))
+    assert main(["compare", str(run), "--by", "optimizer", "--retrain-epochs", "1", "--no-progress"]) == 0
+    assert f"at chance (CV accuracy <= 0.00%, the majority class's share{either}): {', '.join(groups)};" \
+        in capsys.readouterr().out
 
 
 def test_a_retraining_holds_the_run_against_a_search(searched, tmp_path, digits, monkeypatch):
@@ -292,3 +301,14 @@ def test_plot_and_export_wait_for_a_retraining_that_may_replace_the_winner(retra
         assert main(["plot", "search", str(run)]) == 0
         assert main(["export", str(run), "--out", str(tmp_path / "elsewhere"), "--no-check"]) == 0
     assert main(["plot", "confusion-matrix", str(run)]) == 0 and main(["export", str(run), "--no-check"]) == 0
+
+
+def test_a_kept_comparison_row_carries_the_groups_rank_as_the_search_ranks_it_now():
+    """A resumed search that ranked other configs above a group's best kept compare.csv's old search_rank (its
+    config unchanged, its row kept)."""
+    from hpsearch.retrain.compare import _still_best
+
+    row = {"group": "sgd", "trial": 0, "search_rank": 2, "cv_score": -0.5, "cv_accuracy": 0.8, "test_accuracy": 0.9}
+    cand = {"trial": 0, "search_rank": 4, "cv_score": -0.5, "cv_accuracy": 0.8, "config": {"optimizer": "sgd"}}
+    kept, changed = _still_best({"sgd": row}, [(("sgd",), cand)])
+    assert changed == [] and kept == {"sgd": {**row, "search_rank": 4}}

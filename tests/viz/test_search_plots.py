@@ -193,3 +193,26 @@ def test_rungs_count_the_configs_that_failed_there_and_every_plot_keeps_chance_o
     hidden = next(ax for ax in params.axes if ax.get_xlabel() == "hidden")
     assert [t.get_text() for t in hidden.get_xticklabels()] == ["32", "16-8"] and hidden.get_xlim() == (-0.5, 1.5)
     assert [t.get_text() for t in params.legends[0].get_texts()] == ["1 epoch", "3 epochs"]
+
+
+def test_a_search_where_every_config_failed_draws_no_empty_axes(tmp_path, capsys):
+    """Every config diverged: plot search wrote three pictures of empty axes (an lr axis of 1 to 10 for lrs of
+    1e6), and report.html showed them; they are skipped, saying why. plot search refuses flags as every method."""
+    space = tmp_path / "space.toml"
+    space.write_text('optimizer = "sgd"\nhidden = { distribution = "categorical", choices = [[16]] }\n'
+                     'lr = { distribution = "categorical", choices = [1e6, 1e7] }\n')
+    run = tmp_path / "run"
+    with pytest.warns(RuntimeWarning, match="2 of 2 configs failed"):
+        assert main(["search", "--dataset", "digits", "--space", str(space), "--n", "2", "--cv", "2", "--max-epochs",
+                     "1", "--patience", "0", "--n-jobs", "1", "--no-progress", "--no-retrain", "--out", str(run)]) == 1
+    capsys.readouterr()
+    assert main(["plot", "search", str(run)]) == 0
+    out = capsys.readouterr().out
+    for name in ("search_params", "search_history", "search_folds", "search_importances"):
+        assert f"skipped {name}: no config scored: all 2 failed (trials.csv, column 'error')" in out
+        assert not (run / f"{name}.png").exists()
+    assert main(["plot", "search", str(run), "--units", "99999"]) == 2
+    assert main(["plot", "search", str(run), "--layer", "features.0"]) == 2
+    assert "--layer applies only to" in capsys.readouterr().err
+    assert main(["plot", "all", str(run)]) == 2  # it sent you to hpsearch retrain, which refuses the run
+    assert f"{run} holds no scored trial: each of its 2 configs failed" in capsys.readouterr().err
