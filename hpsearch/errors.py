@@ -16,6 +16,12 @@ class StorageError(UsageError):
     no config is marked failed for it; the command stops, keeping every finished result."""
 
 
+class JobEnvironmentError(UsageError):
+    """A job could not import a module where it ran (a Dask worker without a package, or without a folder on
+    its path): the machine's fault, never the config's, so no config is marked failed for it (a stored
+    failure is never retried); the command stops, keeping every finished result."""
+
+
 class DivergedError(RuntimeError):
     """Training produced a non-finite loss; the config scores NaN and ranks last."""
 

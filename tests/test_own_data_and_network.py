@@ -26,7 +26,7 @@ from hpsearch.engines.cv import evaluate_configs, make_folds
 from hpsearch.errors import UsageError
 from hpsearch.rundir.run_info import run_dataset
 from hpsearch.rundir.states import load_state, owner_of, state_path
-from hpsearch.training.models.user import shipped
+from hpsearch.training.models.shipping import shipped
 from hpsearch.training.net import make_net
 from hpsearch.training.seeds import trial_seed
 from hpsearch.viz.attribution import gradcam_layer

@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 from functools import partial
 
 from ..rundir.states import owner_of, state_path
-from ..training.models.user import shipped
+from ..training.models.shipping import shipped
 from ..training.net import make_net
 from ..training.seeds import trial_seed
 from .cv import CVResult, evaluate_configs

@@ -105,6 +105,11 @@ class DaskBackend:
                         else:
                             os.environ[key] = value
                 self.client = distributed.Client(self.cluster, set_as_default=False)
+                # a terminal's Ctrl-C reaches this cluster's worker processes too: each printed its traceback
+                # before hpsearch's one line; this process stops them itself
+                from .dask_plugins import IgnoreCtrlC
+
+                self.client.register_plugin(IgnoreCtrlC(), name="hpsearch-ignore-ctrl-c")
             else:
                 self.client = _connect(distributed, self.scheduler)
         except BaseException:

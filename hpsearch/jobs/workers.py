@@ -16,7 +16,9 @@ import os
 import threading
 import time
 
-__all__ = ["die_with_parent"]
+from ..errors import JobEnvironmentError
+
+__all__ = ["die_with_parent", "import_failed_here"]
 
 _WATCHED_IN: int | None = None  # the pid of the process whose watchdog runs
 
@@ -55,3 +57,18 @@ def _alive(pid: int) -> bool:
         except ProcessLookupError:
             return False
         return True
+
+
+def import_failed_here(exc: ImportError) -> JobEnvironmentError:
+    """The one line for a job that cannot import a module where it runs: which module, where, and the fix."""
+    try:
+        from distributed import get_worker
+
+        where = f"the Dask worker at {get_worker().address}"
+    except (ImportError, ValueError):
+        where = "a job process on this machine" if multiprocessing.parent_process() is not None else "this process"
+    name = exc.name or "a module"
+    return JobEnvironmentError(
+        f"{where} cannot import {name} ({type(exc).__name__}: {exc}); no config is marked failed for it, and "
+        f"everything finished is kept: make {name} importable there (install it, or put its folder on the "
+        "workers' PYTHONPATH), then run the same command again")

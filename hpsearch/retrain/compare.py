@@ -33,7 +33,7 @@ from ..rundir.run_info import check_code_of, read_settings, read_table, run_data
 from ..search.interrupt import InterruptFlag, SearchInterrupted
 from ..setting_checks import MAX_EPOCHS, whole
 from ..tasks import position_titles
-from ..training.models.user import shipped
+from ..training.models.shipping import shipped
 from ..training.net import DEFAULT_BATCH_SIZE
 from .job import retrain_one
 from .progress import EpochBar, fit_sink

@@ -17,11 +17,11 @@ from skorch.helper import predefined_split
 from ..data.dataset import Dataset
 from ..errors import DivergedError, StorageError
 from ..jobs.resources import torch_threads
-from ..jobs.workers import die_with_parent
+from ..jobs.workers import die_with_parent, import_failed_here
 from ..rundir.checkpoints import EpochCheckpoint, checkpoint_path, resume_state
 from ..rundir.exports import param_text
 from ..rundir.states import restore, run_digest
-from ..training.models.user import shipped
+from ..training.models.shipping import shipped
 from ..training.net import make_net
 from ..training.seeds import trial_seed
 from ..winner.bundle import winner_payload
@@ -83,9 +83,12 @@ def retrain_one(cand: dict, dataset: Dataset, *, device, epochs, batch_size, see
             meta = checkpoint_meta(run_id, cand, epochs, monitor_test, batch_size, seed)
             checkpoint = EpochCheckpoint(checkpoint_path(run_dir, cand["trial"]), meta, checkpoint_every)
             callbacks.append(("checkpoint", checkpoint))
-        net = build_retrain_net(cand["config"], dataset, device=device, epochs=epochs, batch_size=batch_size,
-                                random_state=trial_seed(seed, cand["trial"]), monitor_test=monitor_test,
-                                callbacks=callbacks, module=module)
+        try:
+            net = build_retrain_net(cand["config"], dataset, device=device, epochs=epochs, batch_size=batch_size,
+                                    random_state=trial_seed(seed, cand["trial"]), monitor_test=monitor_test,
+                                    callbacks=callbacks, module=module)
+        except ImportError as exc:  # where the job runs, not the config: not recorded, retried
+            raise import_failed_here(exc) from None
         start = time.perf_counter()
         error = ""
         tested = {"test_accuracy": float("nan"), "test_loss": float("nan")}
@@ -98,6 +101,8 @@ def retrain_one(cand: dict, dataset: Dataset, *, device, epochs, batch_size, see
                 tested = dataset.task.test_metrics(dataset.y_test, net.predict_proba(dataset.X_test))
         except StorageError:  # a full or read-only disk is not the config's fault: not recorded, retried
             raise
+        except ImportError as exc:
+            raise import_failed_here(exc) from None
         except (DivergedError, ValueError, RuntimeError) as exc:
             error = f"{type(exc).__name__}: {exc}"
         row = {"trial": cand["trial"], "search_rank": cand["search_rank"], "cv_score": cand["cv_score"],

@@ -72,7 +72,7 @@ from ..rundir.states import run_digest
 from ..rundir.store import run_fingerprint
 from ..search.interrupt import InterruptFlag, SearchInterrupted
 from ..settings import WINNER_RULES, retrain_defaults
-from ..training.models.user import shipped
+from ..training.models.shipping import shipped
 from ..training.net import DEFAULT_BATCH_SIZE, resolve_device
 from ..training.schedules import check_schedule_name
 from ..winner.bundle import load_winner, save_winner

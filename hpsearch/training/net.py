@@ -26,7 +26,7 @@ from .callbacks import ContinuableEarlyStopping, StopOnNonFiniteLoss
 from .heads import head_probabilities
 from .losses import fit_epochs, loss_setup
 from .models import MODELS, class_arguments, config_keys, is_user_model, model_class, takes_positions
-from .models.user import received
+from .models.shipping import received
 from .schedules import schedule_callback
 
 __all__ = ["SeededNet", "make_net", "OPTIMIZERS", "resolve_device", "missing_gpu"]

@@ -302,3 +302,26 @@ def test_the_handshake_is_read_beside_a_running_event_loop(monkeypatch):
 
         with pytest.raises(TimeoutError):
             asyncio.run(in_a_notebook())
+
+
+@pytest.mark.slow
+def test_a_ctrl_c_on_its_own_local_cluster_is_one_line_without_the_workers_tracebacks(tmp_path):
+    """A terminal's Ctrl-C reaches every process of the group: each local worker printed a 30-line traceback
+    (CancelledError, KeyboardInterrupt) before hpsearch's one line."""
+    import subprocess
+    import sys
+
+    run = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "hpsearch.cli", "search", "--dataset", "digits", "--n", "8", "--cv",
+                             "2", "--max-epochs", "60", "--patience", "0", "--no-retrain", "--no-progress",
+                             "--backend", "dask", "--scheduler", "local:2", "--out", str(run)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline and proc.poll() is None:  # until its first trial is stored
+        if (run / "trials.csv").is_file() and len(pd.read_csv(run / "trials.csv")) > 0:
+            break
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGINT)  # the whole group, as a terminal does
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr[-1500:]
+    assert "interrupted:" in stderr and "Traceback" not in stderr and "Dask Worker process" not in stderr, stderr

@@ -20,6 +20,7 @@ run folder never holds code, and no folder in one is ever a module path.
 from __future__ import annotations
 
 import importlib
+import importlib.abc
 import importlib.machinery
 import importlib.util
 import inspect
@@ -35,7 +36,7 @@ from ...errors import UsageError, did_you_mean
 from . import trust
 
 __all__ = ["ModuleImportError", "gone_from_the_run", "is_user_model", "user_model", "add_module_path", "module_paths",
-           "CONTRACT", "module_root", "run_folder_holding", "shipped", "CodeChangedError", "received", "ShippedModule"]
+           "CONTRACT", "module_root", "run_folder_holding"]
 
 CONTRACT = "Class(image_shape=(C, H, W), n_classes=K, **params) returning logits (n, K)"
 _REF = re.compile(r"[A-Za-z_]\w*(\.[A-Za-z_]\w*)*:[A-Za-z_]\w*")
@@ -270,55 +271,3 @@ def user_model(ref: str) -> type[nn.Module]:
                          f"it as {CONTRACT}: add {', '.join(missing)} to its arguments")
     _by_value()
     return cls
-
-
-class ShippedModule:
-    """Your module's class as cloudpickle bytes, by value for a module of a module-path folder: every
-    pickler sends it (Dask's plain pickle would send a reference to a file its workers cannot
-    import), and the worker rebuilds the class from the bytes (``load``), once per class."""
-
-    def __init__(self, cls: type[nn.Module]):
-        import cloudpickle
-
-        self.payload = cloudpickle.dumps(cls)
-
-    def load(self) -> type[nn.Module]:
-        import hashlib
-
-        import cloudpickle
-
-        key = hashlib.sha256(self.payload).hexdigest()
-        if key not in _LOADED:
-            _LOADED[key] = cloudpickle.loads(self.payload)  # bytes this run's own process made, never a file
-        return _LOADED[key]
-
-
-_LOADED: dict[str, type[nn.Module]] = {}
-
-
-def shipped(config: dict, recorded: dict | None = None) -> dict:
-    """``{"module": ShippedModule}`` for a config of your module (else ``{}``): what a job's ``make_net``
-    call takes along, so a worker builds the class it was sent instead of importing it again.
-    ``recorded``: the run's ``{ref: code digest}`` (its fingerprint's ``module_code``); a module edited since
-    the run recorded it is refused (``CodeChangedError``), so a long run never trains on two codes."""
-    kind = config.get("model")
-    if not is_user_model(kind):
-        return {}
-    cls = user_model(kind)
-    if recorded and kind in recorded:
-        from .code import code_digest, same_code
-
-        if not same_code(recorded[kind], code_digest(kind)):
-            raise CodeChangedError(f"the code of {kind} (its module and the modules beside it that it imports) was "
-                                   "edited while the run went on; its finished work is kept: put the code back as it "
-                                   "was and run the same command again, or search the edited code in a new run folder")
-    return {"module": ShippedModule(cls)}
-
-
-class CodeChangedError(UsageError):
-    """Your module was edited during a run: the run stops rather than train on a second code."""
-
-
-def received(module) -> type[nn.Module]:
-    """In a worker: the class a job was sent (a ``ShippedModule``, or the class itself)."""
-    return module.load() if isinstance(module, ShippedModule) else module

@@ -1,0 +1,97 @@
+"""Your module where the jobs run: a process without your files (a Dask worker elsewhere) builds the class it
+was sent, neighbours imported inside a method included; a job that cannot import a module stops the search in
+one line, marking no config failed (a stored failure is never retried: fixing the worker changed nothing)."""
+
+import subprocess
+import sys
+import textwrap
+import types
+
+import cloudpickle
+import pytest
+
+from hpsearch.cli import main
+from hpsearch.engines.cv import _score_fold
+from hpsearch.errors import JobEnvironmentError
+from hpsearch.rundir.store import load_records
+from hpsearch.training.models.shipping import ShippedModule
+from hpsearch.training.models.user import add_module_path, user_model
+
+MODULE = textwrap.dedent("""
+    from torch import nn
+
+    from late_blocks import width_of
+
+
+    class LateNet(nn.Module):
+        def __init__(self, image_shape, n_classes, width=8):
+            super().__init__()
+            import late_helpers  # a neighbour imported only here: not sent by value with the class
+
+            self.layers = nn.Sequential(nn.Flatten(), nn.Linear(late_helpers.size(image_shape), width_of(width)),
+                                        nn.ReLU(), nn.Linear(width_of(width), n_classes))
+
+        def forward(self, x):
+            return self.layers(x)
+""")
+
+
+def test_a_process_without_your_files_builds_the_class_with_the_neighbours_it_imports_late(tmp_path):
+    folder = tmp_path / "nets"
+    folder.mkdir()
+    (folder / "latenets.py").write_text(MODULE)
+    (folder / "late_blocks.py").write_text("def width_of(width):\n    return 2 * width\n")
+    (folder / "late_helpers.py").write_text("import math\n\n\ndef size(shape):\n    return math.prod(shape)\n")
+    add_module_path(folder)
+    cls = user_model("latenets:LateNet")
+    cls((1, 8, 8), 10)  # the search builds it once before its jobs (the contract's check): late_helpers is imported
+    sent = cloudpickle.dumps(ShippedModule(cls))
+    worker = textwrap.dedent("""
+        import sys
+
+        import cloudpickle
+        import torch
+
+        cls = cloudpickle.loads(sys.stdin.buffer.read()).load()
+        net = cls((1, 8, 8), 10, width=4)
+        print(tuple(net(torch.zeros(2, 1, 8, 8)).shape), net.layers[1].out_features)
+    """)
+    done = subprocess.run([sys.executable, "-c", worker], input=sent, capture_output=True, cwd=tmp_path / "elsewhere"
+                          if (tmp_path / "elsewhere").mkdir() is None else tmp_path, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()[-600:]
+    assert done.stdout.decode().split() == ["(2,", "10)", "8"]  # its neighbours as the folder holds them
+
+
+def test_a_job_that_cannot_import_a_module_stops_the_search_and_fails_no_config(tmp_path, monkeypatch, capsys):
+    """A module the search's process has that a job's has not (a Dask worker without the package; here one made in
+    memory, as a notebook may): every config was stored as failed for good, ModuleNotFoundError as its reason,
+    and a resume after the worker was fixed retried none."""
+    helperlib = types.ModuleType("helperlib")
+    helperlib.WIDTH = 8
+    monkeypatch.setitem(sys.modules, "helperlib", helperlib)
+    nets = tmp_path / "nets"
+    nets.mkdir()
+    (nets / "extnets.py").write_text(MODULE.replace("from late_blocks import width_of", "import helperlib")
+                                     .replace("            import late_helpers  # a neighbour imported only here: not "
+                                              "sent by value with the class\n", "")
+                                     .replace("late_helpers.size(image_shape)", "64")
+                                     .replace("width_of(width)", "helperlib.WIDTH"))
+    (nets / "space.toml").write_text('model = "extnets:LateNet"\nwidth = { distribution = "categorical", '
+                                     'choices = [4, 8] }\nlr = 0.01\noptimizer = "adam"\n')
+    run = tmp_path / "run"
+    assert main(["search", "--dataset", "digits", "--space", str(nets / "space.toml"), "--n", "2", "--cv", "2",
+                 "--max-epochs", "1", "--patience", "0", "--n-jobs", "2", "--no-progress", "--no-retrain",
+                 "--out", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert "a job process on this machine cannot import helperlib (ModuleNotFoundError: No module named " \
+           "'helperlib'); no config is marked failed for it, and everything finished is kept: make helperlib " \
+           "importable there" in err and "Traceback" not in err
+    assert not [r for r in load_records(run) if r["state"] == "FAIL"]
+
+
+def test_an_import_error_in_a_job_is_the_machines_not_the_configs():
+    def make():
+        raise ModuleNotFoundError("No module named 'timm'", name="timm")
+
+    with pytest.raises(JobEnvironmentError, match="this process cannot import timm .* then run the same command"):
+        _score_fold(make, None, None, None, None, "neg_log_loss", 1)
