@@ -294,3 +294,123 @@ def test_a_later_export_checks_what_no_check_skipped_and_replaces_a_damaged_file
     assert "already exported" not in capsys.readouterr().out and (out / "model.ts").read_bytes() != b"junk"
     assert main(["export", str(retrained_run), "--out", str(out / "model.json")]) == 2
     assert f"--out {out / 'model.json'} is a file; give a folder" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def card_export(digits, tmp_path_factory):
+    """One export (an MLP of 1 epoch on digits, both formats, no check) and a picture of a digit, shared by
+    the card tests: each edits its own copy of the folder."""
+    import numpy as np
+    from PIL import Image
+
+    run = tmp_path_factory.mktemp("card")
+    _winner(run, digits, CONFIGS["mlp"], epochs=1)
+    export_winner(run, check=False)
+    picture = run / "digit.png"  # dark ink on white, 32 px: inverted and resized by the card's preprocess
+    Image.fromarray(255 - (digits.X_test[0][0] * 255).round().astype(np.uint8)).resize((32, 32)).save(picture)
+    return run / "export", picture
+
+
+def _edited_copy(card_export, tmp_path, edit):
+    import shutil
+
+    out = tmp_path / "export"
+    shutil.copytree(card_export[0], out)
+    card = json.loads((out / "model.json").read_text())
+    edit(card)
+    (out / "model.json").write_text(json.dumps(card))
+    return out
+
+
+def _set(*keys_and_value):
+    """An edit of the card: the field at ``keys`` set to ``value``."""
+    *keys, last, value = keys_and_value
+
+    def edit(card):
+        for key in keys:
+            card = card[key]
+        card[last] = value
+    return edit
+
+
+AGAIN = "; export the run again: hpsearch export RUN_DIR"
+SHAPE = ("preprocess.image_shape must be [channels, height, width]: channels 1 (grey) or 3 (RGB), height and width "
+         "whole numbers >= 1, at most 50,331,648 values, got ")
+BAD_CARDS = {  # an edit of model.json -> what predict --model says of it, after "model.json: " (FILE: the model)
+    "levels": (_set("preprocess", "levels", "abc"),
+               'preprocess.levels must be a whole number >= 2, or null (no quantizing), got "abc"'),
+    "levels-1": (_set("preprocess", "levels", 1),
+                 "preprocess.levels must be a whole number >= 2, or null (no quantizing), got 1"),
+    "shape-2d": (_set("preprocess", "image_shape", [3, 16]), SHAPE + "[3, 16]"),
+    "shape-2-channels": (_set("preprocess", "image_shape", [2, 8, 8]), SHAPE + "[2, 8, 8]"),
+    "shape-floats": (_set("preprocess", "image_shape", [1, 8.0, 8]), SHAPE + "[1, 8.0, 8]"),
+    "invert": (_set("preprocess", "invert", "yes"), 'preprocess.invert must be true, false or "auto", got "yes"'),
+    "center": (_set("preprocess", "center", 1), "preprocess.center must be true or false, got 1"),
+    "fit": (_set("preprocess", "fit", 2), "preprocess.fit must be a number above 0 and at most 1, got 2"),
+    "familiarity": (_set("familiarity", 5),
+                    'familiarity must be an object ({"file": "familiarity.npz", ...}) or null, got 5'),
+    "familiarity-file": (_set("familiarity", "file", "../familiarity.npz"),
+                         "familiarity.file must be a file name beside model.json (familiarity.npz), got "
+                         '"../familiarity.npz"'),
+    "class-names-numbers": (_set("class_names", list(range(10))),
+                            "class_names must be a list of strings, one per class, got [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]"),
+    "class-names-one": (_set("class_names", ["circle"]),
+                        'class_names must hold one name per output of FILE (10), got 1 name (["circle"])'),
+    "class-names-too-many": (_set("class_names", [str(c) for c in range(11)]),
+                             "class_names must hold one name per output of FILE (10), got 11 names (["
+                             '"0", "1", "2", "3", "4", "5", "6", "7", "8", "9", "10"])'),
+    # another export's card beside this model: the shape it declares, or (TorchScript declares none) reads
+    "colour-card": (_set("preprocess", "image_shape", [3, 8, 8]), {
+        "model.onnx": "preprocess.image_shape must be the input shape model.onnx declares, [1, 8, 8], got [3, 8, 8]",
+        "model.ts": "preprocess.image_shape must be an input shape model.ts reads, got [3, 8, 8] (a batch of 2 such "
+                    "images fails: RuntimeError: mat1 and mat2 shapes cannot be multiplied (2x192 and 64x32))"}),
+    "larger-card": (_set("preprocess", "image_shape", [1, 16, 16]), {
+        "model.onnx": "preprocess.image_shape must be the input shape model.onnx declares, [1, 8, 8], got [1, 16, 16]",
+        "model.ts": "preprocess.image_shape must be an input shape model.ts reads, got [1, 16, 16] (a batch of 2 "
+                    "such images fails: RuntimeError: mat1 and mat2 shapes cannot be multiplied (2x256 and 64x32))"}),
+}
+
+
+@pytest.mark.parametrize("model", ["model.onnx", "model.ts"])
+@pytest.mark.parametrize("case", list(BAD_CARDS))
+def test_a_card_predict_cannot_use_is_one_line_naming_its_field(card_export, case, model, tmp_path, capsys):
+    """A card edited by hand, or another export's beside this model, used to end in a traceback inside the
+    preprocessing (levels "abc", a 2-number image_shape, familiarity 5), an IndexError or a wrong class name
+    (fewer class names than outputs), or the advice to fix a batch size the module never fixed (a card of
+    another shape). Now: one line naming model.json's field, what it may be, what it is, and the fix."""
+    edit, said = BAD_CARDS[case]
+    out = _edited_copy(card_export, tmp_path, edit)
+    said = said[model] if isinstance(said, dict) else said.replace("FILE", model)
+    assert main(["predict", "--model", str(out / model), str(card_export[1])]) == 2
+    captured = capsys.readouterr()
+    assert captured.err == f"hpsearch: error: {out / 'model.json'}: {said}{AGAIN}\n" and captured.out == ""
+
+
+def test_a_familiarity_file_of_another_shape_is_one_line(card_export, tmp_path, capsys):
+    import numpy as np
+
+    out = _edited_copy(card_export, tmp_path, lambda card: None)
+    np.savez_compressed(out / "familiarity.npz", reference=np.zeros((4, 1, 16, 16), np.uint8),
+                        threshold=np.float64(0.2), quantile=np.float64(0.99))  # a 16x16 export's
+    assert main(["predict", "--model", str(out / "model.onnx"), str(card_export[1])]) == 2
+    assert capsys.readouterr().err == (f"hpsearch: error: {out / 'familiarity.npz'}: its reference images are "
+                                       f"[1, 16, 16], not the [1, 8, 8] of model.json's preprocess.image_shape{AGAIN}\n")
+
+
+def test_the_card_as_exported_still_predicts(card_export, tmp_path, capsys):
+    """The checks pass the cards the export writes: this one (levels 17, a reference beside it), and one
+    without a reference (an export from before it was kept) of data without grey levels."""
+    out, picture = card_export
+    said = []
+    for model in ("model.onnx", "model.ts"):
+        assert main(["predict", "--model", str(out / model), str(picture)]) == 0
+        captured = capsys.readouterr()
+        assert captured.err == "" and captured.out.startswith(f"{picture}\t")
+        said.append(captured.out)
+    assert said[0] == said[1]
+    def plain(card):
+        card["familiarity"], card["preprocess"]["levels"] = None, None
+
+    quiet = _edited_copy(card_export, tmp_path, plain)
+    assert main(["predict", "--model", str(quiet / "model.onnx"), str(picture)]) == 0
+    assert capsys.readouterr().out.split("\t")[1] in [str(c) for c in range(10)]
