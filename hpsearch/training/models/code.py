@@ -104,8 +104,11 @@ def module_digest(name: str) -> str | None:
     and the neighbours it imports; None for one installed or in the standard library, and for one with no file
     to read (a script's ``__main__``, a notebook's cell)."""
     top = name.split(".")[0]
-    if top in _NOT_YOURS or top in ("__main__", "__mp_main__"):
+    if top in _NOT_YOURS or top in ("__main__", "__mp_main__", __package__.split(".")[0]):  # (hpsearch: the library)
         return None
+    kept = _MODULES.get(top)
+    if kept is not None and all(_stamp(file) == stamp for file, stamp in kept[0].items()):
+        return kept[1]  # asked of every fit: unchanged files, the same digest
     spec = _spec(top, None)
     if spec is None:
         return None
@@ -114,16 +117,29 @@ def module_digest(name: str) -> str | None:
     if not place or not os.path.exists(place) or os.path.realpath(place).startswith(_INSTALLED):
         _NOT_YOURS.add(top)  # torch's, the standard library's: asked of every criterion and optimizer
         return None
-    return _digest([(top, True)])
+    read: list[Path] = []
+    digest = _digest([(top, True)], read)
+    _MODULES[top] = ({str(file): _stamp(file) for file in read}, digest)
+    return digest
+
+
+def _stamp(file) -> tuple[int, int]:
+    try:
+        stat = os.stat(file)
+    except OSError:
+        return -1, -1
+    return stat.st_mtime_ns, stat.st_size
 
 
 _INSTALLED = tuple({os.path.join(os.path.realpath(path), "") for key, path in sysconfig.get_paths().items()
                     if key in ("stdlib", "platstdlib", "purelib", "platlib")})
 _NOT_YOURS: set[str] = set()
+_MODULES: dict[str, tuple[dict[str, tuple[int, int]], str]] = {}  # top -> ({file read: stamp}, digest)
 
 
-def _digest(todo: list[tuple[str, bool]]) -> str:
-    """The digest of the top-level modules ``todo`` names (``(name, True)``) and of the neighbours they import."""
+def _digest(todo: list[tuple[str, bool]], read: list[Path] | None = None) -> str:
+    """The digest of the top-level modules ``todo`` names (``(name, True)``) and of the neighbours they import;
+    the files it read are added to ``read``."""
     raw_digest, syntax_digest, seen = hashlib.sha256(), hashlib.sha256(), set()
     folders: list[str] = []  # your module's own folders, where its neighbours are looked for first
     while todo:
@@ -141,6 +157,8 @@ def _digest(todo: list[tuple[str, bool]]) -> str:
                 raw, syntax, names = _read(file)
             except OSError:
                 continue  # gone, or a link to nothing
+            if read is not None:
+                read.append(file)
             label = file.relative_to(base).as_posix().encode() + b"\0"
             raw_digest.update(label + raw + b"\0")
             syntax_digest.update(label + syntax + b"\0")
