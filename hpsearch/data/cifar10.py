@@ -202,7 +202,9 @@ def load_cifar10(data_dir: str | os.PathLike | None = None) -> Dataset:
     missing = [name for name in files if not (folder / name).is_file()]
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise CifarError(f"{folder / missing[0]} is missing{more}: CIFAR-10 needs all five training batches "
+        # a folder where a batch file should be (an archive extracted into itself) is not "missing"
+        what = "is a folder, not a batch file" if (folder / missing[0]).is_dir() else "is missing"
+        raise CifarError(f"{folder / missing[0]} {what}{more}: CIFAR-10 needs all five training batches "
                          f"({files[0]}..{files[4]}) and {files[5]}; re-extract the archive")
     parts = [read_batch(folder / name) for name in files]
     arrays = {"train_images": np.concatenate([p[0] for p in parts[:5]]),

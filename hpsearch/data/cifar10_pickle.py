@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UsageError
+from ..errors import UsageError, brief
 
 __all__ = ["CifarError", "unpickle", "MAX_PICKLE_BYTES"]
 
@@ -84,8 +84,8 @@ def unpickle(path: Path):
         if str(exc).startswith("it names "):
             raise CifarError(f"{path} refused: {exc}, which a CIFAR-10 batch never does (only numpy arrays "
                              "and lists); loading it could run code: delete it and re-download") from None
-        reason = str(exc)
+        reason = brief(exc)
     except Exception as exc:  # a damaged pickle can raise almost anything: EOFError, ValueError, ...
-        reason = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        reason = f"{type(exc).__name__}: {brief(exc)}" if str(exc).strip() else type(exc).__name__
     raise CifarError(f"cannot read {path}: not a CIFAR-10 python batch, or damaged or cut short "
-                     f"({reason.splitlines()[0][:80]}); re-download it") from None
+                     f"({reason}); re-download it") from None

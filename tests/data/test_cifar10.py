@@ -157,6 +157,9 @@ def test_a_missing_batch_and_a_wrong_meta_are_named(tmp_path):
     (folder / "data_batch_4").unlink()
     message = _error(folder)
     assert "data_batch_4 is missing" in message and "all five training batches" in message
+    (folder / "data_batch_4").mkdir()  # an archive extracted into a folder of the batch's name: not "missing"
+    assert "data_batch_4 is a folder, not a batch file: CIFAR-10 needs" in _error(folder)
+    (folder / "data_batch_4").rmdir()
     (tmp_path / "empty").mkdir()
     assert "data_dir " + str(tmp_path / "empty") + " holds no CIFAR-10 batches" in _error(tmp_path / "empty")
     write_python(folder, _batches())
