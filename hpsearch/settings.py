@@ -78,7 +78,8 @@ class SearchSettings:
     n: int = setting(150, "number of configs to evaluate", kind=int,
                      check=checks.whole(1, MAX_N, " configs (each one is a trial in the store)"))
     dataset: str = setting("digits", "the data: a bundled or published dataset, or your own (folder: image "
-                           "folders; npz: arrays)", choices=checks.datasets, strict=False)
+                           "folders; npz: arrays); any case, _ for -, and fashionmnist, cifar-10 and triplemnist "
+                           "are read too", choices=checks.datasets, strict=False)
     data_dir: str | None = setting(
         None, "where the dataset's files are: your images (folder: DIR/train/<class>/<image>, and test/ if you have "
         "one), your arrays (npz: FILE.npz with X_train, y_train, X_test, y_test), the idx files (raw or .gz) of "
