@@ -41,8 +41,10 @@ def atomic_write(path: Path, write: Callable, binary: bool = False) -> None:
     except BaseException as exc:
         if os.path.exists(tmp):
             os.remove(tmp)
-        # torch.save reports a failed write as a RuntimeError ("... failed writing file ...")
-        if isinstance(exc, OSError) or (isinstance(exc, RuntimeError) and "writ" in str(exc)):
+        # torch.save reports a failed write as a RuntimeError ("... failed writing file ...", or on a full disk
+        # "unexpected pos ..." raised while the OSError of the write is handled)
+        if isinstance(exc, OSError) or (isinstance(exc, RuntimeError) and (
+                "writ" in str(exc) or isinstance(exc.__context__ or exc.__cause__, OSError))):
             raise _storage_error(path, exc) from None
         raise
 

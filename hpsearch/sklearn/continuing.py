@@ -23,13 +23,15 @@ import os
 import re
 import sys
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..errors import StorageError, brief
 from ..jobs.resources import rng_kept, torch_threads
-from ..rundir.states import capture, load_state, restore, save_state
+from ..rundir.states import capture, load_state, refuse_state, restore, save_state
 from ..search.interrupt import InterruptFlag
 from ..training.models.code import module_digest
 from .callback_states import callback_states, put_back_callback_states
@@ -224,29 +226,46 @@ class Continuing:
                 # (every later fit with this storage restored it) and the search stops, as without skorch
                 if ctrl_c.raised or (trained and "dur" not in self.history[-1]):
                     raise KeyboardInterrupt
-                save_state(folder / f"{target}.pt", self._hp_paused, owner)
+                try:
+                    save_state(folder / f"{target}.pt", self._hp_paused, owner)
+                except (StorageError, OSError) as exc:  # a cache: the fit is scored all the same (a full disk)
+                    why = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).split("; ")[0]
+                    _storage_warning(self._hp_storage, f"this fit's state is not kept ({why}); a survivor of it "
+                                     "trains from scratch at the next budget (the same result, more epochs)")
         finally:
             self._hp_paused = self._hp_resume = None  # tensors a fitted net has no use for
-        with open(Path(self._hp_storage) / EPOCHS_LOG, "a") as log:  # one short line: an atomic append
-            log.write(f"{trained}\n")
+        try:
+            with open(Path(self._hp_storage) / EPOCHS_LOG, "a") as log:  # one short line: an atomic append
+                log.write(f"{trained}\n")
+        except OSError as exc:
+            _storage_warning(self._hp_storage, f"the epochs of a fit are not counted ({exc.strerror}): n_fold_epochs_ "
+                             "counts fewer than were trained")
         return self
 
-    def _last_state(self, folder: Path, owner: dict, target: int) -> dict | None:
-        """The state of this fit at the most epochs up to ``target``, or None."""
+    def _last_state(self, folder: Path, owner: dict, target: int) -> tuple[Path, dict] | None:
+        """The state of this fit at the most epochs up to ``target`` and its file, or None."""
         done = sorted((int(p.stem) for p in folder.glob("*.pt") if p.stem.isdigit() and int(p.stem) <= target),
                       reverse=True)
-        return next((s for s in (load_state(folder / f"{e}.pt", owner) for e in done) if s is not None), None)
+        found = ((folder / f"{e}.pt", load_state(folder / f"{e}.pt", owner)) for e in done)
+        return next(((path, s) for path, s in found if s is not None), None)
 
-    def _fit_from(self, state: dict | None, X, y, target: int, **fit_params) -> int:
-        """Train to ``target`` epochs from ``state`` (None: from scratch); the epochs trained. A fit that
-        ended before the epochs it was asked for (early stopping) ended there for good, as a
-        straight fit would have."""
-        if state is None:
+    def _fit_from(self, stored: tuple[Path, dict] | None, X, y, target: int, **fit_params) -> int:
+        """Train to ``target`` epochs from the ``stored`` state (None: from scratch); the epochs trained. A fit
+        that ended before the epochs it was asked for (early stopping) ended there for good, as a
+        straight fit would have. A state this net cannot take (its tensors of other shapes) is said and
+        left: the fit starts from scratch (it failed the candidate on every run while the file stayed)."""
+        if stored is not None:
+            try:
+                restore(self, stored[1])
+                put_back_callback_states(self, stored[1].get("callbacks", {}))
+            except Exception as exc:  # noqa: BLE001 - torch's load_state_dict and the optimizer's raise their own
+                stored = refuse_state(stored[0], f"cannot be restored into this net ({type(exc).__name__}: "
+                                                 f"{brief(exc)})")
+        if stored is None:
             super().fit(X, y, **fit_params)
             self._hp_paused["asked"] = target
             return len(self.history)
-        restore(self, state)
-        put_back_callback_states(self, state.get("callbacks", {}))
+        state = stored[1]
         start = len(self.history)
         if start >= target or start < state.get("asked", start):  # a fit already done, or one that stopped early
             self.check_data(X, y)  # what fit learns of y (a classifier's classes_, which scikit-learn's scorers read)
@@ -257,6 +276,16 @@ class Continuing:
         self.partial_fit(X, y, epochs=target - start, **fit_params)
         self._hp_paused["asked"] = target
         return len(self.history) - start
+
+
+def _storage_warning(storage: str, what: str) -> None:
+    """Once per storage and process (each job warns): the storage cannot be written, and what follows."""
+    if storage not in _WARNED:
+        _WARNED.add(storage)
+        warnings.warn(f"storage {storage}: {what}", RuntimeWarning, stacklevel=3)
+
+
+_WARNED: set[str] = set()
 
 
 def continuing(net, storage, seed: int, threads: int):

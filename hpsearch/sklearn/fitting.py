@@ -17,6 +17,7 @@ from sklearn.utils.metaestimators import available_if
 
 from ..errors import UsageError
 from ..jobs.resources import cpu_count
+from ..training.models.user import run_folder_holding
 from .continuing import EPOCHS_LOG
 
 __all__ = ["fit_storage", "trained_epochs", "as_float32", "as_rows", "Float32Input", "seed_of", "jobs_of",
@@ -32,13 +33,21 @@ def fit_storage(storage):
             (Path(folder) / EPOCHS_LOG).write_text("")
             yield Path(folder)
         return
+    if not str(storage).strip():  # Path("") is the current folder: the states would land wherever Python runs
+        raise UsageError(f"storage {storage!r} is empty; name a folder for the fits' states, or storage=None for a "
+                         "temporary one")
     folder = Path(storage).expanduser()
+    run = run_folder_holding(folder)
+    if run is not None:  # hpsearch search's run: its trials are not the door's states, nor its lock taken here
+        raise UsageError(f"storage {folder} is in the run folder {run} of hpsearch search, whose trials a search "
+                         "estimator does not read; give the fits' states a folder of their own")
     try:
         folder.mkdir(parents=True, exist_ok=True)
+        (folder / EPOCHS_LOG).write_text("")
     except OSError as exc:
-        raise UsageError(f"storage {folder}: cannot make the folder ({exc.strerror}); pass a folder you can write "
-                         "to, or storage=None for a temporary one") from None
-    (folder / EPOCHS_LOG).write_text("")
+        what = "is a file, not a folder" if folder.is_file() else f"cannot be written ({exc.strerror})"
+        raise UsageError(f"storage {folder} {what}; pass a folder you can write to, or storage=None for a "
+                         "temporary one") from None
     yield folder
 
 

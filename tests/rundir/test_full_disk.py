@@ -72,3 +72,20 @@ def test_pictures_that_cannot_be_written_are_one_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "cannot write" in err and "search_" in err and "(File too large)" in err and "Traceback" not in err
     assert not list(run.glob("search_*.png")) and not list(run.glob(".*tmp*"))
+
+
+def test_torchs_unexpected_pos_on_a_full_disk_is_a_storage_error(tmp_path):
+    """On a full disk torch.save raises "unexpected pos ...", a RuntimeError without "writ" in it, while the write's
+    OSError is being handled: it went through as a traceback, or as a failed fit."""
+    from hpsearch.errors import StorageError
+    from hpsearch.rundir.atomic import atomic_write
+
+    def full(fh):
+        try:
+            raise OSError(28, "No space left on device")
+        except OSError:
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 2944 vs 2838") from None
+
+    with pytest.raises(StorageError, match="cannot write .*state.pt"):
+        atomic_write(tmp_path / "state.pt", full, binary=True)
+    assert list(tmp_path.iterdir()) == []
