@@ -195,3 +195,26 @@ def test_an_edit_during_a_search_stops_it_before_a_rung_trains_on_the_edited_cod
     _edit(module, "return 2 * self.head(", "return self.head(")
     assert main(args) == 0
     assert {r["epochs"] for rec in load_records(run) for r in rec["rungs"]} == {1, 3}
+
+
+def test_a_library_installed_inside_your_modules_folder_is_not_your_code(tmp_path, monkeypatch):
+    """A project's own .venv beside its module: every library under it (torch, scikit-learn) counted as a
+    neighbour, and its every file was parsed (a scikit-learn door's first fit did not end in minutes)."""
+    from hpsearch.training.models.code import code_digest, module_digest
+    from hpsearch.training.models.user import add_module_path
+
+    folder = tmp_path / "venvproj"
+    lib = folder / ".venv" / "lib" / "python3" / "site-packages" / "venvlib"
+    lib.mkdir(parents=True)
+    (lib / "__init__.py").write_text("WIDTH = 8\n")
+    (folder / "venvnets.py").write_text(
+        "import venvlib\nfrom torch import nn\n\n\nclass VenvNet(nn.Module):\n"
+        "    def __init__(self, image_shape, n_classes):\n        super().__init__()\n"
+        "        self.layer = nn.Linear(64, n_classes)\n\n    def forward(self, x):\n"
+        "        return self.layer(x.flatten(1))\n")
+    monkeypatch.syspath_prepend(str(lib.parent))
+    add_module_path(folder)
+    before, module_before = code_digest("venvnets:VenvNet"), module_digest("venvnets")
+    (lib / "__init__.py").write_text("WIDTH = 16\n")  # an upgrade of the library: not an edit of your code
+    assert code_digest("venvnets:VenvNet") == before and module_digest("venvnets") == module_before
+    assert module_digest("venvlib") is None

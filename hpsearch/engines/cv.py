@@ -21,7 +21,7 @@ from .. import setting_checks
 from ..errors import DivergedError, StorageError, UsageError, param
 from ..jobs.resident import resident
 from ..jobs.resources import cpu_count, effective_jobs, threads_per_job, torch_threads
-from ..jobs.workers import die_with_parent, import_failed_here
+from ..jobs.workers import check_missing, die_with_parent, missing_module
 from ..rundir.states import capture, early_stopping_of, load_state, refuse_state, restore, save_state
 from ..tasks import task_of
 
@@ -91,8 +91,8 @@ def _score_fold(make, X, y, train, test, scoring, threads, state=None):
     with torch_threads(threads):
         try:
             net = make()
-        except ImportError as exc:  # where the job runs, not the config: stop, keep the rest, retry it later
-            raise import_failed_here(exc) from None
+        except ImportError as exc:  # the config's, unless the search's own process has the module (missing_here)
+            return missing_module(exc)
         except Exception as exc:  # noqa: BLE001 - a failing config is data, not a crash
             return _failure(exc)
         data = resident(X, net.device)
@@ -108,7 +108,7 @@ def _score_fold(make, X, y, train, test, scoring, threads, state=None):
         except StorageError:  # the run folder's fault (a full disk), not the config's: stop, keep the rest
             raise
         except ImportError as exc:  # (a module imported inside forward)
-            raise import_failed_here(exc) from None
+            return missing_module(exc)
         except Exception as exc:  # noqa: BLE001
             return _failure(exc)
         return dict(score=score, accuracy=accuracy, fit_time=fit_time, epochs=len(net.history), error=None,
@@ -214,6 +214,7 @@ def evaluate_configs(makers: dict, X: np.ndarray, y: np.ndarray, folds, *, paral
                                     for key, k, make in tasks()):
         if stop is not None and stop():
             raise KeyboardInterrupt
+        check_missing(outcome)
         result = gather.add(key, k, outcome)
         if result is not None:
             yield key, result

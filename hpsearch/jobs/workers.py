@@ -11,14 +11,16 @@ tests), so it is not done.
 
 from __future__ import annotations
 
+import importlib.util
 import multiprocessing
 import os
+import sys
 import threading
 import time
 
 from ..errors import JobEnvironmentError
 
-__all__ = ["die_with_parent", "import_failed_here"]
+__all__ = ["die_with_parent", "missing_module", "check_missing"]
 
 _WATCHED_IN: int | None = None  # the pid of the process whose watchdog runs
 
@@ -59,16 +61,32 @@ def _alive(pid: int) -> bool:
         return True
 
 
-def import_failed_here(exc: ImportError) -> JobEnvironmentError:
-    """The one line for a job that cannot import a module where it runs: which module, where, and the fix."""
+def missing_module(exc: ImportError) -> dict:
+    """A job's failure to import a module, as its outcome: the config's failure, with the module and where the
+    job ran, for ``check_missing`` in the search's process to tell a machine's fault from the config's."""
     try:
         from distributed import get_worker
 
         where = f"the Dask worker at {get_worker().address}"
     except (ImportError, ValueError):
         where = "a job process on this machine" if multiprocessing.parent_process() is not None else "this process"
-    name = exc.name or "a module"
-    return JobEnvironmentError(
-        f"{where} cannot import {name} ({type(exc).__name__}: {exc}); no config is marked failed for it, and "
-        f"everything finished is kept: make {name} importable there (install it, or put its folder on the "
-        "workers' PYTHONPATH), then run the same command again")
+    return {"error": f"{type(exc).__name__}: {exc}", "missing": exc.name, "where": where}
+
+
+def check_missing(outcome: dict) -> None:
+    """In the search's (or retraining's) process: a module a job could not import that this process can is the
+    job's machine's fault, never the config's: a ``JobEnvironmentError`` in one line, nothing marked failed (a
+    stored failure is never retried). One this process cannot import either is the config's failure (a
+    package only some configs use, installed nowhere), kept as such. The outcome loses the two keys."""
+    name, where = outcome.pop("missing", None), outcome.pop("where", None)
+    if not name:
+        return
+    try:
+        here = name in sys.modules or importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        here = False
+    if here:
+        raise JobEnvironmentError(
+            f"{where} cannot import {name} ({outcome['error']}), which this process can; no config is marked "
+            f"failed for it, and everything finished is kept: make {name} importable there (install it, or put "
+            "its folder on the workers' PYTHONPATH), then run the same command again")

@@ -26,6 +26,7 @@ from joblib import delayed
 
 from ..errors import UsageError, param
 from ..jobs.backends import LokyBackend
+from ..jobs.workers import check_missing
 from ..rundir.atomic import atomic_write_text
 from ..rundir.lock import RunLock
 from ..rundir.names import COMPARE_FILE, SPACE_FILE
@@ -239,6 +240,7 @@ def _compare(run_dir: Path, settings: dict, by: list[str], retrain_epochs: int, 
             for key, row in results:
                 if flag.raised or row["error"] == "interrupted":
                     raise KeyboardInterrupt
+                check_missing(row)  # a job's machine without a module this process has: stop
                 rows.append({"group": _group_name(key), **dict(zip(by, key, strict=True)), "by": ",".join(by),
                              "same_config": same_config, **row})
                 bar.finished(None)

@@ -17,7 +17,7 @@ from skorch.helper import predefined_split
 from ..data.dataset import Dataset
 from ..errors import DivergedError, StorageError
 from ..jobs.resources import torch_threads
-from ..jobs.workers import die_with_parent, import_failed_here
+from ..jobs.workers import die_with_parent, missing_module
 from ..rundir.checkpoints import EpochCheckpoint, checkpoint_path, resume_state
 from ..rundir.exports import param_text
 from ..rundir.states import restore, run_digest
@@ -83,33 +83,37 @@ def retrain_one(cand: dict, dataset: Dataset, *, device, epochs, batch_size, see
             meta = checkpoint_meta(run_id, cand, epochs, monitor_test, batch_size, seed)
             checkpoint = EpochCheckpoint(checkpoint_path(run_dir, cand["trial"]), meta, checkpoint_every)
             callbacks.append(("checkpoint", checkpoint))
-        try:
+        start = time.perf_counter()
+        error, missing = "", {}
+        tested = {"test_accuracy": float("nan"), "test_loss": float("nan")}
+        tested.update({f"test_{name}": float("nan") for name in dataset.task.metric_names()})
+        try:  # (outside the fit's try: a UsageError of the config's net is the command's one line, as before)
             net = build_retrain_net(cand["config"], dataset, device=device, epochs=epochs, batch_size=batch_size,
                                     random_state=trial_seed(seed, cand["trial"]), monitor_test=monitor_test,
                                     callbacks=callbacks, module=module)
-        except ImportError as exc:  # where the job runs, not the config: not recorded, retried
-            raise import_failed_here(exc) from None
-        start = time.perf_counter()
-        error = ""
-        tested = {"test_accuracy": float("nan"), "test_loss": float("nan")}
-        tested.update({f"test_{name}": float("nan") for name in dataset.task.metric_names()})
+        except ImportError as exc:  # the config's, unless the retraining's process has it (check_missing)
+            net, missing = None, missing_module(exc)
+            error = missing["error"]
         try:
-            _fit(net, dataset, checkpoint, epochs)
-            if len(net.history) < epochs or "dur" not in net.history[-1]:  # skorch swallowed Ctrl-C
-                error = "interrupted"
-            else:
-                tested = dataset.task.test_metrics(dataset.y_test, net.predict_proba(dataset.X_test))
+            if net is not None:
+                _fit(net, dataset, checkpoint, epochs)
+                if len(net.history) < epochs or "dur" not in net.history[-1]:  # skorch swallowed Ctrl-C
+                    error = "interrupted"
+                else:
+                    tested = dataset.task.test_metrics(dataset.y_test, net.predict_proba(dataset.X_test))
         except StorageError:  # a full or read-only disk is not the config's fault: not recorded, retried
             raise
-        except ImportError as exc:
-            raise import_failed_here(exc) from None
+        except ImportError as exc:  # the config's, unless the retraining's process has it (check_missing)
+            missing = missing_module(exc)
+            error = missing["error"]
         except (DivergedError, ValueError, RuntimeError) as exc:
             error = f"{type(exc).__name__}: {exc}"
         row = {"trial": cand["trial"], "search_rank": cand["search_rank"], "cv_score": cand["cv_score"],
                "cv_accuracy": cand["cv_accuracy"], "cv_epochs": cand.get("cv_epochs"), **tested,
                "epochs": len(net.history) if error == "" else 0, "retrain_epochs": epochs,
                "schedule": cand["config"].get("schedule", "none"),
-               "fit_time": time.perf_counter() - start, "device": str(net.device), "error": error,
+               "fit_time": time.perf_counter() - start, "device": str(net.device) if net is not None else str(device),
+               "error": error, **missing,
                **{f"param_{k}": param_text(v) for k, v in sorted(cand["config"].items())}}
         return row, (winner_payload(net) if error == "" else None)
 

@@ -64,6 +64,7 @@ from ..data.dataset import Dataset
 from ..errors import UsageError, check_whole, param
 from ..jobs.backends import LokyBackend
 from ..jobs.resources import keeps_rng
+from ..jobs.workers import check_missing
 from ..rundir.checkpoints import remove_checkpoint
 from ..rundir.lock import RunLock
 from ..rundir.names import RETRAIN_FILE, WINNER_FILE
@@ -290,6 +291,7 @@ def _retrain_top(run_dir: Path, settings: dict, top: int, retrain_epochs: int, *
             for row, payload in results:
                 if flag.raised or row["error"] == "interrupted":
                     raise KeyboardInterrupt
+                check_missing(row)  # a job's machine without a module this process has: stop
                 rows.append(row)
                 cand = _candidate(candidates, row["trial"])
                 if payload is not None:  # kept before its row is written: a row always has its weights

@@ -224,7 +224,7 @@ class Continuing:
                 trained = self._fit_from(self._last_state(folder, owner, target), X, y, target, **fit_params)
                 # skorch swallows a Ctrl-C and returns the net as it was: a fit cut short is not kept as done
                 # (every later fit with this storage restored it) and the search stops, as without skorch
-                if ctrl_c.raised or (trained and "dur" not in self.history[-1]):
+                if ctrl_c.raised:  # (not a row cut short: a callback of yours may end a fit so, as skorch lets it)
                     raise KeyboardInterrupt
                 try:
                     save_state(folder / f"{target}.pt", self._hp_paused, owner)

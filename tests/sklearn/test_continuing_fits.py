@@ -290,3 +290,17 @@ def test_a_storage_that_is_no_folder_of_its_own_is_one_line(data, tmp_path, stor
     (tmp_path / "run" / "trials.db").write_bytes(b"")
     with pytest.raises(UsageError, match="^" + re.escape(said.format(tmp=tmp_path))):
         _halving(str(tmp_path / storage) if storage else storage).fit(*data)
+
+
+class _StopMidEpoch(Callback):
+    """A callback of the user's that ends training in the middle of epoch 2, as skorch lets one (a time budget)."""
+
+    def on_batch_end(self, net, **kwargs):
+        if len(net.history) == 2 and len(net.history[-1]["batches"]) == 3:
+            raise KeyboardInterrupt
+
+
+def test_a_fit_your_callback_ends_early_is_a_fit_not_a_ctrl_c(data, tmp_path):
+    made = continuing(_net(callbacks=[("stop", _StopMidEpoch())]), tmp_path, 0, 1)
+    fitted = clone(made).set_params(max_epochs=3).fit(*data)  # it stopped the search as a Ctrl-C would
+    assert len(fitted.history) == 2 and trained_epochs(tmp_path) == [2]

@@ -19,6 +19,7 @@ import hashlib
 import importlib.machinery
 import importlib.util
 import os
+import site
 import sys
 import sysconfig
 from pathlib import Path
@@ -86,7 +87,7 @@ def _ours(spec, folders: list[str]) -> bool:
     links too: a folder on PYTHONPATH that is a link)."""
     place = spec.origin if spec.origin and spec.origin.endswith(".py") else next(
         iter(spec.submodule_search_locations or []), None)
-    if place is None:
+    if place is None or _installed(place):  # a project's own .venv inside your module's folder: torch is not yours
         return False
     places = {os.path.abspath(place), os.path.realpath(place)}
     roots = {os.path.join(f, "") for folder in folders for f in (folder, os.path.realpath(folder))}
@@ -114,7 +115,7 @@ def module_digest(name: str) -> str | None:
         return None
     place = (spec.origin if spec.origin not in (None, "built-in", "frozen")
              else next(iter(spec.submodule_search_locations or []), None))
-    if not place or not os.path.exists(place) or os.path.realpath(place).startswith(_INSTALLED):
+    if not place or not os.path.exists(place) or _installed(place):
         _NOT_YOURS.add(top)  # torch's, the standard library's: asked of every criterion and optimizer
         return None
     read: list[Path] = []
@@ -131,8 +132,16 @@ def _stamp(file) -> tuple[int, int]:
     return stat.st_mtime_ns, stat.st_size
 
 
-_INSTALLED = tuple({os.path.join(os.path.realpath(path), "") for key, path in sysconfig.get_paths().items()
-                    if key in ("stdlib", "platstdlib", "purelib", "platlib")})
+_INSTALLED = tuple({os.path.join(os.path.realpath(path), "") for path in [
+    *(path for key, path in sysconfig.get_paths().items() if key in ("stdlib", "platstdlib", "purelib", "platlib")),
+    *site.getsitepackages(), site.getusersitepackages()]})
+
+
+def _installed(place: str) -> bool:
+    """Whether a module's file was installed (the standard library, a site-packages anywhere: a venv of the
+    project's own, the user's, one on PYTHONPATH), so never your code: reading it would parse all of torch."""
+    real = os.path.realpath(place)
+    return real.startswith(_INSTALLED) or any(part in ("site-packages", "dist-packages") for part in Path(real).parts)
 _NOT_YOURS: set[str] = set()
 _MODULES: dict[str, tuple[dict[str, tuple[int, int]], str]] = {}  # top -> ({file read: stamp}, digest)
 
