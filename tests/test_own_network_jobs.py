@@ -92,19 +92,25 @@ def test_a_job_that_cannot_import_a_module_stops_the_search_and_fails_no_config(
 def test_a_module_a_job_lacks_is_the_machines_fault_only_where_this_process_has_it():
     from hpsearch.jobs.workers import check_missing
 
-    def make(name):
+    def make(exc):
         def build():
-            raise ModuleNotFoundError(f"No module named '{name}'", name=name)
+            raise exc
         return build
 
-    outcome = _score_fold(make("json"), None, None, None, None, "neg_log_loss", 1)
-    assert outcome["missing"] == "json" and outcome["where"] == "this process"
-    with pytest.raises(JobEnvironmentError, match="this process cannot import json .*, which this process can; no "
-                                                  "config is marked failed for it"):
+    elsewhere = {"error": "ModuleNotFoundError: No module named 'json'", "missing": "json",
+                 "where": "the Dask worker at tcp://10.0.0.2:4000"}
+    with pytest.raises(JobEnvironmentError, match="the Dask worker at tcp://10.0.0.2:4000 cannot import json .*, "
+                                                  "which this process can; no config is marked failed for it"):
+        check_missing(dict(elsewhere))
+    nowhere = {**elsewhere, "missing": "fancy_acts", "error": "ModuleNotFoundError: No module named 'fancy_acts'"}
+    check_missing(nowhere)  # installed nowhere here either: the config's failure, as before
+    assert nowhere == {"error": "ModuleNotFoundError: No module named 'fancy_acts'"}
+    # in the search's own process, or a name a module lacks ("cannot import name"): the config's code, always
+    for exc in (ModuleNotFoundError("No module named 'json'", name="json"),
+                ImportError("cannot import name 'FancyNorm' from 'torch.nn'", name="torch.nn")):
+        outcome = _score_fold(make(exc), None, None, None, None, "neg_log_loss", 1)
         check_missing(outcome)
-    outcome = _score_fold(make("fancy_acts"), None, None, None, None, "neg_log_loss", 1)
-    check_missing(outcome)  # installed nowhere here either: the config's failure, as before
-    assert outcome == {"error": "ModuleNotFoundError: No module named 'fancy_acts'"}
+        assert set(outcome) == {"error"}
 
 
 def test_a_package_only_some_configs_import_fails_those_configs_and_the_search_goes_on(tmp_path, capsys):

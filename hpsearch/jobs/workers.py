@@ -70,7 +70,12 @@ def missing_module(exc: ImportError) -> dict:
         where = f"the Dask worker at {get_worker().address}"
     except (ImportError, ValueError):
         where = "a job process on this machine" if multiprocessing.parent_process() is not None else "this process"
-    return {"error": f"{type(exc).__name__}: {exc}", "missing": exc.name, "where": where}
+    failure = {"error": f"{type(exc).__name__}: {exc}"}
+    # only a module not found elsewhere than here can be the machine's fault ("cannot import name", a circular
+    # import, or anything in the search's own process, is the config's code failing as it would anywhere)
+    if not isinstance(exc, ModuleNotFoundError) or not exc.name or where == "this process":
+        return failure
+    return {**failure, "missing": exc.name, "where": where}
 
 
 def check_missing(outcome: dict) -> None:

@@ -36,7 +36,7 @@ from ..search.interrupt import InterruptFlag
 from ..training.models.code import module_digest
 from .callback_states import callback_states, put_back_callback_states
 
-__all__ = ["continuing", "fit_key", "code_key", "described", "EPOCHS_LOG"]
+__all__ = ["continuing", "fit_key", "code_key", "described", "forget_warnings", "EPOCHS_LOG"]
 
 EPOCHS_LOG = "epochs.log"  # one line per fit: the epochs it trained (a resumed fit trains 0)
 _VOLATILE = ("max_epochs", "verbose", "warm_start")  # what does not make another fit
@@ -260,7 +260,8 @@ class Continuing:
                 put_back_callback_states(self, stored[1].get("callbacks", {}))
             except Exception as exc:  # noqa: BLE001 - torch's load_state_dict and the optimizer's raise their own
                 stored = refuse_state(stored[0], f"cannot be restored into this net ({type(exc).__name__}: "
-                                                 f"{brief(exc)})")
+                                                 f"{brief(exc, joined=True)})")
+                self.initialize()  # what restore copied before it failed is gone (warm_start would have kept it)
         if stored is None:
             super().fit(X, y, **fit_params)
             self._hp_paused["asked"] = target
@@ -279,13 +280,20 @@ class Continuing:
 
 
 def _storage_warning(storage: str, what: str) -> None:
-    """Once per storage and process (each job warns): the storage cannot be written, and what follows."""
-    if storage not in _WARNED:
-        _WARNED.add(storage)
+    """Once per storage, kind of trouble and search (``forget_warnings``; each job process warns once): the
+    storage cannot be written, and what follows."""
+    key = (storage, what.split(" (")[0])
+    if key not in _WARNED:
+        _WARNED.add(key)
         warnings.warn(f"storage {storage}: {what}", RuntimeWarning, stacklevel=3)
 
 
-_WARNED: set[str] = set()
+_WARNED: set[tuple[str, str]] = set()
+
+
+def forget_warnings() -> None:
+    """A new search says again what its storage cannot do (a notebook's second search with the same full disk)."""
+    _WARNED.clear()
 
 
 def continuing(net, storage, seed: int, threads: int):

@@ -17,8 +17,9 @@ from sklearn.utils.metaestimators import available_if
 
 from ..errors import UsageError
 from ..jobs.resources import cpu_count
+from ..rundir.names import SETTINGS_FILE
 from ..training.models.user import run_folder_holding
-from .continuing import EPOCHS_LOG
+from .continuing import EPOCHS_LOG, forget_warnings
 
 __all__ = ["fit_storage", "trained_epochs", "as_float32", "as_rows", "Float32Input", "seed_of", "jobs_of",
            "callers_state_kept"]
@@ -28,6 +29,7 @@ __all__ = ["fit_storage", "trained_epochs", "as_float32", "as_rows", "Float32Inp
 def fit_storage(storage):
     """The states' folder for one ``fit`` (``storage``, made if missing, else a temporary one), its
     epochs log emptied."""
+    forget_warnings()
     if storage is None:
         with tempfile.TemporaryDirectory(prefix="hpsearch-sklearn-") as folder:
             (Path(folder) / EPOCHS_LOG).write_text("")
@@ -38,7 +40,9 @@ def fit_storage(storage):
                          "temporary one")
     folder = Path(storage).expanduser()
     run = run_folder_holding(folder)
-    if run is not None:  # hpsearch search's run: its trials are not the door's states, nor its lock taken here
+    # hpsearch search's run (its settings too: a trials.db of your own Optuna study is no run): its trials are not
+    # the door's states, nor is its lock taken here
+    if run is not None and (run / SETTINGS_FILE).is_file():
         raise UsageError(f"storage {folder} is in the run folder {run} of hpsearch search, whose trials a search "
                          "estimator does not read; give the fits' states a folder of their own")
     try:
