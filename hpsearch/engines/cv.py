@@ -91,7 +91,7 @@ def _score_fold(make, X, y, train, test, scoring, threads, state=None):
     with torch_threads(threads):
         try:
             net = make()
-        except ImportError as exc:  # the config's, unless the search's own process has the module (missing_here)
+        except ImportError as exc:  # the config's, unless the search's own process has the module (check_missing)
             return missing_module(exc)
         except Exception as exc:  # noqa: BLE001 - a failing config is data, not a crash
             return _failure(exc)

@@ -3,10 +3,10 @@
 scikit-learn's searches clone the estimator and call ``fit(X_train, y_train)`` with
 ``max_epochs = n_resources`` at every iteration, from scratch. ``continuing(net, storage, ...)``
 returns the same net as an instance of a subclass of its own class whose ``fit`` first looks in
-``storage`` for a state of the same fit (the same parameters but ``max_epochs``, the same seed and
-rows) at fewer epochs: it restores it (weights, optimizer, history, random state, the user's callbacks'
-state: ``callback_states``) and trains only the epochs left, then keeps its own state, as it was
-before any ``on_train_end``, for the next iteration. A state at exactly the epochs asked is a fit
+``storage`` for a state of the same fit (the same parameters but ``max_epochs``, the same code of your
+classes, the same seed and rows) at fewer epochs: it restores it (weights, optimizer, history, random
+state, the user's callbacks' state: ``callback_states``) and trains only the epochs left, then keeps its
+own state, as it was before any ``on_train_end``, for the next iteration. A state at exactly the epochs asked is a fit
 already done (a resumed search), and one that ended before the epochs it was asked for stopped early
 for good: restored, nothing trained. Every net is seeded from the search's ``random_state`` and its
 parameters, so a continued fit equals a straight one; a fit puts the caller's torch random state
@@ -166,7 +166,7 @@ def _classes(value, seen: set[int]):
     if isinstance(value, list | tuple | set | frozenset):
         for item in value:
             yield from _classes(item, seen)
-    elif hasattr(value, "get_params") and not isinstance(value, type):
+    elif hasattr(value, "get_params"):
         yield from _classes(value.get_params(deep=False), seen)
 
 

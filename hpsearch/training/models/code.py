@@ -9,7 +9,9 @@ a ``math.py`` beside your module is not the ``math`` it imports), else from your
 It holds two digests: of the files' bytes, which any Python reads the same (a colleague's copy, another
 interpreter), and of their syntax (``ast.dump``), which leaves comments and layout aside but whose
 text changes between Python versions; ``same_code`` takes either, the syntax only under the same
-Python version.
+Python version. ``module_digest(name)`` is the same record for a module imported by any means (the
+scikit-learn door's classes); what is installed (a site-packages anywhere, a project's own ``.venv``
+included) is never read as your code.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import sys
 import sysconfig
 from pathlib import Path
 
-from .user import module_paths, user_model
+from .user import _stamp, module_paths, user_model
 
 __all__ = ["code_digest", "module_digest", "same_code"]
 
@@ -122,14 +124,6 @@ def module_digest(name: str) -> str | None:
     digest = _digest([(top, True)], read)
     _MODULES[top] = ({str(file): _stamp(file) for file in read}, digest)
     return digest
-
-
-def _stamp(file) -> tuple[int, int]:
-    try:
-        stat = os.stat(file)
-    except OSError:
-        return -1, -1
-    return stat.st_mtime_ns, stat.st_size
 
 
 _INSTALLED = tuple({os.path.join(os.path.realpath(path), "") for path in [
