@@ -14,7 +14,7 @@ from hpsearch.cli import main
 from hpsearch.engines.cv import _score_fold
 from hpsearch.errors import JobEnvironmentError
 from hpsearch.rundir.store import load_records
-from hpsearch.training.models.shipping import ShippedModule
+from hpsearch.training.models.shipping import shipped
 from hpsearch.training.models.user import add_module_path, user_model
 
 MODULE = textwrap.dedent("""
@@ -32,6 +32,10 @@ MODULE = textwrap.dedent("""
                                         nn.ReLU(), nn.Linear(width_of(width), n_classes))
 
         def forward(self, x):
+            if x.shape[0] > 2:  # a path the search's own check never takes: never imported there
+                import late_extra
+
+                x = late_extra.same(x)
             return self.layers(x)
 """)
 
@@ -42,10 +46,12 @@ def test_a_process_without_your_files_builds_the_class_with_the_neighbours_it_im
     (folder / "latenets.py").write_text(MODULE)
     (folder / "late_blocks.py").write_text("def width_of(width):\n    return 2 * width\n")
     (folder / "late_helpers.py").write_text("import math\n\n\ndef size(shape):\n    return math.prod(shape)\n")
+    (folder / "late_extra.py").write_text("def same(x):\n    return x\n")
     add_module_path(folder)
     cls = user_model("latenets:LateNet")
     cls((1, 8, 8), 10)  # the search builds it once before its jobs (the contract's check): late_helpers is imported
-    sent = cloudpickle.dumps(ShippedModule(cls))
+    assert "late_extra" not in sys.modules
+    sent = cloudpickle.dumps(shipped({"model": "latenets:LateNet"})["module"])
     worker = textwrap.dedent("""
         import sys
 
@@ -54,12 +60,12 @@ def test_a_process_without_your_files_builds_the_class_with_the_neighbours_it_im
 
         cls = cloudpickle.loads(sys.stdin.buffer.read()).load()
         net = cls((1, 8, 8), 10, width=4)
-        print(tuple(net(torch.zeros(2, 1, 8, 8)).shape), net.layers[1].out_features)
+        print(tuple(net(torch.zeros(4, 1, 8, 8)).shape), net.layers[1].out_features)
     """)
     done = subprocess.run([sys.executable, "-c", worker], input=sent, capture_output=True, cwd=tmp_path / "elsewhere"
                           if (tmp_path / "elsewhere").mkdir() is None else tmp_path, timeout=120)
     assert done.returncode == 0, done.stderr.decode()[-600:]
-    assert done.stdout.decode().split() == ["(2,", "10)", "8"]  # its neighbours as the folder holds them
+    assert done.stdout.decode().split() == ["(4,", "10)", "8"]  # its neighbours as the folder holds them
 
 
 def test_a_job_that_cannot_import_a_module_stops_the_search_and_fails_no_config(tmp_path, monkeypatch, capsys):

@@ -171,16 +171,18 @@ def _classes(value, seen: set[int]):
 
 
 def _class_code(cls: type) -> str | None:
-    """A digest of your class's code, None for one installed (torch's, skorch's): its module's syntax and its
-    neighbours' (``module_digest``); for a class with no file to read (a script's ``__main__``, a notebook
-    cell's, ``exec``'s) the bytecode of its methods and of its bases' from the same place."""
-    if getattr(sys.modules.get(cls.__module__), "__file__", None) and cls.__module__ not in ("__main__", "__mp_main__"):
-        digest = module_digest(cls.__module__)
-        return None if digest is None else digest.split(":", 1)[1]  # the syntax: comments and layout aside
+    """A digest of your class's code, None for one installed (torch's, skorch's): the bytecode of its methods and
+    of its bases' from the same place (the class as imported: a file edited since, not yet reloaded, is not the
+    code that trains), with, where it has a file, its module's syntax and its neighbours' (``module_digest``:
+    comments and layout aside). A class of a script's ``__main__``, a notebook cell or ``exec``: its methods."""
     codes = [f"{name}={_code(f.__code__)}" for c in cls.__mro__ if c.__module__ == cls.__module__
              for name, v in sorted(vars(c).items())
              if (f := getattr(v, "__func__", v)) is not None and hasattr(f, "__code__")]
-    return hashlib.sha256(repr(codes).encode()).hexdigest()[:20] if codes else None
+    methods = hashlib.sha256(repr(codes).encode()).hexdigest()[:20] if codes else None
+    if getattr(sys.modules.get(cls.__module__), "__file__", None) and cls.__module__ not in ("__main__", "__mp_main__"):
+        digest = module_digest(cls.__module__)
+        return None if digest is None else f"{digest.split(':')[1]}:{methods}"
+    return methods
 
 
 def _rows_key(X, y) -> str:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from .user import _stamp, module_paths, user_model
 
-__all__ = ["code_digest", "module_digest", "same_code"]
+__all__ = ["code_digest", "code_files", "module_digest", "same_code"]
 
 _READ: dict[str, tuple[tuple[int, int], bytes, bytes, list[str]]] = {}  # file -> (stamp, raw, syntax, imports)
 
@@ -98,8 +98,37 @@ def _ours(spec, folders: list[str]) -> bool:
 
 def code_digest(ref: str) -> str:
     """``"<bytes digest>:<syntax digest>:<python version>"`` of the code your class ``ref`` is built from."""
-    cls = user_model(ref)
-    return _digest([(ref.split(":")[0].split(".")[0], True), (cls.__module__.split(".")[0], True)])
+    return _record(ref)[0]
+
+
+def code_files(ref: str) -> dict[str, str]:
+    """``{module name: file}`` of the files ``code_digest(ref)`` reads: your module and the neighbours it imports,
+    those imported only inside a function or on some configs' path included (what a worker without the files
+    needs: ``hpsearch.training.models.shipping``)."""
+    return _record(ref)[1]
+
+
+def _record(ref: str) -> tuple[str, dict[str, str]]:
+    """``code_digest`` and ``code_files`` of ``ref``, kept while the files read and their folders stay as they were
+    and the module paths are the same (asked for each config of each rung)."""
+    cls = user_model(ref)  # (imported anew where edited, as before)
+    key = (ref, module_paths())
+    kept = _RECORDS.get(key)
+    if kept is not None and all(_stamp(file) == stamp for file, stamp in kept[0].items()):
+        return kept[1], kept[2]
+    read: list[tuple[Path, Path]] = []
+    digest = _digest([(ref.split(":")[0].split(".")[0], True), (cls.__module__.split(".")[0], True)], read)
+    names = {}
+    for file, base in read:
+        parts = list(file.relative_to(base).with_suffix("").parts)
+        names[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = str(file)
+    # the folders too: a neighbour's file made or removed since changes what an import resolves to
+    watched = {str(path) for file, base in read for path in (file, file.parent, base)}
+    _RECORDS[key] = ({path: _stamp(path) for path in watched}, digest, names)
+    return digest, names
+
+
+_RECORDS: dict[tuple, tuple[dict[str, tuple[int, int]], str, dict[str, str]]] = {}
 
 
 def module_digest(name: str) -> str | None:
@@ -120,9 +149,9 @@ def module_digest(name: str) -> str | None:
     if not place or not os.path.exists(place) or _installed(place):
         _NOT_YOURS.add(top)  # torch's, the standard library's: asked of every criterion and optimizer
         return None
-    read: list[Path] = []
+    read: list[tuple[Path, Path]] = []
     digest = _digest([(top, True)], read)
-    _MODULES[top] = ({str(file): _stamp(file) for file in read}, digest)
+    _MODULES[top] = ({str(file): _stamp(file) for file, _ in read}, digest)
     return digest
 
 
@@ -140,9 +169,9 @@ _NOT_YOURS: set[str] = set()
 _MODULES: dict[str, tuple[dict[str, tuple[int, int]], str]] = {}  # top -> ({file read: stamp}, digest)
 
 
-def _digest(todo: list[tuple[str, bool]], read: list[Path] | None = None) -> str:
+def _digest(todo: list[tuple[str, bool]], read: list[tuple[Path, Path]] | None = None) -> str:
     """The digest of the top-level modules ``todo`` names (``(name, True)``) and of the neighbours they import;
-    the files it read are added to ``read``."""
+    the files it read, with the folder each module path is relative to, are added to ``read``."""
     raw_digest, syntax_digest, seen = hashlib.sha256(), hashlib.sha256(), set()
     folders: list[str] = []  # your module's own folders, where its neighbours are looked for first
     while todo:
@@ -161,7 +190,7 @@ def _digest(todo: list[tuple[str, bool]], read: list[Path] | None = None) -> str
             except OSError:
                 continue  # gone, or a link to nothing
             if read is not None:
-                read.append(file)
+                read.append((file, base))
             label = file.relative_to(base).as_posix().encode() + b"\0"
             raw_digest.update(label + raw + b"\0")
             syntax_digest.update(label + syntax + b"\0")

@@ -26,12 +26,14 @@ class ShippedModule:
     the module-path modules imported with it go along too, so that an ``import blocks`` run inside a
     method on a worker without the files finds the neighbour (``_SentModules``)."""
 
-    def __init__(self, cls: type[nn.Module]):
+    def __init__(self, cls: type[nn.Module], files: dict[str, str] | None = None):
         import cloudpickle
 
         self.payload = cloudpickle.dumps(cls)
         self.sources = {}
-        for name, file in sorted(_path_files().items()):
+        # the neighbours imported here, and those the code imports where it has not run here (a branch of
+        # forward some configs take): ``code_files``, the files the run's code record reads
+        for name, file in sorted({**_path_files(), **(files or {})}.items()):
             try:
                 self.sources[name] = (file, os.path.basename(file) == "__init__.py", Path(file).read_text())
             except (OSError, UnicodeDecodeError):  # gone since, or not text: the worker imports it as it can
@@ -95,15 +97,15 @@ def shipped(config: dict, recorded: dict | None = None) -> dict:
     kind = config.get("model")
     if not is_user_model(kind):
         return {}
+    from .code import code_digest, code_files, same_code
+
     cls = user_model(kind)
     if recorded and kind in recorded:
-        from .code import code_digest, same_code
-
         if not same_code(recorded[kind], code_digest(kind)):
             raise CodeChangedError(f"the code of {kind} (its module and the modules beside it that it imports) was "
                                    "edited while the run went on; its finished work is kept: put the code back as it "
                                    "was and run the same command again, or search the edited code in a new run folder")
-    return {"module": ShippedModule(cls)}
+    return {"module": ShippedModule(cls, code_files(kind))}
 
 
 class CodeChangedError(UsageError):
