@@ -31,6 +31,7 @@ from ..training.models.code import code_digest, same_code
 from ..training.models.user import ModuleImportError, add_module_path, module_root, run_folder_holding
 from ..training.net import make_net, resolve_device
 from .familiar import familiarity_reference
+from .limits import MAX_VALUES, whole
 
 __all__ = ["save_winner", "winner_payload", "load_winner", "read_winner_info", "BUNDLE_FORMAT"]
 
@@ -204,18 +205,13 @@ def _read_bundle(run_dir) -> dict:
     return _with_defaults(bundle)
 
 
-# the values an input's preprocessing allocates for: far past any image a loader takes (3 x 4096 x 4096)
-_MAX_VALUES, _MAX_CLASSES = 3 * 4096 ** 2, 10 ** 6
-
-
-def _whole(value, low: int, high: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+_MAX_CLASSES = 10 ** 6
 
 
 def _image_shape_fault(shape) -> str | None:
-    if not isinstance(shape, list | tuple) or len(shape) != 3 or not all(_whole(v, 1, _MAX_VALUES) for v in shape) \
-            or math.prod(shape) > _MAX_VALUES:
-        return f"image_shape {shape!r} is not [channels, height, width] of at most {_MAX_VALUES:,} values"
+    if not isinstance(shape, list | tuple) or len(shape) != 3 or not all(whole(v, 1, MAX_VALUES) for v in shape) \
+            or math.prod(shape) > MAX_VALUES:
+        return f"image_shape {shape!r} is not [channels, height, width] of at most {MAX_VALUES:,} values"
     return None
 
 
@@ -224,11 +220,11 @@ def _malformed(bundle: dict) -> str | None:
     for key, kind in (("state_dict", dict), ("config", dict), ("history", list)):
         if not isinstance(bundle.get(key), kind):
             return f"its {key} is {type(bundle.get(key)).__name__}, not a {kind.__name__}"
-    for key, low, high in (("n_classes", 1, _MAX_CLASSES), ("n_features", 1, _MAX_VALUES),
+    for key, low, high in (("n_classes", 1, _MAX_CLASSES), ("n_features", 1, MAX_VALUES),
                            ("batch_size", 1, 10 ** 9), ("epochs", 0, 10 ** 6)):
-        if not _whole(bundle.get(key), low, high):
+        if not whole(bundle.get(key), low, high):
             return f"its {key} {bundle.get(key)!r} is not a whole number in {low}..{high:,}"
-    if not _whole(bundle.get("positions", 0), 0, _MAX_VALUES):
+    if not whole(bundle.get("positions", 0), 0, MAX_VALUES):
         return f"its positions {bundle.get('positions')!r} is not a whole number of labels per image"
     fault = _image_shape_fault(bundle.get("image_shape"))
     if fault:
@@ -240,7 +236,7 @@ def _malformed(bundle: dict) -> str | None:
     preprocess = bundle.get("preprocess")
     if preprocess is not None and (not isinstance(preprocess, dict)
                                    or _image_shape_fault(preprocess.get("image_shape"))):
-        return (f"its preprocess is not the settings a retraining writes (an image_shape of at most {_MAX_VALUES:,} "
+        return (f"its preprocess is not the settings a retraining writes (an image_shape of at most {MAX_VALUES:,} "
                 "values)")
     return None
 

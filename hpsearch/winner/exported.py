@@ -19,6 +19,7 @@ import torch
 from ..errors import UsageError, brief, param, plural
 from ..jobs.resources import threads_per_job
 from ..training.models.trust import trusted_torchscript
+from .limits import MAX_VALUES, whole
 
 __all__ = ["runner", "run_batch", "exported_answers", "FORMATS", "CARD_FILE", "FAMILIAR_FILE", "BATCH_ADVICE"]
 
@@ -30,8 +31,6 @@ BATCH_ADVICE = ("a forward that takes the batch size as a Python number (len(x),
                 "is traced as a fixed batch of 2: write x.flatten(1) or x.view(x.size(0), -1) in your module, and "
                 "export again")
 AGAIN = "export the run again: hpsearch export RUN_DIR"
-# the values an input's preprocessing allocates for, as a winner's bundle allows (3 x 4096 x 4096)
-MAX_VALUES = 3 * 4096 ** 2
 
 
 def onnx_session(path):
@@ -129,16 +128,12 @@ def _fault(card_path: Path, field: str, allowed: str, got) -> UsageError:
     return UsageError(f"{card_path}: {field} must be {allowed}, got {_shown(got)}; {AGAIN}")
 
 
-def _whole(value, low: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= low
-
-
 def _check_card(card: dict, card_path: Path) -> None:
     """Each field ``exported_answers`` reads, of the kind ``hpsearch export`` writes: a hand-edited card or
     another one's is a ``UsageError`` naming the field, not a traceback inside the preprocessing."""
     settings = card["preprocess"]
     shape = settings.get("image_shape")
-    if not isinstance(shape, list) or len(shape) != 3 or not all(_whole(v, 1) for v in shape) \
+    if not isinstance(shape, list) or len(shape) != 3 or not all(whole(v, 1) for v in shape) \
             or shape[0] not in (1, 3) or math.prod(shape) > MAX_VALUES:
         raise _fault(card_path, "preprocess.image_shape", "[channels, height, width]: channels 1 (grey) or 3 (RGB), "
                      f"height and width whole numbers >= 1, at most {MAX_VALUES:,} values", shape)
@@ -153,7 +148,7 @@ def _check_card(card: dict, card_path: Path) -> None:
     if isinstance(fit, bool) or not isinstance(fit, int | float) or not 0 < fit <= 1:
         raise _fault(card_path, "preprocess.fit", "a number above 0 and at most 1", fit)
     levels = settings.get("levels")  # 17 (digits), 256 (an image folder) or none; 1 would divide by 0
-    if levels is not None and not _whole(levels, 2):
+    if levels is not None and not whole(levels, 2):
         raise _fault(card_path, "preprocess.levels", "a whole number >= 2, or null (no quantizing)", levels)
     names = card["class_names"]
     if not names or not all(isinstance(n, str) for n in names):

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from .user import _stamp, module_paths, user_model
 
-__all__ = ["code_digest", "code_files", "module_digest", "same_code"]
+__all__ = ["code_digest", "code_record", "module_digest", "same_code"]
 
 _READ: dict[str, tuple[tuple[int, int], bytes, bytes, list[str]]] = {}  # file -> (stamp, raw, syntax, imports)
 
@@ -98,19 +98,14 @@ def _ours(spec, folders: list[str]) -> bool:
 
 def code_digest(ref: str) -> str:
     """``"<bytes digest>:<syntax digest>:<python version>"`` of the code your class ``ref`` is built from."""
-    return _record(ref)[0]
+    return code_record(ref)[0]
 
 
-def code_files(ref: str) -> dict[str, str]:
-    """``{module name: file}`` of the files ``code_digest(ref)`` reads: your module and the neighbours it imports,
-    those imported only inside a function or on some configs' path included (what a worker without the files
-    needs: ``hpsearch.training.models.shipping``)."""
-    return _record(ref)[1]
-
-
-def _record(ref: str) -> tuple[str, dict[str, str]]:
-    """``code_digest`` and ``code_files`` of ``ref``, kept while the files read and their folders stay as they were
-    and the module paths are the same (asked for each config of each rung)."""
+def code_record(ref: str) -> tuple[str, dict[str, str]]:
+    """``code_digest(ref)`` and ``{module name: file}`` of the files it reads: your module and the neighbours it
+    imports, those imported only inside a function or on some configs' path included (what a worker without the
+    files needs: ``hpsearch.training.models.shipping``). Kept while the files read and their folders stay as
+    they were and the module paths are the same (asked for each config of each rung)."""
     cls = user_model(ref)  # (imported anew where edited, as before)
     key = (ref, module_paths())
     kept = _RECORDS.get(key)

@@ -32,7 +32,7 @@ class ShippedModule:
         self.payload = cloudpickle.dumps(cls)
         self.sources = {}
         # the neighbours imported here, and those the code imports where it has not run here (a branch of
-        # forward some configs take): ``code_files``, the files the run's code record reads
+        # forward some configs take): ``code_record``, the files the run's code record reads
         for name, file in sorted({**_path_files(), **(files or {})}.items()):
             try:
                 self.sources[name] = (file, os.path.basename(file) == "__init__.py", Path(file).read_text())
@@ -97,15 +97,21 @@ def shipped(config: dict, recorded: dict | None = None) -> dict:
     kind = config.get("model")
     if not is_user_model(kind):
         return {}
-    from .code import code_digest, code_files, same_code
+    from .code import code_record, same_code
 
     cls = user_model(kind)
-    if recorded and kind in recorded:
-        if not same_code(recorded[kind], code_digest(kind)):
-            raise CodeChangedError(f"the code of {kind} (its module and the modules beside it that it imports) was "
-                                   "edited while the run went on; its finished work is kept: put the code back as it "
-                                   "was and run the same command again, or search the edited code in a new run folder")
-    return {"module": ShippedModule(cls, code_files(kind))}
+    digest, files = code_record(kind)
+    if recorded and kind in recorded and not same_code(recorded[kind], digest):
+        raise CodeChangedError(f"the code of {kind} (its module and the modules beside it that it imports) was "
+                               "edited while the run went on; its finished work is kept: put the code back as it "
+                               "was and run the same command again, or search the edited code in a new run folder")
+    made = _MADE.get(kind)
+    if made is None or made[0] is not cls or made[1] != digest:  # pickled and read once per class and code
+        made = _MADE[kind] = (cls, digest, ShippedModule(cls, files))
+    return {"module": made[2]}
+
+
+_MADE: dict[str, tuple[type, str, ShippedModule]] = {}  # ref -> (class, code digest, what the jobs get)
 
 
 class CodeChangedError(UsageError):
