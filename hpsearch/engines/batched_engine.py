@@ -92,6 +92,7 @@ def auto_models_per_chunk(configs: dict[int, dict], n_features: int, n_classes: 
     hidden = [tuple(c.get("hidden", (100,))) for c in configs.values()]
     widest = [n_features, *[max(max(h) for h in hidden)] * max(len(h) for h in hidden), n_classes]
     params = sum(a * b + b for a, b in zip(widest[:-1], widest[1:], strict=False))
+    batch_size = max(int(c.get("batch_size", batch_size)) for c in configs.values())  # a config's own, as it trains
     activations = (batch_size * 4 + eval_batch) * sum(widest)
     per_model = 4 * (6 * params + 2 * activations)
     free, _ = torch.cuda.mem_get_info(torch.device(device))
@@ -130,8 +131,10 @@ def _run_chunk(models, configs, seeds, X, y, folds, n_classes, settings, threads
                                  modules[index], resume))
         first, first_fold = models[0]
         device = resolve_device(settings["device"])  # "auto" resolves here, on the job's machine
+        # a chunk holds one batch size (plan_chunks): the config's own, as the skorch engine trains it
+        batch_size = int(configs[first].get("batch_size", settings["batch_size"]))
         outcomes = train_stack(specs, X, y, n_classes, device=device,
-                               max_epochs=settings["max_epochs"], batch_size=settings["batch_size"],
+                               max_epochs=settings["max_epochs"], batch_size=batch_size,
                                patience=settings["patience"], eval_batch=settings["eval_batch"],
                                dropout_seed=seeds[first] + DROPOUT_FOLD_STRIDE * first_fold,
                                continuation=states_dir is not None)

@@ -160,17 +160,15 @@ def _keep_proposal_batch(run_dir: Path, stored: dict, jobs: int, unfinished: boo
 
 
 def _unbatched_choices(space) -> list[str]:
-    """Why the space's listed choices (a CNN model, an SGD optimizer, a schedule) cannot be batched, one
-    reason per choice: a built-in CNN fell back to skorch without a word, as if the flag had done its work."""
-    from ..space.distributions import Categorical, Constant
-
+    """Why the space's choices (a CNN model, an SGD optimizer, a schedule) or the ends of its ranges (a
+    momentum or negative_slope range) cannot be batched, one reason each: a built-in CNN fell back to
+    skorch without a word, as if the flag had done its work."""
     reasons = []
     for name, dist in space.params.items():
-        if isinstance(dist, Categorical | Constant):
-            for value in dist.support():
-                reason = unbatchable_reason({name: value})
-                if reason is not None and reason not in reasons:
-                    reasons.append(reason)
+        for value in dist.support():
+            reason = unbatchable_reason({name: value})
+            if reason is not None and reason not in reasons:
+                reasons.append(reason)
     return reasons
 
 

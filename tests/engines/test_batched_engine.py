@@ -275,3 +275,36 @@ def test_the_space_choices_the_batched_engine_leaves_to_skorch_are_said():
     assert _unbatched_choices(load_space("mlp_mnist")) == []
     assert _unbatched_choices(load_space("cnn_mnist")) == [
         "model 'cnn' (only MLPs are batched)", "optimizer other than adam or rmsprop without momentum"]
+
+
+def test_a_config_trains_with_its_own_batch_size(digits):
+    """A space that searches batch_size (searches/mlp_deep.toml): the batched engine trained every
+    config with --batch-size (128), so configs of batch 8 and 512 scored alike; each now trains with
+    its own, as the skorch engine does."""
+    X, y = digits.X_train, digits.y_train
+    folds = make_folds(y, 2, 0)
+    config = dict(model="mlp", hidden=[32], dropout=0.0, lr=1e-2, weight_decay=0.0, optimizer="adam")
+
+    def scores(config, **kw):
+        out = {}
+        for chunk in evaluate_batched({0: config}, {0: trial_seed(0, 0)}, X, y, folds, 10, max_epochs=2,
+                                      patience=0, **kw):
+            out.update(chunk)
+        assert out[0].error is None
+        return out[0].test_scores
+
+    own = scores(dict(config, batch_size=16))
+    np.testing.assert_array_equal(own, scores(config, batch_size=16))  # the same as --batch-size 16
+    assert not np.allclose(own, scores(config))  # not the default 128's
+    assert not np.allclose(scores(dict(config, batch_size=512)), scores(config))
+
+
+def test_a_momentum_range_the_batched_engine_leaves_to_skorch_is_said():
+    """Only listed choices were checked: a momentum range (or negative_slope's) sent its configs to
+    skorch without a word; the ends of a range are checked too."""
+    from hpsearch.search.run import _unbatched_choices
+
+    space = SearchSpace.from_dict({"model": "mlp", "optimizer": "rmsprop", "momentum": {"distribution": "uniform", "low": 0.0, "high": 0.9},
+                                   "negative_slope": {"distribution": "uniform", "low": 0.01, "high": 0.3}})
+    assert _unbatched_choices(space) == ["optimizer other than adam or rmsprop without momentum",
+                                         "negative_slope other than 0.01"]
