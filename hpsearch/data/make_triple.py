@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import check_whole, did_you_mean, param
+from ..rundir.atomic import atomic_write_text
 from .dataset import arrays_digest
 from .multidigit import CACHE_FILE, MADE_BY, META_FILE, SOURCES_FILE, TRIPLE_SPLITS, TripleError, _read_meta
 
@@ -134,7 +135,10 @@ def _prepare_out(out: Path, overwrite: bool) -> None:
             raise TripleError(f"{param('out')} {out} holds files make-triple did not write ({has} {META_FILE} of "
                               f"its own); {param('overwrite')} replaces only a make-triple folder: choose a new or "
                               "empty folder")
-        for name in (*TRIPLE_SPLITS, META_FILE, SOURCES_FILE, CACHE_FILE):
+        # marked unfinished before anything goes: a Ctrl-C or kill while deleting left a cut-down
+        # build that still said complete, and the loader read it without a word
+        atomic_write_text(out / META_FILE, json.dumps({**meta, "complete": False}, indent=1) + "\n")
+        for name in (*TRIPLE_SPLITS, SOURCES_FILE, CACHE_FILE, META_FILE):
             path = out / name
             if path.is_dir():
                 shutil.rmtree(path)

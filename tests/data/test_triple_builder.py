@@ -46,6 +46,35 @@ def test_the_same_command_after_an_interrupt_finishes_the_build(built, tmp_path,
     one_line(exc, out, "overwrite")
 
 
+def test_an_overwrite_interrupted_while_deleting_is_not_read_as_complete(built, tmp_path, monkeypatch):
+    """A Ctrl-C (or kill) while --overwrite deleted the old build left part of it under a meta.json
+    still saying complete, and the loader read the cut-down set without a word; the old build is now
+    marked unfinished before anything goes, so the loader refuses it and the same command starts over."""
+    import shutil
+
+    import hpsearch.data.make_triple as builder
+
+    out = tmp_path / "t"
+    build_triple(out)
+    real = shutil.rmtree
+
+    def interrupted(path, *args, **kw):  # train/ gone, then the Ctrl-C
+        real(path, *args, **kw)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(builder.shutil, "rmtree", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        build_triple(out, seed=2, overwrite=True)
+    monkeypatch.setattr(builder.shutil, "rmtree", real)
+    assert not (out / "train").exists() and (out / "test").is_dir()
+    assert json.loads((out / "meta.json").read_text())["complete"] is False
+    with pytest.raises(TripleError) as exc:
+        md.load_triple(out)
+    one_line(exc, "interrupted")
+    build_triple(out, seed=2, overwrite=True)  # the same command: a whole build of seed 2
+    assert files_of(out) == files_of(build_triple(tmp_path / "fresh", seed=2).out)
+
+
 def test_a_resume_from_other_source_files_is_refused(tmp_path, monkeypatch):
     """The same make-triple command after a Ctrl-C, given another --data-dir whose MNIST files hold other
     images of the same counts, went on and mixed the two sources' digits in one build; now it is refused,
