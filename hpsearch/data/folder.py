@@ -32,7 +32,7 @@ import numpy as np
 from ..errors import UsageError, param, plural
 from .dataset import Dataset
 from .image_files import header_size, label_folders, listing_key, progress_bar, read_cache, write_cache
-from .preprocess import MAX_PIXELS, ImageRejected, _decoded, _resize, open_image, scale
+from .preprocess import ImageRejected, _decoded, _resize, open_image, scale, too_large
 
 __all__ = ["load_folder", "FolderError", "parse_image_size", "COLORS", "color_name"]
 
@@ -127,10 +127,10 @@ def _headers(splits) -> dict[str, tuple[tuple[int, int], str]]:
         for _, files in classes:
             for f in files:
                 size, mode = header_size(f.path, FolderError)
-                if size[0] * size[1] > MAX_PIXELS:
-                    raise FolderError(f"{f.path}: a {size[0]}x{size[1]} image, more than {MAX_PIXELS:,} pixels "
-                                      "(a decompression bomb, or a photo far larger than a small classifier "
-                                      "reads); shrink or remove it")
+                refusal = too_large(*size)
+                if refusal:
+                    raise FolderError(f"{f.path}: a {size[0]}x{size[1]} image, {refusal} are read (a decompression "
+                                      "bomb, or a photo far larger than a small classifier reads); shrink or remove it")
                 headers[f.path] = (size, mode)
     return headers
 

@@ -43,7 +43,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from ..errors import UsageError, brief
 
 __all__ = ["scale", "preprocessing_for", "preprocess", "with_defaults", "open_image", "ImageRejected", "IMAGE_FORMATS",
-           "MAX_PIXELS", "MAX_BOX_SIDE", "steps_in_words"]
+           "MAX_PIXELS", "MAX_BOX_SIDE", "MAX_SIDE", "too_large", "steps_in_words"]
 
 IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF")
 MAGIC = (b"\x89PNG\r\n\x1a\n", b"\xff\xd8\xff", b"GIF87a", b"GIF89a", b"BM", b"II*\x00", b"MM\x00*")
@@ -51,6 +51,9 @@ MAX_PIXELS = 4096 * 4096  # larger pictures are refused before they are decoded 
 # centring pads the ink's box to a square: a longer box is first shrunk to this side (a 200000x1 image
 # would otherwise make a square of 149 GiB)
 MAX_BOX_SIDE = 4096
+# and a picture longer than this on a side is refused too: a 16,000,000x1 strip passes the pixel cap,
+# yet one resize of it to 8x8 took seconds (and, on the page, held the net's lock meanwhile)
+MAX_SIDE = 16384
 INK_THRESHOLD = 0.2
 # name -> (the raw maximum the loader divides by, center, fit, levels)
 _CONVENTIONS = {
@@ -90,10 +93,20 @@ def preprocessing_for(name: str, image_shape) -> dict:
             "center": center if grey else False, "fit": fit, "stretch": grey, "levels": levels}
 
 
+def too_large(width: int, height: int, max_pixels: int = MAX_PIXELS) -> str | None:
+    """Why a picture of ``width x height`` is refused before decoding (its pixels, or its longest
+    side, above the caps), else None."""
+    if width * height > max_pixels:
+        return f"at most {max_pixels:,} pixels"
+    if max(width, height) > MAX_SIDE:
+        return f"at most {MAX_SIDE:,} pixels on a side"
+    return None
+
+
 def open_image(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Bytes of an uploaded file as a decoded Pillow image, or ``ImageRejected``: 415 when the
-    bytes are no image format we take, 413 above ``max_pixels`` pixels (checked on the header,
-    before decoding), 400 when Pillow cannot decode them."""
+    bytes are no image format we take, 413 above ``max_pixels`` pixels or ``MAX_SIDE`` on a side
+    (checked on the header, before decoding), 400 when Pillow cannot decode them."""
     if not any(data.startswith(m) for m in MAGIC) and not (data[:4] == b"RIFF" and data[8:12] == b"WEBP"):
         raise ImageRejected(f"not an image: expected one of {', '.join(IMAGE_FORMATS)}", 415)
     try:
@@ -101,9 +114,9 @@ def open_image(data: bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=IMAGE_FORMATS)
             width, height = image.size
-            if width * height > max_pixels:
-                raise ImageRejected(f"image of {width}x{height} pixels refused: at most {max_pixels:,} pixels; make "
-                                    "it smaller", 413)
+            refusal = too_large(width, height, max_pixels)
+            if refusal:
+                raise ImageRejected(f"image of {width}x{height} pixels refused: {refusal}; make it smaller", 413)
             image.seek(0)
             image.load()
     except ImageRejected:

@@ -74,15 +74,18 @@ def serve(run_dir, host: str = "127.0.0.1", port: int = 8000, device: str = "cpu
 
 
 def _listen(host: str, port: int):
+    import errno as codes
     import os
     import socket
 
     try:
         return socket.create_server((host, port), family=socket.AF_INET6 if ":" in host else socket.AF_INET)
     except (OSError, OverflowError) as exc:
-        errno = getattr(exc, "errno", None)  # negative: getaddrinfo's codes (a host name that does not resolve)
-        if errno is not None and errno < 0:
-            raise UsageError(f"{param('host')} {host}: no such host name here; give this machine's address "
+        errno = getattr(exc, "errno", None)
+        # negative: a host name that does not resolve; EADDRNOTAVAIL: an address of another machine
+        if errno is not None and (errno < 0 or errno == codes.EADDRNOTAVAIL):
+            what = "no such host name here" if errno < 0 else "not an address of this machine"
+            raise UsageError(f"{param('host')} {host}: {what}; give this machine's address "
                              "(127.0.0.1 for this machine alone, 0.0.0.0 for the network)") from None
         why = os.strerror(errno) if errno else str(exc)
         raise UsageError(f"{param('host')} {host} {param('port')} {port}: cannot listen there ({why}); choose "

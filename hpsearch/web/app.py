@@ -196,8 +196,10 @@ def create_app(predictor: Predictor, *, max_bytes: int = MAX_UPLOAD_BYTES, examp
 
     def answer(data: bytes) -> dict:
         served, version = current()
+        served.check_single_label("the page")
+        x = served.prepare(data)  # decoding and resizing need no lock: a slow picture holds up no one else
         with lock:
-            out = served.predict_image(data)
+            out = served.predict_prepared(x)
         out["trial"] = served.info.get("trial")  # which winner answered
         out = said(out, version)
         x, heat = out.pop("x"), out.pop("heat")

@@ -154,7 +154,11 @@ class Predictor:
         input the net saw ``x`` and its heat map ``heat`` (arrays), and the method's name. One
         label per image only (``check_single_label``)."""
         self.check_single_label("the page")
-        x = self.prepare(image)
+        return self.predict_prepared(self.prepare(image), top)
+
+    def predict_prepared(self, x: np.ndarray, top: int = 3) -> dict:
+        """``predict_image`` of an image ``prepare`` gave: the net's part, apart from the decoding."""
+        self.check_single_label("the page")
         proba = self.predict_proba(x)[0]
         best = int(np.argmax(proba))
         order = np.argsort(-proba, kind="stable")[:top]

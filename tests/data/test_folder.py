@@ -194,6 +194,7 @@ def test_sixteen_bit_and_cmyk_are_converted_and_said(copy, digits, capsys):
     ("not an image", "not a readable image (no PNG, JPEG, BMP, GIF, WebP or TIFF)"),
     ("truncated", "remove or replace it"),
     ("bomb", "a decompression bomb"),
+    ("long side", "a 16385x2 image, at most 16,384 pixels on a side are read"),
     ("fifo", "not a regular file"),
     ("one image", "holds 1 image; holding out a test split needs at least 2 per class"),
     ("no train", "data_dir {copy}: train/ is missing"),  # named by the parameter the user gave
@@ -211,6 +212,8 @@ def test_bad_data_is_one_line_naming_the_file(copy, damage, message):
     elif damage == "truncated":
         data = (sorted(zero.glob("*.png"))[0]).read_bytes()
         (zero / "cut.png").write_bytes(data[: len(data) // 2])
+    elif damage == "long side":
+        Image.new("L", (16385, 2)).save(zero / "strip.png")
     elif damage == "bomb":
         Image.new("1", (5000, 5000)).save(zero / "bomb.png")  # 25 megapixels in a tiny file
     elif damage == "fifo":

@@ -156,9 +156,13 @@ def test_every_error_path_and_the_server_survives(client, digits):
              b"\r\n\r\n" + good + b"\r\n--XyZ--\r\n")  # a media type is case-insensitive: it was a 415
     assert client.post("/api/predict", content=whole,
                        headers={"content-type": "Multipart/Form-Data; boundary=XyZ"}).status_code == 200
-    # 200000 x 1 pixels in a few hundred bytes, ink at both ends: centring used to pad its box to a
-    # 200000-pixel square (149 GiB, a 500); the box is shrunk to 4096 first
-    assert post(client, thin_png()).status_code == 200
+    # 16384 x 1 pixels in a few hundred bytes, ink at both ends: centring used to pad its box to a
+    # square of its side (200000 pixels: 149 GiB, a 500); the box is shrunk to 4096 first
+    assert post(client, thin_png(16384)).status_code == 200
+    # longer sides are refused on the header: a 16,000,000 x 1 strip in 31 KB passed the pixel cap and
+    # one resize of it took seconds
+    refused = post(client, thin_png(16385))
+    assert refused.status_code == 413 and "16385x1 pixels refused: at most 16,384 pixels on a side" in refused.text
 
 
 def test_a_prediction_runs_beside_the_event_loop(mlp, digits, monkeypatch):
@@ -166,19 +170,47 @@ def test_a_prediction_runs_beside_the_event_loop(mlp, digits, monkeypatch):
     hold up the page and /api/info for everyone else, as it did on the event loop."""
     import asyncio
 
-    seen, original = [], mlp.predict_image
+    seen = []
 
-    def watched(data):
-        try:
-            asyncio.get_running_loop()
-            seen.append("on the event loop")
-        except RuntimeError:
-            seen.append("in a worker thread")
+    def watched(original):
+        def call(data):
+            try:
+                asyncio.get_running_loop()
+                seen.append("on the event loop")
+            except RuntimeError:
+                seen.append("in a worker thread")
+            return original(data)
+        return call
+
+    monkeypatch.setattr(mlp, "prepare", watched(mlp.prepare))
+    monkeypatch.setattr(mlp, "predict_prepared", watched(mlp.predict_prepared))
+    assert post(TestClient(create_app(mlp)), png_bytes(digits.X_test[0])).status_code == 200
+    assert seen == ["in a worker thread"] * 2
+
+
+def test_a_slow_picture_does_not_hold_up_the_others(mlp, digits, monkeypatch):
+    """Decoding and resizing ran inside the net's lock: a picture slow to prepare (a huge photo) kept
+    every other upload waiting. Only the net's part holds the lock now: the second upload is answered
+    while the first is still being prepared."""
+    import threading
+
+    client, original = TestClient(create_app(mlp)), mlp.prepare
+    entered, gate, released = threading.Event(), threading.Event(), []
+
+    def slow_first(data):
+        if not entered.is_set():
+            entered.set()
+            released.append(gate.wait(timeout=10))  # set once the second upload is answered
         return original(data)
 
-    monkeypatch.setattr(mlp, "predict_image", watched)
-    assert post(TestClient(create_app(mlp)), png_bytes(digits.X_test[0])).status_code == 200
-    assert seen == ["in a worker thread"]
+    monkeypatch.setattr(mlp, "prepare", slow_first)
+    first = threading.Thread(target=lambda: released.append(post(client, png_bytes(digits.X_test[0])).status_code))
+    first.start()
+    assert entered.wait(20)  # the first upload is inside prepare
+    assert post(client, png_bytes(digits.X_test[1])).status_code == 200
+    gate.set()
+    first.join(20)
+    assert released == [True, 200]
 
 
 def test_pillow_decompression_bomb_is_refused(monkeypatch):
@@ -243,6 +275,10 @@ def test_a_host_name_that_does_not_resolve_is_said_as_such():
     with pytest.raises(UsageError) as info:  # it used to say "Unknown error -2" and to choose another port
         _listen("nosuchhost.invalid", 0)
     assert str(info.value).startswith("host nosuchhost.invalid: no such host name here; give this machine's address")
+    with pytest.raises(UsageError) as info:  # an address of another machine: it said to choose another port
+        _listen("192.0.2.1", 0)  # TEST-NET-1 (RFC 5737): on no machine
+    assert str(info.value) == ("host 192.0.2.1: not an address of this machine; give this machine's address "
+                               "(127.0.0.1 for this machine alone, 0.0.0.0 for the network)")
 
 
 @pytest.mark.slow
