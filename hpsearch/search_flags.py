@@ -42,6 +42,9 @@ def search_settings(args) -> SearchSettings:
             check_applies(name, given)
     if args.resume:
         stored_path = Path(args.resume) / SETTINGS_FILE
+        if not Path(args.resume).exists():  # a search killed before it made its folder, or a typo
+            raise UsageError(f"--resume {args.resume}: no such folder; pass the folder a search wrote (its --out), "
+                             "or run the search's own command again, without --resume, to start it")
         if not stored_path.is_file():
             raise UsageError(f"--resume {args.resume}: no settings.json there; is it a run folder "
                              "made by hpsearch search?")

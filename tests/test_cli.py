@@ -84,6 +84,7 @@ BAD_INPUTS = [
     (lambda t: ["--data-dir", str(t)], "--data-dir applies only with --dataset mnist or fashion-mnist or cifar10 or "
                                        "triple-mnist or npz or folder; --dataset digits would ignore it"),
     (lambda t: ["--resume", str(t)], "no settings.json there"),
+    (lambda t: ["--resume", str(t / "nowhere")], "nowhere: no such folder; pass the folder a search wrote (its --out)"),
     (lambda t: ["--strategy", "halving", "--factor", "1"], "--factor must be a whole number >= 2, got 1"),
     (lambda t: ["--strategy", "halving", "--min-epochs", "9", "--max-epochs", "3"],
      "--min-epochs (9) must be <= --max-epochs (3)"),
@@ -454,7 +455,10 @@ def test_a_run_searched_without_retraining_is_resumed_without_it(tmp_path, capsy
     assert f"retrain later with: hpsearch retrain {run}" in out
     # retrained since: a resume names that winner instead of asking for a retraining as if there were none
     assert main(["retrain", str(run), "--top", "1", "--retrain-epochs", "1", "--no-progress"]) == 0
-    winner = json.loads((run / "summary.json").read_text())["winner"]["trial"]
+    summary = json.loads((run / "summary.json").read_text())
+    winner = summary["winner"]["trial"]
+    # a --resume reads the stored space.toml: the run kept its space's name (it became that file's path)
+    assert summary["search"]["space"] == json.loads((run / "settings.json").read_text())["space"] == "mlp_mnist"
     capsys.readouterr()
     assert main(["search", "--resume", str(run), "--no-progress"]) == 0
     out = capsys.readouterr().out

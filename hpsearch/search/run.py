@@ -258,6 +258,8 @@ def run_search(settings: SearchSettings, dataset: Dataset | None = None, backend
         earlier = read_json(run_dir / SETTINGS_FILE, replace_damaged=True)
         stored = {**asdict(settings), **_commands(earlier), "dataset_name": dataset.name, "device": asked,
                   "chance": chance_levels(dataset.y_train, settings.scoring)}
+        if earlier.get("space") and Path(settings.space).resolve() == (run_dir / SPACE_FILE).resolve():
+            stored["space"] = earlier["space"]  # a --resume reads the stored copy: the run keeps its space's name
         if settings.data_dir is not None:  # later steps may run from another folder
             stored["data_dir"] = str(Path(settings.data_dir).expanduser().resolve())
         if own_module:
