@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import os
+import re
 import secrets
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from ..errors import StorageError, brief
 
-__all__ = ["atomic_write", "atomic_write_text"]
+__all__ = ["atomic_write", "atomic_write_text", "remove_stale_temps"]
+
+# the temporary files a write leaves when its process is killed (kill -9, a power cut): ours (below) and an
+# export's staged files (``.model.onnx.<pid>.staged``)
+_TEMP_NAME = re.compile(r"\..+\.(?:[0-9a-f]{8}\.tmp|[0-9]+\.staged)")
+STALE_AFTER_S = 600  # no live write takes this long without touching its file
 
 
 def _create_temp(path: Path) -> tuple[int, Path]:
@@ -58,3 +65,26 @@ def _storage_error(path: Path, exc: BaseException) -> StorageError:
 def atomic_write_text(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` atomically (``atomic_write``)."""
     atomic_write(path, lambda fh: fh.write(text))
+
+
+def remove_stale_temps(folder: Path, recursive: bool = False) -> None:
+    """Delete the temporary files killed writes left in ``folder`` (and below it, with ``recursive``):
+    each kill left one (a state's of several MB) and nothing removed them. Only our names, and only
+    those untouched for ``STALE_AFTER_S``: a write under way elsewhere (``hpsearch report``, which takes
+    no lock) keeps its file. Called with the run's lock held; a file that cannot go is left."""
+    now = time.time()
+    for root, _, files in os.walk(folder) if recursive else [(folder, [], _files(folder))]:
+        for name in filter(_TEMP_NAME.fullmatch, files):
+            path = os.path.join(root, name)
+            try:
+                if not os.path.islink(path) and now - os.path.getmtime(path) > STALE_AFTER_S:
+                    os.remove(path)
+            except OSError:
+                pass
+
+
+def _files(folder: Path) -> list[str]:
+    try:
+        return [entry.name for entry in os.scandir(folder) if entry.is_file(follow_symlinks=False)]
+    except OSError:
+        return []

@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 from ..errors import StorageError, UsageError, brief, param
+from .atomic import remove_stale_temps
 from .names import CHECKPOINTS_DIR, LOCK_FILE, STATES_DIR, TRIALS_DB, WEIGHTS_DIR
 
 __all__ = ["RunLock", "refuse_links_out"]
@@ -71,6 +72,10 @@ class RunLock:
         self._fh.truncate()
         self._fh.write(f"pid {os.getpid()}")
         self._fh.flush()
+        run_dir = self.path.parent  # no other command writes here now: what killed ones left can go
+        remove_stale_temps(run_dir)
+        for name in WRITTEN_INSIDE[1:]:
+            remove_stale_temps(run_dir / name, recursive=True)
         return self
 
     def __exit__(self, *exc):

@@ -32,7 +32,7 @@ from torch import nn
 
 from ..data.preprocess import with_defaults
 from ..errors import UsageError, brief, param, plural
-from ..rundir.atomic import atomic_write, atomic_write_text
+from ..rundir.atomic import atomic_write, atomic_write_text, remove_stale_temps
 from ..rundir.lock import refuse_links_out
 from ..rundir.names import WINNER_FILE
 from ..training.models.trust import trust, trusted_torchscript
@@ -205,6 +205,7 @@ def export_winner(run_dir, formats=("onnx", "torchscript"), out=None, check: boo
     except OSError as exc:
         raise UsageError(f"{param('out')} {out}: cannot make the folder ({exc.strerror}); give a writable "
                          "one") from None
+    remove_stale_temps(out)  # an export killed before it put its files in place (in a folder of your own)
     # hidden until checked, and this process's own: two exports at once unlinked each other's files
     staged = {fmt: out / f".{FORMATS[fmt]}.{os.getpid()}.staged" for fmt in formats}
     try:
