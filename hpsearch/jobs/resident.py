@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .workers import pid_alive
+
 __all__ = ["resident", "release_resident", "shared_array", "data_moves", "sweep_stale_shared"]
 
 
@@ -97,7 +99,7 @@ def sweep_stale_shared(folder: str | None = None) -> list[str]:
     for pattern, named, what in _LEFT_BEHIND:
         for path in sorted(Path(folder).glob(pattern)):
             match = named.match(path.name)
-            if match is None or _alive(int(match.group(1))) or path.is_symlink():
+            if match is None or pid_alive(int(match.group(1))) or path.is_symlink():
                 continue
             size = sum(f.stat().st_size for f in path.glob("*") if f.is_file()) if path.is_dir() else \
                 path.stat().st_size
@@ -109,16 +111,6 @@ def sweep_stale_shared(folder: str | None = None) -> list[str]:
             print(f"hpsearch: removed {path} ({size / 1e6:.0f} MB), {what} (pid {match.group(1)})", file=sys.stderr,
                   flush=True)
     return removed
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process: alive, and not ours to sweep
-        return True
-    return True
 
 
 def release_resident() -> None:

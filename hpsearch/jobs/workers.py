@@ -20,7 +20,7 @@ import time
 
 from ..errors import JobEnvironmentError
 
-__all__ = ["die_with_parent", "missing_module", "check_missing"]
+__all__ = ["die_with_parent", "missing_module", "check_missing", "pid_alive"]
 
 _WATCHED_IN: int | None = None  # the pid of the process whose watchdog runs
 
@@ -34,7 +34,7 @@ def die_with_parent(interval_s: float = 0.5) -> None:
         return
     _WATCHED_IN = os.getpid()
     parent = os.getppid()
-    if parent != creator.pid and not _alive(creator.pid):
+    if parent != creator.pid and not pid_alive(creator.pid):
         os._exit(1)  # the parent died before this job's first task: it has been re-parented already
 
     def watch():
@@ -45,7 +45,7 @@ def die_with_parent(interval_s: float = 0.5) -> None:
     threading.Thread(target=watch, name="hpsearch-die-with-parent", daemon=True).start()
 
 
-def _alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     """Whether ``pid`` runs (a zombie, dead but not yet reaped, does not). A process started by a fork
     server has that server, not its creator, for parent: its creator is alive and it must stay."""
     try:
@@ -58,6 +58,8 @@ def _alive(pid: int) -> bool:
             os.kill(pid, 0)
         except ProcessLookupError:
             return False
+        except PermissionError:  # another user's process: alive
+            return True
         return True
 
 

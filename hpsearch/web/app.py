@@ -36,6 +36,7 @@ __all__ = ["create_app", "MAX_UPLOAD_BYTES", "N_EXAMPLES"]
 
 MAX_UPLOAD_BYTES = 5 * 1024 * 1024
 N_EXAMPLES = 8
+PREPARED_AT_ONCE = 2  # uploads decoded and resized at the same time (each may take hundreds of MB)
 STATIC = Path(str(files(__package__) / "static"))
 
 
@@ -149,6 +150,9 @@ def create_app(predictor: Predictor, *, max_bytes: int = MAX_UPLOAD_BYTES, examp
     app = FastAPI(title="hpsearch serve", docs_url=None, redoc_url=None, openapi_url=None)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     lock = threading.Lock()  # one net, explained with hooks: one request at a time
+    # pictures decoded and resized at once, apart from the net's lock (a slow one holds up no prediction):
+    # a 4096x4096 upload of 59 KB takes some 300 MB while it is prepared, and the thread pool runs 40
+    preparing = threading.BoundedSemaphore(PREPARED_AT_ONCE)
     cache: dict = {}
     # served: the winner and how many times a replaced one was loaded (one tuple, swapped whole). Every answer
     # carries that count, so the page can tell its header describes another winner than the one that answered
@@ -197,7 +201,8 @@ def create_app(predictor: Predictor, *, max_bytes: int = MAX_UPLOAD_BYTES, examp
     def answer(data: bytes) -> dict:
         served, version = current()
         served.check_single_label("the page")
-        x = served.prepare(data)  # decoding and resizing need no lock: a slow picture holds up no one else
+        with preparing:
+            x = served.prepare(data)
         with lock:
             out = served.predict_prepared(x)
         out["trial"] = served.info.get("trial")  # which winner answered

@@ -32,7 +32,8 @@ from torch import nn
 
 from ..data.preprocess import with_defaults
 from ..errors import UsageError, brief, param, plural
-from ..rundir.atomic import atomic_write, atomic_write_text, remove_stale_temps
+from ..jobs.workers import pid_alive
+from ..rundir.atomic import atomic_write, atomic_write_text
 from ..rundir.lock import refuse_links_out
 from ..rundir.names import WINNER_FILE
 from ..training.models.trust import trust, trusted_torchscript
@@ -205,7 +206,7 @@ def export_winner(run_dir, formats=("onnx", "torchscript"), out=None, check: boo
     except OSError as exc:
         raise UsageError(f"{param('out')} {out}: cannot make the folder ({exc.strerror}); give a writable "
                          "one") from None
-    remove_stale_temps(out)  # an export killed before it put its files in place (in a folder of your own)
+    _remove_killed_exports(out)
     # hidden until checked, and this process's own: two exports at once unlinked each other's files
     staged = {fmt: out / f".{FORMATS[fmt]}.{os.getpid()}.staged" for fmt in formats}
     try:
@@ -258,6 +259,17 @@ def _up_to_date(old: dict, out: Path, formats, digest: str, check: bool) -> bool
     trusted_here = "torchscript" not in formats or (script.is_file() and trusted_torchscript(script_digest(script)))
     return (old.get("winner_digest") == digest and "familiarity" in old and all(_intact(old, out, f) for f in formats)
             and (not check or all(f in (old.get("checks") or {}) for f in formats)) and trusted_here)
+
+
+def _remove_killed_exports(out: Path) -> None:
+    """The staged files of exports killed before they put their files in place (``.model.onnx.PID.staged``
+    of a process gone): a folder of your own (``--out``) is not swept as a run's is (``RunLock``), only
+    of these names."""
+    for name in FORMATS.values():
+        for path in out.glob(f".{name}.*.staged"):
+            pid = path.name[len(name) + 2:-len(".staged")]
+            if pid.isdigit() and not pid_alive(int(pid)) and not path.is_symlink():
+                path.unlink(missing_ok=True)
 
 
 def _write_staged(net, model: nn.Module, shape: tuple, staged: dict) -> list[str]:

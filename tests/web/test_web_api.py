@@ -336,3 +336,34 @@ def test_a_winner_a_retraining_replaces_is_served_from_the_next_request(retraine
     assert info["model"] == "gapcnn" and f"{run / WINNER_FILE} changed since it was loaded, and the new one cannot " \
         "be served" in info["stale"]
     assert post(client, png_bytes(digits.X_test[0])).status_code == 200
+
+
+def test_at_most_two_pictures_are_prepared_at_once(mlp, digits, monkeypatch):
+    """Outside the net's lock the thread pool prepared up to 40 uploads at once, some 300 MB each for a
+    4096x4096 picture: a flood of small files could exhaust the memory. Two at a time now, apart from the net."""
+    import threading
+    import time
+
+    from hpsearch.web.app import PREPARED_AT_ONCE
+
+    client, original, guard = TestClient(create_app(mlp)), mlp.prepare, threading.Lock()
+    inside, most = [0], [0]
+
+    def counted(data):
+        with guard:
+            inside[0] += 1
+            most[0] = max(most[0], inside[0])
+        time.sleep(0.3)
+        with guard:
+            inside[0] -= 1
+        return original(data)
+
+    monkeypatch.setattr(mlp, "prepare", counted)
+    answers = []
+    uploads = [threading.Thread(target=lambda i=i: answers.append(post(client, png_bytes(digits.X_test[i])).status_code))
+               for i in range(6)]
+    for upload in uploads:
+        upload.start()
+    for upload in uploads:
+        upload.join(60)
+    assert answers == [200] * 6 and most[0] == PREPARED_AT_ONCE == 2

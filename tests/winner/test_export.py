@@ -85,11 +85,24 @@ def test_the_command_line_exports_and_refuses_clearly(retrained_run, tmp_path, c
 
 
 def test_predict_with_the_exported_file_alone_agrees_with_the_run(retrained_run, digits, tmp_path, capsys):
+    import os
+    import subprocess
+    import sys
+
     import numpy as np
     from PIL import Image
 
     out = tmp_path / "exported"
+    out.mkdir()
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    killed = out / f".model.onnx.{int(gone.stdout)}.staged"  # an export killed before it put its file in place
+    running = out / f".model.ts.{os.getppid()}.staged"  # one under way (a live process): kept
+    yours = out / ".notes.1.staged"  # a name that is not an export's: a folder of your own is not swept
+    for path in (killed, running, yours):
+        path.write_bytes(b"x")
     export_winner(retrained_run, out=out, check=False)
+    assert not killed.exists() and running.exists() and yours.exists()
+    running.unlink()
     files = []
     for i in range(8):  # test images as a user has them: 64 px, dark ink on white
         path = tmp_path / f"digit{i}.png"
