@@ -290,3 +290,26 @@ def test_pathological_pickles_are_named_not_expanded(tmp_path):
     with open(folder / "batches.meta", "wb") as fh:
         pickle.dump({b"label_names": [laughs] * 10}, fh, protocol=2)
     assert "batches.meta: b'label_names' is not a list of names" in _error(folder)
+
+
+def _nested_pairs(depth: int) -> bytes:
+    """A protocol-2 pickle of ``{key: 1}`` whose key is a tuple nested ``depth`` deep, each level holding
+    the one below twice by memo reference: 200 bytes, 2**depth items to hash."""
+    out = b"\x80\x02}U\x01x\x85q\x000"
+    for i in range(depth):
+        out += b"h" + bytes([i]) + b"h" + bytes([i]) + b"\x86q" + bytes([i + 1]) + b"0"
+    return out + b"h" + bytes([depth]) + b"K\x01s."
+
+
+def test_a_pickle_whose_references_expand_beyond_any_batch_is_refused_unloaded(tmp_path):
+    """A 496-byte meta file (or batch) whose dict key is a tuple nested 60 deep by memo references: the
+    unpickler hashed its 2**60 items in C, at full CPU for good and deaf to Ctrl-C. Such a file is refused
+    before it is loaded; real batches pass (the other tests)."""
+    assert pickle.loads(_nested_pairs(8)) == {((((((((("x",),) * 2,) * 2,) * 2,) * 2,) * 2,) * 2,) * 2,) * 2: 1}
+    folder = write_python(tmp_path, _batches())
+    for name in ("batches.meta", "data_batch_2"):
+        (folder / name).write_bytes(_nested_pairs(60))
+        assert _error(folder) == (f"{folder / name} refused: its references build more than 10,000,000 objects, "
+                                  "which a CIFAR-10 batch never does (loading it would not end); delete it and "
+                                  "re-download")
+        write_python(folder, _batches())
