@@ -10,14 +10,14 @@ from __future__ import annotations
 import codecs
 import io
 import pickle
-import pickletools
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import UsageError, brief
+from ..rundir.pickle_scan import MAX_EXPANDED, expanded_size
 
-__all__ = ["CifarError", "unpickle", "MAX_PICKLE_BYTES", "MAX_EXPANDED", "expanded_size"]
+__all__ = ["CifarError", "unpickle", "MAX_PICKLE_BYTES"]
 
 
 class CifarError(UsageError):
@@ -67,47 +67,6 @@ class _SafeUnpickler(pickle.Unpickler):
 
 
 MAX_PICKLE_BYTES = 256 * 1024 * 1024  # a real python batch is 31 MB: a larger file is no CIFAR-10 batch
-# objects a pickle's structure holds, each reference counted again (a real batch: some 70,000)
-MAX_EXPANDED = 10_000_000
-_GETS, _PUTS = {"GET", "BINGET", "LONG_BINGET"}, {"PUT", "BINPUT", "LONG_BINPUT"}
-
-
-def expanded_size(raw: bytes) -> int:
-    """The objects ``raw`` builds, each memo reference counted as a copy (what hashing them costs), by
-    running its opcodes' stack effects on sizes alone; stops past ``MAX_EXPANDED``. A list or dict is
-    memoized empty, before it is filled, so it counts as small: only immutable values (tuples) are hashed
-    whole. A pickle too damaged to follow counts as 0: the unpickler then says what is wrong with it."""
-    stack: list[int | None] = []  # None: a mark
-    memo: dict[int, int] = {}
-    largest = 0
-    try:
-        for op, arg, _ in pickletools.genops(raw):
-            if op.name in _GETS:
-                stack.append(memo[arg])
-            elif op.name in _PUTS:
-                memo[arg] = stack[-1]
-            elif op.name == "MEMOIZE":
-                memo[len(memo)] = stack[-1]
-            elif op.name == "DUP":
-                stack.append(stack[-1])
-            else:
-                consumed, before = 0, list(op.stack_before)
-                if before and before[-1] is pickletools.stackslice:  # the items down to the mark
-                    while (item := stack.pop()) is not None:
-                        consumed += item
-                    before = before[:-2]
-                for _ in before:
-                    consumed += stack.pop() or 0
-                for item in op.stack_after:
-                    stack.append(None if item is pickletools.markobject else consumed + 1)
-            largest = max(largest, stack[-1] or 0) if stack else largest
-            if largest > MAX_EXPANDED:
-                break
-    except (ValueError, IndexError, KeyError, TypeError):
-        return 0
-    return largest
-
-
 def unpickle(path: Path):
     """A python batch's dict, read with ``_SafeUnpickler``; a ``CifarError`` naming the file otherwise."""
     try:

@@ -12,6 +12,7 @@ import pandas as pd
 import torch
 
 from ..rundir.names import RETRAIN_FILE, WEIGHTS_DIR, WINNER_FILE
+from ..rundir.pickle_scan import load_torch_data
 from ..rundir.run_info import read_table
 from ..rundir.states import load_state, save_state
 
@@ -69,7 +70,7 @@ def keep_weights(run_dir: Path, owner: dict, payload: bytes) -> None:
 def winner_bundle(run_dir: Path) -> dict | None:
     """winner.pt as stored (with its weights), or None when there is none that reads."""
     try:
-        bundle = torch.load(run_dir / WINNER_FILE, map_location="cpu", weights_only=True)
+        bundle = load_torch_data(run_dir / WINNER_FILE)
     except Exception:  # noqa: BLE001 - missing or damaged: its weights are simply not there to reuse
         return None
     return bundle if isinstance(bundle, dict) and all(k in bundle for k in _PAYLOAD_KEYS) else None

@@ -33,6 +33,7 @@ from skorch.history import History
 from ..errors import UsageError, brief
 from .atomic import atomic_write
 from .names import STATES_DIR
+from .pickle_scan import TooLarge, load_torch_data
 
 __all__ = ["state_path", "capture", "restore", "save_state", "load_state", "refuse_state", "remove_states",
            "early_stopping_of", "owner_of", "run_digest", "unreadable"]
@@ -169,7 +170,7 @@ def load_state(path: Path, owner: dict) -> dict | None:
     if not path.is_file():
         return None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = load_torch_data(path)
     except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError, TypeError,
             AttributeError, KeyError, IndexError) as exc:  # torch's reader raises any of these on bad bytes
         return refuse_state(path, f"cannot be read as data ({unreadable(exc, path)})")
@@ -188,6 +189,8 @@ def unreadable(exc: BaseException, path: Path | None = None) -> str:
     loading it with ``weights_only=False``, the very thing that would run a crafted file's code. A file
     that is not torch.save's archive at all (empty, text, cut before its header) is said as such, not
     as possibly crafted."""
+    if isinstance(exc, TooLarge):
+        return str(exc)
     if path is not None and not _an_archive(path):
         return "not a file torch.save wrote: empty, cut short or replaced by another kind of file"
     if isinstance(exc, pickle.UnpicklingError) and "weights only" in str(exc).lower():

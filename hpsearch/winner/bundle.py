@@ -24,6 +24,7 @@ from ..data.preprocess import preprocessing_for
 from ..errors import UsageError, brief
 from ..rundir.atomic import atomic_write
 from ..rundir.names import WINNER_FILE
+from ..rundir.pickle_scan import load_torch_data
 from ..rundir.states import unreadable
 from ..tasks import task_for
 from ..training.models import is_user_model, model_class, module_keys, trust
@@ -191,7 +192,7 @@ def _read_bundle(run_dir) -> dict:
         raise UsageError(_nothing_to_retrain(run_dir) or f"{run_dir} holds no {WINNER_FILE}; retrain the search's "
                          f"best configs first: hpsearch retrain {run_dir}")
     try:
-        bundle = torch.load(path, map_location="cpu", weights_only=True)
+        bundle = load_torch_data(path)
     except Exception as exc:  # noqa: BLE001 - truncated zip, overwritten file, foreign pickle: all say the same
         raise UsageError(f"{path} is damaged ({unreadable(exc, path)}); retrain to write it again: "
                          f"hpsearch retrain {run_dir}") from None

@@ -54,6 +54,53 @@ def test_a_crafted_state_runs_nothing_and_is_refused(tmp_path, capsys):
     assert "weights_only" not in err
 
 
+def _nested_references(path, depth=60):
+    """A torch.save archive whose pickle is a dict keyed by a tuple nested ``depth`` deep, each level
+    holding the one below twice by reference (as torch's own unpickler takes it): a few hundred bytes,
+    2**depth steps to hash. torch.load(weights_only=True) never came back from it, deaf to Ctrl-C."""
+    import io
+    import zipfile
+
+    pickled = b"\x80\x02}(X\x01\x00\x00\x00x\x85q\x00"
+    for i in range(depth):
+        pickled += b"h" + bytes([i]) + b"h" + bytes([i]) + b"\x86q" + bytes([i + 1])
+    pickled += b"K\x01u."
+    saved = io.BytesIO()
+    torch.save({"owner": {}}, saved)
+    real = zipfile.ZipFile(io.BytesIO(saved.getvalue()))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w") as archive:
+        for name in real.namelist():
+            archive.writestr(name, pickled if name.endswith("/data.pkl") else real.read(name))
+
+
+def test_a_file_whose_references_never_end_is_refused_unloaded(tmp_path, retrained_run, capsys):
+    """A state, a checkpoint or a winner.pt of nested references (a shared run folder's) hung every command
+    that read it; each is refused as data that no file hpsearch writes holds."""
+    import shutil
+
+    from hpsearch.winner.bundle import load_winner
+
+    _nested_references(tmp_path / "small.pt", depth=8)
+    deepest = ("x",)
+    for _ in range(8):
+        deepest = (deepest, deepest)
+    assert torch.load(tmp_path / "small.pt", weights_only=True)[deepest] == 1  # torch reads what it is
+    path = state_path(tmp_path, 0, 0)
+    _nested_references(path)
+    assert load_state(path, owner_of("run", 0, 0, CONFIG)) is None
+    said = "its references build more than 10,000,000 objects, which no file hpsearch writes does"
+    assert said in capsys.readouterr().err
+    _nested_references(tmp_path / "retrain_states" / "3.pt")
+    assert resume_state(tmp_path / "retrain_states" / "3.pt", {"run": "r", "trial": 3}) is None
+    run = tmp_path / "run"
+    shutil.copytree(retrained_run, run)
+    _nested_references(run / "winner.pt")
+    with pytest.raises(UsageError) as info:
+        load_winner(run)
+    assert str(info.value).startswith(f"{run / 'winner.pt'} is damaged ({said}")
+
+
 def test_a_crafted_checkpoint_runs_nothing_and_is_refused(tmp_path, capsys):
     path, marker = tmp_path / "retrain_states" / "3.pt", tmp_path / "pwned"
     _crafted(path, marker)
