@@ -343,6 +343,9 @@ def cmd_compare(args) -> int:
                            n_jobs=args.n_jobs, progress=not args.no_progress, same_config=args.same_config)
     settings = read_stored_settings(args.run_dir)
     print(markdown_table(table, by))
+    for row in table.to_dict("records"):  # a group whose every config diverged, or whose retraining did
+        if isinstance(row.get("error"), str) and row["error"].strip():
+            print(f"failed: {row['group']}: {row['error']}")
     _say_at_chance(table, settings.get("chance"), args.same_config)
     print(f"\n({plural(len(table), 'group')}, {plural(args.retrain_epochs, 'epoch')} each on "
           f"{train_set_words(settings)}; {Path(args.run_dir) / COMPARE_FILE})")

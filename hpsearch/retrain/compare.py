@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import shutil
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -31,6 +32,7 @@ from ..rundir.atomic import atomic_write_text
 from ..rundir.lock import RunLock
 from ..rundir.names import COMPARE_FILE, SPACE_FILE
 from ..rundir.run_info import check_code_of, read_settings, read_table, run_dataset
+from ..rundir.store import load_records, load_results
 from ..search.interrupt import InterruptFlag, SearchInterrupted
 from ..setting_checks import MAX_EPOCHS, whole
 from ..tasks import position_titles
@@ -100,13 +102,13 @@ def _groups(run_dir: Path, by: list[str], same_config: bool) -> list[tuple[tuple
     _check_drawn_from_lists(run_dir, by)
     groups: dict[tuple, dict] = {}
     for cand in ranked:
-        groups.setdefault(tuple(cand["config"].get(name, DEFAULTS.get(name)) for name in by), cand)
+        groups.setdefault(_key(cand["config"], by), cand)
     missing = [name for name in by if name not in DEFAULTS and all(name not in c["config"] for c in groups.values())]
     if missing:
         known = sorted({k for c in groups.values() for k in c["config"]})
         raise UsageError(f"{param('by')} {','.join(by)}: no config of {run_dir} has {missing[0]!r}; its keys are "
                          f"{', '.join(known)}")
-    if len(groups) == 1 and len(ranked) > 0:  # one group: a comparison of nothing, trained all the same
+    if len(groups) == 1 and len(ranked) > 0 and not _failed_groups(run_dir, by, groups):  # a comparison of nothing
         (only,) = groups
         fix = (f"add {param('same_config')} (the best config with each value the space allows), or group "
                f"{param('by')} a key the search drew several values of" if _space_allows_more(run_dir, by) else
@@ -114,6 +116,34 @@ def _groups(run_dir: Path, by: list[str], same_config: bool) -> list[tuple[tuple
         raise UsageError(f"{param('by')} {','.join(by)}: every config of {run_dir} has {_group_name(only)}, so there "
                          f"is nothing to compare; {fix}")
     return list(groups.items())
+
+
+def _key(config: dict, by: list[str]) -> tuple:
+    return tuple(config.get(name, DEFAULTS.get(name)) for name in by)
+
+
+def _failed_groups(run_dir: Path, by: list[str], scored) -> list[tuple[tuple, int, str]]:
+    """``(values of by, trial, error)`` of each combination the search drew whose every config failed (none
+    of ``scored``'s): a row of its own, said failed, never left out of the table as if never drawn."""
+    frame = load_results(run_dir)
+    configs = {record["index"]: record["config"] for record in load_records(run_dir)}
+    failed: dict[tuple, tuple[int, str]] = {}
+    for row in frame[frame["mean_test_score"].isna()].itertuples():
+        key = _key(configs.get(int(row.trial), {}), by)
+        if int(row.trial) in configs and all(isinstance(v, str | int | float | bool) for v in key) \
+                and key not in scored:
+            failed.setdefault(key, (int(row.trial), str(getattr(row, "error", "") or "failed")))
+    return [(key, trial, error) for key, (trial, error) in failed.items()]
+
+
+def _failed_rows(run_dir: Path, by: list[str], groups, same_config: bool) -> list[dict]:
+    """The rows of ``_failed_groups``: not retrained, said failed (none with --same-config: one config)."""
+    if same_config:
+        return []
+    return [{"group": _group_name(key), **dict(zip(by, key, strict=True)), "by": ",".join(by), "same_config": False,
+             "trial": trial, "test_accuracy": float("nan"),
+             "error": f"every config of the group failed in the search (trial {trial}: {error}); not retrained"}
+            for key, trial, error in _failed_groups(run_dir, by, dict(groups))]
 
 
 def _check_drawn_from_lists(run_dir: Path, by: list[str]) -> None:
@@ -162,12 +192,38 @@ def _earlier(path: Path, by: list[str], epochs: int, same_config: bool) -> tuple
     if "by" not in table:  # written before the file said its grouping: kept as they are, never taken for this call's
         table["by"] = ""
     table["error"] = table["error"].astype(object).fillna("").astype(str)
-    alike = (table["retrain_epochs"] == epochs) & (table["same_config"] == same_config) & (table["by"] == ",".join(by))
+    _unreadable_rows_failed(table, path)
+    alike = ((table["retrain_epochs"] == epochs) & (table["same_config"] == same_config)
+             & (table["by"] == ",".join(by))).fillna(False).astype(bool)
     others = table[~alike].to_dict("records")
     return others, {row["group"]: row for row in table[alike].to_dict("records") if row["error"] == ""}
 
 
-def _still_best(done: dict[str, dict], groups: list[tuple[tuple, dict]]) -> tuple[dict[str, dict], list[str]]:
+def _unreadable_rows_failed(table: pd.DataFrame, path: Path) -> None:
+    """Rows whose numbers do not read (a trial of "9x", an accuracy of "abc" or 1.7: edited or damaged by
+    hand) get an error, so they are trained again, not printed as they are or a traceback."""
+    numbers = ["trial", "retrain_epochs", *(c for c in table if c.startswith(("test_", "cv_", "search_rank")))]
+    bad = pd.Series(False, index=table.index)
+    for column in numbers:
+        values = pd.to_numeric(table[column].replace("", float("nan")), errors="coerce")
+        bad |= values.isna() & (table[column].astype(str).str.strip() != "")  # text where a number belongs
+        if column in ("trial", "retrain_epochs"):
+            wrong = values.isna() | (values % 1 != 0) | (values < 0)
+            bad |= wrong
+            values = values.where(~wrong).astype("Int64")  # written back as 4, not 4.0
+        elif column.endswith(("accuracy", "exact_match")):
+            bad |= (values < 0) | (values > 1)
+        table[column] = values
+    unsaid = bad & (table["error"] == "")
+    if unsaid.any():
+        print(f"hpsearch: warning: {path}: {unsaid.sum()} row(s) hold values that are not what compare writes "
+              f"(groups {', '.join(map(str, table['group'][unsaid]))}); those groups are trained again",
+              file=sys.stderr, flush=True)
+        table.loc[unsaid, "error"] = "unreadable values"
+
+
+def _still_best(done: dict[str, dict], groups: list[tuple[tuple, dict]],
+                by: list[str]) -> tuple[dict[str, dict], list[str]]:
     """The finished rows whose trial is still the group's candidate, and the groups whose candidate changed
     (a resumed search found a better config): those are trained again."""
     kept, changed = {}, []
@@ -176,8 +232,9 @@ def _still_best(done: dict[str, dict], groups: list[tuple[tuple, dict]]) -> tupl
         if row is None:
             continue
         if int(row["trial"]) == int(cand["trial"]):  # its rank and CV scores as the search ranks them now
-            kept[_group_name(key)] = {**row, **{k: cand[k] for k in ("search_rank", "cv_score", "cv_accuracy",
-                                                                       "cv_epochs") if k in cand}}
+            kept[_group_name(key)] = {**row, **dict(zip(by, key, strict=True)),  # as given, not as read back (32.0)
+                                      **{k: cand[k] for k in ("search_rank", "cv_score", "cv_accuracy", "cv_epochs")
+                                         if k in cand}}
         else:
             changed.append(f"{_group_name(key)} (trial {int(row['trial'])} -> {int(cand['trial'])})")
     return kept, changed
@@ -219,11 +276,13 @@ def _compare(run_dir: Path, settings: dict, by: list[str], retrain_epochs: int, 
     dataset = run_dataset(run_dir)
     path = run_dir / COMPARE_FILE
     others, earlier = _earlier(path, by, retrain_epochs, same_config)
-    done, changed = _still_best(earlier, groups)
+    done, changed = _still_best(earlier, groups, by)
     if changed:
         print(f"compare: the search's best config changed since the last comparison for {', '.join(changed)}; "
               "trained again")
     rows = [done[_group_name(key)] for key, _ in groups if _group_name(key) in done]
+    failed = _failed_rows(run_dir, by, groups, same_config)
+    rows += failed
     todo = [(key, cand) for key, cand in groups if _group_name(key) not in done]
     states = run_dir / "compare_states"  # not the retraining's checkpoints: those are its own
     backend = LokyBackend()
@@ -247,8 +306,8 @@ def _compare(run_dir: Path, settings: dict, by: list[str], retrain_epochs: int, 
                 _write(path, others, _ordered(rows, by))
                 shutil.rmtree(states / _group_name(key), ignore_errors=True)  # its row is kept
     except KeyboardInterrupt:
-        raise SearchInterrupted(f"comparison interrupted: {len(rows)} of {len(groups)} groups are in {path}; "
-                                "run the same command again to train the rest") from None
+        raise SearchInterrupted(f"comparison interrupted: {len(rows)} of {len(groups) + len(failed)} groups are in "
+                                f"{path}; run the same command again to train the rest") from None
     finally:
         bar.close()
     with contextlib.suppress(OSError):
@@ -284,6 +343,7 @@ def markdown_table(table: pd.DataFrame, by: list[str]) -> str:
     lines = ["| " + " | ".join(names) + " |", "|" + "---|" * len(names)]
     for row in table.to_dict("records"):
         cells = [str(row[c]) for c in by] + [str(int(row["trial"]))]
-        cells += [f"{100 * row[c]:.2f}%" for c in columns[len(by) + 1:]]
+        failed = isinstance(row.get("error"), str) and bool(row["error"].strip())
+        cells += ["failed" if failed else f"{100 * row[c]:.2f}%" for c in columns[len(by) + 1:]]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -270,6 +270,13 @@ def test_compare_groups_by_a_short_whole_number_range(tmp_path, digits, capsys):
     assert main(["compare", str(run), "--by", "batch_size", "--retrain-epochs", "1", "--no-progress"]) == 0
     table = pd.read_csv(run / "compare.csv")
     assert sorted(table["batch_size"]) == [32, 33]
+    # beside a row of another --by (no batch_size: the column reads back as 32.0), a kept row is as given
+    other = {**table.iloc[0].to_dict(), "group": "adam", "by": "optimizer", "optimizer": "adam", "batch_size": None}
+    pd.concat([table, pd.DataFrame([other])]).to_csv(run / "compare.csv", index=False)
+    capsys.readouterr()
+    assert main(["compare", str(run), "--by", "batch_size", "--retrain-epochs", "1", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "| 32 | " in out and "| 33 | " in out and "32.0" not in out
 
 
 def test_summary_names_the_device_the_winner_was_trained_on_not_this_calls(searched, tmp_path, digits):
@@ -310,5 +317,29 @@ def test_a_kept_comparison_row_carries_the_groups_rank_as_the_search_ranks_it_no
 
     row = {"group": "sgd", "trial": 0, "search_rank": 2, "cv_score": -0.5, "cv_accuracy": 0.8, "test_accuracy": 0.9}
     cand = {"trial": 0, "search_rank": 4, "cv_score": -0.5, "cv_accuracy": 0.8, "config": {"optimizer": "sgd"}}
-    kept, changed = _still_best({"sgd": row}, [(("sgd",), cand)])
-    assert changed == [] and kept == {"sgd": {**row, "search_rank": 4}}
+    kept, changed = _still_best({"sgd": row}, [(("sgd",), cand)], ["optimizer"])
+    assert changed == [] and kept == {"sgd": {**row, "optimizer": "sgd", "search_rank": 4}}
+
+
+def test_compare_says_a_group_whose_every_config_failed_and_a_retraining_that_failed(tmp_path, digits, capsys):
+    """A group whose every config diverged in the search was left out of the table (and with one scored
+    group compare said every config had that value); a retraining that diverged printed 'nan%' with no
+    word. Each is now a row said failed, with its reason."""
+    space = tmp_path / "space.toml"
+    space.write_text('model = "mlp"\nhidden = [16]\noptimizer = "sgd"\n'
+                     'lr = { distribution = "categorical", choices = [0.05, 1e6] }\n')
+    run = run_search(SearchSettings(n=6, space=str(space), out=str(tmp_path / "run"), **TINY), digits)
+    frame = pd.read_csv(run / "trials.csv")
+    assert frame.loc[frame["param_lr"] == 1e6, "mean_test_score"].isna().all() and (frame["param_lr"] == 1e6).any()
+    capsys.readouterr()
+    assert main(["compare", str(run), "--by", "lr", "--retrain-epochs", "1", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    failed = int(frame.loc[frame["param_lr"] == 1e6, "trial"].min())
+    assert f"| 1000000.0 | {failed} | failed | failed |" in out
+    assert f"failed: 1000000.0: every config of the group failed in the search (trial {failed}: diverged" in out
+    assert "(2 groups," in out
+    table = pd.read_csv(run / "compare.csv")
+    assert table["test_accuracy"].notna().sum() == 1 and table["error"].fillna("").str.startswith("every").sum() == 1
+    assert main(["compare", str(run), "--by", "lr", "--retrain-epochs", "1", "--no-progress", "--same-config"]) == 0
+    out = capsys.readouterr().out
+    assert "| 1000000.0 | " in out and "| failed |" in out and "failed: 1000000.0: " in out and "nan%" not in out

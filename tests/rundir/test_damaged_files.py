@@ -41,6 +41,26 @@ def test_a_damaged_compare_csv_and_trials_csv_are_said_and_read_around(run, caps
     assert (run / "search_history.png").is_file() and (run / "report.html").is_file()
 
 
+@pytest.mark.parametrize("column, value", [("test_accuracy", "abc"), ("test_accuracy", "1.7"), ("trial", "9x")])
+def test_a_compare_csv_value_that_does_not_read_is_said_and_its_group_trained_again(run, capsys, column, value):
+    """A compare.csv edited by hand (text where a number belongs, an accuracy of 1.7) gave a traceback or
+    printed 170.00%; its row is said and its group trained again."""
+    import pandas as pd
+
+    command = ["compare", str(run), "--by", "optimizer", "--retrain-epochs", "1", "--no-progress"]
+    assert main(command) == 0
+    table = pd.read_csv(run / "compare.csv", dtype=str)
+    table.loc[0, column] = value
+    table.to_csv(run / "compare.csv", index=False)
+    capsys.readouterr()
+    assert main(command) == 0
+    out, err = capsys.readouterr()
+    assert f"hpsearch: warning: {run / 'compare.csv'}: 1 row(s) hold values that are not what compare writes" in err
+    assert "170.00%" not in out and "nan%" not in out
+    again = pd.read_csv(run / "compare.csv")
+    assert again["test_accuracy"].between(0, 1).all() and again["trial"].dtype.kind == "i"
+
+
 def test_nesting_past_the_recursion_limit_is_one_line(run, capsys):
     (run / "settings.json").write_text(DEEP)
     assert main(["report", str(run)]) == 2
