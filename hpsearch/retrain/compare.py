@@ -94,7 +94,7 @@ def _groups(run_dir: Path, by: list[str], same_config: bool) -> list[tuple[tuple
         if len(combos) == 1:
             raise UsageError(f"{param('by')} {','.join(by)}: the run's space allows only {_group_name(combos[0])}, so "
                              f"there is nothing to compare; group {param('by')} a key the space chooses from a list")
-        return [(key, {**best, "config": {**best["config"], **dict(zip(by, key, strict=True))}}) for key in combos]
+        return [(key, _variant(best, dict(zip(by, key, strict=True)))) for key in combos]
     listed = sorted({name for cand in ranked for name in by if isinstance(cand["config"].get(name), list | tuple)})
     if listed:
         raise UsageError(f"{param('by')} {listed[0]}: a list-valued parameter (a value per layer); group by "
@@ -116,6 +116,16 @@ def _groups(run_dir: Path, by: list[str], same_config: bool) -> list[tuple[tuple
         raise UsageError(f"{param('by')} {','.join(by)}: every config of {run_dir} has {_group_name(only)}, so there "
                          f"is nothing to compare; {fix}")
     return list(groups.items())
+
+
+def _variant(best: dict, values: dict) -> dict:
+    """The search's best config with ``values``: its trial, and its CV figures only where it is that very
+    config (a variant was never cross-validated: compare.csv gave it the best config's)."""
+    config = {**best["config"], **values}
+    if config == best["config"]:
+        return {**best, "config": config}
+    return {**best, "config": config, "search_rank": None, "cv_score": float("nan"), "cv_accuracy": float("nan"),
+            "cv_epochs": None}
 
 
 def _key(config: dict, by: list[str]) -> tuple:

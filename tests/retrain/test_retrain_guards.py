@@ -242,6 +242,8 @@ def test_compare_same_config_says_a_variant_at_chance_by_its_own_test_accuracy(s
     table = pd.read_csv(run / "compare.csv").sort_values("test_accuracy")
     low, high = table["test_accuracy"].iloc[0], table["test_accuracy"].iloc[-1]
     assert low < high, table
+    # only the search's own config was cross-validated: a variant carried its CV figures and rank
+    assert table["cv_accuracy"].notna().sum() == table["search_rank"].notna().sum() == 1
     settings = json.loads((run / "settings.json").read_text())
     settings["chance"]["accuracy"] = float(low)  # the worse variant at chance, the better above it
     (run / "settings.json").write_text(json.dumps(settings))
