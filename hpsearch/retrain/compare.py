@@ -215,8 +215,9 @@ def _unreadable_rows_failed(table: pd.DataFrame, path: Path) -> None:
     numbers = ["trial", "retrain_epochs", *(c for c in table if c.startswith(("test_", "cv_", "search_rank")))]
     bad = pd.Series(False, index=table.index)
     for column in numbers:
-        values = pd.to_numeric(table[column].replace("", float("nan")), errors="coerce")
-        bad |= values.isna() & (table[column].astype(str).str.strip() != "")  # text where a number belongs
+        raw = table[column]
+        values = pd.to_numeric(raw.replace("", float("nan")), errors="coerce")
+        bad |= values.isna() & raw.notna() & (raw.astype(str).str.strip() != "")  # text where a number belongs
         if column in ("trial", "retrain_epochs"):
             wrong = values.isna() | (values % 1 != 0) | (values < 0)
             bad |= wrong
