@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UsageError, brief
-from ..rundir.pickle_scan import MAX_EXPANDED, expanded_size
+from ..rundir.pickle_scan import too_large
 
 __all__ = ["CifarError", "unpickle", "MAX_PICKLE_BYTES"]
 
@@ -79,9 +79,10 @@ def unpickle(path: Path):
         raise CifarError(f"cannot read {path}: {exc.strerror or exc}") from None
     if not raw:
         raise CifarError(f"{path} is empty (0 bytes); re-download it")
-    if expanded_size(raw) > MAX_EXPANDED:
-        raise CifarError(f"{path} refused: its references build more than {MAX_EXPANDED:,} objects, which a "
-                         "CIFAR-10 batch never does (loading it would not end); delete it and re-download")
+    why = too_large(raw)
+    if why:
+        raise CifarError(f"{path} refused: {why}, which a CIFAR-10 batch never does (loading it would not end); "
+                         "delete it and re-download")
     try:
         return _SafeUnpickler(io.BytesIO(raw), encoding="bytes").load()
     except pickle.UnpicklingError as exc:

@@ -146,12 +146,12 @@ def _failed_groups(run_dir: Path, by: list[str], scored) -> list[tuple[tuple, in
     return [(key, trial, error) for key, (trial, error) in failed.items()]
 
 
-def _failed_rows(run_dir: Path, by: list[str], groups, same_config: bool) -> list[dict]:
+def _failed_rows(run_dir: Path, by: list[str], groups, same_config: bool, epochs: int) -> list[dict]:
     """The rows of ``_failed_groups``: not retrained, said failed (none with --same-config: one config)."""
     if same_config:
         return []
     return [{"group": _group_name(key), **dict(zip(by, key, strict=True)), "by": ",".join(by), "same_config": False,
-             "trial": trial, "test_accuracy": float("nan"),
+             "trial": trial, "retrain_epochs": epochs, "test_accuracy": float("nan"),  # this call's: replaced
              "error": f"every config of the group failed in the search (trial {trial}: {error}); not retrained"}
             for key, trial, error in _failed_groups(run_dir, by, dict(groups))]
 
@@ -292,7 +292,7 @@ def _compare(run_dir: Path, settings: dict, by: list[str], retrain_epochs: int, 
         print(f"compare: the search's best config changed since the last comparison for {', '.join(changed)}; "
               "trained again")
     rows = [done[_group_name(key)] for key, _ in groups if _group_name(key) in done]
-    failed = _failed_rows(run_dir, by, groups, same_config)
+    failed = _failed_rows(run_dir, by, groups, same_config, retrain_epochs)
     rows += failed
     todo = [(key, cand) for key, cand in groups if _group_name(key) not in done]
     states = run_dir / "compare_states"  # not the retraining's checkpoints: those are its own

@@ -275,20 +275,22 @@ def test_the_cnn_cifar_space_searches_written_cifar_batches(tmp_path):
 
 def test_pathological_pickles_are_named_not_expanded(tmp_path):
     """Labels nested or shared a million times over (a "billion laughs": tiny on disk, 10**8 values once
-    expanded), mixed-type keys and a meta file of nested names are refused in one line, looked at one
-    level deep only."""
+    expanded) are refused before they are loaded; labels or names nested a little, and mixed-type keys, are
+    refused in one line, looked at one level deep only."""
     folder = write_python(tmp_path, _batches())
     laughs = [0] * 100
     for _ in range(3):
         laughs = [laughs] * 100
     _rewrite(folder, "data_batch_4", {b"labels": laughs[:20]})
+    assert "data_batch_4 refused: its references build more than 10,000,000 objects" in _error(folder)
+    _rewrite(folder, "data_batch_4", {b"labels": [[0] * 3] * 20})
     assert "data_batch_4: b'labels' holds a list, expected whole numbers 0..9" in _error(folder)
     with open(folder / "data_batch_4", "wb") as fh:
         pickle.dump({b"images": np.zeros((2, 3072), np.uint8), "labels": [0, 1], 7: "seven"}, fh, protocol=2)
     assert "data_batch_4 holds a dict with keys" in _error(folder)
     write_python(folder, _batches())
     with open(folder / "batches.meta", "wb") as fh:
-        pickle.dump({b"label_names": [laughs] * 10}, fh, protocol=2)
+        pickle.dump({b"label_names": [[b"cat"] * 3] * 10}, fh, protocol=2)
     assert "batches.meta: b'label_names' is not a list of names" in _error(folder)
 
 
@@ -313,3 +315,6 @@ def test_a_pickle_whose_references_expand_beyond_any_batch_is_refused_unloaded(t
                                   "which a CIFAR-10 batch never does (loading it would not end); delete it and "
                                   "re-download")
         write_python(folder, _batches())
+    # a tuple nested a million deep as a dict key: hashing it overflowed the C stack (a segfault)
+    (folder / "batches.meta").write_bytes(b"\x80\x02}()" + b"\x85" * 1_000_000 + b"K\x01u.")
+    assert "batches.meta refused: it nests more than 1,000 levels deep" in _error(folder)

@@ -340,7 +340,9 @@ def test_compare_says_a_group_whose_every_config_failed_and_a_retraining_that_fa
     assert f"| 1000000.0 | {failed} | failed | failed |" in out
     assert f"failed: 1000000.0: every config of the group failed in the search (trial {failed}: diverged" in out
     assert "(2 groups," in out
-    table = pd.read_csv(run / "compare.csv")
+    assert main(["compare", str(run), "--by", "lr", "--retrain-epochs", "1", "--no-progress"]) == 0  # again
+    assert f"| 1000000.0 | {failed} | failed | failed |" in capsys.readouterr().out
+    table = pd.read_csv(run / "compare.csv")  # the failed row replaced, not written once more
     assert table["test_accuracy"].notna().sum() == 1 and table["error"].fillna("").str.startswith("every").sum() == 1
     assert main(["compare", str(run), "--by", "lr", "--retrain-epochs", "1", "--no-progress", "--same-config"]) == 0
     out = capsys.readouterr().out

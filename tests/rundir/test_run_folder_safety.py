@@ -54,17 +54,18 @@ def test_a_crafted_state_runs_nothing_and_is_refused(tmp_path, capsys):
     assert "weights_only" not in err
 
 
-def _nested_references(path, depth=60):
+def _nested_references(path, depth=60, pickled=None):
     """A torch.save archive whose pickle is a dict keyed by a tuple nested ``depth`` deep, each level
     holding the one below twice by reference (as torch's own unpickler takes it): a few hundred bytes,
     2**depth steps to hash. torch.load(weights_only=True) never came back from it, deaf to Ctrl-C."""
     import io
     import zipfile
 
-    pickled = b"\x80\x02}(X\x01\x00\x00\x00x\x85q\x00"
-    for i in range(depth):
-        pickled += b"h" + bytes([i]) + b"h" + bytes([i]) + b"\x86q" + bytes([i + 1])
-    pickled += b"K\x01u."
+    if pickled is None:
+        pickled = b"\x80\x02}(X\x01\x00\x00\x00x\x85q\x00"
+        for i in range(depth):
+            pickled += b"h" + bytes([i]) + b"h" + bytes([i]) + b"\x86q" + bytes([i + 1])
+        pickled += b"K\x01u."
     saved = io.BytesIO()
     torch.save({"owner": {}}, saved)
     real = zipfile.ZipFile(io.BytesIO(saved.getvalue()))
@@ -99,6 +100,10 @@ def test_a_file_whose_references_never_end_is_refused_unloaded(tmp_path, retrain
     with pytest.raises(UsageError) as info:
         load_winner(run)
     assert str(info.value).startswith(f"{run / 'winner.pt'} is damaged ({said}")
+    _nested_references(run / "winner.pt", pickled=b"\x80\x02}()" + b"\x85" * 1_000_000 + b"K\x01u.")
+    with pytest.raises(UsageError) as info:  # a million deep: hashing it overflowed the C stack (a segfault)
+        load_winner(run)
+    assert str(info.value).startswith(f"{run / 'winner.pt'} is damaged (it nests more than 1,000 levels deep")
 
 
 def test_a_crafted_checkpoint_runs_nothing_and_is_refused(tmp_path, capsys):
