@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import UsageError, brief
-from ..rundir.pickle_scan import too_large
+from ..rundir.pickle_scan import Unfollowable, too_large
 
 __all__ = ["CifarError", "unpickle", "MAX_PICKLE_BYTES"]
 
@@ -79,7 +79,11 @@ def unpickle(path: Path):
         raise CifarError(f"cannot read {path}: {exc.strerror or exc}") from None
     if not raw:
         raise CifarError(f"{path} is empty (0 bytes); re-download it")
-    why = too_large(raw)
+    try:
+        why = too_large(raw)
+    except Unfollowable as exc:  # cut short, or made to get past the check: never loaded
+        raise CifarError(f"cannot read {path}: not a CIFAR-10 python batch, or damaged or cut short ({exc}); "
+                         "re-download it") from None
     if why:
         raise CifarError(f"{path} refused: {why}, which a CIFAR-10 batch never does (loading it would not end); "
                          "delete it and re-download")

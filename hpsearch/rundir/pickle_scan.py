@@ -5,18 +5,21 @@ twice by reference, is 200 bytes on disk and 2^60 steps to hash as a dict key, i
 
 from __future__ import annotations
 
+import io
 import pickle
 import pickletools
 import zipfile
 from pathlib import Path
 
-__all__ = ["MAX_EXPANDED", "MAX_DEPTH", "expanded_size", "too_large", "TooLarge", "load_torch_data"]
+__all__ = ["MAX_EXPANDED", "MAX_DEPTH", "expanded_size", "too_large", "TooLarge", "Unfollowable", "load_torch_data"]
 
 # objects a pickle's structure holds, each reference counted again (a CIFAR-10 batch: some 70,000; a
 # winner.pt or a state: a few thousand), and how deep it nests (a few levels): a tuple nested a million
 # deep, hashed as a dict key, overflows the C stack (a segfault)
 MAX_EXPANDED = 10_000_000
 MAX_DEPTH = 1000
+MAX_NODES = 2_000_000  # values a pickle makes (a CIFAR-10 batch: 60,000): past it the scan stops, refusing
+MAX_PICKLE = 64 * 1024 * 1024  # a torch.save archive's data.pkl (the tensors are files of their own)
 _GETS, _PUTS = {"GET", "BINGET", "LONG_BINGET"}, {"PUT", "BINPUT", "LONG_BINPUT"}
 # opcodes that add to the object below their operands (a list, a dict, a set, BUILD's object) in place
 _FILLS = {"APPEND", "APPENDS", "SETITEM", "SETITEMS", "ADDITEMS", "BUILD"}
@@ -26,17 +29,24 @@ class TooLarge(pickle.UnpicklingError):
     """A pickle whose references would build more than ``MAX_EXPANDED`` objects, or nest past ``MAX_DEPTH``."""
 
 
+class Unfollowable(pickle.UnpicklingError):
+    """A pickle the scan cannot follow: damaged or cut short, or written to get past it. Never loaded: what
+    the scan cannot read, the unpickler might (a hex INT)."""
+
+
 def expanded_size(raw: bytes) -> tuple[int, int]:
     """``(objects, depth)`` of what ``raw`` builds, each reference counted as a copy (what hashing or
     walking it costs): its opcodes' stack effects run on a graph of nodes, where an object filled after it
     was memoized (a list, a dict, a numpy dtype's BUILD) gains its children in place; a cycle counts as
-    past the limits. A pickle too damaged to follow counts as ``(0, 0)``: the unpickler says what is wrong."""
+    past the limits, and so do more than ``MAX_NODES`` values. ``Unfollowable`` when it cannot be followed."""
     children: list[list[int]] = []
     stack: list[int | None] = []  # node ids; None: a mark
     memo: dict[int, int] = {}
 
     def node(kids: list[int]) -> int:
         children.append(kids)
+        if len(children) > MAX_NODES:
+            raise OverflowError
         return len(children) - 1
 
     try:
@@ -55,7 +65,7 @@ def expanded_size(raw: bytes) -> tuple[int, int]:
                 if before and before[-1] is pickletools.stackslice:  # the items down to the mark
                     while (item := stack.pop()) is not None:
                         taken.append(item)
-                    before = before[:-2]
+                    before = before[:before.index(pickletools.markobject)]  # OBJ: its class is above the mark
                 fills = name in _FILLS
                 for _ in before[1:] if fills else before:
                     taken.append(stack.pop())
@@ -64,8 +74,10 @@ def expanded_size(raw: bytes) -> tuple[int, int]:
                     continue
                 for item in op.stack_after:
                     stack.append(None if item is pickletools.markobject else node([t for t in taken if t is not None]))
-    except (ValueError, IndexError, KeyError, TypeError):
-        return 0, 0
+    except OverflowError:
+        return MAX_EXPANDED + 1, 0
+    except (ValueError, IndexError, KeyError, TypeError) as exc:  # what it cannot follow is not loaded
+        raise Unfollowable(f"its pickle cannot be followed ({type(exc).__name__}: {exc})") from None
     return _measure(children)
 
 
@@ -74,7 +86,7 @@ def _measure(children: list[list[int]]) -> tuple[int, int]:
     (or a cycle) it stops there. Iterative: a million-deep chain must not overflow this stack either."""
     size, depth = [0] * len(children), [0] * len(children)
     state = [0] * len(children)  # 0 new, 1 open, 2 done
-    largest = (0, 0)
+    largest, total = (0, 0), 0
     for root in range(len(children)):
         if state[root]:
             continue
@@ -95,7 +107,8 @@ def _measure(children: list[list[int]]) -> tuple[int, int]:
             state[top] = 2
             size[top] = 1 + sum(size[k] for k in children[top])
             depth[top] = 1 + max((depth[k] for k in children[top]), default=0)
-            largest = (max(largest[0], size[top]), max(largest[1], depth[top]))
+            total += size[top]  # each value is built (and may be hashed) once: many copies of a large one add up
+            largest = (max(largest[0], size[top], total // 10), max(largest[1], depth[top]))
             if largest[0] > MAX_EXPANDED or largest[1] > MAX_DEPTH:
                 return largest
     return largest
@@ -112,21 +125,27 @@ def too_large(raw: bytes) -> str | None:
 
 
 def load_torch_data(path: Path):
-    """``torch.load(path, weights_only=True)`` of a file ``torch.save`` wrote, its pickle first checked
-    by ``expanded_size``: ``TooLarge`` past ``MAX_EXPANDED``; an ``UnpicklingError`` for a file that is no
-    torch.save archive (torch's legacy format would be read without that check)."""
+    """``torch.load(weights_only=True)`` of a file ``torch.save`` wrote, its pickle first checked by
+    ``too_large`` (``TooLarge``); read once, so what is checked is what is loaded. An ``UnpicklingError`` for
+    a file that is no plain torch.save archive: torch reads a file not starting with a zip header in its
+    legacy format (another pickle than the archive's), and finds data.pkl whatever its case."""
     import torch
 
+    raw = Path(path).read_bytes()
     try:
-        with zipfile.ZipFile(path) as archive:
-            names = [n for n in archive.namelist() if n == "data.pkl" or n.endswith("/data.pkl")]
-            raw = archive.read(names[0]) if len(names) == 1 else None
+        if raw[:4] != b"PK\x03\x04":
+            raise ValueError("no zip header at its start")
+        with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+            entries = [e for e in archive.infolist() if e.filename.lower().rsplit("/", 1)[-1] == "data.pkl"]
+            if len(entries) != 1 or entries[0].filename.rsplit("/", 1)[-1] != "data.pkl":
+                raise ValueError(f"{len(entries)} data.pkl entries")
+            if entries[0].file_size > MAX_PICKLE:
+                raise ValueError(f"a data.pkl of {entries[0].file_size:,} bytes")
+            pickled = archive.read(entries[0])
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError) as exc:
         raise pickle.UnpicklingError(f"not a torch.save archive ({exc})") from None
-    if raw is None:
-        raise pickle.UnpicklingError("not a torch.save archive (no single data.pkl)")
-    why = too_large(raw)
+    why = too_large(pickled)
     if why:
         raise TooLarge(f"{why}, which no file hpsearch writes does (loading it would not end): possibly crafted, "
                        "so never loaded")
-    return torch.load(path, map_location="cpu", weights_only=True)
+    return torch.load(io.BytesIO(raw), map_location="cpu", weights_only=True)

@@ -33,7 +33,7 @@ from skorch.history import History
 from ..errors import UsageError, brief
 from .atomic import atomic_write
 from .names import STATES_DIR
-from .pickle_scan import TooLarge, load_torch_data
+from .pickle_scan import TooLarge, Unfollowable, load_torch_data
 
 __all__ = ["state_path", "capture", "restore", "save_state", "load_state", "refuse_state", "remove_states",
            "early_stopping_of", "owner_of", "run_digest", "unreadable"]
@@ -189,7 +189,7 @@ def unreadable(exc: BaseException, path: Path | None = None) -> str:
     loading it with ``weights_only=False``, the very thing that would run a crafted file's code. A file
     that is not torch.save's archive at all (empty, text, cut before its header) is said as such, not
     as possibly crafted."""
-    if isinstance(exc, TooLarge):
+    if isinstance(exc, TooLarge | Unfollowable):
         return str(exc)
     if path is not None and not _an_archive(path):
         return "not a file torch.save wrote: empty, cut short or replaced by another kind of file"

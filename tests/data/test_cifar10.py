@@ -318,3 +318,19 @@ def test_a_pickle_whose_references_expand_beyond_any_batch_is_refused_unloaded(t
     # a tuple nested a million deep as a dict key: hashing it overflowed the C stack (a segfault)
     (folder / "batches.meta").write_bytes(b"\x80\x02}()" + b"\x85" * 1_000_000 + b"K\x01u.")
     assert "batches.meta refused: it nests more than 1,000 levels deep" in _error(folder)
+
+
+def test_a_pickle_the_check_cannot_follow_or_that_repeats_a_large_value_is_refused_unloaded(tmp_path):
+    """Three ways past the first check, each a hang of the loader: a hex INT the check could not read
+    (the C unpickler takes it; the check let what it could not follow through), an OBJ opcode it followed
+    one item too far, and one large value made many times over (each below the limit)."""
+    folder = write_python(tmp_path, _batches())
+    bomb = _nested_pairs(60)[2:]  # after PROTO 2
+    cases = {b"\x80\x02I0x10\n0" + bomb: "damaged or cut short (its pickle cannot be followed (ValueError",
+             b"\x80\x02(cnumpy\ndtype\nX\x02\x00\x00\x00f8o0" + bomb: "refused: its references build more than",
+             b"\x80\x02U\x01x\x85q\x000" + b"".join(b"h" + bytes([i]) + b"h" + bytes([i]) + b"\x86q" + bytes([i + 1])
+                                                     + b"0" for i in range(22))
+             + b"}h\x16Ns0" * 30 + b"N.": "refused: its references build more than"}
+    for raw, said in cases.items():
+        (folder / "batches.meta").write_bytes(raw)
+        assert said in _error(folder)

@@ -106,6 +106,32 @@ def test_a_file_whose_references_never_end_is_refused_unloaded(tmp_path, retrain
     assert str(info.value).startswith(f"{run / 'winner.pt'} is damaged (it nests more than 1,000 levels deep")
 
 
+def test_what_torch_would_read_is_what_is_checked(tmp_path):
+    """torch reads a file that does not start with a zip header as its legacy format (another pickle than
+    the archive's), and finds data.pkl whatever its case: a harmless data.pkl beside a bomb got past the
+    check. Such files are refused; a plain torch.save archive loads."""
+    import io
+    import pickle
+    import zipfile
+
+    from hpsearch.rundir.pickle_scan import load_torch_data
+
+    saved = io.BytesIO()
+    torch.save({"w": torch.ones(2)}, saved)
+    (tmp_path / "plain.pt").write_bytes(saved.getvalue())
+    assert torch.equal(load_torch_data(tmp_path / "plain.pt")["w"], torch.ones(2))
+    (tmp_path / "prefixed.pt").write_bytes(b"\x80\x02N." + saved.getvalue())  # a legacy pickle, then the zip
+    with pytest.raises(pickle.UnpicklingError, match=r"not a torch.save archive \(no zip header at its start\)"):
+        load_torch_data(tmp_path / "prefixed.pt")
+    real = zipfile.ZipFile(io.BytesIO(saved.getvalue()))
+    with zipfile.ZipFile(tmp_path / "cased.pt", "w") as archive:
+        for name in real.namelist():
+            archive.writestr(name, real.read(name))
+        archive.writestr(real.namelist()[0].split("/")[0] + "/Data.pkl", b"\x80\x02N.")
+    with pytest.raises(pickle.UnpicklingError, match=r"not a torch.save archive \(2 data.pkl entries\)"):
+        load_torch_data(tmp_path / "cased.pt")
+
+
 def test_a_crafted_checkpoint_runs_nothing_and_is_refused(tmp_path, capsys):
     path, marker = tmp_path / "retrain_states" / "3.pt", tmp_path / "pwned"
     _crafted(path, marker)
