@@ -9,7 +9,8 @@ allows (all else equal: the seed's own study), is retrained on the run's trainin
 threads, checkpoints); the
 table goes to ``<run>/compare.csv`` and to the terminal (as Markdown), one row per combination:
 its best trial, CV score and accuracy, test accuracy (per position and exact match for labels
-per position). The run's winner is left alone. Each finished row is written at once; running the
+per position); a combination whose every config failed in the search is a row said failed, with its
+reason, not retrained. The run's winner is left alone. Each finished row is written at once; running the
 same command again trains only the combinations without one. It holds the run's lock
 (``hpsearch.rundir.lock.RunLock``): refused while a search or a retraining writes the run.
 """

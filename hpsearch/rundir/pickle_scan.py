@@ -1,7 +1,9 @@
-"""Pickles read as data, bounded: a file whose memo references build a structure far larger than itself
-is refused before it is loaded. Unpicklers that build only data (ours for CIFAR-10, torch's
-``weights_only``) still hash what they build: a tuple nested 60 deep, each level holding the one below
-twice by reference, is 200 bytes on disk and 2^60 steps to hash as a dict key, in C, deaf to Ctrl-C."""
+"""Pickles read as data, bounded: a file whose memo references build a structure far larger than itself,
+or nested far deeper than any file hpsearch reads, is refused before it is loaded. Unpicklers that build
+only data (ours for CIFAR-10, torch's ``weights_only``) still hash what they build: a tuple nested 60 deep,
+each level holding the one below twice by reference, is 200 bytes on disk and 2^60 steps to hash as a dict
+key, in C, deaf to Ctrl-C; one nested a million deep overflows the C stack. The check fails closed (a
+pickle it cannot follow is not loaded) and ``load_torch_data`` hands torch the very bytes it checked."""
 
 from __future__ import annotations
 
