@@ -81,14 +81,14 @@ def unpickle(path: Path):
         raise CifarError(f"{path} is empty (0 bytes); re-download it")
     try:
         why = too_large(raw)
-    except Unfollowable as exc:  # cut short, or made to get past the check: never loaded
-        raise CifarError(f"cannot read {path}: not a CIFAR-10 python batch, or damaged or cut short ({exc}); "
-                         "re-download it") from None
-    if why:
-        raise CifarError(f"{path} refused: {why}, which a CIFAR-10 batch never does (loading it would not end); "
-                         "delete it and re-download")
-    try:
+        if why:
+            raise CifarError(f"{path} refused: {why}, which a CIFAR-10 batch never does (loading it would not "
+                             "end); delete it and re-download")
         return _SafeUnpickler(io.BytesIO(raw), encoding="bytes").load()
+    except CifarError:
+        raise
+    except Unfollowable as exc:  # cut short, or made to get past the check: never loaded
+        reason = str(exc)
     except pickle.UnpicklingError as exc:
         if str(exc).startswith("it names "):
             raise CifarError(f"{path} refused: {exc}, which a CIFAR-10 batch never does (only numpy arrays "
