@@ -77,6 +77,9 @@ def check_splits(arrays: Mapping[str, np.ndarray], n_classes: int, names: Mappin
     if train.shape[1:] != test.shape[1:]:
         raise error(f"{where}: {test_img} holds {_size(test.shape[1:])} images but {train_img} holds "
                     f"{_size(train.shape[1:])}; train and test need one size: do the files mix two datasets?")
+    if 0 in train.shape[1:]:  # it loads and trains, every config at chance, and no winner can be written
+        raise error(f"{where}: {train_img} holds images of {_size(train.shape[1:])}, with no pixels; "
+                    "is it the right file, or damaged?")
     classes = np.unique(arrays["train_labels"])
     if len(classes) < 2:
         found = f"only class {int(classes[0])}" if len(classes) else "no labels"

@@ -26,6 +26,22 @@ class IdxError(UsageError):
     together (counts, labels, classes, image sizes)."""
 
 
+_CHUNK = 64 << 20
+
+
+def _read_at_most(fh, n: int) -> bytes:
+    """Up to ``n`` bytes of ``fh``, read in chunks: one ``read(n)`` reserves ``n`` bytes first, so a
+    header claiming terabytes failed on memory (or overflowed) before the file was seen to be short."""
+    chunks, held = [], 0
+    while held < n:
+        chunk = fh.read(min(_CHUNK, n - held))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        held += len(chunk)
+    return b"".join(chunks)
+
+
 def _decompress(path: Path) -> bytes:
     """The decompressed idx header and at most one byte more than the data it declares: a small file of
     gigabytes of padding (a crafted .gz) is said padded without being held in memory."""
@@ -38,7 +54,7 @@ def _decompress(path: Path) -> bytes:
             if len(dims) < 4 * head[3]:
                 return head + dims
             size = math.prod(struct.unpack(f">{head[3]}I", dims)) * np.dtype(_IDX_DTYPES[head[2]]).itemsize
-            data = fh.read(size + 1)
+            data = _read_at_most(fh, size + 1)
             if len(data) <= size:  # not padded: read to the end, where gzip checks its trailer (CRC, length)
                 data += fh.read(1)
             return head + dims + data
@@ -80,10 +96,13 @@ def read_idx(path: str | os.PathLike, ndim: int | None = None, dtype=None) -> np
         header promises. The message is one line naming the file.
     """
     path = Path(path)
-    if not path.is_file():
-        raise IdxError(f"idx file not found: {path}")
-    with open(path, "rb") as fh:
-        raw = fh.read()
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read()
+    except FileNotFoundError:
+        raise IdxError(f"idx file not found: {path}") from None
+    except OSError as exc:  # a folder, no permission
+        raise IdxError(f"{path}: cannot be read ({exc.strerror}); check its permissions") from None
     if not raw:
         raise IdxError(f"{path} is empty (0 bytes); re-download it")
     gzipped = raw[:2] == _GZIP_MAGIC

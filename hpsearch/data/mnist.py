@@ -58,8 +58,11 @@ def default_cache_dir() -> Path:
 
 def _find_idx(directory: Path, stem: str) -> Path | None:
     for candidate in (directory / stem, directory / f"{stem}.gz"):
-        if candidate.is_file():
-            return candidate
+        try:
+            if candidate.is_file():
+                return candidate
+        except OSError as exc:  # a folder without read or search permission
+            raise IdxError(f"{directory}: cannot be read ({exc.strerror}); check its permissions") from None
     return None
 
 
@@ -80,8 +83,13 @@ def download_folder(target: Path):
     """``target`` made for a download. A download that fails takes back the folders it made while they
     are empty (the cache's ``mnist/``, ``hpsearch/``): verified files already there stay for a retry."""
     made = [folder for folder in (target, *target.parents) if not folder.exists()]  # deepest first
-    target.mkdir(parents=True, exist_ok=True)
     try:
+        try:
+            target.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:  # read-only, or a file where a folder goes
+            raise IdxError(f"cannot make the download folder {target} ({exc.strerror}); set $HPSEARCH_DATA to a "
+                           f"folder you can write, or put the files in a folder and pass {param('data_dir')}") \
+                from None
         yield target
     except BaseException:
         for folder in made:
@@ -138,7 +146,8 @@ def _locate(name: str, data_dir: str | os.PathLike | None) -> Path:
     if data_dir is not None:
         data_dir = Path(data_dir).expanduser()
         if not data_dir.is_dir():
-            raise UsageError(f"{param('data_dir')} {data_dir} does not exist; pass a folder that holds "
+            problem = "is not a folder" if data_dir.exists() else "does not exist"
+            raise UsageError(f"{param('data_dir')} {data_dir} {problem}; pass a folder that holds "
                              f"the {name} idx files")
         if not _idx_dir_complete(data_dir):
             missing = [s for s in IDX_FILES.values() if not _find_idx(data_dir, s)]
@@ -167,6 +176,9 @@ def load_idx_dataset(name: str, data_dir, class_names: tuple[str, ...]) -> Datas
               for key, path in paths.items()}
     check_splits(arrays, len(class_names), {key: path.name for key, path in paths.items()},
                  where=str(directory), error=IdxError)
+    if not len(arrays["test_labels"]):  # the winner is scored there: every retraining failed after the whole search
+        raise IdxError(f"{directory}: {paths['test_images'].name} holds no images; the winner is scored on the test "
+                       "set: is it the right file, or damaged? re-download it")
 
     def prepare(images):
         return scale(images, 255.0)[:, None, :, :]  # the conventions of hpsearch.data.preprocess

@@ -9,6 +9,7 @@ never code. Without ``class_names`` the classes are named by their numbers.
 
 from __future__ import annotations
 
+import math
 import os
 import zipfile
 from pathlib import Path
@@ -48,6 +49,8 @@ def load_npz(data_dir: str | os.PathLike | None = None) -> Dataset:
                 held = ", ".join(archive.files) or "nothing"
                 raise UsageError(f"{path} lacks {', '.join(missing)} (it holds {held}); save {', '.join(NPZ_KEYS)} "
                                  "with np.savez, and optionally class_names")
+            for key in NPZ_KEYS:
+                _check_stored_size(archive.zip, key, path)
             arrays = {key: archive[key] for key in NPZ_KEYS}
             names = archive["class_names"] if "class_names" in archive.files else None
     except UsageError:
@@ -67,16 +70,10 @@ def load_npz(data_dir: str | os.PathLike | None = None) -> Dataset:
     if not len(y_test):  # the winner is scored there: every retraining failed after the whole search
         raise UsageError(f"{path}: X_test holds no images; the winner is scored on the test set: keep some images "
                          "of each class for it")
-    missing = np.setdiff1d(np.arange(n_classes), y_train)
-    if len(missing):  # an output no image trains: labels 3 and 7 made an 8-class net scored below chance
-        def listed(values):
-            return ", ".join(str(int(c)) for c in values[:6]) + (", ..." if len(values) > 6 else "")
-
-        raise UsageError(f"{path}: y_train has no image of class {listed(missing)} (its labels: "
-                         f"{listed(np.unique(y_train))}); "
-                         f"labels are class indices 0..K-1, each with training images: renumber them with classes, "
-                         "y_train = np.unique(y_train, return_inverse=True), then y_test = np.searchsorted(classes, "
-                         "y_test)")
+    present = np.unique(y_train)
+    if n_classes > len(present):  # the first 7 gaps lie below len(present) + 7: no range up to the largest label
+        first = np.setdiff1d(np.arange(min(n_classes, len(present) + 7)), present)
+        _refuse_gap(path, first, n_classes - len(present), present)
     if names is None:
         class_names = tuple(str(k) for k in range(n_classes))
     else:
@@ -87,6 +84,42 @@ def load_npz(data_dir: str | os.PathLike | None = None) -> Dataset:
             raise UsageError(f"{path}: the labels reach {n_classes - 1} but class_names names {len(class_names)} "
                              "classes; give one name per class")
     return Dataset("npz", X_train, y_train, X_test, y_test, class_names)
+
+
+def _refuse_gap(path: Path, missing: np.ndarray, n_missing: int, present: np.ndarray) -> None:
+    """An output no image trains: labels 3 and 7 made an 8-class net scored below chance."""
+    def listed(values, more):
+        return ", ".join(str(int(c)) for c in values[:6]) + (", ..." if more > 6 else "")
+
+    raise UsageError(f"{path}: y_train has no image of class {listed(missing, n_missing)} (its labels: "
+                     f"{listed(present, len(present))}); "
+                     f"labels are class indices 0..K-1, each with training images: renumber them with classes, "
+                     "y_train = np.unique(y_train, return_inverse=True), then y_test = np.searchsorted(classes, "
+                     "y_test)")
+
+
+_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def _check_stored_size(archive: zipfile.ZipFile, key: str, path: Path) -> None:
+    """Refuse ``key`` when its header claims more data than its member holds: numpy allocates the claimed
+    shape before reading, so a few bytes claiming (2**31, 28, 28) failed on terabytes, with a traceback."""
+    try:
+        info = archive.getinfo(f"{key}.npy")
+    except KeyError:
+        return  # stored under another name: np.load's own checks
+    with archive.open(info) as member:
+        reader = _HEADER_READERS.get(np.lib.format.read_magic(member))
+        if reader is None:
+            return  # a format version numpy reads with its own checks
+        shape, _, dtype = reader(member)
+        held = info.file_size - member.tell()
+    if dtype.hasobject:
+        return  # refused unloaded by allow_pickle=False
+    needed = math.prod(shape) * dtype.itemsize
+    if needed > held:
+        raise UsageError(f"{path}: {key} is damaged or cut short: its header says shape {shape} of {dtype} "
+                         f"({needed} bytes) but it holds {held}; save it again with np.savez")
 
 
 def _images(X: np.ndarray, path: Path, key: str) -> np.ndarray:

@@ -2,6 +2,12 @@
 (issue 17, pattern 3): every case writes four small idx files with one defect into tmp_path."""
 
 import gzip
+import os
+import shlex
+import shutil
+import struct
+import subprocess
+import sys
 import zlib
 
 import numpy as np
@@ -16,6 +22,10 @@ from hpsearch.errors import UsageError
 
 TRAIN_IMG, TRAIN_LAB, TEST_IMG, TEST_LAB = IDX_FILES.values()
 SIDE = 6  # small images: the loader takes any size, so the cases stay fast
+
+
+def _header(*shape):
+    return b"\0\0\x08" + bytes([len(shape)]) + struct.pack(f">{len(shape)}I", *shape)
 
 
 def _arrays(n_train=20, n_test=10):
@@ -63,6 +73,12 @@ CONTENT = [
      ["says 1 axis, images have 3", "00000803"]),
     ("signed-images", {"train_images": np.zeros((20, SIDE, SIDE), np.int8)}, TRAIN_IMG,
      ["type 0x09 (int8)", "must be type 0x08 (uint8)"]),
+    # loaded, searched at chance, then refused as a damaged winner.pt that retraining could not mend
+    ("images-of-no-pixels", {"train_images": np.zeros((20, 0, 0), np.uint8),
+                             "test_images": np.zeros((10, 0, 0), np.uint8)}, TRAIN_IMG, ["images of 0x0", "no pixels"]),
+    # refused only after the whole search, when the retraining scored the winner on it
+    ("no-test-images", {"test_images": np.zeros((0, SIDE, SIDE), np.uint8), "test_labels": _labels([])}, TEST_IMG,
+     ["holds no images", "the winner is scored on the test set"]),
 ]
 
 
@@ -113,6 +129,11 @@ BYTES = [
     ("gzip-bad-crc", TEST_LAB, lambda b: gzip.compress(b, mtime=0)[:-8] + b"\xff" * 8,
      ["cannot decompress", "CRC check failed"]),
     ("gzip-bad-deflate", TEST_IMG, _gzip_body_damaged, ["cannot decompress", "damaged"]),
+    # a gzipped header claiming terabytes: one read of that size failed on memory (or overflowed) first
+    ("gzip-claims-terabytes", TRAIN_IMG, lambda b: gzip.compress(_header(2**31, 28, 28) + bytes(100)),
+     ["is truncated", "(2147483648, 28, 28)", "holds 100"]),
+    ("gzip-claims-past-an-index", TRAIN_IMG, lambda b: gzip.compress(_header(2**32 - 1, 2**32 - 1, 2**32 - 1)),
+     ["is truncated", "(4294967295, 4294967295, 4294967295)", "holds 0"]),
 ]
 
 
@@ -154,6 +175,40 @@ def test_a_valid_small_set_loads(tmp_path, gz):
     assert ds.X_train.shape == (20, 1, SIDE, SIDE) and ds.X_test.shape == (10, 1, SIDE, SIDE)
     np.testing.assert_array_equal(ds.y_test, arrays["test_labels"])
     assert ds.subset(10, 0).X_test.shape == (0, 1, SIDE, SIDE)  # an empty test set is fine
+
+
+def test_a_data_dir_that_is_a_file_or_a_cache_that_cannot_be_made_is_said(tmp_path, monkeypatch):
+    (tmp_path / "a-file").write_text("not a folder")
+    with pytest.raises(UsageError, match=r"data_dir .*a-file is not a folder; pass a folder that holds"):
+        load_dataset("mnist", tmp_path / "a-file")
+    monkeypatch.setenv("HPSEARCH_DATA", str(tmp_path / "a-file" / "cache"))  # a traceback (NotADirectoryError)
+    with pytest.raises(IdxError, match=r"^cannot make the download folder .*a-file/cache/mnist \(Not a directory\); "
+                                       r"set \$HPSEARCH_DATA to a folder you can write"):
+        load_dataset("mnist")
+
+
+@pytest.mark.skipif(os.geteuid() == 0 and not shutil.which("capsh"), reason="root reads any file; needs capsh")
+def test_an_unreadable_file_or_folder_is_said_in_one_line(tmp_path):
+    """Each was a PermissionError traceback. Root reads any file: the loader runs without that capability."""
+    for name in ("file", "folder"):
+        _write(tmp_path / name, _arrays(), gz=False)
+    (tmp_path / "file" / TRAIN_IMG).chmod(0)
+    (tmp_path / "folder").chmod(0)
+    code = ("import sys\nfrom hpsearch.data import load_dataset\nfrom hpsearch.errors import UsageError\n"
+            "for folder in sys.argv[1:]:\n    try:\n        load_dataset('mnist', folder)\n"
+            "    except UsageError as exc:\n        print(exc)\n")
+    command = [sys.executable, "-c", code, str(tmp_path / "file"), str(tmp_path / "folder")]
+    if os.geteuid() == 0:
+        command = ["capsh", "--drop=cap_dac_override,cap_dac_read_search", "--", "-c",
+                   shlex.join(command)]
+    try:
+        said = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    finally:
+        (tmp_path / "folder").chmod(0o755)
+    assert said.returncode == 0, said.stderr
+    assert said.stdout.splitlines() == [
+        f"{tmp_path / 'file' / TRAIN_IMG}: cannot be read (Permission denied); check its permissions",
+        f"{tmp_path / 'folder'}: cannot be read (Permission denied); check its permissions"]
 
 
 def test_int8_labels_and_a_test_set_of_fewer_classes_load(tmp_path):

@@ -84,7 +84,13 @@ def _nan(d):
     (_nan, "X_train holds NaN (at image 5)"),
     (lambda d: {"X_train": d.X_train * np.float32(1.0000001) + np.float32(1e-7)}, "to 1.0000002)"),
     (lambda d: {"y_train": d.y_train[:-1]}, "holds 1437 images but y_train holds 1436 labels"),
-], ids=["labels-3-and-7", "empty-test", "nan", "rounded-above-1", "one-label-short"])
+    # a range up to the largest label was made to list the gaps: gigabytes, or a MemoryError traceback
+    (lambda d: {"y_train": np.r_[2**40, d.y_train[1:]]}, "no image of class 10, 11, 12, 13, 14, 15, ... (its labels: "
+     "0, 1, 2, 3, 4, 5, ...)"),
+    (lambda d: {"X_train": d.X_train[:, :, :0, :0], "X_test": d.X_test[:, :, :0, :0]}, "images of 1x0x0, with no "
+     "pixels"),
+], ids=["labels-3-and-7", "empty-test", "nan", "rounded-above-1", "one-label-short", "a-label-of-2**40",
+        "no-pixels"])
 def test_what_trained_wrongly_or_failed_late_is_refused_naming_the_file(digits, tmp_path, change, message):
     """Labels 3 and 7 searched an 8-class net scored below chance; an empty test set failed every retraining
     after the search; NaN read "outside [0, 1] (from 0 to 1)"; 1.0000001 printed as 1; a count mismatch
@@ -93,6 +99,37 @@ def test_what_trained_wrongly_or_failed_late_is_refused_naming_the_file(digits, 
     with pytest.raises(UsageError) as info:
         load_dataset("npz", path)
     assert str(info.value).startswith(f"{path}: ") and message in str(info.value) and "\n" not in str(info.value)
+
+
+def _claiming(shape, dtype, held: bytes) -> bytes:
+    """A stored .npy whose header says ``shape`` of ``dtype`` and whose data are ``held``."""
+    import io
+
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, {"descr": np.dtype(dtype).str, "fortran_order": False,
+                                                  "shape": shape})
+    return buffer.getvalue() + held
+
+
+@pytest.mark.parametrize("key, shape, dtype, held, said", [
+    ("X_train", (2**31, 28, 28), np.uint8, bytes(100), "header says shape (2147483648, 28, 28) of uint8"),
+    ("y_train", (2**33,), np.int64, bytes(100), "header says shape (8589934592,) of int64"),
+    ("X_test", (360, 1, 8, 8), np.float32, bytes(2550), "header says shape (360, 1, 8, 8) of float32"),
+], ids=["terabytes", "64-GiB-labels", "cut-short"])
+def test_an_array_holding_less_than_its_header_says_is_refused_unallocated(digits, tmp_path, key, shape, dtype, held,
+                                                                           said):
+    """numpy allocates the shape a stored array's header claims, then fills it: 100 bytes claiming a
+    terabyte were a MemoryError traceback; one cut short was said to hold pickled data."""
+    import zipfile
+
+    path = _save(tmp_path / "claims.npz", digits)
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr(f"{key}.npy", _claiming(shape, dtype, held))  # the later member of the name is read
+    with pytest.raises(UsageError) as info:
+        load_dataset("npz", path)
+    assert str(info.value) == (f"{path}: {key} is damaged or cut short: its {said} ("
+                               f"{np.prod(shape) * np.dtype(dtype).itemsize} bytes) but it holds {len(held)}; save "
+                               "it again with np.savez")
 
 
 def test_a_missing_file_or_none_says_to_pass_one(tmp_path):
