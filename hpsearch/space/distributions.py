@@ -179,6 +179,23 @@ def _int_lists(spec: Mapping, name: str) -> IntLists:
     return IntLists(low, high, step, layers)
 
 
+KEYS_OF = {"uniform": ("low", "high"), "log_uniform": ("low", "high"), "int_uniform": ("low", "high"),
+           "categorical": ("choices", "p"), "decreasing_int": ("low", "high", "layers"),
+           "int_list": ("low", "high", "step", "layers")}
+
+
+def _check_keys_of(kind: str, spec: Mapping, name: str) -> None:
+    """A key another distribution reads is an error here: ``step = 16`` on an int_uniform drew 141 and 137
+    without a word, a space other than the one written."""
+    for key in spec:
+        if key != "distribution" and key not in KEYS_OF[kind]:
+            owners = [k for k, keys in KEYS_OF.items() if key in keys]
+            raise UsageError(f"[{name}] {kind} takes no {key!r} (it takes {', '.join(KEYS_OF[kind])}); {key!r} "
+                             f"is read by {' and '.join(owners)} only: remove it, or choose that distribution"
+                             + (" (or a categorical listing the values: choices = [16, 32, 48])"
+                                if key == "step" else ""))
+
+
 def distribution_from(name: str, spec):
     """The distribution (or Constant) that TOML value ``spec`` of hyperparameter ``name`` names."""
     if not isinstance(spec, Mapping):
@@ -198,6 +215,7 @@ def distribution_from(name: str, spec):
     if kind not in kinds:
         raise UsageError(f"[{name}] distribution must be one of {', '.join(kinds)}, got {kind!r}"
                          + (did_you_mean(kind, kinds) if isinstance(kind, str) else ""))
+    _check_keys_of(kind, spec, name)
     if kind == "uniform":
         return Uniform(*_range(spec, name))
     if kind == "log_uniform":
@@ -226,7 +244,9 @@ def distribution_from(name: str, spec):
     low, high = _range(spec, name)
     low, high = _int(low, f"[{name}] low"), _int(high, f"[{name}] high")
     layers = spec.get("layers", 1)
-    lo_l, hi_l = (layers, layers) if not isinstance(layers, list) else tuple(layers + [None])[:2]
+    if isinstance(layers, list) and len(layers) != 2:  # [] was a traceback, [1, 2, 3] read as [1, 2]
+        raise UsageError(f"[{name}] layers must be a whole number or [min, max], got {layers!r}")
+    lo_l, hi_l = (layers, layers) if not isinstance(layers, list) else tuple(layers)
     lo_l, hi_l = _int(lo_l, f"[{name}] layers"), _int(hi_l, f"[{name}] layers")
     if not 1 <= lo_l <= hi_l:
         raise UsageError(f"[{name}] layers must be >= 1 (or [min, max] with 1 <= min <= max), "

@@ -55,6 +55,17 @@ BAD = [
     ("[hidden]\ndistribution = 'decreasing_int'\nlow = 50\nhigh = 600\nlayers = 2\nbatch_size = 64",
      "[hidden] has unknown key 'batch_size'", "a 'name = value' line after [hidden] belongs to that table: put "
      "batch_size above the first [table]"),
+    # a key another distribution reads was ignored: step = 16 drew 141, 137, 221 and 252
+    ("[batch_size]\ndistribution = 'int_uniform'\nlow = 16\nhigh = 256\nstep = 16",
+     "[batch_size] int_uniform takes no 'step' (it takes low, high)", "'step' is read by int_list only: remove it, "
+     "or choose that distribution (or a categorical listing the values: choices = [16, 32, 48])"),
+    ("[lr]\ndistribution = 'log_uniform'\nlow = 1e-4\nhigh = 1e-1\np = [0.5, 0.5]",
+     "[lr] log_uniform takes no 'p' (it takes low, high)", "'p' is read by categorical only"),
+    (f"[optimizer]\n{CAT}['adam', 'sgd']\nlow = 0", "[optimizer] categorical takes no 'low' (it takes choices, p)",
+     "'low' is read by uniform and log_uniform and int_uniform and decreasing_int and int_list only"),
+    # [] was a traceback, [1, 2, 3] read as [1, 2], [2] "must be a whole number, got None"
+    *[(f"[hidden]\ndistribution = 'decreasing_int'\nlow = 8\nhigh = 64\nlayers = {layers}",
+       "[hidden] layers must be a whole number or [min, max]", f"got {layers}") for layers in ("[]", "[2]", "[1, 2, 3]")],
     ("negative_slope = 'leaky'", "negative_slope", "finite number"),
     ("hidden = [0]", "hidden", "whole numbers >= 1, e.g. [64, 32], got [0]"),
     ("hidden = [100, -5]", "hidden", "got [100, -5]"),
