@@ -78,3 +78,15 @@ def brief(exc: BaseException, width: int = 160, joined: bool = False) -> str:
 def plural(n, word: str) -> str:
     """``1 epoch``, ``3 epochs``: a count said as a person would."""
     return f"{n} {word}" + ("" if str(n) == "1" else "s")
+
+
+@contextmanager
+def damage_named(path, fix: str) -> Iterator[None]:
+    """A file of a shared (or hand-edited) run folder that parses but holds the wrong kinds of values is
+    one line naming it and ``fix``, not a traceback from deep in the code that read it."""
+    try:
+        yield
+    except (TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
+        if isinstance(exc, UsageError):
+            raise
+        raise UsageError(f"{path} is damaged ({type(exc).__name__}: {brief(exc)}); {fix}") from None

@@ -8,11 +8,10 @@ makes it.
 
 from __future__ import annotations
 
-import contextlib
 import time
 from pathlib import Path
 
-from ..errors import UsageError, brief
+from ..errors import UsageError, damage_named
 from ..rundir.atomic import atomic_write_text
 from ..rundir.names import REPORT_FILE, RETRAIN_FILE, SETTINGS_FILE, SUMMARY_FILE, TRIALS_CSV, TRIALS_DB
 from ..rundir.run_info import read_json, read_stored_settings
@@ -35,18 +34,6 @@ def _read_json(path: Path) -> dict:
     return read_json(path)
 
 
-@contextlib.contextmanager
-def _damage_named(run_dir: Path, name: str, fix: str):
-    """A file of a shared (or hand-edited) run folder that parses but holds the wrong kinds of values is
-    one line naming it and the fix, not a traceback from deep in the report."""
-    try:
-        yield
-    except (TypeError, ValueError, AttributeError, KeyError, IndexError) as exc:
-        if isinstance(exc, UsageError):
-            raise
-        raise UsageError(f"{run_dir / name} is damaged ({type(exc).__name__}: {brief(exc)}); {fix}") from None
-
-
 def build_report(run_dir) -> str:
     """The report of ``run_dir`` as one HTML document (a string)."""
     from ..viz.search_plots import load_trials
@@ -56,9 +43,9 @@ def build_report(run_dir) -> str:
         raise UsageError(f"{run_dir} holds no trials.db or trials.csv; is it a run folder made by hpsearch search?")
     settings = read_stored_settings(run_dir)
     summary = _read_json(run_dir / SUMMARY_FILE)
-    with _damage_named(run_dir, SETTINGS_FILE, "put back a copy of it: hpsearch search wrote it"):
+    with damage_named(run_dir / SETTINGS_FILE, "put back a copy of it: hpsearch search wrote it"):
         sections = [("run", "Settings and data", run_section(run_dir, settings))]
-    with _damage_named(run_dir, TRIALS_CSV, f"hpsearch search --resume {run_dir} writes it again from trials.db"):
+    with damage_named(run_dir / TRIALS_CSV, f"hpsearch search --resume {run_dir} writes it again from trials.db"):
         frame = load_trials(run_dir)
         has_trials = frame is not None and not frame.empty
         sections += [
@@ -68,9 +55,9 @@ def build_report(run_dir) -> str:
                 "no trial stored yet: nothing to plot.", missing=True)),
         ]
         waiting = pending(run_dir, frame, settings)
-    with _damage_named(run_dir, RETRAIN_FILE, f"hpsearch retrain {run_dir} writes it again"):
+    with damage_named(run_dir / RETRAIN_FILE, f"hpsearch retrain {run_dir} writes it again"):
         sections.append(("retraining", "Retraining", retrain_section(run_dir, settings, summary, waiting)))
-    with _damage_named(run_dir, SUMMARY_FILE, f"hpsearch retrain {run_dir} writes it again"):
+    with damage_named(run_dir / SUMMARY_FILE, f"hpsearch retrain {run_dir} writes it again"):
         sections.append(("winner", "Winner", winner_section(run_dir, summary, frame, waiting)))
     strategy = settings.get("strategy", "random")
     title = f"hpsearch run {run_dir.name}"

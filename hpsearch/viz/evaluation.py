@@ -17,6 +17,7 @@ from matplotlib.ticker import MaxNLocator
 from sklearn.metrics import ConfusionMatrixDisplay, classification_report
 
 from ..errors import UsageError, param
+from .fonts import plain
 from .images import show_image
 
 __all__ = ["class_report", "misclassified", "learning_curves", "plot_confusion_matrix",
@@ -96,7 +97,7 @@ def plot_confusion_matrix(y_true, y_pred, class_names: Sequence[str], *, normali
     fig = Figure(figsize=(2.0 + 0.55 * n, 1.5 + 0.5 * n), layout="constrained")
     ax = fig.add_subplot()
     ConfusionMatrixDisplay.from_predictions(
-        y_true, y_pred, labels=np.arange(n), display_labels=[str(c) for c in class_names],
+        y_true, y_pred, labels=np.arange(n), display_labels=[plain(c) for c in class_names],
         normalize=normalize, ax=ax, cmap="Blues", colorbar=True, xticks_rotation=45 if n > 5 else "horizontal",
         values_format=".2f" if normalize else "d")
     accuracy = float(np.mean(y_true == y_pred))
@@ -112,7 +113,7 @@ def plot_class_report(table: pd.DataFrame, *, title: str = "") -> Figure:
     x = np.arange(len(classes))
     for k, metric in enumerate(("precision", "recall", "f1-score")):
         ax.bar(x + (k - 1) * 0.27, classes[metric], width=0.27, label=metric)
-    ax.set_xticks(x, [str(c) for c in classes.index], rotation=45 if len(classes) > 5 else 0, ha="right")
+    ax.set_xticks(x, [plain(c) for c in classes.index], rotation=45 if len(classes) > 5 else 0, ha="right")
     low = float(classes[["precision", "recall", "f1-score"]].to_numpy().min())
     ax.set_ylim(max(0.0, low - 0.05), 1.0)
     ax.set_ylabel("score on the test set")
@@ -157,7 +158,7 @@ def plot_misclassified(images: np.ndarray, y_true, y_pred, class_names: Sequence
             fig.delaxes(ax)
             continue
         show_image(ax, images[i])  # grey, or RGB for colour data
-        label = f"{class_names[y_true[i]]} \u2192 {class_names[y_pred[i]]}"
+        label = plain(f"{class_names[y_true[i]]} \u2192 {class_names[y_pred[i]]}")
         if proba is not None:
             label += f" ({np.asarray(proba)[i, y_pred[i]]:.2f})"
         ax.set_title(label, fontsize=7)

@@ -11,12 +11,18 @@ import functools
 import matplotlib
 from matplotlib import font_manager
 
-__all__ = ["use_fallback_fonts", "missing_glyphs", "glyph_note", "FALLBACK_FAMILIES"]
+__all__ = ["use_fallback_fonts", "missing_glyphs", "glyph_note", "plain", "FALLBACK_FAMILIES"]
 
 # Families with the scripts DejaVu lacks, as Debian's packages name them (fonts-noto-cjk,
 # fonts-wqy-microhei, fonts-wqy-zenhei, fonts-droid-fallback), most complete first.
 FALLBACK_FAMILIES = ("Noto Sans CJK JP", "Noto Sans CJK SC", "Noto Sans CJK KR", "WenQuanYi Micro Hei",
                      "WenQuanYi Zen Hei", "Droid Sans Fallback")
+
+
+def plain(text) -> str:
+    """``text`` drawn as written: matplotlib reads what lies between two ``$`` as math, so a class folder
+    named ``$\\frac$`` failed every picture of the winner; an escaped ``\\$`` is drawn as the sign."""
+    return str(text).replace("$", r"\$")
 
 
 @functools.cache  # once per process

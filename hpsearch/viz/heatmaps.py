@@ -21,6 +21,7 @@ from matplotlib.ticker import FormatStrFormatter, MaxNLocator
 
 from ..errors import UsageError
 from .attribution import attribute
+from .fonts import plain
 from .images import show_image
 from .modules import as_batch, as_module, model_session, to_numpy
 from .targets import resolve_targets
@@ -195,7 +196,7 @@ def plot_explanations(model, X, methods: Sequence[str] = ("gradcam", "saliency",
     n = len(images)
     fig = Figure(figsize=(1.5 * (len(methods) + 1), 1.4 * n + 0.8), layout="constrained")
     axes = fig.subplots(n, len(methods) + 1, squeeze=False)
-    name = (lambda c: class_names[c]) if class_names is not None else str
+    name = (lambda c: plain(class_names[c])) if class_names is not None else str
     for i in range(n):
         show_image(axes[i, 0], images[i])
         p, c = int(predicted[i]), int(t[i])
@@ -227,7 +228,7 @@ def plot_attribution(model, X, method: str, target=None, *, class_names: Sequenc
     """
     module, images, t, predicted = _explained_batch(model, X, target)
     maps, signed = _picture(module, images, method, t, options)
-    name = (lambda c: class_names[c]) if class_names is not None else str
+    name = (lambda c: plain(class_names[c])) if class_names is not None else str
     titles = [f"pred {name(p)}" if c == p else f"explains {name(c)}, pred {name(p)}"
               for c, p in zip(t, predicted, strict=True)]
     return plot_heatmaps(images, maps, titles=titles, alpha=alpha, suptitle=method_title(module, method, options),

@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 
 from ..data.dataset import square_image_shape
 from ..errors import UsageError
+from .fonts import plain
 from .images import WEIGHT_LEGEND, is_rgb, show_image, show_weights
 from .modules import device_of
 
@@ -294,7 +295,7 @@ def _panel_titles(net, layer_idx: int, units: list[int], class_names) -> list[st
     if layer_idx == n_layers - 1:
         names = class_names or getattr(net, "winner_", {}).get("class_names")
         if names:
-            return [str(names[u]) for u in units]
+            return [plain(names[u]) for u in units]
         return [f"class {u}" for u in units]
     return [f"unit {u}" for u in units]
 

@@ -26,6 +26,7 @@ from ..errors import UsageError
 from ..tasks import position_names
 from .attribution import attribute
 from .evaluation import check_image_count, class_report, message_figure
+from .fonts import plain
 from .heatmaps import (
     LABELS,
     SIGNED_METHODS,
@@ -168,7 +169,7 @@ def plot_position_attribution(model, X, method: str, target: int | None = None, 
     positions = positions_of(module)
     maps = position_maps(module, images, method, target, **options)
     predicted = _predicted(module, as_batch(module, images))
-    name = (lambda c: str(class_names[c])) if class_names is not None else str
+    name = (lambda c: plain(class_names[c])) if class_names is not None else str
     names = position_names(positions)
     titles = []
     for i in range(len(images)):
@@ -198,7 +199,7 @@ def plot_position_explanations(model, X, methods: Sequence[str] = ("gradcam", "s
     n = len(rows)
     fig = Figure(figsize=(1.5 * (len(methods) + 1), 1.4 * n + 0.8), layout="constrained")
     axes = fig.subplots(n, len(methods) + 1, squeeze=False)
-    name = (lambda c: str(class_names[c])) if class_names is not None else str
+    name = (lambda c: plain(class_names[c])) if class_names is not None else str
     for r in range(n):
         show_image(axes[r, 0], rows[r])
         axes[r, 0].set_title(f"{names[int(t[r, 0])]}: {name(int(t[r, 1]))}", fontsize=7)
@@ -228,7 +229,7 @@ def plot_position_confusion(y_true, y_pred, class_names: Sequence[str]) -> Figur
     acc = position_accuracy(y_true, y_pred)
     for k, (ax, title) in enumerate(zip(axes, position_names(positions), strict=True)):
         ConfusionMatrixDisplay.from_predictions(
-            y_true[:, k], y_pred[:, k], labels=np.arange(n), display_labels=[str(c) for c in class_names], ax=ax,
+            y_true[:, k], y_pred[:, k], labels=np.arange(n), display_labels=[plain(c) for c in class_names], ax=ax,
             cmap="Blues", colorbar=False, values_format="d", xticks_rotation=45 if n > 5 else "horizontal",
             text_kw={"fontsize": 7})
         ax.set_title(f"{title} (accuracy {acc['positions'][k]:.2%})", fontsize=10)
@@ -254,7 +255,7 @@ def plot_position_report(table: pd.DataFrame) -> Figure:
         accuracy = float(per.loc[(k, "accuracy"), "f1-score"])
         ax.bar(x + (j - (len(positions) - 1) / 2) * width, f1, width=width,
                label=f"{names[j]}, accuracy {accuracy:.2%}")
-    ax.set_xticks(x, [str(c) for c in classes])
+    ax.set_xticks(x, [plain(c) for c in classes])
     ax.set_ylim(0.0, 1.0)
     ax.set_ylabel("F1 on the test set")
     ax.legend(loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
@@ -287,7 +288,7 @@ def plot_position_misclassified(images: np.ndarray, y_true, y_pred, class_names:
         for k in np.flatnonzero(y_true[i] != y_pred[i]):
             ax.add_patch(Rectangle((k * w / positions - 0.5, -0.5), w / positions, h, fill=False, edgecolor="red",
                                    linewidth=1.5))
-        label = f"{label_text(y_true[i], class_names)} \u2192 {label_text(y_pred[i], class_names)}"
+        label = plain(f"{label_text(y_true[i], class_names)} \u2192 {label_text(y_pred[i], class_names)}")
         if proba is not None:
             label += f" ({np.prod(np.asarray(proba)[i, np.arange(positions), y_pred[i]]):.2f})"
         ax.set_title(label, fontsize=7)

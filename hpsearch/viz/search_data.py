@@ -283,7 +283,7 @@ def search_plot_data(run_dir) -> dict[str, object]:
         space = None
     study = open_study(run_dir) if (run_dir / TRIALS_DB).is_file() else None
     maximize = study is None or study.direction == optuna.study.StudyDirection.MAXIMIZE
-    if not frame["mean_test_score"].notna().any():  # every config failed: axes with no point, scaled by nothing
+    if _scored(frame).empty:  # every config failed: axes with no point, scaled by nothing (inf is no score either)
         failed = Skipped(f"no config scored: all {len(frame)} failed (trials.csv, column 'error')")
         return {name: failed for name in ("search_params", "search_history", "search_importances", "search_folds")} \
             | {"search_rungs": rungs(frame, strategy)}

@@ -17,6 +17,7 @@ from matplotlib.figure import Figure
 
 from ..errors import plural
 from ..rundir.run_info import read_stored_settings
+from .fonts import plain
 from .search_data import (
     ParamPoints,
     Skipped,
@@ -91,7 +92,7 @@ def plot_score_vs_params(panels: list[ParamPoints], metric: str = "score", floor
             where = {c: i for i, c in enumerate(p.categories)}
             jitter = np.random.default_rng(0).uniform(-0.15, 0.15, len(p.x))
             xs = [where.get(v, -1) + j for v, j in zip(p.x, jitter, strict=True)]
-            ax.set_xticks(range(len(p.categories)), [str(c) for c in p.categories])
+            ax.set_xticks(range(len(p.categories)), [plain(c) for c in p.categories])
         else:
             xs = p.x
             if p.log:

@@ -7,7 +7,7 @@ import json
 import sys
 from pathlib import Path
 
-from ..errors import UsageError, brief, did_you_mean
+from ..errors import UsageError, brief, damage_named, did_you_mean
 from ..jobs.resources import threads_per_job, torch_threads
 from ..rundir.atomic import atomic_write, atomic_write_text
 from ..rundir.names import SETTINGS_FILE, SUMMARY_FILE, TRIALS_CSV, TRIALS_DB
@@ -66,9 +66,13 @@ def _draw_search(run_dir: Path) -> list[str]:
         raise UsageError(f"{run_dir} holds no trials.csv or trials.db; is it a run folder made by hpsearch search?")
     skipped: dict[str, str] = {}
     files = []
-    for stem, fig in draw_search_plots(run_dir, skipped).items():
+    with damage_named(run_dir / TRIALS_CSV, f"hpsearch search --resume {run_dir} writes it again from trials.db"):
+        drawn = draw_search_plots(run_dir, skipped)
+    for stem, fig in drawn.items():
         _save_png(fig, run_dir / f"{stem}.png")
         files.append(f"{stem}.png")
+    if not files:  # every config failed: an empty "wrote" and exit 0 said it had worked
+        raise UsageError(f"{run_dir}: no search picture could be drawn: {next(iter(skipped.values()))}")
     for stem, reason in skipped.items():
         print(f"skipped {stem}: {reason}")
     print(f"search: wrote {', '.join(files)}")

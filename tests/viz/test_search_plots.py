@@ -1,6 +1,8 @@
 """Search plots on small real digits runs (random and halving): the pure data functions give
 trials.csv's numbers and Optuna's importances; ``hpsearch plot search`` needs no winner."""
 
+import shutil
+
 import numpy as np
 import optuna
 import pandas as pd
@@ -156,6 +158,24 @@ def test_plot_search_needs_no_winner(halving_run, capsys):
         assert (halving_run / f"{stem}.png").stat().st_size > 0 and f"{stem}.png" in out
 
 
+def test_plot_search_on_a_damaged_trials_csv_says_it_in_one_line(random_run, tmp_path, capsys):
+    """A word where a score belongs was a ValueError traceback (the report said it in one line)."""
+    run = tmp_path / "run"
+    shutil.copytree(random_run, run)
+    frame = _csv(run)
+    frame["mean_test_score"] = frame["mean_test_score"].astype(object)
+    frame.loc[0, "mean_test_score"] = "abc"
+    frame.to_csv(run / "trials.csv", index=False)
+    assert main(["plot", "search", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"hpsearch: error: {run / 'trials.csv'} is damaged (ValueError: could not convert string "
+                          "to float: 'abc'); hpsearch search --resume") and len(err.splitlines()) == 1
+    frame["mean_test_score"] = [np.inf, -np.inf, np.nan] * (len(frame) // 3) + [np.nan] * (len(frame) % 3)
+    frame.to_csv(run / "trials.csv", index=False)  # inf counted as scored: four pictures of empty axes
+    assert main(["plot", "search", str(run)]) == 2 and not list(run.glob("search_*.png"))
+    assert "no search picture could be drawn: no config scored" in capsys.readouterr().err
+
+
 def test_plot_search_says_what_it_skipped(random_run, capsys):
     assert main(["plot", "search", str(random_run)]) == 0
     out = capsys.readouterr().out
@@ -206,11 +226,10 @@ def test_a_search_where_every_config_failed_draws_no_empty_axes(tmp_path, capsys
         assert main(["search", "--dataset", "digits", "--space", str(space), "--n", "2", "--cv", "2", "--max-epochs",
                      "1", "--patience", "0", "--n-jobs", "1", "--no-progress", "--no-retrain", "--out", str(run)]) == 1
     capsys.readouterr()
-    assert main(["plot", "search", str(run)]) == 0
-    out = capsys.readouterr().out
-    for name in ("search_params", "search_history", "search_folds", "search_importances"):
-        assert f"skipped {name}: no config scored: all 2 failed (trials.csv, column 'error')" in out
-        assert not (run / f"{name}.png").exists()
+    assert main(["plot", "search", str(run)]) == 2  # it said "search: wrote " (nothing) and exit 0
+    assert capsys.readouterr().err == (f"hpsearch: error: {run}: no search picture could be drawn: no config scored: "
+                                       "all 2 failed (trials.csv, column 'error')\n")
+    assert not list(run.glob("search_*.png"))
     assert main(["plot", "search", str(run), "--units", "99999"]) == 2
     assert main(["plot", "search", str(run), "--layer", "features.0"]) == 2
     assert "--layer applies only to" in capsys.readouterr().err
