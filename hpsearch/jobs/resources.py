@@ -12,7 +12,7 @@ import torch
 from ..errors import UsageError, param
 
 __all__ = ["effective_jobs", "threads_per_job", "task_threads", "torch_threads", "cpu_count", "omp_cap",
-           "rng_kept", "keeps_rng"]
+           "rng_kept", "keeps_rng", "physical_memory"]
 
 
 def cpu_count() -> int:
@@ -25,6 +25,17 @@ def cpu_count() -> int:
     except AttributeError:  # not on Linux
         affinity = os.cpu_count() or 1
     return max(1, min(affinity, joblib.cpu_count()))
+
+
+def physical_memory() -> int:
+    """This machine's memory in bytes, or a container's limit where lower (cgroup v2 ``memory.max``)."""
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    try:
+        with open("/sys/fs/cgroup/memory.max") as fh:
+            limit = fh.read().strip()
+    except OSError:
+        return total
+    return min(total, int(limit)) if limit.isdigit() else total
 
 
 def omp_cap() -> int:

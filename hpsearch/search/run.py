@@ -28,7 +28,7 @@ from ..engines.stack_fit import unbatchable_reason
 from ..errors import UsageError, param, plural
 from ..jobs.backends import open_backend
 from ..jobs.resident import release_resident
-from ..jobs.resources import keeps_rng
+from ..jobs.resources import keeps_rng, physical_memory
 from ..rundir.atomic import atomic_write_text
 from ..rundir.chance import chance_levels
 from ..rundir.exports import results_frame, trend_of, write_exports
@@ -37,7 +37,7 @@ from ..rundir.names import DATASET_FILE, SETTINGS_FILE, SPACE_FILE
 from ..rundir.run_info import check_source, read_json, record_source, write_dataset_file
 from ..rundir.store import TrialStore, stored_fingerprint
 from ..settings import SearchSettings, fingerprint
-from ..space.checks import check_modules_for_data, check_space_for_data
+from ..space.checks import check_modules_for_data, check_space_fits_memory, check_space_for_data
 from ..space.search_space import SearchSpace, load_space, module_folder
 from ..strategies import make_strategy
 from ..tasks import VALID_SPLITS
@@ -208,6 +208,10 @@ def run_search(settings: SearchSettings, dataset: Dataset | None = None, backend
         raise UsageError(f"{param('module_path')} {settings.module_path} says where your network's module is, but the "
                          f"space {space.name!r} names none (model = \"module:Class\"); leave it out")
     _check_space_for(strategy, space)
+    if space.draws_one_config() and settings.n > 1:  # "8 configs" and a winner that was the luck of the weights
+        print(f"hpsearch: note: the space {space.name!r} draws one config: {param('n')} {settings.n} trains it "
+              f"{settings.n} times, with only the initial weights differing (a spread over seeds, not a search); "
+              f"{param('n')} 1 trains it once", file=sys.stderr)
     given = dataset  # a Dataset object of the caller's: kept in the run folder, so later steps find it
     if dataset is None:
         dataset = load_dataset(settings.dataset, settings.data_dir, **settings.dataset_options(),
@@ -219,6 +223,8 @@ def run_search(settings: SearchSettings, dataset: Dataset | None = None, backend
         settings = replace(settings, max_train=None)
     dataset = dataset.training_slice(settings.max_train, settings.seed)
     check_space_for_data(space, dataset)  # a net too deep for the images: refused before the first fit
+    if settings.backend != "dask" and settings.device == "cpu":  # (a Dask worker has its own memory)
+        check_space_fits_memory(space, dataset, physical_memory())
     check_modules_for_data(space, dataset, settings.space, settings.seed)  # your module: run once on blank images
     try:
         folds = make_folds(dataset.y_train, settings.cv, settings.seed, dataset.class_names)

@@ -236,6 +236,31 @@ def check_space_for_data(space, dataset) -> None:
             raise UsageError(f"{start}{what}" + need.format(side=2 ** pools, height=height, width=width) + f"; {fix}")
 
 
+BYTES_PER_WEIGHT = 16  # float32 weights, their gradients and Adam's two moments
+
+
+def check_space_fits_memory(space, dataset, memory_bytes: int) -> None:
+    """Raise a UsageError when the widest MLP ``space`` can draw needs more than ``memory_bytes`` to train on
+    the CPU: a mistyped ``high = 100000`` drew 4.6e9 weights, and Linux's overcommit let it hang the machine
+    for minutes, silent, with no config failing. (A GPU refuses what it cannot hold: that config fails.)"""
+    if "mlp" not in _support(space.params, "model", "mlp") or "hidden" not in space.params:
+        return
+    positions = getattr(dataset.task, "positions", 0) or 1
+    sizes = [dataset.n_features, None, dataset.n_classes * positions]
+
+    def weights(widths) -> int:
+        layers = [sizes[0], *[int(w) for w in widths], sizes[2]]
+        return sum(a * b for a, b in zip(layers, layers[1:], strict=False))
+
+    widest = max(space.params["hidden"].support(), key=weights)
+    need = weights(widest) * BYTES_PER_WEIGHT
+    if need > memory_bytes:
+        raise UsageError(f"search space {space.name!r}: [hidden] can draw {list(widest)}, {weights(widest):.2g} "
+                         f"weights on {dataset.n_features} inputs: about {need / 2**30:,.0f} GiB to train (weights, "
+                         f"gradients, Adam's moments), more than this machine's {memory_bytes / 2**30:.0f} GiB; "
+                         "lower [hidden] high (or the layers)")
+
+
 def probe_first_config(start: str, build: Callable, rows, expected: tuple, *, given: str, unit: str, needs: str,
                        per_class: str, fix: str = "") -> None:
     """Build a net with ``build()`` and run ``rows`` (``unit``: "rows", "images") through its module: a

@@ -48,6 +48,7 @@ from ..training.models import is_user_model, module_keys, trust
 from ..training.models.user import ModuleImportError, add_module_path, run_folder_holding
 from .checks import NET_CHECKS, check_model_kinds, check_space
 from .distributions import (
+    Categorical,
     Constant,
     distribution_from,
 )
@@ -124,6 +125,18 @@ class SearchSpace:
         params = {key: distribution_from(key, value) for key, value in spec.items()}
         params.setdefault("model", Constant("mlp"))
         return cls(params, source, name)
+
+    def draws_one_config(self) -> bool:
+        """Whether every draw is the same config: constants, and choices of one value (or of one with p > 0)."""
+        def one(dist) -> bool:
+            if isinstance(dist, Constant):
+                return True
+            if isinstance(dist, Categorical):
+                drawn = [c for c, w in zip(dist.choices, dist.p or [1] * len(dist.choices), strict=True) if w > 0]
+                return len({repr(c) for c in drawn}) == 1
+            return False
+
+        return all(one(dist) for dist in self.params.values())
 
     def constant(self, key: str, default=None):
         dist = self.params.get(key)

@@ -83,6 +83,14 @@ def _budget_legend(fig: Figure, colours: dict[int, object]) -> None:
     fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6), fontsize=8)
 
 
+MAX_CATEGORY_TICKS = 30  # labels on a categorical axis: 10,000 choices held the report for minutes measuring them
+
+
+def _category_ticks(n: int) -> list[int]:
+    """The categories labelled: all up to ``MAX_CATEGORY_TICKS``, else that many spread evenly, both ends kept."""
+    return sorted({int(round(i)) for i in np.linspace(0, n - 1, min(n, MAX_CATEGORY_TICKS))})
+
+
 def plot_score_vs_params(panels: list[ParamPoints], metric: str = "score", floor: float | None = None) -> Figure:
     fig, axes = _grid(max(len(panels), 1))
     colours = _budget_colours(e for p in panels for e in p.epochs)
@@ -92,7 +100,8 @@ def plot_score_vs_params(panels: list[ParamPoints], metric: str = "score", floor
             where = {c: i for i, c in enumerate(p.categories)}
             jitter = np.random.default_rng(0).uniform(-0.15, 0.15, len(p.x))
             xs = [where.get(v, -1) + j for v, j in zip(p.x, jitter, strict=True)]
-            ax.set_xticks(range(len(p.categories)), [plain(c) for c in p.categories])
+            shown = _category_ticks(len(p.categories))
+            ax.set_xticks(shown, [plain(p.categories[i]) for i in shown])
         else:
             xs = p.x
             if p.log:

@@ -266,3 +266,26 @@ def test_the_cli_refuses_a_net_too_deep_for_the_images_before_any_trial(tmp_path
     err = capsys.readouterr().err
     assert code == 2 and "filters: [4, 4, 4, 4, 4, 4, 4, 4] at block_size 2 makes 4 blocks" in err
     assert len(err.strip().splitlines()) == 1 and not (out / "trials.db").exists()
+
+
+def test_a_space_whose_widest_mlp_cannot_be_trained_in_memory_is_refused(tmp_path, digits, capsys):
+    """A mistyped high = 100000 drew [85070, 54204]: 4.6e9 weights; Linux's overcommit let the search hang,
+    silent, for minutes (or its OOM killer end other programs)."""
+    from hpsearch.jobs.resources import physical_memory
+    from hpsearch.space.checks import check_space_fits_memory
+
+    text = "[hidden]\ndistribution = 'decreasing_int'\nlayers = [1, 2]\nlow = 50\nhigh = {high}\n"
+    check_space_fits_memory(_load(tmp_path, text.format(high=600)), digits, 2**30)  # 64-600-599-10: 0.4M weights
+    with pytest.raises(UsageError) as info:
+        check_space_fits_memory(_load(tmp_path, text.format(high=10000)), digits, 2**30)
+    weights = 64 * 10000 + 10000 * 9999 + 9999 * 10  # the widest draw, two layers
+    assert str(info.value) == (f"search space 'space': [hidden] can draw [10000, 9999], {weights:.2g} weights on 64 "
+                               f"inputs: about {weights * 16 / 2**30:,.0f} GiB to train (weights, gradients, Adam's "
+                               "moments), more than this machine's 1 GiB; lower [hidden] high (or the layers)")
+    space = tmp_path / "huge.toml"
+    space.write_text(text.format(high=100000))
+    out = tmp_path / "run"
+    assert main(["search", "--space", str(space), "--dataset", "digits", "--n", "2", "--cv", "2", "--max-epochs", "1",
+                 "--no-retrain", "--no-progress", "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"more than this machine's {physical_memory() / 2**30:.0f} GiB" in err and not out.exists()

@@ -95,3 +95,30 @@ def test_log_uniform_bounds_are_exact():
     values = [dist.sample(rng) for _ in range(1000)]
     assert min(values) >= 1e-4 and max(values) <= 1e-1
     assert not any(math.isnan(v) for v in values)
+
+
+@pytest.mark.parametrize("text, one", [
+    ("", True),  # an empty file: the default MLP, one config
+    ('hidden = [16]\nlr = 0.01\n', True),
+    ('[optimizer]\ndistribution = "categorical"\nchoices = ["adam", "adam"]\n', True),
+    ('[optimizer]\ndistribution = "categorical"\nchoices = ["adam", "sgd"]\np = [1.0, 0.0]\n', True),
+    ('[optimizer]\ndistribution = "categorical"\nchoices = ["adam", "sgd"]\n', False),
+    ('[lr]\ndistribution = "log_uniform"\nlow = 1e-4\nhigh = 1e-2\n', False),
+])
+def test_a_space_that_draws_one_config_is_known(tmp_path, text, one):
+    path = tmp_path / "space.toml"
+    path.write_text(text)
+    assert load_space(path).draws_one_config() is one
+
+
+def test_a_search_of_a_space_of_one_config_says_it_trains_copies(tmp_path, capsys):
+    """--n 8 of a space of constants printed "8 configs" and a winner among copies, without a word."""
+    from hpsearch.cli import main
+
+    space = tmp_path / "fixed.toml"
+    space.write_text('hidden = [8]\nlr = 0.01\n')
+    assert main(["search", "--space", str(space), "--dataset", "digits", "--n", "2", "--cv", "2", "--max-epochs", "1",
+                 "--max-train", "300", "--patience", "0", "--n-jobs", "1", "--no-retrain", "--no-progress", "--out",
+                 str(tmp_path / "run")]) == 0
+    assert ("hpsearch: note: the space 'fixed' draws one config: --n 2 trains it 2 times, with only the initial "
+            "weights differing (a spread over seeds, not a search); --n 1 trains it once\n") in capsys.readouterr().err

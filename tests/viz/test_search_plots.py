@@ -1,6 +1,7 @@
 """Search plots on small real digits runs (random and halving): the pure data functions give
 trials.csv's numbers and Optuna's importances; ``hpsearch plot search`` needs no winner."""
 
+import io
 import shutil
 
 import numpy as np
@@ -21,6 +22,7 @@ from hpsearch.viz.search_plots import (
     fold_spread,
     history,
     importances,
+    plot_score_vs_params,
     run_importances,
     rungs,
     score_vs_params,
@@ -235,3 +237,19 @@ def test_a_search_where_every_config_failed_draws_no_empty_axes(tmp_path, capsys
     assert "--layer applies only to" in capsys.readouterr().err
     assert main(["plot", "all", str(run)]) == 2  # it sent you to hpsearch retrain, which refuses the run
     assert f"{run} holds no scored trial: each of its 2 configs failed" in capsys.readouterr().err
+
+
+def test_a_categorical_of_thousands_of_choices_labels_thirty_and_draws_at_once():
+    """A space listing batch sizes 1..10000 held the report for minutes: constrained layout measured
+    10,000 tick labels. Thirty are labelled, spread evenly, both ends kept."""
+    from hpsearch.viz.search_data import ParamPoints
+
+    panel = ParamPoints("batch_size", "categorical", x=["17", "9000"], score=np.array([-0.3, -0.2]),
+                        trial=np.array([0, 1]), epochs=np.array([2, 2]), categories=[str(i) for i in range(1, 10001)])
+    fig = plot_score_vs_params([panel])
+    labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert len(labels) == 30 and labels[0] == "1" and labels[-1] == "10000"
+    fig.savefig(io.BytesIO(), format="png")
+    small = ParamPoints("optimizer", "categorical", x=["adam"], score=np.array([-0.3]), trial=np.array([0]),
+                        epochs=np.array([2]), categories=["adam", "sgd", "rmsprop"])
+    assert [t.get_text() for t in plot_score_vs_params([small]).axes[0].get_xticklabels()] == ["adam", "sgd", "rmsprop"]
