@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import shlex
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
@@ -90,3 +91,9 @@ def damage_named(path, fix: str) -> Iterator[None]:
         if isinstance(exc, UsageError):
             raise
         raise UsageError(f"{path} is damaged ({type(exc).__name__}: {brief(exc)}); {fix}") from None
+
+
+def shell(path) -> str:
+    """``path`` as one shell word, in a command a message gives to copy: a run folder named with a space
+    (a default one takes the space file's name) split into two words when pasted."""
+    return shlex.quote(str(path))

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from ..errors import UsageError, plural
+from ..errors import UsageError, plural, shell
 from ..rundir.names import COMPARE_FILE, SETTINGS_FILE, WINNER_FILE
 from ..search_flags import read_json, read_stored_settings, search_settings
 from ..settings import retrain_defaults
@@ -31,7 +31,7 @@ def cmd_search(args) -> int:
             and not args.no_retrain:
         args.no_retrain = True  # the run was searched without retraining: resuming it does not start one
         print(f"{args.resume} was searched with --no-retrain: resuming it does not retrain either; retrain with "
-              f"hpsearch retrain {args.resume}")
+              f"hpsearch retrain {shell(args.resume)}")
     settings.extra = {**settings.extra, "no_retrain": bool(args.no_retrain)}
     if settings.backend != "dask":  # on Dask the workers have the device, not this machine (checked there)
         _device_here(settings.device, args)
@@ -96,7 +96,7 @@ def _after_search(args, settings, backend, run_dir, elapsed: float) -> int:
         first = f"{report} (the run on one page)" if report else f"{run_dir / 'sorted_scores.dat'} (the ranking)"
         winner = _retrained_winner(run_dir)
         if winner is None:
-            print(f"\nopen first: {first}; retrain later with: hpsearch retrain {run_dir}")
+            print(f"\nopen first: {first}; retrain later with: hpsearch retrain {shell(run_dir)}")
         else:  # retrained before this resume: its configs may have moved the top
             print(f"\nopen first: {first}; the winner retrained earlier is trial {winner} (summary.json); hpsearch "
                   f"retrain {run_dir} brings it up to date with this session's configs (a config retrained already "
@@ -133,7 +133,7 @@ def _report(run_dir) -> Path | None:
         path = write_report(run_dir)
     except Exception as exc:  # noqa: BLE001 - the search's results are safe; say why and how to retry
         print(f"hpsearch: warning: report.html not written ({type(exc).__name__}: {exc}); "
-              f"write it with: hpsearch report {run_dir}", file=sys.stderr)
+              f"write it with: hpsearch report {shell(run_dir)}", file=sys.stderr)
         return None
     print(f"wrote {path}")
     return path
@@ -220,8 +220,8 @@ def cmd_plot(args) -> int:
     if args.run_dir is None:  # one word given: a run folder without its METHOD, or a METHOD without its folder
         methods = ", ".join([*REGISTRY, "all", "search"])
         if Path(args.method).is_dir():
-            raise UsageError(f"METHOD is missing before {args.method}: hpsearch plot all {args.method} draws every "
-                             f"picture that applies (methods: {methods})")
+            raise UsageError(f"METHOD is missing before {args.method}: hpsearch plot all {shell(args.method)} draws "
+                             f"every picture that applies (methods: {methods})")
         raise UsageError(f"RUN_DIR is missing: hpsearch plot {args.method} RUN_DIR (a run folder holding winner.pt)")
     device = resolve_device(args.device)
     if args.method == "search" or not Path(args.run_dir).is_dir():  # the search's own plots: drawn while it runs

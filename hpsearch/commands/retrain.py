@@ -7,7 +7,7 @@ import json
 import time
 from pathlib import Path
 
-from ..errors import check_whole, plural
+from ..errors import check_whole, plural, shell
 from ..rundir.names import RETRAIN_FILE, SETTINGS_FILE, SUMMARY_FILE, WINNER_FILE
 from ..search_flags import read_json, read_stored_settings
 from ..settings import retrain_defaults, setting_specs
@@ -145,7 +145,7 @@ def _redraw_an_earlier_winners_pictures(run_dir, device: str) -> None:
     summary = read_json(Path(run_dir) / SUMMARY_FILE)
     record, winner = summary.get("figures") or {}, summary.get("winner") or {}
     if not record.get("methods"):
-        print(f"draw the winner's pictures with: hpsearch plot all {run_dir}")
+        print(f"draw the winner's pictures with: hpsearch plot all {shell(run_dir)}")
         return
     if {k: record.get(k) for k in ("trial", "epochs")} == {k: winner.get(k) for k in ("trial", "epochs")}:
         return

@@ -11,8 +11,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from ..errors import UsageError, damage_named
+from ..errors import UsageError, damage_named, shell
 from ..rundir.atomic import atomic_write_text
+from ..rundir.exports import rewrite_trials_csv
 from ..rundir.names import REPORT_FILE, RETRAIN_FILE, SETTINGS_FILE, SUMMARY_FILE, TRIALS_CSV, TRIALS_DB
 from ..rundir.run_info import read_json, read_stored_settings
 from . import html as H
@@ -45,7 +46,7 @@ def build_report(run_dir) -> str:
     summary = _read_json(run_dir / SUMMARY_FILE)
     with damage_named(run_dir / SETTINGS_FILE, "put back a copy of it: hpsearch search wrote it"):
         sections = [("run", "Settings and data", run_section(run_dir, settings))]
-    with damage_named(run_dir / TRIALS_CSV, f"hpsearch search --resume {run_dir} writes it again from trials.db"):
+    with damage_named(run_dir / TRIALS_CSV, rewrite_trials_csv(run_dir)):
         frame = load_trials(run_dir)
         has_trials = frame is not None and not frame.empty
         sections += [
@@ -55,9 +56,9 @@ def build_report(run_dir) -> str:
                 "no trial stored yet: nothing to plot.", missing=True)),
         ]
         waiting = pending(run_dir, frame, settings)
-    with damage_named(run_dir / RETRAIN_FILE, f"hpsearch retrain {run_dir} writes it again"):
+    with damage_named(run_dir / RETRAIN_FILE, f"hpsearch retrain {shell(run_dir)} writes it again"):
         sections.append(("retraining", "Retraining", retrain_section(run_dir, settings, summary, waiting)))
-    with damage_named(run_dir / SUMMARY_FILE, f"hpsearch retrain {run_dir} writes it again"):
+    with damage_named(run_dir / SUMMARY_FILE, f"hpsearch retrain {shell(run_dir)} writes it again"):
         sections.append(("winner", "Winner", winner_section(run_dir, summary, frame, waiting)))
     strategy = settings.get("strategy", "random")
     title = f"hpsearch run {run_dir.name}"

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from ..errors import UsageError, param
+from ..errors import UsageError, param, shell
 from ..rundir.chance import chance_summary
 from ..rundir.names import RETRAIN_FILE
 from ..settings import report_settings, setting_specs
@@ -136,7 +136,7 @@ def pending(run_dir: Path, frame: pd.DataFrame | None, settings: dict) -> str | 
     if why is None:
         return None
     then = "" if (settings.get("extra") or {}).get("no_retrain") else ", which then retrains its best configs"
-    return f"the search is unfinished: hpsearch search --resume {run_dir} finishes it{then}"
+    return f"the search is unfinished: hpsearch search --resume {shell(run_dir)} finishes it{then}"
 
 
 def ranking_section(run_dir: Path, frame: pd.DataFrame | None, settings: dict) -> str:
@@ -197,7 +197,7 @@ def retrain_section(run_dir: Path, settings: dict, summary: dict | None = None, 
     path = run_dir / RETRAIN_FILE
     if not path.is_file():
         return H.note(f"not retrained yet: {waiting}" if waiting else "not retrained yet: the best configs get their "
-                      f"full training with hpsearch retrain {run_dir}", missing=True)
+                      f"full training with hpsearch retrain {shell(run_dir)}", missing=True)
     frame = pd.read_csv(path)
     if "in_top" in frame:  # rows kept from an earlier, larger --top: not this retraining's
         frame = frame[frame["in_top"].astype(str) == "True"]
@@ -221,7 +221,7 @@ def retrain_section(run_dir: Path, settings: dict, summary: dict | None = None, 
     # a Ctrl-C: so far, of the top asked (a summary written before "retrained" was kept counted "top" so far)
     if done.get("complete") is False and isinstance(done.get("top"), int) and "retrained" in done:
         best = (f"{len(frame)} of the best {done['top']} configs of the search so far (the retraining stopped; "
-                f"hpsearch retrain {H.escape(run_dir)} retrains the rest)")
+                f"hpsearch retrain {H.escape(shell(run_dir))} retrains the rest)")
     return (f"<p>{best}, each retrained for "
             f"{H.escape(H.plural(epochs, 'epoch'))} on "
             f"{H.escape(train_set_words(settings))} (no early stopping) and scored once on the test set; {rule}.</p>"

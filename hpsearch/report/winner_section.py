@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..errors import shell
 from ..rundir.chance import winner_at_chance
 from ..rundir.exports import param_text
 from . import html as H
@@ -99,7 +100,7 @@ def winner_section(run_dir: Path, summary: dict, frame: pd.DataFrame | None = No
     winner = summary.get("winner")
     if not winner:
         return H.note(f"no winner yet: {waiting}" if waiting else "no winner yet: it is crowned by the retraining "
-                      f"(hpsearch retrain {run_dir}).", missing=True)
+                      f"(hpsearch retrain {shell(run_dir)}).", missing=True)
     damaged = _damaged_field(winner) if isinstance(winner, dict) else "winner"
     if damaged is not None:  # the report says the file is damaged, in one line (build_report's _damage_named)
         raise TypeError(f"its winner's {damaged} is not what the retraining writes")
@@ -114,20 +115,21 @@ def winner_section(run_dir: Path, summary: dict, frame: pd.DataFrame | None = No
         so_far = (f"{done['retrained']} of the top {done.get('top', '?')}" if "retrained" in done
                   else "some of the top's")
         body += H.note(f"the retraining stopped (Ctrl-C) after {so_far} configs: this is the best of those so far; "
-                       f"hpsearch retrain {run_dir} retrains the rest.", missing=True)
+                       f"hpsearch retrain {shell(run_dir)} retrains the rest.", missing=True)
     learned_nothing = winner_at_chance(frame, winner["trial"])
     if learned_nothing:
         body += H.note(learned_nothing)
     figures = winner_figures(run_dir, summary)
     if not figures:
-        return body + H.note(f"the winner's pictures are not drawn yet: hpsearch plot all {run_dir}", missing=True)
+        return body + H.note(f"the winner's pictures are not drawn yet: hpsearch plot all {shell(run_dir)}",
+                             missing=True)
     parts, seen = [], set()
     skipped = _skipped_pictures(summary)
     if skipped:
         parts.append(H.note("not drawn for this winner: " + "; ".join(f"{m}: {why}" for m, why in skipped.items())))
     missing = _not_drawn_yet(summary, {method for method, _, _ in figures} | set(skipped))
     if missing:  # a pictures step stopped part way (Ctrl-C, kill), or only some methods were asked for
-        parts.append(H.note(f"not drawn yet: {', '.join(missing)}; hpsearch plot all {run_dir} draws them",
+        parts.append(H.note(f"not drawn yet: {', '.join(missing)}; hpsearch plot all {shell(run_dir)} draws them",
                             missing=True))
     for method, caption, path in figures:
         heading = f"<h3>{H.escape(method)}</h3>" if method not in seen else ""

@@ -61,7 +61,7 @@ import pandas as pd
 from joblib import delayed
 
 from ..data.dataset import Dataset
-from ..errors import UsageError, check_whole, param
+from ..errors import UsageError, check_whole, param, shell
 from ..jobs.backends import LokyBackend
 from ..jobs.resources import keeps_rng
 from ..jobs.workers import check_missing
@@ -310,8 +310,8 @@ def _retrain_top(run_dir: Path, settings: dict, top: int, retrain_epochs: int, *
         if best is not None:  # a winner.pt is named only where there is one
             said += f" and the best so far is in {run_dir / WINNER_FILE}"
         raise SearchInterrupted(
-            f"retraining interrupted: {said}; run the same command again (or hpsearch retrain {run_dir} --top {top} "
-            f"--retrain-epochs {retrain_epochs}{f' --schedule {schedule}' if schedule else ''} --winner-by "
+            f"retraining interrupted: {said}; run the same command again (or hpsearch retrain {shell(run_dir)} --top "
+            f"{top} --retrain-epochs {retrain_epochs}{f' --schedule {schedule}' if schedule else ''} --winner-by "
             f"{winner_by}) to retrain {'the rest' if rows else 'them'}") from None
     finally:
         bar.close()

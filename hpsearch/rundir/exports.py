@@ -9,11 +9,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from ..errors import shell
 from .atomic import atomic_write_text
 from .chance import at_chance
 from .names import SORTED_PARAMS, SORTED_SCORES, TRIALS_CSV
 
-__all__ = ["results_frame", "write_exports", "param_text", "read_sorted", "unscored", "trend_of"]
+__all__ = ["results_frame", "write_exports", "param_text", "read_sorted", "unscored", "trend_of", "rewrite_trials_csv"]
 
 
 def param_text(value) -> str:
@@ -133,10 +134,11 @@ def unscored(run_dir, frame: pd.DataFrame) -> str | None:
     if "mean_test_score" in frame and frame["mean_test_score"].notna().any():
         return None
     if frame.empty:
-        return f"{run_dir} holds no scored trial yet; resume the search first (hpsearch search --resume {run_dir})"
+        return (f"{run_dir} holds no scored trial yet; resume the search first (hpsearch search --resume "
+                f"{shell(run_dir)})")
     return (f"{run_dir} holds no scored trial: each of its {len(frame)} configs failed (their reasons are in "
             f"{Path(run_dir) / TRIALS_CSV}, column 'error'); search again with other settings, or resume it for "
-            f"more configs (hpsearch search --resume {run_dir} --n MORE)")
+            f"more configs (hpsearch search --resume {shell(run_dir)} --n MORE)")
 
 
 def _fit_times(rungs: list[dict]) -> list[float]:
@@ -203,3 +205,8 @@ def read_sorted(path) -> pd.DataFrame:
     with open(path) as fh:
         names = fh.readline().split()[1:]
     return pd.read_csv(path, sep=r"\s+", skiprows=1, names=names)
+
+
+def rewrite_trials_csv(run_dir) -> str:
+    """How a damaged trials.csv is written again: from trials.db, by a resume."""
+    return f"hpsearch search --resume {shell(run_dir)} writes it again from trials.db"

@@ -12,7 +12,7 @@ import numpy as np
 
 from ..data import load_dataset
 from ..data.dataset import Dataset, arrays_digest
-from ..errors import UsageError, brief
+from ..errors import UsageError, brief, shell
 from ..settings import check_stored, dataset_options, setting_specs
 from ..training.models import trust
 from ..training.models.user import add_module_path, run_folder_holding
@@ -106,7 +106,7 @@ def run_dataset(run_dir) -> Dataset:
         gone = settings.get("data_dir") and not Path(settings["data_dir"]).exists()
         if gone:  # the loader would name --data-dir, which a command on a run folder does not take
             raise UsageError(f"{run_dir} was searched on {settings['data_dir']}, which is not there now: put it back "
-                             f"there, or tell the run where it is now with hpsearch search --resume {run_dir} "
+                             f"there, or tell the run where it is now with hpsearch search --resume {shell(run_dir)} "
                              "--data-dir NEW (the images are checked against the ones the run read)")
         dataset = load_dataset(settings["dataset"], settings.get("data_dir"), **dataset_options(settings))
     dataset = dataset.training_slice(settings.get("max_train"), int(settings.get("seed", 0)))

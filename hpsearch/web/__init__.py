@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import UsageError, param
+from ..errors import UsageError, param, shell
 
 __all__ = ["create_app", "serve", "load_app"]
 
@@ -61,7 +61,7 @@ def serve(run_dir, host: str = "127.0.0.1", port: int = 8000, device: str = "cpu
     positions = int(read_winner_info(run_dir).get("positions", 0))  # refused before the net is loaded
     if positions:
         raise UsageError(f"hpsearch serve: the page shows one label per image, but the winner of {run_dir} gives "
-                         f"one per position ({positions} digits); use hpsearch predict {run_dir} FILE ... "
+                         f"one per position ({positions} digits); use hpsearch predict {shell(run_dir)} FILE ... "
                          f"(with --explain for a heat map per position)")
     app = load_app(run_dir, device=device)
     sock = _listen(host, port)  # before the line that says it serves: a busy port is one error, exit 2

@@ -21,7 +21,7 @@ from skorch.history import History
 
 from ..data.dataset import Dataset
 from ..data.preprocess import preprocessing_for
-from ..errors import UsageError, brief
+from ..errors import UsageError, brief, shell
 from ..rundir.atomic import atomic_write
 from ..rundir.names import WINNER_FILE
 from ..rundir.pickle_scan import load_torch_data
@@ -172,7 +172,7 @@ def _check_module_takes_config(config: dict, kind: str, run_dir) -> None:
         given = ", ".join(f"{key}={config[key]!r}" for key in dropped)
         raise UsageError(f"{Path(run_dir) / WINNER_FILE}: the winner was trained with {given}, which {kind} no "
                          f"longer takes (it takes {', '.join(sorted(takes))}); {_changed(kind)}, or retrain: "
-                         f"hpsearch retrain {run_dir}")
+                         f"hpsearch retrain {shell(run_dir)}")
 
 
 def _nothing_to_retrain(run_dir) -> str | None:
@@ -190,19 +190,19 @@ def _read_bundle(run_dir) -> dict:
     path = Path(run_dir) / WINNER_FILE
     if not path.is_file():
         raise UsageError(_nothing_to_retrain(run_dir) or f"{run_dir} holds no {WINNER_FILE}; retrain the search's "
-                         f"best configs first: hpsearch retrain {run_dir}")
+                         f"best configs first: hpsearch retrain {shell(run_dir)}")
     try:
         bundle = load_torch_data(path)
     except Exception as exc:  # noqa: BLE001 - truncated zip, overwritten file, foreign pickle: all say the same
         raise UsageError(f"{path} is damaged ({unreadable(exc, path)}); retrain to write it again: "
-                         f"hpsearch retrain {run_dir}") from None
+                         f"hpsearch retrain {shell(run_dir)}") from None
     if not isinstance(bundle, dict) or bundle.get("format") != BUNDLE_FORMAT:
         found = bundle.get("format") if isinstance(bundle, dict) else type(bundle).__name__
         raise UsageError(f"{path} has bundle format {found!r}; this hpsearch reads "
                          f"format {BUNDLE_FORMAT}; retrain the run again to rewrite it")
     why = _malformed(bundle)
     if why:  # data, but not what a retraining writes: a traceback, or gigabytes for a crafted image size
-        raise UsageError(f"{path} is damaged ({why}); retrain to write it again: hpsearch retrain {run_dir}")
+        raise UsageError(f"{path} is damaged ({why}); retrain to write it again: hpsearch retrain {shell(run_dir)}")
     return _with_defaults(bundle)
 
 
@@ -302,7 +302,7 @@ def load_winner(run_dir, device: str = "cpu"):
     except (RuntimeError, TypeError, ValueError) as exc:  # torch: missing or unexpected keys, other shapes
         why = brief(exc, width=240, joined=True).rstrip(".")
         raise UsageError(f"{Path(run_dir) / WINNER_FILE} no longer fits {kind}: {type(exc).__name__}: {why}; "
-                         f"{_changed(kind)}, or retrain: hpsearch retrain {run_dir}") from None
+                         f"{_changed(kind)}, or retrain: hpsearch retrain {shell(run_dir)}") from None
     if code_changed:  # the weights fit, so the edit is silent: another forward, or another layer of one shape
         raise UsageError(f"{Path(run_dir) / WINNER_FILE}: the winner's network {_changed(kind)} (its code: the "
                          "module and the modules beside it that it imports, comments and layout aside)")
@@ -310,7 +310,7 @@ def load_winner(run_dir, device: str = "cpu"):
                 if not torch.isfinite(value).all()), None)
     if bad is not None:  # every prediction would be the argmax of NaN: pictures of nothing, exit 0
         raise UsageError(f"{Path(run_dir) / WINNER_FILE} is damaged: its weights {bad} are not finite (NaN or inf); "
-                         f"retrain to write it again: hpsearch retrain {run_dir}")
+                         f"retrain to write it again: hpsearch retrain {shell(run_dir)}")
     if optimizer_state is not None:
         net.optimizer_.load_state_dict(optimizer_state)  # moves the moments to the parameters' device
     net.module_.eval()

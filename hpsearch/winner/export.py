@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from ..data.preprocess import with_defaults
-from ..errors import UsageError, brief, param, plural
+from ..errors import UsageError, brief, param, plural, shell
 from ..jobs.workers import pid_alive
 from ..rundir.atomic import atomic_write, atomic_write_text
 from ..rundir.lock import refuse_links_out
@@ -180,7 +180,7 @@ def export_winner(run_dir, formats=("onnx", "torchscript"), out=None, check: boo
     if unknown or not formats:
         raise UsageError(f"{param('format')} must be onnx, torchscript or both, got {', '.join(unknown) or 'none'}")
     if not (run_dir / WINNER_FILE).is_file():
-        raise UsageError(f"{run_dir} holds no {WINNER_FILE}; retrain first: hpsearch retrain {run_dir}")
+        raise UsageError(f"{run_dir} holds no {WINNER_FILE}; retrain first: hpsearch retrain {shell(run_dir)}")
     if out is None:  # the run's own folder: never written through a link a shared run holds there
         refuse_links_out(run_dir, ("export",))
     out = Path(out) if out is not None else run_dir / "export"

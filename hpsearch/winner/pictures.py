@@ -7,9 +7,10 @@ import json
 import sys
 from pathlib import Path
 
-from ..errors import UsageError, brief, damage_named, did_you_mean
+from ..errors import UsageError, brief, damage_named, did_you_mean, shell
 from ..jobs.resources import threads_per_job, torch_threads
 from ..rundir.atomic import atomic_write, atomic_write_text
+from ..rundir.exports import rewrite_trials_csv
 from ..rundir.names import SETTINGS_FILE, SUMMARY_FILE, TRIALS_CSV, TRIALS_DB
 from ..rundir.run_info import read_json, run_dataset
 from ..search.interrupt import raise_if_interrupted
@@ -66,7 +67,7 @@ def _draw_search(run_dir: Path) -> list[str]:
         raise UsageError(f"{run_dir} holds no trials.csv or trials.db; is it a run folder made by hpsearch search?")
     skipped: dict[str, str] = {}
     files = []
-    with damage_named(run_dir / TRIALS_CSV, f"hpsearch search --resume {run_dir} writes it again from trials.db"):
+    with damage_named(run_dir / TRIALS_CSV, rewrite_trials_csv(run_dir)):
         drawn = draw_search_plots(run_dir, skipped)
     for stem, fig in drawn.items():
         _save_png(fig, run_dir / f"{stem}.png")
@@ -165,7 +166,7 @@ def draw_pictures(run_dir, method: str = "all", *, images: int = 25, units: int 
     record = {"trial": int(net.winner_.get("trial", -1)), "epochs": int(net.winner_["epochs"]),
               "images": images, "units": units}
     if method == "all" and not redraw and _pictures_done(run_dir, record):
-        print(f"pictures of this winner already drawn (summary.json); redraw with: hpsearch plot all {run_dir}")
+        print(f"pictures of this winner already drawn (summary.json); redraw with: hpsearch plot all {shell(run_dir)}")
         return []
     if method != "all":  # refused before the data are loaded
         reason = REGISTRY[method].applies(net.module_)

@@ -119,6 +119,9 @@ def test_a_search_of_a_space_of_one_config_says_it_trains_copies(tmp_path, capsy
     space.write_text('hidden = [8]\nlr = 0.01\n')
     assert main(["search", "--space", str(space), "--dataset", "digits", "--n", "2", "--cv", "2", "--max-epochs", "1",
                  "--max-train", "300", "--patience", "0", "--n-jobs", "1", "--no-retrain", "--no-progress", "--out",
-                 str(tmp_path / "run")]) == 0
+                 str(tmp_path / "my run")]) == 0
+    said = capsys.readouterr()
     assert ("hpsearch: note: the space 'fixed' draws one config: --n 2 trains it 2 times, with only the initial "
-            "weights differing (a spread over seeds, not a search); --n 1 trains it once\n") in capsys.readouterr().err
+            "weights differing (a spread over seeds, not a search); --n 1 trains it once\n") in said.err
+    # a command to copy is one shell word per argument: "hpsearch retrain .../my run" was two
+    assert f"retrain later with: hpsearch retrain '{tmp_path / 'my run'}'\n" in said.out

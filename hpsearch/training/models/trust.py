@@ -19,7 +19,7 @@ import os
 import sys
 from pathlib import Path
 
-from ...errors import UsageError
+from ...errors import UsageError, shell
 
 __all__ = ["UntrustedModule", "trust", "trusted", "trusted_torchscript", "on_a_run", "working_on",
            "untrusted_message", "state_file", "note_named", "named_holding", "forget_runs"]
@@ -121,4 +121,4 @@ def untrusted_message(ref: str, folder: str | None) -> UntrustedModule:
     where = f"the folder {folder}" if folder else "your installed packages"
     return UntrustedModule(f"{run}: the run names the network {ref!r} from {where}, which hpsearch has not imported "
                            "for you before, and importing a module runs its code; read it, then trust it with: "
-                           f"hpsearch trust {run} (a run you searched here is trusted already)")
+                           f"hpsearch trust {shell(run)} (a run you searched here is trusted already)")
