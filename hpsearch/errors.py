@@ -97,3 +97,14 @@ def shell(path) -> str:
     """``path`` as one shell word, in a command a message gives to copy: a run folder named with a space
     (a default one takes the space file's name) split into two words when pasted."""
     return shlex.quote(str(path))
+
+
+def unquote_hint(value) -> str:
+    """``"; write it without quotes"`` for a string that reads as a number (``lr = "1e-3"``), else ``""``."""
+    if isinstance(value, str):
+        try:
+            float(value)
+        except ValueError:
+            return ""
+        return "; write it without quotes"
+    return ""

@@ -73,6 +73,7 @@ BAD_INPUTS = [
                                      "p=[0.5,0.6]\n")], "probabilities p must be >= 0 and sum to 1"),
     (lambda t: ["--space", _space(t, "dropuot = 0.1\n")], "unknown hyperparameter 'dropuot'"),
     (lambda t: ["--space", "nope"], "--space nope: no such file"),
+    (lambda t: ["--space", str(t)], "is a folder; give the .toml file in it (a run folder keeps its space as space.toml)"),
     (lambda t: ["--out", str(_a_file(t) / "run")], "is not writable"),
     (lambda t: ["--out", str(_a_file(t))], "is a file, not a folder; name a new folder, or a run folder to resume"),
     (lambda t: ["--device", "tpu"], "--device must be cpu, cuda, cuda:N or auto, got 'tpu'"),
@@ -102,7 +103,7 @@ def test_bad_input_exits_2_with_message(tmp_path, capsys, make_args, message):
     assert code == 2
     assert message in err
     assert err.startswith("hpsearch: error: ") and "Traceback" not in err
-    assert len(err.strip().splitlines()) <= 2
+    assert len(err.splitlines()) == 1, err  # one line, as every bad input gets
 
 
 @pytest.mark.parametrize("command", [["predict", "{run}", "x.png"], ["retrain", "{run}"], ["export", "{run}"],

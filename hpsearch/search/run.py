@@ -208,10 +208,6 @@ def run_search(settings: SearchSettings, dataset: Dataset | None = None, backend
         raise UsageError(f"{param('module_path')} {settings.module_path} says where your network's module is, but the "
                          f"space {space.name!r} names none (model = \"module:Class\"); leave it out")
     _check_space_for(strategy, space)
-    if space.draws_one_config() and settings.n > 1:  # "8 configs" and a winner that was the luck of the weights
-        print(f"hpsearch: note: the space {space.name!r} draws one config: {param('n')} {settings.n} trains it "
-              f"{settings.n} times, with only the initial weights differing (a spread over seeds, not a search); "
-              f"{param('n')} 1 trains it once", file=sys.stderr)
     given = dataset  # a Dataset object of the caller's: kept in the run folder, so later steps find it
     if dataset is None:
         dataset = load_dataset(settings.dataset, settings.data_dir, **settings.dataset_options(),
@@ -260,6 +256,10 @@ def run_search(settings: SearchSettings, dataset: Dataset | None = None, backend
         for said in (strategy.plan_line(settings.cv), strategy.describe()):
             if said is not None:
                 print(said)
+        if space.draws_one_config() and settings.n > 1:  # "8 configs" and a winner that was the luck of the weights
+            print(f"hpsearch: note: the space {space.name!r} draws one config: {param('n')} {settings.n} trains it "
+                  f"{settings.n} times, with only the initial weights differing (a spread over seeds, not a search); "
+                  f"{param('n')} 1 trains it once", file=sys.stderr)
         atomic_write_text(run_dir / SPACE_FILE, space.source)
         earlier = read_json(run_dir / SETTINGS_FILE, replace_damaged=True)
         stored = {**asdict(settings), **_commands(earlier), "dataset_name": dataset.name, "device": asked,

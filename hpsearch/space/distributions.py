@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import UsageError, did_you_mean
+from ..errors import UsageError, did_you_mean, unquote_hint
 
 __all__ = ["Constant", "Uniform", "LogUniform", "IntUniform", "Categorical", "DecreasingInts", "IntLists",
            "distribution_from"]
@@ -25,7 +25,7 @@ def _number(table: Mapping, key: str, name: str) -> float:
         raise UsageError(f"[{name}] needs '{key}'; add e.g. {key} = 1")
     value = table[key]
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise UsageError(f"[{name}] {key} must be a finite number, got {value!r}")
+        raise UsageError(f"[{name}] {key} must be a finite number, got {value!r}{unquote_hint(value)}")
     return value
 
 

@@ -154,6 +154,9 @@ def load_space(path_or_name: str | os.PathLike, module_path=None) -> SearchSpace
         candidate = SEARCHES_DIR / f"{path}.toml"
         if candidate.is_file():
             path = candidate
+    if path.is_dir():  # it said "no such file" of a folder that is there
+        raise UsageError(f"{param('space')} {path_or_name} is a folder; give the .toml file in it (a run folder keeps "
+                         "its space as space.toml)")
     if not path.is_file():
         known = sorted(p.stem for p in SEARCHES_DIR.glob("*.toml"))
         raise UsageError(f"{param('space')} {path_or_name}: no such file; give a TOML path or one of "

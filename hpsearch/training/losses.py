@@ -83,9 +83,11 @@ def worst_classes(counts) -> list[int]:
 
 
 def misclassified_counts(net, dataset, n_classes: int) -> np.ndarray:
-    """Per true class, how many samples of ``dataset`` the (fitted) skorch ``net`` gets wrong."""
+    """Per true class, how many samples of ``dataset`` the (fitted) skorch ``net`` gets wrong. Torch's random
+    state is put back: the loader's draw shifted every later batch order and dropout mask, so worst_weight = 0
+    trained other weights than plain cross-entropy from the second round on."""
     counts = None
-    with torch.no_grad():
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):  # (the loader seeds from the CPU's generator)
         for batch in net.get_iterator(dataset, training=False):
             predicted = net.evaluation_step(batch, training=False).argmax(dim=1)
             target = to_tensor(batch[1], device=predicted.device).long()

@@ -9,6 +9,7 @@ from hpsearch import read_sorted
 from hpsearch.rundir.store import load_results
 from hpsearch.search.run import run_search
 from hpsearch.settings import SearchSettings
+from hpsearch.space.search_space import ParamGenerator, load_space
 from hpsearch.training.models import MODELS
 
 FAST = dict(dataset="digits", cv=2, max_epochs=4, patience=0, n_jobs=1, progress=False)
@@ -42,6 +43,11 @@ def test_same_seed_identical_scores(tmp_path):
     ta, tb = pd.read_csv(a / "trials.csv"), pd.read_csv(b / "trials.csv")
     cols = [c for c in ta if c.startswith(("split", "param_", "mean_test", "trial"))]
     pd.testing.assert_frame_equal(ta[cols], tb[cols])
+    # the seed is the one that drew them (a seed ignored, or fixed at 0, passed the lines above)
+    drawn = ParamGenerator(load_space("mlp_mnist"), 4).gen_values(3)
+    assert ta.sort_values("trial")["param_lr"].tolist() == pytest.approx([c["lr"] for c in drawn], rel=1e-5)
+    other = pd.read_csv(run_search(SearchSettings(n=3, out=str(tmp_path / "c"), seed=5, **FAST)) / "trials.csv")
+    assert set(other["param_lr"]).isdisjoint(ta["param_lr"])
 
 
 def test_diverging_config_ranks_last_with_reason(tmp_path):

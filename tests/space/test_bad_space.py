@@ -1,13 +1,15 @@
 """A space that cannot train is refused when it is read (or, for the image size, once the data are
 loaded), with a message naming the parameter, instead of scoring NaN config after config."""
 
+import tomllib
+
 import pytest
 
 from hpsearch.cli import main
 from hpsearch.data import load_dataset
 from hpsearch.errors import UsageError
 from hpsearch.space.checks import NET_CHECKS, check_space_for_data
-from hpsearch.space.search_space import PARAMETERS, SEARCHES_DIR, SearchSpace, load_space
+from hpsearch.space.search_space import PARAMETERS, SEARCHES_DIR, ParamGenerator, SearchSpace, load_space
 from hpsearch.training.models import MODELS, module_keys
 from hpsearch.training.models.cnn import CNN
 from hpsearch.training.models.gapcnn import GAPCNN
@@ -46,6 +48,8 @@ BAD = [
     ("lr = -1e-3", "lr", "must be > 0"),
     ("lr = '1e-3'", "lr", "write it without quotes"),
     ("lr = [1e-3]", "lr", "finite number"),
+    ("[lr]\ndistribution = 'log_uniform'\nlow = '1e-4'\nhigh = 0.1", "[lr] low must be a finite number",
+     "got '1e-4'; write it without quotes"),
     ("[lr]\ndistribution = 'uniform'\nlow = -0.01\nhigh = 0.1", "[lr] uniform range [-0.01, 0.1]", "> 0"),
     (f"[lr]\n{CAT}[1e-3, 0]", "[lr] choices", "> 0, got 0"),
     ("weight_decay = -1e-4", "weight_decay", "must be >= 0"),
@@ -154,7 +158,11 @@ def test_every_shipped_space_loads_and_fits_digits_and_mnist(name, digits):
     "negative_slope = -0.5",
 ])
 def test_valid_edge_values_are_accepted(tmp_path, toml):
-    _load(tmp_path, toml + "\n")
+    space = _load(tmp_path, toml + "\n")
+    config = ParamGenerator(space, 0).sample(0)
+    for key, value in tomllib.loads(toml).items():  # a constant is drawn as written, not dropped or defaulted
+        if not isinstance(value, dict):
+            assert config[key] == (tuple(value) if isinstance(value, list) else value), (key, config[key])
 
 
 def test_every_parameter_has_a_check():

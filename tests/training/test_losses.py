@@ -90,6 +90,19 @@ def test_make_net_rounds_set_epochs_and_the_worst_set(digits):
     assert make_net({**config, "max_epochs": 4}, digits).max_epochs == 4
 
 
+def test_a_worst_weight_of_0_trains_the_weights_plain_cross_entropy_trains(digits):
+    """README: 0 is plain cross-entropy. The counting pass drew from torch's generator, so from round 2 on
+    every batch order and dropout mask differed (train losses 1.266109 and 1.266959 at epoch 3)."""
+    base = {"hidden": [16], "lr": 5e-3, "dropout": 0.2}
+    for patience in (0, 5):  # counted on the training data, and on the validation split
+        nets = [make_net(config, digits, max_epochs=4, patience=patience, random_state=123).fit(
+            digits.X_train[:400], digits.y_train[:400]) for config in (
+            {**base, "loss": "ce"}, {**base, "loss": "worst_class", "rounds": 2, "round_epochs": 2, "worst_weight": 0.0})]
+        assert nets[1].history[1, "worst_classes"] is not None  # a round was picked, and counted
+        for a, b in zip(nets[0].module_.parameters(), nets[1].module_.parameters(), strict=True):
+            assert torch.equal(a, b)
+
+
 def test_batched_engine_hands_worst_class_to_skorch():
     assert not batchable({"loss": "worst_class"}) and batchable({"loss": "ce"})
     assert "loss 'worst_class'" in unbatchable_reason({"loss": "worst_class"})

@@ -8,21 +8,10 @@ from __future__ import annotations
 import math
 from numbers import Integral, Real
 
-from ...errors import UsageError
+from ...errors import UsageError, unquote_hint
 
 __all__ = ["PARAMETER_CHECKS", "check_number", "check_fraction", "check_bool", "check_widths", "check_kernel_size",
            "check_block_size", "max_pools"]
-
-
-def _quoted(value) -> str:
-    """``"; write it without quotes"`` for a string that reads as a number, else ``""``."""
-    if isinstance(value, str):
-        try:
-            float(value)
-        except ValueError:
-            return ""
-        return "; write it without quotes"
-    return ""
 
 
 def _whole(value) -> bool:
@@ -32,7 +21,7 @@ def _whole(value) -> bool:
 def check_number(value, name: str) -> float:
     """Any finite number (not a bool, not a string)."""
     if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
-        raise UsageError(f"{name} must be a finite number, got {value!r}{_quoted(value)}")
+        raise UsageError(f"{name} must be a finite number, got {value!r}{unquote_hint(value)}")
     return value
 
 
@@ -66,7 +55,7 @@ def check_kernel_size(value, name: str = "kernel_size") -> int:
     """An odd whole number >= 1: 'same' padding (kernel_size // 2) keeps the image size only then."""
     if not _whole(value) or value < 1 or value % 2 == 0:
         raise UsageError(f"{name} must be an odd whole number >= 1 (1, 3, 5, ...), got {value!r}"
-                         f"{_quoted(value)}")
+                         f"{unquote_hint(value)}")
     return value
 
 
