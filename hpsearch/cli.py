@@ -157,7 +157,8 @@ def build_parser() -> argparse.ArgumentParser:
                     f"(and .txt/.csv for reports). METHOD: {', '.join(methods)}; 'all' draws every "
                     "method that applies to the winner and says which it skipped and why.")
     plot.add_argument("method", metavar="METHOD", type=str.lower, help=", ".join(methods))
-    plot.add_argument("run_dir", metavar="RUN_DIR", nargs="?", help="a run folder holding winner.pt")
+    plot.add_argument("run_dir", metavar="RUN_DIR", nargs="?",
+                      help="a run folder holding winner.pt (for search: any run folder, retrained or not)")
     _add_plot_args(plot)
     plot.add_argument("--layer", metavar="NAME", help="the layer grad-cam and hires-cam explain, as the module "
                       "names it (features.2); default: the last convolution's ReLU for the built-in CNNs, the last "

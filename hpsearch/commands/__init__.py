@@ -222,7 +222,8 @@ def cmd_plot(args) -> int:
         if Path(args.method).is_dir():
             raise UsageError(f"METHOD is missing before {args.method}: hpsearch plot all {shell(args.method)} draws "
                              f"every picture that applies (methods: {methods})")
-        raise UsageError(f"RUN_DIR is missing: hpsearch plot {args.method} RUN_DIR (a run folder holding winner.pt)")
+        holding = "trials.db" if args.method == "search" else "winner.pt"
+        raise UsageError(f"RUN_DIR is missing: hpsearch plot {args.method} RUN_DIR (a run folder holding {holding})")
     device = resolve_device(args.device)
     if args.method == "search" or not Path(args.run_dir).is_dir():  # the search's own plots: drawn while it runs
         return _plot(args.run_dir, args.method, args, device)

@@ -142,7 +142,7 @@ def pending(run_dir: Path, frame: pd.DataFrame | None, settings: dict) -> str | 
 def ranking_section(run_dir: Path, frame: pd.DataFrame | None, settings: dict) -> str:
     if frame is None or frame.empty:
         return H.note("no trial is stored yet: the search has not finished a config. Run or resume it: "
-                      f"run_search.py --resume {run_dir}", missing=True)
+                      f"hpsearch search --resume {shell(run_dir)}", missing=True)
     stopped = unfinished(run_dir, frame, settings)
     parts = [f"{len(frame)} configs" + (f" of the {settings['n']} asked" if settings.get("n") else "")]
     if "state" in frame:  # each config counted once, by its state (a failed one is FAIL)

@@ -186,7 +186,7 @@ def test_report_of_a_search_that_finished_no_config(tmp_path):
     optuna.create_study(storage=f"sqlite:///{run / 'trials.db'}", study_name=STUDY)
     text = build_report(run)
     assert f"no trial is stored yet: the search has not finished a config. Run or resume it: " \
-           f"run_search.py --resume {run}" in text
+           f"hpsearch search --resume {run}" in text  # (it named the seed's run_search.py)
     assert "settings are unknown" in text and "<img" not in text
 
 
