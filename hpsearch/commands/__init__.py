@@ -99,8 +99,8 @@ def _after_search(args, settings, backend, run_dir, elapsed: float) -> int:
             print(f"\nopen first: {first}; retrain later with: hpsearch retrain {shell(run_dir)}")
         else:  # retrained before this resume: its configs may have moved the top
             print(f"\nopen first: {first}; the winner retrained earlier is trial {winner} (summary.json); hpsearch "
-                  f"retrain {run_dir} brings it up to date with this session's configs (a config retrained already "
-                  "is reused, not trained again)")
+                  f"retrain {shell(run_dir)} brings it up to date with this session's configs (a config retrained "
+                  "already is reused, not trained again)")
         return 0
     options = {key: getattr(settings, key) for key in retrain_defaults()}
     result = retrain_and_say(run_dir, options, settings.device, settings.progress, backend, lock=False,  # held already

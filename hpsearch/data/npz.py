@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import UsageError, param
+from ..errors import UsageError, brief, param
 from .dataset import Dataset, check_splits
 
 __all__ = ["load_npz", "NPZ_KEYS"]
@@ -49,7 +49,7 @@ def load_npz(data_dir: str | os.PathLike | None = None) -> Dataset:
                 held = ", ".join(archive.files) or "nothing"
                 raise UsageError(f"{path} lacks {', '.join(missing)} (it holds {held}); save {', '.join(NPZ_KEYS)} "
                                  "with np.savez, and optionally class_names")
-            for key in NPZ_KEYS:
+            for key in archive.files:  # each is read below, class_names too
                 _check_stored_size(archive.zip, key, path)
             arrays = {key: archive[key] for key in NPZ_KEYS}
             names = archive["class_names"] if "class_names" in archive.files else None
@@ -58,6 +58,9 @@ def load_npz(data_dir: str | os.PathLike | None = None) -> Dataset:
     except ValueError as exc:  # an object array (pickled) under allow_pickle=False, or damaged contents
         raise UsageError(f"{path}: {str(exc).splitlines()[0][:120]}; save plain numeric arrays (and class_names as "
                          "strings): a pickled array is never loaded") from None
+    except MemoryError:  # a header claiming more than this machine holds, that the check above could not read
+        raise UsageError(f"{path}: an array claims more memory than this machine has: is the file damaged? save it "
+                         "again with np.savez") from None
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
         raise UsageError(f"{path} is not a readable .npz file ({type(exc).__name__}: {exc}); save it with np.savez") \
             from None
@@ -98,21 +101,26 @@ def _refuse_gap(path: Path, missing: np.ndarray, n_missing: int, present: np.nda
                      "y_test)")
 
 
-_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+# 3.0 is 2.0's layout with a UTF-8 header: the shape reads the same
+_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0,
+                   (3, 0): np.lib.format.read_array_header_2_0}
 
 
 def _check_stored_size(archive: zipfile.ZipFile, key: str, path: Path) -> None:
     """Refuse ``key`` when its header claims more data than its member holds: numpy allocates the claimed
     shape before reading, so a few bytes claiming (2**31, 28, 28) failed on terabytes, with a traceback."""
-    try:
-        info = archive.getinfo(f"{key}.npy")
-    except KeyError:
-        return  # stored under another name: np.load's own checks
+    names = archive.namelist()  # the member np.load reads for key, as it picks it (the last of a name wins)
+    members = dict(zip([n.removesuffix(".npy") for n in names], names, strict=True)) | {n: n for n in names}
+    info = archive.getinfo(members[key])
     with archive.open(info) as member:
-        reader = _HEADER_READERS.get(np.lib.format.read_magic(member))
-        if reader is None:
-            return  # a format version numpy reads with its own checks
-        shape, _, dtype = reader(member)
+        try:
+            reader = _HEADER_READERS.get(np.lib.format.read_magic(member))
+            if reader is None:
+                raise ValueError("an .npy format version numpy does not write")
+            shape, _, dtype = reader(member)
+        except ValueError as exc:
+            raise UsageError(f"{path}: {key} is not a readable array ({brief(exc)}); save it again with "
+                             "np.savez") from None
         held = info.file_size - member.tell()
     if dtype.hasobject:
         return  # refused unloaded by allow_pickle=False

@@ -124,7 +124,7 @@ def unfinished(run_dir: Path, frame: pd.DataFrame | None, settings: dict) -> str
     parts = ([f"{len(frame)} of the {asked} configs asked have a score"] if fewer else []) + (
         [f"{running} still running (scored short of their budget)"] if running else [])
     return (f"the search is unfinished ({', '.join(parts)}): it was stopped; finish it with hpsearch search "
-            f"--resume {run_dir} (what is finished is kept)")
+            f"--resume {shell(run_dir)} (what is finished is kept)")
 
 
 def pending(run_dir: Path, frame: pd.DataFrame | None, settings: dict) -> str | None:

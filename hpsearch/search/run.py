@@ -25,7 +25,7 @@ from ..data.dataset import Dataset
 from ..engines.cv import make_folds
 from ..engines.seam import RunContext
 from ..engines.stack_fit import unbatchable_reason
-from ..errors import UsageError, param, plural
+from ..errors import UsageError, param, plural, shell
 from ..jobs.backends import open_backend
 from ..jobs.resident import release_resident
 from ..jobs.resources import keeps_rng, physical_memory
@@ -329,8 +329,8 @@ def _run_strategy(settings, dataset, space, store, strategy, folds, run_dir, bac
                 f"the Dask cluster at {backend.scheduler} {lost}: the search stopped; {kept} stored in {run_dir}; "
                 f"{backend.restart_advice()} and run the same command again to continue") from None
         raise SearchInterrupted(
-            f"interrupted: {kept} stored in {run_dir}; run the same command again (or add --resume {run_dir}) to "
-            "continue") from None
+            f"interrupted: {kept} stored in {run_dir}; run the same command again (or add --resume "
+            f"{shell(run_dir)}) to continue") from None
     finally:
         bar.close()
         release_resident()  # this process's copy of the data (on a GPU: device memory)

@@ -15,7 +15,7 @@ import optuna
 import pandas as pd
 
 from ..errors import UsageError, plural
-from ..rundir.exports import param_text, unscored
+from ..rundir.exports import param_text, rewrite_trials_csv, unscored
 from ..rundir.names import SETTINGS_FILE, SPACE_FILE, TRIALS_CSV, TRIALS_DB
 from ..rundir.run_info import read_settings, read_table
 from ..settings import HALVING_STRATEGIES
@@ -57,8 +57,8 @@ def load_trials(run_dir) -> pd.DataFrame:
     """The run's ``trials.csv`` (or the same frame from the study when it is not exported yet)."""
     run_dir = Path(run_dir)
     if (run_dir / TRIALS_CSV).is_file():
-        table = read_table(run_dir / TRIALS_CSV, ("trial", "mean_test_score"), "read from trials.db instead (hpsearch "
-                           f"search --resume {run_dir} writes it again)")
+        table = read_table(run_dir / TRIALS_CSV, ("trial", "mean_test_score"),
+                           f"read from trials.db instead ({rewrite_trials_csv(run_dir)})")
         if table is not None:
             return table
     from ..rundir.store import load_results

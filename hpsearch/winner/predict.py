@@ -25,6 +25,7 @@ from PIL import Image
 from ..data.preprocess import preprocess
 from ..errors import UsageError
 from ..viz.attribution import cam, grad_cam, hires_cam, saliency
+from ..viz.fonts import plain
 from ..viz.modules import conv_only, gap_only, positions_of
 from .familiar import Familiarity, unlike
 
@@ -203,7 +204,7 @@ class Predictor:
             ax.set_yticks([])
         bar = fig.colorbar(shown, ax=mapped, fraction=0.05, pad=0.03)
         bar.set_ticks([0, 0.5, 1], labels=["none", "half", "most"])
-        bar.set_label(f"weight for '{class_name}'", fontsize=9)
+        bar.set_label(plain(f"weight for '{class_name}'"), fontsize=9)
         buffer = io.BytesIO()
         fig.savefig(buffer, format="png")
         return buffer.getvalue()

@@ -101,35 +101,57 @@ def test_what_trained_wrongly_or_failed_late_is_refused_naming_the_file(digits, 
     assert str(info.value).startswith(f"{path}: ") and message in str(info.value) and "\n" not in str(info.value)
 
 
-def _claiming(shape, dtype, held: bytes) -> bytes:
+def _claiming(shape, dtype, held: bytes, version=(1, 0)) -> bytes:
     """A stored .npy whose header says ``shape`` of ``dtype`` and whose data are ``held``."""
-    import io
+    import struct
 
-    buffer = io.BytesIO()
-    np.lib.format.write_array_header_1_0(buffer, {"descr": np.dtype(dtype).str, "fortran_order": False,
-                                                  "shape": shape})
-    return buffer.getvalue() + held
+    header = repr({"descr": np.dtype(dtype).str, "fortran_order": False, "shape": shape}).encode()
+    size = "<H" if version == (1, 0) else "<I"  # the header's length: 2 bytes in 1.0, 4 in 2.0 and 3.0
+    start = 6 + 2 + struct.calcsize(size)
+    header += b" " * (-(start + len(header) + 1) % 64) + b"\n"  # numpy pads the header to 64 bytes
+    return b"\x93NUMPY" + bytes(version) + struct.pack(size, len(header)) + header + held
 
 
-@pytest.mark.parametrize("key, shape, dtype, held, said", [
-    ("X_train", (2**31, 28, 28), np.uint8, bytes(100), "header says shape (2147483648, 28, 28) of uint8"),
-    ("y_train", (2**33,), np.int64, bytes(100), "header says shape (8589934592,) of int64"),
-    ("X_test", (360, 1, 8, 8), np.float32, bytes(2550), "header says shape (360, 1, 8, 8) of float32"),
-], ids=["terabytes", "64-GiB-labels", "cut-short"])
-def test_an_array_holding_less_than_its_header_says_is_refused_unallocated(digits, tmp_path, key, shape, dtype, held,
-                                                                           said):
+@pytest.mark.parametrize("key, member, version, shape, dtype, held, said", [
+    ("X_train", "X_train.npy", (1, 0), (2**31, 28, 28), np.uint8, bytes(100),
+     "header says shape (2147483648, 28, 28) of uint8"),
+    ("y_train", "y_train.npy", (1, 0), (2**33,), np.int64, bytes(100), "header says shape (8589934592,) of int64"),
+    ("X_test", "X_test.npy", (1, 0), (360, 1, 8, 8), np.float32, bytes(2550),
+     "header says shape (360, 1, 8, 8) of float32"),
+    # np.load reads any member, under any .npy version: each one was still a MemoryError traceback
+    ("class_names", "class_names.npy", (1, 0), (2**31, 28, 28), np.uint8, bytes(16),
+     "header says shape (2147483648, 28, 28) of uint8"),
+    ("X_train", "X_train", (1, 0), (2**31, 28, 28), np.uint8, bytes(16),
+     "header says shape (2147483648, 28, 28) of uint8"),
+    ("X_train", "X_train.npy", (3, 0), (2**31, 28, 28), np.uint8, bytes(16),
+     "header says shape (2147483648, 28, 28) of uint8"),
+], ids=["terabytes", "64-GiB-labels", "cut-short", "class-names", "member-without-.npy", "npy-version-3"])
+def test_an_array_holding_less_than_its_header_says_is_refused_unallocated(digits, tmp_path, key, member, version,
+                                                                           shape, dtype, held, said):
     """numpy allocates the shape a stored array's header claims, then fills it: 100 bytes claiming a
     terabyte were a MemoryError traceback; one cut short was said to hold pickled data."""
     import zipfile
 
     path = _save(tmp_path / "claims.npz", digits)
     with zipfile.ZipFile(path, "a") as archive:
-        archive.writestr(f"{key}.npy", _claiming(shape, dtype, held))  # the later member of the name is read
+        archive.writestr(member, _claiming(shape, dtype, held, version))  # the later member of the name is read
     with pytest.raises(UsageError) as info:
         load_dataset("npz", path)
     assert str(info.value) == (f"{path}: {key} is damaged or cut short: its {said} ("
                                f"{np.prod(shape) * np.dtype(dtype).itemsize} bytes) but it holds {len(held)}; save "
                                "it again with np.savez")
+
+
+def test_a_member_that_is_no_array_is_said_not_handed_on_as_bytes(digits, tmp_path):
+    """np.load returns the raw bytes of a member without the .npy magic: X_train was b'hello'."""
+    import zipfile
+
+    path = _save(tmp_path / "text.npz", digits)
+    with zipfile.ZipFile(path, "a") as archive:
+        archive.writestr("X_train", b"hello, I am text")
+    with pytest.raises(UsageError, match=r"text\.npz: X_train is not a readable array \(the magic string is not "
+                                         r"correct; expected b'\\x93NUMPY', got b'hello,'\); save it again"):
+        load_dataset("npz", path)
 
 
 def test_a_missing_file_or_none_says_to_pass_one(tmp_path):
