@@ -66,6 +66,15 @@ def _find_idx(directory: Path, stem: str) -> Path | None:
     return None
 
 
+def _readable_dir(directory: Path) -> bool:
+    """Whether ``directory`` is a folder; one under a folder without permission is said in one line."""
+    try:
+        return directory.is_dir()
+    except OSError as exc:  # Python 3.11's is_dir raises EACCES
+        raise IdxError(f"{directory}: cannot be read ({exc.strerror}); set $HPSEARCH_DATA to a folder you can "
+                       f"read and write, or pass {param('data_dir')}") from None
+
+
 def _idx_dir_complete(directory: Path) -> bool:
     return all(_find_idx(directory, stem) for stem in IDX_FILES.values())
 
@@ -82,7 +91,7 @@ def file_md5(path: Path) -> str:
 def download_folder(target: Path):
     """``target`` made for a download. A download that fails takes back the folders it made while they
     are empty (the cache's ``mnist/``, ``hpsearch/``): verified files already there stay for a retry."""
-    made = [folder for folder in (target, *target.parents) if not folder.exists()]  # deepest first
+    made = [folder for folder in (target, *target.parents) if not _readable_dir(folder) and not folder.exists()]
     try:
         try:
             target.mkdir(parents=True, exist_ok=True)
@@ -158,7 +167,7 @@ def _locate(name: str, data_dir: str | os.PathLike | None) -> Path:
         return data_dir
     cache = default_cache_dir() / name
     for directory in (cache, SYSTEM_DIRS.get(name)):
-        if directory is not None and directory.is_dir() and _idx_dir_complete(directory):
+        if directory is not None and _readable_dir(directory) and _idx_dir_complete(directory):
             return directory
     hint = " (or `apt-get install dataset-fashion-mnist`)" if name == "fashion-mnist" else ""
     try:

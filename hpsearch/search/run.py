@@ -256,7 +256,7 @@ def run_search(settings: SearchSettings, dataset: Dataset | None = None, backend
         for said in (strategy.plan_line(settings.cv), strategy.describe()):
             if said is not None:
                 print(said)
-        if space.draws_one_config() and settings.n > 1:  # "8 configs" and a winner that was the luck of the weights
+        if space.draws_one_config() and settings.n > 1 and not len(store):  # (a resume's run said it at its start)
             print(f"hpsearch: note: the space {space.name!r} draws one config: {param('n')} {settings.n} trains it "
                   f"{settings.n} times, with only the initial weights differing (a spread over seeds, not a search); "
                   f"{param('n')} 1 trains it once", file=sys.stderr)

@@ -252,13 +252,14 @@ def check_space_fits_memory(space, dataset, memory_bytes: int) -> None:
         layers = [sizes[0], *[int(w) for w in widths], sizes[2]]
         return sum(a * b for a, b in zip(layers, layers[1:], strict=False))
 
-    widest = max(space.params["hidden"].support(), key=weights)
+    hidden = space.params["hidden"]
+    widest = max(hidden.support(), key=weights)
     need = weights(widest) * BYTES_PER_WEIGHT
+    fix = "lower [hidden] high (or the layers)" if hasattr(hidden, "high") else "use narrower [hidden] widths"
     if need > memory_bytes:
         raise UsageError(f"search space {space.name!r}: [hidden] can draw {list(widest)}, {weights(widest):.2g} "
                          f"weights on {dataset.n_features} inputs: about {need / 2**30:,.0f} GiB to train (weights, "
-                         f"gradients, Adam's moments), more than this machine's {memory_bytes / 2**30:.0f} GiB; "
-                         "lower [hidden] high (or the layers)")
+                         f"gradients, Adam's moments), more than this machine's {memory_bytes / 2**30:.0f} GiB; {fix}")
 
 
 def probe_first_config(start: str, build: Callable, rows, expected: tuple, *, given: str, unit: str, needs: str,

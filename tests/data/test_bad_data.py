@@ -194,21 +194,26 @@ def test_an_unreadable_file_or_folder_is_said_in_one_line(tmp_path):
         _write(tmp_path / name, _arrays(), gz=False)
     (tmp_path / "file" / TRAIN_IMG).chmod(0)
     (tmp_path / "folder").chmod(0)
+    (tmp_path / "locked").mkdir(mode=0)  # $HPSEARCH_DATA, the download cache, below it
     code = ("import sys\nfrom hpsearch.data import load_dataset\nfrom hpsearch.errors import UsageError\n"
-            "for folder in sys.argv[1:]:\n    try:\n        load_dataset('mnist', folder)\n"
+            "for folder in [*sys.argv[1:], None]:\n    try:\n        load_dataset('mnist', folder)\n"
             "    except UsageError as exc:\n        print(exc)\n")
     command = [sys.executable, "-c", code, str(tmp_path / "file"), str(tmp_path / "folder")]
     if os.geteuid() == 0:
         command = ["capsh", "--drop=cap_dac_override,cap_dac_read_search", "--", "-c",
                    shlex.join(command)]
     try:
-        said = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        said = subprocess.run(command, capture_output=True, text=True, timeout=120,
+                              env={**os.environ, "HPSEARCH_DATA": str(tmp_path / "locked" / "cache")})
     finally:
         (tmp_path / "folder").chmod(0o755)
+        (tmp_path / "locked").chmod(0o755)
     assert said.returncode == 0, said.stderr
     assert said.stdout.splitlines() == [
         f"{tmp_path / 'file' / TRAIN_IMG}: cannot be read (Permission denied); check its permissions",
-        f"{tmp_path / 'folder'}: cannot be read (Permission denied); check its permissions"]
+        f"{tmp_path / 'folder'}: cannot be read (Permission denied); check its permissions",
+        f"{tmp_path / 'locked' / 'cache' / 'mnist'}: cannot be read (Permission denied); set $HPSEARCH_DATA to a "
+        "folder you can read and write, or pass data_dir"]
 
 
 def test_int8_labels_and_a_test_set_of_fewer_classes_load(tmp_path):

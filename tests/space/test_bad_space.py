@@ -290,6 +290,8 @@ def test_a_space_whose_widest_mlp_cannot_be_trained_in_memory_is_refused(tmp_pat
     assert str(info.value) == (f"search space 'space': [hidden] can draw [10000, 9999], {weights:.2g} weights on 64 "
                                f"inputs: about {weights * 16 / 2**30:,.0f} GiB to train (weights, gradients, Adam's "
                                "moments), more than this machine's 1 GiB; lower [hidden] high (or the layers)")
+    with pytest.raises(UsageError, match=r"can draw \[30000, 30000\], .* GiB; use narrower \[hidden\] widths$"):
+        check_space_fits_memory(_load(tmp_path, "hidden = [30000, 30000]\n"), digits, 2**30)  # no high to lower
     space = tmp_path / "huge.toml"
     space.write_text(text.format(high=100000))
     out = tmp_path / "run"

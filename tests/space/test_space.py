@@ -125,3 +125,6 @@ def test_a_search_of_a_space_of_one_config_says_it_trains_copies(tmp_path, capsy
             "weights differing (a spread over seeds, not a search); --n 1 trains it once\n") in said.err
     # a command to copy is one shell word per argument: "hpsearch retrain .../my run" was two
     assert f"retrain later with: hpsearch retrain '{tmp_path / 'my run'}'\n" in said.out
+    # a resume trains only the configs still to do, from the run's copy of the space: said at the start only
+    assert main(["search", "--resume", str(tmp_path / "my run"), "--n", "3", "--no-progress"]) == 0
+    assert "draws one config" not in capsys.readouterr().err
