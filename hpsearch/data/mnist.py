@@ -91,6 +91,7 @@ def file_md5(path: Path) -> str:
 def download_folder(target: Path):
     """``target`` made for a download. A download that fails takes back the folders it made while they
     are empty (the cache's ``mnist/``, ``hpsearch/``): verified files already there stay for a retry."""
+    # deepest first (a file is not made, and a folder under one without permission is said: _readable_dir)
     made = [folder for folder in (target, *target.parents) if not _readable_dir(folder) and not folder.exists()]
     try:
         try:

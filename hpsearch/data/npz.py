@@ -49,8 +49,10 @@ def load_npz(data_dir: str | os.PathLike | None = None) -> Dataset:
                 held = ", ".join(archive.files) or "nothing"
                 raise UsageError(f"{path} lacks {', '.join(missing)} (it holds {held}); save {', '.join(NPZ_KEYS)} "
                                  "with np.savez, and optionally class_names")
+            names = archive.zip.namelist()  # the member np.load reads for a key, as it picks it (the last wins)
+            members = dict(zip([n.removesuffix(".npy") for n in names], names, strict=True)) | {n: n for n in names}
             for key in archive.files:  # each is read below, class_names too
-                _check_stored_size(archive.zip, key, path)
+                _check_stored_size(archive.zip.getinfo(members[key]), archive.zip, key, path)
             arrays = {key: archive[key] for key in NPZ_KEYS}
             names = archive["class_names"] if "class_names" in archive.files else None
     except UsageError:
@@ -106,12 +108,9 @@ _HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.f
                    (3, 0): np.lib.format.read_array_header_2_0}
 
 
-def _check_stored_size(archive: zipfile.ZipFile, key: str, path: Path) -> None:
+def _check_stored_size(info: zipfile.ZipInfo, archive: zipfile.ZipFile, key: str, path: Path) -> None:
     """Refuse ``key`` when its header claims more data than its member holds: numpy allocates the claimed
     shape before reading, so a few bytes claiming (2**31, 28, 28) failed on terabytes, with a traceback."""
-    names = archive.namelist()  # the member np.load reads for key, as it picks it (the last of a name wins)
-    members = dict(zip([n.removesuffix(".npy") for n in names], names, strict=True)) | {n: n for n in names}
-    info = archive.getinfo(members[key])
     with archive.open(info) as member:
         try:
             reader = _HEADER_READERS.get(np.lib.format.read_magic(member))

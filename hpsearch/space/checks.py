@@ -245,11 +245,10 @@ def check_space_fits_memory(space, dataset, memory_bytes: int) -> None:
     for minutes, silent, with no config failing. (A GPU refuses what it cannot hold: that config fails.)"""
     if "mlp" not in _support(space.params, "model", "mlp") or "hidden" not in space.params:
         return
-    positions = getattr(dataset.task, "positions", 0) or 1
-    sizes = [dataset.n_features, None, dataset.n_classes * positions]
+    outputs = dataset.n_classes * (getattr(dataset.task, "positions", 0) or 1)
 
     def weights(widths) -> int:
-        layers = [sizes[0], *[int(w) for w in widths], sizes[2]]
+        layers = [dataset.n_features, *[int(w) for w in widths], outputs]
         return sum(a * b for a, b in zip(layers, layers[1:], strict=False))
 
     hidden = space.params["hidden"]

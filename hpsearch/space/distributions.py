@@ -202,7 +202,7 @@ def distribution_from(name: str, spec):
         if isinstance(spec, list):
             spec = tuple(spec)
         return Constant(spec)
-    unknown = set(spec) - {"distribution", "low", "high", "choices", "p", "layers", "step"}
+    unknown = set(spec) - {"distribution", *(key for keys in KEYS_OF.values() for key in keys)}
     if unknown:
         key = sorted(unknown)[0]
         hint = did_you_mean(key, ["low", "high", "choices", "p", "step"]) or (
