@@ -15,7 +15,8 @@ Every file is checked before any pixel is decoded: a class folder with no images
 that ``train/`` lacks, a stray file, a FIFO or a link in a loop, a file that is no image, an image
 too large to decode (a decompression bomb) each stop the load with one line naming the file and the
 fix. The decoded arrays are cached (``.hpsearch-folder-cache.npz`` beside the images, else in the
-hpsearch cache), keyed by every file's name, size and mtime and by the size and colour asked for.
+hpsearch cache), keyed by every file's name, size, mtime, ctime and inode and by the size and colour asked
+for.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ COLORS = ("grey", "rgb")
 COLOR_ALIASES = {"gray": "grey", "greyscale": "grey", "grayscale": "grey", "l": "grey", "color": "rgb",
                  "colour": "rgb"}
 CACHE_FILE = ".hpsearch-folder-cache.npz"  # hidden: the loader skips dot-files
-CACHE_VERSION = 1  # bump when the cached arrays change meaning
+CACHE_VERSION = 2  # bump when the cached arrays change meaning (2: the default size is the upright one)
 COLOUR_MODES = {"RGB", "RGBA", "RGBX", "CMYK", "YCbCr", "LAB", "HSV", "P", "PA"}  # may hold colour; looked at
 GREY_TOLERANCE = 8  # channels this close (of 255) are one grey: JPEG's colour subsampling blurs R = G = B
 MAX_SIDE = 4096
@@ -126,7 +127,7 @@ def _headers(splits) -> dict[str, tuple[tuple[int, int], str]]:
     for classes in splits.values():
         for _, files in classes:
             for f in files:
-                size, mode = header_size(f.path, FolderError)
+                size, mode = header_size(f.path, FolderError, upright=True)  # as it is decoded
                 refusal = too_large(*size)
                 if refusal:
                     raise FolderError(f"{f.path}: a {size[0]}x{size[1]} image, {refusal} are read (a decompression "
@@ -194,12 +195,32 @@ def _read_images(root: Path, splits, size, color, progress) -> dict[str, np.ndar
         sizes = Counter(headers[f.path][0] for _, files in splits["train"] for f in files)
         size, count = sizes.most_common(1)[0]
         common = (count, sum(sizes.values()))
+    _check_fits_memory(headers, size, color)
     chosen, why = (color, "") if color else _choose_colour(headers)
     arrays = _decode_all(root, splits, 3 if chosen == "rgb" else 1, size, progress)
     counts = {"size": np.array(size), "common": np.array(common), "color": np.array(chosen), "why": np.array(why),
               "resized": np.array(sum(1 for s, _ in headers.values() if s != size)),
               "cmyk": np.array(sum(1 for _, mode in headers.values() if mode == "CMYK"))}
     return {**arrays, **counts}
+
+
+# bytes a pixel of a channel takes while loaded: 8 bits cached, then float32 images scaled and split
+BYTES_PER_VALUE = 9
+LARGE_SIDE = 256  # past this a side is large for the small classifiers hpsearch searches: --image-size is said
+
+
+def _check_fits_memory(headers, size, color) -> None:
+    """Refuse, before any pixel is decoded, images whose arrays at ``size`` need more than this machine's
+    memory (a folder of phone photos at their own size: gigabytes each few hundred)."""
+    from ..jobs.resources import physical_memory
+
+    channels = 1 if color == "grey" or not any(m in COLOUR_MODES for _, m in headers.values()) else 3
+    need = len(headers) * channels * size[0] * size[1] * BYTES_PER_VALUE
+    memory = physical_memory()
+    if need > memory:
+        raise FolderError(f"{len(headers):,} images at {size[0]}x{size[1]} need about {need / 2**30:,.1f} GiB to "
+                          f"load, more than this machine's {memory / 2**30:,.1f} GiB; pass {param('image_size')} "
+                          "(e.g. 64) to read them smaller")
 
 
 def _said(cached: dict) -> list[str]:
@@ -210,6 +231,8 @@ def _said(cached: dict) -> list[str]:
                                   f"{param('image_size')} to choose)" if total else "")
     resized, cmyk = int(cached["resized"]), int(cached["cmyk"])
     size += f", {plural(f'{resized:,}', 'image')} resized" if resized else ""
+    if total and max(width, height) > LARGE_SIDE:  # chosen by default: each epoch is slow at this size
+        size += (f"; large for a small classifier: {param('image_size')} 64 (or so) trains many times faster")
     why = str(cached["why"]) or f"{param('color')} {cached['color']}"
     converted = f"; {cmyk} CMYK image{'s' * (cmyk != 1)} converted to RGB by Pillow" if cmyk else ""
     return [size, f"{cached['color']} ({why}{converted})"]
@@ -303,6 +326,10 @@ def load_folder(data_dir=None, *, test_size: float | None = None, image_size=Non
         for part, rows in (("test", test), ("train", train)):
             X[part], labels[part], names[part] = X["train"][rows], labels["train"][rows], names["train"][rows]
         test_from = f"{test_size:g} of train/ held out (stratified, seed {seed})"
+        missing = [c for i, c in enumerate(classes) if not np.any(labels["test"] == i)]
+        if missing:  # a class of few images: the stratified share rounds its test images to none
+            said.append(f"no test images of {', '.join(missing)} held out (too few images: their test scores have "
+                        f"support 0; add images to train/, raise {param('test_size')}, or give test/)")
     said.append(f"test set: {test_from}")
     what = (f"{len(labels['train']):,} training and {len(labels['test']):,} test images of {len(classes)} classes; "
             + "; ".join(said))

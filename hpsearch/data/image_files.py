@@ -3,8 +3,9 @@
 - ``label_folders`` lists a split's label folders and their files in sorted order, refusing anything
   that is not a regular file *before* it is opened (a FIFO would block the read, a device never end,
   a link in a loop raise), and skipping dot-files (``.DS_Store``);
-- ``header_size`` reads an image's size from its header, nothing decoded;
-- ``listing_key`` digests every file's name, size and mtime, so a decoded cache
+- ``header_size`` reads an image's size from its header, nothing decoded (upright: as its EXIF
+  orientation shows it);
+- ``listing_key`` digests every file's name, size, mtime, ctime and inode, so a decoded cache
   (``read_cache`` / ``write_cache``: plain arrays, ``allow_pickle=False``, sealed with this user's key)
   is used only for the same files and a changed folder is read again, and only when written here;
 - ``progress_bar`` is the bar large folders load with.
@@ -12,10 +13,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import os
 import tempfile
+import warnings
 import zipfile
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -73,18 +76,40 @@ def _undecodable(name: str) -> bool:
     return False
 
 
-def header_size(path: str, error: type[UsageError]) -> tuple[tuple[int, int], str]:
-    """An image's ``((width, height), mode)`` from its header (nothing decoded), or ``error`` naming the file."""
+# EXIF orientations that turn a picture a quarter: shown, its width is its stored height
+_QUARTER_TURNS = {5, 6, 7, 8}
+
+
+def header_size(path: str, error: type[UsageError], upright: bool = False) -> tuple[tuple[int, int], str]:
+    """An image's ``((width, height), mode)`` from its header (nothing decoded), or ``error`` naming the file;
+    ``upright``: the size once its EXIF orientation is applied (as ``preprocess`` decodes it)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:
-            return img.size, img.mode
+        with warnings.catch_warnings():
+            # only the header is read: the caller refuses a decompression bomb on its size, in its own words
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with _no_pixel_cap(Image), Image.open(path) as img:
+                (width, height), mode = img.size, img.mode
+                # Image's own getexif, which reads what the header holds: PNG's would decode the pixels
+                if upright and Image.Image.getexif(img).get(0x0112) in _QUARTER_TURNS:
+                    width, height = height, width
+                return (width, height), mode
     except UnidentifiedImageError:
         raise error(f"{path}: not a readable image (no PNG, JPEG, BMP, GIF, WebP or TIFF); remove or replace "
                     "it") from None
-    except (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError) as exc:
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise error(f"{path}: not a readable image ({type(exc).__name__}: {exc}); remove or replace it") from None
+
+
+@contextlib.contextmanager
+def _no_pixel_cap(image_module):
+    """Pillow's own decompression-bomb cap lifted while a header is read (it raised Pillow's words, not ours)."""
+    cap, image_module.MAX_IMAGE_PIXELS = image_module.MAX_IMAGE_PIXELS, None
+    try:
+        yield
+    finally:
+        image_module.MAX_IMAGE_PIXELS = cap
 
 
 def listing_key(entries: Iterable[tuple[str, os.DirEntry]], *extra) -> str:
@@ -94,7 +119,9 @@ def listing_key(entries: Iterable[tuple[str, os.DirEntry]], *extra) -> str:
     for name, entry in entries:
         st = entry.stat()
         # surrogateescape: a file name that is not UTF-8 is still its bytes
-        digest.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\n".encode("utf-8", "surrogateescape"))
+        # ctime and inode too: a file rewritten with its size and mtime put back (cp -p, rsync -t) is read again
+        digest.update(f"{name}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ctime_ns}\0{st.st_ino}\n"
+                      .encode("utf-8", "surrogateescape"))
     return digest.hexdigest()
 
 

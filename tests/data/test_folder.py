@@ -300,3 +300,93 @@ def test_a_class_name_that_is_not_utf8_and_a_share_of_the_wrong_type(copy):
     shutil.rmtree(odd)
     with pytest.raises(UsageError, match="test_size must be a share between 0 and 1"):
         load_dataset("folder", copy, test_size="0.5")
+
+
+def _png_header(path, width, height):
+    """A PNG of ``width`` x ``height`` as its header claims, with no pixels: what a decompression bomb shows."""
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0))
+                     + chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("side", [10_000, 100_000])  # past Pillow's warning (89 MP), past its own error (179 MP)
+def test_a_decompression_bomb_is_said_in_our_words_only(copy, side, recwarn):
+    """Pillow warned on stderr beside our line (100 MP), or its own text replaced ours (10 GP)."""
+    _png_header(copy / "train" / "zero" / "bomb.png", side, side)
+    with pytest.raises(UsageError) as exc:
+        load_dataset("folder", copy)
+    _one_line(exc, f"bomb.png: a {side}x{side} image, at most 16,777,216 pixels are read (a decompression bomb")
+    assert not [w for w in recwarn if "DecompressionBomb" in type(w.message).__name__], list(recwarn)
+
+
+def test_photos_turned_by_their_exif_tag_have_their_upright_size(tmp_path, digits, capsys):
+    """A phone photo is stored on its side with an orientation tag: the default size is the size it shows
+    (it was the stored one, so every picture was squeezed to the other shape, and none was said resized)."""
+    for i in range(12):
+        pixels = np.rint(digits.X_train[i, 0] * 255).astype(np.uint8)
+        upright = Image.fromarray(np.kron(pixels, np.ones((3, 2), np.uint8)))  # 16 wide, 24 tall
+        exif = Image.Exif()
+        exif[0x0112] = 6  # shown turned a quarter clockwise: stored turned back
+        path = tmp_path / "photos" / "train" / ("even" if i % 2 == 0 else "odd") / f"{i}.jpg"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        upright.transpose(Image.Transpose.ROTATE_90).save(path, quality=95, exif=exif)
+        assert Image.open(path).size == (24, 16)
+    data = load_dataset("folder", tmp_path / "photos", test_size=0.25)
+    assert data.image_shape == (1, 24, 16)  # (channels, height, width): upright
+    said = capsys.readouterr().err
+    assert "16x24 (the most common size: 12 of 12 training images" in said and "resized" not in said, said
+
+
+def test_a_file_rewritten_with_its_size_and_mtime_put_back_is_read_again(copy):
+    """cp -p or rsync -t of a same-size image keeps size and mtime: the cache hid the new pixels (and so did
+    the run's check of the images as read)."""
+    bmp = copy / "train" / "zero" / "zz.bmp"
+    Image.fromarray(np.zeros((8, 8), np.uint8)).save(bmp)
+    first = load_dataset("folder", copy, test_size=0.5)
+    stat = bmp.stat()
+    Image.fromarray(np.full((8, 8), 255, np.uint8)).save(bmp)
+    os.utime(bmp, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert bmp.stat().st_size == stat.st_size and bmp.stat().st_mtime_ns == stat.st_mtime_ns
+    again = load_dataset("folder", copy, test_size=0.5)
+    assert not np.array_equal(np.concatenate([again.X_train, again.X_test]),
+                              np.concatenate([first.X_train, first.X_test]))
+    assert np.concatenate([again.X_train, again.X_test]).max(axis=(1, 2, 3)).tolist().count(1.0) > 0
+
+
+def test_a_small_class_left_without_held_out_test_images_is_said(copy, capsys):
+    (copy / "train" / "rare").mkdir()
+    for i, f in enumerate(sorted((copy / "train" / "zero").glob("*.png"))[:2]):
+        shutil.copy(f, copy / "train" / "rare" / f"{i}.png")
+    data = load_dataset("folder", copy)
+    rare = data.class_names.index("rare")
+    assert not np.any(data.y_test == rare)
+    said = capsys.readouterr().err
+    assert "no test images of rare held out (too few images: their test scores have support 0; add images to " \
+           "train/, raise test_size, or give test/)" in said, said  # named as the API's parameter here
+
+
+def test_large_photos_are_said_and_refused_before_decoding_where_memory_is_short(tmp_path, monkeypatch, capsys):
+    for i in range(6):
+        path = tmp_path / "big" / "train" / ("a" if i % 2 else "b") / f"{i}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        Image.new("L", (300, 300), color=40 * i).save(path)
+    data = load_dataset("folder", tmp_path / "big", test_size=0.34)
+    assert data.image_shape == (1, 300, 300)
+    said = capsys.readouterr().err
+    assert "large for a small classifier: image_size 64 (or so) trains many times faster" in said, said
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("decoded")
+
+    (tmp_path / "big" / CACHE_FILE).unlink()
+    monkeypatch.setattr("hpsearch.jobs.resources.physical_memory", lambda: 4 * 2**20)  # a machine of 4 MiB
+    monkeypatch.setattr(folder_module, "_decode_all", no_decoding)
+    with pytest.raises(UsageError) as exc:
+        load_dataset("folder", tmp_path / "big", test_size=0.34)
+    _one_line(exc, "6 images at 300x300 need about 0.0 GiB to load, more than this machine's 0.0 GiB; pass "
+                   "image_size (e.g. 64) to read them smaller")
