@@ -99,10 +99,10 @@ def _score_fold(make, X, y, train, test, scoring, threads, state=None):
         train_rows, test_rows = (torch.as_tensor(rows, device=data.device) for rows in (train, test))
         try:
             start = time.perf_counter()
-            _fit_or_continue(net, data.index_select(0, train_rows), y[train], state)
-            fit_time = time.perf_counter() - start
-            if state is not None and state[1]:
-                save_state(state[0], capture(net), state[2])
+            earlier = _fit_or_continue(net, data.index_select(0, train_rows), y[train], state)
+            fit_time = time.perf_counter() - start if earlier is None else earlier
+            if state is not None and state[1]:  # with the budget it trained to and its time, for a resume
+                save_state(state[0], {**capture(net), "budget": int(net.max_epochs), "fit_time": fit_time}, state[2])
             proba = net.predict_proba(data.index_select(0, test_rows))
             score, accuracy, metrics = task_of(y).score(y[test], proba, net.classes_, scoring)
         except StorageError:  # the run folder's fault (a full disk), not the config's: stop, keep the rest
@@ -115,14 +115,19 @@ def _score_fold(make, X, y, train, test, scoring, threads, state=None):
                     metrics=metrics)
 
 
-def _fit_or_continue(net, X_train, y_train, state) -> None:
-    """``net.fit``, or, from a stored continuation state, ``partial_fit`` for the epochs left."""
+def _fit_or_continue(net, X_train, y_train, state) -> float | None:
+    """``net.fit``, or, from a stored continuation state, ``partial_fit`` for the epochs left. Returns the
+    seconds the fit took when a session before this one trained it to this budget (a resume: its time is
+    that fit's, not the reload's), else None."""
     stored = load_state(state[0], state[2]) if state is not None else None
     if stored is not None and len(stored["history"]) > net.max_epochs:  # a later rung's: not this fit's past
         stored = refuse_state(state[0], f"has {len(stored['history'])} epochs, more than this rung's {net.max_epochs}")
+    earlier = None
     if stored is None:
         net.fit(X_train, y_train)
     else:
+        if stored.get("budget") == net.max_epochs and isinstance(stored.get("fit_time"), float):
+            earlier = stored["fit_time"]  # this rung's own fit, done before an interrupt
         restore(net, stored)
         if len(net.history) < net.max_epochs and not stored["stopped"]:
             net.partial_fit(X_train, y_train, epochs=net.max_epochs - len(net.history))
@@ -132,6 +137,7 @@ def _fit_or_continue(net, X_train, y_train, state) -> None:
     if "dur" not in last or (len(net.history) < net.max_epochs and not (stopping is not None and stopping.stopped)):
         # skorch swallows KeyboardInterrupt: a fit cut short by Ctrl-C must not be scored or kept
         raise FitInterrupted(f"the fit stopped at epoch {len(net.history)} of {net.max_epochs}")
+    return earlier
 
 
 class FitInterrupted(RuntimeError):

@@ -270,8 +270,8 @@ def _retrain_top(run_dir: Path, settings: dict, top: int, retrain_epochs: int, *
     if rows:  # the rows as this call ranks them, at once: winner.pt may have changed above
         write_table(run_dir, rows, beyond, winner_by)
 
-    if progress:
-        say_resumed(run_dir, todo, retrain_epochs, monitor_test, batch_size, seed, checkpoint_every)
+    # said with the bars off too (logs, CI): which finished epochs a checkpoint saves is part of the record
+    say_resumed(run_dir, todo, retrain_epochs, monitor_test, batch_size, seed, checkpoint_every)
     backend = backend or LokyBackend()
     remote = backend.name != "loky"
     on_gpu = str(device).startswith("cuda") and not remote

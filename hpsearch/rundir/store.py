@@ -184,12 +184,15 @@ class TrialStore:
             rung["split_metrics"] = result.metrics
         if result.stopped:  # fold racing: the folds it ran, and why it ran no more
             rung["stopped"] = result.stopped
+        if result.error is None:
+            # Optuna's view of the rung first: each write is its own commit, and a resume takes the rung as
+            # done once its attribute is stored (a kill -9 between them left a rung without its value for good)
+            self._storage.set_trial_intermediate_value(trial_id, int(epochs), result.mean_test_score)
         self._storage.set_trial_user_attr(trial_id, f"rung{len(rec['rungs'])}", rung)
         rec["rungs"].append(rung)
         if result.error is not None:
             self._end(index, State.FAIL)
             return
-        self._storage.set_trial_intermediate_value(trial_id, int(epochs), result.mean_test_score)
         if final:
             self._end(index, State.COMPLETE)
 

@@ -33,7 +33,7 @@ from ..rundir.atomic import atomic_write_text
 from ..rundir.chance import chance_levels
 from ..rundir.exports import results_frame, trend_of, write_exports
 from ..rundir.lock import RunLock
-from ..rundir.names import DATASET_FILE, SETTINGS_FILE, SPACE_FILE
+from ..rundir.names import DATASET_FILE, SETTINGS_FILE, SPACE_FILE, STATES_DIR
 from ..rundir.run_info import check_source, read_json, record_source, write_dataset_file
 from ..rundir.store import TrialStore, stored_fingerprint
 from ..settings import SearchSettings, fingerprint
@@ -137,14 +137,21 @@ def _commands(earlier: dict) -> dict:
     return {"argv": began, "resumed_argv": sys.argv}
 
 
-def _kept_words(records: list[dict]) -> str:
-    """What an interrupted search keeps, counted: ``"3 finished trials are"``, and the rungs that configs
-    still in the search finished (halving's first rung: no trial is finished yet, and its work is kept)."""
+def _kept_words(records: list[dict], run_dir: Path | None = None) -> str:
+    """What an interrupted search keeps, counted: ``"3 finished trials are"``, the rungs that configs
+    still in the search finished (halving's first rung: no trial is finished yet, and its work is kept),
+    and the folds trained of configs with no rung yet (their states in ``run_dir``: a resume goes on
+    from them; a raced rung is stored only once its race is decided)."""
     done = sum(1 for r in records if r["state"] != "RUNNING")
     rungs = sum(len(r.get("rungs") or ()) for r in records if r["state"] == "RUNNING")
-    said = plural(done, "finished trial") + (f" and {plural(rungs, 'finished rung')} of configs still in the "
-                                             "search" if rungs else "")
-    return said + (" is" if done == 1 and not rungs else " are")
+    stored = {r.get("index") for r in records if r.get("rungs")}  # (the store lists only trials with a rung)
+    folds = 0 if run_dir is None else sum(
+        len(list(folder.glob("fold*.pt"))) for folder in (run_dir / STATES_DIR).glob("*")
+        if folder.name.isdigit() and int(folder.name) not in stored)
+    parts = [plural(rungs, "finished rung") if rungs else "", plural(folds, "trained fold") if folds else ""]
+    still = " and ".join(p for p in parts if p)
+    said = plural(done, "finished trial") + (f" and {still} of configs still in the search" if still else "")
+    return said + (" is" if done == 1 and not still else " are")
 
 
 def _keep_proposal_batch(run_dir: Path, stored: dict, jobs: int, unfinished: bool) -> None:
@@ -323,7 +330,7 @@ def _run_strategy(settings, dataset, space, store, strategy, folds, run_dir, bac
         # the throttled exports catch up with the store
         write_exports(run_dir, results_frame(store.records(), chance_levels(dataset.y_train, settings.scoring),
                                              trend_of(settings)))
-        kept = _kept_words(store.records())
+        kept = _kept_words(store.records(), run_dir)
         if lost is not None:
             raise ClusterLost(
                 f"the Dask cluster at {backend.scheduler} {lost}: the search stopped; {kept} stored in {run_dir}; "

@@ -170,9 +170,11 @@ def test_ctrl_c_in_retraining_keeps_finished_rows_and_says_how_to_continue(searc
     assert f"hpsearch retrain {run} --top 3 --retrain-epochs 40" in stderr and "Traceback" not in stderr
     table = pd.read_csv(run / "retrain.csv")
     assert len(table) == 1 and table["epochs"].eq(40).all()  # the cut-short fits left nothing behind
-    # the same command again says which configs go on from their checkpoints, and from which epoch
+    # the same command again says which configs go on from their checkpoints, and from which epoch (in a
+    # log too, with the bars off: it was said only beside them)
     again = subprocess.run([sys.executable, "-m", "hpsearch.cli", "retrain", str(run), "--top", "3",
-                            "--retrain-epochs", "40"], capture_output=True, text=True, cwd=ROOT, timeout=300)
+                            "--retrain-epochs", "40", "--no-progress"], capture_output=True, text=True, cwd=ROOT,
+                           timeout=300)
     assert again.returncode == 0, again.stderr
     assert re.search(r"trial \d+ goes on from epoch \d+ of 40 \(its checkpoint\)", again.stderr), again.stderr[-800:]
     assert "retraining the best 3 for 40 epochs each" in again.stdout
@@ -203,3 +205,20 @@ def test_an_interrupt_counts_the_rungs_of_configs_still_in_the_search():
     assert _kept_words([running, running, {"state": "RUNNING", "rungs": []}]) == \
         "0 finished trials and 2 finished rungs of configs still in the search are"
     assert _kept_words([{"state": "COMPLETE", "rungs": [{"epochs": 9}]}]) == "1 finished trial is"
+
+
+def test_an_interrupt_counts_the_folds_trained_of_configs_with_no_rung_yet(tmp_path):
+    """A Ctrl-C inside a raced first rung said "0 finished trials are stored" while 3 trained folds were kept
+    (a raced rung is stored once its race is decided) and the resume went on from them."""
+    from hpsearch.search.run import _kept_words
+
+    for index, folds in ((0, 2), (1, 1), (2, 2)):
+        for k in range(folds):
+            path = tmp_path / "states" / str(index) / f"fold{k}.pt"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(b"")
+    # configs 0 and 1 have no rung (the store lists them not); 2's folds are its finished rung's states
+    records = [{"index": 2, "state": "RUNNING", "rungs": [{"epochs": 1}]}]
+    assert _kept_words(records, tmp_path) == \
+        "0 finished trials and 1 finished rung and 3 trained folds of configs still in the search are"
+    assert _kept_words([], tmp_path) == "0 finished trials and 5 trained folds of configs still in the search are"

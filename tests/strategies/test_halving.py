@@ -303,3 +303,59 @@ def test_the_plan_line_says_the_rungs_and_whether_folds_race():
     assert halving.plan_line(3) == ("halving: configs x epochs per rung: 9 x 1, 3 x 3, 1 x 9 (x up to 3 folds: "
                                     "racing stops some configs sooner)")
     assert STRATEGIES["random"](9, 9, 0, 3, None, 10).plan_line(3) is None  # one budget: nothing to plan
+
+
+def test_a_kill_between_a_rungs_writes_leaves_optuna_every_rung_after_the_resume(tmp_path, monkeypatch):
+    """A rung is written to the trials database in separate commits; a kill after the rung but before its
+    intermediate value left the resume taking the rung as done, and Optuna (the dashboard, tpe-halving's
+    ranking of pruned trials) without that step for good."""
+    from optuna.storages import RDBStorage
+
+    out, calls = tmp_path / "run", {"n": 0}
+    original = RDBStorage.set_trial_intermediate_value
+
+    def dies_at_the_fourth(self, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 4:  # the process dies at this write (as under a kill -9: nothing after it runs)
+            raise KeyboardInterrupt
+        return original(self, *args, **kwargs)
+
+    settings = dict(HALVING, n=4, max_epochs=3)
+    monkeypatch.setattr(RDBStorage, "set_trial_intermediate_value", dies_at_the_fourth)
+    with pytest.raises(KeyboardInterrupt):
+        run_search(SearchSettings(out=str(out), **settings))
+    monkeypatch.setattr(RDBStorage, "set_trial_intermediate_value", original)
+    run_search(SearchSettings(out=str(out), **settings))
+    study = optuna.load_study(study_name="search", storage=f"sqlite:///{out}/trials.db")
+    for trial in study.trials:
+        rungs = [v["epochs"] for k, v in sorted(trial.user_attrs.items()) if k.startswith("rung")]
+        assert sorted(trial.intermediate_values) == rungs, (trial.number, trial.intermediate_values, rungs)
+
+
+def test_a_fold_trained_before_an_interrupt_keeps_its_fit_time_after_the_resume(tmp_path, monkeypatch):
+    """The resume scores a fold trained before the Ctrl-C from its state: its fit time was the reload's
+    (0.02 s for a 0.08 s fit), so mean_fit_time understated the run's compute after every resume."""
+    import torch
+
+    out, calls, cut = tmp_path / "run", {"n": 0}, {}
+    original = TrialStore.add_rung
+
+    def dies_before_the_fifth(self, index, epochs, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 5:  # rung 1's first config (of 2; rungs 1, 2, 4): its folds kept, its rung not stored
+            cut.update(index=index, epochs=epochs)
+            raise KeyboardInterrupt
+        return original(self, index, epochs, *args, **kwargs)
+
+    settings = dict(HALVING, n=4, factor=2, max_epochs=4)
+    monkeypatch.setattr(TrialStore, "add_rung", dies_before_the_fifth)
+    with pytest.raises(KeyboardInterrupt):
+        run_search(SearchSettings(out=str(out), **settings))
+    monkeypatch.setattr(TrialStore, "add_rung", original)
+    states = sorted((out / "states" / str(cut["index"])).glob("fold*.pt"))
+    kept = [torch.load(p, weights_only=True) for p in states]
+    assert len(kept) == 2 and all(s["budget"] == cut["epochs"] == 2 for s in kept)
+    run_search(SearchSettings(out=str(out), **settings))
+    study = optuna.load_study(study_name="search", storage=f"sqlite:///{out}/trials.db")
+    rung = study.trials[cut["index"]].user_attrs["rung1"]
+    assert rung["epochs"] == 2 and rung["split_fit_times"] == [s["fit_time"] for s in kept]
