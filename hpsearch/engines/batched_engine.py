@@ -13,7 +13,7 @@ import torch
 from joblib import delayed
 
 from ..errors import DivergedError, UsageError, param
-from ..jobs.resources import threads_per_job, torch_threads
+from ..jobs.resources import import_before_timing, threads_per_job, torch_threads
 from ..jobs.workers import die_with_parent
 from ..rundir.states import load_state, owner_of, refuse_state, save_state, state_path
 from ..training.net import resolve_device
@@ -110,6 +110,7 @@ def _run_chunk(models, configs, seeds, X, y, folds, n_classes, settings, threads
     fold; returns ``[(index, fold, outcome)]``."""
     die_with_parent()  # a kill -9 of the search must not leave this job training
     with torch_threads(threads or threads_per_job(1)):  # in the caller's process: the cores, not its count
+        import_before_timing()
         start = time.perf_counter()
         specs = []
         n_features = int(np.prod(X.shape[1:]))

@@ -20,7 +20,7 @@ from joblib import Parallel, delayed, effective_n_jobs
 from .. import setting_checks
 from ..errors import DivergedError, StorageError, UsageError, param
 from ..jobs.resident import resident
-from ..jobs.resources import cpu_count, effective_jobs, threads_per_job, torch_threads
+from ..jobs.resources import cpu_count, effective_jobs, import_before_timing, threads_per_job, torch_threads
 from ..jobs.workers import check_missing, die_with_parent, missing_module
 from ..rundir.states import capture, early_stopping_of, load_state, refuse_state, restore, save_state
 from ..tasks import task_of
@@ -98,6 +98,7 @@ def _score_fold(make, X, y, train, test, scoring, threads, state=None):
         data = resident(X, net.device)
         train_rows, test_rows = (torch.as_tensor(rows, device=data.device) for rows in (train, test))
         try:
+            import_before_timing()
             start = time.perf_counter()
             earlier = _fit_or_continue(net, data.index_select(0, train_rows), y[train], state)
             fit_time = time.perf_counter() - start if earlier is None else earlier

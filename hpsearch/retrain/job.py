@@ -16,7 +16,7 @@ from skorch.helper import predefined_split
 
 from ..data.dataset import Dataset
 from ..errors import DivergedError, StorageError
-from ..jobs.resources import torch_threads
+from ..jobs.resources import import_before_timing, torch_threads
 from ..jobs.workers import die_with_parent, missing_module
 from ..rundir.checkpoints import EpochCheckpoint, checkpoint_path, resume_state
 from ..rundir.exports import param_text
@@ -83,6 +83,7 @@ def retrain_one(cand: dict, dataset: Dataset, *, device, epochs, batch_size, see
             meta = checkpoint_meta(run_id, cand, epochs, monitor_test, batch_size, seed)
             checkpoint = EpochCheckpoint(checkpoint_path(run_dir, cand["trial"]), meta, checkpoint_every)
             callbacks.append(("checkpoint", checkpoint))
+        import_before_timing()
         start = time.perf_counter()
         error, missing = "", {}
         tested = {"test_accuracy": float("nan"), "test_loss": float("nan")}
