@@ -26,7 +26,10 @@ def _refuse_pipeline(search) -> None:
     raise UsageError(f"estimator must be the skorch net itself, got a Pipeline (steps: "
                      f"{', '.join(name for name, _ in search.estimator.steps)}); put the search inside the pipeline "
                      f"instead, e.g. make_pipeline({steps}{type(search).__name__}({last}, ...)), with "
-                     f"param_distributions named without the '{last}__' prefix ('lr', not '{last}__lr')")
+                     f"param_distributions named without the '{last}__' prefix ('lr', not '{last}__lr'); the steps "
+                     "before it are then fitted on all rows, test folds included: fine for a fixed transform or a "
+                     "scaler, not for one that selects features or learns from the labels (its CV scores are "
+                     "inflated)")
 
 
 def _check_estimator(search) -> None:

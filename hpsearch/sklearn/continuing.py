@@ -19,6 +19,7 @@ import functools
 import hashlib
 import inspect
 import json
+import math
 import os
 import re
 import sys
@@ -29,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import StorageError, brief
+from ..errors import DivergedError, StorageError, brief
 from ..jobs.resources import rng_kept, torch_threads
 from ..rundir.states import capture, load_state, refuse_state, restore, save_state
 from ..search.interrupt import InterruptFlag
@@ -198,6 +199,8 @@ class Continuing:
     _hp_threads: int = 1
     _hp_resume: dict | None = None  # the restored state, for the user's callbacks after on_train_begin
     _hp_paused: dict | None = None  # the state as the last fit ended, before any on_train_end
+    _hp_ended = False  # a callback ended the fit (skorch's EarlyStopping raises KeyboardInterrupt in fit_loop)
+    _hp_start = 0  # the epochs the fit had when this call began (restored from a state)
 
     def _hp_fit_seed(self) -> int:
         return int(hashlib.sha256(f"{self._hp_seed}:{fit_key(self)}".encode()).hexdigest()[:8], 16)
@@ -206,10 +209,21 @@ class Continuing:
         torch.manual_seed(self._hp_fit_seed())  # weights, shuffling, dropout: one seed per candidate
         return super().initialize()
 
+    def fit_loop(self, X, y=None, epochs=None, **fit_params):
+        try:
+            return super().fit_loop(X, y, epochs=epochs, **fit_params)
+        except KeyboardInterrupt:  # a callback ended the fit (a Ctrl-C too: that fit is never kept)
+            self._hp_ended = True
+            raise
+
     def notify(self, method_name, **cb_kwargs):
         if method_name == "on_train_end":  # the pause, before a callback's on_train_end changes the net
-            self._hp_paused = {**capture(self), "callbacks": callback_states(self)}
-        super().notify(method_name, **cb_kwargs)
+            self._hp_paused = {**capture(self), "callbacks": callback_states(self), "ended": self._hp_ended}
+        try:
+            super().notify(method_name, **cb_kwargs)
+        finally:  # (after skorch's callbacks: they record the epoch's train_loss, and may end the fit)
+            if method_name == "on_epoch_end":
+                _check_finite(self)
         if method_name == "on_train_begin" and self._hp_resume is not None:
             put_back_callback_states(self, self._hp_resume.get("callbacks", {}), self._hp_resume["optimizer"])
             self._hp_resume = None
@@ -223,7 +237,13 @@ class Continuing:
         owner = {"fit": place, "seed": self._hp_seed, "rows": folder.name}
         try:  # the caller's random states (CPU and GPUs): a fit neither reseeds nor draws from them
             with rng_kept(), torch_threads(self._hp_threads), InterruptFlag() as ctrl_c:
-                trained = self._fit_from(self._last_state(folder, owner, target), X, y, target, **fit_params)
+                try:
+                    trained = self._fit_from(self._last_state(folder, owner, target), X, y, target, **fit_params)
+                except DivergedError:  # scikit-learn scores the fit error_score (NaN: last); its epochs count
+                    self._count_epochs(len(self.history) - self._hp_start)
+                    if ctrl_c.raised:
+                        raise KeyboardInterrupt from None
+                    raise
                 # skorch swallows a Ctrl-C and returns the net as it was: a fit cut short is not kept as done
                 # (every later fit with this storage restored it) and the search stops, as without skorch
                 if ctrl_c.raised:  # (not a row cut short: a callback of yours may end a fit so, as skorch lets it)
@@ -236,13 +256,16 @@ class Continuing:
                                      "trains from scratch at the next budget (the same result, more epochs)")
         finally:
             self._hp_paused = self._hp_resume = None  # tensors a fitted net has no use for
+        self._count_epochs(trained)
+        return self
+
+    def _count_epochs(self, trained: int) -> None:
         try:
             with open(Path(self._hp_storage) / EPOCHS_LOG, "a") as log:  # one short line: an atomic append
                 log.write(f"{trained}\n")
         except OSError as exc:
             _storage_warning(self._hp_storage, f"the epochs of a fit are not counted ({exc.strerror}): n_fold_epochs_ "
                              "counts fewer than were trained")
-        return self
 
     def _last_state(self, folder: Path, owner: dict, target: int) -> tuple[Path, dict] | None:
         """The state of this fit at the most epochs up to ``target`` and its file, or None."""
@@ -264,13 +287,15 @@ class Continuing:
                 stored = refuse_state(stored[0], f"cannot be restored into this net ({type(exc).__name__}: "
                                                  f"{brief(exc, joined=True)})")
                 self.initialize()  # what restore copied before it failed is gone (warm_start would have kept it)
+        self._hp_ended, self._hp_start = False, 0
         if stored is None:
             super().fit(X, y, **fit_params)
             self._hp_paused["asked"] = target
             return len(self.history)
         state = stored[1]
-        start = len(self.history)
-        if start >= target or start < state.get("asked", start):  # a fit already done, or one that stopped early
+        start = self._hp_start = len(self.history)
+        # a fit already done, or one a callback ended (at the epoch asked too: it was not the budget that ended it)
+        if start >= target or state.get("ended") or start < state.get("asked", start):
             self.check_data(X, y)  # what fit learns of y (a classifier's classes_, which scikit-learn's scorers read)
             self.notify("on_train_end", X=X, y=y)  # what a straight fit does last (an EarlyStopping's load_best)
             self._hp_paused = state  # kept as it was, not as on_train_end left the net
@@ -279,6 +304,19 @@ class Continuing:
         self.partial_fit(X, y, epochs=target - start, **fit_params)
         self._hp_paused["asked"] = target
         return len(self.history) - start
+
+
+def _check_finite(net) -> None:
+    """Raise DivergedError when the last epoch's training loss is NaN or infinite: the net diverged (skorch
+    would train on, then score NaN weights' constant predictions, at chance, above configs that learned)."""
+    history = net.history
+    loss = history[-1].get("train_loss", 0.0) if len(history) else 0.0
+    if isinstance(loss, float) and not math.isfinite(loss):
+        fix = "lower lr"
+        if net.criterion is torch.nn.NLLLoss:  # skorch's default: it takes the log of the module's output
+            fix += ("; or your module returns logits, which skorch's default criterion NLLLoss reads as "
+                    "probabilities: pass criterion=torch.nn.CrossEntropyLoss")
+        raise DivergedError(f"training loss became {loss} at epoch {len(history)}: the net diverged ({fix})")
 
 
 def _storage_warning(storage: str, what: str) -> None:

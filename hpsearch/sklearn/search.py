@@ -24,6 +24,7 @@ Changing the import is the whole migration::
 from __future__ import annotations
 
 import inspect
+import numbers
 
 import numpy as np
 from sklearn.experimental import enable_halving_search_cv  # noqa: F401 - registers scikit-learn's class
@@ -31,9 +32,10 @@ from sklearn.metrics import check_scoring
 from sklearn.model_selection import HalvingRandomSearchCV as _SkHalving
 from sklearn.model_selection import RandomizedSearchCV as _SkRandomized
 
+from ..errors import UsageError
 from ..jobs.resources import threads_per_job
 from ..space.search_space import SearchSpace
-from .checks import check_search
+from .checks import check_search, chosen_index
 from .continuing import continuing
 from .fitting import Float32Input, as_rows, callers_state_kept, fit_storage, jobs_of, seed_of, trained_epochs
 from .spaces import check_space_on_rows, config_column, is_space, net_params, space_configs
@@ -126,7 +128,20 @@ class HalvingRandomSearchCV(Float32Input, _ContinuingSearch, _SkHalving):
         exhaust = self.n_candidates == "exhaust"  # as scikit-learn's: enough for the last iteration's resources
         return self._space_candidates(self.max_resources_ // self.min_resources_ if exhaust else self.n_candidates)
 
+    @staticmethod
+    def _select_best_index(refit, refit_metric, results):
+        # scikit-learn's halving ignores a callable refit (its docstring says it picks): it picks here, as in
+        # BaseSearchCV and SearchCV (best_score_ is then the picked row's, as scikit-learn's halving sets it)
+        if callable(refit):
+            return chosen_index(refit, results)
+        return _SkHalving._select_best_index(refit, refit_metric, results)
+
     def _check_input_parameters(self, X, y, split_params):
+        factor = self.factor
+        if isinstance(factor, numbers.Real) and not isinstance(factor, bool) and factor <= 1:
+            # scikit-learn takes any factor > 0: 1 divided by zero, 0.5 failed on an index, deep in its fit
+            raise UsageError(f"factor must be a number above 1 (each iteration keeps 1/factor of its candidates and "
+                             f"gives them factor times the epochs), got {factor!r}; e.g. factor=3")
         if self.max_resources != "auto":
             return super()._check_input_parameters(X, y, split_params)
         self.max_resources = int(self.estimator.get_params()["max_epochs"])  # scikit-learn's "auto" is n_samples'

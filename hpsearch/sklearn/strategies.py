@@ -248,7 +248,9 @@ class SearchCV(Float32Input, BaseSearchCV):
                 error = first_fit_error(evaluate.rows)
                 why = (f"the first fit raised {error}" if error else "no fit raised: the nets diverged or the scorer "
                        "failed (see the warnings)")
-                raise UsageError(f"every candidate failed at the full budget ({top} epochs): {why}; "
+                # (the budget the last of them reached: every candidate may have failed at the first rung)
+                reached = plural(int(top), "epoch") + ("" if top == max_epochs else f" of the {max_epochs} asked")
+                raise UsageError(f"every candidate failed at the most epochs any reached ({reached}): {why}; "
                                  "error_score='raise' shows the first failure's traceback")
             if callable(self.refit):  # scikit-learn's rule: the function picks, and there is no best_score_
                 self.best_index_ = chosen_index(self.refit, self.cv_results_)

@@ -12,6 +12,7 @@ import pytest
 import torch
 from sklearn.base import clone
 from sklearn.datasets import load_digits
+from sklearn.exceptions import FitFailedWarning
 from skorch import NeuralNetClassifier
 from skorch.callbacks import Callback, EarlyStopping, LRScheduler
 from torch import nn
@@ -79,7 +80,8 @@ def test_skorchs_default_train_split_is_one_fit_that_continues(tmp_path, data):
     from skorch.dataset import ValidSplit
 
     def net():
-        return NeuralNetClassifier(Net, max_epochs=3, lr=0.1, batch_size=16, optimizer=torch.optim.SGD, verbose=0)
+        return NeuralNetClassifier(Net, max_epochs=3, lr=0.1, batch_size=16, optimizer=torch.optim.SGD, verbose=0,
+                                   criterion=nn.CrossEntropyLoss)  # (the default NLLLoss on logits: NaN, diverged)
 
     assert fit_key(net()) == fit_key(clone(net())) != fit_key(net().set_params(train_split=ValidSplit(3)))
     straight, _ = _fits(net(), tmp_path / "straight", data, 3)
@@ -122,6 +124,44 @@ def test_a_users_early_stopping_waits_on_across_the_pause_and_a_stopped_fit_stay
     assert len(continued.history) == 3
     for mine, theirs in zip(_weights(continued), _weights(straight), strict=True):
         assert torch.equal(mine, theirs)  # load_best's weights (epoch 1's), as the straight fit ends
+
+
+def test_a_fit_stopped_at_exactly_the_epochs_asked_stays_stopped(tmp_path, data):
+    """The straight fit stops after epoch 3; paused at 3 (a rung's budget) the stop looked like the end of
+    the budget, and asked for 9 next the fit went on to 9, its patience passed and never stopping again."""
+    stopping = ("early_stopping", EarlyStopping(monitor="train_loss", patience=2, threshold=10,
+                                                threshold_mode="abs", load_best=True))
+    straight, _ = _fits(_net(callbacks=[stopping]), tmp_path / "straight", data, 9)
+    assert len(straight.history) == 3
+    continued, trained = _fits(_net(callbacks=[stopping]), tmp_path / "continued", data, 1, 3, 9)
+    assert trained == [1, 2, 0] and len(continued.history) == 3
+    for mine, theirs in zip(_weights(continued), _weights(straight), strict=True):
+        assert torch.equal(mine, theirs)
+
+
+def test_a_diverging_candidate_scores_nan_and_ranks_last(data, tmp_path):
+    """skorch trains on through a NaN loss and scores the NaN weights' constant predictions (at chance): lr=1e8
+    won a search and predicted one class for every image. A diverged fit now fails as a fit: error_score."""
+    from hpsearch import HalvingRandomSearchCV
+
+    search = HalvingRandomSearchCV(_net(), {"lr": [1e8, 0.05, 0.1]}, n_candidates=3, factor=3, min_resources=1,
+                                   max_resources=3, cv=2, random_state=0, storage=tmp_path / "s")
+    with pytest.warns(FitFailedWarning, match=r"DivergedError: training loss became nan at epoch 1: the net diverged"):
+        search.fit(*data)
+    first = search.cv_results_["n_resources"] == 1
+    lrs, scores = search.cv_results_["param_lr"][first], search.cv_results_["mean_test_score"][first]
+    assert np.isnan(scores[list(lrs).index(1e8)]) and np.isfinite(scores[list(lrs).index(0.05)])
+    ranks = search.cv_results_["rank_test_score"]
+    assert ranks[list(search.cv_results_["param_lr"]).index(1e8)] == len(ranks)  # last
+    assert search.best_params_["lr"] != 1e8
+    assert len(trained_epochs(tmp_path / "s")) == 3 * 2 + 1 * 2 + 1  # every fit counted, the diverged too (+ refit)
+    straight = RandomizedSearchCV(_net(), {"lr": [1e8]}, n_iter=1, cv=2, refit=False, error_score="raise")
+    with pytest.raises(Exception, match="the net diverged"):
+        straight.fit(*data)
+    # logits under skorch's default NLLLoss are NaN at once: said with its fix, not only "lower lr"
+    logits = NeuralNetClassifier(Net, max_epochs=1, lr=0.1, train_split=None, verbose=0)
+    with pytest.raises(Exception, match=r"pass criterion=torch.nn.CrossEntropyLoss"):
+        RandomizedSearchCV(logits, {"lr": [0.1]}, n_iter=1, cv=2, refit=False, error_score="raise").fit(*data)
 
 
 def test_the_storage_keeps_each_random_state_apart(tmp_path, data):

@@ -257,15 +257,39 @@ def test_failed_fits_say_why_as_scikit_learn_says(data):
     """A fit that raises scores NaN with scikit-learn's FitFailedWarning naming the error (it was silent),
     and when every candidate fails the error says the first failure (it said only 'see cv_results_')."""
     X, y = data
-    net = NeuralNetClassifier(Picky, max_epochs=1, train_split=None, verbose=0, lr=0.1)
+    # (CrossEntropyLoss: skorch's default NLLLoss on logits runs to -inf, a diverged fit, failed as well)
+    net = NeuralNetClassifier(Picky, max_epochs=1, train_split=None, verbose=0, lr=0.1, criterion=nn.CrossEntropyLoss)
     with pytest.warns(FitFailedWarning, match=r"(?s)2 fits failed out of a total of 4\..*2 fits failed with: "
                                               r"ValueError: width 16 is too wide"):
         search = SearchCV(net, {"module__width": [4, 16]}, strategy="random", n_candidates=2, cv=2).fit(X, y)
     assert np.isnan(search.cv_results_["mean_test_score"]).sum() == 1
     with pytest.warns(FitFailedWarning), pytest.raises(
-            UsageError, match=r"every candidate failed at the full budget \(1 epochs\): the first fit raised "
-                              r"ValueError: width \d+ is too wide"):
+            UsageError, match=r"every candidate failed at the most epochs any reached \(1 epoch\): the first fit "
+                              r"raised ValueError: width \d+ is too wide"):
         SearchCV(net, {"module__width": [16, 32]}, strategy="random", n_candidates=2, cv=2).fit(X, y)
+    # halving's candidates all failed at its first rung: not "the full budget (1 epochs)" of a 2-epoch search
+    with pytest.warns(FitFailedWarning), pytest.raises(
+            UsageError, match=r"every candidate failed at the most epochs any reached \(1 epoch of the 2 asked\)"):
+        SearchCV(net.set_params(max_epochs=2), {"module__width": [16, 32, 64]}, strategy="halving", n_candidates=3,
+                 factor=2, cv=2).fit(X, y)
+
+
+def test_halving_refuses_a_factor_that_keeps_every_candidate_and_honours_a_callable_refit(data):
+    """scikit-learn's constraint takes any factor > 0: factor=1 was a ZeroDivisionError and 0.5 an IndexError
+    deep in its fit. Its halving ignores a callable refit (its docs say it picks); here it picks."""
+    from hpsearch import HalvingRandomSearchCV
+
+    X, y = data
+    for factor in (1, 0.5):
+        search = HalvingRandomSearchCV(_net(max_epochs=2), {"lr": [0.05, 0.1]}, factor=factor, cv=2)
+        with pytest.raises(UsageError, match=rf"factor must be a number above 1 \(each iteration keeps 1/factor of "
+                                             rf"its candidates .*\), got {factor}; e.g. factor=3"):
+            search.fit(X, y)
+    search = HalvingRandomSearchCV(_net(max_epochs=3), {"lr": [0.01, 0.05, 0.1]}, n_candidates=3, factor=3,
+                                   min_resources=1, cv=2, random_state=0, refit=lambda results: 0).fit(X, y)
+    assert search.best_index_ == 0 and search.best_params_ == search.cv_results_["params"][0]
+    # as scikit-learn's halving sets it (its docs say it is absent): the score of the row the function picked
+    assert search.best_score_ == search.cv_results_["mean_test_score"][0]
 
 
 def test_inputs_the_net_cannot_take_are_one_line_and_a_list_is_an_array(data):

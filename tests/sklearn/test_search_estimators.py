@@ -191,7 +191,9 @@ def test_randomized_search_sees_scikit_learns_candidates(data, tmp_path):
     (lambda: HalvingRandomSearchCV(Pipeline([("scale", StandardScaler()), ("net", _net())]), {"net__lr": [0.1]}),
      "estimator must be the skorch net itself, got a Pipeline (steps: scale, net); put the search inside the pipeline "
      "instead, e.g. make_pipeline(StandardScaler(), HalvingRandomSearchCV(net, ...)), with param_distributions named "
-     "without the 'net__' prefix ('lr', not 'net__lr')"),
+     "without the 'net__' prefix ('lr', not 'net__lr'); the steps before it are then fitted on all rows, test folds "
+     "included: fine for a fixed transform or a scaler, not for one that selects features or learns from the labels "
+     "(its CV scores are inflated)"),
     (lambda: SearchCV(make_pipeline(StandardScaler(), _net()), {"neuralnetclassifier__lr": [0.1]}),
      "e.g. make_pipeline(StandardScaler(), SearchCV(neuralnetclassifier, ...))"),
 ])

@@ -107,7 +107,7 @@ def test_more_jobs_than_cores_run_at_most_one_process_per_core(data, tmp_path):
     from hpsearch.jobs.resources import cpu_count
 
     log = tmp_path / "pids.txt"
-    net = NeuralNetClassifier(Net, max_epochs=1, lr=0.1, train_split=None, verbose=0,
+    net = NeuralNetClassifier(Net, max_epochs=1, lr=0.1, train_split=None, verbose=0, criterion=nn.CrossEntropyLoss,
                               callbacks=[("pid", RecordPid(str(log)))])
     search = RandomizedSearchCV(net, {"lr": [0.02, 0.05, 0.1, 0.2], "module__width": [8, 16]}, n_iter=8, cv=2,
                                 n_jobs=8, refit=False, random_state=0).fit(*data)
