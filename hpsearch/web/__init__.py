@@ -64,13 +64,53 @@ def serve(run_dir, host: str = "127.0.0.1", port: int = 8000, device: str = "cpu
                          f"one per position ({positions} digits); use hpsearch predict {shell(run_dir)} FILE ... "
                          f"(with --explain for a heat map per position)")
     app = load_app(run_dir, device=device)
+    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host  # an IPv6 address as a URL writes it
     sock = _listen(host, port)  # before the line that says it serves: a busy port is one error, exit 2
     port = sock.getsockname()[1]  # --port 0: the one the system chose
-    print(f"serving the winner of {run_dir} on http://{host}:{port}/ (Ctrl-C stops)", flush=True)
+    if _is_loopback(sock):
+        # this machine's names only: a web page whose name a DNS rebinding points here reads nothing of the run
+        from starlette.middleware.trustedhost import TrustedHostMiddleware
+
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=sorted({"localhost", "127.0.0.1", "[::1]",
+                                                                        _url_host(host).lower()}))
+    print(f"serving the winner of {run_dir} on http://{_url_host(host)}:{port}/ (Ctrl-C stops)", flush=True)
+    # a Ctrl-C waits at most this for requests in flight (a stalled upload held the server for good)
+    config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S)
     try:
-        uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+        _server_that_stops_in_one_line(uvicorn, config).run(sockets=[sock])
     except KeyboardInterrupt:  # as uvicorn.run: Ctrl-C stops the page, nothing was left unfinished
         pass
+
+
+GRACEFUL_SHUTDOWN_S = 3
+
+
+def _server_that_stops_in_one_line(uvicorn, config):
+    """uvicorn's server, whose Ctrl-C says in one line what it waits for; the requests it then cuts short
+    are not logged as a traceback each."""
+    import logging
+    import sys
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets=None):
+            if self.server_state.tasks:
+                print(f"stopping: {len(self.server_state.tasks)} request(s) in flight get {GRACEFUL_SHUTDOWN_S} s "
+                      "to finish", file=sys.stderr, flush=True)
+            logging.getLogger("uvicorn.error").setLevel(logging.CRITICAL)
+            await super().shutdown(sockets=sockets)
+
+    return Server(config)
+
+
+def _url_host(host: str) -> str:
+    """``host`` as a URL names it: an IPv6 address in brackets."""
+    return f"[{host}]" if ":" in host else host
+
+
+def _is_loopback(sock) -> bool:
+    import ipaddress
+
+    return ipaddress.ip_address(sock.getsockname()[0]).is_loopback
 
 
 def _listen(host: str, port: int):

@@ -283,9 +283,12 @@ def test_a_host_name_that_does_not_resolve_is_said_as_such():
 
 @pytest.mark.slow
 def test_serve_says_the_real_address_and_a_busy_port_is_one_error(retrained_run, capsys):
+    import signal
     import socket
     import subprocess
     import sys
+    import time
+    import urllib.error
     import urllib.request
 
     from hpsearch.cli import main
@@ -298,15 +301,57 @@ def test_serve_says_the_real_address_and_a_busy_port_is_one_error(retrained_run,
         assert f"--host 127.0.0.1 --port {port}: cannot listen there (Address already in use)" in captured.err
     # --port 0: the system picks one, and the line names it
     proc = subprocess.Popen([sys.executable, "-m", "hpsearch.cli", "serve", str(retrained_run), "--port", "0"],
-                            stdout=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()
         address = line.split(" on ")[1].split(" ")[0]
         assert address.startswith("http://127.0.0.1:") and not address.endswith(":0/")
         with urllib.request.urlopen(address + "api/info", timeout=30) as answer:
             assert answer.status == 200
+        with urllib.request.urlopen(address.replace("127.0.0.1", "localhost") + "api/info", timeout=30) as answer:
+            assert answer.status == 200
+        # a name a DNS rebinding points here is not this machine's: the page of another site reads nothing
+        rebound = urllib.request.Request(address + "api/info", headers={"Host": "evil.example"})
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(rebound, timeout=30)
+        assert refused.value.code == 400
+        # an upload that stalls held a Ctrl-C for good (then a second one printed two tracebacks)
+        port = int(address.rsplit(":", 1)[1].strip("/"))
+        with socket.create_connection(("127.0.0.1", port)) as stalled:
+            stalled.sendall(b"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: multipart/form-data; "
+                            b"boundary=XX\r\nContent-Length: 100000\r\n\r\n--XX\r\nContent-Disposition: "
+                            b'form-data; name="file"; filename="a.png"\r\n\r\n\x89PNG')
+            time.sleep(1)
+            proc.send_signal(signal.SIGINT)
+            _, err = proc.communicate(timeout=30)  # 3 s of grace, then it stops
+        assert proc.returncode == 0 and "stopping: 1 request(s) in flight get 3 s to finish" in err, err
+        assert "Traceback" not in err, err
     finally:
-        proc.terminate()
+        proc.kill()
+        proc.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_an_ipv6_address_is_said_as_a_url_writes_it(retrained_run):
+    """--host ::1 printed http://::1:PORT/, which no browser or curl opens."""
+    import socket
+    import subprocess
+    import sys
+    import urllib.request
+
+    try:
+        socket.create_server(("::1", 0), family=socket.AF_INET6).close()
+    except OSError:
+        pytest.skip("no IPv6 loopback here")
+    proc = subprocess.Popen([sys.executable, "-m", "hpsearch.cli", "serve", str(retrained_run), "--host", "[::1]",
+                             "--port", "0"], stdout=subprocess.PIPE, text=True)
+    try:
+        address = proc.stdout.readline().split(" on ")[1].split(" ")[0]
+        assert address.startswith("http://[::1]:"), address
+        with urllib.request.urlopen(address + "api/info", timeout=30) as answer:
+            assert answer.status == 200
+    finally:
+        proc.kill()
         proc.wait(timeout=30)
 
 

@@ -110,6 +110,17 @@ def test_pick_and_drop_a_test_image(server, browser, digits, tmp_path):
     """, __import__("base64").b64encode(buffer.getvalue()).decode())
     dropped = shown_class(browser, previous=str(got))
     assert dropped == int(predictor.net.predict(digits.X_test[other:other + 1])[0])
+    # several files dropped at once: the first answered, named, and the others said (they went unseen)
+    browser.execute_script("""
+        const bytes = Uint8Array.from(atob(arguments[0]), c => c.charCodeAt(0));
+        const dt = new DataTransfer();
+        dt.items.add(new File([bytes], "first.png", {type: "image/png"}));
+        dt.items.add(new File(["not a picture"], "notes.txt", {type: "text/plain"}));
+        document.getElementById("drop").dispatchEvent(new DragEvent("drop", {dataTransfer: dt, bubbles: true}));
+    """, __import__("base64").b64encode(buffer.getvalue()).decode())
+    wait_for(browser, lambda d: d.find_element(By.ID, "answered-by").text.startswith("first.png: "))
+    assert browser.find_element(By.ID, "answered-by").text.endswith(
+        " (2 files were dropped: only first.png is classified; drop one at a time)")
     if os.environ.get("HPSEARCH_SCREENSHOT"):
         browser.save_screenshot(os.environ["HPSEARCH_SCREENSHOT"])
 
@@ -190,7 +201,7 @@ def test_the_page_says_a_replaced_winner_and_one_it_cannot_load(retrained_run, g
         browser.find_element(By.ID, "file").send_keys(str(image))
         shown_class(browser)
         trial = read_winner_info(run)["trial"]
-        assert browser.find_element(By.ID, "answered-by").text == f"answered by the winner of trial {trial}"
+        assert browser.find_element(By.ID, "answered-by").text == f"digit.png: answered by the winner of trial {trial}"
         assert not browser.find_element(By.ID, "changed").is_displayed()
 
         shutil.copy(gap_run / WINNER_FILE, run / "new.pt")

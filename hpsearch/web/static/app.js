@@ -17,7 +17,7 @@ function showError(message) {
   if (message) $("result").hidden = true;  // an earlier answer must not read as this file's
 }
 
-function render(out) {
+function render(out, name, note) {
   $("prediction").textContent = out.class_name;
   $("prediction").dataset.class = String(out.class_index);
   const top = $("top");
@@ -40,7 +40,8 @@ function render(out) {
     ? `This does not look like the training images (score ${out.ood_score.toFixed(2)}; above 1 means farther ` +
       "from them than 99% of held-out training images): the prediction above says little."
     : "";
-  $("answered-by").textContent = `answered by the winner of trial ${out.trial ?? "?"}`;
+  // the file it answers (the busy line naming it is gone), and files dropped beside it that were not sent
+  $("answered-by").textContent = `${name}: answered by the winner of trial ${out.trial ?? "?"}${note || ""}`;
   showStale(out);
   if (shownVersion !== null && out.winner_version !== shownVersion) {
     // a retraining replaced winner.pt since the header was written: say so, and describe the one that answered
@@ -52,14 +53,15 @@ function render(out) {
   $("result").hidden = false;
 }
 
-async function send(file, name) {
+async function send(file, name, note) {
   const mine = ++latest;
+  name = name || file.name || "the image";
   showError("");
   $("result").hidden = true;  // the last answer is not this file's
-  $("busy").textContent = `classifying ${name || file.name || "the image"}\u2026`;
+  $("busy").textContent = `classifying ${name}\u2026`;
   $("busy").hidden = false;
   const form = new FormData();
-  form.append("file", file, name || file.name || "image");
+  form.append("file", file, name);
   try {
     const response = await fetch("/api/predict", { method: "POST", body: form });
     const out = await response.json();
@@ -68,7 +70,7 @@ async function send(file, name) {
       showError(`${response.status}: ${out.detail}`);
       return;
     }
-    render(out);
+    render(out, name, note);
   } catch (err) {
     if (mine === latest) showError(`the server did not answer: ${err}`);
   } finally {
@@ -114,8 +116,11 @@ drop.addEventListener("dragleave", () => drop.classList.remove("over"));
 drop.addEventListener("drop", (e) => {
   e.preventDefault();
   drop.classList.remove("over");
-  const file = e.dataTransfer && e.dataTransfer.files[0];
-  if (file) send(file);
+  const files = (e.dataTransfer && e.dataTransfer.files) || [];
+  // one answer at a time: the first file is sent, and the others are said, not dropped unseen
+  const note = files.length > 1 ? ` (${files.length} files were dropped: only ${files[0].name} is classified; ` +
+    "drop one at a time)" : "";
+  if (files.length) send(files[0], files[0].name, note);
 });
 drop.addEventListener("keydown", (e) => {  // the zone is a button: Space opens the picker without scrolling
   if (e.key === "Enter" || e.key === " ") { e.preventDefault(); $("file").click(); }
