@@ -214,7 +214,8 @@ def _check_fits_memory(headers, size, color) -> None:
     memory (a folder of phone photos at their own size: gigabytes each few hundred)."""
     from ..jobs.resources import physical_memory
 
-    channels = 1 if color == "grey" or not any(m in COLOUR_MODES for _, m in headers.values()) else 3
+    colour = color == "rgb" or (color is None and any(m in COLOUR_MODES for _, m in headers.values()))
+    channels = 3 if colour else 1  # (asked for RGB, grey images are decoded to 3 channels too)
     need = len(headers) * channels * size[0] * size[1] * BYTES_PER_VALUE
     memory = physical_memory()
     if need > memory:

@@ -13,7 +13,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import os
@@ -87,29 +86,56 @@ def header_size(path: str, error: type[UsageError], upright: bool = False) -> tu
 
     try:
         with warnings.catch_warnings():
-            # only the header is read: the caller refuses a decompression bomb on its size, in its own words
+            # only the header is read: the caller refuses a large image on its size, in its own words
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            with _no_pixel_cap(Image), Image.open(path) as img:
+            with Image.open(path) as img:
                 (width, height), mode = img.size, img.mode
-                # Image's own getexif, which reads what the header holds: PNG's would decode the pixels
-                if upright and Image.Image.getexif(img).get(0x0112) in _QUARTER_TURNS:
+                if upright and _orientation(img, path) in _QUARTER_TURNS:
                     width, height = height, width
                 return (width, height), mode
     except UnidentifiedImageError:
         raise error(f"{path}: not a readable image (no PNG, JPEG, BMP, GIF, WebP or TIFF); remove or replace "
                     "it") from None
+    except Image.DecompressionBombError:  # past twice Pillow's cap: its words name a DOS attack, not the fix
+        raise error(f"{path}: an image whose header declares over {2 * Image.MAX_IMAGE_PIXELS:,} pixels, far more "
+                    "than are read (a decompression bomb, or a photo far larger than a small classifier reads); "
+                    "shrink or remove it") from None
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         raise error(f"{path}: not a readable image ({type(exc).__name__}: {exc}); remove or replace it") from None
 
 
-@contextlib.contextmanager
-def _no_pixel_cap(image_module):
-    """Pillow's own decompression-bomb cap lifted while a header is read (it raised Pillow's words, not ours)."""
-    cap, image_module.MAX_IMAGE_PIXELS = image_module.MAX_IMAGE_PIXELS, None
-    try:
-        yield
-    finally:
-        image_module.MAX_IMAGE_PIXELS = cap
+def _orientation(img, path: str) -> int | None:
+    """The EXIF orientation of an opened image, its pixels never decoded: Image's own getexif reads what
+    the header holds (PNG's decodes the image to find an eXIf chunk after the pixels, which ``_late_png_exif``
+    finds by walking the chunks instead)."""
+    from PIL import Image
+
+    found = Image.Image.getexif(img).get(0x0112)
+    if found is None and img.format == "PNG":
+        late = _late_png_exif(path)
+        if late is not None:
+            exif = Image.Exif()
+            exif.load(late)
+            found = exif.get(0x0112)
+    return found
+
+
+def _late_png_exif(path: str) -> bytes | None:
+    """The data of a PNG's eXIf chunk, read by skipping from chunk to chunk (nothing decompressed), or None."""
+    import struct
+
+    with open(path, "rb") as fh:
+        fh.seek(8)  # the signature
+        while True:
+            head = fh.read(8)
+            if len(head) < 8:
+                return None
+            length, kind = struct.unpack(">I4s", head)
+            if kind == b"eXIf":
+                return fh.read(length)
+            if kind == b"IEND":
+                return None
+            fh.seek(length + 4, os.SEEK_CUR)  # the data and its CRC
 
 
 def listing_key(entries: Iterable[tuple[str, os.DirEntry]], *extra) -> str:

@@ -221,9 +221,13 @@ class Continuing:
             self._hp_paused = {**capture(self), "callbacks": callback_states(self), "ended": self._hp_ended}
         try:
             super().notify(method_name, **cb_kwargs)
-        finally:  # (after skorch's callbacks: they record the epoch's train_loss, and may end the fit)
+        except KeyboardInterrupt:  # a callback ended the fit at this epoch: a diverged one fails all the same
             if method_name == "on_epoch_end":
                 _check_finite(self)
+            raise  # (any other error of a callback's is the fit's own, shown as it is)
+        # (after skorch's callbacks: they record the epoch's train_loss)
+        if method_name == "on_epoch_end":
+            _check_finite(self)
         if method_name == "on_train_begin" and self._hp_resume is not None:
             put_back_callback_states(self, self._hp_resume.get("callbacks", {}), self._hp_resume["optimizer"])
             self._hp_resume = None
