@@ -50,8 +50,10 @@ def atomic_write(path: Path, write: Callable, binary: bool = False) -> None:
             os.remove(tmp)
         # torch.save reports a failed write as a RuntimeError ("... failed writing file ...", or on a full disk
         # "unexpected pos ..." raised while the OSError of the write is handled)
+        # (torch's own words only: a traceback a RuntimeError carries may name any function "..._write...")
         if isinstance(exc, OSError) or (isinstance(exc, RuntimeError) and (
-                "writ" in str(exc) or isinstance(exc.__context__ or exc.__cause__, OSError))):
+                "failed writing" in str(exc) or "write failed" in str(exc)
+                or isinstance(exc.__context__ or exc.__cause__, OSError))):
             raise _storage_error(path, exc) from None
         raise
 

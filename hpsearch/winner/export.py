@@ -19,6 +19,7 @@ export goes on).
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
@@ -81,7 +82,7 @@ class Probabilities(nn.Module):
         self.activation = activation
 
     def forward(self, x):
-        return self.activation(self.module(x))
+        return self.activation(self.module(x)).float()  # float32, as the card says (a float64 module's too)
 
 
 def _digest(path: Path) -> str:
@@ -159,9 +160,11 @@ def _export_onnx(model: nn.Module, example: torch.Tensor, path: Path) -> list[st
 def _export_torchscript(model: nn.Module, example: torch.Tensor, path: Path) -> list[str]:
     traced = []
     lines = _traced("torchscript", lambda: traced.append(torch.jit.trace(model, example, check_trace=False)))
+    buffer = io.BytesIO()  # saved before the file is written: a module jit cannot save is the module's fault
     with warnings.catch_warnings():  # torch 2.13 says jit is deprecated; libtorch reads these files all the same
         warnings.simplefilter("ignore", DeprecationWarning)
-        atomic_write(path, lambda fh: torch.jit.save(traced[0], fh), binary=True)
+        torch.jit.save(traced[0], buffer)
+    atomic_write(path, lambda fh: fh.write(buffer.getvalue()), binary=True)
     return lines
 
 
@@ -201,6 +204,7 @@ def export_winner(run_dir, formats=("onnx", "torchscript"), out=None, check: boo
     # the winner's own predict nonlinearity: skorch's softmax for cross-entropy, the head's otherwise
     model = Probabilities(net.module_.eval(), net._get_predict_nonlinearity()).eval()
     shape = tuple(int(v) for v in info["image_shape"])
+    made = [folder for folder in (out, *out.parents) if not folder.exists()]  # removed again if the export fails
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -221,9 +225,14 @@ def export_winner(run_dir, formats=("onnx", "torchscript"), out=None, check: boo
             trust(torchscript=[script_digest(staged["torchscript"])])
         for fmt, path in staged.items():
             os.replace(path, out / FORMATS[fmt])
+        made = []
     finally:
         for path in staged.values():
-            path.unlink(missing_ok=True)
+            with contextlib.suppress(OSError):  # (a read-only mount answers EROFS even for a missing file)
+                path.unlink(missing_ok=True)
+        for folder in made:  # a failed export leaves --out as it was: folders it made are gone again
+            with contextlib.suppress(OSError):
+                folder.rmdir()
     files = [out / FORMATS[f] for f in formats]
     # a format exported earlier for this same winner, its file still as written, stays on the card
     kept = [f for f in FORMATS if f not in formats and _intact(old, out, f)] if old.get("winner_digest") == digest \
@@ -299,19 +308,30 @@ def _check_other_batches(model: nn.Module, shape: tuple, runs: dict, out: Path) 
     for n in PROBE_BATCHES:
         probe = torch.rand((n, *shape), generator=generator)
         with torch.no_grad():
-            expected = model(probe).numpy()
+            expected = model(probe.clone()).numpy()  # (a forward that changes its input in place: not the probe)
+        _check_finite_output(expected, out)
         for fmt, run in runs.items():
             got = run_batch(run, probe.numpy(), fmt, out / FORMATS[fmt], left=out)
             if got.shape != expected.shape or not np.abs(got - expected).max() < TOLERANCE:
                 said = (f"gives shape {got.shape}, not {expected.shape}" if got.shape != expected.shape
                         else f"differs by up to {np.abs(got - expected).max():.2e}")
                 raise UsageError(f"the winner exported as {fmt} {said} on a batch of {plural(n, 'image')} (traced on "
-                                 f"2); {BATCH_ADVICE}; {TRACE_ADVICE}; nothing written, {out} is as it was")
+                                 f"2); {BATCH_ADVICE}; or a Python branch on a tensor value took another way on "
+                                 f"these random images than on the example: {TRACE_ADVICE}; nothing written, {out} "
+                                 "is as it was")
+
+
+def _check_finite_output(probabilities: np.ndarray, out: Path) -> None:
+    """The winner's own output NaN or infinite: said as the winner's fault, not as a difference of the files."""
+    if not np.isfinite(probabilities).all():
+        raise UsageError(f"the winner's own output is not finite (NaN or inf): its weights diverged; retrain it "
+                         f"(another config, or a lower lr) before exporting; nothing written, {out} is as it was")
 
 
 def _check_test_images(net, X: np.ndarray, runs: dict, out: Path) -> dict:
     """Each file against the winner on the run's test images: the same argmax, probabilities within TOLERANCE."""
     expected = net.predict_proba(X)
+    _check_finite_output(expected, out)
     checks = {}
     for fmt, run in runs.items():
         got = run_batch(run, X, fmt, out / FORMATS[fmt], left=out)

@@ -40,6 +40,7 @@ def onnx_session(path):
 
     options = onnxruntime.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = threads_per_job(1), 1
+    options.log_severity_level = 3  # its errors are said in hpsearch's one line, not also in its coloured log
     return onnxruntime.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
@@ -222,7 +223,12 @@ def exported_answers(model, files):
         raise UsageError(f"{card_path}: the card beside {path.name} cannot be read ({why}); export again") from None
     _check_card(card, card_path)  # once: every image reads the same fields
     fmt = "onnx" if path.suffix == ".onnx" else "torchscript"
-    run = runner(fmt, path)  # once, not per image
+    run = runner(fmt, path)  # once, not per image (a TorchScript file not made here: refused, never loaded)
+    digests = card.get("file_digests")
+    if isinstance(digests, dict) and isinstance(digests.get(fmt), str) and script_digest(path)[:20] != digests[fmt]:
+        # another export's file of the same shape ran with this card's classes and preprocessing, unsaid
+        raise UsageError(f"{param('model')} {path} is not the file {card_path} describes (another export's, or "
+                         "changed since): export again, or keep each model file beside its own card")
     _check_against_model(card, card_path, run, fmt, path)
     familiarity = _read_familiarity(card, path.parent)
     for file in map(Path, files):

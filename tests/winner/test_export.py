@@ -427,3 +427,92 @@ def test_the_card_as_exported_still_predicts(card_export, tmp_path, capsys):
     quiet = _edited_copy(card_export, tmp_path, plain)
     assert main(["predict", "--model", str(quiet / "model.onnx"), str(picture)]) == 0
     assert capsys.readouterr().out.split("\t")[1] in [str(c) for c in range(10)]
+
+
+def test_a_model_file_beside_another_exports_card_is_refused(card_export, digits, tmp_path, capsys):
+    """Another export's model.onnx (or .ts) of the same shape beside this card: predict --model answered with
+    that net and this card's classes and preprocessing, unsaid (the card's digests were checked only by export)."""
+    import shutil
+
+    other = tmp_path / "other"
+    other.mkdir()
+    _winner(other, digits, CONFIGS["mlp"], epochs=2)  # the same shape, other weights
+    export_winner(other, check=False)
+    out = _edited_copy(card_export, tmp_path, lambda card: None)
+    for model in ("model.onnx", "model.ts"):
+        shutil.copy(other / "export" / model, out / model)
+        assert main(["predict", "--model", str(out / model), str(card_export[1])]) == 2
+        captured = capsys.readouterr()
+        assert captured.err == (f"hpsearch: error: --model {out / model} is not the file {out / 'model.json'} "
+                                "describes (another export's, or changed since): export again, or keep each model "
+                                "file beside its own card\n") and captured.out == ""
+
+
+ODD_MODULES = """
+import torch
+from torch import nn
+
+
+class _Square(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        return x * x
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
+
+
+class SquareFn(nn.Module):
+    def __init__(self, image_shape, n_classes):
+        super().__init__()
+        self.linear = nn.Linear(64, n_classes)
+
+    def forward(self, x):
+        return self.linear(_Square.apply(x.flatten(1)))
+
+
+class InPlace(nn.Module):
+    def __init__(self, image_shape, n_classes):
+        super().__init__()
+        self.linear = nn.Linear(64, n_classes)
+
+    def forward(self, x):
+        return self.linear(x.mul_(0.5).flatten(1))
+"""
+
+
+def test_odd_modules_are_said_as_their_own_fault_and_a_failed_export_makes_no_folder(digits, tmp_path, capsys):
+    """A custom autograd Function, which TorchScript cannot save, was said as a full or read-only disk (its
+    traceback named _write_staged, and "writ" read as a failed write); a forward that changes its input in place
+    was refused as a batch-size trace (the check ran the files on the input the winner had halved); a failed
+    export left the --out folders it made."""
+    run = _own_winner(tmp_path, digits, "oddnets", ODD_MODULES, "SquareFn")
+    out = tmp_path / "new" / "deeper"
+    capsys.readouterr()
+    assert main(["export", str(run), "--out", str(out), "--format", "torchscript", "--no-check"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hpsearch: error: the winner (SquareFn) cannot be exported as torchscript: ") and \
+        "free space" not in err, err
+    assert not (tmp_path / "new").exists()  # the folders it made are gone again
+    assert main(["export", str(run), "--out", str(out), "--format", "onnx", "--no-check"]) == 0
+    (tmp_path / "inplace").mkdir()
+    run = _own_winner(tmp_path / "inplace", digits, "inplacenets", ODD_MODULES, "InPlace")
+    done = export_winner(run, dataset=digits)
+    assert all(c["same_argmax"] and c["max_abs_diff"] < 1e-4 for c in done["checks"].values())
+
+
+def test_a_winner_whose_output_is_nan_is_said_as_such(digits, tmp_path):
+    import torch
+
+    from hpsearch.errors import UsageError
+
+    net = _winner(tmp_path, digits, CONFIGS["mlp"], epochs=1)
+    with torch.no_grad():  # finite weights (a damaged winner.pt of NaN is refused on loading), logits of inf
+        for parameter in net.module_.parameters():
+            parameter.fill_(3e38)
+    save_winner(net, tmp_path, digits, config=CONFIGS["mlp"], test_accuracy=0.0, extra={"trial": 0, "cv_score": -1.0})
+    for check in (True, False):
+        with pytest.raises(UsageError, match=r"the winner's own output is not finite \(NaN or inf\): its weights "
+                                             r"diverged; retrain it"):
+            export_winner(tmp_path, dataset=digits, check=check)
