@@ -8,8 +8,9 @@
         --versus racing-m0.02,f4-racing-trend                           # two strategies seed by seed
 
 One line per strategy: ``strategy=NAME compute_ratio=X gap_pts=Y best_pruned=F`` (compute_ratio:
-random search's compute over the strategy's, gap_pts: random search's best CV accuracy minus the
-chosen config's, in points, both medians over the seeds; best_pruned: the share of seeds where random
+random search's compute over the strategy's, gap_pts: the CV accuracy of random search's winner (best
+by the score, neg-log-loss) minus the chosen config's, in points, so it may be negative; both medians
+over the seeds; best_pruned: the share of seeds where random
 search's winner did not reach the full budget), then a Markdown table with spreads and test
 accuracies, and the anytime curve as a picture (``--figure``).
 
