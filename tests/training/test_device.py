@@ -78,7 +78,8 @@ class _Linear(nn.Module):
 def test_the_door_refuses_the_nets_device_before_any_fit(digits, device, message):
     """Every fit failed on it, and scikit-learn said so in a many-line traceback."""
     X, y = digits.X_train[:100].reshape(100, -1), digits.y_train[:100]
-    net = NeuralNetClassifier(_Linear, max_epochs=3, device=device, train_split=None, verbose=0)
+    net = NeuralNetClassifier(_Linear, max_epochs=3, device=device, train_split=None, verbose=0,
+                              criterion=nn.CrossEntropyLoss)  # (logits under the default NLLLoss: a diverged fit)
     search = HalvingRandomSearchCV(net, {"lr": [0.1, 0.01]}, n_candidates=2, cv=2, random_state=0, n_jobs=1)
     with pytest.raises(UsageError, match=message.replace("(", r"\(").replace(")", r"\)")):
         search.fit(X, y)
