@@ -318,19 +318,18 @@ def load_folder(data_dir=None, *, test_size: float | None = None, image_size=Non
     names = {split: cached[f"names_{split}"] for split in labels}
     if "test" in labels:
         test_from = "test/"
-        missing = [c for i, c in enumerate(classes) if not np.any(labels["test"] == i)]
-        if missing:
-            said.append(f"no test images of {', '.join(missing)} (their test scores have support 0: add some to "
-                        "test/, or leave test/ out to hold out a share of train/)")
     else:
         train, test = _held_out(labels["train"], classes, test_size, seed, root)
         for part, rows in (("test", test), ("train", train)):
             X[part], labels[part], names[part] = X["train"][rows], labels["train"][rows], names["train"][rows]
         test_from = f"{test_size:g} of train/ held out (stratified, seed {seed})"
-        missing = [c for i, c in enumerate(classes) if not np.any(labels["test"] == i)]
-        if missing:  # a class of few images: the stratified share rounds its test images to none
-            said.append(f"no test images of {', '.join(missing)} held out (too few images: their test scores have "
-                        f"support 0; add images to train/, raise {param('test_size')}, or give test/)")
+    missing = [c for i, c in enumerate(classes) if not np.any(labels["test"] == i)]
+    if missing and test_from == "test/":
+        said.append(f"no test images of {', '.join(missing)} (their test scores have support 0: add some to "
+                    "test/, or leave test/ out to hold out a share of train/)")
+    elif missing:  # a class of few images: the stratified share rounds its test images to none
+        said.append(f"no test images of {', '.join(missing)} held out (too few images: their test scores have "
+                    f"support 0; add images to train/, raise {param('test_size')}, or give test/)")
     said.append(f"test set: {test_from}")
     what = (f"{len(labels['train']):,} training and {len(labels['test']):,} test images of {len(classes)} classes; "
             + "; ".join(said))

@@ -139,8 +139,8 @@ def _late_png_exif(path: str) -> bytes | None:
 
 
 def listing_key(entries: Iterable[tuple[str, os.DirEntry]], *extra) -> str:
-    """A digest of every ``(relative name, entry)``'s name, size and mtime, and of ``extra`` (a cache's
-    version and the options that change what it holds)."""
+    """A digest of every ``(relative name, entry)``'s name, size, mtime, ctime and inode, and of ``extra`` (a
+    cache's version and the options that change what it holds)."""
     digest = hashlib.sha256(repr(extra).encode())
     for name, entry in entries:
         st = entry.stat()

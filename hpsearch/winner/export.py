@@ -43,6 +43,7 @@ from .exported import (
     CARD_FILE,
     FAMILIAR_FILE,
     FORMATS,
+    card_digest,
     exported_answers,
     run_batch,
     runner,
@@ -83,10 +84,6 @@ class Probabilities(nn.Module):
 
     def forward(self, x):
         return self.activation(self.module(x)).float()  # float32, as the card says (a float64 module's too)
-
-
-def _digest(path: Path) -> str:
-    return script_digest(path)[:20]
 
 
 def _card(net, info: dict, run_dir: Path, formats: list[str], digest: str) -> dict:
@@ -190,7 +187,7 @@ def export_winner(run_dir, formats=("onnx", "torchscript"), out=None, check: boo
     if out.is_file():
         raise UsageError(f"{param('out')} {out} is a file; give a folder (the export writes "
                          f"{', '.join(FORMATS.values())} and {CARD_FILE} in it)")
-    digest = _digest(run_dir / WINNER_FILE)
+    digest = card_digest(run_dir / WINNER_FILE)
     card_path = out / CARD_FILE
     old = _old_card(card_path)
     if _up_to_date(old, out, formats, digest, check):
@@ -240,7 +237,7 @@ def export_winner(run_dir, formats=("onnx", "torchscript"), out=None, check: boo
     card = _card(net, info, run_dir, [f for f in FORMATS if f in formats or f in kept], digest)
     card["familiarity"] = _write_familiarity(info, out)
     card["checks"] = {**{f: old["checks"][f] for f in kept if f in (old.get("checks") or {})}, **checks}
-    card["file_digests"] = {f: _digest(out / FORMATS[f]) for f in card["files"]}
+    card["file_digests"] = {f: card_digest(out / FORMATS[f]) for f in card["files"]}
     atomic_write_text(card_path, json.dumps(card, indent=2, default=str) + "\n")
     return {"card": card_path, "files": files, "checks": checks, "skipped": False, "warnings": traced}
 
@@ -258,7 +255,7 @@ def _intact(card: dict, out: Path, fmt: str) -> bool:
     digests = card.get("file_digests")
     path = out / FORMATS[fmt]
     return (fmt in card.get("files", {}) and isinstance(digests, dict) and path.is_file()
-            and digests.get(fmt) == _digest(path))
+            and digests.get(fmt) == card_digest(path))
 
 
 def _up_to_date(old: dict, out: Path, formats, digest: str, check: bool) -> bool:

@@ -49,6 +49,11 @@ def script_digest(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
+def card_digest(path: Path) -> str:
+    """A file's digest as the card keeps it (``file_digests``, ``winner_digest``): its sha256's first 20 digits."""
+    return script_digest(path)[:20]
+
+
 def runner(fmt: str, path: Path, made_here: bool = False) -> Callable[[np.ndarray], np.ndarray]:
     """The exported file ``path`` loaded once in its runtime, as a function of a float32 batch (NCHW) that
     returns the probabilities; a file that does not load (damaged, replaced) is a ``UsageError`` naming it.
@@ -225,7 +230,7 @@ def exported_answers(model, files):
     fmt = "onnx" if path.suffix == ".onnx" else "torchscript"
     run = runner(fmt, path)  # once, not per image (a TorchScript file not made here: refused, never loaded)
     digests = card.get("file_digests")
-    if isinstance(digests, dict) and isinstance(digests.get(fmt), str) and script_digest(path)[:20] != digests[fmt]:
+    if isinstance(digests, dict) and isinstance(digests.get(fmt), str) and card_digest(path) != digests[fmt]:
         # another export's file of the same shape ran with this card's classes and preprocessing, unsaid
         raise UsageError(f"{param('model')} {path} is not the file {card_path} describes (another export's, or "
                          "changed since): export again, or keep each model file beside its own card")
